@@ -1,0 +1,1 @@
+//! Portable archives of recordings (see README).

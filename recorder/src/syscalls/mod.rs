@@ -1,0 +1,8 @@
+//! Syscall knowledge: one declarative table (`recorder/syscalls.toml`) turned into Rust
+//! by `build.rs`, plus the hand-written handlers for the calls marked `special`.
+
+mod model;
+mod table;
+
+pub use model::{Class, MemArg, RequestDesc, Size, SyscallDesc};
+pub use table::*;
