@@ -1,4 +1,19 @@
 //! Record and replay of Linux x86_64 programs with ptrace, without a hardware PMU.
+//!
+//! See `docs/architecture.md` for the moving parts. The entry points are
+//! [`record::record`] and [`replay::replay`]; [`trace`] is the on-disk format.
 #![deny(missing_docs)]
 
+pub mod address_space;
+pub mod arch;
+pub mod errors;
+pub mod inject;
+pub mod output;
+pub mod ptrace;
+pub mod record;
+pub mod replay;
+pub mod spawn;
 pub mod syscalls;
+pub mod trace;
+
+pub use errors::{Error, Result};

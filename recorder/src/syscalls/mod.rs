@@ -3,6 +3,7 @@
 
 mod model;
 mod table;
+pub mod effects;
 
 pub use model::{Class, MemArg, RequestDesc, Size, SyscallDesc};
 pub use table::*;

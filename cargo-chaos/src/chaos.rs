@@ -1,0 +1,164 @@
+//! `cargo chaos`: the low-level CLI (record, replay, dump).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit_codes;
+
+/// Record and replay programs exactly, without a hardware PMU.
+#[derive(Debug, Parser)]
+#[command(name = "cargo-chaos", bin_name = "cargo chaos", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Record one run of a program.
+    Record(RecordArgs),
+    /// Replay a trace (directory or archive) by re-executing the program.
+    Replay(ReplayArgs),
+    /// Print a trace's events, one per line.
+    Dump(DumpArgs),
+}
+
+/// `cargo chaos record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Where to write the trace (default: a new directory under the user's data dir).
+    #[arg(long)]
+    pub trace_dir: Option<PathBuf>,
+    /// Scheduler seed (default: random; printed and recorded).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The program and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+}
+
+/// `cargo chaos replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Do not show the program's output.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// The trace directory.
+    pub trace: PathBuf,
+}
+
+/// `cargo chaos dump`.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The trace directory.
+    pub trace: PathBuf,
+}
+
+/// Parses arguments (accepting both `cargo-chaos chaos ...`, as cargo runs it, and
+/// `cargo-chaos ...`) and runs the command; returns the exit code.
+pub fn main_with_args(mut args: Vec<OsString>) -> i32 {
+    if args.get(1).is_some_and(|a| a == "chaos") {
+        args.remove(1);
+    }
+    crate::output::init_logging();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let r = match cli.command {
+        Command::Record(a) => record(a),
+        Command::Replay(a) => replay(a),
+        Command::Dump(a) => dump(a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_codes::REPLAY_FAILED
+        }
+    }
+}
+
+fn default_trace_dir(program: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --trace-dir")?).join(".local/share"),
+    };
+    let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "program".into());
+    let dir = base.join("cargo-chaos").join("traces");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for n in 0.. {
+        let cand = dir.join(format!("{name}-{n}"));
+        if !cand.exists() {
+            return Ok(cand);
+        }
+    }
+    unreachable!()
+}
+
+fn record(a: RecordArgs) -> anyhow::Result<i32> {
+    let program = PathBuf::from(&a.command[0]);
+    let trace_dir = match a.trace_dir {
+        Some(d) => d,
+        None => default_trace_dir(&program)?,
+    };
+    let opts = recorder::record::RecordOptions {
+        program,
+        args: a.command[1..].to_vec(),
+        env: std::env::vars_os().collect(),
+        removed_env: Vec::new(),
+        cwd: None,
+        trace_dir: trace_dir.clone(),
+        seed: a.seed,
+    };
+    match recorder::record::record(&opts) {
+        Ok(summary) => {
+            eprintln!("chaos: trace written to {}", summary.trace.display());
+            Ok(summary.result.status)
+        }
+        Err(e) => {
+            eprintln!("error: recording failed: {e}");
+            if trace_dir.join("result.json").exists() {
+                eprintln!("chaos: partial trace kept in {}", trace_dir.display());
+            }
+            Ok(exit_codes::REPLAY_FAILED)
+        }
+    }
+}
+
+fn replay(a: ReplayArgs) -> anyhow::Result<i32> {
+    let mut sink = crate::output::forward(a.quiet);
+    match recorder::replay::replay(&a.trace, &mut sink) {
+        Ok(summary) => Ok(summary.exit.status()),
+        Err(e) => {
+            eprintln!("error: replay failed: {e}");
+            Ok(exit_codes::REPLAY_FAILED)
+        }
+    }
+}
+
+fn dump(a: DumpArgs) -> anyhow::Result<i32> {
+    use std::io::Write;
+    let trace = recorder::trace::TraceDir::open(&a.trace)?;
+    let mut events = trace.events()?;
+    let mut out = std::io::stdout().lock();
+    let mut n = 0u64;
+    while let Some(ev) = events.next_event()? {
+        if writeln!(out, "{n:>8} tid={} {}", ev.tid(), ev.describe()).is_err() {
+            return Ok(0); // broken pipe: the reader has seen enough
+        }
+        n += 1;
+    }
+    if let Some(t) = &events.truncated {
+        eprintln!("warning: the trace ends in a damaged chunk after event {n}: {t}");
+    }
+    Ok(0)
+}

@@ -1,0 +1,12 @@
+//! Exit codes of the binaries, in one place so scripts and other tools can rely on them.
+
+/// Every run passed (record-test), or the replay matched and the program exited 0.
+pub const OK: i32 = 0;
+/// `cargo record-test`: a failing run was captured.
+pub const CAPTURED: i32 = 1;
+/// `cargo record-test`: the tool could not do its job (build failed, recorder error,
+/// upload failed).
+pub const TOOL_ERROR: i32 = 2;
+/// Replay diverged, the trace or archive was refused, or this machine cannot replay it;
+/// also `cargo chaos record` when the recorder itself failed.
+pub const REPLAY_FAILED: i32 = 125;

@@ -1,0 +1,7 @@
+//! The cargo subcommands (`cargo chaos`, `cargo record-test`, `cargo replay-artifact`).
+//! Only glue: argument parsing, dispatch, rendering and exit codes. The work is done by
+//! the `recorder` and `packer` crates.
+
+pub mod chaos;
+pub mod exit_codes;
+pub mod output;

@@ -1,0 +1,34 @@
+//! Writing the replayed program's output and our own messages.
+
+use std::io::Write;
+
+use recorder::output::Stream;
+
+/// Forwards a replayed program's writes to our stdout and stderr, unless quiet.
+pub fn forward(quiet: bool) -> impl FnMut(Stream, &[u8]) {
+    move |stream, data| {
+        if quiet {
+            return;
+        }
+        // A closed pipe on our side must not fail the replay: ignore write errors.
+        let _ = match stream {
+            Stream::Stdout => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(data).and_then(|_| o.flush())
+            }
+            Stream::Stderr => std::io::stderr().lock().write_all(data),
+        };
+    }
+}
+
+/// Whether to draw progress bars: only on a terminal and outside CI.
+pub fn fancy() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
+}
+
+/// Sets up `tracing` from `CHAOS_LOG` (e.g. `CHAOS_LOG=debug`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHAOS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

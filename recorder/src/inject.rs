@@ -1,0 +1,79 @@
+//! Making a stopped task run a system call of the engine's choosing.
+
+use crate::errors::{Error, Result};
+use crate::ptrace::{Resume, Stop, SyscallStop, Task};
+
+/// Runs syscall `nr` with `args` in `task`, using the `syscall` instruction at `insn`,
+/// and restores the task's registers afterwards.
+///
+/// Precondition: the task is in a ptrace stop that is not a syscall-entry stop of a call
+/// that is still to run (an exit stop, an event stop, a signal stop that is being
+/// suppressed, or a `PTRACE_SYSEMU` entry stop, whose call the kernel skips anyway).
+/// Postcondition: the task is at the injected call's exit stop with its original
+/// registers; resuming it continues where it was.
+pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Result<i64> {
+    let saved = task.regs()?;
+    let mut r = saved;
+    r.rip = insn;
+    r.rax = nr;
+    r.orig_rax = u64::MAX;
+    let mut a = [0u64; 6];
+    a[..args.len()].copy_from_slice(args);
+    r.rdi = a[0];
+    r.rsi = a[1];
+    r.rdx = a[2];
+    r.r10 = a[3];
+    r.r8 = a[4];
+    r.r9 = a[5];
+    task.set_regs(&r)?;
+    // Run to the injected call's entry. A task leaving a SYSEMU entry stop under
+    // PTRACE_SYSCALL may first report the exit of the skipped call: step over it.
+    let mut guard = 0;
+    loop {
+        task.resume(Resume::Syscall, 0)?;
+        match task.wait()? {
+            Stop::Syscall => {}
+            Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
+            other => {
+                return Err(Error::Unsupported {
+                    what: format!("task {} stopped with {other:?} while the engine injected syscall {nr}", task.tid),
+                    hint: "report this as a bug".into(),
+                })
+            }
+        }
+        match task.syscall_stop()? {
+            SyscallStop::Entry { nr: got, .. } if got == nr => break,
+            _ => {
+                guard += 1;
+                if guard > 2 {
+                    return Err(Error::Unsupported {
+                        what: format!("could not inject syscall {nr} into task {}", task.tid),
+                        hint: "report this as a bug".into(),
+                    });
+                }
+            }
+        }
+    }
+    task.resume(Resume::Syscall, 0)?;
+    match task.wait()? {
+        Stop::Syscall => {}
+        Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
+        other => {
+            return Err(Error::Unsupported {
+                what: format!("task {} stopped with {other:?} in injected syscall {nr}", task.tid),
+                hint: "report this as a bug".into(),
+            })
+        }
+    }
+    let ret = match task.syscall_stop()? {
+        SyscallStop::Exit { ret } => ret,
+        other => {
+            return Err(Error::Unsupported {
+                what: format!("expected the exit of injected syscall {nr}, got {other:?}"),
+                hint: "report this as a bug".into(),
+            })
+        }
+    };
+    task.set_regs(&saved)?;
+    Ok(ret)
+}

@@ -1,0 +1,110 @@
+//! Which of the program's file descriptors are its stdout and stderr, followed through
+//! dup, dup2, dup3, fcntl(F_DUPFD) and close, so that replay can echo what the replayed
+//! program writes there.
+
+use std::collections::HashMap;
+
+use crate::syscalls::nr;
+
+/// One of the program's original output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// File descriptor 1 at start.
+    Stdout,
+    /// File descriptor 2 at start.
+    Stderr,
+}
+
+/// The fd table restricted to the output streams.
+#[derive(Debug, Clone)]
+pub struct OutputFds {
+    fds: HashMap<u64, Stream>,
+}
+
+impl Default for OutputFds {
+    fn default() -> Self {
+        OutputFds { fds: HashMap::from([(1, Stream::Stdout), (2, Stream::Stderr)]) }
+    }
+}
+
+impl OutputFds {
+    /// The stream an fd writes to, if any.
+    pub fn stream(&self, fd: u64) -> Option<Stream> {
+        self.fds.get(&fd).copied()
+    }
+
+    /// Updates the table after a successful syscall.
+    pub fn after_syscall(&mut self, sysno: u64, args: &[u64; 6], ret: i64) {
+        if ret < 0 {
+            return;
+        }
+        match sysno {
+            nr::CLOSE => {
+                self.fds.remove(&args[0]);
+            }
+            nr::CLOSE_RANGE => {
+                self.fds.retain(|fd, _| *fd < args[0] || *fd > args[1]);
+            }
+            nr::DUP => self.copy(args[0], ret as u64),
+            nr::DUP2 | nr::DUP3 => self.copy(args[0], args[1]),
+            nr::FCNTL if args[1] == libc::F_DUPFD as u64 || args[1] == libc::F_DUPFD_CLOEXEC as u64 => {
+                self.copy(args[0], ret as u64)
+            }
+            _ => {}
+        }
+    }
+
+    fn copy(&mut self, from: u64, to: u64) {
+        if from == to {
+            return;
+        }
+        match self.fds.get(&from).copied() {
+            Some(s) => {
+                self.fds.insert(to, s);
+            }
+            None => {
+                self.fds.remove(&to);
+            }
+        }
+    }
+
+    /// Whether a syscall writes its buffer(s) to an fd in arg 0: write, pwrite64 (one
+    /// buffer in arg 1) or writev, pwritev, pwritev2 (iovecs in arg 1, count in arg 2).
+    pub fn write_kind(sysno: u64) -> Option<WriteKind> {
+        match sysno {
+            nr::WRITE | nr::PWRITE64 => Some(WriteKind::Buffer),
+            nr::WRITEV | nr::PWRITEV | nr::PWRITEV2 => Some(WriteKind::Iovec),
+            _ => None,
+        }
+    }
+}
+
+/// How a write-like syscall passes its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// One buffer: arg 1, length arg 2.
+    Buffer,
+    /// An iovec array: arg 1, count arg 2.
+    Iovec,
+}
+
+/// Reads the bytes a write-like call actually wrote (`ret` of them) from the tracee.
+pub fn written_bytes(task: &mut crate::ptrace::Task, kind: WriteKind, args: &[u64; 6], ret: i64) -> crate::errors::Result<Vec<u8>> {
+    let n = ret.max(0) as u64;
+    match kind {
+        WriteKind::Buffer => task.read_mem(args[1], n as usize),
+        WriteKind::Iovec => {
+            let mut out = Vec::with_capacity(n as usize);
+            let mut left = n;
+            for (base, len) in crate::syscalls::effects::read_iovecs(task, args[1], args[2])? {
+                if left == 0 {
+                    break;
+                }
+                let take = len.min(left);
+                out.extend(task.read_mem(base, take as usize)?);
+                left -= take;
+            }
+            Ok(out)
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The only code that issues ptrace requests.
+//!
+//! A [`Task`] is one traced thread, identified by its tid. Every request names the
+//! operation, so that a failure says which call failed for which task; `ESRCH` becomes
+//! [`Error::TaskGone`], which callers treat as "this task exited", never as a recorder
+//! failure. All requests for a task must come from the OS thread that traces it (the
+//! kernel ties a tracee to the tracer *thread*); the engine runs on one thread.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use nix::errno::Errno;
+
+use crate::errors::{Error, Result};
+
+/// The general-purpose registers of an x86_64 task (`struct user_regs_struct`).
+pub type Regs = libc::user_regs_struct;
+
+/// How to resume a stopped task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Run until the next syscall entry or exit (`PTRACE_SYSCALL`).
+    Syscall,
+    /// Run until the next syscall entry, which will not be executed (`PTRACE_SYSEMU`).
+    Sysemu,
+    /// Run until a signal or event (`PTRACE_CONT`).
+    Cont,
+}
+
+/// What `PTRACE_GET_SYSCALL_INFO` says about a syscall stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallStop {
+    /// Entry: number and arguments.
+    Entry {
+        /// Syscall number.
+        nr: u64,
+        /// Arguments.
+        args: [u64; 6],
+    },
+    /// Exit: the return value.
+    Exit {
+        /// Return value (negative errno on failure).
+        ret: i64,
+    },
+    /// Not a syscall stop.
+    None,
+}
+
+/// Why a task stopped or ended, as reported by `waitpid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// A syscall entry or exit stop (`SIGTRAP | 0x80`).
+    Syscall,
+    /// A signal-delivery stop.
+    Signal(i32),
+    /// A ptrace event stop (`PTRACE_EVENT_*`).
+    Event(i32),
+    /// A group stop or other stop we do not distinguish.
+    Other(i32),
+    /// The task exited with this code.
+    Exited(i32),
+    /// The task was killed by this signal.
+    Killed(i32),
+}
+
+fn check(pid: i32, op: &'static str, r: libc::c_long) -> Result<libc::c_long> {
+    if r == -1 {
+        let e = Errno::last();
+        if e == Errno::ESRCH {
+            return Err(Error::TaskGone { pid });
+        }
+        return Err(Error::Ptrace { pid, op, source: e });
+    }
+    Ok(r)
+}
+
+/// `struct ptrace_syscall_info` as the kernel lays it out (x86_64).
+#[repr(C)]
+#[derive(Default)]
+struct RawSyscallInfo {
+    op: u8,
+    pad: [u8; 3],
+    arch: u32,
+    instruction_pointer: u64,
+    stack_pointer: u64,
+    // entry: nr, args[6]; exit: rval, is_error
+    data: [u64; 7],
+}
+
+/// One traced thread.
+#[derive(Debug)]
+pub struct Task {
+    /// Thread id.
+    pub tid: i32,
+    mem: Option<File>,
+}
+
+impl Task {
+    /// A handle on an already traced thread.
+    pub fn new(tid: i32) -> Self {
+        Task { tid, mem: None }
+    }
+
+    fn raw(&self, req: libc::c_uint, op: &'static str, addr: usize, data: usize) -> Result<libc::c_long> {
+        // SAFETY: ptrace with integer/pointer arguments chosen by the caller; the kernel
+        // validates them and any pointer we pass points to a live local of the right size.
+        let r = unsafe { libc::ptrace(req, self.tid, addr as *mut libc::c_void, data as *mut libc::c_void) };
+        check(self.tid, op, r)
+    }
+
+    /// Sets the ptrace options.
+    pub fn set_options(&self, options: libc::c_int) -> Result<()> {
+        self.raw(libc::PTRACE_SETOPTIONS, "PTRACE_SETOPTIONS", 0, options as usize)?;
+        Ok(())
+    }
+
+    /// Reads the general registers.
+    pub fn regs(&self) -> Result<Regs> {
+        // SAFETY: user_regs_struct is plain data; all-zero is valid.
+        let mut regs: Regs = unsafe { std::mem::zeroed() };
+        self.raw(libc::PTRACE_GETREGS, "PTRACE_GETREGS", 0, &mut regs as *mut Regs as usize)?;
+        Ok(regs)
+    }
+
+    /// Writes the general registers.
+    pub fn set_regs(&self, regs: &Regs) -> Result<()> {
+        self.raw(libc::PTRACE_SETREGS, "PTRACE_SETREGS", 0, regs as *const Regs as usize)?;
+        Ok(())
+    }
+
+    /// Writes one word of the user area (a register, by its byte offset).
+    pub fn poke_user(&self, offset: usize, value: u64) -> Result<()> {
+        self.raw(libc::PTRACE_POKEUSER, "PTRACE_POKEUSER", offset, value as usize)?;
+        Ok(())
+    }
+
+    /// Sets `rax`, the syscall return value.
+    pub fn set_rax(&self, value: u64) -> Result<()> {
+        self.poke_user(10 * 8, value)
+    }
+
+    /// Sets `orig_rax`, the syscall number seen at an entry stop (-1 skips the call).
+    pub fn set_orig_rax(&self, value: u64) -> Result<()> {
+        self.poke_user(15 * 8, value)
+    }
+
+    /// Reads the siginfo of a signal-delivery stop.
+    pub fn siginfo(&self) -> Result<libc::siginfo_t> {
+        // SAFETY: siginfo_t is plain data.
+        let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        self.raw(libc::PTRACE_GETSIGINFO, "PTRACE_GETSIGINFO", 0, &mut si as *mut _ as usize)?;
+        Ok(si)
+    }
+
+    /// The event message of a ptrace event stop (new tid, exit status...).
+    pub fn event_msg(&self) -> Result<u64> {
+        let mut msg: libc::c_ulong = 0;
+        self.raw(libc::PTRACE_GETEVENTMSG, "PTRACE_GETEVENTMSG", 0, &mut msg as *mut _ as usize)?;
+        Ok(msg)
+    }
+
+    /// What kind of syscall stop the task is in.
+    pub fn syscall_stop(&self) -> Result<SyscallStop> {
+        let mut info = RawSyscallInfo::default();
+        self.raw(
+            libc::PTRACE_GET_SYSCALL_INFO,
+            "PTRACE_GET_SYSCALL_INFO",
+            std::mem::size_of::<RawSyscallInfo>(),
+            &mut info as *mut _ as usize,
+        )?;
+        Ok(match info.op {
+            1 => SyscallStop::Entry {
+                nr: info.data[0],
+                args: [info.data[1], info.data[2], info.data[3], info.data[4], info.data[5], info.data[6]],
+            },
+            2 => SyscallStop::Exit { ret: info.data[0] as i64 },
+            _ => SyscallStop::None,
+        })
+    }
+
+    /// Resumes the task, delivering `signal` (0 for none).
+    pub fn resume(&self, how: Resume, signal: i32) -> Result<()> {
+        let (req, op) = match how {
+            Resume::Syscall => (libc::PTRACE_SYSCALL, "PTRACE_SYSCALL"),
+            Resume::Sysemu => (libc::PTRACE_SYSEMU, "PTRACE_SYSEMU"),
+            Resume::Cont => (libc::PTRACE_CONT, "PTRACE_CONT"),
+        };
+        self.raw(req, op, 0, signal as usize)?;
+        Ok(())
+    }
+
+    /// Kills the task's whole process.
+    pub fn kill(&self) {
+        // SAFETY: plain syscall.
+        unsafe { libc::kill(self.tid, libc::SIGKILL) };
+    }
+
+    /// Waits for this task (only this one: never `waitpid(-1)`, which would steal the
+    /// events of other recordings in the same process).
+    pub fn wait(&self) -> Result<Stop> {
+        wait_for(self.tid)
+    }
+
+    fn mem(&mut self) -> Result<&File> {
+        if self.mem.is_none() {
+            let path = format!("/proc/{}/mem", self.tid);
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::ENOENT) | Some(libc::ESRCH) => Error::TaskGone { pid: self.tid },
+                    _ => Error::io(path, e),
+                })?;
+            self.mem = Some(f);
+        }
+        Ok(self.mem.as_ref().expect("just opened"))
+    }
+
+    /// Forgets the memory file; needed after execve, which gives the task a new mm.
+    pub fn reopen_mem(&mut self) {
+        self.mem = None;
+    }
+
+    /// Reads `len` bytes of the task's memory.
+    pub fn read_mem(&mut self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let tid = self.tid;
+        let f = self.mem()?;
+        let mut done = 0;
+        while done < len {
+            match f.read_at(&mut buf[done..], addr + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) => {
+                    return Err(Error::Memory { pid: tid, op: "read", addr, len, source: e });
+                }
+            }
+        }
+        if done < len {
+            return Err(Error::Memory {
+                pid: tid,
+                op: "read",
+                addr,
+                len,
+                source: std::io::Error::from_raw_os_error(libc::EFAULT),
+            });
+        }
+        Ok(buf)
+    }
+
+    /// Reads up to `len` bytes, stopping early at unmapped memory.
+    pub fn read_mem_partial(&mut self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let f = self.mem()?;
+        let mut done = 0;
+        while done < len {
+            match f.read_at(&mut buf[done..], addr + done as u64) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => done += n,
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    /// Reads a NUL-terminated string (without the NUL), at most `max` bytes.
+    pub fn read_cstr(&mut self, addr: u64, max: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut at = addr;
+        while out.len() < max {
+            // Read up to the end of the page so we never cross into an unmapped one.
+            let chunk = (4096 - (at % 4096)) as usize;
+            let bytes = self.read_mem(at, chunk)?;
+            if let Some(pos) = bytes.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&bytes[..pos]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&bytes);
+            at += chunk as u64;
+        }
+        out.truncate(max);
+        Ok(out)
+    }
+
+    /// Writes bytes into the task's memory, read-only pages included (the kernel breaks
+    /// copy-on-write for a tracer, so mapped files are never modified).
+    pub fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<()> {
+        let tid = self.tid;
+        let f = self.mem()?;
+        f.write_all_at(data, addr).map_err(|e| Error::Memory {
+            pid: tid,
+            op: "write",
+            addr,
+            len: data.len(),
+            source: e,
+        })
+    }
+}
+
+/// Waits for one task with `__WALL`, restarting on EINTR.
+pub fn wait_for(tid: i32) -> Result<Stop> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: plain syscall with a pointer to a local.
+        let r = unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
+        if r == -1 {
+            let e = Errno::last();
+            if e == Errno::EINTR {
+                continue;
+            }
+            if e == Errno::ECHILD {
+                return Err(Error::TaskGone { pid: tid });
+            }
+            return Err(Error::Ptrace { pid: tid, op: "waitpid", source: e });
+        }
+        return Ok(decode_status(status));
+    }
+}
+
+fn decode_status(status: libc::c_int) -> Stop {
+    if libc::WIFEXITED(status) {
+        Stop::Exited(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Stop::Killed(libc::WTERMSIG(status))
+    } else {
+        let sig = libc::WSTOPSIG(status);
+        let event = status >> 16;
+        if sig == (libc::SIGTRAP | 0x80) {
+            Stop::Syscall
+        } else if event != 0 {
+            Stop::Event(event)
+        } else if sig == libc::SIGTRAP || sig == libc::SIGSTOP || sig == libc::SIGTSTP || sig == libc::SIGTTIN || sig == libc::SIGTTOU {
+            // Could be a group-stop or a real signal; callers look at siginfo if they care.
+            Stop::Signal(sig)
+        } else {
+            Stop::Signal(sig)
+        }
+    }
+}
+
+/// The ptrace options every recording and replay sets.
+pub const OPTIONS: libc::c_int = libc::PTRACE_O_TRACESYSGOOD
+    | libc::PTRACE_O_TRACEEXEC
+    | libc::PTRACE_O_EXITKILL
+    | libc::PTRACE_O_TRACECLONE
+    | libc::PTRACE_O_TRACEFORK
+    | libc::PTRACE_O_TRACEVFORK;

@@ -1,0 +1,158 @@
+//! What happens at the exit stop of the initial execve: arm CPUID faulting and TSC
+//! trapping (the kernel clears CPUID faulting on exec), hide the vDSO so time calls
+//! become real syscalls, and capture the new address space.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use crate::address_space::read_maps;
+use crate::arch;
+use crate::errors::{Error, Result};
+use crate::inject::inject_syscall;
+use crate::ptrace::Task;
+use crate::trace::{ExecState, FileStore, Mapping, MemWrite};
+
+const ARCH_SET_CPUID: u64 = 0x1012;
+const AT_IGNORE: u64 = 1;
+const AT_SYSINFO_EHDR: u64 = 33;
+
+/// What the exec stop produced.
+pub struct ExecSetup {
+    /// The image.
+    pub state: ExecState,
+    /// personality(ADDR_NO_RANDOMIZE) took effect.
+    pub aslr_disabled: bool,
+    /// CPUID faulting is armed.
+    pub cpuid_faulting: bool,
+}
+
+/// Arms the traps and captures the image. The task is at the execve exit stop.
+pub fn arm_and_capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecSetup> {
+    let regs = task.regs()?;
+    let cpuid_faulting = arm_traps(task, regs.rip)?;
+    hide_vdso(task, regs.rsp)?;
+    let state = capture(task, files, exe)?;
+    let personality = std::fs::read_to_string(format!("/proc/{}/personality", task.tid)).unwrap_or_default();
+    let aslr_disabled = u32::from_str_radix(personality.trim(), 16).map(|p| p & libc::ADDR_NO_RANDOMIZE as u32 != 0).unwrap_or(false);
+    Ok(ExecSetup { state, aslr_disabled, cpuid_faulting })
+}
+
+/// Makes rdtsc/rdtscp and cpuid fault (SIGSEGV) so the recorder can emulate them.
+/// Returns whether CPUID faulting is available.
+pub fn arm_traps(task: &mut Task, at: u64) -> Result<bool> {
+    // Borrow the instruction bytes at `at` for a `syscall`, then put them back.
+    let saved = task.read_mem(at, 2)?;
+    task.write_mem(at, &[0x0f, 0x05])?;
+    let r1 = inject_syscall(task, at, libc::SYS_arch_prctl as u64, &[ARCH_SET_CPUID, 0]);
+    let r2 = inject_syscall(task, at, libc::SYS_prctl as u64, &[libc::PR_SET_TSC as u64, libc::PR_TSC_SIGSEGV as u64]);
+    task.write_mem(at, &saved)?;
+    let cpuid = r1?;
+    let tsc = r2?;
+    if tsc != 0 {
+        return Err(Error::Unsupported {
+            what: format!("prctl(PR_SET_TSC) failed with {tsc}"),
+            hint: "rdtsc cannot be trapped on this kernel".into(),
+        });
+    }
+    if cpuid != 0 {
+        tracing::warn!("CPUID faulting is not available (arch_prctl returned {cpuid}): cpuid results are not recorded");
+    }
+    Ok(cpuid == 0)
+}
+
+/// Rewrites AT_SYSINFO_EHDR in the auxv to AT_IGNORE, so libc does not find the vDSO and
+/// makes real (recordable) syscalls for clock_gettime and friends.
+fn hide_vdso(task: &mut Task, rsp: u64) -> Result<()> {
+    let word = |task: &mut Task, at: u64| -> Result<u64> { Ok(u64::from_le_bytes(task.read_mem(at, 8)?.try_into().expect("8"))) };
+    let argc = word(task, rsp)?;
+    let mut p = rsp + 8 + (argc + 1) * 8;
+    while word(task, p)? != 0 {
+        p += 8;
+    }
+    p += 8;
+    loop {
+        let kind = word(task, p)?;
+        if kind == 0 {
+            break;
+        }
+        if kind == AT_SYSINFO_EHDR {
+            task.write_mem(p, &AT_IGNORE.to_le_bytes())?;
+        }
+        p += 16;
+    }
+    Ok(())
+}
+
+fn capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecState> {
+    let tid = task.tid;
+    let maps = read_maps(tid)?;
+    let exe_link = PathBuf::from(format!("/proc/{tid}/exe"));
+    let exe_ino = std::fs::metadata(&exe_link).map_err(|e| Error::io(&exe_link, e))?.ino();
+    let mut mappings = Vec::new();
+    let mut memory = Vec::new();
+    for m in &maps {
+        if m.name == "[vsyscall]" || m.name == "[vdso]" || m.name.starts_with("[vvar") {
+            continue;
+        }
+        let file = if m.is_file() {
+            let path = if m.inode == exe_ino { exe_link.clone() } else { PathBuf::from(&m.name) };
+            let ino = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.ino();
+            if ino != m.inode {
+                return Err(Error::Unsupported {
+                    what: format!("{} changed on disk while the program was starting", m.name),
+                    hint: "do not rebuild or replace files while recording".into(),
+                });
+            }
+            Some(files.capture(&path)?)
+        } else {
+            None
+        };
+        if m.prot & libc::PROT_WRITE != 0 || m.name == "[stack]" {
+            memory.push(MemWrite { addr: m.start, data: task.read_mem(m.start, (m.end - m.start) as usize)? });
+        }
+        mappings.push(Mapping {
+            start: m.start,
+            end: m.end,
+            prot: m.prot,
+            shared: m.shared,
+            offset: m.offset,
+            file,
+            name: m.name.clone(),
+        });
+    }
+    let regs = task.regs()?;
+    Ok(ExecState {
+        tid,
+        path: exe.to_string(),
+        regs: arch::regs_to_vec(&regs),
+        mappings,
+        memory,
+        brk: start_brk(tid)?,
+        stack_limit: stack_limit(tid),
+    })
+}
+
+/// The `start_brk` field of `/proc/PID/stat` (field 47).
+fn start_brk(pid: i32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state).
+    fields.get(47 - 3).and_then(|f| f.parse().ok()).ok_or_else(|| Error::BadTrace {
+        path: path.into(),
+        reason: "cannot read start_brk".into(),
+    })
+}
+
+fn stack_limit(pid: i32) -> u64 {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: prlimit reading into a local.
+    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_STACK, std::ptr::null(), &mut rl) };
+    if r != 0 || rl.rlim_cur == libc::RLIM_INFINITY {
+        8 << 20
+    } else {
+        rl.rlim_cur
+    }
+}

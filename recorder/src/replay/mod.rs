@@ -1,0 +1,489 @@
+//! Replay: re-execute the program from its trace.
+//!
+//! The replayer execs a tiny static stub (see [`crate::address_space`]), rebuilds the
+//! recorded address space from the trace's copies of the files, sets the recorded
+//! registers and lets the program run. Recorded syscalls are skipped with
+//! `PTRACE_SYSEMU` and their results and written memory injected; the calls that shape
+//! the address space, the signal state or the task run for real (mmap against the
+//! trace's copy of the file, at the recorded address). Every event is checked: tid,
+//! syscall number, argument registers, a hash of the memory passed in, rdtsc/cpuid
+//! sites, signals, and the final status.
+
+mod rebuild;
+
+use std::path::{Path, PathBuf};
+
+use crate::address_space::{STUB_SCRATCH, STUB_SYSCALL};
+use crate::arch::Trapped;
+use crate::errors::{Error, Result};
+use crate::inject::inject_syscall;
+use crate::output::{OutputFds, Stream};
+use crate::ptrace::{Resume, Stop, SyscallStop, Task};
+use crate::spawn::{self, SpawnSpec};
+use crate::syscalls::{self, effects, nr, Class};
+use crate::trace::{signal_name, Event, EventReader, ExitKind, SyscallEvent, TraceDir};
+
+/// Receives what the replayed program writes to its stdout and stderr.
+pub type OutputSink<'a> = dyn FnMut(Stream, &[u8]) + 'a;
+
+/// How a replay ended.
+#[derive(Debug, Clone)]
+pub struct ReplaySummary {
+    /// Events replayed (all of them, when the replay matched).
+    pub events: u64,
+    /// How the replayed program ended.
+    pub exit: ExitKind,
+}
+
+/// Called at every syscall event of a replay with the replayed process's pid and the
+/// event number, while the process is stopped (tests inspect `/proc/PID/maps` there).
+pub type Observer<'a> = dyn FnMut(i32, u64) + 'a;
+
+/// Replays a trace. What the program writes to fds 1 and 2 goes to `sink` as it writes.
+pub fn replay(trace_path: &Path, sink: &mut OutputSink<'_>) -> Result<ReplaySummary> {
+    replay_observed(trace_path, sink, &mut |_, _| {})
+}
+
+/// [`replay`], calling `observer` at every syscall event.
+pub fn replay_observed(trace_path: &Path, sink: &mut OutputSink<'_>, observer: &mut Observer<'_>) -> Result<ReplaySummary> {
+    let trace = TraceDir::open(trace_path)?;
+    let header = trace.header()?;
+    let mut events = trace.events()?;
+    let first = match events.next_event()? {
+        Some(Event::Exec(state)) => state,
+        Some(other) => {
+            return Err(Error::BadTrace {
+                path: trace.path.clone(),
+                reason: format!("the first event is `{}`, not an exec", other.describe()),
+            })
+        }
+        None => {
+            return Err(Error::TraceEnded { events: 0, detail: events.truncated.clone() });
+        }
+    };
+    if header.cpuid_faulting && !cpuid_faulting_available() {
+        return Err(Error::Unsupported {
+            what: "this machine cannot trap cpuid (no CPUID faulting), which the recording relies on".into(),
+            hint: "replay on a machine with CPUID faulting (most Intel CPUs, recent AMD ones)".into(),
+        });
+    }
+
+    let stub_dir = StubFile::create()?;
+    let cpu_set = spawn::cpu_set();
+    let pinned = cpu_set[0];
+    spawn::pin_self(&[pinned]);
+    let result = (|| {
+        let spec = SpawnSpec {
+            path: &stub_dir.path,
+            argv: vec!["chaos-replay-stub".into()],
+            env: Vec::new(),
+            cwd: None,
+            cpu: Some(pinned),
+            no_aslr: true,
+            null_stdio: true,
+            no_core: true,
+        };
+        let pid = spawn::spawn_traced(&spec)?;
+        let mut r = Replayer {
+            trace: trace.clone(),
+            task: Task::new(pid),
+            events,
+            index: 1,
+            brk: first.brk,
+            out_fds: OutputFds::default(),
+            recorded_tid: first.tid,
+            sink,
+            observer,
+        };
+        let res = r.start(&first).and_then(|_| r.run());
+        if res.is_err() {
+            r.task.kill();
+            let _ = r.task.wait();
+        }
+        res
+    })();
+    spawn::pin_self(&cpu_set);
+    result
+}
+
+/// The stub executable, written to a private temporary directory for the replay.
+struct StubFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl StubFile {
+    fn create() -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir();
+        let mut n = 0;
+        let dir = loop {
+            let d = base.join(format!("chaos-replay-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&d) {
+                Ok(()) => break d,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(Error::io(d, e)),
+            }
+        };
+        let path = dir.join("stub");
+        std::fs::write(&path, crate::address_space::stub_elf()).map_err(|e| Error::io(&path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(&path, e))?;
+        Ok(StubFile { dir, path })
+    }
+}
+
+impl Drop for StubFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Replayer<'s, 'a> {
+    trace: TraceDir,
+    task: Task,
+    events: EventReader,
+    /// Number of the next event.
+    index: u64,
+    brk: u64,
+    out_fds: OutputFds,
+    recorded_tid: i32,
+    sink: &'s mut OutputSink<'a>,
+    observer: &'s mut Observer<'a>,
+}
+
+impl Replayer<'_, '_> {
+    fn start(&mut self, first: &crate::trace::ExecState) -> Result<()> {
+        self.task.set_options(crate::ptrace::OPTIONS)?;
+        self.task.resume(Resume::Cont, 0)?;
+        match self.task.wait()? {
+            Stop::Event(libc::PTRACE_EVENT_EXEC) => {}
+            other => return Err(self.setup_error(format!("the replay stub did not exec ({other:?})"))),
+        }
+        self.task.resume(Resume::Syscall, 0)?;
+        match self.task.wait()? {
+            Stop::Syscall => {}
+            other => return Err(self.setup_error(format!("unexpected stop after the stub's exec: {other:?}"))),
+        }
+        self.task.reopen_mem();
+        rebuild::rebuild(&mut self.task, &self.trace, first)
+    }
+
+    fn setup_error(&self, reason: String) -> Error {
+        Error::Spawn { program: "replay stub".into(), reason }
+    }
+
+    fn diverge(&mut self, expected: &Event, actual: String) -> Error {
+        Error::Divergence { event: self.index, expected: expected.describe(), actual }
+    }
+
+    fn run(&mut self) -> Result<ReplaySummary> {
+        let mut signal = 0;
+        let mut next = self.events.next_event()?;
+        loop {
+            let Some(ev) = next.take() else {
+                return Err(Error::TraceEnded { events: self.index, detail: self.events.truncated.clone() });
+            };
+            if ev.tid() != self.recorded_tid {
+                return Err(Error::Unsupported {
+                    what: format!("event {} belongs to thread {}", self.index, ev.tid()),
+                    hint: "this version replays single-threaded programs only".into(),
+                });
+            }
+            let mode = match &ev {
+                Event::Syscall(s) if runs_at_replay(s) => Resume::Syscall,
+                _ => Resume::Sysemu,
+            };
+            self.task.resume(mode, signal)?;
+            signal = 0;
+            let stop = self.task.wait()?;
+            let consumed = match stop {
+                Stop::Syscall => match self.task.syscall_stop()? {
+                    SyscallStop::Entry { nr, args } => {
+                        self.on_syscall(&ev, nr, args)?;
+                        true
+                    }
+                    // The exit of a call skipped at a SYSEMU stop: nothing to do.
+                    _ => false,
+                },
+                Stop::Signal(sig) => {
+                    let regs = self.task.regs()?;
+                    let insn = if sig == libc::SIGSEGV {
+                        Trapped::decode(&self.task.read_mem_partial(regs.rip, 3)?)
+                    } else {
+                        None
+                    };
+                    match (insn, &ev) {
+                        (Some(_), Event::Rdtsc { .. } | Event::Cpuid { .. }) => {
+                            self.on_trapped(&ev, regs)?;
+                        }
+                        (None, Event::Signal { signo, rip, .. }) if *signo == sig && *rip == regs.rip => {
+                            signal = sig;
+                        }
+                        (Some(i), _) => return Err(self.diverge(&ev, format!("executed {i:?} at {:#x}", regs.rip))),
+                        (None, _) => {
+                            return Err(self.diverge(&ev, format!("got {} at {:#x}", signal_name(sig), regs.rip)))
+                        }
+                    }
+                    true
+                }
+                Stop::Exited(code) => return self.on_end(&ev, ExitKind::Exited(code)),
+                Stop::Killed(sig) => return self.on_end(&ev, ExitKind::Signaled(sig)),
+                Stop::Event(e) => return Err(self.diverge(&ev, format!("stopped with ptrace event {e}"))),
+                Stop::Other(s) => return Err(self.diverge(&ev, format!("stopped with status {s}"))),
+            };
+            if consumed {
+                self.index += 1;
+                next = self.events.next_event()?;
+            } else {
+                next = Some(ev);
+            }
+        }
+    }
+
+    fn on_end(&mut self, ev: &Event, how: ExitKind) -> Result<ReplaySummary> {
+        match ev {
+            Event::Exit { how: rec, .. } if *rec == how => Ok(ReplaySummary { events: self.index + 1, exit: how }),
+            _ => {
+                let what = match how {
+                    ExitKind::Exited(c) => format!("exited with code {c}"),
+                    ExitKind::Signaled(s) => format!("was killed by {}", signal_name(s)),
+                };
+                Err(self.diverge(ev, what))
+            }
+        }
+    }
+
+    fn on_trapped(&mut self, ev: &Event, mut regs: crate::ptrace::Regs) -> Result<()> {
+        match *ev {
+            Event::Rdtsc { rip, rdtscp, tsc, aux, .. } if rip == regs.rip => {
+                regs.rax = tsc & 0xffff_ffff;
+                regs.rdx = tsc >> 32;
+                if rdtscp {
+                    regs.rcx = aux as u64;
+                }
+                regs.rip += if rdtscp { 3 } else { 2 };
+            }
+            Event::Cpuid { rip, leaf, subleaf, out, .. } if rip == regs.rip => {
+                if regs.rax as u32 != leaf || (regs.rcx as u32 != subleaf && needs_subleaf(leaf)) {
+                    return Err(self.diverge(ev, format!("asked cpuid({:#x}, {:#x})", regs.rax as u32, regs.rcx as u32)));
+                }
+                regs.rax = out[0] as u64;
+                regs.rbx = out[1] as u64;
+                regs.rcx = out[2] as u64;
+                regs.rdx = out[3] as u64;
+                regs.rip += 2;
+            }
+            _ => return Err(self.diverge(ev, format!("trapped an instruction at {:#x}", regs.rip))),
+        }
+        self.task.set_regs(&regs)
+    }
+
+    fn on_syscall(&mut self, ev: &Event, sysno: u64, args: [u64; 6]) -> Result<()> {
+        let Event::Syscall(s) = ev else {
+            return Err(self.diverge(ev, format!("made syscall {}", describe_call(sysno, &args))));
+        };
+        (self.observer)(self.task.tid, self.index);
+        if s.nr != sysno || s.args != args {
+            return Err(self.diverge(ev, format!("made syscall {}", describe_call(sysno, &args))));
+        }
+        let desc = syscalls::lookup(sysno).ok_or_else(|| Error::BadTrace {
+            path: self.trace.path.clone(),
+            reason: format!("event {} is an unknown syscall {sysno}", self.index),
+        })?;
+        let (_, _, inputs) = crate::record::resolve_request(desc, &args);
+        let hash = effects::input_hash(&mut self.task, inputs, &args, None)?;
+        if hash != s.input_hash {
+            return Err(self.diverge(
+                ev,
+                format!("passed different data to {} (input hash {hash:#x}, recorded {:#x})", desc.name, s.input_hash),
+            ));
+        }
+        if runs_at_replay(s) {
+            self.execute(s)?;
+        } else {
+            if s.ret >= 0 {
+                if let (Some(kind), Some(stream)) = (OutputFds::write_kind(sysno), self.out_fds.stream(args[0])) {
+                    let data = crate::output::written_bytes(&mut self.task, kind, &args, s.ret)?;
+                    (self.sink)(stream, &data);
+                }
+            }
+            for w in &s.writes {
+                self.task.write_mem(w.addr, &w.data)?;
+            }
+            self.task.set_rax(s.ret as u64)?;
+        }
+        self.out_fds.after_syscall(sysno, &args, s.ret);
+        Ok(())
+    }
+
+    /// Runs a call of the "executed at replay" class. The task is at a real (non-SYSEMU)
+    /// entry stop; on return it is at the call's exit stop with the recorded result.
+    fn execute(&mut self, s: &SyscallEvent) -> Result<()> {
+        match s.nr {
+            nr::EXIT | nr::EXIT_GROUP => return Ok(()),
+            nr::MMAP | nr::BRK => {
+                // Cancel the call, then do what it did at record time by injection.
+                self.task.set_orig_rax(u64::MAX)?;
+                self.run_to_exit(s)?;
+                if s.nr == nr::MMAP {
+                    self.redo_mmap(s)?;
+                } else {
+                    self.redo_brk(s.ret as u64)?;
+                }
+                return self.task.set_rax(s.ret as u64);
+            }
+            _ => {}
+        }
+        let saved = self.task.regs()?;
+        if s.nr == nr::MREMAP && s.ret >= 0 && s.ret as u64 != s.args[0] {
+            // It moved at record time: make it move to the same place.
+            let mut r = saved;
+            r.r10 |= (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+            r.r8 = s.ret as u64;
+            self.task.set_regs(&r)?;
+        }
+        let got = self.run_to_exit(s)?;
+        if got != s.ret && compares_result(s.nr) {
+            let ev = Event::Syscall(s.clone());
+            return Err(self.diverge(&ev, format!("got {got} from it at replay")));
+        }
+        if s.nr == nr::RT_SIGRETURN {
+            return Ok(());
+        }
+        let mut r = self.task.regs()?;
+        r.rdi = saved.rdi;
+        r.rsi = saved.rsi;
+        r.rdx = saved.rdx;
+        r.r10 = saved.r10;
+        r.r8 = saved.r8;
+        r.r9 = saved.r9;
+        r.rax = s.ret as u64;
+        self.task.set_regs(&r)
+    }
+
+    fn run_to_exit(&mut self, s: &SyscallEvent) -> Result<i64> {
+        self.task.resume(Resume::Syscall, 0)?;
+        match self.task.wait()? {
+            Stop::Syscall => match self.task.syscall_stop()? {
+                SyscallStop::Exit { ret } => Ok(ret),
+                other => Err(self.diverge(&Event::Syscall(s.clone()), format!("stopped at {other:?}"))),
+            },
+            other => Err(self.diverge(&Event::Syscall(s.clone()), format!("stopped with {other:?} inside it"))),
+        }
+    }
+
+    fn inject(&mut self, nr: i64, args: &[u64]) -> Result<i64> {
+        inject_syscall(&mut self.task, STUB_SYSCALL, nr as u64, args)
+    }
+
+    fn redo_mmap(&mut self, s: &SyscallEvent) -> Result<()> {
+        if s.ret < 0 {
+            return Ok(());
+        }
+        let [_, len, prot, flags, _, off] = s.args;
+        let addr = s.ret as u64;
+        if crate::address_space::overlaps_stub(addr, addr + len) {
+            return Err(stub_conflict(addr));
+        }
+        let base_flags = (flags as i32 & !libc::MAP_FIXED_NOREPLACE) | libc::MAP_FIXED;
+        let got = match &s.file {
+            Some(hash) => {
+                let fd = self.open_trace_file(hash)?;
+                let flags = (base_flags & !libc::MAP_SHARED & !libc::MAP_SHARED_VALIDATE) | libc::MAP_PRIVATE;
+                let got = self.inject(libc::SYS_mmap, &[addr, len, prot, flags as u64, fd as u64, off]);
+                self.inject(libc::SYS_close, &[fd as u64])?;
+                got?
+            }
+            None => self.inject(libc::SYS_mmap, &[addr, len, prot, base_flags as u64, u64::MAX, 0])?,
+        };
+        if got != s.ret {
+            return Err(self.diverge(&Event::Syscall(s.clone()), format!("could not map it at replay ({got})")));
+        }
+        Ok(())
+    }
+
+    fn open_trace_file(&mut self, hash: &str) -> Result<i64> {
+        let path = self.trace.file_path(hash);
+        if !path.is_file() {
+            return Err(Error::BadTrace { path: self.trace.path.clone(), reason: format!("captured file {hash} is missing") });
+        }
+        let mut bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+        bytes.push(0);
+        self.task.write_mem(STUB_SCRATCH, &bytes)?;
+        let fd = self.inject(libc::SYS_openat, &[libc::AT_FDCWD as u64, STUB_SCRATCH, (libc::O_RDONLY | libc::O_CLOEXEC) as u64])?;
+        if fd < 0 {
+            return Err(Error::io(path, std::io::Error::from_raw_os_error(-fd as i32)));
+        }
+        Ok(fd)
+    }
+
+    /// The kernel's brk area at replay is not where it was at record; brk is replayed as
+    /// anonymous mappings at the recorded addresses.
+    fn redo_brk(&mut self, new: u64) -> Result<()> {
+        let page = |x: u64| (x + 4095) & !4095;
+        let (old_end, new_end) = (page(self.brk), page(new));
+        if new_end > old_end {
+            let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+            let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64;
+            let got = self.inject(libc::SYS_mmap, &[old_end, new_end - old_end, prot, flags, u64::MAX, 0])?;
+            if got as u64 != old_end {
+                return Err(Error::Unsupported { what: format!("cannot grow the heap at replay ({got})"), hint: "report this as a bug".into() });
+            }
+        } else if new_end < old_end {
+            self.inject(libc::SYS_munmap, &[new_end, old_end - new_end])?;
+        }
+        if new != 0 {
+            self.brk = new;
+        }
+        Ok(())
+    }
+}
+
+fn stub_conflict(addr: u64) -> Error {
+    Error::Unsupported {
+        what: format!("the recording mapped memory at {addr:#x}, inside the replayer's reserved range"),
+        hint: "this program cannot be replayed by this version".into(),
+    }
+}
+
+/// Whether a recorded syscall runs for real at replay (otherwise it is emulated).
+fn runs_at_replay(s: &SyscallEvent) -> bool {
+    let Some(desc) = syscalls::lookup(s.nr) else { return false };
+    if s.nr == nr::SCHED_SETAFFINITY {
+        return false;
+    }
+    let (class, _, _) = crate::record::resolve_request(desc, &s.args);
+    matches!(class, Class::Executed)
+}
+
+/// Whether an executed call must return at replay what it returned at record.
+fn compares_result(sysno: u64) -> bool {
+    !matches!(sysno, nr::SET_TID_ADDRESS | nr::RT_SIGRETURN)
+}
+
+fn needs_subleaf(leaf: u32) -> bool {
+    matches!(leaf, 4 | 7 | 0xb | 0xd | 0xf | 0x10 | 0x12 | 0x14 | 0x17 | 0x18 | 0x1d | 0x1e | 0x1f | 0x20 | 0x23 | 0x24 | 0x8000_001d | 0x8000_0020 | 0x8000_0026)
+}
+
+fn describe_call(sysno: u64, args: &[u64; 6]) -> String {
+    let a: Vec<String> = args.iter().map(|a| format!("{a:#x}")).collect();
+    format!("{}({})", syscalls::name_of(sysno), a.join(", "))
+}
+
+/// Whether `arch_prctl(ARCH_SET_CPUID)` works here (tested in a short-lived child).
+pub fn cpuid_faulting_available() -> bool {
+    // SAFETY: the child only makes raw syscalls and exits.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            let r = libc::syscall(libc::SYS_arch_prctl, 0x1012, 0);
+            libc::_exit(if r == 0 { 0 } else { 1 });
+        }
+        if pid < 0 {
+            return false;
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
+}

@@ -1,0 +1,150 @@
+//! Reading the memory a syscall takes in (for exactness hashes) and the memory it wrote
+//! (to inject at replay), from the table's declarative descriptions.
+
+use super::{MemArg, Size};
+use crate::errors::Result;
+use crate::ptrace::Task;
+use crate::trace::MemWrite;
+
+/// Largest single buffer we read for an input hash or an output (guards against
+/// garbage sizes; a syscall cannot move more than this in one call anyway).
+const MAX_BUF: usize = 1 << 31;
+
+/// What the engine remembers between a syscall's entry and exit stops.
+#[derive(Debug, Clone, Default)]
+pub struct EntryState {
+    /// `*(u32 *)arg` at entry for `SockLen` sizes, by argument index.
+    pub socklen: [Option<u32>; 6],
+}
+
+impl EntryState {
+    /// Reads what must be known at entry for these outputs.
+    pub fn capture(task: &mut Task, outputs: &[MemArg], args: &[u64; 6]) -> Result<Self> {
+        let mut st = EntryState::default();
+        for o in outputs {
+            if let Size::SockLen(n) = o.size {
+                let p = args[n as usize];
+                if p != 0 {
+                    let b = task.read_mem(p, 4)?;
+                    st.socklen[n as usize] = Some(u32::from_le_bytes(b.try_into().expect("4 bytes")));
+                }
+            }
+        }
+        Ok(st)
+    }
+}
+
+/// Reads an `iovec` array: (base, len) pairs.
+pub fn read_iovecs(task: &mut Task, addr: u64, count: u64) -> Result<Vec<(u64, u64)>> {
+    let count = count.min(1024) as usize;
+    if addr == 0 || count == 0 {
+        return Ok(Vec::new());
+    }
+    let raw = task.read_mem(addr, count * 16)?;
+    Ok(raw
+        .chunks_exact(16)
+        .map(|c| {
+            (
+                u64::from_le_bytes(c[0..8].try_into().expect("8")),
+                u64::from_le_bytes(c[8..16].try_into().expect("8")),
+            )
+        })
+        .collect())
+}
+
+/// Hashes every input buffer into one 64-bit value (0 when there is none), in a way
+/// that replay computes identically.
+pub fn input_hash(task: &mut Task, inputs: &[MemArg], args: &[u64; 6], ret_hint: Option<i64>) -> Result<u64> {
+    if inputs.is_empty() {
+        return Ok(0);
+    }
+    let mut h = blake3::Hasher::new();
+    for i in inputs {
+        let p = args[i.arg as usize];
+        h.update(&[i.arg]);
+        if p == 0 {
+            h.update(b"null");
+            continue;
+        }
+        match i.size {
+            Size::CStr => {
+                let s = task.read_cstr(p, 1 << 16)?;
+                h.update(&s);
+            }
+            Size::Iovec(n) => {
+                for (base, len) in read_iovecs(task, p, args[n as usize])? {
+                    let b = task.read_mem_partial(base, (len as usize).min(MAX_BUF))?;
+                    h.update(&b);
+                }
+            }
+            _ => {
+                if let Some(len) = fixed_len(i.size, args, ret_hint, &EntryState::default()) {
+                    let b = task.read_mem_partial(p, len.min(MAX_BUF))?;
+                    h.update(&b);
+                }
+            }
+        }
+    }
+    let out = h.finalize();
+    Ok(u64::from_le_bytes(out.as_bytes()[..8].try_into().expect("8")) | 1)
+}
+
+fn fixed_len(size: Size, args: &[u64; 6], ret: Option<i64>, st: &EntryState) -> Option<usize> {
+    let ret_len = || ret.filter(|r| *r >= 0).map(|r| r as usize);
+    match size {
+        Size::Ret => ret_len(),
+        Size::Arg(n) => Some(args[n as usize] as usize),
+        Size::Fixed(n) => Some(n),
+        Size::ArgTimes(n, k) => Some((args[n as usize] as usize).saturating_mul(k)),
+        Size::RetTimes(k) => ret_len().map(|r| r.saturating_mul(k)),
+        Size::SockLen(n) => st.socklen[n as usize].map(|v| v as usize),
+        Size::CStr | Size::Iovec(_) => None,
+    }
+}
+
+/// Reads the memory the syscall wrote, per its output descriptions. Called at the exit
+/// stop of a successful call.
+pub fn collect_outputs(task: &mut Task, outputs: &[MemArg], args: &[u64; 6], ret: i64, st: &EntryState) -> Result<Vec<MemWrite>> {
+    let mut writes = Vec::new();
+    for o in outputs {
+        let p = args[o.arg as usize];
+        if p == 0 {
+            continue;
+        }
+        match o.size {
+            Size::Iovec(n) => {
+                let mut left = ret.max(0) as u64;
+                for (base, len) in read_iovecs(task, p, args[n as usize])? {
+                    if left == 0 {
+                        break;
+                    }
+                    let take = len.min(left);
+                    writes.push(MemWrite { addr: base, data: task.read_mem(base, take as usize)? });
+                    left -= take;
+                }
+            }
+            Size::SockLen(n) => {
+                // The kernel wrote the full address length back; it copied at most the
+                // buffer's size at entry.
+                let lenp = args[n as usize];
+                if lenp == 0 {
+                    continue;
+                }
+                let cap = st.socklen[n as usize].unwrap_or(0) as usize;
+                let now = u32::from_le_bytes(task.read_mem(lenp, 4)?.try_into().expect("4")) as usize;
+                let len = cap.min(now);
+                if len > 0 {
+                    writes.push(MemWrite { addr: p, data: task.read_mem(p, len)? });
+                }
+            }
+            size => {
+                if let Some(len) = fixed_len(size, args, Some(ret), st) {
+                    if len > 0 {
+                        writes.push(MemWrite { addr: p, data: task.read_mem(p, len.min(MAX_BUF))? });
+                    }
+                }
+            }
+        }
+    }
+    Ok(writes)
+}

@@ -1,0 +1,201 @@
+//! The events of a recording.
+
+use serde::{Deserialize, Serialize};
+
+/// Bytes written into the program's memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemWrite {
+    /// Address in the program.
+    pub addr: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// One mapping of the program's address space, as `/proc/PID/maps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mapping {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// `PROT_*` bits.
+    pub prot: i32,
+    /// Whether it was `MAP_SHARED`.
+    pub shared: bool,
+    /// Offset in the file.
+    pub offset: u64,
+    /// The captured file (BLAKE3 hex name under `files/`), for file-backed mappings.
+    pub file: Option<String>,
+    /// The path or pseudo-name (`[stack]`, `[heap]`) at record time, for messages.
+    pub name: String,
+}
+
+/// The program image right after an `execve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecState {
+    /// Thread that exec'ed.
+    pub tid: i32,
+    /// The path that was executed.
+    pub path: String,
+    /// General registers (`user_regs_struct` as 27 words).
+    pub regs: Vec<u64>,
+    /// The address space.
+    pub mappings: Vec<Mapping>,
+    /// Contents of every writable mapping (data, bss, the initial stack with argv, envp,
+    /// auxv and AT_RANDOM).
+    pub memory: Vec<MemWrite>,
+    /// The initial program break.
+    pub brk: u64,
+    /// RLIMIT_STACK soft limit at record time (how far the stack may grow).
+    pub stack_limit: u64,
+}
+
+/// One system call as the program made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallEvent {
+    /// Thread.
+    pub tid: i32,
+    /// Syscall number.
+    pub nr: u64,
+    /// Argument registers at entry.
+    pub args: [u64; 6],
+    /// Result as the program saw it.
+    pub ret: i64,
+    /// Hash of the memory the program passed in (write data, paths, addresses); 0 if none.
+    pub input_hash: u64,
+    /// Memory the call wrote, to inject at replay.
+    pub writes: Vec<MemWrite>,
+    /// For an mmap of a file: the captured file.
+    pub file: Option<String>,
+}
+
+/// How the program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitKind {
+    /// `exit` with this code.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+impl ExitKind {
+    /// The status a shell would report: the code, or 128 + signal.
+    pub fn status(self) -> i32 {
+        match self {
+            ExitKind::Exited(c) => c,
+            ExitKind::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// One event of the trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// An execve completed: the new image.
+    Exec(Box<ExecState>),
+    /// A system call.
+    Syscall(SyscallEvent),
+    /// An `rdtsc` (or `rdtscp`) instruction and what it returned.
+    Rdtsc {
+        /// Thread.
+        tid: i32,
+        /// Instruction address.
+        rip: u64,
+        /// Whether it was rdtscp (which also writes ecx).
+        rdtscp: bool,
+        /// The counter value.
+        tsc: u64,
+        /// TSC_AUX for rdtscp.
+        aux: u32,
+    },
+    /// A `cpuid` instruction and what it returned (after masking).
+    Cpuid {
+        /// Thread.
+        tid: i32,
+        /// Instruction address.
+        rip: u64,
+        /// eax in.
+        leaf: u32,
+        /// ecx in.
+        subleaf: u32,
+        /// eax, ebx, ecx, edx out.
+        out: [u32; 4],
+    },
+    /// A signal delivered to the program.
+    Signal {
+        /// Thread.
+        tid: i32,
+        /// Signal number.
+        signo: i32,
+        /// Where the thread was.
+        rip: u64,
+    },
+    /// The process ended.
+    Exit {
+        /// Thread that reported the end.
+        tid: i32,
+        /// How.
+        how: ExitKind,
+    },
+}
+
+impl Event {
+    /// The thread of the event.
+    pub fn tid(&self) -> i32 {
+        match self {
+            Event::Exec(e) => e.tid,
+            Event::Syscall(s) => s.tid,
+            Event::Rdtsc { tid, .. }
+            | Event::Cpuid { tid, .. }
+            | Event::Signal { tid, .. }
+            | Event::Exit { tid, .. } => *tid,
+        }
+    }
+
+    /// A one-line description for `dump` and divergence messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Event::Exec(e) => format!(
+                "exec {} ({} mappings, rip={:#x})",
+                e.path,
+                e.mappings.len(),
+                e.regs.get(16).copied().unwrap_or(0)
+            ),
+            Event::Syscall(s) => {
+                let name = crate::syscalls::name_of(s.nr);
+                let args: Vec<String> = s.args.iter().map(|a| format!("{a:#x}")).collect();
+                let mut line = format!("syscall {}({}) = {}", name, args.join(", "), s.ret);
+                if s.ret < 0 && s.ret > -4096 {
+                    line.push_str(&format!(" ({})", nix::errno::Errno::from_raw(-s.ret as i32)));
+                }
+                if !s.writes.is_empty() {
+                    let n: usize = s.writes.iter().map(|w| w.data.len()).sum();
+                    line.push_str(&format!(" [wrote {n} bytes]"));
+                }
+                if let Some(f) = &s.file {
+                    line.push_str(&format!(" [file {}]", &f[..16.min(f.len())]));
+                }
+                line
+            }
+            Event::Rdtsc { rdtscp, tsc, rip, .. } => {
+                format!("{} at {rip:#x} = {tsc}", if *rdtscp { "rdtscp" } else { "rdtsc" })
+            }
+            Event::Cpuid { leaf, subleaf, out, rip, .. } => format!(
+                "cpuid({leaf:#x}, {subleaf:#x}) at {rip:#x} = {:#x} {:#x} {:#x} {:#x}",
+                out[0], out[1], out[2], out[3]
+            ),
+            Event::Signal { signo, rip, .. } => format!("signal {} at {rip:#x}", signal_name(*signo)),
+            Event::Exit { how, .. } => match how {
+                ExitKind::Exited(c) => format!("exit {c}"),
+                ExitKind::Signaled(s) => format!("killed by {}", signal_name(*s)),
+            },
+        }
+    }
+}
+
+/// "SIGSEGV" for 11.
+pub fn signal_name(signo: i32) -> String {
+    nix::sys::signal::Signal::try_from(signo)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signo}"))
+}

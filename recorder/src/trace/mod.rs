@@ -1,0 +1,184 @@
+//! The on-disk trace directory (see `docs/trace-format.md`).
+//!
+//! Version policy: the first line of `version` names the format; a reader refuses any
+//! other version with a message naming both, rather than guessing.
+
+mod event;
+mod files;
+mod stream;
+
+pub use event::{signal_name, Event, ExecState, ExitKind, Mapping, MemWrite, SyscallEvent};
+pub use files::FileStore;
+pub use stream::{EventReader, EventWriter};
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{Error, Result};
+
+/// The first line of every trace's `version` file.
+pub const VERSION_LINE: &str = "chaos-trace 1";
+/// The format version number.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `header.json`: what was recorded, written when the recording starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    /// Trace format version.
+    pub format_version: u32,
+    /// Version of the recorder.
+    pub tool_version: String,
+    /// Command line.
+    pub argv: Vec<String>,
+    /// Working directory of the program.
+    pub cwd: String,
+    /// Environment the program got.
+    pub env: Vec<(String, String)>,
+    /// Names of variables removed before the program started (never their values).
+    pub removed_env: Vec<String>,
+    /// Absolute path of the executable.
+    pub exe: String,
+    /// Host name.
+    pub hostname: String,
+    /// `uname -srvm`.
+    pub kernel: String,
+    /// CPU model name.
+    pub cpu_model: String,
+    /// Scheduler seed.
+    pub seed: u64,
+    /// Whether address-space randomisation was turned off for the recording.
+    pub aslr_disabled: bool,
+    /// Whether CPUID faulting was armed (cpuid results recorded).
+    pub cpuid_faulting: bool,
+    /// The CPU set the program was shown (sched_getaffinity).
+    pub cpu_set: Vec<usize>,
+    /// The core the recording was pinned to.
+    pub pinned_cpu: usize,
+    /// Wall-clock start, milliseconds since the epoch.
+    pub started_unix_ms: u64,
+}
+
+/// How a recording ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The program exited.
+    Exited,
+    /// The program was killed by a signal.
+    Signaled,
+    /// The recording was interrupted (Ctrl-C).
+    Interrupted,
+    /// The program ran past the time limit.
+    TimedOut,
+    /// The recorder stopped because of an error (e.g. an unsupported syscall).
+    RecorderError,
+}
+
+/// `result.json`: how the recording ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Exit code when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal when it was killed.
+    pub signal: Option<i32>,
+    /// What `cargo chaos record` exits with: the code, or 128 + signal.
+    pub status: i32,
+    /// Number of events.
+    pub events: u64,
+    /// Every cpuid answer the program got: leaf, subleaf, eax, ebx, ecx, edx.
+    pub cpuid_leaves: Vec<[u32; 6]>,
+    /// Error text for `recorder_error`.
+    pub message: Option<String>,
+}
+
+/// A trace directory.
+#[derive(Debug, Clone)]
+pub struct TraceDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl TraceDir {
+    /// Creates a new, empty trace directory (it must not exist, or be empty).
+    pub fn create(path: &Path) -> Result<Self> {
+        if path.exists() && std::fs::read_dir(path).map_err(|e| Error::io(path, e))?.next().is_some() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "trace directory exists and is not empty"),
+            ));
+        }
+        std::fs::create_dir_all(path.join("files")).map_err(|e| Error::io(path, e))?;
+        std::fs::write(path.join("version"), format!("{VERSION_LINE}\n")).map_err(|e| Error::io(path, e))?;
+        Ok(TraceDir { path: path.to_owned() })
+    }
+
+    /// Opens an existing trace, checking its version.
+    pub fn open(path: &Path) -> Result<Self> {
+        let bad = |reason: String| Error::BadTrace { path: path.to_owned(), reason };
+        if !path.is_dir() {
+            return Err(bad("not a directory".into()));
+        }
+        let version = std::fs::read_to_string(path.join("version"))
+            .map_err(|e| bad(format!("no readable `version` file ({e}); is this a trace directory?")))?;
+        let line = version.lines().next().unwrap_or("");
+        if line != VERSION_LINE {
+            return Err(bad(format!(
+                "it is in format `{line}`, this replayer reads `{VERSION_LINE}` (hint: use the cargo-chaos version that recorded it)"
+            )));
+        }
+        Ok(TraceDir { path: path.to_owned() })
+    }
+
+    /// Writes `header.json`.
+    pub fn write_header(&self, header: &Header) -> Result<()> {
+        self.write_json("header.json", header)
+    }
+
+    /// Reads `header.json`.
+    pub fn header(&self) -> Result<Header> {
+        self.read_json("header.json")
+    }
+
+    /// Writes `result.json`.
+    pub fn write_result(&self, result: &RunResult) -> Result<()> {
+        self.write_json("result.json", result)
+    }
+
+    /// Reads `result.json`; `None` when the recording never finished.
+    pub fn result(&self) -> Result<Option<RunResult>> {
+        if !self.path.join("result.json").exists() {
+            return Ok(None);
+        }
+        self.read_json("result.json").map(Some)
+    }
+
+    /// Opens the event stream.
+    pub fn events(&self) -> Result<EventReader> {
+        EventReader::open(&self.path.join("events"))
+    }
+
+    /// Path of a captured file.
+    pub fn file_path(&self, hash: &str) -> PathBuf {
+        self.path.join("files").join(hash)
+    }
+
+    fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let path = self.path.join(name);
+        let tmp = self.path.join(format!(".{name}.tmp"));
+        let text = serde_json::to_vec_pretty(value).expect("plain data serializes");
+        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+
+    fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<T> {
+        let path = self.path.join(name);
+        let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_slice(&text).map_err(|e| Error::BadTrace {
+            path: self.path.clone(),
+            reason: format!("{name} is damaged: {e}"),
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! The `events` file: independent zstd frames of length-prefixed postcard records, so a
+//! recording that was killed stays readable up to its last complete chunk.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::event::Event;
+use crate::errors::{Error, Result};
+
+/// Chunks are closed once their uncompressed records reach this size.
+const CHUNK_BYTES: usize = 256 * 1024;
+/// zstd level for chunks: fast, the archive recompresses harder.
+const LEVEL: i32 = 3;
+
+/// Appends events to an `events` file.
+pub struct EventWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    buf: Vec<u8>,
+    count: u64,
+}
+
+impl EventWriter {
+    /// Creates the file.
+    pub fn create(path: &Path) -> Result<Self> {
+        let f = File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(EventWriter { path: path.to_owned(), out: BufWriter::new(f), buf: Vec::new(), count: 0 })
+    }
+
+    /// Appends one event.
+    pub fn push(&mut self, event: &Event) -> Result<()> {
+        let bytes = postcard::to_stdvec(event).map_err(|e| Error::BadTrace {
+            path: self.path.clone(),
+            reason: format!("cannot encode event: {e}"),
+        })?;
+        self.buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&bytes);
+        self.count += 1;
+        if self.buf.len() >= CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Number of events pushed.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Closes the current chunk and writes it out.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let frame = zstd::bulk::compress(&self.buf, LEVEL).map_err(|e| Error::io(&self.path, e))?;
+        self.buf.clear();
+        let w = &mut self.out;
+        w.write_all(&(frame.len() as u32).to_le_bytes())
+            .and_then(|_| w.write_all(&frame))
+            .and_then(|_| w.flush())
+            .map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Reads events back.
+pub struct EventReader {
+    path: PathBuf,
+    input: std::io::BufReader<File>,
+    records: Vec<u8>,
+    pos: usize,
+    read: u64,
+    /// Set when the stream ended in a damaged chunk.
+    pub truncated: Option<String>,
+}
+
+impl EventReader {
+    /// Opens the file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(EventReader {
+            path: path.to_owned(),
+            input: std::io::BufReader::new(f),
+            records: Vec::new(),
+            pos: 0,
+            read: 0,
+            truncated: None,
+        })
+    }
+
+    fn next_chunk(&mut self) -> Result<bool> {
+        let mut len = [0u8; 4];
+        match read_full(&mut self.input, &mut len) {
+            Ok(0) => return Ok(false),
+            Ok(4) => {}
+            Ok(_) => {
+                self.truncated = Some("the last chunk's length is cut off".into());
+                return Ok(false);
+            }
+            Err(e) => return Err(Error::io(&self.path, e)),
+        }
+        let len = u32::from_le_bytes(len) as usize;
+        let mut frame = vec![0u8; len];
+        let got = read_full(&mut self.input, &mut frame).map_err(|e| Error::io(&self.path, e))?;
+        if got < len {
+            self.truncated = Some(format!("the last chunk has {got} of its {len} bytes"));
+            return Ok(false);
+        }
+        match zstd::stream::decode_all(&frame[..]) {
+            Ok(records) => {
+                self.records = records;
+                self.pos = 0;
+                Ok(true)
+            }
+            Err(e) => {
+                self.truncated = Some(format!("a chunk does not decompress: {e}"));
+                Ok(false)
+            }
+        }
+    }
+
+    /// The next event, or `None` at the end (check [`EventReader::truncated`]).
+    pub fn next_event(&mut self) -> Result<Option<Event>> {
+        loop {
+            if self.pos + 4 <= self.records.len() {
+                let len = u32::from_le_bytes(self.records[self.pos..self.pos + 4].try_into().expect("4 bytes")) as usize;
+                let start = self.pos + 4;
+                let Some(bytes) = self.records.get(start..start + len) else {
+                    return Err(self.bad(format!("event {} is cut off inside its chunk", self.read)));
+                };
+                let event: Event = postcard::from_bytes(bytes)
+                    .map_err(|e| self.bad(format!("event {} cannot be decoded: {e}", self.read)))?;
+                self.pos = start + len;
+                self.read += 1;
+                return Ok(Some(event));
+            }
+            if self.pos != self.records.len() {
+                return Err(self.bad(format!("garbage after event {}", self.read)));
+            }
+            if !self.next_chunk()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn bad(&self, reason: String) -> Error {
+        Error::BadTrace { path: self.path.clone(), reason }
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match r.read(&mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
