@@ -1,0 +1,491 @@
+//! Every error the packer returns.
+//!
+//! One enum per operation (packing, unpacking, the cache, transports). Messages name the
+//! path or URL they are about and end with `(hint: ...)` when a fix is known, so the CLI can
+//! print them with `{:#}` and nothing else. All enums are `#[non_exhaustive]`: new failure
+//! modes are added without a breaking change.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Why [`pack`](crate::pack()) failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PackError {
+    /// The directory is not a recording.
+    #[error(
+        "{path} is not a recording: it has no `version` file \
+         (hint: pass the directory that `cargo chaos record` wrote, not a subdirectory of it)"
+    )]
+    NotATrace {
+        /// The directory given.
+        path: PathBuf,
+    },
+    /// The recording's `version` file names a format this packer does not know.
+    #[error(
+        "{path}: unknown trace format {found:?} (expected \"chaos-trace 1\") \
+         (hint: pack it with the cargo-chaos that recorded it)"
+    )]
+    UnsupportedTrace {
+        /// The `version` file.
+        path: PathBuf,
+        /// Its first line.
+        found: String,
+    },
+    /// A file system operation failed.
+    #[error("cannot {op} {path}")]
+    Io {
+        /// What was being done ("read", "create", ...).
+        op: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// `header.json` or `result.json` is not JSON.
+    #[error("{path} is not valid JSON (hint: the recording may be damaged; record it again)")]
+    BadJson {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A captured file's content no longer matches the hash it is named by.
+    #[error(
+        "{path}: content hash is {actual}, but the file is named by {expected} \
+         (hint: the file changed after it was captured, e.g. rebuilt in place; record again)"
+    )]
+    CapturedFileChanged {
+        /// The captured file.
+        path: PathBuf,
+        /// The hash in its name.
+        expected: String,
+        /// The hash of its content.
+        actual: String,
+    },
+    /// A file changed between the hashing pass and the writing pass.
+    #[error("{path} changed while it was being packed (hint: wait for the recording to finish and pack again)")]
+    ChangedWhilePacking {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The recording holds something other than regular files and directories.
+    #[error(
+        "{path} is a {kind}; a recording holds only regular files and directories \
+         (hint: remove it, or record again)"
+    )]
+    UnsupportedEntry {
+        /// The entry.
+        path: PathBuf,
+        /// What it is ("symbolic link", "fifo", ...).
+        kind: &'static str,
+    },
+    /// The recorded environment holds a variable on the deny-list.
+    #[error(
+        "{path}: the recorded environment holds {name}, which looks like a secret; \
+         refusing to put it in an archive \
+         (hint: record again (the recorder removes such variables before the program \
+         starts), or let it through with --allow-env {name} if it is not a secret)"
+    )]
+    SecretInEnvironment {
+        /// The header that lists it.
+        path: PathBuf,
+        /// The variable's name (never its value).
+        name: String,
+    },
+    /// The value of a secret variable of the packing process occurs in the archive's content.
+    #[error(
+        "the value of ${name} occurs in {member}; refusing to write an archive that leaks it \
+         (hint: record without that variable in the environment, or unset it before packing \
+         if the match is a coincidence)"
+    )]
+    SecretValueFound {
+        /// The secret variable's name (never its value).
+        name: String,
+        /// Where its value was found: a member path or "the manifest".
+        member: String,
+    },
+    /// No recording was given.
+    #[error("nothing to pack (hint: pass at least one recording directory)")]
+    NoRecordings,
+    /// zstd refused a parameter.
+    #[error("zstd: cannot set {what}")]
+    Compressor {
+        /// The parameter.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why [`unpack`](crate::unpack()) refused an archive.
+///
+/// Every variant but [`UnpackError::Io`] on the destination means the archive itself is
+/// bad; nothing is left in the destination in any case.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum UnpackError {
+    /// A file system operation failed.
+    #[error("cannot {op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The compressed stream or the tar structure is damaged (often: truncated).
+    #[error("{archive} is damaged: {reason} (hint: download or copy it again)")]
+    Corrupt {
+        /// The archive.
+        archive: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The archive's content hash differs from the one in its file name.
+    #[error(
+        "{archive}: content hash is {actual}, but its name says {expected} \
+         (hint: the file is truncated or was modified; download or copy it again)"
+    )]
+    ArchiveHashMismatch {
+        /// The archive.
+        archive: PathBuf,
+        /// The hash (prefix) from the name.
+        expected: String,
+        /// The hash of the content.
+        actual: String,
+    },
+    /// The first member is not the manifest.
+    #[error("{archive} is not a cargo-chaos archive: its first member is {first:?}, not chaos-manifest.json")]
+    NotAnArchive {
+        /// The archive.
+        archive: PathBuf,
+        /// What came first.
+        first: String,
+    },
+    /// The manifest does not parse.
+    #[error("{archive}: the manifest is not valid: {source}")]
+    BadManifest {
+        /// The archive.
+        archive: PathBuf,
+        /// The parser's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The manifest names a format version newer than this build knows.
+    #[error(
+        "{archive} uses archive format {found}, newer than this cargo-chaos reads (up to {supported}) \
+         (hint: install a newer cargo-chaos)"
+    )]
+    NewerFormat {
+        /// The archive.
+        archive: PathBuf,
+        /// The archive's format version.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// A member would be written outside the destination, or is not a regular file.
+    #[error("{archive}: refusing member {member:?}: {reason}")]
+    UnsafeMember {
+        /// The archive.
+        archive: PathBuf,
+        /// The member's path as stored.
+        member: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A member's content does not match its manifest entry or its content-addressed name.
+    #[error(
+        "{archive}: member {member} has hash {actual}, expected {expected} \
+         (hint: the archive was modified; get a fresh copy)"
+    )]
+    MemberHashMismatch {
+        /// The archive.
+        archive: PathBuf,
+        /// The member.
+        member: String,
+        /// What the manifest (or the name) says.
+        expected: String,
+        /// What the content hashes to.
+        actual: String,
+    },
+    /// A member listed in the manifest is missing (usually: truncated archive).
+    #[error("{archive}: member {member} listed in the manifest is missing (hint: the archive is probably truncated; get a fresh copy)")]
+    MissingMember {
+        /// The archive.
+        archive: PathBuf,
+        /// The missing member.
+        member: String,
+    },
+    /// A size limit was exceeded (decompression bomb protection).
+    #[error(
+        "{archive}: {what} exceeds the limit of {limit} bytes at member {member:?} \
+         (hint: if the archive is trusted, raise the limit in UnpackLimits)"
+    )]
+    LimitExceeded {
+        /// The archive.
+        archive: PathBuf,
+        /// The member being read.
+        member: String,
+        /// Which limit.
+        what: &'static str,
+        /// The limit.
+        limit: u64,
+    },
+    /// The destination exists and is not empty.
+    #[error("{path} exists and is not empty (hint: pass a new or empty directory)")]
+    DestinationNotEmpty {
+        /// The destination.
+        path: PathBuf,
+    },
+}
+
+/// Why the trace cache could not serve an archive.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// Neither `XDG_CACHE_HOME` nor `HOME` is set.
+    #[error("no cache directory (hint: set XDG_CACHE_HOME or HOME)")]
+    NoCacheDir,
+    /// A file system operation failed.
+    #[error("cannot {op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Unpacking into the cache failed.
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    /// Downloading failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Why an upload or download failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// No backend handles this URL.
+    #[error(
+        "{url}: unsupported location \
+         (hint: use a path, file://, http(s)://, s3://bucket/key, or a GitHub Actions artifact URL)"
+    )]
+    UnsupportedUrl {
+        /// The URL.
+        url: String,
+    },
+    /// The URL does not parse or lacks a part the backend needs.
+    #[error("{url}: {reason}")]
+    InvalidUrl {
+        /// The URL.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A local file operation failed.
+    #[error("cannot {op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Nothing listens at the server's address.
+    #[error("{url}: connection refused (hint: is the server running, and is the host and port right?)")]
+    ConnectionRefused {
+        /// The URL.
+        url: String,
+    },
+    /// The server did not answer in time.
+    #[error("{url}: no answer within {after:?} (hint: check the network, or raise the timeout)")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The time waited.
+        after: Duration,
+    },
+    /// 401 or 403.
+    #[error("{url}: access denied (HTTP {status}{detail}) (hint: {hint})")]
+    Forbidden {
+        /// The URL, without its query (a presigned URL's signature is a secret).
+        url: String,
+        /// 401 or 403.
+        status: u16,
+        /// The server's error code and message, if any, as ": CODE: message".
+        detail: String,
+        /// What to check.
+        hint: &'static str,
+    },
+    /// The server rejected the credentials (S3 `InvalidAccessKeyId`, `SignatureDoesNotMatch`).
+    #[error(
+        "{url}: the server rejected the credentials ({code}: {message}) \
+         (hint: check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_REGION)"
+    )]
+    BadCredentials {
+        /// The URL.
+        url: String,
+        /// The S3 error code.
+        code: String,
+        /// The S3 error message.
+        message: String,
+    },
+    /// 404.
+    #[error("{url}: not found (HTTP 404{detail}) (hint: check the URL; artifacts and presigned URLs expire)")]
+    NotFound {
+        /// The URL.
+        url: String,
+        /// The server's error code and message, if any.
+        detail: String,
+    },
+    /// 413.
+    #[error(
+        "{url}: the server refused a body of {size} bytes as too large (HTTP 413) \
+         (hint: raise the server's upload limit, e.g. nginx client_max_body_size)"
+    )]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The body size.
+        size: u64,
+    },
+    /// Any other unexpected HTTP status.
+    #[error("{url}: HTTP {status}{detail}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// The server's error code and message, if any.
+        detail: String,
+    },
+    /// A network error without a more specific variant.
+    #[error("{url}: {what}")]
+    Network {
+        /// The URL.
+        url: String,
+        /// What was being done.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The connection broke during the transfer.
+    #[error("{url}: transfer interrupted: {source}")]
+    Interrupted {
+        /// The URL.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A transient failure persisted through every retry.
+    #[error("{url}: gave up after {attempts} attempts: {last}")]
+    GaveUp {
+        /// The URL.
+        url: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        last: Box<TransportError>,
+    },
+    /// Credentials are needed but not configured.
+    #[error("{url}: {what} not set (hint: {hint})")]
+    MissingCredentials {
+        /// The URL.
+        url: String,
+        /// What is missing.
+        what: &'static str,
+        /// How to provide it.
+        hint: &'static str,
+    },
+    /// A presigned URL cannot take an archive this large.
+    #[error(
+        "{url}: the archive is {size} bytes, but a presigned URL takes one PUT of at most 5 GiB \
+         (hint: upload to s3://bucket/key with AWS credentials, which uses a multipart upload)"
+    )]
+    PresignedTooLarge {
+        /// The URL.
+        url: String,
+        /// The archive size.
+        size: u64,
+    },
+    /// The downloaded bytes do not hash to the value in the archive's name.
+    #[error(
+        "{url}: downloaded content hashes to {actual}, but the name says {expected} \
+         (hint: the transfer was damaged or the remote file was replaced; try again)"
+    )]
+    HashMismatch {
+        /// The URL.
+        url: String,
+        /// The hash (prefix) from the name.
+        expected: String,
+        /// The hash of the downloaded bytes.
+        actual: String,
+    },
+    /// A GitHub artifact zip does not hold exactly one archive.
+    #[error("{url}: {reason}")]
+    BadArtifact {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The server answered something this client does not understand.
+    #[error("{url}: unexpected answer: {reason}")]
+    Protocol {
+        /// The URL.
+        url: String,
+        /// What was unexpected.
+        reason: String,
+    },
+    /// This kind of location can be read but not written.
+    #[error("{url}: cannot upload here (hint: {hint})")]
+    UploadUnsupported {
+        /// The URL.
+        url: String,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// An environment variable that configures a transport is malformed.
+    #[error("${var} is malformed: {reason}")]
+    BadSetting {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong (never its value).
+        reason: &'static str,
+    },
+}
+
+impl TransportError {
+    /// Whether retrying the same request may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TransportError::Status { status, .. } => {
+                matches!(*status, 408 | 429 | 500 | 502 | 503 | 504)
+            }
+            TransportError::Network { source, .. } => {
+                !source.is_builder() && !source.is_redirect() && !source.is_decode()
+            }
+            TransportError::Timeout { .. } | TransportError::Interrupted { .. } => true,
+            _ => false,
+        }
+    }
+}

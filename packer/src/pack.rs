@@ -1,0 +1,637 @@
+//! Packing recordings into one archive.
+//!
+//! Two passes over the input. The first hashes every file (checking that captured files
+//! still match the hash they are named by, and scanning for leaked secrets) and builds the
+//! manifest; the second streams the manifest and then every member into a tar stream,
+//! compressed by multithreaded zstd, into a temporary file beside the output. Each member
+//! is hashed again as it is written, so a file that changed between the passes fails the
+//! pack instead of producing an archive whose manifest lies. The temporary file is renamed
+//! into place only when complete, under a name that carries its hash.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read};
+use std::path::{Path, PathBuf};
+
+use crate::cpu::{CpuFeatures, CpuSource};
+use crate::errors::PackError;
+use crate::hash::{archive_file_name, HashingWriter};
+use crate::manifest::{
+    CapturedOutput, Manifest, Member, Outcome, Recording, TestIdentity, ToolInfo, FILES_DIR,
+    FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME,
+};
+use crate::progress::{Meter, Phase, ProgressEvent};
+use crate::secrets::{self, SecretScanner};
+use crate::sysinfo::{self, CiInfo, HostInfo};
+use crate::trace::{self, TraceScan};
+
+/// The zstd level used unless [`PackOptions::level`] says otherwise.
+///
+/// Chosen with `pack-bench` (see docs/benchmarks.md): on recordings of Rust test binaries
+/// it lands within a few percent of `zstd -19 --long` at several times its speed.
+pub const DEFAULT_LEVEL: i32 = 15;
+
+/// Inputs above this size get long-distance matching and a window covering them
+/// (up to [`MAX_WINDOW_LOG`]). Below it the level's own window already spans the input.
+pub const LDM_THRESHOLD: u64 = 8 << 20;
+
+/// Largest zstd window written: 128 MiB, the most `zstd -d` accepts without `--long`,
+/// so archives stay readable with the stock command-line tool and decompression memory
+/// stays bounded.
+pub const MAX_WINDOW_LOG: u32 = 27;
+
+/// How much of stdout and stderr the manifest quotes (the full text is a member).
+pub const DEFAULT_OUTPUT_CAP: usize = 64 << 10;
+
+/// How to pack.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PackOptions {
+    /// The test the recording ran (used by [`pack`]; [`pack_many`] takes one per input).
+    pub test: TestIdentity,
+    /// The archive name's stem; by default the test name or the recording directory's name.
+    pub name: Option<String>,
+    /// zstd level (1..=22).
+    pub level: i32,
+    /// zstd worker threads; `None` means one per available core.
+    pub threads: Option<u32>,
+    /// Variables allowed in the recorded environment even though the deny-list matches them.
+    pub allow_env: Vec<String>,
+    /// The source revision; by default taken from CI variables or `git rev-parse HEAD`
+    /// in the recording's working directory.
+    pub git_revision: Option<String>,
+    /// The packing environment, for CI metadata and the secret scan; `None` reads the
+    /// process environment.
+    pub environment: Option<Vec<(String, String)>>,
+    /// Bytes of stdout and of stderr quoted in the manifest.
+    pub output_cap: usize,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions {
+            test: TestIdentity::default(),
+            name: None,
+            level: DEFAULT_LEVEL,
+            threads: None,
+            allow_env: Vec::new(),
+            git_revision: None,
+            environment: None,
+            output_cap: DEFAULT_OUTPUT_CAP,
+        }
+    }
+}
+
+impl PackOptions {
+    /// Options with the test identity set.
+    pub fn for_test(test: TestIdentity) -> Self {
+        PackOptions {
+            test,
+            ..PackOptions::default()
+        }
+    }
+}
+
+/// One recording to pack, with the test it ran.
+#[derive(Debug, Clone)]
+pub struct PackInput {
+    /// The recording directory.
+    pub trace: PathBuf,
+    /// The test it ran, when known.
+    pub test: TestIdentity,
+}
+
+/// A written archive.
+#[derive(Debug, Clone)]
+pub struct PackedArchive {
+    /// Where it is.
+    pub path: PathBuf,
+    /// BLAKE3 of the archive file, 64 hex digits (its name carries the first 32).
+    pub hash: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Total size of the members, uncompressed.
+    pub content_size: u64,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// Packs one recording. `out` is a directory (the archive is created in it, named
+/// `NAME-<hash>.chaos.tar.zst`) or a file path (used as given; replaced if it exists).
+///
+/// ```no_run
+/// use packer::{pack, PackOptions};
+/// let archive = pack(
+///     "target/chaos/my-test.trace".as_ref(),
+///     "target/chaos".as_ref(),
+///     &PackOptions::default(),
+///     &mut |_| {},
+/// )?;
+/// println!("{} ({} bytes)", archive.path.display(), archive.size);
+/// # Ok::<(), packer::errors::PackError>(())
+/// ```
+pub fn pack(
+    trace: &Path,
+    out: &Path,
+    opts: &PackOptions,
+    progress: &mut dyn FnMut(&ProgressEvent),
+) -> Result<PackedArchive, PackError> {
+    let input = PackInput {
+        trace: trace.to_path_buf(),
+        test: opts.test.clone(),
+    };
+    pack_many(std::slice::from_ref(&input), out, opts, progress)
+}
+
+struct Prepared {
+    manifest: Manifest,
+    /// Archive path -> source file, in write order.
+    sources: Vec<(String, PathBuf)>,
+}
+
+/// Packs several recordings into one archive. Captured files they share (libc, ld.so,
+/// the same test binary) are stored once.
+pub fn pack_many(
+    inputs: &[PackInput],
+    out: &Path,
+    opts: &PackOptions,
+    progress: &mut dyn FnMut(&ProgressEvent),
+) -> Result<PackedArchive, PackError> {
+    if inputs.is_empty() {
+        return Err(PackError::NoRecordings);
+    }
+    let env: Vec<(String, String)> = match &opts.environment {
+        Some(e) => e.clone(),
+        None => std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+    };
+    let needles = secrets::secret_needles(env.clone());
+    let scans = inputs
+        .iter()
+        .map(|i| trace::scan(&i.trace))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let prepared = prepare(inputs, &scans, opts, &env, &needles, progress)?;
+    let stem = archive_stem(inputs, &prepared.manifest, opts);
+    write_archive(prepared, out, &stem, opts, &needles, progress)
+}
+
+fn io_err<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> PackError + 'p {
+    move |source| PackError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reduces a name to `[A-Za-z0-9._-]`, at most 64 characters, never `.` or `..`.
+pub(crate) fn sanitize_name(raw: &str) -> String {
+    let mut s: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while s.contains("__") {
+        s = s.replace("__", "_");
+    }
+    let s = s.trim_matches(|c| c == '_' || c == '.').to_string();
+    let s: String = s.chars().take(64).collect();
+    if s.is_empty() {
+        "recording".to_string()
+    } else {
+        s
+    }
+}
+
+fn recording_base_name(input: &PackInput) -> String {
+    if let Some(t) = &input.test.test_name {
+        return sanitize_name(t);
+    }
+    let dir_name = input
+        .trace
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let dir_name = dir_name.strip_suffix(".trace").unwrap_or(&dir_name);
+    sanitize_name(dir_name)
+}
+
+fn archive_stem(inputs: &[PackInput], manifest: &Manifest, opts: &PackOptions) -> String {
+    if let Some(n) = &opts.name {
+        return sanitize_name(n);
+    }
+    if inputs.len() == 1 {
+        return manifest.recordings[0].name.clone();
+    }
+    "recordings".to_string()
+}
+
+/// Hashes a file, feeding the meter and the secret scanner.
+fn hash_and_scan(
+    path: &Path,
+    meter: &mut Meter,
+    scanner: &mut SecretScanner,
+    member: &str,
+) -> Result<String, PackError> {
+    let mut f = File::open(path).map_err(io_err("open", path))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    scanner.reset();
+    loop {
+        let n = f.read(&mut buf).map_err(io_err("read", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        if let Some(name) = scanner.feed(&buf[..n]) {
+            return Err(PackError::SecretValueFound {
+                name: name.to_string(),
+                member: member.to_string(),
+            });
+        }
+        meter.add(n as u64);
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Quotes captured output, cut in the middle when longer than `cap`.
+fn capture_output(path: &Path, cap: usize) -> Result<CapturedOutput, PackError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(CapturedOutput::default()),
+        Err(e) => return Err(io_err("read", path)(e)),
+    };
+    let size = bytes.len() as u64;
+    if bytes.len() <= cap {
+        return Ok(CapturedOutput {
+            size,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            truncated: false,
+        });
+    }
+    // Keep the start (what ran) and, mostly, the end (the panic and the summary).
+    let head = cap / 8;
+    let tail = cap - head;
+    let omitted = bytes.len() - head - tail;
+    let text = format!(
+        "{}\n[... {omitted} bytes omitted ...]\n{}",
+        String::from_utf8_lossy(&bytes[..head]),
+        String::from_utf8_lossy(&bytes[bytes.len() - tail..])
+    );
+    Ok(CapturedOutput {
+        size,
+        text,
+        truncated: true,
+    })
+}
+
+fn describe_recording(
+    input: &PackInput,
+    scan: &TraceScan,
+    name: String,
+    opts: &PackOptions,
+) -> Result<Recording, PackError> {
+    let h = &scan.header;
+    let env = trace::get_env(h);
+    for (k, _) in &env {
+        if secrets::is_removed(k, &opts.allow_env) {
+            return Err(PackError::SecretInEnvironment {
+                path: scan.dir.join("header.json"),
+                name: k.clone(),
+            });
+        }
+    }
+    let leaves = scan
+        .result
+        .as_ref()
+        .map(trace::get_cpuid_leaves)
+        .unwrap_or_default();
+    let needs_cpuid_faulting = !leaves.is_empty()
+        || trace::get_bool(h, "cpuid_faulting").unwrap_or(false)
+        || scan
+            .result
+            .as_ref()
+            .and_then(|r| trace::get_bool(r, "cpuid_faulting"))
+            .unwrap_or(false);
+    let cpu = if leaves.is_empty() {
+        CpuFeatures::host()
+    } else {
+        CpuFeatures::from_leaves(CpuSource::Recording, leaves)
+    };
+    let outcome = match &scan.result {
+        Some(r) => Outcome {
+            kind: trace::get_str(r, "outcome").unwrap_or_else(|| "unknown".to_string()),
+            exit_code: trace::get_i64(r, "exit_code"),
+            signal: trace::get_i64(r, "signal"),
+            status: trace::get_i64(r, "status"),
+            events: trace::get_u64(r, "events"),
+            message: trace::get_str(r, "message"),
+        },
+        None => Outcome {
+            kind: "incomplete".to_string(),
+            ..Outcome::default()
+        },
+    };
+    Ok(Recording {
+        name,
+        test: input.test.clone(),
+        trace_format_version: trace::get_u64(h, "format_version"),
+        recorder_version: trace::get_str(h, "tool_version"),
+        recorded_on: HostInfo {
+            hostname: trace::get_str(h, "hostname"),
+            kernel: trace::get_str(h, "kernel"),
+            cpu_model: trace::get_str(h, "cpu_model"),
+        },
+        cpu,
+        needs_cpuid_faulting,
+        argv: trace::get_strings(h, "argv"),
+        exe: trace::get_str(h, "exe"),
+        cwd: trace::get_str(h, "cwd"),
+        env,
+        removed_env: trace::get_strings(h, "removed_env"),
+        seed: trace::get_u64(h, "seed"),
+        started_unix_ms: trace::get_u64(h, "started_unix_ms"),
+        outcome,
+        stdout: capture_output(&scan.dir.join("stdout"), opts.output_cap)?,
+        stderr: capture_output(&scan.dir.join("stderr"), opts.output_cap)?,
+        files: scan.captured.iter().map(|c| c.hash.clone()).collect(),
+    })
+}
+
+fn prepare(
+    inputs: &[PackInput],
+    scans: &[TraceScan],
+    opts: &PackOptions,
+    env: &[(String, String)],
+    needles: &[(String, Vec<u8>)],
+    progress: &mut dyn FnMut(&ProgressEvent),
+) -> Result<Prepared, PackError> {
+    // Unique recording names.
+    let mut used = HashSet::new();
+    let mut recordings = Vec::new();
+    for (input, scan) in inputs.iter().zip(scans) {
+        let base = recording_base_name(input);
+        let mut name = base.clone();
+        let mut n = 2;
+        while !used.insert(name.clone()) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        recordings.push(describe_recording(input, scan, name, opts)?);
+    }
+
+    // Members, deduplicated: captured files by hash, own files by recording.
+    let mut sources: BTreeMap<String, (PathBuf, u64, Option<String>)> = BTreeMap::new();
+    for (rec, scan) in recordings.iter().zip(scans) {
+        for f in &scan.own {
+            let path = format!("{}{}", rec.member_prefix(), f.rel);
+            sources.insert(path, (f.path.clone(), f.size, None));
+        }
+        for c in &scan.captured {
+            let path = format!("{FILES_DIR}/{}", c.hash);
+            sources
+                .entry(path)
+                .or_insert((c.path.clone(), c.size, Some(c.hash.clone())));
+        }
+    }
+
+    let total: u64 = sources.values().map(|(_, s, _)| *s).sum();
+    let mut meter = Meter::new(Phase::Hashing, Some(total), progress);
+    let mut scanner = SecretScanner::new(needles);
+    let mut members = Vec::with_capacity(sources.len());
+    for (path, (src, _, named)) in &sources {
+        let hash = hash_and_scan(src, &mut meter, &mut scanner, path)?;
+        if let Some(expected) = named {
+            if *expected != hash {
+                return Err(PackError::CapturedFileChanged {
+                    path: src.clone(),
+                    expected: expected.clone(),
+                    actual: hash,
+                });
+            }
+        }
+        let size = fs::metadata(src).map_err(io_err("inspect", src))?.len();
+        members.push(Member {
+            path: path.clone(),
+            size,
+            blake3: hash,
+        });
+    }
+    meter.finish();
+
+    let ci = CiInfo::from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let git_revision = opts
+        .git_revision
+        .clone()
+        .or_else(|| ci.as_ref().and_then(|c| c.revision().map(str::to_string)))
+        .or_else(|| {
+            recordings
+                .iter()
+                .find_map(|r| r.cwd.as_deref().and_then(|c| sysinfo::git_revision(Path::new(c))))
+        });
+    let created_unix_ms = sysinfo::now_unix_ms();
+    let manifest = Manifest {
+        format: FORMAT_NAME.to_string(),
+        format_version: FORMAT_VERSION,
+        tool: ToolInfo::default(),
+        created_unix_ms,
+        created: sysinfo::rfc3339_utc(created_unix_ms),
+        packed_on: HostInfo::current(),
+        git_revision,
+        ci,
+        recordings,
+        members,
+    };
+    let sources = manifest
+        .members
+        .iter()
+        .map(|m| (m.path.clone(), sources[&m.path].0.clone()))
+        .collect();
+    Ok(Prepared { manifest, sources })
+}
+
+/// Reads exactly `remaining` bytes from a file, hashing them, and fails if the file is
+/// shorter than that: tar has already written the size into the member's header.
+struct ExactReader<'m, 'a, 'b> {
+    file: File,
+    remaining: u64,
+    hasher: blake3::Hasher,
+    meter: &'m mut Meter<'a, 'b>,
+}
+
+impl Read for ExactReader<'_, '_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while packing",
+            ));
+        }
+        self.remaining -= n as u64;
+        self.hasher.update(&buf[..n]);
+        self.meter.add(n as u64);
+        Ok(n)
+    }
+}
+
+fn member_header(size: u64, mode: u32, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+fn write_archive(
+    prepared: Prepared,
+    out: &Path,
+    stem: &str,
+    opts: &PackOptions,
+    needles: &[(String, Vec<u8>)],
+    progress: &mut dyn FnMut(&ProgressEvent),
+) -> Result<PackedArchive, PackError> {
+    let Prepared { manifest, sources } = prepared;
+    let manifest_json = manifest.to_json();
+    // The manifest quotes output, environment and CI variables: scan it too.
+    if let Some(name) = SecretScanner::new(needles).feed(&manifest_json) {
+        return Err(PackError::SecretValueFound {
+            name: name.to_string(),
+            member: "the manifest".to_string(),
+        });
+    }
+
+    let (dir, explicit_file) = if out.is_dir() {
+        (out.to_path_buf(), None)
+    } else if out.as_os_str().to_string_lossy().ends_with('/') {
+        fs::create_dir_all(out).map_err(io_err("create directory", out))?;
+        (out.to_path_buf(), None)
+    } else {
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
+        (parent, Some(out.to_path_buf()))
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".chaos-pack-")
+        .suffix(".partial")
+        .tempfile_in(&dir)
+        .map_err(io_err("create a temporary file in", &dir))?;
+    let file = tmp.reopen().map_err(io_err("open", tmp.path()))?;
+    let tmp_path = tmp.path().to_path_buf();
+
+    let content_size = manifest.total_size();
+    let threads = opts.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1)
+    });
+    let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let mut enc = zstd::stream::Encoder::new(hashing, opts.level).map_err(|source| {
+        PackError::Compressor {
+            what: "level",
+            source,
+        }
+    })?;
+    let param = |what: &'static str| move |source| PackError::Compressor { what, source };
+    enc.include_checksum(true).map_err(param("checksum"))?;
+    if threads > 1 {
+        enc.multithread(threads).map_err(param("workers"))?;
+    }
+    if content_size > LDM_THRESHOLD {
+        // Long-distance matching finds repeats further apart than the level's window
+        // (the same code in two binaries, debug info), and pays only on large inputs.
+        let window = (64 - (content_size - 1).leading_zeros()).clamp(20, MAX_WINDOW_LOG);
+        enc.long_distance_matching(true).map_err(param("long-distance matching"))?;
+        enc.window_log(window).map_err(param("window size"))?;
+    }
+
+    let mtime = manifest.created_unix_ms / 1000;
+    let mut builder = tar::Builder::new(enc);
+    let tar_err = io_err("write", &tmp_path);
+    let mut h = member_header(manifest_json.len() as u64, 0o644, mtime);
+    builder
+        .append_data(&mut h, MANIFEST_NAME, &manifest_json[..])
+        .map_err(tar_err)?;
+
+    let mut meter = Meter::new(Phase::Packing, Some(content_size), progress);
+    for (member, (path, src)) in manifest.members.iter().zip(&sources) {
+        debug_assert_eq!(&member.path, path);
+        let file = File::open(src).map_err(io_err("open", src))?;
+        let exec = file
+            .metadata()
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+            .unwrap_or(false);
+        let mut reader = ExactReader {
+            file,
+            remaining: member.size,
+            hasher: blake3::Hasher::new(),
+            meter: &mut meter,
+        };
+        let mut h = member_header(member.size, if exec { 0o755 } else { 0o644 }, mtime);
+        match builder.append_data(&mut h, path, &mut reader) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(PackError::ChangedWhilePacking { path: src.clone() })
+            }
+            Err(e) => return Err(io_err("write", &tmp_path)(e)),
+        }
+        if reader.hasher.finalize().to_hex().as_str() != member.blake3 {
+            return Err(PackError::ChangedWhilePacking { path: src.clone() });
+        }
+    }
+    let enc = builder.into_inner().map_err(io_err("write", &tmp_path))?;
+    let hashing = enc.finish().map_err(io_err("write", &tmp_path))?;
+    let hash = hashing.hasher.finalize().to_hex().to_string();
+    let size = hashing.count;
+    let file = hashing
+        .inner
+        .into_inner()
+        .map_err(|e| io_err("write", &tmp_path)(e.into_error()))?;
+    file.sync_all().map_err(io_err("sync", &tmp_path))?;
+    drop(file);
+    meter.finish();
+
+    let final_path = match explicit_file {
+        Some(p) => p,
+        None => dir.join(archive_file_name(stem, &hash)),
+    };
+    tmp.persist(&final_path)
+        .map_err(|e| io_err("rename into", &final_path)(e.error))?;
+    Ok(PackedArchive {
+        path: final_path,
+        hash,
+        size,
+        content_size,
+        manifest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_sanitized() {
+        assert_eq!(sanitize_name("tests::it_works"), "tests_it_works");
+        assert_eq!(sanitize_name(".."), "recording");
+        assert_eq!(sanitize_name("a/b\\c d"), "a_b_c_d");
+        assert_eq!(sanitize_name(&"x".repeat(100)).len(), 64);
+    }
+}
