@@ -12,6 +12,7 @@ pub mod output;
 pub mod ptrace;
 pub mod record;
 pub mod replay;
+pub mod sched;
 pub mod spawn;
 pub mod syscalls;
 pub mod trace;

@@ -298,6 +298,26 @@ impl Task {
     }
 }
 
+/// Waits for any task traced by (or child of) the calling thread, with
+/// `__WALL | __WNOTHREAD`. Never use it from a thread that has other children: the
+/// engine runs each recording on a thread of its own, so this sees only that
+/// recording's tasks and never steals another recording's events.
+pub fn wait_own() -> Result<(i32, Stop)> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: plain syscall with a pointer to a local.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::__WNOTHREAD) };
+        if r == -1 {
+            let e = Errno::last();
+            if e == Errno::EINTR {
+                continue;
+            }
+            return Err(Error::Ptrace { pid: -1, op: "waitpid", source: e });
+        }
+        return Ok((r, decode_status(status)));
+    }
+}
+
 /// Waits for one task with `__WALL`, restarting on EINTR.
 pub fn wait_for(tid: i32) -> Result<Stop> {
     loop {
@@ -330,9 +350,6 @@ fn decode_status(status: libc::c_int) -> Stop {
             Stop::Syscall
         } else if event != 0 {
             Stop::Event(event)
-        } else if sig == libc::SIGTRAP || sig == libc::SIGSTOP || sig == libc::SIGTSTP || sig == libc::SIGTTIN || sig == libc::SIGTTOU {
-            // Could be a group-stop or a real signal; callers look at siginfo if they care.
-            Stop::Signal(sig)
         } else {
             Stop::Signal(sig)
         }

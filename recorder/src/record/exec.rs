@@ -12,6 +12,10 @@ use crate::inject::inject_syscall;
 use crate::ptrace::Task;
 use crate::trace::{ExecState, FileStore, Mapping, MemWrite};
 
+use super::redirect::{SCRATCH_BASE, SLOTS, SLOT_SIZE};
+
+const SCRATCH_LEN: u64 = SLOTS * SLOT_SIZE;
+
 const ARCH_SET_CPUID: u64 = 0x1012;
 const AT_IGNORE: u64 = 1;
 const AT_SYSINFO_EHDR: u64 = 33;
@@ -45,7 +49,26 @@ pub fn arm_traps(task: &mut Task, at: u64) -> Result<bool> {
     task.write_mem(at, &[0x0f, 0x05])?;
     let r1 = inject_syscall(task, at, libc::SYS_arch_prctl as u64, &[ARCH_SET_CPUID, 0]);
     let r2 = inject_syscall(task, at, libc::SYS_prctl as u64, &[libc::PR_SET_TSC as u64, libc::PR_TSC_SIGSEGV as u64]);
+    let r3 = inject_syscall(
+        task,
+        at,
+        libc::SYS_mmap as u64,
+        &[
+            SCRATCH_BASE,
+            SCRATCH_LEN,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE) as u64,
+            u64::MAX,
+            0,
+        ],
+    );
     task.write_mem(at, &saved)?;
+    if r3? != SCRATCH_BASE as i64 {
+        return Err(Error::Unsupported {
+            what: "cannot map the recorder's scratch area into the program".into(),
+            hint: "report this as a bug".into(),
+        });
+    }
     let cpuid = r1?;
     let tsc = r2?;
     if tsc != 0 {
@@ -91,7 +114,8 @@ fn capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecStat
     let mut mappings = Vec::new();
     let mut memory = Vec::new();
     for m in &maps {
-        if m.name == "[vsyscall]" || m.name == "[vdso]" || m.name.starts_with("[vvar") {
+        let ours = m.start >= SCRATCH_BASE && m.end <= SCRATCH_BASE + SCRATCH_LEN;
+        if ours || m.name == "[vsyscall]" || m.name == "[vdso]" || m.name.starts_with("[vvar") {
             continue;
         }
         let file = if m.is_file() {

@@ -8,8 +8,9 @@
 //! emulated → the end.
 
 mod exec;
+pub mod redirect;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,8 +20,9 @@ use crate::errors::{Error, Result};
 use crate::output::{OutputFds, Stream};
 use crate::ptrace::{Resume, Stop, SyscallStop, Task};
 use crate::spawn::{self, SpawnSpec};
-use crate::syscalls::{self, effects, nr, Class, MemArg};
-use crate::trace::{Event, EventWriter, ExitKind, FileStore, Header, Outcome, RunResult, SyscallEvent, TraceDir};
+use crate::sched::{Point, Scheduler};
+use crate::syscalls::{self, effects, nr, special, Class, MemArg};
+use crate::trace::{signal_name, Event, EventWriter, ExitKind, FileStore, Header, Outcome, RunResult, SyscallEvent, TraceDir};
 
 /// What to record.
 #[derive(Debug, Clone)]
@@ -56,17 +58,60 @@ struct Pending {
     args: [u64; 6],
     input_hash: u64,
     outputs: &'static [MemArg],
+    /// The special handler computes the outputs.
+    special: bool,
     entry: effects::EntryState,
     /// Skip the call and return this instead (refused calls, emulated ones).
     fake_ret: Option<i64>,
+    /// Output buffers pointed at scratch memory while blocked.
+    redirect: Option<redirect::Redirected>,
+}
+
+/// Where a thread of the recorded program is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Where {
+    /// Stopped; resume it with this signal when it is scheduled.
+    Ready(i32),
+    /// Resumed into a blocking syscall: it sits in the kernel while others run.
+    Blocked,
+    /// Its blocking syscall returned this; stopped at the exit stop, not yet recorded.
+    Unblocked(i64),
+    /// The running thread.
+    Running,
+}
+
+struct Thread {
+    task: Task,
+    slot: u64,
+    state: Where,
+    pending: Option<Pending>,
+}
+
+/// What the main loop does after a stop of the running thread.
+enum Next {
+    /// Keep running it.
+    Continue,
+    /// Give the CPU to another thread.
+    Switch,
+    /// The program has ended.
+    Finished(ExitKind),
 }
 
 struct Recorder {
     trace: TraceDir,
     events: EventWriter,
     files: FileStore,
-    task: Task,
-    pending: Option<Pending>,
+    threads: BTreeMap<i32, Thread>,
+    leader: i32,
+    /// The leader called `exit` while other threads live on: a zombie until they end.
+    leader_exited: bool,
+    current: Option<i32>,
+    previous: Option<i32>,
+    sched: Scheduler,
+    next_slot: u64,
+    /// Stops of tasks we did not know yet (a new thread can report before its parent's
+    /// clone event is handled).
+    early: HashMap<i32, Stop>,
     out_fds: OutputFds,
     stdout: std::fs::File,
     stderr: std::fs::File,
@@ -75,7 +120,20 @@ struct Recorder {
 }
 
 /// Records one run of a program into a new trace directory.
+///
+/// The recording runs on a thread of its own: ptrace ties tracees to the tracer thread,
+/// and waiting for "any of my tracees" (`__WNOTHREAD`) then sees only this recording's.
 pub fn record(opts: &RecordOptions) -> Result<RecordSummary> {
+    let opts = opts.clone();
+    std::thread::Builder::new()
+        .name("chaos-record".into())
+        .spawn(move || record_here(&opts))
+        .map_err(|e| Error::Spawn { program: "recorder thread".into(), reason: e.to_string() })?
+        .join()
+        .unwrap_or_else(|_| Err(Error::Unsupported { what: "the recorder thread panicked".into(), hint: "report this as a bug".into() }))
+}
+
+fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     let trace = TraceDir::create(&opts.trace_dir)?;
     let env_path = opts.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
     let exe = spawn::resolve_program(&opts.program, env_path)?;
@@ -89,110 +147,112 @@ pub fn record(opts: &RecordOptions) -> Result<RecordSummary> {
     let cpu_set = spawn::cpu_set();
     let pinned = current_cpu().filter(|c| cpu_set.contains(c)).unwrap_or(cpu_set[0]);
     spawn::pin_self(&[pinned]);
-    let result = (|| {
-        let mut argv = vec![opts.program.clone().into_os_string()];
-        argv.extend(opts.args.iter().cloned());
-        let seed = opts.seed.unwrap_or_else(random_seed);
-        let header = Header {
-            format_version: crate::trace::FORMAT_VERSION,
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            argv: argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
-            cwd: cwd.to_string_lossy().into_owned(),
-            env: opts.env.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect(),
-            removed_env: opts.removed_env.clone(),
-            exe: exe.to_string_lossy().into_owned(),
-            hostname: read_trimmed("/proc/sys/kernel/hostname"),
-            kernel: format!("{} {}", read_trimmed("/proc/sys/kernel/osrelease"), read_trimmed("/proc/sys/kernel/version")),
-            cpu_model: cpu_model(),
-            seed,
-            aslr_disabled: false,
-            cpuid_faulting: false,
-            cpu_set: cpu_set.clone(),
-            pinned_cpu: pinned,
-            started_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-        };
-        let spec = SpawnSpec {
-            path: &exe,
-            argv,
-            env: opts.env.clone(),
-            cwd: Some(&cwd),
-            cpu: Some(pinned),
-            no_aslr: true,
-            null_stdio: false,
-            no_core: false,
-        };
-        let pid = spawn::spawn_traced(&spec)?;
-        let task = Task::new(pid);
-        let open = |name: &str| std::fs::File::create(trace.path.join(name)).map_err(|e| Error::io(trace.path.join(name), e));
-        let mut rec = Recorder {
-            events: EventWriter::create(&trace.path.join("events"))?,
-            files: FileStore::new(trace.path.join("files")),
-            task,
-            pending: None,
-            out_fds: OutputFds::default(),
-            stdout: open("stdout")?,
-            stderr: open("stderr")?,
-            cpu_set: cpu_set.clone(),
-            cpuid_seen: BTreeSet::new(),
-            trace: trace.clone(),
-        };
-        let r = rec.run(header);
-        if r.is_err() {
-            rec.task.kill();
-            let _ = rec.task.wait();
-        }
-        let _ = rec.events.flush();
-        let events = rec.events.count();
-        let cpuid_leaves = rec.cpuid_seen.iter().copied().collect();
-        let result = match r {
-            Ok(how) => RunResult {
-                outcome: match how {
-                    ExitKind::Exited(_) => Outcome::Exited,
-                    ExitKind::Signaled(_) => Outcome::Signaled,
-                },
-                exit_code: match how {
-                    ExitKind::Exited(c) => Some(c),
-                    _ => None,
-                },
-                signal: match how {
-                    ExitKind::Signaled(s) => Some(s),
-                    _ => None,
-                },
-                status: how.status(),
+    let mut argv = vec![opts.program.clone().into_os_string()];
+    argv.extend(opts.args.iter().cloned());
+    let seed = opts.seed.unwrap_or_else(random_seed);
+    let header = Header {
+        format_version: crate::trace::FORMAT_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        argv: argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        cwd: cwd.to_string_lossy().into_owned(),
+        env: opts.env.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect(),
+        removed_env: opts.removed_env.clone(),
+        exe: exe.to_string_lossy().into_owned(),
+        hostname: read_trimmed("/proc/sys/kernel/hostname"),
+        kernel: format!("{} {}", read_trimmed("/proc/sys/kernel/osrelease"), read_trimmed("/proc/sys/kernel/version")),
+        cpu_model: cpu_model(),
+        seed,
+        aslr_disabled: false,
+        cpuid_faulting: false,
+        cpu_set: cpu_set.clone(),
+        pinned_cpu: pinned,
+        started_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    };
+    let spec = SpawnSpec {
+        path: &exe,
+        argv,
+        env: opts.env.clone(),
+        cwd: Some(&cwd),
+        cpu: Some(pinned),
+        no_aslr: true,
+        null_stdio: false,
+        no_core: false,
+    };
+    let pid = spawn::spawn_traced(&spec)?;
+    let open = |name: &str| std::fs::File::create(trace.path.join(name)).map_err(|e| Error::io(trace.path.join(name), e));
+    let mut rec = Recorder {
+        events: EventWriter::create(&trace.path.join("events"))?,
+        files: FileStore::new(trace.path.join("files")),
+        threads: BTreeMap::from([(pid, Thread { task: Task::new(pid), slot: 0, state: Where::Ready(0), pending: None })]),
+        leader: pid,
+        leader_exited: false,
+        current: Some(pid),
+        previous: None,
+        sched: Scheduler::new(seed),
+        next_slot: 1,
+        early: HashMap::new(),
+        out_fds: OutputFds::default(),
+        stdout: open("stdout")?,
+        stderr: open("stderr")?,
+        cpu_set,
+        cpuid_seen: BTreeSet::new(),
+        trace: trace.clone(),
+    };
+    let r = rec.run(header);
+    if r.is_err() {
+        rec.kill_all();
+    }
+    let _ = rec.events.flush();
+    let events = rec.events.count();
+    let cpuid_leaves = rec.cpuid_seen.iter().copied().collect();
+    let result = match r {
+        Ok(how) => RunResult {
+            outcome: match how {
+                ExitKind::Exited(_) => Outcome::Exited,
+                ExitKind::Signaled(_) => Outcome::Signaled,
+            },
+            exit_code: match how {
+                ExitKind::Exited(c) => Some(c),
+                _ => None,
+            },
+            signal: match how {
+                ExitKind::Signaled(s) => Some(s),
+                _ => None,
+            },
+            status: how.status(),
+            events,
+            cpuid_leaves,
+            message: None,
+        },
+        Err(e) => {
+            let result = RunResult {
+                outcome: Outcome::RecorderError,
+                exit_code: None,
+                signal: None,
+                status: 125,
                 events,
                 cpuid_leaves,
-                message: None,
-            },
-            Err(e) => {
-                let result = RunResult {
-                    outcome: Outcome::RecorderError,
-                    exit_code: None,
-                    signal: None,
-                    status: 125,
-                    events,
-                    cpuid_leaves,
-                    message: Some(e.to_string()),
-                };
-                trace.write_result(&result)?;
-                return Err(e);
-            }
-        };
-        trace.write_result(&result)?;
-        Ok(RecordSummary { trace: trace.path.clone(), result })
-    })();
-    spawn::pin_self(&cpu_set);
-    result
+                message: Some(e.to_string()),
+            };
+            trace.write_result(&result)?;
+            return Err(e);
+        }
+    };
+    trace.write_result(&result)?;
+    Ok(RecordSummary { trace: trace.path.clone(), result })
 }
 
 impl Recorder {
     fn run(&mut self, mut header: Header) -> Result<ExitKind> {
-        self.task.set_options(crate::ptrace::OPTIONS)?;
+        let leader = self.leader;
+        let task = &mut self.threads.get_mut(&leader).expect("leader").task;
+        task.set_options(crate::ptrace::OPTIONS)?;
         // Run to the initial exec.
-        self.task.resume(Resume::Cont, 0)?;
-        match self.task.wait()? {
+        task.resume(Resume::Cont, 0)?;
+        match task.wait()? {
             Stop::Event(libc::PTRACE_EVENT_EXEC) => {}
             Stop::Exited(127) => {
                 return Err(Error::Spawn { program: header.exe.clone().into(), reason: "execve failed".into() })
@@ -204,8 +264,8 @@ impl Recorder {
                 })
             }
         }
-        self.task.resume(Resume::Syscall, 0)?;
-        match self.task.wait()? {
+        task.resume(Resume::Syscall, 0)?;
+        match task.wait()? {
             Stop::Syscall => {}
             other => {
                 return Err(Error::Spawn {
@@ -214,46 +274,217 @@ impl Recorder {
                 })
             }
         }
-        self.task.reopen_mem();
-        let setup = exec::arm_and_capture(&mut self.task, &mut self.files, &header.exe)?;
+        task.reopen_mem();
+        let setup = exec::arm_and_capture(task, &mut self.files, &header.exe)?;
         header.aslr_disabled = setup.aslr_disabled;
         header.cpuid_faulting = setup.cpuid_faulting;
         self.trace.write_header(&header)?;
         self.events.push(&Event::Exec(Box::new(setup.state)))?;
         self.events.flush()?;
 
-        let mut signal = 0;
         loop {
-            self.task.resume(Resume::Syscall, signal)?;
-            signal = 0;
-            match self.task.wait()? {
-                Stop::Exited(code) => return self.finish(ExitKind::Exited(code)),
-                Stop::Killed(sig) => return self.finish(ExitKind::Signaled(sig)),
-                Stop::Syscall => match self.task.syscall_stop()? {
-                    SyscallStop::Entry { nr, args } => self.on_entry(nr, args)?,
-                    SyscallStop::Exit { ret } => self.on_exit(ret)?,
-                    SyscallStop::None => {}
+            let cur = match self.current {
+                Some(c) => c,
+                None => match self.pick()? {
+                    Some(c) => c,
+                    None => {
+                        // Every thread sits in a blocking call: wait for one to return.
+                        let (tid, stop) = self.wait_any()?;
+                        if let Some(how) = self.on_background_stop(tid, stop)? {
+                            return Ok(how);
+                        }
+                        continue;
+                    }
                 },
-                Stop::Signal(sig) => signal = self.on_signal(sig)?,
-                Stop::Event(ev) => self.on_event(ev)?,
-                Stop::Other(_) => {}
+            };
+            let t = self.threads.get_mut(&cur).expect("current thread exists");
+            let Where::Ready(sig) = t.state else {
+                unreachable!("the current thread is always ready when resumed")
+            };
+            t.state = Where::Running;
+            match t.task.resume(Resume::Syscall, sig) {
+                Ok(()) => {}
+                Err(e) if e.is_gone() => {}
+                Err(e) => return Err(e),
+            }
+            let stop = loop {
+                let (tid, stop) = self.wait_any()?;
+                if tid == cur {
+                    break stop;
+                }
+                if let Some(how) = self.on_background_stop(tid, stop)? {
+                    return Ok(how);
+                }
+            };
+            match self.on_stop(cur, stop)? {
+                Next::Continue => {}
+                Next::Switch => {
+                    self.previous = Some(cur);
+                    self.current = None;
+                }
+                Next::Finished(how) => return Ok(how),
             }
         }
     }
 
-    fn finish(&mut self, how: ExitKind) -> Result<ExitKind> {
-        // exit and exit_group never return: their event is written at entry.
-        self.pending = None;
-        self.events.push(&Event::Exit { tid: self.task.tid, how })?;
+    /// Waits for any of this recording's tasks; stops of unknown tasks (new threads
+    /// that report before their parent's clone event) are kept for later.
+    fn wait_any(&mut self) -> Result<(i32, Stop)> {
+        loop {
+            let (tid, stop) = crate::ptrace::wait_own()?;
+            if self.threads.contains_key(&tid) {
+                return Ok((tid, stop));
+            }
+            self.early.insert(tid, stop);
+        }
+    }
+
+    /// Chooses the thread to run next; `None` when every thread is blocked.
+    fn pick(&mut self) -> Result<Option<i32>> {
+        let runnable: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(_, t)| matches!(t.state, Where::Ready(_) | Where::Unblocked(_)))
+            .map(|(tid, _)| *tid)
+            .collect();
+        if runnable.is_empty() {
+            return Ok(None);
+        }
+        let tid = self.sched.pick(&runnable, self.previous);
+        if let Where::Unblocked(ret) = self.threads[&tid].state {
+            self.threads.get_mut(&tid).expect("picked").state = Where::Ready(0);
+            self.on_exit(tid, ret)?;
+        }
+        self.current = Some(tid);
+        Ok(Some(tid))
+    }
+
+    /// A stop of a thread that is not the running one: a blocked thread's call returned,
+    /// or it died.
+    fn on_background_stop(&mut self, tid: i32, stop: Stop) -> Result<Option<ExitKind>> {
+        match stop {
+            Stop::Syscall => {
+                let t = self.threads.get_mut(&tid).expect("known thread");
+                match t.task.syscall_stop()? {
+                    SyscallStop::Exit { ret } if t.state == Where::Blocked => t.state = Where::Unblocked(ret),
+                    other => {
+                        return Err(Error::Unsupported {
+                            what: format!("thread {tid} stopped at {other:?} while it was not running"),
+                            hint: "report this as a bug".into(),
+                        })
+                    }
+                }
+                Ok(None)
+            }
+            Stop::Exited(_) | Stop::Killed(_) => {
+                // The whole process is going away (a fatal signal from outside).
+                self.threads.remove(&tid);
+                self.process_ended(tid, stop).map(Some)
+            }
+            Stop::Signal(sig) => {
+                // A signal arrived for a blocked thread; the syscall will report its
+                // exit (EINTR/ERESTART*) first, then this signal again when resumed.
+                Err(Error::Unsupported {
+                    what: format!("signal {} arrived for blocked thread {tid}", signal_name(sig)),
+                    hint: "asynchronous signals are not supported by this version of the recorder".into(),
+                })
+            }
+            other => Err(Error::Unsupported {
+                what: format!("thread {tid} stopped with {other:?} while blocked"),
+                hint: "report this as a bug".into(),
+            }),
+        }
+    }
+
+    /// Reaps every remaining thread after the process ended and writes the exit event.
+    /// `tid` reported `stop`, an exit.
+    fn process_ended(&mut self, tid: i32, stop: Stop) -> Result<ExitKind> {
+        let mut leader_stop = if tid == self.leader { Some(stop) } else { None };
+        self.threads.remove(&tid);
+        let others: Vec<i32> = self.threads.keys().copied().filter(|t| *t != self.leader).collect();
+        for t in others {
+            reap(t);
+            self.threads.remove(&t);
+        }
+        if leader_stop.is_none() {
+            leader_stop = Some(reap(self.leader));
+        }
+        self.threads.clear();
+        let how = match leader_stop {
+            Some(Stop::Killed(s)) => ExitKind::Signaled(s),
+            Some(Stop::Exited(c)) => ExitKind::Exited(c),
+            _ => ExitKind::Exited(0),
+        };
+        self.events.push(&Event::Exit { tid: self.leader, how })?;
         self.events.flush()?;
         Ok(how)
     }
 
-    fn on_event(&mut self, ev: i32) -> Result<()> {
+    fn kill_all(&mut self) {
+        for t in self.threads.values() {
+            t.task.kill();
+        }
+        let tids: Vec<i32> = self.threads.keys().copied().collect();
+        for t in tids {
+            reap(t);
+        }
+        self.threads.clear();
+    }
+
+    fn on_stop(&mut self, cur: i32, stop: Stop) -> Result<Next> {
+        match stop {
+            Stop::Exited(_) | Stop::Killed(_) => return self.process_ended(cur, stop).map(Next::Finished),
+            Stop::Syscall => {
+                let step = self.threads.get_mut(&cur).expect("current").task.syscall_stop()?;
+                self.threads.get_mut(&cur).expect("current").state = Where::Ready(0);
+                match step {
+                    SyscallStop::Entry { nr, args } => return self.on_entry(cur, nr, args),
+                    SyscallStop::Exit { ret } => {
+                        let sysno = self.threads[&cur].pending.as_ref().map(|p| p.nr);
+                        self.on_exit(cur, ret)?;
+                        let point = if sysno == Some(nr::SCHED_YIELD) { Point::Yield } else { Point::SyscallExit };
+                        if self.threads.len() > 1 && self.sched.should_switch(point) {
+                            return Ok(Next::Switch);
+                        }
+                    }
+                    SyscallStop::None => {}
+                }
+            }
+            Stop::Signal(sig) => {
+                let deliver = self.on_signal(cur, sig)?;
+                self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
+            }
+            Stop::Event(ev) => {
+                self.threads.get_mut(&cur).expect("current").state = Where::Ready(0);
+                self.on_event(cur, ev)?;
+            }
+            Stop::Other(_) => self.threads.get_mut(&cur).expect("current").state = Where::Ready(0),
+        }
+        Ok(Next::Continue)
+    }
+
+    fn on_event(&mut self, cur: i32, ev: i32) -> Result<()> {
         match ev {
-            libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => Err(Error::Unsupported {
-                what: "the program started a thread or a child process".into(),
-                hint: "multi-threaded programs and process trees are not supported by this version of the recorder".into(),
+            libc::PTRACE_EVENT_CLONE => {
+                let child = self.threads[&cur].task.event_msg()? as i32;
+                let first = match self.early.remove(&child) {
+                    Some(s) => s,
+                    None => crate::ptrace::wait_for(child)?,
+                };
+                if !matches!(first, Stop::Signal(libc::SIGSTOP)) {
+                    return Err(Error::Unsupported {
+                        what: format!("new thread {child} first stopped with {first:?}"),
+                        hint: "report this as a bug".into(),
+                    });
+                }
+                let slot = self.next_slot;
+                self.next_slot += 1;
+                self.threads.insert(child, Thread { task: Task::new(child), slot, state: Where::Ready(0), pending: None });
+                Ok(())
+            }
+            libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => Err(Error::Unsupported {
+                what: "the program started a child process".into(),
+                hint: "process trees are not supported by this version of the recorder".into(),
             }),
             libc::PTRACE_EVENT_EXEC => Err(Error::Unsupported {
                 what: "the program called execve".into(),
@@ -263,7 +494,7 @@ impl Recorder {
         }
     }
 
-    fn on_entry(&mut self, sysno: u64, args: [u64; 6]) -> Result<()> {
+    fn on_entry(&mut self, cur: i32, sysno: u64, args: [u64; 6]) -> Result<Next> {
         let Some(desc) = syscalls::lookup(sysno) else {
             return Err(Error::UnsupportedSyscall {
                 name: syscalls::name_of(sysno),
@@ -280,58 +511,143 @@ impl Recorder {
             Class::Refused { errno } => fake_ret = Some(-(errno as i64)),
             Class::Recorded | Class::Executed => {}
         }
+        let special_here = desc.special
+            && match special::handling(sysno, &args) {
+                special::Handling::Here => true,
+                special::Handling::Engine => false,
+                special::Handling::Unsupported(hint) => {
+                    return Err(Error::UnsupportedSyscall { name: desc.name.to_string(), nr: sysno, hint: hint.to_string() })
+                }
+            };
+        if sysno == nr::CLONE || sysno == nr::CLONE3 {
+            self.check_clone(cur, sysno, &args)?;
+        }
         if sysno == nr::SCHED_SETAFFINITY {
             // The recording stays pinned; the program is told it worked.
             fake_ret = Some(0);
         }
+        let task = &mut self.threads.get_mut(&cur).expect("current").task;
         if fake_ret.is_some() {
-            self.task.set_orig_rax(u64::MAX)?;
+            task.set_orig_rax(u64::MAX)?;
         }
-        let input_hash = effects::input_hash(&mut self.task, inputs, &args, None)?;
-        let entry = effects::EntryState::capture(&mut self.task, outputs, &args)?;
-        let pending = Pending { nr: sysno, args, input_hash, outputs, entry, fake_ret };
+        let input_hash = if special_here {
+            let regions = special::inputs(task, sysno, &args)?;
+            effects::hash_regions(task, &regions)?
+        } else {
+            effects::input_hash(task, inputs, &args, None)?
+        };
+        let mut entry = effects::EntryState::capture(task, outputs, &args)?;
+        if special_here {
+            special::capture_entry(task, sysno, &args, &mut entry)?;
+        }
+        if sysno == nr::CLONE3 {
+            entry.extra = read_clone3(task, args[0])?.to_vec();
+        }
         if sysno == nr::EXIT || sysno == nr::EXIT_GROUP {
             // These never come back: write the event now.
-            self.events.push(&Event::Syscall(SyscallEvent {
-                tid: self.task.tid,
-                nr: sysno,
-                args,
-                ret: 0,
-                input_hash,
-                writes: Vec::new(),
-                file: None,
-            }))?;
-            return Ok(());
+            self.events.push(&Event::Syscall(SyscallEvent { tid: cur, nr: sysno, args, ret: 0, input_hash, writes: Vec::new(), file: None }))?;
+            return self.on_exit_call(cur, sysno);
         }
-        self.pending = Some(pending);
+        let blocking = desc.may_block && fake_ret.is_none() && self.threads.len() > 1;
+        let mut pending = Pending { nr: sysno, args, input_hash, outputs, special: special_here, entry, fake_ret, redirect: None };
+        if blocking {
+            // Let it sit in the kernel while others run; its results land in scratch.
+            let t = self.threads.get_mut(&cur).expect("current");
+            pending.redirect = redirect::redirect(&mut t.task, sysno, &args, t.slot)?;
+            t.pending = Some(pending);
+            self.events.push(&Event::Blocked { tid: cur, nr: sysno, args })?;
+            match t.task.resume(Resume::Syscall, 0) {
+                Ok(()) => {}
+                Err(e) if e.is_gone() => {}
+                Err(e) => return Err(e),
+            }
+            t.state = Where::Blocked;
+            return Ok(Next::Switch);
+        }
+        self.threads.get_mut(&cur).expect("current").pending = Some(pending);
+        Ok(Next::Continue)
+    }
+
+    /// exit / exit_group: the event is written; let the call run and collect the ends.
+    fn on_exit_call(&mut self, cur: i32, sysno: u64) -> Result<Next> {
+        let t = self.threads.get_mut(&cur).expect("current");
+        t.task.resume(Resume::Syscall, 0).or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
+        if sysno == nr::EXIT_GROUP || (self.threads.len() == 1 && !self.leader_exited) {
+            let stop = reap(cur);
+            return self.process_ended(cur, stop).map(Next::Finished);
+        }
+        // One thread ends. The leader stays a zombie until the others are gone, so only
+        // wait for non-leaders (whose CLEARTID write and futex wake happen before their
+        // exit is reported: nothing may run before that).
+        if cur == self.leader {
+            self.leader_exited = true;
+            self.threads.get_mut(&cur).expect("current").state = Where::Blocked;
+            self.threads.remove(&cur);
+            return Ok(Next::Switch);
+        }
+        reap(cur);
+        self.threads.remove(&cur);
+        if self.threads.is_empty() {
+            let stop = reap(self.leader);
+            return self.process_ended(self.leader, stop).map(Next::Finished);
+        }
+        Ok(Next::Switch)
+    }
+
+    fn check_clone(&mut self, cur: i32, sysno: u64, args: &[u64; 6]) -> Result<()> {
+        let flags = if sysno == nr::CLONE3 {
+            read_clone3(&mut self.threads.get_mut(&cur).expect("current").task, args[0])?[0]
+        } else {
+            args[0]
+        };
+        let thread = (libc::CLONE_VM | libc::CLONE_THREAD) as u64;
+        if flags & thread != thread {
+            return Err(Error::Unsupported {
+                what: "the program started a child process (clone without CLONE_THREAD)".into(),
+                hint: "process trees are not supported by this version of the recorder".into(),
+            });
+        }
+        if flags & libc::CLONE_PIDFD as u64 != 0 {
+            return Err(Error::Unsupported { what: "clone with CLONE_PIDFD".into(), hint: "not supported yet".into() });
+        }
         Ok(())
     }
 
-    fn on_exit(&mut self, mut ret: i64) -> Result<()> {
-        let Some(p) = self.pending.take() else {
+    fn on_exit(&mut self, cur: i32, mut ret: i64) -> Result<()> {
+        let t = self.threads.get_mut(&cur).expect("thread");
+        let Some(p) = t.pending.take() else {
             return Ok(());
         };
+        let task = &mut t.task;
+        if let Some(r) = &p.redirect {
+            redirect::complete(task, r, ret)?;
+        }
         if let Some(fake) = p.fake_ret {
             ret = fake;
-            self.task.set_rax(ret as u64)?;
+            task.set_rax(ret as u64)?;
         }
         let mut writes = Vec::new();
         let mut file = None;
         if ret >= 0 && p.fake_ret.is_none() {
-            writes = effects::collect_outputs(&mut self.task, p.outputs, &p.args, ret, &p.entry)?;
+            writes = if p.special {
+                special::outputs(task, p.nr, &p.args, ret, &p.entry)?
+            } else {
+                effects::collect_outputs(task, p.outputs, &p.args, ret, &p.entry)?
+            };
             match p.nr {
                 nr::SCHED_GETAFFINITY => {
                     // Show the real CPU set, not the one-core pin.
                     let mask = cpu_mask_bytes(&self.cpu_set, ret as usize);
-                    self.task.write_mem(p.args[2], &mask)?;
+                    task.write_mem(p.args[2], &mask)?;
                     writes = vec![crate::trace::MemWrite { addr: p.args[2], data: mask }];
                 }
-                nr::MMAP => file = self.capture_mmap(&p.args)?,
+                nr::MMAP => file = capture_mmap(task, &mut self.files, &p.args)?,
+                nr::CLONE | nr::CLONE3 => writes = clone_writes(task, p.nr, &p.args, &p.entry)?,
                 _ => {}
             }
             if let Some(kind) = OutputFds::write_kind(p.nr) {
                 if let Some(stream) = self.out_fds.stream(p.args[0]) {
-                    let data = crate::output::written_bytes(&mut self.task, kind, &p.args, ret)?;
+                    let data = crate::output::written_bytes(task, kind, &p.args, ret)?;
                     let f = match stream {
                         Stream::Stdout => &mut self.stdout,
                         Stream::Stderr => &mut self.stderr,
@@ -342,7 +658,7 @@ impl Recorder {
             self.out_fds.after_syscall(p.nr, &p.args, ret);
         }
         self.events.push(&Event::Syscall(SyscallEvent {
-            tid: self.task.tid,
+            tid: cur,
             nr: p.nr,
             args: p.args,
             ret,
@@ -352,71 +668,130 @@ impl Recorder {
         }))
     }
 
-    fn capture_mmap(&mut self, args: &[u64; 6]) -> Result<Option<String>> {
-        let flags = args[3] as i32;
-        if flags & libc::MAP_ANONYMOUS != 0 {
-            return Ok(None);
-        }
-        let fd = args[4] as i32;
-        let path = PathBuf::from(format!("/proc/{}/fd/{fd}", self.task.tid));
-        let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-        if !meta.is_file() {
-            let target = std::fs::read_link(&path).map(|p| p.display().to_string()).unwrap_or_default();
-            return Err(Error::Unsupported {
-                what: format!("mmap of {target}, which is not a regular file"),
-                hint: "device and special-file mappings cannot be replayed".into(),
-            });
-        }
-        if flags & libc::MAP_SHARED != 0 && args[2] as i32 & libc::PROT_WRITE != 0 {
-            return Err(Error::Unsupported {
-                what: "a writable MAP_SHARED file mapping".into(),
-                hint: "memory shared with the file system cannot be replayed exactly yet".into(),
-            });
-        }
-        Ok(Some(self.files.capture(&path)?))
-    }
-
-    fn on_signal(&mut self, sig: i32) -> Result<i32> {
-        let regs = self.task.regs()?;
+    fn on_signal(&mut self, cur: i32, sig: i32) -> Result<i32> {
+        let task = &mut self.threads.get_mut(&cur).expect("current").task;
+        let regs = task.regs()?;
         if sig == libc::SIGSEGV {
-            let bytes = self.task.read_mem_partial(regs.rip, 3)?;
+            let bytes = task.read_mem_partial(regs.rip, 3)?;
             if let Some(insn) = Trapped::decode(&bytes) {
-                self.emulate(insn, regs)?;
+                let event = emulate(task, insn, regs, &mut self.cpuid_seen)?;
+                self.events.push(&event)?;
                 return Ok(0);
             }
         }
-        self.events.push(&Event::Signal { tid: self.task.tid, signo: sig, rip: regs.rip })?;
+        if sig == libc::SIGSTOP && self.threads.len() > 1 {
+            // A leftover initial stop; nothing to deliver.
+            return Ok(0);
+        }
+        if !is_synchronous(sig) {
+            return Err(Error::Unsupported {
+                what: format!("asynchronous signal {} for thread {cur}", signal_name(sig)),
+                hint: "asynchronous signals are not supported by this version of the recorder".into(),
+            });
+        }
+        self.events.push(&Event::Signal { tid: cur, signo: sig, rip: regs.rip })?;
         Ok(sig)
     }
+}
 
-    fn emulate(&mut self, insn: Trapped, mut regs: crate::ptrace::Regs) -> Result<()> {
-        let tid = self.task.tid;
-        let rip = regs.rip;
-        let event = match insn {
-            Trapped::Rdtsc | Trapped::Rdtscp => {
-                let (tsc, aux) = arch::read_tsc();
-                regs.rax = tsc & 0xffff_ffff;
-                regs.rdx = tsc >> 32;
-                if insn == Trapped::Rdtscp {
-                    regs.rcx = aux as u64;
-                }
-                Event::Rdtsc { tid, rip, rdtscp: insn == Trapped::Rdtscp, tsc, aux }
+/// Signals that an instruction of the thread raised itself, which recur at the same
+/// point in replay (or that the thread sent itself with a recorded syscall).
+fn is_synchronous(sig: i32) -> bool {
+    matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP | libc::SIGABRT | libc::SIGSYS)
+}
+
+/// Waits until a task has ended; returns how.
+fn reap(tid: i32) -> Stop {
+    loop {
+        match crate::ptrace::wait_for(tid) {
+            Ok(s @ (Stop::Exited(_) | Stop::Killed(_))) => return s,
+            Ok(_) => {
+                // Still stopped somewhere (e.g. at an exit stop): let it go on dying.
+                // SAFETY: plain ptrace request.
+                unsafe { libc::ptrace(libc::PTRACE_CONT, tid, 0, 0) };
             }
-            Trapped::Cpuid => {
-                let (leaf, subleaf) = (regs.rax as u32, regs.rcx as u32);
-                let out = arch::masked_cpuid(leaf, subleaf);
-                regs.rax = out[0] as u64;
-                regs.rbx = out[1] as u64;
-                regs.rcx = out[2] as u64;
-                regs.rdx = out[3] as u64;
-                self.cpuid_seen.insert([leaf, subleaf, out[0], out[1], out[2], out[3]]);
-                Event::Cpuid { tid, rip, leaf, subleaf, out }
-            }
-        };
-        regs.rip += insn.len();
-        self.task.set_regs(&regs)?;
-        self.events.push(&event)
+            Err(_) => return Stop::Exited(0),
+        }
     }
+}
+
+/// `struct clone_args`: flags, pidfd, child_tid, parent_tid.
+fn read_clone3(task: &mut Task, addr: u64) -> Result<[u64; 4]> {
+    let b = task.read_mem(addr, 32)?;
+    let q = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8"));
+    Ok([q(0), q(1), q(2), q(3)])
+}
+
+/// The thread ids clone wrote into the program's memory (CLONE_PARENT_SETTID,
+/// CLONE_CHILD_SETTID); the child has already reported its first stop, so both writes
+/// have happened.
+fn clone_writes(task: &mut Task, sysno: u64, args: &[u64; 6], st: &effects::EntryState) -> Result<Vec<crate::trace::MemWrite>> {
+    let (flags, ptid, ctid) = if sysno == nr::CLONE3 {
+        (st.extra[0], st.extra[3], st.extra[2])
+    } else {
+        (args[0], args[2], args[3])
+    };
+    let mut w = Vec::new();
+    if flags & libc::CLONE_PARENT_SETTID as u64 != 0 && ptid != 0 {
+        w.push(crate::trace::MemWrite { addr: ptid, data: task.read_mem(ptid, 4)? });
+    }
+    if flags & libc::CLONE_CHILD_SETTID as u64 != 0 && ctid != 0 {
+        w.push(crate::trace::MemWrite { addr: ctid, data: task.read_mem(ctid, 4)? });
+    }
+    Ok(w)
+}
+
+fn capture_mmap(task: &mut Task, files: &mut FileStore, args: &[u64; 6]) -> Result<Option<String>> {
+    let flags = args[3] as i32;
+    if flags & libc::MAP_ANONYMOUS != 0 {
+        return Ok(None);
+    }
+    let fd = args[4] as i32;
+    let path = PathBuf::from(format!("/proc/{}/fd/{fd}", task.tid));
+    let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+    if !meta.is_file() {
+        let target = std::fs::read_link(&path).map(|p| p.display().to_string()).unwrap_or_default();
+        return Err(Error::Unsupported {
+            what: format!("mmap of {target}, which is not a regular file"),
+            hint: "device and special-file mappings cannot be replayed".into(),
+        });
+    }
+    if flags & libc::MAP_SHARED != 0 && args[2] as i32 & libc::PROT_WRITE != 0 {
+        return Err(Error::Unsupported {
+            what: "a writable MAP_SHARED file mapping".into(),
+            hint: "memory shared with the file system cannot be replayed exactly yet".into(),
+        });
+    }
+    Ok(Some(files.capture(&path)?))
+}
+
+fn emulate(task: &mut Task, insn: Trapped, mut regs: crate::ptrace::Regs, cpuid_seen: &mut BTreeSet<[u32; 6]>) -> Result<Event> {
+    let tid = task.tid;
+    let rip = regs.rip;
+    let event = match insn {
+        Trapped::Rdtsc | Trapped::Rdtscp => {
+            let (tsc, aux) = arch::read_tsc();
+            regs.rax = tsc & 0xffff_ffff;
+            regs.rdx = tsc >> 32;
+            if insn == Trapped::Rdtscp {
+                regs.rcx = aux as u64;
+            }
+            Event::Rdtsc { tid, rip, rdtscp: insn == Trapped::Rdtscp, tsc, aux }
+        }
+        Trapped::Cpuid => {
+            let (leaf, subleaf) = (regs.rax as u32, regs.rcx as u32);
+            let out = arch::masked_cpuid(leaf, subleaf);
+            regs.rax = out[0] as u64;
+            regs.rbx = out[1] as u64;
+            regs.rcx = out[2] as u64;
+            regs.rdx = out[3] as u64;
+            cpuid_seen.insert([leaf, subleaf, out[0], out[1], out[2], out[3]]);
+            Event::Cpuid { tid, rip, leaf, subleaf, out }
+        }
+    };
+    regs.rip += insn.len();
+    task.set_regs(&regs)?;
+    Ok(event)
 }
 
 /// Picks the class and memory descriptions, per request for ioctl, fcntl and prctl.
@@ -425,6 +800,7 @@ pub(crate) fn resolve_request(desc: &'static syscalls::SyscallDesc, args: &[u64;
         nr::IOCTL => Some((syscalls::ioctl_request(args[1] & 0xffff_ffff), "ioctl request")),
         nr::FCNTL => Some((syscalls::fcntl_command(args[1]), "fcntl command")),
         nr::PRCTL => Some((syscalls::prctl_option(args[0]), "prctl option")),
+        nr::ARCH_PRCTL => Some((syscalls::arch_prctl_code(args[0]), "arch_prctl code")),
         _ => None,
     };
     match req {
@@ -434,6 +810,7 @@ pub(crate) fn resolve_request(desc: &'static syscalls::SyscallDesc, args: &[u64;
                 hint: match what {
                     "ioctl request" => "this ioctl request is not in the recorder's table",
                     "fcntl command" => "this fcntl command is not in the recorder's table",
+                    "arch_prctl code" => "this arch_prctl code is not in the recorder's table",
                     _ => "this prctl option is not in the recorder's table",
                 },
             },

@@ -11,6 +11,7 @@
 
 mod rebuild;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::address_space::{STUB_SCRATCH, STUB_SYSCALL};
@@ -20,7 +21,7 @@ use crate::inject::inject_syscall;
 use crate::output::{OutputFds, Stream};
 use crate::ptrace::{Resume, Stop, SyscallStop, Task};
 use crate::spawn::{self, SpawnSpec};
-use crate::syscalls::{self, effects, nr, Class};
+use crate::syscalls::{self, effects, nr, special, Class};
 use crate::trace::{signal_name, Event, EventReader, ExitKind, SyscallEvent, TraceDir};
 
 /// Receives what the replayed program writes to its stdout and stderr.
@@ -87,18 +88,20 @@ pub fn replay_observed(trace_path: &Path, sink: &mut OutputSink<'_>, observer: &
         let mut r = Replayer {
             trace: trace.clone(),
             task: Task::new(pid),
+            threads: HashMap::new(),
+            leader: first.tid,
+            zombie_leader: None,
+            ended: None,
             events,
             index: 1,
             brk: first.brk,
             out_fds: OutputFds::default(),
-            recorded_tid: first.tid,
             sink,
             observer,
         };
         let res = r.start(&first).and_then(|_| r.run());
         if res.is_err() {
-            r.task.kill();
-            let _ = r.task.wait();
+            r.kill_all();
         }
         res
     })();
@@ -138,15 +141,32 @@ impl Drop for StubFile {
     }
 }
 
+/// A thread of the replayed program.
+struct RThread {
+    task: Task,
+    /// Held at the entry stop of a call recorded as [`Event::Blocked`].
+    held: Option<(u64, [u64; 6])>,
+    /// Signal to deliver when it is next resumed.
+    signal: i32,
+}
+
 struct Replayer<'s, 'a> {
     trace: TraceDir,
+    /// The leader until `run` starts; afterwards unused (threads live in `threads`).
     task: Task,
+    /// Threads by their recorded tid.
+    threads: HashMap<i32, RThread>,
+    /// Recorded tid of the thread group leader.
+    leader: i32,
+    /// The leader called `exit` while others lived on; it is reaped at the end.
+    zombie_leader: Option<Task>,
+    /// How the process ended at replay, once it has.
+    ended: Option<ExitKind>,
     events: EventReader,
     /// Number of the next event.
     index: u64,
     brk: u64,
     out_fds: OutputFds,
-    recorded_tid: i32,
     sink: &'s mut OutputSink<'a>,
     observer: &'s mut Observer<'a>,
 }
@@ -165,78 +185,146 @@ impl Replayer<'_, '_> {
             other => return Err(self.setup_error(format!("unexpected stop after the stub's exec: {other:?}"))),
         }
         self.task.reopen_mem();
-        rebuild::rebuild(&mut self.task, &self.trace, first)
+        rebuild::rebuild(&mut self.task, &self.trace, first)?;
+        let leader = std::mem::replace(&mut self.task, Task::new(0));
+        self.threads.insert(self.leader, RThread { task: leader, held: None, signal: 0 });
+        Ok(())
     }
 
     fn setup_error(&self, reason: String) -> Error {
         Error::Spawn { program: "replay stub".into(), reason }
     }
 
-    fn diverge(&mut self, expected: &Event, actual: String) -> Error {
+    fn diverge(&self, expected: &Event, actual: String) -> Error {
         Error::Divergence { event: self.index, expected: expected.describe(), actual }
     }
 
     fn run(&mut self) -> Result<ReplaySummary> {
-        let mut signal = 0;
         let mut next = self.events.next_event()?;
         loop {
             let Some(ev) = next.take() else {
                 return Err(Error::TraceEnded { events: self.index, detail: self.events.truncated.clone() });
             };
-            if ev.tid() != self.recorded_tid {
-                return Err(Error::Unsupported {
-                    what: format!("event {} belongs to thread {}", self.index, ev.tid()),
-                    hint: "this version replays single-threaded programs only".into(),
-                });
+            if let Event::Exit { .. } = ev {
+                let how = match self.ended {
+                    Some(h) => h,
+                    None => self.run_to_end(&ev)?,
+                };
+                return self.on_end(&ev, how);
             }
-            let mode = match &ev {
-                Event::Syscall(s) if runs_at_replay(s) => Resume::Syscall,
-                _ => Resume::Sysemu,
+            let tid = ev.tid();
+            let Some(mut th) = self.threads.remove(&tid) else {
+                return Err(self.diverge(&ev, format!("has no thread {tid} at this point")));
             };
-            self.task.resume(mode, signal)?;
-            signal = 0;
-            let stop = self.task.wait()?;
-            let consumed = match stop {
-                Stop::Syscall => match self.task.syscall_stop()? {
-                    SyscallStop::Entry { nr, args } => {
-                        self.on_syscall(&ev, nr, args)?;
-                        true
-                    }
-                    // The exit of a call skipped at a SYSEMU stop: nothing to do.
-                    _ => false,
-                },
-                Stop::Signal(sig) => {
-                    let regs = self.task.regs()?;
-                    let insn = if sig == libc::SIGSEGV {
-                        Trapped::decode(&self.task.read_mem_partial(regs.rip, 3)?)
-                    } else {
-                        None
-                    };
-                    match (insn, &ev) {
-                        (Some(_), Event::Rdtsc { .. } | Event::Cpuid { .. }) => {
-                            self.on_trapped(&ev, regs)?;
-                        }
-                        (None, Event::Signal { signo, rip, .. }) if *signo == sig && *rip == regs.rip => {
-                            signal = sig;
-                        }
-                        (Some(i), _) => return Err(self.diverge(&ev, format!("executed {i:?} at {:#x}", regs.rip))),
-                        (None, _) => {
-                            return Err(self.diverge(&ev, format!("got {} at {:#x}", signal_name(sig), regs.rip)))
-                        }
-                    }
-                    true
+            let r = self.step(&ev, &mut th);
+            let alive = !matches!(r, Ok(Step::Gone));
+            if alive {
+                self.threads.insert(tid, th);
+            }
+            match r? {
+                Step::Retry => next = Some(ev),
+                Step::Done | Step::Gone => {
+                    self.index += 1;
+                    next = self.events.next_event()?;
                 }
-                Stop::Exited(code) => return self.on_end(&ev, ExitKind::Exited(code)),
-                Stop::Killed(sig) => return self.on_end(&ev, ExitKind::Signaled(sig)),
-                Stop::Event(e) => return Err(self.diverge(&ev, format!("stopped with ptrace event {e}"))),
-                Stop::Other(s) => return Err(self.diverge(&ev, format!("stopped with status {s}"))),
-            };
-            if consumed {
-                self.index += 1;
-                next = self.events.next_event()?;
-            } else {
-                next = Some(ev);
             }
+        }
+    }
+
+    fn kill_all(&mut self) {
+        let tasks: Vec<&Task> = self.threads.values().map(|t| &t.task).chain(self.zombie_leader.iter()).collect();
+        for t in &tasks {
+            t.kill();
+        }
+        for t in tasks {
+            reap(t);
+        }
+        self.threads.clear();
+    }
+
+    /// The trace's next event is the process's end: let the thread with a (fatal)
+    /// signal pending, or the leader, run until the end.
+    fn run_to_end(&mut self, ev: &Event) -> Result<ExitKind> {
+        let tid = self.threads.iter().find(|(_, t)| t.signal != 0).map(|(tid, _)| *tid).unwrap_or(self.leader);
+        let Some(th) = self.threads.remove(&tid) else {
+            return Err(self.diverge(ev, "has no thread left to end it".into()));
+        };
+        th.task.resume(Resume::Sysemu, th.signal)?;
+        match th.task.wait()? {
+            s @ (Stop::Exited(_) | Stop::Killed(_)) => Ok(self.reap_all(tid, s)),
+            other => Err(self.diverge(ev, format!("stopped with {other:?} instead of ending"))),
+        }
+    }
+
+    /// After thread `tid` (already out of `threads`) ended with `stop`, collects every
+    /// other thread; returns the process's end (the leader's).
+    fn reap_all(&mut self, tid: i32, stop: Stop) -> ExitKind {
+        let mut leader_stop = (tid == self.leader).then_some(stop);
+        let others: Vec<i32> = self.threads.keys().copied().filter(|t| *t != self.leader).collect();
+        for t in others {
+            if let Some(th) = self.threads.remove(&t) {
+                reap(&th.task);
+            }
+        }
+        if leader_stop.is_none() {
+            if let Some(th) = self.threads.remove(&self.leader) {
+                leader_stop = Some(reap(&th.task));
+            } else if let Some(z) = self.zombie_leader.take() {
+                leader_stop = Some(reap(&z));
+            }
+        }
+        let how = match leader_stop {
+            Some(Stop::Killed(s)) => ExitKind::Signaled(s),
+            Some(Stop::Exited(c)) => ExitKind::Exited(c),
+            _ => ExitKind::Exited(0),
+        };
+        self.ended = Some(how);
+        how
+    }
+
+    /// Replays one event of thread `th`.
+    fn step(&mut self, ev: &Event, th: &mut RThread) -> Result<Step> {
+        if let Some((nr, args)) = th.held.take() {
+            // Held at the entry of a blocked call: this event completes it.
+            return self.on_syscall(ev, nr, args, th);
+        }
+        let mode = match ev {
+            Event::Syscall(s) if runs_at_replay(s) => Resume::Syscall,
+            _ => Resume::Sysemu,
+        };
+        th.task.resume(mode, th.signal)?;
+        th.signal = 0;
+        let stop = th.task.wait()?;
+        match stop {
+            Stop::Syscall => match th.task.syscall_stop()? {
+                SyscallStop::Entry { nr, args } => {
+                    if let Event::Blocked { nr: rnr, args: rargs, .. } = ev {
+                        if *rnr != nr || *rargs != args {
+                            return Err(self.diverge(ev, format!("made syscall {}", describe_call(nr, &args))));
+                        }
+                        th.held = Some((nr, args));
+                        return Ok(Step::Done);
+                    }
+                    self.on_syscall(ev, nr, args, th)
+                }
+                // The exit of a call skipped at a SYSEMU stop: nothing to do.
+                _ => Ok(Step::Retry),
+            },
+            Stop::Signal(sig) => {
+                let regs = th.task.regs()?;
+                let insn = if sig == libc::SIGSEGV { Trapped::decode(&th.task.read_mem_partial(regs.rip, 3)?) } else { None };
+                match (insn, ev) {
+                    (Some(_), Event::Rdtsc { .. } | Event::Cpuid { .. }) => self.on_trapped(ev, &th.task, regs)?,
+                    (None, Event::Signal { signo, rip, .. }) if *signo == sig && *rip == regs.rip => th.signal = sig,
+                    (Some(i), _) => return Err(self.diverge(ev, format!("executed {i:?} at {:#x}", regs.rip))),
+                    (None, _) => return Err(self.diverge(ev, format!("got {} at {:#x}", signal_name(sig), regs.rip))),
+                }
+                Ok(Step::Done)
+            }
+            Stop::Exited(c) => Err(self.diverge(ev, format!("ended with exit code {c}"))),
+            Stop::Killed(s) => Err(self.diverge(ev, format!("was killed by {}", signal_name(s)))),
+            Stop::Event(e) => Err(self.diverge(ev, format!("stopped with ptrace event {e}"))),
+            Stop::Other(s) => Err(self.diverge(ev, format!("stopped with status {s}"))),
         }
     }
 
@@ -253,7 +341,7 @@ impl Replayer<'_, '_> {
         }
     }
 
-    fn on_trapped(&mut self, ev: &Event, mut regs: crate::ptrace::Regs) -> Result<()> {
+    fn on_trapped(&self, ev: &Event, task: &Task, mut regs: crate::ptrace::Regs) -> Result<()> {
         match *ev {
             Event::Rdtsc { rip, rdtscp, tsc, aux, .. } if rip == regs.rip => {
                 regs.rax = tsc & 0xffff_ffff;
@@ -275,14 +363,14 @@ impl Replayer<'_, '_> {
             }
             _ => return Err(self.diverge(ev, format!("trapped an instruction at {:#x}", regs.rip))),
         }
-        self.task.set_regs(&regs)
+        task.set_regs(&regs)
     }
 
-    fn on_syscall(&mut self, ev: &Event, sysno: u64, args: [u64; 6]) -> Result<()> {
+    fn on_syscall(&mut self, ev: &Event, sysno: u64, args: [u64; 6], th: &mut RThread) -> Result<Step> {
         let Event::Syscall(s) = ev else {
             return Err(self.diverge(ev, format!("made syscall {}", describe_call(sysno, &args))));
         };
-        (self.observer)(self.task.tid, self.index);
+        (self.observer)(th.task.tid, self.index);
         if s.nr != sysno || s.args != args {
             return Err(self.diverge(ev, format!("made syscall {}", describe_call(sysno, &args))));
         }
@@ -290,8 +378,13 @@ impl Replayer<'_, '_> {
             path: self.trace.path.clone(),
             reason: format!("event {} is an unknown syscall {sysno}", self.index),
         })?;
-        let (_, _, inputs) = crate::record::resolve_request(desc, &args);
-        let hash = effects::input_hash(&mut self.task, inputs, &args, None)?;
+        let hash = if desc.special && special::handling(sysno, &args) == special::Handling::Here {
+            let regions = special::inputs(&mut th.task, sysno, &args)?;
+            effects::hash_regions(&mut th.task, &regions)?
+        } else {
+            let (_, _, inputs) = crate::record::resolve_request(desc, &args);
+            effects::input_hash(&mut th.task, inputs, &args, None)?
+        };
         if hash != s.input_hash {
             return Err(self.diverge(
                 ev,
@@ -299,58 +392,79 @@ impl Replayer<'_, '_> {
             ));
         }
         if runs_at_replay(s) {
-            self.execute(s)?;
-        } else {
-            if s.ret >= 0 {
-                if let (Some(kind), Some(stream)) = (OutputFds::write_kind(sysno), self.out_fds.stream(args[0])) {
-                    let data = crate::output::written_bytes(&mut self.task, kind, &args, s.ret)?;
-                    (self.sink)(stream, &data);
-                }
-            }
-            for w in &s.writes {
-                self.task.write_mem(w.addr, &w.data)?;
-            }
-            self.task.set_rax(s.ret as u64)?;
+            return self.execute(ev, s, th);
         }
+        if s.ret >= 0 {
+            if let (Some(kind), Some(stream)) = (OutputFds::write_kind(sysno), self.out_fds.stream(args[0])) {
+                let data = crate::output::written_bytes(&mut th.task, kind, &args, s.ret)?;
+                (self.sink)(stream, &data);
+            }
+        }
+        for w in &s.writes {
+            th.task.write_mem(w.addr, &w.data)?;
+        }
+        th.task.set_rax(s.ret as u64)?;
         self.out_fds.after_syscall(sysno, &args, s.ret);
-        Ok(())
+        Ok(Step::Done)
     }
 
     /// Runs a call of the "executed at replay" class. The task is at a real (non-SYSEMU)
     /// entry stop; on return it is at the call's exit stop with the recorded result.
-    fn execute(&mut self, s: &SyscallEvent) -> Result<()> {
+    fn execute(&mut self, ev: &Event, s: &SyscallEvent, th: &mut RThread) -> Result<Step> {
         match s.nr {
-            nr::EXIT | nr::EXIT_GROUP => return Ok(()),
+            nr::EXIT_GROUP => {
+                th.task.resume(Resume::Syscall, 0)?;
+                let stop = reap(&th.task);
+                self.reap_all(s.tid, stop);
+                return Ok(Step::Gone);
+            }
+            nr::EXIT => {
+                th.task.resume(Resume::Syscall, 0)?;
+                if s.tid == self.leader && !self.threads.is_empty() {
+                    // A zombie until the others are gone.
+                    self.zombie_leader = Some(Task::new(th.task.tid));
+                    return Ok(Step::Gone);
+                }
+                let stop = reap(&th.task);
+                if self.threads.is_empty() {
+                    self.reap_all(s.tid, stop);
+                }
+                return Ok(Step::Gone);
+            }
+            nr::CLONE | nr::CLONE3 => {
+                self.redo_clone(ev, s, th)?;
+                return Ok(Step::Done);
+            }
             nr::MMAP | nr::BRK => {
                 // Cancel the call, then do what it did at record time by injection.
-                self.task.set_orig_rax(u64::MAX)?;
-                self.run_to_exit(s)?;
+                th.task.set_orig_rax(u64::MAX)?;
+                self.run_to_exit(ev, &th.task)?;
                 if s.nr == nr::MMAP {
-                    self.redo_mmap(s)?;
+                    self.redo_mmap(ev, s, &mut th.task)?;
                 } else {
-                    self.redo_brk(s.ret as u64)?;
+                    self.redo_brk(s.ret as u64, &mut th.task)?;
                 }
-                return self.task.set_rax(s.ret as u64);
+                th.task.set_rax(s.ret as u64)?;
+                return Ok(Step::Done);
             }
             _ => {}
         }
-        let saved = self.task.regs()?;
+        let saved = th.task.regs()?;
         if s.nr == nr::MREMAP && s.ret >= 0 && s.ret as u64 != s.args[0] {
             // It moved at record time: make it move to the same place.
             let mut r = saved;
             r.r10 |= (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
             r.r8 = s.ret as u64;
-            self.task.set_regs(&r)?;
+            th.task.set_regs(&r)?;
         }
-        let got = self.run_to_exit(s)?;
+        let got = self.run_to_exit(ev, &th.task)?;
         if got != s.ret && compares_result(s.nr) {
-            let ev = Event::Syscall(s.clone());
-            return Err(self.diverge(&ev, format!("got {got} from it at replay")));
+            return Err(self.diverge(ev, format!("got {got} from it at replay")));
         }
         if s.nr == nr::RT_SIGRETURN {
-            return Ok(());
+            return Ok(Step::Done);
         }
-        let mut r = self.task.regs()?;
+        let mut r = th.task.regs()?;
         r.rdi = saved.rdi;
         r.rsi = saved.rsi;
         r.rdx = saved.rdx;
@@ -358,25 +472,43 @@ impl Replayer<'_, '_> {
         r.r8 = saved.r8;
         r.r9 = saved.r9;
         r.rax = s.ret as u64;
-        self.task.set_regs(&r)
+        th.task.set_regs(&r)?;
+        Ok(Step::Done)
     }
 
-    fn run_to_exit(&mut self, s: &SyscallEvent) -> Result<i64> {
-        self.task.resume(Resume::Syscall, 0)?;
-        match self.task.wait()? {
-            Stop::Syscall => match self.task.syscall_stop()? {
+    /// clone of a thread: really create it, then make everything the program can see of
+    /// its id the recorded one.
+    fn redo_clone(&mut self, ev: &Event, s: &SyscallEvent, th: &mut RThread) -> Result<()> {
+        th.task.resume(Resume::Syscall, 0)?;
+        let child = match th.task.wait()? {
+            Stop::Event(libc::PTRACE_EVENT_CLONE) => th.task.event_msg()? as i32,
+            other => return Err(self.diverge(ev, format!("stopped with {other:?} in clone"))),
+        };
+        match crate::ptrace::wait_for(child)? {
+            Stop::Signal(libc::SIGSTOP) => {}
+            other => return Err(self.diverge(ev, format!("new thread first stopped with {other:?}"))),
+        }
+        self.run_to_exit(ev, &th.task)?;
+        for w in &s.writes {
+            th.task.write_mem(w.addr, &w.data)?;
+        }
+        th.task.set_rax(s.ret as u64)?;
+        self.threads.insert(s.ret as i32, RThread { task: Task::new(child), held: None, signal: 0 });
+        Ok(())
+    }
+
+    fn run_to_exit(&self, ev: &Event, task: &Task) -> Result<i64> {
+        task.resume(Resume::Syscall, 0)?;
+        match task.wait()? {
+            Stop::Syscall => match task.syscall_stop()? {
                 SyscallStop::Exit { ret } => Ok(ret),
-                other => Err(self.diverge(&Event::Syscall(s.clone()), format!("stopped at {other:?}"))),
+                other => Err(self.diverge(ev, format!("stopped at {other:?}"))),
             },
-            other => Err(self.diverge(&Event::Syscall(s.clone()), format!("stopped with {other:?} inside it"))),
+            other => Err(self.diverge(ev, format!("stopped with {other:?} inside it"))),
         }
     }
 
-    fn inject(&mut self, nr: i64, args: &[u64]) -> Result<i64> {
-        inject_syscall(&mut self.task, STUB_SYSCALL, nr as u64, args)
-    }
-
-    fn redo_mmap(&mut self, s: &SyscallEvent) -> Result<()> {
+    fn redo_mmap(&mut self, ev: &Event, s: &SyscallEvent, task: &mut Task) -> Result<()> {
         if s.ret < 0 {
             return Ok(());
         }
@@ -388,29 +520,29 @@ impl Replayer<'_, '_> {
         let base_flags = (flags as i32 & !libc::MAP_FIXED_NOREPLACE) | libc::MAP_FIXED;
         let got = match &s.file {
             Some(hash) => {
-                let fd = self.open_trace_file(hash)?;
+                let fd = self.open_trace_file(hash, task)?;
                 let flags = (base_flags & !libc::MAP_SHARED & !libc::MAP_SHARED_VALIDATE) | libc::MAP_PRIVATE;
-                let got = self.inject(libc::SYS_mmap, &[addr, len, prot, flags as u64, fd as u64, off]);
-                self.inject(libc::SYS_close, &[fd as u64])?;
+                let got = inject(task, libc::SYS_mmap, &[addr, len, prot, flags as u64, fd as u64, off]);
+                inject(task, libc::SYS_close, &[fd as u64])?;
                 got?
             }
-            None => self.inject(libc::SYS_mmap, &[addr, len, prot, base_flags as u64, u64::MAX, 0])?,
+            None => inject(task, libc::SYS_mmap, &[addr, len, prot, base_flags as u64, u64::MAX, 0])?,
         };
         if got != s.ret {
-            return Err(self.diverge(&Event::Syscall(s.clone()), format!("could not map it at replay ({got})")));
+            return Err(self.diverge(ev, format!("could not map it at replay ({got})")));
         }
         Ok(())
     }
 
-    fn open_trace_file(&mut self, hash: &str) -> Result<i64> {
+    fn open_trace_file(&mut self, hash: &str, task: &mut Task) -> Result<i64> {
         let path = self.trace.file_path(hash);
         if !path.is_file() {
             return Err(Error::BadTrace { path: self.trace.path.clone(), reason: format!("captured file {hash} is missing") });
         }
         let mut bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
         bytes.push(0);
-        self.task.write_mem(STUB_SCRATCH, &bytes)?;
-        let fd = self.inject(libc::SYS_openat, &[libc::AT_FDCWD as u64, STUB_SCRATCH, (libc::O_RDONLY | libc::O_CLOEXEC) as u64])?;
+        task.write_mem(STUB_SCRATCH, &bytes)?;
+        let fd = inject(task, libc::SYS_openat, &[libc::AT_FDCWD as u64, STUB_SCRATCH, (libc::O_RDONLY | libc::O_CLOEXEC) as u64])?;
         if fd < 0 {
             return Err(Error::io(path, std::io::Error::from_raw_os_error(-fd as i32)));
         }
@@ -419,23 +551,50 @@ impl Replayer<'_, '_> {
 
     /// The kernel's brk area at replay is not where it was at record; brk is replayed as
     /// anonymous mappings at the recorded addresses.
-    fn redo_brk(&mut self, new: u64) -> Result<()> {
+    fn redo_brk(&mut self, new: u64, task: &mut Task) -> Result<()> {
         let page = |x: u64| (x + 4095) & !4095;
         let (old_end, new_end) = (page(self.brk), page(new));
         if new_end > old_end {
             let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
             let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64;
-            let got = self.inject(libc::SYS_mmap, &[old_end, new_end - old_end, prot, flags, u64::MAX, 0])?;
+            let got = inject(task, libc::SYS_mmap, &[old_end, new_end - old_end, prot, flags, u64::MAX, 0])?;
             if got as u64 != old_end {
                 return Err(Error::Unsupported { what: format!("cannot grow the heap at replay ({got})"), hint: "report this as a bug".into() });
             }
         } else if new_end < old_end {
-            self.inject(libc::SYS_munmap, &[new_end, old_end - new_end])?;
+            inject(task, libc::SYS_munmap, &[new_end, old_end - new_end])?;
         }
         if new != 0 {
             self.brk = new;
         }
         Ok(())
+    }
+}
+
+/// What became of a thread's event.
+enum Step {
+    /// Replayed.
+    Done,
+    /// A spurious stop; replay the same event again.
+    Retry,
+    /// Replayed, and the thread is gone.
+    Gone,
+}
+
+fn inject(task: &mut Task, nr: i64, args: &[u64]) -> Result<i64> {
+    inject_syscall(task, STUB_SYSCALL, nr as u64, args)
+}
+
+/// Waits until a task has ended.
+fn reap(task: &Task) -> Stop {
+    loop {
+        match task.wait() {
+            Ok(s @ (Stop::Exited(_) | Stop::Killed(_))) => return s,
+            Ok(_) => {
+                let _ = task.resume(Resume::Cont, 0);
+            }
+            Err(_) => return Stop::Exited(0),
+        }
     }
 }
 
@@ -458,7 +617,7 @@ fn runs_at_replay(s: &SyscallEvent) -> bool {
 
 /// Whether an executed call must return at replay what it returned at record.
 fn compares_result(sysno: u64) -> bool {
-    !matches!(sysno, nr::SET_TID_ADDRESS | nr::RT_SIGRETURN)
+    !matches!(sysno, nr::SET_TID_ADDRESS | nr::RT_SIGRETURN | nr::CLONE | nr::CLONE3)
 }
 
 fn needs_subleaf(leaf: u32) -> bool {

@@ -15,6 +15,8 @@ const MAX_BUF: usize = 1 << 31;
 pub struct EntryState {
     /// `*(u32 *)arg` at entry for `SockLen` sizes, by argument index.
     pub socklen: [Option<u32>; 6],
+    /// Values a special handler remembers (see `special::capture_entry`).
+    pub extra: Vec<u64>,
 }
 
 impl EntryState {
@@ -84,6 +86,20 @@ pub fn input_hash(task: &mut Task, inputs: &[MemArg], args: &[u64; 6], ret_hint:
                 }
             }
         }
+    }
+    let out = h.finalize();
+    Ok(u64::from_le_bytes(out.as_bytes()[..8].try_into().expect("8")) | 1)
+}
+
+/// Hashes explicit memory regions (special syscalls' inputs) like [`input_hash`].
+pub fn hash_regions(task: &mut Task, regions: &[(u64, usize)]) -> Result<u64> {
+    if regions.is_empty() {
+        return Ok(0);
+    }
+    let mut h = blake3::Hasher::new();
+    for &(addr, len) in regions {
+        let b = task.read_mem_partial(addr, len.min(MAX_BUF))?;
+        h.update(&b);
     }
     let out = h.finalize();
     Ok(u64::from_le_bytes(out.as_bytes()[..8].try_into().expect("8")) | 1)

@@ -4,6 +4,7 @@
 mod model;
 mod table;
 pub mod effects;
+pub mod special;
 
 pub use model::{Class, MemArg, RequestDesc, Size, SyscallDesc};
 pub use table::*;

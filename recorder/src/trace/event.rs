@@ -95,6 +95,16 @@ pub enum Event {
     Exec(Box<ExecState>),
     /// A system call.
     Syscall(SyscallEvent),
+    /// A thread entered a syscall that may block and was descheduled there; its
+    /// [`Event::Syscall`] comes later, when it is scheduled again.
+    Blocked {
+        /// Thread.
+        tid: i32,
+        /// Syscall number.
+        nr: u64,
+        /// Argument registers at entry.
+        args: [u64; 6],
+    },
     /// An `rdtsc` (or `rdtscp`) instruction and what it returned.
     Rdtsc {
         /// Thread.
@@ -146,6 +156,7 @@ impl Event {
             Event::Exec(e) => e.tid,
             Event::Syscall(s) => s.tid,
             Event::Rdtsc { tid, .. }
+            | Event::Blocked { tid, .. }
             | Event::Cpuid { tid, .. }
             | Event::Signal { tid, .. }
             | Event::Exit { tid, .. } => *tid,
@@ -176,6 +187,10 @@ impl Event {
                     line.push_str(&format!(" [file {}]", &f[..16.min(f.len())]));
                 }
                 line
+            }
+            Event::Blocked { nr, args, .. } => {
+                let args: Vec<String> = args.iter().map(|a| format!("{a:#x}")).collect();
+                format!("blocked in {}({})", crate::syscalls::name_of(*nr), args.join(", "))
             }
             Event::Rdtsc { rdtscp, tsc, rip, .. } => {
                 format!("{} at {rip:#x} = {tsc}", if *rdtscp { "rdtscp" } else { "rdtsc" })

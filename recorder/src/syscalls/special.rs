@@ -1,0 +1,170 @@
+//! Hand-written memory effects of the syscalls the table marks `special`: those whose
+//! buffers hang off structures (msghdr) or whose sizes depend on several arguments
+//! (select's fd sets). Every special row must have an arm in [`handling`]; a test
+//! checks it.
+
+use super::effects::{read_iovecs, EntryState};
+use super::nr;
+use crate::errors::Result;
+use crate::ptrace::Task;
+use crate::trace::MemWrite;
+
+/// How the engine treats a special syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// Its memory effects are computed by [`inputs`] and [`outputs`] here.
+    Here,
+    /// The engine handles it itself (mmap, clone, exec, affinity, ioctl per request...).
+    Engine,
+    /// Not supported yet: recording stops with this hint.
+    Unsupported(&'static str),
+}
+
+/// How a special syscall is handled.
+pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
+    match sysno {
+        nr::SELECT | nr::PSELECT6 | nr::MINCORE | nr::SENDMSG | nr::RECVMSG | nr::GET_MEMPOLICY | nr::RT_SIGSUSPEND
+        | nr::FUTEX_WAITV | nr::FUTEX_WAKE | nr::FUTEX_WAIT | nr::FUTEX_REQUEUE => Handling::Here,
+        nr::FUTEX => match args[1] as i32 & libc::FUTEX_CMD_MASK {
+            libc::FUTEX_LOCK_PI | libc::FUTEX_UNLOCK_PI | libc::FUTEX_TRYLOCK_PI | libc::FUTEX_WAIT_REQUEUE_PI
+            | libc::FUTEX_CMP_REQUEUE_PI | 13 /* FUTEX_LOCK_PI2 */ => {
+                Handling::Unsupported("priority-inheritance futexes are not supported yet")
+            }
+            _ => Handling::Here,
+        },
+        nr::RESTART_SYSCALL => Handling::Here,
+        nr::MMAP | nr::MADVISE | nr::RT_SIGRETURN | nr::IOCTL | nr::FCNTL | nr::PRCTL | nr::ARCH_PRCTL
+        | nr::SCHED_SETAFFINITY | nr::SCHED_GETAFFINITY | nr::CLONE | nr::CLONE3 => Handling::Engine,
+        nr::FORK | nr::VFORK | nr::EXECVE | nr::EXECVEAT => {
+            Handling::Unsupported("child processes and exec are not supported by this version of the recorder")
+        }
+        nr::RECVMMSG | nr::SENDMMSG => Handling::Unsupported("recvmmsg/sendmmsg are not supported yet; use recvmsg/sendmsg"),
+        nr::VMSPLICE => Handling::Unsupported("vmsplice is not supported yet"),
+        nr::NAME_TO_HANDLE_AT => Handling::Unsupported("name_to_handle_at is not supported yet"),
+        _ => Handling::Unsupported("this syscall has no handler yet"),
+    }
+}
+
+/// `struct msghdr` fields we need.
+struct MsgHdr {
+    name: u64,
+    namelen: u32,
+    iov: u64,
+    iovlen: u64,
+    control: u64,
+    controllen: u64,
+}
+
+fn read_msghdr(task: &mut Task, addr: u64) -> Result<MsgHdr> {
+    let b = task.read_mem(addr, 56)?;
+    let q = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
+    Ok(MsgHdr {
+        name: q(0),
+        namelen: u32::from_le_bytes(b[8..12].try_into().expect("4")),
+        iov: q(16),
+        iovlen: q(24),
+        control: q(32),
+        controllen: q(40),
+    })
+}
+
+fn fd_set_bytes(nfds: u64) -> usize {
+    (nfds.min(1 << 20) as usize).div_ceil(64) * 8
+}
+
+/// Memory regions (address, length) a special syscall reads, for the input hash.
+pub fn inputs(task: &mut Task, sysno: u64, args: &[u64; 6]) -> Result<Vec<(u64, usize)>> {
+    let mut r = Vec::new();
+    match sysno {
+        nr::SELECT | nr::PSELECT6 => {
+            let n = fd_set_bytes(args[0]);
+            r.extend((1..4).filter(|&i| args[i] != 0).map(|i| (args[i], n)));
+        }
+        nr::SENDMSG => {
+            let m = read_msghdr(task, args[1])?;
+            if m.name != 0 {
+                r.push((m.name, m.namelen as usize));
+            }
+            r.extend(read_iovecs(task, m.iov, m.iovlen)?.into_iter().map(|(b, l)| (b, l as usize)));
+            if m.control != 0 {
+                r.push((m.control, m.controllen.min(1 << 16) as usize));
+            }
+        }
+        _ => {}
+    }
+    Ok(r)
+}
+
+/// What must be remembered at entry for [`outputs`].
+pub fn capture_entry(task: &mut Task, sysno: u64, args: &[u64; 6], st: &mut EntryState) -> Result<()> {
+    if sysno == nr::RECVMSG {
+        let m = read_msghdr(task, args[1])?;
+        st.extra = vec![m.namelen as u64, m.controllen];
+    }
+    Ok(())
+}
+
+/// Memory a special syscall wrote; called at a successful exit.
+pub fn outputs(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64, st: &EntryState) -> Result<Vec<MemWrite>> {
+    let mut w = Vec::new();
+    let mut grab = |task: &mut Task, addr: u64, len: usize| -> Result<()> {
+        if addr != 0 && len > 0 {
+            w.push(MemWrite { addr, data: task.read_mem(addr, len)? });
+        }
+        Ok(())
+    };
+    match sysno {
+        nr::SELECT | nr::PSELECT6 => {
+            let n = fd_set_bytes(args[0]);
+            for i in 1..4 {
+                grab(task, args[i], n)?;
+            }
+            if sysno == nr::SELECT {
+                grab(task, args[4], 16)?;
+            }
+        }
+        nr::MINCORE => grab(task, args[2], (args[1] as usize).div_ceil(4096))?,
+        nr::GET_MEMPOLICY => {
+            grab(task, args[0], 4)?;
+            let bits = args[2].saturating_sub(1).div_ceil(64) * 64;
+            grab(task, args[1], (bits / 8).min(1 << 16) as usize)?;
+        }
+        nr::RECVMSG => {
+            grab(task, args[1], 56)?;
+            let m = read_msghdr(task, args[1])?;
+            let name_in = st.extra.first().copied().unwrap_or(0) as usize;
+            grab(task, m.name, name_in.min(m.namelen as usize))?;
+            let mut left = ret.max(0) as u64;
+            for (base, len) in read_iovecs(task, m.iov, m.iovlen)? {
+                if left == 0 {
+                    break;
+                }
+                let take = len.min(left);
+                grab(task, base, take as usize)?;
+                left -= take;
+            }
+            let control_in = st.extra.get(1).copied().unwrap_or(0);
+            grab(task, m.control, m.controllen.min(control_in) as usize)?;
+        }
+        nr::FUTEX if args[1] as i32 & libc::FUTEX_CMD_MASK == libc::FUTEX_WAKE_OP => grab(task, args[4], 4)?,
+        _ => {}
+    }
+    Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_special_row_has_a_handling() {
+        for d in super::super::SYSCALLS.iter().filter(|d| d.special) {
+            let h = handling(d.nr, &[0; 6]);
+            assert!(
+                !matches!(h, Handling::Unsupported("this syscall has no handler yet")),
+                "special syscall {} has no arm in special::handling",
+                d.name
+            );
+        }
+    }
+}
