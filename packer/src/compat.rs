@@ -99,8 +99,8 @@ pub fn check_against(manifest: &Manifest, host: &HostCapabilities) -> Vec<Incomp
             ),
         });
     }
-    let host_xcr0 = cpu::lookup(&host.cpuid_leaves, 0xd, 0)
-        .map(|l| u64::from(l[2]) | (u64::from(l[5]) << 32));
+    let host_xcr0 =
+        cpu::lookup(&host.cpuid_leaves, 0xd, 0).map(|l| u64::from(l[2]) | (u64::from(l[5]) << 32));
     for rec in &manifest.recordings {
         let leaves = &rec.cpu.cpuid_leaves;
         let missing: Vec<String> = FEATURES
@@ -114,8 +114,10 @@ pub fn check_against(manifest: &Manifest, host: &HostCapabilities) -> Vec<Incomp
         if !missing.is_empty() {
             let certainty = match rec.cpu.source {
                 CpuSource::Recording => "could use",
-                CpuSource::PackingHost => "may have used (the recording did not say, \
-                                           so this is the packing machine's CPU)",
+                CpuSource::PackingHost => {
+                    "may have used (the recording did not say, \
+                                           so this is the packing machine's CPU)"
+                }
             };
             out.push(Incompatibility {
                 recording: Some(rec.name.clone()),
@@ -212,7 +214,10 @@ mod tests {
         assert!(check_against(&m, &host).is_empty());
         m.format_version = FORMAT_VERSION + 1;
         let found = check_against(&m, &host);
-        assert!(matches!(found[0].kind, IncompatibilityKind::NewerFormat { .. }));
+        assert!(matches!(
+            found[0].kind,
+            IncompatibilityKind::NewerFormat { .. }
+        ));
         assert!(found[0].message.contains("newer cargo-chaos"));
     }
 

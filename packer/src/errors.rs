@@ -308,7 +308,9 @@ pub enum TransportError {
         source: io::Error,
     },
     /// Nothing listens at the server's address.
-    #[error("{url}: connection refused (hint: is the server running, and is the host and port right?)")]
+    #[error(
+        "{url}: connection refused (hint: is the server running, and is the host and port right?)"
+    )]
     ConnectionRefused {
         /// The URL.
         url: String,

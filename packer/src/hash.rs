@@ -68,7 +68,10 @@ pub fn is_blake3_hex(s: &str) -> bool {
 /// The archive file name for a stem and the archive's full hash:
 /// `STEM-<first 32 hex of hash>.chaos.tar.zst`.
 pub fn archive_file_name(stem: &str, hash: &str) -> String {
-    format!("{stem}-{}{ARCHIVE_SUFFIX}", &hash[..NAME_HASH_HEX.min(hash.len())])
+    format!(
+        "{stem}-{}{ARCHIVE_SUFFIX}",
+        &hash[..NAME_HASH_HEX.min(hash.len())]
+    )
 }
 
 /// The hash prefix carried by an archive file name, if it has one.
@@ -102,12 +105,18 @@ mod tests {
     fn names_carry_hashes() {
         let h = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let name = archive_file_name("my-test", h);
-        assert_eq!(name, "my-test-0123456789abcdef0123456789abcdef.chaos.tar.zst");
+        assert_eq!(
+            name,
+            "my-test-0123456789abcdef0123456789abcdef.chaos.tar.zst"
+        );
         assert_eq!(hash_from_file_name(&name), Some(&h[..32]));
         assert_eq!(stem_of_file_name(&name), "my-test");
         assert_eq!(hash_from_file_name("x-0123.chaos.tar.zst"), None);
         assert_eq!(hash_from_file_name("x.chaos.tar.zst"), None);
-        assert_eq!(hash_from_file_name("x-0123456789ABCDEF0.chaos.tar.zst"), None);
+        assert_eq!(
+            hash_from_file_name("x-0123456789ABCDEF0.chaos.tar.zst"),
+            None
+        );
         assert_eq!(stem_of_file_name("plain.chaos.tar.zst"), "plain");
     }
 }

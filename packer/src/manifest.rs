@@ -216,7 +216,11 @@ impl Recording {
             .test_name
             .clone()
             .unwrap_or_else(|| self.argv.join(" "));
-        let how = match (self.outcome.kind.as_str(), self.outcome.exit_code, self.outcome.signal) {
+        let how = match (
+            self.outcome.kind.as_str(),
+            self.outcome.exit_code,
+            self.outcome.signal,
+        ) {
             ("exited", Some(code), _) => format!("exited with {code}"),
             ("signaled", _, Some(sig)) => format!("killed by signal {sig}"),
             ("incomplete", _, _) => "recording incomplete (recorder was killed)".to_string(),

@@ -432,9 +432,11 @@ fn prepare(
         .clone()
         .or_else(|| ci.as_ref().and_then(|c| c.revision().map(str::to_string)))
         .or_else(|| {
-            recordings
-                .iter()
-                .find_map(|r| r.cwd.as_deref().and_then(|c| sysinfo::git_revision(Path::new(c))))
+            recordings.iter().find_map(|r| {
+                r.cwd
+                    .as_deref()
+                    .and_then(|c| sysinfo::git_revision(Path::new(c)))
+            })
         });
     let created_unix_ms = sysinfo::now_unix_ms();
     let manifest = Manifest {
@@ -471,7 +473,9 @@ impl Read for ExactReader<'_, '_, '_> {
         if self.remaining == 0 {
             return Ok(0);
         }
-        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let want = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
         let n = self.file.read(&mut buf[..want])?;
         if n == 0 {
             return Err(io::Error::new(
@@ -558,7 +562,8 @@ fn write_archive(
         // Long-distance matching finds repeats further apart than the level's window
         // (the same code in two binaries, debug info), and pays only on large inputs.
         let window = (64 - (content_size - 1).leading_zeros()).clamp(20, MAX_WINDOW_LOG);
-        enc.long_distance_matching(true).map_err(param("long-distance matching"))?;
+        enc.long_distance_matching(true)
+            .map_err(param("long-distance matching"))?;
         enc.window_log(window).map_err(param("window size"))?;
     }
 

@@ -197,7 +197,8 @@ impl<'a> SecretScanner<'a> {
         }
         if chunk.len() >= self.keep {
             self.carry.clear();
-            self.carry.extend_from_slice(&chunk[chunk.len() - self.keep..]);
+            self.carry
+                .extend_from_slice(&chunk[chunk.len() - self.keep..]);
         } else {
             self.carry.extend_from_slice(chunk);
             let excess = self.carry.len().saturating_sub(self.keep);

@@ -39,14 +39,12 @@ impl HostInfo {
             info.hostname = Some(field(&uts.nodename));
             info.kernel = Some(format!("{} {}", field(&uts.release), field(&uts.version)));
         }
-        info.cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split_once(':'))
-                    .map(|(_, v)| v.trim().to_string())
-            });
+        info.cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        });
         info
     }
 }

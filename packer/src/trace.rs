@@ -239,7 +239,10 @@ pub(crate) fn get_env(v: &Value) -> Vec<(String, String)> {
             .iter()
             .filter_map(|p| {
                 let p = p.as_array()?;
-                Some((p.first()?.as_str()?.to_string(), p.get(1)?.as_str()?.to_string()))
+                Some((
+                    p.first()?.as_str()?.to_string(),
+                    p.get(1)?.as_str()?.to_string(),
+                ))
             })
             .collect(),
         Some(Value::Object(map)) => map

@@ -190,10 +190,11 @@ fn staging_target(manifest: &Manifest, path: &str) -> Result<String, String> {
             .split_once('/')
             .ok_or_else(|| "recording member without a file name".to_string())?;
         if !manifest.recordings.iter().any(|r| r.name == name) {
-            return Err(format!("belongs to recording {name:?}, which the manifest does not list"));
+            return Err(format!(
+                "belongs to recording {name:?}, which the manifest does not list"
+            ));
         }
-        if rel == MANIFEST_NAME || rel == FILES_DIR || rel.starts_with(&format!("{FILES_DIR}/"))
-        {
+        if rel == MANIFEST_NAME || rel == FILES_DIR || rel.starts_with(&format!("{FILES_DIR}/")) {
             return Err("recording member collides with the files/ store or the manifest".into());
         }
         return Ok(if single {
@@ -268,7 +269,7 @@ pub(crate) fn unpack_inner(
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
             return Err(UnpackError::DestinationNotEmpty {
                 path: dest.to_path_buf(),
             })
@@ -295,11 +296,9 @@ pub(crate) fn unpack_inner(
         hasher: hasher.clone(),
         count: count.clone(),
     };
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
-        1 << 20,
-        source,
-    ))
-    .map_err(|e| corrupt(format!("not a zstd stream: {e}")))?;
+    let mut decoder =
+        zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, source))
+            .map_err(|e| corrupt(format!("not a zstd stream: {e}")))?;
     decoder
         .window_log_max(MAX_WINDOW_LOG)
         .map_err(|e| corrupt(format!("zstd: {e}")))?;
@@ -493,7 +492,11 @@ pub(crate) fn unpack_inner(
         if let Some(dir) = out_path.parent() {
             fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
         }
-        let exec = entry.header().mode().map(|m| m & 0o111 != 0).unwrap_or(false);
+        let exec = entry
+            .header()
+            .mode()
+            .map(|m| m & 0o111 != 0)
+            .unwrap_or(false);
         let mut out = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -521,7 +524,8 @@ pub(crate) fn unpack_inner(
                 });
             }
             h.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(io_err("write", &out_path))?;
+            out.write_all(&buf[..n])
+                .map_err(io_err("write", &out_path))?;
             let before = meter.done;
             meter.add(count.get().saturating_sub(before));
         }

@@ -70,8 +70,7 @@ pub(crate) fn request_error(
 /// Maps a failed body read.
 pub(crate) fn read_error(url: &str, e: io::Error, waited: Duration) -> TransportError {
     let timed_out = e.kind() == io::ErrorKind::TimedOut
-        || e
-            .get_ref()
+        || e.get_ref()
             .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
             .is_some_and(reqwest::Error::is_timeout);
     if timed_out {
@@ -104,6 +103,7 @@ const CREDENTIAL_CODES: &[&str] = &[
     "ExpiredToken",
     "InvalidSecurity",
     "AuthorizationHeaderMalformed",
+    "NotSignedUp",
 ];
 
 /// Turns a non-success response into an error; passes a success through.

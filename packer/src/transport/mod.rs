@@ -145,8 +145,14 @@ impl fmt::Debug for S3Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3Settings")
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
             .field("multipart_threshold", &self.multipart_threshold)
@@ -215,7 +221,10 @@ impl fmt::Debug for TransportOptions {
                 &self.extra_header.as_ref().map(|(k, _)| (k, "<redacted>")),
             )
             .field("s3", &self.s3)
-            .field("github_token", &self.github_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "github_token",
+                &self.github_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("github_api_url", &self.github_api_url)
             .field("max_download_bytes", &self.max_download_bytes)
             .finish()
@@ -231,7 +240,9 @@ impl TransportOptions {
     }
 
     /// Like [`from_env`](Self::from_env), with variables looked up through `var`.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<TransportOptions, TransportError> {
+    pub fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<TransportOptions, TransportError> {
         let mut o = TransportOptions::default();
         if let Some(h) = var("CHAOS_UPLOAD_HEADER") {
             let (name, value) = h.split_once(':').ok_or(TransportError::BadSetting {
@@ -298,7 +309,9 @@ pub fn open(
     location: &str,
     opts: &TransportOptions,
 ) -> Result<Box<dyn Transport<Error = TransportError>>, TransportError> {
-    let scheme = location.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let scheme = location
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
         None | Some("file") => Ok(Box::new(impls::local::Local::new(location)?)),
         Some("http") | Some("https") => {
@@ -475,7 +488,10 @@ pub(crate) fn with_retries<T>(
             Ok(v) => return Ok(v),
             Err(e) if e.is_transient() && n < max => {
                 let factor = 1u32 << (n - 1).min(16);
-                let base = opts.backoff.saturating_mul(factor).min(Duration::from_secs(30));
+                let base = opts
+                    .backoff
+                    .saturating_mul(factor)
+                    .min(Duration::from_secs(30));
                 // A little jitter, so parallel CI jobs do not retry in lockstep.
                 let nanos = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

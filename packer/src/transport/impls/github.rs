@@ -52,28 +52,25 @@ impl GithubArtifact {
             .unwrap_or_default();
         let member = url.fragment().filter(|f| !f.is_empty()).map(str::to_string);
         // API form: .../repos/O/R/actions/artifacts/ID[/zip], on any host (GHES: /api/v3).
-        let api = segs
-            .iter()
-            .position(|s| *s == "repos")
-            .and_then(|i| {
-                let rest = &segs[i..];
-                let ok = rest.len() >= 6
-                    && rest[3] == "actions"
-                    && rest[4] == "artifacts"
-                    && digits(rest[5])
-                    && (rest.len() == 6 || (rest.len() == 7 && rest[6] == "zip"));
-                ok.then(|| {
-                    let mut u = url.clone();
-                    u.set_query(None);
-                    u.set_fragment(None);
-                    let s = u.to_string();
-                    if rest.len() == 6 {
-                        format!("{}/zip", s.trim_end_matches('/'))
-                    } else {
-                        s
-                    }
-                })
-            });
+        let api = segs.iter().position(|s| *s == "repos").and_then(|i| {
+            let rest = &segs[i..];
+            let ok = rest.len() >= 6
+                && rest[3] == "actions"
+                && rest[4] == "artifacts"
+                && digits(rest[5])
+                && (rest.len() == 6 || (rest.len() == 7 && rest[6] == "zip"));
+            ok.then(|| {
+                let mut u = url.clone();
+                u.set_query(None);
+                u.set_fragment(None);
+                let s = u.to_string();
+                if rest.len() == 6 {
+                    format!("{}/zip", s.trim_end_matches('/'))
+                } else {
+                    s
+                }
+            })
+        });
         // Web form: github.com/O/R/actions/runs/RUN/artifacts/ID.
         let web = || {
             let host = url.host_str()?;
@@ -148,22 +145,23 @@ impl GithubArtifact {
                 candidates.push((i, base));
             }
         }
-        let (index, base) = match candidates.as_slice() {
-            [one] => one.clone(),
-            [] => {
-                return Err(self.bad(format!(
-                    "the artifact holds no {} (it holds: {})",
-                    self.member.as_deref().unwrap_or(ARCHIVE_SUFFIX),
-                    all.join(", ")
-                )))
-            }
-            many => {
-                return Err(self.bad(format!(
+        let (index, base) =
+            match candidates.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(self.bad(format!(
+                        "the artifact holds no {} (it holds: {})",
+                        self.member.as_deref().unwrap_or(ARCHIVE_SUFFIX),
+                        all.join(", ")
+                    )))
+                }
+                many => {
+                    return Err(self.bad(format!(
                     "the artifact holds several archives ({}); add #NAME to the URL to pick one",
                     many.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>().join(", ")
                 )))
-            }
-        };
+                }
+            };
         let mut entry = zip
             .by_index(index)
             .map_err(|e| self.bad(format!("the artifact zip is damaged: {e}")))?;
@@ -272,6 +270,7 @@ impl Transport for GithubArtifact {
             opts: &self.opts,
             decorate: &decorate,
             forbidden_hint: FORBIDDEN_HINT,
+            probe: None,
         }
         .get_file(zip_tmp.path(), progress)?;
         self.extract(zip_tmp.path(), dest, progress)

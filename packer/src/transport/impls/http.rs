@@ -69,6 +69,7 @@ impl Http {
             opts: &self.opts,
             decorate,
             forbidden_hint: FORBIDDEN_HINT,
+            probe: None,
         }
     }
 
@@ -92,6 +93,11 @@ pub(crate) struct Endpoint<'a> {
     /// Adds headers to each request.
     pub(crate) decorate: &'a dyn Fn(RequestBuilder) -> RequestBuilder,
     pub(crate) forbidden_hint: &'static str,
+    /// Asked when an upload breaks off mid-body: a server that rejects a request (bad
+    /// credentials, say) often answers before reading the body and closes the
+    /// connection, and the client then sees only a broken pipe. The probe makes a small
+    /// request that can carry the real answer; `Some` replaces the network error.
+    pub(crate) probe: Option<&'a dyn Fn() -> Option<TransportError>>,
 }
 
 impl Endpoint<'_> {
@@ -108,32 +114,50 @@ impl Endpoint<'_> {
                 source,
             })?
             .len();
-        with_retries(self.opts, Phase::Uploading, self.display, progress, |progress| {
-            let file = File::open(src).map_err(|source| TransportError::Io {
-                op: "open",
-                path: src.to_path_buf(),
-                source,
-            })?;
-            let counter = Arc::new(AtomicU64::new(0));
-            let body = Body::sized(
-                CountingReader {
-                    inner: file,
-                    counter: counter.clone(),
-                },
-                size,
-            );
-            let deadline = upload_deadline(self.opts, size);
-            let req = (self.decorate)(self.client.put(self.url).timeout(deadline).body(body));
-            let resp = send_with_progress(req, Phase::Uploading, 0, size, &counter, progress)
-                .map_err(|e| request_error(self.display, "upload failed", e, deadline))?;
-            check_status(self.display, resp, Some(size), self.forbidden_hint)?;
-            Ok(())
-        })?;
+        with_retries(
+            self.opts,
+            Phase::Uploading,
+            self.display,
+            progress,
+            |progress| {
+                let file = File::open(src).map_err(|source| TransportError::Io {
+                    op: "open",
+                    path: src.to_path_buf(),
+                    source,
+                })?;
+                let counter = Arc::new(AtomicU64::new(0));
+                let body = Body::sized(
+                    CountingReader {
+                        inner: file,
+                        counter: counter.clone(),
+                    },
+                    size,
+                );
+                let deadline = upload_deadline(self.opts, size);
+                let req = (self.decorate)(self.client.put(self.url).timeout(deadline).body(body));
+                let resp = send_with_progress(req, Phase::Uploading, 0, size, &counter, progress)
+                    .map_err(|e| {
+                    self.explain(request_error(self.display, "upload failed", e, deadline))
+                })?;
+                check_status(self.display, resp, Some(size), self.forbidden_hint)?;
+                Ok(())
+            },
+        )?;
         progress(&ProgressEvent::Finished {
             phase: Phase::Uploading,
             bytes: size,
         });
         Ok(())
+    }
+
+    /// Replaces a broken-off upload's error by what the probe learns, if anything.
+    pub(crate) fn explain(&self, e: TransportError) -> TransportError {
+        match (&e, self.probe) {
+            (TransportError::Network { .. } | TransportError::Interrupted { .. }, Some(probe)) => {
+                probe().unwrap_or(e)
+            }
+            _ => e,
+        }
     }
 
     /// One GET into a file, retried on transient failures.
@@ -142,20 +166,28 @@ impl Endpoint<'_> {
         dest: &Path,
         progress: &mut dyn FnMut(&ProgressEvent),
     ) -> Result<u64, TransportError> {
-        with_retries(self.opts, Phase::Downloading, self.display, progress, |progress| {
-            let resp = (self.decorate)(self.client.get(self.url))
-                .send()
-                .map_err(|e| request_error(self.display, "download failed", e, self.opts.timeout))?;
-            let resp = check_status(self.display, resp, None, self.forbidden_hint)?;
-            save_body(
-                self.display,
-                resp,
-                dest,
-                self.opts.max_download_bytes,
-                self.opts,
-                progress,
-            )
-        })
+        with_retries(
+            self.opts,
+            Phase::Downloading,
+            self.display,
+            progress,
+            |progress| {
+                let resp = (self.decorate)(self.client.get(self.url))
+                    .send()
+                    .map_err(|e| {
+                        request_error(self.display, "download failed", e, self.opts.timeout)
+                    })?;
+                let resp = check_status(self.display, resp, None, self.forbidden_hint)?;
+                save_body(
+                    self.display,
+                    resp,
+                    dest,
+                    self.opts.max_download_bytes,
+                    self.opts,
+                    progress,
+                )
+            },
+        )
     }
 }
 
@@ -175,7 +207,8 @@ impl Transport for Http {
         src: &Path,
         progress: &mut dyn FnMut(&ProgressEvent),
     ) -> Result<(), TransportError> {
-        self.endpoint(&|r| self.with_header(r)).put_file(src, progress)
+        self.endpoint(&|r| self.with_header(r))
+            .put_file(src, progress)
     }
 
     fn get(

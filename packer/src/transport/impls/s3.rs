@@ -122,7 +122,11 @@ impl S3 {
             })
     }
 
-    fn endpoint<'a>(&'a self, url: &'a str) -> Endpoint<'a> {
+    fn endpoint<'a>(
+        &'a self,
+        url: &'a str,
+        probe: Option<&'a dyn Fn() -> Option<TransportError>>,
+    ) -> Endpoint<'a> {
         Endpoint {
             client: &self.client,
             url,
@@ -130,6 +134,26 @@ impl S3 {
             opts: &self.opts,
             decorate: &identity,
             forbidden_hint: FORBIDDEN_HINT,
+            probe,
+        }
+    }
+
+    /// After an upload broke off: a signed one-byte GET of the object, whose error body
+    /// (unlike a dropped PUT's) says whether the credentials are the problem.
+    fn probe_credentials(&self) -> Option<TransportError> {
+        let url = self
+            .bucket
+            .get_object(self.credentials.as_ref(), &self.key)
+            .sign(SIGNATURE_TTL);
+        let resp = self
+            .client
+            .get(url.as_str())
+            .header(reqwest::header::RANGE, "bytes=0-0")
+            .send()
+            .ok()?;
+        match resp.status().as_u16() {
+            401 | 403 => check_status(&self.display, resp, None, FORBIDDEN_HINT).err(),
+            _ => None,
         }
     }
 
@@ -141,29 +165,44 @@ impl S3 {
         body: Option<String>,
         progress: &mut dyn FnMut(&ProgressEvent),
     ) -> Result<String, TransportError> {
-        with_retries(&self.opts, Phase::Uploading, &self.display, progress, |_| {
-            let mut req = self.client.request(method.clone(), url.as_str());
-            if let Some(b) = &body {
-                req = req.body(b.clone());
-            }
-            let resp = req
-                .send()
-                .map_err(|e| request_error(&self.display, "request failed", e, self.opts.timeout))?;
-            let resp = check_status(&self.display, resp, None, FORBIDDEN_HINT)?;
-            let text = resp
-                .text()
-                .map_err(|e| request_error(&self.display, "reading the answer failed", e, self.opts.timeout))?;
-            // S3 may answer 200 and put the error in the body (CompleteMultipartUpload).
-            if let (Some(code), true) = (xml_tag(&text, "Code"), text.contains("<Error>")) {
-                let message = xml_tag(&text, "Message").unwrap_or("");
-                return Err(TransportError::Status {
-                    url: self.display.clone(),
-                    status: if code == "InternalError" || code == "SlowDown" { 503 } else { 400 },
-                    detail: format!(": {code}: {message}"),
-                });
-            }
-            Ok(text)
-        })
+        with_retries(
+            &self.opts,
+            Phase::Uploading,
+            &self.display,
+            progress,
+            |_| {
+                let mut req = self.client.request(method.clone(), url.as_str());
+                if let Some(b) = &body {
+                    req = req.body(b.clone());
+                }
+                let resp = req.send().map_err(|e| {
+                    request_error(&self.display, "request failed", e, self.opts.timeout)
+                })?;
+                let resp = check_status(&self.display, resp, None, FORBIDDEN_HINT)?;
+                let text = resp.text().map_err(|e| {
+                    request_error(
+                        &self.display,
+                        "reading the answer failed",
+                        e,
+                        self.opts.timeout,
+                    )
+                })?;
+                // S3 may answer 200 and put the error in the body (CompleteMultipartUpload).
+                if let (Some(code), true) = (xml_tag(&text, "Code"), text.contains("<Error>")) {
+                    let message = xml_tag(&text, "Message").unwrap_or("");
+                    return Err(TransportError::Status {
+                        url: self.display.clone(),
+                        status: if code == "InternalError" || code == "SlowDown" {
+                            503
+                        } else {
+                            400
+                        },
+                        detail: format!(": {code}: {message}"),
+                    });
+                }
+                Ok(text)
+            },
+        )
     }
 
     fn put_multipart(
@@ -174,7 +213,12 @@ impl S3 {
     ) -> Result<(), TransportError> {
         let creds = self.require_credentials()?;
         let create = self.bucket.create_multipart_upload(Some(creds), &self.key);
-        let text = self.small_request(reqwest::Method::POST, &create.sign(SIGNATURE_TTL), None, progress)?;
+        let text = self.small_request(
+            reqwest::Method::POST,
+            &create.sign(SIGNATURE_TTL),
+            None,
+            progress,
+        )?;
         let upload_id = CreateMultipartUpload::parse_response(&text)
             .map_err(|e| TransportError::Protocol {
                 url: self.display.clone(),
@@ -226,44 +270,65 @@ impl S3 {
             let offset = i * part_size;
             let len = part_size.min(size - offset);
             let number = u16::try_from(i + 1).expect("at most 10,000 parts");
-            let etag = with_retries(&self.opts, Phase::Uploading, &self.display, progress, |progress| {
-                let url = self
-                    .bucket
-                    .upload_part(Some(creds), &self.key, number, upload_id)
-                    .sign(SIGNATURE_TTL);
-                let mut file = File::open(src).map_err(|source| TransportError::Io {
-                    op: "open",
-                    path: src.to_path_buf(),
-                    source,
-                })?;
-                file.seek(SeekFrom::Start(offset))
-                    .map_err(|source| TransportError::Io {
-                        op: "seek in",
+            let etag = with_retries(
+                &self.opts,
+                Phase::Uploading,
+                &self.display,
+                progress,
+                |progress| {
+                    let url = self
+                        .bucket
+                        .upload_part(Some(creds), &self.key, number, upload_id)
+                        .sign(SIGNATURE_TTL);
+                    let mut file = File::open(src).map_err(|source| TransportError::Io {
+                        op: "open",
                         path: src.to_path_buf(),
                         source,
                     })?;
-                let counter = Arc::new(AtomicU64::new(0));
-                let body = Body::sized(
-                    CountingReader {
-                        inner: file.take(len),
-                        counter: counter.clone(),
-                    },
-                    len,
-                );
-                let deadline = upload_deadline(&self.opts, len);
-                let req = self.client.put(url.as_str()).timeout(deadline).body(body);
-                let resp = send_with_progress(req, Phase::Uploading, offset, size, &counter, progress)
-                    .map_err(|e| request_error(&self.display, "uploading a part failed", e, deadline))?;
-                let resp = check_status(&self.display, resp, Some(len), FORBIDDEN_HINT)?;
-                resp.headers()
-                    .get(reqwest::header::ETAG)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-                    .ok_or_else(|| TransportError::Protocol {
-                        url: self.display.clone(),
-                        reason: format!("part {number} was accepted without an ETag"),
-                    })
-            })?;
+                    file.seek(SeekFrom::Start(offset))
+                        .map_err(|source| TransportError::Io {
+                            op: "seek in",
+                            path: src.to_path_buf(),
+                            source,
+                        })?;
+                    let counter = Arc::new(AtomicU64::new(0));
+                    let body = Body::sized(
+                        CountingReader {
+                            inner: file.take(len),
+                            counter: counter.clone(),
+                        },
+                        len,
+                    );
+                    let deadline = upload_deadline(&self.opts, len);
+                    let req = self.client.put(url.as_str()).timeout(deadline).body(body);
+                    let resp =
+                        send_with_progress(req, Phase::Uploading, offset, size, &counter, progress)
+                            .map_err(|e| {
+                                let e = request_error(
+                                    &self.display,
+                                    "uploading a part failed",
+                                    e,
+                                    deadline,
+                                );
+                                match e {
+                                    TransportError::Network { .. }
+                                    | TransportError::Interrupted { .. } => {
+                                        self.probe_credentials().unwrap_or(e)
+                                    }
+                                    e => e,
+                                }
+                            })?;
+                    let resp = check_status(&self.display, resp, Some(len), FORBIDDEN_HINT)?;
+                    resp.headers()
+                        .get(reqwest::header::ETAG)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                        .ok_or_else(|| TransportError::Protocol {
+                            url: self.display.clone(),
+                            reason: format!("part {number} was accepted without an ETag"),
+                        })
+                },
+            )?;
             etags.push(etag);
         }
         Ok(etags)
@@ -297,7 +362,8 @@ impl Transport for S3 {
             .bucket
             .put_object(Some(creds), &self.key)
             .sign(SIGNATURE_TTL);
-        self.endpoint(url.as_str()).put_file(src, progress)
+        self.endpoint(url.as_str(), Some(&|| self.probe_credentials()))
+            .put_file(src, progress)
     }
 
     fn get(
@@ -310,7 +376,7 @@ impl Transport for S3 {
             .bucket
             .get_object(self.credentials.as_ref(), &self.key)
             .sign(SIGNATURE_TTL);
-        let size = self.endpoint(url.as_str()).get_file(dest, progress)?;
+        let size = self.endpoint(url.as_str(), None).get_file(dest, progress)?;
         Ok(Fetched { name: None, size })
     }
 }

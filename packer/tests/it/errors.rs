@@ -1,0 +1,200 @@
+//! Retries, timeouts and refused connections, against a scripted HTTP server on loopback
+//! (nginx cannot be told to fail twice and then succeed).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use packer::transport::{self, TransportOptions};
+use packer::{ProgressEvent, TransportError};
+
+use crate::servers::free_port;
+use crate::util::*;
+
+enum Reply {
+    Status(u16),
+    Body(Vec<u8>),
+    /// Accept, read the request, never answer (until the client gives up).
+    Silence,
+}
+
+/// Answers one connection per scripted reply, then stops.
+struct Scripted {
+    port: u16,
+    handle: Option<JoinHandle<usize>>,
+}
+
+fn read_request(s: &mut TcpStream) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).unwrap_or(0) == 0 {
+            return;
+        }
+        buf.push(byte[0]);
+    }
+}
+
+impl Scripted {
+    fn start(replies: Vec<Reply>) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            let mut served = 0;
+            for reply in replies {
+                let (mut s, _) = listener.accept().unwrap();
+                read_request(&mut s);
+                served += 1;
+                match reply {
+                    Reply::Status(code) => {
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 {code} Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                    }
+                    Reply::Body(b) => {
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            b.len()
+                        );
+                        let _ = s.write_all(&b);
+                    }
+                    Reply::Silence => {
+                        // Hold the connection until the client hangs up (bounded).
+                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                        let _ = s.read(&mut [0u8; 1]);
+                    }
+                }
+            }
+            served
+        });
+        Scripted {
+            port,
+            handle: Some(handle),
+        }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    fn served(mut self) -> usize {
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+fn options() -> TransportOptions {
+    let mut o = TransportOptions::default();
+    o.backoff = Duration::from_millis(10);
+    o.max_attempts = 3;
+    o
+}
+
+#[test]
+fn transient_errors_are_retried() {
+    let body = noise("retry", 5000);
+    let hash = blake3::hash(&body).to_hex().to_string();
+    let name = format!("r-{}.chaos.tar.zst", &hash[..32]);
+    let server = Scripted::start(vec![
+        Reply::Status(503),
+        Reply::Status(502),
+        Reply::Body(body.clone()),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut retries = Vec::new();
+    let got = transport::download(
+        &server.url(&name),
+        tmp.path(),
+        &options(),
+        &mut |e: &ProgressEvent| {
+            if let ProgressEvent::Retrying {
+                attempt, reason, ..
+            } = e
+            {
+                retries.push((*attempt, reason.clone()));
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(got.hash, hash);
+    assert_eq!(retries.len(), 2);
+    assert!(retries[0].1.contains("503"), "{retries:?}");
+    assert_eq!(server.served(), 3);
+}
+
+#[test]
+fn persistent_5xx_gives_up_with_the_count() {
+    let server = Scripted::start(vec![
+        Reply::Status(500),
+        Reply::Status(500),
+        Reply::Status(500),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let err = transport::download(
+        &server.url("x.chaos.tar.zst"),
+        tmp.path(),
+        &options(),
+        &mut quiet(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TransportError::GaveUp { attempts: 3, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("HTTP 500"), "{err}");
+    assert_eq!(server.served(), 3);
+}
+
+#[test]
+fn client_errors_are_not_retried() {
+    let server = Scripted::start(vec![Reply::Status(404)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let err = transport::download(
+        &server.url("x.chaos.tar.zst"),
+        tmp.path(),
+        &options(),
+        &mut quiet(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, TransportError::NotFound { .. }), "{err}");
+    assert_eq!(server.served(), 1);
+}
+
+#[test]
+fn refused_connection_is_named() {
+    let port = free_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("a.chaos.tar.zst");
+    std::fs::write(&src, b"x").unwrap();
+    let url = format!("http://127.0.0.1:{port}/a.chaos.tar.zst");
+    let err = transport::upload(&src, &url, &options(), &mut quiet()).unwrap_err();
+    assert!(
+        matches!(err, TransportError::ConnectionRefused { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("is the server running"), "{err}");
+}
+
+#[test]
+fn silent_server_times_out() {
+    let server = Scripted::start(vec![Reply::Silence]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options();
+    opts.timeout = Duration::from_millis(500);
+    opts.max_attempts = 1;
+    let start = std::time::Instant::now();
+    let err = transport::download(
+        &server.url("x.chaos.tar.zst"),
+        tmp.path(),
+        &opts,
+        &mut quiet(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("no answer within"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    drop(server);
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the packer: one binary, a module per area (see util.rs for the
+//! synthetic recordings and servers.rs for the real nginx and S3 servers they run against).
+
+mod dedup;
+mod errors;
+mod http;
+mod malicious;
+mod roundtrip;
+mod s3;
+mod secrets;
+mod servers;
+mod util;
