@@ -209,7 +209,8 @@ pub fn chunk_ends(events_file: &Path) -> std::io::Result<Vec<u64>> {
     let mut ends = Vec::new();
     let mut pos = 0usize;
     while pos + 4 <= data.len() {
-        let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        let len =
+            u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
         pos += 4 + len;
         if pos > data.len() {
             break;
@@ -277,7 +278,10 @@ fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, Entry>) -> std::io:
 }
 
 /// Describes how two snapshots differ (empty when they are equal).
-pub fn snapshot_diff(before: &BTreeMap<PathBuf, Entry>, after: &BTreeMap<PathBuf, Entry>) -> String {
+pub fn snapshot_diff(
+    before: &BTreeMap<PathBuf, Entry>,
+    after: &BTreeMap<PathBuf, Entry>,
+) -> String {
     let mut s = String::new();
     for (path, entry) in before {
         match after.get(path) {
@@ -286,7 +290,9 @@ pub fn snapshot_diff(before: &BTreeMap<PathBuf, Entry>, after: &BTreeMap<PathBuf
             }
             Some(other) if other != entry => {
                 let what = match (entry, other) {
-                    (Entry::File { mode: a, data: x }, Entry::File { mode: b, data: y }) if a == b => {
+                    (Entry::File { mode: a, data: x }, Entry::File { mode: b, data: y })
+                        if a == b =>
+                    {
                         format!("content changed ({} -> {} bytes)", x.len(), y.len())
                     }
                     (Entry::File { mode: a, .. }, Entry::File { mode: b, .. }) => {
@@ -338,7 +344,11 @@ pub fn text_diff(expected: &[u8], actual: &[u8]) -> String {
     let b: Vec<&[u8]> = split_lines(actual);
     const MAX: usize = 4000;
     if a.len() > MAX || b.len() > MAX {
-        let first = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+        let first = a
+            .iter()
+            .zip(&b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len().min(b.len()));
         return format!(
             "outputs differ first at line {} ({} vs {} lines); expected: {:?} actual: {:?}",
             first + 1,
@@ -376,7 +386,12 @@ pub fn text_diff(expected: &[u8], actual: &[u8]) -> String {
         }
     }
     const CONTEXT: usize = 2;
-    let changed: Vec<usize> = ops.iter().enumerate().filter(|(_, o)| o.0 != ' ').map(|(k, _)| k).collect();
+    let changed: Vec<usize> = ops
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.0 != ' ')
+        .map(|(k, _)| k)
+        .collect();
     let near = |k: usize| changed.iter().any(|&c| c.abs_diff(k) <= CONTEXT);
     let mut s = String::from("--- expected\n+++ actual\n");
     let mut skipped = false;
@@ -390,7 +405,10 @@ pub fn text_diff(expected: &[u8], actual: &[u8]) -> String {
         }
         skipped = false;
         let text = String::from_utf8_lossy(line);
-        let text = text.strip_suffix('\n').map(|t| t.to_string()).unwrap_or_else(|| format!("{text}⏎(no newline)"));
+        let text = text
+            .strip_suffix('\n')
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| format!("{text}⏎(no newline)"));
         let _ = writeln!(s, "{op} {text}");
     }
     s
@@ -427,8 +445,13 @@ mod tests {
     #[test]
     fn every_fixture_has_a_source() {
         let names = fixture_names();
-        for n in ["fileio", "mmap", "pipe", "tcp", "time", "rdtsc", "cpuid", "random", "segv", "exit3"] {
-            assert!(names.iter().any(|x| x == n), "missing fixture {n}: {names:?}");
+        for n in [
+            "fileio", "mmap", "pipe", "tcp", "time", "rdtsc", "cpuid", "random", "segv", "exit3",
+        ] {
+            assert!(
+                names.iter().any(|x| x == n),
+                "missing fixture {n}: {names:?}"
+            );
         }
     }
 }

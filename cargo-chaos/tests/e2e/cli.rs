@@ -1,0 +1,185 @@
+//! The command line itself: `--quiet`, `dump`, the `cargo chaos` form, the default trace
+//! directory, recorder errors.
+
+use super::common::*;
+
+#[test]
+fn quiet_replay_shows_nothing_but_keeps_the_status() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("exit3"), &[]);
+    assert_eq!(rec.program.status, 3, "{}", rec.program.show());
+    assert!(!rec.program.stdout.is_empty() && !rec.program.stderr.is_empty());
+    for flag in ["--quiet", "-q"] {
+        let mut cmd = chaos_cmd(&[]);
+        cmd.arg("replay").arg(flag).arg(&rec.trace);
+        let replayed = run(&mut cmd);
+        assert_eq!(replayed.status, 3, "{flag}\n{}", replayed.show());
+        assert!(
+            replayed.stdout.is_empty(),
+            "{flag} printed the program's stdout\n{}",
+            replayed.show()
+        );
+        assert!(
+            replayed.stderr.is_empty(),
+            "{flag} printed on stderr\n{}",
+            replayed.show()
+        );
+    }
+}
+
+#[test]
+fn dump_lists_every_event() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("random"), &[]);
+    let mut cmd = chaos_cmd(&[]);
+    cmd.arg("dump").arg(&rec.trace);
+    let dump = run(&mut cmd);
+    assert_eq!(dump.status, 0, "{}", dump.show());
+    let text = dump.stdout_str();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 3, "{text}");
+    let mut tids = std::collections::BTreeSet::new();
+    for (n, line) in lines.iter().enumerate() {
+        // "   N tid=T description"
+        let mut parts = line.split_whitespace();
+        let num = parts.next().unwrap_or_default();
+        assert_eq!(num, n.to_string(), "line {n} is not numbered {n}: {line}");
+        let tid = parts.next().unwrap_or_default();
+        assert!(
+            tid.strip_prefix("tid=")
+                .is_some_and(|t| t.parse::<u32>().is_ok()),
+            "line {n} has no tid: {line}"
+        );
+        tids.insert(tid.to_string());
+        assert!(
+            parts.next().is_some(),
+            "line {n} has no description: {line}"
+        );
+    }
+    assert_eq!(
+        tids.len(),
+        1,
+        "a single-threaded program has one tid: {tids:?}"
+    );
+    assert!(
+        lines[0].contains(" exec "),
+        "the first event is the exec: {}",
+        lines[0]
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("syscall getrandom(")
+            && l.contains("= 16")
+            && l.contains("[wrote 16 bytes]")),
+        "no getrandom line:\n{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("syscall write(0x1,")),
+        "no write to stdout:\n{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("syscall openat(")),
+        "no openat:\n{text}"
+    );
+    assert!(
+        lines.last().unwrap().ends_with("exit 0"),
+        "the last event is the exit: {}",
+        lines.last().unwrap()
+    );
+    let events = read_events(&rec.trace);
+    assert_eq!(events.len(), lines.len(), "dump shows every event once");
+    let result = recorder::trace::TraceDir::open(&rec.trace)
+        .unwrap()
+        .result()
+        .unwrap()
+        .expect("result.json");
+    assert_eq!(
+        result.events,
+        lines.len() as u64,
+        "result.json counts the events dump shows"
+    );
+}
+
+#[test]
+fn cargo_subcommand_form() {
+    let dir = temp();
+    let rec = RecordSpec::new(&fixture("random"), dir.path().join("trace"))
+        .cargo_form()
+        .record();
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    let mut cmd = chaos_cmd(&[]);
+    cmd.arg("chaos").arg("replay").arg(&rec.trace);
+    let replayed = run(&mut cmd);
+    assert_same("random via `cargo-chaos chaos`", &rec.program, &replayed);
+}
+
+#[test]
+fn default_trace_directory() {
+    let dir = temp();
+    let data = dir.path().join("data");
+    let mut cmd = chaos_cmd(&[]);
+    cmd.arg("record")
+        .arg("--")
+        .arg(fixture("exit3"))
+        .env("XDG_DATA_HOME", &data);
+    let raw = run(&mut cmd);
+    assert_eq!(raw.status, 3, "{}", raw.show());
+    let err = raw.stderr_str();
+    let trace = err
+        .lines()
+        .find_map(|l| l.strip_prefix("chaos: trace written to "))
+        .unwrap_or_else(|| {
+            panic!(
+                "the recorder did not say where the trace is\n{}",
+                raw.show()
+            )
+        });
+    let trace = std::path::PathBuf::from(trace);
+    assert!(
+        trace.starts_with(&data),
+        "the trace {} is not under XDG_DATA_HOME",
+        trace.display()
+    );
+    let program = split_record_output(&raw, &trace);
+    assert_same(
+        "exit3 from the default trace directory",
+        &program,
+        &replay(&trace),
+    );
+}
+
+#[test]
+fn unsupported_syscall_stops_the_recording() {
+    // sysfs(2) (number 139) is in the table as unsupported.
+    let dir = temp();
+    let (raw, _) = RecordSpec::new(&fixture("rawsys"), dir.path().join("trace"))
+        .args(["139", "3"])
+        .record_raw();
+    assert_eq!(raw.status, FAILED, "{}", raw.show());
+    let err = raw.stderr_str();
+    assert!(
+        err.contains("sysfs"),
+        "the message should name the syscall\n{}",
+        raw.show()
+    );
+    assert!(
+        err.to_lowercase().contains("hint"),
+        "the message should give a hint\n{}",
+        raw.show()
+    );
+}
+
+#[test]
+fn missing_program() {
+    let dir = temp();
+    let (raw, _) = RecordSpec::new(
+        &dir.path().join("no-such-program"),
+        dir.path().join("trace"),
+    )
+    .record_raw();
+    assert_eq!(raw.status, FAILED, "{}", raw.show());
+    assert!(
+        raw.stderr_str().contains("no-such-program"),
+        "the message should name the program\n{}",
+        raw.show()
+    );
+}

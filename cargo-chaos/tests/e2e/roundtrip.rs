@@ -1,0 +1,182 @@
+//! Every fixture, recorded and replayed: stdout, stderr and exit status must be equal
+//! byte for byte.
+
+use std::path::Path;
+
+use super::common::*;
+
+/// Records fixture `name` with `args` in a fresh directory, checks the recording looks like
+/// a run of the fixture (status, a line it must print), replays it and compares.
+fn roundtrip(name: &str, args: &[&str], status: i32, marker: &str) -> Recording {
+    let dir = temp();
+    roundtrip_in(dir.path(), name, args, status, marker)
+}
+
+fn roundtrip_in(dir: &Path, name: &str, args: &[&str], status: i32, marker: &str) -> Recording {
+    let rec = record(dir, &fixture(name), args);
+    assert_eq!(
+        rec.program.status,
+        status,
+        "recording {name}: unexpected status\n{}",
+        rec.program.show()
+    );
+    assert!(
+        rec.program.stdout_str().contains(marker),
+        "recording {name}: stdout lacks `{marker}`\n{}",
+        rec.program.show()
+    );
+    let replayed = replay(&rec.trace);
+    assert_same(name, &rec.program, &replayed);
+    rec
+}
+
+fn input_file(dir: &Path) -> String {
+    let p = dir.join("input.txt");
+    std::fs::write(&p, "input for the fixture\nsecond line\n").expect("write the input file");
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn file_io() {
+    let dir = temp();
+    let input = input_file(dir.path());
+    let rec = roundtrip_in(dir.path(), "fileio", &[&input], 0, "dirent: name=b.txt");
+    assert!(rec
+        .program
+        .stdout_str()
+        .contains("input text: input for the fixture"));
+    assert_eq!(rec.program.stderr, b"fileio: done\n");
+}
+
+#[test]
+fn mmap_of_files_and_anonymous_memory() {
+    let dir = temp();
+    let input = input_file(dir.path());
+    roundtrip_in(dir.path(), "mmap", &[&input], 0, "input: addr=");
+}
+
+#[test]
+fn writable_shared_file_mapping_is_replayed_or_refused_at_record() {
+    // Refusing is allowed (memory shared with the file system), but only at record time,
+    // with exit status 125 and a message that names the problem and gives a hint.
+    let dir = temp();
+    let (raw, trace) =
+        RecordSpec::new(&fixture("mmap_shared"), dir.path().join("trace")).record_raw();
+    if raw.status == FAILED {
+        let err = raw.stderr_str();
+        assert!(
+            err.contains("MAP_SHARED") && err.to_lowercase().contains("hint"),
+            "the refusal should name the shared mapping and give a hint\n{}",
+            raw.show()
+        );
+        return;
+    }
+    let rec = split_record_output(&raw, &trace);
+    assert_eq!(rec.status, 0, "{}", rec.show());
+    assert!(
+        rec.stdout_str()
+            .contains("readback=[written through a shared mapping"),
+        "{}",
+        rec.show()
+    );
+    assert_same("mmap_shared", &rec, &replay(&trace));
+}
+
+#[test]
+fn pipe_to_itself() {
+    roundtrip("pipe", &[], 0, "bytes via fd");
+}
+
+#[test]
+fn tcp_over_loopback() {
+    roundtrip("tcp", &[], 0, "client got 4 bytes: [pong]");
+}
+
+#[test]
+fn time_calls_through_libc() {
+    roundtrip("time", &[], 0, "gettimeofday=");
+}
+
+#[test]
+fn rdtsc() {
+    roundtrip("rdtsc", &[], 0, "intrinsic=");
+}
+
+#[test]
+fn cpuid() {
+    roundtrip("cpuid", &[], 0, "vendor=");
+}
+
+#[test]
+fn getrandom_and_dev_urandom() {
+    let a = roundtrip("random", &[], 0, "urandom=");
+    // The fixture really is nondeterministic: a second recording gets other bytes.
+    let b = roundtrip("random", &[], 0, "urandom=");
+    assert_ne!(
+        line_with(&a.program.stdout, "getrandom="),
+        line_with(&b.program.stdout, "getrandom="),
+        "two recordings got the same random bytes"
+    );
+}
+
+#[test]
+fn killed_by_sigsegv() {
+    let rec = roundtrip("segv", &[], 128 + 11, "about to crash");
+    assert!(
+        rec.program.stderr_str().contains("null pointer"),
+        "{}",
+        rec.program.show()
+    );
+}
+
+#[test]
+fn exit_code_3() {
+    roundtrip("exit3", &[], 3, "exiting with 3");
+}
+
+#[test]
+fn many_syscalls() {
+    roundtrip("many_syscalls", &["2000"], 0, "calls=2000");
+}
+
+#[test]
+fn cpu_loop() {
+    roundtrip("cpu_loop", &["1000000"], 0, "iterations=1000000");
+}
+
+#[test]
+fn mixed_file_io_and_time() {
+    roundtrip("mixed", &["300"], 0, "rounds=300");
+}
+
+#[test]
+fn many_small_writes() {
+    roundtrip("steps", &["50"], 0, "step 49 pid");
+}
+
+#[test]
+fn stdin_is_the_recorders_and_replay_does_not_read_its_own() {
+    let dir = temp();
+    let input = dir.path().join("stdin.txt");
+    std::fs::write(&input, "what the recording read\nfrom its stdin\n").unwrap();
+    let stdin = std::fs::File::open(&input).unwrap();
+    let rec = RecordSpec::new(&fixture("echo_stdin"), dir.path().join("trace"))
+        .configure(move |c| {
+            c.stdin(stdin);
+        })
+        .record();
+    assert!(
+        rec.program
+            .stdout_str()
+            .contains("first=[what the recording read]"),
+        "{}",
+        rec.program.show()
+    );
+    // Replay with other bytes on stdin: the program must still see the recorded ones.
+    std::fs::write(&input, "something else entirely\n").unwrap();
+    let other = std::fs::File::open(&input).unwrap();
+    let replayed = replay_with(&rec.trace, &[], move |c| {
+        c.stdin(other);
+    });
+    assert_same("echo_stdin", &rec.program, &replayed);
+}
