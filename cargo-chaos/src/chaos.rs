@@ -37,6 +37,13 @@ pub struct RecordArgs {
     /// Scheduler seed (default: random; printed and recorded).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Stop a hung program after this long (e.g. `30s`, `2m`); the trace is kept and
+    /// marked as timed out.
+    #[arg(long, value_parser = crate::duration::parse)]
+    pub timeout: Option<std::time::Duration>,
+    /// Let these environment variables through even though their names look secret.
+    #[arg(long = "keep-env", value_name = "NAME")]
+    pub keep_env: Vec<String>,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -90,9 +97,13 @@ pub fn main_with_args(mut args: Vec<OsString>) -> i32 {
 fn default_trace_dir(program: &std::path::Path) -> anyhow::Result<PathBuf> {
     let base = match std::env::var_os("XDG_DATA_HOME") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --trace-dir")?).join(".local/share"),
+        _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --trace-dir")?)
+            .join(".local/share"),
     };
-    let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "program".into());
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "program".into());
     let dir = base.join("cargo-chaos").join("traces");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for n in 0.. {
@@ -110,17 +121,30 @@ fn record(a: RecordArgs) -> anyhow::Result<i32> {
         Some(d) => d,
         None => default_trace_dir(&program)?,
     };
+    let (env, removed_env) = crate::env::program_env(&a.keep_env);
+    let interrupter = recorder::record::Interrupter::new();
+    crate::signals::interrupt_on_ctrl_c(interrupter.clone());
     let opts = recorder::record::RecordOptions {
         program,
         args: a.command[1..].to_vec(),
-        env: std::env::vars_os().collect(),
-        removed_env: Vec::new(),
-        cwd: None,
+        env,
+        removed_env,
         trace_dir: trace_dir.clone(),
         seed: a.seed,
+        timeout: a.timeout,
+        interrupter: Some(interrupter),
+        ..Default::default()
     };
     match recorder::record::record(&opts) {
         Ok(summary) => {
+            use recorder::trace::Outcome;
+            match summary.result.outcome {
+                Outcome::TimedOut => {
+                    eprintln!("chaos: the program ran past the time limit and was stopped")
+                }
+                Outcome::Interrupted => eprintln!("chaos: recording interrupted"),
+                _ => {}
+            }
             eprintln!("chaos: trace written to {}", summary.trace.display());
             Ok(summary.result.status)
         }
@@ -136,8 +160,14 @@ fn record(a: RecordArgs) -> anyhow::Result<i32> {
 
 fn replay(a: ReplayArgs) -> anyhow::Result<i32> {
     let mut sink = crate::output::forward(a.quiet);
-    match recorder::replay::replay(&a.trace, &mut sink) {
-        Ok(summary) => Ok(summary.exit.status()),
+    let trace = crate::archive_cmds::resolve_trace(&a.trace.to_string_lossy())?;
+    match recorder::replay::replay(&trace, &mut sink) {
+        Ok(summary) => {
+            if summary.cut_short {
+                eprintln!("chaos: the recording was stopped at this point (time limit or Ctrl-C); so was the replay");
+            }
+            Ok(summary.exit.status())
+        }
         Err(e) => {
             eprintln!("error: replay failed: {e}");
             Ok(exit_codes::REPLAY_FAILED)

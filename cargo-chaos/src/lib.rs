@@ -2,6 +2,10 @@
 //! Only glue: argument parsing, dispatch, rendering and exit codes. The work is done by
 //! the `recorder` and `packer` crates.
 
+pub mod archive_cmds;
 pub mod chaos;
+pub mod duration;
+pub mod env;
 pub mod exit_codes;
 pub mod output;
+pub mod signals;

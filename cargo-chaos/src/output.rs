@@ -29,6 +29,10 @@ pub fn fancy() -> bool {
 
 /// Sets up `tracing` from `CHAOS_LOG` (e.g. `CHAOS_LOG=debug`).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CHAOS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHAOS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -113,7 +113,7 @@ pub fn stub_elf() -> Vec<u8> {
     f.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
     f.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
     f.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
-    // Program header: PT_LOAD, R+X, whole file at STUB_BASE.
+                                              // Program header: PT_LOAD, R+X, whole file at STUB_BASE.
     f.extend_from_slice(&1u32.to_le_bytes());
     f.extend_from_slice(&5u32.to_le_bytes());
     f.extend_from_slice(&0u64.to_le_bytes()); // p_offset

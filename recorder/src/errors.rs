@@ -40,7 +40,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The program made a system call the recorder cannot record yet.
-    #[error("the program called `{name}` (syscall {nr}), which cannot be recorded yet (hint: {hint})")]
+    #[error(
+        "the program called `{name}` (syscall {nr}), which cannot be recorded yet (hint: {hint})"
+    )]
     UnsupportedSyscall {
         /// Syscall name.
         name: String,

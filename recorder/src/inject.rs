@@ -36,7 +36,10 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
             Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
             other => {
                 return Err(Error::Unsupported {
-                    what: format!("task {} stopped with {other:?} while the engine injected syscall {nr}", task.tid),
+                    what: format!(
+                        "task {} stopped with {other:?} while the engine injected syscall {nr}",
+                        task.tid
+                    ),
                     hint: "report this as a bug".into(),
                 })
             }
@@ -60,7 +63,10 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
         Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
         other => {
             return Err(Error::Unsupported {
-                what: format!("task {} stopped with {other:?} in injected syscall {nr}", task.tid),
+                what: format!(
+                    "task {} stopped with {other:?} in injected syscall {nr}",
+                    task.tid
+                ),
                 hint: "report this as a bug".into(),
             })
         }

@@ -23,7 +23,9 @@ pub struct OutputFds {
 
 impl Default for OutputFds {
     fn default() -> Self {
-        OutputFds { fds: HashMap::from([(1, Stream::Stdout), (2, Stream::Stderr)]) }
+        OutputFds {
+            fds: HashMap::from([(1, Stream::Stdout), (2, Stream::Stderr)]),
+        }
     }
 }
 
@@ -47,7 +49,9 @@ impl OutputFds {
             }
             nr::DUP => self.copy(args[0], ret as u64),
             nr::DUP2 | nr::DUP3 => self.copy(args[0], args[1]),
-            nr::FCNTL if args[1] == libc::F_DUPFD as u64 || args[1] == libc::F_DUPFD_CLOEXEC as u64 => {
+            nr::FCNTL
+                if args[1] == libc::F_DUPFD as u64 || args[1] == libc::F_DUPFD_CLOEXEC as u64 =>
+            {
                 self.copy(args[0], ret as u64)
             }
             _ => {}
@@ -89,7 +93,12 @@ pub enum WriteKind {
 }
 
 /// Reads the bytes a write-like call actually wrote (`ret` of them) from the tracee.
-pub fn written_bytes(task: &mut crate::ptrace::Task, kind: WriteKind, args: &[u64; 6], ret: i64) -> crate::errors::Result<Vec<u8>> {
+pub fn written_bytes(
+    task: &mut crate::ptrace::Task,
+    kind: WriteKind,
+    args: &[u64; 6],
+    ret: i64,
+) -> crate::errors::Result<Vec<u8>> {
     let n = ret.max(0) as u64;
     match kind {
         WriteKind::Buffer => task.read_mem(args[1], n as usize),

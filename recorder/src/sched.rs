@@ -52,7 +52,10 @@ pub struct Scheduler {
 impl Scheduler {
     /// The default policy with this seed.
     pub fn new(seed: u64) -> Self {
-        Scheduler { rng: SplitMix64::new(seed), switch_per_1024: 64 }
+        Scheduler {
+            rng: SplitMix64::new(seed),
+            switch_per_1024: 64,
+        }
     }
 
     /// Whether the running thread should give way at this point, when others can run.
@@ -66,7 +69,11 @@ impl Scheduler {
     /// Picks the next thread among the runnable ones (non-empty), avoiding `previous`
     /// when there is a choice.
     pub fn pick(&mut self, runnable: &[i32], previous: Option<i32>) -> i32 {
-        let others: Vec<i32> = runnable.iter().copied().filter(|t| Some(*t) != previous).collect();
+        let others: Vec<i32> = runnable
+            .iter()
+            .copied()
+            .filter(|t| Some(*t) != previous)
+            .collect();
         let from = if others.is_empty() { runnable } else { &others };
         from[self.rng.below(from.len() as u64) as usize]
     }
@@ -82,7 +89,10 @@ mod tests {
         let mut b = Scheduler::new(7);
         for _ in 0..100 {
             assert_eq!(a.pick(&[1, 2, 3], Some(1)), b.pick(&[1, 2, 3], Some(1)));
-            assert_eq!(a.should_switch(Point::SyscallExit), b.should_switch(Point::SyscallExit));
+            assert_eq!(
+                a.should_switch(Point::SyscallExit),
+                b.should_switch(Point::SyscallExit)
+            );
         }
     }
 

@@ -22,6 +22,8 @@ pub struct SpawnSpec<'a> {
     pub no_aslr: bool,
     /// Redirect stdin, stdout and stderr to /dev/null.
     pub null_stdio: bool,
+    /// Or to these open descriptors (stdin, stdout, stderr), dup2'ed in the child.
+    pub stdio_fds: Option<[i32; 3]>,
     /// Set RLIMIT_CORE to 0 (replay must not drop core files).
     pub no_core: bool,
 }
@@ -60,7 +62,10 @@ pub fn spawn_traced(spec: &SpawnSpec) -> Result<i32> {
     // above; it never allocates or takes locks.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(Error::Spawn { program: spec.path.to_owned(), reason: std::io::Error::last_os_error().to_string() });
+        return Err(Error::Spawn {
+            program: spec.path.to_owned(),
+            reason: std::io::Error::last_os_error().to_string(),
+        });
     }
     if pid == 0 {
         unsafe {
@@ -86,7 +91,10 @@ pub fn spawn_traced(spec: &SpawnSpec) -> Result<i32> {
                 libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &cs);
             }
             if spec.no_core {
-                let rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                let rl = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
                 libc::setrlimit(libc::RLIMIT_CORE, &rl);
             }
             if spec.null_stdio {
@@ -98,6 +106,11 @@ pub fn spawn_traced(spec: &SpawnSpec) -> Result<i32> {
                     if fd > 2 {
                         libc::close(fd);
                     }
+                }
+            }
+            if let Some(fds) = spec.stdio_fds {
+                for (target, fd) in fds.iter().enumerate() {
+                    libc::dup2(*fd, target as i32);
                 }
             }
             if let Some(cwd) = &cwd {
@@ -131,17 +144,25 @@ pub fn resolve_program(program: &Path, env_path: Option<&OsStr>) -> Result<PathB
             reason: e.to_string(),
         });
     }
-    let path = env_path.map(|p| p.to_owned()).unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let path = env_path
+        .map(|p| p.to_owned())
+        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
     for dir in std::env::split_paths(&path) {
         let cand = dir.join(program);
         if let Ok(meta) = std::fs::metadata(&cand) {
             use std::os::unix::fs::PermissionsExt;
             if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                return std::fs::canonicalize(&cand).map_err(|e| Error::Spawn { program: cand, reason: e.to_string() });
+                return std::fs::canonicalize(&cand).map_err(|e| Error::Spawn {
+                    program: cand,
+                    reason: e.to_string(),
+                });
             }
         }
     }
-    Err(Error::Spawn { program: program.to_owned(), reason: "not found in PATH".into() })
+    Err(Error::Spawn {
+        program: program.to_owned(),
+        reason: "not found in PATH".into(),
+    })
 }
 
 /// The CPUs this thread may run on.
@@ -152,7 +173,9 @@ pub fn cpu_set() -> Vec<usize> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut cs) != 0 {
             return vec![0];
         }
-        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &cs)).collect()
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &cs))
+            .collect()
     }
 }
 

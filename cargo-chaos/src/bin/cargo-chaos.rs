@@ -1,5 +1,7 @@
 //! `cargo chaos`: see `cargo chaos --help`.
 
 fn main() {
-    std::process::exit(cargo_chaos::chaos::main_with_args(std::env::args_os().collect()));
+    std::process::exit(cargo_chaos::chaos::main_with_args(
+        std::env::args_os().collect(),
+    ));
 }

@@ -36,8 +36,9 @@ impl Trapped {
 /// Registers as a flat vector for the trace (the 27 words of `user_regs_struct`).
 pub fn regs_to_vec(r: &Regs) -> Vec<u64> {
     vec![
-        r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx, r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx, r.rdx, r.rsi, r.rdi, r.orig_rax,
-        r.rip, r.cs, r.eflags, r.rsp, r.ss, r.fs_base, r.gs_base, r.ds, r.es, r.fs, r.gs,
+        r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx, r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx, r.rdx,
+        r.rsi, r.rdi, r.orig_rax, r.rip, r.cs, r.eflags, r.rsp, r.ss, r.fs_base, r.gs_base, r.ds,
+        r.es, r.fs, r.gs,
     ]
 }
 
@@ -47,9 +48,32 @@ pub fn regs_from_vec(v: &[u64]) -> Option<Regs> {
         return None;
     }
     Some(Regs {
-        r15: v[0], r14: v[1], r13: v[2], r12: v[3], rbp: v[4], rbx: v[5], r11: v[6], r10: v[7], r9: v[8], r8: v[9],
-        rax: v[10], rcx: v[11], rdx: v[12], rsi: v[13], rdi: v[14], orig_rax: v[15], rip: v[16], cs: v[17],
-        eflags: v[18], rsp: v[19], ss: v[20], fs_base: v[21], gs_base: v[22], ds: v[23], es: v[24], fs: v[25],
+        r15: v[0],
+        r14: v[1],
+        r13: v[2],
+        r12: v[3],
+        rbp: v[4],
+        rbx: v[5],
+        r11: v[6],
+        r10: v[7],
+        r9: v[8],
+        r8: v[9],
+        rax: v[10],
+        rcx: v[11],
+        rdx: v[12],
+        rsi: v[13],
+        rdi: v[14],
+        orig_rax: v[15],
+        rip: v[16],
+        cs: v[17],
+        eflags: v[18],
+        rsp: v[19],
+        ss: v[20],
+        fs_base: v[21],
+        gs_base: v[22],
+        ds: v[23],
+        es: v[24],
+        fs: v[25],
         gs: v[26],
     })
 }
@@ -66,9 +90,20 @@ pub fn masked_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
         }
         (7, 0) => {
             // ebx: HLE(4) RTM(11) RDSEED(18) AVX512F(16) DQ(17) IFMA(21) PF(26) ER(27) CD(28) BW(30) VL(31)
-            out[1] &= !((1 << 4) | (1 << 11) | (1 << 18) | (1 << 16) | (1 << 17) | (1 << 21) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 30) | (1 << 31));
+            out[1] &= !((1 << 4)
+                | (1 << 11)
+                | (1 << 18)
+                | (1 << 16)
+                | (1 << 17)
+                | (1 << 21)
+                | (1 << 26)
+                | (1 << 27)
+                | (1 << 28)
+                | (1 << 30)
+                | (1 << 31));
             // ecx: AVX512_VBMI(1) PKU(3) OSPKE(4) AVX512_VBMI2(6) AVX512_VNNI(11) BITALG(12) VPOPCNTDQ(14)
-            out[2] &= !((1 << 1) | (1 << 3) | (1 << 4) | (1 << 6) | (1 << 11) | (1 << 12) | (1 << 14));
+            out[2] &=
+                !((1 << 1) | (1 << 3) | (1 << 4) | (1 << 6) | (1 << 11) | (1 << 12) | (1 << 14));
             // edx: AVX512_4VNNIW(2) 4FMAPS(3) VP2INTERSECT(8) RTM_ALWAYS_ABORT(11) AVX512_FP16(23)
             out[3] &= !((1 << 2) | (1 << 3) | (1 << 8) | (1 << 23));
         }

@@ -101,16 +101,34 @@ impl Task {
         Task { tid, mem: None }
     }
 
-    fn raw(&self, req: libc::c_uint, op: &'static str, addr: usize, data: usize) -> Result<libc::c_long> {
+    fn raw(
+        &self,
+        req: libc::c_uint,
+        op: &'static str,
+        addr: usize,
+        data: usize,
+    ) -> Result<libc::c_long> {
         // SAFETY: ptrace with integer/pointer arguments chosen by the caller; the kernel
         // validates them and any pointer we pass points to a live local of the right size.
-        let r = unsafe { libc::ptrace(req, self.tid, addr as *mut libc::c_void, data as *mut libc::c_void) };
+        let r = unsafe {
+            libc::ptrace(
+                req,
+                self.tid,
+                addr as *mut libc::c_void,
+                data as *mut libc::c_void,
+            )
+        };
         check(self.tid, op, r)
     }
 
     /// Sets the ptrace options.
     pub fn set_options(&self, options: libc::c_int) -> Result<()> {
-        self.raw(libc::PTRACE_SETOPTIONS, "PTRACE_SETOPTIONS", 0, options as usize)?;
+        self.raw(
+            libc::PTRACE_SETOPTIONS,
+            "PTRACE_SETOPTIONS",
+            0,
+            options as usize,
+        )?;
         Ok(())
     }
 
@@ -118,19 +136,34 @@ impl Task {
     pub fn regs(&self) -> Result<Regs> {
         // SAFETY: user_regs_struct is plain data; all-zero is valid.
         let mut regs: Regs = unsafe { std::mem::zeroed() };
-        self.raw(libc::PTRACE_GETREGS, "PTRACE_GETREGS", 0, &mut regs as *mut Regs as usize)?;
+        self.raw(
+            libc::PTRACE_GETREGS,
+            "PTRACE_GETREGS",
+            0,
+            &mut regs as *mut Regs as usize,
+        )?;
         Ok(regs)
     }
 
     /// Writes the general registers.
     pub fn set_regs(&self, regs: &Regs) -> Result<()> {
-        self.raw(libc::PTRACE_SETREGS, "PTRACE_SETREGS", 0, regs as *const Regs as usize)?;
+        self.raw(
+            libc::PTRACE_SETREGS,
+            "PTRACE_SETREGS",
+            0,
+            regs as *const Regs as usize,
+        )?;
         Ok(())
     }
 
     /// Writes one word of the user area (a register, by its byte offset).
     pub fn poke_user(&self, offset: usize, value: u64) -> Result<()> {
-        self.raw(libc::PTRACE_POKEUSER, "PTRACE_POKEUSER", offset, value as usize)?;
+        self.raw(
+            libc::PTRACE_POKEUSER,
+            "PTRACE_POKEUSER",
+            offset,
+            value as usize,
+        )?;
         Ok(())
     }
 
@@ -148,14 +181,24 @@ impl Task {
     pub fn siginfo(&self) -> Result<libc::siginfo_t> {
         // SAFETY: siginfo_t is plain data.
         let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        self.raw(libc::PTRACE_GETSIGINFO, "PTRACE_GETSIGINFO", 0, &mut si as *mut _ as usize)?;
+        self.raw(
+            libc::PTRACE_GETSIGINFO,
+            "PTRACE_GETSIGINFO",
+            0,
+            &mut si as *mut _ as usize,
+        )?;
         Ok(si)
     }
 
     /// The event message of a ptrace event stop (new tid, exit status...).
     pub fn event_msg(&self) -> Result<u64> {
         let mut msg: libc::c_ulong = 0;
-        self.raw(libc::PTRACE_GETEVENTMSG, "PTRACE_GETEVENTMSG", 0, &mut msg as *mut _ as usize)?;
+        self.raw(
+            libc::PTRACE_GETEVENTMSG,
+            "PTRACE_GETEVENTMSG",
+            0,
+            &mut msg as *mut _ as usize,
+        )?;
         Ok(msg)
     }
 
@@ -171,9 +214,18 @@ impl Task {
         Ok(match info.op {
             1 => SyscallStop::Entry {
                 nr: info.data[0],
-                args: [info.data[1], info.data[2], info.data[3], info.data[4], info.data[5], info.data[6]],
+                args: [
+                    info.data[1],
+                    info.data[2],
+                    info.data[3],
+                    info.data[4],
+                    info.data[5],
+                    info.data[6],
+                ],
             },
-            2 => SyscallStop::Exit { ret: info.data[0] as i64 },
+            2 => SyscallStop::Exit {
+                ret: info.data[0] as i64,
+            },
             _ => SyscallStop::None,
         })
     }
@@ -233,7 +285,13 @@ impl Task {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) => {
-                    return Err(Error::Memory { pid: tid, op: "read", addr, len, source: e });
+                    return Err(Error::Memory {
+                        pid: tid,
+                        op: "read",
+                        addr,
+                        len,
+                        source: e,
+                    });
                 }
             }
         }
@@ -312,7 +370,11 @@ pub fn wait_own() -> Result<(i32, Stop)> {
             if e == Errno::EINTR {
                 continue;
             }
-            return Err(Error::Ptrace { pid: -1, op: "waitpid", source: e });
+            return Err(Error::Ptrace {
+                pid: -1,
+                op: "waitpid",
+                source: e,
+            });
         }
         return Ok((r, decode_status(status)));
     }
@@ -332,7 +394,11 @@ pub fn wait_for(tid: i32) -> Result<Stop> {
             if e == Errno::ECHILD {
                 return Err(Error::TaskGone { pid: tid });
             }
-            return Err(Error::Ptrace { pid: tid, op: "waitpid", source: e });
+            return Err(Error::Ptrace {
+                pid: tid,
+                op: "waitpid",
+                source: e,
+            });
         }
         return Ok(decode_status(status));
     }

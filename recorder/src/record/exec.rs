@@ -36,9 +36,16 @@ pub fn arm_and_capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Res
     let cpuid_faulting = arm_traps(task, regs.rip)?;
     hide_vdso(task, regs.rsp)?;
     let state = capture(task, files, exe)?;
-    let personality = std::fs::read_to_string(format!("/proc/{}/personality", task.tid)).unwrap_or_default();
-    let aslr_disabled = u32::from_str_radix(personality.trim(), 16).map(|p| p & libc::ADDR_NO_RANDOMIZE as u32 != 0).unwrap_or(false);
-    Ok(ExecSetup { state, aslr_disabled, cpuid_faulting })
+    let personality =
+        std::fs::read_to_string(format!("/proc/{}/personality", task.tid)).unwrap_or_default();
+    let aslr_disabled = u32::from_str_radix(personality.trim(), 16)
+        .map(|p| p & libc::ADDR_NO_RANDOMIZE as u32 != 0)
+        .unwrap_or(false);
+    Ok(ExecSetup {
+        state,
+        aslr_disabled,
+        cpuid_faulting,
+    })
 }
 
 /// Makes rdtsc/rdtscp and cpuid fault (SIGSEGV) so the recorder can emulate them.
@@ -48,7 +55,12 @@ pub fn arm_traps(task: &mut Task, at: u64) -> Result<bool> {
     let saved = task.read_mem(at, 2)?;
     task.write_mem(at, &[0x0f, 0x05])?;
     let r1 = inject_syscall(task, at, libc::SYS_arch_prctl as u64, &[ARCH_SET_CPUID, 0]);
-    let r2 = inject_syscall(task, at, libc::SYS_prctl as u64, &[libc::PR_SET_TSC as u64, libc::PR_TSC_SIGSEGV as u64]);
+    let r2 = inject_syscall(
+        task,
+        at,
+        libc::SYS_prctl as u64,
+        &[libc::PR_SET_TSC as u64, libc::PR_TSC_SIGSEGV as u64],
+    );
     let r3 = inject_syscall(
         task,
         at,
@@ -57,7 +69,8 @@ pub fn arm_traps(task: &mut Task, at: u64) -> Result<bool> {
             SCRATCH_BASE,
             SCRATCH_LEN,
             (libc::PROT_READ | libc::PROT_WRITE) as u64,
-            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE)
+                as u64,
             u64::MAX,
             0,
         ],
@@ -86,7 +99,11 @@ pub fn arm_traps(task: &mut Task, at: u64) -> Result<bool> {
 /// Rewrites AT_SYSINFO_EHDR in the auxv to AT_IGNORE, so libc does not find the vDSO and
 /// makes real (recordable) syscalls for clock_gettime and friends.
 fn hide_vdso(task: &mut Task, rsp: u64) -> Result<()> {
-    let word = |task: &mut Task, at: u64| -> Result<u64> { Ok(u64::from_le_bytes(task.read_mem(at, 8)?.try_into().expect("8"))) };
+    let word = |task: &mut Task, at: u64| -> Result<u64> {
+        Ok(u64::from_le_bytes(
+            task.read_mem(at, 8)?.try_into().expect("8"),
+        ))
+    };
     let argc = word(task, rsp)?;
     let mut p = rsp + 8 + (argc + 1) * 8;
     while word(task, p)? != 0 {
@@ -110,7 +127,9 @@ fn capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecStat
     let tid = task.tid;
     let maps = read_maps(tid)?;
     let exe_link = PathBuf::from(format!("/proc/{tid}/exe"));
-    let exe_ino = std::fs::metadata(&exe_link).map_err(|e| Error::io(&exe_link, e))?.ino();
+    let exe_ino = std::fs::metadata(&exe_link)
+        .map_err(|e| Error::io(&exe_link, e))?
+        .ino();
     let mut mappings = Vec::new();
     let mut memory = Vec::new();
     for m in &maps {
@@ -119,8 +138,14 @@ fn capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecStat
             continue;
         }
         let file = if m.is_file() {
-            let path = if m.inode == exe_ino { exe_link.clone() } else { PathBuf::from(&m.name) };
-            let ino = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.ino();
+            let path = if m.inode == exe_ino {
+                exe_link.clone()
+            } else {
+                PathBuf::from(&m.name)
+            };
+            let ino = std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .ino();
             if ino != m.inode {
                 return Err(Error::Unsupported {
                     what: format!("{} changed on disk while the program was starting", m.name),
@@ -132,7 +157,10 @@ fn capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecStat
             None
         };
         if m.prot & libc::PROT_WRITE != 0 || m.name == "[stack]" {
-            memory.push(MemWrite { addr: m.start, data: task.read_mem(m.start, (m.end - m.start) as usize)? });
+            memory.push(MemWrite {
+                addr: m.start,
+                data: task.read_mem(m.start, (m.end - m.start) as usize)?,
+            });
         }
         mappings.push(Mapping {
             start: m.start,
@@ -164,14 +192,20 @@ fn start_brk(pid: i32) -> Result<u64> {
     let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state).
-    fields.get(47 - 3).and_then(|f| f.parse().ok()).ok_or_else(|| Error::BadTrace {
-        path: path.into(),
-        reason: "cannot read start_brk".into(),
-    })
+    fields
+        .get(47 - 3)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| Error::BadTrace {
+            path: path.into(),
+            reason: "cannot read start_brk".into(),
+        })
 }
 
 fn stack_limit(pid: i32) -> u64 {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: prlimit reading into a local.
     let r = unsafe { libc::prlimit(pid, libc::RLIMIT_STACK, std::ptr::null(), &mut rl) };
     if r != 0 || rl.rlim_cur == libc::RLIM_INFINITY {

@@ -13,19 +13,78 @@ pub mod redirect;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use crate::arch::{self, Trapped};
 use crate::errors::{Error, Result};
 use crate::output::{OutputFds, Stream};
 use crate::ptrace::{Resume, Stop, SyscallStop, Task};
-use crate::spawn::{self, SpawnSpec};
 use crate::sched::{Point, Scheduler};
+use crate::spawn::{self, SpawnSpec};
 use crate::syscalls::{self, effects, nr, special, Class, MemArg};
-use crate::trace::{signal_name, Event, EventWriter, ExitKind, FileStore, Header, Outcome, RunResult, SyscallEvent, TraceDir};
+use crate::trace::{
+    signal_name, Event, EventWriter, ExitKind, FileStore, Header, Outcome, RunResult, SyscallEvent,
+    TraceDir,
+};
+
+/// Where the recorded program's stdin, stdout and stderr go.
+#[derive(Debug, Clone, Default)]
+pub enum Stdio {
+    /// The recorder's own.
+    #[default]
+    Inherit,
+    /// stdin from /dev/null, stdout and stderr into these files (created or truncated).
+    Files {
+        /// File for fd 1.
+        stdout: PathBuf,
+        /// File for fd 2.
+        stderr: PathBuf,
+    },
+}
+
+/// Stops a running recording from another thread (Ctrl-C, a time limit). The trace is
+/// kept, marked with the reason, and replays up to the point where it was stopped.
+#[derive(Debug, Default)]
+pub struct Interrupter {
+    state: std::sync::Mutex<(Option<i32>, Option<Outcome>)>,
+}
+
+impl Interrupter {
+    /// A new, unarmed interrupter.
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self::default())
+    }
+
+    /// Stops the recording (if one is running) and marks it with `why`
+    /// ([`Outcome::Interrupted`] or [`Outcome::TimedOut`]).
+    pub fn interrupt(&self, why: Outcome) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.1.is_none() {
+            st.1 = Some(why);
+        }
+        if let Some(pid) = st.0 {
+            // SAFETY: plain syscall; the pid is the live leader of the recording (it is
+            // unregistered before it is reaped).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+
+    fn arm(&self, pid: i32) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0 = Some(pid);
+        st.1.is_some()
+    }
+
+    fn disarm(&self) -> Option<Outcome> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0 = None;
+        st.1
+    }
+}
 
 /// What to record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RecordOptions {
     /// The program (a path, or a name looked up in PATH).
     pub program: PathBuf,
@@ -41,6 +100,14 @@ pub struct RecordOptions {
     pub trace_dir: PathBuf,
     /// Scheduler seed (default: random).
     pub seed: Option<u64>,
+    /// The core to pin the recording to (default: the one this thread is on).
+    pub cpu: Option<usize>,
+    /// Where the program's standard streams go.
+    pub stdio: Stdio,
+    /// Stop the recording after this long (the trace is marked `timed_out`).
+    pub timeout: Option<std::time::Duration>,
+    /// Lets another thread stop the recording.
+    pub interrupter: Option<std::sync::Arc<Interrupter>>,
 }
 
 /// What a finished recording produced.
@@ -117,6 +184,7 @@ struct Recorder {
     stderr: std::fs::File,
     cpu_set: Vec<usize>,
     cpuid_seen: BTreeSet<[u32; 6]>,
+    interrupter: std::sync::Arc<Interrupter>,
 }
 
 /// Records one run of a program into a new trace directory.
@@ -128,14 +196,26 @@ pub fn record(opts: &RecordOptions) -> Result<RecordSummary> {
     std::thread::Builder::new()
         .name("chaos-record".into())
         .spawn(move || record_here(&opts))
-        .map_err(|e| Error::Spawn { program: "recorder thread".into(), reason: e.to_string() })?
+        .map_err(|e| Error::Spawn {
+            program: "recorder thread".into(),
+            reason: e.to_string(),
+        })?
         .join()
-        .unwrap_or_else(|_| Err(Error::Unsupported { what: "the recorder thread panicked".into(), hint: "report this as a bug".into() }))
+        .unwrap_or_else(|_| {
+            Err(Error::Unsupported {
+                what: "the recorder thread panicked".into(),
+                hint: "report this as a bug".into(),
+            })
+        })
 }
 
 fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     let trace = TraceDir::create(&opts.trace_dir)?;
-    let env_path = opts.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
+    let env_path = opts
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
     let exe = spawn::resolve_program(&opts.program, env_path)?;
     let cwd = match &opts.cwd {
         Some(c) => c.clone(),
@@ -145,7 +225,11 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     // Pin this thread and the program to one core: ptrace stops cost ~11x more across
     // cores. The program is still shown the real CPU set (sched_getaffinity is rewritten).
     let cpu_set = spawn::cpu_set();
-    let pinned = current_cpu().filter(|c| cpu_set.contains(c)).unwrap_or(cpu_set[0]);
+    let pinned = opts
+        .cpu
+        .or_else(current_cpu)
+        .filter(|c| cpu_set.contains(c))
+        .unwrap_or(cpu_set[0]);
     spawn::pin_self(&[pinned]);
     let mut argv = vec![opts.program.clone().into_os_string()];
     argv.extend(opts.args.iter().cloned());
@@ -153,13 +237,29 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     let header = Header {
         format_version: crate::trace::FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        argv: argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        argv: argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
         cwd: cwd.to_string_lossy().into_owned(),
-        env: opts.env.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect(),
+        env: opts
+            .env
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect(),
         removed_env: opts.removed_env.clone(),
         exe: exe.to_string_lossy().into_owned(),
         hostname: read_trimmed("/proc/sys/kernel/hostname"),
-        kernel: format!("{} {}", read_trimmed("/proc/sys/kernel/osrelease"), read_trimmed("/proc/sys/kernel/version")),
+        kernel: format!(
+            "{} {}",
+            read_trimmed("/proc/sys/kernel/osrelease"),
+            read_trimmed("/proc/sys/kernel/version")
+        ),
         cpu_model: cpu_model(),
         seed,
         aslr_disabled: false,
@@ -171,6 +271,14 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
     };
+    let stdio_files = match &opts.stdio {
+        Stdio::Inherit => None,
+        Stdio::Files { stdout, stderr } => {
+            let create = |p: &PathBuf| std::fs::File::create(p).map_err(|e| Error::io(p, e));
+            let stdin = std::fs::File::open("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
+            Some([stdin, create(stdout)?, create(stderr)?])
+        }
+    };
     let spec = SpawnSpec {
         path: &exe,
         argv,
@@ -179,14 +287,36 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         cpu: Some(pinned),
         no_aslr: true,
         null_stdio: false,
+        stdio_fds: stdio_files
+            .as_ref()
+            .map(|f| [f[0].as_raw_fd(), f[1].as_raw_fd(), f[2].as_raw_fd()]),
         no_core: false,
     };
     let pid = spawn::spawn_traced(&spec)?;
-    let open = |name: &str| std::fs::File::create(trace.path.join(name)).map_err(|e| Error::io(trace.path.join(name), e));
+    drop(stdio_files);
+    let interrupter = opts.interrupter.clone().unwrap_or_else(Interrupter::new);
+    if interrupter.arm(pid) {
+        interrupter.interrupt(Outcome::Interrupted);
+    }
+    let watchdog = opts
+        .timeout
+        .map(|limit| Watchdog::start(limit, interrupter.clone()));
+    let open = |name: &str| {
+        std::fs::File::create(trace.path.join(name))
+            .map_err(|e| Error::io(trace.path.join(name), e))
+    };
     let mut rec = Recorder {
         events: EventWriter::create(&trace.path.join("events"))?,
         files: FileStore::new(trace.path.join("files")),
-        threads: BTreeMap::from([(pid, Thread { task: Task::new(pid), slot: 0, state: Where::Ready(0), pending: None })]),
+        threads: BTreeMap::from([(
+            pid,
+            Thread {
+                task: Task::new(pid),
+                slot: 0,
+                state: Where::Ready(0),
+                pending: None,
+            },
+        )]),
         leader: pid,
         leader_exited: false,
         current: Some(pid),
@@ -199,20 +329,24 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         stderr: open("stderr")?,
         cpu_set,
         cpuid_seen: BTreeSet::new(),
+        interrupter: interrupter.clone(),
         trace: trace.clone(),
     };
     let r = rec.run(header);
     if r.is_err() {
         rec.kill_all();
     }
+    drop(watchdog);
+    let stopped = interrupter.disarm();
     let _ = rec.events.flush();
     let events = rec.events.count();
     let cpuid_leaves = rec.cpuid_seen.iter().copied().collect();
     let result = match r {
         Ok(how) => RunResult {
-            outcome: match how {
-                ExitKind::Exited(_) => Outcome::Exited,
-                ExitKind::Signaled(_) => Outcome::Signaled,
+            outcome: match (how, stopped) {
+                (ExitKind::Signaled(libc::SIGKILL), Some(why)) => why,
+                (ExitKind::Exited(_), _) => Outcome::Exited,
+                (ExitKind::Signaled(_), _) => Outcome::Signaled,
             },
             exit_code: match how {
                 ExitKind::Exited(c) => Some(c),
@@ -242,7 +376,10 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         }
     };
     trace.write_result(&result)?;
-    Ok(RecordSummary { trace: trace.path.clone(), result })
+    Ok(RecordSummary {
+        trace: trace.path.clone(),
+        result,
+    })
 }
 
 impl Recorder {
@@ -255,7 +392,10 @@ impl Recorder {
         match task.wait()? {
             Stop::Event(libc::PTRACE_EVENT_EXEC) => {}
             Stop::Exited(127) => {
-                return Err(Error::Spawn { program: header.exe.clone().into(), reason: "execve failed".into() })
+                return Err(Error::Spawn {
+                    program: header.exe.clone().into(),
+                    reason: "execve failed".into(),
+                })
             }
             other => {
                 return Err(Error::Spawn {
@@ -366,10 +506,14 @@ impl Recorder {
             Stop::Syscall => {
                 let t = self.threads.get_mut(&tid).expect("known thread");
                 match t.task.syscall_stop()? {
-                    SyscallStop::Exit { ret } if t.state == Where::Blocked => t.state = Where::Unblocked(ret),
+                    SyscallStop::Exit { ret } if t.state == Where::Blocked => {
+                        t.state = Where::Unblocked(ret)
+                    }
                     other => {
                         return Err(Error::Unsupported {
-                            what: format!("thread {tid} stopped at {other:?} while it was not running"),
+                            what: format!(
+                                "thread {tid} stopped at {other:?} while it was not running"
+                            ),
                             hint: "report this as a bug".into(),
                         })
                     }
@@ -385,8 +529,12 @@ impl Recorder {
                 // A signal arrived for a blocked thread; the syscall will report its
                 // exit (EINTR/ERESTART*) first, then this signal again when resumed.
                 Err(Error::Unsupported {
-                    what: format!("signal {} arrived for blocked thread {tid}", signal_name(sig)),
-                    hint: "asynchronous signals are not supported by this version of the recorder".into(),
+                    what: format!(
+                        "signal {} arrived for blocked thread {tid}",
+                        signal_name(sig)
+                    ),
+                    hint: "asynchronous signals are not supported by this version of the recorder"
+                        .into(),
                 })
             }
             other => Err(Error::Unsupported {
@@ -401,7 +549,12 @@ impl Recorder {
     fn process_ended(&mut self, tid: i32, stop: Stop) -> Result<ExitKind> {
         let mut leader_stop = if tid == self.leader { Some(stop) } else { None };
         self.threads.remove(&tid);
-        let others: Vec<i32> = self.threads.keys().copied().filter(|t| *t != self.leader).collect();
+        let others: Vec<i32> = self
+            .threads
+            .keys()
+            .copied()
+            .filter(|t| *t != self.leader)
+            .collect();
         for t in others {
             reap(t);
             self.threads.remove(&t);
@@ -415,7 +568,10 @@ impl Recorder {
             Some(Stop::Exited(c)) => ExitKind::Exited(c),
             _ => ExitKind::Exited(0),
         };
-        self.events.push(&Event::Exit { tid: self.leader, how })?;
+        self.events.push(&Event::Exit {
+            tid: self.leader,
+            how,
+        })?;
         self.events.flush()?;
         Ok(how)
     }
@@ -433,16 +589,27 @@ impl Recorder {
 
     fn on_stop(&mut self, cur: i32, stop: Stop) -> Result<Next> {
         match stop {
-            Stop::Exited(_) | Stop::Killed(_) => return self.process_ended(cur, stop).map(Next::Finished),
+            Stop::Exited(_) | Stop::Killed(_) => {
+                return self.process_ended(cur, stop).map(Next::Finished)
+            }
             Stop::Syscall => {
-                let step = self.threads.get_mut(&cur).expect("current").task.syscall_stop()?;
+                let step = self
+                    .threads
+                    .get_mut(&cur)
+                    .expect("current")
+                    .task
+                    .syscall_stop()?;
                 self.threads.get_mut(&cur).expect("current").state = Where::Ready(0);
                 match step {
                     SyscallStop::Entry { nr, args } => return self.on_entry(cur, nr, args),
                     SyscallStop::Exit { ret } => {
                         let sysno = self.threads[&cur].pending.as_ref().map(|p| p.nr);
                         self.on_exit(cur, ret)?;
-                        let point = if sysno == Some(nr::SCHED_YIELD) { Point::Yield } else { Point::SyscallExit };
+                        let point = if sysno == Some(nr::SCHED_YIELD) {
+                            Point::Yield
+                        } else {
+                            Point::SyscallExit
+                        };
                         if self.threads.len() > 1 && self.sched.should_switch(point) {
                             return Ok(Next::Switch);
                         }
@@ -506,7 +673,11 @@ impl Recorder {
         let mut fake_ret = None;
         match class {
             Class::Unsupported { hint } => {
-                return Err(Error::UnsupportedSyscall { name: desc.name.to_string(), nr: sysno, hint: hint.to_string() })
+                return Err(Error::UnsupportedSyscall {
+                    name: desc.name.to_string(),
+                    nr: sysno,
+                    hint: hint.to_string(),
+                })
             }
             Class::Refused { errno } => fake_ret = Some(-(errno as i64)),
             Class::Recorded | Class::Executed => {}
@@ -516,7 +687,11 @@ impl Recorder {
                 special::Handling::Here => true,
                 special::Handling::Engine => false,
                 special::Handling::Unsupported(hint) => {
-                    return Err(Error::UnsupportedSyscall { name: desc.name.to_string(), nr: sysno, hint: hint.to_string() })
+                    return Err(Error::UnsupportedSyscall {
+                        name: desc.name.to_string(),
+                        nr: sysno,
+                        hint: hint.to_string(),
+                    })
                 }
             };
         if sysno == nr::CLONE || sysno == nr::CLONE3 {
@@ -545,17 +720,38 @@ impl Recorder {
         }
         if sysno == nr::EXIT || sysno == nr::EXIT_GROUP {
             // These never come back: write the event now.
-            self.events.push(&Event::Syscall(SyscallEvent { tid: cur, nr: sysno, args, ret: 0, input_hash, writes: Vec::new(), file: None }))?;
+            self.events.push(&Event::Syscall(SyscallEvent {
+                tid: cur,
+                nr: sysno,
+                args,
+                ret: 0,
+                input_hash,
+                writes: Vec::new(),
+                file: None,
+            }))?;
             return self.on_exit_call(cur, sysno);
         }
         let blocking = desc.may_block && fake_ret.is_none() && self.threads.len() > 1;
-        let mut pending = Pending { nr: sysno, args, input_hash, outputs, special: special_here, entry, fake_ret, redirect: None };
+        let mut pending = Pending {
+            nr: sysno,
+            args,
+            input_hash,
+            outputs,
+            special: special_here,
+            entry,
+            fake_ret,
+            redirect: None,
+        };
         if blocking {
             // Let it sit in the kernel while others run; its results land in scratch.
             let t = self.threads.get_mut(&cur).expect("current");
             pending.redirect = redirect::redirect(&mut t.task, sysno, &args, t.slot)?;
             t.pending = Some(pending);
-            self.events.push(&Event::Blocked { tid: cur, nr: sysno, args })?;
+            self.events.push(&Event::Blocked {
+                tid: cur,
+                nr: sysno,
+                args,
+            })?;
             match t.task.resume(Resume::Syscall, 0) {
                 Ok(()) => {}
                 Err(e) if e.is_gone() => {}
@@ -571,7 +767,9 @@ impl Recorder {
     /// exit / exit_group: the event is written; let the call run and collect the ends.
     fn on_exit_call(&mut self, cur: i32, sysno: u64) -> Result<Next> {
         let t = self.threads.get_mut(&cur).expect("current");
-        t.task.resume(Resume::Syscall, 0).or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
+        t.task
+            .resume(Resume::Syscall, 0)
+            .or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
         if sysno == nr::EXIT_GROUP || (self.threads.len() == 1 && !self.leader_exited) {
             let stop = reap(cur);
             return self.process_ended(cur, stop).map(Next::Finished);
@@ -596,7 +794,10 @@ impl Recorder {
 
     fn check_clone(&mut self, cur: i32, sysno: u64, args: &[u64; 6]) -> Result<()> {
         let flags = if sysno == nr::CLONE3 {
-            read_clone3(&mut self.threads.get_mut(&cur).expect("current").task, args[0])?[0]
+            read_clone3(
+                &mut self.threads.get_mut(&cur).expect("current").task,
+                args[0],
+            )?[0]
         } else {
             args[0]
         };
@@ -608,7 +809,10 @@ impl Recorder {
             });
         }
         if flags & libc::CLONE_PIDFD as u64 != 0 {
-            return Err(Error::Unsupported { what: "clone with CLONE_PIDFD".into(), hint: "not supported yet".into() });
+            return Err(Error::Unsupported {
+                what: "clone with CLONE_PIDFD".into(),
+                hint: "not supported yet".into(),
+            });
         }
         Ok(())
     }
@@ -639,7 +843,10 @@ impl Recorder {
                     // Show the real CPU set, not the one-core pin.
                     let mask = cpu_mask_bytes(&self.cpu_set, ret as usize);
                     task.write_mem(p.args[2], &mask)?;
-                    writes = vec![crate::trace::MemWrite { addr: p.args[2], data: mask }];
+                    writes = vec![crate::trace::MemWrite {
+                        addr: p.args[2],
+                        data: mask,
+                    }];
                 }
                 nr::MMAP => file = capture_mmap(task, &mut self.files, &p.args)?,
                 nr::CLONE | nr::CLONE3 => writes = clone_writes(task, p.nr, &p.args, &p.entry)?,
@@ -683,21 +890,87 @@ impl Recorder {
             // A leftover initial stop; nothing to deliver.
             return Ok(0);
         }
+        if matches!(
+            sig,
+            libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
+        ) {
+            // Ctrl-C at the terminal reaches the program too: end the recording.
+            self.interrupter.interrupt(Outcome::Interrupted);
+            return Ok(0);
+        }
         if !is_synchronous(sig) {
             return Err(Error::Unsupported {
                 what: format!("asynchronous signal {} for thread {cur}", signal_name(sig)),
-                hint: "asynchronous signals are not supported by this version of the recorder".into(),
+                hint: "asynchronous signals are not supported by this version of the recorder"
+                    .into(),
             });
         }
-        self.events.push(&Event::Signal { tid: cur, signo: sig, rip: regs.rip })?;
+        self.events.push(&Event::Signal {
+            tid: cur,
+            signo: sig,
+            rip: regs.rip,
+        })?;
         Ok(sig)
+    }
+}
+
+/// Interrupts a recording when its time is up, unless dropped first.
+struct Watchdog {
+    cancel: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(limit: std::time::Duration, interrupter: std::sync::Arc<Interrupter>) -> Self {
+        let cancel = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let c = cancel.clone();
+        let thread = std::thread::spawn(move || {
+            let (lock, cv) = &*c;
+            let deadline = std::time::Instant::now() + limit;
+            let mut cancelled = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while !*cancelled {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    interrupter.interrupt(Outcome::TimedOut);
+                    return;
+                }
+                cancelled = cv
+                    .wait_timeout(cancelled, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        });
+        Watchdog {
+            cancel,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.cancel;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
 /// Signals that an instruction of the thread raised itself, which recur at the same
 /// point in replay (or that the thread sent itself with a recorded syscall).
 fn is_synchronous(sig: i32) -> bool {
-    matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP | libc::SIGABRT | libc::SIGSYS)
+    matches!(
+        sig,
+        libc::SIGSEGV
+            | libc::SIGBUS
+            | libc::SIGILL
+            | libc::SIGFPE
+            | libc::SIGTRAP
+            | libc::SIGABRT
+            | libc::SIGSYS
+    )
 }
 
 /// Waits until a task has ended; returns how.
@@ -725,7 +998,12 @@ fn read_clone3(task: &mut Task, addr: u64) -> Result<[u64; 4]> {
 /// The thread ids clone wrote into the program's memory (CLONE_PARENT_SETTID,
 /// CLONE_CHILD_SETTID); the child has already reported its first stop, so both writes
 /// have happened.
-fn clone_writes(task: &mut Task, sysno: u64, args: &[u64; 6], st: &effects::EntryState) -> Result<Vec<crate::trace::MemWrite>> {
+fn clone_writes(
+    task: &mut Task,
+    sysno: u64,
+    args: &[u64; 6],
+    st: &effects::EntryState,
+) -> Result<Vec<crate::trace::MemWrite>> {
     let (flags, ptid, ctid) = if sysno == nr::CLONE3 {
         (st.extra[0], st.extra[3], st.extra[2])
     } else {
@@ -733,10 +1011,16 @@ fn clone_writes(task: &mut Task, sysno: u64, args: &[u64; 6], st: &effects::Entr
     };
     let mut w = Vec::new();
     if flags & libc::CLONE_PARENT_SETTID as u64 != 0 && ptid != 0 {
-        w.push(crate::trace::MemWrite { addr: ptid, data: task.read_mem(ptid, 4)? });
+        w.push(crate::trace::MemWrite {
+            addr: ptid,
+            data: task.read_mem(ptid, 4)?,
+        });
     }
     if flags & libc::CLONE_CHILD_SETTID as u64 != 0 && ctid != 0 {
-        w.push(crate::trace::MemWrite { addr: ctid, data: task.read_mem(ctid, 4)? });
+        w.push(crate::trace::MemWrite {
+            addr: ctid,
+            data: task.read_mem(ctid, 4)?,
+        });
     }
     Ok(w)
 }
@@ -750,7 +1034,9 @@ fn capture_mmap(task: &mut Task, files: &mut FileStore, args: &[u64; 6]) -> Resu
     let path = PathBuf::from(format!("/proc/{}/fd/{fd}", task.tid));
     let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
     if !meta.is_file() {
-        let target = std::fs::read_link(&path).map(|p| p.display().to_string()).unwrap_or_default();
+        let target = std::fs::read_link(&path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         return Err(Error::Unsupported {
             what: format!("mmap of {target}, which is not a regular file"),
             hint: "device and special-file mappings cannot be replayed".into(),
@@ -765,7 +1051,12 @@ fn capture_mmap(task: &mut Task, files: &mut FileStore, args: &[u64; 6]) -> Resu
     Ok(Some(files.capture(&path)?))
 }
 
-fn emulate(task: &mut Task, insn: Trapped, mut regs: crate::ptrace::Regs, cpuid_seen: &mut BTreeSet<[u32; 6]>) -> Result<Event> {
+fn emulate(
+    task: &mut Task,
+    insn: Trapped,
+    mut regs: crate::ptrace::Regs,
+    cpuid_seen: &mut BTreeSet<[u32; 6]>,
+) -> Result<Event> {
     let tid = task.tid;
     let rip = regs.rip;
     let event = match insn {
@@ -776,7 +1067,13 @@ fn emulate(task: &mut Task, insn: Trapped, mut regs: crate::ptrace::Regs, cpuid_
             if insn == Trapped::Rdtscp {
                 regs.rcx = aux as u64;
             }
-            Event::Rdtsc { tid, rip, rdtscp: insn == Trapped::Rdtscp, tsc, aux }
+            Event::Rdtsc {
+                tid,
+                rip,
+                rdtscp: insn == Trapped::Rdtscp,
+                tsc,
+                aux,
+            }
         }
         Trapped::Cpuid => {
             let (leaf, subleaf) = (regs.rax as u32, regs.rcx as u32);
@@ -786,7 +1083,13 @@ fn emulate(task: &mut Task, insn: Trapped, mut regs: crate::ptrace::Regs, cpuid_
             regs.rcx = out[2] as u64;
             regs.rdx = out[3] as u64;
             cpuid_seen.insert([leaf, subleaf, out[0], out[1], out[2], out[3]]);
-            Event::Cpuid { tid, rip, leaf, subleaf, out }
+            Event::Cpuid {
+                tid,
+                rip,
+                leaf,
+                subleaf,
+                out,
+            }
         }
     };
     regs.rip += insn.len();
@@ -795,9 +1098,15 @@ fn emulate(task: &mut Task, insn: Trapped, mut regs: crate::ptrace::Regs, cpuid_
 }
 
 /// Picks the class and memory descriptions, per request for ioctl, fcntl and prctl.
-pub(crate) fn resolve_request(desc: &'static syscalls::SyscallDesc, args: &[u64; 6]) -> (Class, &'static [MemArg], &'static [MemArg]) {
+pub(crate) fn resolve_request(
+    desc: &'static syscalls::SyscallDesc,
+    args: &[u64; 6],
+) -> (Class, &'static [MemArg], &'static [MemArg]) {
     let req = match desc.nr {
-        nr::IOCTL => Some((syscalls::ioctl_request(args[1] & 0xffff_ffff), "ioctl request")),
+        nr::IOCTL => Some((
+            syscalls::ioctl_request(args[1] & 0xffff_ffff),
+            "ioctl request",
+        )),
         nr::FCNTL => Some((syscalls::fcntl_command(args[1]), "fcntl command")),
         nr::PRCTL => Some((syscalls::prctl_option(args[0]), "prctl option")),
         nr::ARCH_PRCTL => Some((syscalls::arch_prctl_code(args[0]), "arch_prctl code")),
@@ -845,12 +1154,19 @@ fn random_seed() -> u64 {
 }
 
 fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_default()
 }

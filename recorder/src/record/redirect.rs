@@ -47,10 +47,20 @@ struct Region {
 }
 
 const fn out(arg: u8, cap: Cap, back: Back) -> Region {
-    Region { arg, cap, copy_in: false, back }
+    Region {
+        arg,
+        cap,
+        copy_in: false,
+        back,
+    }
 }
 const fn inout(arg: u8, cap: Cap) -> Region {
-    Region { arg, cap, copy_in: true, back: Back::Full }
+    Region {
+        arg,
+        cap,
+        copy_in: true,
+        back: Back::Full,
+    }
 }
 
 /// The blocking calls whose output buffers are redirected. Calls that may block but
@@ -58,20 +68,65 @@ const fn inout(arg: u8, cap: Cap) -> Region {
 const SPECS: &[(u64, &[Region])] = &[
     (nr::READ, &[out(1, Cap::Arg(2), Back::Ret)]),
     (nr::PREAD64, &[out(1, Cap::Arg(2), Back::Ret)]),
-    (nr::RECVFROM, &[out(1, Cap::Arg(2), Back::Ret), inout(4, Cap::DerefU32(5)), inout(5, Cap::Fixed(4))]),
-    (nr::ACCEPT, &[inout(1, Cap::DerefU32(2)), inout(2, Cap::Fixed(4))]),
-    (nr::ACCEPT4, &[inout(1, Cap::DerefU32(2)), inout(2, Cap::Fixed(4))]),
+    (
+        nr::RECVFROM,
+        &[
+            out(1, Cap::Arg(2), Back::Ret),
+            inout(4, Cap::DerefU32(5)),
+            inout(5, Cap::Fixed(4)),
+        ],
+    ),
+    (
+        nr::ACCEPT,
+        &[inout(1, Cap::DerefU32(2)), inout(2, Cap::Fixed(4))],
+    ),
+    (
+        nr::ACCEPT4,
+        &[inout(1, Cap::DerefU32(2)), inout(2, Cap::Fixed(4))],
+    ),
     (nr::POLL, &[inout(0, Cap::ArgTimes(1, 8))]),
-    (nr::PPOLL, &[inout(0, Cap::ArgTimes(1, 8)), inout(2, Cap::Fixed(16))]),
-    (nr::EPOLL_WAIT, &[out(1, Cap::ArgTimes(2, 12), Back::RetTimes(12))]),
-    (nr::EPOLL_PWAIT, &[out(1, Cap::ArgTimes(2, 12), Back::RetTimes(12))]),
-    (nr::EPOLL_PWAIT2, &[out(1, Cap::ArgTimes(2, 12), Back::RetTimes(12))]),
-    (nr::WAIT4, &[out(1, Cap::Fixed(4), Back::Full), out(3, Cap::Fixed(144), Back::Full)]),
-    (nr::WAITID, &[out(2, Cap::Fixed(128), Back::Full), out(4, Cap::Fixed(144), Back::Full)]),
+    (
+        nr::PPOLL,
+        &[inout(0, Cap::ArgTimes(1, 8)), inout(2, Cap::Fixed(16))],
+    ),
+    (
+        nr::EPOLL_WAIT,
+        &[out(1, Cap::ArgTimes(2, 12), Back::RetTimes(12))],
+    ),
+    (
+        nr::EPOLL_PWAIT,
+        &[out(1, Cap::ArgTimes(2, 12), Back::RetTimes(12))],
+    ),
+    (
+        nr::EPOLL_PWAIT2,
+        &[out(1, Cap::ArgTimes(2, 12), Back::RetTimes(12))],
+    ),
+    (
+        nr::WAIT4,
+        &[
+            out(1, Cap::Fixed(4), Back::Full),
+            out(3, Cap::Fixed(144), Back::Full),
+        ],
+    ),
+    (
+        nr::WAITID,
+        &[
+            out(2, Cap::Fixed(128), Back::Full),
+            out(4, Cap::Fixed(144), Back::Full),
+        ],
+    ),
     (nr::NANOSLEEP, &[out(1, Cap::Fixed(16), Back::Full)]),
     (nr::CLOCK_NANOSLEEP, &[out(3, Cap::Fixed(16), Back::Full)]),
     (nr::RT_SIGTIMEDWAIT, &[out(1, Cap::Fixed(128), Back::Full)]),
-    (nr::SELECT, &[inout(1, Cap::Fixed(0)), inout(2, Cap::Fixed(0)), inout(3, Cap::Fixed(0)), inout(4, Cap::Fixed(16))]),
+    (
+        nr::SELECT,
+        &[
+            inout(1, Cap::Fixed(0)),
+            inout(2, Cap::Fixed(0)),
+            inout(3, Cap::Fixed(0)),
+            inout(4, Cap::Fixed(16)),
+        ],
+    ),
 ];
 
 /// A redirected call in flight.
@@ -93,7 +148,12 @@ enum BackLen {
 /// Points the output buffers of a blocking call at scratch slot `slot`, if the call has
 /// any. The task is at the call's entry stop. Returns `None` when nothing needs
 /// redirecting (or the buffers do not fit the slot, which is logged).
-pub fn redirect(task: &mut Task, sysno: u64, args: &[u64; 6], slot: u64) -> Result<Option<Redirected>> {
+pub fn redirect(
+    task: &mut Task,
+    sysno: u64,
+    args: &[u64; 6],
+    slot: u64,
+) -> Result<Option<Redirected>> {
     let Some((_, regions)) = SPECS.iter().find(|(n, _)| *n == sysno) else {
         return Ok(None);
     };
@@ -153,7 +213,10 @@ pub fn redirect(task: &mut Task, sysno: u64, args: &[u64; 6], slot: u64) -> Resu
     regs.r8 = new_args[4];
     regs.r9 = new_args[5];
     task.set_regs(&regs)?;
-    Ok(Some(Redirected { original_args: *args, copies }))
+    Ok(Some(Redirected {
+        original_args: *args,
+        copies,
+    }))
 }
 
 /// Copies the results back into the program's buffers and restores the argument

@@ -34,6 +34,9 @@ pub struct ReplaySummary {
     pub events: u64,
     /// How the replayed program ended.
     pub exit: ExitKind,
+    /// The recording was stopped from outside (time limit, Ctrl-C): the replay ran up
+    /// to that point and then killed the program.
+    pub cut_short: bool,
 }
 
 /// Called at every syscall event of a replay with the replayed process's pid and the
@@ -46,7 +49,11 @@ pub fn replay(trace_path: &Path, sink: &mut OutputSink<'_>) -> Result<ReplaySumm
 }
 
 /// [`replay`], calling `observer` at every syscall event.
-pub fn replay_observed(trace_path: &Path, sink: &mut OutputSink<'_>, observer: &mut Observer<'_>) -> Result<ReplaySummary> {
+pub fn replay_observed(
+    trace_path: &Path,
+    sink: &mut OutputSink<'_>,
+    observer: &mut Observer<'_>,
+) -> Result<ReplaySummary> {
     let trace = TraceDir::open(trace_path)?;
     let header = trace.header()?;
     let mut events = trace.events()?;
@@ -59,13 +66,19 @@ pub fn replay_observed(trace_path: &Path, sink: &mut OutputSink<'_>, observer: &
             })
         }
         None => {
-            return Err(Error::TraceEnded { events: 0, detail: events.truncated.clone() });
+            return Err(Error::TraceEnded {
+                events: 0,
+                detail: events.truncated.clone(),
+            });
         }
     };
     if header.cpuid_faulting && !cpuid_faulting_available() {
         return Err(Error::Unsupported {
-            what: "this machine cannot trap cpuid (no CPUID faulting), which the recording relies on".into(),
-            hint: "replay on a machine with CPUID faulting (most Intel CPUs, recent AMD ones)".into(),
+            what:
+                "this machine cannot trap cpuid (no CPUID faulting), which the recording relies on"
+                    .into(),
+            hint: "replay on a machine with CPUID faulting (most Intel CPUs, recent AMD ones)"
+                .into(),
         });
     }
 
@@ -82,6 +95,7 @@ pub fn replay_observed(trace_path: &Path, sink: &mut OutputSink<'_>, observer: &
             cpu: Some(pinned),
             no_aslr: true,
             null_stdio: true,
+            stdio_fds: None,
             no_core: true,
         };
         let pid = spawn::spawn_traced(&spec)?;
@@ -130,7 +144,8 @@ impl StubFile {
         };
         let path = dir.join("stub");
         std::fs::write(&path, crate::address_space::stub_elf()).map_err(|e| Error::io(&path, e))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(&path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(&path, e))?;
         Ok(StubFile { dir, path })
     }
 }
@@ -177,34 +192,72 @@ impl Replayer<'_, '_> {
         self.task.resume(Resume::Cont, 0)?;
         match self.task.wait()? {
             Stop::Event(libc::PTRACE_EVENT_EXEC) => {}
-            other => return Err(self.setup_error(format!("the replay stub did not exec ({other:?})"))),
+            other => {
+                return Err(self.setup_error(format!("the replay stub did not exec ({other:?})")))
+            }
         }
         self.task.resume(Resume::Syscall, 0)?;
         match self.task.wait()? {
             Stop::Syscall => {}
-            other => return Err(self.setup_error(format!("unexpected stop after the stub's exec: {other:?}"))),
+            other => {
+                return Err(
+                    self.setup_error(format!("unexpected stop after the stub's exec: {other:?}"))
+                )
+            }
         }
         self.task.reopen_mem();
         rebuild::rebuild(&mut self.task, &self.trace, first)?;
         let leader = std::mem::replace(&mut self.task, Task::new(0));
-        self.threads.insert(self.leader, RThread { task: leader, held: None, signal: 0 });
+        self.threads.insert(
+            self.leader,
+            RThread {
+                task: leader,
+                held: None,
+                signal: 0,
+            },
+        );
         Ok(())
     }
 
     fn setup_error(&self, reason: String) -> Error {
-        Error::Spawn { program: "replay stub".into(), reason }
+        Error::Spawn {
+            program: "replay stub".into(),
+            reason,
+        }
     }
 
     fn diverge(&self, expected: &Event, actual: String) -> Error {
-        Error::Divergence { event: self.index, expected: expected.describe(), actual }
+        Error::Divergence {
+            event: self.index,
+            expected: expected.describe(),
+            actual,
+        }
     }
 
     fn run(&mut self) -> Result<ReplaySummary> {
         let mut next = self.events.next_event()?;
         loop {
             let Some(ev) = next.take() else {
-                return Err(Error::TraceEnded { events: self.index, detail: self.events.truncated.clone() });
+                return Err(Error::TraceEnded {
+                    events: self.index,
+                    detail: self.events.truncated.clone(),
+                });
             };
+            if let Event::Exit {
+                how: ExitKind::Signaled(libc::SIGKILL),
+                ..
+            } = ev
+            {
+                if self.ended.is_none() {
+                    // The recording was stopped here from outside: so is the replay.
+                    self.kill_all();
+                    return Ok(ReplaySummary {
+                        events: self.index + 1,
+                        exit: ExitKind::Signaled(libc::SIGKILL),
+                        cut_short: true,
+                    });
+                }
+            }
             if let Event::Exit { .. } = ev {
                 let how = match self.ended {
                     Some(h) => h,
@@ -232,7 +285,12 @@ impl Replayer<'_, '_> {
     }
 
     fn kill_all(&mut self) {
-        let tasks: Vec<&Task> = self.threads.values().map(|t| &t.task).chain(self.zombie_leader.iter()).collect();
+        let tasks: Vec<&Task> = self
+            .threads
+            .values()
+            .map(|t| &t.task)
+            .chain(self.zombie_leader.iter())
+            .collect();
         for t in &tasks {
             t.kill();
         }
@@ -245,7 +303,12 @@ impl Replayer<'_, '_> {
     /// The trace's next event is the process's end: let the thread with a (fatal)
     /// signal pending, or the leader, run until the end.
     fn run_to_end(&mut self, ev: &Event) -> Result<ExitKind> {
-        let tid = self.threads.iter().find(|(_, t)| t.signal != 0).map(|(tid, _)| *tid).unwrap_or(self.leader);
+        let tid = self
+            .threads
+            .iter()
+            .find(|(_, t)| t.signal != 0)
+            .map(|(tid, _)| *tid)
+            .unwrap_or(self.leader);
         let Some(th) = self.threads.remove(&tid) else {
             return Err(self.diverge(ev, "has no thread left to end it".into()));
         };
@@ -260,7 +323,12 @@ impl Replayer<'_, '_> {
     /// other thread; returns the process's end (the leader's).
     fn reap_all(&mut self, tid: i32, stop: Stop) -> ExitKind {
         let mut leader_stop = (tid == self.leader).then_some(stop);
-        let others: Vec<i32> = self.threads.keys().copied().filter(|t| *t != self.leader).collect();
+        let others: Vec<i32> = self
+            .threads
+            .keys()
+            .copied()
+            .filter(|t| *t != self.leader)
+            .collect();
         for t in others {
             if let Some(th) = self.threads.remove(&t) {
                 reap(&th.task);
@@ -298,9 +366,17 @@ impl Replayer<'_, '_> {
         match stop {
             Stop::Syscall => match th.task.syscall_stop()? {
                 SyscallStop::Entry { nr, args } => {
-                    if let Event::Blocked { nr: rnr, args: rargs, .. } = ev {
+                    if let Event::Blocked {
+                        nr: rnr,
+                        args: rargs,
+                        ..
+                    } = ev
+                    {
                         if *rnr != nr || *rargs != args {
-                            return Err(self.diverge(ev, format!("made syscall {}", describe_call(nr, &args))));
+                            return Err(self.diverge(
+                                ev,
+                                format!("made syscall {}", describe_call(nr, &args)),
+                            ));
                         }
                         th.held = Some((nr, args));
                         return Ok(Step::Done);
@@ -312,12 +388,27 @@ impl Replayer<'_, '_> {
             },
             Stop::Signal(sig) => {
                 let regs = th.task.regs()?;
-                let insn = if sig == libc::SIGSEGV { Trapped::decode(&th.task.read_mem_partial(regs.rip, 3)?) } else { None };
+                let insn = if sig == libc::SIGSEGV {
+                    Trapped::decode(&th.task.read_mem_partial(regs.rip, 3)?)
+                } else {
+                    None
+                };
                 match (insn, ev) {
-                    (Some(_), Event::Rdtsc { .. } | Event::Cpuid { .. }) => self.on_trapped(ev, &th.task, regs)?,
-                    (None, Event::Signal { signo, rip, .. }) if *signo == sig && *rip == regs.rip => th.signal = sig,
-                    (Some(i), _) => return Err(self.diverge(ev, format!("executed {i:?} at {:#x}", regs.rip))),
-                    (None, _) => return Err(self.diverge(ev, format!("got {} at {:#x}", signal_name(sig), regs.rip))),
+                    (Some(_), Event::Rdtsc { .. } | Event::Cpuid { .. }) => {
+                        self.on_trapped(ev, &th.task, regs)?
+                    }
+                    (None, Event::Signal { signo, rip, .. })
+                        if *signo == sig && *rip == regs.rip =>
+                    {
+                        th.signal = sig
+                    }
+                    (Some(i), _) => {
+                        return Err(self.diverge(ev, format!("executed {i:?} at {:#x}", regs.rip)))
+                    }
+                    (None, _) => {
+                        return Err(self
+                            .diverge(ev, format!("got {} at {:#x}", signal_name(sig), regs.rip)))
+                    }
                 }
                 Ok(Step::Done)
             }
@@ -330,7 +421,11 @@ impl Replayer<'_, '_> {
 
     fn on_end(&mut self, ev: &Event, how: ExitKind) -> Result<ReplaySummary> {
         match ev {
-            Event::Exit { how: rec, .. } if *rec == how => Ok(ReplaySummary { events: self.index + 1, exit: how }),
+            Event::Exit { how: rec, .. } if *rec == how => Ok(ReplaySummary {
+                events: self.index + 1,
+                exit: how,
+                cut_short: false,
+            }),
             _ => {
                 let what = match how {
                     ExitKind::Exited(c) => format!("exited with code {c}"),
@@ -343,7 +438,13 @@ impl Replayer<'_, '_> {
 
     fn on_trapped(&self, ev: &Event, task: &Task, mut regs: crate::ptrace::Regs) -> Result<()> {
         match *ev {
-            Event::Rdtsc { rip, rdtscp, tsc, aux, .. } if rip == regs.rip => {
+            Event::Rdtsc {
+                rip,
+                rdtscp,
+                tsc,
+                aux,
+                ..
+            } if rip == regs.rip => {
                 regs.rax = tsc & 0xffff_ffff;
                 regs.rdx = tsc >> 32;
                 if rdtscp {
@@ -351,9 +452,21 @@ impl Replayer<'_, '_> {
                 }
                 regs.rip += if rdtscp { 3 } else { 2 };
             }
-            Event::Cpuid { rip, leaf, subleaf, out, .. } if rip == regs.rip => {
+            Event::Cpuid {
+                rip,
+                leaf,
+                subleaf,
+                out,
+                ..
+            } if rip == regs.rip => {
                 if regs.rax as u32 != leaf || (regs.rcx as u32 != subleaf && needs_subleaf(leaf)) {
-                    return Err(self.diverge(ev, format!("asked cpuid({:#x}, {:#x})", regs.rax as u32, regs.rcx as u32)));
+                    return Err(self.diverge(
+                        ev,
+                        format!(
+                            "asked cpuid({:#x}, {:#x})",
+                            regs.rax as u32, regs.rcx as u32
+                        ),
+                    ));
                 }
                 regs.rax = out[0] as u64;
                 regs.rbx = out[1] as u64;
@@ -366,7 +479,13 @@ impl Replayer<'_, '_> {
         task.set_regs(&regs)
     }
 
-    fn on_syscall(&mut self, ev: &Event, sysno: u64, args: [u64; 6], th: &mut RThread) -> Result<Step> {
+    fn on_syscall(
+        &mut self,
+        ev: &Event,
+        sysno: u64,
+        args: [u64; 6],
+        th: &mut RThread,
+    ) -> Result<Step> {
         let Event::Syscall(s) = ev else {
             return Err(self.diverge(ev, format!("made syscall {}", describe_call(sysno, &args))));
         };
@@ -388,14 +507,19 @@ impl Replayer<'_, '_> {
         if hash != s.input_hash {
             return Err(self.diverge(
                 ev,
-                format!("passed different data to {} (input hash {hash:#x}, recorded {:#x})", desc.name, s.input_hash),
+                format!(
+                    "passed different data to {} (input hash {hash:#x}, recorded {:#x})",
+                    desc.name, s.input_hash
+                ),
             ));
         }
         if runs_at_replay(s) {
             return self.execute(ev, s, th);
         }
         if s.ret >= 0 {
-            if let (Some(kind), Some(stream)) = (OutputFds::write_kind(sysno), self.out_fds.stream(args[0])) {
+            if let (Some(kind), Some(stream)) =
+                (OutputFds::write_kind(sysno), self.out_fds.stream(args[0]))
+            {
                 let data = crate::output::written_bytes(&mut th.task, kind, &args, s.ret)?;
                 (self.sink)(stream, &data);
             }
@@ -486,14 +610,23 @@ impl Replayer<'_, '_> {
         };
         match crate::ptrace::wait_for(child)? {
             Stop::Signal(libc::SIGSTOP) => {}
-            other => return Err(self.diverge(ev, format!("new thread first stopped with {other:?}"))),
+            other => {
+                return Err(self.diverge(ev, format!("new thread first stopped with {other:?}")))
+            }
         }
         self.run_to_exit(ev, &th.task)?;
         for w in &s.writes {
             th.task.write_mem(w.addr, &w.data)?;
         }
         th.task.set_rax(s.ret as u64)?;
-        self.threads.insert(s.ret as i32, RThread { task: Task::new(child), held: None, signal: 0 });
+        self.threads.insert(
+            s.ret as i32,
+            RThread {
+                task: Task::new(child),
+                held: None,
+                signal: 0,
+            },
+        );
         Ok(())
     }
 
@@ -521,12 +654,21 @@ impl Replayer<'_, '_> {
         let got = match &s.file {
             Some(hash) => {
                 let fd = self.open_trace_file(hash, task)?;
-                let flags = (base_flags & !libc::MAP_SHARED & !libc::MAP_SHARED_VALIDATE) | libc::MAP_PRIVATE;
-                let got = inject(task, libc::SYS_mmap, &[addr, len, prot, flags as u64, fd as u64, off]);
+                let flags = (base_flags & !libc::MAP_SHARED & !libc::MAP_SHARED_VALIDATE)
+                    | libc::MAP_PRIVATE;
+                let got = inject(
+                    task,
+                    libc::SYS_mmap,
+                    &[addr, len, prot, flags as u64, fd as u64, off],
+                );
                 inject(task, libc::SYS_close, &[fd as u64])?;
                 got?
             }
-            None => inject(task, libc::SYS_mmap, &[addr, len, prot, base_flags as u64, u64::MAX, 0])?,
+            None => inject(
+                task,
+                libc::SYS_mmap,
+                &[addr, len, prot, base_flags as u64, u64::MAX, 0],
+            )?,
         };
         if got != s.ret {
             return Err(self.diverge(ev, format!("could not map it at replay ({got})")));
@@ -537,14 +679,28 @@ impl Replayer<'_, '_> {
     fn open_trace_file(&mut self, hash: &str, task: &mut Task) -> Result<i64> {
         let path = self.trace.file_path(hash);
         if !path.is_file() {
-            return Err(Error::BadTrace { path: self.trace.path.clone(), reason: format!("captured file {hash} is missing") });
+            return Err(Error::BadTrace {
+                path: self.trace.path.clone(),
+                reason: format!("captured file {hash} is missing"),
+            });
         }
         let mut bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
         bytes.push(0);
         task.write_mem(STUB_SCRATCH, &bytes)?;
-        let fd = inject(task, libc::SYS_openat, &[libc::AT_FDCWD as u64, STUB_SCRATCH, (libc::O_RDONLY | libc::O_CLOEXEC) as u64])?;
+        let fd = inject(
+            task,
+            libc::SYS_openat,
+            &[
+                libc::AT_FDCWD as u64,
+                STUB_SCRATCH,
+                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            ],
+        )?;
         if fd < 0 {
-            return Err(Error::io(path, std::io::Error::from_raw_os_error(-fd as i32)));
+            return Err(Error::io(
+                path,
+                std::io::Error::from_raw_os_error(-fd as i32),
+            ));
         }
         Ok(fd)
     }
@@ -557,9 +713,16 @@ impl Replayer<'_, '_> {
         if new_end > old_end {
             let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
             let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64;
-            let got = inject(task, libc::SYS_mmap, &[old_end, new_end - old_end, prot, flags, u64::MAX, 0])?;
+            let got = inject(
+                task,
+                libc::SYS_mmap,
+                &[old_end, new_end - old_end, prot, flags, u64::MAX, 0],
+            )?;
             if got as u64 != old_end {
-                return Err(Error::Unsupported { what: format!("cannot grow the heap at replay ({got})"), hint: "report this as a bug".into() });
+                return Err(Error::Unsupported {
+                    what: format!("cannot grow the heap at replay ({got})"),
+                    hint: "report this as a bug".into(),
+                });
             }
         } else if new_end < old_end {
             inject(task, libc::SYS_munmap, &[new_end, old_end - new_end])?;
@@ -600,14 +763,18 @@ fn reap(task: &Task) -> Stop {
 
 fn stub_conflict(addr: u64) -> Error {
     Error::Unsupported {
-        what: format!("the recording mapped memory at {addr:#x}, inside the replayer's reserved range"),
+        what: format!(
+            "the recording mapped memory at {addr:#x}, inside the replayer's reserved range"
+        ),
         hint: "this program cannot be replayed by this version".into(),
     }
 }
 
 /// Whether a recorded syscall runs for real at replay (otherwise it is emulated).
 fn runs_at_replay(s: &SyscallEvent) -> bool {
-    let Some(desc) = syscalls::lookup(s.nr) else { return false };
+    let Some(desc) = syscalls::lookup(s.nr) else {
+        return false;
+    };
     if s.nr == nr::SCHED_SETAFFINITY {
         return false;
     }
@@ -617,11 +784,34 @@ fn runs_at_replay(s: &SyscallEvent) -> bool {
 
 /// Whether an executed call must return at replay what it returned at record.
 fn compares_result(sysno: u64) -> bool {
-    !matches!(sysno, nr::SET_TID_ADDRESS | nr::RT_SIGRETURN | nr::CLONE | nr::CLONE3)
+    !matches!(
+        sysno,
+        nr::SET_TID_ADDRESS | nr::RT_SIGRETURN | nr::CLONE | nr::CLONE3
+    )
 }
 
 fn needs_subleaf(leaf: u32) -> bool {
-    matches!(leaf, 4 | 7 | 0xb | 0xd | 0xf | 0x10 | 0x12 | 0x14 | 0x17 | 0x18 | 0x1d | 0x1e | 0x1f | 0x20 | 0x23 | 0x24 | 0x8000_001d | 0x8000_0020 | 0x8000_0026)
+    matches!(
+        leaf,
+        4 | 7
+            | 0xb
+            | 0xd
+            | 0xf
+            | 0x10
+            | 0x12
+            | 0x14
+            | 0x17
+            | 0x18
+            | 0x1d
+            | 0x1e
+            | 0x1f
+            | 0x20
+            | 0x23
+            | 0x24
+            | 0x8000_001d
+            | 0x8000_0020
+            | 0x8000_0026
+    )
 }
 
 fn describe_call(sysno: u64, args: &[u64; 6]) -> String {

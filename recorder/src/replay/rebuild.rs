@@ -19,7 +19,10 @@ fn sys(task: &mut Task, nr: i64, args: &[u64]) -> Result<i64> {
 fn check(what: &str, r: i64) -> Result<i64> {
     if r < 0 && r > -4096 {
         return Err(Error::Unsupported {
-            what: format!("{what} failed at replay: {}", nix::errno::Errno::from_raw(-r as i32)),
+            what: format!(
+                "{what} failed at replay: {}",
+                nix::errno::Errno::from_raw(-r as i32)
+            ),
             hint: "the trace may be damaged, or this machine cannot replay it".into(),
         });
     }
@@ -32,7 +35,10 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
     for m in &state.mappings {
         if overlaps_stub(m.start, m.end) {
             return Err(Error::Unsupported {
-                what: format!("the recording has a mapping at {:#x}, inside the replayer's reserved range", m.start),
+                what: format!(
+                    "the recording has a mapping at {:#x}, inside the replayer's reserved range",
+                    m.start
+                ),
                 hint: "this program cannot be replayed by this version".into(),
             });
         }
@@ -42,30 +48,63 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
         if overlaps_stub(m.start, m.end) || m.name == "[vsyscall]" {
             continue;
         }
-        check("munmap", sys(task, libc::SYS_munmap, &[m.start, m.end - m.start])?)?;
+        check(
+            "munmap",
+            sys(task, libc::SYS_munmap, &[m.start, m.end - m.start])?,
+        )?;
     }
     let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
     let anon_fixed = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64;
-    check("mmap of the scratch page", sys(task, libc::SYS_mmap, &[STUB_SCRATCH, 4096, rw, anon_fixed, u64::MAX, 0])?)?;
+    check(
+        "mmap of the scratch page",
+        sys(
+            task,
+            libc::SYS_mmap,
+            &[STUB_SCRATCH, 4096, rw, anon_fixed, u64::MAX, 0],
+        )?,
+    )?;
 
-    let lowest_above = |addr: u64| state.mappings.iter().filter(|m| m.end <= addr).map(|m| m.end).max().unwrap_or(0);
+    let lowest_above = |addr: u64| {
+        state
+            .mappings
+            .iter()
+            .filter(|m| m.end <= addr)
+            .map(|m| m.end)
+            .max()
+            .unwrap_or(0)
+    };
     for m in &state.mappings {
         let len = m.end - m.start;
         match &m.file {
             Some(hash) => {
                 let path = trace.file_path(hash);
                 if !path.is_file() {
-                    return Err(Error::BadTrace { path: trace.path.clone(), reason: format!("captured file {hash} ({}) is missing", m.name) });
+                    return Err(Error::BadTrace {
+                        path: trace.path.clone(),
+                        reason: format!("captured file {hash} ({}) is missing", m.name),
+                    });
                 }
                 let mut bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
                 bytes.push(0);
                 task.write_mem(STUB_SCRATCH, &bytes)?;
                 let fd = check(
                     "open of a captured file",
-                    sys(task, libc::SYS_openat, &[libc::AT_FDCWD as u64, STUB_SCRATCH, (libc::O_RDONLY | libc::O_CLOEXEC) as u64])?,
+                    sys(
+                        task,
+                        libc::SYS_openat,
+                        &[
+                            libc::AT_FDCWD as u64,
+                            STUB_SCRATCH,
+                            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+                        ],
+                    )?,
                 )?;
                 let flags = (libc::MAP_PRIVATE | libc::MAP_FIXED) as u64;
-                let r = sys(task, libc::SYS_mmap, &[m.start, len, m.prot as u64, flags, fd as u64, m.offset])?;
+                let r = sys(
+                    task,
+                    libc::SYS_mmap,
+                    &[m.start, len, m.prot as u64, flags, fd as u64, m.offset],
+                )?;
                 sys(task, libc::SYS_close, &[fd as u64])?;
                 check(&format!("mmap of {}", m.name), r)?;
             }
@@ -74,11 +113,28 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
                     // Room to grow down, but never into the mapping below.
                     let reserve = state.stack_limit.clamp(len, MAX_STACK_RESERVE);
                     let floor = lowest_above(m.start) + (1 << 20);
-                    (m.end.saturating_sub(reserve).max(floor).min(m.start), anon_fixed)
+                    (
+                        m.end.saturating_sub(reserve).max(floor).min(m.start),
+                        anon_fixed,
+                    )
                 } else {
                     (m.start, anon_fixed)
                 };
-                check(&format!("mmap of {}", if m.name.is_empty() { "anonymous memory" } else { &m.name }), sys(task, libc::SYS_mmap, &[start, m.end - start, m.prot as u64, flags, u64::MAX, 0])?)?;
+                check(
+                    &format!(
+                        "mmap of {}",
+                        if m.name.is_empty() {
+                            "anonymous memory"
+                        } else {
+                            &m.name
+                        }
+                    ),
+                    sys(
+                        task,
+                        libc::SYS_mmap,
+                        &[start, m.end - start, m.prot as u64, flags, u64::MAX, 0],
+                    )?,
+                )?;
             }
         }
     }
@@ -90,7 +146,17 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
     if cpuid != 0 {
         tracing::debug!("CPUID faulting unavailable at replay ({cpuid})");
     }
-    check("prctl(PR_SET_TSC)", sys(task, libc::SYS_prctl, &[libc::PR_SET_TSC as u64, libc::PR_TSC_SIGSEGV as u64])?)?;
-    let regs = arch::regs_from_vec(&state.regs).ok_or_else(|| Error::BadTrace { path: trace.path.clone(), reason: "exec registers are damaged".into() })?;
+    check(
+        "prctl(PR_SET_TSC)",
+        sys(
+            task,
+            libc::SYS_prctl,
+            &[libc::PR_SET_TSC as u64, libc::PR_TSC_SIGSEGV as u64],
+        )?,
+    )?;
+    let regs = arch::regs_from_vec(&state.regs).ok_or_else(|| Error::BadTrace {
+        path: trace.path.clone(),
+        reason: "exec registers are damaged".into(),
+    })?;
     task.set_regs(&regs)
 }

@@ -28,7 +28,8 @@ impl EntryState {
                 let p = args[n as usize];
                 if p != 0 {
                     let b = task.read_mem(p, 4)?;
-                    st.socklen[n as usize] = Some(u32::from_le_bytes(b.try_into().expect("4 bytes")));
+                    st.socklen[n as usize] =
+                        Some(u32::from_le_bytes(b.try_into().expect("4 bytes")));
                 }
             }
         }
@@ -56,7 +57,12 @@ pub fn read_iovecs(task: &mut Task, addr: u64, count: u64) -> Result<Vec<(u64, u
 
 /// Hashes every input buffer into one 64-bit value (0 when there is none), in a way
 /// that replay computes identically.
-pub fn input_hash(task: &mut Task, inputs: &[MemArg], args: &[u64; 6], ret_hint: Option<i64>) -> Result<u64> {
+pub fn input_hash(
+    task: &mut Task,
+    inputs: &[MemArg],
+    args: &[u64; 6],
+    ret_hint: Option<i64>,
+) -> Result<u64> {
     if inputs.is_empty() {
         return Ok(0);
     }
@@ -120,7 +126,13 @@ fn fixed_len(size: Size, args: &[u64; 6], ret: Option<i64>, st: &EntryState) -> 
 
 /// Reads the memory the syscall wrote, per its output descriptions. Called at the exit
 /// stop of a successful call.
-pub fn collect_outputs(task: &mut Task, outputs: &[MemArg], args: &[u64; 6], ret: i64, st: &EntryState) -> Result<Vec<MemWrite>> {
+pub fn collect_outputs(
+    task: &mut Task,
+    outputs: &[MemArg],
+    args: &[u64; 6],
+    ret: i64,
+    st: &EntryState,
+) -> Result<Vec<MemWrite>> {
     let mut writes = Vec::new();
     for o in outputs {
         let p = args[o.arg as usize];
@@ -135,7 +147,10 @@ pub fn collect_outputs(task: &mut Task, outputs: &[MemArg], args: &[u64; 6], ret
                         break;
                     }
                     let take = len.min(left);
-                    writes.push(MemWrite { addr: base, data: task.read_mem(base, take as usize)? });
+                    writes.push(MemWrite {
+                        addr: base,
+                        data: task.read_mem(base, take as usize)?,
+                    });
                     left -= take;
                 }
             }
@@ -147,16 +162,23 @@ pub fn collect_outputs(task: &mut Task, outputs: &[MemArg], args: &[u64; 6], ret
                     continue;
                 }
                 let cap = st.socklen[n as usize].unwrap_or(0) as usize;
-                let now = u32::from_le_bytes(task.read_mem(lenp, 4)?.try_into().expect("4")) as usize;
+                let now =
+                    u32::from_le_bytes(task.read_mem(lenp, 4)?.try_into().expect("4")) as usize;
                 let len = cap.min(now);
                 if len > 0 {
-                    writes.push(MemWrite { addr: p, data: task.read_mem(p, len)? });
+                    writes.push(MemWrite {
+                        addr: p,
+                        data: task.read_mem(p, len)?,
+                    });
                 }
             }
             size => {
                 if let Some(len) = fixed_len(size, args, Some(ret), st) {
                     if len > 0 {
-                        writes.push(MemWrite { addr: p, data: task.read_mem(p, len.min(MAX_BUF))? });
+                        writes.push(MemWrite {
+                            addr: p,
+                            data: task.read_mem(p, len.min(MAX_BUF))?,
+                        });
                     }
                 }
             }

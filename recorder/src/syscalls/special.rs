@@ -23,8 +23,17 @@ pub enum Handling {
 /// How a special syscall is handled.
 pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
     match sysno {
-        nr::SELECT | nr::PSELECT6 | nr::MINCORE | nr::SENDMSG | nr::RECVMSG | nr::GET_MEMPOLICY | nr::RT_SIGSUSPEND
-        | nr::FUTEX_WAITV | nr::FUTEX_WAKE | nr::FUTEX_WAIT | nr::FUTEX_REQUEUE => Handling::Here,
+        nr::SELECT
+        | nr::PSELECT6
+        | nr::MINCORE
+        | nr::SENDMSG
+        | nr::RECVMSG
+        | nr::GET_MEMPOLICY
+        | nr::RT_SIGSUSPEND
+        | nr::FUTEX_WAITV
+        | nr::FUTEX_WAKE
+        | nr::FUTEX_WAIT
+        | nr::FUTEX_REQUEUE => Handling::Here,
         nr::FUTEX => match args[1] as i32 & libc::FUTEX_CMD_MASK {
             libc::FUTEX_LOCK_PI | libc::FUTEX_UNLOCK_PI | libc::FUTEX_TRYLOCK_PI | libc::FUTEX_WAIT_REQUEUE_PI
             | libc::FUTEX_CMP_REQUEUE_PI | 13 /* FUTEX_LOCK_PI2 */ => {
@@ -33,12 +42,23 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
             _ => Handling::Here,
         },
         nr::RESTART_SYSCALL => Handling::Here,
-        nr::MMAP | nr::MADVISE | nr::RT_SIGRETURN | nr::IOCTL | nr::FCNTL | nr::PRCTL | nr::ARCH_PRCTL
-        | nr::SCHED_SETAFFINITY | nr::SCHED_GETAFFINITY | nr::CLONE | nr::CLONE3 => Handling::Engine,
-        nr::FORK | nr::VFORK | nr::EXECVE | nr::EXECVEAT => {
-            Handling::Unsupported("child processes and exec are not supported by this version of the recorder")
+        nr::MMAP
+        | nr::MADVISE
+        | nr::RT_SIGRETURN
+        | nr::IOCTL
+        | nr::FCNTL
+        | nr::PRCTL
+        | nr::ARCH_PRCTL
+        | nr::SCHED_SETAFFINITY
+        | nr::SCHED_GETAFFINITY
+        | nr::CLONE
+        | nr::CLONE3 => Handling::Engine,
+        nr::FORK | nr::VFORK | nr::EXECVE | nr::EXECVEAT => Handling::Unsupported(
+            "child processes and exec are not supported by this version of the recorder",
+        ),
+        nr::RECVMMSG | nr::SENDMMSG => {
+            Handling::Unsupported("recvmmsg/sendmmsg are not supported yet; use recvmsg/sendmsg")
         }
-        nr::RECVMMSG | nr::SENDMMSG => Handling::Unsupported("recvmmsg/sendmmsg are not supported yet; use recvmsg/sendmsg"),
         nr::VMSPLICE => Handling::Unsupported("vmsplice is not supported yet"),
         nr::NAME_TO_HANDLE_AT => Handling::Unsupported("name_to_handle_at is not supported yet"),
         _ => Handling::Unsupported("this syscall has no handler yet"),
@@ -85,7 +105,11 @@ pub fn inputs(task: &mut Task, sysno: u64, args: &[u64; 6]) -> Result<Vec<(u64, 
             if m.name != 0 {
                 r.push((m.name, m.namelen as usize));
             }
-            r.extend(read_iovecs(task, m.iov, m.iovlen)?.into_iter().map(|(b, l)| (b, l as usize)));
+            r.extend(
+                read_iovecs(task, m.iov, m.iovlen)?
+                    .into_iter()
+                    .map(|(b, l)| (b, l as usize)),
+            );
             if m.control != 0 {
                 r.push((m.control, m.controllen.min(1 << 16) as usize));
             }
@@ -96,7 +120,12 @@ pub fn inputs(task: &mut Task, sysno: u64, args: &[u64; 6]) -> Result<Vec<(u64, 
 }
 
 /// What must be remembered at entry for [`outputs`].
-pub fn capture_entry(task: &mut Task, sysno: u64, args: &[u64; 6], st: &mut EntryState) -> Result<()> {
+pub fn capture_entry(
+    task: &mut Task,
+    sysno: u64,
+    args: &[u64; 6],
+    st: &mut EntryState,
+) -> Result<()> {
     if sysno == nr::RECVMSG {
         let m = read_msghdr(task, args[1])?;
         st.extra = vec![m.namelen as u64, m.controllen];
@@ -105,11 +134,20 @@ pub fn capture_entry(task: &mut Task, sysno: u64, args: &[u64; 6], st: &mut Entr
 }
 
 /// Memory a special syscall wrote; called at a successful exit.
-pub fn outputs(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64, st: &EntryState) -> Result<Vec<MemWrite>> {
+pub fn outputs(
+    task: &mut Task,
+    sysno: u64,
+    args: &[u64; 6],
+    ret: i64,
+    st: &EntryState,
+) -> Result<Vec<MemWrite>> {
     let mut w = Vec::new();
     let mut grab = |task: &mut Task, addr: u64, len: usize| -> Result<()> {
         if addr != 0 && len > 0 {
-            w.push(MemWrite { addr, data: task.read_mem(addr, len)? });
+            w.push(MemWrite {
+                addr,
+                data: task.read_mem(addr, len)?,
+            });
         }
         Ok(())
     };
@@ -146,7 +184,9 @@ pub fn outputs(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64, st: &Entr
             let control_in = st.extra.get(1).copied().unwrap_or(0);
             grab(task, m.control, m.controllen.min(control_in) as usize)?;
         }
-        nr::FUTEX if args[1] as i32 & libc::FUTEX_CMD_MASK == libc::FUTEX_WAKE_OP => grab(task, args[4], 4)?,
+        nr::FUTEX if args[1] as i32 & libc::FUTEX_CMD_MASK == libc::FUTEX_WAKE_OP => {
+            grab(task, args[4], 4)?
+        }
         _ => {}
     }
     Ok(w)

@@ -177,7 +177,10 @@ impl Event {
                 let args: Vec<String> = s.args.iter().map(|a| format!("{a:#x}")).collect();
                 let mut line = format!("syscall {}({}) = {}", name, args.join(", "), s.ret);
                 if s.ret < 0 && s.ret > -4096 {
-                    line.push_str(&format!(" ({})", nix::errno::Errno::from_raw(-s.ret as i32)));
+                    line.push_str(&format!(
+                        " ({})",
+                        nix::errno::Errno::from_raw(-s.ret as i32)
+                    ));
                 }
                 if !s.writes.is_empty() {
                     let n: usize = s.writes.iter().map(|w| w.data.len()).sum();
@@ -190,16 +193,33 @@ impl Event {
             }
             Event::Blocked { nr, args, .. } => {
                 let args: Vec<String> = args.iter().map(|a| format!("{a:#x}")).collect();
-                format!("blocked in {}({})", crate::syscalls::name_of(*nr), args.join(", "))
+                format!(
+                    "blocked in {}({})",
+                    crate::syscalls::name_of(*nr),
+                    args.join(", ")
+                )
             }
-            Event::Rdtsc { rdtscp, tsc, rip, .. } => {
-                format!("{} at {rip:#x} = {tsc}", if *rdtscp { "rdtscp" } else { "rdtsc" })
+            Event::Rdtsc {
+                rdtscp, tsc, rip, ..
+            } => {
+                format!(
+                    "{} at {rip:#x} = {tsc}",
+                    if *rdtscp { "rdtscp" } else { "rdtsc" }
+                )
             }
-            Event::Cpuid { leaf, subleaf, out, rip, .. } => format!(
+            Event::Cpuid {
+                leaf,
+                subleaf,
+                out,
+                rip,
+                ..
+            } => format!(
                 "cpuid({leaf:#x}, {subleaf:#x}) at {rip:#x} = {:#x} {:#x} {:#x} {:#x}",
                 out[0], out[1], out[2], out[3]
             ),
-            Event::Signal { signo, rip, .. } => format!("signal {} at {rip:#x}", signal_name(*signo)),
+            Event::Signal { signo, rip, .. } => {
+                format!("signal {} at {rip:#x}", signal_name(*signo))
+            }
             Event::Exit { how, .. } => match how {
                 ExitKind::Exited(c) => format!("exit {c}"),
                 ExitKind::Signaled(s) => format!("killed by {}", signal_name(*s)),

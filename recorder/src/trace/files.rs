@@ -31,14 +31,22 @@ pub struct FileStore {
 impl FileStore {
     /// A store writing into `dir`.
     pub fn new(dir: PathBuf) -> Self {
-        FileStore { dir, known: HashMap::new() }
+        FileStore {
+            dir,
+            known: HashMap::new(),
+        }
     }
 
     /// Captures the file opened at `path` (typically `/proc/PID/fd/N`); returns its hash.
     pub fn capture(&mut self, path: &Path) -> Result<String> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-        let id = FileId { dev: meta.dev(), ino: meta.ino(), size: meta.size(), mtime: (meta.mtime(), meta.mtime_nsec()) };
+        let id = FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        };
         if let Some(hash) = self.known.get(&id) {
             return Ok(hash.clone());
         }
@@ -74,5 +82,8 @@ impl FileStore {
 fn writable_by_us(meta: &std::fs::Metadata) -> bool {
     // SAFETY: plain syscalls.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    uid == 0 || (meta.uid() == uid && meta.mode() & 0o200 != 0) || (meta.gid() == gid && meta.mode() & 0o020 != 0) || meta.mode() & 0o002 != 0
+    uid == 0
+        || (meta.uid() == uid && meta.mode() & 0o200 != 0)
+        || (meta.gid() == gid && meta.mode() & 0o020 != 0)
+        || meta.mode() & 0o002 != 0
 }

@@ -104,32 +104,51 @@ pub struct TraceDir {
 impl TraceDir {
     /// Creates a new, empty trace directory (it must not exist, or be empty).
     pub fn create(path: &Path) -> Result<Self> {
-        if path.exists() && std::fs::read_dir(path).map_err(|e| Error::io(path, e))?.next().is_some() {
+        if path.exists()
+            && std::fs::read_dir(path)
+                .map_err(|e| Error::io(path, e))?
+                .next()
+                .is_some()
+        {
             return Err(Error::io(
                 path,
-                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "trace directory exists and is not empty"),
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "trace directory exists and is not empty",
+                ),
             ));
         }
         std::fs::create_dir_all(path.join("files")).map_err(|e| Error::io(path, e))?;
-        std::fs::write(path.join("version"), format!("{VERSION_LINE}\n")).map_err(|e| Error::io(path, e))?;
-        Ok(TraceDir { path: path.to_owned() })
+        std::fs::write(path.join("version"), format!("{VERSION_LINE}\n"))
+            .map_err(|e| Error::io(path, e))?;
+        Ok(TraceDir {
+            path: path.to_owned(),
+        })
     }
 
     /// Opens an existing trace, checking its version.
     pub fn open(path: &Path) -> Result<Self> {
-        let bad = |reason: String| Error::BadTrace { path: path.to_owned(), reason };
+        let bad = |reason: String| Error::BadTrace {
+            path: path.to_owned(),
+            reason,
+        };
         if !path.is_dir() {
             return Err(bad("not a directory".into()));
         }
-        let version = std::fs::read_to_string(path.join("version"))
-            .map_err(|e| bad(format!("no readable `version` file ({e}); is this a trace directory?")))?;
+        let version = std::fs::read_to_string(path.join("version")).map_err(|e| {
+            bad(format!(
+                "no readable `version` file ({e}); is this a trace directory?"
+            ))
+        })?;
         let line = version.lines().next().unwrap_or("");
         if line != VERSION_LINE {
             return Err(bad(format!(
                 "it is in format `{line}`, this replayer reads `{VERSION_LINE}` (hint: use the cargo-chaos version that recorded it)"
             )));
         }
-        Ok(TraceDir { path: path.to_owned() })
+        Ok(TraceDir {
+            path: path.to_owned(),
+        })
     }
 
     /// Writes `header.json`.

@@ -25,7 +25,12 @@ impl EventWriter {
     /// Creates the file.
     pub fn create(path: &Path) -> Result<Self> {
         let f = File::create(path).map_err(|e| Error::io(path, e))?;
-        Ok(EventWriter { path: path.to_owned(), out: BufWriter::new(f), buf: Vec::new(), count: 0 })
+        Ok(EventWriter {
+            path: path.to_owned(),
+            out: BufWriter::new(f),
+            buf: Vec::new(),
+            count: 0,
+        })
     }
 
     /// Appends one event.
@@ -34,7 +39,8 @@ impl EventWriter {
             path: self.path.clone(),
             reason: format!("cannot encode event: {e}"),
         })?;
-        self.buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(&bytes);
         self.count += 1;
         if self.buf.len() >= CHUNK_BYTES {
@@ -129,10 +135,16 @@ impl EventReader {
     pub fn next_event(&mut self) -> Result<Option<Event>> {
         loop {
             if self.pos + 4 <= self.records.len() {
-                let len = u32::from_le_bytes(self.records[self.pos..self.pos + 4].try_into().expect("4 bytes")) as usize;
+                let len = u32::from_le_bytes(
+                    self.records[self.pos..self.pos + 4]
+                        .try_into()
+                        .expect("4 bytes"),
+                ) as usize;
                 let start = self.pos + 4;
                 let Some(bytes) = self.records.get(start..start + len) else {
-                    return Err(self.bad(format!("event {} is cut off inside its chunk", self.read)));
+                    return Err(
+                        self.bad(format!("event {} is cut off inside its chunk", self.read))
+                    );
                 };
                 let event: Event = postcard::from_bytes(bytes)
                     .map_err(|e| self.bad(format!("event {} cannot be decoded: {e}", self.read)))?;
@@ -150,7 +162,10 @@ impl EventReader {
     }
 
     fn bad(&self, reason: String) -> Error {
-        Error::BadTrace { path: self.path.clone(), reason }
+        Error::BadTrace {
+            path: self.path.clone(),
+            reason,
+        }
     }
 }
 
