@@ -15,6 +15,7 @@ pub mod replay;
 pub mod sched;
 pub mod spawn;
 pub mod syscalls;
+pub mod testing;
 pub mod trace;
 
 pub use errors::{Error, Result};

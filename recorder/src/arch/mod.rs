@@ -1,5 +1,7 @@
 //! x86_64 specifics: register layout, trapped instructions, CPUID masking.
 
+pub mod self_cpuid;
+
 use crate::ptrace::Regs;
 
 /// Instructions the recorder traps and emulates.

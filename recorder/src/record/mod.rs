@@ -231,6 +231,8 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         .filter(|c| cpu_set.contains(c))
         .unwrap_or(cpu_set[0]);
     spawn::pin_self(&[pinned]);
+    // Runs on a thread of its own (see `record`), which ends with the recording.
+    crate::arch::self_cpuid::arm_for_this_thread();
     let mut argv = vec![opts.program.clone().into_os_string()];
     argv.extend(opts.args.iter().cloned());
     let seed = opts.seed.unwrap_or_else(random_seed);

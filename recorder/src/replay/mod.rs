@@ -86,6 +86,9 @@ pub fn replay_observed(
     let cpu_set = spawn::cpu_set();
     let pinned = cpu_set[0];
     spawn::pin_self(&[pinned]);
+    if header.cpuid_faulting {
+        crate::arch::self_cpuid::arm_for_this_thread();
+    }
     let result = (|| {
         let spec = SpawnSpec {
             path: &stub_dir.path,
@@ -119,6 +122,9 @@ pub fn replay_observed(
         }
         res
     })();
+    if header.cpuid_faulting {
+        crate::arch::self_cpuid::disarm_for_this_thread();
+    }
     spawn::pin_self(&cpu_set);
     result
 }
@@ -263,7 +269,14 @@ impl Replayer<'_, '_> {
                     Some(h) => h,
                     None => self.run_to_end(&ev)?,
                 };
-                return self.on_end(&ev, how);
+                let summary = self.on_end(&ev, how)?;
+                if self.events.next_event()?.is_some() || self.events.truncated.is_some() {
+                    return Err(Error::BadTrace {
+                        path: self.trace.path.clone(),
+                        reason: format!("it has events after the program's exit (event {})", self.index),
+                    });
+                }
+                return Ok(summary);
             }
             let tid = ev.tid();
             let Some(mut th) = self.threads.remove(&tid) else {

@@ -82,6 +82,8 @@ pub struct EventReader {
     records: Vec<u8>,
     pos: usize,
     read: u64,
+    /// Bytes of the file not read yet (a damaged length must not make us allocate more).
+    left: u64,
     /// Set when the stream ended in a damaged chunk.
     pub truncated: Option<String>,
 }
@@ -89,8 +91,13 @@ pub struct EventReader {
 impl EventReader {
     /// Opens the file.
     pub fn open(path: &Path) -> Result<Self> {
-        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let f = File::open(path).map_err(|e| Error::BadTrace {
+            path: path.parent().unwrap_or(path).to_owned(),
+            reason: format!("its event stream `events` cannot be opened: {e}"),
+        })?;
+        let left = f.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(EventReader {
+            left,
             path: path.to_owned(),
             input: std::io::BufReader::new(f),
             records: Vec::new(),
@@ -112,6 +119,12 @@ impl EventReader {
             Err(e) => return Err(Error::io(&self.path, e)),
         }
         let len = u32::from_le_bytes(len) as usize;
+        self.left = self.left.saturating_sub(4);
+        if len as u64 > self.left {
+            self.truncated = Some(format!("the last chunk says {len} bytes, but only {} remain", self.left));
+            return Ok(false);
+        }
+        self.left -= len as u64;
         let mut frame = vec![0u8; len];
         let got = read_full(&mut self.input, &mut frame).map_err(|e| Error::io(&self.path, e))?;
         if got < len {

@@ -1,0 +1,168 @@
+//! Arguments of `cargo record-test`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Cargo runs `cargo-record-test record-test ...`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo-record-test", bin_name = "cargo", version)]
+pub struct Cargo {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: CargoCommand,
+}
+
+/// The one subcommand.
+#[derive(Debug, Subcommand)]
+pub enum CargoCommand {
+    /// Build a crate's tests and record runs until one fails, then pack and upload it.
+    RecordTest(RecordTestArgs),
+}
+
+/// Cargo's own build options, passed through to `cargo test --no-run`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CargoOptions {
+    /// Path to Cargo.toml.
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// Package(s) to test.
+    #[arg(short = 'p', long = "package", value_name = "SPEC")]
+    pub packages: Vec<String>,
+    /// Test all packages in the workspace.
+    #[arg(long)]
+    pub workspace: bool,
+    /// Test only the library.
+    #[arg(long)]
+    pub lib: bool,
+    /// Test all binaries.
+    #[arg(long)]
+    pub bins: bool,
+    /// Test only these integration tests.
+    #[arg(long = "test", value_name = "NAME")]
+    pub tests: Vec<String>,
+    /// Features to activate.
+    #[arg(short = 'F', long, value_name = "FEATURES")]
+    pub features: Vec<String>,
+    /// Activate all features.
+    #[arg(long)]
+    pub all_features: bool,
+    /// Do not activate the default feature.
+    #[arg(long)]
+    pub no_default_features: bool,
+    /// Build in release mode.
+    #[arg(long, short = 'r')]
+    pub release: bool,
+    /// Build with this profile.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Target directory.
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: Option<PathBuf>,
+}
+
+impl CargoOptions {
+    /// The flags as cargo takes them.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(p) = &self.manifest_path {
+            a.extend(["--manifest-path".into(), p.display().to_string()]);
+        }
+        for p in &self.packages {
+            a.extend(["--package".into(), p.clone()]);
+        }
+        if self.workspace {
+            a.push("--workspace".into());
+        }
+        if self.lib {
+            a.push("--lib".into());
+        }
+        if self.bins {
+            a.push("--bins".into());
+        }
+        for t in &self.tests {
+            a.extend(["--test".into(), t.clone()]);
+        }
+        for f in &self.features {
+            a.extend(["--features".into(), f.clone()]);
+        }
+        if self.all_features {
+            a.push("--all-features".into());
+        }
+        if self.no_default_features {
+            a.push("--no-default-features".into());
+        }
+        if self.release {
+            a.push("--release".into());
+        }
+        if let Some(p) = &self.profile {
+            a.extend(["--profile".into(), p.clone()]);
+        }
+        if let Some(d) = &self.target_dir {
+            a.extend(["--target-dir".into(), d.display().to_string()]);
+        }
+        a
+    }
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum MessageFormat {
+    /// Progress bar and plain lines.
+    #[default]
+    Human,
+    /// One JSON object per line on stdout (see `crate::messages`).
+    Json,
+}
+
+/// `cargo record-test [OPTIONS] [TESTNAME] [-- TEST_ARGS...]`.
+#[derive(Debug, Args)]
+pub struct RecordTestArgs {
+    /// Cargo's build options.
+    #[command(flatten)]
+    pub cargo: CargoOptions,
+    /// Only run tests whose names contain this (passed to libtest).
+    pub testname: Option<String>,
+    /// Rerun until a run fails.
+    #[arg(long)]
+    pub until_fail: bool,
+    /// At most this many runs (with --until-fail).
+    #[arg(long, default_value_t = 1000)]
+    pub max_runs: u64,
+    /// Stop hunting after this long (e.g. 10m).
+    #[arg(long, value_parser = crate::duration::parse)]
+    pub max_duration: Option<Duration>,
+    /// Recordings at once, each pinned to its own core [default: the number of cores].
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// A run that takes longer than this is a failure (a hang) and is captured.
+    #[arg(long, value_parser = crate::duration::parse)]
+    pub test_timeout: Option<Duration>,
+    /// Count only failures whose output matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub fail_on: Option<String>,
+    /// Where to upload the archive: a directory, file://, http(s):// (presigned PUT),
+    /// s3://bucket/prefix/ [default: <target-dir>/chaos/archives].
+    #[arg(long, value_name = "URL")]
+    pub upload: Option<String>,
+    /// Keep hunting after a failure, collecting distinct failures (by test and panic
+    /// location).
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Run each test in its own process, as nextest does.
+    #[arg(long)]
+    pub per_test: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub message_format: MessageFormat,
+    /// Scheduler seed of the first run (later runs use seed + run number).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Let these environment variables through even though their names look secret.
+    #[arg(long = "keep-env", value_name = "NAME")]
+    pub keep_env: Vec<String>,
+    /// Arguments for the test binaries (after `--`).
+    #[arg(last = true)]
+    pub test_args: Vec<String>,
+}

@@ -1,0 +1,338 @@
+//! The flake hunt: record runs of the test binaries, in parallel, until one fails.
+//!
+//! Workers (one per `--jobs`, each pinned to its own core) take run numbers from a
+//! shared counter and record one unit (a test binary, or one test of it with
+//! `--per-test`) per run. Runs that pass are deleted; a failing run is handed to the
+//! caller through [`HuntEvent::Failed`] with its trace directory intact. Nothing here
+//! prints: the binary renders the events.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use recorder::record::{Interrupter, RecordOptions, Stdio};
+use recorder::trace::Outcome;
+
+use super::build::TestBinary;
+
+/// What one run executes.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    /// The test binary.
+    pub binary: Arc<TestBinary>,
+    /// With `--per-test`: the one test (run with `--exact`).
+    pub test: Option<String>,
+}
+
+impl Unit {
+    /// "package/target" or "package/target::test".
+    pub fn label(&self) -> String {
+        let base = format!("{}/{}", self.binary.package, self.binary.target);
+        match &self.test {
+            Some(t) => format!("{base}::{t}"),
+            None => base,
+        }
+    }
+}
+
+/// How to hunt.
+#[derive(Debug, Clone)]
+pub struct HuntPlan {
+    /// What each run executes, in rotation.
+    pub units: Vec<Unit>,
+    /// libtest arguments for every run (filter and user arguments).
+    pub test_args: Vec<String>,
+    /// Total runs at most.
+    pub max_runs: u64,
+    /// Stop starting runs after this long.
+    pub max_duration: Option<Duration>,
+    /// Cores to pin the workers to (one worker per entry).
+    pub cores: Vec<usize>,
+    /// A run longer than this is stopped and counts as a failure.
+    pub test_timeout: Option<Duration>,
+    /// Only failures whose output matches count.
+    pub fail_on: Option<regex::Regex>,
+    /// Keep going after a failure, collecting distinct ones.
+    pub keep_going: bool,
+    /// Seed of run 0; run n uses base + n.
+    pub base_seed: u64,
+    /// Where run directories go.
+    pub runs_dir: PathBuf,
+    /// The environment every run starts from (secrets removed), and the names removed.
+    pub env: Vec<(String, String)>,
+    /// Names removed from the environment.
+    pub removed_env: Vec<String>,
+}
+
+/// A run that failed and was kept.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Run number.
+    pub run: u64,
+    /// What ran.
+    pub unit: Unit,
+    /// Scheduler seed.
+    pub seed: u64,
+    /// The run directory (trace in `trace/`, output in `stdout`/`stderr`).
+    pub dir: PathBuf,
+    /// The trace directory.
+    pub trace: PathBuf,
+    /// Exit status (code, or 128 + signal).
+    pub status: i32,
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// Names of the failing tests, from libtest's output (or the `--per-test` test).
+    pub failed_tests: Vec<String>,
+    /// `file:line:col` of the first panic in the output.
+    pub panic_location: Option<String>,
+    /// What the program wrote.
+    pub stdout: String,
+    /// What the program wrote to stderr.
+    pub stderr: String,
+}
+
+/// Progress of the hunt.
+#[derive(Debug, Clone)]
+pub enum HuntEvent {
+    /// A run started.
+    Started {
+        /// Run number.
+        run: u64,
+        /// What runs.
+        unit: String,
+        /// Seed.
+        seed: u64,
+    },
+    /// A run ended.
+    Finished {
+        /// Run number.
+        run: u64,
+        /// What ran.
+        unit: String,
+        /// Exit status.
+        status: i32,
+        /// How it ended.
+        outcome: Outcome,
+        /// How long it took.
+        duration: Duration,
+        /// Whether it counts as a failure (non-zero, matching `--fail-on`).
+        failed: bool,
+    },
+    /// A failing run to capture (distinct from earlier ones).
+    Failed(Box<Failure>),
+}
+
+/// Why the hunt stopped.
+#[derive(Debug)]
+pub enum HuntEnd {
+    /// All runs done (or the time was up) with no failure kept.
+    Passed {
+        /// Runs done.
+        runs: u64,
+    },
+    /// At least one failure was kept.
+    Failed {
+        /// Runs done.
+        runs: u64,
+        /// How many.
+        failures: usize,
+    },
+}
+
+/// Runs the hunt; `on_event` is called on this thread, in order. A failure handler that
+/// returns `false` stops the hunt.
+pub fn hunt(plan: &HuntPlan, on_event: &mut dyn FnMut(HuntEvent) -> anyhow::Result<()>) -> anyhow::Result<HuntEnd> {
+    std::fs::create_dir_all(&plan.runs_dir)?;
+    let next_run = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let interrupters: Mutex<Vec<Arc<Interrupter>>> = Mutex::new(Vec::new());
+    let (tx, rx) = mpsc::channel::<anyhow::Result<HuntEvent>>();
+    let mut runs_done = 0u64;
+    let mut failures = 0usize;
+    let mut seen: HashSet<(Vec<String>, Option<String>)> = HashSet::new();
+    let result = std::thread::scope(|scope| -> anyhow::Result<()> {
+        for &core in &plan.cores {
+            let tx = tx.clone();
+            let (next_run, stop, interrupters) = (&next_run, &stop, &interrupters);
+            scope.spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let run = next_run.fetch_add(1, Ordering::SeqCst);
+                    if run >= plan.max_runs || plan.max_duration.is_some_and(|d| started.elapsed() >= d) {
+                        break;
+                    }
+                    let interrupter = Interrupter::new();
+                    interrupters.lock().unwrap_or_else(|e| e.into_inner()).push(interrupter.clone());
+                    let r = one_run(plan, run, core, interrupter, &tx, stop);
+                    if tx.send(r).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let stop_all = || {
+            stop.store(true, Ordering::SeqCst);
+            for i in interrupters.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                i.interrupt(Outcome::Interrupted);
+            }
+        };
+        for msg in rx {
+            let ev = match msg {
+                Ok(ev) => ev,
+                Err(e) => {
+                    stop_all();
+                    return Err(e);
+                }
+            };
+            match ev {
+                HuntEvent::Finished { .. } => {
+                    runs_done += 1;
+                    on_event(ev)?;
+                }
+                HuntEvent::Failed(f) => {
+                    if stop.load(Ordering::SeqCst) && !plan.keep_going {
+                        let _ = std::fs::remove_dir_all(&f.dir);
+                        continue;
+                    }
+                    let key = (f.failed_tests.clone(), f.panic_location.clone());
+                    if !seen.insert(key) {
+                        let _ = std::fs::remove_dir_all(&f.dir);
+                        continue;
+                    }
+                    failures += 1;
+                    if !plan.keep_going {
+                        stop_all();
+                    }
+                    if let Err(e) = on_event(HuntEvent::Failed(f)) {
+                        stop_all();
+                        return Err(e);
+                    }
+                }
+                other => on_event(other)?,
+            }
+        }
+        Ok(())
+    });
+    result?;
+    Ok(if failures > 0 { HuntEnd::Failed { runs: runs_done, failures } } else { HuntEnd::Passed { runs: runs_done } })
+}
+
+fn one_run(
+    plan: &HuntPlan,
+    run: u64,
+    core: usize,
+    interrupter: Arc<Interrupter>,
+    tx: &mpsc::Sender<anyhow::Result<HuntEvent>>,
+    stop: &AtomicBool,
+) -> anyhow::Result<HuntEvent> {
+    let unit = plan.units[(run % plan.units.len() as u64) as usize].clone();
+    let seed = plan.base_seed.wrapping_add(run);
+    let dir = plan.runs_dir.join(format!("run-{run}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    match &unit.test {
+        Some(t) => {
+            args.push(t.into());
+            args.push("--exact".into());
+        }
+        None => {}
+    }
+    args.extend(plan.test_args.iter().map(Into::into));
+    let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = plan.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    for (k, v) in &unit.binary.env {
+        env.retain(|(ek, _)| ek != k.as_str());
+        env.push((k.into(), v.into()));
+    }
+    let _ = tx.send(Ok(HuntEvent::Started { run, unit: unit.label(), seed }));
+    let opts = RecordOptions {
+        program: unit.binary.path.clone(),
+        args,
+        env,
+        removed_env: plan.removed_env.clone(),
+        cwd: Some(unit.binary.cwd.clone()),
+        trace_dir: dir.join("trace"),
+        seed: Some(seed),
+        cpu: Some(core),
+        stdio: Stdio::Files { stdout: dir.join("stdout"), stderr: dir.join("stderr") },
+        timeout: plan.test_timeout,
+        interrupter: Some(interrupter),
+    };
+    let t0 = Instant::now();
+    let summary = recorder::record::record(&opts).map_err(|e| anyhow::anyhow!("recording {} failed: {e}", unit.label()))?;
+    let duration = t0.elapsed();
+    let result = summary.result;
+    let stdout = read_lossy(&dir.join("stdout"));
+    let stderr = read_lossy(&dir.join("stderr"));
+    let interrupted = result.outcome == Outcome::Interrupted;
+    let mut failed = result.status != 0 && !interrupted;
+    if failed {
+        if let Some(re) = &plan.fail_on {
+            failed = re.is_match(&stdout) || re.is_match(&stderr);
+        }
+    }
+    if stop.load(Ordering::SeqCst) && !plan.keep_going {
+        failed = false;
+    }
+    let finished = HuntEvent::Finished { run, unit: unit.label(), status: result.status, outcome: result.outcome, duration, failed };
+    if !failed {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(finished);
+    }
+    let _ = tx.send(Ok(finished));
+    let mut failed_tests = failing_tests(&stdout);
+    if let Some(t) = &unit.test {
+        failed_tests = vec![t.clone()];
+    }
+    let panic_location = panic_location(&stdout).or_else(|| panic_location(&stderr));
+    Ok(HuntEvent::Failed(Box::new(Failure {
+        run,
+        unit,
+        seed,
+        trace: dir.join("trace"),
+        dir,
+        status: result.status,
+        outcome: result.outcome,
+        failed_tests,
+        panic_location,
+        stdout,
+        stderr,
+    })))
+}
+
+fn read_lossy(p: &Path) -> String {
+    std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
+/// Test names from libtest's "---- NAME stdout ----" lines.
+pub fn failing_tests(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("---- ").and_then(|r| r.strip_suffix(" stdout ----")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The first `panicked at FILE:LINE:COL` in the output.
+pub fn panic_location(text: &str) -> Option<String> {
+    let at = text.find("panicked at ")?;
+    let rest = &text[at + "panicked at ".len()..];
+    let end = rest.find([':', '\n']).map(|_| rest.find(|c: char| c == '\n' || c == ' ').unwrap_or(rest.len()))?;
+    Some(rest[..end].trim_end_matches(':').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_failing_tests_and_panic_location() {
+        let out = "running 2 tests\n---- tests::a stdout ----\n\nthread 'tests::a' (12) panicked at src/lib.rs:24:95:\nboom\n---- tests::b stdout ----\n";
+        assert_eq!(failing_tests(out), vec!["tests::a", "tests::b"]);
+        assert_eq!(panic_location(out).as_deref(), Some("src/lib.rs:24:95"));
+        assert_eq!(panic_location("nothing"), None);
+    }
+}
