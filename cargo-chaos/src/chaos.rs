@@ -160,7 +160,23 @@ fn record(a: RecordArgs) -> anyhow::Result<i32> {
 
 fn replay(a: ReplayArgs) -> anyhow::Result<i32> {
     let mut sink = crate::output::forward(a.quiet);
-    let trace = crate::archive_cmds::resolve_trace(&a.trace.to_string_lossy())?;
+    // A directory is a trace (the recorder says why if it is not a good one); anything
+    // else is an archive or a URL for the packer.
+    let as_text = a.trace.to_string_lossy();
+    let trace = if a.trace.is_dir() {
+        a.trace.clone()
+    } else if !as_text.contains("://") && !a.trace.exists() {
+        eprintln!("error: there is no trace directory or archive at {}", a.trace.display());
+        return Ok(exit_codes::REPLAY_FAILED);
+    } else {
+        match crate::archive_cmds::resolve_trace(&a.trace.to_string_lossy()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: the archive was refused: {e:#}");
+                return Ok(exit_codes::REPLAY_FAILED);
+            }
+        }
+    };
     match recorder::replay::replay(&trace, &mut sink) {
         Ok(summary) => {
             if summary.cut_short {

@@ -7,5 +7,8 @@ pub mod chaos;
 pub mod duration;
 pub mod env;
 pub mod exit_codes;
+pub mod messages;
 pub mod output;
+pub mod record_test;
+pub mod replay_artifact;
 pub mod signals;

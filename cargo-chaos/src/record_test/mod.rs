@@ -1,0 +1,203 @@
+//! `cargo record-test`: build a crate's tests, record runs until one fails, pack the
+//! failing run and upload it, print the command that replays it.
+
+pub mod args;
+pub mod build;
+pub mod hunt;
+mod render;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::exit_codes;
+use crate::messages::{emit, Message};
+use args::{Cargo, CargoCommand, MessageFormat, RecordTestArgs};
+use hunt::{HuntEnd, HuntEvent, HuntPlan, Unit};
+
+/// Entry point of the `cargo-record-test` binary; returns the exit code.
+pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
+    crate::output::init_logging();
+    let cli = match Cargo::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit_codes::TOOL_ERROR } else { 0 };
+        }
+    };
+    let CargoCommand::RecordTest(a) = cli.command;
+    match run(a) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_codes::TOOL_ERROR
+        }
+    }
+}
+
+fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
+    let json = a.message_format == MessageFormat::Json;
+    let fail_on = a.fail_on.as_deref().map(regex::Regex::new).transpose().context("--fail-on is not a valid regular expression")?;
+    let built = build::build(&a.cargo)?;
+    let chaos_dir = built.target_dir.join("chaos");
+    let mut test_args: Vec<String> = a.testname.iter().cloned().collect();
+    test_args.extend(a.test_args.iter().cloned());
+    let binaries: Vec<Arc<build::TestBinary>> = built.binaries.into_iter().map(Arc::new).collect();
+    let mut units = Vec::new();
+    if a.per_test {
+        for b in &binaries {
+            for t in build::list_tests(b, a.testname.as_deref(), &a.test_args)? {
+                units.push(Unit { binary: b.clone(), test: Some(t) });
+            }
+        }
+        test_args = a.test_args.clone();
+        if units.is_empty() {
+            anyhow::bail!("no test matches{}", a.testname.as_deref().map(|t| format!(" `{t}`")).unwrap_or_default());
+        }
+    } else {
+        units = binaries.iter().map(|b| Unit { binary: b.clone(), test: None }).collect();
+    }
+    let cores = recorder::spawn::cpu_set();
+    let jobs = a.jobs.unwrap_or(cores.len()).max(1);
+    let (env, removed_env) = crate::env::program_env(&a.keep_env);
+    let env = env.into_iter().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+    let max_runs = if a.until_fail { a.max_runs } else { units.len() as u64 };
+    let plan = HuntPlan {
+        units,
+        test_args,
+        max_runs,
+        max_duration: a.max_duration,
+        cores: (0..jobs).map(|i| cores[i % cores.len()]).collect(),
+        test_timeout: a.test_timeout,
+        fail_on,
+        keep_going: a.keep_going,
+        base_seed: a.seed.unwrap_or_else(seed_from_time),
+        runs_dir: chaos_dir.join("runs"),
+        env,
+        removed_env,
+    };
+    let archives_dir = chaos_dir.join("archives");
+    let mut renderer = render::Renderer::new(json, max_runs);
+    let mut upload_failed = false;
+    let end = hunt::hunt(&plan, &mut |ev| {
+        match ev {
+            HuntEvent::Started { run, unit, seed } => {
+                if json {
+                    emit(&Message::RunStarted { run, unit, seed });
+                }
+            }
+            HuntEvent::Finished { run, unit, status, outcome, duration, failed } => {
+                if json {
+                    emit(&Message::RunFinished {
+                        run,
+                        unit: unit.clone(),
+                        status,
+                        outcome: outcome_name(outcome),
+                        failed,
+                        duration_ms: duration.as_millis() as u64,
+                    });
+                }
+                renderer.finished(run, &unit, status, failed);
+            }
+            HuntEvent::Failed(f) => {
+                renderer.suspend(|| capture(&f, &archives_dir, a.upload.as_deref(), json, &mut upload_failed))?;
+            }
+        }
+        Ok(())
+    });
+    renderer.done();
+    let end = end?;
+    let (runs, failures) = match end {
+        HuntEnd::Passed { runs } => (runs, 0),
+        HuntEnd::Failed { runs, failures } => (runs, failures),
+    };
+    let code = if upload_failed {
+        exit_codes::TOOL_ERROR
+    } else if failures > 0 {
+        exit_codes::CAPTURED
+    } else {
+        exit_codes::OK
+    };
+    if json {
+        emit(&Message::Finished { runs, failures, exit_code: code });
+    } else if failures == 0 {
+        eprintln!("{:>12} {runs} runs, no failure", "Finished");
+    }
+    Ok(code)
+}
+
+/// Packs a failing run, uploads it, and tells the user how to replay it.
+fn capture(f: &hunt::Failure, archives_dir: &std::path::Path, upload: Option<&str>, json: bool, upload_failed: &mut bool) -> anyhow::Result<()> {
+    let test_name = (!f.failed_tests.is_empty()).then(|| f.failed_tests.join(","));
+    if !json {
+        eprintln!("{:>12} run {} of {} (seed {}) failed with status {}", "Failed", f.run, f.unit.label(), f.seed, f.status);
+        eprintln!("---- output of the failing run ----");
+        eprint!("{}", f.stdout);
+        eprint!("{}", f.stderr);
+        eprintln!("---- end of output ----");
+    }
+    std::fs::create_dir_all(archives_dir)?;
+    let identity = packer::TestIdentity {
+        package: Some(f.unit.binary.package.clone()),
+        binary: Some(f.unit.binary.target.clone()),
+        test_name: test_name.clone(),
+    };
+    let opts = packer::PackOptions::for_test(identity);
+    let packed = packer::pack(&f.trace, archives_dir, &opts, &mut |_| {}).with_context(|| format!("packing {}", f.trace.display()))?;
+    let _ = std::fs::remove_dir_all(&f.dir);
+    let mut url = None;
+    if let Some(target) = upload {
+        let topts = packer::transport::TransportOptions::from_env()?;
+        match packer::transport::upload(&packed.path, target, &topts, &mut |_| {}) {
+            Ok(up) => url = Some(up.location),
+            Err(e) => {
+                *upload_failed = true;
+                eprintln!("error: uploading the archive failed: {e:#}");
+                eprintln!("the archive is kept at {}", packed.path.display());
+            }
+        }
+    }
+    let where_ = url.clone().unwrap_or_else(|| packed.path.display().to_string());
+    let replay_command = format!("cargo replay-artifact {}", shell_quote(&where_));
+    crate::archive_cmds::report_to_github(&packed.path, url.as_deref());
+    if json {
+        emit(&Message::Captured {
+            archive: packed.path.display().to_string(),
+            url,
+            package: f.unit.binary.package.clone(),
+            binary: f.unit.binary.target.clone(),
+            test: test_name,
+            run: f.run,
+            seed: f.seed,
+            replay_command,
+        });
+    } else {
+        eprintln!("{:>12} {} ({} bytes)", "Captured", packed.path.display(), packed.size);
+        if let Some(u) = &url {
+            eprintln!("{:>12} {u}", "Uploaded");
+        }
+        eprintln!("replay it anywhere with:\n    {replay_command}");
+    }
+    Ok(())
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=@%+,".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn outcome_name(o: recorder::trace::Outcome) -> String {
+    serde_json::to_value(o).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+fn seed_from_time() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+}
+
+#[allow(dead_code)]
+fn _assert_send(_: PathBuf) {}

@@ -1,0 +1,67 @@
+//! Progress display of the hunt: an indicatif bar on a terminal, plain lines in CI or
+//! when stderr is not a terminal, nothing with JSON output.
+
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub struct Renderer {
+    bar: Option<ProgressBar>,
+    plain: bool,
+    started: Instant,
+    runs: u64,
+    failures: u64,
+    total: u64,
+}
+
+impl Renderer {
+    pub fn new(json: bool, total: u64) -> Self {
+        let fancy = !json && crate::output::fancy();
+        let bar = fancy.then(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template("{prefix:>12.cyan.bold} [{bar:30}] {pos}/{len} runs, {msg} [{elapsed_precise}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b.set_prefix("Recording");
+            b
+        });
+        Renderer { bar, plain: !json && !fancy, started: Instant::now(), runs: 0, failures: 0, total }
+    }
+
+    pub fn finished(&mut self, run: u64, unit: &str, status: i32, failed: bool) {
+        self.runs += 1;
+        if failed {
+            self.failures += 1;
+        }
+        let rate = self.runs as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+        if let Some(b) = &self.bar {
+            b.set_position(self.runs);
+            b.set_message(format!("{} failures, {rate:.1} runs/s", self.failures));
+        } else if self.plain && (failed || self.runs % 25 == 0 || self.runs == self.total) {
+            eprintln!(
+                "{:>12} {}/{} runs, {} failures, {rate:.1} runs/s, {:.0?} elapsed (last: run {run} {unit}, status {status})",
+                "Recording",
+                self.runs,
+                self.total,
+                self.failures,
+                self.started.elapsed()
+            );
+        }
+    }
+
+    /// Runs `f` with the bar out of the way, so its printing is not garbled.
+    pub fn suspend<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        match &self.bar {
+            Some(b) => b.suspend(f),
+            None => f(),
+        }
+    }
+
+    pub fn done(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
