@@ -172,7 +172,7 @@ fn replay(a: ReplayArgs) -> anyhow::Result<i32> {
         match crate::archive_cmds::resolve_trace(&a.trace.to_string_lossy()) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("error: the archive was refused: {e:#}");
+                eprintln!("error: {} is neither a trace directory nor a usable archive: {e:#}", a.trace.display());
                 return Ok(exit_codes::REPLAY_FAILED);
             }
         }

@@ -166,6 +166,10 @@ pub fn hunt(plan: &HuntPlan, on_event: &mut dyn FnMut(HuntEvent) -> anyhow::Resu
                     let interrupter = Interrupter::new();
                     interrupters.lock().unwrap_or_else(|e| e.into_inner()).push(interrupter.clone());
                     let r = one_run(plan, run, core, interrupter, &tx, stop);
+                    if r.is_err() && stop.load(Ordering::SeqCst) {
+                        // Stopped mid-run on purpose: whatever went wrong does not count.
+                        break;
+                    }
                     if tx.send(r).is_err() {
                         break;
                     }
