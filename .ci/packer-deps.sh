@@ -4,19 +4,21 @@
 # crates.io. Idempotent: each step is skipped when its tool is already there.
 set -euo pipefail
 
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
+
 need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
 command -v tar >/dev/null 2>&1 || need_apt+=(tar)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 # Debian starts the packaged nginx as a service on install; the tests run their own
 # instances on ephemeral ports and need nothing else on port 80.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
-    systemctl stop nginx || true
+    as_root systemctl stop nginx || true
 fi
 
 # s3s-fs: later versions need a newer rustc than this project pins.

@@ -1,1 +1,390 @@
-fn main() {}
+//! Packing benchmark: pack and unpack throughput and archive size, against
+//! `tar -I 'zstd -19 --long -T0'` over the same unique files, in one invocation.
+//!
+//! ```text
+//! cargo run --release -p packer --bin pack-bench -- [--levels 3,9,15,19] [--file PATH]...
+//!     [--recordings N] [--write-docs docs/benchmarks.md]
+//! ```
+//!
+//! The input imitates failing runs of a Rust test suite: N recordings of the same test
+//! binaries, each with its own incompressible event stream (events are zstd frames
+//! already), sharing the captured files: glibc, ld.so, libgcc_s, libm, and Rust test
+//! binaries (by default the largest `target/*/deps` executables next to this binary, or the
+//! files given with `--file`). The reference packs the same unique files (each captured
+//! file once, plus every recording's own files) with the stock tools.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use packer::{pack_many, unpack, PackInput, PackOptions, TestIdentity, UnpackLimits};
+
+struct Config {
+    levels: Vec<i32>,
+    files: Vec<PathBuf>,
+    recordings: usize,
+    write_docs: Option<PathBuf>,
+}
+
+fn parse_args() -> Config {
+    let mut c = Config {
+        levels: vec![],
+        files: vec![],
+        recordings: 2,
+        write_docs: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--levels" => {
+                c.levels = val()
+                    .split(',')
+                    .map(|l| l.trim().parse().expect("--levels takes numbers"))
+                    .collect()
+            }
+            "--file" => c.files.push(PathBuf::from(val())),
+            "--recordings" => c.recordings = val().parse().expect("--recordings takes a number"),
+            "--write-docs" => c.write_docs = Some(PathBuf::from(val())),
+            "-h" | "--help" => {
+                eprintln!("usage: pack-bench [--levels 3,9,15] [--file PATH]... [--recordings N] [--write-docs FILE]");
+                std::process::exit(0);
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    if c.levels.is_empty() {
+        c.levels = vec![packer::DEFAULT_LEVEL];
+    }
+    c
+}
+
+fn executables(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return found;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(m) = e.metadata() else { continue };
+        use std::os::unix::fs::PermissionsExt;
+        let is_exe = m.is_file() && m.permissions().mode() & 0o111 != 0;
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if is_exe && !name.contains('.') {
+            found.push((m.len(), p));
+        }
+    }
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    found.dedup_by_key(|(len, _)| *len);
+    found
+}
+
+/// The test binaries of the Rust fixture suite (tests/fixtures/rust-suite, built by the
+/// cargo-chaos tests into target/fixture-rust-suite), else the three largest
+/// executables of this workspace's target directory.
+fn test_binaries() -> (String, Vec<PathBuf>) {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/pack-bench -> target/
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the benchmark runs from a target directory")
+        .to_path_buf();
+    let suite = executables(&target.join("fixture-rust-suite/debug/deps"));
+    if !suite.is_empty() {
+        return (
+            "the Rust fixture suite's test binaries (debug)".into(),
+            suite.into_iter().map(|(_, p)| p).collect(),
+        );
+    }
+    let mut found = executables(&target.join("debug/deps"));
+    found.truncate(3);
+    (
+        "the workspace's three largest test binaries (debug)".into(),
+        found.into_iter().map(|(_, p)| p).collect(),
+    )
+}
+
+fn system_libraries() -> Vec<PathBuf> {
+    [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/ld-linux-x86-64.so.2",
+        "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+        "/lib/x86_64-linux-gnu/libm.so.6",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .filter(|p| p.exists())
+    .collect()
+}
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+fn make_recording(dir: &Path, files: &[PathBuf], seed: u64) {
+    fs::create_dir_all(dir.join("files")).unwrap();
+    fs::write(dir.join("version"), "chaos-trace 1\n").unwrap();
+    fs::write(
+        dir.join("header.json"),
+        format!(r#"{{"format_version":1,"argv":["suite","t{seed}"],"env":[["PATH","/usr/bin"]],"removed_env":[]}}"#),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("result.json"),
+        r#"{"outcome":"exited","exit_code":101,"status":101}"#,
+    )
+    .unwrap();
+    fs::write(dir.join("events"), noise(seed, 2 << 20)).unwrap();
+    fs::write(
+        dir.join("stdout"),
+        format!("running 1 test\ntest t{seed} ... FAILED\n"),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("stderr"),
+        "thread 't' panicked at src/lib.rs:1:1\n",
+    )
+    .unwrap();
+    for f in files {
+        let hash = packer::hash::hash_file(f).unwrap();
+        let dst = dir.join("files").join(&hash);
+        if fs::hard_link(f, &dst).is_err() {
+            fs::copy(f, &dst).unwrap();
+        }
+    }
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+struct Row {
+    label: String,
+    size: u64,
+    pack_s: f64,
+    unpack_s: f64,
+}
+
+fn main() {
+    let cfg = parse_args();
+    let mut files = system_libraries();
+    let what = if cfg.files.is_empty() {
+        let (what, bins) = test_binaries();
+        files.extend(bins);
+        what
+    } else {
+        files.extend(cfg.files.iter().cloned());
+        "the files given".to_string()
+    };
+    // Symlinks (libgcc_s.so.1 -> ...) would be captured as their targets.
+    let files: Vec<PathBuf> = files
+        .into_iter()
+        .map(|f| f.canonicalize().unwrap_or(f))
+        .collect();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut inputs = Vec::new();
+    for i in 0..cfg.recordings {
+        let dir = tmp.path().join(format!("rec-{i}"));
+        make_recording(&dir, &files, i as u64);
+        inputs.push(PackInput {
+            trace: dir,
+            test: TestIdentity::default(),
+        });
+    }
+
+    // The reference input: every unique file once, laid out as the archive lays it out.
+    let reference_dir = tmp.path().join("reference");
+    fs::create_dir_all(reference_dir.join("files")).unwrap();
+    let mut unique_bytes = 0u64;
+    for (i, inp) in inputs.iter().enumerate() {
+        let own = reference_dir.join("recordings").join(i.to_string());
+        fs::create_dir_all(&own).unwrap();
+        for e in fs::read_dir(&inp.trace).unwrap().flatten() {
+            if e.file_type().unwrap().is_file() {
+                fs::copy(e.path(), own.join(e.file_name())).unwrap();
+                unique_bytes += e.metadata().unwrap().len();
+            }
+        }
+        for e in fs::read_dir(inp.trace.join("files")).unwrap().flatten() {
+            let dst = reference_dir.join("files").join(e.file_name());
+            if !dst.exists() {
+                fs::hard_link(e.path(), &dst).unwrap();
+                unique_bytes += e.metadata().unwrap().len();
+            }
+        }
+    }
+
+    let mut rows = Vec::new();
+    for &level in &cfg.levels {
+        let out = tmp.path().join(format!("out-{level}"));
+        fs::create_dir_all(&out).unwrap();
+        let mut opts = PackOptions::default();
+        opts.level = level;
+        opts.environment = Some(vec![]);
+        opts.git_revision = Some("bench".into());
+        let t = Instant::now();
+        let packed = pack_many(&inputs, &out, &opts, &mut |_| {}).expect("pack");
+        let pack_s = t.elapsed().as_secs_f64();
+        assert_eq!(packed.content_size, unique_bytes, "dedup mismatch");
+        let t = Instant::now();
+        unpack(
+            &packed.path,
+            &tmp.path().join(format!("unpacked-{level}")),
+            &UnpackLimits::default(),
+            &mut |_| {},
+        )
+        .expect("unpack");
+        let unpack_s = t.elapsed().as_secs_f64();
+        rows.push(Row {
+            label: format!(
+                "packer, zstd level {level}{}",
+                if level == packer::DEFAULT_LEVEL {
+                    " (default)"
+                } else {
+                    ""
+                }
+            ),
+            size: packed.size,
+            pack_s,
+            unpack_s,
+        });
+    }
+
+    // Reference: tar -I 'zstd -19 --long -T0' over the same unique files.
+    let ref_archive = tmp.path().join("reference.tar.zst");
+    let t = Instant::now();
+    let status = Command::new("tar")
+        .args(["-I", "zstd -19 --long -T0", "-cf"])
+        .arg(&ref_archive)
+        .arg("-C")
+        .arg(&reference_dir)
+        .arg(".")
+        .status()
+        .expect("tar and zstd are installed (run .ci/packer-deps.sh)");
+    assert!(status.success(), "reference tar failed");
+    let ref_pack = t.elapsed().as_secs_f64();
+    let ref_out = tmp.path().join("reference-out");
+    fs::create_dir_all(&ref_out).unwrap();
+    let t = Instant::now();
+    let status = Command::new("tar")
+        .args(["-I", "zstd -d --long=31 -T0", "-xf"])
+        .arg(&ref_archive)
+        .arg("-C")
+        .arg(&ref_out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "reference untar failed");
+    let ref_unpack = t.elapsed().as_secs_f64();
+    let ref_size = fs::metadata(&ref_archive).unwrap().len();
+    rows.push(Row {
+        label: "`tar -I 'zstd -19 --long -T0'` (reference)".into(),
+        size: ref_size,
+        pack_s: ref_pack,
+        unpack_s: ref_unpack,
+    });
+
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "Input: {} recordings of {what}, sharing {} captured files ({}): {:.1} MiB of unique \
+         content ({:.1} MiB if every recording stored its own copies). {cpus} cores.\n",
+        cfg.recordings,
+        files.len(),
+        files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(", "),
+        mb(unique_bytes),
+        mb(inputs
+            .iter()
+            .map(|i| packer_dir_size(&i.trace))
+            .sum::<u64>()),
+    );
+    let _ = writeln!(
+        report,
+        "| method | archive size | vs reference | pack | pack MB/s | unpack | unpack MB/s |"
+    );
+    let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        let _ = writeln!(
+            report,
+            "| {} | {:.2} MiB | {:.3}x | {:.2} s | {:.1} | {:.2} s | {:.1} |",
+            r.label,
+            mb(r.size),
+            r.size as f64 / ref_size as f64,
+            r.pack_s,
+            mb(unique_bytes) / r.pack_s,
+            r.unpack_s,
+            mb(unique_bytes) / r.unpack_s,
+        );
+    }
+    print!("{report}");
+    if let Some(path) = cfg.write_docs {
+        write_section(&path, &report);
+        eprintln!("updated the ## Packer section of {}", path.display());
+    }
+}
+
+fn packer_dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            packer_dir_size(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    total
+}
+
+/// Replaces (or appends) the `## Packer` section of a Markdown file, leaving the others.
+fn write_section(path: &Path, body: &str) {
+    let old = fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
+    let section = format!(
+        "## Packer\n\nMeasured by `cargo run --release -p packer --bin pack-bench -- --write-docs docs/benchmarks.md` \
+         (throughput counts the unique content, uncompressed; times are wall-clock on a \
+         machine shared with other builds, so they vary by tens of percent between runs; \
+         sizes do not). The default level is the fastest that keeps the archive within \
+         1.1x the reference size; `cargo chaos pack --level N` trades one for the other. \
+         Members named by hash store each captured file once, so a second recording of the \
+         same binaries costs only its own events.\n\n{body}\n"
+    );
+    let mut out = String::new();
+    let mut lines = old.lines().peekable();
+    let mut done = false;
+    while let Some(line) = lines.next() {
+        if line.trim_end() == "## Packer" {
+            while let Some(next) = lines.peek() {
+                if next.starts_with("## ") {
+                    break;
+                }
+                lines.next();
+            }
+            out.push_str(&section);
+            done = true;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !done {
+        if !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        out.push_str(&section);
+    }
+    fs::write(path, out).unwrap();
+}
