@@ -38,24 +38,41 @@ fn find_binary(name: &str, extra: &[&str]) -> PathBuf {
     );
 }
 
-/// Waits until something accepts connections on the port, a bounded number of times.
-fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
-    for _ in 0..200 {
+/// Waits until something accepts connections on the port, a bounded number of times
+/// (up to 15 s: CI machines are busy). `Err` with the server's log if it exited first,
+/// e.g. because another process took the port between `free_port` and its bind.
+fn wait_for_port(port: u16, child: &mut Child, log: &Path) -> Result<(), String> {
+    for _ in 0..600 {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+            return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!(
+            return Err(format!(
                 "server exited with {status} before listening on {port}: {}",
                 fs::read_to_string(log).unwrap_or_default()
-            );
+            ));
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+    stop(child);
     panic!(
-        "server not listening on {port} after 5 s: {}",
+        "server not listening on {port} after 15 s: {}",
         fs::read_to_string(log).unwrap_or_default()
     );
+}
+
+/// Starts a server on a fresh port, up to three times if it loses its port to a race.
+fn start_on_free_port(mut spawn: impl FnMut(u16) -> (Child, PathBuf)) -> (Child, u16) {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let (mut child, log) = spawn(port);
+        match wait_for_port(port, &mut child, &log) {
+            Ok(()) => return (child, port),
+            Err(e) => last = e,
+        }
+    }
+    panic!("{last}");
 }
 
 /// Stops a child by pid: SIGTERM, then SIGKILL if it lingers.
@@ -143,10 +160,10 @@ impl Nginx {
         } else {
             String::new()
         };
-        let port = free_port();
         let r = root.display();
-        let conf = format!(
-            r#"{user_line}
+        let (child, port) = start_on_free_port(|port| {
+            let conf = format!(
+                r#"{user_line}
 worker_processes 1;
 pid {r}/nginx.pid;
 error_log {r}/logs/error.log info;
@@ -184,24 +201,25 @@ http {{
     }}
 }}
 "#
-        );
-        let conf_path = root.join("nginx.conf");
-        fs::write(&conf_path, conf).unwrap();
-        let log = root.join("logs/stderr.log");
-        let mut child = Command::new(bin)
-            .arg("-p")
-            .arg(&root)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(root.join("logs/error.log"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        wait_for_port(port, &mut child, &log);
+            );
+            let conf_path = root.join("nginx.conf");
+            fs::write(&conf_path, conf).unwrap();
+            let log = root.join("logs/stderr.log");
+            let child = Command::new(&bin)
+                .arg("-p")
+                .arg(&root)
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-e")
+                .arg(root.join("logs/error.log"))
+                .args(["-g", "daemon off;"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            (child, root.join("logs/error.log"))
+        });
         Nginx {
             child,
             port,
@@ -249,21 +267,22 @@ impl S3Server {
             .unwrap();
         let root = dir.path().to_path_buf();
         fs::create_dir_all(root.join("data").join(bucket)).unwrap();
-        let port = free_port();
         let access_key = "AKIAPACKERTEST".to_string();
         let secret_key = "packer-test-secret-key-0123456789".to_string();
         let log = root.join("s3s.log");
-        let mut child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", &access_key, "--secret-key", &secret_key])
-            .arg(root.join("data"))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port, &mut child, &log);
+        let (child, port) = start_on_free_port(|port| {
+            let child = Command::new(&bin)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", &access_key, "--secret-key", &secret_key])
+                .arg(root.join("data"))
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(&log).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            (child, log.clone())
+        });
         S3Server {
             child,
             port,
