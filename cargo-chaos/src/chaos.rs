@@ -26,6 +26,16 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Print a trace's events, one per line.
     Dump(DumpArgs),
+    /// Pack recordings into one portable archive (every mapped file included).
+    Pack(crate::archive_cmds::PackArgs),
+    /// Unpack and verify an archive.
+    Unpack(crate::archive_cmds::UnpackArgs),
+    /// Upload an archive (directory, file://, http(s)://, s3://).
+    Upload(crate::archive_cmds::UploadArgs),
+    /// Download and verify an archive.
+    Download(crate::archive_cmds::DownloadArgs),
+    /// Show an archive's manifest and whether this machine can replay it.
+    Inspect(crate::archive_cmds::InspectArgs),
 }
 
 /// `cargo chaos record`.
@@ -84,6 +94,11 @@ pub fn main_with_args(mut args: Vec<OsString>) -> i32 {
         Command::Record(a) => record(a),
         Command::Replay(a) => replay(a),
         Command::Dump(a) => dump(a),
+        Command::Pack(a) => crate::archive_cmds::run_pack(a),
+        Command::Unpack(a) => crate::archive_cmds::run_unpack(a),
+        Command::Upload(a) => crate::archive_cmds::run_upload(a),
+        Command::Download(a) => crate::archive_cmds::run_download(a),
+        Command::Inspect(a) => crate::archive_cmds::run_inspect(a),
     };
     match r {
         Ok(code) => code,

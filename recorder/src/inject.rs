@@ -29,9 +29,14 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
     // Run to the injected call's entry. A task leaving a SYSEMU entry stop under
     // PTRACE_SYSCALL may first report the exit of the skipped call: step over it.
     let mut guard = 0;
+    // SIGCHLDs that arrived meanwhile are sent again afterwards (their siginfo is lost;
+    // replay skips real SIGCHLDs and injects the recorded ones).
+    let mut requeue = 0u32;
     loop {
         task.resume(Resume::Syscall, 0)?;
-        match task.wait()? {
+        let (stop, skipped) = task.wait_skipping_sigchld()?;
+        requeue += skipped;
+        match stop {
             Stop::Syscall => {}
             Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
             other => {
@@ -58,7 +63,9 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
         }
     }
     task.resume(Resume::Syscall, 0)?;
-    match task.wait()? {
+    let (stop, skipped) = task.wait_skipping_sigchld()?;
+    requeue += skipped;
+    match stop {
         Stop::Syscall => {}
         Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
         other => {
@@ -72,7 +79,7 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
         }
     }
     let ret = match task.syscall_stop()? {
-        SyscallStop::Exit { ret } => ret,
+        SyscallStop::Exit { ret, .. } => ret,
         other => {
             return Err(Error::Unsupported {
                 what: format!("expected the exit of injected syscall {nr}, got {other:?}"),
@@ -81,5 +88,9 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
         }
     };
     task.set_regs(&saved)?;
+    if requeue > 0 {
+        // SAFETY: plain syscall to our own tracee.
+        unsafe { libc::syscall(libc::SYS_tgkill, task.tid, task.tid, libc::SIGCHLD) };
+    }
     Ok(ret)
 }

@@ -47,7 +47,7 @@ pub fn arm_for_this_thread() {
         // SAFETY: installing a handler that only touches the faulting context.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_sigsegv as usize;
+            sa.sa_sigaction = on_sigsegv as *const () as usize;
             sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut());

@@ -41,6 +41,8 @@ pub enum SyscallStop {
     Exit {
         /// Return value (negative errno on failure).
         ret: i64,
+        /// Where the task resumes (just after the `syscall` instruction).
+        rip: u64,
     },
     /// Not a syscall stop.
     None,
@@ -93,12 +95,13 @@ pub struct Task {
     /// Thread id.
     pub tid: i32,
     mem: Option<File>,
+    last_resume: std::cell::Cell<Resume>,
 }
 
 impl Task {
     /// A handle on an already traced thread.
     pub fn new(tid: i32) -> Self {
-        Task { tid, mem: None }
+        Task { tid, mem: None, last_resume: std::cell::Cell::new(Resume::Cont) }
     }
 
     fn raw(
@@ -190,6 +193,12 @@ impl Task {
         Ok(si)
     }
 
+    /// Replaces the siginfo of a signal-delivery stop.
+    pub fn set_siginfo(&self, si: &libc::siginfo_t) -> Result<()> {
+        self.raw(libc::PTRACE_SETSIGINFO, "PTRACE_SETSIGINFO", 0, si as *const _ as usize)?;
+        Ok(())
+    }
+
     /// The event message of a ptrace event stop (new tid, exit status...).
     pub fn event_msg(&self) -> Result<u64> {
         let mut msg: libc::c_ulong = 0;
@@ -225,6 +234,7 @@ impl Task {
             },
             2 => SyscallStop::Exit {
                 ret: info.data[0] as i64,
+                rip: info.instruction_pointer,
             },
             _ => SyscallStop::None,
         })
@@ -238,7 +248,25 @@ impl Task {
             Resume::Cont => (libc::PTRACE_CONT, "PTRACE_CONT"),
         };
         self.raw(req, op, 0, signal as usize)?;
+        self.last_resume.set(how);
         Ok(())
+    }
+
+    /// Like [`Task::wait`], but steps over SIGCHLD signal-delivery stops, resuming the
+    /// task the way it was last resumed and returning how many were skipped. Replay
+    /// uses it: its real child processes exit for real and the kernel signals their
+    /// parents, while the recorded SIGCHLDs are injected from the trace.
+    pub fn wait_skipping_sigchld(&self) -> Result<(Stop, u32)> {
+        let mut skipped = 0;
+        loop {
+            match self.wait()? {
+                Stop::Signal(libc::SIGCHLD) => {
+                    skipped += 1;
+                    self.resume(self.last_resume.get(), 0)?;
+                }
+                other => return Ok((other, skipped)),
+            }
+        }
     }
 
     /// Kills the task's whole process.

@@ -10,7 +10,7 @@
 mod exec;
 pub mod redirect;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -132,6 +132,10 @@ struct Pending {
     fake_ret: Option<i64>,
     /// Output buffers pointed at scratch memory while blocked.
     redirect: Option<redirect::Redirected>,
+    /// clone with CLONE_THREAD.
+    creates_thread: bool,
+    /// The execve succeeded (its ptrace exec event was seen).
+    exec_happened: bool,
 }
 
 /// Where a thread of the recorded program is.
@@ -149,9 +153,25 @@ enum Where {
 
 struct Thread {
     task: Task,
+    /// The process it belongs to.
+    tgid: i32,
     slot: u64,
     state: Where,
     pending: Option<Pending>,
+    /// Where it resumes after the syscall-exit stop it was last resumed from; a signal
+    /// stop there is a point replay can name ("right after that syscall").
+    exit_rip: Option<u64>,
+    /// Asynchronous signals that arrived at a point replay cannot name; each is queued
+    /// again at the thread's next syscall exit.
+    deferred: std::collections::VecDeque<libc::siginfo_t>,
+    /// The deferred signal being queued again, whose delivery stop comes next.
+    requeued: Option<libc::siginfo_t>,
+}
+
+impl Thread {
+    fn new(task: Task, tgid: i32, slot: u64) -> Self {
+        Thread { task, tgid, slot, state: Where::Ready(0), pending: None, exit_rip: None, deferred: Default::default(), requeued: None }
+    }
 }
 
 /// What the main loop does after a stop of the running thread.
@@ -170,8 +190,9 @@ struct Recorder {
     files: FileStore,
     threads: BTreeMap<i32, Thread>,
     leader: i32,
-    /// The leader called `exit` while other threads live on: a zombie until they end.
-    leader_exited: bool,
+    /// Process leaders that called `exit` while their other threads live on: zombies
+    /// until those end.
+    zombies: HashSet<i32>,
     current: Option<i32>,
     previous: Option<i32>,
     sched: Scheduler,
@@ -310,17 +331,9 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     let mut rec = Recorder {
         events: EventWriter::create(&trace.path.join("events"))?,
         files: FileStore::new(trace.path.join("files")),
-        threads: BTreeMap::from([(
-            pid,
-            Thread {
-                task: Task::new(pid),
-                slot: 0,
-                state: Where::Ready(0),
-                pending: None,
-            },
-        )]),
+        threads: BTreeMap::from([(pid, Thread::new(Task::new(pid), pid, 0))]),
         leader: pid,
-        leader_exited: false,
+        zombies: HashSet::new(),
         current: Some(pid),
         previous: None,
         sched: Scheduler::new(seed),
@@ -508,8 +521,9 @@ impl Recorder {
             Stop::Syscall => {
                 let t = self.threads.get_mut(&tid).expect("known thread");
                 match t.task.syscall_stop()? {
-                    SyscallStop::Exit { ret } if t.state == Where::Blocked => {
-                        t.state = Where::Unblocked(ret)
+                    SyscallStop::Exit { ret, rip } if t.state == Where::Blocked => {
+                        t.state = Where::Unblocked(ret);
+                        t.exit_rip = Some(rip);
                     }
                     other => {
                         return Err(Error::Unsupported {
@@ -523,9 +537,14 @@ impl Recorder {
                 Ok(None)
             }
             Stop::Exited(_) | Stop::Killed(_) => {
-                // The whole process is going away (a fatal signal from outside).
+                // Its process is going away (killed, or exit_group by another thread).
+                let tgid = self.threads.get(&tid).map(|t| t.tgid).unwrap_or(tid);
                 self.threads.remove(&tid);
-                self.process_ended(tid, stop).map(Some)
+                if tgid == self.leader {
+                    return self.process_ended(tid, stop).map(Some);
+                }
+                self.forget_process(tgid);
+                Ok(None)
             }
             Stop::Signal(sig) => {
                 // A signal arrived for a blocked thread; the syscall will report its
@@ -548,32 +567,32 @@ impl Recorder {
 
     /// Reaps every remaining thread after the process ended and writes the exit event.
     /// `tid` reported `stop`, an exit.
+    /// The main process ended (`tid`, already out of the running, reported `stop`):
+    /// reap its threads, end every other process of the tree (processes that outlive
+    /// the main one are killed: the recording is of the main process's life), and write
+    /// the exit event.
     fn process_ended(&mut self, tid: i32, stop: Stop) -> Result<ExitKind> {
-        let mut leader_stop = if tid == self.leader { Some(stop) } else { None };
+        let leader = self.leader;
+        let mut leader_stop = (tid == leader).then_some(stop);
         self.threads.remove(&tid);
-        let others: Vec<i32> = self
-            .threads
-            .keys()
-            .copied()
-            .filter(|t| *t != self.leader)
-            .collect();
-        for t in others {
-            reap(t);
-            self.threads.remove(&t);
+        for t in self.members(leader) {
+            if t != leader {
+                reap(t);
+                self.threads.remove(&t);
+            }
         }
         if leader_stop.is_none() {
-            leader_stop = Some(reap(self.leader));
+            leader_stop = Some(reap(leader));
         }
-        self.threads.clear();
+        self.threads.remove(&leader);
+        self.zombies.remove(&leader);
+        self.kill_all();
         let how = match leader_stop {
             Some(Stop::Killed(s)) => ExitKind::Signaled(s),
             Some(Stop::Exited(c)) => ExitKind::Exited(c),
             _ => ExitKind::Exited(0),
         };
-        self.events.push(&Event::Exit {
-            tid: self.leader,
-            how,
-        })?;
+        self.events.push(&Event::Exit { tid: leader, how })?;
         self.events.flush()?;
         Ok(how)
     }
@@ -592,6 +611,12 @@ impl Recorder {
     fn on_stop(&mut self, cur: i32, stop: Stop) -> Result<Next> {
         match stop {
             Stop::Exited(_) | Stop::Killed(_) => {
+                let tgid = self.threads.get(&cur).map(|t| t.tgid).unwrap_or(cur);
+                if tgid != self.leader {
+                    self.threads.remove(&cur);
+                    self.forget_process(tgid);
+                    return Ok(Next::Switch);
+                }
                 return self.process_ended(cur, stop).map(Next::Finished)
             }
             Stop::Syscall => {
@@ -603,10 +628,23 @@ impl Recorder {
                     .syscall_stop()?;
                 self.threads.get_mut(&cur).expect("current").state = Where::Ready(0);
                 match step {
-                    SyscallStop::Entry { nr, args } => return self.on_entry(cur, nr, args),
-                    SyscallStop::Exit { ret } => {
+                    SyscallStop::Entry { nr, args } => {
+                        self.threads.get_mut(&cur).expect("current").exit_rip = None;
+                        return self.on_entry(cur, nr, args);
+                    }
+                    SyscallStop::Exit { ret, rip } => {
                         let sysno = self.threads[&cur].pending.as_ref().map(|p| p.nr);
                         self.on_exit(cur, ret)?;
+                        let t = self.threads.get_mut(&cur).expect("current");
+                        t.exit_rip = Some(rip);
+                        if t.requeued.is_none() {
+                            if let Some(si) = t.deferred.pop_front() {
+                                // Queue a held signal again, now that replay can name
+                                // the point: right after this syscall.
+                                t.state = Where::Ready(si.si_signo);
+                                t.requeued = Some(si);
+                            }
+                        }
                         let point = if sysno == Some(nr::SCHED_YIELD) {
                             Point::Yield
                         } else {
@@ -625,16 +663,16 @@ impl Recorder {
             }
             Stop::Event(ev) => {
                 self.threads.get_mut(&cur).expect("current").state = Where::Ready(0);
-                self.on_event(cur, ev)?;
+                return self.on_event(cur, ev);
             }
             Stop::Other(_) => self.threads.get_mut(&cur).expect("current").state = Where::Ready(0),
         }
         Ok(Next::Continue)
     }
 
-    fn on_event(&mut self, cur: i32, ev: i32) -> Result<()> {
+    fn on_event(&mut self, cur: i32, ev: i32) -> Result<Next> {
         match ev {
-            libc::PTRACE_EVENT_CLONE => {
+            libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => {
                 let child = self.threads[&cur].task.event_msg()? as i32;
                 let first = match self.early.remove(&child) {
                     Some(s) => s,
@@ -642,24 +680,35 @@ impl Recorder {
                 };
                 if !matches!(first, Stop::Signal(libc::SIGSTOP)) {
                     return Err(Error::Unsupported {
-                        what: format!("new thread {child} first stopped with {first:?}"),
+                        what: format!("new task {child} first stopped with {first:?}"),
                         hint: "report this as a bug".into(),
                     });
                 }
+                // A new process is a task of its own tgid, unless clone made a thread.
+                let process = ev != libc::PTRACE_EVENT_CLONE || !self.threads[&cur].pending.as_ref().is_some_and(|p| p.creates_thread);
+                let tgid = if process { child } else { self.threads[&cur].tgid };
                 let slot = self.next_slot;
                 self.next_slot += 1;
-                self.threads.insert(child, Thread { task: Task::new(child), slot, state: Where::Ready(0), pending: None });
-                Ok(())
+                self.threads.insert(child, Thread::new(Task::new(child), tgid, slot));
+                let vfork = ev == libc::PTRACE_EVENT_VFORK;
+                self.events.push(&Event::NewTask { tid: cur, child, process, vfork })?;
+                if vfork {
+                    // The parent now waits in the kernel until the child execs or exits.
+                    let t = self.threads.get_mut(&cur).expect("current");
+                    t.task.resume(Resume::Syscall, 0).or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
+                    t.state = Where::Blocked;
+                    return Ok(Next::Switch);
+                }
+                Ok(Next::Continue)
             }
-            libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => Err(Error::Unsupported {
-                what: "the program started a child process".into(),
-                hint: "process trees are not supported by this version of the recorder".into(),
-            }),
-            libc::PTRACE_EVENT_EXEC => Err(Error::Unsupported {
-                what: "the program called execve".into(),
-                hint: "programs that exec another program are not supported by this version of the recorder".into(),
-            }),
-            _ => Ok(()),
+            libc::PTRACE_EVENT_EXEC => {
+                // The execve exit stop comes next; the image is captured there.
+                if let Some(p) = self.threads.get_mut(&cur).expect("current").pending.as_mut() {
+                    p.exec_happened = true;
+                }
+                Ok(Next::Continue)
+            }
+            _ => Ok(Next::Continue),
         }
     }
 
@@ -734,6 +783,11 @@ impl Recorder {
             return self.on_exit_call(cur, sysno);
         }
         let blocking = desc.may_block && fake_ret.is_none() && self.threads.len() > 1;
+        let creates_thread = match sysno {
+            nr::CLONE => args[0] & libc::CLONE_THREAD as u64 != 0,
+            nr::CLONE3 => entry.extra.first().is_some_and(|f| f & libc::CLONE_THREAD as u64 != 0),
+            _ => false,
+        };
         let mut pending = Pending {
             nr: sysno,
             args,
@@ -743,6 +797,8 @@ impl Recorder {
             entry,
             fake_ret,
             redirect: None,
+            creates_thread,
+            exec_happened: false,
         };
         if blocking {
             // Let it sit in the kernel while others run; its results land in scratch.
@@ -767,31 +823,47 @@ impl Recorder {
     }
 
     /// exit / exit_group: the event is written; let the call run and collect the ends.
+    /// The threads of process `tgid` that are still known.
+    fn members(&self, tgid: i32) -> Vec<i32> {
+        self.threads.iter().filter(|(_, t)| t.tgid == tgid).map(|(tid, _)| *tid).collect()
+    }
+
+    /// exit / exit_group: the event is written; let the call run and collect the ends.
     fn on_exit_call(&mut self, cur: i32, sysno: u64) -> Result<Next> {
         let t = self.threads.get_mut(&cur).expect("current");
-        t.task
-            .resume(Resume::Syscall, 0)
-            .or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
-        if sysno == nr::EXIT_GROUP || (self.threads.len() == 1 && !self.leader_exited) {
+        let tgid = t.tgid;
+        t.task.resume(Resume::Syscall, 0).or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
+        if sysno == nr::EXIT_GROUP || self.members(tgid).len() == 1 {
+            // The whole process ends.
             let stop = reap(cur);
-            return self.process_ended(cur, stop).map(Next::Finished);
-        }
-        // One thread ends. The leader stays a zombie until the others are gone, so only
-        // wait for non-leaders (whose CLEARTID write and futex wake happen before their
-        // exit is reported: nothing may run before that).
-        if cur == self.leader {
-            self.leader_exited = true;
-            self.threads.get_mut(&cur).expect("current").state = Where::Blocked;
+            if tgid == self.leader {
+                return self.process_ended(cur, stop).map(Next::Finished);
+            }
             self.threads.remove(&cur);
+            self.forget_process(tgid);
             return Ok(Next::Switch);
         }
-        reap(cur);
+        // One thread ends. A process's leader stays a zombie until the others are gone,
+        // so only non-leaders are waited for (their CLEARTID write and futex wake happen
+        // before their exit is reported: nothing may run before that).
         self.threads.remove(&cur);
-        if self.threads.is_empty() {
-            let stop = reap(self.leader);
-            return self.process_ended(self.leader, stop).map(Next::Finished);
+        if cur == tgid {
+            self.zombies.insert(tgid);
+        } else {
+            reap(cur);
         }
         Ok(Next::Switch)
+    }
+
+    /// Reaps whatever is left of a (non-main) process that has ended.
+    fn forget_process(&mut self, tgid: i32) {
+        for t in self.members(tgid) {
+            reap(t);
+            self.threads.remove(&t);
+        }
+        if self.zombies.remove(&tgid) {
+            reap(tgid);
+        }
     }
 
     fn check_clone(&mut self, cur: i32, sysno: u64, args: &[u64; 6]) -> Result<()> {
@@ -803,13 +875,6 @@ impl Recorder {
         } else {
             args[0]
         };
-        let thread = (libc::CLONE_VM | libc::CLONE_THREAD) as u64;
-        if flags & thread != thread {
-            return Err(Error::Unsupported {
-                what: "the program started a child process (clone without CLONE_THREAD)".into(),
-                hint: "process trees are not supported by this version of the recorder".into(),
-            });
-        }
         if flags & libc::CLONE_PIDFD as u64 != 0 {
             return Err(Error::Unsupported {
                 what: "clone with CLONE_PIDFD".into(),
@@ -874,46 +939,92 @@ impl Recorder {
             input_hash: p.input_hash,
             writes,
             file,
-        }))
+        }))?;
+        if p.exec_happened && ret == 0 {
+            // A new image: arm the traps again (exec clears CPUID faulting) and capture it.
+            let task = &mut self.threads.get_mut(&cur).expect("thread").task;
+            task.reopen_mem();
+            let exe = std::fs::read_link(format!("/proc/{cur}/exe")).map(|p| p.display().to_string()).unwrap_or_default();
+            let setup = exec::arm_and_capture(task, &mut self.files, &exe)?;
+            self.events.push(&Event::Exec(Box::new(setup.state)))?;
+        }
+        Ok(())
     }
 
     fn on_signal(&mut self, cur: i32, sig: i32) -> Result<i32> {
-        let task = &mut self.threads.get_mut(&cur).expect("current").task;
-        let regs = task.regs()?;
+        let multi = self.threads.len() > 1;
+        let t = self.threads.get_mut(&cur).expect("current");
+        let regs = t.task.regs()?;
+        let exit_rip = t.exit_rip.take();
         if sig == libc::SIGSEGV {
-            let bytes = task.read_mem_partial(regs.rip, 3)?;
+            let bytes = t.task.read_mem_partial(regs.rip, 3)?;
             if let Some(insn) = Trapped::decode(&bytes) {
-                let event = emulate(task, insn, regs, &mut self.cpuid_seen)?;
+                let event = emulate(&mut t.task, insn, regs, &mut self.cpuid_seen)?;
                 self.events.push(&event)?;
                 return Ok(0);
             }
         }
-        if sig == libc::SIGSTOP && self.threads.len() > 1 {
-            // A leftover initial stop; nothing to deliver.
+        let si = match t.task.siginfo() {
+            Ok(si) => si,
+            // No siginfo: a group-stop (SIGSTOP/SIGTSTP job control), not a delivery.
+            Err(Error::Ptrace { .. }) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        if let Some(req) = t.requeued.take() {
+            if req.si_signo == sig {
+                // A deferred signal, queued again right after a syscall: deliver it
+                // with its original siginfo.
+                t.task.set_siginfo(&req)?;
+                self.events.push(&Event::Signal { tid: cur, signo: sig, rip: regs.rip, injected: true, info: siginfo_bytes(&req) })?;
+                return Ok(sig);
+            }
+            t.requeued = Some(req);
+        }
+        if sig == libc::SIGSTOP && multi && si.si_code == libc::SI_USER {
+            // A leftover initial stop of a new task; nothing to deliver.
             return Ok(0);
         }
-        if matches!(
-            sig,
-            libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
-        ) {
-            // Ctrl-C at the terminal reaches the program too: end the recording.
+        if is_fault(sig, si.si_code) {
+            self.events.push(&Event::Signal { tid: cur, signo: sig, rip: regs.rip, injected: false, info: Vec::new() })?;
+            return Ok(sig);
+        }
+        if matches!(sig, libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT) && !self.sent_by_tree(&si) {
+            // Ctrl-C at the terminal, or a kill from outside: end the recording.
             self.interrupter.interrupt(Outcome::Interrupted);
             return Ok(0);
         }
-        if !is_synchronous(sig) {
-            return Err(Error::Unsupported {
-                what: format!("asynchronous signal {} for thread {cur}", signal_name(sig)),
-                hint: "asynchronous signals are not supported by this version of the recorder"
-                    .into(),
-            });
+        let t = self.threads.get_mut(&cur).expect("current");
+        if exit_rip == Some(regs.rip) {
+            // Right after a syscall: a point replay can name and queue the signal at.
+            self.events.push(&Event::Signal { tid: cur, signo: sig, rip: regs.rip, injected: true, info: siginfo_bytes(&si) })?;
+            return Ok(sig);
         }
-        self.events.push(&Event::Signal {
-            tid: cur,
-            signo: sig,
-            rip: regs.rip,
-        })?;
-        Ok(sig)
+        // Somewhere in user code, a point replay cannot find again: hold the signal
+        // and queue it again at this thread's next syscall exit.
+        t.deferred.push_back(si);
+        Ok(0)
     }
+
+    /// Whether a signal was sent by one of the recorded processes (kill, tgkill...).
+    fn sent_by_tree(&self, si: &libc::siginfo_t) -> bool {
+        if si.si_code != libc::SI_USER && si.si_code != libc::SI_TKILL && si.si_code != libc::SI_QUEUE {
+            return si.si_code != libc::SI_KERNEL;
+        }
+        // SAFETY: si_pid is valid for SI_USER/SI_TKILL/SI_QUEUE.
+        let pid = unsafe { si.si_pid() };
+        self.threads.values().any(|t| t.tgid == pid)
+    }
+}
+
+/// The raw bytes of a siginfo, for the trace.
+fn siginfo_bytes(si: &libc::siginfo_t) -> Vec<u8> {
+    // SAFETY: siginfo_t is 128 bytes of plain data.
+    unsafe { std::slice::from_raw_parts(si as *const _ as *const u8, std::mem::size_of::<libc::siginfo_t>()) }.to_vec()
+}
+
+/// A fault raised by the thread's own instruction: it recurs by itself at replay.
+fn is_fault(sig: i32, code: i32) -> bool {
+    matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP) && code > 0
 }
 
 /// Interrupts a recording when its time is up, unless dropped first.
@@ -958,21 +1069,6 @@ impl Drop for Watchdog {
             let _ = t.join();
         }
     }
-}
-
-/// Signals that an instruction of the thread raised itself, which recur at the same
-/// point in replay (or that the thread sent itself with a recorded syscall).
-fn is_synchronous(sig: i32) -> bool {
-    matches!(
-        sig,
-        libc::SIGSEGV
-            | libc::SIGBUS
-            | libc::SIGILL
-            | libc::SIGFPE
-            | libc::SIGTRAP
-            | libc::SIGABRT
-            | libc::SIGSYS
-    )
 }
 
 /// Waits until a task has ended; returns how.

@@ -107,7 +107,8 @@ pub fn replay_observed(
             task: Task::new(pid),
             threads: HashMap::new(),
             leader: first.tid,
-            zombie_leader: None,
+            zombies: HashMap::new(),
+            stub_path: stub_dir.path.clone(),
             ended: None,
             events,
             index: 1,
@@ -165,10 +166,21 @@ impl Drop for StubFile {
 /// A thread of the replayed program.
 struct RThread {
     task: Task,
+    /// Recorded tgid of its process.
+    tgid: i32,
     /// Held at the entry stop of a call recorded as [`Event::Blocked`].
     held: Option<(u64, [u64; 6])>,
     /// Signal to deliver when it is next resumed.
     signal: i32,
+    /// Inside a fork-family call whose child was created ([`Event::NewTask`]): its
+    /// number and arguments, and whether it waits in the kernel (vfork).
+    in_fork: Option<(u64, [u64; 6], bool)>,
+}
+
+impl RThread {
+    fn new(task: Task, tgid: i32) -> Self {
+        RThread { task, tgid, held: None, signal: 0, in_fork: None }
+    }
 }
 
 struct Replayer<'s, 'a> {
@@ -179,8 +191,10 @@ struct Replayer<'s, 'a> {
     threads: HashMap<i32, RThread>,
     /// Recorded tid of the thread group leader.
     leader: i32,
-    /// The leader called `exit` while others lived on; it is reaped at the end.
-    zombie_leader: Option<Task>,
+    /// Process leaders that called `exit` while their other threads lived on, by tgid.
+    zombies: HashMap<i32, Task>,
+    /// The stub executable, exec'ed again when the program execs.
+    stub_path: PathBuf,
     /// How the process ended at replay, once it has.
     ended: Option<ExitKind>,
     events: EventReader,
@@ -196,14 +210,14 @@ impl Replayer<'_, '_> {
     fn start(&mut self, first: &crate::trace::ExecState) -> Result<()> {
         self.task.set_options(crate::ptrace::OPTIONS)?;
         self.task.resume(Resume::Cont, 0)?;
-        match self.task.wait()? {
+        match self.task.wait_skipping_sigchld()?.0 {
             Stop::Event(libc::PTRACE_EVENT_EXEC) => {}
             other => {
                 return Err(self.setup_error(format!("the replay stub did not exec ({other:?})")))
             }
         }
         self.task.resume(Resume::Syscall, 0)?;
-        match self.task.wait()? {
+        match self.task.wait_skipping_sigchld()?.0 {
             Stop::Syscall => {}
             other => {
                 return Err(
@@ -214,14 +228,7 @@ impl Replayer<'_, '_> {
         self.task.reopen_mem();
         rebuild::rebuild(&mut self.task, &self.trace, first)?;
         let leader = std::mem::replace(&mut self.task, Task::new(0));
-        self.threads.insert(
-            self.leader,
-            RThread {
-                task: leader,
-                held: None,
-                signal: 0,
-            },
-        );
+        self.threads.insert(self.leader, RThread::new(leader, self.leader));
         Ok(())
     }
 
@@ -298,19 +305,18 @@ impl Replayer<'_, '_> {
     }
 
     fn kill_all(&mut self) {
-        let tasks: Vec<&Task> = self
+        let tasks: Vec<Task> = self
             .threads
-            .values()
-            .map(|t| &t.task)
-            .chain(self.zombie_leader.iter())
+            .drain()
+            .map(|(_, t)| t.task)
+            .chain(self.zombies.drain().map(|(_, t)| t))
             .collect();
         for t in &tasks {
             t.kill();
         }
-        for t in tasks {
+        for t in &tasks {
             reap(t);
         }
-        self.threads.clear();
     }
 
     /// The trace's next event is the process's end: let the thread with a (fatal)
@@ -326,34 +332,32 @@ impl Replayer<'_, '_> {
             return Err(self.diverge(ev, "has no thread left to end it".into()));
         };
         th.task.resume(Resume::Sysemu, th.signal)?;
-        match th.task.wait()? {
+        match th.task.wait_skipping_sigchld()?.0 {
             s @ (Stop::Exited(_) | Stop::Killed(_)) => Ok(self.reap_all(tid, s)),
             other => Err(self.diverge(ev, format!("stopped with {other:?} instead of ending"))),
         }
     }
 
-    /// After thread `tid` (already out of `threads`) ended with `stop`, collects every
-    /// other thread; returns the process's end (the leader's).
+    /// The main process ended: thread `tid` (already out of `threads`) reported
+    /// `stop`. Collects its other threads, ends the other processes of the tree (as the
+    /// recording did), and returns the main process's end (its leader's).
     fn reap_all(&mut self, tid: i32, stop: Stop) -> ExitKind {
-        let mut leader_stop = (tid == self.leader).then_some(stop);
-        let others: Vec<i32> = self
-            .threads
-            .keys()
-            .copied()
-            .filter(|t| *t != self.leader)
-            .collect();
-        for t in others {
+        let leader = self.leader;
+        let mut leader_stop = (tid == leader).then_some(stop);
+        let members: Vec<i32> = self.threads.iter().filter(|(t, th)| th.tgid == leader && **t != leader).map(|(t, _)| *t).collect();
+        for t in members {
             if let Some(th) = self.threads.remove(&t) {
                 reap(&th.task);
             }
         }
         if leader_stop.is_none() {
-            if let Some(th) = self.threads.remove(&self.leader) {
+            if let Some(th) = self.threads.remove(&leader) {
                 leader_stop = Some(reap(&th.task));
-            } else if let Some(z) = self.zombie_leader.take() {
+            } else if let Some(z) = self.zombies.remove(&leader) {
                 leader_stop = Some(reap(&z));
             }
         }
+        self.kill_all();
         let how = match leader_stop {
             Some(Stop::Killed(s)) => ExitKind::Signaled(s),
             Some(Stop::Exited(c)) => ExitKind::Exited(c),
@@ -363,11 +367,150 @@ impl Replayer<'_, '_> {
         how
     }
 
+    /// A (non-main) process ended: collect what is left of it.
+    fn forget_process(&mut self, tgid: i32) {
+        let members: Vec<i32> = self.threads.iter().filter(|(_, th)| th.tgid == tgid).map(|(t, _)| *t).collect();
+        for t in members {
+            if let Some(th) = self.threads.remove(&t) {
+                reap(&th.task);
+            }
+        }
+        if let Some(z) = self.zombies.remove(&tgid) {
+            reap(&z);
+        }
+    }
+
+    /// A fork-family call created a task ([`Event::NewTask`]): run the parent into the
+    /// call until the kernel reports the child, and take the child in.
+    fn new_task(&mut self, ev: &Event, th: &mut RThread, child: i32, process: bool, vfork: bool) -> Result<Step> {
+        th.task.resume(Resume::Syscall, th.signal)?;
+        th.signal = 0;
+        let (nr, args) = loop {
+            match th.task.wait_skipping_sigchld()?.0 {
+                Stop::Syscall => match th.task.syscall_stop()? {
+                    SyscallStop::Entry { nr, args } => break (nr, args),
+                    _ => th.task.resume(Resume::Syscall, 0)?,
+                },
+                other => return Err(self.diverge(ev, format!("stopped with {other:?} before creating it"))),
+            }
+        };
+        if !matches!(nr, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK) {
+            return Err(self.diverge(ev, format!("made syscall {}", describe_call(nr, &args))));
+        }
+        th.task.resume(Resume::Syscall, 0)?;
+        match th.task.wait_skipping_sigchld()?.0 {
+            Stop::Event(libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK) => {}
+            other => return Err(self.diverge(ev, format!("stopped with {other:?} in {}", syscalls::name_of(nr)))),
+        }
+        let real = th.task.event_msg()? as i32;
+        match crate::ptrace::wait_for(real)? {
+            Stop::Signal(libc::SIGSTOP) => {}
+            other => return Err(self.diverge(ev, format!("the new task first stopped with {other:?}"))),
+        }
+        let tgid = if process { child } else { th.tgid };
+        self.threads.insert(child, RThread::new(Task::new(real), tgid));
+        if vfork {
+            // The parent waits in the kernel until the child execs or exits.
+            th.task.resume(Resume::Syscall, 0)?;
+        }
+        th.in_fork = Some((nr, args, vfork));
+        Ok(Step::Done)
+    }
+
+    /// The fork-family call of an earlier [`Event::NewTask`] returns.
+    fn finish_fork(&mut self, ev: &Event, s: &SyscallEvent, th: &mut RThread) -> Result<Step> {
+        let (nr, args, in_kernel) = th.in_fork.take().expect("checked by the caller");
+        if s.nr != nr || s.args != args {
+            return Err(self.diverge(ev, format!("made syscall {}", describe_call(nr, &args))));
+        }
+        if !in_kernel {
+            th.task.resume(Resume::Syscall, 0)?;
+        }
+        match th.task.wait_skipping_sigchld()?.0 {
+            Stop::Syscall => {}
+            other => return Err(self.diverge(ev, format!("stopped with {other:?} in {}", syscalls::name_of(nr)))),
+        }
+        for w in &s.writes {
+            th.task.write_mem(w.addr, &w.data)?;
+        }
+        th.task.set_rax(s.ret as u64)?;
+        Ok(Step::Done)
+    }
+
+    /// The program execs: cancel its execve (it would load the host's files) and exec
+    /// the stub instead; the [`Event::Exec`] that follows rebuilds the recorded image.
+    fn exec_stub(&mut self, ev: &Event, th: &mut RThread) -> Result<()> {
+        th.task.set_orig_rax(u64::MAX)?;
+        self.run_to_exit(ev, &th.task)?;
+        let mut regs = th.task.regs()?;
+        let mut path = std::os::unix::ffi::OsStrExt::as_bytes(self.stub_path.as_os_str()).to_vec();
+        path.push(0);
+        // Below the red zone, on the old image's stack, which is about to go anyway.
+        let at = (regs.rsp - 8192) & !15;
+        th.task.write_mem(at, &path)?;
+        let argv = (at + path.len() as u64 + 15) & !15;
+        th.task.write_mem(argv, &[0u8; 16])?;
+        regs.rip -= 2;
+        regs.rax = libc::SYS_execve as u64;
+        regs.rdi = at;
+        regs.rsi = argv;
+        regs.rdx = argv;
+        th.task.set_regs(&regs)?;
+        th.task.resume(Resume::Syscall, 0)?;
+        let mut saw_exec = false;
+        loop {
+            match th.task.wait_skipping_sigchld()?.0 {
+                Stop::Event(libc::PTRACE_EVENT_EXEC) => saw_exec = true,
+                Stop::Syscall => {
+                    if let SyscallStop::Exit { ret, .. } = th.task.syscall_stop()? {
+                        if !saw_exec || ret != 0 {
+                            return Err(self.diverge(ev, format!("could not exec the replay stub ({ret})")));
+                        }
+                        break;
+                    }
+                }
+                other => return Err(self.diverge(ev, format!("stopped with {other:?} while exec'ing the stub"))),
+            }
+            th.task.resume(Resume::Syscall, 0)?;
+        }
+        th.task.reopen_mem();
+        Ok(())
+    }
+
     /// Replays one event of thread `th`.
     fn step(&mut self, ev: &Event, th: &mut RThread) -> Result<Step> {
         if let Some((nr, args)) = th.held.take() {
             // Held at the entry of a blocked call: this event completes it.
             return self.on_syscall(ev, nr, args, th);
+        }
+        match ev {
+            Event::NewTask { child, process, vfork, .. } => return self.new_task(ev, th, *child, *process, *vfork),
+            Event::Syscall(s) if th.in_fork.is_some() => return self.finish_fork(ev, s, th),
+            Event::Exec(state) => {
+                rebuild::rebuild(&mut th.task, &self.trace, state)?;
+                return Ok(Step::Done);
+            }
+            Event::Signal { signo, rip, injected: true, info, .. } => {
+                // Queue it from the syscall stop the thread is in, as the recording did.
+                th.task.resume(Resume::Sysemu, *signo)?;
+                return match th.task.wait()? {
+                    Stop::Signal(sig) if sig == *signo => {
+                        let regs = th.task.regs()?;
+                        if regs.rip != *rip {
+                            return Err(self.diverge(ev, format!("got it at {:#x}", regs.rip)));
+                        }
+                        if info.len() == std::mem::size_of::<libc::siginfo_t>() {
+                            // SAFETY: 128 bytes of plain data, copied from a siginfo_t.
+                            let si: libc::siginfo_t = unsafe { std::ptr::read_unaligned(info.as_ptr() as *const libc::siginfo_t) };
+                            th.task.set_siginfo(&si)?;
+                        }
+                        th.signal = sig;
+                        Ok(Step::Done)
+                    }
+                    other => Err(self.diverge(ev, format!("stopped with {other:?} instead"))),
+                };
+            }
+            _ => {}
         }
         let mode = match ev {
             Event::Syscall(s) if runs_at_replay(s) => Resume::Syscall,
@@ -375,7 +518,7 @@ impl Replayer<'_, '_> {
         };
         th.task.resume(mode, th.signal)?;
         th.signal = 0;
-        let stop = th.task.wait()?;
+        let stop = th.task.wait_skipping_sigchld()?.0;
         match stop {
             Stop::Syscall => match th.task.syscall_stop()? {
                 SyscallStop::Entry { nr, args } => {
@@ -410,7 +553,7 @@ impl Replayer<'_, '_> {
                     (Some(_), Event::Rdtsc { .. } | Event::Cpuid { .. }) => {
                         self.on_trapped(ev, &th.task, regs)?
                     }
-                    (None, Event::Signal { signo, rip, .. })
+                    (None, Event::Signal { signo, rip, injected: false, .. })
                         if *signo == sig && *rip == regs.rip =>
                     {
                         th.signal = sig
@@ -549,27 +692,30 @@ impl Replayer<'_, '_> {
     /// entry stop; on return it is at the call's exit stop with the recorded result.
     fn execute(&mut self, ev: &Event, s: &SyscallEvent, th: &mut RThread) -> Result<Step> {
         match s.nr {
-            nr::EXIT_GROUP => {
+            nr::EXIT_GROUP | nr::EXIT => {
                 th.task.resume(Resume::Syscall, 0)?;
-                let stop = reap(&th.task);
-                self.reap_all(s.tid, stop);
+                let tgid = th.tgid;
+                let others = self.threads.values().filter(|t| t.tgid == tgid).count();
+                if s.nr == nr::EXIT_GROUP || others == 0 {
+                    let stop = reap(&th.task);
+                    if tgid == self.leader {
+                        self.reap_all(s.tid, stop);
+                    } else {
+                        self.forget_process(tgid);
+                    }
+                } else if s.tid == tgid {
+                    // A process leader stays a zombie until its other threads are gone.
+                    self.zombies.insert(tgid, Task::new(th.task.tid));
+                } else {
+                    reap(&th.task);
+                }
                 return Ok(Step::Gone);
             }
-            nr::EXIT => {
-                th.task.resume(Resume::Syscall, 0)?;
-                if s.tid == self.leader && !self.threads.is_empty() {
-                    // A zombie until the others are gone.
-                    self.zombie_leader = Some(Task::new(th.task.tid));
-                    return Ok(Step::Gone);
-                }
-                let stop = reap(&th.task);
-                if self.threads.is_empty() {
-                    self.reap_all(s.tid, stop);
-                }
-                return Ok(Step::Gone);
+            nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK => {
+                return Err(self.diverge(ev, "created a task without the recorded new-task event".into()));
             }
-            nr::CLONE | nr::CLONE3 => {
-                self.redo_clone(ev, s, th)?;
+            nr::EXECVE => {
+                self.exec_stub(ev, th)?;
                 return Ok(Step::Done);
             }
             nr::MMAP | nr::BRK => {
@@ -613,41 +759,11 @@ impl Replayer<'_, '_> {
         Ok(Step::Done)
     }
 
-    /// clone of a thread: really create it, then make everything the program can see of
-    /// its id the recorded one.
-    fn redo_clone(&mut self, ev: &Event, s: &SyscallEvent, th: &mut RThread) -> Result<()> {
-        th.task.resume(Resume::Syscall, 0)?;
-        let child = match th.task.wait()? {
-            Stop::Event(libc::PTRACE_EVENT_CLONE) => th.task.event_msg()? as i32,
-            other => return Err(self.diverge(ev, format!("stopped with {other:?} in clone"))),
-        };
-        match crate::ptrace::wait_for(child)? {
-            Stop::Signal(libc::SIGSTOP) => {}
-            other => {
-                return Err(self.diverge(ev, format!("new thread first stopped with {other:?}")))
-            }
-        }
-        self.run_to_exit(ev, &th.task)?;
-        for w in &s.writes {
-            th.task.write_mem(w.addr, &w.data)?;
-        }
-        th.task.set_rax(s.ret as u64)?;
-        self.threads.insert(
-            s.ret as i32,
-            RThread {
-                task: Task::new(child),
-                held: None,
-                signal: 0,
-            },
-        );
-        Ok(())
-    }
-
     fn run_to_exit(&self, ev: &Event, task: &Task) -> Result<i64> {
         task.resume(Resume::Syscall, 0)?;
-        match task.wait()? {
+        match task.wait_skipping_sigchld()?.0 {
             Stop::Syscall => match task.syscall_stop()? {
-                SyscallStop::Exit { ret } => Ok(ret),
+                SyscallStop::Exit { ret, .. } => Ok(ret),
                 other => Err(self.diverge(ev, format!("stopped at {other:?}"))),
             },
             other => Err(self.diverge(ev, format!("stopped with {other:?} inside it"))),

@@ -52,10 +52,11 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         | nr::SCHED_SETAFFINITY
         | nr::SCHED_GETAFFINITY
         | nr::CLONE
-        | nr::CLONE3 => Handling::Engine,
-        nr::FORK | nr::VFORK | nr::EXECVE | nr::EXECVEAT => Handling::Unsupported(
-            "child processes and exec are not supported by this version of the recorder",
-        ),
+        | nr::CLONE3
+        | nr::FORK
+        | nr::VFORK
+        | nr::EXECVE => Handling::Engine,
+        nr::EXECVEAT => Handling::Unsupported("execveat is not supported yet; use execve"),
         nr::RECVMMSG | nr::SENDMMSG => {
             Handling::Unsupported("recvmmsg/sendmmsg are not supported yet; use recvmsg/sendmsg")
         }

@@ -139,6 +139,24 @@ pub enum Event {
         signo: i32,
         /// Where the thread was.
         rip: u64,
+        /// Replay must inject it: it did not come from the thread's own instruction (a
+        /// fault recurs by itself), but from kill, a timer, a child's exit... It is
+        /// always delivered right after a syscall of the thread, where replay can
+        /// queue it.
+        injected: bool,
+        /// The siginfo the handler saw (128 bytes), for injected signals.
+        info: Vec<u8>,
+    },
+    /// A thread created a new task (thread or process); `child` is its recorded tid.
+    NewTask {
+        /// The creating thread.
+        tid: i32,
+        /// The new task's tid.
+        child: i32,
+        /// Whether it is a new process (fork, vfork, clone without CLONE_THREAD).
+        process: bool,
+        /// vfork: the parent waits in the kernel until the child execs or exits.
+        vfork: bool,
     },
     /// The process ended.
     Exit {
@@ -157,6 +175,7 @@ impl Event {
             Event::Syscall(s) => s.tid,
             Event::Rdtsc { tid, .. }
             | Event::Blocked { tid, .. }
+            | Event::NewTask { tid, .. }
             | Event::Cpuid { tid, .. }
             | Event::Signal { tid, .. }
             | Event::Exit { tid, .. } => *tid,
@@ -217,9 +236,21 @@ impl Event {
                 "cpuid({leaf:#x}, {subleaf:#x}) at {rip:#x} = {:#x} {:#x} {:#x} {:#x}",
                 out[0], out[1], out[2], out[3]
             ),
-            Event::Signal { signo, rip, .. } => {
-                format!("signal {} at {rip:#x}", signal_name(*signo))
-            }
+            Event::Signal { signo, rip, injected, .. } => format!(
+                "signal {} at {rip:#x}{}",
+                signal_name(*signo),
+                if *injected { " (asynchronous)" } else { "" }
+            ),
+            Event::NewTask { child, process, vfork, .. } => format!(
+                "new {} {child}",
+                if *vfork {
+                    "vfork child"
+                } else if *process {
+                    "process"
+                } else {
+                    "thread"
+                }
+            ),
             Event::Exit { how, .. } => match how {
                 ExitKind::Exited(c) => format!("exit {c}"),
                 ExitKind::Signaled(s) => format!("killed by {}", signal_name(*s)),
