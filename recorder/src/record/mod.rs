@@ -200,7 +200,8 @@ struct Recorder {
     /// Stops of tasks we did not know yet (a new thread can report before its parent's
     /// clone event is handled).
     early: HashMap<i32, Stop>,
-    out_fds: OutputFds,
+    /// Each process's view of which fds are the original stdout and stderr.
+    out_fds: HashMap<i32, OutputFds>,
     stdout: std::fs::File,
     stderr: std::fs::File,
     cpu_set: Vec<usize>,
@@ -339,7 +340,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         sched: Scheduler::new(seed),
         next_slot: 1,
         early: HashMap::new(),
-        out_fds: OutputFds::default(),
+        out_fds: HashMap::new(),
         stdout: open("stdout")?,
         stderr: open("stderr")?,
         cpu_set,
@@ -690,6 +691,12 @@ impl Recorder {
                 let slot = self.next_slot;
                 self.next_slot += 1;
                 self.threads.insert(child, Thread::new(Task::new(child), tgid, slot));
+                if process {
+                    // A new process starts with a copy of its parent's fd table.
+                    let parent_tgid = self.threads[&cur].tgid;
+                    let fds = self.out_fds.entry(parent_tgid).or_default().clone();
+                    self.out_fds.insert(child, fds);
+                }
                 let vfork = ev == libc::PTRACE_EVENT_VFORK;
                 self.events.push(&Event::NewTask { tid: cur, child, process, vfork })?;
                 if vfork {
@@ -782,7 +789,10 @@ impl Recorder {
             }))?;
             return self.on_exit_call(cur, sysno);
         }
-        let blocking = desc.may_block && fake_ret.is_none() && self.threads.len() > 1;
+        // Fork-family calls report their child through ptrace events and are handled
+        // as such (vfork's wait included), never as blocking calls.
+        let forks = matches!(sysno, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK);
+        let blocking = desc.may_block && !forks && fake_ret.is_none() && self.threads.len() > 1;
         let creates_thread = match sysno {
             nr::CLONE => args[0] & libc::CLONE_THREAD as u64 != 0,
             nr::CLONE3 => entry.extra.first().is_some_and(|f| f & libc::CLONE_THREAD as u64 != 0),
@@ -886,6 +896,7 @@ impl Recorder {
 
     fn on_exit(&mut self, cur: i32, mut ret: i64) -> Result<()> {
         let t = self.threads.get_mut(&cur).expect("thread");
+        let tgid = t.tgid;
         let Some(p) = t.pending.take() else {
             return Ok(());
         };
@@ -920,7 +931,7 @@ impl Recorder {
                 _ => {}
             }
             if let Some(kind) = OutputFds::write_kind(p.nr) {
-                if let Some(stream) = self.out_fds.stream(p.args[0]) {
+                if let Some(stream) = self.out_fds.entry(tgid).or_default().stream(p.args[0]) {
                     let data = crate::output::written_bytes(task, kind, &p.args, ret)?;
                     let f = match stream {
                         Stream::Stdout => &mut self.stdout,
@@ -929,7 +940,7 @@ impl Recorder {
                     let _ = f.write_all(&data);
                 }
             }
-            self.out_fds.after_syscall(p.nr, &p.args, ret);
+            self.out_fds.entry(tgid).or_default().after_syscall(p.nr, &p.args, ret);
         }
         self.events.push(&Event::Syscall(SyscallEvent {
             tid: cur,

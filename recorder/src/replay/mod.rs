@@ -113,7 +113,7 @@ pub fn replay_observed(
             events,
             index: 1,
             brk: first.brk,
-            out_fds: OutputFds::default(),
+            out_fds: HashMap::new(),
             sink,
             observer,
         };
@@ -201,7 +201,8 @@ struct Replayer<'s, 'a> {
     /// Number of the next event.
     index: u64,
     brk: u64,
-    out_fds: OutputFds,
+    /// Each process's view of which fds are the original stdout and stderr.
+    out_fds: HashMap<i32, OutputFds>,
     sink: &'s mut OutputSink<'a>,
     observer: &'s mut Observer<'a>,
 }
@@ -409,6 +410,10 @@ impl Replayer<'_, '_> {
         }
         let tgid = if process { child } else { th.tgid };
         self.threads.insert(child, RThread::new(Task::new(real), tgid));
+        if process {
+            let fds = self.out_fds.entry(th.tgid).or_default().clone();
+            self.out_fds.insert(child, fds);
+        }
         if vfork {
             // The parent waits in the kernel until the child execs or exits.
             th.task.resume(Resume::Syscall, 0)?;
@@ -674,7 +679,7 @@ impl Replayer<'_, '_> {
         }
         if s.ret >= 0 {
             if let (Some(kind), Some(stream)) =
-                (OutputFds::write_kind(sysno), self.out_fds.stream(args[0]))
+                (OutputFds::write_kind(sysno), self.out_fds.entry(th.tgid).or_default().stream(args[0]))
             {
                 let data = crate::output::written_bytes(&mut th.task, kind, &args, s.ret)?;
                 (self.sink)(stream, &data);
@@ -684,7 +689,7 @@ impl Replayer<'_, '_> {
             th.task.write_mem(w.addr, &w.data)?;
         }
         th.task.set_rax(s.ret as u64)?;
-        self.out_fds.after_syscall(sysno, &args, s.ret);
+        self.out_fds.entry(th.tgid).or_default().after_syscall(sysno, &args, s.ret);
         Ok(Step::Done)
     }
 
@@ -904,7 +909,8 @@ fn runs_at_replay(s: &SyscallEvent) -> bool {
     let Some(desc) = syscalls::lookup(s.nr) else {
         return false;
     };
-    if s.nr == nr::SCHED_SETAFFINITY {
+    if s.nr == nr::SCHED_SETAFFINITY || (s.nr == nr::EXECVE && s.ret != 0) {
+        // A failed execve changed nothing: its error is injected like any result.
         return false;
     }
     let (class, _, _) = crate::record::resolve_request(desc, &s.args);
