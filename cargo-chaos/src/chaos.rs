@@ -65,7 +65,10 @@ pub struct ReplayArgs {
     /// Do not show the program's output.
     #[arg(long, short)]
     pub quiet: bool,
-    /// The trace directory.
+    /// Print counters about the replay at the end (events, preemptions, breakpoint hits).
+    #[arg(long)]
+    pub stats: bool,
+    /// The trace directory, an archive, or an archive's URL.
     pub trace: PathBuf,
 }
 
@@ -181,19 +184,31 @@ fn replay(a: ReplayArgs) -> anyhow::Result<i32> {
     let trace = if a.trace.is_dir() {
         a.trace.clone()
     } else if !as_text.contains("://") && !a.trace.exists() {
-        eprintln!("error: there is no trace directory or archive at {}", a.trace.display());
+        eprintln!(
+            "error: there is no trace directory or archive at {}",
+            a.trace.display()
+        );
         return Ok(exit_codes::REPLAY_FAILED);
     } else {
         match crate::archive_cmds::resolve_trace(&a.trace.to_string_lossy()) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("error: {} is neither a trace directory nor a usable archive: {e:#}", a.trace.display());
+                eprintln!(
+                    "error: {} is neither a trace directory nor a usable archive: {e:#}",
+                    a.trace.display()
+                );
                 return Ok(exit_codes::REPLAY_FAILED);
             }
         }
     };
     match recorder::replay::replay(&trace, &mut sink) {
         Ok(summary) => {
+            if a.stats {
+                eprintln!(
+                    "chaos: {} events, {} preemption points found with {} breakpoint hits",
+                    summary.events, summary.stats.preemptions, summary.stats.preemption_traps
+                );
+            }
             if summary.cut_short {
                 eprintln!("chaos: the recording was stopped at this point (time limit or Ctrl-C); so was the replay");
             }

@@ -46,7 +46,11 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit_codes::REPLAY_FAILED } else { 0 };
+            return if e.use_stderr() {
+                exit_codes::REPLAY_FAILED
+            } else {
+                0
+            };
         }
     };
     let CargoCommand::ReplayArtifact(a) = cli.command;
@@ -65,25 +69,45 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         return exit_codes::REPLAY_FAILED;
     }
     let test = resolved.manifest.as_ref().and_then(|m| {
-        m.recordings.first().and_then(|r| r.test.test_name.clone().or_else(|| r.test.binary.clone()))
+        m.recordings
+            .first()
+            .and_then(|r| r.test.test_name.clone().or_else(|| r.test.binary.clone()))
     });
     let mut sink = crate::output::forward(a.quiet);
     let result = recorder::replay::replay(&resolved.dir, &mut sink);
-    let label = test.clone().unwrap_or_else(|| "the recorded program".into());
+    let label = test
+        .clone()
+        .unwrap_or_else(|| "the recorded program".into());
     match result {
         Ok(s) => {
             let status = s.exit.status();
             if json {
-                emit(&Message::Replayed { test, events: s.events, matched: true, status, error: None });
+                emit(&Message::Replayed {
+                    test,
+                    events: s.events,
+                    matched: true,
+                    status,
+                    error: None,
+                });
             } else if !a.raw {
-                let end = if s.cut_short { " up to where the recording was stopped" } else { "" };
+                let end = if s.cut_short {
+                    " up to where the recording was stopped"
+                } else {
+                    ""
+                };
                 eprintln!("replay-artifact: {label}: {} events, the replay matched the recording{end} (status {status})", s.events);
             }
             status
         }
         Err(e) => {
             if json {
-                emit(&Message::Replayed { test, events: 0, matched: false, status: exit_codes::REPLAY_FAILED, error: Some(e.to_string()) });
+                emit(&Message::Replayed {
+                    test,
+                    events: 0,
+                    matched: false,
+                    status: exit_codes::REPLAY_FAILED,
+                    error: Some(e.to_string()),
+                });
             }
             eprintln!("replay-artifact: {label}: the replay did not match the recording: {e}");
             exit_codes::REPLAY_FAILED

@@ -9,6 +9,7 @@ pub mod arch;
 pub mod errors;
 pub mod inject;
 pub mod output;
+pub mod preempt;
 pub mod ptrace;
 pub mod record;
 pub mod replay;

@@ -46,11 +46,23 @@ pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
         meta.manifest_path(m);
     }
     let metadata = meta.exec().context("running `cargo metadata`")?;
-    let target_dir: PathBuf = opts.target_dir.clone().unwrap_or_else(|| metadata.target_directory.clone().into_std_path_buf());
-    let packages: HashMap<_, &Package> = metadata.packages.iter().map(|p| (p.id.clone(), p)).collect();
+    let target_dir: PathBuf = opts
+        .target_dir
+        .clone()
+        .unwrap_or_else(|| metadata.target_directory.clone().into_std_path_buf());
+    let packages: HashMap<_, &Package> = metadata
+        .packages
+        .iter()
+        .map(|p| (p.id.clone(), p))
+        .collect();
 
     let mut cmd = Command::new(&cargo);
-    cmd.args(["test", "--no-run", "--message-format=json-render-diagnostics"]).args(opts.to_args());
+    cmd.args([
+        "test",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ])
+    .args(opts.to_args());
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().context("starting `cargo test --no-run`")?;
     let stdout = child.stdout.take().expect("piped");
@@ -58,13 +70,26 @@ pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
     for msg in Message::parse_stream(std::io::BufReader::new(stdout)) {
         let msg = msg.context("reading cargo's JSON output")?;
         if let Message::CompilerArtifact(a) = msg {
-            let (Some(exe), true) = (a.executable, a.profile.test) else { continue };
-            let Some(pkg) = packages.get(&a.package_id) else { continue };
-            let cwd = pkg.manifest_path.parent().map(|p| p.as_std_path().to_path_buf()).unwrap_or_default();
+            let (Some(exe), true) = (a.executable, a.profile.test) else {
+                continue;
+            };
+            let Some(pkg) = packages.get(&a.package_id) else {
+                continue;
+            };
+            let cwd = pkg
+                .manifest_path
+                .parent()
+                .map(|p| p.as_std_path().to_path_buf())
+                .unwrap_or_default();
             binaries.push(TestBinary {
                 package: pkg.name.to_string(),
                 target: a.target.name.clone(),
-                kind: a.target.kind.first().map(|k| k.to_string()).unwrap_or_default(),
+                kind: a
+                    .target
+                    .kind
+                    .first()
+                    .map(|k| k.to_string())
+                    .unwrap_or_default(),
                 path: exe.into_std_path_buf(),
                 env: cargo_env(pkg, &a.target.name, &cargo, &target_dir),
                 cwd,
@@ -78,13 +103,20 @@ pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
     if binaries.is_empty() {
         bail!("cargo built no test binaries (hint: check -p/--test/--lib selections)");
     }
-    Ok(Built { binaries, target_dir })
+    Ok(Built {
+        binaries,
+        target_dir,
+    })
 }
 
 /// The variables `cargo test` sets for a test binary.
 fn cargo_env(pkg: &Package, target: &str, cargo: &str, target_dir: &Path) -> Vec<(String, String)> {
     let v = &pkg.version;
-    let dir = pkg.manifest_path.parent().map(|p| p.to_string()).unwrap_or_default();
+    let dir = pkg
+        .manifest_path
+        .parent()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let mut env = vec![
         ("CARGO".to_string(), which(cargo)),
         ("CARGO_MANIFEST_DIR".into(), dir),
@@ -96,14 +128,32 @@ fn cargo_env(pkg: &Package, target: &str, cargo: &str, target_dir: &Path) -> Vec
         ("CARGO_PKG_VERSION_PATCH".into(), v.patch.to_string()),
         ("CARGO_PKG_VERSION_PRE".into(), v.pre.to_string()),
         ("CARGO_PKG_AUTHORS".into(), pkg.authors.join(":")),
-        ("CARGO_PKG_DESCRIPTION".into(), pkg.description.clone().unwrap_or_default()),
-        ("CARGO_PKG_HOMEPAGE".into(), pkg.homepage.clone().unwrap_or_default()),
-        ("CARGO_PKG_REPOSITORY".into(), pkg.repository.clone().unwrap_or_default()),
-        ("CARGO_PKG_LICENSE".into(), pkg.license.clone().unwrap_or_default()),
+        (
+            "CARGO_PKG_DESCRIPTION".into(),
+            pkg.description.clone().unwrap_or_default(),
+        ),
+        (
+            "CARGO_PKG_HOMEPAGE".into(),
+            pkg.homepage.clone().unwrap_or_default(),
+        ),
+        (
+            "CARGO_PKG_REPOSITORY".into(),
+            pkg.repository.clone().unwrap_or_default(),
+        ),
+        (
+            "CARGO_PKG_LICENSE".into(),
+            pkg.license.clone().unwrap_or_default(),
+        ),
         ("CARGO_CRATE_NAME".into(), target.replace('-', "_")),
-        ("CARGO_TARGET_TMPDIR".into(), target_dir.join("tmp").display().to_string()),
+        (
+            "CARGO_TARGET_TMPDIR".into(),
+            target_dir.join("tmp").display().to_string(),
+        ),
     ];
-    let mut libs = vec![target_dir.join("debug/deps").display().to_string(), target_dir.join("release/deps").display().to_string()];
+    let mut libs = vec![
+        target_dir.join("debug/deps").display().to_string(),
+        target_dir.join("release/deps").display().to_string(),
+    ];
     if let Some(sysroot) = rustc_sysroot() {
         libs.push(format!("{sysroot}/lib"));
     }
@@ -119,28 +169,52 @@ fn which(cargo: &str) -> String {
         return cargo.to_string();
     }
     std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(cargo)).find(|c| c.is_file()))
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(cargo))
+                .find(|c| c.is_file())
+        })
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| cargo.to_string())
 }
 
 fn rustc_sysroot() -> Option<String> {
-    let out = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into())).args(["--print", "sysroot"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Lists a binary's tests (`--list --format terse`), run natively.
-pub fn list_tests(bin: &TestBinary, filter: Option<&str>, test_args: &[String]) -> anyhow::Result<Vec<String>> {
+pub fn list_tests(
+    bin: &TestBinary,
+    filter: Option<&str>,
+    test_args: &[String],
+) -> anyhow::Result<Vec<String>> {
     let mut cmd = Command::new(&bin.path);
-    cmd.current_dir(&bin.cwd).envs(bin.env.iter().map(|(k, v)| (k, v)));
+    cmd.current_dir(&bin.cwd)
+        .envs(bin.env.iter().map(|(k, v)| (k, v)));
     cmd.args(["--list", "--format", "terse"]);
     if let Some(f) = filter {
         cmd.arg(f);
     }
-    cmd.args(test_args.iter().filter(|a| a.as_str() == "--ignored" || a.as_str() == "--include-ignored"));
-    let out = cmd.output().with_context(|| format!("listing the tests of {}", bin.path.display()))?;
+    cmd.args(
+        test_args
+            .iter()
+            .filter(|a| a.as_str() == "--ignored" || a.as_str() == "--include-ignored"),
+    );
+    let out = cmd
+        .output()
+        .with_context(|| format!("listing the tests of {}", bin.path.display()))?;
     if !out.status.success() {
-        bail!("{} --list failed: {}", bin.path.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} --list failed: {}",
+            bin.path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()

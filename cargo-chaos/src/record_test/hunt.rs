@@ -143,7 +143,10 @@ pub enum HuntEnd {
 
 /// Runs the hunt; `on_event` is called on this thread, in order. A failure handler that
 /// returns `false` stops the hunt.
-pub fn hunt(plan: &HuntPlan, on_event: &mut dyn FnMut(HuntEvent) -> anyhow::Result<()>) -> anyhow::Result<HuntEnd> {
+pub fn hunt(
+    plan: &HuntPlan,
+    on_event: &mut dyn FnMut(HuntEvent) -> anyhow::Result<()>,
+) -> anyhow::Result<HuntEnd> {
     std::fs::create_dir_all(&plan.runs_dir)?;
     let next_run = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
@@ -160,11 +163,16 @@ pub fn hunt(plan: &HuntPlan, on_event: &mut dyn FnMut(HuntEvent) -> anyhow::Resu
             scope.spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     let run = next_run.fetch_add(1, Ordering::SeqCst);
-                    if run >= plan.max_runs || plan.max_duration.is_some_and(|d| started.elapsed() >= d) {
+                    if run >= plan.max_runs
+                        || plan.max_duration.is_some_and(|d| started.elapsed() >= d)
+                    {
                         break;
                     }
                     let interrupter = Interrupter::new();
-                    interrupters.lock().unwrap_or_else(|e| e.into_inner()).push(interrupter.clone());
+                    interrupters
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(interrupter.clone());
                     let r = one_run(plan, run, core, interrupter, &tx, stop);
                     if r.is_err() && stop.load(Ordering::SeqCst) {
                         // Stopped mid-run on purpose: whatever went wrong does not count.
@@ -179,7 +187,11 @@ pub fn hunt(plan: &HuntPlan, on_event: &mut dyn FnMut(HuntEvent) -> anyhow::Resu
         drop(tx);
         let stop_all = || {
             stop.store(true, Ordering::SeqCst);
-            for i in interrupters.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            for i in interrupters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
                 i.interrupt(Outcome::Interrupted);
             }
         };
@@ -221,7 +233,14 @@ pub fn hunt(plan: &HuntPlan, on_event: &mut dyn FnMut(HuntEvent) -> anyhow::Resu
         Ok(())
     });
     result?;
-    Ok(if failures > 0 { HuntEnd::Failed { runs: runs_done, failures } } else { HuntEnd::Passed { runs: runs_done } })
+    Ok(if failures > 0 {
+        HuntEnd::Failed {
+            runs: runs_done,
+            failures,
+        }
+    } else {
+        HuntEnd::Passed { runs: runs_done }
+    })
 }
 
 fn one_run(
@@ -246,12 +265,17 @@ fn one_run(
         None => {}
     }
     args.extend(plan.test_args.iter().map(Into::into));
-    let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = plan.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+        plan.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
     for (k, v) in &unit.binary.env {
         env.retain(|(ek, _)| ek != k.as_str());
         env.push((k.into(), v.into()));
     }
-    let _ = tx.send(Ok(HuntEvent::Started { run, unit: unit.label(), seed }));
+    let _ = tx.send(Ok(HuntEvent::Started {
+        run,
+        unit: unit.label(),
+        seed,
+    }));
     let opts = RecordOptions {
         program: unit.binary.path.clone(),
         args,
@@ -261,12 +285,16 @@ fn one_run(
         trace_dir: dir.join("trace"),
         seed: Some(seed),
         cpu: Some(core),
-        stdio: Stdio::Files { stdout: dir.join("stdout"), stderr: dir.join("stderr") },
+        stdio: Stdio::Files {
+            stdout: dir.join("stdout"),
+            stderr: dir.join("stderr"),
+        },
         timeout: plan.test_timeout,
         interrupter: Some(interrupter),
     };
     let t0 = Instant::now();
-    let summary = recorder::record::record(&opts).map_err(|e| anyhow::anyhow!("recording {} failed: {e}", unit.label()))?;
+    let summary = recorder::record::record(&opts)
+        .map_err(|e| anyhow::anyhow!("recording {} failed: {e}", unit.label()))?;
     let duration = t0.elapsed();
     let result = summary.result;
     let stdout = read_lossy(&dir.join("stdout"));
@@ -281,7 +309,14 @@ fn one_run(
     if stop.load(Ordering::SeqCst) && !plan.keep_going {
         failed = false;
     }
-    let finished = HuntEvent::Finished { run, unit: unit.label(), status: result.status, outcome: result.outcome, duration, failed };
+    let finished = HuntEvent::Finished {
+        run,
+        unit: unit.label(),
+        status: result.status,
+        outcome: result.outcome,
+        duration,
+        failed,
+    };
     if !failed {
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(finished);
@@ -308,14 +343,19 @@ fn one_run(
 }
 
 fn read_lossy(p: &Path) -> String {
-    std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    std::fs::read(p)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Test names from libtest's "---- NAME stdout ----" lines.
 pub fn failing_tests(stdout: &str) -> Vec<String> {
     stdout
         .lines()
-        .filter_map(|l| l.strip_prefix("---- ").and_then(|r| r.strip_suffix(" stdout ----")))
+        .filter_map(|l| {
+            l.strip_prefix("---- ")
+                .and_then(|r| r.strip_suffix(" stdout ----"))
+        })
         .map(str::to_string)
         .collect()
 }
@@ -324,7 +364,10 @@ pub fn failing_tests(stdout: &str) -> Vec<String> {
 pub fn panic_location(text: &str) -> Option<String> {
     let at = text.find("panicked at ")?;
     let rest = &text[at + "panicked at ".len()..];
-    let end = rest.find([':', '\n']).map(|_| rest.find(|c: char| c == '\n' || c == ' ').unwrap_or(rest.len()))?;
+    let end = rest.find([':', '\n']).map(|_| {
+        rest.find(|c: char| c == '\n' || c == ' ')
+            .unwrap_or(rest.len())
+    })?;
     Some(rest[..end].trim_end_matches(':').to_string())
 }
 

@@ -24,7 +24,11 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit_codes::TOOL_ERROR } else { 0 };
+            return if e.use_stderr() {
+                exit_codes::TOOL_ERROR
+            } else {
+                0
+            };
         }
     };
     let CargoCommand::RecordTest(a) = cli.command;
@@ -39,7 +43,12 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
 
 fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
     let json = a.message_format == MessageFormat::Json;
-    let fail_on = a.fail_on.as_deref().map(regex::Regex::new).transpose().context("--fail-on is not a valid regular expression")?;
+    let fail_on = a
+        .fail_on
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .context("--fail-on is not a valid regular expression")?;
     let built = build::build(&a.cargo)?;
     let chaos_dir = built.target_dir.join("chaos");
     let mut test_args: Vec<String> = a.testname.iter().cloned().collect();
@@ -49,21 +58,48 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
     if a.per_test {
         for b in &binaries {
             for t in build::list_tests(b, a.testname.as_deref(), &a.test_args)? {
-                units.push(Unit { binary: b.clone(), test: Some(t) });
+                units.push(Unit {
+                    binary: b.clone(),
+                    test: Some(t),
+                });
             }
         }
         test_args = a.test_args.clone();
         if units.is_empty() {
-            anyhow::bail!("no test matches{}", a.testname.as_deref().map(|t| format!(" `{t}`")).unwrap_or_default());
+            anyhow::bail!(
+                "no test matches{}",
+                a.testname
+                    .as_deref()
+                    .map(|t| format!(" `{t}`"))
+                    .unwrap_or_default()
+            );
         }
     } else {
-        units = binaries.iter().map(|b| Unit { binary: b.clone(), test: None }).collect();
+        units = binaries
+            .iter()
+            .map(|b| Unit {
+                binary: b.clone(),
+                test: None,
+            })
+            .collect();
     }
     let cores = recorder::spawn::cpu_set();
     let jobs = a.jobs.unwrap_or(cores.len()).max(1);
     let (env, removed_env) = crate::env::program_env(&a.keep_env);
-    let env = env.into_iter().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
-    let max_runs = if a.until_fail { a.max_runs } else { units.len() as u64 };
+    let env = env
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let max_runs = if a.until_fail {
+        a.max_runs
+    } else {
+        units.len() as u64
+    };
     let plan = HuntPlan {
         units,
         test_args,
@@ -88,7 +124,14 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
                     emit(&Message::RunStarted { run, unit, seed });
                 }
             }
-            HuntEvent::Finished { run, unit, status, outcome, duration, failed } => {
+            HuntEvent::Finished {
+                run,
+                unit,
+                status,
+                outcome,
+                duration,
+                failed,
+            } => {
                 if json {
                     emit(&Message::RunFinished {
                         run,
@@ -102,7 +145,15 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
                 renderer.finished(run, &unit, status, failed);
             }
             HuntEvent::Failed(f) => {
-                renderer.suspend(|| capture(&f, &archives_dir, a.upload.as_deref(), json, &mut upload_failed))?;
+                renderer.suspend(|| {
+                    capture(
+                        &f,
+                        &archives_dir,
+                        a.upload.as_deref(),
+                        json,
+                        &mut upload_failed,
+                    )
+                })?;
             }
         }
         Ok(())
@@ -121,7 +172,11 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         exit_codes::OK
     };
     if json {
-        emit(&Message::Finished { runs, failures, exit_code: code });
+        emit(&Message::Finished {
+            runs,
+            failures,
+            exit_code: code,
+        });
     } else if failures == 0 {
         eprintln!("{:>12} {runs} runs, no failure", "Finished");
     }
@@ -129,10 +184,23 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
 }
 
 /// Packs a failing run, uploads it, and tells the user how to replay it.
-fn capture(f: &hunt::Failure, archives_dir: &std::path::Path, upload: Option<&str>, json: bool, upload_failed: &mut bool) -> anyhow::Result<()> {
+fn capture(
+    f: &hunt::Failure,
+    archives_dir: &std::path::Path,
+    upload: Option<&str>,
+    json: bool,
+    upload_failed: &mut bool,
+) -> anyhow::Result<()> {
     let test_name = (!f.failed_tests.is_empty()).then(|| f.failed_tests.join(","));
     if !json {
-        eprintln!("{:>12} run {} of {} (seed {}) failed with status {}", "Failed", f.run, f.unit.label(), f.seed, f.status);
+        eprintln!(
+            "{:>12} run {} of {} (seed {}) failed with status {}",
+            "Failed",
+            f.run,
+            f.unit.label(),
+            f.seed,
+            f.status
+        );
         eprintln!("---- output of the failing run ----");
         eprint!("{}", f.stdout);
         eprint!("{}", f.stderr);
@@ -145,7 +213,8 @@ fn capture(f: &hunt::Failure, archives_dir: &std::path::Path, upload: Option<&st
         test_name: test_name.clone(),
     };
     let opts = packer::PackOptions::for_test(identity);
-    let packed = packer::pack(&f.trace, archives_dir, &opts, &mut |_| {}).with_context(|| format!("packing {}", f.trace.display()))?;
+    let packed = packer::pack(&f.trace, archives_dir, &opts, &mut |_| {})
+        .with_context(|| format!("packing {}", f.trace.display()))?;
     let _ = std::fs::remove_dir_all(&f.dir);
     let mut url = None;
     if let Some(target) = upload {
@@ -159,7 +228,9 @@ fn capture(f: &hunt::Failure, archives_dir: &std::path::Path, upload: Option<&st
             }
         }
     }
-    let where_ = url.clone().unwrap_or_else(|| packed.path.display().to_string());
+    let where_ = url
+        .clone()
+        .unwrap_or_else(|| packed.path.display().to_string());
     let replay_command = format!("cargo replay-artifact {}", shell_quote(&where_));
     crate::archive_cmds::report_to_github(&packed.path, url.as_deref());
     if json {
@@ -174,7 +245,12 @@ fn capture(f: &hunt::Failure, archives_dir: &std::path::Path, upload: Option<&st
             replay_command,
         });
     } else {
-        eprintln!("{:>12} {} ({} bytes)", "Captured", packed.path.display(), packed.size);
+        eprintln!(
+            "{:>12} {} ({} bytes)",
+            "Captured",
+            packed.path.display(),
+            packed.size
+        );
         if let Some(u) = &url {
             eprintln!("{:>12} {u}", "Uploaded");
         }
@@ -184,7 +260,9 @@ fn capture(f: &hunt::Failure, archives_dir: &std::path::Path, upload: Option<&st
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=@%+,".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-:=@%+,".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -192,11 +270,17 @@ fn shell_quote(s: &str) -> String {
 }
 
 fn outcome_name(o: recorder::trace::Outcome) -> String {
-    serde_json::to_value(o).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(o)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn seed_from_time() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
 }
 
 #[allow(dead_code)]

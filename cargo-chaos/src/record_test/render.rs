@@ -20,14 +20,23 @@ impl Renderer {
         let bar = fancy.then(|| {
             let b = ProgressBar::new(total);
             b.set_style(
-                ProgressStyle::with_template("{prefix:>12.cyan.bold} [{bar:30}] {pos}/{len} runs, {msg} [{elapsed_precise}]")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>12.cyan.bold} [{bar:30}] {pos}/{len} runs, {msg} [{elapsed_precise}]",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             b.set_prefix("Recording");
             b
         });
-        Renderer { bar, plain: !json && !fancy, started: Instant::now(), runs: 0, failures: 0, total }
+        Renderer {
+            bar,
+            plain: !json && !fancy,
+            started: Instant::now(),
+            runs: 0,
+            failures: 0,
+            total,
+        }
     }
 
     pub fn finished(&mut self, run: u64, unit: &str, status: i32, failed: bool) {

@@ -25,7 +25,10 @@ extern "C" fn on_sigsegv(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *m
         let rip = g[libc::REG_RIP as usize] as *const u8;
         if *rip == 0x0f && *rip.add(1) == 0xa2 {
             libc::syscall(libc::SYS_arch_prctl, ARCH_SET_CPUID, 1);
-            let r = std::arch::x86_64::__cpuid_count(g[libc::REG_RAX as usize] as u32, g[libc::REG_RCX as usize] as u32);
+            let r = std::arch::x86_64::__cpuid_count(
+                g[libc::REG_RAX as usize] as u32,
+                g[libc::REG_RCX as usize] as u32,
+            );
             libc::syscall(libc::SYS_arch_prctl, ARCH_SET_CPUID, 0);
             g[libc::REG_RAX as usize] = r.eax as i64;
             g[libc::REG_RBX as usize] = r.ebx as i64;

@@ -101,7 +101,11 @@ pub struct Task {
 impl Task {
     /// A handle on an already traced thread.
     pub fn new(tid: i32) -> Self {
-        Task { tid, mem: None, last_resume: std::cell::Cell::new(Resume::Cont) }
+        Task {
+            tid,
+            mem: None,
+            last_resume: std::cell::Cell::new(Resume::Cont),
+        }
     }
 
     fn raw(
@@ -195,7 +199,12 @@ impl Task {
 
     /// Replaces the siginfo of a signal-delivery stop.
     pub fn set_siginfo(&self, si: &libc::siginfo_t) -> Result<()> {
-        self.raw(libc::PTRACE_SETSIGINFO, "PTRACE_SETSIGINFO", 0, si as *const _ as usize)?;
+        self.raw(
+            libc::PTRACE_SETSIGINFO,
+            "PTRACE_SETSIGINFO",
+            0,
+            si as *const _ as usize,
+        )?;
         Ok(())
     }
 

@@ -170,7 +170,16 @@ struct Thread {
 
 impl Thread {
     fn new(task: Task, tgid: i32, slot: u64) -> Self {
-        Thread { task, tgid, slot, state: Where::Ready(0), pending: None, exit_rip: None, deferred: Default::default(), requeued: None }
+        Thread {
+            task,
+            tgid,
+            slot,
+            state: Where::Ready(0),
+            pending: None,
+            exit_rip: None,
+            deferred: Default::default(),
+            requeued: None,
+        }
     }
 }
 
@@ -207,6 +216,7 @@ struct Recorder {
     cpu_set: Vec<usize>,
     cpuid_seen: BTreeSet<[u32; 6]>,
     interrupter: std::sync::Arc<Interrupter>,
+    watchdog: std::sync::Arc<crate::preempt::Watchdog>,
 }
 
 /// Records one run of a program into a new trace directory.
@@ -346,9 +356,11 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         cpu_set,
         cpuid_seen: BTreeSet::new(),
         interrupter: interrupter.clone(),
+        watchdog: crate::preempt::Watchdog::start(),
         trace: trace.clone(),
     };
     let r = rec.run(header);
+    rec.watchdog.shutdown();
     if r.is_err() {
         rec.kill_all();
     }
@@ -458,10 +470,20 @@ impl Recorder {
                 unreachable!("the current thread is always ready when resumed")
             };
             t.state = Where::Running;
+            let tgid = t.tgid;
             match t.task.resume(Resume::Syscall, sig) {
                 Ok(()) => {}
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
+            }
+            if self.threads.values().any(|t| {
+                matches!(
+                    t.state,
+                    Where::Ready(_) | Where::Unblocked(_) | Where::Blocked
+                )
+            }) {
+                // Others wait (or may become ready): this thread gets a time slice.
+                self.watchdog.arm(tgid, cur);
             }
             let stop = loop {
                 let (tid, stop) = self.wait_any()?;
@@ -469,9 +491,11 @@ impl Recorder {
                     break stop;
                 }
                 if let Some(how) = self.on_background_stop(tid, stop)? {
+                    self.watchdog.disarm();
                     return Ok(how);
                 }
             };
+            self.watchdog.disarm();
             match self.on_stop(cur, stop)? {
                 Next::Continue => {}
                 Next::Switch => {
@@ -618,7 +642,7 @@ impl Recorder {
                     self.forget_process(tgid);
                     return Ok(Next::Switch);
                 }
-                return self.process_ended(cur, stop).map(Next::Finished)
+                return self.process_ended(cur, stop).map(Next::Finished);
             }
             Stop::Syscall => {
                 let step = self
@@ -658,6 +682,18 @@ impl Recorder {
                     SyscallStop::None => {}
                 }
             }
+            Stop::Signal(libc::SIGSTOP) if self.is_preemption(cur)? => {
+                let t = self.threads.get_mut(&cur).expect("current");
+                let regs = t.task.regs()?;
+                let state = crate::preempt::capture(&mut t.task, &regs)?;
+                t.state = Where::Ready(0);
+                t.exit_rip = None;
+                self.events.push(&Event::Preempt {
+                    tid: cur,
+                    state: Box::new(state),
+                })?;
+                return Ok(Next::Switch);
+            }
             Stop::Signal(sig) => {
                 let deliver = self.on_signal(cur, sig)?;
                 self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
@@ -686,11 +722,20 @@ impl Recorder {
                     });
                 }
                 // A new process is a task of its own tgid, unless clone made a thread.
-                let process = ev != libc::PTRACE_EVENT_CLONE || !self.threads[&cur].pending.as_ref().is_some_and(|p| p.creates_thread);
-                let tgid = if process { child } else { self.threads[&cur].tgid };
+                let process = ev != libc::PTRACE_EVENT_CLONE
+                    || !self.threads[&cur]
+                        .pending
+                        .as_ref()
+                        .is_some_and(|p| p.creates_thread);
+                let tgid = if process {
+                    child
+                } else {
+                    self.threads[&cur].tgid
+                };
                 let slot = self.next_slot;
                 self.next_slot += 1;
-                self.threads.insert(child, Thread::new(Task::new(child), tgid, slot));
+                self.threads
+                    .insert(child, Thread::new(Task::new(child), tgid, slot));
                 if process {
                     // A new process starts with a copy of its parent's fd table.
                     let parent_tgid = self.threads[&cur].tgid;
@@ -698,11 +743,22 @@ impl Recorder {
                     self.out_fds.insert(child, fds);
                 }
                 let vfork = ev == libc::PTRACE_EVENT_VFORK;
-                self.events.push(&Event::NewTask { tid: cur, child, process, vfork })?;
+                self.events.push(&Event::NewTask {
+                    tid: cur,
+                    child,
+                    process,
+                    vfork,
+                })?;
                 if vfork {
                     // The parent now waits in the kernel until the child execs or exits.
                     let t = self.threads.get_mut(&cur).expect("current");
-                    t.task.resume(Resume::Syscall, 0).or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
+                    t.task.resume(Resume::Syscall, 0).or_else(|e| {
+                        if e.is_gone() {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })?;
                     t.state = Where::Blocked;
                     return Ok(Next::Switch);
                 }
@@ -710,7 +766,13 @@ impl Recorder {
             }
             libc::PTRACE_EVENT_EXEC => {
                 // The execve exit stop comes next; the image is captured there.
-                if let Some(p) = self.threads.get_mut(&cur).expect("current").pending.as_mut() {
+                if let Some(p) = self
+                    .threads
+                    .get_mut(&cur)
+                    .expect("current")
+                    .pending
+                    .as_mut()
+                {
                     p.exec_happened = true;
                 }
                 Ok(Next::Continue)
@@ -795,7 +857,10 @@ impl Recorder {
         let blocking = desc.may_block && !forks && fake_ret.is_none() && self.threads.len() > 1;
         let creates_thread = match sysno {
             nr::CLONE => args[0] & libc::CLONE_THREAD as u64 != 0,
-            nr::CLONE3 => entry.extra.first().is_some_and(|f| f & libc::CLONE_THREAD as u64 != 0),
+            nr::CLONE3 => entry
+                .extra
+                .first()
+                .is_some_and(|f| f & libc::CLONE_THREAD as u64 != 0),
             _ => false,
         };
         let mut pending = Pending {
@@ -835,14 +900,20 @@ impl Recorder {
     /// exit / exit_group: the event is written; let the call run and collect the ends.
     /// The threads of process `tgid` that are still known.
     fn members(&self, tgid: i32) -> Vec<i32> {
-        self.threads.iter().filter(|(_, t)| t.tgid == tgid).map(|(tid, _)| *tid).collect()
+        self.threads
+            .iter()
+            .filter(|(_, t)| t.tgid == tgid)
+            .map(|(tid, _)| *tid)
+            .collect()
     }
 
     /// exit / exit_group: the event is written; let the call run and collect the ends.
     fn on_exit_call(&mut self, cur: i32, sysno: u64) -> Result<Next> {
         let t = self.threads.get_mut(&cur).expect("current");
         let tgid = t.tgid;
-        t.task.resume(Resume::Syscall, 0).or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
+        t.task
+            .resume(Resume::Syscall, 0)
+            .or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
         if sysno == nr::EXIT_GROUP || self.members(tgid).len() == 1 {
             // The whole process ends.
             let stop = reap(cur);
@@ -940,7 +1011,10 @@ impl Recorder {
                     let _ = f.write_all(&data);
                 }
             }
-            self.out_fds.entry(tgid).or_default().after_syscall(p.nr, &p.args, ret);
+            self.out_fds
+                .entry(tgid)
+                .or_default()
+                .after_syscall(p.nr, &p.args, ret);
         }
         self.events.push(&Event::Syscall(SyscallEvent {
             tid: cur,
@@ -955,7 +1029,9 @@ impl Recorder {
             // A new image: arm the traps again (exec clears CPUID faulting) and capture it.
             let task = &mut self.threads.get_mut(&cur).expect("thread").task;
             task.reopen_mem();
-            let exe = std::fs::read_link(format!("/proc/{cur}/exe")).map(|p| p.display().to_string()).unwrap_or_default();
+            let exe = std::fs::read_link(format!("/proc/{cur}/exe"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
             let setup = exec::arm_and_capture(task, &mut self.files, &exe)?;
             self.events.push(&Event::Exec(Box::new(setup.state)))?;
         }
@@ -986,7 +1062,13 @@ impl Recorder {
                 // A deferred signal, queued again right after a syscall: deliver it
                 // with its original siginfo.
                 t.task.set_siginfo(&req)?;
-                self.events.push(&Event::Signal { tid: cur, signo: sig, rip: regs.rip, injected: true, info: siginfo_bytes(&req) })?;
+                self.events.push(&Event::Signal {
+                    tid: cur,
+                    signo: sig,
+                    rip: regs.rip,
+                    injected: true,
+                    info: siginfo_bytes(&req),
+                })?;
                 return Ok(sig);
             }
             t.requeued = Some(req);
@@ -996,10 +1078,20 @@ impl Recorder {
             return Ok(0);
         }
         if is_fault(sig, si.si_code) {
-            self.events.push(&Event::Signal { tid: cur, signo: sig, rip: regs.rip, injected: false, info: Vec::new() })?;
+            self.events.push(&Event::Signal {
+                tid: cur,
+                signo: sig,
+                rip: regs.rip,
+                injected: false,
+                info: Vec::new(),
+            })?;
             return Ok(sig);
         }
-        if matches!(sig, libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT) && !self.sent_by_tree(&si) {
+        if matches!(
+            sig,
+            libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
+        ) && !self.sent_by_tree(&si)
+        {
             // Ctrl-C at the terminal, or a kill from outside: end the recording.
             self.interrupter.interrupt(Outcome::Interrupted);
             return Ok(0);
@@ -1007,7 +1099,13 @@ impl Recorder {
         let t = self.threads.get_mut(&cur).expect("current");
         if exit_rip == Some(regs.rip) {
             // Right after a syscall: a point replay can name and queue the signal at.
-            self.events.push(&Event::Signal { tid: cur, signo: sig, rip: regs.rip, injected: true, info: siginfo_bytes(&si) })?;
+            self.events.push(&Event::Signal {
+                tid: cur,
+                signo: sig,
+                rip: regs.rip,
+                injected: true,
+                info: siginfo_bytes(&si),
+            })?;
             return Ok(sig);
         }
         // Somewhere in user code, a point replay cannot find again: hold the signal
@@ -1016,9 +1114,23 @@ impl Recorder {
         Ok(0)
     }
 
+    /// Whether a SIGSTOP stop of `tid` is the watchdog's (sent by us with tgkill).
+    fn is_preemption(&self, tid: i32) -> Result<bool> {
+        let si = match self.threads[&tid].task.siginfo() {
+            Ok(si) => si,
+            Err(Error::Ptrace { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        // SAFETY: si_pid is valid for SI_TKILL.
+        Ok(si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32)
+    }
+
     /// Whether a signal was sent by one of the recorded processes (kill, tgkill...).
     fn sent_by_tree(&self, si: &libc::siginfo_t) -> bool {
-        if si.si_code != libc::SI_USER && si.si_code != libc::SI_TKILL && si.si_code != libc::SI_QUEUE {
+        if si.si_code != libc::SI_USER
+            && si.si_code != libc::SI_TKILL
+            && si.si_code != libc::SI_QUEUE
+        {
             return si.si_code != libc::SI_KERNEL;
         }
         // SAFETY: si_pid is valid for SI_USER/SI_TKILL/SI_QUEUE.
@@ -1030,12 +1142,21 @@ impl Recorder {
 /// The raw bytes of a siginfo, for the trace.
 fn siginfo_bytes(si: &libc::siginfo_t) -> Vec<u8> {
     // SAFETY: siginfo_t is 128 bytes of plain data.
-    unsafe { std::slice::from_raw_parts(si as *const _ as *const u8, std::mem::size_of::<libc::siginfo_t>()) }.to_vec()
+    unsafe {
+        std::slice::from_raw_parts(
+            si as *const _ as *const u8,
+            std::mem::size_of::<libc::siginfo_t>(),
+        )
+    }
+    .to_vec()
 }
 
 /// A fault raised by the thread's own instruction: it recurs by itself at replay.
 fn is_fault(sig: i32, code: i32) -> bool {
-    matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP) && code > 0
+    matches!(
+        sig,
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP
+    ) && code > 0
 }
 
 /// Interrupts a recording when its time is up, unless dropped first.

@@ -37,6 +37,17 @@ pub struct ReplaySummary {
     /// The recording was stopped from outside (time limit, Ctrl-C): the replay ran up
     /// to that point and then killed the program.
     pub cut_short: bool,
+    /// Counters about the replay.
+    pub stats: ReplayStats,
+}
+
+/// Counters about a replay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayStats {
+    /// Preemption points found again.
+    pub preemptions: u64,
+    /// Breakpoint hits it took to find them.
+    pub preemption_traps: u64,
 }
 
 /// Called at every syscall event of a replay with the replayed process's pid and the
@@ -114,6 +125,7 @@ pub fn replay_observed(
             index: 1,
             brk: first.brk,
             out_fds: HashMap::new(),
+            stats: ReplayStats::default(),
             sink,
             observer,
         };
@@ -179,7 +191,13 @@ struct RThread {
 
 impl RThread {
     fn new(task: Task, tgid: i32) -> Self {
-        RThread { task, tgid, held: None, signal: 0, in_fork: None }
+        RThread {
+            task,
+            tgid,
+            held: None,
+            signal: 0,
+            in_fork: None,
+        }
     }
 }
 
@@ -205,6 +223,7 @@ struct Replayer<'s, 'a> {
     out_fds: HashMap<i32, OutputFds>,
     sink: &'s mut OutputSink<'a>,
     observer: &'s mut Observer<'a>,
+    stats: ReplayStats,
 }
 
 impl Replayer<'_, '_> {
@@ -229,7 +248,8 @@ impl Replayer<'_, '_> {
         self.task.reopen_mem();
         rebuild::rebuild(&mut self.task, &self.trace, first)?;
         let leader = std::mem::replace(&mut self.task, Task::new(0));
-        self.threads.insert(self.leader, RThread::new(leader, self.leader));
+        self.threads
+            .insert(self.leader, RThread::new(leader, self.leader));
         Ok(())
     }
 
@@ -269,6 +289,7 @@ impl Replayer<'_, '_> {
                         events: self.index + 1,
                         exit: ExitKind::Signaled(libc::SIGKILL),
                         cut_short: true,
+                        stats: self.stats,
                     });
                 }
             }
@@ -281,7 +302,10 @@ impl Replayer<'_, '_> {
                 if self.events.next_event()?.is_some() || self.events.truncated.is_some() {
                     return Err(Error::BadTrace {
                         path: self.trace.path.clone(),
-                        reason: format!("it has events after the program's exit (event {})", self.index),
+                        reason: format!(
+                            "it has events after the program's exit (event {})",
+                            self.index
+                        ),
                     });
                 }
                 return Ok(summary);
@@ -345,7 +369,12 @@ impl Replayer<'_, '_> {
     fn reap_all(&mut self, tid: i32, stop: Stop) -> ExitKind {
         let leader = self.leader;
         let mut leader_stop = (tid == leader).then_some(stop);
-        let members: Vec<i32> = self.threads.iter().filter(|(t, th)| th.tgid == leader && **t != leader).map(|(t, _)| *t).collect();
+        let members: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(t, th)| th.tgid == leader && **t != leader)
+            .map(|(t, _)| *t)
+            .collect();
         for t in members {
             if let Some(th) = self.threads.remove(&t) {
                 reap(&th.task);
@@ -370,7 +399,12 @@ impl Replayer<'_, '_> {
 
     /// A (non-main) process ended: collect what is left of it.
     fn forget_process(&mut self, tgid: i32) {
-        let members: Vec<i32> = self.threads.iter().filter(|(_, th)| th.tgid == tgid).map(|(t, _)| *t).collect();
+        let members: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(_, th)| th.tgid == tgid)
+            .map(|(t, _)| *t)
+            .collect();
         for t in members {
             if let Some(th) = self.threads.remove(&t) {
                 reap(&th.task);
@@ -383,7 +417,14 @@ impl Replayer<'_, '_> {
 
     /// A fork-family call created a task ([`Event::NewTask`]): run the parent into the
     /// call until the kernel reports the child, and take the child in.
-    fn new_task(&mut self, ev: &Event, th: &mut RThread, child: i32, process: bool, vfork: bool) -> Result<Step> {
+    fn new_task(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+        child: i32,
+        process: bool,
+        vfork: bool,
+    ) -> Result<Step> {
         th.task.resume(Resume::Syscall, th.signal)?;
         th.signal = 0;
         let (nr, args) = loop {
@@ -392,7 +433,11 @@ impl Replayer<'_, '_> {
                     SyscallStop::Entry { nr, args } => break (nr, args),
                     _ => th.task.resume(Resume::Syscall, 0)?,
                 },
-                other => return Err(self.diverge(ev, format!("stopped with {other:?} before creating it"))),
+                other => {
+                    return Err(
+                        self.diverge(ev, format!("stopped with {other:?} before creating it"))
+                    )
+                }
             }
         };
         if !matches!(nr, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK) {
@@ -400,16 +445,26 @@ impl Replayer<'_, '_> {
         }
         th.task.resume(Resume::Syscall, 0)?;
         match th.task.wait_skipping_sigchld()?.0 {
-            Stop::Event(libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK) => {}
-            other => return Err(self.diverge(ev, format!("stopped with {other:?} in {}", syscalls::name_of(nr)))),
+            Stop::Event(
+                libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK,
+            ) => {}
+            other => {
+                return Err(self.diverge(
+                    ev,
+                    format!("stopped with {other:?} in {}", syscalls::name_of(nr)),
+                ))
+            }
         }
         let real = th.task.event_msg()? as i32;
         match crate::ptrace::wait_for(real)? {
             Stop::Signal(libc::SIGSTOP) => {}
-            other => return Err(self.diverge(ev, format!("the new task first stopped with {other:?}"))),
+            other => {
+                return Err(self.diverge(ev, format!("the new task first stopped with {other:?}")))
+            }
         }
         let tgid = if process { child } else { th.tgid };
-        self.threads.insert(child, RThread::new(Task::new(real), tgid));
+        self.threads
+            .insert(child, RThread::new(Task::new(real), tgid));
         if process {
             let fds = self.out_fds.entry(th.tgid).or_default().clone();
             self.out_fds.insert(child, fds);
@@ -420,6 +475,59 @@ impl Replayer<'_, '_> {
         }
         th.in_fork = Some((nr, args, vfork));
         Ok(Step::Done)
+    }
+
+    /// Runs the thread to the first point whose state equals the recorded preemption
+    /// point (a hardware breakpoint at its `rip`, then a state comparison at each hit).
+    fn run_to_preemption(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+        want: &crate::preempt::PreemptState,
+    ) -> Result<Step> {
+        use crate::preempt;
+        let rip = want.regs.get(16).copied().unwrap_or(0);
+        let mut traps = 0u64;
+        preempt::set_breakpoint(&th.task, Some(rip))?;
+        loop {
+            let regs = th.task.regs()?;
+            if regs.rip == rip && preempt::matches(&mut th.task, &regs, want)? {
+                preempt::set_breakpoint(&th.task, None)?;
+                self.stats.preemptions += 1;
+                self.stats.preemption_traps += traps;
+                return Ok(Step::Done);
+            }
+            th.task.resume(Resume::Sysemu, th.signal)?;
+            th.signal = 0;
+            match th.task.wait_skipping_sigchld()?.0 {
+                Stop::Signal(libc::SIGTRAP) => {
+                    traps += 1;
+                    if traps > crate::preempt::MAX_TRAPS {
+                        preempt::set_breakpoint(&th.task, None)?;
+                        return Err(self.diverge(
+                            ev,
+                            format!(
+                                "did not reach that state within {traps} breakpoint hits: the thread was preempted inside a long loop whose state never repeats (hint: such points can only be found cheaply with instruction counting, which this version lacks)"
+                            ),
+                        ));
+                    }
+                }
+                Stop::Syscall => {
+                    preempt::set_breakpoint(&th.task, None)?;
+                    return Err(self.diverge(
+                        ev,
+                        format!(
+                            "made a syscall before reaching it (after {traps} breakpoint hits)"
+                        ),
+                    ));
+                }
+                other => {
+                    return Err(
+                        self.diverge(ev, format!("stopped with {other:?} before reaching it"))
+                    )
+                }
+            }
+        }
     }
 
     /// The fork-family call of an earlier [`Event::NewTask`] returns.
@@ -433,7 +541,12 @@ impl Replayer<'_, '_> {
         }
         match th.task.wait_skipping_sigchld()?.0 {
             Stop::Syscall => {}
-            other => return Err(self.diverge(ev, format!("stopped with {other:?} in {}", syscalls::name_of(nr)))),
+            other => {
+                return Err(self.diverge(
+                    ev,
+                    format!("stopped with {other:?} in {}", syscalls::name_of(nr)),
+                ))
+            }
         }
         for w in &s.writes {
             th.task.write_mem(w.addr, &w.data)?;
@@ -469,12 +582,19 @@ impl Replayer<'_, '_> {
                 Stop::Syscall => {
                     if let SyscallStop::Exit { ret, .. } = th.task.syscall_stop()? {
                         if !saw_exec || ret != 0 {
-                            return Err(self.diverge(ev, format!("could not exec the replay stub ({ret})")));
+                            return Err(
+                                self.diverge(ev, format!("could not exec the replay stub ({ret})"))
+                            );
                         }
                         break;
                     }
                 }
-                other => return Err(self.diverge(ev, format!("stopped with {other:?} while exec'ing the stub"))),
+                other => {
+                    return Err(self.diverge(
+                        ev,
+                        format!("stopped with {other:?} while exec'ing the stub"),
+                    ))
+                }
             }
             th.task.resume(Resume::Syscall, 0)?;
         }
@@ -489,13 +609,25 @@ impl Replayer<'_, '_> {
             return self.on_syscall(ev, nr, args, th);
         }
         match ev {
-            Event::NewTask { child, process, vfork, .. } => return self.new_task(ev, th, *child, *process, *vfork),
+            Event::NewTask {
+                child,
+                process,
+                vfork,
+                ..
+            } => return self.new_task(ev, th, *child, *process, *vfork),
             Event::Syscall(s) if th.in_fork.is_some() => return self.finish_fork(ev, s, th),
             Event::Exec(state) => {
                 rebuild::rebuild(&mut th.task, &self.trace, state)?;
                 return Ok(Step::Done);
             }
-            Event::Signal { signo, rip, injected: true, info, .. } => {
+            Event::Preempt { state, .. } => return self.run_to_preemption(ev, th, state),
+            Event::Signal {
+                signo,
+                rip,
+                injected: true,
+                info,
+                ..
+            } => {
                 // Queue it from the syscall stop the thread is in, as the recording did.
                 th.task.resume(Resume::Sysemu, *signo)?;
                 return match th.task.wait()? {
@@ -506,7 +638,9 @@ impl Replayer<'_, '_> {
                         }
                         if info.len() == std::mem::size_of::<libc::siginfo_t>() {
                             // SAFETY: 128 bytes of plain data, copied from a siginfo_t.
-                            let si: libc::siginfo_t = unsafe { std::ptr::read_unaligned(info.as_ptr() as *const libc::siginfo_t) };
+                            let si: libc::siginfo_t = unsafe {
+                                std::ptr::read_unaligned(info.as_ptr() as *const libc::siginfo_t)
+                            };
                             th.task.set_siginfo(&si)?;
                         }
                         th.signal = sig;
@@ -558,11 +692,15 @@ impl Replayer<'_, '_> {
                     (Some(_), Event::Rdtsc { .. } | Event::Cpuid { .. }) => {
                         self.on_trapped(ev, &th.task, regs)?
                     }
-                    (None, Event::Signal { signo, rip, injected: false, .. })
-                        if *signo == sig && *rip == regs.rip =>
-                    {
-                        th.signal = sig
-                    }
+                    (
+                        None,
+                        Event::Signal {
+                            signo,
+                            rip,
+                            injected: false,
+                            ..
+                        },
+                    ) if *signo == sig && *rip == regs.rip => th.signal = sig,
                     (Some(i), _) => {
                         return Err(self.diverge(ev, format!("executed {i:?} at {:#x}", regs.rip)))
                     }
@@ -586,6 +724,7 @@ impl Replayer<'_, '_> {
                 events: self.index + 1,
                 exit: how,
                 cut_short: false,
+                stats: self.stats,
             }),
             _ => {
                 let what = match how {
@@ -678,9 +817,10 @@ impl Replayer<'_, '_> {
             return self.execute(ev, s, th);
         }
         if s.ret >= 0 {
-            if let (Some(kind), Some(stream)) =
-                (OutputFds::write_kind(sysno), self.out_fds.entry(th.tgid).or_default().stream(args[0]))
-            {
+            if let (Some(kind), Some(stream)) = (
+                OutputFds::write_kind(sysno),
+                self.out_fds.entry(th.tgid).or_default().stream(args[0]),
+            ) {
                 let data = crate::output::written_bytes(&mut th.task, kind, &args, s.ret)?;
                 (self.sink)(stream, &data);
             }
@@ -689,7 +829,10 @@ impl Replayer<'_, '_> {
             th.task.write_mem(w.addr, &w.data)?;
         }
         th.task.set_rax(s.ret as u64)?;
-        self.out_fds.entry(th.tgid).or_default().after_syscall(sysno, &args, s.ret);
+        self.out_fds
+            .entry(th.tgid)
+            .or_default()
+            .after_syscall(sysno, &args, s.ret);
         Ok(Step::Done)
     }
 
@@ -717,7 +860,10 @@ impl Replayer<'_, '_> {
                 return Ok(Step::Gone);
             }
             nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK => {
-                return Err(self.diverge(ev, "created a task without the recorded new-task event".into()));
+                return Err(self.diverge(
+                    ev,
+                    "created a task without the recorded new-task event".into(),
+                ));
             }
             nr::EXECVE => {
                 self.exec_stub(ev, th)?;

@@ -147,6 +147,14 @@ pub enum Event {
         /// The siginfo the handler saw (128 bytes), for injected signals.
         info: Vec<u8>,
     },
+    /// A thread that ran too long without a syscall was preempted here. Replay runs it
+    /// to the first point with exactly this state.
+    Preempt {
+        /// Thread.
+        tid: i32,
+        /// Its state.
+        state: Box<crate::preempt::PreemptState>,
+    },
     /// A thread created a new task (thread or process); `child` is its recorded tid.
     NewTask {
         /// The creating thread.
@@ -176,6 +184,7 @@ impl Event {
             Event::Rdtsc { tid, .. }
             | Event::Blocked { tid, .. }
             | Event::NewTask { tid, .. }
+            | Event::Preempt { tid, .. }
             | Event::Cpuid { tid, .. }
             | Event::Signal { tid, .. }
             | Event::Exit { tid, .. } => *tid,
@@ -236,12 +245,28 @@ impl Event {
                 "cpuid({leaf:#x}, {subleaf:#x}) at {rip:#x} = {:#x} {:#x} {:#x} {:#x}",
                 out[0], out[1], out[2], out[3]
             ),
-            Event::Signal { signo, rip, injected, .. } => format!(
+            Event::Signal {
+                signo,
+                rip,
+                injected,
+                ..
+            } => format!(
                 "signal {} at {rip:#x}{}",
                 signal_name(*signo),
                 if *injected { " (asynchronous)" } else { "" }
             ),
-            Event::NewTask { child, process, vfork, .. } => format!(
+            Event::Preempt { state, .. } => {
+                format!(
+                    "preempted at {:#x}",
+                    state.regs.get(16).copied().unwrap_or(0)
+                )
+            }
+            Event::NewTask {
+                child,
+                process,
+                vfork,
+                ..
+            } => format!(
                 "new {} {child}",
                 if *vfork {
                     "vfork child"

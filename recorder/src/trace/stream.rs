@@ -121,7 +121,10 @@ impl EventReader {
         let len = u32::from_le_bytes(len) as usize;
         self.left = self.left.saturating_sub(4);
         if len as u64 > self.left {
-            self.truncated = Some(format!("the last chunk says {len} bytes, but only {} remain", self.left));
+            self.truncated = Some(format!(
+                "the last chunk says {len} bytes, but only {} remain",
+                self.left
+            ));
             return Ok(false);
         }
         self.left -= len as u64;

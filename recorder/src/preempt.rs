@@ -1,0 +1,255 @@
+//! Preempting a thread that runs without syscalls, and finding the same point again at
+//! replay, without a hardware performance counter.
+//!
+//! **Record.** While other threads exist, the running thread gets a time slice. A
+//! watchdog thread sends it SIGSTOP (`tgkill`, so `si_pid` is ours) when the slice is
+//! over; the engine suppresses that signal at its delivery stop and records the
+//! thread's exact state there: every general register, the FPU/SSE/AVX state, a hash of
+//! the stack around `rsp`, and a hash of all of the program's writable memory.
+//!
+//! **Replay.** A hardware execution breakpoint (DR0) at the recorded `rip`; at each hit
+//! the state is compared: registers first (cheap), then the stack hash, then the extended
+//! state and the memory hash. Equal state means an equal future, so any hit whose state
+//! matches is as good as the recorded one: in a spin-wait the first hit matches, in a
+//! counting loop only the right iteration does.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::address_space::read_maps;
+use crate::errors::Result;
+use crate::ptrace::{Regs, Task};
+
+/// How long a thread may run without a stop while others wait.
+pub const SLICE: Duration = Duration::from_millis(50);
+
+/// Replay gives up finding a preemption point after this many breakpoint hits (at
+/// ~18 µs a hit, about ten seconds) rather than appear to hang.
+pub const MAX_TRAPS: u64 = 500_000;
+
+/// Byte offset of `u_debugreg` in `struct user` (x86_64).
+const DEBUGREG_OFFSET: usize = 848;
+
+/// The state of a preempted thread, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreemptState {
+    /// The 27 general registers.
+    pub regs: Vec<u64>,
+    /// Hash of the x87/SSE/AVX register state.
+    pub fpu_hash: u64,
+    /// Hash of the stack pages around `rsp`.
+    pub stack_hash: u64,
+    /// Hash of every writable mapping of the process.
+    pub memory_hash: u64,
+}
+
+fn h64(h: blake3::Hasher) -> u64 {
+    u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8"))
+}
+
+/// Registers as compared: the resume and trap flags are the debugger's, not the
+/// program's.
+pub fn comparable(regs: &Regs) -> Vec<u64> {
+    let mut r = *regs;
+    r.eflags &= !(0x10000 | 0x100);
+    r.orig_rax = u64::MAX;
+    crate::arch::regs_to_vec(&r)
+}
+
+/// Hash of the FPU, SSE and AVX state (legacy area and YMM upper halves of XSAVE; the
+/// XSAVE header is left out: it says which parts are in their initial state, which the
+/// kernel may track differently for equal values).
+pub fn fpu_hash(task: &Task) -> Result<u64> {
+    let mut buf = vec![0u8; 4096];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: GETREGSET writes at most iov_len bytes into buf.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGSET,
+            task.tid,
+            0x202usize as *mut libc::c_void,
+            &mut iov as *mut _ as *mut libc::c_void,
+        )
+    };
+    let mut h = blake3::Hasher::new();
+    if r == 0 {
+        let n = iov.iov_len.min(buf.len());
+        h.update(&buf[..512.min(n)]);
+        if n >= 576 + 256 {
+            h.update(&buf[576..576 + 256]);
+        }
+    } else {
+        // No XSAVE regset: the legacy FXSAVE area.
+        // SAFETY: GETFPREGS writes a user_fpregs_struct.
+        let mut fp: libc::user_fpregs_struct = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETFPREGS,
+                task.tid,
+                0,
+                &mut fp as *mut _ as *mut libc::c_void,
+            )
+        };
+        // SAFETY: plain data.
+        h.update(unsafe {
+            std::slice::from_raw_parts(&fp as *const _ as *const u8, std::mem::size_of_val(&fp))
+        });
+    }
+    Ok(h64(h))
+}
+
+/// Hash of the two pages around the stack pointer (below the red zone up).
+pub fn stack_hash(task: &mut Task, rsp: u64) -> Result<u64> {
+    let start = (rsp.saturating_sub(128)) & !4095;
+    let mut h = blake3::Hasher::new();
+    h.update(&task.read_mem_partial(start, 8192)?);
+    Ok(h64(h))
+}
+
+/// Hash of the non-zero pages of every writable mapping of the task's process (the
+/// recorder's scratch area and the replay stub excluded).
+pub fn memory_hash(task: &mut Task) -> Result<u64> {
+    let mut h = blake3::Hasher::new();
+    for m in read_maps(task.tid)? {
+        let ours = m.start >= crate::record::redirect::SCRATCH_BASE
+            && m.end
+                <= crate::record::redirect::SCRATCH_BASE
+                    + crate::record::redirect::SLOTS * crate::record::redirect::SLOT_SIZE;
+        let stub = crate::address_space::overlaps_stub(m.start, m.end);
+        if ours || stub || m.prot & libc::PROT_WRITE == 0 || m.name.starts_with("[v") {
+            continue;
+        }
+        // Page by page, skipping pages of zeros: the replayed address space lays out
+        // the stack and the heap with other boundaries (and untouched zero pages), but
+        // the same addresses hold the same bytes.
+        let mut at = m.start;
+        while at < m.end {
+            let n = ((m.end - at) as usize).min(1 << 20);
+            let chunk = task.read_mem_partial(at, n)?;
+            for (i, page) in chunk.chunks(4096).enumerate() {
+                if page.iter().any(|&b| b != 0) {
+                    h.update(&(at + (i * 4096) as u64).to_le_bytes());
+                    h.update(page);
+                }
+            }
+            at += n as u64;
+        }
+    }
+    Ok(h64(h))
+}
+
+/// Everything about a stopped thread that determines its future.
+pub fn capture(task: &mut Task, regs: &Regs) -> Result<PreemptState> {
+    Ok(PreemptState {
+        regs: comparable(regs),
+        fpu_hash: fpu_hash(task)?,
+        stack_hash: stack_hash(task, regs.rsp)?,
+        memory_hash: memory_hash(task)?,
+    })
+}
+
+/// Whether the stopped thread is in the recorded state; cheap checks first.
+pub fn matches(task: &mut Task, regs: &Regs, want: &PreemptState) -> Result<bool> {
+    Ok(comparable(regs) == want.regs
+        && stack_hash(task, regs.rsp)? == want.stack_hash
+        && fpu_hash(task)? == want.fpu_hash
+        && memory_hash(task)? == want.memory_hash)
+}
+
+/// Sets or clears the execution breakpoint DR0.
+pub fn set_breakpoint(task: &Task, at: Option<u64>) -> Result<()> {
+    match at {
+        Some(addr) => {
+            task.poke_user(DEBUGREG_OFFSET, addr)?;
+            task.poke_user(DEBUGREG_OFFSET + 7 * 8, 1)?; // L0, execute, 1 byte
+        }
+        None => task.poke_user(DEBUGREG_OFFSET + 7 * 8, 0)?,
+    }
+    task.poke_user(DEBUGREG_OFFSET + 6 * 8, 0)
+}
+
+/// The watchdog that ends time slices.
+#[derive(Debug, Default)]
+pub struct Watchdog {
+    state: Mutex<Slice>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Slice {
+    /// (tgid, tid, deadline, generation) of the running slice.
+    armed: Option<(i32, i32, Instant, u64)>,
+    generation: u64,
+    /// Generation of a slice whose thread was sent SIGSTOP.
+    fired: Option<u64>,
+    stop: bool,
+}
+
+impl Watchdog {
+    /// Starts the watchdog thread.
+    pub fn start() -> Arc<Self> {
+        let w = Arc::new(Watchdog::default());
+        let w2 = w.clone();
+        std::thread::Builder::new()
+            .name("chaos-watchdog".into())
+            .spawn(move || w2.run())
+            .expect("spawning the watchdog thread");
+        w
+    }
+
+    fn run(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if st.stop {
+                return;
+            }
+            match st.armed {
+                None => st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some((tgid, tid, deadline, generation)) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        // SAFETY: plain syscall to a task of this recording.
+                        unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, libc::SIGSTOP) };
+                        st.fired = Some(generation);
+                        st.armed = None;
+                    } else {
+                        st = self
+                            .wake
+                            .wait_timeout(st, deadline - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A slice starts for `tid`.
+    pub fn arm(&self, tgid: i32, tid: i32) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.generation += 1;
+        st.armed = Some((tgid, tid, Instant::now() + SLICE, st.generation));
+        st.fired = None;
+        self.wake.notify_all();
+    }
+
+    /// The slice is over (the thread stopped). Returns whether SIGSTOP was sent.
+    pub fn disarm(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.armed = None;
+        st.fired.take().is_some()
+    }
+
+    /// Ends the watchdog thread.
+    pub fn shutdown(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.stop = true;
+        st.armed = None;
+        self.wake.notify_all();
+    }
+}
