@@ -73,6 +73,7 @@ fn check(name: &str, args: &[&str]) {
         cwd: Some(dir.path().to_path_buf()),
         trace_dir: trace.clone(),
         seed: Some(1),
+        ..Default::default()
     };
     let summary = record(&opts).unwrap_or_else(|e| panic!("recording {name} failed: {e}"));
     assert_eq!(
