@@ -1,0 +1,147 @@
+//! Process trees, asynchronous signals, preemption and shutdown (issue 4): each fixture
+//! is recorded and replayed, and the replay must print exactly what the recording did.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cargo-chaos")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    recorder::testing::fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
+}
+
+struct Run {
+    status: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+fn run(cmd: &mut Command) -> Run {
+    let out = cmd.output().expect("running cargo-chaos");
+    use std::os::unix::process::ExitStatusExt;
+    let status = out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "the tool panicked:\n{stderr}");
+    Run { status, stdout: out.stdout, stderr }
+}
+
+/// Records `name` and replays it; both must agree byte for byte.
+fn roundtrip(name: &str, extra: &[&str]) -> (Run, Run) {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let mut rec = Command::new("timeout");
+    rec.args(["300", bin(), "record"]).args(extra).arg("--trace-dir").arg(&trace).arg("--").arg(fixture(name));
+    let recorded = run(&mut rec);
+    let mut rep = Command::new("timeout");
+    rep.args(["300", bin(), "replay", "--stats"]).arg(&trace);
+    let replayed = run(&mut rep);
+    assert_eq!(
+        String::from_utf8_lossy(&recorded.stdout),
+        String::from_utf8_lossy(&replayed.stdout),
+        "{name}: replayed stdout differs\nrecord stderr:\n{}\nreplay stderr:\n{}",
+        recorded.stderr,
+        replayed.stderr
+    );
+    assert_eq!(recorded.status, replayed.status, "{name}: status differs\n{}", replayed.stderr);
+    (recorded, replayed)
+}
+
+#[test]
+fn fork_pipe_and_shared_memory() {
+    let (rec, _) = roundtrip("proc_fork", &[]);
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert_eq!(rec.status, 0);
+    assert!(out.contains("shared 6"), "the children's MAP_SHARED additions are missing:\n{out}");
+    assert_eq!(out.matches("reaped").count(), 3, "{out}");
+}
+
+#[test]
+fn shell_children_through_popen_and_system() {
+    let (rec, _) = roundtrip("proc_sh", &[]);
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert!(out.contains("sh said: "), "{out}");
+    assert!(out.contains("system status 768"), "{out}");
+}
+
+#[test]
+fn asynchronous_signals_timers_and_sigpipe() {
+    let (rec, _) = roundtrip("proc_signals", &[]);
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert_eq!(rec.status, 128 + libc::SIGPIPE, "{out}");
+    assert!(out.contains("usr1 from"), "{out}");
+    assert!(out.contains("alarm 4 at"), "{out}");
+    assert!(!out.contains("not reached"), "{out}");
+}
+
+#[test]
+fn spinning_thread_is_preempted_and_found_again() {
+    let (rec, rep) = roundtrip("proc_spin", &[]);
+    assert_eq!(rec.status, 0);
+    // "N events, P preemption points found with T breakpoint hits"
+    let stats = rep.stderr.lines().find(|l| l.contains("preemption points")).unwrap_or_default().to_string();
+    let nums: Vec<u64> = stats.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert!(nums.len() >= 3, "no replay stats: {}", rep.stderr);
+    let (points, traps) = (nums[1], nums[2]);
+    assert!(points >= 1, "the spin-wait was never preempted: {stats}");
+    assert!(traps <= 2 * points, "a spin-wait should take at most 2 breakpoint hits per point: {stats}");
+}
+
+#[test]
+fn hung_program_is_stopped_by_timeout_and_replays_to_that_point() {
+    let (rec, rep) = roundtrip("proc_hang", &["--timeout", "2s"]);
+    assert_eq!(rec.status, 128 + libc::SIGKILL);
+    assert!(rec.stderr.contains("time limit"), "{}", rec.stderr);
+    assert!(rep.stderr.contains("stopped at this point"), "{}", rep.stderr);
+}
+
+/// Waits (without polling) until the process `pid` has ended; false after 60 s.
+fn wait_gone(pid: i32) -> bool {
+    // SAFETY: plain syscalls on a local.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        if fd < 0 {
+            return true; // already gone
+        }
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let r = libc::poll(&mut p, 1, 60_000);
+        libc::close(fd);
+        r == 1
+    }
+}
+
+#[test]
+fn killing_the_recorder_leaves_no_process_of_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin())
+        .arg("record")
+        .arg("--trace-dir")
+        .arg(dir.path().join("trace"))
+        .arg("--")
+        .arg(fixture("proc_hang"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut pids = Vec::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line == "ready" {
+            break;
+        }
+        if let Some(p) = line.split_whitespace().last().and_then(|p| p.parse::<i32>().ok()) {
+            pids.push(p);
+        }
+    }
+    assert_eq!(pids.len(), 3, "the fixture did not report its pids");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for pid in pids {
+        assert!(wait_gone(pid), "process {pid} of the recorded tree outlived the recorder");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.contains(") Z"), "process {pid} is still there: {stat}");
+    }
+}
