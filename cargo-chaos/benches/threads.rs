@@ -9,9 +9,11 @@
 //! `strace -f -qq -o /dev/null` pinned to the same core, recorded
 //! (`cargo-chaos record`, pinned) and replayed (`cargo-chaos replay --quiet`, pinned).
 //! Every figure is the median wall time of `CHAOS_BENCH_RUNS` runs (default 9) after
-//! one unmeasured warm-up run. The test suites get `--test-threads=P` with P the
-//! machine's parallelism in every mode, so that the pinned native run (which sees one
-//! CPU) runs as many tests at once as the recording (which is shown the machine's CPUs).
+//! one unmeasured warm-up run; each recording is replayed once (a replay that fails is
+//! left out of the median, counted in the table and quoted in a note). The test suites
+//! get `--test-threads=P` with P the machine's parallelism in every mode, so that the
+//! pinned native run (which sees one CPU) runs as many tests at once as the recording
+//! (which is shown the machine's CPUs).
 //!
 //! Prints a markdown table and writes it into `docs/benchmarks.md` under
 //! "## Recorder (threads)" (that section is replaced, the others kept; the file is read
@@ -22,8 +24,10 @@
 #[path = "../tests/threads/suite.rs"]
 mod suite;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const SECTION: &str = "## Recorder (threads)";
@@ -59,6 +63,7 @@ fn main() {
         runs,
         work: work.path().to_path_buf(),
         strace,
+        notes: RefCell::new(Vec::new()),
     };
     eprintln!("bench: pinned to cpu {cpu}, median of {runs} runs");
 
@@ -86,7 +91,7 @@ fn main() {
         .map(|(i, (what, exe, args))| bench.measure(i, what, exe, args))
         .collect();
 
-    let table = render(&rows, runs, cpu, parallelism);
+    let table = render(&rows, runs, cpu, parallelism, &bench.notes.borrow());
     println!("{table}");
     let doc = suite::workspace_root().join("docs").join("benchmarks.md");
     match replace_section(&doc, &table) {
@@ -104,6 +109,8 @@ struct Row {
     strace: Figure,
     record: Figure,
     replay: Figure,
+    /// Replays that failed (not in the median).
+    replay_failures: usize,
 }
 
 struct Bench {
@@ -111,6 +118,8 @@ struct Bench {
     runs: usize,
     work: PathBuf,
     strace: Option<PathBuf>,
+    /// Why runs failed, in full, for the notes under the table.
+    notes: RefCell<Vec<String>>,
 }
 
 impl Bench {
@@ -148,12 +157,10 @@ impl Bench {
             None => Err("strace is not installed".to_string()),
         };
         let traces = self.work.join(format!("program-{index}"));
-        let mut n = 0usize;
+        let mut recorded = Vec::new();
         let record = self.median("record", || {
-            n += 1;
-            let trace = traces.join(format!("trace-{n}"));
-            // Only the newest trace is kept (for the replays).
-            let _ = std::fs::remove_dir_all(&traces);
+            let trace = traces.join(format!("trace-{}", recorded.len()));
+            recorded.push(trace.clone());
             let mut c = self.pinned();
             c.arg(env!("CARGO_BIN_EXE_cargo-chaos"))
                 .arg("record")
@@ -164,17 +171,9 @@ impl Bench {
                 .args(args);
             c
         });
-        let last = traces.join(format!("trace-{n}"));
-        let replay = match &record {
-            Ok(_) => self.median("replay", || {
-                let mut c = self.pinned();
-                c.arg(env!("CARGO_BIN_EXE_cargo-chaos"))
-                    .arg("replay")
-                    .arg("--quiet")
-                    .arg(&last);
-                c
-            }),
-            Err(_) => Err("no recording".to_string()),
+        let (replay, replay_failures) = match &record {
+            Ok(_) => self.replay_each(&recorded),
+            Err(_) => (Err("no recording".to_string()), 0),
         };
         let _ = std::fs::remove_dir_all(&traces);
         Row {
@@ -183,7 +182,61 @@ impl Bench {
             strace,
             record,
             replay,
+            replay_failures,
         }
+    }
+
+    /// Replays each recording once (the first unmeasured, as a warm-up): the median of
+    /// the replays that succeeded, and how many did not (each gets a note).
+    fn replay_each(&self, traces: &[PathBuf]) -> (Figure, usize) {
+        let mut times = Vec::new();
+        let mut failures = 0;
+        let mut last_note = 0;
+        for (i, trace) in traces.iter().enumerate() {
+            let mut cmd = self.pinned();
+            cmd.arg(env!("CARGO_BIN_EXE_cargo-chaos"))
+                .arg("replay")
+                .arg("--quiet")
+                .arg(trace);
+            let (took, out) = match timed(&mut cmd) {
+                Ok(r) => r,
+                Err(e) => return (Err(format!("cannot run {cmd:?}: {e}")), failures),
+            };
+            if !out.status.success() {
+                failures += 1;
+                let err = String::from_utf8_lossy(&out.stderr);
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                eprintln!(
+                    "bench:   replay of recording {i} failed ({}): {err}",
+                    out.status
+                );
+                let mut notes = self.notes.borrow_mut();
+                notes.push(format!(
+                    "replay of recording {i} failed ({}): {}",
+                    out.status,
+                    last.trim()
+                ));
+                last_note = notes.len();
+                continue;
+            }
+            if i > 0 {
+                times.push(took);
+            }
+        }
+        if times.is_empty() {
+            return (
+                Err(format!("every replay failed, see note {last_note}")),
+                failures,
+            );
+        }
+        times.sort();
+        let median = times[times.len() / 2];
+        eprintln!("bench:   replay: {:.1} ms ({failures} failed)", ms(median));
+        (Ok(median), failures)
     }
 
     /// One unmeasured warm-up run, then the median of `runs` runs. Every run must exit 0.
@@ -191,16 +244,22 @@ impl Bench {
         let mut times = Vec::with_capacity(self.runs);
         for i in 0..=self.runs {
             let mut cmd = command();
-            let start = Instant::now();
-            let out = cmd
-                .output()
-                .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-            let took = start.elapsed();
+            let (took, out) = timed(&mut cmd).map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
             if !out.status.success() {
                 let err = String::from_utf8_lossy(&out.stderr);
-                let tail: String = err.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
                 eprintln!("bench:   {mode}: {cmd:?} failed ({}): {err}", out.status);
-                return Err(format!("failed ({}): {tail}", out.status));
+                let mut notes = self.notes.borrow_mut();
+                notes.push(format!(
+                    "{mode} run {i} failed ({}): {}",
+                    out.status,
+                    last.trim()
+                ));
+                return Err(format!("{mode} failed, see note {}", notes.len()));
             }
             if i > 0 {
                 times.push(took);
@@ -213,6 +272,33 @@ impl Bench {
     }
 }
 
+/// A safety net against a hung run (never a statement about speed): it is killed after
+/// this long and counts as failed.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `cmd` to completion and measures its wall time. A watchdog thread kills it if it
+/// runs past [`RUN_LIMIT`]; it costs the measured run nothing.
+fn timed(cmd: &mut Command) -> std::io::Result<(Duration, Output)> {
+    let start = Instant::now();
+    let child = cmd.spawn()?;
+    let pid = child.id();
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(RUN_LIMIT) == Err(mpsc::RecvTimeoutError::Timeout) {
+            eprintln!("bench:   pid {pid} ran past {RUN_LIMIT:?}: killing it");
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
+    });
+    let out = child.wait_with_output();
+    let took = start.elapsed();
+    let _ = done.send(());
+    let _ = watchdog.join();
+    Ok((took, out?))
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -220,7 +306,7 @@ fn ms(d: Duration) -> f64 {
 fn cell(f: &Figure) -> String {
     match f {
         Ok(d) => format!("{:.1}", ms(*d)),
-        Err(e) => format!("n/a ({})", e.replace('|', "/")),
+        Err(e) => format!("n/a ({e})"),
     }
 }
 
@@ -236,13 +322,13 @@ fn ratio_cell(r: Option<f64>) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
-fn render(rows: &[Row], runs: usize, cpu: usize, parallelism: usize) -> String {
+fn render(rows: &[Row], runs: usize, cpu: usize, parallelism: usize, notes: &[String]) -> String {
     let mut s = String::new();
     s.push_str(SECTION);
     s.push_str("\n\n");
     s.push_str(&format!(
         "`cargo bench -p cargo-chaos --bench threads`: median wall time of {runs} runs (after one \
-         warm-up run), everything pinned to cpu {cpu} with `taskset`; {parallelism} CPUs, {}. \
+         warm-up run; each recording replayed once), everything pinned to cpu {cpu} with `taskset`; {parallelism} CPUs, {}. \
          Programs from `tests/fixtures/rust-suite` (dev profile, as `cargo test` builds them); \
          the test suites run with `--test-threads={parallelism}` in every mode. strace is \
          `strace -f -qq -o /dev/null`. Targets (issue 3): record ≤ {RECORD_OVER_STRACE_TARGET}× \
@@ -260,7 +346,10 @@ fn render(rows: &[Row], runs: usize, cpu: usize, parallelism: usize) -> String {
             cell(&r.native),
             cell(&r.strace),
             cell(&r.record),
-            cell(&r.replay),
+            match (r.replay_failures, &r.replay) {
+                (0, _) | (_, Err(_)) => cell(&r.replay),
+                (k, Ok(_)) => format!("{} ({k} failed)", cell(&r.replay)),
+            },
             ratio_cell(ratio(&r.record, &r.native)),
             ratio_cell(ratio(&r.record, &r.strace)),
             ratio_cell(ratio(&r.replay, &r.record)),
@@ -286,6 +375,12 @@ fn render(rows: &[Row], runs: usize, cpu: usize, parallelism: usize) -> String {
     }
     for v in verdicts {
         s.push_str(&v);
+    }
+    if !notes.is_empty() {
+        s.push_str("\nNotes:\n\n");
+        for (i, n) in notes.iter().enumerate() {
+            s.push_str(&format!("{}. {}\n", i + 1, n.replace('|', "/")));
+        }
     }
     s
 }
