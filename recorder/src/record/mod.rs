@@ -915,13 +915,28 @@ impl Recorder {
             .resume(Resume::Syscall, 0)
             .or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
         if sysno == nr::EXIT_GROUP || self.members(tgid).len() == 1 {
-            // The whole process ends.
-            let stop = reap(cur);
-            if tgid == self.leader {
-                return self.process_ended(cur, stop).map(Next::Finished);
-            }
+            // The whole process ends. A leader's end is reported only after its other
+            // threads are collected: those first, then the leader.
             self.threads.remove(&cur);
-            self.forget_process(tgid);
+            for t in self.members(tgid) {
+                if t != tgid {
+                    reap(t);
+                    self.threads.remove(&t);
+                }
+            }
+            if cur != tgid {
+                reap(cur);
+            }
+            let stop = if cur == tgid || self.threads.contains_key(&tgid) || self.zombies.contains(&tgid) {
+                self.threads.remove(&tgid);
+                self.zombies.remove(&tgid);
+                reap(tgid)
+            } else {
+                Stop::Exited(0)
+            };
+            if tgid == self.leader {
+                return self.process_ended(tgid, stop).map(Next::Finished);
+            }
             return Ok(Next::Switch);
         }
         // One thread ends. A process's leader stays a zombie until the others are gone,

@@ -845,9 +845,27 @@ impl Replayer<'_, '_> {
                 let tgid = th.tgid;
                 let others = self.threads.values().filter(|t| t.tgid == tgid).count();
                 if s.nr == nr::EXIT_GROUP || others == 0 {
-                    let stop = reap(&th.task);
+                    // A leader's end is reported only after its other threads are
+                    // collected: those first.
+                    let members: Vec<i32> =
+                        self.threads.iter().filter(|(t, x)| x.tgid == tgid && **t != tgid).map(|(t, _)| *t).collect();
+                    for t in members {
+                        if let Some(x) = self.threads.remove(&t) {
+                            reap(&x.task);
+                        }
+                    }
+                    let stop = if s.tid == tgid {
+                        reap(&th.task)
+                    } else {
+                        reap(&th.task);
+                        match (self.threads.remove(&tgid), self.zombies.remove(&tgid)) {
+                            (Some(x), _) => reap(&x.task),
+                            (None, Some(z)) => reap(&z),
+                            (None, None) => Stop::Exited(0),
+                        }
+                    };
                     if tgid == self.leader {
-                        self.reap_all(s.tid, stop);
+                        self.reap_all(self.leader, stop);
                     } else {
                         self.forget_process(tgid);
                     }
