@@ -161,6 +161,28 @@ pub fn matches(task: &mut Task, regs: &Regs, want: &PreemptState) -> Result<bool
         && memory_hash(task)? == want.memory_hash)
 }
 
+/// If a thread stopped right after a syscall that returned one of the kernel's
+/// "restart me" codes, the registers the kernel gives it when the stop's signal is
+/// suppressed: the syscall is executed again (`restart_syscall` for
+/// ERESTART_RESTARTBLOCK).
+pub fn restart_after_stop(regs: &Regs) -> Option<Regs> {
+    const ERESTARTSYS: i64 = -512;
+    const ERESTARTNOINTR: i64 = -513;
+    const ERESTARTNOHAND: i64 = -514;
+    const ERESTART_RESTARTBLOCK: i64 = -516;
+    if regs.orig_rax as i64 == -1 {
+        return None;
+    }
+    let mut r = *regs;
+    match regs.rax as i64 {
+        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => r.rax = regs.orig_rax,
+        ERESTART_RESTARTBLOCK => r.rax = libc::SYS_restart_syscall as u64,
+        _ => return None,
+    }
+    r.rip -= 2;
+    Some(r)
+}
+
 /// Sets or clears the execution breakpoint DR0.
 pub fn set_breakpoint(task: &Task, at: Option<u64>) -> Result<()> {
     match at {

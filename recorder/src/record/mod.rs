@@ -626,11 +626,16 @@ impl Recorder {
         for t in self.threads.values() {
             t.task.kill();
         }
-        let tids: Vec<i32> = self.threads.keys().copied().collect();
-        for t in tids {
+        // Leaders last: a leader's end is only reported once its other threads are
+        // collected.
+        let mut tids: Vec<(bool, i32)> = self.threads.iter().map(|(tid, t)| (*tid == t.tgid, *tid)).collect();
+        tids.extend(self.zombies.iter().map(|z| (true, *z)));
+        tids.sort();
+        for (_, t) in tids {
             reap(t);
         }
         self.threads.clear();
+        self.zombies.clear();
     }
 
     fn on_stop(&mut self, cur: i32, stop: Stop) -> Result<Next> {

@@ -330,16 +330,19 @@ impl Replayer<'_, '_> {
     }
 
     fn kill_all(&mut self) {
-        let tasks: Vec<Task> = self
+        // Leaders last: a leader's end is only reported once its other threads are
+        // collected.
+        let mut tasks: Vec<(bool, Task)> = self
             .threads
             .drain()
-            .map(|(_, t)| t.task)
-            .chain(self.zombies.drain().map(|(_, t)| t))
+            .map(|(tid, t)| (tid == t.tgid, t.task))
+            .chain(self.zombies.drain().map(|(_, t)| (true, t)))
             .collect();
-        for t in &tasks {
+        tasks.sort_by_key(|(leader, _)| *leader);
+        for (_, t) in &tasks {
             t.kill();
         }
-        for t in &tasks {
+        for (_, t) in &tasks {
             reap(t);
         }
     }
@@ -493,6 +496,11 @@ impl Replayer<'_, '_> {
             let regs = th.task.regs()?;
             if regs.rip == rip && preempt::matches(&mut th.task, &regs, want)? {
                 preempt::set_breakpoint(&th.task, None)?;
+                if let Some(restarted) = preempt::restart_after_stop(&regs) {
+                    // The preemption interrupted a syscall; at record the kernel
+                    // restarted it once the (suppressed) SIGSTOP was gone. Do the same.
+                    th.task.set_regs(&restarted)?;
+                }
                 self.stats.preemptions += 1;
                 self.stats.preemption_traps += traps;
                 return Ok(Step::Done);
