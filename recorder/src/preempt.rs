@@ -225,29 +225,26 @@ impl Watchdog {
     }
 
     fn run(&self) {
+        // Arming and disarming happen at every ptrace stop, so they only touch the mutex
+        // (no wake-up, no syscall); this thread checks on its own at least every slice.
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if st.stop {
                 return;
             }
-            match st.armed {
-                None => st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some((tgid, tid, deadline, generation)) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        // SAFETY: plain syscall to a task of this recording.
-                        unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, libc::SIGSTOP) };
-                        st.fired = Some(generation);
-                        st.armed = None;
-                    } else {
-                        st = self
-                            .wake
-                            .wait_timeout(st, deadline - now)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                    }
+            let now = Instant::now();
+            let mut wait = SLICE;
+            if let Some((tgid, tid, deadline, generation)) = st.armed {
+                if now >= deadline {
+                    // SAFETY: plain syscall to a task of this recording.
+                    unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, libc::SIGSTOP) };
+                    st.fired = Some(generation);
+                    st.armed = None;
+                    continue;
                 }
+                wait = deadline - now;
             }
+            st = self.wake.wait_timeout(st, wait).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
@@ -257,7 +254,6 @@ impl Watchdog {
         st.generation += 1;
         st.armed = Some((tgid, tid, Instant::now() + SLICE, st.generation));
         st.fired = None;
-        self.wake.notify_all();
     }
 
     /// The slice is over (the thread stopped). Returns whether SIGSTOP was sent.
