@@ -1,0 +1,266 @@
+//! Each flaky test of `tests/example-crate` is hunted with `cargo record-test
+//! --until-fail`, its archive moved elsewhere and the target directory deleted; then
+//! `cargo replay-artifact` must print the failing run's output again (same panic, same
+//! values) and exit with its status.
+//!
+//! ## Failure rates and `--max-runs`
+//!
+//! Measured under the recorder (`--until-fail --keep-going --message-format json`,
+//! counting `run-finished` messages with `failed: true`; 2-core VM, November 2026):
+//!
+//! | test | why it fails | failed runs |
+//! |---|---|---|
+//! | `wall_clock` | nanoseconds % 3 == 0 | 333 / 1000 |
+//! | `hashmap_order` | the random SipHash keys put "beta" first | 438 / 1000, 184 / 400 |
+//! | `mutex_interleaving` | both threads yield first; the scheduler picks who locks | 405 / 1000 |
+//! | `channel_interleaving` | both senders yield first; the scheduler picks who sends | 408 / 1000 |
+//! | `temp_file_race` (a and b at once) | the scheduler always switches at `sched_yield`, between write and read-back | 1000 / 1000 |
+//! | `child_process` (ignored) | the child's nanoseconds % 3 == 0 | 106 / 300 recorded |
+//!
+//! Each rate comes from the test's design (a value modulo 3, a coin flip of the hash
+//! keys, a scheduling choice forced by `yield_now`), and runs are independent (fresh
+//! process, fresh clock and random bytes, seed + run number). Taking 0.25 as a safe
+//! lower bound of every rate, a hunt of N runs misses with probability 0.75^N:
+//! N = 80 gives 1.0e-10 < 1e-9.
+
+use std::path::Path;
+
+use super::common::{capture1, example_manifest, move_to, recorded_stdout, Run, Sandbox};
+
+/// Runs per hunt: 0.75^80 = 1.0e-10 (see the module docs).
+const MAX_RUNS: &str = "80";
+
+/// One flaky test to capture and replay.
+struct Case<'a> {
+    /// TESTNAME given to `cargo record-test`.
+    filter: &'a str,
+    /// One process per test (`--per-test`): the filter names exactly one test.
+    per_test: bool,
+    /// Arguments after `--`, for libtest.
+    test_args: &'a [&'a str],
+    /// The failing test(s), as the `captured` message names them.
+    test: &'a [&'a str],
+    /// Checks the failing run's stdout: the printed value and the panic message agree.
+    check: fn(&str),
+}
+
+/// Hunts, moves the archive, deletes the target directory, replays; returns the replay.
+fn capture_and_replay(case: &Case) -> Run {
+    let sb = Sandbox::new();
+    let manifest = example_manifest();
+    let target = sb.target();
+    let mut args: Vec<&str> = vec![
+        "--manifest-path",
+        manifest.to_str().unwrap(),
+        "--target-dir",
+        target.to_str().unwrap(),
+    ];
+    args.extend([
+        "--until-fail",
+        "--max-runs",
+        MAX_RUNS,
+        "--message-format",
+        "json",
+    ]);
+    if case.per_test {
+        args.push("--per-test");
+    }
+    args.push(case.filter);
+    if !case.test_args.is_empty() {
+        args.push("--");
+        args.extend(case.test_args);
+    }
+    let hunt = sb.record_test(&args);
+    hunt.expect_status(1);
+
+    let captured = hunt.captured();
+    assert_eq!(captured["package"], "flaky-example", "{captured}");
+    assert_eq!(captured["binary"], "flaky_example", "{captured}");
+    let test = captured["test"]
+        .as_str()
+        .expect("the failing test is named");
+    let tests: Vec<&str> = test.split(',').collect();
+    assert!(
+        tests.iter().all(|t| case.test.contains(t)),
+        "captured test {test:?}, expected among {:?}",
+        case.test
+    );
+    let archive = Path::new(captured["archive"].as_str().expect("archive path")).to_path_buf();
+    assert!(
+        archive.starts_with(target.join("chaos/archives")),
+        "default upload directory: {}",
+        archive.display()
+    );
+    assert!(archive.is_file(), "{} exists", archive.display());
+    let replay_command = captured["replay_command"].as_str().expect("replay command");
+    assert_eq!(
+        replay_command,
+        format!("cargo replay-artifact {}", archive.display())
+    );
+
+    let recorded = recorded_stdout(&archive, &sb.path("unpacked"));
+    (case.check)(&recorded);
+
+    // The archive alone must be enough: move it, and delete everything the build made.
+    let moved = move_to(&archive, &sb.path("elsewhere"));
+    std::fs::remove_dir_all(&target).expect("delete the target directory");
+    std::fs::remove_dir_all(sb.path("unpacked")).expect("delete the scratch copy");
+
+    let replay = sb.replay([&moved]);
+    replay.expect_status(101);
+    assert_eq!(
+        replay.stdout,
+        recorded,
+        "the replay printed something else than the failing run\n{}",
+        replay.show()
+    );
+    (case.check)(&replay.stdout);
+    let summary = replay.stderr.lines().last().unwrap_or_default();
+    assert!(
+        summary.contains("the replay matched the recording (status 101)"),
+        "summary line: {summary}\n{}",
+        replay.show()
+    );
+    replay
+}
+
+#[test]
+fn wall_clock() {
+    capture_and_replay(&Case {
+        filter: "wall_clock",
+        per_test: true,
+        test_args: &[],
+        test: &["tests::wall_clock"],
+        check: |out| {
+            let printed = capture1(r"wall clock nanoseconds: (\d+)", out);
+            let panicked = capture1(r"the clock read (\d+) ns, a multiple of 3", out);
+            assert_eq!(printed, panicked);
+            assert_eq!(printed.parse::<u64>().unwrap() % 3, 0, "{out}");
+        },
+    });
+}
+
+#[test]
+fn hashmap_order() {
+    capture_and_replay(&Case {
+        filter: "hashmap_order",
+        per_test: true,
+        test_args: &[],
+        test: &["tests::hashmap_order"],
+        check: |out| {
+            assert!(
+                out.contains(r#"iteration order: ["beta", "alpha"]"#),
+                "{out}"
+            );
+            assert!(
+                out.contains(r#"iteration order was ["beta", "alpha"]"#),
+                "{out}"
+            );
+        },
+    });
+}
+
+#[test]
+fn mutex_interleaving() {
+    capture_and_replay(&Case {
+        filter: "mutex_interleaving",
+        per_test: true,
+        test_args: &[],
+        test: &["tests::mutex_interleaving"],
+        check: |out| {
+            assert!(out.contains("lock order: [1, 0]"), "{out}");
+            assert!(out.contains("thread 1 got the lock first"), "{out}");
+        },
+    });
+}
+
+#[test]
+fn channel_interleaving() {
+    capture_and_replay(&Case {
+        filter: "channel_interleaving",
+        per_test: true,
+        test_args: &[],
+        test: &["tests::channel_interleaving"],
+        check: |out| {
+            assert!(out.contains("received order: [1, 0]"), "{out}");
+            assert!(out.contains("sender 1 was first, order [1, 0]"), "{out}");
+        },
+    });
+}
+
+/// Both tests in one process, as `cargo test` runs them (not `--per-test`: alone, neither
+/// can fail). Two test threads whatever the machine's core count.
+#[test]
+fn temp_file_race() {
+    capture_and_replay(&Case {
+        filter: "temp_file_race",
+        per_test: false,
+        test_args: &["--test-threads", "2"],
+        test: &["tests::temp_file_race_a", "tests::temp_file_race_b"],
+        check: |out| {
+            let tag = capture1(r#"was changed under us: wrote "(written by [ab])""#, out);
+            let read = capture1(
+                r#"was changed under us: wrote "written by [ab]", read back "([^"]*)""#,
+                out,
+            );
+            assert_ne!(tag, read, "{out}");
+            assert!(out.contains(&format!("wrote {tag:?} to ")), "{out}");
+        },
+    });
+}
+
+/// Recording a child process works, but its replay diverges or hangs (see the report
+/// of issue 6); the test stays ignored until process trees replay.
+#[test]
+#[ignore = "needs process-tree recording (issue 4)"]
+fn child_process() {
+    capture_and_replay(&Case {
+        filter: "child_process",
+        per_test: true,
+        test_args: &["--ignored"],
+        test: &["tests::child_process"],
+        check: |out| {
+            let printed = capture1(r"the child process printed (\d+)", out);
+            let panicked = capture1(r"the child read (\d+) ns, a multiple of 3", out);
+            assert_eq!(printed, panicked);
+            assert_eq!(printed.parse::<u64>().unwrap() % 3, 0, "{out}");
+        },
+    });
+}
+
+/// `--message-format json` of the replay: one `replayed` message.
+#[test]
+fn replay_json_message() {
+    let sb = Sandbox::new();
+    let manifest = example_manifest();
+    let target = sb.target();
+    let hunt = sb.record_test([
+        "--manifest-path",
+        manifest.to_str().unwrap(),
+        "--target-dir",
+        target.to_str().unwrap(),
+        "--until-fail",
+        "--max-runs",
+        MAX_RUNS,
+        "--per-test",
+        "--message-format",
+        "json",
+        "hashmap_order",
+    ]);
+    hunt.expect_status(1);
+    let archive = hunt.captured()["archive"].as_str().unwrap().to_string();
+    let replay = sb.replay([archive.as_str(), "--message-format", "json", "--quiet"]);
+    replay.expect_status(101);
+    let replayed = replay.messages_of("replayed");
+    assert_eq!(replayed.len(), 1, "{}", replay.show());
+    let r = &replayed[0];
+    assert_eq!(r["matched"], true, "{r}");
+    assert_eq!(r["status"], 101, "{r}");
+    assert_eq!(r["test"], "tests::hashmap_order", "{r}");
+    assert!(r["events"].as_u64().unwrap() > 0, "{r}");
+    assert!(
+        !replay.stdout.contains("iteration order"),
+        "--quiet hides the program's output\n{}",
+        replay.show()
+    );
+}
