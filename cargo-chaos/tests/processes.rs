@@ -22,10 +22,17 @@ struct Run {
 fn run(cmd: &mut Command) -> Run {
     let out = cmd.output().expect("running cargo-chaos");
     use std::os::unix::process::ExitStatusExt;
-    let status = out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
+    let status = out
+        .status
+        .code()
+        .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "the tool panicked:\n{stderr}");
-    Run { status, stdout: out.stdout, stderr }
+    Run {
+        status,
+        stdout: out.stdout,
+        stderr,
+    }
 }
 
 /// Records `name` and replays it; both must agree byte for byte.
@@ -33,7 +40,12 @@ fn roundtrip(name: &str, extra: &[&str]) -> (Run, Run) {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace");
     let mut rec = Command::new("timeout");
-    rec.args(["300", bin(), "record"]).args(extra).arg("--trace-dir").arg(&trace).arg("--").arg(fixture(name));
+    rec.args(["300", bin(), "record"])
+        .args(extra)
+        .arg("--trace-dir")
+        .arg(&trace)
+        .arg("--")
+        .arg(fixture(name));
     let recorded = run(&mut rec);
     let mut rep = Command::new("timeout");
     rep.args(["300", bin(), "replay", "--stats"]).arg(&trace);
@@ -45,7 +57,11 @@ fn roundtrip(name: &str, extra: &[&str]) -> (Run, Run) {
         recorded.stderr,
         replayed.stderr
     );
-    assert_eq!(recorded.status, replayed.status, "{name}: status differs\n{}", replayed.stderr);
+    assert_eq!(
+        recorded.status, replayed.status,
+        "{name}: status differs\n{}",
+        replayed.stderr
+    );
     (recorded, replayed)
 }
 
@@ -54,7 +70,10 @@ fn fork_pipe_and_shared_memory() {
     let (rec, _) = roundtrip("proc_fork", &[]);
     let out = String::from_utf8_lossy(&rec.stdout);
     assert_eq!(rec.status, 0);
-    assert!(out.contains("shared 6"), "the children's MAP_SHARED additions are missing:\n{out}");
+    assert!(
+        out.contains("shared 6"),
+        "the children's MAP_SHARED additions are missing:\n{out}"
+    );
     assert_eq!(out.matches("reaped").count(), 3, "{out}");
 }
 
@@ -81,12 +100,23 @@ fn spinning_thread_is_preempted_and_found_again() {
     let (rec, rep) = roundtrip("proc_spin", &[]);
     assert_eq!(rec.status, 0);
     // "N events, P preemption points found with T breakpoint hits"
-    let stats = rep.stderr.lines().find(|l| l.contains("preemption points")).unwrap_or_default().to_string();
-    let nums: Vec<u64> = stats.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let stats = rep
+        .stderr
+        .lines()
+        .find(|l| l.contains("preemption points"))
+        .unwrap_or_default()
+        .to_string();
+    let nums: Vec<u64> = stats
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
     assert!(nums.len() >= 3, "no replay stats: {}", rep.stderr);
     let (points, traps) = (nums[1], nums[2]);
     assert!(points >= 1, "the spin-wait was never preempted: {stats}");
-    assert!(traps <= 2 * points, "a spin-wait should take at most 2 breakpoint hits per point: {stats}");
+    assert!(
+        traps <= 2 * points,
+        "a spin-wait should take at most 2 breakpoint hits per point: {stats}"
+    );
 }
 
 #[test]
@@ -94,7 +124,11 @@ fn hung_program_is_stopped_by_timeout_and_replays_to_that_point() {
     let (rec, rep) = roundtrip("proc_hang", &["--timeout", "2s"]);
     assert_eq!(rec.status, 128 + libc::SIGKILL);
     assert!(rec.stderr.contains("time limit"), "{}", rec.stderr);
-    assert!(rep.stderr.contains("stopped at this point"), "{}", rep.stderr);
+    assert!(
+        rep.stderr.contains("stopped at this point"),
+        "{}",
+        rep.stderr
+    );
 }
 
 /// Waits (without polling) until the process `pid` has ended; false after 60 s.
@@ -105,7 +139,11 @@ fn wait_gone(pid: i32) -> bool {
         if fd < 0 {
             return true; // already gone
         }
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let r = libc::poll(&mut p, 1, 60_000);
         libc::close(fd);
         r == 1
@@ -132,7 +170,11 @@ fn killing_the_recorder_leaves_no_process_of_the_tree() {
         if line == "ready" {
             break;
         }
-        if let Some(p) = line.split_whitespace().last().and_then(|p| p.parse::<i32>().ok()) {
+        if let Some(p) = line
+            .split_whitespace()
+            .last()
+            .and_then(|p| p.parse::<i32>().ok())
+        {
             pids.push(p);
         }
     }
@@ -140,8 +182,14 @@ fn killing_the_recorder_leaves_no_process_of_the_tree() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     for pid in pids {
-        assert!(wait_gone(pid), "process {pid} of the recorded tree outlived the recorder");
+        assert!(
+            wait_gone(pid),
+            "process {pid} of the recorded tree outlived the recorder"
+        );
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(stat.is_empty() || stat.contains(") Z"), "process {pid} is still there: {stat}");
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "process {pid} is still there: {stat}"
+        );
     }
 }

@@ -244,7 +244,11 @@ impl Watchdog {
                 }
                 wait = deadline - now;
             }
-            st = self.wake.wait_timeout(st, wait).unwrap_or_else(|e| e.into_inner()).0;
+            st = self
+                .wake
+                .wait_timeout(st, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 

@@ -257,12 +257,9 @@ fn one_run(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let mut args: Vec<std::ffi::OsString> = Vec::new();
-    match &unit.test {
-        Some(t) => {
-            args.push(t.into());
-            args.push("--exact".into());
-        }
-        None => {}
+    if let Some(t) = &unit.test {
+        args.push(t.into());
+        args.push("--exact".into());
     }
     args.extend(plan.test_args.iter().map(Into::into));
     let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
@@ -364,10 +361,8 @@ pub fn failing_tests(stdout: &str) -> Vec<String> {
 pub fn panic_location(text: &str) -> Option<String> {
     let at = text.find("panicked at ")?;
     let rest = &text[at + "panicked at ".len()..];
-    let end = rest.find([':', '\n']).map(|_| {
-        rest.find(|c: char| c == '\n' || c == ' ')
-            .unwrap_or(rest.len())
-    })?;
+    rest.find(':')?;
+    let end = rest.find(['\n', ' ']).unwrap_or(rest.len());
     Some(rest[..end].trim_end_matches(':').to_string())
 }
 

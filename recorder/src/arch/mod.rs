@@ -26,8 +26,8 @@ impl Trapped {
         }
     }
 
-    /// Instruction length.
-    pub fn len(self) -> u64 {
+    /// Instruction length in bytes.
+    pub fn length(self) -> u64 {
         match self {
             Trapped::Rdtscp => 3,
             _ => 2,

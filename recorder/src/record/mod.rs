@@ -328,7 +328,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     };
     let pid = spawn::spawn_traced(&spec)?;
     drop(stdio_files);
-    let interrupter = opts.interrupter.clone().unwrap_or_else(Interrupter::new);
+    let interrupter = opts.interrupter.clone().unwrap_or_default();
     if interrupter.arm(pid) {
         interrupter.interrupt(Outcome::Interrupted);
     }
@@ -628,7 +628,11 @@ impl Recorder {
         }
         // Leaders last: a leader's end is only reported once its other threads are
         // collected.
-        let mut tids: Vec<(bool, i32)> = self.threads.iter().map(|(tid, t)| (*tid == t.tgid, *tid)).collect();
+        let mut tids: Vec<(bool, i32)> = self
+            .threads
+            .iter()
+            .map(|(tid, t)| (*tid == t.tgid, *tid))
+            .collect();
         tids.extend(self.zombies.iter().map(|z| (true, *z)));
         tids.sort();
         for (_, t) in tids {
@@ -932,7 +936,10 @@ impl Recorder {
             if cur != tgid {
                 reap(cur);
             }
-            let stop = if cur == tgid || self.threads.contains_key(&tgid) || self.zombies.contains(&tgid) {
+            let stop = if cur == tgid
+                || self.threads.contains_key(&tgid)
+                || self.zombies.contains(&tgid)
+            {
                 self.threads.remove(&tgid);
                 self.zombies.remove(&tgid);
                 reap(tgid)
@@ -1342,7 +1349,7 @@ fn emulate(
             }
         }
     };
-    regs.rip += insn.len();
+    regs.rip += insn.length();
     task.set_regs(&regs)?;
     Ok(event)
 }

@@ -855,8 +855,12 @@ impl Replayer<'_, '_> {
                 if s.nr == nr::EXIT_GROUP || others == 0 {
                     // A leader's end is reported only after its other threads are
                     // collected: those first.
-                    let members: Vec<i32> =
-                        self.threads.iter().filter(|(t, x)| x.tgid == tgid && **t != tgid).map(|(t, _)| *t).collect();
+                    let members: Vec<i32> = self
+                        .threads
+                        .iter()
+                        .filter(|(t, x)| x.tgid == tgid && **t != tgid)
+                        .map(|(t, _)| *t)
+                        .collect();
                     for t in members {
                         if let Some(x) = self.threads.remove(&t) {
                             reap(&x.task);

@@ -155,8 +155,8 @@ pub fn outputs(
     match sysno {
         nr::SELECT | nr::PSELECT6 => {
             let n = fd_set_bytes(args[0]);
-            for i in 1..4 {
-                grab(task, args[i], n)?;
+            for &set in &args[1..4] {
+                grab(task, set, n)?;
             }
             if sysno == nr::SELECT {
                 grab(task, args[4], 16)?;
