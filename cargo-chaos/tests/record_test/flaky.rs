@@ -15,7 +15,7 @@
 //! | `mutex_interleaving` | both threads yield first; the scheduler picks who locks | 405 / 1000 |
 //! | `channel_interleaving` | both senders yield first; the scheduler picks who sends | 408 / 1000 |
 //! | `temp_file_race` (a and b at once) | the scheduler always switches at `sched_yield`, between write and read-back | 1000 / 1000 |
-//! | `child_process` (ignored) | the child's nanoseconds % 3 == 0 | 106 / 300 recorded |
+//! | `child_process` | the child's nanoseconds % 3 == 0 | 106 / 300 recorded |
 //!
 //! Each rate comes from the test's design (a value modulo 3, a coin flip of the hash
 //! keys, a scheduling choice forced by `yield_now`), and runs are independent (fresh
@@ -209,15 +209,13 @@ fn temp_file_race() {
     });
 }
 
-/// Recording a child process works, but its replay diverges or hangs (see the report
-/// of issue 6); the test stays ignored until process trees replay.
+/// A test that runs a child process (`date`): the child's output replays too.
 #[test]
-#[ignore = "needs process-tree recording (issue 4)"]
 fn child_process() {
     capture_and_replay(&Case {
         filter: "child_process",
         per_test: true,
-        test_args: &["--ignored"],
+        test_args: &[],
         test: &["tests::child_process"],
         check: |out| {
             let printed = capture1(r"the child process printed (\d+)", out);

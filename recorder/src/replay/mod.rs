@@ -126,6 +126,7 @@ pub fn replay_observed(
             brk: first.brk,
             out_fds: HashMap::new(),
             stats: ReplayStats::default(),
+            ahead: Default::default(),
             sink,
             observer,
         };
@@ -216,6 +217,8 @@ struct Replayer<'s, 'a> {
     /// How the process ended at replay, once it has.
     ended: Option<ExitKind>,
     events: EventReader,
+    /// Events read ahead by [`Replayer::next_of_thread`], not replayed yet.
+    ahead: std::collections::VecDeque<Event>,
     /// Number of the next event.
     index: u64,
     brk: u64,
@@ -269,7 +272,7 @@ impl Replayer<'_, '_> {
     }
 
     fn run(&mut self) -> Result<ReplaySummary> {
-        let mut next = self.events.next_event()?;
+        let mut next = self.next_event()?;
         loop {
             let Some(ev) = next.take() else {
                 return Err(Error::TraceEnded {
@@ -299,7 +302,7 @@ impl Replayer<'_, '_> {
                     None => self.run_to_end(&ev)?,
                 };
                 let summary = self.on_end(&ev, how)?;
-                if self.events.next_event()?.is_some() || self.events.truncated.is_some() {
+                if self.next_event()?.is_some() || self.events.truncated.is_some() {
                     return Err(Error::BadTrace {
                         path: self.trace.path.clone(),
                         reason: format!(
@@ -323,9 +326,38 @@ impl Replayer<'_, '_> {
                 Step::Retry => next = Some(ev),
                 Step::Done | Step::Gone => {
                     self.index += 1;
-                    next = self.events.next_event()?;
+                    next = self.next_event()?;
                 }
             }
+        }
+    }
+
+    fn next_event(&mut self) -> Result<Option<Event>> {
+        match self.ahead.pop_front() {
+            Some(ev) => Ok(Some(ev)),
+            None => self.events.next_event(),
+        }
+    }
+
+    /// The next event of thread `tid` after the current one, reading ahead (at most a
+    /// bounded number of events) without consuming anything.
+    fn next_of_thread(&mut self, tid: i32) -> Result<Option<&Event>> {
+        const LOOKAHEAD: usize = 1 << 16;
+        let mut i = 0;
+        loop {
+            if i == self.ahead.len() {
+                if i >= LOOKAHEAD {
+                    return Ok(None);
+                }
+                match self.events.next_event()? {
+                    Some(ev) => self.ahead.push_back(ev),
+                    None => return Ok(None),
+                }
+            }
+            if self.ahead[i].tid() == tid {
+                return Ok(self.ahead.get(i));
+            }
+            i += 1;
         }
     }
 
@@ -837,6 +869,19 @@ impl Replayer<'_, '_> {
             th.task.write_mem(w.addr, &w.data)?;
         }
         th.task.set_rax(s.ret as u64)?;
+        if (-516..=-512).contains(&s.ret) && s.ret != -515 {
+            // Interrupted by a signal at record. Unless a handler ran next (a signal
+            // event of this thread follows, and the kernel decides again at replay),
+            // the kernel restarted the call on the way back to user mode: do that here,
+            // where no signal is pending to make the kernel do it.
+            let handler_next = matches!(self.next_of_thread(s.tid)?, Some(Event::Signal { .. }));
+            if !handler_next {
+                let regs = th.task.regs()?;
+                if let Some(r) = crate::preempt::restart_after_stop(&regs) {
+                    th.task.set_regs(&r)?;
+                }
+            }
+        }
         self.out_fds
             .entry(th.tgid)
             .or_default()

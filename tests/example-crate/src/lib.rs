@@ -136,7 +136,6 @@ mod tests {
 
     /// Fails when the child process reads the clock at a multiple of 3 ns.
     #[test]
-    #[ignore = "needs process-tree recording (issue 4)"]
     fn child_process() {
         let out = std::process::Command::new("date")
             .arg("+%N")
