@@ -288,6 +288,7 @@ fn one_run(
         },
         timeout: plan.test_timeout,
         interrupter: Some(interrupter),
+        capture_cache: Some(plan.runs_dir.join("captured-files")),
     };
     let t0 = Instant::now();
     let summary = recorder::record::record(&opts)

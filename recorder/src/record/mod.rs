@@ -108,6 +108,10 @@ pub struct RecordOptions {
     pub timeout: Option<std::time::Duration>,
     /// Lets another thread stop the recording.
     pub interrupter: Option<std::sync::Arc<Interrupter>>,
+    /// A directory where captured files are kept for later recordings (a flake hunt
+    /// records the same binaries again and again): they are then hard-linked, not
+    /// copied and hashed each time. The directory must be on the trace's file system.
+    pub capture_cache: Option<PathBuf>,
 }
 
 /// What a finished recording produced.
@@ -341,7 +345,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     };
     let mut rec = Recorder {
         events: EventWriter::create(&trace.path.join("events"))?,
-        files: FileStore::new(trace.path.join("files")),
+        files: FileStore::with_shared(trace.path.join("files"), opts.capture_cache.clone()),
         threads: BTreeMap::from([(pid, Thread::new(Task::new(pid), pid, 0))]),
         leader: pid,
         zombies: HashSet::new(),

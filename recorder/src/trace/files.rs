@@ -26,15 +26,25 @@ struct FileId {
 pub struct FileStore {
     dir: PathBuf,
     known: HashMap<FileId, String>,
+    /// A directory of earlier captures (ours, never modified) to hard-link from, shared
+    /// by the recordings of one flake hunt: the same test binary, libc and ld.so are
+    /// then copied and hashed once, not once per run.
+    shared: Option<PathBuf>,
 }
+
+/// Captures made into shared directories by this process: identity -> hash.
+type SharedMap = HashMap<(PathBuf, FileId), String>;
+static SHARED: std::sync::Mutex<Option<SharedMap>> = std::sync::Mutex::new(None);
 
 impl FileStore {
     /// A store writing into `dir`.
     pub fn new(dir: PathBuf) -> Self {
-        FileStore {
-            dir,
-            known: HashMap::new(),
-        }
+        FileStore { dir, known: HashMap::new(), shared: None }
+    }
+
+    /// A store that reuses (by hard link) captures kept in `shared`.
+    pub fn with_shared(dir: PathBuf, shared: Option<PathBuf>) -> Self {
+        FileStore { dir, known: HashMap::new(), shared }
     }
 
     /// Captures the file opened at `path` (typically `/proc/PID/fd/N`); returns its hash.
@@ -49,6 +59,17 @@ impl FileStore {
         };
         if let Some(hash) = self.known.get(&id) {
             return Ok(hash.clone());
+        }
+        if let Some(shared) = &self.shared {
+            let key = (shared.clone(), id.clone());
+            let hit = SHARED.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(&key).cloned());
+            if let Some(hash) = hit {
+                let dest = self.dir.join(&hash);
+                if dest.exists() || std::fs::hard_link(shared.join(&hash), &dest).is_ok() {
+                    self.known.insert(id, hash.clone());
+                    return Ok(hash);
+                }
+            }
         }
         // Copy into a temporary name while hashing, then rename to the hash.
         let tmp = self.dir.join(format!(".capture-{}", std::process::id()));
@@ -73,6 +94,15 @@ impl FileStore {
             let _ = std::fs::remove_file(&tmp);
         } else {
             std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+        }
+        if let Some(shared) = &self.shared {
+            // Keep a copy of our own for later recordings of the same hunt.
+            let kept = shared.join(&hash);
+            let ok = kept.exists() || (std::fs::create_dir_all(shared).is_ok() && std::fs::hard_link(&dest, &kept).is_ok());
+            if ok {
+                let mut map = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+                map.get_or_insert_with(HashMap::new).insert((shared.clone(), id.clone()), hash.clone());
+            }
         }
         self.known.insert(id, hash.clone());
         Ok(hash)
