@@ -22,8 +22,13 @@ use crate::address_space::read_maps;
 use crate::errors::Result;
 use crate::ptrace::{Regs, Task};
 
-/// How long a thread may run without a stop while others wait.
+/// How long a thread may run without a stop while others are ready to run.
 pub const SLICE: Duration = Duration::from_millis(50);
+/// How long it may run while the others all sit in blocking syscalls: they cannot run
+/// before it stops anyway, unless their call returns (then the slice is cut to
+/// [`SLICE`]). A long slice keeps preemption points out of long computations (a panic
+/// symbolizing its backtrace), where replay could not find them again cheaply.
+pub const LONG_SLICE: Duration = Duration::from_millis(1000);
 
 /// Replay gives up finding a preemption point after this many breakpoint hits (at
 /// ~18 µs a hit, about ten seconds) rather than appear to hang.
@@ -252,12 +257,20 @@ impl Watchdog {
         }
     }
 
-    /// A slice starts for `tid`.
-    pub fn arm(&self, tgid: i32, tid: i32) {
+    /// A slice of length `slice` starts for `tid`.
+    pub fn arm(&self, tgid: i32, tid: i32, slice: Duration) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.generation += 1;
-        st.armed = Some((tgid, tid, Instant::now() + SLICE, st.generation));
+        st.armed = Some((tgid, tid, Instant::now() + slice, st.generation));
         st.fired = None;
+    }
+
+    /// Cuts the running slice to end at most [`SLICE`] from now.
+    pub fn shorten(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, deadline, _)) = st.armed.as_mut() {
+            *deadline = (*deadline).min(Instant::now() + SLICE);
+        }
     }
 
     /// The slice is over (the thread stopped). Returns whether SIGSTOP was sent.

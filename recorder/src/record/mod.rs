@@ -480,14 +480,19 @@ impl Recorder {
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
             }
-            if self.threads.values().any(|t| {
-                matches!(
-                    t.state,
-                    Where::Ready(_) | Where::Unblocked(_) | Where::Blocked
-                )
-            }) {
-                // Others wait (or may become ready): this thread gets a time slice.
-                self.watchdog.arm(tgid, cur);
+            let ready = self
+                .threads
+                .values()
+                .any(|t| matches!(t.state, Where::Ready(_) | Where::Unblocked(_)));
+            let blocked = self.threads.values().any(|t| t.state == Where::Blocked);
+            if ready || blocked {
+                // Others wait: this thread gets a time slice (see `preempt`).
+                let slice = if ready {
+                    crate::preempt::SLICE
+                } else {
+                    crate::preempt::LONG_SLICE
+                };
+                self.watchdog.arm(tgid, cur, slice);
             }
             let stop = loop {
                 let (tid, stop) = self.wait_any()?;
@@ -497,6 +502,14 @@ impl Recorder {
                 if let Some(how) = self.on_background_stop(tid, stop)? {
                     self.watchdog.disarm();
                     return Ok(how);
+                }
+                if self
+                    .threads
+                    .get(&tid)
+                    .is_some_and(|t| matches!(t.state, Where::Unblocked(_)))
+                {
+                    // Someone can run now: the running thread gets an ordinary slice.
+                    self.watchdog.shorten();
                 }
             };
             self.watchdog.disarm();

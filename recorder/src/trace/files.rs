@@ -39,12 +39,20 @@ static SHARED: std::sync::Mutex<Option<SharedMap>> = std::sync::Mutex::new(None)
 impl FileStore {
     /// A store writing into `dir`.
     pub fn new(dir: PathBuf) -> Self {
-        FileStore { dir, known: HashMap::new(), shared: None }
+        FileStore {
+            dir,
+            known: HashMap::new(),
+            shared: None,
+        }
     }
 
     /// A store that reuses (by hard link) captures kept in `shared`.
     pub fn with_shared(dir: PathBuf, shared: Option<PathBuf>) -> Self {
-        FileStore { dir, known: HashMap::new(), shared }
+        FileStore {
+            dir,
+            known: HashMap::new(),
+            shared,
+        }
     }
 
     /// Captures the file opened at `path` (typically `/proc/PID/fd/N`); returns its hash.
@@ -62,7 +70,11 @@ impl FileStore {
         }
         if let Some(shared) = &self.shared {
             let key = (shared.clone(), id.clone());
-            let hit = SHARED.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(&key).cloned());
+            let hit = SHARED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .and_then(|m| m.get(&key).cloned());
             if let Some(hash) = hit {
                 let dest = self.dir.join(&hash);
                 if dest.exists() || std::fs::hard_link(shared.join(&hash), &dest).is_ok() {
@@ -98,10 +110,13 @@ impl FileStore {
         if let Some(shared) = &self.shared {
             // Keep a copy of our own for later recordings of the same hunt.
             let kept = shared.join(&hash);
-            let ok = kept.exists() || (std::fs::create_dir_all(shared).is_ok() && std::fs::hard_link(&dest, &kept).is_ok());
+            let ok = kept.exists()
+                || (std::fs::create_dir_all(shared).is_ok()
+                    && std::fs::hard_link(&dest, &kept).is_ok());
             if ok {
                 let mut map = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-                map.get_or_insert_with(HashMap::new).insert((shared.clone(), id.clone()), hash.clone());
+                map.get_or_insert_with(HashMap::new)
+                    .insert((shared.clone(), id.clone()), hash.clone());
             }
         }
         self.known.insert(id, hash.clone());
