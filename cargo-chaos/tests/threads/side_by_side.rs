@@ -53,6 +53,7 @@ fn record_rounds(program: PathBuf, dir: PathBuf, start: Arc<Barrier>) -> Vec<Rec
                 // A safety net against a hang, never a statement about speed.
                 timeout: Some(Duration::from_secs(timeout_secs())),
                 interrupter: None,
+                capture_cache: None,
             };
             let summary = record(&opts)
                 .unwrap_or_else(|e| panic!("recording {name} (round {round}) failed: {e}"));
