@@ -213,8 +213,21 @@ pub fn hunt(
                         let _ = std::fs::remove_dir_all(&f.dir);
                         continue;
                     }
-                    let key = (f.failed_tests.clone(), f.panic_location.clone());
-                    if !seen.insert(key) {
+                    // Distinct by test and panic location: a run is new if one of its
+                    // failing tests has not failed that way before.
+                    let keys: Vec<(Vec<String>, Option<String>)> = if f.failed_tests.is_empty() {
+                        vec![(Vec::new(), f.panic_location.clone())]
+                    } else {
+                        f.failed_tests
+                            .iter()
+                            .map(|t| (vec![t.clone()], f.panic_location.clone()))
+                            .collect()
+                    };
+                    let mut new = false;
+                    for k in keys {
+                        new |= seen.insert(k);
+                    }
+                    if !new {
                         let _ = std::fs::remove_dir_all(&f.dir);
                         continue;
                     }

@@ -123,7 +123,7 @@ pub fn replay_observed(
             ended: None,
             events,
             index: 1,
-            brk: first.brk,
+            brk: HashMap::from([(first.tid, first.brk)]),
             out_fds: HashMap::new(),
             stats: ReplayStats::default(),
             ahead: Default::default(),
@@ -221,7 +221,8 @@ struct Replayer<'s, 'a> {
     ahead: std::collections::VecDeque<Event>,
     /// Number of the next event.
     index: u64,
-    brk: u64,
+    /// Each process's program break, by recorded tgid (brk is replayed as mappings).
+    brk: HashMap<i32, u64>,
     /// Each process's view of which fds are the original stdout and stderr.
     out_fds: HashMap<i32, OutputFds>,
     sink: &'s mut OutputSink<'a>,
@@ -503,6 +504,9 @@ impl Replayer<'_, '_> {
         if process {
             let fds = self.out_fds.entry(th.tgid).or_default().clone();
             self.out_fds.insert(child, fds);
+            if let Some(b) = self.brk.get(&th.tgid).copied() {
+                self.brk.insert(child, b);
+            }
         }
         if vfork {
             // The parent waits in the kernel until the child execs or exits.
@@ -658,6 +662,7 @@ impl Replayer<'_, '_> {
             Event::Syscall(s) if th.in_fork.is_some() => return self.finish_fork(ev, s, th),
             Event::Exec(state) => {
                 rebuild::rebuild(&mut th.task, &self.trace, state)?;
+                self.brk.insert(th.tgid, state.brk);
                 return Ok(Step::Done);
             }
             Event::Preempt { state, .. } => return self.run_to_preemption(ev, th, state),
@@ -951,7 +956,7 @@ impl Replayer<'_, '_> {
                 if s.nr == nr::MMAP {
                     self.redo_mmap(ev, s, &mut th.task)?;
                 } else {
-                    self.redo_brk(s.ret as u64, &mut th.task)?;
+                    self.redo_brk(th.tgid, s.ret as u64, &mut th.task)?;
                 }
                 th.task.set_rax(s.ret as u64)?;
                 return Ok(Step::Done);
@@ -1062,9 +1067,10 @@ impl Replayer<'_, '_> {
 
     /// The kernel's brk area at replay is not where it was at record; brk is replayed as
     /// anonymous mappings at the recorded addresses.
-    fn redo_brk(&mut self, new: u64, task: &mut Task) -> Result<()> {
+    fn redo_brk(&mut self, tgid: i32, new: u64, task: &mut Task) -> Result<()> {
         let page = |x: u64| (x + 4095) & !4095;
-        let (old_end, new_end) = (page(self.brk), page(new));
+        let old = self.brk.get(&tgid).copied().unwrap_or(new);
+        let (old_end, new_end) = (page(old), page(new));
         if new_end > old_end {
             let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
             let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64;
@@ -1083,7 +1089,7 @@ impl Replayer<'_, '_> {
             inject(task, libc::SYS_munmap, &[new_end, old_end - new_end])?;
         }
         if new != 0 {
-            self.brk = new;
+            self.brk.insert(tgid, new);
         }
         Ok(())
     }
