@@ -6,7 +6,6 @@ pub mod build;
 pub mod hunt;
 mod render;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -282,6 +281,3 @@ fn seed_from_time() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1)
 }
-
-#[allow(dead_code)]
-fn _assert_send(_: PathBuf) {}

@@ -35,6 +35,29 @@ impl Trapped {
     }
 }
 
+/// Writes an rdtsc/rdtscp result into the registers and steps over the instruction.
+pub fn apply_tsc(regs: &mut Regs, tsc: u64, aux: u32, rdtscp: bool) {
+    regs.rax = tsc & 0xffff_ffff;
+    regs.rdx = tsc >> 32;
+    if rdtscp {
+        regs.rcx = aux as u64;
+    }
+    regs.rip += if rdtscp {
+        Trapped::Rdtscp.length()
+    } else {
+        Trapped::Rdtsc.length()
+    };
+}
+
+/// Writes a cpuid result (eax, ebx, ecx, edx) into the registers and steps over it.
+pub fn apply_cpuid(regs: &mut Regs, out: [u32; 4]) {
+    regs.rax = out[0] as u64;
+    regs.rbx = out[1] as u64;
+    regs.rcx = out[2] as u64;
+    regs.rdx = out[3] as u64;
+    regs.rip += Trapped::Cpuid.length();
+}
+
 /// Registers as a flat vector for the trace (the 27 words of `user_regs_struct`).
 pub fn regs_to_vec(r: &Regs) -> Vec<u64> {
     vec![

@@ -417,6 +417,21 @@ pub fn wait_own() -> Result<(i32, Stop)> {
     }
 }
 
+/// Waits until a task has ended and returns how; a task still stopped somewhere (an
+/// exit stop, a signal stop) is let go on dying. A task already gone counts as exited.
+pub fn reap(tid: i32) -> Stop {
+    loop {
+        match wait_for(tid) {
+            Ok(s @ (Stop::Exited(_) | Stop::Killed(_))) => return s,
+            Ok(_) => {
+                // SAFETY: plain ptrace request on our own tracee.
+                unsafe { libc::ptrace(libc::PTRACE_CONT, tid, 0, 0) };
+            }
+            Err(_) => return Stop::Exited(0),
+        }
+    }
+}
+
 /// Waits for one task with `__WALL`, restarting on EINTR.
 pub fn wait_for(tid: i32) -> Result<Stop> {
     loop {

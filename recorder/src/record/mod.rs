@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use crate::arch::{self, Trapped};
 use crate::errors::{Error, Result};
 use crate::output::{OutputFds, Stream};
-use crate::ptrace::{Resume, Stop, SyscallStop, Task};
+use crate::ptrace::{reap, Resume, Stop, SyscallStop, Task};
 use crate::sched::{Point, Scheduler};
 use crate::spawn::{self, SpawnSpec};
 use crate::syscalls::{self, effects, nr, special, Class, MemArg};
@@ -1247,21 +1247,6 @@ impl Drop for Watchdog {
     }
 }
 
-/// Waits until a task has ended; returns how.
-fn reap(tid: i32) -> Stop {
-    loop {
-        match crate::ptrace::wait_for(tid) {
-            Ok(s @ (Stop::Exited(_) | Stop::Killed(_))) => return s,
-            Ok(_) => {
-                // Still stopped somewhere (e.g. at an exit stop): let it go on dying.
-                // SAFETY: plain ptrace request.
-                unsafe { libc::ptrace(libc::PTRACE_CONT, tid, 0, 0) };
-            }
-            Err(_) => return Stop::Exited(0),
-        }
-    }
-}
-
 /// `struct clone_args`: flags, pidfd, child_tid, parent_tid.
 fn read_clone3(task: &mut Task, addr: u64) -> Result<[u64; 4]> {
     let b = task.read_mem(addr, 32)?;
@@ -1336,11 +1321,7 @@ fn emulate(
     let event = match insn {
         Trapped::Rdtsc | Trapped::Rdtscp => {
             let (tsc, aux) = arch::read_tsc();
-            regs.rax = tsc & 0xffff_ffff;
-            regs.rdx = tsc >> 32;
-            if insn == Trapped::Rdtscp {
-                regs.rcx = aux as u64;
-            }
+            arch::apply_tsc(&mut regs, tsc, aux, insn == Trapped::Rdtscp);
             Event::Rdtsc {
                 tid,
                 rip,
@@ -1352,10 +1333,7 @@ fn emulate(
         Trapped::Cpuid => {
             let (leaf, subleaf) = (regs.rax as u32, regs.rcx as u32);
             let out = arch::masked_cpuid(leaf, subleaf);
-            regs.rax = out[0] as u64;
-            regs.rbx = out[1] as u64;
-            regs.rcx = out[2] as u64;
-            regs.rdx = out[3] as u64;
+            arch::apply_cpuid(&mut regs, out);
             cpuid_seen.insert([leaf, subleaf, out[0], out[1], out[2], out[3]]);
             Event::Cpuid {
                 tid,
@@ -1366,7 +1344,6 @@ fn emulate(
             }
         }
     };
-    regs.rip += insn.length();
     task.set_regs(&regs)?;
     Ok(event)
 }

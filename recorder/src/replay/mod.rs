@@ -790,12 +790,7 @@ impl Replayer<'_, '_> {
                 aux,
                 ..
             } if rip == regs.rip => {
-                regs.rax = tsc & 0xffff_ffff;
-                regs.rdx = tsc >> 32;
-                if rdtscp {
-                    regs.rcx = aux as u64;
-                }
-                regs.rip += if rdtscp { 3 } else { 2 };
+                crate::arch::apply_tsc(&mut regs, tsc, aux, rdtscp);
             }
             Event::Cpuid {
                 rip,
@@ -813,11 +808,7 @@ impl Replayer<'_, '_> {
                         ),
                     ));
                 }
-                regs.rax = out[0] as u64;
-                regs.rbx = out[1] as u64;
-                regs.rcx = out[2] as u64;
-                regs.rdx = out[3] as u64;
-                regs.rip += 2;
+                crate::arch::apply_cpuid(&mut regs, out);
             }
             _ => return Err(self.diverge(ev, format!("trapped an instruction at {:#x}", regs.rip))),
         }
@@ -1111,15 +1102,7 @@ fn inject(task: &mut Task, nr: i64, args: &[u64]) -> Result<i64> {
 
 /// Waits until a task has ended.
 fn reap(task: &Task) -> Stop {
-    loop {
-        match task.wait() {
-            Ok(s @ (Stop::Exited(_) | Stop::Killed(_))) => return s,
-            Ok(_) => {
-                let _ = task.resume(Resume::Cont, 0);
-            }
-            Err(_) => return Stop::Exited(0),
-        }
-    }
+    crate::ptrace::reap(task.tid)
 }
 
 fn stub_conflict(addr: u64) -> Error {
