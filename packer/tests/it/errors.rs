@@ -9,7 +9,6 @@ use std::time::Duration;
 use packer::transport::{self, TransportOptions};
 use packer::{ProgressEvent, TransportError};
 
-use crate::servers::free_port;
 use crate::util::*;
 
 enum Reply {
@@ -163,9 +162,34 @@ fn client_errors_are_not_retried() {
     assert_eq!(server.served(), 1);
 }
 
+/// A port on 127.0.0.1 that refuses connections for as long as the returned socket
+/// lives: bound but not listening, so no other test's server can take it meanwhile
+/// (a merely "free" port can be reused by a concurrent test between lookup and use).
+fn refusing_port() -> (i32, u16) {
+    // SAFETY: plain socket calls on locals; the fd is closed by the caller.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(
+            libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len),
+            0,
+            "bind: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut out: libc::sockaddr_in = std::mem::zeroed();
+        let mut out_len = len;
+        libc::getsockname(fd, &mut out as *mut _ as *mut libc::sockaddr, &mut out_len);
+        (fd, u16::from_be(out.sin_port))
+    }
+}
+
 #[test]
 fn refused_connection_is_named() {
-    let port = free_port();
+    let (fd, port) = refusing_port();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("a.chaos.tar.zst");
     std::fs::write(&src, b"x").unwrap();
@@ -176,6 +200,8 @@ fn refused_connection_is_named() {
         "{err}"
     );
     assert!(err.to_string().contains("is the server running"), "{err}");
+    // SAFETY: the socket from refusing_port.
+    unsafe { libc::close(fd) };
 }
 
 #[test]
