@@ -107,8 +107,7 @@ pub fn regs_from_vec(v: &[u64]) -> Option<Regs> {
 /// recording replays on common machines: AVX-512, RDRAND, RDSEED, TSX (HLE/RTM), and the
 /// hypervisor's own leaves stay as they are. Also hides PKU/OSPKE.
 pub fn masked_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
-    let r = std::arch::x86_64::__cpuid_count(leaf, subleaf);
-    let mut out = [r.eax, r.ebx, r.ecx, r.edx];
+    let mut out = cached_cpuid(leaf, subleaf);
     match (leaf, subleaf) {
         (1, _) => {
             out[2] &= !(1 << 30); // RDRAND
@@ -134,6 +133,32 @@ pub fn masked_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
         }
         _ => {}
     }
+    out
+}
+
+/// Executes cpuid once per (CPU, leaf, subleaf) and remembers the answer.
+///
+/// The engine thread has CPUID faulting armed (see [`self_cpuid`]), so each cpuid it
+/// executes costs a fault and two MSR writes (~20 µs here); glibc's start-up alone asks
+/// ~80 times per exec. The CPU is part of the key because some leaves (the APIC ids in
+/// leaves 1, 0xB and 0x1F) differ between CPUs, and recordings run pinned to one.
+fn cached_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<(i32, u32, u32), [u32; 4]>>> = OnceLock::new();
+    // SAFETY: plain libc call.
+    let cpu = unsafe { libc::sched_getcpu() };
+    let key = (cpu, leaf, subleaf);
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return *hit;
+    }
+    let r = std::arch::x86_64::__cpuid_count(leaf, subleaf);
+    let out = [r.eax, r.ebx, r.ecx, r.edx];
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, out);
     out
 }
 

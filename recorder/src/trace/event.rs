@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 pub struct MemWrite {
     /// Address in the program.
     pub addr: u64,
-    /// The bytes.
+    /// The bytes (encoded as one byte string: the same bytes on disk as a sequence of
+    /// u8, without a serializer call per byte).
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -145,6 +147,7 @@ pub enum Event {
         /// queue it.
         injected: bool,
         /// The siginfo the handler saw (128 bytes), for injected signals.
+        #[serde(with = "serde_bytes")]
         info: Vec<u8>,
     },
     /// A thread that ran too long without a syscall was preempted here. Replay runs it
@@ -289,4 +292,33 @@ pub fn signal_name(signo: i32) -> String {
     nix::sys::signal::Signal::try_from(signo)
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| format!("signal {signo}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `serde_bytes` must not change the bytes on disk: postcard writes a byte string
+    /// exactly as a sequence of u8 (a varint length, then the bytes), so traces written
+    /// before and after the change read the same.
+    #[test]
+    fn byte_fields_encode_as_a_plain_sequence() {
+        #[derive(Serialize)]
+        struct Plain {
+            addr: u64,
+            data: Vec<u8>,
+        }
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+        let ours = postcard::to_stdvec(&MemWrite {
+            addr: 0x7fff_0000,
+            data: data.clone(),
+        })
+        .unwrap();
+        let plain = postcard::to_stdvec(&Plain {
+            addr: 0x7fff_0000,
+            data,
+        })
+        .unwrap();
+        assert_eq!(ours, plain);
+    }
 }

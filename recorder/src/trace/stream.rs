@@ -10,8 +10,8 @@ use crate::errors::{Error, Result};
 
 /// Chunks are closed once their uncompressed records reach this size.
 const CHUNK_BYTES: usize = 256 * 1024;
-/// zstd level for chunks: fast, the archive recompresses harder.
-const LEVEL: i32 = 3;
+/// zstd level for chunks: the fastest, since the archive recompresses harder.
+const LEVEL: i32 = 1;
 
 /// Appends events to an `events` file.
 pub struct EventWriter {
@@ -19,6 +19,9 @@ pub struct EventWriter {
     out: BufWriter<File>,
     buf: Vec<u8>,
     count: u64,
+    /// Created at the first flush and reused: setting up a compression context costs
+    /// more than compressing a short recording's events.
+    compressor: Option<zstd::bulk::Compressor<'static>>,
 }
 
 impl EventWriter {
@@ -30,18 +33,22 @@ impl EventWriter {
             out: BufWriter::new(f),
             buf: Vec::new(),
             count: 0,
+            compressor: None,
         })
     }
 
     /// Appends one event.
     pub fn push(&mut self, event: &Event) -> Result<()> {
-        let bytes = postcard::to_stdvec(event).map_err(|e| Error::BadTrace {
+        // Length prefix first, filled in once the record is encoded after it.
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        let buf = std::mem::take(&mut self.buf);
+        self.buf = postcard::to_extend(event, buf).map_err(|e| Error::BadTrace {
             path: self.path.clone(),
             reason: format!("cannot encode event: {e}"),
         })?;
-        self.buf
-            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(&bytes);
+        let len = (self.buf.len() - start - 4) as u32;
+        self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
         self.count += 1;
         if self.buf.len() >= CHUNK_BYTES {
             self.flush()?;
@@ -59,7 +66,15 @@ impl EventWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let frame = zstd::bulk::compress(&self.buf, LEVEL).map_err(|e| Error::io(&self.path, e))?;
+        let compressor = match &mut self.compressor {
+            Some(c) => c,
+            None => self
+                .compressor
+                .insert(zstd::bulk::Compressor::new(LEVEL).map_err(|e| Error::io(&self.path, e))?),
+        };
+        let frame = compressor
+            .compress(&self.buf)
+            .map_err(|e| Error::io(&self.path, e))?;
         self.buf.clear();
         let w = &mut self.out;
         w.write_all(&(frame.len() as u32).to_le_bytes())
