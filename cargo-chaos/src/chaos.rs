@@ -151,6 +151,7 @@ fn record(a: RecordArgs) -> anyhow::Result<i32> {
         seed: a.seed,
         timeout: a.timeout,
         interrupter: Some(interrupter),
+        capture_cache: recorder::trace::CaptureCache::for_user(),
         ..Default::default()
     };
     match recorder::record::record(&opts) {

@@ -96,6 +96,28 @@ fn asynchronous_signals_timers_and_sigpipe() {
 }
 
 #[test]
+fn synchronous_faults_with_handlers_and_killed_children() {
+    let (rec, _) = roundtrip("proc_faults", &[]);
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert_eq!(rec.status, 0, "{out}");
+    for sig in [libc::SIGSEGV, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP] {
+        assert!(
+            out.contains(&format!("recovered from signal {sig} ")),
+            "signal {sig} was not recovered from:\n{out}"
+        );
+    }
+    assert!(out.contains("killed by signal 9"), "{out}");
+    assert!(out.contains("killed by signal 6"), "{out}");
+}
+
+#[test]
+fn uninstrumented_lost_update_race_replays_its_count() {
+    let (rec, _) = roundtrip("race", &[]);
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert!(out.contains("updates lost"), "{out}");
+}
+
+#[test]
 fn spinning_thread_is_preempted_and_found_again() {
     let (rec, rep) = roundtrip("proc_spin", &[]);
     assert_eq!(rec.status, 0);

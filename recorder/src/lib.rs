@@ -17,6 +17,7 @@ pub mod sched;
 pub mod spawn;
 pub mod syscalls;
 pub mod testing;
+pub mod ticks;
 pub mod trace;
 
 pub use errors::{Error, Result};

@@ -39,6 +39,8 @@ pub enum Point {
     SyscallExit,
     /// The running thread yielded (`sched_yield`).
     Yield,
+    /// Instrumented code used up its tick budget (see [`crate::ticks`]).
+    Tick,
 }
 
 /// Scheduling policy.
@@ -61,9 +63,15 @@ impl Scheduler {
     /// Whether the running thread should give way at this point, when others can run.
     pub fn should_switch(&mut self, point: Point) -> bool {
         match point {
-            Point::Yield => true,
+            Point::Yield | Point::Tick => true,
             Point::SyscallExit => self.rng.below(1024) < self.switch_per_1024,
         }
+    }
+
+    /// The next tick budget of instrumented code: uniform in `1..=ticks::MAX_BUDGET`, so
+    /// a preemption point can fall on any load, store or edge.
+    pub fn tick_budget(&mut self) -> u64 {
+        1 + self.rng.below(crate::ticks::MAX_BUDGET)
     }
 
     /// Picks the next thread among the runnable ones (non-empty), avoiding `previous`

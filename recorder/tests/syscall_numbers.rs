@@ -24,6 +24,8 @@ const KERNEL_ONLY_SYSCALLS: &[(&str, u64)] = &[
     ("query_module", 178),
     ("io_pgetevents", 333),
     ("uretprobe", 335),
+    // Not the kernel's: our own tick request from instrumented code (src/ticks.rs).
+    ("chaos_tick", 1000),
     ("uprobe", 336),
     ("cachestat", 451),
     ("map_shadow_stack", 453),

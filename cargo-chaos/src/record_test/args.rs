@@ -60,6 +60,12 @@ pub struct CargoOptions {
     /// Target directory.
     #[arg(long, value_name = "DIR")]
     pub target_dir: Option<PathBuf>,
+    /// Build the tests with the recorder's tick counter (LLVM sanitizer coverage), into
+    /// `<target dir>/chaos-instrumented`: threads of your crates that spin or compute
+    /// without syscalls are then preempted at exact points, also between a load and a
+    /// store, and replay needs no breakpoints. Not passed to cargo.
+    #[arg(long)]
+    pub instrument: bool,
 }
 
 impl CargoOptions {
@@ -99,7 +105,8 @@ impl CargoOptions {
         if let Some(p) = &self.profile {
             a.extend(["--profile".into(), p.clone()]);
         }
-        if let Some(d) = &self.target_dir {
+        if let (Some(d), false) = (&self.target_dir, self.instrument) {
+            // The instrumented build picks its own directory under it.
             a.extend(["--target-dir".into(), d.display().to_string()]);
         }
         a

@@ -56,6 +56,11 @@ pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
         .map(|p| (p.id.clone(), p))
         .collect();
 
+    let instrumented = if opts.instrument {
+        Some(super::instrument::prepare(&target_dir)?)
+    } else {
+        None
+    };
     let mut cmd = Command::new(&cargo);
     cmd.args([
         "test",
@@ -63,6 +68,15 @@ pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
         "--message-format=json-render-diagnostics",
     ])
     .args(opts.to_args());
+    if let Some(i) = &instrumented {
+        i.apply(&mut cmd);
+    }
+    // The build's target dir, and where its artifacts (the libraries tests load at run
+    // time among them) are.
+    let (build_dir, artifacts) = match &instrumented {
+        Some(i) => (i.target_dir.clone(), i.artifact_dir()),
+        None => (target_dir.clone(), target_dir.clone()),
+    };
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().context("starting `cargo test --no-run`")?;
     let stdout = child.stdout.take().expect("piped");
@@ -91,7 +105,7 @@ pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
                     .map(|k| k.to_string())
                     .unwrap_or_default(),
                 path: exe.into_std_path_buf(),
-                env: cargo_env(pkg, &a.target.name, &cargo, &target_dir),
+                env: cargo_env(pkg, &a.target.name, &cargo, &build_dir, &artifacts),
                 cwd,
             });
         }
@@ -110,7 +124,13 @@ pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
 }
 
 /// The variables `cargo test` sets for a test binary.
-fn cargo_env(pkg: &Package, target: &str, cargo: &str, target_dir: &Path) -> Vec<(String, String)> {
+fn cargo_env(
+    pkg: &Package,
+    target: &str,
+    cargo: &str,
+    target_dir: &Path,
+    artifacts: &Path,
+) -> Vec<(String, String)> {
     let v = &pkg.version;
     let dir = pkg
         .manifest_path
@@ -151,8 +171,8 @@ fn cargo_env(pkg: &Package, target: &str, cargo: &str, target_dir: &Path) -> Vec
         ),
     ];
     let mut libs = vec![
-        target_dir.join("debug/deps").display().to_string(),
-        target_dir.join("release/deps").display().to_string(),
+        artifacts.join("debug/deps").display().to_string(),
+        artifacts.join("release/deps").display().to_string(),
     ];
     if let Some(sysroot) = rustc_sysroot() {
         libs.push(format!("{sysroot}/lib"));

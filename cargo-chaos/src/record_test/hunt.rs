@@ -13,6 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use recorder::record::{Interrupter, RecordOptions, Stdio};
+use recorder::trace::CaptureCache;
 use recorder::trace::Outcome;
 
 use super::build::TestBinary;
@@ -301,7 +302,7 @@ fn one_run(
         },
         timeout: plan.test_timeout,
         interrupter: Some(interrupter),
-        capture_cache: Some(plan.runs_dir.join("captured-files")),
+        capture_cache: Some(CaptureCache::new(plan.runs_dir.join("captured-files"))),
     };
     let t0 = Instant::now();
     let summary = recorder::record::record(&opts)

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod build;
 pub mod hunt;
+pub mod instrument;
 mod render;
 
 use std::sync::Arc;

@@ -58,6 +58,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The fixture crate's directory.
+#[allow(dead_code)]
 pub fn suite_dir() -> PathBuf {
     workspace_root()
         .join("tests")
@@ -69,6 +70,7 @@ pub fn suite_dir() -> PathBuf {
 ///
 /// # Panics
 /// When the build fails (with cargo's output).
+#[allow(dead_code)]
 pub fn suite() -> &'static Suite {
     static SUITE: OnceLock<Result<Suite, String>> = OnceLock::new();
     match SUITE.get_or_init(build) {
@@ -77,9 +79,23 @@ pub fn suite() -> &'static Suite {
     }
 }
 
+#[allow(dead_code)]
 fn build() -> Result<Suite, String> {
-    let manifest = suite_dir().join("Cargo.toml");
-    let target_dir = workspace_root().join("target").join("fixture-rust-suite");
+    build_crate(
+        &suite_dir(),
+        &workspace_root().join("target").join("fixture-rust-suite"),
+        &|_| {},
+    )
+}
+
+/// Builds the fixture crate in `crate_dir` into `target_dir` (`cargo test --no-run`,
+/// after `configure` had its say) and collects its executables.
+pub fn build_crate(
+    crate_dir: &Path,
+    target_dir: &Path,
+    configure: &dyn Fn(&mut Command),
+) -> Result<Suite, String> {
+    let manifest = crate_dir.join("Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.arg("test")
@@ -88,11 +104,12 @@ fn build() -> Result<Suite, String> {
         .arg("--message-format=json")
         .arg("--manifest-path")
         .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_TARGET_DIR", target_dir)
         // Settings meant for the outer build must not leak into this one.
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("CARGO_BUILD_TARGET_DIR")
         .stdin(Stdio::null());
+    configure(&mut cmd);
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;

@@ -145,7 +145,9 @@ pub fn masked_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
 fn cached_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<(i32, u32, u32), [u32; 4]>>> = OnceLock::new();
+    /// (CPU, leaf, subleaf) -> eax, ebx, ecx, edx.
+    type Answers = HashMap<(i32, u32, u32), [u32; 4]>;
+    static CACHE: OnceLock<Mutex<Answers>> = OnceLock::new();
     // SAFETY: plain libc call.
     let cpu = unsafe { libc::sched_getcpu() };
     let key = (cpu, leaf, subleaf);

@@ -108,10 +108,10 @@ pub struct RecordOptions {
     pub timeout: Option<std::time::Duration>,
     /// Lets another thread stop the recording.
     pub interrupter: Option<std::sync::Arc<Interrupter>>,
-    /// A directory where captured files are kept for later recordings (a flake hunt
-    /// records the same binaries again and again): they are then hard-linked, not
-    /// copied and hashed each time. The directory must be on the trace's file system.
-    pub capture_cache: Option<PathBuf>,
+    /// Where captured files are kept for later recordings (a flake hunt records the same
+    /// binaries again and again): they are then hard-linked, not copied and hashed each
+    /// time. It only saves work on the trace's file system.
+    pub capture_cache: Option<crate::trace::files::CaptureCache>,
 }
 
 /// What a finished recording produced.
@@ -219,6 +219,8 @@ struct Recorder {
     stderr: std::fs::File,
     cpu_set: Vec<usize>,
     cpuid_seen: BTreeSet<[u32; 6]>,
+    /// `chaos_tick` calls answered.
+    ticks: u64,
     interrupter: std::sync::Arc<Interrupter>,
     watchdog: std::sync::Arc<crate::preempt::Watchdog>,
 }
@@ -345,7 +347,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     };
     let mut rec = Recorder {
         events: EventWriter::create(&trace.path.join("events"))?,
-        files: FileStore::with_shared(trace.path.join("files"), opts.capture_cache.clone()),
+        files: FileStore::with_cache(trace.path.join("files"), opts.capture_cache.clone()),
         threads: BTreeMap::from([(pid, Thread::new(Task::new(pid), pid, 0))]),
         leader: pid,
         zombies: HashSet::new(),
@@ -359,6 +361,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         stderr: open("stderr")?,
         cpu_set,
         cpuid_seen: BTreeSet::new(),
+        ticks: 0,
         interrupter: interrupter.clone(),
         watchdog: crate::preempt::Watchdog::start(),
         trace: trace.clone(),
@@ -391,6 +394,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             status: how.status(),
             events,
             cpuid_leaves,
+            tick_requests: rec.ticks,
             message: None,
         },
         Err(e) => {
@@ -401,6 +405,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
                 status: 125,
                 events,
                 cpuid_leaves,
+                tick_requests: rec.ticks,
                 message: Some(e.to_string()),
             };
             trace.write_result(&result)?;
@@ -696,10 +701,10 @@ impl Recorder {
                                 t.requeued = Some(si);
                             }
                         }
-                        let point = if sysno == Some(nr::SCHED_YIELD) {
-                            Point::Yield
-                        } else {
-                            Point::SyscallExit
+                        let point = match sysno {
+                            Some(nr::SCHED_YIELD) => Point::Yield,
+                            Some(nr::CHAOS_TICK) => Point::Tick,
+                            _ => Point::SyscallExit,
                         };
                         if self.threads.len() > 1 && self.sched.should_switch(point) {
                             return Ok(Next::Switch);
@@ -846,6 +851,11 @@ impl Recorder {
         if sysno == nr::SCHED_SETAFFINITY {
             // The recording stays pinned; the program is told it worked.
             fake_ret = Some(0);
+        }
+        if sysno == nr::CHAOS_TICK {
+            // Instrumented code asks for its next tick budget (see `crate::ticks`).
+            fake_ret = Some(self.sched.tick_budget() as i64);
+            self.ticks += 1;
         }
         let task = &mut self.threads.get_mut(&cur).expect("current").task;
         if fake_ret.is_some() {

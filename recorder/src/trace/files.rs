@@ -4,6 +4,12 @@
 //! `/proc/PID/exe`), not by path later, so a rebuilt binary cannot sneak in. A file is
 //! hard-linked when that is safe (we cannot write to it, so its content cannot change
 //! under the trace) and copied otherwise.
+//!
+//! Copying and hashing a debug test binary (10–20 MB) costs more than recording a short
+//! test, and the same binaries are recorded again and again (a flake hunt, a benchmark, a
+//! user re-running a test). A [`CaptureCache`] keeps our own read-only copies, indexed by
+//! the file's identity on this machine, so a later capture of an unchanged file is a hard
+//! link.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,45 +19,185 @@ use std::path::{Path, PathBuf};
 
 use crate::errors::{Error, Result};
 
-/// Identity of a file on this machine; a changed file gets a new identity.
+/// Identity of a file on this machine; writing to a file changes its ctime, so a changed
+/// file gets a new identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct FileId {
     dev: u64,
     ino: u64,
     size: u64,
     mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The name of its entry in a cache index.
+    fn key(&self) -> String {
+        format!(
+            "{:x}-{:x}-{}-{}.{}-{}.{}",
+            self.dev, self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
+        )
+    }
+}
+
+/// Captured files kept across recordings: `objects/<BLAKE3>` (our own copies, never
+/// written after creation) and `index/<identity>` holding the hash of the file that had
+/// that identity. Safe to share between concurrent recordings and processes: every entry
+/// is created under a temporary name and renamed or linked into place.
+#[derive(Debug, Clone)]
+pub struct CaptureCache {
+    root: PathBuf,
+    /// Least-recently-used objects are removed once the objects exceed this many bytes.
+    limit: u64,
+}
+
+/// Default size bound of the user's capture cache.
+const DEFAULT_LIMIT: u64 = 4 << 30;
+
+impl CaptureCache {
+    /// A cache rooted at `root` (created on first use).
+    pub fn new(root: PathBuf) -> Self {
+        CaptureCache {
+            root,
+            limit: DEFAULT_LIMIT,
+        }
+    }
+
+    /// The user's cache: `$XDG_CACHE_HOME/cargo-chaos/captured-files` (or under
+    /// `~/.cache`); `None` when neither variable is set or `CARGO_CHAOS_NO_CAPTURE_CACHE`
+    /// is.
+    pub fn for_user() -> Option<Self> {
+        if std::env::var_os("CARGO_CHAOS_NO_CAPTURE_CACHE").is_some() {
+            return None;
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(Self::new(base.join("cargo-chaos").join("captured-files")))
+    }
+
+    fn object(&self, hash: &str) -> PathBuf {
+        self.root.join("objects").join(hash)
+    }
+
+    fn index(&self, id: &FileId) -> PathBuf {
+        self.root.join("index").join(id.key())
+    }
+
+    /// The hash of the file with identity `id`, if we kept a copy of it.
+    fn lookup(&self, id: &FileId) -> Option<String> {
+        let hash = std::fs::read_to_string(self.index(id)).ok()?;
+        let hash = hash.trim();
+        let valid = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        let object = self.object(hash);
+        let meta = std::fs::metadata(&object).ok().filter(|_| valid)?;
+        if meta.len() != id.size {
+            return None;
+        }
+        // Recently used: pruning removes the least recently used first.
+        if let Ok(f) = File::options().append(true).open(&object) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+        Some(hash.to_owned())
+    }
+
+    /// Puts `dest` (a finished capture named by its hash) into the cache.
+    fn insert(&self, id: &FileId, hash: &str, dest: &Path) {
+        let objects = self.root.join("objects");
+        let index = self.root.join("index");
+        if std::fs::create_dir_all(&objects).is_err() || std::fs::create_dir_all(&index).is_err() {
+            return;
+        }
+        let object = self.object(hash);
+        if !object.exists() {
+            if std::fs::hard_link(dest, &object).is_err() {
+                return; // another file system: the cache would cost a copy, not save one
+            }
+            // Read-only, so a user editing a trace's copy cannot change the cache's.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o444));
+        }
+        let tmp = index.join(format!(
+            ".new-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        if std::fs::write(&tmp, hash).is_ok() {
+            let _ = std::fs::rename(&tmp, self.index(id));
+        }
+        self.prune();
+    }
+
+    /// Removes the least recently used objects (and index entries to them) while the
+    /// objects exceed the size limit. Traces hard-linked to an object keep their copy.
+    fn prune(&self) {
+        let Ok(dir) = std::fs::read_dir(self.root.join("objects")) else {
+            return;
+        };
+        let mut objects: Vec<(std::time::SystemTime, u64, PathBuf)> = dir
+            .flatten()
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.modified().ok()?, m.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = objects.iter().map(|o| o.1).sum();
+        if total <= self.limit {
+            return;
+        }
+        objects.sort();
+        for (_, len, path) in objects {
+            if total <= self.limit / 2 {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
+        // Index entries whose object is gone are ignored by `lookup`; drop them too.
+        if let Ok(dir) = std::fs::read_dir(self.root.join("index")) {
+            for e in dir.flatten() {
+                let gone = std::fs::read_to_string(e.path())
+                    .map(|h| !self.object(h.trim()).exists())
+                    .unwrap_or(false);
+                if gone {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
 }
 
 /// The `files/` directory of a trace being recorded.
 pub struct FileStore {
     dir: PathBuf,
     known: HashMap<FileId, String>,
-    /// A directory of earlier captures (ours, never modified) to hard-link from, shared
-    /// by the recordings of one flake hunt: the same test binary, libc and ld.so are
-    /// then copied and hashed once, not once per run.
-    shared: Option<PathBuf>,
+    cache: Option<CaptureCache>,
 }
 
-/// Captures made into shared directories by this process: identity -> hash.
-type SharedMap = HashMap<(PathBuf, FileId), String>;
-static SHARED: std::sync::Mutex<Option<SharedMap>> = std::sync::Mutex::new(None);
-
 impl FileStore {
-    /// A store writing into `dir`.
+    /// A store writing into `dir`, without a cache.
     pub fn new(dir: PathBuf) -> Self {
-        FileStore {
-            dir,
-            known: HashMap::new(),
-            shared: None,
-        }
+        Self::with_cache(dir, None)
     }
 
-    /// A store that reuses (by hard link) captures kept in `shared`.
-    pub fn with_shared(dir: PathBuf, shared: Option<PathBuf>) -> Self {
+    /// A store that reuses (by hard link) the copies kept in `cache`, and adds its own.
+    pub fn with_cache(dir: PathBuf, cache: Option<CaptureCache>) -> Self {
         FileStore {
             dir,
             known: HashMap::new(),
-            shared,
+            cache,
         }
     }
 
@@ -59,25 +205,14 @@ impl FileStore {
     pub fn capture(&mut self, path: &Path) -> Result<String> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-        let id = FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-        };
+        let id = FileId::of(&meta);
         if let Some(hash) = self.known.get(&id) {
             return Ok(hash.clone());
         }
-        if let Some(shared) = &self.shared {
-            let key = (shared.clone(), id.clone());
-            let hit = SHARED
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .and_then(|m| m.get(&key).cloned());
-            if let Some(hash) = hit {
+        if let Some(cache) = &self.cache {
+            if let Some(hash) = cache.lookup(&id) {
                 let dest = self.dir.join(&hash);
-                if dest.exists() || std::fs::hard_link(shared.join(&hash), &dest).is_ok() {
+                if dest.exists() || std::fs::hard_link(cache.object(&hash), &dest).is_ok() {
                     self.known.insert(id, hash.clone());
                     return Ok(hash);
                 }
@@ -99,25 +234,19 @@ impl FileStore {
         drop(out);
         let hash = hasher.finalize().to_hex().to_string();
         let dest = self.dir.join(&hash);
+        let mut ours = true;
         if dest.exists() {
             let _ = std::fs::remove_file(&tmp);
         } else if !writable_by_us(&meta) && std::fs::hard_link(path, &dest).is_ok() {
             // Safe to share the inode: nobody who can run us can change it.
             let _ = std::fs::remove_file(&tmp);
+            ours = false;
         } else {
             std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
         }
-        if let Some(shared) = &self.shared {
-            // Keep a copy of our own for later recordings of the same hunt.
-            let kept = shared.join(&hash);
-            let ok = kept.exists()
-                || (std::fs::create_dir_all(shared).is_ok()
-                    && std::fs::hard_link(&dest, &kept).is_ok());
-            if ok {
-                let mut map = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-                map.get_or_insert_with(HashMap::new)
-                    .insert((shared.clone(), id.clone()), hash.clone());
-            }
+        // Only our own copies go into the cache: the cache's objects must never change.
+        if let (true, Some(cache)) = (ours, &self.cache) {
+            cache.insert(&id, &hash, &dest);
         }
         self.known.insert(id, hash.clone());
         Ok(hash)
@@ -131,4 +260,86 @@ fn writable_by_us(meta: &std::fs::Metadata) -> bool {
         || (meta.uid() == uid && meta.mode() & 0o200 != 0)
         || (meta.gid() == gid && meta.mode() & 0o020 != 0)
         || meta.mode() & 0o002 != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture_twice(cache: &CaptureCache, src: &Path, work: &Path) -> (String, String) {
+        let a = work.join("a");
+        let b = work.join("b");
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let h1 = FileStore::with_cache(a, Some(cache.clone()))
+            .capture(src)
+            .unwrap();
+        let h2 = FileStore::with_cache(b, Some(cache.clone()))
+            .capture(src)
+            .unwrap();
+        (h1, h2)
+    }
+
+    #[test]
+    fn a_second_capture_links_the_cached_copy() {
+        let work = tempfile::tempdir().unwrap();
+        let src = work.path().join("bin");
+        std::fs::write(&src, b"the test binary").unwrap();
+        let cache = CaptureCache::new(work.path().join("cache"));
+        let (h1, h2) = capture_twice(&cache, &src, work.path());
+        assert_eq!(h1, h2);
+        let a = std::fs::metadata(work.path().join("a").join(&h1)).unwrap();
+        let b = std::fs::metadata(work.path().join("b").join(&h2)).unwrap();
+        assert_eq!(a.ino(), b.ino(), "the second capture should be a hard link");
+        assert_ne!(a.ino(), std::fs::metadata(&src).unwrap().ino());
+    }
+
+    #[test]
+    fn a_changed_file_is_captured_again() {
+        let work = tempfile::tempdir().unwrap();
+        let src = work.path().join("bin");
+        std::fs::write(&src, b"version one").unwrap();
+        let cache = CaptureCache::new(work.path().join("cache"));
+        let h1 = FileStore::with_cache(work.path().to_owned(), Some(cache.clone()))
+            .capture(&src)
+            .unwrap();
+        // Same size, content changed in place (ctime moves even if mtime is reset).
+        let mtime = std::fs::metadata(&src).unwrap().modified().unwrap();
+        let f = File::options().write(true).open(&src).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, b"VERSION", 0).unwrap();
+        f.set_modified(mtime).unwrap();
+        drop(f);
+        let dir = work.path().join("second");
+        std::fs::create_dir_all(&dir).unwrap();
+        let h2 = FileStore::with_cache(dir.clone(), Some(cache))
+            .capture(&src)
+            .unwrap();
+        assert_ne!(h1, h2);
+        assert_eq!(
+            std::fs::read(dir.join(&h2)).unwrap(),
+            b"VERSION one".to_vec()
+        );
+    }
+
+    #[test]
+    fn pruning_keeps_the_cache_under_its_limit() {
+        let work = tempfile::tempdir().unwrap();
+        let mut cache = CaptureCache::new(work.path().join("cache"));
+        cache.limit = 100;
+        for i in 0..5 {
+            let src = work.path().join(format!("f{i}"));
+            std::fs::write(&src, vec![i as u8; 40]).unwrap();
+            let dir = work.path().join(format!("t{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            FileStore::with_cache(dir, Some(cache.clone()))
+                .capture(&src)
+                .unwrap();
+        }
+        let total: u64 = std::fs::read_dir(work.path().join("cache/objects"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert!(total <= 100, "{total} bytes kept");
+    }
 }

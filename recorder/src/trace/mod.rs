@@ -4,11 +4,11 @@
 //! other version with a message naming both, rather than guessing.
 
 mod event;
-mod files;
+pub mod files;
 mod stream;
 
 pub use event::{signal_name, Event, ExecState, ExitKind, Mapping, MemWrite, SyscallEvent};
-pub use files::FileStore;
+pub use files::{CaptureCache, FileStore};
 pub use stream::{EventReader, EventWriter};
 
 use std::path::{Path, PathBuf};
@@ -90,6 +90,11 @@ pub struct RunResult {
     pub events: u64,
     /// Every cpuid answer the program got: leaf, subleaf, eax, ebx, ecx, edx.
     pub cpuid_leaves: Vec<[u32; 6]>,
+    /// How many tick budgets instrumented code asked for (`chaos_tick` calls, see
+    /// [`crate::ticks`]); non-zero means the program ran code built with
+    /// `cargo record-test --instrument`, and preempting it needs no breakpoints.
+    #[serde(default)]
+    pub tick_requests: u64,
     /// Error text for `recorder_error`.
     pub message: Option<String>,
 }
