@@ -206,8 +206,11 @@ fn replay(a: ReplayArgs) -> anyhow::Result<i32> {
         Ok(summary) => {
             if a.stats {
                 eprintln!(
-                    "chaos: {} events, {} preemption points found with {} breakpoint hits",
-                    summary.events, summary.stats.preemptions, summary.stats.preemption_traps
+                    "chaos: {} events, {} preemption points found with {} breakpoint hits in {:.3} ms",
+                    summary.events,
+                    summary.stats.preemptions,
+                    summary.stats.preemption_traps,
+                    summary.stats.preemption_time.as_secs_f64() * 1000.0
                 );
             }
             if summary.cut_short {

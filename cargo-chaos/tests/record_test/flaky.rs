@@ -42,12 +42,24 @@ struct Case<'a> {
     test: &'a [&'a str],
     /// Checks the failing run's stdout: the printed value and the panic message agree.
     check: fn(&str),
+    /// Another fixture crate than the example crate (its manifest, from the workspace
+    /// root), with the package and binary names the `captured` message must give.
+    other_crate: Option<(&'a str, &'a str, &'a str)>,
+    /// More options for `cargo record-test`.
+    extra: &'a [&'a str],
 }
 
 /// Hunts, moves the archive, deletes the target directory, replays; returns the replay.
 fn capture_and_replay(case: &Case) -> Run {
     let sb = Sandbox::new();
-    let manifest = example_manifest();
+    let manifest = match case.other_crate {
+        Some((m, _, _)) => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(m),
+        None => example_manifest(),
+    };
+    let (package, binary) = case
+        .other_crate
+        .map(|(_, p, b)| (p, b))
+        .unwrap_or(("flaky-example", "flaky_example"));
     let target = sb.target();
     let mut args: Vec<&str> = vec![
         "--manifest-path",
@@ -65,6 +77,7 @@ fn capture_and_replay(case: &Case) -> Run {
     if case.per_test {
         args.push("--per-test");
     }
+    args.extend(case.extra);
     args.push(case.filter);
     if !case.test_args.is_empty() {
         args.push("--");
@@ -74,8 +87,8 @@ fn capture_and_replay(case: &Case) -> Run {
     hunt.expect_status(1);
 
     let captured = hunt.captured();
-    assert_eq!(captured["package"], "flaky-example", "{captured}");
-    assert_eq!(captured["binary"], "flaky_example", "{captured}");
+    assert_eq!(captured["package"], package, "{captured}");
+    assert_eq!(captured["binary"], binary, "{captured}");
     let test = captured["test"]
         .as_str()
         .expect("the failing test is named");
@@ -131,6 +144,8 @@ fn wall_clock() {
         per_test: true,
         test_args: &[],
         test: &["tests::wall_clock"],
+        other_crate: None,
+        extra: &[],
         check: |out| {
             let printed = capture1(r"wall clock nanoseconds: (\d+)", out);
             let panicked = capture1(r"the clock read (\d+) ns, a multiple of 3", out);
@@ -147,6 +162,8 @@ fn hashmap_order() {
         per_test: true,
         test_args: &[],
         test: &["tests::hashmap_order"],
+        other_crate: None,
+        extra: &[],
         check: |out| {
             assert!(
                 out.contains(r#"iteration order: ["beta", "alpha"]"#),
@@ -167,6 +184,8 @@ fn mutex_interleaving() {
         per_test: true,
         test_args: &[],
         test: &["tests::mutex_interleaving"],
+        other_crate: None,
+        extra: &[],
         check: |out| {
             assert!(out.contains("lock order: [1, 0]"), "{out}");
             assert!(out.contains("thread 1 got the lock first"), "{out}");
@@ -181,6 +200,8 @@ fn channel_interleaving() {
         per_test: true,
         test_args: &[],
         test: &["tests::channel_interleaving"],
+        other_crate: None,
+        extra: &[],
         check: |out| {
             assert!(out.contains("received order: [1, 0]"), "{out}");
             assert!(out.contains("sender 1 was first, order [1, 0]"), "{out}");
@@ -197,6 +218,8 @@ fn temp_file_race() {
         per_test: false,
         test_args: &["--test-threads", "2"],
         test: &["tests::temp_file_race_a", "tests::temp_file_race_b"],
+        other_crate: None,
+        extra: &[],
         check: |out| {
             let tag = capture1(r#"was changed under us: wrote "(written by [ab])""#, out);
             let read = capture1(
@@ -217,6 +240,8 @@ fn child_process() {
         per_test: true,
         test_args: &[],
         test: &["tests::child_process"],
+        other_crate: None,
+        extra: &[],
         check: |out| {
             let printed = capture1(r"the child process printed (\d+)", out);
             let panicked = capture1(r"the child read (\d+) ns, a multiple of 3", out);
@@ -261,4 +286,27 @@ fn replay_json_message() {
         "--quiet hides the program's output\n{}",
         replay.show()
     );
+}
+
+/// A lost-update race in code built with `--instrument`: the tick counter preempts the
+/// threads between a load and the store that depends on it, so updates are lost in every
+/// run; the replay prints the same count.
+#[test]
+fn instrumented_lost_update_race() {
+    capture_and_replay(&Case {
+        filter: "lost_update",
+        per_test: true,
+        test_args: &[],
+        test: &["lost_update"],
+        other_crate: Some((
+            "tests/fixtures/rust-races/Cargo.toml",
+            "chaos-rust-races",
+            "races",
+        )),
+        extra: &["--instrument"],
+        check: |out| {
+            let lost = capture1(r"counted \d+ of 4000000: (\d+) updates lost", out);
+            assert_ne!(lost, "0", "{out}");
+        },
+    });
 }

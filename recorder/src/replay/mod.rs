@@ -48,6 +48,9 @@ pub struct ReplayStats {
     pub preemptions: u64,
     /// Breakpoint hits it took to find them.
     pub preemption_traps: u64,
+    /// Time spent running threads to their preemption points (breakpoints, state
+    /// comparisons and the code run in between).
+    pub preemption_time: std::time::Duration,
 }
 
 /// Called at every syscall event of a replay with the replayed process's pid and the
@@ -527,6 +530,7 @@ impl Replayer<'_, '_> {
         use crate::preempt;
         let rip = want.regs.get(16).copied().unwrap_or(0);
         let mut traps = 0u64;
+        let started = std::time::Instant::now();
         preempt::set_breakpoint(&th.task, Some(rip))?;
         loop {
             let regs = th.task.regs()?;
@@ -539,6 +543,7 @@ impl Replayer<'_, '_> {
                 }
                 self.stats.preemptions += 1;
                 self.stats.preemption_traps += traps;
+                self.stats.preemption_time += started.elapsed();
                 return Ok(Step::Done);
             }
             th.task.resume(Resume::Sysemu, th.signal)?;
