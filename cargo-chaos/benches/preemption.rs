@@ -24,7 +24,6 @@ mod support;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use support::{bench_cpu, cell, cpu_model, ratio, ratio_cell, replace_section, Bench, Row};
 
