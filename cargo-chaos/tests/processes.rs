@@ -111,6 +111,22 @@ fn synchronous_faults_with_handlers_and_killed_children() {
 }
 
 #[test]
+fn interrupted_syscalls_signal_stacks_sessions_and_process_groups() {
+    let (rec, _) = roundtrip("proc_restart", &[]);
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert_eq!(rec.status, 0, "{out}");
+    for expected in [
+        "SA_RESTART read returned 1 (x)",
+        "plain read returned -1 (Interrupted system call)",
+        "ran on the alternate stack: yes",
+        "new session",
+        "grandchild pid",
+    ] {
+        assert!(out.contains(expected), "no `{expected}` in:\n{out}");
+    }
+}
+
+#[test]
 fn uninstrumented_lost_update_race_replays_its_count() {
     let (rec, _) = roundtrip("race", &[]);
     let out = String::from_utf8_lossy(&rec.stdout);
@@ -214,4 +230,61 @@ fn killing_the_recorder_leaves_no_process_of_the_tree() {
             "process {pid} is still there: {stat}"
         );
     }
+}
+
+#[test]
+fn ctrl_c_at_the_terminal_ends_the_recording_and_keeps_the_trace() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    // Its own process group, as a shell runs a foreground job; Ctrl-C sends SIGINT to
+    // the whole group: the recorder and the recorded program alike.
+    let mut child = Command::new(bin())
+        .arg("record")
+        .arg("--trace-dir")
+        .arg(&trace)
+        .arg("--")
+        .arg(fixture("proc_hang"))
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pids = Vec::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line == "ready" {
+            break;
+        }
+        if let Some(p) = line
+            .split_whitespace()
+            .last()
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            pids.push(p);
+        }
+    }
+    assert_eq!(pids.len(), 3, "the fixture did not report its pids");
+    // SAFETY: a signal to the process group we just created.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    for pid in pids {
+        assert!(wait_gone(pid), "process {pid} outlived the recording");
+    }
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(trace.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["outcome"], "interrupted", "{result}");
+    let rep = run(Command::new(bin()).args(["replay"]).arg(&trace));
+    assert!(
+        rep.stderr.contains("stopped at this point"),
+        "{}",
+        rep.stderr
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&rep.stdout).lines().last(),
+        Some("ready")
+    );
 }

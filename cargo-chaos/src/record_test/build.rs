@@ -71,12 +71,12 @@ pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
     if let Some(i) = &instrumented {
         i.apply(&mut cmd);
     }
-    // The build's target dir, and where its artifacts (the libraries tests load at run
-    // time among them) are.
-    let (build_dir, artifacts) = match &instrumented {
-        Some(i) => (i.target_dir.clone(), i.artifact_dir()),
-        None => (target_dir.clone(), target_dir.clone()),
+    // The build's target dir (the instrumented build has its own).
+    let build_dir = match &instrumented {
+        Some(i) => i.target_dir.clone(),
+        None => target_dir.clone(),
     };
+    let toolchain_libs = toolchain_lib_dirs();
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().context("starting `cargo test --no-run`")?;
     let stdout = child.stdout.take().expect("piped");
@@ -104,8 +104,15 @@ pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
                     .first()
                     .map(|k| k.to_string())
                     .unwrap_or_default(),
+                env: cargo_env(
+                    pkg,
+                    &a.target.name,
+                    &cargo,
+                    &build_dir,
+                    exe.as_std_path(),
+                    &toolchain_libs,
+                ),
                 path: exe.into_std_path_buf(),
-                env: cargo_env(pkg, &a.target.name, &cargo, &build_dir, &artifacts),
                 cwd,
             });
         }
@@ -129,7 +136,8 @@ fn cargo_env(
     target: &str,
     cargo: &str,
     target_dir: &Path,
-    artifacts: &Path,
+    exe: &Path,
+    toolchain_libs: &[String],
 ) -> Vec<(String, String)> {
     let v = &pkg.version;
     let dir = pkg
@@ -170,13 +178,14 @@ fn cargo_env(
             target_dir.join("tmp").display().to_string(),
         ),
     ];
+    // As cargo sets it: the profile's directory and its deps (where the executable
+    // is), then the toolchain's libraries.
+    let deps = exe.parent().unwrap_or(exe);
     let mut libs = vec![
-        artifacts.join("debug/deps").display().to_string(),
-        artifacts.join("release/deps").display().to_string(),
+        deps.parent().unwrap_or(deps).display().to_string(),
+        deps.display().to_string(),
     ];
-    if let Some(sysroot) = rustc_sysroot() {
-        libs.push(format!("{sysroot}/lib"));
-    }
+    libs.extend(toolchain_libs.iter().cloned());
     if let Ok(old) = std::env::var("LD_LIBRARY_PATH") {
         libs.push(old);
     }
@@ -196,6 +205,20 @@ fn which(cargo: &str) -> String {
         })
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| cargo.to_string())
+}
+
+/// `<sysroot>/lib/rustlib/<host>/lib` and `<sysroot>/lib`, which cargo puts in a test's
+/// library path.
+fn toolchain_lib_dirs() -> Vec<String> {
+    let Some(sysroot) = rustc_sysroot() else {
+        return Vec::new();
+    };
+    let mut dirs = Vec::new();
+    if let Ok(host) = super::instrument::host_triple() {
+        dirs.push(format!("{sysroot}/lib/rustlib/{host}/lib"));
+    }
+    dirs.push(format!("{sysroot}/lib"));
+    dirs
 }
 
 fn rustc_sysroot() -> Option<String> {

@@ -193,7 +193,7 @@ pub fn hunt(
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
             {
-                i.interrupt(Outcome::Interrupted);
+                i.abort(Outcome::Interrupted);
             }
         };
         for msg in rx {

@@ -85,7 +85,7 @@ fn user_rustflags() -> Vec<String> {
 }
 
 /// The host triple, from `rustc -vV`.
-fn host_triple() -> anyhow::Result<String> {
+pub fn host_triple() -> anyhow::Result<String> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let out = Command::new(&rustc)
         .arg("-vV")

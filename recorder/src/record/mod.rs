@@ -58,16 +58,45 @@ impl Interrupter {
 
     /// Stops the recording (if one is running) and marks it with `why`
     /// ([`Outcome::Interrupted`] or [`Outcome::TimedOut`]).
+    ///
+    /// The first request stops the program (SIGSTOP), so that the engine can still write
+    /// down the calls that finished in the kernel (a write whose bytes already reached
+    /// the terminal must be in the trace, or the replay would not print them), then
+    /// kills the tree. A second request kills it at once.
     pub fn interrupt(&self, why: Outcome) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let first = st.1.is_none();
+        if first {
+            st.1 = Some(why);
+        }
+        if let Some(pid) = st.0 {
+            let sig = if first { libc::SIGSTOP } else { libc::SIGKILL };
+            // SAFETY: plain syscall; the pid is the live leader of the recording (it is
+            // unregistered before it is reaped).
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
+    /// Kills the recorded program at once and marks the recording with `why`: for a
+    /// recording nobody will replay (a flake hunt stopping its other runs).
+    pub fn abort(&self, why: Outcome) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.1.is_none() {
             st.1 = Some(why);
         }
         if let Some(pid) = st.0 {
-            // SAFETY: plain syscall; the pid is the live leader of the recording (it is
-            // unregistered before it is reaped).
+            // SAFETY: as in `interrupt`.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
+    }
+
+    /// Whether a stop was asked for.
+    fn requested(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .is_some()
     }
 
     fn arm(&self, pid: i32) -> bool {
@@ -467,6 +496,9 @@ impl Recorder {
                     None => {
                         // Every thread sits in a blocking call: wait for one to return.
                         let (tid, stop) = self.wait_any()?;
+                        if self.interrupter.requested() {
+                            return self.end_interrupted(tid, stop);
+                        }
                         if let Some(how) = self.on_background_stop(tid, stop)? {
                             return Ok(how);
                         }
@@ -501,6 +533,10 @@ impl Recorder {
             }
             let stop = loop {
                 let (tid, stop) = self.wait_any()?;
+                if self.interrupter.requested() {
+                    self.watchdog.disarm();
+                    return self.end_interrupted(tid, stop);
+                }
                 if tid == cur {
                     break stop;
                 }
@@ -593,6 +629,10 @@ impl Recorder {
                 self.forget_process(tgid);
                 Ok(None)
             }
+            Stop::Signal(libc::SIGINT) if self.from_terminal(tid) => {
+                self.interrupter.interrupt(Outcome::Interrupted);
+                self.end_interrupted(tid, stop).map(Some)
+            }
             Stop::Signal(sig) => {
                 // A signal arrived for a blocked thread; the syscall will report its
                 // exit (EINTR/ERESTART*) first, then this signal again when resumed.
@@ -640,6 +680,55 @@ impl Recorder {
             _ => ExitKind::Exited(0),
         };
         self.events.push(&Event::Exit { tid: leader, how })?;
+        self.events.flush()?;
+        Ok(how)
+    }
+
+    /// Whether the signal `tid` stopped with came from the terminal (Ctrl-C: the tty
+    /// driver sends it with `SI_KERNEL`; a program's own `kill` says `SI_USER`).
+    fn from_terminal(&self, tid: i32) -> bool {
+        self.threads
+            .get(&tid)
+            .and_then(|t| t.task.siginfo().ok())
+            .is_some_and(|si| si.si_code == libc::SI_KERNEL)
+    }
+
+    /// Ends a recording that was asked to stop (Ctrl-C, time limit); `tid` just reported
+    /// `stop`. Blocking calls that finished in the kernel did happen (their bytes may be
+    /// on the terminal already): they are written down before the tree is killed.
+    fn end_interrupted(&mut self, tid: i32, stop: Stop) -> Result<ExitKind> {
+        if let (Stop::Syscall, Some(t)) = (&stop, self.threads.get_mut(&tid)) {
+            if t.state == Where::Blocked {
+                if let Ok(SyscallStop::Exit { ret, rip }) = t.task.syscall_stop() {
+                    t.state = Where::Unblocked(ret);
+                    t.exit_rip = Some(rip);
+                }
+            }
+        }
+        let finished: Vec<(i32, i64)> = self
+            .threads
+            .iter()
+            .filter_map(|(tid, t)| match t.state {
+                // ERESTART*: the call was cut short by our stop, it did not finish.
+                Where::Unblocked(ret) if !(-516..=-512).contains(&ret) => Some((*tid, ret)),
+                _ => None,
+            })
+            .collect();
+        for (tid, ret) in finished {
+            if let Some(t) = self.threads.get_mut(&tid) {
+                t.state = Where::Ready(0);
+            }
+            // Best effort: a task may be gone already.
+            if let Err(e) = self.on_exit(tid, ret) {
+                tracing::debug!("cannot write down thread {tid}'s last call: {e}");
+            }
+        }
+        self.kill_all();
+        let how = ExitKind::Signaled(libc::SIGKILL);
+        self.events.push(&Event::Exit {
+            tid: self.leader,
+            how,
+        })?;
         self.events.flush()?;
         Ok(how)
     }
@@ -724,6 +813,12 @@ impl Recorder {
                     state: Box::new(state),
                 })?;
                 return Ok(Next::Switch);
+            }
+            Stop::Signal(libc::SIGINT) if self.from_terminal(cur) => {
+                // Ctrl-C reached the program before (or instead of) the recorder: end
+                // the recording the same way, without delivering it.
+                self.interrupter.interrupt(Outcome::Interrupted);
+                return self.end_interrupted(cur, stop).map(Next::Finished);
             }
             Stop::Signal(sig) => {
                 let deliver = self.on_signal(cur, sig)?;

@@ -19,10 +19,15 @@ pub struct EventWriter {
     out: BufWriter<File>,
     buf: Vec<u8>,
     count: u64,
-    /// Created at the first flush and reused: setting up a compression context costs
-    /// more than compressing a short recording's events.
+    /// Taken from [`COMPRESSORS`] at the first flush and given back on drop: setting up
+    /// a compression context costs more than compressing a short recording's events.
     compressor: Option<zstd::bulk::Compressor<'static>>,
 }
+
+/// Compression contexts of finished writers, for the next recordings of this process (a
+/// flake hunt makes thousands).
+static COMPRESSORS: std::sync::Mutex<Vec<zstd::bulk::Compressor<'static>>> =
+    std::sync::Mutex::new(Vec::new());
 
 impl EventWriter {
     /// Creates the file.
@@ -66,12 +71,15 @@ impl EventWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let compressor = match &mut self.compressor {
-            Some(c) => c,
-            None => self
-                .compressor
-                .insert(zstd::bulk::Compressor::new(LEVEL).map_err(|e| Error::io(&self.path, e))?),
-        };
+        if self.compressor.is_none() {
+            let pooled = COMPRESSORS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let c = match pooled {
+                Some(c) => c,
+                None => zstd::bulk::Compressor::new(LEVEL).map_err(|e| Error::io(&self.path, e))?,
+            };
+            self.compressor = Some(c);
+        }
+        let compressor = self.compressor.as_mut().expect("set above");
         let frame = compressor
             .compress(&self.buf)
             .map_err(|e| Error::io(&self.path, e))?;
@@ -87,6 +95,12 @@ impl EventWriter {
 impl Drop for EventWriter {
     fn drop(&mut self) {
         let _ = self.flush();
+        if let Some(c) = self.compressor.take() {
+            COMPRESSORS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(c);
+        }
     }
 }
 
