@@ -629,7 +629,7 @@ impl Recorder {
                 self.forget_process(tgid);
                 Ok(None)
             }
-            Stop::Signal(libc::SIGINT) if self.from_terminal(tid) => {
+            Stop::Signal(libc::SIGINT) if self.signal_is_from_terminal(tid) => {
                 self.interrupter.interrupt(Outcome::Interrupted);
                 self.end_interrupted(tid, stop).map(Some)
             }
@@ -686,7 +686,7 @@ impl Recorder {
 
     /// Whether the signal `tid` stopped with came from the terminal (Ctrl-C: the tty
     /// driver sends it with `SI_KERNEL`; a program's own `kill` says `SI_USER`).
-    fn from_terminal(&self, tid: i32) -> bool {
+    fn signal_is_from_terminal(&self, tid: i32) -> bool {
         self.threads
             .get(&tid)
             .and_then(|t| t.task.siginfo().ok())
@@ -814,7 +814,7 @@ impl Recorder {
                 })?;
                 return Ok(Next::Switch);
             }
-            Stop::Signal(libc::SIGINT) if self.from_terminal(cur) => {
+            Stop::Signal(libc::SIGINT) if self.signal_is_from_terminal(cur) => {
                 // Ctrl-C reached the program before (or instead of) the recorder: end
                 // the recording the same way, without delivering it.
                 self.interrupter.interrupt(Outcome::Interrupted);
