@@ -78,6 +78,22 @@ fn fork_pipe_and_shared_memory() {
 }
 
 #[test]
+fn shared_file_mapping_changed_through_memory_and_write() {
+    let (rec, _) = roundtrip("mmap_shared_file", &[]);
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert_eq!(rec.status, 0, "{out}");
+    for expected in [
+        "at 100: pwrite at ",
+        "at 200: write at ",
+        "at 300: parent pwrite at ",
+        "wrote this at",
+        "second mapping at 1000: child",
+    ] {
+        assert!(out.contains(expected), "no `{expected}` in:\n{out}");
+    }
+}
+
+#[test]
 fn shell_children_through_popen_and_system() {
     let (rec, _) = roundtrip("proc_sh", &[]);
     let out = String::from_utf8_lossy(&rec.stdout);

@@ -26,7 +26,7 @@ pub enum PackError {
     },
     /// The recording's `version` file names a format this packer does not know.
     #[error(
-        "{path}: unknown trace format {found:?} (expected \"chaos-trace 1\") \
+        "{path}: unknown trace format {found:?} (expected \"chaos-trace 2\" or \"chaos-trace 1\") \
          (hint: pack it with the cargo-chaos that recorded it)"
     )]
     UnsupportedTrace {

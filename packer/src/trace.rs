@@ -12,7 +12,9 @@ use crate::hash::is_blake3_hex;
 use crate::manifest::{FILES_DIR, MANIFEST_NAME};
 
 /// The first line of a recording's `version` file that this packer understands.
-pub const TRACE_VERSION_LINE: &str = "chaos-trace 1";
+pub const TRACE_VERSION_LINE: &str = "chaos-trace 2";
+/// Earlier formats it still packs (2 only added event kinds to 1).
+pub const OLDER_TRACE_VERSION_LINES: &[&str] = &["chaos-trace 1"];
 
 /// A file of the recording itself (not a captured file).
 #[derive(Debug, Clone)]
@@ -90,7 +92,8 @@ pub(crate) fn scan(dir: &Path) -> Result<TraceScan, PackError> {
         .unwrap_or("")
         .trim()
         .to_string();
-    if first_line != TRACE_VERSION_LINE {
+    if first_line != TRACE_VERSION_LINE && !OLDER_TRACE_VERSION_LINES.contains(&first_line.as_str())
+    {
         return Err(PackError::UnsupportedTrace {
             path: version_path,
             found: first_line,

@@ -9,6 +9,7 @@
 
 mod exec;
 pub mod redirect;
+mod shared_files;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
@@ -250,6 +251,8 @@ struct Recorder {
     cpuid_seen: BTreeSet<[u32; 6]>,
     /// `chaos_tick` calls answered.
     ticks: u64,
+    /// Files mapped `MAP_SHARED`, whose write-family changes are recorded.
+    shared: shared_files::SharedFiles,
     interrupter: std::sync::Arc<Interrupter>,
     watchdog: std::sync::Arc<crate::preempt::Watchdog>,
 }
@@ -391,6 +394,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         cpu_set,
         cpuid_seen: BTreeSet::new(),
         ticks: 0,
+        shared: shared_files::SharedFiles::default(),
         interrupter: interrupter.clone(),
         watchdog: crate::preempt::Watchdog::start(),
         trace: trace.clone(),
@@ -943,6 +947,7 @@ impl Recorder {
         if sysno == nr::CLONE || sysno == nr::CLONE3 {
             self.check_clone(cur, sysno, &args)?;
         }
+        self.shared.check_entry(cur, sysno, &args)?;
         if sysno == nr::SCHED_SETAFFINITY {
             // The recording stays pinned; the program is told it worked.
             fake_ret = Some(0);
@@ -1130,6 +1135,8 @@ impl Recorder {
         }
         let mut writes = Vec::new();
         let mut file = None;
+        let mut shared_map = None;
+        let mut shared_write = None;
         if ret >= 0 && p.fake_ret.is_none() {
             writes = if p.special {
                 special::outputs(task, p.nr, &p.args, ret, &p.entry)?
@@ -1146,7 +1153,12 @@ impl Recorder {
                         data: mask,
                     }];
                 }
-                nr::MMAP => file = capture_mmap(task, &mut self.files, &p.args)?,
+                nr::MMAP => {
+                    file = capture_mmap(task, &mut self.files, &p.args)?;
+                    if file.is_some() && p.args[3] as i32 & libc::MAP_SHARED != 0 {
+                        shared_map = self.shared.mapped(cur, p.args[4]);
+                    }
+                }
                 nr::CLONE | nr::CLONE3 => writes = clone_writes(task, p.nr, &p.args, &p.entry)?,
                 _ => {}
             }
@@ -1164,6 +1176,10 @@ impl Recorder {
                 .entry(tgid)
                 .or_default()
                 .after_syscall(p.nr, &p.args, ret);
+            shared_write = self.shared.written(task, p.nr, &p.args, ret)?;
+        }
+        if let Some(name) = shared_map {
+            self.events.push(&Event::SharedFile { tid: cur, name })?;
         }
         self.events.push(&Event::Syscall(SyscallEvent {
             tid: cur,
@@ -1174,6 +1190,14 @@ impl Recorder {
             writes,
             file,
         }))?;
+        if let Some((name, offset, data)) = shared_write {
+            self.events.push(&Event::SharedFileWrite {
+                tid: cur,
+                name,
+                offset,
+                data,
+            })?;
+        }
         if p.exec_happened && ret == 0 {
             // A new image: arm the traps again (exec clears CPUID faulting) and capture it.
             let task = &mut self.threads.get_mut(&cur).expect("thread").task;
@@ -1406,12 +1430,8 @@ fn capture_mmap(task: &mut Task, files: &mut FileStore, args: &[u64; 6]) -> Resu
             hint: "device and special-file mappings cannot be replayed".into(),
         });
     }
-    if flags & libc::MAP_SHARED != 0 && args[2] as i32 & libc::PROT_WRITE != 0 {
-        return Err(Error::Unsupported {
-            what: "a writable MAP_SHARED file mapping".into(),
-            hint: "memory shared with the file system cannot be replayed exactly yet".into(),
-        });
-    }
+    // A MAP_SHARED file is captured as it is now; later writes to it are recorded (see
+    // `shared_files`).
     Ok(Some(files.capture(&path)?))
 }
 

@@ -129,6 +129,7 @@ pub fn replay_observed(
             brk: HashMap::from([(first.tid, first.brk)]),
             out_fds: HashMap::new(),
             stats: ReplayStats::default(),
+            shared_copies: HashMap::new(),
             ahead: Default::default(),
             sink,
             observer,
@@ -191,6 +192,8 @@ struct RThread {
     /// Inside a fork-family call whose child was created ([`Event::NewTask`]): its
     /// number and arguments, and whether it waits in the kernel (vfork).
     in_fork: Option<(u64, [u64; 6], bool)>,
+    /// The file its next mmap maps `MAP_SHARED` ([`Event::SharedFile`]).
+    next_shared: Option<String>,
 }
 
 impl RThread {
@@ -201,6 +204,7 @@ impl RThread {
             held: None,
             signal: 0,
             in_fork: None,
+            next_shared: None,
         }
     }
 }
@@ -231,6 +235,9 @@ struct Replayer<'s, 'a> {
     sink: &'s mut OutputSink<'a>,
     observer: &'s mut Observer<'a>,
     stats: ReplayStats,
+    /// Writable copies of the files the program maps `MAP_SHARED`, by record-time path:
+    /// every mapping of one file maps the same copy, as at record.
+    shared_copies: HashMap<String, PathBuf>,
 }
 
 impl Replayer<'_, '_> {
@@ -653,6 +660,20 @@ impl Replayer<'_, '_> {
 
     /// Replays one event of thread `th`.
     fn step(&mut self, ev: &Event, th: &mut RThread) -> Result<Step> {
+        match ev {
+            // Notes about shared files: nothing for the thread to run.
+            Event::SharedFile { name, .. } => {
+                th.next_shared = Some(name.clone());
+                return Ok(Step::Done);
+            }
+            Event::SharedFileWrite {
+                name, offset, data, ..
+            } => {
+                self.write_shared(ev, name, *offset, data)?;
+                return Ok(Step::Done);
+            }
+            _ => {}
+        }
         if let Some((nr, args)) = th.held.take() {
             // Held at the entry of a blocked call: this event completes it.
             return self.on_syscall(ev, nr, args, th);
@@ -950,7 +971,8 @@ impl Replayer<'_, '_> {
                 th.task.set_orig_rax(u64::MAX)?;
                 self.run_to_exit(ev, &th.task)?;
                 if s.nr == nr::MMAP {
-                    self.redo_mmap(ev, s, &mut th.task)?;
+                    let shared = th.next_shared.take();
+                    self.redo_mmap(ev, s, &mut th.task, shared)?;
                 } else {
                     self.redo_brk(th.tgid, s.ret as u64, &mut th.task)?;
                 }
@@ -997,7 +1019,13 @@ impl Replayer<'_, '_> {
         }
     }
 
-    fn redo_mmap(&mut self, ev: &Event, s: &SyscallEvent, task: &mut Task) -> Result<()> {
+    fn redo_mmap(
+        &mut self,
+        ev: &Event,
+        s: &SyscallEvent,
+        task: &mut Task,
+        shared: Option<String>,
+    ) -> Result<()> {
         if s.ret < 0 {
             return Ok(());
         }
@@ -1009,9 +1037,16 @@ impl Replayer<'_, '_> {
         let base_flags = (flags as i32 & !libc::MAP_FIXED_NOREPLACE) | libc::MAP_FIXED;
         let got = match &s.file {
             Some(hash) => {
-                let fd = self.open_trace_file(hash, task)?;
-                let flags = (base_flags & !libc::MAP_SHARED & !libc::MAP_SHARED_VALIDATE)
-                    | libc::MAP_PRIVATE;
+                let (fd, flags) = match shared {
+                    Some(name) if base_flags & libc::MAP_SHARED != 0 => {
+                        (self.open_shared_copy(&name, hash, task)?, base_flags)
+                    }
+                    _ => (
+                        self.open_trace_file(hash, task)?,
+                        (base_flags & !libc::MAP_SHARED & !libc::MAP_SHARED_VALIDATE)
+                            | libc::MAP_PRIVATE,
+                    ),
+                };
                 let got = inject(
                     task,
                     libc::SYS_mmap,
@@ -1040,6 +1075,40 @@ impl Replayer<'_, '_> {
                 reason: format!("captured file {hash} is missing"),
             });
         }
+        Self::open_in(task, &path, libc::O_RDONLY)
+    }
+
+    /// The writable copy of shared-mapped file `name` (made from its capture `hash` the
+    /// first time), opened in `task`.
+    fn open_shared_copy(&mut self, name: &str, hash: &str, task: &mut Task) -> Result<i64> {
+        let path = match self.shared_copies.get(name) {
+            Some(p) => p.clone(),
+            None => {
+                let from = self.trace.file_path(hash);
+                let dir = self.stub_path.parent().unwrap_or(Path::new("/tmp"));
+                let to = dir.join(format!("shared-{}", self.shared_copies.len()));
+                std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+                self.shared_copies.insert(name.to_string(), to.clone());
+                to
+            }
+        };
+        Self::open_in(task, &path, libc::O_RDWR)
+    }
+
+    /// Replays a write-family call's change to a shared-mapped file.
+    fn write_shared(&mut self, ev: &Event, name: &str, offset: u64, data: &[u8]) -> Result<()> {
+        let Some(path) = self.shared_copies.get(name) else {
+            return Err(self.diverge(ev, format!("{name} was never mapped at replay")));
+        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        std::os::unix::fs::FileExt::write_all_at(&f, data, offset).map_err(|e| Error::io(path, e))
+    }
+
+    /// Opens `path` in `task` (an injected openat with `flags | O_CLOEXEC`).
+    fn open_in(task: &mut Task, path: &Path, flags: i32) -> Result<i64> {
         let mut bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
         bytes.push(0);
         task.write_mem(STUB_SCRATCH, &bytes)?;
@@ -1049,7 +1118,7 @@ impl Replayer<'_, '_> {
             &[
                 libc::AT_FDCWD as u64,
                 STUB_SCRATCH,
-                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+                (flags | libc::O_CLOEXEC) as u64,
             ],
         )?;
         if fd < 0 {

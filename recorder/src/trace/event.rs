@@ -176,6 +176,28 @@ pub enum Event {
         /// How.
         how: ExitKind,
     },
+    /// The thread's next `mmap` maps this file `MAP_SHARED` (format 2). Replay maps one
+    /// writable copy per such file, shared by every mapping of it, so that what one
+    /// process writes into the mapping the others see, as at record.
+    SharedFile {
+        /// Thread.
+        tid: i32,
+        /// The file's path at record time (the key of its copy).
+        name: String,
+    },
+    /// A write-family call of the thread changed a file that is mapped `MAP_SHARED`
+    /// (format 2): the mappings show the new bytes, so replay writes them into its copy.
+    SharedFileWrite {
+        /// Thread.
+        tid: i32,
+        /// The file's path at record time.
+        name: String,
+        /// Where in the file.
+        offset: u64,
+        /// The bytes written.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 impl Event {
@@ -190,7 +212,9 @@ impl Event {
             | Event::Preempt { tid, .. }
             | Event::Cpuid { tid, .. }
             | Event::Signal { tid, .. }
-            | Event::Exit { tid, .. } => *tid,
+            | Event::Exit { tid, .. }
+            | Event::SharedFile { tid, .. }
+            | Event::SharedFileWrite { tid, .. } => *tid,
         }
     }
 
@@ -283,6 +307,10 @@ impl Event {
                 ExitKind::Exited(c) => format!("exit {c}"),
                 ExitKind::Signaled(s) => format!("killed by {}", signal_name(*s)),
             },
+            Event::SharedFile { name, .. } => format!("next mmap shares {name}"),
+            Event::SharedFileWrite {
+                name, offset, data, ..
+            } => format!("wrote {} bytes at {offset} of shared {name}", data.len()),
         }
     }
 }

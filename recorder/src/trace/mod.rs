@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 
 /// The first line of every trace's `version` file.
-pub const VERSION_LINE: &str = "chaos-trace 1";
+pub const VERSION_LINE: &str = "chaos-trace 2";
 /// The format version number.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1.
+pub const READABLE_VERSION_LINES: &[&str] = &["chaos-trace 1", "chaos-trace 2"];
 
 /// `header.json`: what was recorded, written when the recording starts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,7 +148,7 @@ impl TraceDir {
             ))
         })?;
         let line = version.lines().next().unwrap_or("");
-        if line != VERSION_LINE {
+        if !READABLE_VERSION_LINES.contains(&line) {
             return Err(bad(format!(
                 "it is in format `{line}`, this replayer reads `{VERSION_LINE}` (hint: use the cargo-chaos version that recorded it)"
             )));

@@ -1,0 +1,121 @@
+//! Files the recorded tree maps `MAP_SHARED`.
+//!
+//! Such a mapping shows the file as it is now: bytes another process of the tree writes
+//! into its own mapping, and bytes written to the file with `write`/`pwrite`/`writev`.
+//! The first kind replays by itself (replay maps one shared copy of the file for all of
+//! them, and the writing code runs again). The second does not, since replay emulates
+//! those calls: so each write-family call that changes a shared-mapped file is recorded
+//! with its offset and bytes ([`Event::SharedFileWrite`]), and replay writes them into its
+//! copy at the same point of the schedule.
+//!
+//! Changes from outside the recorded tree cannot be seen and are not replayable; the
+//! README says so. Truncating a shared-mapped file is refused.
+//!
+//! [`Event::SharedFileWrite`]: crate::trace::Event::SharedFileWrite
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+
+use crate::errors::{Error, Result};
+use crate::output::OutputFds;
+use crate::ptrace::Task;
+use crate::syscalls::nr;
+
+/// The shared-mapped files of a recording: (device, inode) -> path at record time.
+#[derive(Debug, Default)]
+pub struct SharedFiles {
+    by_id: HashMap<(u64, u64), String>,
+}
+
+/// The file behind `fd` of task `tid`: its (device, inode) and path.
+fn identity(tid: i32, fd: u64) -> Option<((u64, u64), String)> {
+    let link = format!("/proc/{tid}/fd/{fd}");
+    let meta = std::fs::metadata(&link).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let name = std::fs::read_link(&link)
+        .map(|p| p.display().to_string())
+        .unwrap_or(link);
+    Some(((meta.dev(), meta.ino()), name))
+}
+
+impl SharedFiles {
+    /// An `mmap(..., MAP_SHARED, fd, ...)` succeeded: remember the file; returns its path
+    /// (the key replay uses for its copy).
+    pub fn mapped(&mut self, tid: i32, fd: u64) -> Option<String> {
+        let (id, name) = identity(tid, fd)?;
+        Some(self.by_id.entry(id).or_insert(name).clone())
+    }
+
+    /// After a syscall of `task` that returned `ret`: if it wrote `ret` bytes to a
+    /// shared-mapped file, the file's path, the offset and the bytes.
+    pub fn written(
+        &self,
+        task: &mut Task,
+        sysno: u64,
+        args: &[u64; 6],
+        ret: i64,
+    ) -> Result<Option<(String, u64, Vec<u8>)>> {
+        if self.by_id.is_empty() || ret <= 0 {
+            return Ok(None);
+        }
+        let Some(kind) = OutputFds::write_kind(sysno) else {
+            return Ok(None);
+        };
+        let Some((id, _)) = identity(task.tid, args[0]) else {
+            return Ok(None);
+        };
+        let Some(name) = self.by_id.get(&id) else {
+            return Ok(None);
+        };
+        let offset = match sysno {
+            nr::PWRITE64 | nr::PWRITEV => args[3],
+            nr::PWRITEV2 if args[3] as i64 != -1 => args[3],
+            // The file position has moved past the bytes written.
+            _ => file_position(task.tid, args[0])?.saturating_sub(ret as u64),
+        };
+        let data = crate::output::written_bytes(task, kind, args, ret)?;
+        Ok(Some((name.clone(), offset, data)))
+    }
+
+    /// Refuses calls that change a shared-mapped file in ways replay does not follow.
+    pub fn check_entry(&self, tid: i32, sysno: u64, args: &[u64; 6]) -> Result<()> {
+        if self.by_id.is_empty() {
+            return Ok(());
+        }
+        let fd_call = matches!(
+            sysno,
+            nr::FTRUNCATE | nr::FALLOCATE | nr::COPY_FILE_RANGE | nr::SENDFILE | nr::SPLICE
+        );
+        let target_fd = match sysno {
+            nr::COPY_FILE_RANGE => args[2],
+            nr::SENDFILE => args[0],
+            nr::SPLICE => args[2],
+            _ => args[0],
+        };
+        if fd_call && identity(tid, target_fd).is_some_and(|(id, _)| self.by_id.contains_key(&id)) {
+            return Err(Error::UnsupportedSyscall {
+                name: crate::syscalls::name_of(sysno),
+                nr: sysno,
+                hint: "it changes a file the program maps MAP_SHARED; only write, pwrite and \
+                       writev to such files are recorded"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The file position of `fd` in task `tid` (`/proc/TID/fdinfo/FD`, "pos:").
+fn file_position(tid: i32, fd: u64) -> Result<u64> {
+    let path = format!("/proc/{tid}/fdinfo/{fd}");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("pos:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::Unsupported {
+            what: format!("{path} has no file position"),
+            hint: "report this as a bug".into(),
+        })
+}
