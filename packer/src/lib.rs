@@ -62,6 +62,7 @@ pub mod cache;
 pub mod compat;
 pub mod cpu;
 pub mod errors;
+pub mod frames;
 pub mod hash;
 pub mod manifest;
 mod pack;
@@ -73,10 +74,11 @@ pub mod transport;
 pub mod unpack;
 
 pub use errors::{CacheError, PackError, TransportError, UnpackError};
+pub use frames::FrameStats;
 pub use manifest::{Manifest, TestIdentity};
 pub use pack::{
-    pack, pack_many, PackInput, PackOptions, PackedArchive, DEFAULT_LEVEL, DEFAULT_OUTPUT_CAP,
-    LDM_THRESHOLD, MAX_WINDOW_LOG,
+    pack, pack_many, warm, Framing, PackInput, PackOptions, PackedArchive, WarmReport,
+    DEFAULT_LEVEL, DEFAULT_OUTPUT_CAP, LDM_THRESHOLD, MAX_WINDOW_LOG,
 };
 pub use progress::{Phase, ProgressEvent};
 pub use trace::TRACE_VERSION_LINE;
