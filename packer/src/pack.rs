@@ -28,11 +28,12 @@ use crate::trace::{self, TraceScan};
 
 /// The zstd level used unless [`PackOptions::level`] says otherwise.
 ///
-/// Chosen with `pack-bench` (see docs/benchmarks.md, "Packer"): on recordings of the
-/// Rust fixture suite it lands about 6% above `zstd -19 --long` in size at about three
-/// times its speed on two cores; level 15 is twice as fast again but ends up just over
-/// the 1.1x size target.
-pub const DEFAULT_LEVEL: i32 = 16;
+/// Chosen with `pack-bench` (see docs/benchmarks.md, "Packer"): the lowest level that keeps
+/// the bench's several-recordings archive (five different test binaries, one solid frame)
+/// within 1.1x of `zstd -19 --long` (level 9 lands just above). A single failing run packs
+/// to ~1.06x; with its captured files' frames cached (see [`warm`]) it packs in a fraction
+/// of the time it took to record, and cold in a few times that.
+pub const DEFAULT_LEVEL: i32 = 10;
 
 /// Inputs above this size get long-distance matching and a window covering them
 /// (up to [`MAX_WINDOW_LOG`]). Below it the level's own window already spans the input.
@@ -542,10 +543,19 @@ struct GlueParams {
     threads: u32,
     /// Long-distance matching with this window.
     window_log: Option<u32>,
+    /// Collect the frame in memory and compress it in one call with a reused context, up
+    /// to [`GLUE_BUFFER`] bytes: with per-member framing most frames between captured
+    /// files are one 512-byte tar header, and a fresh streaming context at a high level
+    /// would allocate and clear tables sized for megabytes each time.
+    buffered: bool,
 }
+
+/// Largest frame collected in memory (see [`GlueParams::buffered`]).
+const GLUE_BUFFER: usize = 4 << 20;
 
 enum FramerState<W: Write> {
     Raw(W),
+    Buffered(W, Vec<u8>),
     Frame(zstd::stream::write::Encoder<'static, W>),
     Broken,
 }
@@ -556,49 +566,83 @@ enum FramerState<W: Write> {
 struct Framer<W: Write> {
     state: FramerState<W>,
     params: GlueParams,
+    /// Compresses buffered frames; reused across them.
+    bulk: Option<zstd::bulk::Compressor<'static>>,
+}
+
+fn broken() -> io::Error {
+    io::Error::other("archive writer broken by an earlier error")
 }
 
 impl<W: Write> Framer<W> {
-    fn encoder(&mut self) -> io::Result<&mut zstd::stream::write::Encoder<'static, W>> {
-        if let FramerState::Raw(_) = self.state {
-            let FramerState::Raw(w) = std::mem::replace(&mut self.state, FramerState::Broken)
-            else {
-                unreachable!()
-            };
-            let p = self.params;
-            let mut enc = zstd::stream::write::Encoder::new(w, p.level)?;
-            enc.include_checksum(true)?;
-            if p.threads > 1 {
-                enc.multithread(p.threads)?;
-            }
-            if let Some(window) = p.window_log {
-                enc.long_distance_matching(true)?;
-                enc.window_log(window)?;
-            }
-            self.state = FramerState::Frame(enc);
+    fn new(out: W, params: GlueParams) -> Self {
+        Framer {
+            state: FramerState::Raw(out),
+            params,
+            bulk: None,
         }
+    }
+
+    fn start_stream(&self, w: W) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+        let p = self.params;
+        let mut enc = zstd::stream::write::Encoder::new(w, p.level)?;
+        enc.include_checksum(true)?;
+        if p.threads > 1 {
+            enc.multithread(p.threads)?;
+        }
+        if let Some(window) = p.window_log {
+            enc.long_distance_matching(true)?;
+            enc.window_log(window)?;
+        }
+        Ok(enc)
+    }
+
+    fn write_frame(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let state = std::mem::replace(&mut self.state, FramerState::Broken);
+        self.state = match state {
+            FramerState::Raw(w) if self.params.buffered => {
+                FramerState::Buffered(w, Vec::with_capacity(4096))
+            }
+            FramerState::Raw(w) => FramerState::Frame(self.start_stream(w)?),
+            FramerState::Buffered(w, b) if b.len() + buf.len() > GLUE_BUFFER => {
+                let mut enc = self.start_stream(w)?;
+                enc.write_all(&b)?;
+                FramerState::Frame(enc)
+            }
+            other => other,
+        };
         match &mut self.state {
-            FramerState::Frame(e) => Ok(e),
-            _ => Err(io::Error::other(
-                "archive writer broken by an earlier error",
-            )),
+            FramerState::Buffered(_, b) => {
+                b.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            FramerState::Frame(e) => e.write(buf),
+            _ => Err(broken()),
         }
     }
 
     /// Ends the current frame, if any, and returns the output.
     fn raw(&mut self) -> io::Result<&mut W> {
-        if let FramerState::Frame(_) = self.state {
-            let FramerState::Frame(enc) = std::mem::replace(&mut self.state, FramerState::Broken)
-            else {
-                unreachable!()
-            };
-            self.state = FramerState::Raw(enc.finish()?);
-        }
+        let state = std::mem::replace(&mut self.state, FramerState::Broken);
+        self.state = match state {
+            FramerState::Frame(enc) => FramerState::Raw(enc.finish()?),
+            FramerState::Buffered(mut w, b) => {
+                let bulk = match &mut self.bulk {
+                    Some(c) => c,
+                    None => {
+                        let mut c = zstd::bulk::Compressor::new(self.params.level)?;
+                        c.include_checksum(true)?;
+                        self.bulk.insert(c)
+                    }
+                };
+                w.write_all(&bulk.compress(&b)?)?;
+                FramerState::Raw(w)
+            }
+            other => other,
+        };
         match &mut self.state {
             FramerState::Raw(w) => Ok(w),
-            _ => Err(io::Error::other(
-                "archive writer broken by an earlier error",
-            )),
+            _ => Err(broken()),
         }
     }
 
@@ -606,16 +650,14 @@ impl<W: Write> Framer<W> {
         self.raw()?;
         match self.state {
             FramerState::Raw(w) => Ok(w),
-            _ => Err(io::Error::other(
-                "archive writer broken by an earlier error",
-            )),
+            _ => Err(broken()),
         }
     }
 }
 
 impl<W: Write> Write for Framer<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.encoder()?.write(buf)
+        self.write_frame(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         // Flushing a zstd frame ends a block early; the frame is finished at the end.
@@ -752,8 +794,9 @@ fn write_archive(
     let glue = if per_member {
         GlueParams {
             level: opts.level,
-            threads: 1,
+            threads,
             window_log: None,
+            buffered: true,
         }
     } else if content_size > LDM_THRESHOLD {
         // Long-distance matching finds repeats further apart than the level's window
@@ -764,19 +807,18 @@ fn write_archive(
             level: opts.level,
             threads: 1,
             window_log: Some((64 - (content_size - 1).leading_zeros()).clamp(20, MAX_WINDOW_LOG)),
+            buffered: false,
         }
     } else {
         GlueParams {
             level: opts.level,
             threads,
             window_log: None,
+            buffered: false,
         }
     };
     let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let mut builder = tar::Builder::new(Framer {
-        state: FramerState::Raw(hashing),
-        params: glue,
-    });
+    let mut builder = tar::Builder::new(Framer::new(hashing, glue));
     let cache = opts
         .frame_cache
         .as_ref()
@@ -794,12 +836,6 @@ fn write_archive(
         .append_data(&mut h, MANIFEST_NAME, &manifest_json[..])
         .map_err(tar_err)?;
 
-    let own_size: u64 = manifest
-        .members
-        .iter()
-        .filter(|m| !m.path.starts_with(FILES_PREFIX))
-        .map(|m| m.size)
-        .sum();
     let mut meter = Meter::new(Phase::Packing, Some(content_size), progress);
     for (member, (path, src)) in manifest.members.iter().zip(&sources) {
         debug_assert_eq!(&member.path, path);
@@ -820,10 +856,6 @@ fn write_archive(
                 &tmp_path,
             )?;
             continue;
-        }
-        if per_member && threads > 1 && own_size > 4 << 20 {
-            // The recordings' own files (events) follow in one frame: worth the workers.
-            builder.get_mut().params.threads = threads;
         }
         let file = File::open(src).map_err(io_err("open", src))?;
         let mut reader = ExactReader {
