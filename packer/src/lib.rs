@@ -34,9 +34,12 @@
 //! # Why it is built this way
 //!
 //! - **tar + zstd.** Every system can list and extract it (`tar -I zstd -xf`), zstd
-//!   compresses machine code well and fast, and its multithreaded mode uses every core.
-//!   Long-distance matching is switched on for large inputs, where code repeats across
-//!   binaries far apart.
+//!   compresses machine code well and fast, and concatenated zstd frames read as one
+//!   stream. One recording is written as a frame per captured file (see [`frames`]), so
+//!   the frames of libc, ld.so and the test binary can be cached and copied into the next
+//!   archive instead of compressed again ([`warm`] fills the cache ahead of time); several
+//!   recordings are one solid frame with long-distance matching, where different binaries
+//!   share code.
 //! - **Content addressing.** Captured files are members `files/<blake3>`: libc, ld.so and
 //!   the test binary are stored once however many recordings of an archive use them, and
 //!   the name is also the checksum. The archive's own file name carries the archive's
