@@ -195,7 +195,7 @@ pub(crate) struct FrameParams {
 /// Compresses `size` bytes of `input` and the padding after them as one zstd frame (with
 /// a checksum and the content size) into `out`. Returns the BLAKE3 of what was read.
 ///
-/// Large files are split into `threads` jobs (zstd's multithreaded mode, each job seeing
+/// Files above 1 MiB are split into `threads` jobs (zstd's multithreaded mode, each job seeing
 /// the previous one's tail); files above [`LDM_THRESHOLD`] get long-distance matching.
 pub(crate) fn compress_frame(
     input: &mut dyn Read,
@@ -208,11 +208,11 @@ pub(crate) fn compress_frame(
     enc.include_checksum(true)?;
     enc.include_contentsize(true)?;
     enc.set_pledged_src_size(Some(size + pad))?;
-    if params.threads > 1 && size > 2 << 20 {
+    if params.threads > 1 && size > 1 << 20 {
         enc.multithread(params.threads)?;
         let job = size
             .div_ceil(u64::from(params.threads))
-            .clamp(1 << 20, 512 << 20) as u32;
+            .clamp(512 << 10, 512 << 20) as u32;
         enc.set_parameter(zstd::stream::raw::CParameter::JobSize(job))?;
     }
     if size > LDM_THRESHOLD {
