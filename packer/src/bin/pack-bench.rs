@@ -381,10 +381,14 @@ fn main() {
             f.ratio,
             if f.ratio <= 1.1 { "met" } else { "NOT met" }
         );
-        let verdict = |s: f64| {
-            if s < f.record_s {
-                format!("{s:.3} s, met")
-            } else {
+        let verdict = |s: f64| match Verdict::of(s, f.record_s) {
+            Verdict::Met => format!("{s:.3} s, met ({:.2}x the record time)", s / f.record_s),
+            Verdict::Par => format!(
+                "{s:.3} s, about equal ({:.2}x the record time, within the run-to-run noise): \
+                 not reliably met",
+                s / f.record_s
+            ),
+            Verdict::Missed => {
                 format!("{s:.3} s, NOT met ({:.2}x the record time)", s / f.record_s)
             }
         };
@@ -496,6 +500,27 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Records the failing fixture and times packing it, cold and warm, per level.
+/// Pack time against record time. Wall-clock times on a shared machine vary by ~10%
+/// between runs, so a pack within 10% of the record time is called about equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Met,
+    Par,
+    Missed,
+}
+
+impl Verdict {
+    fn of(pack_s: f64, record_s: f64) -> Verdict {
+        if pack_s < 0.9 * record_s {
+            Verdict::Met
+        } else if pack_s < 1.1 * record_s {
+            Verdict::Par
+        } else {
+            Verdict::Missed
+        }
+    }
+}
+
 /// The failing run's figures at the default level.
 struct DefaultFigures {
     record_s: f64,
@@ -607,7 +632,7 @@ fn failing_run_section(cfg: &Config) -> (String, Option<DefaultFigures>) {
     );
     let _ = writeln!(
         report,
-        "| level | record | pack, cold cache | pack, cache warm but for the test binary | pack, warm cache | `warm` (once) | size | vs reference | pack < record? |"
+        "| level | record | pack, cold cache | pack, cache warm but for the test binary | pack, warm cache | `warm` (once) | size | vs reference | pack < 0.9x record? |"
     );
     let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut figures = None;
@@ -678,20 +703,27 @@ fn failing_run_section(cfg: &Config) -> (String, Option<DefaultFigures>) {
                 ratio: cold.size.max(hot.size) as f64 / ref_size as f64,
             });
         }
-        let met: Vec<&str> = [
-            (cold_s < record_s, "cold"),
-            (partial_s < record_s, "binary rebuilt"),
-            (warm_s < record_s, "warm"),
-        ]
-        .iter()
-        .filter(|(ok, _)| *ok)
-        .map(|(_, what)| *what)
-        .collect();
-        let verdict = if met.is_empty() {
+        let cases = [
+            (cold_s, "cold"),
+            (partial_s, "binary rebuilt"),
+            (warm_s, "warm"),
+        ];
+        let pick = |v: Verdict| -> Vec<&str> {
+            cases
+                .iter()
+                .filter(|(t, _)| Verdict::of(*t, record_s) == v)
+                .map(|(_, what)| *what)
+                .collect()
+        };
+        let (met, par) = (pick(Verdict::Met), pick(Verdict::Par));
+        let mut verdict = if met.is_empty() {
             "no".to_string()
         } else {
             format!("yes: {}", met.join(", "))
         };
+        if !par.is_empty() {
+            verdict += &format!("; about equal: {}", par.join(", "));
+        }
         let _ = writeln!(
             report,
             "| {level}{} | {record_s:.3} s | {cold_s:.3} s | {partial_s:.3} s | {warm_s:.3} s ({}/{} frames reused) | {warm_call_s:.2} s | {:.2} MiB | {:.3}x | {verdict} |",
