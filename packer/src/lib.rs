@@ -34,9 +34,12 @@
 //! # Why it is built this way
 //!
 //! - **tar + zstd.** Every system can list and extract it (`tar -I zstd -xf`), zstd
-//!   compresses machine code well and fast, and its multithreaded mode uses every core.
-//!   Long-distance matching is switched on for large inputs, where code repeats across
-//!   binaries far apart.
+//!   compresses machine code well and fast, and concatenated zstd frames read as one
+//!   stream. One recording is written as a frame per captured file (see [`frames`]), so
+//!   the frames of libc, ld.so and the test binary can be cached and copied into the next
+//!   archive instead of compressed again ([`warm`] fills the cache ahead of time); several
+//!   recordings are one solid frame with long-distance matching, where different binaries
+//!   share code.
 //! - **Content addressing.** Captured files are members `files/<blake3>`: libc, ld.so and
 //!   the test binary are stored once however many recordings of an archive use them, and
 //!   the name is also the checksum. The archive's own file name carries the archive's
@@ -62,6 +65,7 @@ pub mod cache;
 pub mod compat;
 pub mod cpu;
 pub mod errors;
+pub mod frames;
 pub mod hash;
 pub mod manifest;
 mod pack;
@@ -73,10 +77,11 @@ pub mod transport;
 pub mod unpack;
 
 pub use errors::{CacheError, PackError, TransportError, UnpackError};
+pub use frames::FrameStats;
 pub use manifest::{Manifest, TestIdentity};
 pub use pack::{
-    pack, pack_many, PackInput, PackOptions, PackedArchive, DEFAULT_LEVEL, DEFAULT_OUTPUT_CAP,
-    LDM_THRESHOLD, MAX_WINDOW_LOG,
+    pack, pack_many, warm, Framing, PackInput, PackOptions, PackedArchive, WarmReport,
+    DEFAULT_LEVEL, DEFAULT_OUTPUT_CAP, LDM_THRESHOLD, MAX_WINDOW_LOG,
 };
 pub use progress::{Phase, ProgressEvent};
 pub use trace::TRACE_VERSION_LINE;

@@ -10,11 +10,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cpu::{CpuFeatures, CpuSource};
 use crate::errors::PackError;
+use crate::frames::{self, FrameCache, FrameParams, FrameStats, Tee};
 use crate::hash::{archive_file_name, HashingWriter};
 use crate::manifest::{
     CapturedOutput, Manifest, Member, Outcome, Recording, TestIdentity, ToolInfo, FILES_DIR,
@@ -27,11 +28,12 @@ use crate::trace::{self, TraceScan};
 
 /// The zstd level used unless [`PackOptions::level`] says otherwise.
 ///
-/// Chosen with `pack-bench` (see docs/benchmarks.md, "Packer"): on recordings of the
-/// Rust fixture suite it lands about 6% above `zstd -19 --long` in size at about three
-/// times its speed on two cores; level 15 is twice as fast again but ends up just over
-/// the 1.1x size target.
-pub const DEFAULT_LEVEL: i32 = 16;
+/// Chosen with `pack-bench` (see docs/benchmarks.md, "Packer"): the lowest level that keeps
+/// the bench's several-recordings archive (five different test binaries, one solid frame)
+/// within 1.1x of `zstd -19 --long` (level 9 lands just above). A single failing run packs
+/// to ~1.06x; with its captured files' frames cached (see [`warm`]) it packs in a fraction
+/// of the time it took to record, and cold in a few times that.
+pub const DEFAULT_LEVEL: i32 = 10;
 
 /// Inputs above this size get long-distance matching and a window covering them
 /// (up to [`MAX_WINDOW_LOG`]). Below it the level's own window already spans the input.
@@ -67,6 +69,31 @@ pub struct PackOptions {
     pub environment: Option<Vec<(String, String)>>,
     /// Bytes of stdout and of stderr quoted in the manifest.
     pub output_cap: usize,
+    /// How the tar stream is cut into zstd frames.
+    pub framing: Framing,
+    /// Where compressed frames of captured files are cached (see [`crate::frames`]);
+    /// `None` disables the cache. By default the user's cache directory.
+    pub frame_cache: Option<PathBuf>,
+}
+
+/// How the archive's tar stream is cut into zstd frames. Every choice is the same tar
+/// stream and reads the same; they differ in size, speed and what can be cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Framing {
+    /// [`Framing::PerMember`] for one recording, [`Framing::Solid`] for several.
+    #[default]
+    Auto,
+    /// Each captured file's content is a frame of its own, compressed on its own (several
+    /// cores work on large files) and cached, so later archives with the same file reuse
+    /// it. The rest (manifest, tar headers, the recording's own files) are small frames
+    /// between them. Costs ~0.5% of size on one recording, but files cannot share matches:
+    /// several different test binaries in one archive compress much worse.
+    PerMember,
+    /// One frame for the whole stream, single-threaded with long-distance matching above
+    /// [`LDM_THRESHOLD`], so different files share matches (several test binaries linking
+    /// the same std). Not cached.
+    Solid,
 }
 
 impl Default for PackOptions {
@@ -80,6 +107,8 @@ impl Default for PackOptions {
             git_revision: None,
             environment: None,
             output_cap: DEFAULT_OUTPUT_CAP,
+            framing: Framing::Auto,
+            frame_cache: frames::user_frame_cache(),
         }
     }
 }
@@ -116,6 +145,8 @@ pub struct PackedArchive {
     pub content_size: u64,
     /// Its manifest.
     pub manifest: Manifest,
+    /// What became of the captured files' frames (all zero with [`Framing::Solid`]).
+    pub frames: FrameStats,
 }
 
 /// Packs one recording. `out` is a directory (the archive is created in it, named
@@ -503,6 +534,212 @@ fn member_header(size: u64, mode: u32, mtime: u64) -> tar::Header {
     h
 }
 
+const FILES_PREFIX: &str = "files/";
+
+/// How a frame of tar bytes (everything but per-member frames) is compressed.
+#[derive(Debug, Clone, Copy)]
+struct GlueParams {
+    level: i32,
+    threads: u32,
+    /// Long-distance matching with this window.
+    window_log: Option<u32>,
+    /// Collect the frame in memory and compress it in one call with a reused context, up
+    /// to [`GLUE_BUFFER`] bytes: with per-member framing most frames between captured
+    /// files are one 512-byte tar header, and a fresh streaming context at a high level
+    /// would allocate and clear tables sized for megabytes each time.
+    buffered: bool,
+}
+
+/// Largest frame collected in memory (see [`GlueParams::buffered`]).
+const GLUE_BUFFER: usize = 4 << 20;
+
+enum FramerState<W: Write> {
+    Raw(W),
+    Buffered(W, Vec<u8>),
+    Frame(zstd::stream::write::Encoder<'static, W>),
+    Broken,
+}
+
+/// The archive's output as a sequence of zstd frames. Tar bytes written to it go into the
+/// current frame, started on demand with `params`; [`Framer::raw`] ends that frame and
+/// hands out the file, for a member's frame to be written there.
+struct Framer<W: Write> {
+    state: FramerState<W>,
+    params: GlueParams,
+    /// Compresses buffered frames; reused across them.
+    bulk: Option<zstd::bulk::Compressor<'static>>,
+}
+
+fn broken() -> io::Error {
+    io::Error::other("archive writer broken by an earlier error")
+}
+
+impl<W: Write> Framer<W> {
+    fn new(out: W, params: GlueParams) -> Self {
+        Framer {
+            state: FramerState::Raw(out),
+            params,
+            bulk: None,
+        }
+    }
+
+    fn start_stream(&self, w: W) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+        let p = self.params;
+        let mut enc = zstd::stream::write::Encoder::new(w, p.level)?;
+        enc.include_checksum(true)?;
+        if p.threads > 1 {
+            enc.multithread(p.threads)?;
+        }
+        if let Some(window) = p.window_log {
+            enc.long_distance_matching(true)?;
+            enc.window_log(window)?;
+        }
+        Ok(enc)
+    }
+
+    fn write_frame(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let state = std::mem::replace(&mut self.state, FramerState::Broken);
+        self.state = match state {
+            FramerState::Raw(w) if self.params.buffered => {
+                FramerState::Buffered(w, Vec::with_capacity(4096))
+            }
+            FramerState::Raw(w) => FramerState::Frame(self.start_stream(w)?),
+            FramerState::Buffered(w, b) if b.len() + buf.len() > GLUE_BUFFER => {
+                let mut enc = self.start_stream(w)?;
+                enc.write_all(&b)?;
+                FramerState::Frame(enc)
+            }
+            other => other,
+        };
+        match &mut self.state {
+            FramerState::Buffered(_, b) => {
+                b.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            FramerState::Frame(e) => e.write(buf),
+            _ => Err(broken()),
+        }
+    }
+
+    /// Ends the current frame, if any, and returns the output.
+    fn raw(&mut self) -> io::Result<&mut W> {
+        let state = std::mem::replace(&mut self.state, FramerState::Broken);
+        self.state = match state {
+            FramerState::Frame(enc) => FramerState::Raw(enc.finish()?),
+            FramerState::Buffered(mut w, b) => {
+                let bulk = match &mut self.bulk {
+                    Some(c) => c,
+                    None => {
+                        let mut c = zstd::bulk::Compressor::new(self.params.level)?;
+                        c.include_checksum(true)?;
+                        self.bulk.insert(c)
+                    }
+                };
+                w.write_all(&bulk.compress(&b)?)?;
+                FramerState::Raw(w)
+            }
+            other => other,
+        };
+        match &mut self.state {
+            FramerState::Raw(w) => Ok(w),
+            _ => Err(broken()),
+        }
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.raw()?;
+        match self.state {
+            FramerState::Raw(w) => Ok(w),
+            _ => Err(broken()),
+        }
+    }
+}
+
+impl<W: Write> Write for Framer<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_frame(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        // Flushing a zstd frame ends a block early; the frame is finished at the end.
+        Ok(())
+    }
+}
+
+/// Feeds the progress meter.
+struct Metered<'m, 'a, 'b> {
+    file: File,
+    meter: &'m mut Meter<'a, 'b>,
+}
+
+impl Read for Metered<'_, '_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.meter.add(n as u64);
+        Ok(n)
+    }
+}
+
+/// Writes a captured file as its tar header (in the current frame) and a frame of its own
+/// holding its content and padding: from the cache when a verified entry exists, else
+/// compressed now (and stored in the cache).
+#[allow(clippy::too_many_arguments)]
+fn write_member_frame<W: Write>(
+    framer: &mut Framer<W>,
+    h: &mut tar::Header,
+    member: &Member,
+    src: &Path,
+    cache: Option<&FrameCache>,
+    params: FrameParams,
+    stats: &mut FrameStats,
+    meter: &mut Meter,
+    tmp_path: &Path,
+) -> Result<(), PackError> {
+    let write_err = io_err("write", tmp_path);
+    h.set_path(&member.path)
+        .map_err(io_err("write", tmp_path))?;
+    h.set_cksum();
+    framer.write_all(h.as_bytes()).map_err(write_err)?;
+    let out = framer.raw().map_err(io_err("write", tmp_path))?;
+    if let Some(mut cached) =
+        cache.and_then(|c| c.get(&member.blake3, member.size, params.level, stats))
+    {
+        io::copy(&mut cached, out).map_err(io_err("write", tmp_path))?;
+        stats.reused += 1;
+        meter.add(member.size);
+        return Ok(());
+    }
+    let file = File::open(src).map_err(io_err("open", src))?;
+    let mut entry = cache.and_then(FrameCache::begin);
+    let mut tee = Tee {
+        first: out,
+        second: entry.as_mut().map(|t| t.as_file_mut()),
+        failed: false,
+    };
+    let mut input = Metered { file, meter };
+    let hash = match frames::compress_frame(&mut input, member.size, params, &mut tee) {
+        Ok(h) => h,
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(PackError::ChangedWhilePacking {
+                path: src.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(io_err("write", tmp_path)(e)),
+    };
+    let cache_ok = !tee.failed;
+    if hash != member.blake3 {
+        return Err(PackError::ChangedWhilePacking {
+            path: src.to_path_buf(),
+        });
+    }
+    stats.compressed += 1;
+    if let (Some(c), Some(entry)) = (cache, entry) {
+        if cache_ok {
+            c.commit(entry, &member.blake3, params.level, stats);
+        }
+    }
+    Ok(())
+}
+
 fn write_archive(
     prepared: Prepared,
     out: &Path,
@@ -548,39 +785,51 @@ fn write_archive(
             .map(|n| n.get() as u32)
             .unwrap_or(1)
     });
-    let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let mut enc = zstd::stream::Encoder::new(hashing, opts.level).map_err(|source| {
-        PackError::Compressor {
-            what: "level",
-            source,
+    let framing = match opts.framing {
+        Framing::Auto if manifest.recordings.len() == 1 => Framing::PerMember,
+        Framing::Auto => Framing::Solid,
+        f => f,
+    };
+    let per_member = framing == Framing::PerMember;
+    let glue = if per_member {
+        GlueParams {
+            level: opts.level,
+            threads,
+            window_log: None,
+            buffered: true,
         }
-    })?;
-    let param = |what: &'static str| move |source| PackError::Compressor { what, source };
-    enc.include_checksum(true).map_err(param("checksum"))?;
-    if threads > 1 {
-        enc.multithread(threads).map_err(param("workers"))?;
-    }
-    if content_size > LDM_THRESHOLD {
+    } else if content_size > LDM_THRESHOLD {
         // Long-distance matching finds repeats further apart than the level's window
-        // (the same code in two binaries, debug info), and pays only on large inputs.
-        let window = (64 - (content_size - 1).leading_zeros()).clamp(20, MAX_WINDOW_LOG);
-        enc.long_distance_matching(true)
-            .map_err(param("long-distance matching"))?;
-        enc.window_log(window).map_err(param("window size"))?;
-    }
-    if threads > 1 {
-        // zstd sizes multithreaded jobs from the window (4x it), so with the large window
-        // above the whole input is one job and one core works. Jobs of input/threads keep
-        // every core busy; each job still sees the previous one's tail (zstd's overlap),
-        // which costs ~1% of size here (docs/benchmarks.md).
-        let job = content_size
-            .div_ceil(u64::from(threads))
-            .clamp(4 << 20, 512 << 20) as u32;
-        enc.set_parameter(zstd::stream::raw::CParameter::JobSize(job))
-            .map_err(param("job size"))?;
-    }
+        // (the same std code in two test binaries, debug info). Single-threaded: zstd's
+        // jobs would each see only the previous one's tail and lose those matches
+        // (docs/benchmarks.md).
+        GlueParams {
+            level: opts.level,
+            threads: 1,
+            window_log: Some((64 - (content_size - 1).leading_zeros()).clamp(20, MAX_WINDOW_LOG)),
+            buffered: false,
+        }
+    } else {
+        GlueParams {
+            level: opts.level,
+            threads,
+            window_log: None,
+            buffered: false,
+        }
+    };
+    let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let mut builder = tar::Builder::new(Framer::new(hashing, glue));
+    let cache = opts
+        .frame_cache
+        .as_ref()
+        .filter(|_| per_member)
+        .map(|d| FrameCache::new(d.clone()));
+    let mut stats = FrameStats::default();
+    let frame_params = FrameParams {
+        level: opts.level,
+        threads,
+    };
     let mtime = manifest.created_unix_ms / 1000;
-    let mut builder = tar::Builder::new(enc);
     let tar_err = io_err("write", &tmp_path);
     let mut h = member_header(manifest_json.len() as u64, 0o644, mtime);
     builder
@@ -590,18 +839,31 @@ fn write_archive(
     let mut meter = Meter::new(Phase::Packing, Some(content_size), progress);
     for (member, (path, src)) in manifest.members.iter().zip(&sources) {
         debug_assert_eq!(&member.path, path);
-        let file = File::open(src).map_err(io_err("open", src))?;
-        let exec = file
-            .metadata()
+        let exec = fs::metadata(src)
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
-            .unwrap_or(false);
+            .map_err(io_err("inspect", src))?;
+        let mut h = member_header(member.size, if exec { 0o755 } else { 0o644 }, mtime);
+        if per_member && path.starts_with(FILES_PREFIX) {
+            write_member_frame(
+                builder.get_mut(),
+                &mut h,
+                member,
+                src,
+                cache.as_ref(),
+                frame_params,
+                &mut stats,
+                &mut meter,
+                &tmp_path,
+            )?;
+            continue;
+        }
+        let file = File::open(src).map_err(io_err("open", src))?;
         let mut reader = ExactReader {
             file,
             remaining: member.size,
             hasher: blake3::Hasher::new(),
             meter: &mut meter,
         };
-        let mut h = member_header(member.size, if exec { 0o755 } else { 0o644 }, mtime);
         match builder.append_data(&mut h, path, &mut reader) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -613,8 +875,13 @@ fn write_archive(
             return Err(PackError::ChangedWhilePacking { path: src.clone() });
         }
     }
-    let enc = builder.into_inner().map_err(io_err("write", &tmp_path))?;
-    let hashing = enc.finish().map_err(io_err("write", &tmp_path))?;
+    if stats.stored > 0 {
+        if let Some(c) = &cache {
+            c.prune(frames::FRAME_CACHE_MAX_BYTES);
+        }
+    }
+    let framer = builder.into_inner().map_err(io_err("write", &tmp_path))?;
+    let hashing = framer.finish().map_err(io_err("write", &tmp_path))?;
     let hash = hashing.hasher.finalize().to_hex().to_string();
     let size = hashing.count;
     let file = hashing
@@ -637,7 +904,112 @@ fn write_archive(
         size,
         content_size,
         manifest,
+        frames: stats,
     })
+}
+
+/// What [`warm`] did.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct WarmReport {
+    /// Captured files looked at.
+    pub files: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// Files whose content did not match their name (skipped).
+    pub skipped: usize,
+    /// Frames already cached (`reused`), compressed and `stored` now, or `rejected`.
+    pub frames: FrameStats,
+}
+
+/// Compresses captured files into the frame cache (see [`crate::frames`]), so that packing
+/// a recording that uses them later costs little more than copying their frames.
+///
+/// `dir` is a recording (its `files/` are warmed) or a directory of files named by their
+/// BLAKE3 (the recorder's shared capture directory of a flake hunt). Uses `opts.level`,
+/// `opts.threads` and `opts.frame_cache` (nothing happens without a cache); an archive
+/// packed later with the same level reuses the frames. Files already cached are verified,
+/// not compressed again; files whose content does not match their name are skipped.
+///
+/// ```no_run
+/// // In a flake hunt, once the first run is recorded, on a background thread:
+/// let mut opts = packer::PackOptions::default();
+/// opts.threads = Some(1);
+/// packer::warm("target/chaos/runs/captured-files".as_ref(), &opts)?;
+/// # Ok::<(), packer::errors::PackError>(())
+/// ```
+pub fn warm(dir: &Path, opts: &PackOptions) -> Result<WarmReport, PackError> {
+    let mut report = WarmReport::default();
+    let Some(root) = &opts.frame_cache else {
+        return Ok(report);
+    };
+    let cache = FrameCache::new(root.clone());
+    let files_dir = dir.join(FILES_DIR);
+    let files_dir = if files_dir.is_dir() {
+        files_dir
+    } else {
+        dir.to_path_buf()
+    };
+    let mut files = Vec::new();
+    for e in fs::read_dir(&files_dir)
+        .map_err(io_err("read", &files_dir))?
+        .flatten()
+    {
+        let path = e.path();
+        let Some(hash) = frames::hash_name(&path) else {
+            continue;
+        };
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => files.push((hash, path, m.len())),
+            _ => {}
+        }
+    }
+    files.sort();
+    let params = FrameParams {
+        level: opts.level,
+        threads: opts.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1)
+        }),
+    };
+    for (hash, path, size) in files {
+        report.files += 1;
+        report.bytes += size;
+        if cache
+            .get(&hash, size, params.level, &mut report.frames)
+            .is_some()
+        {
+            report.frames.reused += 1;
+            continue;
+        }
+        let mut input = File::open(&path).map_err(io_err("open", &path))?;
+        let Some(mut entry) = cache.begin() else {
+            return Err(PackError::Io {
+                op: "create a cache entry in",
+                path: root.clone(),
+                source: io::Error::other("cannot create a temporary file"),
+            });
+        };
+        let actual = match frames::compress_frame(&mut input, size, params, entry.as_file_mut()) {
+            Ok(h) => h,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                report.skipped += 1;
+                continue;
+            }
+            Err(e) => return Err(io_err("write", entry.path())(e)),
+        };
+        if actual != hash {
+            report.skipped += 1;
+            continue;
+        }
+        report.frames.compressed += 1;
+        cache.commit(entry, &hash, params.level, &mut report.frames);
+    }
+    if report.frames.stored > 0 {
+        cache.prune(frames::FRAME_CACHE_MAX_BYTES);
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! - writes into a fresh temporary directory beside the destination, which it created and
 //!   which therefore holds no symlinks, with `O_EXCL | O_NOFOLLOW`;
 //! - verifies each member's BLAKE3 against the manifest (and captured files against their
-//!   names), the archive's BLAKE3 against its file name, and zstd's own frame checksum;
+//!   names), the archive's BLAKE3 against its file name, and every zstd frame's checksum;
 //! - renames the temporary directory into place only when all of that passed, and removes
 //!   it otherwise: a refused archive leaves nothing behind.
 

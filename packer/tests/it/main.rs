@@ -3,6 +3,7 @@
 
 mod dedup;
 mod errors;
+mod frames;
 mod http;
 mod malicious;
 mod roundtrip;

@@ -168,6 +168,7 @@ fn explicit_output_file_and_default_level() {
     let target = tmp.path().join("sub/dir/mine.chaos.tar.zst");
     let mut opts = PackOptions::default();
     opts.environment = Some(vec![]);
+    opts.frame_cache = Some(tmp.path().join("frames"));
     let packed = pack(&trace, &target, &opts, &mut quiet()).unwrap();
     assert_eq!(packed.path, target);
     // Unnamed by hash, still verifiable member by member.

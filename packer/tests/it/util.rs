@@ -126,6 +126,8 @@ pub fn fast_options() -> PackOptions {
     o.level = 3;
     o.environment = Some(vec![]);
     o.git_revision = Some("0123456789abcdef0123456789abcdef01234567".into());
+    // Tests do not touch the user's cache; tests/it/frames.rs uses its own.
+    o.frame_cache = None;
     o
 }
 
