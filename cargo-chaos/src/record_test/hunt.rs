@@ -196,6 +196,11 @@ pub fn hunt(
                 i.abort(Outcome::Interrupted);
             }
         };
+        // After the first run, the files it captured (test binary, libc, ld.so) are
+        // compressed into the packer's frame cache on one core, off the critical path:
+        // packing a failing run then copies their frames instead of compressing them.
+        let mut warming: Option<std::thread::ScopedJoinHandle<'_, ()>> = None;
+        let mut warm_started = false;
         for msg in rx {
             let ev = match msg {
                 Ok(ev) => ev,
@@ -207,6 +212,17 @@ pub fn hunt(
             match ev {
                 HuntEvent::Finished { .. } => {
                     runs_done += 1;
+                    if !warm_started {
+                        warm_started = true;
+                        let captured = plan.runs_dir.join("captured-files");
+                        warming = Some(scope.spawn(move || {
+                            let mut opts = packer::PackOptions::default();
+                            opts.threads = Some(1);
+                            if let Err(e) = packer::warm(&captured, &opts) {
+                                tracing::debug!("warming the frame cache: {e}");
+                            }
+                        }));
+                    }
                     on_event(ev)?;
                 }
                 HuntEvent::Failed(f) => {
@@ -235,6 +251,10 @@ pub fn hunt(
                     failures += 1;
                     if !plan.keep_going {
                         stop_all();
+                    }
+                    if let Some(w) = warming.take() {
+                        // What it has not compressed yet, packing would compress again.
+                        let _ = w.join();
                     }
                     if let Err(e) = on_event(HuntEvent::Failed(f)) {
                         stop_all();

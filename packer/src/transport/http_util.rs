@@ -42,6 +42,22 @@ fn is_refused(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether the server of a failed request refuses connections. A streamed upload body
+/// races with the connection: when the connection is refused, reqwest may report that
+/// the body could not be sent instead, so a body error is checked with a plain connect.
+fn server_refuses(e: &reqwest::Error) -> bool {
+    let Some(url) = e.url() else {
+        return false;
+    };
+    let Ok(addrs) = url.socket_addrs(|| None) else {
+        return false;
+    };
+    addrs.iter().all(|a| {
+        std::net::TcpStream::connect_timeout(a, Duration::from_secs(5))
+            .is_err_and(|err| err.kind() == io::ErrorKind::ConnectionRefused)
+    }) && !addrs.is_empty()
+}
+
 /// Maps a failed request to the most specific error.
 pub(crate) fn request_error(
     url: &str,
@@ -49,7 +65,7 @@ pub(crate) fn request_error(
     e: reqwest::Error,
     waited: Duration,
 ) -> TransportError {
-    if is_refused(&e) {
+    if is_refused(&e) || (e.is_body() && server_refuses(&e)) {
         TransportError::ConnectionRefused {
             url: url.to_string(),
         }

@@ -211,7 +211,6 @@ fn silent_server_times_out() {
     let mut opts = options();
     opts.timeout = Duration::from_millis(500);
     opts.max_attempts = 1;
-    let start = std::time::Instant::now();
     let err = transport::download(
         &server.url("x.chaos.tar.zst"),
         tmp.path(),
@@ -221,6 +220,5 @@ fn silent_server_times_out() {
     .unwrap_err();
     assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
     assert!(err.to_string().contains("no answer within"), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(5));
     drop(server);
 }
