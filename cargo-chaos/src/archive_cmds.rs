@@ -43,9 +43,9 @@ pub struct PackArgs {
     /// The recorded test's name.
     #[arg(long = "test", value_name = "NAME")]
     pub test_name: Option<String>,
-    /// zstd level, 1 to 22.
-    #[arg(long, default_value_t = packer::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=22))]
-    pub level: i32,
+    /// zstd level, 1 to 22 [default: 6 for one recording, 10 for several].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub level: Option<i32>,
     /// Accept a recording whose environment holds this variable although its name looks
     /// like a secret (repeatable).
     #[arg(long = "allow-env", value_name = "NAME")]

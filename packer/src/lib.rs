@@ -81,7 +81,7 @@ pub use frames::FrameStats;
 pub use manifest::{Manifest, TestIdentity};
 pub use pack::{
     pack, pack_many, warm, Framing, PackInput, PackOptions, PackedArchive, WarmReport,
-    DEFAULT_LEVEL, DEFAULT_OUTPUT_CAP, LDM_THRESHOLD, MAX_WINDOW_LOG,
+    DEFAULT_LEVEL, DEFAULT_OUTPUT_CAP, LDM_THRESHOLD, MAX_WINDOW_LOG, SINGLE_RUN_LEVEL,
 };
 pub use progress::{Phase, ProgressEvent};
 pub use trace::TRACE_VERSION_LINE;

@@ -26,14 +26,23 @@ use crate::secrets::{self, SecretScanner};
 use crate::sysinfo::{self, CiInfo, HostInfo};
 use crate::trace::{self, TraceScan};
 
-/// The zstd level used unless [`PackOptions::level`] says otherwise.
+/// The zstd level for several recordings in one solid frame, unless
+/// [`PackOptions::level`] says otherwise.
 ///
 /// Chosen with `pack-bench` (see docs/benchmarks.md, "Packer"): the lowest level that keeps
 /// the bench's several-recordings archive (five different test binaries, one solid frame)
-/// within 1.1x of `zstd -19 --long` (level 9 lands just above). A single failing run packs
-/// to ~1.06x; with its captured files' frames cached (see [`warm`]) it packs in a fraction
-/// of the time it took to record, and cold in a few times that.
+/// within 1.1x of `zstd -19 --long` (level 9 lands just above).
 pub const DEFAULT_LEVEL: i32 = 10;
+
+/// The zstd level for one recording (a frame per captured file: the archive of a failing
+/// run, packed while a CI job waits), unless [`PackOptions::level`] says otherwise.
+///
+/// Chosen with `pack-bench`: the highest level at which packing a failing run of the Rust
+/// fixture suite with an empty frame cache still takes less time than recording it; its
+/// archive is ~1.08x `zstd -19 --long` (level 10: ~1.06x at three times the cold time).
+/// With the captured files' frames cached (see [`warm`]) any level packs in a fraction of
+/// the record time.
+pub const SINGLE_RUN_LEVEL: i32 = 6;
 
 /// Inputs above this size get long-distance matching and a window covering them
 /// (up to [`MAX_WINDOW_LOG`]). Below it the level's own window already spans the input.
@@ -55,8 +64,9 @@ pub struct PackOptions {
     pub test: TestIdentity,
     /// The archive name's stem; by default the test name or the recording directory's name.
     pub name: Option<String>,
-    /// zstd level (1..=22).
-    pub level: i32,
+    /// zstd level (1..=22); `None`: [`SINGLE_RUN_LEVEL`] for one recording (a frame per
+    /// captured file), [`DEFAULT_LEVEL`] for several (one solid frame).
+    pub level: Option<i32>,
     /// zstd worker threads; `None` means one per available core.
     pub threads: Option<u32>,
     /// Variables allowed in the recorded environment even though the deny-list matches them.
@@ -101,7 +111,7 @@ impl Default for PackOptions {
         PackOptions {
             test: TestIdentity::default(),
             name: None,
-            level: DEFAULT_LEVEL,
+            level: None,
             threads: None,
             allow_env: Vec::new(),
             git_revision: None,
@@ -791,9 +801,14 @@ fn write_archive(
         f => f,
     };
     let per_member = framing == Framing::PerMember;
+    let level = opts.level.unwrap_or(if per_member {
+        SINGLE_RUN_LEVEL
+    } else {
+        DEFAULT_LEVEL
+    });
     let glue = if per_member {
         GlueParams {
-            level: opts.level,
+            level,
             threads,
             window_log: None,
             buffered: true,
@@ -804,14 +819,14 @@ fn write_archive(
         // jobs would each see only the previous one's tail and lose those matches
         // (docs/benchmarks.md).
         GlueParams {
-            level: opts.level,
+            level,
             threads: 1,
             window_log: Some((64 - (content_size - 1).leading_zeros()).clamp(20, MAX_WINDOW_LOG)),
             buffered: false,
         }
     } else {
         GlueParams {
-            level: opts.level,
+            level,
             threads,
             window_log: None,
             buffered: false,
@@ -825,10 +840,7 @@ fn write_archive(
         .filter(|_| per_member)
         .map(|d| FrameCache::new(d.clone()));
     let mut stats = FrameStats::default();
-    let frame_params = FrameParams {
-        level: opts.level,
-        threads,
-    };
+    let frame_params = FrameParams { level, threads };
     let mtime = manifest.created_unix_ms / 1000;
     let tar_err = io_err("write", &tmp_path);
     let mut h = member_header(manifest_json.len() as u64, 0o644, mtime);
@@ -926,7 +938,8 @@ pub struct WarmReport {
 /// a recording that uses them later costs little more than copying their frames.
 ///
 /// `dir` is a recording (its `files/` are warmed) or a directory of files named by their
-/// BLAKE3 (the recorder's shared capture directory of a flake hunt). Uses `opts.level`,
+/// BLAKE3 (the recorder's shared capture directory of a flake hunt). Uses `opts.level`
+/// (by default [`SINGLE_RUN_LEVEL`], the level of a one-recording pack),
 /// `opts.threads` and `opts.frame_cache` (nothing happens without a cache); an archive
 /// packed later with the same level reuses the frames. Files already cached are verified,
 /// not compressed again; files whose content does not match their name are skipped.
@@ -966,7 +979,7 @@ pub fn warm(dir: &Path, opts: &PackOptions) -> Result<WarmReport, PackError> {
     }
     files.sort();
     let params = FrameParams {
-        level: opts.level,
+        level: opts.level.unwrap_or(SINGLE_RUN_LEVEL),
         threads: opts.threads.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get() as u32)

@@ -123,7 +123,7 @@ pub fn make_trace(dir: &Path, spec: &TraceSpec) -> PathBuf {
 /// Fast options for tests that are not about compression.
 pub fn fast_options() -> PackOptions {
     let mut o = PackOptions::default();
-    o.level = 3;
+    o.level = Some(3);
     o.environment = Some(vec![]);
     o.git_revision = Some("0123456789abcdef0123456789abcdef01234567".into());
     // Tests do not touch the user's cache; tests/it/frames.rs uses its own.
