@@ -216,6 +216,10 @@ pub fn hunt(
                         warm_started = true;
                         let captured = plan.runs_dir.join("captured-files");
                         warming = Some(scope.spawn(move || {
+                            // Idle priority: only time the recordings leave unused.
+                            let param = libc::sched_param { sched_priority: 0 };
+                            // SAFETY: changes this thread's own scheduling policy.
+                            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
                             let mut opts = packer::PackOptions::default();
                             opts.threads = Some(1);
                             if let Err(e) = packer::warm(&captured, &opts) {
