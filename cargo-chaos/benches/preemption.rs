@@ -50,11 +50,7 @@ struct Program {
 }
 
 fn main() {
-    let runs: usize = std::env::var("CHAOS_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(9);
+    let runs = support::runs_per_figure(9);
     // The race test asserts that no update was lost; here it only reports.
     std::env::set_var("RACE_REPORT_ONLY", "1");
     let cpu = bench_cpu();

@@ -39,11 +39,7 @@ const RECORD_OVER_STRACE_TARGET: f64 = 1.2;
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing here takes arguments.
-    let runs: usize = std::env::var("CHAOS_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(9);
+    let runs = support::runs_per_figure(9);
     let cpu = bench_cpu();
     let parallelism = std::thread::available_parallelism()
         .map(|n| n.get())

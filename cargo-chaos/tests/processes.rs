@@ -185,6 +185,28 @@ fn hung_program_is_stopped_by_timeout_and_replays_to_that_point() {
     );
 }
 
+/// The pids `proc_hang` (recorded by `child`) prints before "ready": its own and its two
+/// children's.
+fn hang_pids(child: &mut std::process::Child) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let out = child.stdout.take().expect("stdout is piped");
+    for line in std::io::BufReader::new(out).lines() {
+        let line = line.unwrap();
+        if line == "ready" {
+            break;
+        }
+        if let Some(p) = line
+            .split_whitespace()
+            .last()
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            pids.push(p);
+        }
+    }
+    assert_eq!(pids.len(), 3, "the fixture did not report its pids");
+    pids
+}
+
 /// Waits (without polling) until the process `pid` has ended; false after 60 s.
 fn wait_gone(pid: i32) -> bool {
     // SAFETY: plain syscalls on a local.
@@ -217,22 +239,7 @@ fn killing_the_recorder_leaves_no_process_of_the_tree() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut pids = Vec::new();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if line == "ready" {
-            break;
-        }
-        if let Some(p) = line
-            .split_whitespace()
-            .last()
-            .and_then(|p| p.parse::<i32>().ok())
-        {
-            pids.push(p);
-        }
-    }
-    assert_eq!(pids.len(), 3, "the fixture did not report its pids");
+    let pids = hang_pids(&mut child);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     for pid in pids {
@@ -266,22 +273,7 @@ fn ctrl_c_at_the_terminal_ends_the_recording_and_keeps_the_trace() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut pids = Vec::new();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if line == "ready" {
-            break;
-        }
-        if let Some(p) = line
-            .split_whitespace()
-            .last()
-            .and_then(|p| p.parse::<i32>().ok())
-        {
-            pids.push(p);
-        }
-    }
-    assert_eq!(pids.len(), 3, "the fixture did not report its pids");
+    let pids = hang_pids(&mut child);
     // SAFETY: a signal to the process group we just created.
     unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
     let out = child.wait_with_output().unwrap();

@@ -10,6 +10,15 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// How many measured runs a figure is the median of: `CHAOS_BENCH_RUNS`, or `default`.
+pub fn runs_per_figure(default: usize) -> usize {
+    std::env::var("CHAOS_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
+
 /// A median wall time, or why there is none.
 pub type Figure = Result<Duration, String>;
 
