@@ -44,6 +44,10 @@ pub enum Stdio {
     },
 }
 
+/// How long an interrupted recording may take to write down its last calls before the
+/// tree is killed regardless.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Stops a running recording from another thread (Ctrl-C, a time limit). The trace is
 /// kept, marked with the reason, and replays up to the point where it was stopped.
 #[derive(Debug, Default)]
@@ -64,7 +68,10 @@ impl Interrupter {
     /// down the calls that finished in the kernel (a write whose bytes already reached
     /// the terminal must be in the trace, or the replay would not print them), then
     /// kills the tree. A second request kills it at once.
-    pub fn interrupt(&self, why: Outcome) {
+    ///
+    /// Should the engine not get to it (the SIGSTOP reached no task it is waiting for),
+    /// the tree is killed after [`STOP_GRACE`] all the same.
+    pub fn interrupt(self: &std::sync::Arc<Self>, why: Outcome) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let first = st.1.is_none();
         if first {
@@ -75,6 +82,13 @@ impl Interrupter {
             // SAFETY: plain syscall; the pid is the live leader of the recording (it is
             // unregistered before it is reaped).
             unsafe { libc::kill(pid, sig) };
+            if first {
+                let me = std::sync::Arc::clone(self);
+                std::thread::spawn(move || {
+                    std::thread::sleep(STOP_GRACE);
+                    me.abort(why);
+                });
+            }
         }
     }
 
