@@ -94,6 +94,49 @@ fn shared_file_mapping_changed_through_memory_and_write() {
 }
 
 #[test]
+fn file_shared_with_a_process_outside_the_recording_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared");
+    let mut content = b"mapped from outside\n".to_vec();
+    content.resize(4096, 0);
+    std::fs::write(&path, &content).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    use std::os::fd::AsRawFd;
+    // This test process maps it too, and is not part of the recording.
+    // SAFETY: a fresh shared mapping of a file we own, unmapped below.
+    let outside = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(outside, libc::MAP_FAILED);
+    let rec = run(Command::new(bin())
+        .arg("record")
+        .arg("--trace-dir")
+        .arg(dir.path().join("trace"))
+        .arg("--")
+        .arg(fixture("mmap_shared_arg"))
+        .arg(&path));
+    // SAFETY: the mapping made above.
+    unsafe { libc::munmap(outside, 4096) };
+    assert_eq!(rec.status, 125, "{}", rec.stderr);
+    assert!(
+        rec.stderr.contains("outside the recording") && rec.stderr.contains("hint"),
+        "{}",
+        rec.stderr
+    );
+}
+
+#[test]
 fn shell_children_through_popen_and_system() {
     let (rec, _) = roundtrip("proc_sh", &[]);
     let out = String::from_utf8_lossy(&rec.stdout);

@@ -1134,6 +1134,16 @@ impl Recorder {
     }
 
     fn on_exit(&mut self, cur: i32, mut ret: i64) -> Result<()> {
+        // The recorded tree's processes, for a MAP_SHARED file mapping (see `shared_files`).
+        let tree: Vec<i32> = match self.threads.get(&cur).and_then(|t| t.pending.as_ref()) {
+            Some(p) if p.nr == nr::MMAP && p.args[3] as i32 & libc::MAP_SHARED != 0 => self
+                .threads
+                .values()
+                .map(|t| t.tgid)
+                .chain(self.zombies.iter().copied())
+                .collect(),
+            _ => Vec::new(),
+        };
         let t = self.threads.get_mut(&cur).expect("thread");
         let tgid = t.tgid;
         let Some(p) = t.pending.take() else {
@@ -1170,7 +1180,7 @@ impl Recorder {
                 nr::MMAP => {
                     file = capture_mmap(task, &mut self.files, &p.args)?;
                     if file.is_some() && p.args[3] as i32 & libc::MAP_SHARED != 0 {
-                        shared_map = self.shared.mapped(cur, p.args[4]);
+                        shared_map = self.shared.mapped(cur, p.args[4], &tree)?;
                     }
                 }
                 nr::CLONE | nr::CLONE3 => writes = clone_writes(task, p.nr, &p.args, &p.entry)?,

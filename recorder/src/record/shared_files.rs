@@ -42,10 +42,25 @@ fn identity(tid: i32, fd: u64) -> Option<((u64, u64), String)> {
 
 impl SharedFiles {
     /// An `mmap(..., MAP_SHARED, fd, ...)` succeeded: remember the file; returns its path
-    /// (the key replay uses for its copy).
-    pub fn mapped(&mut self, tid: i32, fd: u64) -> Option<String> {
-        let (id, name) = identity(tid, fd)?;
-        Some(self.by_id.entry(id).or_insert(name).clone())
+    /// (the key replay uses for its copy). Refused when a process outside the recorded
+    /// tree (`tree`: its process ids) maps the same file shared and writable: what that
+    /// process writes could not be replayed.
+    pub fn mapped(&mut self, tid: i32, fd: u64, tree: &[i32]) -> Result<Option<String>> {
+        let Some((id, name)) = identity(tid, fd) else {
+            return Ok(None);
+        };
+        if let Some((pid, comm)) = outside_mapper(id, tree) {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "a MAP_SHARED mapping of {name}, which process {pid} ({comm}) outside the \
+                     recording maps writable too"
+                ),
+                hint: "memory shared with processes outside the recording cannot be replayed; \
+                       record them together, or map the file privately"
+                    .into(),
+            });
+        }
+        Ok(Some(self.by_id.entry(id).or_insert(name).clone()))
     }
 
     /// After a syscall of `task` that returned `ret`: if it wrote `ret` bytes to a
@@ -105,6 +120,47 @@ impl SharedFiles {
         }
         Ok(())
     }
+}
+
+/// A process outside `tree` that maps the file `id` (device, inode) shared and writable,
+/// from `/proc/*/maps` (processes we may not read are passed over). Read-only sharers
+/// (every process maps the locale and gconv caches) cannot change it.
+fn outside_mapper(id: (u64, u64), tree: &[i32]) -> Option<(i32, String)> {
+    let (dev, ino) = id;
+    // /proc/PID/maps names the device as "major:minor" in hex.
+    let want_dev = format!("{:02x}:{:02x}", libc::major(dev), libc::minor(dev));
+    let want_ino = ino.to_string();
+    let me = std::process::id() as i32;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me || tree.contains(&pid) {
+            continue;
+        }
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            continue;
+        };
+        let shares = maps.lines().any(|l| {
+            let mut f = l.split_whitespace();
+            let (Some(_), Some(perms), Some(_), Some(d), Some(i)) =
+                (f.next(), f.next(), f.next(), f.next(), f.next())
+            else {
+                return false;
+            };
+            // Only a writable shared mapping lets it change what the recording sees.
+            perms.ends_with('s') && perms.contains('w') && d == want_dev && i == want_ino
+        });
+        if shares {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            return Some((pid, comm.trim().to_string()));
+        }
+    }
+    None
 }
 
 /// The file position of `fd` in task `tid` (`/proc/TID/fdinfo/FD`, "pos:").
