@@ -339,3 +339,40 @@ fn ctrl_c_at_the_terminal_ends_the_recording_and_keeps_the_trace() {
         Some("ready")
     );
 }
+
+#[test]
+fn shebang_scripts_exec_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let outer = dir.path().join("outer.sh");
+    let inner = dir.path().join("inner.sh");
+    std::fs::write(
+        &outer,
+        format!(
+            "#!/bin/sh\necho \"outer $$ at $(date +%N)\"\nexec {} \"$$\"\n",
+            inner.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &inner,
+        "#!/bin/sh\necho \"inner $$ (outer was $1) at $(date +%N)\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for s in [&outer, &inner] {
+        std::fs::set_permissions(s, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let trace = dir.path().join("trace");
+    let rec = run(Command::new(bin())
+        .arg("record")
+        .arg("--trace-dir")
+        .arg(&trace)
+        .arg("--")
+        .arg(&outer));
+    let rep = run(Command::new(bin()).arg("replay").arg(&trace));
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert_eq!(rec.status, 0, "{}", rec.stderr);
+    assert!(out.contains("outer ") && out.contains("inner "), "{out}");
+    assert_eq!(rec.stdout, rep.stdout, "{}", rep.stderr);
+    assert_eq!(rep.status, 0, "{}", rep.stderr);
+}
