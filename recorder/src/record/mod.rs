@@ -562,6 +562,11 @@ impl Recorder {
                     self.watchdog.disarm();
                     return Ok(how);
                 }
+                if !self.threads.contains_key(&cur) {
+                    // Its process ended while it ran (another of its threads reported
+                    // first) and it was reaped with the others: nothing more will come.
+                    break Stop::Killed(libc::SIGKILL);
+                }
                 if self
                     .threads
                     .get(&tid)
@@ -1106,7 +1111,11 @@ impl Recorder {
 
     /// Reaps whatever is left of a (non-main) process that has ended.
     fn forget_process(&mut self, tgid: i32) {
-        for t in self.members(tgid) {
+        // The leader last: its end is reported only once its other threads are
+        // collected, so waiting for it first would wait forever.
+        let mut members = self.members(tgid);
+        members.sort_by_key(|&t| t == tgid);
+        for t in members {
             reap(t);
             self.threads.remove(&t);
         }
