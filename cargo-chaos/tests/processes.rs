@@ -186,6 +186,19 @@ fn interrupted_syscalls_signal_stacks_sessions_and_process_groups() {
 }
 
 #[test]
+fn signal_let_in_by_sigsuspend_runs_under_its_temporary_mask() {
+    let (rec, _) = roundtrip("proc_sigsuspend", &[]);
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert_eq!(rec.status, 0, "{out}");
+    // SIGUSR1 is bit 9: blocked in the handler (its own signal), saved in the frame (the
+    // mask before sigsuspend) and blocked again afterwards.
+    assert!(
+        out.contains("in the handler 0x200, saved in its frame 0x200, after 0x200"),
+        "{out}"
+    );
+}
+
+#[test]
 fn uninstrumented_lost_update_race_replays_its_count() {
     let (rec, _) = roundtrip("race", &[]);
     let out = String::from_utf8_lossy(&rec.stdout);

@@ -25,6 +25,9 @@ pub enum Resume {
     Sysemu,
     /// Run until a signal or event (`PTRACE_CONT`).
     Cont,
+    /// Run one instruction (`PTRACE_SINGLESTEP`); with a signal to deliver, stop at the
+    /// first instruction of its handler, the signal frame written.
+    Step,
 }
 
 /// What `PTRACE_GET_SYSCALL_INFO` says about a syscall stop.
@@ -197,6 +200,29 @@ impl Task {
         Ok(si)
     }
 
+    /// The thread's blocked-signal mask (`PTRACE_GETSIGMASK`), bit `n - 1` for signal n.
+    pub fn sigmask(&self) -> Result<u64> {
+        let mut mask: u64 = 0;
+        self.raw(
+            libc::PTRACE_GETSIGMASK,
+            "PTRACE_GETSIGMASK",
+            8,
+            &mut mask as *mut u64 as usize,
+        )?;
+        Ok(mask)
+    }
+
+    /// Sets the thread's blocked-signal mask (`PTRACE_SETSIGMASK`).
+    pub fn set_sigmask(&self, mask: u64) -> Result<()> {
+        self.raw(
+            libc::PTRACE_SETSIGMASK,
+            "PTRACE_SETSIGMASK",
+            8,
+            &mask as *const u64 as usize,
+        )?;
+        Ok(())
+    }
+
     /// Replaces the siginfo of a signal-delivery stop.
     pub fn set_siginfo(&self, si: &libc::siginfo_t) -> Result<()> {
         self.raw(
@@ -255,6 +281,7 @@ impl Task {
             Resume::Syscall => (libc::PTRACE_SYSCALL, "PTRACE_SYSCALL"),
             Resume::Sysemu => (libc::PTRACE_SYSEMU, "PTRACE_SYSEMU"),
             Resume::Cont => (libc::PTRACE_CONT, "PTRACE_CONT"),
+            Resume::Step => (libc::PTRACE_SINGLESTEP, "PTRACE_SINGLESTEP"),
         };
         self.raw(req, op, 0, signal as usize)?;
         self.last_resume.set(how);

@@ -194,6 +194,10 @@ struct RThread {
     in_fork: Option<(u64, [u64; 6], bool)>,
     /// The file its next mmap maps `MAP_SHARED` ([`Event::SharedFile`]).
     next_shared: Option<String>,
+    /// The temporary mask of the `rt_sigsuspend` it just returned from interrupted; the
+    /// signal that interrupted it must be delivered under that mask (see
+    /// [`Replayer::deliver_after_sigsuspend`]).
+    sigsuspend_mask: Option<u64>,
 }
 
 impl RThread {
@@ -205,6 +209,7 @@ impl RThread {
             signal: 0,
             in_fork: None,
             next_shared: None,
+            sigsuspend_mask: None,
         }
     }
 }
@@ -699,6 +704,16 @@ impl Replayer<'_, '_> {
                 info,
                 ..
             } => {
+                // After an interrupted rt_sigsuspend the signal is delivered under the
+                // call's temporary mask (emulated calls do not set it).
+                let saved_mask = match th.sigsuspend_mask.take() {
+                    Some(tmp) => {
+                        let orig = th.task.sigmask()?;
+                        th.task.set_sigmask(tmp)?;
+                        Some(orig)
+                    }
+                    None => None,
+                };
                 // Queue it from the syscall stop the thread is in, as the recording did.
                 th.task.resume(Resume::Sysemu, *signo)?;
                 return match th.task.wait()? {
@@ -715,6 +730,9 @@ impl Replayer<'_, '_> {
                             th.task.set_siginfo(&si)?;
                         }
                         th.signal = sig;
+                        if let Some(orig) = saved_mask {
+                            self.deliver_after_sigsuspend(ev, th, orig)?;
+                        }
                         Ok(Step::Done)
                     }
                     other => Err(self.diverge(ev, format!("stopped with {other:?} instead"))),
@@ -875,6 +893,11 @@ impl Replayer<'_, '_> {
                 ),
             ));
         }
+        th.sigsuspend_mask = None;
+        if sysno == nr::RT_SIGSUSPEND && s.ret == -(ERESTARTNOHAND as i64) {
+            let bytes = th.task.read_mem(args[0], 8)?;
+            th.sigsuspend_mask = Some(u64::from_le_bytes(bytes[..8].try_into().expect("8")));
+        }
         if runs_at_replay(s) {
             return self.execute(ev, s, th);
         }
@@ -909,6 +932,35 @@ impl Replayer<'_, '_> {
             .or_default()
             .after_syscall(sysno, &args, s.ret);
         Ok(Step::Done)
+    }
+
+    /// Delivers the signal that interrupted an `rt_sigsuspend` (`th.signal`, at its
+    /// delivery stop, the thread's mask set to the call's temporary one) the way the
+    /// kernel does: a handler runs under the temporary mask, and the mask from before the
+    /// call is the one its signal frame saves, so `sigreturn` restores it. Emulated, the
+    /// call never saved that mask; it is written into the frame here, at the handler's
+    /// first instruction.
+    fn deliver_after_sigsuspend(&mut self, ev: &Event, th: &mut RThread, orig: u64) -> Result<()> {
+        let sig = th.signal;
+        if !caught(th.task.tid, sig) {
+            // Default action: it ends the process, or is ignored (then the mask stays
+            // the temporary one; not seen in practice).
+            return Ok(());
+        }
+        th.task.resume(Resume::Step, sig)?;
+        th.signal = 0;
+        match th.task.wait()? {
+            Stop::Signal(libc::SIGTRAP) => {
+                // rsp: the frame's return address, then its ucontext; uc_sigmask is 296
+                // bytes into the ucontext (flags, link, stack_t, 256-byte sigcontext).
+                let rsp = th.task.regs()?.rsp;
+                th.task.write_mem(rsp + 8 + 296, &orig.to_le_bytes())
+            }
+            other => Err(self.diverge(
+                ev,
+                format!("stopped with {other:?} instead of entering the handler"),
+            )),
+        }
     }
 
     /// Runs a call of the "executed at replay" class. The task is at a real (non-SYSEMU)
@@ -1186,6 +1238,22 @@ fn stub_conflict(addr: u64) -> Error {
         ),
         hint: "this program cannot be replayed by this version".into(),
     }
+}
+
+/// `ERESTARTNOHAND`: the kernel's "interrupted, restart unless a handler runs".
+const ERESTARTNOHAND: i32 = 514;
+
+/// Whether signal `sig` has a handler in thread `tid`'s process (`SigCgt` in
+/// `/proc/TID/status`).
+fn caught(tid: i32, sig: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .is_some_and(|mask| sig >= 1 && mask & (1 << (sig - 1)) != 0)
 }
 
 /// Whether a recorded syscall runs for real at replay (otherwise it is emulated).
