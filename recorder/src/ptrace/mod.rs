@@ -420,6 +420,33 @@ impl Task {
     }
 }
 
+/// Like [`wait_own`], but returns `None` at once when no task has anything to report.
+pub fn try_wait_own() -> Result<Option<(i32, Stop)>> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: plain syscall with a pointer to a local.
+        let r = unsafe {
+            libc::waitpid(
+                -1,
+                &mut status,
+                libc::__WALL | libc::__WNOTHREAD | libc::WNOHANG,
+            )
+        };
+        match r {
+            0 => return Ok(None),
+            -1 if Errno::last() == Errno::EINTR => continue,
+            -1 => {
+                return Err(Error::Ptrace {
+                    pid: -1,
+                    op: "waitpid",
+                    source: Errno::last(),
+                })
+            }
+            pid => return Ok(Some((pid, decode_status(status)))),
+        }
+    }
+}
+
 /// Waits for any task traced by (or child of) the calling thread, with
 /// `__WALL | __WNOTHREAD`. Never use it from a thread that has other children: the
 /// engine runs each recording on a thread of its own, so this sees only that

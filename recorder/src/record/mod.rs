@@ -44,6 +44,10 @@ pub enum Stdio {
     },
 }
 
+/// How long an interrupted recording waits for its blocked threads to report whether
+/// their calls finished.
+const STOP_COLLECT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How long an interrupted recording may take to write down its last calls before the
 /// tree is killed regardless.
 pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -102,6 +106,15 @@ impl Interrupter {
         if let Some(pid) = st.0 {
             // SAFETY: as in `interrupt`.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Marks the recording as stopped with `why` without signalling anything: for the
+    /// engine, which stops it itself (a second `interrupt` would kill at once).
+    fn note(&self, why: Outcome) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.1.is_none() {
+            st.1 = Some(why);
         }
     }
 
@@ -653,7 +666,7 @@ impl Recorder {
                 Ok(None)
             }
             Stop::Signal(libc::SIGINT) if self.signal_is_from_terminal(tid) => {
-                self.interrupter.interrupt(Outcome::Interrupted);
+                self.interrupter.note(Outcome::Interrupted);
                 self.end_interrupted(tid, stop).map(Some)
             }
             Stop::Signal(sig) => {
@@ -726,6 +739,47 @@ impl Recorder {
                     t.state = Where::Unblocked(ret);
                     t.exit_rip = Some(rip);
                 }
+            }
+        }
+        // A blocked call may have finished in the kernel without its exit stop being seen
+        // yet (its bytes can already be on the terminal). Stop every such thread: each
+        // reports its call's exit first, finished or cut short.
+        let blocked: Vec<(i32, i32)> = self
+            .threads
+            .iter()
+            .filter(|(_, t)| t.state == Where::Blocked)
+            .map(|(tid, t)| (*tid, t.tgid))
+            .collect();
+        for &(tid, tgid) in &blocked {
+            // SAFETY: plain syscall to our own tracee.
+            unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, libc::SIGSTOP) };
+        }
+        // Collect what they report, for a bounded time: a task in an uninterruptible
+        // wait (a vfork parent) does not stop for SIGSTOP, and a dying process reports
+        // its leader only after its other threads.
+        let mut waiting: HashSet<i32> = blocked.iter().map(|b| b.0).collect();
+        let deadline = std::time::Instant::now() + STOP_COLLECT;
+        while !waiting.is_empty() && std::time::Instant::now() < deadline {
+            match crate::ptrace::try_wait_own() {
+                Ok(Some((tid, Stop::Syscall))) => {
+                    if waiting.remove(&tid) {
+                        if let Some(t) = self.threads.get_mut(&tid) {
+                            if let Ok(SyscallStop::Exit { ret, rip }) = t.task.syscall_stop() {
+                                t.state = Where::Unblocked(ret);
+                                t.exit_rip = Some(rip);
+                            }
+                        }
+                    }
+                }
+                Ok(Some((tid, Stop::Exited(_) | Stop::Killed(_)))) => {
+                    // Collected by this wait: kill_all must not wait for it again.
+                    waiting.remove(&tid);
+                    self.threads.remove(&tid);
+                    self.zombies.remove(&tid);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => std::thread::sleep(std::time::Duration::from_micros(200)),
+                Err(_) => break,
             }
         }
         let finished: Vec<(i32, i64)> = self
@@ -840,7 +894,7 @@ impl Recorder {
             Stop::Signal(libc::SIGINT) if self.signal_is_from_terminal(cur) => {
                 // Ctrl-C reached the program before (or instead of) the recorder: end
                 // the recording the same way, without delivering it.
-                self.interrupter.interrupt(Outcome::Interrupted);
+                self.interrupter.note(Outcome::Interrupted);
                 return self.end_interrupted(cur, stop).map(Next::Finished);
             }
             Stop::Signal(sig) => {
@@ -1298,8 +1352,13 @@ impl Recorder {
             libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
         ) && !self.sent_by_tree(&si)
         {
-            // Ctrl-C at the terminal, or a kill from outside: end the recording.
-            self.interrupter.interrupt(Outcome::Interrupted);
+            // Ctrl-C at the terminal, or a kill from outside: end the recording, the way
+            // `Interrupter::interrupt` does (the engine stops the program itself; the
+            // recorder's own Ctrl-C handler may have asked already, and a second
+            // `interrupt` would kill before the finished calls are written down).
+            self.interrupter.note(Outcome::Interrupted);
+            // SAFETY: plain syscall to our own tracee.
+            unsafe { libc::kill(self.leader, libc::SIGSTOP) };
             return Ok(0);
         }
         let t = self.threads.get_mut(&cur).expect("current");
