@@ -123,23 +123,7 @@ impl Bench {
             };
             if !out.status.success() {
                 failures += 1;
-                let err = String::from_utf8_lossy(&out.stderr);
-                let last = err
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("");
-                eprintln!(
-                    "bench:   replay of recording {i} failed ({}): {err}",
-                    out.status
-                );
-                let mut notes = self.notes.borrow_mut();
-                notes.push(format!(
-                    "replay of recording {i} failed ({}): {}",
-                    out.status,
-                    last.trim()
-                ));
-                last_note = notes.len();
+                last_note = self.note_failure(&format!("replay of recording {i}"), &out);
                 continue;
             }
             if i > 0 {
@@ -158,6 +142,21 @@ impl Bench {
         (Ok(median), failures)
     }
 
+    /// Reports a failed run on stderr in full and adds its last line to the notes under
+    /// the table; returns the note's number.
+    fn note_failure(&self, what: &str, out: &Output) -> usize {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        eprintln!("bench:   {what} failed ({}): {err}", out.status);
+        let mut notes = self.notes.borrow_mut();
+        notes.push(format!("{what} failed ({}): {}", out.status, last.trim()));
+        notes.len()
+    }
+
     /// One unmeasured warm-up run, then the median of `runs` runs. Every run must exit 0.
     pub fn median(&self, mode: &str, mut command: impl FnMut() -> Command) -> Figure {
         let mut times = Vec::with_capacity(self.runs);
@@ -165,20 +164,8 @@ impl Bench {
             let mut cmd = command();
             let (took, out) = timed(&mut cmd).map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
             if !out.status.success() {
-                let err = String::from_utf8_lossy(&out.stderr);
-                let last = err
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("");
-                eprintln!("bench:   {mode}: {cmd:?} failed ({}): {err}", out.status);
-                let mut notes = self.notes.borrow_mut();
-                notes.push(format!(
-                    "{mode} run {i} failed ({}): {}",
-                    out.status,
-                    last.trim()
-                ));
-                return Err(format!("{mode} failed, see note {}", notes.len()));
+                let note = self.note_failure(&format!("{mode} run {i} ({cmd:?})"), &out);
+                return Err(format!("{mode} failed, see note {note}"));
             }
             if i > 0 {
                 times.push(took);

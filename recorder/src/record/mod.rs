@@ -57,6 +57,8 @@ pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub struct Interrupter {
     state: std::sync::Mutex<(Option<i32>, Option<Outcome>)>,
+    /// Set with the outcome: the engine checks it at every stop, without the lock.
+    asked: std::sync::atomic::AtomicBool,
 }
 
 impl Interrupter {
@@ -76,15 +78,10 @@ impl Interrupter {
     /// Should the engine not get to it (the SIGSTOP reached no task it is waiting for),
     /// the tree is killed after [`STOP_GRACE`] all the same.
     pub fn interrupt(self: &std::sync::Arc<Self>, why: Outcome) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let first = st.1.is_none();
-        if first {
-            st.1 = Some(why);
-        }
-        if let Some(pid) = st.0 {
+        self.mark(why, |pid, first| {
             let sig = if first { libc::SIGSTOP } else { libc::SIGKILL };
             // SAFETY: plain syscall; the pid is the live leader of the recording (it is
-            // unregistered before it is reaped).
+            // unregistered, under the lock `mark` holds, before it is reaped).
             unsafe { libc::kill(pid, sig) };
             if first {
                 let me = std::sync::Arc::clone(self);
@@ -93,38 +90,42 @@ impl Interrupter {
                     me.abort(why);
                 });
             }
-        }
+        });
     }
 
     /// Kills the recorded program at once and marks the recording with `why`: for a
     /// recording nobody will replay (a flake hunt stopping its other runs).
     pub fn abort(&self, why: Outcome) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.1.is_none() {
-            st.1 = Some(why);
-        }
-        if let Some(pid) = st.0 {
-            // SAFETY: as in `interrupt`.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+        // SAFETY: as in `interrupt`.
+        self.mark(why, |pid, _| unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        });
     }
 
     /// Marks the recording as stopped with `why` without signalling anything: for the
     /// engine, which stops it itself (a second `interrupt` would kill at once).
     fn note(&self, why: Outcome) {
+        self.mark(why, |_, _| {});
+    }
+
+    /// Records `why` unless a reason is recorded already, then, if a recording is
+    /// running, calls `signal` with its leader and whether this was the first request,
+    /// still holding the lock.
+    fn mark(&self, why: Outcome, signal: impl FnOnce(i32, bool)) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.1.is_none() {
+        let first = st.1.is_none();
+        if first {
             st.1 = Some(why);
+            self.asked.store(true, std::sync::atomic::Ordering::Release);
+        }
+        if let Some(pid) = st.0 {
+            signal(pid, first);
         }
     }
 
     /// Whether a stop was asked for.
     fn requested(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .is_some()
+        self.asked.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn arm(&self, pid: i32) -> bool {
