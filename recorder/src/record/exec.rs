@@ -1,4 +1,4 @@
-//! What happens at the exit stop of the initial execve: arm CPUID faulting and TSC
+//! What happens at the stop just after the initial execve: arm CPUID faulting and TSC
 //! trapping (the kernel clears CPUID faulting on exec), hide the vDSO so time calls
 //! become real syscalls, and capture the new address space.
 
@@ -30,7 +30,8 @@ pub struct ExecSetup {
     pub cpuid_faulting: bool,
 }
 
-/// Arms the traps and captures the image. The task is at the execve exit stop.
+/// Arms the traps and captures the image. The task is stopped just after an execve (the
+/// first exec's `SIGTRAP` stop, or the exit stop of a later one).
 pub fn arm_and_capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecSetup> {
     let regs = task.regs()?;
     let cpuid_faulting = arm_traps(task, regs.rip)?;

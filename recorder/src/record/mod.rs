@@ -484,34 +484,8 @@ impl Recorder {
     fn run(&mut self, mut header: Header) -> Result<ExitKind> {
         let leader = self.leader;
         let task = &mut self.threads.get_mut(&leader).expect("leader").task;
+        // `spawn_traced` left it stopped just after its execve.
         task.set_options(crate::ptrace::OPTIONS)?;
-        // Run to the initial exec.
-        task.resume(Resume::Cont, 0)?;
-        match task.wait()? {
-            Stop::Event(libc::PTRACE_EVENT_EXEC) => {}
-            Stop::Exited(127) => {
-                return Err(Error::Spawn {
-                    program: header.exe.clone().into(),
-                    reason: "execve failed".into(),
-                })
-            }
-            other => {
-                return Err(Error::Spawn {
-                    program: header.exe.clone().into(),
-                    reason: format!("unexpected stop before exec: {other:?}"),
-                })
-            }
-        }
-        task.resume(Resume::Syscall, 0)?;
-        match task.wait()? {
-            Stop::Syscall => {}
-            other => {
-                return Err(Error::Spawn {
-                    program: header.exe.clone().into(),
-                    reason: format!("unexpected stop after exec: {other:?}"),
-                })
-            }
-        }
         task.reopen_mem();
         let setup = exec::arm_and_capture(task, &mut self.files, &header.exe)?;
         header.aslr_disabled = setup.aslr_disabled;

@@ -247,36 +247,14 @@ struct Replayer<'s, 'a> {
 
 impl Replayer<'_, '_> {
     fn start(&mut self, first: &crate::trace::ExecState) -> Result<()> {
+        // `spawn_traced` left the stub stopped just after its execve.
         self.task.set_options(crate::ptrace::OPTIONS)?;
-        self.task.resume(Resume::Cont, 0)?;
-        match self.task.wait_skipping_sigchld()?.0 {
-            Stop::Event(libc::PTRACE_EVENT_EXEC) => {}
-            other => {
-                return Err(self.setup_error(format!("the replay stub did not exec ({other:?})")))
-            }
-        }
-        self.task.resume(Resume::Syscall, 0)?;
-        match self.task.wait_skipping_sigchld()?.0 {
-            Stop::Syscall => {}
-            other => {
-                return Err(
-                    self.setup_error(format!("unexpected stop after the stub's exec: {other:?}"))
-                )
-            }
-        }
         self.task.reopen_mem();
         rebuild::rebuild(&mut self.task, &self.trace, first)?;
         let leader = std::mem::replace(&mut self.task, Task::new(0));
         self.threads
             .insert(self.leader, RThread::new(leader, self.leader));
         Ok(())
-    }
-
-    fn setup_error(&self, reason: String) -> Error {
-        Error::Spawn {
-            program: "replay stub".into(),
-            reason,
-        }
     }
 
     fn diverge(&self, expected: &Event, actual: String) -> Error {
