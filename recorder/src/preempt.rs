@@ -201,10 +201,14 @@ pub fn set_breakpoint(task: &Task, at: Option<u64>) -> Result<()> {
 }
 
 /// The watchdog that ends time slices.
+///
+/// Its thread starts with the first slice: a program that never has two threads never
+/// needs one, and a hunt of short single-threaded tests paid a thread start per run.
 #[derive(Debug, Default)]
 pub struct Watchdog {
     state: Mutex<Slice>,
     wake: Condvar,
+    thread: std::sync::OnceLock<()>,
 }
 
 #[derive(Debug, Default)]
@@ -218,15 +222,9 @@ struct Slice {
 }
 
 impl Watchdog {
-    /// Starts the watchdog thread.
+    /// A watchdog; its thread starts with the first [`Watchdog::arm`].
     pub fn start() -> Arc<Self> {
-        let w = Arc::new(Watchdog::default());
-        let w2 = w.clone();
-        std::thread::Builder::new()
-            .name("chaos-watchdog".into())
-            .spawn(move || w2.run())
-            .expect("spawning the watchdog thread");
-        w
+        Arc::new(Watchdog::default())
     }
 
     fn run(&self) {
@@ -258,7 +256,14 @@ impl Watchdog {
     }
 
     /// A slice of length `slice` starts for `tid`.
-    pub fn arm(&self, tgid: i32, tid: i32, slice: Duration) {
+    pub fn arm(self: &Arc<Self>, tgid: i32, tid: i32, slice: Duration) {
+        self.thread.get_or_init(|| {
+            let w = self.clone();
+            std::thread::Builder::new()
+                .name("chaos-watchdog".into())
+                .spawn(move || w.run())
+                .expect("spawning the watchdog thread");
+        });
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.generation += 1;
         st.armed = Some((tgid, tid, Instant::now() + slice, st.generation));

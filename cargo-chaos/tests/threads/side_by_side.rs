@@ -44,6 +44,7 @@ fn record_rounds(program: PathBuf, dir: PathBuf, start: Arc<Barrier>) -> Vec<Rec
                 removed_env: Vec::new(),
                 cwd: None,
                 trace_dir: trace.clone(),
+                reuse_trace_dir: false,
                 seed: None,
                 cpu: None,
                 stdio: Stdio::Files {

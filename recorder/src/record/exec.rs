@@ -99,29 +99,54 @@ pub fn arm_traps(task: &mut Task, at: u64) -> Result<bool> {
 
 /// Rewrites AT_SYSINFO_EHDR in the auxv to AT_IGNORE, so libc does not find the vDSO and
 /// makes real (recordable) syscalls for clock_gettime and friends.
+///
+/// The initial stack (argc, argv, envp, auxv) is read in one piece: word by word it took
+/// one `pread` per environment variable.
 fn hide_vdso(task: &mut Task, rsp: u64) -> Result<()> {
-    let word = |task: &mut Task, at: u64| -> Result<u64> {
-        Ok(u64::from_le_bytes(
-            task.read_mem(at, 8)?.try_into().expect("8"),
-        ))
+    let mut stack = InitialStack {
+        at: rsp,
+        bytes: task.read_mem_partial(rsp, 16 * 1024)?,
     };
-    let argc = word(task, rsp)?;
-    let mut p = rsp + 8 + (argc + 1) * 8;
-    while word(task, p)? != 0 {
-        p += 8;
+    let argc = stack.word(task, 0)?;
+    let mut i = argc + 2; // argc, argv[0..argc], NULL
+    while stack.word(task, i)? != 0 {
+        i += 1;
     }
-    p += 8;
+    i += 1;
     loop {
-        let kind = word(task, p)?;
+        let kind = stack.word(task, i)?;
         if kind == 0 {
             break;
         }
         if kind == AT_SYSINFO_EHDR {
-            task.write_mem(p, &AT_IGNORE.to_le_bytes())?;
+            task.write_mem(rsp + i * 8, &AT_IGNORE.to_le_bytes())?;
         }
-        p += 16;
+        i += 2;
     }
     Ok(())
+}
+
+/// The words at the top of a new program's stack, read in chunks.
+struct InitialStack {
+    at: u64,
+    bytes: Vec<u8>,
+}
+
+impl InitialStack {
+    /// The `i`th 8-byte word from the stack pointer.
+    fn word(&mut self, task: &mut Task, i: u64) -> Result<u64> {
+        let off = (i * 8) as usize;
+        if off + 8 > self.bytes.len() {
+            let more = task.read_mem(
+                self.at + self.bytes.len() as u64,
+                off + 8 - self.bytes.len(),
+            )?;
+            self.bytes.extend_from_slice(&more);
+        }
+        Ok(u64::from_le_bytes(
+            self.bytes[off..off + 8].try_into().expect("8 bytes"),
+        ))
+    }
 }
 
 fn capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecState> {

@@ -154,8 +154,11 @@ pub struct RecordOptions {
     pub removed_env: Vec<String>,
     /// Working directory (default: the recorder's).
     pub cwd: Option<PathBuf>,
-    /// Where the trace goes; must not exist or be empty.
+    /// Where the trace goes; must not exist or be empty, unless `reuse_trace_dir`.
     pub trace_dir: PathBuf,
+    /// `trace_dir` is a scratch directory that may hold an earlier recording, which this
+    /// one overwrites (see [`TraceDir::reuse`]).
+    pub reuse_trace_dir: bool,
     /// Scheduler seed (default: random).
     pub seed: Option<u64>,
     /// The core to pin the recording to (default: the one this thread is on).
@@ -307,8 +310,22 @@ pub fn record(opts: &RecordOptions) -> Result<RecordSummary> {
         })
 }
 
+/// Records one run on the calling thread, for callers that keep a thread for recordings
+/// (a hunt's workers): [`record`] starts a thread per recording.
+///
+/// The thread must have no children of its own: it becomes the tracer, it is pinned to
+/// the recording's core and CPUID faulting stays armed on it afterwards (see
+/// [`crate::arch::self_cpuid`]).
+pub fn record_on_this_thread(opts: &RecordOptions) -> Result<RecordSummary> {
+    record_here(opts)
+}
+
 fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
-    let trace = TraceDir::create(&opts.trace_dir)?;
+    let trace = if opts.reuse_trace_dir {
+        TraceDir::reuse(&opts.trace_dir)?
+    } else {
+        TraceDir::create(&opts.trace_dir)?
+    };
     let env_path = opts
         .env
         .iter()
@@ -435,6 +452,9 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     drop(watchdog);
     let stopped = interrupter.disarm();
     let _ = rec.events.flush();
+    if opts.reuse_trace_dir {
+        rec.files.remove_unused()?;
+    }
     let events = rec.events.count();
     let cpuid_leaves = rec.cpuid_seen.iter().copied().collect();
     let result = match r {
@@ -1602,14 +1622,21 @@ fn read_trimmed(path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The CPU's model name, read once per process: reading /proc/cpuinfo asks every CPU for
+/// its frequency (an interrupt to each), which a hunt paid at every run.
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
+    static MODEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find(|l| l.starts_with("model name"))
+                        .and_then(|l| l.split_once(':'))
+                        .map(|(_, v)| v.trim().to_string())
+                })
+                .unwrap_or_default()
         })
-        .unwrap_or_default()
+        .clone()
 }

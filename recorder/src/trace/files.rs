@@ -59,6 +59,10 @@ pub struct CaptureCache {
     root: PathBuf,
     /// Least-recently-used objects are removed once the objects exceed this many bytes.
     limit: u64,
+    /// Lookups that succeeded, shared by the clones of this cache: a hunt records the
+    /// same files at every run, and reading the index and touching the object cost a
+    /// dozen system calls per file each time.
+    seen: std::sync::Arc<std::sync::Mutex<HashMap<FileId, String>>>,
 }
 
 /// Default size bound of the user's capture cache.
@@ -70,6 +74,7 @@ impl CaptureCache {
         CaptureCache {
             root,
             limit: DEFAULT_LIMIT,
+            seen: Default::default(),
         }
     }
 
@@ -95,8 +100,15 @@ impl CaptureCache {
         self.root.join("index").join(id.key())
     }
 
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<FileId, String>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The hash of the file with identity `id`, if we kept a copy of it.
     fn lookup(&self, id: &FileId) -> Option<String> {
+        if let Some(hash) = self.seen().get(id) {
+            return Some(hash.clone());
+        }
         let hash = std::fs::read_to_string(self.index(id)).ok()?;
         let hash = hash.trim();
         let valid = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
@@ -109,6 +121,7 @@ impl CaptureCache {
         if let Ok(f) = File::options().append(true).open(&object) {
             let _ = f.set_modified(std::time::SystemTime::now());
         }
+        self.seen().insert(id.clone(), hash.to_owned());
         Some(hash.to_owned())
     }
 
@@ -199,6 +212,21 @@ impl FileStore {
             known: HashMap::new(),
             cache,
         }
+    }
+
+    /// Removes the captured files this recording did not capture (left by an earlier
+    /// recording into the same directory, see [`super::TraceDir::reuse`]).
+    pub fn remove_unused(&self) -> Result<()> {
+        let used: std::collections::HashSet<&str> =
+            self.known.values().map(String::as_str).collect();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            let name = entry.file_name();
+            if !name.to_str().is_some_and(|n| used.contains(n)) {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Captures the file opened at `path` (typically `/proc/PID/fd/N`); returns its hash.

@@ -133,6 +133,38 @@ impl TraceDir {
         })
     }
 
+    /// Prepares `path` for a recording that overwrites the one it may hold (a hunt's
+    /// scratch directory, reused from run to run: creating and deleting a trace
+    /// directory cost a run ~0.3 ms). The captured files stay (their names are their
+    /// hashes, so a later run that maps the same file finds it there); the recorder
+    /// removes the ones the new run did not use when it finishes (see
+    /// [`FileStore::remove_unused`]). The other files are removed, not truncated: ext4
+    /// writes a file truncated to zero and written again back to disk when it is closed.
+    pub fn reuse(path: &Path) -> Result<Self> {
+        if !path.is_dir() {
+            return Self::create(path);
+        }
+        for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
+            let entry = entry.map_err(|e| Error::io(path, e))?;
+            if entry.file_name() == "files" {
+                continue;
+            }
+            let p = entry.path();
+            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            removed.map_err(|e| Error::io(&p, e))?;
+        }
+        std::fs::create_dir_all(path.join("files")).map_err(|e| Error::io(path, e))?;
+        std::fs::write(path.join("version"), format!("{VERSION_LINE}\n"))
+            .map_err(|e| Error::io(path, e))?;
+        Ok(TraceDir {
+            path: path.to_owned(),
+        })
+    }
+
     /// Opens an existing trace, checking its version.
     pub fn open(path: &Path) -> Result<Self> {
         let bad = |reason: String| Error::BadTrace {
