@@ -134,6 +134,8 @@ struct SyscallRow {
     #[serde(default)]
     may_block: bool,
     #[serde(default)]
+    untraced: bool,
+    #[serde(default)]
     special: bool,
     #[serde(default)]
     outputs: Vec<MemArgRow>,
@@ -206,6 +208,7 @@ struct Syscall {
     nr: u64,
     class: Class,
     may_block: bool,
+    untraced: bool,
     special: bool,
     outputs: Vec<MemArg>,
     inputs: Vec<MemArg>,
@@ -460,11 +463,18 @@ fn check_syscalls(rows: Vec<SyscallRow>, errors: &mut Errors) -> Vec<Syscall> {
                 "a refused call is never executed: no outputs, inputs or may_block",
             );
         }
+        if row.untraced && (!matches!(class, Class::Executed) || row.may_block || row.special) {
+            errors.push(
+                what,
+                "untraced calls run natively at record and replay: class \"executed\", not may_block or special",
+            );
+        }
         out.push(Syscall {
             name: row.name,
             nr: row.nr,
             class,
             may_block: row.may_block,
+            untraced: row.untraced,
             special: row.special,
             outputs,
             inputs,
@@ -597,11 +607,12 @@ fn generate_table(syscalls: &[Syscall], tables: &[(&str, &str, &str, &[Request])
     for sc in syscalls {
         writeln!(
             w,
-            "    SyscallDesc {{ name: {:?}, nr: {}, class: {}, may_block: {}, outputs: {}, inputs: {}, special: {}, note: {:?} }},",
+            "    SyscallDesc {{ name: {:?}, nr: {}, class: {}, may_block: {}, untraced: {}, outputs: {}, inputs: {}, special: {}, note: {:?} }},",
             sc.name,
             sc.nr,
             rust_class(&sc.class),
             sc.may_block,
+            sc.untraced,
             rust_mem_args(&sc.outputs),
             rust_mem_args(&sc.inputs),
             sc.special,

@@ -62,20 +62,25 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
             }
         }
     }
-    task.resume(Resume::Syscall, 0)?;
-    let (stop, skipped) = task.wait_skipping_sigchld()?;
-    requeue += skipped;
-    match stop {
-        Stop::Syscall => {}
-        Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
-        other => {
-            return Err(Error::Unsupported {
-                what: format!(
-                    "task {} stopped with {other:?} in injected syscall {nr}",
-                    task.tid
-                ),
-                hint: "report this as a bug".into(),
-            })
+    loop {
+        task.resume(Resume::Syscall, 0)?;
+        let (stop, skipped) = task.wait_skipping_sigchld()?;
+        requeue += skipped;
+        match stop {
+            Stop::Syscall => break,
+            // The recorder's seccomp filter stops the call after its entry stop (see
+            // `record::seccomp`): on to its exit.
+            Stop::Event(libc::PTRACE_EVENT_SECCOMP) => {}
+            Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
+            other => {
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "task {} stopped with {other:?} in injected syscall {nr}",
+                        task.tid
+                    ),
+                    hint: "report this as a bug".into(),
+                })
+            }
         }
     }
     let ret = match task.syscall_stop()? {

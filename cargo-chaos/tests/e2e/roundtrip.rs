@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use recorder::trace::Event;
+
 use super::common::*;
 
 /// Records fixture `name` with `args` in a fresh directory, checks the recording looks like
@@ -179,4 +181,50 @@ fn stdin_is_the_recorders_and_replay_does_not_read_its_own() {
         c.stdin(other);
     });
     assert_same("echo_stdin", &rec.program, &replayed);
+}
+
+#[test]
+fn untraced_calls_are_not_in_the_trace_and_run_again_at_replay() {
+    // mprotect, munmap, sigaction and sigaltstack pass the recorder's seccomp filter
+    // without a stop; the faults they cause and the mapping a thread removes must still
+    // replay exactly.
+    let dir = temp();
+    let rec = roundtrip_in(dir.path(), "untraced", &[], 0, "faults 5, last at page+4");
+    assert!(
+        rec.program
+            .stdout_str()
+            .contains("victim mapped after the thread: no"),
+        "{}",
+        rec.program.show()
+    );
+    let header: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(rec.trace.join("header.json")).expect("read header.json"),
+    )
+    .expect("header.json is JSON");
+    let untraced: Vec<u64> = header["untraced"]
+        .as_array()
+        .expect("the header lists the untraced calls")
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .collect();
+    for call in [libc::SYS_mprotect, libc::SYS_munmap, libc::SYS_rt_sigaction] {
+        assert!(untraced.contains(&(call as u64)), "{call} untraced");
+    }
+    let events = read_events(&rec.trace);
+    let recorded: Vec<u64> = syscalls(&events)
+        .map(|(_, s)| s.nr)
+        .filter(|nr| untraced.contains(nr))
+        .collect();
+    assert!(
+        recorded.is_empty(),
+        "untraced calls in the trace: {recorded:?}"
+    );
+    let faults = events
+        .iter()
+        .filter(|e| matches!(e, Event::Signal { signo, .. } if *signo == libc::SIGSEGV))
+        .count();
+    assert_eq!(
+        faults, 5,
+        "each write to the read-only page is a recorded fault"
+    );
 }

@@ -256,7 +256,9 @@ impl Task {
             &mut info as *mut _ as usize,
         )?;
         Ok(match info.op {
-            1 => SyscallStop::Entry {
+            // PTRACE_SYSCALL_INFO_ENTRY, or _SECCOMP (a filter's stop before the call runs,
+            // with the same nr and arguments).
+            1 | 3 => SyscallStop::Entry {
                 nr: info.data[0],
                 args: [
                     info.data[1],
@@ -530,6 +532,7 @@ fn decode_status(status: libc::c_int) -> Stop {
 
 /// The ptrace options every recording and replay sets.
 pub const OPTIONS: libc::c_int = libc::PTRACE_O_TRACESYSGOOD
+    | libc::PTRACE_O_TRACESECCOMP
     | libc::PTRACE_O_TRACEEXEC
     | libc::PTRACE_O_EXITKILL
     | libc::PTRACE_O_TRACECLONE

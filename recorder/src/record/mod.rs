@@ -9,6 +9,7 @@
 
 mod exec;
 pub mod redirect;
+pub mod seccomp;
 mod shared_files;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -280,6 +281,9 @@ struct Recorder {
     stderr: std::fs::File,
     cpu_set: Vec<usize>,
     cpuid_seen: BTreeSet<[u32; 6]>,
+    /// The program runs under the recorder's seccomp filter (see [`seccomp`]): threads
+    /// are resumed with `PTRACE_CONT` between calls.
+    seccomp: bool,
     /// `chaos_tick` calls answered.
     ticks: u64,
     /// Files mapped `MAP_SHARED`, whose write-family changes are recorded.
@@ -383,6 +387,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         cpuid_faulting: false,
         cpu_set: cpu_set.clone(),
         pinned_cpu: pinned,
+        untraced: Vec::new(),
         started_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -438,6 +443,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         stderr: open("stderr")?,
         cpu_set,
         cpuid_seen: BTreeSet::new(),
+        seccomp: false,
         ticks: 0,
         shared: shared_files::SharedFiles::default(),
         interrupter: interrupter.clone(),
@@ -507,9 +513,15 @@ impl Recorder {
         // `spawn_traced` left it stopped just after its execve.
         task.set_options(crate::ptrace::OPTIONS)?;
         task.reopen_mem();
+        let entry = task.regs()?.rip;
         let setup = exec::arm_and_capture(task, &mut self.files, &header.exe)?;
         header.aslr_disabled = setup.aslr_disabled;
         header.cpuid_faulting = setup.cpuid_faulting;
+        let untraced = seccomp::untraced();
+        if seccomp::install(task, entry, &untraced)? {
+            self.seccomp = true;
+            header.untraced = untraced;
+        }
         self.trace.write_header(&header)?;
         self.events.push(&Event::Exec(Box::new(setup.state)))?;
         self.events.flush()?;
@@ -538,7 +550,13 @@ impl Recorder {
             };
             t.state = Where::Running;
             let tgid = t.tgid;
-            match t.task.resume(Resume::Syscall, sig) {
+            // To the next call (the filter stops it), or to the exit of the one it is in.
+            let mode = if self.seccomp && t.pending.is_none() {
+                Resume::Cont
+            } else {
+                Resume::Syscall
+            };
+            match t.task.resume(mode, sig) {
                 Ok(()) => {}
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
@@ -896,6 +914,18 @@ impl Recorder {
                 let deliver = self.on_signal(cur, sig)?;
                 self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
             }
+            Stop::Event(libc::PTRACE_EVENT_SECCOMP) => {
+                let t = self.threads.get_mut(&cur).expect("current");
+                t.state = Where::Ready(0);
+                if t.pending.is_some() {
+                    // Resumed with PTRACE_SYSCALL, it reported the entry already.
+                    return Ok(Next::Continue);
+                }
+                if let SyscallStop::Entry { nr, args } = t.task.syscall_stop()? {
+                    t.exit_rip = None;
+                    return self.on_entry(cur, nr, args);
+                }
+            }
             Stop::Event(ev) => {
                 self.threads.get_mut(&cur).expect("current").state = Where::Ready(0);
                 return self.on_event(cur, ev);
@@ -987,6 +1017,11 @@ impl Recorder {
                 hint: "this syscall is not in the recorder's table".into(),
             });
         };
+        if desc.untraced && self.seccomp {
+            // Seen only because the thread was resumed with PTRACE_SYSCALL: as the
+            // filter would, let it run unrecorded (no pending call: resumed with CONT).
+            return Ok(Next::Continue);
+        }
         let (class, outputs, inputs) = resolve_request(desc, &args);
         let mut fake_ret = None;
         match class {
@@ -1357,7 +1392,11 @@ impl Recorder {
             return Ok(0);
         }
         let t = self.threads.get_mut(&cur).expect("current");
-        if exit_rip == Some(regs.rip) {
+        // The last call the thread made, if it made one since it was last interrupted:
+        // an untraced call (see `seccomp`) returning to the same address as the traced
+        // call before it is not a point replay can name.
+        let after_untraced = syscalls::lookup(regs.orig_rax).is_some_and(|d| d.untraced);
+        if exit_rip == Some(regs.rip) && !(self.seccomp && after_untraced) {
             // Right after a syscall: a point replay can name and queue the signal at.
             self.events.push(&Event::Signal {
                 tid: cur,

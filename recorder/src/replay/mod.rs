@@ -51,6 +51,9 @@ pub struct ReplayStats {
     /// Time spent running threads to their preemption points (breakpoints, state
     /// comparisons and the code run in between).
     pub preemption_time: std::time::Duration,
+    /// Calls run that the recording let through without recording them
+    /// (`Header::untraced`).
+    pub untraced: u64,
 }
 
 /// Called at every syscall event of a replay with the replayed process's pid and the
@@ -130,6 +133,7 @@ pub fn replay_observed(
             out_fds: HashMap::new(),
             stats: ReplayStats::default(),
             shared_copies: HashMap::new(),
+            untraced: header.untraced.iter().copied().collect(),
             ahead: Default::default(),
             sink,
             observer,
@@ -243,9 +247,51 @@ struct Replayer<'s, 'a> {
     /// Writable copies of the files the program maps `MAP_SHARED`, by record-time path:
     /// every mapping of one file maps the same copy, as at record.
     shared_copies: HashMap<String, PathBuf>,
+    /// Calls the recording let through without a stop (`Header::untraced`): not in the
+    /// trace, run whenever the program makes them.
+    untraced: std::collections::HashSet<u64>,
 }
 
 impl Replayer<'_, '_> {
+    /// Resumes `th` with `mode` (and `sig`) and returns its next stop, running on the
+    /// way the untraced calls it makes (see [`Replayer::untraced`]).
+    fn resume_to_next(&mut self, th: &mut RThread, mode: Resume, sig: i32) -> Result<Stop> {
+        let mut sig = sig;
+        loop {
+            th.task.resume(mode, sig)?;
+            sig = 0;
+            let stop = th.task.wait_skipping_sigchld()?.0;
+            if stop != Stop::Syscall || self.untraced.is_empty() {
+                return Ok(stop);
+            }
+            let (nr, args) = match th.task.syscall_stop()? {
+                SyscallStop::Entry { nr, args } if self.untraced.contains(&nr) => (nr, args),
+                _ => return Ok(stop),
+            };
+            if mode == Resume::Sysemu {
+                // Skipped by the kernel: run it now, from its own instruction.
+                let rip = th.task.regs()?.rip;
+                let ret = inject_syscall(&mut th.task, rip - 2, nr, &args)?;
+                th.task.set_rax(ret as u64)?;
+            } else {
+                th.task.resume(Resume::Syscall, 0)?;
+                match th.task.wait_skipping_sigchld()?.0 {
+                    Stop::Syscall => {}
+                    other => {
+                        return Err(Error::Unsupported {
+                            what: format!(
+                                "the replayed program stopped with {other:?} in {}",
+                                describe_call(nr, &args)
+                            ),
+                            hint: "report this as a bug".into(),
+                        })
+                    }
+                }
+            }
+            self.stats.untraced += 1;
+        }
+    }
+
     fn start(&mut self, first: &crate::trace::ExecState) -> Result<()> {
         // `spawn_traced` left the stub stopped just after its execve.
         self.task.set_options(crate::ptrace::OPTIONS)?;
@@ -385,8 +431,9 @@ impl Replayer<'_, '_> {
         let Some(th) = self.threads.remove(&tid) else {
             return Err(self.diverge(ev, "has no thread left to end it".into()));
         };
-        th.task.resume(Resume::Sysemu, th.signal)?;
-        match th.task.wait_skipping_sigchld()?.0 {
+        let mut th = th;
+        let sig = th.signal;
+        match self.resume_to_next(&mut th, Resume::Sysemu, sig)? {
             s @ (Stop::Exited(_) | Stop::Killed(_)) => Ok(self.reap_all(tid, s)),
             other => Err(self.diverge(ev, format!("stopped with {other:?} instead of ending"))),
         }
@@ -454,13 +501,13 @@ impl Replayer<'_, '_> {
         process: bool,
         vfork: bool,
     ) -> Result<Step> {
-        th.task.resume(Resume::Syscall, th.signal)?;
+        let mut sig = th.signal;
         th.signal = 0;
         let (nr, args) = loop {
-            match th.task.wait_skipping_sigchld()?.0 {
+            match self.resume_to_next(th, Resume::Syscall, sig)? {
                 Stop::Syscall => match th.task.syscall_stop()? {
                     SyscallStop::Entry { nr, args } => break (nr, args),
-                    _ => th.task.resume(Resume::Syscall, 0)?,
+                    _ => sig = 0,
                 },
                 other => {
                     return Err(
@@ -536,9 +583,9 @@ impl Replayer<'_, '_> {
                 self.stats.preemption_time += started.elapsed();
                 return Ok(Step::Done);
             }
-            th.task.resume(Resume::Sysemu, th.signal)?;
+            let sig = th.signal;
             th.signal = 0;
-            match th.task.wait_skipping_sigchld()?.0 {
+            match self.resume_to_next(th, Resume::Sysemu, sig)? {
                 Stop::Signal(libc::SIGTRAP) => {
                     traps += 1;
                     if traps > crate::preempt::MAX_TRAPS {
@@ -722,9 +769,9 @@ impl Replayer<'_, '_> {
             Event::Syscall(s) if runs_at_replay(s) => Resume::Syscall,
             _ => Resume::Sysemu,
         };
-        th.task.resume(mode, th.signal)?;
+        let sig = th.signal;
         th.signal = 0;
-        let stop = th.task.wait_skipping_sigchld()?.0;
+        let stop = self.resume_to_next(th, mode, sig)?;
         match stop {
             Stop::Syscall => match th.task.syscall_stop()? {
                 SyscallStop::Entry { nr, args } => {

@@ -72,6 +72,10 @@ pub struct SyscallDesc {
     pub class: Class,
     /// Whether it may block for an unbounded time (futex wait, read of a pipe...).
     pub may_block: bool,
+    /// Never stops the program at record and is not in the trace: it only changes the
+    /// program's own state, which replay re-creates by running it too (see
+    /// `record::seccomp`).
+    pub untraced: bool,
     /// Memory the kernel writes.
     pub outputs: &'static [MemArg],
     /// Memory the kernel reads; hashed at record and checked at replay.

@@ -57,6 +57,11 @@ pub struct Header {
     pub cpu_set: Vec<usize>,
     /// The core the recording was pinned to.
     pub pinned_cpu: usize,
+    /// System calls that were let through without a stop and are not in the trace:
+    /// replay runs them when the program makes them (see `record::seccomp`). Empty for
+    /// traces of recorders that traced every call.
+    #[serde(default)]
+    pub untraced: Vec<u64>,
     /// Wall-clock start, milliseconds since the epoch.
     pub started_unix_ms: u64,
 }
