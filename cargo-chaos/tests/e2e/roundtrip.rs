@@ -2,6 +2,7 @@
 //! byte for byte.
 
 use std::path::Path;
+use std::process::Command;
 
 use recorder::trace::Event;
 
@@ -226,5 +227,38 @@ fn untraced_calls_are_not_in_the_trace_and_run_again_at_replay() {
     assert_eq!(
         faults, 5,
         "each write to the read-only page is a recorded fault"
+    );
+}
+
+#[test]
+fn failing_lookups_answered_by_the_recorder_fail_as_they_do_natively() {
+    // The recorder answers lookups of absolute paths that do not exist itself
+    // (record/probe.rs). Each call's result must be what the program gets natively,
+    // including the look-alikes it must not answer (a dangling symlink opened with
+    // O_NOFOLLOW, /dev/fd and /proc/self, which name the program's own descriptors).
+    let dir = temp();
+    let native_dir = dir.path().join("native");
+    let recorded_dir = dir.path().join("recorded");
+    std::fs::create_dir(&native_dir).unwrap();
+    std::fs::create_dir(&recorded_dir).unwrap();
+    let native = run(Command::new(fixture("lookups")).arg(&native_dir));
+    assert_eq!(native.status, 0, "{}", native.show());
+    let rec = record(
+        dir.path(),
+        &fixture("lookups"),
+        &[recorded_dir.to_str().unwrap()],
+    );
+    assert_eq!(
+        rec.program.stdout_str(),
+        native.stdout_str(),
+        "recorded results differ from native ones"
+    );
+    let replayed = replay(&rec.trace);
+    assert_same("lookups", &rec.program, &replayed);
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rec.trace.join("result.json")).unwrap()).unwrap();
+    assert!(
+        result["lookups_answered"].as_u64().unwrap_or(0) >= 8,
+        "the recorder answered the plain misses itself: {result}"
     );
 }

@@ -56,12 +56,22 @@ pub fn arm_for_this_thread() {
             libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut());
         }
     });
-    // SAFETY: plain syscall affecting only this thread.
-    unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_CPUID, 0) };
+    if !ARMED.get() {
+        // SAFETY: plain syscall affecting only this thread.
+        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_CPUID, 0) };
+        ARMED.set(true);
+    }
 }
 
 /// Disarms it again (for a thread that goes back to ordinary work).
 pub fn disarm_for_this_thread() {
     // SAFETY: plain syscall affecting only this thread.
     unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_CPUID, 1) };
+    ARMED.set(false);
+}
+
+thread_local! {
+    /// Whether this thread armed it (a hunt's worker records run after run: each write
+    /// of the MSR is a trip to the hypervisor).
+    static ARMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }

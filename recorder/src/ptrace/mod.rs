@@ -99,6 +99,10 @@ pub struct Task {
     pub tid: i32,
     mem: Option<File>,
     last_resume: std::cell::Cell<Resume>,
+    /// The last string [`Task::read_cstr`] read (address, bytes, whether its NUL was
+    /// seen), kept while the task stays stopped: a path is read for the lookup the
+    /// engine may answer and again for the input hash.
+    last_cstr: std::cell::RefCell<Option<(u64, Vec<u8>, bool)>>,
 }
 
 impl Task {
@@ -108,6 +112,7 @@ impl Task {
             tid,
             mem: None,
             last_resume: std::cell::Cell::new(Resume::Cont),
+            last_cstr: std::cell::RefCell::new(None),
         }
     }
 
@@ -279,6 +284,7 @@ impl Task {
 
     /// Resumes the task, delivering `signal` (0 for none).
     pub fn resume(&self, how: Resume, signal: i32) -> Result<()> {
+        self.last_cstr.replace(None);
         let (req, op) = match how {
             Resume::Syscall => (libc::PTRACE_SYSCALL, "PTRACE_SYSCALL"),
             Resume::Sysemu => (libc::PTRACE_SYSEMU, "PTRACE_SYSEMU"),
@@ -390,6 +396,18 @@ impl Task {
 
     /// Reads a NUL-terminated string (without the NUL), at most `max` bytes.
     pub fn read_cstr(&mut self, addr: u64, max: usize) -> Result<Vec<u8>> {
+        if let Some((at, bytes, whole)) = self.last_cstr.borrow().as_ref() {
+            if *at == addr && (*whole || bytes.len() >= max) {
+                return Ok(bytes[..bytes.len().min(max)].to_vec());
+            }
+        }
+        let out = self.read_cstr_uncached(addr, max)?;
+        self.last_cstr
+            .replace(Some((addr, out.clone(), out.len() < max)));
+        Ok(out)
+    }
+
+    fn read_cstr_uncached(&mut self, addr: u64, max: usize) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         let mut at = addr;
         while out.len() < max {
@@ -410,6 +428,7 @@ impl Task {
     /// Writes bytes into the task's memory, read-only pages included (the kernel breaks
     /// copy-on-write for a tracer, so mapped files are never modified).
     pub fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<()> {
+        self.last_cstr.replace(None);
         let tid = self.tid;
         let f = self.mem()?;
         f.write_all_at(data, addr).map_err(|e| Error::Memory {

@@ -8,6 +8,7 @@
 //! emulated → the end.
 
 mod exec;
+mod probe;
 pub mod redirect;
 pub mod seccomp;
 mod shared_files;
@@ -284,6 +285,11 @@ struct Recorder {
     /// The program runs under the recorder's seccomp filter (see [`seccomp`]): threads
     /// are resumed with `PTRACE_CONT` between calls.
     seccomp: bool,
+    /// The engine resolves paths as the program does (same root, mounts and
+    /// credentials), so it may answer failing lookups itself (see [`probe`]).
+    same_lookups: bool,
+    /// Lookups answered that way.
+    lookups_answered: u64,
     /// `chaos_tick` calls answered.
     ticks: u64,
     /// Files mapped `MAP_SHARED`, whose write-family changes are recorded.
@@ -376,11 +382,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         removed_env: opts.removed_env.clone(),
         exe: exe.to_string_lossy().into_owned(),
         hostname: read_trimmed("/proc/sys/kernel/hostname"),
-        kernel: format!(
-            "{} {}",
-            read_trimmed("/proc/sys/kernel/osrelease"),
-            read_trimmed("/proc/sys/kernel/version")
-        ),
+        kernel: kernel_version(),
         cpu_model: cpu_model(),
         seed,
         aslr_disabled: false,
@@ -444,6 +446,8 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         cpu_set,
         cpuid_seen: BTreeSet::new(),
         seccomp: false,
+        same_lookups: true,
+        lookups_answered: 0,
         ticks: 0,
         shared: shared_files::SharedFiles::default(),
         interrupter: interrupter.clone(),
@@ -482,6 +486,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             events,
             cpuid_leaves,
             tick_requests: rec.ticks,
+            lookups_answered: rec.lookups_answered,
             message: None,
         },
         Err(e) => {
@@ -493,6 +498,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
                 events,
                 cpuid_leaves,
                 tick_requests: rec.ticks,
+                lookups_answered: rec.lookups_answered,
                 message: Some(e.to_string()),
             };
             trace.write_result(&result)?;
@@ -1051,6 +1057,34 @@ impl Recorder {
             self.check_clone(cur, sysno, &args)?;
         }
         self.shared.check_entry(cur, sysno, &args)?;
+        if self.same_lookups {
+            let task = &mut self.threads.get_mut(&cur).expect("current").task;
+            let new_ns = sysno == nr::CLONE3
+                && read_clone3(task, args[0])?[0] & libc::CLONE_NEWNS as u64 != 0;
+            if new_ns || probe::changes_lookup(sysno, &args) {
+                self.same_lookups = false;
+            }
+        }
+        if self.seccomp && self.same_lookups && !special_here && matches!(class, Class::Recorded) {
+            // A lookup of a path that does not exist: answered here, in one stop.
+            let task = &mut self.threads.get_mut(&cur).expect("current").task;
+            if let Some(errno) = probe::missing(task, sysno, &args)? {
+                let input_hash = effects::input_hash(task, inputs, &args, None)?;
+                task.set_orig_rax(u64::MAX)?;
+                task.set_rax(-(errno as i64) as u64)?;
+                self.lookups_answered += 1;
+                self.events.push(&Event::Syscall(SyscallEvent {
+                    tid: cur,
+                    nr: sysno,
+                    args,
+                    ret: -(errno as i64),
+                    input_hash,
+                    writes: Vec::new(),
+                    file: None,
+                }))?;
+                return Ok(Next::Continue);
+            }
+        }
         if sysno == nr::SCHED_SETAFFINITY {
             // The recording stays pinned; the program is told it worked.
             fake_ret = Some(0);
@@ -1659,6 +1693,20 @@ fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+/// The kernel's release and version, read once per process.
+fn kernel_version() -> String {
+    static KERNEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KERNEL
+        .get_or_init(|| {
+            format!(
+                "{} {}",
+                read_trimmed("/proc/sys/kernel/osrelease"),
+                read_trimmed("/proc/sys/kernel/version")
+            )
+        })
+        .clone()
 }
 
 /// The CPU's model name, read once per process: reading /proc/cpuinfo asks every CPU for

@@ -102,6 +102,10 @@ pub struct RunResult {
     /// `cargo record-test --instrument`, and preempting it needs no breakpoints.
     #[serde(default)]
     pub tick_requests: u64,
+    /// Failing path lookups the recorder answered itself, in one stop (see
+    /// `record::probe`); their events are the ones the calls would have produced.
+    #[serde(default)]
+    pub lookups_answered: u64,
     /// Error text for `recorder_error`.
     pub message: Option<String>,
 }
