@@ -2,12 +2,15 @@
 //! directly in a shell loop, in one invocation, on the example crate's never-failing
 //! test (`tests/example-crate`, `always_passes`):
 //!
-//! - plain: `sh -c 'while ...; do BIN always_passes --exact; done'`, one run at a time;
+//! - plain: `sh -c 'while ...; do BIN tests::always_passes --exact; done'`, one run at a
+//!   time (checked beforehand to run that one test);
 //! - `cargo record-test --until-fail --per-test --max-runs N --jobs 1` and `--jobs 2`
 //!   (every run passes, so the hunt does all N runs).
 //!
 //! Each figure is the median of `CHAOS_BENCH_RUNS` (default 3) invocations of
-//! `CHAOS_HUNT_RUNS` runs (default 200). The hunt's time is the whole command (cargo's
+//! `CHAOS_HUNT_RUNS` runs (default 1000, the hunt's own default `--max-runs`). Both
+//! run without the `LD_LIBRARY_PATH` that `cargo bench` sets for this binary, as from
+//! a user's shell (the hunt sets the one `cargo test` would). The hunt's time is the whole command (cargo's
 //! up-to-date check and the test listing included) and, separately, the steady state
 //! (from the first `run-started` message to the last `run-finished`). Prints a markdown
 //! section and writes it into `docs/benchmarks.md` under "## cargo record-test" (that
@@ -21,11 +24,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SECTION: &str = "## cargo record-test";
-const TEST: &str = "always_passes";
+/// The test's full name: with `--exact`, libtest runs only a test of exactly this name
+/// (a bare `always_passes` matches none, and the binary runs no test at all).
+const TEST: &str = "tests::always_passes";
 
 fn main() {
     let reps = env_num("CHAOS_BENCH_RUNS", 3);
-    let runs = env_num("CHAOS_HUNT_RUNS", 200);
+    let runs = env_num("CHAOS_HUNT_RUNS", 1000);
     let example = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/example-crate")
         .canonicalize()
@@ -156,12 +161,25 @@ fn build(example: &Path, target: &Path) -> PathBuf {
 
 /// `runs` runs of the test binary from a shell loop, one at a time, as a user would.
 fn plain_loop(example: &Path, bin: &Path, runs: u64) -> Duration {
-    let script = r#"i=0; while [ "$i" -lt "$1" ]; do "$0" always_passes --exact >/dev/null || exit 1; i=$((i+1)); done"#;
+    let once = Command::new(bin)
+        .env_remove("LD_LIBRARY_PATH")
+        .args([TEST, "--exact"])
+        .current_dir(example)
+        .output()
+        .expect("run the test binary");
+    let out = String::from_utf8_lossy(&once.stdout);
+    assert!(
+        once.status.success() && out.contains("1 passed"),
+        "the plain loop must run the one test the hunt runs:\n{out}"
+    );
+    let script = r#"i=0; while [ "$i" -lt "$1" ]; do "$0" "$2" --exact >/dev/null || exit 1; i=$((i+1)); done"#;
     let t0 = Instant::now();
     let status = Command::new("sh")
+        .env_remove("LD_LIBRARY_PATH")
         .args(["-c", script])
         .arg(bin)
         .arg(runs.to_string())
+        .arg(TEST)
         .current_dir(example)
         .status()
         .expect("run sh");
@@ -174,6 +192,7 @@ fn plain_loop(example: &Path, bin: &Path, runs: u64) -> Duration {
 fn hunt(example: &Path, target: &Path, work: &Path, jobs: u64, runs: u64) -> (Duration, Duration) {
     let t0 = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cargo-record-test"))
+        .env_remove("LD_LIBRARY_PATH")
         .arg("record-test")
         .arg("--manifest-path")
         .arg(example.join("Cargo.toml"))
