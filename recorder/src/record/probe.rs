@@ -25,7 +25,9 @@ use crate::syscalls::nr;
 /// may answer; `None` for the others.
 fn path_arg(sysno: u64, args: &[u64; 6]) -> Option<(u64, bool)> {
     const AT_SYMLINK_NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
-    let creates = |flags: u64| flags & (libc::O_CREAT | libc::O_TMPFILE) as u64 != 0;
+    // O_TMPFILE is __O_TMPFILE | O_DIRECTORY; only its own bit marks a creation.
+    let creates =
+        |flags: u64| flags & (libc::O_CREAT | libc::O_TMPFILE & !libc::O_DIRECTORY) as u64 != 0;
     let nofollow_flag = |flags: u64| flags & libc::O_NOFOLLOW as u64 != 0;
     match sysno {
         nr::OPEN if !creates(args[1]) => Some((args[0], !nofollow_flag(args[1]))),
