@@ -156,6 +156,7 @@ fn capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecStat
     let exe_ino = std::fs::metadata(&exe_link)
         .map_err(|e| Error::io(&exe_link, e))?
         .ino();
+    let regs = task.regs()?;
     let mut mappings = Vec::new();
     let mut memory = Vec::new();
     for m in &maps {
@@ -183,9 +184,17 @@ fn capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecStat
             None
         };
         if m.prot & libc::PROT_WRITE != 0 || m.name == "[stack]" {
+            // A new stack is zero below the page the stack pointer is in (the kernel
+            // put argv, envp and auxv at its top): replay maps it zeroed, so only the
+            // used part is kept (a few KiB of ~132).
+            let from = if m.name == "[stack]" && (m.start..m.end).contains(&regs.rsp) {
+                regs.rsp & !0xfff
+            } else {
+                m.start
+            };
             memory.push(MemWrite {
-                addr: m.start,
-                data: task.read_mem(m.start, (m.end - m.start) as usize)?,
+                addr: from,
+                data: task.read_mem(from, (m.end - from) as usize)?,
             });
         }
         mappings.push(Mapping {
@@ -198,7 +207,6 @@ fn capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecStat
             name: m.name.clone(),
         });
     }
-    let regs = task.regs()?;
     Ok(ExecState {
         tid,
         path: exe.to_string(),
