@@ -27,6 +27,11 @@ pub struct SpawnSpec<'a> {
     pub stdio_fds: Option<[i32; 3]>,
     /// Set RLIMIT_CORE to 0 (replay must not drop core files).
     pub no_core: bool,
+    /// Make rdtsc/rdtscp fault (`PR_SET_TSC`) and set `no_new_privs` before the exec
+    /// (recording): both survive exec and fork, so every process of the tree has them,
+    /// and the recorder need not inject them after each exec. The program cannot undo
+    /// either (the table refuses `PR_SET_TSC`).
+    pub trap_tsc_no_new_privs: bool,
 }
 
 fn cstr(s: &OsStr) -> Result<CString> {
@@ -75,6 +80,7 @@ pub fn spawn_traced(spec: &SpawnSpec) -> Result<i32> {
         null_stdio: spec.null_stdio,
         stdio_fds: spec.stdio_fds,
         no_core: spec.no_core,
+        trap_tsc_no_new_privs: spec.trap_tsc_no_new_privs,
     };
     let mut stack = vec![0u8; CHILD_STACK];
     // SAFETY: the stack is ours and outlives the child's use of it (CLONE_VFORK returns
@@ -112,7 +118,8 @@ pub fn spawn_traced(spec: &SpawnSpec) -> Result<i32> {
         }),
         crate::ptrace::Stop::Exited(126) => Err(Error::Spawn {
             program: spec.path.to_owned(),
-            reason: "could not prepare the child (working directory or ptrace)".into(),
+            reason: "could not prepare the child (working directory, rdtsc trapping or ptrace)"
+                .into(),
         }),
         other => Err(Error::Spawn {
             program: spec.path.to_owned(),
@@ -135,6 +142,7 @@ struct Child {
     null_stdio: bool,
     stdio_fds: Option<[i32; 3]>,
     no_core: bool,
+    trap_tsc_no_new_privs: bool,
 }
 
 /// The child's side of [`spawn_traced`]: prepare, `PTRACE_TRACEME`, execve. With no
@@ -190,6 +198,13 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
         if !c.cwd.is_null() && libc::chdir(c.cwd) != 0 {
             libc::_exit(126);
+        }
+        if c.trap_tsc_no_new_privs {
+            if libc::prctl(libc::PR_SET_TSC, libc::PR_TSC_SIGSEGV, 0, 0, 0) != 0 {
+                libc::_exit(126);
+            }
+            // A failure only means no seccomp filter later (see `record::seccomp`).
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
         }
         if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
             libc::_exit(126);

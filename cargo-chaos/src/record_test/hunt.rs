@@ -364,10 +364,17 @@ fn one_run(
         .map_err(|e| anyhow::anyhow!("recording {} failed: {e}", unit.label()))?;
     let duration = t0.elapsed();
     let result = summary.result;
-    let stdout = read_lossy(&dir.join("stdout"));
-    let stderr = read_lossy(&dir.join("stderr"));
     let interrupted = result.outcome == Outcome::Interrupted;
     let mut failed = result.status != 0 && !interrupted;
+    // The output matters only to a failing run: a passing one does not read it back.
+    let (stdout, stderr) = if failed {
+        (
+            read_lossy(&dir.join("stdout")),
+            read_lossy(&dir.join("stderr")),
+        )
+    } else {
+        Default::default()
+    };
     if failed {
         if let Some(re) = &plan.fail_on {
             failed = re.is_match(&stdout) || re.is_match(&stderr);

@@ -49,19 +49,15 @@ pub fn arm_and_capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Res
     })
 }
 
-/// Makes rdtsc/rdtscp and cpuid fault (SIGSEGV) so the recorder can emulate them.
-/// Returns whether CPUID faulting is available.
+/// Makes cpuid fault (SIGSEGV) so the recorder can emulate it, and maps the scratch
+/// area. Returns whether CPUID faulting is available. (rdtsc/rdtscp fault already: the
+/// recording's first process set `PR_SET_TSC` before its exec, and every process of the
+/// tree inherits it across fork and exec, see `spawn::SpawnSpec`.)
 pub fn arm_traps(task: &mut Task, at: u64) -> Result<bool> {
     // Borrow the instruction bytes at `at` for a `syscall`, then put them back.
     let saved = task.read_mem(at, 2)?;
     task.write_mem(at, &[0x0f, 0x05])?;
     let r1 = inject_syscall(task, at, libc::SYS_arch_prctl as u64, &[ARCH_SET_CPUID, 0]);
-    let r2 = inject_syscall(
-        task,
-        at,
-        libc::SYS_prctl as u64,
-        &[libc::PR_SET_TSC as u64, libc::PR_TSC_SIGSEGV as u64],
-    );
     let r3 = inject_syscall(
         task,
         at,
@@ -84,13 +80,6 @@ pub fn arm_traps(task: &mut Task, at: u64) -> Result<bool> {
         });
     }
     let cpuid = r1?;
-    let tsc = r2?;
-    if tsc != 0 {
-        return Err(Error::Unsupported {
-            what: format!("prctl(PR_SET_TSC) failed with {tsc}"),
-            hint: "rdtsc cannot be trapped on this kernel".into(),
-        });
-    }
     if cpuid != 0 {
         tracing::warn!("CPUID faulting is not available (arch_prctl returned {cpuid}): cpuid results are not recorded");
     }

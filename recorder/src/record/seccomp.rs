@@ -70,9 +70,10 @@ pub fn program(allowed: &[u64]) -> Vec<libc::sock_filter> {
 
 /// Installs the filter in a task stopped just after its (first) exec, with the ptrace
 /// option `PTRACE_O_TRACESECCOMP` set, borrowing the instruction bytes at `at` for the
-/// `syscall` instruction, as `exec::arm_traps` does. Sets `no_new_privs` first, as
-/// unprivileged filters require. Returns whether the filter is in place; `Ok(false)`
-/// when the kernel refused (the recording then traces every call).
+/// `syscall` instruction, as `exec::arm_traps` does. Unprivileged filters need
+/// `no_new_privs`, which the spawn set before the exec (`SpawnSpec`). Returns whether the
+/// filter is in place; `Ok(false)` when the kernel refused (the recording then traces
+/// every call).
 pub fn install(task: &mut Task, at: u64, allowed: &[u64]) -> Result<bool> {
     let prog = program(allowed);
     // The filter, then its `struct sock_fprog`, in the scratch area's first slot (no
@@ -92,21 +93,12 @@ pub fn install(task: &mut Task, at: u64, allowed: &[u64]) -> Result<bool> {
 
     let saved = task.read_mem(at, 2)?;
     task.write_mem(at, &[0x0f, 0x05])?;
-    let nnp = inject_syscall(
+    let filter = inject_syscall(
         task,
         at,
-        libc::SYS_prctl as u64,
-        &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0],
+        libc::SYS_seccomp as u64,
+        &[SECCOMP_SET_MODE_FILTER, 0, fprog],
     );
-    let filter = match nnp {
-        Ok(0) => inject_syscall(
-            task,
-            at,
-            libc::SYS_seccomp as u64,
-            &[SECCOMP_SET_MODE_FILTER, 0, fprog],
-        ),
-        other => other,
-    };
     task.write_mem(at, &saved)?;
     task.write_mem(SCRATCH_BASE, &vec![0u8; bytes.len()])?;
     match filter? {

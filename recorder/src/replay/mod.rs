@@ -117,6 +117,7 @@ pub fn replay_observed(
             null_stdio: true,
             stdio_fds: None,
             no_core: true,
+            trap_tsc_no_new_privs: false,
         };
         let pid = spawn::spawn_traced(&spec)?;
         let mut r = Replayer {
