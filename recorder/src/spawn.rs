@@ -111,7 +111,11 @@ pub fn spawn_traced(spec: &SpawnSpec) -> Result<i32> {
     };
     drop(stack);
     match crate::ptrace::wait_for(pid)? {
-        crate::ptrace::Stop::Signal(libc::SIGTRAP) => Ok(pid),
+        crate::ptrace::Stop::Signal(libc::SIGTRAP) => {
+            // The program starts with an empty signal mask (see `child_main`).
+            crate::ptrace::Task::new(pid).set_sigmask(0)?;
+            Ok(pid)
+        }
         crate::ptrace::Stop::Exited(127) => Err(Error::Spawn {
             program: spec.path.to_owned(),
             reason: "execve failed".into(),
@@ -159,8 +163,13 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 libc::signal(sig, libc::SIG_DFL);
             }
         }
+        // Every signal stays blocked until the exec, but the SIGTRAP it raises: one
+        // delivered to the traced child before that would stop it while its tracer still
+        // waits in clone for the exec. `spawn_traced` empties the mask at the SIGTRAP
+        // stop, and a signal held meanwhile is delivered then.
         let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
+        libc::sigfillset(&mut set);
+        libc::sigdelset(&mut set, libc::SIGTRAP);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         if c.no_aslr {
             let cur = libc::personality(0xffff_ffff);

@@ -257,8 +257,10 @@ fn failing_lookups_answered_by_the_recorder_fail_as_they_do_natively() {
     assert_same("lookups", &rec.program, &replayed);
     let result: serde_json::Value =
         serde_json::from_slice(&std::fs::read(rec.trace.join("result.json")).unwrap()).unwrap();
+    // The fixture's six plain misses (open, stat, open through a file, stat of a
+    // dangling symlink, readlink, statx) at least.
     assert!(
-        result["lookups_answered"].as_u64().unwrap_or(0) >= 8,
+        result["lookups_answered"].as_u64().unwrap_or(0) >= 6,
         "the recorder answered the plain misses itself: {result}"
     );
 }

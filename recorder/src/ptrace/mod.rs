@@ -260,6 +260,16 @@ impl Task {
             std::mem::size_of::<RawSyscallInfo>(),
             &mut info as *mut _ as usize,
         )?;
+        const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+        if matches!(info.op, 1 | 3) && info.arch != AUDIT_ARCH_X86_64 {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "task {} made a 32-bit system call (int 0x80 or sysenter, number {})",
+                    self.tid, info.data[0]
+                ),
+                hint: "only x86_64 system calls can be recorded".into(),
+            });
+        }
         Ok(match info.op {
             // PTRACE_SYSCALL_INFO_ENTRY, or _SECCOMP (a filter's stop before the call runs,
             // with the same nr and arguments).

@@ -872,7 +872,7 @@ impl Recorder {
                 match step {
                     SyscallStop::Entry { nr, args } => {
                         self.threads.get_mut(&cur).expect("current").exit_rip = None;
-                        return self.on_entry(cur, nr, args);
+                        return self.on_entry(cur, nr, args, false);
                     }
                     SyscallStop::Exit { ret, rip } => {
                         let sysno = self.threads[&cur].pending.as_ref().map(|p| p.nr);
@@ -930,7 +930,7 @@ impl Recorder {
                 }
                 if let SyscallStop::Entry { nr, args } = t.task.syscall_stop()? {
                     t.exit_rip = None;
-                    return self.on_entry(cur, nr, args);
+                    return self.on_entry(cur, nr, args, true);
                 }
             }
             Stop::Event(ev) => {
@@ -1016,7 +1016,9 @@ impl Recorder {
         }
     }
 
-    fn on_entry(&mut self, cur: i32, sysno: u64, args: [u64; 6]) -> Result<Next> {
+    /// A syscall's entry: `at_seccomp` when the filter stopped it (the call can then be
+    /// skipped without an exit stop).
+    fn on_entry(&mut self, cur: i32, sysno: u64, args: [u64; 6], at_seccomp: bool) -> Result<Next> {
         let Some(desc) = syscalls::lookup(sysno) else {
             return Err(Error::UnsupportedSyscall {
                 name: syscalls::name_of(sysno),
@@ -1060,13 +1062,13 @@ impl Recorder {
         self.shared.check_entry(cur, sysno, &args)?;
         if self.same_lookups {
             let task = &mut self.threads.get_mut(&cur).expect("current").task;
-            let new_ns = sysno == nr::CLONE3
-                && read_clone3(task, args[0])?[0] & libc::CLONE_NEWNS as u64 != 0;
+            let new_ns =
+                sysno == nr::CLONE3 && probe::new_namespaces(read_clone3(task, args[0])?[0]);
             if new_ns || probe::changes_lookup(sysno, &args) {
                 self.same_lookups = false;
             }
         }
-        if self.seccomp && self.same_lookups && !special_here && matches!(class, Class::Recorded) {
+        if at_seccomp && self.same_lookups && !special_here && matches!(class, Class::Recorded) {
             // A lookup of a path that does not exist: answered here, in one stop.
             let task = &mut self.threads.get_mut(&cur).expect("current").task;
             if let Some(errno) = probe::missing(task, sysno, &args)? {

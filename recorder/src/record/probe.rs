@@ -11,7 +11,8 @@
 //! The engine's lookup is the program's only when both resolve paths alike: the same
 //! root and credentials (the program inherited both; the recorder stops answering for
 //! good once any process of the tree makes a call that could change either, see
-//! [`changes_lookup`]), no mount crossed (`RESOLVE_NO_XDEV`: `/proc/self` or
+//! [`changes_lookup`]; the access family, which checks with the real ids, is never
+//! answered), no mount crossed (`RESOLVE_NO_XDEV`: `/proc/self` or
 //! `/dev/fd`, reached directly or through a symlink, would name the engine's own
 //! process) and no magic link followed (`RESOLVE_NO_MAGICLINKS`). Only `ENOENT` and
 //! `ENOTDIR` are answered; anything else (the path exists, another error) lets the
@@ -22,28 +23,36 @@ use crate::ptrace::Task;
 use crate::syscalls::nr;
 
 /// The path argument and whether the last component is followed, for a call this module
-/// may answer; `None` for the others.
+/// may answer; `None` for the others, and for calls whose other arguments the kernel
+/// would refuse (`EINVAL`) before it looks the path up.
 fn path_arg(sysno: u64, args: &[u64; 6]) -> Option<(u64, bool)> {
     const AT_SYMLINK_NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
+    const STAT_FLAGS: u64 =
+        (libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_EMPTY_PATH) as u64;
+    const STATX_SYNC: u64 = libc::AT_STATX_SYNC_TYPE as u64;
+    const STATX_RESERVED: u64 = 0x8000_0000;
     // O_TMPFILE is __O_TMPFILE | O_DIRECTORY; only its own bit marks a creation.
     let creates =
         |flags: u64| flags & (libc::O_CREAT | libc::O_TMPFILE & !libc::O_DIRECTORY) as u64 != 0;
     let nofollow_flag = |flags: u64| flags & libc::O_NOFOLLOW as u64 != 0;
+    let follows = |flags: u64| flags & AT_SYMLINK_NOFOLLOW == 0;
     match sysno {
         nr::OPEN if !creates(args[1]) => Some((args[0], !nofollow_flag(args[1]))),
         nr::OPENAT if !creates(args[2]) => Some((args[1], !nofollow_flag(args[2]))),
-        nr::STAT | nr::ACCESS => Some((args[0], true)),
-        nr::LSTAT | nr::READLINK => Some((args[0], false)),
-        nr::NEWFSTATAT | nr::STATX | nr::FACCESSAT2 => {
-            let flags = if sysno == nr::FACCESSAT2 {
-                args[3]
-            } else {
-                args[2 + (sysno == nr::NEWFSTATAT) as usize]
-            };
-            Some((args[1], flags & AT_SYMLINK_NOFOLLOW == 0))
+        nr::STAT => Some((args[0], true)),
+        nr::LSTAT => Some((args[0], false)),
+        nr::NEWFSTATAT if args[3] & !STAT_FLAGS == 0 => Some((args[1], follows(args[3]))),
+        nr::STATX
+            if args[2] & !(STAT_FLAGS | STATX_SYNC) == 0
+                && args[2] & STATX_SYNC != STATX_SYNC
+                && args[3] & STATX_RESERVED == 0 =>
+        {
+            Some((args[1], follows(args[2])))
         }
-        nr::FACCESSAT => Some((args[1], true)),
-        nr::READLINKAT => Some((args[1], false)),
+        nr::READLINK if args[2] as i32 > 0 => Some((args[0], false)),
+        nr::READLINKAT if args[3] as i32 > 0 => Some((args[1], false)),
+        // Not the access family: it checks with the real ids and may drop capabilities,
+        // so its lookups can differ from the engine's.
         _ => None,
     }
 }
@@ -69,12 +78,16 @@ pub fn changes_lookup(sysno: u64, args: &[u64; 6]) -> bool {
         | nr::SETFSGID
         | nr::SETGROUPS
         | nr::CAPSET => true,
-        nr::CLONE => args[0] & libc::CLONE_NEWNS as u64 != 0,
-        // clone3's flags are in memory; a new mount namespace there is not looked for,
-        // so any clone3 that is not a plain thread or fork is treated as a change by the
-        // caller (see `Recorder::on_entry`).
+        nr::CLONE => new_namespaces(args[0]),
+        // clone3's flags are in memory: the caller reads them (see `new_namespaces`).
         _ => false,
     }
+}
+
+/// Whether clone flags give the child a mount or user namespace of its own (in a new
+/// user namespace it loses the capabilities the engine may have).
+pub fn new_namespaces(clone_flags: u64) -> bool {
+    clone_flags & (libc::CLONE_NEWNS | libc::CLONE_NEWUSER) as u64 != 0
 }
 
 /// `struct open_how` of openat2(2).
