@@ -169,6 +169,19 @@ fn unsupported_syscall_stops_the_recording() {
 }
 
 #[test]
+fn a_32_bit_syscall_stops_the_recording() {
+    let dir = temp();
+    let (raw, _) = RecordSpec::new(&fixture("int80"), dir.path().join("trace")).record_raw();
+    assert_eq!(raw.status, FAILED, "{}", raw.show());
+    let err = raw.stderr_str();
+    assert!(
+        err.contains("32-bit system call") && err.to_lowercase().contains("hint"),
+        "the message should say what the call was and give a hint\n{}",
+        raw.show()
+    );
+}
+
+#[test]
 fn missing_program() {
     let dir = temp();
     let (raw, _) = RecordSpec::new(
