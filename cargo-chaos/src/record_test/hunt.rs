@@ -152,7 +152,9 @@ pub fn hunt(
     let next_run = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let started = Instant::now();
-    let interrupters: Mutex<Vec<Arc<Interrupter>>> = Mutex::new(Vec::new());
+    // Each job's current recording, to stop them all at once.
+    let interrupters: Mutex<Vec<Option<Arc<Interrupter>>>> =
+        Mutex::new(vec![None; plan.cores.len()]);
     let (tx, rx) = mpsc::channel::<anyhow::Result<HuntEvent>>();
     let mut runs_done = 0u64;
     let mut failures = 0usize;
@@ -160,12 +162,12 @@ pub fn hunt(
     // One for all jobs: its clones share what they looked up already.
     let capture_cache = CaptureCache::new(plan.runs_dir.join("captured-files"));
     let result = std::thread::scope(|scope| -> anyhow::Result<()> {
-        for (job, &core) in plan.cores.iter().enumerate() {
+        for (index, &core) in plan.cores.iter().enumerate() {
             let tx = tx.clone();
             let (next_run, stop, interrupters) = (&next_run, &stop, &interrupters);
             let job = Job {
                 core,
-                scratch: scratch_dir(plan, job),
+                scratch: scratch_dir(plan, index),
                 capture_cache: capture_cache.clone(),
             };
             scope.spawn(move || {
@@ -177,10 +179,12 @@ pub fn hunt(
                         break;
                     }
                     let interrupter = Interrupter::new();
-                    interrupters
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(interrupter.clone());
+                    interrupters.lock().unwrap_or_else(|e| e.into_inner())[index] =
+                        Some(interrupter.clone());
+                    if stop.load(Ordering::SeqCst) {
+                        // `stop_all` ran between the check above and now.
+                        interrupter.abort(Outcome::Interrupted);
+                    }
                     let r = one_run(plan, run, &job, interrupter, &tx, stop);
                     if r.is_err() && stop.load(Ordering::SeqCst) {
                         // Stopped mid-run on purpose: whatever went wrong does not count.
@@ -199,6 +203,7 @@ pub fn hunt(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
+                .flatten()
             {
                 i.abort(Outcome::Interrupted);
             }
