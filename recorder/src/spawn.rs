@@ -81,6 +81,8 @@ pub fn spawn_traced(spec: &SpawnSpec) -> Result<i32> {
         stdio_fds: spec.stdio_fds,
         no_core: spec.no_core,
         trap_tsc_no_new_privs: spec.trap_tsc_no_new_privs,
+        // SAFETY: plain syscall.
+        parent: unsafe { libc::getpid() },
     };
     let mut stack = vec![0u8; CHILD_STACK];
     // SAFETY: the stack is ours and outlives the child's use of it (CLONE_VFORK returns
@@ -147,6 +149,8 @@ struct Child {
     stdio_fds: Option<[i32; 3]>,
     no_core: bool,
     trap_tsc_no_new_privs: bool,
+    /// The engine's process id, what the child's getppid must say.
+    parent: libc::pid_t,
 }
 
 /// The child's side of [`spawn_traced`]: prepare, `PTRACE_TRACEME`, execve. With no
@@ -214,6 +218,13 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
             // A failure only means no seccomp filter later (see `record::seccomp`).
             libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        }
+        // Until the engine sets PTRACE_O_EXITKILL at the post-exec stop, an engine killed
+        // meanwhile would leave the program running untraced: it dies with the engine's
+        // thread instead (checked against a parent that died before the prctl).
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if libc::getppid() != c.parent {
+            libc::_exit(126);
         }
         if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
             libc::_exit(126);
