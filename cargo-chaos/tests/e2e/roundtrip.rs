@@ -264,3 +264,29 @@ fn failing_lookups_answered_by_the_recorder_fail_as_they_do_natively() {
         "the recorder answered the plain misses itself: {result}"
     );
 }
+
+#[test]
+fn signals_that_interrupt_calls_with_a_temporary_mask_replay() {
+    // ppoll, pselect6, epoll_pwait and rt_sigsuspend wait under a mask of their own; a
+    // signal blocked outside them is delivered inside, under that mask. Emulated at
+    // replay they set no mask: replay must, or the signal is never delivered.
+    let rec = roundtrip("tempmask", &[], 0, "sigsuspend: returned -1 (EINTR)");
+    let out = rec.program.stdout_str();
+    for call in ["ppoll", "pselect", "epoll_pwait", "sigsuspend"] {
+        let want = format!(
+            "{call}: returned -1 (EINTR), handled 1, after: SIGUSR1 blocked 1, SIGUSR2 blocked 0"
+        );
+        assert!(
+            out.contains(&want),
+            "missing `{want}`\n{}",
+            rec.program.show()
+        );
+    }
+    assert_eq!(
+        out.matches("handler: SIGUSR2 blocked 1, SIGUSR1 blocked 1")
+            .count(),
+        4,
+        "each handler ran under its call's mask\n{}",
+        rec.program.show()
+    );
+}

@@ -199,10 +199,11 @@ struct RThread {
     in_fork: Option<(u64, [u64; 6], bool)>,
     /// The file its next mmap maps `MAP_SHARED` ([`Event::SharedFile`]).
     next_shared: Option<String>,
-    /// The temporary mask of the `rt_sigsuspend` it just returned from interrupted; the
-    /// signal that interrupted it must be delivered under that mask (see
-    /// [`Replayer::deliver_after_sigsuspend`]).
-    sigsuspend_mask: Option<u64>,
+    /// The temporary mask of the call it just returned from interrupted (rt_sigsuspend,
+    /// ppoll, pselect6, epoll_pwait: see [`temporary_mask`]); the signal that
+    /// interrupted it must be delivered under that mask (see
+    /// [`Replayer::deliver_under_temporary_mask`]).
+    temporary_mask: Option<u64>,
 }
 
 impl RThread {
@@ -214,7 +215,7 @@ impl RThread {
             signal: 0,
             in_fork: None,
             next_shared: None,
-            sigsuspend_mask: None,
+            temporary_mask: None,
         }
     }
 }
@@ -730,9 +731,10 @@ impl Replayer<'_, '_> {
                 info,
                 ..
             } => {
-                // After an interrupted rt_sigsuspend the signal is delivered under the
-                // call's temporary mask (emulated calls do not set it).
-                let saved_mask = match th.sigsuspend_mask.take() {
+                // After a call with a temporary mask (rt_sigsuspend, ppoll...) was
+                // interrupted, the signal is delivered under that mask (emulated calls
+                // do not set it).
+                let saved_mask = match th.temporary_mask.take() {
                     Some(tmp) => {
                         let orig = th.task.sigmask()?;
                         th.task.set_sigmask(tmp)?;
@@ -757,7 +759,7 @@ impl Replayer<'_, '_> {
                         }
                         th.signal = sig;
                         if let Some(orig) = saved_mask {
-                            self.deliver_after_sigsuspend(ev, th, orig)?;
+                            self.deliver_under_temporary_mask(ev, th, orig)?;
                         }
                         Ok(Step::Done)
                     }
@@ -919,11 +921,7 @@ impl Replayer<'_, '_> {
                 ),
             ));
         }
-        th.sigsuspend_mask = None;
-        if sysno == nr::RT_SIGSUSPEND && s.ret == -(ERESTARTNOHAND as i64) {
-            let bytes = th.task.read_mem(args[0], 8)?;
-            th.sigsuspend_mask = Some(u64::from_le_bytes(bytes[..8].try_into().expect("8")));
-        }
+        th.temporary_mask = temporary_mask(&mut th.task, sysno, &args, s.ret)?;
         if runs_at_replay(s) {
             return self.execute(ev, s, th);
         }
@@ -960,13 +958,18 @@ impl Replayer<'_, '_> {
         Ok(Step::Done)
     }
 
-    /// Delivers the signal that interrupted an `rt_sigsuspend` (`th.signal`, at its
-    /// delivery stop, the thread's mask set to the call's temporary one) the way the
+    /// Delivers the signal that interrupted a call with a temporary mask (`th.signal`, at
+    /// its delivery stop, the thread's mask set to the call's temporary one) the way the
     /// kernel does: a handler runs under the temporary mask, and the mask from before the
     /// call is the one its signal frame saves, so `sigreturn` restores it. Emulated, the
     /// call never saved that mask; it is written into the frame here, at the handler's
     /// first instruction.
-    fn deliver_after_sigsuspend(&mut self, ev: &Event, th: &mut RThread, orig: u64) -> Result<()> {
+    fn deliver_under_temporary_mask(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+        orig: u64,
+    ) -> Result<()> {
         let sig = th.signal;
         if !caught(th.task.tid, sig) {
             // Default action: it ends the process, or is ignored (then the mask stays
@@ -1268,6 +1271,34 @@ fn stub_conflict(addr: u64) -> Error {
 
 /// `ERESTARTNOHAND`: the kernel's "interrupted, restart unless a handler runs".
 const ERESTARTNOHAND: i32 = 514;
+
+/// The signal mask a call puts in force while it waits, if it returned interrupted by a
+/// signal: the kernel then keeps that mask until the signal is delivered (its handler
+/// runs under it, and its frame saves the caller's mask), where a call that returned
+/// otherwise has already restored the caller's. Emulated at replay, the call sets no
+/// mask, so replay sets it (see [`Replayer::deliver_under_temporary_mask`]); without
+/// it, a signal the caller blocks outside the call would not even be delivered.
+fn temporary_mask(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64) -> Result<Option<u64>> {
+    let (ptr, interrupted) = match sysno {
+        nr::RT_SIGSUSPEND => (args[0], ERESTARTNOHAND),
+        nr::PPOLL => (args[3], ERESTARTNOHAND),
+        nr::EPOLL_PWAIT | nr::EPOLL_PWAIT2 => (args[4], libc::EINTR),
+        // Argument 5 points to { const sigset_t *ss; size_t ss_len; }.
+        nr::PSELECT6 if args[5] != 0 && ret == -(ERESTARTNOHAND as i64) => {
+            let b = task.read_mem(args[5], 8)?;
+            (
+                u64::from_le_bytes(b[..8].try_into().expect("8")),
+                ERESTARTNOHAND,
+            )
+        }
+        _ => return Ok(None),
+    };
+    if ptr == 0 || ret != -(interrupted as i64) {
+        return Ok(None);
+    }
+    let b = task.read_mem(ptr, 8)?;
+    Ok(Some(u64::from_le_bytes(b[..8].try_into().expect("8"))))
+}
 
 /// Whether signal `sig` has a handler in thread `tid`'s process (`SigCgt` in
 /// `/proc/TID/status`).
