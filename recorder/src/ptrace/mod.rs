@@ -103,6 +103,9 @@ pub struct Task {
     /// seen), kept while the task stays stopped: a path is read for the lookup the
     /// engine may answer and again for the input hash.
     last_cstr: std::cell::RefCell<Option<(u64, Vec<u8>, bool)>>,
+    /// What [`Task::syscall_stop`] said at the current stop, until the task resumes or
+    /// its registers change (replay asks once to skip untraced calls, then again).
+    last_syscall_stop: std::cell::Cell<Option<SyscallStop>>,
 }
 
 impl Task {
@@ -113,6 +116,7 @@ impl Task {
             mem: None,
             last_resume: std::cell::Cell::new(Resume::Cont),
             last_cstr: std::cell::RefCell::new(None),
+            last_syscall_stop: std::cell::Cell::new(None),
         }
     }
 
@@ -162,6 +166,7 @@ impl Task {
 
     /// Writes the general registers.
     pub fn set_regs(&self, regs: &Regs) -> Result<()> {
+        self.last_syscall_stop.set(None);
         self.raw(
             libc::PTRACE_SETREGS,
             "PTRACE_SETREGS",
@@ -173,6 +178,7 @@ impl Task {
 
     /// Writes one word of the user area (a register, by its byte offset).
     pub fn poke_user(&self, offset: usize, value: u64) -> Result<()> {
+        self.last_syscall_stop.set(None);
         self.raw(
             libc::PTRACE_POKEUSER,
             "PTRACE_POKEUSER",
@@ -253,6 +259,15 @@ impl Task {
 
     /// What kind of syscall stop the task is in.
     pub fn syscall_stop(&self) -> Result<SyscallStop> {
+        if let Some(known) = self.last_syscall_stop.get() {
+            return Ok(known);
+        }
+        let stop = self.syscall_stop_uncached()?;
+        self.last_syscall_stop.set(Some(stop));
+        Ok(stop)
+    }
+
+    fn syscall_stop_uncached(&self) -> Result<SyscallStop> {
         let mut info = RawSyscallInfo::default();
         self.raw(
             libc::PTRACE_GET_SYSCALL_INFO,
@@ -295,6 +310,7 @@ impl Task {
     /// Resumes the task, delivering `signal` (0 for none).
     pub fn resume(&self, how: Resume, signal: i32) -> Result<()> {
         self.last_cstr.replace(None);
+        self.last_syscall_stop.set(None);
         let (req, op) = match how {
             Resume::Syscall => (libc::PTRACE_SYSCALL, "PTRACE_SYSCALL"),
             Resume::Sysemu => (libc::PTRACE_SYSEMU, "PTRACE_SYSEMU"),
