@@ -1056,17 +1056,24 @@ impl Recorder {
                     })
                 }
             };
-        if sysno == nr::CLONE || sysno == nr::CLONE3 {
-            self.check_clone(cur, sysno, &args)?;
+        // clone3's arguments are in memory: read once (flags first).
+        let clone3 = match sysno {
+            nr::CLONE3 => Some(read_clone3(
+                &mut self.threads.get_mut(&cur).expect("current").task,
+                args[0],
+            )?),
+            _ => None,
+        };
+        let clone_flags = match sysno {
+            nr::CLONE => Some(args[0]),
+            _ => clone3.map(|c| c[0]),
+        };
+        if let Some(flags) = clone_flags {
+            check_clone(flags)?;
         }
         self.shared.check_entry(cur, sysno, &args)?;
-        if self.same_lookups {
-            let task = &mut self.threads.get_mut(&cur).expect("current").task;
-            let new_ns =
-                sysno == nr::CLONE3 && probe::new_namespaces(read_clone3(task, args[0])?[0]);
-            if new_ns || probe::changes_lookup(sysno, &args) {
-                self.same_lookups = false;
-            }
+        if probe::changes_lookup(sysno) || clone_flags.is_some_and(probe::new_namespaces) {
+            self.same_lookups = false;
         }
         if at_seccomp && self.same_lookups && !special_here && matches!(class, Class::Recorded) {
             // A lookup of a path that does not exist: answered here, in one stop.
@@ -1111,8 +1118,8 @@ impl Recorder {
         if special_here {
             special::capture_entry(task, sysno, &args, &mut entry)?;
         }
-        if sysno == nr::CLONE3 {
-            entry.extra = read_clone3(task, args[0])?.to_vec();
+        if let Some(c) = clone3 {
+            entry.extra = c.to_vec();
         }
         if sysno == nr::EXIT || sysno == nr::EXIT_GROUP {
             // These never come back: write the event now.
@@ -1243,24 +1250,6 @@ impl Recorder {
         if self.zombies.remove(&tgid) {
             reap(tgid);
         }
-    }
-
-    fn check_clone(&mut self, cur: i32, sysno: u64, args: &[u64; 6]) -> Result<()> {
-        let flags = if sysno == nr::CLONE3 {
-            read_clone3(
-                &mut self.threads.get_mut(&cur).expect("current").task,
-                args[0],
-            )?[0]
-        } else {
-            args[0]
-        };
-        if flags & libc::CLONE_PIDFD as u64 != 0 {
-            return Err(Error::Unsupported {
-                what: "clone with CLONE_PIDFD".into(),
-                hint: "not supported yet".into(),
-            });
-        }
-        Ok(())
     }
 
     fn on_exit(&mut self, cur: i32, mut ret: i64) -> Result<()> {
@@ -1540,6 +1529,17 @@ impl Drop for Watchdog {
 }
 
 /// `struct clone_args`: flags, pidfd, child_tid, parent_tid.
+/// Refuses the clone flags the recorder cannot follow.
+fn check_clone(flags: u64) -> Result<()> {
+    if flags & libc::CLONE_PIDFD as u64 != 0 {
+        return Err(Error::Unsupported {
+            what: "clone with CLONE_PIDFD".into(),
+            hint: "not supported yet".into(),
+        });
+    }
+    Ok(())
+}
+
 fn read_clone3(task: &mut Task, addr: u64) -> Result<[u64; 4]> {
     let b = task.read_mem(addr, 32)?;
     let q = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8"));

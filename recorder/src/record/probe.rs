@@ -59,33 +59,32 @@ fn path_arg(sysno: u64, args: &[u64; 6]) -> Option<(u64, bool)> {
 
 /// Whether a call could make the engine's path lookups differ from the program's from
 /// then on: a change of root, mount namespace or credentials.
-pub fn changes_lookup(sysno: u64, args: &[u64; 6]) -> bool {
-    match sysno {
+pub fn changes_lookup(sysno: u64) -> bool {
+    // A clone into new namespaces does too: see `new_namespaces`.
+    matches!(
+        sysno,
         nr::CHROOT
-        | nr::PIVOT_ROOT
-        | nr::UNSHARE
-        | nr::SETNS
-        | nr::MOUNT
-        | nr::UMOUNT2
-        | nr::MOVE_MOUNT
-        | nr::SETUID
-        | nr::SETGID
-        | nr::SETREUID
-        | nr::SETREGID
-        | nr::SETRESUID
-        | nr::SETRESGID
-        | nr::SETFSUID
-        | nr::SETFSGID
-        | nr::SETGROUPS
-        | nr::CAPSET => true,
-        nr::CLONE => new_namespaces(args[0]),
-        // clone3's flags are in memory: the caller reads them (see `new_namespaces`).
-        _ => false,
-    }
+            | nr::PIVOT_ROOT
+            | nr::UNSHARE
+            | nr::SETNS
+            | nr::MOUNT
+            | nr::UMOUNT2
+            | nr::MOVE_MOUNT
+            | nr::SETUID
+            | nr::SETGID
+            | nr::SETREUID
+            | nr::SETREGID
+            | nr::SETRESUID
+            | nr::SETRESGID
+            | nr::SETFSUID
+            | nr::SETFSGID
+            | nr::SETGROUPS
+            | nr::CAPSET
+    )
 }
 
-/// Whether clone flags give the child a mount or user namespace of its own (in a new
-/// user namespace it loses the capabilities the engine may have).
+/// Whether clone or clone3 flags give the child a mount or user namespace of its own (in
+/// a new user namespace it loses the capabilities the engine may have).
 pub fn new_namespaces(clone_flags: u64) -> bool {
     clone_flags & (libc::CLONE_NEWNS | libc::CLONE_NEWUSER) as u64 != 0
 }
