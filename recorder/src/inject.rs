@@ -99,3 +99,14 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
     }
     Ok(ret)
 }
+
+/// Runs `f` with a `syscall` instruction written at `at` (for [`inject_syscall`] at
+/// that address, at a stop where the program has none at hand, such as an exec's entry
+/// point), then puts the two bytes that were there back.
+pub fn with_syscall_at<T>(task: &mut Task, at: u64, f: impl FnOnce(&mut Task) -> T) -> Result<T> {
+    let saved = task.read_mem(at, 2)?;
+    task.write_mem(at, &[0x0f, 0x05])?;
+    let out = f(task);
+    task.write_mem(at, &saved)?;
+    Ok(out)
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::address_space::read_maps;
 use crate::arch;
 use crate::errors::{Error, Result};
-use crate::inject::inject_syscall;
+use crate::inject::{inject_syscall, with_syscall_at};
 use crate::ptrace::Task;
 use crate::trace::{ExecState, FileStore, Mapping, MemWrite};
 
@@ -54,32 +54,31 @@ pub fn arm_and_capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Res
 /// recording's first process set `PR_SET_TSC` before its exec, and every process of the
 /// tree inherits it across fork and exec, see `spawn::SpawnSpec`.)
 pub fn arm_traps(task: &mut Task, at: u64) -> Result<bool> {
-    // Borrow the instruction bytes at `at` for a `syscall`, then put them back.
-    let saved = task.read_mem(at, 2)?;
-    task.write_mem(at, &[0x0f, 0x05])?;
-    let r1 = inject_syscall(task, at, libc::SYS_arch_prctl as u64, &[ARCH_SET_CPUID, 0]);
-    let r3 = inject_syscall(
-        task,
-        at,
-        libc::SYS_mmap as u64,
-        &[
-            SCRATCH_BASE,
-            SCRATCH_LEN,
-            (libc::PROT_READ | libc::PROT_WRITE) as u64,
-            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE)
-                as u64,
-            u64::MAX,
-            0,
-        ],
-    );
-    task.write_mem(at, &saved)?;
-    if r3? != SCRATCH_BASE as i64 {
+    let (cpuid, scratch) = with_syscall_at(task, at, |task| {
+        let cpuid = inject_syscall(task, at, libc::SYS_arch_prctl as u64, &[ARCH_SET_CPUID, 0]);
+        let scratch = inject_syscall(
+            task,
+            at,
+            libc::SYS_mmap as u64,
+            &[
+                SCRATCH_BASE,
+                SCRATCH_LEN,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE)
+                    as u64,
+                u64::MAX,
+                0,
+            ],
+        );
+        (cpuid, scratch)
+    })?;
+    if scratch? != SCRATCH_BASE as i64 {
         return Err(Error::Unsupported {
             what: "cannot map the recorder's scratch area into the program".into(),
             hint: "report this as a bug".into(),
         });
     }
-    let cpuid = r1?;
+    let cpuid = cpuid?;
     if cpuid != 0 {
         tracing::warn!("CPUID faulting is not available (arch_prctl returned {cpuid}): cpuid results are not recorded");
     }

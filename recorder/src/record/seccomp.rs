@@ -14,7 +14,7 @@
 //! calls are not in it. Where seccomp is unavailable, the recording traces every call.
 
 use crate::errors::Result;
-use crate::inject::inject_syscall;
+use crate::inject::{inject_syscall, with_syscall_at};
 use crate::ptrace::Task;
 use crate::syscalls;
 
@@ -91,15 +91,14 @@ pub fn install(task: &mut Task, at: u64, allowed: &[u64]) -> Result<bool> {
     bytes.extend_from_slice(&SCRATCH_BASE.to_le_bytes());
     task.write_mem(SCRATCH_BASE, &bytes)?;
 
-    let saved = task.read_mem(at, 2)?;
-    task.write_mem(at, &[0x0f, 0x05])?;
-    let filter = inject_syscall(
-        task,
-        at,
-        libc::SYS_seccomp as u64,
-        &[SECCOMP_SET_MODE_FILTER, 0, fprog],
-    );
-    task.write_mem(at, &saved)?;
+    let filter = with_syscall_at(task, at, |task| {
+        inject_syscall(
+            task,
+            at,
+            libc::SYS_seccomp as u64,
+            &[SECCOMP_SET_MODE_FILTER, 0, fprog],
+        )
+    })?;
     task.write_mem(SCRATCH_BASE, &vec![0u8; bytes.len()])?;
     match filter? {
         0 => Ok(true),
