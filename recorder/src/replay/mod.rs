@@ -73,6 +73,8 @@ pub fn replay_observed(
 ) -> Result<ReplaySummary> {
     let trace = TraceDir::open(trace_path)?;
     let header = trace.header()?;
+    // What may run natively is the engine's list; the trace may only narrow it.
+    let untraced = crate::trace::validate::untraced_calls(&trace.path, &header)?;
     let mut events = trace.events()?;
     let first = match events.next_event()? {
         Some(Event::Exec(state)) => state,
@@ -134,7 +136,7 @@ pub fn replay_observed(
             out_fds: HashMap::new(),
             stats: ReplayStats::default(),
             shared_copies: HashMap::new(),
-            untraced: header.untraced.iter().copied().collect(),
+            untraced,
             ahead: Default::default(),
             sink,
             observer,
@@ -1149,14 +1151,8 @@ impl Replayer<'_, '_> {
     }
 
     fn open_trace_file(&mut self, hash: &str, task: &mut Task) -> Result<i64> {
-        let path = self.trace.file_path(hash);
-        if !path.is_file() {
-            return Err(Error::BadTrace {
-                path: self.trace.path.clone(),
-                reason: format!("captured file {hash} is missing"),
-            });
-        }
-        Self::open_in(task, &path, libc::O_RDONLY)
+        let path = self.trace.file_path(hash)?;
+        Self::open_in(task, &path, libc::O_RDONLY | libc::O_NOFOLLOW)
     }
 
     /// The writable copy of shared-mapped file `name` (made from its capture `hash` the
@@ -1165,7 +1161,7 @@ impl Replayer<'_, '_> {
         let path = match self.shared_copies.get(name) {
             Some(p) => p.clone(),
             None => {
-                let from = self.trace.file_path(hash);
+                let from = self.trace.file_path(hash)?;
                 let dir = self.stub_path.parent().unwrap_or(Path::new("/tmp"));
                 let to = dir.join(format!("shared-{}", self.shared_copies.len()));
                 std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;

@@ -77,13 +77,7 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
         let len = m.end - m.start;
         match &m.file {
             Some(hash) => {
-                let path = trace.file_path(hash);
-                if !path.is_file() {
-                    return Err(Error::BadTrace {
-                        path: trace.path.clone(),
-                        reason: format!("captured file {hash} ({}) is missing", m.name),
-                    });
-                }
+                let path = trace.file_path(hash)?;
                 let mut bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
                 bytes.push(0);
                 task.write_mem(STUB_SCRATCH, &bytes)?;
@@ -95,7 +89,7 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
                         &[
                             libc::AT_FDCWD as u64,
                             STUB_SCRATCH,
-                            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+                            (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
                         ],
                     )?,
                 )?;
@@ -111,7 +105,7 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
             None => {
                 let (start, flags) = if m.name == "[stack]" {
                     // Room to grow down, but never into the mapping below.
-                    let reserve = state.stack_limit.clamp(len, MAX_STACK_RESERVE);
+                    let reserve = state.stack_limit.min(MAX_STACK_RESERVE).max(len);
                     let floor = lowest_above(m.start) + (1 << 20);
                     (
                         m.end.saturating_sub(reserve).max(floor).min(m.start),

@@ -6,6 +6,7 @@
 mod event;
 pub mod files;
 mod stream;
+pub mod validate;
 
 pub use event::{signal_name, Event, ExecState, ExitKind, Mapping, MemWrite, SyscallEvent};
 pub use files::{CaptureCache, FileStore};
@@ -227,9 +228,26 @@ impl TraceDir {
         EventReader::open(&self.path.join("events"))
     }
 
-    /// Path of a captured file.
-    pub fn file_path(&self, hash: &str) -> PathBuf {
-        self.path.join("files").join(hash)
+    /// Path of the captured file named `hash`, checked: the name must be a content hash
+    /// (never a path: see [`validate`]) and the file a regular file inside `files/` (not
+    /// a symbolic link).
+    pub fn file_path(&self, hash: &str) -> Result<PathBuf> {
+        let bad = |reason: String| Error::BadTrace {
+            path: self.path.clone(),
+            reason,
+        };
+        if !validate::is_file_name(hash) {
+            return Err(bad(format!(
+                "it names a captured file `{}`, which is not a content hash",
+                validate::printable(hash)
+            )));
+        }
+        let path = self.path.join("files").join(hash);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_file() => Ok(path),
+            Ok(_) => Err(bad(format!("captured file {hash} is not a regular file"))),
+            Err(_) => Err(bad(format!("captured file {hash} is missing"))),
+        }
     }
 
     fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {

@@ -104,7 +104,18 @@ impl Drop for EventWriter {
     }
 }
 
-/// Reads events back.
+/// Most bytes one chunk may expand to. The recorder closes a chunk once it holds
+/// [`CHUNK_BYTES`] of records, so only a chunk holding one large event is bigger (a
+/// `read` of a whole file in one call; the kernel caps one call at 2 GiB). A chunk must
+/// declare its size in its zstd frame header, as the recorder's always do, and is
+/// decompressed into exactly that much memory, reserved fallibly: a damaged or hostile
+/// chunk is refused, never allowed to exhaust memory.
+pub const MAX_CHUNK_BYTES: u64 = 1 << 30;
+/// Most bytes a whole event stream may expand to.
+pub const MAX_STREAM_BYTES: u64 = 64 << 30;
+
+/// Reads events back. Every event is checked against what the recorder can have
+/// written ([`super::validate`]) before it is returned.
 pub struct EventReader {
     path: PathBuf,
     input: std::io::BufReader<File>,
@@ -113,6 +124,8 @@ pub struct EventReader {
     read: u64,
     /// Bytes of the file not read yet (a damaged length must not make us allocate more).
     left: u64,
+    /// Bytes the chunks read so far expanded to.
+    expanded: u64,
     /// Set when the stream ended in a damaged chunk.
     pub truncated: Option<String>,
 }
@@ -132,6 +145,7 @@ impl EventReader {
             records: Vec::new(),
             pos: 0,
             read: 0,
+            expanded: 0,
             truncated: None,
         })
     }
@@ -163,12 +177,37 @@ impl EventReader {
             self.truncated = Some(format!("the last chunk has {got} of its {len} bytes"));
             return Ok(false);
         }
-        match zstd::stream::decode_all(&frame[..]) {
-            Ok(records) => {
+        let size = match zstd::zstd_safe::get_frame_content_size(&frame) {
+            Ok(Some(size)) => size,
+            Ok(None) => return Err(self.bad("a chunk does not declare its size".into())),
+            Err(_) => {
+                self.truncated = Some("a chunk does not decompress: no valid frame header".into());
+                return Ok(false);
+            }
+        };
+        self.expanded = self.expanded.saturating_add(size);
+        if size > MAX_CHUNK_BYTES || self.expanded > MAX_STREAM_BYTES {
+            return Err(self.bad(format!(
+                "a chunk expands to {size} bytes, more than the {MAX_CHUNK_BYTES} a chunk or the {MAX_STREAM_BYTES} a trace may hold"
+            )));
+        }
+        let mut records = Vec::new();
+        if records.try_reserve_exact(size as usize).is_err() {
+            return Err(self.bad(format!(
+                "a chunk needs {size} bytes of memory, which cannot be had"
+            )));
+        }
+        let decompressed = zstd::bulk::Decompressor::new()
+            .and_then(|mut d| d.decompress_to_buffer(&frame, &mut records));
+        match decompressed {
+            Ok(n) if n as u64 == size => {
                 self.records = records;
                 self.pos = 0;
                 Ok(true)
             }
+            Ok(n) => Err(self.bad(format!(
+                "a chunk expands to {n} bytes, not the {size} its header declares"
+            ))),
             Err(e) => {
                 self.truncated = Some(format!("a chunk does not decompress: {e}"));
                 Ok(false)
@@ -193,6 +232,7 @@ impl EventReader {
                 };
                 let event: Event = postcard::from_bytes(bytes)
                     .map_err(|e| self.bad(format!("event {} cannot be decoded: {e}", self.read)))?;
+                super::validate::event(self.read, &event).map_err(|e| self.bad(e))?;
                 self.pos = start + len;
                 self.read += 1;
                 return Ok(Some(event));
