@@ -10,6 +10,7 @@ mod e2e {
     mod cli;
     mod corrupt;
     mod environment;
+    mod hostile;
     mod mutation;
     mod repeat;
     mod roundtrip;
