@@ -32,6 +32,9 @@ pub struct SpawnSpec<'a> {
     /// and the recorder need not inject them after each exec. The program cannot undo
     /// either (the table refuses `PR_SET_TSC`).
     pub trap_tsc_no_new_privs: bool,
+    /// A Landlock ruleset (see [`crate::replay::sandbox`]) the child enters, with
+    /// `no_new_privs`, just before it execs; the whole tree it starts stays in it.
+    pub landlock: Option<std::os::fd::RawFd>,
 }
 
 fn cstr(s: &OsStr) -> Result<CString> {
@@ -81,6 +84,7 @@ pub fn spawn_traced(spec: &SpawnSpec) -> Result<i32> {
         stdio_fds: spec.stdio_fds,
         no_core: spec.no_core,
         trap_tsc_no_new_privs: spec.trap_tsc_no_new_privs,
+        landlock: spec.landlock.unwrap_or(-1),
         // SAFETY: plain syscall.
         parent: unsafe { libc::getpid() },
     };
@@ -124,8 +128,9 @@ pub fn spawn_traced(spec: &SpawnSpec) -> Result<i32> {
         }),
         crate::ptrace::Stop::Exited(126) => Err(Error::Spawn {
             program: spec.path.to_owned(),
-            reason: "could not prepare the child (working directory, rdtsc trapping or ptrace)"
-                .into(),
+            reason:
+                "could not prepare the child (working directory, rdtsc trapping, sandbox or ptrace)"
+                    .into(),
         }),
         other => Err(Error::Spawn {
             program: spec.path.to_owned(),
@@ -149,6 +154,8 @@ struct Child {
     stdio_fds: Option<[i32; 3]>,
     no_core: bool,
     trap_tsc_no_new_privs: bool,
+    /// Landlock ruleset descriptor, or -1.
+    landlock: i32,
     /// The engine's process id, what the child's getppid must say.
     parent: libc::pid_t,
 }
@@ -224,6 +231,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         // thread instead (checked against a parent that died before the prctl).
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         if libc::getppid() != c.parent {
+            libc::_exit(126);
+        }
+        if c.landlock >= 0
+            && (libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::syscall(libc::SYS_landlock_restrict_self, c.landlock, 0) != 0)
+        {
             libc::_exit(126);
         }
         if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {

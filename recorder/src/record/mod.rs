@@ -416,6 +416,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             .map(|f| [f[0].as_raw_fd(), f[1].as_raw_fd(), f[2].as_raw_fd()]),
         no_core: false,
         trap_tsc_no_new_privs: true,
+        landlock: None,
     };
     let pid = spawn::spawn_traced(&spec)?;
     drop(stdio_files);

@@ -10,6 +10,7 @@
 //! sites, signals, and the final status.
 
 mod rebuild;
+pub mod sandbox;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -102,6 +103,13 @@ pub fn replay_observed(
     }
 
     let stub_dir = StubFile::create()?;
+    let sandbox = sandbox::Sandbox::new(&[&trace.path], &[&stub_dir.dir]);
+    match &sandbox {
+        Some(s) => tracing::debug!("replay sandbox: {}", s.describe()),
+        None => tracing::info!(
+            "this kernel offers no Landlock: the replay is confined by the engine alone"
+        ),
+    }
     let cpu_set = spawn::cpu_set();
     let pinned = cpu_set[0];
     spawn::pin_self(&[pinned]);
@@ -120,6 +128,9 @@ pub fn replay_observed(
             stdio_fds: None,
             no_core: true,
             trap_tsc_no_new_privs: false,
+            landlock: sandbox
+                .as_ref()
+                .map(|s| std::os::fd::AsRawFd::as_raw_fd(&s.ruleset)),
         };
         let pid = spawn::spawn_traced(&spec)?;
         let mut r = Replayer {

@@ -66,7 +66,7 @@ pub fn untraced_calls(trace: &Path, header: &Header) -> Result<HashSet<u64>> {
 pub fn event(index: u64, ev: &Event) -> std::result::Result<(), String> {
     let bad = |what: String| Err(format!("event {index} {what}"));
     match ev {
-        Event::Exec(state) => exec_state(state).or_else(|e| bad(e)),
+        Event::Exec(state) => exec_state(state).or_else(bad),
         Event::Syscall(s) => {
             if let Some(f) = &s.file {
                 if !is_file_name(f) {
@@ -76,7 +76,7 @@ pub fn event(index: u64, ev: &Event) -> std::result::Result<(), String> {
                     ));
                 }
             }
-            writes(&s.writes).or_else(|e| bad(e))
+            writes(&s.writes).or_else(bad)
         }
         Event::Preempt { state, .. } if state.regs.len() != REGS_WORDS => bad(format!(
             "has {} registers instead of {REGS_WORDS}",
@@ -211,7 +211,7 @@ mod tests {
             mapping(0x3000, 0x1000, None),
             mapping(0x1000, 0x1000, None),
             mapping(0x1001, 0x3000, None),
-            mapping(0x1000, u64::MAX & !0xfff, None),
+            mapping(0x1000, !0xfff, None),
             mapping(0x1000, 0x2000, Some("/etc/passwd")),
         ] {
             let e = event(7, &image(vec![m.clone()])).unwrap_err();
