@@ -29,6 +29,10 @@ pub const USER_ADDRESS_END: u64 = 1 << 56;
 /// Most mappings one image can have (the kernel's default `vm.max_map_count` is 65530).
 pub const MAX_MAPPINGS: usize = 1 << 20;
 
+/// `madvise` advice that acts on the machine's memory rather than the program's:
+/// `MADV_HWPOISON` and `MADV_SOFT_OFFLINE` (madvise runs natively at replay).
+const MACHINE_ADVICE: [u64; 2] = [100, 101];
+
 /// Number of words in a recorded register set (`user_regs_struct`).
 const REGS_WORDS: usize = 27;
 
@@ -67,6 +71,12 @@ pub fn event(index: u64, ev: &Event) -> std::result::Result<(), String> {
     let bad = |what: String| Err(format!("event {index} {what}"));
     match ev {
         Event::Exec(state) => exec_state(state).or_else(bad),
+        Event::Syscall(s) if s.nr == syscalls::nr::MADVISE && MACHINE_ADVICE.contains(&s.args[2]) => {
+            bad(format!(
+                "asks replay to take memory pages out of service (madvise advice {}), which acts on the machine",
+                s.args[2]
+            ))
+        }
         Event::Syscall(s) => {
             if let Some(f) = &s.file {
                 if !is_file_name(f) {
@@ -217,6 +227,24 @@ mod tests {
             let e = event(7, &image(vec![m.clone()])).unwrap_err();
             assert!(e.starts_with("event 7 "), "{e}");
         }
+    }
+
+    #[test]
+    fn machine_wide_madvise_is_refused() {
+        let call = |advice: u64| {
+            Event::Syscall(crate::trace::SyscallEvent {
+                tid: 1,
+                nr: syscalls::nr::MADVISE,
+                args: [0x1000, 0x1000, advice, 0, 0, 0],
+                ret: 0,
+                input_hash: 0,
+                writes: Vec::new(),
+                file: None,
+            })
+        };
+        assert!(event(3, &call(4)).is_ok(), "MADV_DONTNEED");
+        assert!(event(3, &call(100)).is_err(), "MADV_HWPOISON");
+        assert!(event(3, &call(101)).is_err(), "MADV_SOFT_OFFLINE");
     }
 
     #[test]
