@@ -395,17 +395,23 @@ impl Replayer<'_, '_> {
     }
 
     /// The next event of thread `tid` after the current one, reading ahead (at most a
-    /// bounded number of events) without consuming anything.
+    /// bounded number of events, holding a bounded amount of data) without consuming
+    /// anything.
     fn next_of_thread(&mut self, tid: i32) -> Result<Option<&Event>> {
         const LOOKAHEAD: usize = 1 << 16;
+        const LOOKAHEAD_BYTES: usize = 256 << 20;
         let mut i = 0;
+        let mut held: usize = self.ahead.iter().map(Event::payload_len).sum();
         loop {
             if i == self.ahead.len() {
-                if i >= LOOKAHEAD {
+                if i >= LOOKAHEAD || held >= LOOKAHEAD_BYTES {
                     return Ok(None);
                 }
                 match self.events.next_event()? {
-                    Some(ev) => self.ahead.push_back(ev),
+                    Some(ev) => {
+                        held += ev.payload_len();
+                        self.ahead.push_back(ev);
+                    }
                     None => return Ok(None),
                 }
             }

@@ -218,6 +218,17 @@ impl Event {
         }
     }
 
+    /// Bytes of memory contents the event carries (what holding it costs, roughly).
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Event::Exec(e) => e.memory.iter().map(|w| w.data.len()).sum(),
+            Event::Syscall(s) => s.writes.iter().map(|w| w.data.len()).sum(),
+            Event::Signal { info, .. } => info.len(),
+            Event::SharedFileWrite { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+
     /// A one-line description for `dump` and divergence messages.
     pub fn describe(&self) -> String {
         match self {
