@@ -1131,7 +1131,7 @@ impl Replayer<'_, '_> {
         }
         let [_, len, prot, flags, _, off] = s.args;
         let addr = s.ret as u64;
-        if crate::address_space::overlaps_stub(addr, addr + len) {
+        if crate::address_space::overlaps_stub(addr, addr.saturating_add(len)) {
             return Err(stub_conflict(addr));
         }
         let base_flags = (flags as i32 & !libc::MAP_FIXED_NOREPLACE) | libc::MAP_FIXED;
@@ -1227,7 +1227,7 @@ impl Replayer<'_, '_> {
     /// The kernel's brk area at replay is not where it was at record; brk is replayed as
     /// anonymous mappings at the recorded addresses.
     fn redo_brk(&mut self, tgid: i32, new: u64, task: &mut Task) -> Result<()> {
-        let page = |x: u64| (x + 4095) & !4095;
+        let page = |x: u64| x.saturating_add(4095) & !4095;
         let old = self.brk.get(&tgid).copied().unwrap_or(new);
         let (old_end, new_end) = (page(old), page(new));
         if new_end > old_end {
