@@ -375,6 +375,13 @@ fn one_run(
         .map_err(|e| anyhow::anyhow!("recording {} failed: {e}", unit.label()))?;
     let duration = t0.elapsed();
     let result = summary.result;
+    if let Some(e) = &result.trace_error {
+        // Neither a pass nor a failure can be trusted from a trace that lacks its end.
+        anyhow::bail!(
+            "recording {} (run {run}) could not write its trace, which is incomplete: {e}",
+            unit.label()
+        );
+    }
     let interrupted = result.outcome == Outcome::Interrupted;
     let mut failed = result.status != 0 && !interrupted;
     // The output matters only to a failing run: a passing one does not read it back.
