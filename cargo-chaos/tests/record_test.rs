@@ -9,7 +9,7 @@ mod record_test {
     pub mod common;
 
     mod ci_examples;
-    mod concurrent;
     mod cli;
+    mod concurrent;
     mod flaky;
 }

@@ -156,6 +156,9 @@ mod tests {
 
         let a_path = a.path().to_owned();
         drop(a);
-        assert!(!a_path.exists(), "a hunt removes its directory when it ends");
+        assert!(
+            !a_path.exists(),
+            "a hunt removes its directory when it ends"
+        );
     }
 }

@@ -55,7 +55,12 @@ fn concurrent_hunts_in_one_target_dir_keep_their_captures_apart() {
     // Nothing is left behind in the runs directory but the shared capture cache.
     let left: Vec<String> = std::fs::read_dir(target.join("chaos/runs"))
         .expect("the runs directory")
-        .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|n| n != "captured-files")
         .collect();
     assert!(left.is_empty(), "left in target/chaos/runs: {left:?}");

@@ -393,6 +393,68 @@ mod tests {
         );
     }
 
+    /// Hunts in one target directory share its capture cache: writers in separate
+    /// processes (here separate cache values, which share no memory) capturing the same
+    /// files at once leave only whole entries, each an object whose content has the hash
+    /// it is named by.
+    #[test]
+    fn concurrent_writers_leave_no_torn_entry() {
+        let work = tempfile::tempdir().unwrap();
+        let sources: Vec<PathBuf> = (0..12u8)
+            .map(|i| {
+                let src = work.path().join(format!("src{i}"));
+                std::fs::write(&src, vec![i; 200_000 + usize::from(i) * 4096]).unwrap();
+                src
+            })
+            .collect();
+        let root = work.path().join("cache");
+        std::thread::scope(|s| {
+            for writer in 0..4 {
+                let (root, sources, work) = (&root, &sources, work.path());
+                s.spawn(move || {
+                    let cache = CaptureCache::new(root.clone());
+                    for round in 0..3 {
+                        let dir = work.join(format!("trace-{writer}-{round}"));
+                        std::fs::create_dir_all(&dir).unwrap();
+                        let mut store = FileStore::with_cache(dir.clone(), Some(cache.clone()));
+                        for src in sources {
+                            let hash = store.capture(src).unwrap();
+                            assert_eq!(
+                                std::fs::read(dir.join(&hash)).unwrap(),
+                                std::fs::read(src).unwrap()
+                            );
+                        }
+                    }
+                });
+            }
+        });
+        let blake3_of = |p: &Path| {
+            blake3::hash(&std::fs::read(p).unwrap())
+                .to_hex()
+                .to_string()
+        };
+        let mut objects = 0;
+        for e in std::fs::read_dir(root.join("objects")).unwrap() {
+            let e = e.unwrap();
+            assert_eq!(blake3_of(&e.path()), e.file_name().to_string_lossy());
+            objects += 1;
+        }
+        assert_eq!(objects, sources.len());
+        for e in std::fs::read_dir(root.join("index")).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.starts_with('.'),
+                "a temporary index entry is left: {name}"
+            );
+            let hash = std::fs::read_to_string(e.path()).unwrap();
+            assert!(
+                root.join("objects").join(hash.trim()).is_file(),
+                "{name} -> {hash}"
+            );
+        }
+    }
+
     #[test]
     fn pruning_keeps_the_cache_under_its_limit() {
         let work = tempfile::tempdir().unwrap();
