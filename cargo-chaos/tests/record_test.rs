@@ -11,5 +11,6 @@ mod record_test {
     mod ci_examples;
     mod cli;
     mod concurrent;
+    mod disk_full;
     mod flaky;
 }

@@ -29,7 +29,7 @@ impl TraceFault {
     pub fn note(&self, error: Error) {
         let mut slot = self.slot();
         if slot.is_none() {
-            tracing::warn!("writing the trace failed, nothing more is written: {error}");
+            tracing::debug!("writing the trace failed, nothing more is written: {error}");
             *slot = Some(error);
         } else {
             tracing::debug!("writing the trace failed again: {error}");
