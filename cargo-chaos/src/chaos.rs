@@ -164,7 +164,19 @@ fn record(a: RecordArgs) -> anyhow::Result<i32> {
                 Outcome::Interrupted => eprintln!("chaos: recording interrupted"),
                 _ => {}
             }
-            eprintln!("chaos: trace written to {}", summary.trace.display());
+            match &summary.result.trace_error {
+                Some(e) => {
+                    eprintln!(
+                        "warning: the trace in {} is incomplete and cannot be replayed: writing it failed: {e}",
+                        summary.trace.display()
+                    );
+                    eprintln!(
+                        "warning: the program was not stopped for it: it ran to its end (status {})",
+                        summary.result.status
+                    );
+                }
+                None => eprintln!("chaos: trace written to {}", summary.trace.display()),
+            }
             Ok(summary.result.status)
         }
         Err(e) => {

@@ -9,6 +9,7 @@ mod e2e {
 
     mod cli;
     mod corrupt;
+    mod disk_full;
     mod environment;
     mod hostile;
     mod mutation;

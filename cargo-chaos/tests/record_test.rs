@@ -10,5 +10,7 @@ mod record_test {
 
     mod ci_examples;
     mod cli;
+    mod concurrent;
+    mod disk_full;
     mod flaky;
 }

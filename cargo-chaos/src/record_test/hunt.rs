@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use recorder::record::{Interrupter, RecordOptions, Stdio};
 use recorder::trace::CaptureCache;
 use recorder::trace::Outcome;
@@ -59,7 +60,8 @@ pub struct HuntPlan {
     pub keep_going: bool,
     /// Seed of run 0; run n uses base + n.
     pub base_seed: u64,
-    /// Where run directories go.
+    /// Where runs are recorded: the hunt makes its own directory there (see
+    /// [`super::hunt_dir`]) next to the capture cache that hunts share.
     pub runs_dir: PathBuf,
     /// The environment every run starts from (secrets removed), and the names removed.
     pub env: Vec<(String, String)>,
@@ -148,7 +150,13 @@ pub fn hunt(
     plan: &HuntPlan,
     on_event: &mut dyn FnMut(HuntEvent) -> anyhow::Result<()>,
 ) -> anyhow::Result<HuntEnd> {
-    std::fs::create_dir_all(&plan.runs_dir)?;
+    // This hunt's own directory: other hunts in the same target directory have theirs.
+    let hunt_dir = super::hunt_dir::HuntDir::create(&plan.runs_dir).with_context(|| {
+        format!(
+            "creating this hunt's scratch directory in {}",
+            plan.runs_dir.display()
+        )
+    })?;
     let next_run = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let started = Instant::now();
@@ -167,7 +175,8 @@ pub fn hunt(
             let (next_run, stop, interrupters) = (&next_run, &stop, &interrupters);
             let job = Job {
                 core,
-                scratch: scratch_dir(plan, index),
+                scratch: hunt_dir.path().join(format!("job-{index}")),
+                kept_dir: hunt_dir.path().to_owned(),
                 capture_cache: capture_cache.clone(),
             };
             scope.spawn(move || {
@@ -282,9 +291,7 @@ pub fn hunt(
         }
         Ok(())
     });
-    for job in 0..plan.cores.len() {
-        let _ = std::fs::remove_dir_all(scratch_dir(plan, job));
-    }
+    drop(hunt_dir);
     result?;
     Ok(if failures > 0 {
         HuntEnd::Failed {
@@ -296,18 +303,17 @@ pub fn hunt(
     })
 }
 
-/// Where job `job` records its runs: one directory, overwritten run after run (creating
-/// and deleting a run's directory cost ~0.3 ms); a failing run's is renamed to `run-N`.
-fn scratch_dir(plan: &HuntPlan, job: usize) -> PathBuf {
-    plan.runs_dir.join(format!("job-{job}"))
-}
-
 /// What a hunt's worker keeps from run to run.
 struct Job {
     /// The core its recordings are pinned to.
     core: usize,
-    /// Its scratch directory (see [`scratch_dir`]).
+    /// Where it records its runs, `job-N` in the hunt's directory (see
+    /// [`super::hunt_dir`]): one directory, overwritten run after run (creating and
+    /// deleting a run's directory cost ~0.3 ms); a failing run's is renamed to `run-N`
+    /// next to it.
     scratch: PathBuf,
+    /// The hunt's directory, where failing runs are kept.
+    kept_dir: PathBuf,
     /// The hunt's capture cache.
     capture_cache: CaptureCache,
 }
@@ -369,6 +375,13 @@ fn one_run(
         .map_err(|e| anyhow::anyhow!("recording {} failed: {e}", unit.label()))?;
     let duration = t0.elapsed();
     let result = summary.result;
+    if let Some(e) = &result.trace_error {
+        // Neither a pass nor a failure can be trusted from a trace that lacks its end.
+        anyhow::bail!(
+            "recording {} (run {run}) could not write its trace, which is incomplete: {e}",
+            unit.label()
+        );
+    }
     let interrupted = result.outcome == Outcome::Interrupted;
     let mut failed = result.status != 0 && !interrupted;
     // The output matters only to a failing run: a passing one does not read it back.
@@ -401,8 +414,7 @@ fn one_run(
         return Ok(finished);
     }
     // Kept: the job's next run starts a new scratch directory.
-    let kept = plan.runs_dir.join(format!("run-{run}"));
-    let _ = std::fs::remove_dir_all(&kept);
+    let kept = job.kept_dir.join(format!("run-{run}"));
     std::fs::rename(&dir, &kept)?;
     let dir = kept;
     let _ = tx.send(Ok(finished));

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod build;
 pub mod hunt;
+pub mod hunt_dir;
 pub mod instrument;
 mod render;
 

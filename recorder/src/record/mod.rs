@@ -12,6 +12,7 @@ mod probe;
 pub mod redirect;
 pub mod seccomp;
 mod shared_files;
+mod sink;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
@@ -28,8 +29,9 @@ use crate::spawn::{self, SpawnSpec};
 use crate::syscalls::{self, effects, nr, special, Class, MemArg};
 use crate::trace::{
     signal_name, Event, EventWriter, ExitKind, FileStore, Header, Outcome, RunResult, SyscallEvent,
-    TraceDir,
+    TraceDir, TraceFault,
 };
+use sink::EventSink;
 
 /// Where the recorded program's stdin, stdout and stderr go.
 #[derive(Debug, Clone, Default)]
@@ -262,8 +264,11 @@ enum Next {
 
 struct Recorder {
     trace: TraceDir,
-    events: EventWriter,
+    events: EventSink,
     files: FileStore,
+    /// The first failure to write the trace: the program runs on, unrecorded (see
+    /// [`TraceFault`]).
+    fault: TraceFault,
     threads: BTreeMap<i32, Thread>,
     leader: i32,
     /// Process leaders that called `exit` while their other threads live on: zombies
@@ -418,6 +423,18 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         trap_tsc_no_new_privs: true,
         landlock: None,
     };
+    // The trace's files exist before the program starts: failing to create them stops
+    // the recording before anything ran.
+    let fault = TraceFault::new();
+    let open = |name: &str| {
+        std::fs::File::create(trace.path.join(name))
+            .map_err(|e| Error::io(trace.path.join(name), e))
+    };
+    let events = EventSink::new(
+        EventWriter::create(&trace.path.join("events"))?,
+        fault.clone(),
+    );
+    let (stdout, stderr) = (open("stdout")?, open("stderr")?);
     let pid = spawn::spawn_traced(&spec)?;
     drop(stdio_files);
     let interrupter = opts.interrupter.clone().unwrap_or_default();
@@ -427,13 +444,11 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     let watchdog = opts
         .timeout
         .map(|limit| Watchdog::start(limit, interrupter.clone()));
-    let open = |name: &str| {
-        std::fs::File::create(trace.path.join(name))
-            .map_err(|e| Error::io(trace.path.join(name), e))
-    };
     let mut rec = Recorder {
-        events: EventWriter::create(&trace.path.join("events"))?,
-        files: FileStore::with_cache(trace.path.join("files"), opts.capture_cache.clone()),
+        events,
+        files: FileStore::with_cache(trace.path.join("files"), opts.capture_cache.clone())
+            .reporting_to(fault.clone()),
+        fault: fault.clone(),
         threads: BTreeMap::from([(pid, Thread::new(Task::new(pid), pid, 0))]),
         leader: pid,
         zombies: HashSet::new(),
@@ -443,8 +458,8 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         next_slot: 1,
         early: HashMap::new(),
         out_fds: HashMap::new(),
-        stdout: open("stdout")?,
-        stderr: open("stderr")?,
+        stdout,
+        stderr,
         cpu_set,
         cpuid_seen: BTreeSet::new(),
         seccomp: false,
@@ -463,13 +478,18 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     }
     drop(watchdog);
     let stopped = interrupter.disarm();
-    let _ = rec.events.flush();
+    rec.events.flush();
     if opts.reuse_trace_dir {
-        rec.files.remove_unused()?;
+        if let Err(e) = rec.files.remove_unused() {
+            fault.note(e);
+        }
     }
     let events = rec.events.count();
     let cpuid_leaves = rec.cpuid_seen.iter().copied().collect();
-    let result = match r {
+    let (ticks, lookups_answered) = (rec.ticks, rec.lookups_answered);
+    // Closes the trace's files (a removed file's space is freed when it is closed).
+    drop(rec);
+    let mut result = match r {
         Ok(how) => RunResult {
             outcome: match (how, stopped) {
                 (ExitKind::Signaled(libc::SIGKILL), Some(why)) => why,
@@ -487,9 +507,10 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             status: how.status(),
             events,
             cpuid_leaves,
-            tick_requests: rec.ticks,
-            lookups_answered: rec.lookups_answered,
+            tick_requests: ticks,
+            lookups_answered,
             message: None,
+            trace_error: fault.message(),
         },
         Err(e) => {
             let result = RunResult {
@@ -499,15 +520,34 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
                 status: 125,
                 events,
                 cpuid_leaves,
-                tick_requests: rec.ticks,
-                lookups_answered: rec.lookups_answered,
+                tick_requests: ticks,
+                lookups_answered,
                 message: Some(e.to_string()),
+                trace_error: fault.message(),
             };
-            trace.write_result(&result)?;
+            // The recorder's error is the news, whether or not this can be written.
+            if let Err(w) = trace.write_result(&result) {
+                tracing::warn!("{w}");
+            }
             return Err(e);
         }
     };
-    trace.write_result(&result)?;
+    if let Err(e) = trace.write_result(&result) {
+        // The program's status stands; the trace lacks its end.
+        fault.note(e);
+        result.trace_error = fault.message();
+        // An incomplete trace cannot be replayed: its events and captured files make
+        // room for the `result.json` that says so (on a full disk, nothing else would).
+        let _ = std::fs::remove_file(trace.path.join("events"));
+        if let Ok(files) = std::fs::read_dir(trace.path.join("files")) {
+            for f in files.flatten() {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
+        if let Err(e) = trace.write_result(&result) {
+            tracing::warn!("{e}");
+        }
+    }
     Ok(RecordSummary {
         trace: trace.path.clone(),
         result,
@@ -530,9 +570,11 @@ impl Recorder {
             self.seccomp = true;
             header.untraced = untraced;
         }
-        self.trace.write_header(&header)?;
+        if let Err(e) = self.trace.write_header(&header) {
+            self.fault.note(e);
+        }
         self.events.push(&Event::Exec(Box::new(setup.state)))?;
-        self.events.flush()?;
+        self.events.flush();
 
         loop {
             let cur = match self.current {
@@ -737,7 +779,7 @@ impl Recorder {
             _ => ExitKind::Exited(0),
         };
         self.events.push(&Event::Exit { tid: leader, how })?;
-        self.events.flush()?;
+        self.events.flush();
         Ok(how)
     }
 
@@ -827,7 +869,7 @@ impl Recorder {
             tid: self.leader,
             how,
         })?;
-        self.events.flush()?;
+        self.events.flush();
         Ok(how)
     }
 
@@ -1309,11 +1351,15 @@ impl Recorder {
             if let Some(kind) = OutputFds::write_kind(p.nr) {
                 if let Some(stream) = self.out_fds.entry(tgid).or_default().stream(p.args[0]) {
                     let data = crate::output::written_bytes(task, kind, &p.args, ret)?;
-                    let f = match stream {
-                        Stream::Stdout => &mut self.stdout,
-                        Stream::Stderr => &mut self.stderr,
+                    let (f, name) = match stream {
+                        Stream::Stdout => (&mut self.stdout, "stdout"),
+                        Stream::Stderr => (&mut self.stderr, "stderr"),
                     };
-                    let _ = f.write_all(&data);
+                    if !self.fault.is_set() {
+                        if let Err(e) = f.write_all(&data) {
+                            self.fault.note(Error::io(self.trace.path.join(name), e));
+                        }
+                    }
                 }
             }
             self.out_fds

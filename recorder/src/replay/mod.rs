@@ -73,6 +73,7 @@ pub fn replay_observed(
     observer: &mut Observer<'_>,
 ) -> Result<ReplaySummary> {
     let trace = TraceDir::open(trace_path)?;
+    trace.check_complete()?;
     let header = trace.header()?;
     // What may run natively is the engine's list; the trace may only narrow it.
     let untraced = crate::trace::validate::untraced_calls(&trace.path, &header)?;

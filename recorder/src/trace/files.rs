@@ -197,6 +197,8 @@ pub struct FileStore {
     dir: PathBuf,
     known: HashMap<FileId, String>,
     cache: Option<CaptureCache>,
+    /// Where a failure to write into `dir` goes; once set, files are only hashed.
+    fault: super::TraceFault,
 }
 
 impl FileStore {
@@ -211,7 +213,20 @@ impl FileStore {
             dir,
             known: HashMap::new(),
             cache,
+            fault: Default::default(),
         }
+    }
+
+    /// Reports failures to write into the store to `fault` (shared with the trace's other
+    /// writers) instead of keeping them to itself.
+    pub fn reporting_to(mut self, fault: super::TraceFault) -> Self {
+        self.fault = fault;
+        self
+    }
+
+    /// The first failure to write into the store (or into the trace, when shared).
+    pub fn fault(&self) -> &super::TraceFault {
+        &self.fault
     }
 
     /// Removes the captured files this recording did not capture (left by an earlier
@@ -230,6 +245,10 @@ impl FileStore {
     }
 
     /// Captures the file opened at `path` (typically `/proc/PID/fd/N`); returns its hash.
+    ///
+    /// Only a failure to read `path` is an error. A failure to write the copy (a full
+    /// disk) goes to the store's [`fault`](Self::fault) and the file is still hashed, so
+    /// that the recording goes on; once the fault is set, files are only hashed.
     pub fn capture(&mut self, path: &Path) -> Result<String> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
@@ -237,18 +256,30 @@ impl FileStore {
         if let Some(hash) = self.known.get(&id) {
             return Ok(hash.clone());
         }
-        if let Some(cache) = &self.cache {
-            if let Some(hash) = cache.lookup(&id) {
-                let dest = self.dir.join(&hash);
-                if dest.exists() || std::fs::hard_link(cache.object(&hash), &dest).is_ok() {
-                    self.known.insert(id, hash.clone());
-                    return Ok(hash);
+        if !self.fault.is_set() {
+            if let Some(cache) = &self.cache {
+                if let Some(hash) = cache.lookup(&id) {
+                    let dest = self.dir.join(&hash);
+                    if dest.exists() || std::fs::hard_link(cache.object(&hash), &dest).is_ok() {
+                        self.known.insert(id, hash.clone());
+                        return Ok(hash);
+                    }
                 }
             }
         }
         // Copy into a temporary name while hashing, then rename to the hash.
         let tmp = self.dir.join(format!(".capture-{}", std::process::id()));
-        let mut out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut out = if self.fault.is_set() {
+            None
+        } else {
+            match File::create(&tmp) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    self.fault.note(Error::io(&tmp, e));
+                    None
+                }
+            }
+        };
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -257,10 +288,21 @@ impl FileStore {
                 break;
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| Error::io(&tmp, e))?;
+            if let Some(o) = &mut out {
+                if let Err(e) = o.write_all(&buf[..n]) {
+                    self.fault.note(Error::io(&tmp, e));
+                    out = None;
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+        }
+        let hash = hasher.finalize().to_hex().to_string();
+        if out.is_none() {
+            // Not kept: the trace is incomplete already.
+            self.known.insert(id, hash.clone());
+            return Ok(hash);
         }
         drop(out);
-        let hash = hasher.finalize().to_hex().to_string();
         let dest = self.dir.join(&hash);
         let mut ours = true;
         if dest.exists() {
@@ -269,8 +311,10 @@ impl FileStore {
             // Safe to share the inode: nobody who can run us can change it.
             let _ = std::fs::remove_file(&tmp);
             ours = false;
-        } else {
-            std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+        } else if let Err(e) = std::fs::rename(&tmp, &dest) {
+            self.fault.note(Error::io(&dest, e));
+            let _ = std::fs::remove_file(&tmp);
+            ours = false;
         }
         // Only our own copies go into the cache: the cache's objects must never change.
         if let (true, Some(cache)) = (ours, &self.cache) {
@@ -347,6 +391,68 @@ mod tests {
             std::fs::read(dir.join(&h2)).unwrap(),
             b"VERSION one".to_vec()
         );
+    }
+
+    /// Hunts in one target directory share its capture cache: writers in separate
+    /// processes (here separate cache values, which share no memory) capturing the same
+    /// files at once leave only whole entries, each an object whose content has the hash
+    /// it is named by.
+    #[test]
+    fn concurrent_writers_leave_no_torn_entry() {
+        let work = tempfile::tempdir().unwrap();
+        let sources: Vec<PathBuf> = (0..12u8)
+            .map(|i| {
+                let src = work.path().join(format!("src{i}"));
+                std::fs::write(&src, vec![i; 200_000 + usize::from(i) * 4096]).unwrap();
+                src
+            })
+            .collect();
+        let root = work.path().join("cache");
+        std::thread::scope(|s| {
+            for writer in 0..4 {
+                let (root, sources, work) = (&root, &sources, work.path());
+                s.spawn(move || {
+                    let cache = CaptureCache::new(root.clone());
+                    for round in 0..3 {
+                        let dir = work.join(format!("trace-{writer}-{round}"));
+                        std::fs::create_dir_all(&dir).unwrap();
+                        let mut store = FileStore::with_cache(dir.clone(), Some(cache.clone()));
+                        for src in sources {
+                            let hash = store.capture(src).unwrap();
+                            assert_eq!(
+                                std::fs::read(dir.join(&hash)).unwrap(),
+                                std::fs::read(src).unwrap()
+                            );
+                        }
+                    }
+                });
+            }
+        });
+        let blake3_of = |p: &Path| {
+            blake3::hash(&std::fs::read(p).unwrap())
+                .to_hex()
+                .to_string()
+        };
+        let mut objects = 0;
+        for e in std::fs::read_dir(root.join("objects")).unwrap() {
+            let e = e.unwrap();
+            assert_eq!(blake3_of(&e.path()), e.file_name().to_string_lossy());
+            objects += 1;
+        }
+        assert_eq!(objects, sources.len());
+        for e in std::fs::read_dir(root.join("index")).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.starts_with('.'),
+                "a temporary index entry is left: {name}"
+            );
+            let hash = std::fs::read_to_string(e.path()).unwrap();
+            assert!(
+                root.join("objects").join(hash.trim()).is_file(),
+                "{name} -> {hash}"
+            );
+        }
     }
 
     #[test]

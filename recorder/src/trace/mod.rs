@@ -4,11 +4,13 @@
 //! other version with a message naming both, rather than guessing.
 
 mod event;
+mod fault;
 pub mod files;
 mod stream;
 pub mod validate;
 
 pub use event::{signal_name, Event, ExecState, ExitKind, Mapping, MemWrite, SyscallEvent};
+pub use fault::TraceFault;
 pub use files::{CaptureCache, FileStore};
 pub use stream::{EventReader, EventWriter};
 
@@ -109,6 +111,11 @@ pub struct RunResult {
     pub lookups_answered: u64,
     /// Error text for `recorder_error`.
     pub message: Option<String>,
+    /// Set when writing the trace failed while the program ran (a full disk): the first
+    /// such error. The program was not stopped for it and its status above is real, but
+    /// the trace is incomplete and cannot be replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_error: Option<String>,
 }
 
 /// A trace directory.
@@ -223,6 +230,25 @@ impl TraceDir {
         self.read_json("result.json").map(Some)
     }
 
+    /// Refuses a trace the recorder could not write completely (see
+    /// [`RunResult::trace_error`]).
+    pub fn check_complete(&self) -> Result<()> {
+        if let Ok(Some(RunResult {
+            trace_error: Some(error),
+            status,
+            ..
+        })) = self.result()
+        {
+            return Err(Error::BadTrace {
+                path: self.path.clone(),
+                reason: format!(
+                    "it is incomplete: writing it failed while recording ({error}); the program ran to its end (status {status}) but its trace cannot be replayed (hint: record again with more disk space)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Opens the event stream.
     pub fn events(&self) -> Result<EventReader> {
         EventReader::open(&self.path.join("events"))
@@ -254,7 +280,11 @@ impl TraceDir {
         let path = self.path.join(name);
         let tmp = self.path.join(format!(".{name}.tmp"));
         let text = serde_json::to_vec_pretty(value).expect("plain data serializes");
-        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        if let Err(e) = std::fs::write(&tmp, text) {
+            // A partial file would hold on to space a full disk needs.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(&tmp, e));
+        }
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
     }
 
