@@ -681,7 +681,8 @@ pub fn by_name(name: &str) -> Option<&'static SyscallDesc> {
 pub fn name_of(nr: u64) -> String {
     match lookup(nr) {
         Some(desc) => desc.name.to_string(),
-        None => format!("syscall_{nr}"),
+        // syscall(-1) and friends read better signed.
+        None => format!("syscall_{}", nr as i64),
     }
 }
 

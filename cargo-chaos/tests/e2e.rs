@@ -10,6 +10,7 @@ mod e2e {
     mod cli;
     mod corrupt;
     mod disk_full;
+    mod edge_cases;
     mod environment;
     mod hostile;
     mod mutation;

@@ -35,6 +35,54 @@ pub struct SpawnSpec<'a> {
     /// A Landlock ruleset (see [`crate::replay::sandbox`]) the child enters, with
     /// `no_new_privs`, just before it execs; the whole tree it starts stays in it.
     pub landlock: Option<std::os::fd::RawFd>,
+    /// Start the program in a process group of its own (recording): what it sends to its
+    /// group (`kill(0, sig)`) must not reach the recorder.
+    pub own_process_group: bool,
+    /// With `own_process_group`: the terminal whose foreground group the program's
+    /// becomes (the recorder was in the foreground of it), so that it reads the terminal
+    /// and gets Ctrl-C as it would natively. See [`ForegroundGuard`].
+    pub foreground_tty: Option<std::os::fd::RawFd>,
+}
+
+/// Gives a terminal's foreground back to the recorder's process group when dropped,
+/// after [`SpawnSpec::foreground_tty`] handed it to the program's.
+pub struct ForegroundGuard {
+    tty: std::os::fd::RawFd,
+    pgrp: libc::pid_t,
+}
+
+impl ForegroundGuard {
+    /// The terminal on stdin, when this process's group is its foreground group (a
+    /// shell's foreground job): the program then takes the foreground while it runs.
+    pub fn for_stdin() -> Option<ForegroundGuard> {
+        // SAFETY: plain syscalls on fd 0.
+        unsafe {
+            let pgrp = libc::getpgrp();
+            (libc::isatty(0) == 1 && libc::tcgetpgrp(0) == pgrp)
+                .then_some(ForegroundGuard { tty: 0, pgrp })
+        }
+    }
+
+    /// The terminal's descriptor.
+    pub fn tty(&self) -> std::os::fd::RawFd {
+        self.tty
+    }
+}
+
+impl Drop for ForegroundGuard {
+    fn drop(&mut self) {
+        // A background group that sets the foreground gets SIGTTOU unless it blocks it.
+        // SAFETY: signal-mask calls on locals and tcsetpgrp on our own terminal.
+        unsafe {
+            let mut ttou: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut ttou);
+            libc::sigaddset(&mut ttou, libc::SIGTTOU);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, &mut old);
+            libc::tcsetpgrp(self.tty, self.pgrp);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        }
+    }
 }
 
 fn cstr(s: &OsStr) -> Result<CString> {
@@ -85,6 +133,8 @@ pub fn spawn_traced(spec: &SpawnSpec) -> Result<i32> {
         no_core: spec.no_core,
         trap_tsc_no_new_privs: spec.trap_tsc_no_new_privs,
         landlock: spec.landlock.unwrap_or(-1),
+        own_process_group: spec.own_process_group,
+        foreground_tty: spec.foreground_tty.unwrap_or(-1),
         // SAFETY: plain syscall.
         parent: unsafe { libc::getpid() },
     };
@@ -156,6 +206,9 @@ struct Child {
     trap_tsc_no_new_privs: bool,
     /// Landlock ruleset descriptor, or -1.
     landlock: i32,
+    own_process_group: bool,
+    /// Terminal to take the foreground of, or -1.
+    foreground_tty: i32,
     /// The engine's process id, what the child's getppid must say.
     parent: libc::pid_t,
 }
@@ -214,6 +267,14 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if let Some(fds) = c.stdio_fds {
             for (target, fd) in fds.iter().enumerate() {
                 libc::dup2(*fd, target as i32);
+            }
+        }
+        if c.own_process_group {
+            libc::setpgid(0, 0);
+            // Every signal is blocked here, SIGTTOU included: a background group may
+            // take the foreground.
+            if c.foreground_tty >= 0 {
+                libc::tcsetpgrp(c.foreground_tty, libc::getpid());
             }
         }
         if !c.cwd.is_null() && libc::chdir(c.cwd) != 0 {

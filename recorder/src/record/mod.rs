@@ -408,6 +408,13 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             Some([stdin, create(stdout)?, create(stderr)?])
         }
     };
+    // The program runs in a process group of its own (what it sends to its group must
+    // not reach the recorder), in the terminal's foreground if the recorder was; the
+    // guard gives the foreground back when the recording ends.
+    let foreground = match opts.stdio {
+        Stdio::Inherit => spawn::ForegroundGuard::for_stdin(),
+        Stdio::Files { .. } => None,
+    };
     let spec = SpawnSpec {
         path: &exe,
         argv,
@@ -422,6 +429,8 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         no_core: false,
         trap_tsc_no_new_privs: true,
         landlock: None,
+        own_process_group: true,
+        foreground_tty: foreground.as_ref().map(spawn::ForegroundGuard::tty),
     };
     // The trace's files exist before the program starts: failing to create them stops
     // the recording before anything ran.
@@ -1063,11 +1072,7 @@ impl Recorder {
     /// skipped without an exit stop).
     fn on_entry(&mut self, cur: i32, sysno: u64, args: [u64; 6], at_seccomp: bool) -> Result<Next> {
         let Some(desc) = syscalls::lookup(sysno) else {
-            return Err(Error::UnsupportedSyscall {
-                name: syscalls::name_of(sysno),
-                nr: sysno,
-                hint: "this syscall is not in the recorder's table".into(),
-            });
+            return self.on_unknown_entry(cur, sysno, args);
         };
         if desc.untraced && self.seccomp {
             // Seen only because the thread was resumed with PTRACE_SYSCALL: as the
@@ -1078,11 +1083,17 @@ impl Recorder {
         let mut fake_ret = None;
         match class {
             Class::Unsupported { hint } => {
+                let hint = match syscalls::unknown_request(sysno, &args) {
+                    Some(request) => format!(
+                        "{request} is not in the recorder's table yet (recorder/syscalls.toml); please report it"
+                    ),
+                    None => hint.to_string(),
+                };
                 return Err(Error::UnsupportedSyscall {
                     name: desc.name.to_string(),
                     nr: sysno,
-                    hint: hint.to_string(),
-                })
+                    hint,
+                });
             }
             Class::Refused { errno } => fake_ret = Some(-(errno as i64)),
             Class::Recorded | Class::Executed => {}
@@ -1223,7 +1234,36 @@ impl Recorder {
         Ok(Next::Continue)
     }
 
-    /// exit / exit_group: the event is written; let the call run and collect the ends.
+    /// A call whose number the kernel does not have (`syscall(-1)`, numbers past the
+    /// table's end): the kernel would answer `ENOSYS`, and so does the recording, with
+    /// an ordinary event. x32 calls (numbers with bit 30 set), which a kernel built with
+    /// the x32 ABI would run, stop the recording instead.
+    fn on_unknown_entry(&mut self, cur: i32, sysno: u64, args: [u64; 6]) -> Result<Next> {
+        if syscalls::is_x32(sysno) {
+            return Err(Error::UnsupportedSyscall {
+                name: syscalls::name_of(sysno),
+                nr: sysno,
+                hint: "x32 ABI system calls are not supported; record an x86_64 build".into(),
+            });
+        }
+        let task = &mut self.threads.get_mut(&cur).expect("current").task;
+        task.set_orig_rax(u64::MAX)?;
+        let entry = effects::EntryState::capture(task, &[], &args)?;
+        self.threads.get_mut(&cur).expect("current").pending = Some(Pending {
+            nr: sysno,
+            args,
+            input_hash: 0,
+            outputs: &[],
+            special: false,
+            entry,
+            fake_ret: Some(-(libc::ENOSYS as i64)),
+            redirect: None,
+            creates_thread: false,
+            exec_happened: false,
+        });
+        Ok(Next::Continue)
+    }
+
     /// The threads of process `tgid` that are still known.
     fn members(&self, tgid: i32) -> Vec<i32> {
         self.threads
@@ -1323,6 +1363,10 @@ impl Recorder {
         let mut file = None;
         let mut shared_map = None;
         let mut shared_write = None;
+        if p.fake_ret.is_none() && effects::interrupted(ret) {
+            // A signal cut it short; it may still have written (the time left).
+            writes = effects::collect_interrupted_outputs(task, p.outputs, &p.args, &p.entry);
+        }
         if ret >= 0 && p.fake_ret.is_none() {
             writes = if p.special {
                 special::outputs(task, p.nr, &p.args, ret, &p.entry)?

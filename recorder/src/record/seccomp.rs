@@ -21,8 +21,8 @@ use crate::syscalls;
 use super::redirect::SCRATCH_BASE;
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-/// Numbers from here on are the x32 ABI: traced (and refused by the engine).
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// Numbers from here on are the x32 ABI (or unknown): traced, and answered by the engine.
+const X32_SYSCALL_BIT: u32 = syscalls::X32_SYSCALL_BIT as u32;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
 const SECCOMP_SET_MODE_FILTER: u64 = 1;

@@ -132,6 +132,8 @@ pub fn replay_observed(
             landlock: sandbox
                 .as_ref()
                 .map(|s| std::os::fd::AsRawFd::as_raw_fd(&s.ruleset)),
+            own_process_group: false,
+            foreground_tty: None,
         };
         let pid = spawn::spawn_traced(&spec)?;
         let mut r = Replayer {
@@ -921,10 +923,12 @@ impl Replayer<'_, '_> {
         if s.nr != sysno || s.args != args {
             return Err(self.diverge(ev, format!("made syscall {}", describe_call(sysno, &args))));
         }
-        let desc = syscalls::lookup(sysno).ok_or_else(|| Error::BadTrace {
-            path: self.trace.path.clone(),
-            reason: format!("event {} is an unknown syscall {sysno}", self.index),
-        })?;
+        let Some(desc) = syscalls::lookup(sysno) else {
+            // A number the kernel does not have: ENOSYS at record, injected here (the
+            // trace's checks allow nothing else for such a number).
+            th.task.set_rax(s.ret as u64)?;
+            return Ok(Step::Done);
+        };
         let hash = if desc.special && special::handling(sysno, &args) == special::Handling::Here {
             let regions = special::inputs(&mut th.task, sysno, &args)?;
             effects::hash_regions(&mut th.task, &regions)?
@@ -992,8 +996,14 @@ impl Replayer<'_, '_> {
     ) -> Result<()> {
         let sig = th.signal;
         if !caught(th.task.tid, sig) {
-            // Default action: it ends the process, or is ignored (then the mask stays
-            // the temporary one; not seen in practice).
+            if ignored(th.task.tid, sig) {
+                // No handler runs: the kernel discarded it and gave the caller its own
+                // mask back (and restarted the call, which the restart code in the
+                // result makes it do here too). Discarding is not delivering it.
+                th.signal = 0;
+                th.task.set_sigmask(orig)?;
+            }
+            // Otherwise its default action ends the process: the mask no longer matters.
             return Ok(());
         }
         th.task.resume(Resume::Step, sig)?;
@@ -1317,14 +1327,32 @@ fn temporary_mask(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64) -> Res
 /// Whether signal `sig` has a handler in thread `tid`'s process (`SigCgt` in
 /// `/proc/TID/status`).
 fn caught(tid: i32, sig: i32) -> bool {
+    status_mask(tid, "SigCgt:").is_some_and(|mask| has_signal(mask, sig))
+}
+
+/// Whether delivering signal `sig` to thread `tid` discards it: it is ignored
+/// (`SigIgn`), or has its default action and that action is to ignore it (or, for
+/// SIGCONT, only to continue a stopped process).
+fn ignored(tid: i32, sig: i32) -> bool {
+    status_mask(tid, "SigIgn:").is_some_and(|mask| has_signal(mask, sig))
+        || (!caught(tid, sig)
+            && matches!(
+                sig,
+                libc::SIGCHLD | libc::SIGCONT | libc::SIGURG | libc::SIGWINCH
+            ))
+}
+
+/// A signal mask line (`SigCgt:`, `SigIgn:`...) of `/proc/TID/status`.
+fn status_mask(tid: i32, key: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("SigCgt:"))
-                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        })
-        .is_some_and(|mask| sig >= 1 && mask & (1 << (sig - 1)) != 0)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+}
+
+fn has_signal(mask: u64, sig: i32) -> bool {
+    (1..=64).contains(&sig) && mask & (1 << (sig - 1)) != 0
 }
 
 /// Whether a recorded syscall runs for real at replay (otherwise it is emulated).
@@ -1332,8 +1360,10 @@ fn runs_at_replay(s: &SyscallEvent) -> bool {
     let Some(desc) = syscalls::lookup(s.nr) else {
         return false;
     };
-    if s.nr == nr::SCHED_SETAFFINITY || (s.nr == nr::EXECVE && s.ret != 0) {
-        // A failed execve changed nothing: its error is injected like any result.
+    let creates_task = matches!(s.nr, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK);
+    if s.nr == nr::SCHED_SETAFFINITY || ((s.nr == nr::EXECVE || creates_task) && s.ret < 0) {
+        // A failed execve or clone changed nothing: its error is injected like any
+        // result (a clone that failed has no new-task event to follow).
         return false;
     }
     let (class, _, _) = crate::record::resolve_request(desc, &s.args);

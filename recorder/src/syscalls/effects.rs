@@ -124,6 +124,37 @@ fn fixed_len(size: Size, args: &[u64; 6], ret: Option<i64>, st: &EntryState) -> 
     }
 }
 
+/// Whether a call's result says a signal interrupted it: `EINTR`, or one of the
+/// kernel's restart codes (`ERESTARTSYS`, `ERESTARTNOINTR`, `ERESTARTNOHAND`,
+/// `ERESTART_RESTARTBLOCK`), which the program never sees but a tracer does.
+pub fn interrupted(ret: i64) -> bool {
+    ret == -(libc::EINTR as i64) || (-516..=-512).contains(&ret) && ret != -515
+}
+
+/// Reads what an interrupted call may have written: the outputs whose size does not
+/// depend on the result (the time left that ppoll, select and nanosleep write back,
+/// poll's revents). A region that cannot be read is left out: the kernel did not
+/// write it either. Injecting bytes the kernel left unchanged is harmless, so this
+/// needs no per-call knowledge of which of them the kernel writes when interrupted.
+pub fn collect_interrupted_outputs(
+    task: &mut Task,
+    outputs: &[MemArg],
+    args: &[u64; 6],
+    st: &EntryState,
+) -> Vec<MemWrite> {
+    outputs
+        .iter()
+        .filter(|o| args[o.arg as usize] != 0)
+        .filter(|o| matches!(o.size, Size::Fixed(_) | Size::Arg(_) | Size::ArgTimes(..)))
+        .filter_map(|o| {
+            let addr = args[o.arg as usize];
+            let len = fixed_len(o.size, args, None, st)?.min(MAX_BUF);
+            let data = task.read_mem(addr, len).ok()?;
+            (len > 0).then_some(MemWrite { addr, data })
+        })
+        .collect()
+}
+
 /// Reads the memory the syscall wrote, per its output descriptions. Called at the exit
 /// stop of a successful call.
 pub fn collect_outputs(

@@ -77,6 +77,16 @@ pub fn event(index: u64, ev: &Event) -> std::result::Result<(), String> {
                 s.args[2]
             ))
         }
+        Event::Syscall(s)
+            if syscalls::lookup(s.nr).is_none()
+                && (s.ret != -(libc::ENOSYS as i64) || !s.writes.is_empty() || s.file.is_some()) =>
+        {
+            bad(format!(
+                "says that {} returned {} or wrote memory, but this recorder answers every unknown system call with ENOSYS",
+                syscalls::name_of(s.nr),
+                s.ret
+            ))
+        }
         Event::Syscall(s) => {
             if let Some(f) = &s.file {
                 if !is_file_name(f) {
