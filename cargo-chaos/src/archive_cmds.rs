@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
-use packer::cache::Cache;
 use packer::compat::{self, Incompatibility};
 use packer::manifest::{Manifest, TestIdentity};
 use packer::transport::{self, TransportOptions};
@@ -66,9 +65,10 @@ pub struct UnpackArgs {
     /// A new or empty directory [default: ./NAME, from the archive's name].
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
-    /// Refuse archives that unpack to more than this many bytes.
-    #[arg(long, value_name = "BYTES")]
-    pub max_size: Option<u64>,
+    /// Accept archives that unpack to up to SIZE in all, and members up to SIZE each
+    /// (e.g. `8GiB`) [default: 4 GiB in all, 1 GiB a member].
+    #[arg(long, alias = "max-size", value_name = "SIZE", value_parser = crate::sizes::parse)]
+    pub max_unpacked_size: Option<u64>,
 }
 
 /// `cargo chaos upload`: put an archive where CI keeps artifacts.
@@ -363,11 +363,7 @@ pub fn run_unpack(args: UnpackArgs) -> anyhow::Result<i32> {
             PathBuf::from(packer::hash::stem_of_file_name(name))
         }
     };
-    let mut limits = packer::UnpackLimits::default();
-    if let Some(max) = args.max_size {
-        limits.max_total_bytes = max;
-        limits.max_member_bytes = limits.max_member_bytes.min(max);
-    }
+    let limits = crate::sizes::unpack_limits(args.max_unpacked_size);
     let unpacked = match with_progress(|p| packer::unpack(&args.archive, &dest, &limits, p)) {
         Ok(u) => u,
         Err(e) => return Ok(fail(e, exit_codes::REPLAY_FAILED)),
@@ -465,7 +461,7 @@ fn load_manifest(what: &str) -> anyhow::Result<Manifest> {
         let local = transport::impls::local::Local::new(what)?;
         return Ok(packer::read_manifest(local.path())?);
     }
-    let resolved = resolve(what)?;
+    let resolved = resolve(what, &packer::UnpackLimits::default())?;
     Ok(resolved.manifest.expect("archives have manifests"))
 }
 
@@ -530,6 +526,8 @@ fn warn_incompatibilities(problems: &[Incompatibility]) {
 /// A recording directory resolved from what the user passed.
 #[derive(Debug)]
 pub struct ResolvedTrace {
+    /// Keeps an archive's cache entry in use (not pruned) while this value lives.
+    pub unpacked: Option<packer::UnpackedArchive>,
     /// The recording directory, ready for replay.
     pub dir: PathBuf,
     /// The archive's manifest, when it came from an archive.
@@ -556,17 +554,19 @@ fn single(unpacked: packer::UnpackedArchive, what: &str) -> anyhow::Result<Resol
     let problems = compat::check(&unpacked.manifest);
     Ok(ResolvedTrace {
         dir,
-        manifest: Some(unpacked.manifest),
+        manifest: Some(unpacked.manifest.clone()),
         problems,
+        unpacked: Some(unpacked),
     })
 }
 
 /// Resolves a recording directory, an archive, or a URL (`file://`, `http(s)://`,
 /// `s3://`, GitHub artifact) into a recording directory. Archives are verified and
-/// unpacked into the user's cache (reused next time); URLs are downloaded into it first.
-pub fn resolve(path_or_url: &str) -> anyhow::Result<ResolvedTrace> {
+/// unpacked into the user's cache (reused next time) within `limits`; URLs are downloaded
+/// into it first. The cache is then pruned to its size cap (`CHAOS_CACHE_MAX_SIZE`).
+pub fn resolve(path_or_url: &str, limits: &packer::UnpackLimits) -> anyhow::Result<ResolvedTrace> {
     let is_url = path_or_url.contains("://") && !path_or_url.starts_with("file://");
-    let cache = Cache::user()?;
+    let cache = crate::sizes::user_cache(limits.clone())?;
     if is_url {
         let topts = TransportOptions::from_env()?;
         let unpacked = with_progress(|p| cache.open_url(path_or_url, &topts, p))?;
@@ -588,6 +588,7 @@ pub fn resolve(path_or_url: &str) -> anyhow::Result<ResolvedTrace> {
                 dir: path,
                 manifest,
                 problems,
+                unpacked: None,
             });
         }
         if path.join(packer::manifest::MANIFEST_NAME).is_file() {
@@ -608,10 +609,12 @@ pub fn resolve(path_or_url: &str) -> anyhow::Result<ResolvedTrace> {
     single(unpacked, path_or_url)
 }
 
-/// Like [`resolve`], returning only the directory; compatibility problems are printed
-/// as warnings.
-pub fn resolve_trace(path_or_url: &str) -> anyhow::Result<PathBuf> {
-    let r = resolve(path_or_url)?;
+/// Like [`resolve`]; compatibility problems are printed as warnings.
+pub fn resolve_trace(
+    path_or_url: &str,
+    limits: &packer::UnpackLimits,
+) -> anyhow::Result<ResolvedTrace> {
+    let r = resolve(path_or_url, limits)?;
     warn_incompatibilities(&r.problems);
-    Ok(r.dir)
+    Ok(r)
 }

@@ -228,8 +228,11 @@ pub enum UnpackError {
     },
     /// A size limit was exceeded (decompression bomb protection).
     #[error(
-        "{archive}: {what} exceeds the limit of {limit} bytes at member {member:?} \
-         (hint: if the archive is trusted, raise the limit in UnpackLimits)"
+        "{archive}: {} at member {member:?} \
+         (hint: if the archive is trusted, raise the limit with --max-unpacked-size SIZE, \
+         e.g. --max-unpacked-size {}; UnpackLimits in the library)",
+        describe_limit(what, *size, *limit),
+        suggested_limit(*size, *limit)
     )]
     LimitExceeded {
         /// The archive.
@@ -238,6 +241,8 @@ pub enum UnpackError {
         member: String,
         /// Which limit.
         what: &'static str,
+        /// The size found or announced, when known.
+        size: Option<u64>,
         /// The limit.
         limit: u64,
     },
@@ -247,6 +252,30 @@ pub enum UnpackError {
         /// The destination.
         path: PathBuf,
     },
+}
+
+/// "WHAT (SIZE) exceeds the limit of LIMIT", sizes in bytes shown as `1.0 GiB`; the
+/// number of members as a plain number.
+fn describe_limit(what: &str, size: Option<u64>, limit: u64) -> String {
+    let show = |n: u64| {
+        if what.contains("number") {
+            n.to_string()
+        } else {
+            bytesize::ByteSize(n).to_string()
+        }
+    };
+    match size {
+        Some(s) => format!("{what} ({}) exceeds the limit of {}", show(s), show(limit)),
+        None => format!("{what} exceeds the limit of {}", show(limit)),
+    }
+}
+
+/// A `--max-unpacked-size` that admits `size` (or twice `limit` when the size is
+/// unknown), in whole GiB.
+fn suggested_limit(size: Option<u64>, limit: u64) -> String {
+    let want = size.unwrap_or(limit.saturating_mul(2)).max(limit.saturating_add(1));
+    let gib = want.div_ceil(1 << 30).max(1);
+    format!("{gib}GiB")
 }
 
 /// Why the trace cache could not serve an archive.

@@ -31,6 +31,21 @@ use crate::manifest::{Manifest, FILES_DIR, FORMAT_VERSION, MANIFEST_NAME, RECORD
 use crate::pack::MAX_WINDOW_LOG;
 use crate::progress::{Meter, Phase, ProgressEvent};
 
+/// Default cap on one member's size: 1 GiB.
+///
+/// Sized from what captures hold: the biggest member of a real capture is the test
+/// binary. The debug test binaries of this workspace (tokio, reqwest, rustls and the
+/// recorder linked in, full debug info) measure 90 to 140 MiB, the example crate's a few
+/// MiB; libc is 1.9 MiB, ld.so 0.2 MiB, libgcc_s 0.1 MiB; an events file a few MiB. 1 GiB
+/// is seven times the largest of those, and still refuses a bomb before it fills a disk.
+/// `--max-unpacked-size` (the CLI) or [`UnpackLimits::with_max_unpacked_size`] raises it.
+pub const DEFAULT_MAX_MEMBER_BYTES: u64 = 1 << 30;
+
+/// Default cap on all members together: 4 GiB, room for an archive of many recordings of
+/// several such binaries (each binary and library is stored once per archive; see
+/// [`DEFAULT_MAX_MEMBER_BYTES`]).
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 4 << 30;
+
 /// Size limits against decompression bombs and absurd archives.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -46,12 +61,13 @@ pub struct UnpackLimits {
 }
 
 impl Default for UnpackLimits {
-    /// 64 GiB in all, 16 GiB per member, 1,000,000 members, a 64 MiB manifest: far
-    /// above any real recording, far below what fills a disk by surprise.
+    /// 4 GiB in all, 1 GiB per member ([`DEFAULT_MAX_TOTAL_BYTES`],
+    /// [`DEFAULT_MAX_MEMBER_BYTES`]), 1,000,000 members, a 64 MiB manifest: far above any
+    /// real capture, far below what fills a disk by surprise.
     fn default() -> Self {
         UnpackLimits {
-            max_total_bytes: 64 << 30,
-            max_member_bytes: 16 << 30,
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
+            max_member_bytes: DEFAULT_MAX_MEMBER_BYTES,
             max_members: 1_000_000,
             max_manifest_bytes: 64 << 20,
         }
@@ -66,6 +82,12 @@ impl UnpackLimits {
             max_member_bytes,
             ..UnpackLimits::default()
         }
+    }
+
+    /// The limits `--max-unpacked-size SIZE` sets: the archive may unpack to `size` bytes
+    /// in all, and one member may be as large as that.
+    pub fn with_max_unpacked_size(size: u64) -> Self {
+        UnpackLimits::with_sizes(size, size)
     }
 }
 
@@ -88,9 +110,21 @@ pub struct UnpackedArchive {
     pub traces: Vec<TraceDir>,
     /// The manifest (also saved as `chaos-manifest.json` in `root`).
     pub manifest: Manifest,
+    /// For an entry of the cache: holds it in use, so no prune removes it meanwhile.
+    in_use: Option<std::sync::Arc<crate::cache::InUse>>,
 }
 
 impl UnpackedArchive {
+    /// Keeps `lock` (a cache entry held in use) for as long as this value or a clone lives.
+    pub(crate) fn hold(&mut self, lock: crate::cache::InUse) {
+        self.in_use = Some(std::sync::Arc::new(lock));
+    }
+
+    /// Whether this is a cache entry held in use (see [`crate::cache::InUse`]).
+    pub fn in_use(&self) -> bool {
+        self.in_use.is_some()
+    }
+
     /// The recording directory when the archive holds exactly one.
     pub fn single_trace(&self) -> Option<&Path> {
         match self.traces.as_slice() {
@@ -109,6 +143,7 @@ impl UnpackedArchive {
             root: root.to_path_buf(),
             traces,
             manifest,
+            in_use: None,
         })
     }
 }
@@ -326,6 +361,7 @@ pub(crate) fn unpack_inner(
             archive: archive.to_path_buf(),
             member: MANIFEST_NAME.to_string(),
             what: "the manifest",
+            size: Some(first.size()),
             limit: limits.max_manifest_bytes,
         });
     }
@@ -370,6 +406,7 @@ pub(crate) fn unpack_inner(
             archive: archive.to_path_buf(),
             member: String::new(),
             what: "the number of members",
+            size: None,
             limit: limits.max_members,
         });
     }
@@ -395,6 +432,7 @@ pub(crate) fn unpack_inner(
                 archive: archive.to_path_buf(),
                 member: m.path.clone(),
                 what: "a member's size",
+                size: Some(m.size),
                 limit: limits.max_member_bytes,
             });
         }
@@ -404,6 +442,7 @@ pub(crate) fn unpack_inner(
                 archive: archive.to_path_buf(),
                 member: m.path.clone(),
                 what: "the total size",
+                size: Some(total),
                 limit: limits.max_total_bytes,
             });
         }
@@ -481,6 +520,7 @@ pub(crate) fn unpack_inner(
                     archive: archive.to_path_buf(),
                     member: path,
                     what: "a member's size",
+                    size: Some(declared),
                     limit: limits.max_member_bytes,
                 });
             }
@@ -520,6 +560,7 @@ pub(crate) fn unpack_inner(
                     archive: archive.to_path_buf(),
                     member: path,
                     what: "the data read",
+                    size: None,
                     limit: limits.max_total_bytes.min(*size),
                 });
             }
@@ -631,6 +672,7 @@ pub(crate) fn unpack_inner(
         root: dest.to_path_buf(),
         traces,
         manifest,
+        in_use: None,
     })
 }
 
@@ -669,6 +711,7 @@ pub fn read_manifest(archive: &Path) -> Result<Manifest, UnpackError> {
             archive: archive.to_path_buf(),
             member: MANIFEST_NAME.to_string(),
             what: "the manifest",
+            size: Some(first.size()),
             limit,
         });
     }
