@@ -1,0 +1,142 @@
+//! Archives from elsewhere: bounded unpacking (`--max-unpacked-size`), and `inspect`,
+//! which verifies an archive before it says this machine can replay it.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::common::*;
+
+/// `steps 3` recorded and packed into `dir/archives/`; `extra` bytes of zeros are added to
+/// the recording first (a sparse file `padding`, packed as a member of the recording).
+fn steps_archive(dir: &Path, extra: u64) -> PathBuf {
+    let rec = record(dir, &fixture("steps"), &["3"]);
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    if extra > 0 {
+        let pad = std::fs::File::create(rec.trace.join("padding")).unwrap();
+        pad.set_len(extra).unwrap();
+    }
+    let out = dir.join("archives");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut cmd = chaos_cmd(&[]);
+    cmd.arg("pack")
+        .arg("--level")
+        .arg("1")
+        .arg("-o")
+        .arg(&out)
+        .arg(&rec.trace);
+    let packed = run(&mut cmd);
+    assert_eq!(packed.status, 0, "{}", packed.show());
+    std::fs::remove_dir_all(&rec.trace).unwrap();
+    let archives: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(archives.len(), 1, "{archives:?}");
+    archives.into_iter().next().unwrap()
+}
+
+/// `cargo-replay-artifact replay-artifact ARGS` with its cache in `cache`, under
+/// `prlimit --as=LIMIT` (address space) when given.
+fn replay_artifact(cache: &Path, address_space: Option<u64>, args: &[&OsStr]) -> Run {
+    let mut cmd = Command::new(tool("timeout"));
+    cmd.arg("--kill-after=10").arg("300");
+    if let Some(bytes) = address_space {
+        cmd.arg(tool("prlimit")).arg(format!("--as={bytes}"));
+    }
+    cmd.arg(env!("CARGO_BIN_EXE_cargo-replay-artifact"))
+        .arg("replay-artifact")
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .stdin(Stdio::null());
+    run(&mut cmd)
+}
+
+/// Every name under `dir`, recursively (hidden ones included).
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        out.push(p.display().to_string());
+        if p.is_dir() {
+            out.extend(tree(&p));
+        }
+    }
+    out
+}
+
+#[test]
+fn an_archive_past_the_size_limit_is_refused_naming_the_flag_and_accepted_with_it() {
+    // A real capture plus a member of 1.25 GiB of zeros: the archive stays small, the
+    // hashes are right, and the member is past the default limit of 1 GiB a member.
+    let dir = temp();
+    let bomb = 5u64 << 28;
+    let archive = steps_archive(dir.path(), bomb);
+    let small = std::fs::metadata(&archive).unwrap().len();
+    assert!(small < 16 << 20, "the archive is {small} bytes");
+    let cache = dir.path().join("cache");
+    // 512 MiB of address space: less than the member, so it can only be streamed.
+    let memory = Some(512u64 << 20);
+
+    let refused = replay_artifact(&cache, memory, &[archive.as_os_str()]);
+    assert_eq!(refused.status, FAILED, "{}", refused.show());
+    let err = refused.stderr_str();
+    assert!(
+        err.contains("--max-unpacked-size") && err.contains("1.2 GiB") && err.contains("padding"),
+        "the message should name the member, its size and the flag\n{}",
+        refused.show()
+    );
+    // The cache holds its (empty) directories and nothing else.
+    let left: Vec<String> = tree(&cache)
+        .into_iter()
+        .filter(|p| !Path::new(p).is_dir() || !p.ends_with("/traces") && p.contains("/traces/"))
+        .collect();
+    assert!(left.is_empty(), "left in the cache: {left:?}");
+
+    // `cargo chaos unpack` refuses it the same way.
+    let mut cmd = chaos_cmd(&[]);
+    cmd.arg("unpack")
+        .arg(&archive)
+        .arg("-o")
+        .arg(dir.path().join("unpacked"));
+    let unpack = run(&mut cmd);
+    assert_eq!(unpack.status, FAILED, "{}", unpack.show());
+    assert!(unpack.stderr_str().contains("--max-unpacked-size"), "{}", unpack.show());
+    assert!(!dir.path().join("unpacked").exists());
+
+    // Raised, the archive unpacks (streamed within the same memory) and replays.
+    let accepted = replay_artifact(
+        &cache,
+        memory,
+        &[
+            OsStr::new("--max-unpacked-size"),
+            OsStr::new("2GiB"),
+            archive.as_os_str(),
+        ],
+    );
+    assert_eq!(accepted.status, 0, "{}", accepted.show());
+    assert!(
+        accepted.stderr_str().contains("the replay matched"),
+        "{}",
+        accepted.show()
+    );
+}
+
+#[test]
+fn a_bad_size_is_refused_with_a_message() {
+    let dir = temp();
+    let run = replay_artifact(
+        &dir.path().join("cache"),
+        None,
+        &[
+            OsStr::new("--max-unpacked-size"),
+            OsStr::new("lots"),
+            OsStr::new("x.chaos.tar.zst"),
+        ],
+    );
+    assert_ne!(run.status, 0, "{}", run.show());
+    assert!(run.stderr_str().contains("not a size"), "{}", run.show());
+}
