@@ -284,6 +284,7 @@ fn fail(e: impl Into<anyhow::Error>, code: i32) -> i32 {
 
 /// `cargo chaos pack`.
 pub fn run_pack(args: PackArgs) -> anyhow::Result<i32> {
+    crate::signals::remove_partial_files_on_signal();
     let out = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
     let mut opts = packer::PackOptions::default();
     opts.name = args.name.clone();
@@ -377,6 +378,7 @@ pub fn run_unpack(args: UnpackArgs) -> anyhow::Result<i32> {
 
 /// `cargo chaos upload`.
 pub fn run_upload(args: UploadArgs) -> anyhow::Result<i32> {
+    crate::signals::remove_partial_files_on_signal();
     let topts = TransportOptions::from_env()?;
     match with_progress(|p| transport::upload(&args.archive, &args.location, &topts, p)) {
         Ok(up) => {
@@ -402,6 +404,7 @@ pub fn run_upload(args: UploadArgs) -> anyhow::Result<i32> {
 
 /// `cargo chaos download`.
 pub fn run_download(args: DownloadArgs) -> anyhow::Result<i32> {
+    crate::signals::remove_partial_files_on_signal();
     let dir = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
     let topts = TransportOptions::from_env()?;
     match with_progress(|p| transport::download(&args.location, &dir, &topts, p)) {

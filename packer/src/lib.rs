@@ -69,6 +69,7 @@ pub mod frames;
 pub mod hash;
 pub mod manifest;
 mod pack;
+pub mod partial;
 pub mod progress;
 pub mod secrets;
 pub mod sysinfo;

@@ -7,6 +7,7 @@ mod errors;
 mod frames;
 mod http;
 mod malicious;
+mod partial;
 mod roundtrip;
 mod s3;
 mod secrets;
