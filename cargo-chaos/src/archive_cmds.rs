@@ -103,6 +103,10 @@ pub struct InspectArgs {
     /// Print the manifest as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Accept an archive that unpacks to up to SIZE in all, and members up to SIZE each
+    /// (e.g. `8GiB`) [default: 4 GiB in all, 1 GiB a member].
+    #[arg(long, value_name = "SIZE", value_parser = crate::sizes::parse)]
+    pub max_unpacked_size: Option<u64>,
 }
 
 /// Whether to draw progress bars: only on a terminal and outside CI.
@@ -421,13 +425,32 @@ pub fn run_download(args: DownloadArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// `cargo chaos inspect`: exits 0 when this machine can replay the archive, 125 when
-/// something stands in the way.
+/// `cargo chaos inspect`: exits 0 when this machine can replay the archive, 125 when the
+/// archive is damaged (it is read in full and every hash checked first) or something
+/// stands in the way.
 pub fn run_inspect(args: InspectArgs) -> anyhow::Result<i32> {
-    let manifest = load_manifest(&args.archive)?;
-    let problems = compat::check(&manifest);
+    let limits = crate::sizes::unpack_limits(args.max_unpacked_size);
+    let (manifest, damage) = match inspect_manifest(&args.archive, &limits) {
+        Ok(found) => found,
+        Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"verified": false, "damage": format!("{e:#}")})
+                );
+            }
+            eprintln!("error: {} cannot be replayed: {e:#}", args.archive);
+            return Ok(exit_codes::REPLAY_FAILED);
+        }
+    };
+    let problems = match &damage {
+        None => compat::check(&manifest),
+        Some(_) => Vec::new(),
+    };
     if args.json {
         let mut v = serde_json::to_value(&manifest)?;
+        v["verified"] = serde_json::json!(damage.is_none());
+        v["damage"] = serde_json::json!(damage.as_ref().map(|e| format!("{e:#}")));
         v["compatibility"] = serde_json::json!(problems
             .iter()
             .map(|p| p.message.clone())
@@ -435,8 +458,10 @@ pub fn run_inspect(args: InspectArgs) -> anyhow::Result<i32> {
         println!("{v}");
     } else {
         print_summary(&manifest);
-        if problems.is_empty() {
-            println!("This machine can replay it (no known obstacle).");
+        if let Some(e) = &damage {
+            println!("\n{} (see the error below).", damage_verdict(e));
+        } else if problems.is_empty() {
+            println!("This machine can replay it (archive verified; no known obstacle).");
         } else {
             println!("This machine may not replay it:");
             for p in &problems {
@@ -444,28 +469,57 @@ pub fn run_inspect(args: InspectArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(if problems.is_empty() {
+    if let Some(e) = &damage {
+        eprintln!("error: {e}");
+    }
+    Ok(if damage.is_none() && problems.is_empty() {
         exit_codes::OK
     } else {
         exit_codes::REPLAY_FAILED
     })
 }
 
-fn load_manifest(what: &str) -> anyhow::Result<Manifest> {
+/// What `inspect` says of an archive that failed verification.
+fn damage_verdict(e: &packer::UnpackError) -> &'static str {
+    match e {
+        packer::UnpackError::LimitExceeded { .. } => {
+            "This archive is larger than the unpack limits: it cannot be replayed without \
+             --max-unpacked-size"
+        }
+        packer::UnpackError::Io { .. } => "This archive cannot be read: it cannot be replayed",
+        _ => "This archive is damaged: it cannot be replayed",
+    }
+}
+
+/// The manifest of what `inspect` was given, and why the archive cannot be used if it
+/// is damaged. A local archive is read in full and verified ([`packer::verify`]); a URL
+/// is downloaded and unpacked into the cache (which verifies it); an unpacked directory
+/// was verified when it was unpacked. `Err` when not even the manifest can be read.
+fn inspect_manifest(
+    what: &str,
+    limits: &packer::UnpackLimits,
+) -> anyhow::Result<(Manifest, Option<packer::UnpackError>)> {
     let path = Path::new(what);
     if !what.contains("://") && path.is_dir() {
         let bytes =
             std::fs::read(path.join(packer::manifest::MANIFEST_NAME)).with_context(|| {
                 format!("{what} is not an unpacked archive (no chaos-manifest.json)")
             })?;
-        return Ok(Manifest::from_json(&bytes)?);
+        return Ok((Manifest::from_json(&bytes)?, None));
     }
     if !what.contains("://") || what.starts_with("file://") {
         let local = transport::impls::local::Local::new(what)?;
-        return Ok(packer::read_manifest(local.path())?);
+        let archive = local.path();
+        return match with_progress(|p| packer::verify(archive, limits, p)) {
+            Ok(m) => Ok((m, None)),
+            Err(damage) => match packer::read_manifest(archive) {
+                Ok(m) => Ok((m, Some(damage))),
+                Err(_) => Err(damage.into()),
+            },
+        };
     }
-    let resolved = resolve(what, &packer::UnpackLimits::default())?;
-    Ok(resolved.manifest.expect("archives have manifests"))
+    let resolved = resolve(what, limits)?;
+    Ok((resolved.manifest.expect("archives have manifests"), None))
 }
 
 fn print_summary(m: &Manifest) {

@@ -86,4 +86,4 @@ pub use pack::{
 };
 pub use progress::{Phase, ProgressEvent};
 pub use trace::TRACE_VERSION_LINE;
-pub use unpack::{read_manifest, unpack, TraceDir, UnpackLimits, UnpackedArchive};
+pub use unpack::{read_manifest, unpack, verify, TraceDir, UnpackLimits, UnpackedArchive};

@@ -274,6 +274,23 @@ pub fn unpack(
     unpack_inner(archive, dest, limits, expected.as_deref(), progress)
 }
 
+/// Reads a whole archive and checks it as [`unpack`] does (every member's size and
+/// BLAKE3, every zstd frame's checksum, the archive's hash against its name), writing
+/// nothing; returns its manifest. An archive that passes unpacks with the same `limits`.
+pub fn verify(
+    archive: &Path,
+    limits: &UnpackLimits,
+    progress: &mut dyn FnMut(&ProgressEvent),
+) -> Result<Manifest, UnpackError> {
+    let expected = archive
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(hash_from_file_name)
+        .map(str::to_string);
+    let (manifest, _) = read_members(archive, limits, expected.as_deref(), None, progress)?;
+    Ok(manifest)
+}
+
 pub(crate) fn unpack_inner(
     archive: &Path,
     dest: &Path,
@@ -284,15 +301,6 @@ pub(crate) fn unpack_inner(
     let io_err = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| UnpackError::Io { op, path, source }
-    };
-    let corrupt = |reason: String| UnpackError::Corrupt {
-        archive: archive.to_path_buf(),
-        reason,
-    };
-    let unsafe_member = |member: &str, reason: String| UnpackError::UnsafeMember {
-        archive: archive.to_path_buf(),
-        member: member.to_string(),
-        reason,
     };
 
     match fs::read_dir(dest) {
@@ -321,7 +329,76 @@ pub(crate) fn unpack_inner(
         .tempdir_in(&parent)
         .map_err(io_err("create a temporary directory in", &parent))?;
     let stage = staging.path().to_path_buf();
+    let (manifest, manifest_bytes) =
+        read_members(archive, limits, expected_hash, Some(&stage), progress)?;
 
+    // 5. Lay the recordings out and move them into place.
+    if manifest.recordings.len() > 1 {
+        let store = stage.join(".store");
+        for r in &manifest.recordings {
+            let files = stage.join(&r.name).join(FILES_DIR);
+            fs::create_dir_all(&files).map_err(io_err("create directory", &files))?;
+            for h in &r.files {
+                let from = store.join(h);
+                let to = files.join(h);
+                if fs::hard_link(&from, &to).is_err() {
+                    fs::copy(&from, &to).map_err(io_err("copy into", &to))?;
+                }
+            }
+        }
+        fs::remove_dir_all(&store).map_err(io_err("remove", &store))?;
+    } else {
+        // A recording without captured files still gets its (empty) files/ directory.
+        let files = stage.join(FILES_DIR);
+        fs::create_dir_all(&files).map_err(io_err("create directory", &files))?;
+    }
+    let manifest_path = stage.join(MANIFEST_NAME);
+    fs::write(&manifest_path, &manifest_bytes).map_err(io_err("write", &manifest_path))?;
+    fs::set_permissions(&stage, fs::Permissions::from_mode(0o755))
+        .map_err(io_err("set permissions of", &stage))?;
+    let kept = staging.keep();
+    if let Err(e) = fs::rename(&kept, dest) {
+        let _ = fs::remove_dir_all(&kept);
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOTEMPTY) | Some(libc::EEXIST) | Some(libc::ENOTDIR) => {
+                UnpackError::DestinationNotEmpty {
+                    path: dest.to_path_buf(),
+                }
+            }
+            _ => io_err("rename into", dest)(e),
+        });
+    }
+    let traces = trace_dirs(dest, &manifest);
+    Ok(UnpackedArchive {
+        root: dest.to_path_buf(),
+        traces,
+        manifest,
+        in_use: None,
+    })
+}
+
+/// Reads and checks a whole archive (steps 1 to 4 of the unpacking rules), writing each
+/// member into `stage` when given; returns the manifest and its bytes.
+fn read_members(
+    archive: &Path,
+    limits: &UnpackLimits,
+    expected_hash: Option<&str>,
+    stage: Option<&Path>,
+    progress: &mut dyn FnMut(&ProgressEvent),
+) -> Result<(Manifest, Vec<u8>), UnpackError> {
+    let io_err = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| UnpackError::Io { op, path, source }
+    };
+    let corrupt = |reason: String| UnpackError::Corrupt {
+        archive: archive.to_path_buf(),
+        reason,
+    };
+    let unsafe_member = |member: &str, reason: String| UnpackError::UnsafeMember {
+        archive: archive.to_path_buf(),
+        member: member.to_string(),
+        reason,
+    };
     let file = File::open(archive).map_err(io_err("open", archive))?;
     let archive_size = file.metadata().map_err(io_err("inspect", archive))?.len();
     let hasher = Rc::new(Cell::new(Some(blake3::Hasher::new())));
@@ -528,22 +605,27 @@ pub(crate) fn unpack_inner(
                 "member {path} is {declared} bytes, the manifest says {size}"
             )));
         }
-        let out_path = stage.join(target);
-        if let Some(dir) = out_path.parent() {
-            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        // Verifying only (no stage): the content is hashed and dropped.
+        let mut out = None;
+        if let Some(stage) = stage {
+            let out_path = stage.join(target);
+            if let Some(dir) = out_path.parent() {
+                fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+            }
+            let exec = entry
+                .header()
+                .mode()
+                .map(|m| m & 0o111 != 0)
+                .unwrap_or(false);
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(if exec { 0o755 } else { 0o644 })
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&out_path)
+                .map_err(io_err("create", &out_path))?;
+            out = Some((file, out_path));
         }
-        let exec = entry
-            .header()
-            .mode()
-            .map(|m| m & 0o111 != 0)
-            .unwrap_or(false);
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(if exec { 0o755 } else { 0o644 })
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&out_path)
-            .map_err(io_err("create", &out_path))?;
         let mut h = blake3::Hasher::new();
         let mut got = 0u64;
         loop {
@@ -565,8 +647,10 @@ pub(crate) fn unpack_inner(
                 });
             }
             h.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(io_err("write", &out_path))?;
+            if let Some((file, out_path)) = &mut out {
+                file.write_all(&buf[..n])
+                    .map_err(io_err("write", out_path))?;
+            }
             let before = meter.done;
             meter.add(count.get().saturating_sub(before));
         }
@@ -631,49 +715,7 @@ pub(crate) fn unpack_inner(
     meter.add(count.get().saturating_sub(meter.done));
     meter.finish();
 
-    // 5. Lay the recordings out and move them into place.
-    if manifest.recordings.len() > 1 {
-        let store = stage.join(".store");
-        for r in &manifest.recordings {
-            let files = stage.join(&r.name).join(FILES_DIR);
-            fs::create_dir_all(&files).map_err(io_err("create directory", &files))?;
-            for h in &r.files {
-                let from = store.join(h);
-                let to = files.join(h);
-                if fs::hard_link(&from, &to).is_err() {
-                    fs::copy(&from, &to).map_err(io_err("copy into", &to))?;
-                }
-            }
-        }
-        fs::remove_dir_all(&store).map_err(io_err("remove", &store))?;
-    } else {
-        // A recording without captured files still gets its (empty) files/ directory.
-        let files = stage.join(FILES_DIR);
-        fs::create_dir_all(&files).map_err(io_err("create directory", &files))?;
-    }
-    let manifest_path = stage.join(MANIFEST_NAME);
-    fs::write(&manifest_path, &manifest_bytes).map_err(io_err("write", &manifest_path))?;
-    fs::set_permissions(&stage, fs::Permissions::from_mode(0o755))
-        .map_err(io_err("set permissions of", &stage))?;
-    let kept = staging.keep();
-    if let Err(e) = fs::rename(&kept, dest) {
-        let _ = fs::remove_dir_all(&kept);
-        return Err(match e.raw_os_error() {
-            Some(libc::ENOTEMPTY) | Some(libc::EEXIST) | Some(libc::ENOTDIR) => {
-                UnpackError::DestinationNotEmpty {
-                    path: dest.to_path_buf(),
-                }
-            }
-            _ => io_err("rename into", dest)(e),
-        });
-    }
-    let traces = trace_dirs(dest, &manifest);
-    Ok(UnpackedArchive {
-        root: dest.to_path_buf(),
-        traces,
-        manifest,
-        in_use: None,
-    })
+    Ok((manifest, manifest_bytes))
 }
 
 /// Reads only the manifest of an archive (the first member), without verifying the rest.

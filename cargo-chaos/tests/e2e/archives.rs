@@ -140,3 +140,64 @@ fn a_bad_size_is_refused_with_a_message() {
     assert_ne!(run.status, 0, "{}", run.show());
     assert!(run.stderr_str().contains("not a size"), "{}", run.show());
 }
+
+fn inspect(archive: &Path) -> Run {
+    let mut cmd = chaos_cmd(&[]);
+    cmd.arg("inspect").arg(archive);
+    run(&mut cmd)
+}
+
+#[test]
+fn inspect_verifies_the_archive_before_it_says_it_can_be_replayed() {
+    let dir = temp();
+    let archive = steps_archive(dir.path(), 0);
+    let good = inspect(&archive);
+    assert_eq!(good.status, 0, "{}", good.show());
+    assert!(
+        good.stdout_str().contains("This machine can replay it"),
+        "{}",
+        good.show()
+    );
+
+    let bytes = std::fs::read(&archive).unwrap();
+    // Cut in the middle (the manifest still reads) and in the last bytes (only the
+    // end of the stream and the hash in the name can tell); both with the name kept, and
+    // once renamed without a hash.
+    let renamed = dir.path().join("steps.chaos.tar.zst");
+    for (cut, path) in [
+        (bytes.len() / 2, &archive),
+        (bytes.len() - 3, &archive),
+        (bytes.len() - 3, &renamed),
+    ] {
+        std::fs::write(path, &bytes[..cut]).unwrap();
+        let damaged = inspect(path);
+        let what = format!("cut at {cut} of {} bytes, {}", bytes.len(), path.display());
+        assert_eq!(damaged.status, FAILED, "{what}\n{}", damaged.show());
+        assert!(
+            !damaged.stdout_str().contains("can replay it"),
+            "{what}\n{}",
+            damaged.show()
+        );
+        assert!(
+            damaged.stdout_str().contains("damaged: it cannot be replayed"),
+            "{what}\n{}",
+            damaged.show()
+        );
+        let err = damaged.stderr_str();
+        assert!(
+            err.contains("truncated") || err.contains("damaged") || err.contains("hash"),
+            "{what}: the error should say what is wrong\n{}",
+            damaged.show()
+        );
+    }
+
+    // Not even a manifest: refused with a reason.
+    std::fs::write(&archive, &bytes[..40]).unwrap();
+    let hopeless = inspect(&archive);
+    assert_eq!(hopeless.status, FAILED, "{}", hopeless.show());
+    assert!(
+        hopeless.stderr_str().contains("cannot be replayed"),
+        "{}",
+        hopeless.show()
+    );
+}
