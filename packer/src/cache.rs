@@ -107,7 +107,12 @@ impl Cache {
     /// Removes least recently used entries until the cache holds at most
     /// [`max_bytes`](Cache::max_bytes), sparing `keep` and the entries in use.
     pub fn prune(&self, keep: &[&Path]) -> PruneReport {
-        lru::prune(&self.traces_dir(), &self.archives_dir(), self.max_bytes, keep)
+        lru::prune(
+            &self.traces_dir(),
+            &self.archives_dir(),
+            self.max_bytes,
+            keep,
+        )
     }
 
     /// Marks `unpacked` (just opened from `archive`) as used and prunes the rest.
@@ -166,8 +171,7 @@ impl Cache {
         })?;
         self.remove_stale(&traces);
         let dest = traces.join(&expected[..NAME_HASH_HEX]);
-        let unpacked = match unpack_inner(archive, &dest, &self.limits, Some(&expected), progress)
-        {
+        let unpacked = match unpack_inner(archive, &dest, &self.limits, Some(&expected), progress) {
             Ok(u) => u,
             Err(UnpackError::DestinationNotEmpty { .. }) => {
                 // Another process won the race, or a damaged entry sits there.

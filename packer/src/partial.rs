@@ -148,8 +148,7 @@ pub fn remove_stale(dir: &Path, prefix: &str) -> usize {
         let Ok(file) = File::open(&path) else {
             continue;
         };
-        if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok() && fs::remove_file(&path).is_ok()
-        {
+        if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok() && fs::remove_file(&path).is_ok() {
             removed += 1;
         }
     }
@@ -162,7 +161,10 @@ mod tests {
 
     #[test]
     fn pid_in_the_name() {
-        assert_eq!(writer_pid(".chaos-pack-123-abc.partial", "chaos-pack-"), Some(123));
+        assert_eq!(
+            writer_pid(".chaos-pack-123-abc.partial", "chaos-pack-"),
+            Some(123)
+        );
         assert_eq!(writer_pid(".chaos-pack-abc.partial", "chaos-pack-"), None);
         assert_eq!(writer_pid(".chaos-pack-1-x.tmp", "chaos-pack-"), None);
     }

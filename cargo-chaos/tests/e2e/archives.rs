@@ -104,7 +104,11 @@ fn an_archive_past_the_size_limit_is_refused_naming_the_flag_and_accepted_with_i
         .arg(dir.path().join("unpacked"));
     let unpack = run(&mut cmd);
     assert_eq!(unpack.status, FAILED, "{}", unpack.show());
-    assert!(unpack.stderr_str().contains("--max-unpacked-size"), "{}", unpack.show());
+    assert!(
+        unpack.stderr_str().contains("--max-unpacked-size"),
+        "{}",
+        unpack.show()
+    );
     assert!(!dir.path().join("unpacked").exists());
 
     // Raised, the archive unpacks (streamed within the same memory) and replays.
@@ -179,7 +183,9 @@ fn inspect_verifies_the_archive_before_it_says_it_can_be_replayed() {
             damaged.show()
         );
         assert!(
-            damaged.stdout_str().contains("damaged: it cannot be replayed"),
+            damaged
+                .stdout_str()
+                .contains("damaged: it cannot be replayed"),
             "{what}\n{}",
             damaged.show()
         );

@@ -32,7 +32,12 @@ fn a_stale_partial_archive_of_a_dead_writer_is_removed_at_the_next_pack() {
     let mut want = vec![
         live.file_name().unwrap().to_string_lossy().into_owned(),
         "notes.partial".to_string(),
-        packed.path.file_name().unwrap().to_string_lossy().into_owned(),
+        packed
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned(),
     ];
     want.sort();
     assert_eq!(names, want);
