@@ -273,9 +273,42 @@ fn describe_limit(what: &str, size: Option<u64>, limit: u64) -> String {
 /// A `--max-unpacked-size` that admits `size` (or twice `limit` when the size is
 /// unknown), in whole GiB.
 fn suggested_limit(size: Option<u64>, limit: u64) -> String {
-    let want = size.unwrap_or(limit.saturating_mul(2)).max(limit.saturating_add(1));
+    let want = size
+        .unwrap_or(limit.saturating_mul(2))
+        .max(limit.saturating_add(1));
     let gib = want.div_ceil(1 << 30).max(1);
     format!("{gib}GiB")
+}
+
+/// A duration in seconds for messages: `31.2 s`.
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// An error's message followed by those of its causes, `: `-separated (a cause whose
+/// message is already in the text is left out).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+/// The last failure of a [`TransportError::GaveUp`], causes included, without the URL
+/// that the outer message already names.
+fn last_failure(url: &str, last: &TransportError) -> String {
+    let text = error_chain(last);
+    match text.strip_prefix(url).and_then(|t| t.strip_prefix(": ")) {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
 }
 
 /// Why the trace cache could not serve an archive.
@@ -345,12 +378,42 @@ pub enum TransportError {
         url: String,
     },
     /// The server did not answer in time.
-    #[error("{url}: no answer within {after:?} (hint: check the network, or raise the timeout)")]
+    #[error(
+        "{url}: no answer within {} (the limit for this attempt: {}) \
+         (hint: check the network, or raise the timeout)",
+        seconds(*after),
+        seconds(*limit)
+    )]
     Timeout {
         /// The URL.
         url: String,
-        /// The time waited.
+        /// How long this attempt waited (since the request started, or since the last
+        /// bytes arrived in a download) before it was abandoned.
         after: Duration,
+        /// How long it was allowed to wait (for an upload: the timeout plus the time the
+        /// body may take at the slowest acceptable speed).
+        limit: Duration,
+    },
+    /// The connection broke while an upload was being sent or before its answer came.
+    #[error(
+        "{url}: the connection closed before the upload finished ({} of {} sent, after {}): \
+         {cause}",
+        bytesize::ByteSize(*sent),
+        bytesize::ByteSize(*total),
+        seconds(*after)
+    )]
+    ConnectionClosed {
+        /// The URL.
+        url: String,
+        /// Bytes of the body handed to the connection before it broke.
+        sent: u64,
+        /// The body's size.
+        total: u64,
+        /// How long the attempt had run.
+        after: Duration,
+        /// The underlying errors, innermost last (e.g. "connection closed before message
+        /// completed", "Connection reset by peer (os error 104)").
+        cause: String,
     },
     /// 401 or 403.
     #[error("{url}: access denied (HTTP {status}{detail}) (hint: {hint})")]
@@ -427,14 +490,16 @@ pub enum TransportError {
         source: io::Error,
     },
     /// A transient failure persisted through every retry.
-    #[error("{url}: gave up after {attempts} attempts: {last}")]
+    #[error(
+        "{url}: gave up after {attempts} attempts; the last one: {}",
+        last_failure(url, last)
+    )]
     GaveUp {
         /// The URL.
         url: String,
         /// How many attempts were made.
         attempts: u32,
-        /// The last failure.
-        #[source]
+        /// The last failure (its message and causes are part of this error's message).
         last: Box<TransportError>,
     },
     /// Credentials are needed but not configured.
@@ -515,7 +580,9 @@ impl TransportError {
             TransportError::Network { source, .. } => {
                 !source.is_builder() && !source.is_redirect() && !source.is_decode()
             }
-            TransportError::Timeout { .. } | TransportError::Interrupted { .. } => true,
+            TransportError::Timeout { .. }
+            | TransportError::Interrupted { .. }
+            | TransportError::ConnectionClosed { .. } => true,
             _ => false,
         }
     }

@@ -498,7 +498,7 @@ pub(crate) fn with_retries<T>(
                     phase,
                     attempt: n,
                     delay,
-                    reason: e.to_string(),
+                    reason: crate::errors::error_chain(&e),
                 });
                 std::thread::sleep(delay);
                 n += 1;
