@@ -228,11 +228,9 @@ pub enum UnpackError {
     },
     /// A size limit was exceeded (decompression bomb protection).
     #[error(
-        "{archive}: {} at member {member:?} \
-         (hint: if the archive is trusted, raise the limit with --max-unpacked-size SIZE, \
-         e.g. --max-unpacked-size {}; UnpackLimits in the library)",
+        "{archive}: {} at member {member:?} (hint: {})",
         describe_limit(what, *size, *limit),
-        suggested_limit(*size, *limit)
+        limit_hint(what, *size, *limit)
     )]
     LimitExceeded {
         /// The archive.
@@ -270,14 +268,23 @@ fn describe_limit(what: &str, size: Option<u64>, limit: u64) -> String {
     }
 }
 
-/// A `--max-unpacked-size` that admits `size` (or twice `limit` when the size is
-/// unknown), in whole GiB.
-fn suggested_limit(size: Option<u64>, limit: u64) -> String {
+/// How to get past a limit: `--max-unpacked-size` with a value that admits `size` (or
+/// twice `limit` when the size is unknown), in whole GiB. The manifest's size and the
+/// number of members are far past anything a capture holds: no flag raises them.
+fn limit_hint(what: &str, size: Option<u64>, limit: u64) -> String {
+    if what.contains("number") || what.contains("manifest") {
+        return "no real capture comes near this limit: the archive is not one cargo-chaos \
+                wrote, or it was tampered with"
+            .to_string();
+    }
     let want = size
         .unwrap_or(limit.saturating_mul(2))
         .max(limit.saturating_add(1));
     let gib = want.div_ceil(1 << 30).max(1);
-    format!("{gib}GiB")
+    format!(
+        "if the archive is trusted, raise the limit with --max-unpacked-size SIZE, \
+         e.g. --max-unpacked-size {gib}GiB; UnpackLimits in the library"
+    )
 }
 
 /// A duration in seconds for messages: `31.2 s`.
@@ -585,5 +592,55 @@ impl TransportError {
             | TransportError::ConnectionClosed { .. } => true,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_messages_name_the_sizes_and_the_way_past() {
+        let e = UnpackError::LimitExceeded {
+            archive: PathBuf::from("a.chaos.tar.zst"),
+            member: "files/x".into(),
+            what: "a member's size",
+            size: Some(3 << 29),
+            limit: 1 << 30,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("(1.5 GiB) exceeds the limit of 1.0 GiB"),
+            "{msg}"
+        );
+        assert!(msg.contains("--max-unpacked-size 2GiB"), "{msg}");
+        let e = UnpackError::LimitExceeded {
+            archive: PathBuf::from("a.chaos.tar.zst"),
+            member: String::new(),
+            what: "the number of members",
+            size: None,
+            limit: 1_000_000,
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("exceeds the limit of 1000000"), "{msg}");
+        assert!(!msg.contains("--max-unpacked-size"), "{msg}");
+    }
+
+    #[test]
+    fn gave_up_names_the_last_failure_once() {
+        let e = TransportError::GaveUp {
+            url: "http://h/a".into(),
+            attempts: 4,
+            last: Box::new(TransportError::Timeout {
+                url: "http://h/a".into(),
+                after: Duration::from_millis(31_200),
+                limit: Duration::from_secs(107),
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "http://h/a: gave up after 4 attempts; the last one: no answer within 31.2 s \
+             (the limit for this attempt: 107.0 s) (hint: check the network, or raise the timeout)"
+        );
     }
 }
