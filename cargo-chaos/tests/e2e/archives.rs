@@ -10,7 +10,12 @@ use super::common::*;
 /// `steps 3` recorded and packed into `dir/archives/`; `extra` bytes of zeros are added to
 /// the recording first (a sparse file `padding`, packed as a member of the recording).
 fn steps_archive(dir: &Path, extra: u64) -> PathBuf {
-    let rec = record(dir, &fixture("steps"), &["3"]);
+    steps_archive_of(dir, "3", extra)
+}
+
+/// `steps N` recorded and packed into `dir/archives/` (which must hold no other archive).
+fn steps_archive_of(dir: &Path, steps: &str, extra: u64) -> PathBuf {
+    let rec = record(dir, &fixture("steps"), &[steps]);
     assert_eq!(rec.program.status, 0, "{}", rec.program.show());
     if extra > 0 {
         let pad = std::fs::File::create(rec.trace.join("padding")).unwrap();
@@ -39,6 +44,16 @@ fn steps_archive(dir: &Path, extra: u64) -> PathBuf {
 /// `cargo-replay-artifact replay-artifact ARGS` with its cache in `cache`, under
 /// `prlimit --as=LIMIT` (address space) when given.
 fn replay_artifact(cache: &Path, address_space: Option<u64>, args: &[&OsStr]) -> Run {
+    replay_artifact_with(cache, address_space, args, None)
+}
+
+/// [`replay_artifact`] with `CHAOS_CACHE_MAX_SIZE` set to `cache_max` when given.
+fn replay_artifact_with(
+    cache: &Path,
+    address_space: Option<u64>,
+    args: &[&OsStr],
+    cache_max: Option<&str>,
+) -> Run {
     let mut cmd = Command::new(tool("timeout"));
     cmd.arg("--kill-after=10").arg("300");
     if let Some(bytes) = address_space {
@@ -48,7 +63,11 @@ fn replay_artifact(cache: &Path, address_space: Option<u64>, args: &[&OsStr]) ->
         .arg("replay-artifact")
         .args(args)
         .env("XDG_CACHE_HOME", cache)
+        .env_remove("CHAOS_CACHE_MAX_SIZE")
         .stdin(Stdio::null());
+    if let Some(max) = cache_max {
+        cmd.env("CHAOS_CACHE_MAX_SIZE", max);
+    }
     run(&mut cmd)
 }
 
@@ -205,5 +224,49 @@ fn inspect_verifies_the_archive_before_it_says_it_can_be_replayed() {
         hopeless.stderr_str().contains("cannot be replayed"),
         "{}",
         hopeless.show()
+    );
+}
+
+#[test]
+fn the_cache_keeps_to_the_size_cap_from_the_environment() {
+    let dir = temp();
+    let first = steps_archive_of(&dir.path().join("one"), "3", 0);
+    let second = steps_archive_of(&dir.path().join("two"), "4", 0);
+    let cache = dir.path().join("cache");
+    let traces = cache.join("cargo-chaos/traces");
+    let entries = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&traces)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let hash_of = |archive: &Path| -> String {
+        let name = archive.file_name().unwrap().to_string_lossy().into_owned();
+        let stem = name.strip_suffix(".chaos.tar.zst").unwrap();
+        stem.rsplit('-').next().unwrap()[..32].to_string()
+    };
+
+    // A cap below one entry: each replay keeps only the entry it used.
+    for archive in [&first, &second] {
+        let r = replay_artifact_with(&cache, None, &[archive.as_os_str()], Some("1KiB"));
+        assert_eq!(r.status, 0, "{}", r.show());
+        assert_eq!(entries(), vec![hash_of(archive)]);
+    }
+    // The default cap (10 GiB) keeps both.
+    let r = replay_artifact(&cache, None, &[first.as_os_str()]);
+    assert_eq!(r.status, 0, "{}", r.show());
+    let mut both = vec![hash_of(&first), hash_of(&second)];
+    both.sort();
+    assert_eq!(entries(), both);
+
+    // A malformed value is refused with a message naming the variable.
+    let r = replay_artifact_with(&cache, None, &[first.as_os_str()], Some("plenty"));
+    assert_eq!(r.status, FAILED, "{}", r.show());
+    assert!(
+        r.stderr_str().contains("CHAOS_CACHE_MAX_SIZE"),
+        "{}",
+        r.show()
     );
 }
