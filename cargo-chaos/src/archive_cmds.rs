@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
-use packer::cache::Cache;
 use packer::compat::{self, Incompatibility};
 use packer::manifest::{Manifest, TestIdentity};
 use packer::transport::{self, TransportOptions};
@@ -66,9 +65,10 @@ pub struct UnpackArgs {
     /// A new or empty directory [default: ./NAME, from the archive's name].
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
-    /// Refuse archives that unpack to more than this many bytes.
-    #[arg(long, value_name = "BYTES")]
-    pub max_size: Option<u64>,
+    /// Accept archives that unpack to up to SIZE in all, and members up to SIZE each
+    /// (e.g. `8GiB`) [default: 4 GiB in all, 1 GiB a member].
+    #[arg(long, alias = "max-size", value_name = "SIZE", value_parser = crate::sizes::parse)]
+    pub max_unpacked_size: Option<u64>,
 }
 
 /// `cargo chaos upload`: put an archive where CI keeps artifacts.
@@ -103,6 +103,10 @@ pub struct InspectArgs {
     /// Print the manifest as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Accept an archive that unpacks to up to SIZE in all, and members up to SIZE each
+    /// (e.g. `8GiB`) [default: 4 GiB in all, 1 GiB a member].
+    #[arg(long, value_name = "SIZE", value_parser = crate::sizes::parse)]
+    pub max_unpacked_size: Option<u64>,
 }
 
 /// Whether to draw progress bars: only on a terminal and outside CI.
@@ -284,6 +288,7 @@ fn fail(e: impl Into<anyhow::Error>, code: i32) -> i32 {
 
 /// `cargo chaos pack`.
 pub fn run_pack(args: PackArgs) -> anyhow::Result<i32> {
+    crate::signals::remove_partial_files_on_signal();
     let out = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
     let mut opts = packer::PackOptions::default();
     opts.name = args.name.clone();
@@ -363,11 +368,7 @@ pub fn run_unpack(args: UnpackArgs) -> anyhow::Result<i32> {
             PathBuf::from(packer::hash::stem_of_file_name(name))
         }
     };
-    let mut limits = packer::UnpackLimits::default();
-    if let Some(max) = args.max_size {
-        limits.max_total_bytes = max;
-        limits.max_member_bytes = limits.max_member_bytes.min(max);
-    }
+    let limits = crate::sizes::unpack_limits(args.max_unpacked_size);
     let unpacked = match with_progress(|p| packer::unpack(&args.archive, &dest, &limits, p)) {
         Ok(u) => u,
         Err(e) => return Ok(fail(e, exit_codes::REPLAY_FAILED)),
@@ -381,6 +382,7 @@ pub fn run_unpack(args: UnpackArgs) -> anyhow::Result<i32> {
 
 /// `cargo chaos upload`.
 pub fn run_upload(args: UploadArgs) -> anyhow::Result<i32> {
+    crate::signals::remove_partial_files_on_signal();
     let topts = TransportOptions::from_env()?;
     match with_progress(|p| transport::upload(&args.archive, &args.location, &topts, p)) {
         Ok(up) => {
@@ -406,6 +408,7 @@ pub fn run_upload(args: UploadArgs) -> anyhow::Result<i32> {
 
 /// `cargo chaos download`.
 pub fn run_download(args: DownloadArgs) -> anyhow::Result<i32> {
+    crate::signals::remove_partial_files_on_signal();
     let dir = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
     let topts = TransportOptions::from_env()?;
     match with_progress(|p| transport::download(&args.location, &dir, &topts, p)) {
@@ -422,13 +425,32 @@ pub fn run_download(args: DownloadArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// `cargo chaos inspect`: exits 0 when this machine can replay the archive, 125 when
-/// something stands in the way.
+/// `cargo chaos inspect`: exits 0 when this machine can replay the archive, 125 when the
+/// archive is damaged (it is read in full and every hash checked first) or something
+/// stands in the way.
 pub fn run_inspect(args: InspectArgs) -> anyhow::Result<i32> {
-    let manifest = load_manifest(&args.archive)?;
-    let problems = compat::check(&manifest);
+    let limits = crate::sizes::unpack_limits(args.max_unpacked_size);
+    let (manifest, damage) = match inspect_manifest(&args.archive, &limits) {
+        Ok(found) => found,
+        Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"verified": false, "damage": format!("{e:#}")})
+                );
+            }
+            eprintln!("error: {} cannot be replayed: {e:#}", args.archive);
+            return Ok(exit_codes::REPLAY_FAILED);
+        }
+    };
+    let problems = match &damage {
+        None => compat::check(&manifest),
+        Some(_) => Vec::new(),
+    };
     if args.json {
         let mut v = serde_json::to_value(&manifest)?;
+        v["verified"] = serde_json::json!(damage.is_none());
+        v["damage"] = serde_json::json!(damage.as_ref().map(|e| format!("{e:#}")));
         v["compatibility"] = serde_json::json!(problems
             .iter()
             .map(|p| p.message.clone())
@@ -436,8 +458,10 @@ pub fn run_inspect(args: InspectArgs) -> anyhow::Result<i32> {
         println!("{v}");
     } else {
         print_summary(&manifest);
-        if problems.is_empty() {
-            println!("This machine can replay it (no known obstacle).");
+        if let Some(e) = &damage {
+            println!("\n{} (see the error below).", damage_verdict(e));
+        } else if problems.is_empty() {
+            println!("This machine can replay it (archive verified; no known obstacle).");
         } else {
             println!("This machine may not replay it:");
             for p in &problems {
@@ -445,28 +469,57 @@ pub fn run_inspect(args: InspectArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(if problems.is_empty() {
+    if let Some(e) = &damage {
+        eprintln!("error: {e}");
+    }
+    Ok(if damage.is_none() && problems.is_empty() {
         exit_codes::OK
     } else {
         exit_codes::REPLAY_FAILED
     })
 }
 
-fn load_manifest(what: &str) -> anyhow::Result<Manifest> {
+/// What `inspect` says of an archive that failed verification.
+fn damage_verdict(e: &packer::UnpackError) -> &'static str {
+    match e {
+        packer::UnpackError::LimitExceeded { .. } => {
+            "This archive is larger than the unpack limits: it cannot be replayed without \
+             --max-unpacked-size"
+        }
+        packer::UnpackError::Io { .. } => "This archive cannot be read: it cannot be replayed",
+        _ => "This archive is damaged: it cannot be replayed",
+    }
+}
+
+/// The manifest of what `inspect` was given, and why the archive cannot be used if it
+/// is damaged. A local archive is read in full and verified ([`packer::verify`]); a URL
+/// is downloaded and unpacked into the cache (which verifies it); an unpacked directory
+/// was verified when it was unpacked. `Err` when not even the manifest can be read.
+fn inspect_manifest(
+    what: &str,
+    limits: &packer::UnpackLimits,
+) -> anyhow::Result<(Manifest, Option<packer::UnpackError>)> {
     let path = Path::new(what);
     if !what.contains("://") && path.is_dir() {
         let bytes =
             std::fs::read(path.join(packer::manifest::MANIFEST_NAME)).with_context(|| {
                 format!("{what} is not an unpacked archive (no chaos-manifest.json)")
             })?;
-        return Ok(Manifest::from_json(&bytes)?);
+        return Ok((Manifest::from_json(&bytes)?, None));
     }
     if !what.contains("://") || what.starts_with("file://") {
         let local = transport::impls::local::Local::new(what)?;
-        return Ok(packer::read_manifest(local.path())?);
+        let archive = local.path();
+        return match with_progress(|p| packer::verify(archive, limits, p)) {
+            Ok(m) => Ok((m, None)),
+            Err(damage) => match packer::read_manifest(archive) {
+                Ok(m) => Ok((m, Some(damage))),
+                Err(_) => Err(damage.into()),
+            },
+        };
     }
-    let resolved = resolve(what)?;
-    Ok(resolved.manifest.expect("archives have manifests"))
+    let resolved = resolve(what, limits)?;
+    Ok((resolved.manifest.expect("archives have manifests"), None))
 }
 
 fn print_summary(m: &Manifest) {
@@ -530,6 +583,8 @@ fn warn_incompatibilities(problems: &[Incompatibility]) {
 /// A recording directory resolved from what the user passed.
 #[derive(Debug)]
 pub struct ResolvedTrace {
+    /// Keeps an archive's cache entry in use (not pruned) while this value lives.
+    pub unpacked: Option<packer::UnpackedArchive>,
     /// The recording directory, ready for replay.
     pub dir: PathBuf,
     /// The archive's manifest, when it came from an archive.
@@ -556,17 +611,19 @@ fn single(unpacked: packer::UnpackedArchive, what: &str) -> anyhow::Result<Resol
     let problems = compat::check(&unpacked.manifest);
     Ok(ResolvedTrace {
         dir,
-        manifest: Some(unpacked.manifest),
+        manifest: Some(unpacked.manifest.clone()),
         problems,
+        unpacked: Some(unpacked),
     })
 }
 
 /// Resolves a recording directory, an archive, or a URL (`file://`, `http(s)://`,
 /// `s3://`, GitHub artifact) into a recording directory. Archives are verified and
-/// unpacked into the user's cache (reused next time); URLs are downloaded into it first.
-pub fn resolve(path_or_url: &str) -> anyhow::Result<ResolvedTrace> {
+/// unpacked into the user's cache (reused next time) within `limits`; URLs are downloaded
+/// into it first. The cache is then pruned to its size cap (`CHAOS_CACHE_MAX_SIZE`).
+pub fn resolve(path_or_url: &str, limits: &packer::UnpackLimits) -> anyhow::Result<ResolvedTrace> {
     let is_url = path_or_url.contains("://") && !path_or_url.starts_with("file://");
-    let cache = Cache::user()?;
+    let cache = crate::sizes::user_cache(limits.clone())?;
     if is_url {
         let topts = TransportOptions::from_env()?;
         let unpacked = with_progress(|p| cache.open_url(path_or_url, &topts, p))?;
@@ -588,6 +645,7 @@ pub fn resolve(path_or_url: &str) -> anyhow::Result<ResolvedTrace> {
                 dir: path,
                 manifest,
                 problems,
+                unpacked: None,
             });
         }
         if path.join(packer::manifest::MANIFEST_NAME).is_file() {
@@ -608,10 +666,12 @@ pub fn resolve(path_or_url: &str) -> anyhow::Result<ResolvedTrace> {
     single(unpacked, path_or_url)
 }
 
-/// Like [`resolve`], returning only the directory; compatibility problems are printed
-/// as warnings.
-pub fn resolve_trace(path_or_url: &str) -> anyhow::Result<PathBuf> {
-    let r = resolve(path_or_url)?;
+/// Like [`resolve`]; compatibility problems are printed as warnings.
+pub fn resolve_trace(
+    path_or_url: &str,
+    limits: &packer::UnpackLimits,
+) -> anyhow::Result<ResolvedTrace> {
+    let r = resolve(path_or_url, limits)?;
     warn_incompatibilities(&r.problems);
-    Ok(r.dir)
+    Ok(r)
 }

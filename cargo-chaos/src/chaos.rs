@@ -68,6 +68,10 @@ pub struct ReplayArgs {
     /// Print counters about the replay at the end (events, preemptions, breakpoint hits).
     #[arg(long)]
     pub stats: bool,
+    /// For an archive: accept one that unpacks to up to SIZE in all, and members up to
+    /// SIZE each (e.g. `8GiB`) [default: 4 GiB in all, 1 GiB a member].
+    #[arg(long, value_name = "SIZE", value_parser = crate::sizes::parse)]
+    pub max_unpacked_size: Option<u64>,
     /// The trace directory, an archive, or an archive's URL.
     pub trace: PathBuf,
 }
@@ -194,6 +198,8 @@ fn replay(a: ReplayArgs) -> anyhow::Result<i32> {
     // A directory is a trace (the recorder says why if it is not a good one); anything
     // else is an archive or a URL for the packer.
     let as_text = a.trace.to_string_lossy();
+    // Holds an archive's cache entry in use until the replay is over.
+    let mut _resolved = None;
     let trace = if a.trace.is_dir() {
         a.trace.clone()
     } else if !as_text.contains("://") && !a.trace.exists() {
@@ -203,8 +209,9 @@ fn replay(a: ReplayArgs) -> anyhow::Result<i32> {
         );
         return Ok(exit_codes::REPLAY_FAILED);
     } else {
-        match crate::archive_cmds::resolve_trace(&a.trace.to_string_lossy()) {
-            Ok(t) => t,
+        let limits = crate::sizes::unpack_limits(a.max_unpacked_size);
+        match crate::archive_cmds::resolve_trace(&a.trace.to_string_lossy(), &limits) {
+            Ok(r) => _resolved.insert(r).dir.clone(),
             Err(e) => {
                 eprintln!(
                     "error: {} is neither a trace directory nor a usable archive: {e:#}",

@@ -12,3 +12,4 @@ pub mod output;
 pub mod record_test;
 pub mod replay_artifact;
 pub mod signals;
+pub mod sizes;

@@ -34,6 +34,10 @@ pub struct ReplayArtifactArgs {
     /// Only the program's output: no summary line.
     #[arg(long)]
     pub raw: bool,
+    /// Accept an archive that unpacks to up to SIZE in all, and members up to SIZE each
+    /// (e.g. `8GiB`) [default: 4 GiB in all, 1 GiB a member].
+    #[arg(long, value_name = "SIZE", value_parser = crate::sizes::parse)]
+    pub max_unpacked_size: Option<u64>,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
@@ -55,7 +59,8 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
     };
     let CargoCommand::ReplayArtifact(a) = cli.command;
     let json = a.message_format == MessageFormat::Json;
-    let resolved = match crate::archive_cmds::resolve(&a.artifact) {
+    let limits = crate::sizes::unpack_limits(a.max_unpacked_size);
+    let resolved = match crate::archive_cmds::resolve(&a.artifact, &limits) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: the archive was refused: {e:#}");

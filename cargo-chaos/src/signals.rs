@@ -28,3 +28,24 @@ pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
         }
     });
 }
+
+/// For commands that write an archive under a temporary name (pack, upload, download):
+/// blocks SIGINT, SIGTERM and SIGHUP in this thread (and the threads it spawns later) and
+/// starts a thread that, on one of them, removes the partial files being written and ends
+/// the process with the shell's status for that signal (128 + its number).
+pub fn remove_partial_files_on_signal() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGHUP);
+    if set.thread_block().is_err() {
+        return;
+    }
+    std::thread::spawn(move || {
+        if let Ok(sig) = set.wait() {
+            packer::partial::remove_in_progress();
+            std::process::exit(128 + sig as i32);
+        }
+    });
+}

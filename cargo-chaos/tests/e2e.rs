@@ -7,6 +7,7 @@
 mod e2e {
     pub mod common;
 
+    mod archives;
     mod cli;
     mod corrupt;
     mod disk_full;

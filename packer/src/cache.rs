@@ -10,6 +10,11 @@
 //! a hidden `.chaos-unpack-*` directory, which later calls remove once it is an hour old.
 //! Two processes unpacking the same archive at once both succeed: the one that loses the
 //! rename uses the winner's entry.
+//!
+//! The cache is kept under a size cap ([`Cache::max_bytes`], 10 GiB by default): after
+//! each successful open the least recently used entries are removed until the rest fit
+//! ([`lru`]), never the entry just opened nor one that another process holds in use
+//! ([`in_use`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,12 +26,25 @@ use crate::progress::ProgressEvent;
 use crate::transport::{self, TransportOptions};
 use crate::unpack::{unpack_inner, UnpackLimits, UnpackedArchive};
 
+pub mod in_use;
+pub mod lru;
+
+pub use in_use::InUse;
+pub use lru::PruneReport;
+
+/// Default size cap of the cache: 10 GiB, room for dozens of real captures (one is
+/// typically 5 to 100 MiB unpacked, see `unpack::DEFAULT_MAX_MEMBER_BYTES`).
+pub const DEFAULT_MAX_CACHE_BYTES: u64 = 10 << 30;
+
 /// A cache directory.
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
     /// Limits applied when unpacking into the cache.
     pub limits: UnpackLimits,
+    /// The size cap: after each open, least recently used entries are removed while the
+    /// cache holds more ([`DEFAULT_MAX_CACHE_BYTES`] by default).
+    pub max_bytes: u64,
 }
 
 /// How old an abandoned temporary directory must be before it is removed.
@@ -38,6 +56,7 @@ impl Cache {
         Cache {
             root: root.into(),
             limits: UnpackLimits::default(),
+            max_bytes: DEFAULT_MAX_CACHE_BYTES,
         }
     }
 
@@ -70,12 +89,43 @@ impl Cache {
         self.root.join("archives")
     }
 
-    /// The unpacked archive whose hash starts with `hash`, if cached (needs 32+ hex digits).
+    /// The unpacked archive whose hash starts with `hash`, if cached (needs 32+ hex
+    /// digits). It is marked as used now and held in use (not pruned) while the returned
+    /// value, or a clone of it, lives.
     pub fn lookup(&self, hash: &str) -> Option<UnpackedArchive> {
-        if hash.len() < NAME_HASH_HEX {
+        if hash.len() < NAME_HASH_HEX || !hash.is_char_boundary(NAME_HASH_HEX) {
             return None;
         }
-        UnpackedArchive::load(&self.traces_dir().join(&hash[..NAME_HASH_HEX])).ok()
+        let dir = self.traces_dir().join(&hash[..NAME_HASH_HEX]);
+        let in_use = InUse::lock(&dir)?;
+        let mut unpacked = UnpackedArchive::load(&dir).ok()?;
+        in_use.touch();
+        unpacked.hold(in_use);
+        Some(unpacked)
+    }
+
+    /// Removes least recently used entries until the cache holds at most
+    /// [`max_bytes`](Cache::max_bytes), sparing `keep` and the entries in use.
+    pub fn prune(&self, keep: &[&Path]) -> PruneReport {
+        lru::prune(
+            &self.traces_dir(),
+            &self.archives_dir(),
+            self.max_bytes,
+            keep,
+        )
+    }
+
+    /// Marks `unpacked` (just opened from `archive`) as used and prunes the rest.
+    fn opened(&self, archive: Option<&Path>, unpacked: UnpackedArchive) -> UnpackedArchive {
+        if let Some(a) = archive {
+            if let Ok(f) = fs::File::open(a) {
+                let _ = f.set_modified(SystemTime::now());
+            }
+        }
+        let mut keep = vec![unpacked.root.as_path()];
+        keep.extend(archive);
+        self.prune(&keep);
+        unpacked
     }
 
     /// Unpacks an archive into the cache, or returns the entry from an earlier call.
@@ -111,7 +161,7 @@ impl Cache {
             }
         };
         if let Some(hit) = self.lookup(&expected) {
-            return Ok(hit);
+            return Ok(self.opened(self.in_archives(archive), hit));
         }
         let traces = self.traces_dir();
         fs::create_dir_all(&traces).map_err(|source| CacheError::Io {
@@ -121,26 +171,34 @@ impl Cache {
         })?;
         self.remove_stale(&traces);
         let dest = traces.join(&expected[..NAME_HASH_HEX]);
-        match unpack_inner(archive, &dest, &self.limits, Some(&expected), progress) {
-            Ok(u) => Ok(u),
+        let unpacked = match unpack_inner(archive, &dest, &self.limits, Some(&expected), progress) {
+            Ok(u) => u,
             Err(UnpackError::DestinationNotEmpty { .. }) => {
                 // Another process won the race, or a damaged entry sits there.
-                match UnpackedArchive::load(&dest) {
-                    Ok(u) => Ok(u),
-                    Err(_) => {
+                match self.lookup(&expected) {
+                    Some(u) => u,
+                    None => {
                         let _ = fs::remove_dir_all(&dest);
-                        Ok(unpack_inner(
-                            archive,
-                            &dest,
-                            &self.limits,
-                            Some(&expected),
-                            progress,
-                        )?)
+                        unpack_inner(archive, &dest, &self.limits, Some(&expected), progress)?
                     }
                 }
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        let unpacked = match unpacked.in_use() {
+            true => unpacked,
+            // A fresh entry: hold it like a looked-up one.
+            false => self.lookup(&expected).unwrap_or(unpacked),
+        };
+        Ok(self.opened(self.in_archives(archive), unpacked))
+    }
+
+    /// `archive` when it is one of the cache's downloaded archives.
+    fn in_archives<'a>(&self, archive: &'a Path) -> Option<&'a Path> {
+        archive
+            .parent()
+            .is_some_and(|p| p == self.archives_dir())
+            .then_some(archive)
     }
 
     /// Downloads an archive into `archives/` (verified against the hash in its name) and
@@ -156,7 +214,7 @@ impl Cache {
             .and_then(hash_from_file_name)
         {
             if let Some(hit) = self.lookup(hash) {
-                return Ok(hit);
+                return Ok(self.opened(None, hit));
             }
         }
         let dir = self.archives_dir();
@@ -170,7 +228,8 @@ impl Cache {
         };
         for e in entries.flatten() {
             let name = e.file_name();
-            if !name.to_string_lossy().starts_with(".chaos-unpack-") {
+            let name = name.to_string_lossy();
+            if !name.starts_with(".chaos-unpack-") && !name.starts_with(".chaos-prune-") {
                 continue;
             }
             let old = e

@@ -228,8 +228,9 @@ pub enum UnpackError {
     },
     /// A size limit was exceeded (decompression bomb protection).
     #[error(
-        "{archive}: {what} exceeds the limit of {limit} bytes at member {member:?} \
-         (hint: if the archive is trusted, raise the limit in UnpackLimits)"
+        "{archive}: {} at member {member:?} (hint: {})",
+        describe_limit(what, *size, *limit),
+        limit_hint(what, *size, *limit)
     )]
     LimitExceeded {
         /// The archive.
@@ -238,6 +239,8 @@ pub enum UnpackError {
         member: String,
         /// Which limit.
         what: &'static str,
+        /// The size found or announced, when known.
+        size: Option<u64>,
         /// The limit.
         limit: u64,
     },
@@ -247,6 +250,72 @@ pub enum UnpackError {
         /// The destination.
         path: PathBuf,
     },
+}
+
+/// "WHAT (SIZE) exceeds the limit of LIMIT", sizes in bytes shown as `1.0 GiB`; the
+/// number of members as a plain number.
+fn describe_limit(what: &str, size: Option<u64>, limit: u64) -> String {
+    let show = |n: u64| {
+        if what.contains("number") {
+            n.to_string()
+        } else {
+            bytesize::ByteSize(n).to_string()
+        }
+    };
+    match size {
+        Some(s) => format!("{what} ({}) exceeds the limit of {}", show(s), show(limit)),
+        None => format!("{what} exceeds the limit of {}", show(limit)),
+    }
+}
+
+/// How to get past a limit: `--max-unpacked-size` with a value that admits `size` (or
+/// twice `limit` when the size is unknown), in whole GiB. The manifest's size and the
+/// number of members are far past anything a capture holds: no flag raises them.
+fn limit_hint(what: &str, size: Option<u64>, limit: u64) -> String {
+    if what.contains("number") || what.contains("manifest") {
+        return "no real capture comes near this limit: the archive is not one cargo-chaos \
+                wrote, or it was tampered with"
+            .to_string();
+    }
+    let want = size
+        .unwrap_or(limit.saturating_mul(2))
+        .max(limit.saturating_add(1));
+    let gib = want.div_ceil(1 << 30).max(1);
+    format!(
+        "if the archive is trusted, raise the limit with --max-unpacked-size SIZE, \
+         e.g. --max-unpacked-size {gib}GiB; UnpackLimits in the library"
+    )
+}
+
+/// A duration in seconds for messages: `31.2 s`.
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// An error's message followed by those of its causes, `: `-separated (a cause whose
+/// message is already in the text is left out).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+/// The last failure of a [`TransportError::GaveUp`], causes included, without the URL
+/// that the outer message already names.
+fn last_failure(url: &str, last: &TransportError) -> String {
+    let text = error_chain(last);
+    match text.strip_prefix(url).and_then(|t| t.strip_prefix(": ")) {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
 }
 
 /// Why the trace cache could not serve an archive.
@@ -316,12 +385,42 @@ pub enum TransportError {
         url: String,
     },
     /// The server did not answer in time.
-    #[error("{url}: no answer within {after:?} (hint: check the network, or raise the timeout)")]
+    #[error(
+        "{url}: no answer within {} (the limit for this attempt: {}) \
+         (hint: check the network, or raise the timeout)",
+        seconds(*after),
+        seconds(*limit)
+    )]
     Timeout {
         /// The URL.
         url: String,
-        /// The time waited.
+        /// How long this attempt waited (since the request started, or since the last
+        /// bytes arrived in a download) before it was abandoned.
         after: Duration,
+        /// How long it was allowed to wait (for an upload: the timeout plus the time the
+        /// body may take at the slowest acceptable speed).
+        limit: Duration,
+    },
+    /// The connection broke while an upload was being sent or before its answer came.
+    #[error(
+        "{url}: the connection closed before the upload finished ({} of {} sent, after {}): \
+         {cause}",
+        bytesize::ByteSize(*sent),
+        bytesize::ByteSize(*total),
+        seconds(*after)
+    )]
+    ConnectionClosed {
+        /// The URL.
+        url: String,
+        /// Bytes of the body handed to the connection before it broke.
+        sent: u64,
+        /// The body's size.
+        total: u64,
+        /// How long the attempt had run.
+        after: Duration,
+        /// The underlying errors, innermost last (e.g. "connection closed before message
+        /// completed", "Connection reset by peer (os error 104)").
+        cause: String,
     },
     /// 401 or 403.
     #[error("{url}: access denied (HTTP {status}{detail}) (hint: {hint})")]
@@ -398,14 +497,16 @@ pub enum TransportError {
         source: io::Error,
     },
     /// A transient failure persisted through every retry.
-    #[error("{url}: gave up after {attempts} attempts: {last}")]
+    #[error(
+        "{url}: gave up after {attempts} attempts; the last one: {}",
+        last_failure(url, last)
+    )]
     GaveUp {
         /// The URL.
         url: String,
         /// How many attempts were made.
         attempts: u32,
-        /// The last failure.
-        #[source]
+        /// The last failure (its message and causes are part of this error's message).
         last: Box<TransportError>,
     },
     /// Credentials are needed but not configured.
@@ -486,8 +587,60 @@ impl TransportError {
             TransportError::Network { source, .. } => {
                 !source.is_builder() && !source.is_redirect() && !source.is_decode()
             }
-            TransportError::Timeout { .. } | TransportError::Interrupted { .. } => true,
+            TransportError::Timeout { .. }
+            | TransportError::Interrupted { .. }
+            | TransportError::ConnectionClosed { .. } => true,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_messages_name_the_sizes_and_the_way_past() {
+        let e = UnpackError::LimitExceeded {
+            archive: PathBuf::from("a.chaos.tar.zst"),
+            member: "files/x".into(),
+            what: "a member's size",
+            size: Some(3 << 29),
+            limit: 1 << 30,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("(1.5 GiB) exceeds the limit of 1.0 GiB"),
+            "{msg}"
+        );
+        assert!(msg.contains("--max-unpacked-size 2GiB"), "{msg}");
+        let e = UnpackError::LimitExceeded {
+            archive: PathBuf::from("a.chaos.tar.zst"),
+            member: String::new(),
+            what: "the number of members",
+            size: None,
+            limit: 1_000_000,
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("exceeds the limit of 1000000"), "{msg}");
+        assert!(!msg.contains("--max-unpacked-size"), "{msg}");
+    }
+
+    #[test]
+    fn gave_up_names_the_last_failure_once() {
+        let e = TransportError::GaveUp {
+            url: "http://h/a".into(),
+            attempts: 4,
+            last: Box::new(TransportError::Timeout {
+                url: "http://h/a".into(),
+                after: Duration::from_millis(31_200),
+                limit: Duration::from_secs(107),
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "http://h/a: gave up after 4 attempts; the last one: no answer within 31.2 s \
+             (the limit for this attempt: 107.0 s) (hint: check the network, or raise the timeout)"
+        );
     }
 }

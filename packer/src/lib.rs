@@ -69,6 +69,7 @@ pub mod frames;
 pub mod hash;
 pub mod manifest;
 mod pack;
+pub mod partial;
 pub mod progress;
 pub mod secrets;
 pub mod sysinfo;
@@ -85,4 +86,4 @@ pub use pack::{
 };
 pub use progress::{Phase, ProgressEvent};
 pub use trace::TRACE_VERSION_LINE;
-pub use unpack::{read_manifest, unpack, TraceDir, UnpackLimits, UnpackedArchive};
+pub use unpack::{read_manifest, unpack, verify, TraceDir, UnpackLimits, UnpackedArchive};

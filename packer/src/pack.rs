@@ -781,10 +781,7 @@ fn write_archive(
         fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
         (parent, Some(out.to_path_buf()))
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".chaos-pack-")
-        .suffix(".partial")
-        .tempfile_in(&dir)
+    let tmp = crate::partial::Partial::create(&dir, "chaos-pack-")
         .map_err(io_err("create a temporary file in", &dir))?;
     let file = tmp.reopen().map_err(io_err("open", tmp.path()))?;
     let tmp_path = tmp.path().to_path_buf();
@@ -909,7 +906,7 @@ fn write_archive(
         None => dir.join(archive_file_name(stem, &hash)),
     };
     tmp.persist(&final_path)
-        .map_err(|e| io_err("rename into", &final_path)(e.error))?;
+        .map_err(io_err("rename into", &final_path))?;
     Ok(PackedArchive {
         path: final_path,
         hash,

@@ -31,6 +31,22 @@ use crate::manifest::{Manifest, FILES_DIR, FORMAT_VERSION, MANIFEST_NAME, RECORD
 use crate::pack::MAX_WINDOW_LOG;
 use crate::progress::{Meter, Phase, ProgressEvent};
 
+/// Default cap on one member's size: 1 GiB.
+///
+/// Sized from what captures hold: the biggest member of a real capture is the test
+/// binary. The debug test binaries of this workspace (tokio, reqwest, rustls and the
+/// recorder linked in, full debug info) measure 90 to 140 MiB, the example crate's 8 MiB
+/// (its whole capture: 15 MiB unpacked, a 6.7 MiB archive); libc is 1.9 MiB, ld.so
+/// 0.2 MiB, libgcc_s 0.1 MiB; an events file some KiB to a few MiB. 1 GiB is seven times
+/// the largest of those, and still refuses a bomb before it fills a disk.
+/// `--max-unpacked-size` (the CLI) or [`UnpackLimits::with_max_unpacked_size`] raises it.
+pub const DEFAULT_MAX_MEMBER_BYTES: u64 = 1 << 30;
+
+/// Default cap on all members together: 4 GiB, room for an archive of many recordings of
+/// several such binaries (each binary and library is stored once per archive; see
+/// [`DEFAULT_MAX_MEMBER_BYTES`]).
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 4 << 30;
+
 /// Size limits against decompression bombs and absurd archives.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -46,12 +62,13 @@ pub struct UnpackLimits {
 }
 
 impl Default for UnpackLimits {
-    /// 64 GiB in all, 16 GiB per member, 1,000,000 members, a 64 MiB manifest: far
-    /// above any real recording, far below what fills a disk by surprise.
+    /// 4 GiB in all, 1 GiB per member ([`DEFAULT_MAX_TOTAL_BYTES`],
+    /// [`DEFAULT_MAX_MEMBER_BYTES`]), 1,000,000 members, a 64 MiB manifest: far above any
+    /// real capture, far below what fills a disk by surprise.
     fn default() -> Self {
         UnpackLimits {
-            max_total_bytes: 64 << 30,
-            max_member_bytes: 16 << 30,
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
+            max_member_bytes: DEFAULT_MAX_MEMBER_BYTES,
             max_members: 1_000_000,
             max_manifest_bytes: 64 << 20,
         }
@@ -66,6 +83,12 @@ impl UnpackLimits {
             max_member_bytes,
             ..UnpackLimits::default()
         }
+    }
+
+    /// The limits `--max-unpacked-size SIZE` sets: the archive may unpack to `size` bytes
+    /// in all, and one member may be as large as that.
+    pub fn with_max_unpacked_size(size: u64) -> Self {
+        UnpackLimits::with_sizes(size, size)
     }
 }
 
@@ -88,9 +111,21 @@ pub struct UnpackedArchive {
     pub traces: Vec<TraceDir>,
     /// The manifest (also saved as `chaos-manifest.json` in `root`).
     pub manifest: Manifest,
+    /// For an entry of the cache: holds it in use, so no prune removes it meanwhile.
+    in_use: Option<std::sync::Arc<crate::cache::InUse>>,
 }
 
 impl UnpackedArchive {
+    /// Keeps `lock` (a cache entry held in use) for as long as this value or a clone lives.
+    pub(crate) fn hold(&mut self, lock: crate::cache::InUse) {
+        self.in_use = Some(std::sync::Arc::new(lock));
+    }
+
+    /// Whether this is a cache entry held in use (see [`crate::cache::InUse`]).
+    pub fn in_use(&self) -> bool {
+        self.in_use.is_some()
+    }
+
     /// The recording directory when the archive holds exactly one.
     pub fn single_trace(&self) -> Option<&Path> {
         match self.traces.as_slice() {
@@ -109,6 +144,7 @@ impl UnpackedArchive {
             root: root.to_path_buf(),
             traces,
             manifest,
+            in_use: None,
         })
     }
 }
@@ -239,6 +275,23 @@ pub fn unpack(
     unpack_inner(archive, dest, limits, expected.as_deref(), progress)
 }
 
+/// Reads a whole archive and checks it as [`unpack`] does (every member's size and
+/// BLAKE3, every zstd frame's checksum, the archive's hash against its name), writing
+/// nothing; returns its manifest. An archive that passes unpacks with the same `limits`.
+pub fn verify(
+    archive: &Path,
+    limits: &UnpackLimits,
+    progress: &mut dyn FnMut(&ProgressEvent),
+) -> Result<Manifest, UnpackError> {
+    let expected = archive
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(hash_from_file_name)
+        .map(str::to_string);
+    let (manifest, _) = read_members(archive, limits, expected.as_deref(), None, progress)?;
+    Ok(manifest)
+}
+
 pub(crate) fn unpack_inner(
     archive: &Path,
     dest: &Path,
@@ -249,15 +302,6 @@ pub(crate) fn unpack_inner(
     let io_err = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| UnpackError::Io { op, path, source }
-    };
-    let corrupt = |reason: String| UnpackError::Corrupt {
-        archive: archive.to_path_buf(),
-        reason,
-    };
-    let unsafe_member = |member: &str, reason: String| UnpackError::UnsafeMember {
-        archive: archive.to_path_buf(),
-        member: member.to_string(),
-        reason,
     };
 
     match fs::read_dir(dest) {
@@ -286,7 +330,76 @@ pub(crate) fn unpack_inner(
         .tempdir_in(&parent)
         .map_err(io_err("create a temporary directory in", &parent))?;
     let stage = staging.path().to_path_buf();
+    let (manifest, manifest_bytes) =
+        read_members(archive, limits, expected_hash, Some(&stage), progress)?;
 
+    // 5. Lay the recordings out and move them into place.
+    if manifest.recordings.len() > 1 {
+        let store = stage.join(".store");
+        for r in &manifest.recordings {
+            let files = stage.join(&r.name).join(FILES_DIR);
+            fs::create_dir_all(&files).map_err(io_err("create directory", &files))?;
+            for h in &r.files {
+                let from = store.join(h);
+                let to = files.join(h);
+                if fs::hard_link(&from, &to).is_err() {
+                    fs::copy(&from, &to).map_err(io_err("copy into", &to))?;
+                }
+            }
+        }
+        fs::remove_dir_all(&store).map_err(io_err("remove", &store))?;
+    } else {
+        // A recording without captured files still gets its (empty) files/ directory.
+        let files = stage.join(FILES_DIR);
+        fs::create_dir_all(&files).map_err(io_err("create directory", &files))?;
+    }
+    let manifest_path = stage.join(MANIFEST_NAME);
+    fs::write(&manifest_path, &manifest_bytes).map_err(io_err("write", &manifest_path))?;
+    fs::set_permissions(&stage, fs::Permissions::from_mode(0o755))
+        .map_err(io_err("set permissions of", &stage))?;
+    let kept = staging.keep();
+    if let Err(e) = fs::rename(&kept, dest) {
+        let _ = fs::remove_dir_all(&kept);
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOTEMPTY) | Some(libc::EEXIST) | Some(libc::ENOTDIR) => {
+                UnpackError::DestinationNotEmpty {
+                    path: dest.to_path_buf(),
+                }
+            }
+            _ => io_err("rename into", dest)(e),
+        });
+    }
+    let traces = trace_dirs(dest, &manifest);
+    Ok(UnpackedArchive {
+        root: dest.to_path_buf(),
+        traces,
+        manifest,
+        in_use: None,
+    })
+}
+
+/// Reads and checks a whole archive (steps 1 to 4 of the unpacking rules), writing each
+/// member into `stage` when given; returns the manifest and its bytes.
+fn read_members(
+    archive: &Path,
+    limits: &UnpackLimits,
+    expected_hash: Option<&str>,
+    stage: Option<&Path>,
+    progress: &mut dyn FnMut(&ProgressEvent),
+) -> Result<(Manifest, Vec<u8>), UnpackError> {
+    let io_err = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| UnpackError::Io { op, path, source }
+    };
+    let corrupt = |reason: String| UnpackError::Corrupt {
+        archive: archive.to_path_buf(),
+        reason,
+    };
+    let unsafe_member = |member: &str, reason: String| UnpackError::UnsafeMember {
+        archive: archive.to_path_buf(),
+        member: member.to_string(),
+        reason,
+    };
     let file = File::open(archive).map_err(io_err("open", archive))?;
     let archive_size = file.metadata().map_err(io_err("inspect", archive))?.len();
     let hasher = Rc::new(Cell::new(Some(blake3::Hasher::new())));
@@ -326,6 +439,7 @@ pub(crate) fn unpack_inner(
             archive: archive.to_path_buf(),
             member: MANIFEST_NAME.to_string(),
             what: "the manifest",
+            size: Some(first.size()),
             limit: limits.max_manifest_bytes,
         });
     }
@@ -370,6 +484,7 @@ pub(crate) fn unpack_inner(
             archive: archive.to_path_buf(),
             member: String::new(),
             what: "the number of members",
+            size: None,
             limit: limits.max_members,
         });
     }
@@ -395,6 +510,7 @@ pub(crate) fn unpack_inner(
                 archive: archive.to_path_buf(),
                 member: m.path.clone(),
                 what: "a member's size",
+                size: Some(m.size),
                 limit: limits.max_member_bytes,
             });
         }
@@ -404,6 +520,7 @@ pub(crate) fn unpack_inner(
                 archive: archive.to_path_buf(),
                 member: m.path.clone(),
                 what: "the total size",
+                size: Some(total),
                 limit: limits.max_total_bytes,
             });
         }
@@ -481,6 +598,7 @@ pub(crate) fn unpack_inner(
                     archive: archive.to_path_buf(),
                     member: path,
                     what: "a member's size",
+                    size: Some(declared),
                     limit: limits.max_member_bytes,
                 });
             }
@@ -488,22 +606,27 @@ pub(crate) fn unpack_inner(
                 "member {path} is {declared} bytes, the manifest says {size}"
             )));
         }
-        let out_path = stage.join(target);
-        if let Some(dir) = out_path.parent() {
-            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        // Verifying only (no stage): the content is hashed and dropped.
+        let mut out = None;
+        if let Some(stage) = stage {
+            let out_path = stage.join(target);
+            if let Some(dir) = out_path.parent() {
+                fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+            }
+            let exec = entry
+                .header()
+                .mode()
+                .map(|m| m & 0o111 != 0)
+                .unwrap_or(false);
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(if exec { 0o755 } else { 0o644 })
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&out_path)
+                .map_err(io_err("create", &out_path))?;
+            out = Some((file, out_path));
         }
-        let exec = entry
-            .header()
-            .mode()
-            .map(|m| m & 0o111 != 0)
-            .unwrap_or(false);
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(if exec { 0o755 } else { 0o644 })
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&out_path)
-            .map_err(io_err("create", &out_path))?;
         let mut h = blake3::Hasher::new();
         let mut got = 0u64;
         loop {
@@ -520,12 +643,15 @@ pub(crate) fn unpack_inner(
                     archive: archive.to_path_buf(),
                     member: path,
                     what: "the data read",
+                    size: None,
                     limit: limits.max_total_bytes.min(*size),
                 });
             }
             h.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(io_err("write", &out_path))?;
+            if let Some((file, out_path)) = &mut out {
+                file.write_all(&buf[..n])
+                    .map_err(io_err("write", out_path))?;
+            }
             let before = meter.done;
             meter.add(count.get().saturating_sub(before));
         }
@@ -590,48 +716,7 @@ pub(crate) fn unpack_inner(
     meter.add(count.get().saturating_sub(meter.done));
     meter.finish();
 
-    // 5. Lay the recordings out and move them into place.
-    if manifest.recordings.len() > 1 {
-        let store = stage.join(".store");
-        for r in &manifest.recordings {
-            let files = stage.join(&r.name).join(FILES_DIR);
-            fs::create_dir_all(&files).map_err(io_err("create directory", &files))?;
-            for h in &r.files {
-                let from = store.join(h);
-                let to = files.join(h);
-                if fs::hard_link(&from, &to).is_err() {
-                    fs::copy(&from, &to).map_err(io_err("copy into", &to))?;
-                }
-            }
-        }
-        fs::remove_dir_all(&store).map_err(io_err("remove", &store))?;
-    } else {
-        // A recording without captured files still gets its (empty) files/ directory.
-        let files = stage.join(FILES_DIR);
-        fs::create_dir_all(&files).map_err(io_err("create directory", &files))?;
-    }
-    let manifest_path = stage.join(MANIFEST_NAME);
-    fs::write(&manifest_path, &manifest_bytes).map_err(io_err("write", &manifest_path))?;
-    fs::set_permissions(&stage, fs::Permissions::from_mode(0o755))
-        .map_err(io_err("set permissions of", &stage))?;
-    let kept = staging.keep();
-    if let Err(e) = fs::rename(&kept, dest) {
-        let _ = fs::remove_dir_all(&kept);
-        return Err(match e.raw_os_error() {
-            Some(libc::ENOTEMPTY) | Some(libc::EEXIST) | Some(libc::ENOTDIR) => {
-                UnpackError::DestinationNotEmpty {
-                    path: dest.to_path_buf(),
-                }
-            }
-            _ => io_err("rename into", dest)(e),
-        });
-    }
-    let traces = trace_dirs(dest, &manifest);
-    Ok(UnpackedArchive {
-        root: dest.to_path_buf(),
-        traces,
-        manifest,
-    })
+    Ok((manifest, manifest_bytes))
 }
 
 /// Reads only the manifest of an archive (the first member), without verifying the rest.
@@ -669,6 +754,7 @@ pub fn read_manifest(archive: &Path) -> Result<Manifest, UnpackError> {
             archive: archive.to_path_buf(),
             member: MANIFEST_NAME.to_string(),
             what: "the manifest",
+            size: Some(first.size()),
             limit,
         });
     }

@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 
@@ -42,6 +42,18 @@ fn is_refused(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether an error chain holds an I/O error (a socket's, or reading the file sent).
+fn has_io_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<io::Error>().is_some() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// Whether the server of a failed request refuses connections. A streamed upload body
 /// races with the connection: when the connection is refused, reqwest may report that
 /// the body could not be sent instead, so a body error is checked with a plain connect.
@@ -58,22 +70,44 @@ fn server_refuses(e: &reqwest::Error) -> bool {
     }) && !addrs.is_empty()
 }
 
+/// One attempt of a request: when it started and how long it may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attempt {
+    started: Instant,
+    limit: Duration,
+}
+
+impl Attempt {
+    /// An attempt starting now that may wait `limit`.
+    pub(crate) fn start(limit: Duration) -> Attempt {
+        Attempt {
+            started: Instant::now(),
+            limit,
+        }
+    }
+
+    fn timed_out(&self, url: &str) -> TransportError {
+        TransportError::Timeout {
+            url: url.to_string(),
+            after: self.started.elapsed(),
+            limit: self.limit,
+        }
+    }
+}
+
 /// Maps a failed request to the most specific error.
 pub(crate) fn request_error(
     url: &str,
     what: &'static str,
     e: reqwest::Error,
-    waited: Duration,
+    attempt: Attempt,
 ) -> TransportError {
     if is_refused(&e) || (e.is_body() && server_refuses(&e)) {
         TransportError::ConnectionRefused {
             url: url.to_string(),
         }
     } else if e.is_timeout() {
-        TransportError::Timeout {
-            url: url.to_string(),
-            after: waited,
-        }
+        attempt.timed_out(url)
     } else {
         TransportError::Network {
             url: url.to_string(),
@@ -83,17 +117,54 @@ pub(crate) fn request_error(
     }
 }
 
-/// Maps a failed body read.
-pub(crate) fn read_error(url: &str, e: io::Error, waited: Duration) -> TransportError {
+/// Maps a failed upload: like [`request_error`], and a connection that broke while the
+/// body was being sent, or before the answer, is [`TransportError::ConnectionClosed`]
+/// with its causes and how much of the body had been sent.
+pub(crate) fn upload_error(
+    url: &str,
+    what: &'static str,
+    e: reqwest::Error,
+    attempt: Attempt,
+    sent: u64,
+    total: u64,
+) -> TransportError {
+    let broke = e.is_body() || e.is_request();
+    let in_body = e.is_body();
+    match request_error(url, what, e, attempt) {
+        TransportError::Network { source, .. } if broke => {
+            // reqwest's own message repeats the URL: the causes under it say what broke.
+            let inner = match std::error::Error::source(&source) {
+                Some(inner) => crate::errors::error_chain(inner),
+                None => source.to_string(),
+            };
+            // The blocking client feeds the body through a channel: when the connection
+            // dies mid-body, the channel's closing is all it reports (the socket's error
+            // goes to the answer, which is then never read).
+            let cause = if in_body && !has_io_error(&source) {
+                format!("the server closed or reset the connection while the body was being sent ({inner})")
+            } else {
+                inner
+            };
+            TransportError::ConnectionClosed {
+                url: url.to_string(),
+                sent,
+                total,
+                after: attempt.started.elapsed(),
+                cause,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Maps a failed body read (`attempt` started when the last bytes arrived).
+pub(crate) fn read_error(url: &str, e: io::Error, attempt: Attempt) -> TransportError {
     let timed_out = e.kind() == io::ErrorKind::TimedOut
         || e.get_ref()
             .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
             .is_some_and(reqwest::Error::is_timeout);
     if timed_out {
-        TransportError::Timeout {
-            url: url.to_string(),
-            after: waited,
-        }
+        attempt.timed_out(url)
     } else {
         TransportError::Interrupted {
             url: url.to_string(),
@@ -256,13 +327,16 @@ pub(crate) fn save_body(
     })?;
     let mut meter = crate::progress::Meter::new(Phase::Downloading, total, progress);
     let mut buf = vec![0u8; 256 << 10];
+    // The client's timeout bounds each wait for more bytes.
+    let mut waiting = Attempt::start(opts.timeout);
     loop {
         let n = match resp.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_error(url, e, opts.timeout)),
+            Err(e) => return Err(read_error(url, e, waiting)),
         };
+        waiting = Attempt::start(opts.timeout);
         if meter.done + n as u64 > limit {
             return Err(TransportError::Protocol {
                 url: url.to_string(),

@@ -415,10 +415,7 @@ pub fn download(
     };
     fs::create_dir_all(dir).map_err(io("create directory", dir))?;
     let mut t = open(location, opts)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".chaos-download-")
-        .suffix(".partial")
-        .tempfile_in(dir)
+    let tmp = crate::partial::Partial::create(dir, "chaos-download-")
         .map_err(io("create a temporary file in", dir))?;
     let fetched = t.get(tmp.path(), progress)?;
     let name = fetched
@@ -441,8 +438,7 @@ pub fn download(
         None => (archive_file_name(stem_of_file_name(&name), &hash), false),
     };
     let path = dir.join(final_name);
-    tmp.persist(&path)
-        .map_err(|e| io("rename into", &path)(e.error))?;
+    tmp.persist(&path).map_err(io("rename into", &path))?;
     Ok(Downloaded {
         path,
         hash,
@@ -502,7 +498,7 @@ pub(crate) fn with_retries<T>(
                     phase,
                     attempt: n,
                     delay,
-                    reason: e.to_string(),
+                    reason: crate::errors::error_chain(&e),
                 });
                 std::thread::sleep(delay);
                 n += 1;

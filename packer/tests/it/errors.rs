@@ -16,23 +16,42 @@ enum Reply {
     Body(Vec<u8>),
     /// Accept, read the request, never answer (until the client gives up).
     Silence,
+    /// Read the request's head and this many bytes of its body, then close.
+    CloseAfter(usize),
+    /// Read the whole request (head and body) and never answer, until the client hangs up.
+    Drain,
 }
 
-/// Answers one connection per scripted reply, then stops.
+/// Answers one connection per scripted reply, then stops answering (the port keeps
+/// listening while the value lives, so that a later connection is not refused).
 struct Scripted {
     port: u16,
     handle: Option<JoinHandle<usize>>,
+    _listening: TcpListener,
 }
 
-fn read_request(s: &mut TcpStream) {
+fn read_request(s: &mut TcpStream) -> Vec<u8> {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         if s.read(&mut byte).unwrap_or(0) == 0 {
-            return;
+            return buf;
         }
         buf.push(byte[0]);
+    }
+    buf
+}
+
+/// Reads `n` bytes (fewer if the client hangs up first).
+fn read_bytes(s: &mut TcpStream, n: usize) {
+    let mut left = n;
+    let mut buf = [0u8; 8192];
+    while left > 0 {
+        match s.read(&mut buf[..left.min(8192)]) {
+            Ok(0) | Err(_) => return,
+            Ok(k) => left -= k,
+        }
     }
 }
 
@@ -40,11 +59,18 @@ impl Scripted {
     fn start(replies: Vec<Reply>) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let listening = listener.try_clone().unwrap();
         let handle = std::thread::spawn(move || {
             let mut served = 0;
             for reply in replies {
-                let (mut s, _) = listener.accept().unwrap();
-                read_request(&mut s);
+                let (mut s, _) = loop {
+                    let (mut s, peer) = listener.accept().unwrap();
+                    // A connection that sends nothing is the client checking that the
+                    // port is open (after a broken upload): not a request.
+                    if !read_request(&mut s).is_empty() {
+                        break (s, peer);
+                    }
+                };
                 served += 1;
                 match reply {
                     Reply::Status(code) => {
@@ -66,6 +92,15 @@ impl Scripted {
                         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                         let _ = s.read(&mut [0u8; 1]);
                     }
+                    Reply::CloseAfter(n) => {
+                        read_bytes(&mut s, n);
+                        // Dropping the stream closes the connection.
+                    }
+                    Reply::Drain => {
+                        // Read until the client hangs up (bounded), never answering.
+                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                        read_bytes(&mut s, usize::MAX);
+                    }
                 }
             }
             served
@@ -73,6 +108,7 @@ impl Scripted {
         Scripted {
             port,
             handle: Some(handle),
+            _listening: listening,
         }
     }
 
@@ -220,5 +256,98 @@ fn silent_server_times_out() {
     .unwrap_err();
     assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
     assert!(err.to_string().contains("no answer within"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the limit for this attempt: 0.5 s"),
+        "{err}"
+    );
     drop(server);
+}
+
+/// An archive of `len` bytes to upload.
+fn upload_source(dir: &std::path::Path, len: usize) -> std::path::PathBuf {
+    let src = dir.join("a.chaos.tar.zst");
+    std::fs::write(&src, noise("upload", len)).unwrap();
+    src
+}
+
+#[test]
+fn an_upload_cut_off_halfway_names_the_cause() {
+    // The server reads the head and 100 KB of a 4 MiB body, then closes the connection.
+    let server = Scripted::start(vec![Reply::CloseAfter(100_000), Reply::CloseAfter(100_000)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = upload_source(tmp.path(), 4 << 20);
+    let mut reasons = Vec::new();
+    let mut opts = options();
+    opts.max_attempts = 2;
+    let err = transport::upload(
+        &src,
+        &server.url("a.chaos.tar.zst"),
+        &opts,
+        &mut |e: &ProgressEvent| {
+            if let ProgressEvent::Retrying { reason, .. } = e {
+                reasons.push(reason.clone());
+            }
+        },
+    )
+    .unwrap_err();
+    assert_eq!(server.served(), 2);
+    let TransportError::GaveUp { attempts, last, .. } = &err else {
+        panic!("expected GaveUp, got {err:?}");
+    };
+    assert_eq!(*attempts, 2);
+    let TransportError::ConnectionClosed {
+        sent, total, cause, ..
+    } = last.as_ref()
+    else {
+        panic!("expected ConnectionClosed, got {last:?}");
+    };
+    assert_eq!(*total, 4 << 20);
+    assert!(*sent < *total, "{err}");
+    assert!(!cause.trim().is_empty(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("gave up after 2 attempts")
+            && msg.contains("the connection closed before the upload finished")
+            && msg.contains(cause.as_str()),
+        "{msg}"
+    );
+    // The retry line says it too, cause included.
+    assert_eq!(reasons.len(), 1);
+    assert!(
+        reasons[0].contains("the connection closed before the upload finished")
+            && reasons[0].contains(cause.as_str()),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn an_upload_without_an_answer_reports_the_limit_of_each_attempt_and_their_number() {
+    // The server reads the whole request and never answers.
+    let server = Scripted::start(vec![Reply::Drain, Reply::Drain]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = upload_source(tmp.path(), 64 << 10);
+    let mut opts = options();
+    opts.max_attempts = 2;
+    opts.timeout = Duration::from_millis(400);
+    // An upload may take the timeout plus its size at this speed (whole seconds): 400 ms.
+    opts.min_throughput = 64 << 20;
+    let err =
+        transport::upload(&src, &server.url("a.chaos.tar.zst"), &opts, &mut quiet()).unwrap_err();
+    assert_eq!(server.served(), 2);
+    let TransportError::GaveUp { attempts, last, .. } = &err else {
+        panic!("expected GaveUp, got {err:?}");
+    };
+    assert_eq!(*attempts, 2);
+    let TransportError::Timeout { after, limit, .. } = last.as_ref() else {
+        panic!("expected Timeout, got {last:?}");
+    };
+    assert_eq!(*limit, Duration::from_millis(400));
+    assert!(after >= limit, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("gave up after 2 attempts")
+            && msg.contains("the limit for this attempt: 0.4 s"),
+        "{msg}"
+    );
 }

@@ -17,7 +17,7 @@ use crate::errors::TransportError;
 use crate::progress::{Phase, ProgressEvent};
 use crate::transport::http_util::{
     check_status, client, request_error, save_body, send_with_progress, upload_deadline,
-    CountingReader,
+    upload_error, Attempt, CountingReader,
 };
 use crate::transport::{redact, with_retries, Fetched, Transport, TransportOptions};
 
@@ -135,9 +135,18 @@ impl Endpoint<'_> {
                 );
                 let deadline = upload_deadline(self.opts, size);
                 let req = (self.decorate)(self.client.put(self.url).timeout(deadline).body(body));
+                let attempt = Attempt::start(deadline);
                 let resp = send_with_progress(req, Phase::Uploading, 0, size, &counter, progress)
                     .map_err(|e| {
-                    self.explain(request_error(self.display, "upload failed", e, deadline))
+                    let sent = counter.load(std::sync::atomic::Ordering::Relaxed);
+                    self.explain(upload_error(
+                        self.display,
+                        "upload failed",
+                        e,
+                        attempt,
+                        sent,
+                        size,
+                    ))
                 })?;
                 check_status(self.display, resp, Some(size), self.forbidden_hint)?;
                 Ok(())
@@ -153,9 +162,12 @@ impl Endpoint<'_> {
     /// Replaces a broken-off upload's error by what the probe learns, if anything.
     pub(crate) fn explain(&self, e: TransportError) -> TransportError {
         match (&e, self.probe) {
-            (TransportError::Network { .. } | TransportError::Interrupted { .. }, Some(probe)) => {
-                probe().unwrap_or(e)
-            }
+            (
+                TransportError::Network { .. }
+                | TransportError::Interrupted { .. }
+                | TransportError::ConnectionClosed { .. },
+                Some(probe),
+            ) => probe().unwrap_or(e),
             _ => e,
         }
     }
@@ -172,11 +184,10 @@ impl Endpoint<'_> {
             self.display,
             progress,
             |progress| {
+                let attempt = Attempt::start(self.opts.timeout);
                 let resp = (self.decorate)(self.client.get(self.url))
                     .send()
-                    .map_err(|e| {
-                        request_error(self.display, "download failed", e, self.opts.timeout)
-                    })?;
+                    .map_err(|e| request_error(self.display, "download failed", e, attempt))?;
                 let resp = check_status(self.display, resp, None, self.forbidden_hint)?;
                 save_body(
                     self.display,

@@ -94,16 +94,13 @@ impl Transport for Local {
         fs::create_dir_all(&parent).map_err(io("create directory", &parent))?;
         let mut from = File::open(src).map_err(io("open", src))?;
         let total = from.metadata().map_err(io("inspect", src))?.len();
-        let tmp = tempfile::Builder::new()
-            .prefix(".chaos-upload-")
-            .suffix(".partial")
-            .tempfile_in(&parent)
+        let tmp = crate::partial::Partial::create(&parent, "chaos-upload-")
             .map_err(io("create a temporary file in", &parent))?;
         let mut to = tmp.reopen().map_err(io("open", tmp.path()))?;
         let mut meter = Meter::new(Phase::Uploading, Some(total), progress);
         copy(&mut from, &mut to, tmp.path(), src, &mut meter)?;
         tmp.persist(&self.path)
-            .map_err(|e| io("rename into", &self.path)(e.error))?;
+            .map_err(io("rename into", &self.path))?;
         meter.finish();
         Ok(())
     }

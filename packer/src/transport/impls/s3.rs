@@ -26,8 +26,8 @@ use rusty_s3::{Bucket, Credentials, UrlStyle};
 use crate::errors::TransportError;
 use crate::progress::{Phase, ProgressEvent};
 use crate::transport::http_util::{
-    check_status, client, request_error, send_with_progress, upload_deadline, xml_tag,
-    CountingReader,
+    check_status, client, request_error, send_with_progress, upload_deadline, upload_error,
+    xml_tag, Attempt, CountingReader,
 };
 use crate::transport::impls::http::{Endpoint, PRESIGNED_PUT_LIMIT};
 use crate::transport::{with_retries, Fetched, Transport, TransportOptions};
@@ -175,17 +175,13 @@ impl S3 {
                 if let Some(b) = &body {
                     req = req.body(b.clone());
                 }
-                let resp = req.send().map_err(|e| {
-                    request_error(&self.display, "request failed", e, self.opts.timeout)
-                })?;
+                let attempt = Attempt::start(self.opts.timeout);
+                let resp = req
+                    .send()
+                    .map_err(|e| request_error(&self.display, "request failed", e, attempt))?;
                 let resp = check_status(&self.display, resp, None, FORBIDDEN_HINT)?;
                 let text = resp.text().map_err(|e| {
-                    request_error(
-                        &self.display,
-                        "reading the answer failed",
-                        e,
-                        self.opts.timeout,
-                    )
+                    request_error(&self.display, "reading the answer failed", e, attempt)
                 })?;
                 // S3 may answer 200 and put the error in the body (CompleteMultipartUpload).
                 if let (Some(code), true) = (xml_tag(&text, "Code"), text.contains("<Error>")) {
@@ -301,18 +297,23 @@ impl S3 {
                     );
                     let deadline = upload_deadline(&self.opts, len);
                     let req = self.client.put(url.as_str()).timeout(deadline).body(body);
+                    let attempt = Attempt::start(deadline);
                     let resp =
                         send_with_progress(req, Phase::Uploading, offset, size, &counter, progress)
                             .map_err(|e| {
-                                let e = request_error(
+                                let sent = counter.load(std::sync::atomic::Ordering::Relaxed);
+                                let e = upload_error(
                                     &self.display,
                                     "uploading a part failed",
                                     e,
-                                    deadline,
+                                    attempt,
+                                    sent,
+                                    len,
                                 );
                                 match e {
                                     TransportError::Network { .. }
-                                    | TransportError::Interrupted { .. } => {
+                                    | TransportError::Interrupted { .. }
+                                    | TransportError::ConnectionClosed { .. } => {
                                         self.probe_credentials().unwrap_or(e)
                                     }
                                     e => e,
