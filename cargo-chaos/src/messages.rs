@@ -54,6 +54,16 @@ pub enum Message {
         /// The command that replays it.
         replay_command: String,
     },
+    /// A failing run was captured, but its archive holds credentials: it was kept local
+    /// (not uploaded, not in the archive directory) and the exit code is 2.
+    HeldBack {
+        /// The archive on disk.
+        archive: String,
+        /// Where the credentials are and what kind (never their values).
+        credentials: Vec<String>,
+        /// Run number.
+        run: u64,
+    },
     /// The hunt ended.
     Finished {
         /// Runs done.

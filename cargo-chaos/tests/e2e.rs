@@ -15,5 +15,6 @@ mod e2e {
     mod mutation;
     mod repeat;
     mod roundtrip;
+    mod secrets;
     mod unprivileged;
 }
