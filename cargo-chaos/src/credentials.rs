@@ -168,3 +168,38 @@ pub fn print_held(archive: &Path, lines: &[String]) {
          actions/checkout, `persist-credentials: false`); {ALLOW_FLAG} uploads it anyway."
     );
 }
+
+/// In GitHub Actions, says in the job summary that a capture was held back and why
+/// (never the credential). Writes no `archive=` output, so that steps uploading the
+/// archive named there skip it. Failures are ignored.
+pub fn report_held_to_github(archive: &Path, lines: &[String]) {
+    use std::io::Write;
+    if std::env::var_os("GITHUB_ACTIONS").is_none() {
+        return;
+    }
+    let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") else {
+        return;
+    };
+    let mut text = format!(
+        "### cargo-chaos captured a failing run, but did not share it\n\n\
+         The archive `{}` holds credentials, so it stays on the runner:\n\n",
+        archive
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    for l in lines {
+        text.push_str(&format!("- {l}\n"));
+    }
+    text.push_str(&format!(
+        "\nRecord without the credential (for actions/checkout: `persist-credentials: false`), \
+         or pass `{ALLOW_FLAG}` once you know it is safe to share.\n"
+    ));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(summary)
+    {
+        let _ = f.write_all(text.as_bytes());
+    }
+}

@@ -53,6 +53,10 @@ pub enum Message {
         seed: u64,
         /// The command that replays it.
         replay_command: String,
+        /// Credentials found in it, uploaded as `--allow-secrets` allowed: where and what
+        /// kind (never their values).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        credentials: Vec<String>,
     },
     /// A failing run was captured, but its archive holds credentials: it was kept local
     /// (not uploaded, not in the archive directory) and the exit code is 2.

@@ -247,10 +247,14 @@ fn capture(
             .with_context(|| format!("moving {} to {}", packed.path.display(), to.display()))?;
         packed.path = to;
         *undelivered = true;
+        crate::credentials::report_held_to_github(&packed.path, &credentials);
         if !json {
             crate::credentials::print_held(&packed.path, &credentials);
-        }
-        if json {
+            eprintln!(
+                "replay it on this machine with:\n    cargo replay-artifact {}",
+                shell_quote(&packed.path.display().to_string())
+            );
+        } else {
             emit(&Message::HeldBack {
                 archive: packed.path.display().to_string(),
                 credentials,
@@ -259,9 +263,9 @@ fn capture(
         }
         return Ok(());
     }
-    if !credentials.is_empty() && !json {
+    if !credentials.is_empty() {
         eprintln!(
-            "warning: {} holds credentials, uploaded as allowed by {}:",
+            "warning: {} holds credentials, shared as {} allows:",
             packed.path.display(),
             crate::credentials::ALLOW_FLAG
         );
@@ -296,6 +300,7 @@ fn capture(
             run: f.run,
             seed: f.seed,
             replay_command,
+            credentials,
         });
     } else {
         eprintln!(
