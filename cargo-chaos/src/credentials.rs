@@ -76,8 +76,10 @@ fn read_places(trace: &Path, scan: bool) -> Places {
     let Ok(mut events) = dir.events() else {
         return places;
     };
-    let mut n = 0u64;
+    let mut count = 0u64;
     while let Ok(Some(ev)) = events.next_event() {
+        let n = count;
+        count += 1;
         match &ev {
             Event::Exec(e) => {
                 for m in &e.mappings {
@@ -111,11 +113,8 @@ fn read_places(trace: &Path, scan: bool) -> Places {
                         places.file_names.push((h.clone(), what));
                     }
                 }
-                if !scan {
-                    n += 1;
-                    continue;
-                }
-                for w in &s.writes {
+                let writes = if scan { &s.writes[..] } else { &[] };
+                for w in writes {
                     for kind in tokens::find(&w.data) {
                         places.event_places.insert((
                             kind,
@@ -139,7 +138,6 @@ fn read_places(trace: &Path, scan: bool) -> Places {
             }
             _ => {}
         }
-        n += 1;
     }
     places
 }

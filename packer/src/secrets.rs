@@ -420,6 +420,20 @@ mod tests {
     }
 
     #[test]
+    fn token_shaped_values() {
+        let pat = "ghp_Fake0Fake1Fake2Fake3Fake4Fake5Fake6Fa";
+        assert_eq!(
+            removal_reason("GH_PAT_FOR_TESTS", pat, &[]),
+            Some(RemovalReason::TokenValue)
+        );
+        assert_eq!(
+            removal_reason("GH_PAT_FOR_TESTS", pat, &["GH_PAT_FOR_TESTS".into()]),
+            None
+        );
+        assert_eq!(removal_reason("GREETING", "ghp_ is a prefix", &[]), None);
+    }
+
+    #[test]
     fn scanner_finds_values_across_chunks() {
         let needles = secret_needles(
             vec![
