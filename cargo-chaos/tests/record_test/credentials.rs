@@ -75,6 +75,7 @@ fn capture_that_read_a_token_is_held_back_unless_allowed() {
     run.expect_status(2);
     let held = sb.target().join("chaos/held-back");
     assert_eq!(archives(&held).len(), 1, "held back\n{}", run.show());
+    std::fs::remove_dir_all(&held).unwrap();
     assert_eq!(
         archives(&sb.target().join("chaos/archives")),
         Vec::<String>::new()
@@ -89,6 +90,19 @@ fn capture_that_read_a_token_is_held_back_unless_allowed() {
         assert!(run.stderr.contains(said), "`{said}` in\n{}", run.show());
     }
     assert!(!run.stderr.contains("eC1hY2Nlc3Mt"), "{}", run.show());
+
+    let run = hunt(&["--message-format", "json"]);
+    run.expect_status(2);
+    let held_back = run.messages_of("held-back");
+    assert_eq!(held_back.len(), 1, "{}", run.show());
+    assert!(held_back[0]["archive"]
+        .as_str()
+        .is_some_and(|a| a.starts_with(&held.display().to_string())));
+    assert!(held_back[0]["credentials"][0]
+        .as_str()
+        .is_some_and(|c| c.starts_with("an HTTP Authorization header")));
+    assert!(run.messages_of("captured").is_empty(), "{}", run.show());
+    assert!(!run.stdout.contains("eC1hY2Nlc3Mt"), "{}", run.show());
 
     let run = hunt(&["--allow-secrets", "--message-format", "json"]);
     run.expect_status(1);
