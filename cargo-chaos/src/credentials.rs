@@ -154,7 +154,7 @@ pub fn held_dir(archives_dir: &Path) -> PathBuf {
 /// Prints why an archive is not uploaded and where it is.
 pub fn print_held(archive: &Path, lines: &[String]) {
     eprintln!(
-        "{:>12} {} holds credentials, so it is not uploaded:",
+        "{:>12} {} holds credentials, so it stays on this machine (not uploaded):",
         "Held back",
         archive.display()
     );
