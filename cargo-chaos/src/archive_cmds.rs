@@ -45,13 +45,17 @@ pub struct PackArgs {
     /// zstd level, 1 to 22 [default: 6 for one recording, 10 for several].
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub level: Option<i32>,
-    /// Accept a recording whose environment holds this variable although its name looks
-    /// like a secret (repeatable).
-    #[arg(long = "allow-env", value_name = "NAME")]
+    /// Accept a recording whose environment holds this variable although it looks like a
+    /// secret, as `record --keep-env NAME` let it through (repeatable).
+    #[arg(long = "keep-env", alias = "allow-env", value_name = "NAME")]
     pub allow_env: Vec<String>,
     /// Also upload the archive here (see `cargo chaos upload`).
     #[arg(long, value_name = "LOCATION")]
     pub upload: Option<String>,
+    /// Upload the archive even if it holds credentials of a well-known shape (a GitHub
+    /// or AWS token the program read...).
+    #[arg(long)]
+    pub allow_secrets: bool,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -80,6 +84,9 @@ pub struct UploadArgs {
     /// header from $CHAOS_UPLOAD_HEADER is added), or `s3://bucket/key` (AWS_* variables).
     /// A location ending in `/` gets the archive's file name appended.
     pub location: String,
+    /// Upload the archive even if its manifest lists credentials found when it was packed.
+    #[arg(long)]
+    pub allow_secrets: bool,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -326,7 +333,28 @@ pub fn run_pack(args: PackArgs) -> anyhow::Result<i32> {
         packed.manifest.members.len(),
         ratio
     );
+    let credentials = crate::credentials::describe(
+        (args.traces.len() == 1).then(|| args.traces[0].as_path()),
+        &packed.manifest.tokens,
+    );
     let mut url = None;
+    if !credentials.is_empty() && (args.upload.is_none() || args.allow_secrets) {
+        eprintln!(
+            "warning: {} holds credentials{}:",
+            packed.path.display(),
+            if args.upload.is_some() {
+                ", uploaded as allowed by --allow-secrets"
+            } else {
+                " (an upload will need --allow-secrets)"
+            }
+        );
+        for l in &credentials {
+            eprintln!("  - {l}");
+        }
+    } else if !credentials.is_empty() {
+        crate::credentials::print_held(&packed.path, &credentials);
+        return Ok(exit_codes::TOOL_ERROR);
+    }
     if let Some(location) = &args.upload {
         let topts = TransportOptions::from_env()?;
         match with_progress(|p| transport::upload(&packed.path, location, &topts, p)) {
@@ -383,6 +411,17 @@ pub fn run_unpack(args: UnpackArgs) -> anyhow::Result<i32> {
 /// `cargo chaos upload`.
 pub fn run_upload(args: UploadArgs) -> anyhow::Result<i32> {
     crate::signals::remove_partial_files_on_signal();
+    if !args.allow_secrets {
+        let manifest = match packer::read_manifest(&args.archive) {
+            Ok(m) => m,
+            Err(e) => return Ok(fail(e, exit_codes::TOOL_ERROR)),
+        };
+        if !manifest.tokens.is_empty() {
+            let lines = crate::credentials::describe(None, &manifest.tokens);
+            crate::credentials::print_held(&args.archive, &lines);
+            return Ok(exit_codes::TOOL_ERROR);
+        }
+    }
     let topts = TransportOptions::from_env()?;
     match with_progress(|p| transport::upload(&args.archive, &args.location, &topts, p)) {
         Ok(up) => {

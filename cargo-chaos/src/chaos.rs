@@ -51,7 +51,8 @@ pub struct RecordArgs {
     /// marked as timed out.
     #[arg(long, value_parser = crate::duration::parse)]
     pub timeout: Option<std::time::Duration>,
-    /// Let these environment variables through even though their names look secret.
+    /// Let these environment variables through even though they look secret (by name, or
+    /// a password inside a URL in the value).
     #[arg(long = "keep-env", value_name = "NAME")]
     pub keep_env: Vec<String>,
     /// The program and its arguments.

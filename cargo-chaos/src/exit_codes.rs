@@ -5,7 +5,8 @@ pub const OK: i32 = 0;
 /// `cargo record-test`: a failing run was captured.
 pub const CAPTURED: i32 = 1;
 /// `cargo record-test`: the tool could not do its job (build failed, recorder error,
-/// upload failed).
+/// upload failed, or a capture was held back because it holds credentials); also
+/// `cargo chaos pack --upload` and `cargo chaos upload` when they did not upload.
 pub const TOOL_ERROR: i32 = 2;
 /// Replay diverged, the trace or archive was refused, or this machine cannot replay it;
 /// also `cargo chaos record` when the recorder itself failed.

@@ -4,6 +4,7 @@
 
 pub mod archive_cmds;
 pub mod chaos;
+pub mod credentials;
 pub mod duration;
 pub mod env;
 pub mod exit_codes;

@@ -53,6 +53,20 @@ pub enum Message {
         seed: u64,
         /// The command that replays it.
         replay_command: String,
+        /// Credentials found in it, uploaded as `--allow-secrets` allowed: where and what
+        /// kind (never their values).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        credentials: Vec<String>,
+    },
+    /// A failing run was captured, but its archive holds credentials: it was kept local
+    /// (not uploaded, not in the archive directory) and the exit code is 2.
+    HeldBack {
+        /// The archive on disk.
+        archive: String,
+        /// Where the credentials are and what kind (never their values).
+        credentials: Vec<String>,
+        /// Run number.
+        run: u64,
     },
     /// The hunt ended.
     Finished {

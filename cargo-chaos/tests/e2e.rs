@@ -17,5 +17,6 @@ mod e2e {
     mod mutation;
     mod repeat;
     mod roundtrip;
+    mod secrets;
     mod unprivileged;
 }

@@ -85,18 +85,21 @@ pub enum PackError {
         /// What it is ("symbolic link", "fifo", ...).
         kind: &'static str,
     },
-    /// The recorded environment holds a variable on the deny-list.
+    /// The recorded environment holds a variable that looks like a secret (by its name,
+    /// or a password inside a URL in its value).
     #[error(
-        "{path}: the recorded environment holds {name}, which looks like a secret; \
-         refusing to put it in an archive \
+        "{path}: the recorded environment holds {name}, which looks like a secret \
+         ({reason}); refusing to put it in an archive \
          (hint: record again (the recorder removes such variables before the program \
-         starts), or let it through with --allow-env {name} if it is not a secret)"
+         starts), or let it through with --keep-env {name} if it is not a secret)"
     )]
     SecretInEnvironment {
         /// The header that lists it.
         path: PathBuf,
         /// The variable's name (never its value).
         name: String,
+        /// Why it looks like a secret.
+        reason: crate::secrets::RemovalReason,
     },
     /// The value of a secret variable of the packing process occurs in the archive's content.
     #[error(

@@ -79,7 +79,7 @@ pub mod unpack;
 
 pub use errors::{CacheError, PackError, TransportError, UnpackError};
 pub use frames::FrameStats;
-pub use manifest::{Manifest, TestIdentity};
+pub use manifest::{Manifest, TestIdentity, TokenFinding};
 pub use pack::{
     pack, pack_many, warm, Framing, PackInput, PackOptions, PackedArchive, WarmReport,
     DEFAULT_LEVEL, DEFAULT_OUTPUT_CAP, LDM_THRESHOLD, MAX_WINDOW_LOG, SINGLE_RUN_LEVEL,

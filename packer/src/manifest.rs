@@ -59,6 +59,22 @@ pub struct Manifest {
     pub recordings: Vec<Recording>,
     /// Every member but the manifest, sorted by path.
     pub members: Vec<Member>,
+    /// Credentials of well-known shapes found in the members when packing (see
+    /// [`crate::secrets::tokens`]): where and what kind, never the value. An archive that
+    /// lists any is kept local unless the user allows its upload.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<TokenFinding>,
+}
+
+/// A credential found in an archive's member.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TokenFinding {
+    /// The member (`files/<hash>`, `recordings/NAME/events`, ...). In `events` the
+    /// credential is in data a system call gave the program (a `read` of a file), or in
+    /// the memory of a program image.
+    pub member: String,
+    /// What kind of credential.
+    pub kind: crate::secrets::tokens::TokenKind,
 }
 
 impl Default for Manifest {
@@ -74,6 +90,7 @@ impl Default for Manifest {
             ci: None,
             recordings: Vec::new(),
             members: Vec::new(),
+            tokens: Vec::new(),
         }
     }
 }

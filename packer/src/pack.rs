@@ -18,10 +18,11 @@ use crate::errors::PackError;
 use crate::frames::{self, FrameCache, FrameParams, FrameStats, Tee};
 use crate::hash::{archive_file_name, HashingWriter};
 use crate::manifest::{
-    CapturedOutput, Manifest, Member, Outcome, Recording, TestIdentity, ToolInfo, FILES_DIR,
-    FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME,
+    CapturedOutput, Manifest, Member, Outcome, Recording, TestIdentity, TokenFinding, ToolInfo,
+    FILES_DIR, FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME,
 };
 use crate::progress::{Meter, Phase, ProgressEvent};
+use crate::secrets::tokens::TokenScanner;
 use crate::secrets::{self, SecretScanner};
 use crate::sysinfo::{self, CiInfo, HostInfo};
 use crate::trace::{self, TraceScan};
@@ -69,7 +70,9 @@ pub struct PackOptions {
     pub level: Option<i32>,
     /// zstd worker threads; `None` means one per available core.
     pub threads: Option<u32>,
-    /// Variables allowed in the recorded environment even though the deny-list matches them.
+    /// Variables allowed in the recorded environment even though they look like secrets
+    /// (by name, or a password inside a URL): the recorder's caller let them through on
+    /// purpose (`--keep-env`), so their values are not searched for in the archive either.
     pub allow_env: Vec<String>,
     /// The source revision; by default taken from CI variables or `git rev-parse HEAD`
     /// in the recording's working directory.
@@ -209,7 +212,7 @@ pub fn pack_many(
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect(),
     };
-    let needles = secrets::secret_needles(env.clone());
+    let needles = secrets::secret_needles(env.clone(), &opts.allow_env);
     let scans = inputs
         .iter()
         .map(|i| trace::scan(&i.trace))
@@ -276,23 +279,26 @@ fn archive_stem(inputs: &[PackInput], manifest: &Manifest, opts: &PackOptions) -
     "recordings".to_string()
 }
 
-/// Hashes a file, feeding the meter and the secret scanner.
+/// Hashes a file, feeding the meter, the secret scanner and the token scanner.
 fn hash_and_scan(
     path: &Path,
     meter: &mut Meter,
     scanner: &mut SecretScanner,
+    tokens: &mut TokenScanner,
     member: &str,
 ) -> Result<String, PackError> {
     let mut f = File::open(path).map_err(io_err("open", path))?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     scanner.reset();
+    tokens.reset();
     loop {
         let n = f.read(&mut buf).map_err(io_err("read", path))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
+        tokens.feed(&buf[..n]);
         if let Some(name) = scanner.feed(&buf[..n]) {
             return Err(PackError::SecretValueFound {
                 name: name.to_string(),
@@ -343,11 +349,12 @@ fn describe_recording(
 ) -> Result<Recording, PackError> {
     let h = &scan.header;
     let env = trace::get_env(h);
-    for (k, _) in &env {
-        if secrets::is_removed(k, &opts.allow_env) {
+    for (k, v) in &env {
+        if let Some(reason) = secrets::removal_reason(k, v, &opts.allow_env) {
             return Err(PackError::SecretInEnvironment {
                 path: scan.dir.join("header.json"),
                 name: k.clone(),
+                reason,
             });
         }
     }
@@ -448,9 +455,22 @@ fn prepare(
     let total: u64 = sources.values().map(|(_, s, _)| *s).sum();
     let mut meter = Meter::new(Phase::Hashing, Some(total), progress);
     let mut scanner = SecretScanner::new(needles);
+    let mut token_scanner = TokenScanner::new();
+    let mut tokens = Vec::new();
     let mut members = Vec::with_capacity(sources.len());
     for (path, (src, _, named)) in &sources {
-        let hash = hash_and_scan(src, &mut meter, &mut scanner, path)?;
+        let hash = hash_and_scan(src, &mut meter, &mut scanner, &mut token_scanner, path)?;
+        let mut found = token_scanner.take();
+        if named.is_none() && path.ends_with("/events") {
+            // What the program read is compressed in there.
+            found.extend(secrets::scan_events_file(src).map_err(io_err("read", src))?);
+        }
+        found.sort();
+        found.dedup();
+        tokens.extend(found.into_iter().map(|kind| TokenFinding {
+            member: path.clone(),
+            kind,
+        }));
         if let Some(expected) = named {
             if *expected != hash {
                 return Err(PackError::CapturedFileChanged {
@@ -493,6 +513,7 @@ fn prepare(
         ci,
         recordings,
         members,
+        tokens,
     };
     let sources = manifest
         .members

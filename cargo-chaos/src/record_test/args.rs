@@ -166,9 +166,15 @@ pub struct RecordTestArgs {
     /// Scheduler seed of the first run (later runs use seed + run number).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Let these environment variables through even though their names look secret.
+    /// Let these environment variables through even though they look secret (by name, or
+    /// a password inside a URL in the value).
     #[arg(long = "keep-env", value_name = "NAME")]
     pub keep_env: Vec<String>,
+    /// Upload (and leave in the archive directory) a capture that holds credentials of a
+    /// well-known shape (a GitHub or AWS token the test read...); without it such an
+    /// archive is kept aside, in <target-dir>/chaos/held-back, and the exit code is 2.
+    #[arg(long)]
+    pub allow_secrets: bool,
     /// Arguments for the test binaries (after `--`).
     #[arg(last = true)]
     pub test_args: Vec<String>,

@@ -117,7 +117,8 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
     };
     let archives_dir = chaos_dir.join("archives");
     let mut renderer = render::Renderer::new(json, max_runs);
-    let mut upload_failed = false;
+    // An archive not uploaded (upload failed) or held back (it holds credentials).
+    let mut undelivered = false;
     let end = hunt::hunt(&plan, &mut |ev| {
         match ev {
             HuntEvent::Started { run, unit, seed } => {
@@ -150,9 +151,13 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
                     capture(
                         &f,
                         &archives_dir,
-                        a.upload.as_deref(),
-                        json,
-                        &mut upload_failed,
+                        &CaptureOptions {
+                            upload: a.upload.as_deref(),
+                            allow_secrets: a.allow_secrets,
+                            keep_env: &a.keep_env,
+                            json,
+                        },
+                        &mut undelivered,
                     )
                 })?;
             }
@@ -165,7 +170,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         HuntEnd::Passed { runs } => (runs, 0),
         HuntEnd::Failed { runs, failures } => (runs, failures),
     };
-    let code = if upload_failed {
+    let code = if undelivered {
         exit_codes::TOOL_ERROR
     } else if failures > 0 {
         exit_codes::CAPTURED
@@ -184,14 +189,28 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// Packs a failing run, uploads it, and tells the user how to replay it.
+/// What to do with a captured run's archive.
+struct CaptureOptions<'a> {
+    /// `--upload`.
+    upload: Option<&'a str>,
+    /// `--allow-secrets`: upload an archive that holds credentials.
+    allow_secrets: bool,
+    /// `--keep-env`: variables let through on purpose.
+    keep_env: &'a [String],
+    /// `--message-format json`.
+    json: bool,
+}
+
+/// Packs a failing run, uploads it, and tells the user how to replay it. An archive
+/// that holds credentials is moved to [`crate::credentials::held_dir`] and not uploaded
+/// (unless allowed); `undelivered` is then set, as when the upload fails.
 fn capture(
     f: &hunt::Failure,
     archives_dir: &std::path::Path,
-    upload: Option<&str>,
-    json: bool,
-    upload_failed: &mut bool,
+    o: &CaptureOptions,
+    undelivered: &mut bool,
 ) -> anyhow::Result<()> {
+    let json = o.json;
     let test_name = (!f.failed_tests.is_empty()).then(|| f.failed_tests.join(","));
     if !json {
         eprintln!(
@@ -213,17 +232,54 @@ fn capture(
         binary: Some(f.unit.binary.target.clone()),
         test_name: test_name.clone(),
     };
-    let opts = packer::PackOptions::for_test(identity);
-    let packed = packer::pack(&f.trace, archives_dir, &opts, &mut |_| {})
+    let mut opts = packer::PackOptions::for_test(identity);
+    opts.allow_env = o.keep_env.to_vec();
+    let mut packed = packer::pack(&f.trace, archives_dir, &opts, &mut |_| {})
         .with_context(|| format!("packing {}", f.trace.display()))?;
+    let held = !packed.manifest.tokens.is_empty() && !o.allow_secrets;
+    let credentials = crate::credentials::describe(Some(&f.trace), &packed.manifest.tokens);
     let _ = std::fs::remove_dir_all(&f.dir);
+    if held {
+        let dir = crate::credentials::held_dir(archives_dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let to = dir.join(packed.path.file_name().unwrap_or_default());
+        std::fs::rename(&packed.path, &to)
+            .with_context(|| format!("moving {} to {}", packed.path.display(), to.display()))?;
+        packed.path = to;
+        *undelivered = true;
+        crate::credentials::report_held_to_github(&packed.path, &credentials);
+        if !json {
+            crate::credentials::print_held(&packed.path, &credentials);
+            eprintln!(
+                "replay it on this machine with:\n    cargo replay-artifact {}",
+                shell_quote(&packed.path.display().to_string())
+            );
+        } else {
+            emit(&Message::HeldBack {
+                archive: packed.path.display().to_string(),
+                credentials,
+                run: f.run,
+            });
+        }
+        return Ok(());
+    }
+    if !credentials.is_empty() {
+        eprintln!(
+            "warning: {} holds credentials, shared as {} allows:",
+            packed.path.display(),
+            crate::credentials::ALLOW_FLAG
+        );
+        for l in &credentials {
+            eprintln!("  - {l}");
+        }
+    }
     let mut url = None;
-    if let Some(target) = upload {
+    if let Some(target) = o.upload {
         let topts = packer::transport::TransportOptions::from_env()?;
         match packer::transport::upload(&packed.path, target, &topts, &mut |_| {}) {
             Ok(up) => url = Some(up.location),
             Err(e) => {
-                *upload_failed = true;
+                *undelivered = true;
                 eprintln!("error: uploading the archive failed: {e:#}");
                 eprintln!("the archive is kept at {}", packed.path.display());
             }
@@ -244,6 +300,7 @@ fn capture(
             run: f.run,
             seed: f.seed,
             replay_command,
+            credentials,
         });
     } else {
         eprintln!(

@@ -399,3 +399,30 @@ fn command_extraction() {
         ["cargo", "replay-artifact", "/a b/c", "s3://x/7/"]
     );
 }
+
+/// Every `actions/checkout` step of the GitHub workflow sets `persist-credentials: false`:
+/// otherwise checkout leaves the job's token in `.git/config` (as an `extraheader`), where
+/// a test that reads the repository's configuration puts it into a recording.
+#[test]
+fn checkout_leaves_no_credentials() {
+    let wf = load("github-actions.yml");
+    let jobs = wf["jobs"].as_mapping().expect("jobs");
+    let mut checkouts = 0;
+    for (name, job) in jobs {
+        for step in job["steps"].as_sequence().expect("steps") {
+            if step["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/checkout@"))
+            {
+                checkouts += 1;
+                assert_eq!(
+                    step["with"]["persist-credentials"].as_bool(),
+                    Some(false),
+                    "job {}: actions/checkout must set `persist-credentials: false`: {step:?}",
+                    s(name)
+                );
+            }
+        }
+    }
+    assert!(checkouts >= 3, "the jobs check out the repository");
+}
