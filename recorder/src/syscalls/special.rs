@@ -37,7 +37,7 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         nr::FUTEX => match args[1] as i32 & libc::FUTEX_CMD_MASK {
             libc::FUTEX_LOCK_PI | libc::FUTEX_UNLOCK_PI | libc::FUTEX_TRYLOCK_PI | libc::FUTEX_WAIT_REQUEUE_PI
             | libc::FUTEX_CMP_REQUEUE_PI | 13 /* FUTEX_LOCK_PI2 */ => {
-                Handling::Unsupported("priority-inheritance futexes are not supported yet")
+                Handling::Unsupported("priority-inheritance futexes (PTHREAD_PRIO_INHERIT mutexes) are not supported: the kernel rewrites their lock word for a waiting thread at a moment the recorder cannot place (see the README's Limitations); use ordinary mutexes in the code under test")
             }
             _ => Handling::Here,
         },
