@@ -24,11 +24,12 @@ use crate::ptrace::{Regs, Task};
 
 /// How long a thread may run without a stop while others are ready to run.
 pub const SLICE: Duration = Duration::from_millis(50);
-/// How long it may run while the others all sit in blocking syscalls: they cannot run
-/// before it stops anyway, unless their call returns (then the slice is cut to
-/// [`SLICE`]). A long slice keeps preemption points out of long computations (a panic
-/// symbolizing its backtrace), where replay could not find them again cheaply.
-pub const LONG_SLICE: Duration = Duration::from_millis(1000);
+/// How long it may run while the others all sit in blocking syscalls: as long as it
+/// likes, since none of them can run before it stops anyway. When one of their calls
+/// returns, the engine sees it and cuts the slice to [`SLICE`]. Not preempting then
+/// keeps preemption points out of long computations (a panic symbolizing its backtrace
+/// while libtest's main thread waits), where replay could not find them again cheaply.
+pub const UNTIL_ANOTHER_CAN_RUN: Duration = Duration::from_secs(24 * 3600);
 
 /// Replay gives up finding a preemption point after this many breakpoint hits (at
 /// ~18 µs a hit, about ten seconds) rather than appear to hang.
@@ -245,7 +246,9 @@ impl Watchdog {
                     st.armed = None;
                     continue;
                 }
-                wait = deadline - now;
+                // Checked at least every slice: a later `arm` or `shorten` does not
+                // wake this thread.
+                wait = (deadline - now).min(SLICE);
             }
             st = self
                 .wake

@@ -121,3 +121,23 @@ fn an_unknown_prctl_option_is_named() {
         raw.show()
     );
 }
+
+/// Priority-inheritance futexes are refused with a message that says what they are
+/// (the README explains why they cannot be recorded yet), never recorded wrongly.
+#[test]
+fn a_priority_inheritance_futex_stops_the_recording_with_a_reason() {
+    let program = fixture("pi_futex");
+    let natively = native(&program, &[]);
+    assert_eq!(
+        natively.stdout_str(),
+        "lock_pi = 0, the word holds our tid: 1\n"
+    );
+    let dir = temp();
+    let (raw, _) = RecordSpec::new(&program, dir.path().join("trace")).record_raw();
+    assert_eq!(raw.status, FAILED, "{}", raw.show());
+    assert!(
+        raw.stderr_str().contains("priority-inheritance futexes"),
+        "{}",
+        raw.show()
+    );
+}

@@ -630,7 +630,7 @@ impl Recorder {
                 let slice = if ready {
                     crate::preempt::SLICE
                 } else {
-                    crate::preempt::LONG_SLICE
+                    crate::preempt::UNTIL_ANOTHER_CAN_RUN
                 };
                 self.watchdog.arm(tgid, cur, slice);
             }
