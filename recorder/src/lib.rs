@@ -8,6 +8,7 @@ pub mod address_space;
 pub mod arch;
 pub mod errors;
 pub mod inject;
+pub mod kernel;
 pub mod output;
 pub mod preempt;
 pub mod ptrace;

@@ -172,10 +172,7 @@ pub fn matches(task: &mut Task, regs: &Regs, want: &PreemptState) -> Result<bool
 /// suppressed: the syscall is executed again (`restart_syscall` for
 /// ERESTART_RESTARTBLOCK).
 pub fn restart_after_stop(regs: &Regs) -> Option<Regs> {
-    const ERESTARTSYS: i64 = -512;
-    const ERESTARTNOINTR: i64 = -513;
-    const ERESTARTNOHAND: i64 = -514;
-    const ERESTART_RESTARTBLOCK: i64 = -516;
+    use crate::kernel::restart::*;
     if regs.orig_rax as i64 == -1 {
         return None;
     }

@@ -13,7 +13,7 @@
 
 use std::sync::Once;
 
-const ARCH_SET_CPUID: libc::c_long = 0x1012;
+use crate::kernel::ARCH_SET_CPUID;
 
 extern "C" fn on_sigsegv(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid ucontext_t for SA_SIGINFO handlers; we only read

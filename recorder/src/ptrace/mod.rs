@@ -275,8 +275,7 @@ impl Task {
             std::mem::size_of::<RawSyscallInfo>(),
             &mut info as *mut _ as usize,
         )?;
-        const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-        if matches!(info.op, 1 | 3) && info.arch != AUDIT_ARCH_X86_64 {
+        if matches!(info.op, 1 | 3) && info.arch != crate::kernel::AUDIT_ARCH_X86_64 {
             return Err(Error::Unsupported {
                 what: format!(
                     "task {} made a 32-bit system call (int 0x80 or sysenter, number {})",

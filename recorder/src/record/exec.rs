@@ -16,7 +16,7 @@ use super::redirect::{SCRATCH_BASE, SLOTS, SLOT_SIZE};
 
 const SCRATCH_LEN: u64 = SLOTS * SLOT_SIZE;
 
-const ARCH_SET_CPUID: u64 = 0x1012;
+use crate::kernel::ARCH_SET_CPUID;
 const AT_IGNORE: u64 = 1;
 const AT_SYSINFO_EHDR: u64 = 33;
 

@@ -859,7 +859,9 @@ impl Recorder {
             .iter()
             .filter_map(|(tid, t)| match t.state {
                 // ERESTART*: the call was cut short by our stop, it did not finish.
-                Where::Unblocked(ret) if !(-516..=-512).contains(&ret) => Some((*tid, ret)),
+                Where::Unblocked(ret) if !crate::kernel::restart::is_restart(ret) => {
+                    Some((*tid, ret))
+                }
                 _ => None,
             })
             .collect();
@@ -1363,7 +1365,7 @@ impl Recorder {
         let mut file = None;
         let mut shared_map = None;
         let mut shared_write = None;
-        if p.fake_ret.is_none() && effects::interrupted(ret) {
+        if p.fake_ret.is_none() && crate::kernel::restart::interrupted(ret) {
             // A signal cut it short; it may still have written (the time left).
             writes = effects::collect_interrupted_outputs(task, p.outputs, &p.args, &p.entry);
         }

@@ -20,7 +20,7 @@ use crate::syscalls;
 
 use super::redirect::SCRATCH_BASE;
 
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+use crate::kernel::AUDIT_ARCH_X86_64;
 /// Numbers from here on are the x32 ABI (or unknown): traced, and answered by the engine.
 const X32_SYSCALL_BIT: u32 = syscalls::X32_SYSCALL_BIT as u32;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;

@@ -962,7 +962,7 @@ impl Replayer<'_, '_> {
             th.task.write_mem(w.addr, &w.data)?;
         }
         th.task.set_rax(s.ret as u64)?;
-        if (-516..=-512).contains(&s.ret) && s.ret != -515 {
+        if crate::kernel::restart::is_restart(s.ret) {
             // Interrupted by a signal at record. Unless a handler ran next (a signal
             // event of this thread follows, and the kernel decides again at replay),
             // the kernel restarted the call on the way back to user mode: do that here,
@@ -1293,8 +1293,7 @@ fn stub_conflict(addr: u64) -> Error {
     }
 }
 
-/// `ERESTARTNOHAND`: the kernel's "interrupted, restart unless a handler runs".
-const ERESTARTNOHAND: i32 = 514;
+use crate::kernel::restart::ERESTARTNOHAND;
 
 /// The signal mask a call puts in force while it waits, if it returned interrupted by a
 /// signal: the kernel then keeps that mask until the signal is delivered (its handler
@@ -1306,9 +1305,9 @@ fn temporary_mask(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64) -> Res
     let (ptr, interrupted) = match sysno {
         nr::RT_SIGSUSPEND => (args[0], ERESTARTNOHAND),
         nr::PPOLL => (args[3], ERESTARTNOHAND),
-        nr::EPOLL_PWAIT | nr::EPOLL_PWAIT2 => (args[4], libc::EINTR),
+        nr::EPOLL_PWAIT | nr::EPOLL_PWAIT2 => (args[4], -(libc::EINTR as i64)),
         // Argument 5 points to { const sigset_t *ss; size_t ss_len; }.
-        nr::PSELECT6 if args[5] != 0 && ret == -(ERESTARTNOHAND as i64) => {
+        nr::PSELECT6 if args[5] != 0 && ret == ERESTARTNOHAND => {
             let b = task.read_mem(args[5], 8)?;
             (
                 u64::from_le_bytes(b[..8].try_into().expect("8")),
@@ -1317,7 +1316,7 @@ fn temporary_mask(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64) -> Res
         }
         _ => return Ok(None),
     };
-    if ptr == 0 || ret != -(interrupted as i64) {
+    if ptr == 0 || ret != interrupted {
         return Ok(None);
     }
     let b = task.read_mem(ptr, 8)?;
@@ -1413,7 +1412,7 @@ pub fn cpuid_faulting_available() -> bool {
     unsafe {
         let pid = libc::fork();
         if pid == 0 {
-            let r = libc::syscall(libc::SYS_arch_prctl, 0x1012, 0);
+            let r = libc::syscall(libc::SYS_arch_prctl, crate::kernel::ARCH_SET_CPUID, 0);
             libc::_exit(if r == 0 { 0 } else { 1 });
         }
         if pid < 0 {

@@ -136,7 +136,11 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
         task.write_mem(w.addr, &w.data)?;
     }
     // Same traps as at record: cpuid and rdtsc fault so recorded values can be injected.
-    let cpuid = sys(task, libc::SYS_arch_prctl, &[0x1012, 0])?;
+    let cpuid = sys(
+        task,
+        libc::SYS_arch_prctl,
+        &[crate::kernel::ARCH_SET_CPUID, 0],
+    )?;
     if cpuid != 0 {
         tracing::debug!("CPUID faulting unavailable at replay ({cpuid})");
     }

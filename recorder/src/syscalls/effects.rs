@@ -124,13 +124,6 @@ fn fixed_len(size: Size, args: &[u64; 6], ret: Option<i64>, st: &EntryState) -> 
     }
 }
 
-/// Whether a call's result says a signal interrupted it: `EINTR`, or one of the
-/// kernel's restart codes (`ERESTARTSYS`, `ERESTARTNOINTR`, `ERESTARTNOHAND`,
-/// `ERESTART_RESTARTBLOCK`), which the program never sees but a tracer does.
-pub fn interrupted(ret: i64) -> bool {
-    ret == -(libc::EINTR as i64) || (-516..=-512).contains(&ret) && ret != -515
-}
-
 /// Reads what an interrupted call may have written: the outputs whose size does not
 /// depend on the result (the time left that ppoll, select and nanosleep write back,
 /// poll's revents). A region that cannot be read is left out: the kernel did not
