@@ -68,43 +68,17 @@ pub fn comparable(regs: &Regs) -> Vec<u64> {
 /// XSAVE header is left out: it says which parts are in their initial state, which the
 /// kernel may track differently for equal values).
 pub fn fpu_hash(task: &Task) -> Result<u64> {
-    let mut buf = vec![0u8; 4096];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: GETREGSET writes at most iov_len bytes into buf.
-    let r = unsafe {
-        libc::ptrace(
-            libc::PTRACE_GETREGSET,
-            task.tid,
-            0x202usize as *mut libc::c_void,
-            &mut iov as *mut _ as *mut libc::c_void,
-        )
-    };
     let mut h = blake3::Hasher::new();
-    if r == 0 {
-        let n = iov.iov_len.min(buf.len());
-        h.update(&buf[..512.min(n)]);
-        if n >= 576 + 256 {
-            h.update(&buf[576..576 + 256]);
+    match task.fpu_state()? {
+        crate::ptrace::FpuState::Xsave(buf) => {
+            h.update(&buf[..512.min(buf.len())]);
+            if buf.len() >= 576 + 256 {
+                h.update(&buf[576..576 + 256]);
+            }
         }
-    } else {
-        // No XSAVE regset: the legacy FXSAVE area.
-        // SAFETY: GETFPREGS writes a user_fpregs_struct.
-        let mut fp: libc::user_fpregs_struct = unsafe { std::mem::zeroed() };
-        unsafe {
-            libc::ptrace(
-                libc::PTRACE_GETFPREGS,
-                task.tid,
-                0,
-                &mut fp as *mut _ as *mut libc::c_void,
-            )
-        };
-        // SAFETY: plain data.
-        h.update(unsafe {
-            std::slice::from_raw_parts(&fp as *const _ as *const u8, std::mem::size_of_val(&fp))
-        });
+        crate::ptrace::FpuState::Fxsave(buf) => {
+            h.update(&buf);
+        }
     }
     Ok(h64(h))
 }

@@ -16,6 +16,16 @@ use crate::errors::{Error, Result};
 /// The general-purpose registers of an x86_64 task (`struct user_regs_struct`).
 pub type Regs = libc::user_regs_struct;
 
+/// A thread's extended register state, as [`Task::fpu_state`] read it.
+#[derive(Debug, Clone)]
+pub enum FpuState {
+    /// The XSAVE area: legacy FXSAVE region (512 bytes), XSAVE header, extended
+    /// components (YMM upper halves at byte 576).
+    Xsave(Vec<u8>),
+    /// The legacy FXSAVE area only (no XSAVE regset).
+    Fxsave(Vec<u8>),
+}
+
 /// How to resume a stopped task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resume {
@@ -174,6 +184,42 @@ impl Task {
             regs as *const Regs as usize,
         )?;
         Ok(())
+    }
+
+    /// The extended register state: the XSAVE area (`NT_X86_XSTATE`) when the kernel
+    /// offers it, else the legacy FXSAVE area (`PTRACE_GETFPREGS`).
+    pub fn fpu_state(&self) -> Result<FpuState> {
+        const NT_X86_XSTATE: usize = 0x202;
+        let mut buf = vec![0u8; 4096];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        if self
+            .raw(
+                libc::PTRACE_GETREGSET,
+                "PTRACE_GETREGSET",
+                NT_X86_XSTATE,
+                &mut iov as *mut libc::iovec as usize,
+            )
+            .is_ok()
+        {
+            buf.truncate(iov.iov_len.min(4096));
+            return Ok(FpuState::Xsave(buf));
+        }
+        // SAFETY: user_fpregs_struct is plain data; all-zero is valid.
+        let mut fp: libc::user_fpregs_struct = unsafe { std::mem::zeroed() };
+        self.raw(
+            libc::PTRACE_GETFPREGS,
+            "PTRACE_GETFPREGS",
+            0,
+            &mut fp as *mut _ as usize,
+        )?;
+        // SAFETY: plain data, read as the bytes it is made of.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(&fp as *const _ as *const u8, std::mem::size_of_val(&fp))
+        };
+        Ok(FpuState::Fxsave(bytes.to_vec()))
     }
 
     /// Writes one word of the user area (a register, by its byte offset).

@@ -129,7 +129,6 @@ fn outside_mapper(id: (u64, u64), tree: &[i32]) -> Option<(i32, String)> {
     let (dev, ino) = id;
     // /proc/PID/maps names the device as "major:minor" in hex.
     let want_dev = format!("{:02x}:{:02x}", libc::major(dev), libc::minor(dev));
-    let want_ino = ino.to_string();
     let me = std::process::id() as i32;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry
@@ -142,18 +141,12 @@ fn outside_mapper(id: (u64, u64), tree: &[i32]) -> Option<(i32, String)> {
         if pid == me || tree.contains(&pid) {
             continue;
         }
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        let Ok(maps) = crate::address_space::read_maps(pid) else {
             continue;
         };
-        let shares = maps.lines().any(|l| {
-            let mut f = l.split_whitespace();
-            let (Some(_), Some(perms), Some(_), Some(d), Some(i)) =
-                (f.next(), f.next(), f.next(), f.next(), f.next())
-            else {
-                return false;
-            };
-            // Only a writable shared mapping lets it change what the recording sees.
-            perms.ends_with('s') && perms.contains('w') && d == want_dev && i == want_ino
+        // Only a writable shared mapping lets it change what the recording sees.
+        let shares = maps.iter().any(|m| {
+            m.shared && m.prot & libc::PROT_WRITE != 0 && m.dev == want_dev && m.inode == ino
         });
         if shares {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
