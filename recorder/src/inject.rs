@@ -19,12 +19,7 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
     r.orig_rax = u64::MAX;
     let mut a = [0u64; 6];
     a[..args.len()].copy_from_slice(args);
-    r.rdi = a[0];
-    r.rsi = a[1];
-    r.rdx = a[2];
-    r.r10 = a[3];
-    r.r8 = a[4];
-    r.r9 = a[5];
+    crate::arch::set_syscall_args(&mut r, &a);
     task.set_regs(&r)?;
     // Run to the injected call's entry. A task leaving a SYSEMU entry stop under
     // PTRACE_SYSCALL may first report the exit of the skipped call: step over it.

@@ -171,3 +171,13 @@ pub fn read_tsc() -> (u64, u32) {
     let tsc = unsafe { std::arch::x86_64::__rdtscp(&mut aux) };
     (tsc, aux)
 }
+
+/// The six system call argument registers, in order (x86_64: rdi, rsi, rdx, r10, r8, r9).
+pub fn syscall_args(r: &Regs) -> [u64; 6] {
+    [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
+}
+
+/// Sets the six system call argument registers.
+pub fn set_syscall_args(r: &mut Regs, a: &[u64; 6]) {
+    [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9] = *a;
+}

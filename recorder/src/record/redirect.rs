@@ -206,12 +206,7 @@ pub fn redirect(
     // accept/recvfrom: the socklen pointer itself was redirected; its capacity already
     // read. Point the registers at scratch.
     let mut regs = task.regs()?;
-    regs.rdi = new_args[0];
-    regs.rsi = new_args[1];
-    regs.rdx = new_args[2];
-    regs.r10 = new_args[3];
-    regs.r8 = new_args[4];
-    regs.r9 = new_args[5];
+    crate::arch::set_syscall_args(&mut regs, &new_args);
     task.set_regs(&regs)?;
     Ok(Some(Redirected {
         original_args: *args,
@@ -236,12 +231,6 @@ pub fn complete(task: &mut Task, r: &Redirected, ret: i64) -> Result<()> {
         }
     }
     let mut regs = task.regs()?;
-    let a = r.original_args;
-    regs.rdi = a[0];
-    regs.rsi = a[1];
-    regs.rdx = a[2];
-    regs.r10 = a[3];
-    regs.r8 = a[4];
-    regs.r9 = a[5];
+    crate::arch::set_syscall_args(&mut regs, &r.original_args);
     task.set_regs(&regs)
 }

@@ -1108,12 +1108,7 @@ impl Replayer<'_, '_> {
             return Ok(Step::Done);
         }
         let mut r = th.task.regs()?;
-        r.rdi = saved.rdi;
-        r.rsi = saved.rsi;
-        r.rdx = saved.rdx;
-        r.r10 = saved.r10;
-        r.r8 = saved.r8;
-        r.r9 = saved.r9;
+        crate::arch::set_syscall_args(&mut r, &crate::arch::syscall_args(&saved));
         r.rax = s.ret as u64;
         th.task.set_regs(&r)?;
         Ok(Step::Done)
