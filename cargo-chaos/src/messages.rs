@@ -53,6 +53,9 @@ pub enum Message {
         seed: u64,
         /// The command that replays it.
         replay_command: String,
+        /// Whether the run was replayed once and matched before it was captured
+        /// (false with `--no-verify`).
+        verified: bool,
         /// Credentials found in it, uploaded as `--allow-secrets` allowed: where and what
         /// kind (never their values).
         #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -68,12 +71,24 @@ pub enum Message {
         /// Run number.
         run: u64,
     },
+    /// A failing run whose replay did not match its recording: not captured (its
+    /// output was shown), and the hunt went on.
+    VerifyFailed {
+        /// Run number.
+        run: u64,
+        /// What ran.
+        unit: String,
+        /// Why the replay failed.
+        reason: String,
+    },
     /// The hunt ended.
     Finished {
         /// Runs done.
         runs: u64,
         /// Failures captured.
         failures: usize,
+        /// Failing runs not captured because their replay did not match.
+        verify_failed: usize,
         /// The exit code.
         exit_code: i32,
     },

@@ -157,6 +157,11 @@ pub struct RecordTestArgs {
     /// location).
     #[arg(long)]
     pub keep_going: bool,
+    /// Do not replay a failing run before capturing it. By default each failing run is
+    /// replayed once (on its job's core) and captured only if the replay matches; one
+    /// that does not is reported with the reason and the hunt goes on.
+    #[arg(long)]
+    pub no_verify: bool,
     /// Run each test in its own process, as nextest does.
     #[arg(long)]
     pub per_test: bool,

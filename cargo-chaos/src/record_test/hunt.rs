@@ -58,6 +58,8 @@ pub struct HuntPlan {
     pub fail_on: Option<regex::Regex>,
     /// Keep going after a failure, collecting distinct ones.
     pub keep_going: bool,
+    /// Replay each failing run before it is reported (see [`Verification`]).
+    pub verify: bool,
     /// Seed of run 0; run n uses base + n.
     pub base_seed: u64,
     /// Where runs are recorded: the hunt makes its own directory there (see
@@ -94,6 +96,36 @@ pub struct Failure {
     pub stdout: String,
     /// What the program wrote to stderr.
     pub stderr: String,
+    /// Whether the run replays: checked on the job that recorded it, before it is
+    /// reported, unless the hunt was told not to.
+    pub verification: Verification,
+}
+
+/// The one definition of a verified capture: its trace replays to the end without a
+/// divergence and with the recorded status (or, for a run stopped from outside, up to
+/// where it was stopped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Not checked (`--no-verify`).
+    Skipped,
+    /// The replay matched the recording.
+    Replays,
+    /// The replay failed: why.
+    Fails(String),
+}
+
+impl Verification {
+    /// Replays `trace` (output discarded) and compares its end with `status`.
+    pub fn check(trace: &std::path::Path, status: i32) -> Verification {
+        match recorder::replay::replay(trace, &mut |_, _| {}) {
+            Ok(s) if s.cut_short || s.exit.status() == status => Verification::Replays,
+            Ok(s) => Verification::Fails(format!(
+                "the replay ended with status {} instead of {status}",
+                s.exit.status()
+            )),
+            Err(e) => Verification::Fails(e.to_string()),
+        }
+    }
 }
 
 /// Progress of the hunt.
@@ -134,6 +166,8 @@ pub enum HuntEnd {
     Passed {
         /// Runs done.
         runs: u64,
+        /// Failing runs that did not replay (not captured).
+        verify_failed: usize,
     },
     /// At least one failure was kept.
     Failed {
@@ -141,6 +175,8 @@ pub enum HuntEnd {
         runs: u64,
         /// How many.
         failures: usize,
+        /// Failing runs that did not replay (not captured).
+        verify_failed: usize,
     },
 }
 
@@ -166,6 +202,7 @@ pub fn hunt(
     let (tx, rx) = mpsc::channel::<anyhow::Result<HuntEvent>>();
     let mut runs_done = 0u64;
     let mut failures = 0usize;
+    let mut verify_failed = 0usize;
     let mut seen: HashSet<(Vec<String>, Option<String>)> = HashSet::new();
     // One for all jobs: its clones share what they looked up already.
     let capture_cache = CaptureCache::new(plan.runs_dir.join("captured-files"));
@@ -255,6 +292,13 @@ pub fn hunt(
                         let _ = std::fs::remove_dir_all(&f.dir);
                         continue;
                     }
+                    if let Verification::Fails(_) = f.verification {
+                        // Reported, not captured: a later run may fail the same way
+                        // and replay, so it is neither counted nor remembered as seen.
+                        verify_failed += 1;
+                        on_event(HuntEvent::Failed(f))?;
+                        continue;
+                    }
                     // Distinct by test and panic location: a run is new if one of its
                     // failing tests has not failed that way before.
                     let keys: Vec<(Vec<String>, Option<String>)> = if f.failed_tests.is_empty() {
@@ -297,9 +341,13 @@ pub fn hunt(
         HuntEnd::Failed {
             runs: runs_done,
             failures,
+            verify_failed,
         }
     } else {
-        HuntEnd::Passed { runs: runs_done }
+        HuntEnd::Passed {
+            runs: runs_done,
+            verify_failed,
+        }
     })
 }
 
@@ -423,6 +471,11 @@ fn one_run(
         failed_tests = vec![t.clone()];
     }
     let panic_location = panic_location(&stdout).or_else(|| panic_location(&stderr));
+    let verification = if plan.verify {
+        Verification::check(&dir.join("trace"), result.status)
+    } else {
+        Verification::Skipped
+    };
     Ok(HuntEvent::Failed(Box::new(Failure {
         run,
         unit,
@@ -435,6 +488,7 @@ fn one_run(
         panic_location,
         stdout,
         stderr,
+        verification,
     })))
 }
 

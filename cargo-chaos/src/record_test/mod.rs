@@ -110,6 +110,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         test_timeout: a.test_timeout,
         fail_on,
         keep_going: a.keep_going,
+        verify: !a.no_verify,
         base_seed: a.seed.unwrap_or_else(seed_from_time),
         runs_dir: chaos_dir.join("runs"),
         env,
@@ -166,11 +167,20 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
     });
     renderer.done();
     let end = end?;
-    let (runs, failures) = match end {
-        HuntEnd::Passed { runs } => (runs, 0),
-        HuntEnd::Failed { runs, failures } => (runs, failures),
+    let (runs, failures, verify_failed) = match end {
+        HuntEnd::Passed {
+            runs,
+            verify_failed,
+        } => (runs, 0, verify_failed),
+        HuntEnd::Failed {
+            runs,
+            failures,
+            verify_failed,
+        } => (runs, failures, verify_failed),
     };
-    let code = if undelivered {
+    // A failure that could not be captured in a form that replays is the tool failing
+    // at its job.
+    let code = if undelivered || (failures == 0 && verify_failed > 0) {
         exit_codes::TOOL_ERROR
     } else if failures > 0 {
         exit_codes::CAPTURED
@@ -181,8 +191,14 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         emit(&Message::Finished {
             runs,
             failures,
+            verify_failed,
             exit_code: code,
         });
+    } else if failures == 0 && verify_failed > 0 {
+        eprintln!(
+            "{:>12} {runs} runs, {verify_failed} failing run(s) that did not replay, none captured",
+            "Finished"
+        );
     } else if failures == 0 {
         eprintln!("{:>12} {runs} runs, no failure", "Finished");
     }
@@ -226,6 +242,23 @@ fn capture(
         eprint!("{}", f.stderr);
         eprintln!("---- end of output ----");
     }
+    if let hunt::Verification::Fails(reason) = &f.verification {
+        if json {
+            emit(&Message::VerifyFailed {
+                run: f.run,
+                unit: f.unit.label(),
+                reason: reason.clone(),
+            });
+        } else {
+            eprintln!(
+                "warning: run {} does not replay, so it is not captured (the hunt goes on): {reason}",
+                f.run
+            );
+        }
+        let _ = std::fs::remove_dir_all(&f.dir);
+        return Ok(());
+    }
+    let verified = f.verification == hunt::Verification::Replays;
     std::fs::create_dir_all(archives_dir)?;
     let identity = packer::TestIdentity {
         package: Some(f.unit.binary.package.clone()),
@@ -300,14 +333,16 @@ fn capture(
             run: f.run,
             seed: f.seed,
             replay_command,
+            verified,
             credentials,
         });
     } else {
         eprintln!(
-            "{:>12} {} ({} bytes)",
+            "{:>12} {} ({} bytes{})",
             "Captured",
             packed.path.display(),
-            packed.size
+            packed.size,
+            if verified { ", replays" } else { "" }
         );
         if let Some(u) = &url {
             eprintln!("{:>12} {u}", "Uploaded");

@@ -87,6 +87,10 @@ fn json_messages_of_a_captured_hunt() {
     assert_eq!(c["binary"], "flaky_example", "{c}");
     assert_eq!(c["test"], "tests::hashmap_order", "{c}");
     assert_eq!(c["url"], serde_json::Value::Null, "no --upload: {c}");
+    assert_eq!(
+        c["verified"], true,
+        "replayed once before it was captured: {c}"
+    );
     let archive = c["archive"].as_str().expect("archive");
     assert!(Path::new(archive).is_file(), "{c}");
     assert!(archive.ends_with(".chaos.tar.zst"), "{c}");
@@ -113,12 +117,39 @@ fn json_messages_of_a_captured_hunt() {
     let end = messages.last().expect("messages");
     assert_eq!(end["type"], "finished", "the last message: {end}");
     assert_eq!(end["data"]["failures"], 1, "{end}");
+    assert_eq!(end["data"]["verify_failed"], 0, "{end}");
     assert_eq!(end["data"]["exit_code"], 1, "{end}");
     assert_eq!(
         end["data"]["runs"].as_u64(),
         Some(finished.len() as u64),
         "{end}"
     );
+}
+
+/// `--no-verify` captures without the verifying replay, and says so.
+#[test]
+fn no_verify_captures_without_replaying() {
+    let sb = Sandbox::new();
+    let run = sb.record_test(hunt_args(
+        &sb,
+        &[
+            "--until-fail",
+            "--max-runs",
+            MAX_RUNS,
+            "--per-test",
+            "--seed",
+            "1000",
+            "--no-verify",
+            "--message-format",
+            "json",
+            "hashmap_order",
+        ],
+    ));
+    run.expect_status(1);
+    let c = run.captured();
+    assert_eq!(c["verified"], false, "{c}");
+    let end = &run.messages_of("finished")[0];
+    assert_eq!(end["verify_failed"], 0, "{end}");
 }
 
 /// The human output shows the failing run; the replay prints the same thing.
