@@ -268,8 +268,31 @@ impl Manifest {
             .map(|i| &self.members[i])
     }
 
-    /// Total size of all members.
+    /// Total size of all members (saturating: an unverified manifest may list any sizes).
     pub fn total_size(&self) -> u64 {
-        self.members.iter().map(|m| m.size).sum()
+        self.members
+            .iter()
+            .fold(0u64, |total, m| total.saturating_add(m.size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing: `cargo chaos inspect` sums the sizes of a manifest read before
+    /// any validation; sizes that overflow a u64 panicked (debug builds) or wrapped.
+    #[test]
+    fn total_size_of_absurd_sizes_saturates() {
+        let member = |size| Member {
+            path: "files/x".into(),
+            size,
+            blake3: String::new(),
+        };
+        let m = Manifest {
+            members: vec![member(u64::MAX), member(1)],
+            ..Manifest::default()
+        };
+        assert_eq!(m.total_size(), u64::MAX);
     }
 }

@@ -532,7 +532,16 @@ fn read_members(
         }
     }
     for r in &manifest.recordings {
+        // Listed twice, a file would be linked into the recording and then copied onto
+        // its own link, which truncates it (found by fuzzing).
+        let mut uses = HashSet::new();
         for h in &r.files {
+            if !uses.insert(h.as_str()) {
+                return Err(corrupt(format!(
+                    "recording {} lists files/{h} twice",
+                    r.name
+                )));
+            }
             if !expected.contains_key(format!("{FILES_DIR}/{h}").as_str()) {
                 return Err(corrupt(format!(
                     "recording {} uses files/{h}, which the archive does not hold",

@@ -5,6 +5,8 @@ mod cache;
 mod dedup;
 mod errors;
 mod frames;
+mod fuzz;
+mod fuzz_checks;
 mod http;
 mod malicious;
 mod partial;
