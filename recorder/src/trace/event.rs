@@ -253,7 +253,14 @@ impl Event {
                     line.push_str(&format!(" [wrote {n} bytes]"));
                 }
                 if let Some(f) = &s.file {
-                    line.push_str(&format!(" [file {}]", &f[..16.min(f.len())]));
+                    // The first 16 characters of the hash: a damaged trace's name may
+                    // not be ASCII, and a byte index would cut a character (found by
+                    // fuzzing: `dump` and divergence messages panicked).
+                    let short = f
+                        .char_indices()
+                        .nth(16)
+                        .map_or(f.as_str(), |(i, _)| &f[..i]);
+                    line.push_str(&format!(" [file {short}]"));
                 }
                 line
             }
@@ -336,6 +343,32 @@ pub fn signal_name(signo: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing: a captured file's name that is not ASCII was cut at byte 16,
+    /// inside a character, and `describe` panicked.
+    #[test]
+    fn describe_cuts_a_non_ascii_file_name_between_characters() {
+        let ev = Event::Syscall(SyscallEvent {
+            tid: 1,
+            nr: 9,
+            args: [0; 6],
+            ret: 0,
+            input_hash: 0,
+            writes: vec![],
+            file: Some("€".repeat(8)),
+        });
+        assert!(ev
+            .describe()
+            .ends_with(&format!(" [file {}]", "€".repeat(8))));
+        let ev = Event::Syscall(SyscallEvent {
+            file: Some("0123456789abcdef0123".into()),
+            ..match ev {
+                Event::Syscall(s) => s,
+                _ => unreachable!(),
+            }
+        });
+        assert!(ev.describe().ends_with(" [file 0123456789abcdef]"));
+    }
 
     /// `serde_bytes` must not change the bytes on disk: postcard writes a byte string
     /// exactly as a sequence of u8 (a varint length, then the bytes), so traces written
