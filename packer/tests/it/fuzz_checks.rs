@@ -263,3 +263,44 @@ pub fn check_manifest(data: &[u8]) -> bool {
     check_unpack(&archive, false);
     parsed.is_ok()
 }
+
+/// Packs a small recording whose `version`, `header.json` and `result.json` (absent when
+/// `None`) are given, as `pack` reads them on CI, and checks that packing never panics
+/// and that an archive it writes unpacks (see [`check_unpack`]).
+///
+/// Returns whether packing succeeded.
+pub fn check_pack_meta(version: &[u8], header: &[u8], result: Option<&[u8]>) -> bool {
+    let tmp = tempfile::Builder::new()
+        .prefix("chaos-fuzz-")
+        .tempdir()
+        .expect("temporary directory");
+    let rec = tmp.path().join("rec");
+    fs::create_dir_all(rec.join(FILES_DIR)).expect("files/");
+    fs::write(rec.join("version"), version).expect("version");
+    fs::write(rec.join("header.json"), header).expect("header.json");
+    if let Some(r) = result {
+        fs::write(rec.join("result.json"), r).expect("result.json");
+    }
+    fs::write(rec.join("events"), b"\0\0\0\0").expect("events");
+    fs::write(rec.join("stdout"), b"out\n").expect("stdout");
+    let captured = b"a captured file";
+    let hash = blake3::hash(captured).to_hex();
+    fs::write(rec.join(FILES_DIR).join(hash.as_str()), captured).expect("captured");
+
+    let mut opts = packer::PackOptions::default();
+    opts.level = Some(1);
+    opts.threads = Some(1);
+    opts.environment = Some(vec![]);
+    opts.git_revision = Some("0123456789abcdef0123456789abcdef01234567".into());
+    opts.frame_cache = None;
+    let out = tmp.path().join("out");
+    let Ok(packed) = packer::pack(&rec, &out, &opts, &mut |_| {}) else {
+        return false;
+    };
+    let bytes = fs::read(&packed.path).expect("read the archive");
+    assert!(
+        check_unpack(&bytes, true),
+        "an archive written by pack is refused by unpack"
+    );
+    true
+}
