@@ -134,8 +134,16 @@ fn result() -> serde_json::Value {
 fn make_trace(dir: &Path, captured: &[&[u8]]) {
     fs::create_dir_all(dir.join("files")).unwrap();
     fs::write(dir.join("version"), "chaos-trace 2\n").unwrap();
-    fs::write(dir.join("header.json"), serde_json::to_vec_pretty(&header()).unwrap()).unwrap();
-    fs::write(dir.join("result.json"), serde_json::to_vec_pretty(&result()).unwrap()).unwrap();
+    fs::write(
+        dir.join("header.json"),
+        serde_json::to_vec_pretty(&header()).unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("result.json"),
+        serde_json::to_vec_pretty(&result()).unwrap(),
+    )
+    .unwrap();
     fs::write(dir.join("stdout"), "running 1 test\n").unwrap();
     fs::write(dir.join("stderr"), "thread 't' panicked\n").unwrap();
     write_events(&dir.join("events"), true);
