@@ -15,14 +15,21 @@ pub mod trace_checks;
 
 use std::io::Read;
 
-/// `archive` target: the first byte says whether the file is named with its own hash
-/// (so that the final name check passes and the destination is renamed into place); the
-/// rest is the `.chaos.tar.zst`.
+/// `archive` target: a flags byte, then the archive. Flags: bit 0 names the file with
+/// its own hash (so that the final name check passes and the destination is renamed into
+/// place); bit 1 says the rest is the uncompressed tar stream, which the harness
+/// compresses (so that mutations reach the tar and manifest parsers instead of failing
+/// zstd's checksums); otherwise the rest is the `.chaos.tar.zst` itself.
 pub fn archive(data: &[u8]) {
     let Some((&flags, rest)) = data.split_first() else {
         return;
     };
-    archive_checks::check_unpack(rest, flags & 1 != 0);
+    if flags & 2 != 0 {
+        let compressed = zstd::bulk::compress(rest, 1).expect("zstd compresses anything");
+        archive_checks::check_unpack(&compressed, flags & 1 != 0);
+    } else {
+        archive_checks::check_unpack(rest, flags & 1 != 0);
+    }
 }
 
 /// `manifest` target: the input is `chaos-manifest.json`.

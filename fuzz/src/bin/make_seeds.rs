@@ -191,6 +191,10 @@ fn main() {
         let bytes = fs::read(p).unwrap();
         // Flag byte 1: named with its own hash (see chaos_fuzz::archive).
         fs::write(dir("archive").join(name), [&[1u8][..], &bytes].concat()).unwrap();
+        // Flag byte 3: named with its hash, the rest is the tar stream to compress.
+        let tar = zstd::stream::decode_all(&bytes[..]).unwrap();
+        let tar_seed = [&[3u8][..], &tar].concat();
+        fs::write(dir("archive").join(format!("{name}.tar")), tar_seed).unwrap();
         fs::write(dir("manifest").join(name), first_member(p)).unwrap();
     }
 
