@@ -17,7 +17,8 @@ use proptest::test_runner::{Config, RngAlgorithm, RngSeed};
 use serde_json::Value;
 
 use crate::fuzz_checks::{
-    archive_with_manifest, check_manifest, check_unpack, check_unpack_named, fuzz_limits,
+    archive_with_manifest, check_manifest, check_pack_meta, check_unpack, check_unpack_named,
+    fuzz_limits,
 };
 use crate::util::*;
 
@@ -447,6 +448,12 @@ proptest! {
         check_unpack(&rezstd(&apply(&tar, &muts)), false);
     }
 
+}
+
+proptest! {
+    // Each case unpacks twice (the manifest alone, then with the members).
+    #![proptest_config(config(128))]
+
     #[test]
     fn edited_manifests(several in any::<bool>(), edits in prop::collection::vec(manifest_edit(), 1..3), rename_member in any::<bool>()) {
         let archive = seed(several);
@@ -483,5 +490,91 @@ proptest! {
     #[test]
     fn random_manifests(data in prop::collection::vec(any::<u8>(), 0..512)) {
         check_manifest(&data);
+    }
+}
+
+/// header.json and result.json as the recorder writes them.
+fn trace_meta() -> (Value, Value) {
+    let header = serde_json::json!({
+        "format_version": 2, "tool_version": "0.1.0", "argv": ["./prog", "arg"],
+        "cwd": "/tmp", "env": [["PATH", "/usr/bin"]], "removed_env": ["GITHUB_TOKEN"],
+        "exe": "/tmp/prog", "hostname": "h", "kernel": "6.1.0", "cpu_model": "cpu",
+        "seed": 123, "aslr_disabled": true, "cpuid_faulting": true, "cpu_set": [0, 1],
+        "pinned_cpu": 0, "untraced": [13, 14], "started_unix_ms": 1764000000000u64
+    });
+    let result = serde_json::json!({
+        "outcome": "exited", "exit_code": 101, "signal": null, "status": 101,
+        "events": 1234, "cpuid_leaves": [[1, 0, 1, 2, 3, 4], [13, 0, 7, 0, 0, 0]],
+        "tick_requests": 0, "lookups_answered": 0, "message": null
+    });
+    (header, result)
+}
+
+fn meta_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        Just(Value::from(-1)),
+        Just(Value::from(u64::MAX)),
+        Just(Value::from(1.5)),
+        Just(Value::from("x")),
+        Just(serde_json::json!([["GITHUB_TOKEN", "v"], ["A"], [1, 2]])),
+        Just(serde_json::json!({"AWS_SECRET_ACCESS_KEY": "v", "B": 1})),
+        Just(serde_json::json!([[u32::MAX, -1, 0, 0, 0, 0], [1, 2], "x"])),
+        Just(Value::Array(vec![])),
+    ]
+}
+
+fn edit_field(v: &mut Value, i: &Index, new: &Option<Value>) {
+    let obj = v.as_object_mut().unwrap();
+    let key = obj.keys().nth(i.index(obj.len())).unwrap().clone();
+    match new {
+        Some(x) => obj.insert(key, x.clone()),
+        None => obj.remove(&key),
+    };
+}
+
+#[test]
+fn valid_trace_metadata_packs() {
+    let (h, r) = trace_meta();
+    let (h, r) = (
+        serde_json::to_vec(&h).unwrap(),
+        serde_json::to_vec(&r).unwrap(),
+    );
+    assert!(check_pack_meta(b"chaos-trace 2\n", &h, Some(&r)));
+    assert!(check_pack_meta(b"chaos-trace 1\n", &h, None));
+    assert!(!check_pack_meta(b"chaos-trace 3\n", &h, Some(&r)));
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// What `pack` reads of a recording (header.json and result.json, leniently) never
+    /// makes it panic, and an archive it writes unpacks.
+    #[test]
+    fn edited_trace_metadata(
+        header_edits in prop::collection::vec((any::<Index>(), prop::option::of(meta_value())), 0..3),
+        result_edits in prop::collection::vec((any::<Index>(), prop::option::of(meta_value())), 0..3),
+        muts in prop::collection::vec(mutation(), 0..2),
+        with_result in any::<bool>(),
+    ) {
+        let (mut h, mut r) = trace_meta();
+        for (i, v) in &header_edits {
+            edit_field(&mut h, i, v);
+        }
+        for (i, v) in &result_edits {
+            edit_field(&mut r, i, v);
+        }
+        let h = apply_some(&serde_json::to_vec_pretty(&h).unwrap(), &muts);
+        let r = serde_json::to_vec_pretty(&r).unwrap();
+        check_pack_meta(b"chaos-trace 2\n", &h, with_result.then_some(&r[..]));
+    }
+}
+
+/// [`apply`], or nothing when there are no mutations.
+fn apply_some(data: &[u8], muts: &[Mutation]) -> Vec<u8> {
+    if muts.is_empty() {
+        data.to_vec()
+    } else {
+        apply(data, muts)
     }
 }

@@ -251,11 +251,12 @@ pub fn check_manifest(data: &[u8]) -> bool {
             let _ = r.summary();
             let _ = r.member_prefix();
         }
-        let host = HostCapabilities {
+        static HOST: std::sync::OnceLock<HostCapabilities> = std::sync::OnceLock::new();
+        let host = HOST.get_or_init(|| HostCapabilities {
             cpuid_leaves: packer::cpu::host_leaves(),
             cpuid_faulting: false,
-        };
-        for problem in compat::check_against(m, &host) {
+        });
+        for problem in compat::check_against(m, host) {
             let _ = problem.to_string();
         }
     }
