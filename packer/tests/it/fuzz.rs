@@ -500,7 +500,7 @@ fn trace_meta() -> (Value, Value) {
         "cwd": "/tmp", "env": [["PATH", "/usr/bin"]], "removed_env": ["GITHUB_TOKEN"],
         "exe": "/tmp/prog", "hostname": "h", "kernel": "6.1.0", "cpu_model": "cpu",
         "seed": 123, "aslr_disabled": true, "cpuid_faulting": true, "cpu_set": [0, 1],
-        "pinned_cpu": 0, "untraced": [13, 14], "started_unix_ms": 1764000000000u64
+        "pinned_cpu": 0, "untraced": [10, 13], "started_unix_ms": 1764000000000u64
     });
     let result = serde_json::json!({
         "outcome": "exited", "exit_code": 101, "signal": null, "status": 101,

@@ -80,11 +80,15 @@ pub struct MetaRead {
     pub header: bool,
     /// `result.json` parsed (or was absent: `Ok(None)`).
     pub result: bool,
+    /// The header's `untraced` list passed replay's check (`validate::untraced_calls`).
+    pub untraced: bool,
 }
 
 /// Writes a trace directory with the given `version`, `header.json` and `result.json`
 /// (absent when `None`) and reads it as replay does: `TraceDir::open`, `header()`,
-/// `result()`. Checks that nothing panics and that what parses survives a JSON round trip.
+/// `result()`, the check of the header's `untraced` list. Checks that nothing panics,
+/// that what parses survives a JSON round trip, and that no call outside the engine's
+/// own list of untraced calls is let through.
 pub fn check_trace_meta(version: &[u8], header: Option<&[u8]>, result: Option<&[u8]>) -> MetaRead {
     let dir = tempfile::Builder::new()
         .prefix("chaos-fuzz-")
@@ -111,6 +115,17 @@ pub fn check_trace_meta(version: &[u8], header: Option<&[u8]>, result: Option<&[
             let back: recorder::trace::Header =
                 serde_json::from_value(v.clone()).expect("a written header parses");
             assert_eq!(serde_json::to_value(&back).expect("serializes"), v);
+            // What replay checks before it runs anything natively: a trace may only
+            // narrow the engine's own list of calls that run natively.
+            if let Ok(allowed) = recorder::trace::validate::untraced_calls(t, &h) {
+                out.untraced = true;
+                for nr in allowed {
+                    assert!(
+                        recorder::syscalls::lookup(nr).is_some_and(|d| d.untraced),
+                        "replay would run call {nr} natively"
+                    );
+                }
+            }
         }
         Err(e) => {
             let _ = e.to_string();
