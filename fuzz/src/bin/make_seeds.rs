@@ -119,7 +119,7 @@ fn header() -> serde_json::Value {
         "cwd": "/tmp", "env": [["PATH", "/usr/bin"]], "removed_env": ["GITHUB_TOKEN"],
         "exe": "/bin/prog", "hostname": "h", "kernel": "6.1.0", "cpu_model": "cpu",
         "seed": 123, "aslr_disabled": true, "cpuid_faulting": false, "cpu_set": [0, 1],
-        "pinned_cpu": 0, "untraced": [13, 14], "started_unix_ms": 1764000000000u64
+        "pinned_cpu": 0, "untraced": [10, 13], "started_unix_ms": 1764000000000u64
     })
 }
 
