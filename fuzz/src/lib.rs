@@ -37,10 +37,20 @@ pub fn manifest(data: &[u8]) {
     archive_checks::check_manifest(data);
 }
 
+/// The files of a recording's metadata, as a `trace_header` input gives them.
+pub struct TraceMeta {
+    /// `version`.
+    pub version: Vec<u8>,
+    /// `header.json`.
+    pub header: Vec<u8>,
+    /// `result.json`, when present.
+    pub result: Option<Vec<u8>>,
+}
+
 /// Splits a `trace_header` input: a flags byte, then `version`, `header.json` and
 /// `result.json` separated by 0xFF (a byte no JSON text holds). Flags: bit 0 replaces
 /// the version part by a valid version line, bit 1 leaves `result.json` out.
-pub fn split_trace_meta(data: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Option<Vec<u8>>)> {
+pub fn split_trace_meta(data: &[u8]) -> Option<TraceMeta> {
     let (&flags, rest) = data.split_first()?;
     let mut parts = rest.splitn(3, |&b| b == 0xff);
     let version = parts.next().unwrap_or_default();
@@ -52,17 +62,21 @@ pub fn split_trace_meta(data: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Option<Vec<u8>
         version.to_vec()
     };
     let result = (flags & 2 == 0).then_some(result);
-    Some((version, header, result))
+    Some(TraceMeta {
+        version,
+        header,
+        result,
+    })
 }
 
 /// `trace_header` target: the trace's metadata as replay reads it, then as the packer
 /// reads it (a trace packed must unpack).
 pub fn trace_header(data: &[u8]) {
-    let Some((version, header, result)) = split_trace_meta(data) else {
+    let Some(m) = split_trace_meta(data) else {
         return;
     };
-    trace_checks::check_trace_meta(&version, Some(&header), result.as_deref());
-    archive_checks::check_pack_meta(&version, &header, result.as_deref());
+    trace_checks::check_trace_meta(&m.version, Some(&m.header), m.result.as_deref());
+    archive_checks::check_pack_meta(&m.version, &m.header, m.result.as_deref());
 }
 
 /// When set, most bytes one chunk, and the whole input, may decompress to before the

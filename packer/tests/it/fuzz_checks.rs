@@ -35,7 +35,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// A fresh sandbox in the system's temporary directory.
-    pub fn new() -> Sandbox {
+    pub fn fresh() -> Sandbox {
         let tmp = tempfile::Builder::new()
             .prefix("chaos-fuzz-")
             .tempdir()
@@ -114,7 +114,7 @@ pub fn check_unpack(data: &[u8], hashed_name: bool) -> bool {
 
 /// [`check_unpack`] with the archive saved under `name`.
 pub fn check_unpack_named(data: &[u8], name: &str) -> bool {
-    let sb = Sandbox::new();
+    let sb = Sandbox::fresh();
     let archive = sb.work.join(name);
     fs::write(&archive, data).expect("write the input");
     let dest = sb.dest();
