@@ -12,6 +12,7 @@ mod threads {
 
     mod c_fixtures;
     mod mutation;
+    mod ordering;
     mod rust_suite;
     mod side_by_side;
 }
