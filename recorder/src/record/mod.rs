@@ -8,6 +8,7 @@
 //! emulated → the end.
 
 mod exec;
+mod ordering;
 mod probe;
 pub mod redirect;
 pub mod seccomp;
@@ -205,6 +206,22 @@ struct Pending {
     creates_thread: bool,
     /// The execve succeeded (its ptrace exec event was seen).
     exec_happened: bool,
+    /// The fd a write-family call writes to (see [`ordering`]), and the file behind it
+    /// once looked up (`Some(None)`: it could not be).
+    out_fd: Option<u64>,
+    out_key: Option<Option<ordering::FileKey>>,
+}
+
+/// A write-family call held at its entry stop while another thread's write to the same
+/// file is in flight (see [`ordering`]); it starts over from its entry when released.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    nr: u64,
+    args: [u64; 6],
+    /// Stopped by the seccomp filter (see [`Recorder::on_entry`]).
+    at_seccomp: bool,
+    /// The file it writes to.
+    key: ordering::FileKey,
 }
 
 /// Where a thread of the recorded program is.
@@ -216,6 +233,9 @@ enum Where {
     Blocked,
     /// Its blocking syscall returned this; stopped at the exit stop, not yet recorded.
     Unblocked(i64),
+    /// Stopped at the entry of a write-family call ([`Thread::held`]) until another
+    /// thread's write to the same file is recorded.
+    Held,
     /// The running thread.
     Running,
 }
@@ -235,6 +255,8 @@ struct Thread {
     deferred: std::collections::VecDeque<libc::siginfo_t>,
     /// The deferred signal being queued again, whose delivery stop comes next.
     requeued: Option<libc::siginfo_t>,
+    /// The call it is held at ([`Where::Held`]).
+    held: Option<Held>,
 }
 
 impl Thread {
@@ -248,6 +270,7 @@ impl Thread {
             exit_rip: None,
             deferred: Default::default(),
             requeued: None,
+            held: None,
         }
     }
 }
@@ -620,11 +643,11 @@ impl Recorder {
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
             }
-            let ready = self
+            let ready = self.someone_ready();
+            let blocked = self
                 .threads
                 .values()
-                .any(|t| matches!(t.state, Where::Ready(_) | Where::Unblocked(_)));
-            let blocked = self.threads.values().any(|t| t.state == Where::Blocked);
+                .any(|t| matches!(t.state, Where::Blocked | Where::Held));
             if ready || blocked {
                 // Others wait: this thread gets a time slice (see `preempt`).
                 let slice = if ready {
@@ -685,24 +708,105 @@ impl Recorder {
         }
     }
 
-    /// Chooses the thread to run next; `None` when every thread is blocked.
+    /// Chooses the thread to run next; `None` when every thread is blocked (or held
+    /// behind a blocked one).
     fn pick(&mut self) -> Result<Option<i32>> {
-        let runnable: Vec<i32> = self
-            .threads
-            .iter()
-            .filter(|(_, t)| matches!(t.state, Where::Ready(_) | Where::Unblocked(_)))
-            .map(|(tid, _)| *tid)
-            .collect();
-        if runnable.is_empty() {
-            return Ok(None);
+        loop {
+            let runnable = self.runnable();
+            if runnable.is_empty() {
+                return Ok(None);
+            }
+            let tid = self.sched.pick(&runnable, self.previous);
+            let t = self.threads.get_mut(&tid).expect("picked");
+            match t.state {
+                Where::Unblocked(ret) => {
+                    t.state = Where::Ready(0);
+                    self.on_exit(tid, ret)?;
+                }
+                Where::Held => {
+                    // Its file is free: the call starts from its entry, as if just made.
+                    t.state = Where::Ready(0);
+                    let h = t.held.take().expect("a held thread has its call");
+                    match self.on_entry(tid, h.nr, h.args, h.at_seccomp, true)? {
+                        Next::Continue => {}
+                        // Left blocked in the kernel: choose again.
+                        Next::Switch => continue,
+                        Next::Finished(_) => {
+                            unreachable!("a held call is a write, which never ends the program")
+                        }
+                    }
+                }
+                _ => {}
+            }
+            self.current = Some(tid);
+            return Ok(Some(tid));
         }
-        let tid = self.sched.pick(&runnable, self.previous);
-        if let Where::Unblocked(ret) = self.threads[&tid].state {
-            self.threads.get_mut(&tid).expect("picked").state = Where::Ready(0);
-            self.on_exit(tid, ret)?;
+    }
+
+    /// The threads that can run: ready ones, those whose blocking call returned, and
+    /// held ones whose file is free.
+    fn runnable(&mut self) -> Vec<i32> {
+        let mut runnable = Vec::new();
+        let mut held = Vec::new();
+        for (tid, t) in &self.threads {
+            match (t.state, t.held) {
+                (Where::Ready(_) | Where::Unblocked(_), _) => runnable.push(*tid),
+                (Where::Held, Some(h)) => held.push((*tid, h.key)),
+                _ => {}
+            }
         }
-        self.current = Some(tid);
-        Ok(Some(tid))
+        for (tid, key) in held {
+            if !self.write_in_flight(tid, key) {
+                runnable.push(tid);
+            }
+        }
+        runnable.sort_unstable();
+        runnable
+    }
+
+    /// Whether a thread other than the running one can run (see [`Self::runnable`]).
+    fn someone_ready(&mut self) -> bool {
+        let mut held = Vec::new();
+        for (tid, t) in &self.threads {
+            match (t.state, t.held) {
+                (Where::Ready(_) | Where::Unblocked(_), _) => return true,
+                (Where::Held, Some(h)) => held.push((*tid, h.key)),
+                _ => {}
+            }
+        }
+        held.into_iter()
+            .any(|(tid, key)| !self.write_in_flight(tid, key))
+    }
+
+    /// Whether any thread has a write-family call in flight (no lookup: the common case
+    /// is no).
+    fn any_write_in_flight(&self) -> bool {
+        self.threads.values().any(|t| {
+            matches!(t.state, Where::Blocked | Where::Unblocked(_))
+                && t.pending.as_ref().is_some_and(|p| p.out_fd.is_some())
+        })
+    }
+
+    /// Whether a thread other than `tid` has a write-family call in flight (in the
+    /// kernel, or returned but not yet recorded) on the file `key`. The file behind a
+    /// call in flight is looked up once; if that fails (another thread closed the fd
+    /// meanwhile) it is taken as another file.
+    fn write_in_flight(&mut self, tid: i32, key: ordering::FileKey) -> bool {
+        self.threads.iter_mut().any(|(other, t)| {
+            if *other == tid || !matches!(t.state, Where::Blocked | Where::Unblocked(_)) {
+                return false;
+            }
+            let Some(p) = t.pending.as_mut() else {
+                return false;
+            };
+            let Some(fd) = p.out_fd else {
+                return false;
+            };
+            let theirs = *p
+                .out_key
+                .get_or_insert_with(|| ordering::file_key(*other, fd));
+            theirs == Some(key)
+        })
     }
 
     /// A stop of a thread that is not the running one: a blocked thread's call returned,
@@ -926,7 +1030,7 @@ impl Recorder {
                 match step {
                     SyscallStop::Entry { nr, args } => {
                         self.threads.get_mut(&cur).expect("current").exit_rip = None;
-                        return self.on_entry(cur, nr, args, false);
+                        return self.on_entry(cur, nr, args, false, false);
                     }
                     SyscallStop::Exit { ret, rip } => {
                         let sysno = self.threads[&cur].pending.as_ref().map(|p| p.nr);
@@ -984,7 +1088,7 @@ impl Recorder {
                 }
                 if let SyscallStop::Entry { nr, args } = t.task.syscall_stop()? {
                     t.exit_rip = None;
-                    return self.on_entry(cur, nr, args, true);
+                    return self.on_entry(cur, nr, args, true, false);
                 }
             }
             Stop::Event(ev) => {
@@ -1071,8 +1175,16 @@ impl Recorder {
     }
 
     /// A syscall's entry: `at_seccomp` when the filter stopped it (the call can then be
-    /// skipped without an exit stop).
-    fn on_entry(&mut self, cur: i32, sysno: u64, args: [u64; 6], at_seccomp: bool) -> Result<Next> {
+    /// skipped without an exit stop); `released` when it was held there (see
+    /// [`ordering`]) and may now proceed, its `Blocked` event written already.
+    fn on_entry(
+        &mut self,
+        cur: i32,
+        sysno: u64,
+        args: [u64; 6],
+        at_seccomp: bool,
+        released: bool,
+    ) -> Result<Next> {
         let Some(desc) = syscalls::lookup(sysno) else {
             return self.on_unknown_entry(cur, sysno, args);
         };
@@ -1080,6 +1192,32 @@ impl Recorder {
             // Seen only because the thread was resumed with PTRACE_SYSCALL: as the
             // filter would, let it run unrecorded (no pending call: resumed with CONT).
             return Ok(Next::Continue);
+        }
+        let out_fd = ordering::output_fd(sysno, &args);
+        let mut out_key = None;
+        if let (Some(fd), false) = (out_fd, released) {
+            if self.any_write_in_flight() {
+                // Another write is in flight (rare): which file is this one for?
+                let key = ordering::file_key(cur, fd);
+                out_key = Some(key);
+                if let Some(key) = key.filter(|k| self.write_in_flight(cur, *k)) {
+                    // Hold it until that write is recorded; mark where it stopped.
+                    self.events.push(&Event::Blocked {
+                        tid: cur,
+                        nr: sysno,
+                        args,
+                    })?;
+                    let t = self.threads.get_mut(&cur).expect("current");
+                    t.held = Some(Held {
+                        nr: sysno,
+                        args,
+                        at_seccomp,
+                        key,
+                    });
+                    t.state = Where::Held;
+                    return Ok(Next::Switch);
+                }
+            }
         }
         let (class, outputs, inputs) = resolve_request(desc, &args);
         let mut fake_ret = None;
@@ -1213,17 +1351,21 @@ impl Recorder {
             redirect: None,
             creates_thread,
             exec_happened: false,
+            out_fd,
+            out_key,
         };
         if blocking {
             // Let it sit in the kernel while others run; its results land in scratch.
             let t = self.threads.get_mut(&cur).expect("current");
             pending.redirect = redirect::redirect(&mut t.task, sysno, &args, t.slot)?;
             t.pending = Some(pending);
-            self.events.push(&Event::Blocked {
-                tid: cur,
-                nr: sysno,
-                args,
-            })?;
+            if !released {
+                self.events.push(&Event::Blocked {
+                    tid: cur,
+                    nr: sysno,
+                    args,
+                })?;
+            }
             match t.task.resume(Resume::Syscall, 0) {
                 Ok(()) => {}
                 Err(e) if e.is_gone() => {}
@@ -1262,6 +1404,8 @@ impl Recorder {
             redirect: None,
             creates_thread: false,
             exec_happened: false,
+            out_fd: None,
+            out_key: None,
         });
         Ok(Next::Continue)
     }

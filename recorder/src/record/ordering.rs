@@ -1,0 +1,64 @@
+//! Keeping the order of writes to one file: the calls of the write family that several
+//! threads make on the same file are never in the kernel together.
+//!
+//! A call that may block is left in the kernel while other threads run (see
+//! `docs/architecture.md`, "Recording"), and its `Syscall` event is written when its
+//! thread is next scheduled. Two writes to one file left in the kernel together reach
+//! it in an order the engine cannot know, and their events would be written in the
+//! order the scheduler happens to pick their threads: the trace, its copy of stdout and
+//! the replay's output would then show the lines in an order the program never wrote.
+//!
+//! So a thread that reaches a write-family call ([`output_fd`]) on a file (same device
+//! and inode, [`file_key`]) that another thread's write-family call is still in flight
+//! on is held at its entry stop: it is not runnable until that call's event is written,
+//! then its own call starts from its entry as any other. A `Blocked` event marks where
+//! it stopped, so that replay runs it up to that entry at the same point of the
+//! schedule; replay itself is unchanged.
+//!
+//! Only writes are ordered. A read's result is recorded whole and injected at replay, so
+//! the order of a read and a write (or of two reads) on one file is seen by the program
+//! only through the bytes the read got, which the trace holds. Holding reads would also
+//! deadlock: a reader blocked on an empty pipe waits for a writer, a writer blocked on a
+//! full one for a reader. A write held behind another write cannot deadlock that way:
+//! the first waits for room that only a reader makes, and the held one could not make
+//! room either.
+//!
+//! The common path pays nothing: the file behind the fds is looked up (one `stat` of
+//! `/proc/TID/fd/N`) only when another thread has a write-family call in flight, and a
+//! call in flight is looked up at most once.
+
+use std::os::unix::fs::MetadataExt;
+
+use crate::syscalls::nr;
+
+/// A file, as the kernel names it: device and inode. Two fds of one open file, and two
+/// opens of one file (a terminal opened twice), have the same key; so do the two ends of
+/// a pipe, of which only the write end is ever written.
+pub(super) type FileKey = (u64, u64);
+
+/// The fd a write-family call writes to: write, writev, pwrite64, pwritev, pwritev2,
+/// sendto, sendmsg, sendmmsg.
+///
+/// Left out: sendfile, splice and tee, which can block waiting for their *input* (a
+/// write held behind one of them might be the one that would feed it); copy_file_range
+/// and vmsplice (which never blocks on a regular file, and is refused by the recorder).
+pub(super) fn output_fd(sysno: u64, args: &[u64; 6]) -> Option<u64> {
+    match sysno {
+        nr::WRITE
+        | nr::WRITEV
+        | nr::PWRITE64
+        | nr::PWRITEV
+        | nr::PWRITEV2
+        | nr::SENDTO
+        | nr::SENDMSG
+        | nr::SENDMMSG => Some(args[0]),
+        _ => None,
+    }
+}
+
+/// The file behind fd `fd` of task `tid`; `None` when it has no such fd (the call will
+/// fail with `EBADF` and write nothing) or the task is gone.
+pub(super) fn file_key(tid: i32, fd: u64) -> Option<FileKey> {
+    let meta = std::fs::metadata(format!("/proc/{tid}/fd/{fd}")).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
