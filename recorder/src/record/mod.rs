@@ -732,7 +732,10 @@ impl Recorder {
                         // Left blocked in the kernel: choose again.
                         Next::Switch => continue,
                         Next::Finished(_) => {
-                            unreachable!("a held call is a write, which never ends the program")
+                            return Err(Error::Unsupported {
+                                what: format!("thread {tid}'s held write ended the program"),
+                                hint: "report this as a bug".into(),
+                            })
                         }
                     }
                 }

@@ -40,8 +40,9 @@ pub(super) type FileKey = (u64, u64);
 /// sendto, sendmsg, sendmmsg.
 ///
 /// Left out: sendfile, splice and tee, which can block waiting for their *input* (a
-/// write held behind one of them might be the one that would feed it); copy_file_range
-/// and vmsplice (which never blocks on a regular file, and is refused by the recorder).
+/// write held behind one of them could be the one that would feed it); copy_file_range,
+/// which works on regular files and never sits in the kernel while others run; and
+/// vmsplice, which the recorder refuses.
 pub(super) fn output_fd(sysno: u64, args: &[u64; 6]) -> Option<u64> {
     match sysno {
         nr::WRITE
