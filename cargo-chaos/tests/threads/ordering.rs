@@ -42,6 +42,7 @@ fn overlapping_writes(events: &[Event], on: impl Fn(u64, &[u64; 6]) -> bool) -> 
 /// traces showed in all.
 fn record_replay_repeatedly(
     name: &str,
+    args: &[&str],
     check_output: impl Fn(&str),
     on: impl Fn(u64, &[u64; 6]) -> bool,
 ) -> usize {
@@ -50,7 +51,7 @@ fn record_replay_repeatedly(
     for run in 1..=REPEAT {
         let dir = temp();
         let trace = dir.path().join("trace");
-        let rec = record(&program, &[], &trace);
+        let rec = record(&program, args, &trace);
         assert_eq!(
             rec.program.status,
             0,
@@ -98,6 +99,23 @@ fn each_thread_in_sequence(out: &str, threads: usize, per_thread: usize, prefix:
 fn racing_threads_stdout_replays_in_real_order() {
     let overlaps = record_replay_repeatedly(
         "threads_stdout",
+        &[],
+        |out| each_thread_in_sequence(out, 4, 100, "thread "),
+        |nr, args| WRITE_CALLS.contains(&nr) && args[0] == 1,
+    );
+    assert!(
+        overlaps > 0,
+        "no two threads ever wrote to stdout at the same time in {REPEAT} recordings"
+    );
+}
+
+#[test]
+fn racing_threads_of_two_processes_stdout_replays_in_real_order() {
+    // Parent and child each run two of the threads: the file is the same, the fd tables
+    // are not.
+    let overlaps = record_replay_repeatedly(
+        "threads_stdout",
+        &["processes"],
         |out| each_thread_in_sequence(out, 4, 100, "thread "),
         |nr, args| WRITE_CALLS.contains(&nr) && args[0] == 1,
     );
@@ -111,6 +129,7 @@ fn racing_threads_stdout_replays_in_real_order() {
 fn writers_filling_a_pipe_beyond_capacity_do_not_deadlock() {
     let overlaps = record_replay_repeatedly(
         "threads_pipe_fill",
+        &[],
         |out| {
             // Each writer writes as many chunks as fill the pipe alone.
             let capacity: usize = line_with(out.as_bytes(), "reader: the pipe is full (")
