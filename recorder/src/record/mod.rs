@@ -1205,6 +1205,10 @@ impl Recorder {
                 out_key = Some(key);
                 if let Some(key) = key.filter(|k| self.write_in_flight(cur, *k)) {
                     // Hold it until that write is recorded; mark where it stopped.
+                    tracing::debug!(
+                        "thread {cur} waits at {}(fd {fd}): another thread's write to the same file is in flight",
+                        desc.name
+                    );
                     self.events.push(&Event::Blocked {
                         tid: cur,
                         nr: sysno,

@@ -63,3 +63,34 @@ pub(super) fn file_key(tid: i32, fd: u64) -> Option<FileKey> {
     let meta = std::fs::metadata(format!("/proc/{tid}/fd/{fd}")).ok()?;
     Some((meta.dev(), meta.ino()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn write_family_only() {
+        let args = [7, 0, 0, 0, 0, 0];
+        for sysno in [nr::WRITE, nr::WRITEV, nr::PWRITE64, nr::SENDTO, nr::SENDMSG] {
+            assert_eq!(output_fd(sysno, &args), Some(7), "syscall {sysno}");
+        }
+        for sysno in [nr::READ, nr::READV, nr::RECVFROM, nr::SPLICE, nr::SENDFILE] {
+            assert_eq!(output_fd(sysno, &args), None, "syscall {sysno}");
+        }
+    }
+
+    #[test]
+    fn same_file_same_key() {
+        let me = std::process::id() as i32;
+        let open = |p: &str| std::fs::File::open(p).expect("open");
+        let (a, b) = (open("/dev/null"), open("/dev/null"));
+        let other = open(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        let key = |f: &std::fs::File| file_key(me, f.as_raw_fd() as u64).expect("an open fd");
+        // Two opens of one file, and a duplicated fd, are the same file.
+        assert_eq!(key(&a), key(&b));
+        assert_eq!(key(&a.try_clone().expect("dup")), key(&a));
+        assert_ne!(key(&a), key(&other));
+        assert_eq!(file_key(me, 1 << 30), None);
+    }
+}
