@@ -11,6 +11,7 @@ mod threads {
     pub mod suite;
 
     mod c_fixtures;
+    mod exec_robust;
     mod mutation;
     mod ordering;
     mod rust_suite;

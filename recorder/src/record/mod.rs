@@ -210,6 +210,9 @@ struct Pending {
     /// once looked up (`Some(None)`: it could not be).
     out_fd: Option<u64>,
     out_key: Option<Option<ordering::FileKey>>,
+    /// The thread made the call under this tid and is now its process's leader: it
+    /// exec'ed from a thread other than the main one (see [`Recorder::exec_takeover`]).
+    exec_from: Option<i32>,
 }
 
 /// A write-family call held at its entry stop while another thread's write to the same
@@ -609,7 +612,7 @@ impl Recorder {
         self.events.flush();
 
         loop {
-            let cur = match self.current {
+            let mut cur = match self.current {
                 Some(c) => c,
                 None => match self.pick()? {
                     Some(c) => c,
@@ -666,6 +669,12 @@ impl Recorder {
                 if tid == cur {
                     break stop;
                 }
+                if let Some(leader) = self.exec_takeover(cur, tid, stop)? {
+                    // It exec'ed from a thread other than the main one: it goes on under
+                    // the leader's tid.
+                    cur = leader;
+                    break stop;
+                }
                 if let Some(how) = self.on_background_stop(tid, stop)? {
                     self.watchdog.disarm();
                     return Ok(how);
@@ -701,7 +710,10 @@ impl Recorder {
     fn wait_any(&mut self) -> Result<(i32, Stop)> {
         loop {
             let (tid, stop) = crate::ptrace::wait_own()?;
-            if self.threads.contains_key(&tid) {
+            // A zombie leader reports only a thread that takes its tid by exec'ing.
+            if self.threads.contains_key(&tid)
+                || (self.zombies.contains(&tid) && stop == Stop::Event(libc::PTRACE_EVENT_EXEC))
+            {
                 return Ok((tid, stop));
             }
             self.early.insert(tid, stop);
@@ -835,9 +847,15 @@ impl Recorder {
                 Ok(None)
             }
             Stop::Exited(_) | Stop::Killed(_) => {
-                // Its process is going away (killed, or exit_group by another thread).
                 let tgid = self.threads.get(&tid).map(|t| t.tgid).unwrap_or(tid);
                 self.threads.remove(&tid);
+                if self.execing(tgid) {
+                    // Another thread of its process is in execve: the kernel ends the
+                    // others (collected by this wait; the exec waits for that).
+                    tracing::debug!("thread {tid} ended by an exec in process {tgid}");
+                    return Ok(None);
+                }
+                // Its process is going away (killed, or exit_group by another thread).
                 if tgid == self.leader {
                     return self.process_ended(tid, stop).map(Some);
                 }
@@ -867,8 +885,62 @@ impl Recorder {
         }
     }
 
-    /// Reaps every remaining thread after the process ended and writes the exit event.
-    /// `tid` reported `stop`, an exit.
+    /// Whether a thread of process `tgid` is in an execve.
+    fn execing(&self, tgid: i32) -> bool {
+        self.threads
+            .values()
+            .any(|t| t.tgid == tgid && t.pending.as_ref().is_some_and(|p| p.nr == nr::EXECVE))
+    }
+
+    /// A thread other than its process's leader exec'ed: the kernel ended the process's
+    /// other threads, and the exec'ing thread took the leader's tid, under which it
+    /// reports the exec (`tid`, `stop`; `PTRACE_GETEVENTMSG` names the former tid).
+    /// Follows it: the running thread `cur` is from now on known as the leader. Returns
+    /// the leader's tid when that is what happened.
+    fn exec_takeover(&mut self, cur: i32, tid: i32, stop: Stop) -> Result<Option<i32>> {
+        if stop != Stop::Event(libc::PTRACE_EVENT_EXEC) {
+            return Ok(None);
+        }
+        let Some(t) = self.threads.get(&cur) else {
+            return Ok(None);
+        };
+        if t.tgid != tid || !t.pending.as_ref().is_some_and(|p| p.nr == nr::EXECVE) {
+            return Ok(None);
+        }
+        let former = Task::new(tid).event_msg()? as i32;
+        if former != cur {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "process {tid} reported an exec by thread {former} while thread {cur} was in execve"
+                ),
+                hint: "report this as a bug".into(),
+            });
+        }
+        // The others are gone: non-leaders report their ends (collected already, unless
+        // one is still on its way), the leader is released by the kernel unreported.
+        for other in self.members(tid) {
+            if other != cur && other != tid {
+                reap(other);
+            }
+            if other != cur {
+                self.threads.remove(&other);
+            }
+        }
+        self.zombies.remove(&tid);
+        let mut t = self.threads.remove(&cur).expect("checked above");
+        t.task = Task::new(tid);
+        if let Some(p) = t.pending.as_mut() {
+            p.exec_from = Some(cur);
+        }
+        self.threads.insert(tid, t);
+        self.current = Some(tid);
+        if self.previous == Some(cur) {
+            self.previous = Some(tid);
+        }
+        tracing::debug!("thread {cur} exec'ed and is now {tid}, its process's leader");
+        Ok(Some(tid))
+    }
+
     /// The main process ended (`tid`, already out of the running, reported `stop`):
     /// reap its threads, end every other process of the tree (processes that outlive
     /// the main one are killed: the recording is of the main process's life), and write
@@ -1360,6 +1432,7 @@ impl Recorder {
             exec_happened: false,
             out_fd,
             out_key,
+            exec_from: None,
         };
         if blocking {
             // Let it sit in the kernel while others run; its results land in scratch.
@@ -1413,6 +1486,7 @@ impl Recorder {
             exec_happened: false,
             out_fd: None,
             out_key: None,
+            exec_from: None,
         });
         Ok(Next::Continue)
     }
@@ -1569,7 +1643,8 @@ impl Recorder {
             self.events.push(&Event::SharedFile { tid: cur, name })?;
         }
         self.events.push(&Event::Syscall(SyscallEvent {
-            tid: cur,
+            // An exec from another thread than the leader is replayed by that thread.
+            tid: p.exec_from.unwrap_or(cur),
             nr: p.nr,
             args: p.args,
             ret,

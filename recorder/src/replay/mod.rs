@@ -376,13 +376,18 @@ impl Replayer<'_, '_> {
                 return Err(self.diverge(&ev, format!("has no thread {tid} at this point")));
             };
             let r = self.step(&ev, &mut th);
-            let alive = !matches!(r, Ok(Step::Gone));
-            if alive {
-                self.threads.insert(tid, th);
+            match r {
+                Ok(Step::Gone) => {}
+                Ok(Step::Became(new)) => {
+                    self.threads.insert(new, th);
+                }
+                _ => {
+                    self.threads.insert(tid, th);
+                }
             }
             match r? {
                 Step::Retry => next = Some(ev),
-                Step::Done | Step::Gone => {
+                Step::Done | Step::Gone | Step::Became(_) => {
                     self.index += 1;
                     next = self.next_event()?;
                 }
@@ -667,7 +672,11 @@ impl Replayer<'_, '_> {
 
     /// The program execs: cancel its execve (it would load the host's files) and exec
     /// the stub instead; the [`Event::Exec`] that follows rebuilds the recorded image.
-    fn exec_stub(&mut self, ev: &Event, th: &mut RThread) -> Result<()> {
+    ///
+    /// The stub's exec ends the process's other threads, as the program's did at
+    /// record. From a thread other than the leader, the exec'ing thread takes the
+    /// leader's tid: the result is then [`Step::Became`] the leader's recorded tid.
+    fn exec_stub(&mut self, ev: &Event, th: &mut RThread) -> Result<Step> {
         th.task.set_orig_rax(u64::MAX)?;
         self.run_to_exit(ev, &th.task)?;
         let mut regs = th.task.regs()?;
@@ -686,11 +695,13 @@ impl Replayer<'_, '_> {
         th.task.set_regs(&regs)?;
         th.task.resume(Resume::Syscall, 0)?;
         let mut saw_exec = false;
+        let mut became = None;
+        let mut entered = false;
         loop {
             match th.task.wait_skipping_sigchld()?.0 {
                 Stop::Event(libc::PTRACE_EVENT_EXEC) => saw_exec = true,
-                Stop::Syscall => {
-                    if let SyscallStop::Exit { ret, .. } = th.task.syscall_stop()? {
+                Stop::Syscall => match th.task.syscall_stop()? {
+                    SyscallStop::Exit { ret, .. } => {
                         if !saw_exec || ret != 0 {
                             return Err(
                                 self.diverge(ev, format!("could not exec the replay stub ({ret})"))
@@ -698,7 +709,15 @@ impl Replayer<'_, '_> {
                         }
                         break;
                     }
-                }
+                    SyscallStop::Entry { .. } if !entered => {
+                        // Into the exec, which ends the process's other threads.
+                        entered = true;
+                        th.task.resume(Resume::Syscall, 0)?;
+                        became = self.end_other_threads(ev, th)?;
+                        continue;
+                    }
+                    _ => {}
+                },
                 other => {
                     return Err(self.diverge(
                         ev,
@@ -709,7 +728,42 @@ impl Replayer<'_, '_> {
             th.task.resume(Resume::Syscall, 0)?;
         }
         th.task.reopen_mem();
-        Ok(())
+        Ok(match became {
+            Some(leader) => Step::Became(leader),
+            None => Step::Done,
+        })
+    }
+
+    /// `th` (recorded tid `ev.tid()`) was resumed into an exec: the kernel kills the
+    /// other threads of its process and waits until the non-leaders are collected, which
+    /// is done here. When `th` is not the leader, it takes the leader's tid (the leader
+    /// is released without a report): `th` is then pointed at that tid, and the
+    /// leader's recorded tid is returned.
+    fn end_other_threads(&mut self, ev: &Event, th: &mut RThread) -> Result<Option<i32>> {
+        let tgid = th.tgid;
+        let members: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(t, x)| x.tgid == tgid && **t != tgid)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in members {
+            if let Some(x) = self.threads.remove(&t) {
+                reap(&x.task);
+            }
+        }
+        if ev.tid() == tgid {
+            return Ok(None);
+        }
+        let leader = match (self.threads.remove(&tgid), self.zombies.remove(&tgid)) {
+            (Some(x), _) => x.task.tid,
+            (None, Some(z)) => z.tid,
+            (None, None) => {
+                return Err(self.diverge(ev, format!("has no leader {tgid} to take over")));
+            }
+        };
+        th.task = Task::new(leader);
+        Ok(Some(tgid))
     }
 
     /// Replays one event of thread `th`.
@@ -1073,10 +1127,7 @@ impl Replayer<'_, '_> {
                     "created a task without the recorded new-task event".into(),
                 ));
             }
-            nr::EXECVE => {
-                self.exec_stub(ev, th)?;
-                return Ok(Step::Done);
-            }
+            nr::EXECVE => return self.exec_stub(ev, th),
             nr::MMAP | nr::BRK => {
                 // Cancel the call, then do what it did at record time by injection.
                 th.task.set_orig_rax(u64::MAX)?;
@@ -1268,6 +1319,9 @@ enum Step {
     Retry,
     /// Replayed, and the thread is gone.
     Gone,
+    /// Replayed, and the thread is now known under this recorded tid (it exec'ed from
+    /// a thread other than its process's leader and took the leader's tid).
+    Became(i32),
 }
 
 fn inject(task: &mut Task, nr: i64, args: &[u64]) -> Result<i64> {

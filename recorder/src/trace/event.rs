@@ -35,7 +35,8 @@ pub struct Mapping {
 /// The program image right after an `execve`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecState {
-    /// Thread that exec'ed.
+    /// Thread that exec'ed, under its tid after the exec (the leader's, when another
+    /// thread exec'ed: it took the leader's tid).
     pub tid: i32,
     /// The path that was executed.
     pub path: String,
