@@ -102,3 +102,29 @@ fn check_exec(args: &[&str], by: &str) {
         }
     }
 }
+
+#[test]
+fn robust_mutexes_whose_owner_died() {
+    let traces = rounds(
+        "robust_mutex",
+        &[],
+        &[
+            "after join: lock returned EOWNERDEAD",
+            "after join: locked again: ok",
+            "waiting: lock returned EOWNERDEAD",
+            "waiting: locked again: ok",
+            "child exited with 0",
+            "shared with a child: lock returned EOWNERDEAD",
+            "shared with a child: locked again: ok",
+        ],
+    );
+    for events in traces {
+        // The main thread waited in the lock while the second owner ended.
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Blocked { nr, .. } if *nr == sys::FUTEX)),
+            "no thread was blocked in a futex wait"
+        );
+    }
+}

@@ -10,6 +10,7 @@
 //! sites, signals, and the final status.
 
 mod rebuild;
+mod robust;
 pub mod sandbox;
 
 use std::collections::HashMap;
@@ -1081,6 +1082,7 @@ impl Replayer<'_, '_> {
     fn execute(&mut self, ev: &Event, s: &SyscallEvent, th: &mut RThread) -> Result<Step> {
         match s.nr {
             nr::EXIT_GROUP | nr::EXIT => {
+                self.robust_cleanup(s, th)?;
                 th.task.resume(Resume::Syscall, 0)?;
                 let tgid = th.tgid;
                 let others = self.threads.values().filter(|t| t.tgid == tgid).count();
@@ -1163,6 +1165,25 @@ impl Replayer<'_, '_> {
         r.rax = s.ret as u64;
         th.task.set_regs(&r)?;
         Ok(Step::Done)
+    }
+
+    /// Thread `th` ends (`exit`), or its whole process (`exit_group`): the kernel's
+    /// owner-died marking of the robust futexes each ending thread owns is done here,
+    /// with the recorded tids (see [`robust`]).
+    fn robust_cleanup(&mut self, s: &SyscallEvent, th: &mut RThread) -> Result<()> {
+        robust::owner_died(&mut th.task, s.tid)?;
+        if s.nr == nr::EXIT_GROUP {
+            let tgid = th.tgid;
+            for (tid, other) in self.threads.iter_mut() {
+                if other.tgid == tgid {
+                    match robust::owner_died(&mut other.task, *tid) {
+                        Ok(_) | Err(Error::TaskGone { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn run_to_exit(&self, ev: &Event, task: &Task) -> Result<i64> {
