@@ -114,8 +114,13 @@ fn robust_mutexes_whose_owner_died() {
             "waiting: lock returned EOWNERDEAD",
             "waiting: locked again: ok",
             "child exited with 0",
+            "owner recorded by the child: its tid",
             "shared with a child: lock returned EOWNERDEAD",
             "shared with a child: locked again: ok",
+            "exec'ed child exited with 0",
+            "shared with an exec'ing child: lock returned EOWNERDEAD",
+            "shared with an exec'ing child: locked again: ok",
+            "own list: owned marked, not owned unchanged, pending marked",
         ],
     );
     for events in traces {

@@ -569,8 +569,25 @@ impl Replayer<'_, '_> {
             }
         }
         let tgid = if process { child } else { th.tgid };
-        self.threads
-            .insert(child, RThread::new(Task::new(real), tgid));
+        let mut task = Task::new(real);
+        if process {
+            // CLONE_CHILD_SETTID wrote the child's real tid into the child's own memory
+            // (glibc's fork keeps its thread's tid there, the owner id of the mutexes
+            // it locks): the program saw the recorded one.
+            let (flags, ctid) = match nr {
+                nr::CLONE => (args[0], args[3]),
+                nr::CLONE3 => {
+                    let b = th.task.read_mem(args[0], 24)?;
+                    let q = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
+                    (q(0), q(16))
+                }
+                _ => (0, 0),
+            };
+            if flags & libc::CLONE_CHILD_SETTID as u64 != 0 && ctid != 0 {
+                task.write_mem(ctid, &child.to_le_bytes())?;
+            }
+        }
+        self.threads.insert(child, RThread::new(task, tgid));
         if process {
             let fds = self.out_fds.entry(th.tgid).or_default().clone();
             self.out_fds.insert(child, fds);
@@ -680,6 +697,16 @@ impl Replayer<'_, '_> {
     fn exec_stub(&mut self, ev: &Event, th: &mut RThread) -> Result<Step> {
         th.task.set_orig_rax(u64::MAX)?;
         self.run_to_exit(ev, &th.task)?;
+        // The exec ends the other threads, and drops the exec'ing thread's robust list
+        // after it took the leader's tid: the kernel's owner-died marking, redone with
+        // the recorded tids (it matters for futexes in memory shared with others).
+        let tgid = th.tgid;
+        for (tid, other) in self.threads.iter_mut() {
+            if other.tgid == tgid {
+                robust::owner_died(&mut other.task, *tid)?;
+            }
+        }
+        robust::owner_died(&mut th.task, tgid)?;
         let mut regs = th.task.regs()?;
         let mut path = std::os::unix::ffi::OsStrExt::as_bytes(self.stub_path.as_os_str()).to_vec();
         path.push(0);
