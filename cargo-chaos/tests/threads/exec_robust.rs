@@ -120,6 +120,9 @@ fn robust_mutexes_whose_owner_died() {
             "exec'ed child exited with 0",
             "shared with an exec'ing child: lock returned EOWNERDEAD",
             "shared with an exec'ing child: locked again: ok",
+            "killed child: SIGUSR1",
+            "shared with a killed child: lock returned EOWNERDEAD",
+            "shared with a killed child: locked again: ok",
             "own list: owned marked, not owned unchanged, pending marked",
         ],
     );

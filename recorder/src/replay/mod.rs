@@ -376,7 +376,12 @@ impl Replayer<'_, '_> {
             let Some(mut th) = self.threads.remove(&tid) else {
                 return Err(self.diverge(&ev, format!("has no thread {tid} at this point")));
             };
-            let r = self.step(&ev, &mut th);
+            let r = match self.step(&ev, &mut th) {
+                Ok(Step::Done) if matches!(ev, Event::Signal { .. }) && th.signal != 0 => {
+                    self.end_if_fatal(&ev, &mut th)
+                }
+                other => other,
+            };
             match r {
                 Ok(Step::Gone) => {}
                 Ok(Step::Became(new)) => {
@@ -519,6 +524,54 @@ impl Replayer<'_, '_> {
         if let Some(z) = self.zombies.remove(&tgid) {
             reap(&z);
         }
+    }
+
+    /// Thread `th` (recorded as `ev.tid()`) has just been given a signal (`th.signal`,
+    /// event `ev`). If that signal ends a process other than the main one (no handler,
+    /// not ignored, a default action that terminates), it is delivered now and the
+    /// process reaped, as it died there at record: the kernel's cleanup of robust futexes
+    /// at its end (see [`robust`]) is then done at the same point, with the recorded
+    /// tids, which matters for futexes in memory it shared with others. The main
+    /// process's end is replayed with the trace's end.
+    fn end_if_fatal(&mut self, ev: &Event, th: &mut RThread) -> Result<Step> {
+        let (sig, tgid, tid) = (th.signal, th.tgid, ev.tid());
+        if tgid == self.leader
+            || !terminates_by_default(sig)
+            || caught(th.task.tid, sig)
+            || ignored(th.task.tid, sig)
+        {
+            return Ok(Step::Done);
+        }
+        robust::owner_died(&mut th.task, tid)?;
+        let others: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(_, x)| x.tgid == tgid)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in &others {
+            if let Some(x) = self.threads.get_mut(t) {
+                robust::owner_died(&mut x.task, *t)?;
+            }
+        }
+        th.signal = 0;
+        th.task.resume(Resume::Cont, sig)?;
+        // A leader's end is reported only once its other threads are collected.
+        let mut tasks: Vec<(bool, Task)> = others
+            .iter()
+            .filter_map(|t| self.threads.remove(t).map(|x| (*t == tgid, x.task)))
+            .chain(self.zombies.remove(&tgid).map(|z| (true, z)))
+            .collect();
+        tasks.push((tid == tgid, Task::new(th.task.tid)));
+        tasks.sort_by_key(|(leader, _)| *leader);
+        for (_, t) in &tasks {
+            reap(t);
+        }
+        tracing::debug!(
+            "process {tgid} ended by {} at replay, as at record",
+            signal_name(sig)
+        );
+        Ok(Step::Gone)
     }
 
     /// A fork-family call created a task ([`Event::NewTask`]): run the parent into the
@@ -1418,6 +1471,22 @@ fn temporary_mask(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64) -> Res
     }
     let b = task.read_mem(ptr, 8)?;
     Ok(Some(u64::from_le_bytes(b[..8].try_into().expect("8"))))
+}
+
+/// Whether signal `sig` ends a process when it has no handler and is not ignored.
+fn terminates_by_default(sig: i32) -> bool {
+    (1..=64).contains(&sig)
+        && !matches!(
+            sig,
+            libc::SIGCHLD
+                | libc::SIGCONT
+                | libc::SIGURG
+                | libc::SIGWINCH
+                | libc::SIGSTOP
+                | libc::SIGTSTP
+                | libc::SIGTTIN
+                | libc::SIGTTOU
+        )
 }
 
 /// Whether signal `sig` has a handler in thread `tid`'s process (`SigCgt` in
