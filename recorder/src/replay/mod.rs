@@ -510,12 +510,14 @@ impl Replayer<'_, '_> {
 
     /// A (non-main) process ended: collect what is left of it.
     fn forget_process(&mut self, tgid: i32) {
-        let members: Vec<i32> = self
+        let mut members: Vec<i32> = self
             .threads
             .iter()
             .filter(|(_, th)| th.tgid == tgid)
             .map(|(t, _)| *t)
             .collect();
+        // The leader last: its end is reported only once its other threads are reaped.
+        members.sort_by_key(|&t| t == tgid);
         for t in members {
             if let Some(th) = self.threads.remove(&t) {
                 reap(&th.task);
