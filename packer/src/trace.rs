@@ -9,8 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use recorder::trace::{
-    is_file_name, is_readable_version, Header, RunResult, FILES_DIR, HEADER_FILE,
-    RESULT_FILE, VERSION_FILE,
+    is_file_name, is_readable_version, Header, RunResult, FILES_DIR, HEADER_FILE, RESULT_FILE,
+    VERSION_FILE,
 };
 use serde::de::DeserializeOwned;
 

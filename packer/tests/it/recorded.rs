@@ -84,7 +84,11 @@ fn a_recorders_trace_packs_with_every_field() {
     assert_eq!(r.outcome.events, Some(result.events));
     assert!(result.events > 0);
     assert_eq!(r.outcome.message, None);
-    assert!(r.stdout.text.starts_with("exiting with 3"), "{:?}", r.stdout);
+    assert!(
+        r.stdout.text.starts_with("exiting with 3"),
+        "{:?}",
+        r.stdout
+    );
     assert_eq!(r.stderr.text, "exit3: goodbye\n");
 
     // files/: every captured file, named by the recorder's rule.
@@ -101,7 +105,10 @@ fn a_recorders_trace_packs_with_every_field() {
     assert_eq!(listed, captured);
 
     // The packing machine's facts come from the same place.
-    assert_eq!(packed.manifest.packed_on, packer::sysinfo::HostInfo::current());
+    assert_eq!(
+        packed.manifest.packed_on,
+        packer::sysinfo::HostInfo::current()
+    );
     assert_eq!(packed.manifest.packed_on.kernel, r.recorded_on.kernel);
 }
 
