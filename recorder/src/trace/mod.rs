@@ -35,7 +35,7 @@ pub const VERSION_LINE: &str = "chaos-trace 2";
 /// The format version number.
 pub const FORMAT_VERSION: u32 = 2;
 /// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1.
-pub const READABLE_VERSION_LINES: &[&str] = &["chaos-trace 1", "chaos-trace 2"];
+pub const READABLE_VERSION_LINES: &[&str] = &["chaos-trace 1", VERSION_LINE];
 
 /// Whether `line`, the first line of a trace's `version` file, names a format this
 /// crate reads (see [`READABLE_VERSION_LINES`]).
