@@ -249,14 +249,9 @@ fn hunt(example: &Path, target: &Path, work: &Path, jobs: u64, runs: u64) -> (Du
 }
 
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
+    // Read where the recorder reads it for header.json (`recorder::host`).
+    Some(recorder::host::cpu_model())
+        .filter(|m| !m.is_empty())
         .unwrap_or_else(|| "unknown CPU".into())
 }
 

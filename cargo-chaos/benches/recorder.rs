@@ -333,11 +333,9 @@ fn render(rows: &[Row], runs: usize, cpu: usize, have_strace: bool) -> String {
 }
 
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_string())
+    // Read where the recorder reads it for header.json (`recorder::host`).
+    Some(recorder::host::cpu_model())
+        .filter(|m| !m.is_empty())
         .unwrap_or_else(|| "unknown CPU".into())
 }
 

@@ -71,7 +71,7 @@ impl HostCapabilities {
     pub fn detect() -> HostCapabilities {
         HostCapabilities {
             cpuid_leaves: cpu::host_leaves(),
-            cpuid_faulting: cpu::cpuid_faulting_available(),
+            cpuid_faulting: recorder::arch::cpuid_faulting_available(),
         }
     }
 }

@@ -278,47 +278,6 @@ pub fn xsave_component_name(bit: u32) -> &'static str {
     }
 }
 
-/// Whether CPUID faulting works here (`arch_prctl(ARCH_SET_CPUID, 0)`), which replay needs
-/// to give the program the recorded CPUID answers.
-///
-/// Probed in a forked child: turning faulting on in this process would make its own
-/// CPUID instructions fault.
-#[cfg(target_os = "linux")]
-pub fn cpuid_faulting_available() -> bool {
-    const ARCH_GET_CPUID: libc::c_long = 0x1011;
-    const ARCH_SET_CPUID: libc::c_long = 0x1012;
-    // SAFETY: the child calls only async-signal-safe functions (raw syscalls and _exit)
-    // before exiting, as required after fork in a possibly multithreaded process.
-    unsafe {
-        let pid = libc::fork();
-        if pid < 0 {
-            return false;
-        }
-        if pid == 0 {
-            let get = libc::syscall(libc::SYS_arch_prctl, ARCH_GET_CPUID, 0);
-            let set = libc::syscall(libc::SYS_arch_prctl, ARCH_SET_CPUID, 0 as libc::c_long);
-            libc::_exit(if get >= 0 && set == 0 { 0 } else { 1 });
-        }
-        let mut status = 0;
-        loop {
-            let r = libc::waitpid(pid, &mut status, 0);
-            if r == pid {
-                break;
-            }
-            if r < 0 && *libc::__errno_location() != libc::EINTR {
-                return false;
-            }
-        }
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
-    }
-}
-
-/// Whether CPUID faulting works here (never, off Linux).
-#[cfg(not(target_os = "linux"))]
-pub fn cpuid_faulting_available() -> bool {
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

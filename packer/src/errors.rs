@@ -26,8 +26,9 @@ pub enum PackError {
     },
     /// The recording's `version` file names a format this packer does not know.
     #[error(
-        "{path}: unknown trace format {found:?} (expected \"chaos-trace 2\" or \"chaos-trace 1\") \
-         (hint: pack it with the cargo-chaos that recorded it)"
+        "{path}: unknown trace format {found:?} (expected one of {expected:?}) \
+         (hint: pack it with the cargo-chaos that recorded it)",
+        expected = recorder::trace::READABLE_VERSION_LINES
     )]
     UnsupportedTrace {
         /// The `version` file.

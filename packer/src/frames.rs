@@ -277,5 +277,5 @@ pub fn user_frame_cache() -> Option<PathBuf> {
 /// Whether a file name is a BLAKE3 hex name (a captured file).
 pub(crate) fn hash_name(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
-    crate::hash::is_blake3_hex(name).then(|| name.to_string())
+    recorder::trace::is_file_name(name).then(|| name.to_string())
 }

@@ -60,9 +60,10 @@ pub fn hash_file(path: &Path) -> io::Result<String> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-/// Whether `s` is 64 lowercase hex digits (a BLAKE3 hash as the trace format writes it).
+/// Whether `s` is 64 lowercase hex digits: a BLAKE3 hash as a manifest writes it, and the
+/// trace format's rule for a captured file's name ([`recorder::trace::is_file_name`]).
 pub fn is_blake3_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    recorder::trace::is_file_name(s)
 }
 
 /// The archive file name for a stem and the archive's full hash:

@@ -85,5 +85,7 @@ pub use pack::{
     DEFAULT_LEVEL, DEFAULT_OUTPUT_CAP, LDM_THRESHOLD, MAX_WINDOW_LOG, SINGLE_RUN_LEVEL,
 };
 pub use progress::{Phase, ProgressEvent};
-pub use trace::TRACE_VERSION_LINE;
+/// The first line of the `version` file of the traces this crate packs (the recorder's;
+/// older ones it still reads: `recorder::trace::READABLE_VERSION_LINES`).
+pub use recorder::trace::VERSION_LINE as TRACE_VERSION_LINE;
 pub use unpack::{read_manifest, unpack, verify, TraceDir, UnpackLimits, UnpackedArchive};

@@ -26,6 +26,7 @@ use crate::secrets::tokens::TokenScanner;
 use crate::secrets::{self, SecretScanner};
 use crate::sysinfo::{self, CiInfo, HostInfo};
 use crate::trace::{self, TraceScan};
+use recorder::trace::Outcome as RunOutcome;
 
 /// The zstd level for several recordings in one solid frame, unless
 /// [`PackOptions::level`] says otherwise.
@@ -341,18 +342,27 @@ fn capture_output(path: &Path, cap: usize) -> Result<CapturedOutput, PackError> 
     })
 }
 
+/// The manifest's name for how a recording ended: result.json's own spelling.
+fn outcome_name(o: RunOutcome) -> String {
+    match serde_json::to_value(o) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{o:?}"),
+    }
+}
+
 fn describe_recording(
     input: &PackInput,
     scan: &TraceScan,
     name: String,
     opts: &PackOptions,
 ) -> Result<Recording, PackError> {
-    let h = &scan.header;
-    let env = trace::get_env(h);
-    for (k, v) in &env {
+    // A trace whose recorder stopped before writing header.json packs with the header's
+    // facts unknown.
+    let h = scan.header.clone().unwrap_or_default();
+    for (k, v) in &h.env {
         if let Some(reason) = secrets::removal_reason(k, v, &opts.allow_env) {
             return Err(PackError::SecretInEnvironment {
-                path: scan.dir.join("header.json"),
+                path: scan.dir.join(recorder::trace::HEADER_FILE),
                 name: k.clone(),
                 reason,
             });
@@ -361,15 +371,11 @@ fn describe_recording(
     let leaves = scan
         .result
         .as_ref()
-        .map(trace::get_cpuid_leaves)
+        .map(|r| r.cpuid_leaves.clone())
         .unwrap_or_default();
-    let needs_cpuid_faulting = !leaves.is_empty()
-        || trace::get_bool(h, "cpuid_faulting").unwrap_or(false)
-        || scan
-            .result
-            .as_ref()
-            .and_then(|r| trace::get_bool(r, "cpuid_faulting"))
-            .unwrap_or(false);
+    // The recorder says in header.json whether it armed CPUID faulting; the answers the
+    // program got are in result.json.
+    let needs_cpuid_faulting = !leaves.is_empty() || h.cpuid_faulting;
     let cpu = if leaves.is_empty() {
         CpuFeatures::host()
     } else {
@@ -377,37 +383,40 @@ fn describe_recording(
     };
     let outcome = match &scan.result {
         Some(r) => Outcome {
-            kind: trace::get_str(r, "outcome").unwrap_or_else(|| "unknown".to_string()),
-            exit_code: trace::get_i64(r, "exit_code"),
-            signal: trace::get_i64(r, "signal"),
-            status: trace::get_i64(r, "status"),
-            events: trace::get_u64(r, "events"),
-            message: trace::get_str(r, "message"),
+            kind: outcome_name(r.outcome),
+            exit_code: r.exit_code.map(i64::from),
+            signal: r.signal.map(i64::from),
+            status: Some(i64::from(r.status)),
+            events: Some(r.events),
+            message: r.message.clone(),
         },
         None => Outcome {
             kind: "incomplete".to_string(),
             ..Outcome::default()
         },
     };
+    // Facts the header does not hold (empty, zero) are left out of the manifest.
+    let text = |s: String| (!s.is_empty()).then_some(s);
+    let number = |n: u64| (n != 0).then_some(n);
     Ok(Recording {
         name,
         test: input.test.clone(),
-        trace_format_version: trace::get_u64(h, "format_version"),
-        recorder_version: trace::get_str(h, "tool_version"),
+        trace_format_version: number(u64::from(h.format_version)),
+        recorder_version: text(h.tool_version),
         recorded_on: HostInfo {
-            hostname: trace::get_str(h, "hostname"),
-            kernel: trace::get_str(h, "kernel"),
-            cpu_model: trace::get_str(h, "cpu_model"),
+            hostname: text(h.hostname),
+            kernel: text(h.kernel),
+            cpu_model: text(h.cpu_model),
         },
         cpu,
         needs_cpuid_faulting,
-        argv: trace::get_strings(h, "argv"),
-        exe: trace::get_str(h, "exe"),
-        cwd: trace::get_str(h, "cwd"),
-        env,
-        removed_env: trace::get_strings(h, "removed_env"),
-        seed: trace::get_u64(h, "seed"),
-        started_unix_ms: trace::get_u64(h, "started_unix_ms"),
+        argv: h.argv,
+        exe: text(h.exe),
+        cwd: text(h.cwd),
+        env: h.env,
+        removed_env: h.removed_env,
+        seed: scan.header.as_ref().map(|h| h.seed),
+        started_unix_ms: number(h.started_unix_ms),
         outcome,
         stdout: capture_output(&scan.dir.join("stdout"), opts.output_cap)?,
         stderr: capture_output(&scan.dir.join("stderr"), opts.output_cap)?,

@@ -1,7 +1,6 @@
 //! Facts about the packing host and its CI job, for the manifest.
 
 use std::collections::BTreeMap;
-use std::ffi::CStr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,29 +22,16 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
-    /// Reads the running machine's facts. Missing facts are `None`, never an error.
+    /// Reads the running machine's facts (`recorder::host`, as the recorder does for
+    /// header.json). Missing facts are `None`, never an error.
     pub fn current() -> HostInfo {
-        let mut info = HostInfo::default();
-        // SAFETY: uname only writes into the struct we pass; all-zero is a valid utsname.
-        let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-        // SAFETY: `uts` is a valid, writable utsname.
-        if unsafe { libc::uname(&mut uts) } == 0 {
-            let field = |f: &[libc::c_char]| {
-                // SAFETY: uname NUL-terminates every field within its array.
-                unsafe { CStr::from_ptr(f.as_ptr()) }
-                    .to_string_lossy()
-                    .into_owned()
-            };
-            info.hostname = Some(field(&uts.nodename));
-            info.kernel = Some(format!("{} {}", field(&uts.release), field(&uts.version)));
+        let known = |s: String| (!s.is_empty()).then_some(s);
+        let kernel = recorder::host::kernel_version();
+        HostInfo {
+            hostname: known(recorder::host::hostname()),
+            kernel: known(kernel.trim().to_string()),
+            cpu_model: known(recorder::host::cpu_model()),
         }
-        info.cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        });
-        info
     }
 }
 

@@ -1,20 +1,21 @@
-//! Reading a recording directory (see `docs/trace-format.md`) without depending on the
-//! recorder crate: header.json and result.json are read as loose JSON, so fields the
-//! recorder adds later are carried along in the members and ignored here.
+//! Reading a recording directory (see `docs/trace-format.md`) for packing.
+//!
+//! The format is the recorder's (`recorder::trace`): the same version lines, the same
+//! `Header` and `RunResult` types for header.json and result.json (fields an older
+//! recorder did not write take their defaults; fields a newer one adds are carried along
+//! in the members and ignored here), and the same rule for the names in `files/`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use recorder::trace::{
+    is_file_name, is_readable_version, Header, RunResult, FILES_DIR, HEADER_FILE, RESULT_FILE,
+    VERSION_FILE,
+};
+use serde::de::DeserializeOwned;
 
 use crate::errors::PackError;
-use crate::hash::is_blake3_hex;
-use crate::manifest::{FILES_DIR, MANIFEST_NAME};
-
-/// The first line of a recording's `version` file that this packer understands.
-pub const TRACE_VERSION_LINE: &str = "chaos-trace 2";
-/// Earlier formats it still packs (2 only added event kinds to 1).
-pub const OLDER_TRACE_VERSION_LINES: &[&str] = &["chaos-trace 1"];
+use crate::manifest::MANIFEST_NAME;
 
 /// A file of the recording itself (not a captured file).
 #[derive(Debug, Clone)]
@@ -37,8 +38,10 @@ pub(crate) struct CapturedFile {
 #[derive(Debug)]
 pub(crate) struct TraceScan {
     pub dir: PathBuf,
-    pub header: Value,
-    pub result: Option<Value>,
+    /// `header.json`; `None` when the recorder stopped before writing it.
+    pub header: Option<Header>,
+    /// `result.json`; `None` when the recorder was killed.
+    pub result: Option<RunResult>,
     pub own: Vec<OwnFile>,
     pub captured: Vec<CapturedFile>,
 }
@@ -66,7 +69,7 @@ fn kind_name(ft: &fs::FileType) -> &'static str {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value, PackError> {
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, PackError> {
     let bytes = fs::read(path).map_err(io_err("read", path))?;
     serde_json::from_slice(&bytes).map_err(|source| PackError::BadJson {
         path: path.to_path_buf(),
@@ -76,7 +79,7 @@ fn read_json(path: &Path) -> Result<Value, PackError> {
 
 /// Lists a recording directory and reads its JSON files.
 pub(crate) fn scan(dir: &Path) -> Result<TraceScan, PackError> {
-    let version_path = dir.join("version");
+    let version_path = dir.join(VERSION_FILE);
     let version = match fs::read(&version_path) {
         Ok(v) => v,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -92,20 +95,19 @@ pub(crate) fn scan(dir: &Path) -> Result<TraceScan, PackError> {
         .unwrap_or("")
         .trim()
         .to_string();
-    if first_line != TRACE_VERSION_LINE && !OLDER_TRACE_VERSION_LINES.contains(&first_line.as_str())
-    {
+    if !is_readable_version(&first_line) {
         return Err(PackError::UnsupportedTrace {
             path: version_path,
             found: first_line,
         });
     }
-    let header_path = dir.join("header.json");
+    let header_path = dir.join(HEADER_FILE);
     let header = if header_path.exists() {
-        read_json(&header_path)?
+        Some(read_json(&header_path)?)
     } else {
-        Value::Object(Default::default())
+        None
     };
-    let result_path = dir.join("result.json");
+    let result_path = dir.join(RESULT_FILE);
     let result = if result_path.exists() {
         Some(read_json(&result_path)?)
     } else {
@@ -191,7 +193,7 @@ fn scan_files_dir(dir: &Path, captured: &mut Vec<CapturedFile>) -> Result<(), Pa
         }
         let name = entry.file_name();
         let name = name.to_str().unwrap_or("");
-        if !is_blake3_hex(name) {
+        if !is_file_name(name) {
             return Err(PackError::UnsupportedEntry {
                 path,
                 kind: "captured file not named by its BLAKE3 hash",
@@ -204,76 +206,4 @@ fn scan_files_dir(dir: &Path, captured: &mut Vec<CapturedFile>) -> Result<(), Pa
         });
     }
     Ok(())
-}
-
-// Lenient accessors: a field of the wrong type counts as absent.
-
-pub(crate) fn get_str(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
-pub(crate) fn get_u64(v: &Value, key: &str) -> Option<u64> {
-    v.get(key).and_then(Value::as_u64)
-}
-
-pub(crate) fn get_i64(v: &Value, key: &str) -> Option<i64> {
-    v.get(key).and_then(Value::as_i64)
-}
-
-pub(crate) fn get_bool(v: &Value, key: &str) -> Option<bool> {
-    v.get(key).and_then(Value::as_bool)
-}
-
-pub(crate) fn get_strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The environment as `[["K","V"], ...]` or `{"K": "V"}`.
-pub(crate) fn get_env(v: &Value) -> Vec<(String, String)> {
-    match v.get("env") {
-        Some(Value::Array(pairs)) => pairs
-            .iter()
-            .filter_map(|p| {
-                let p = p.as_array()?;
-                Some((
-                    p.first()?.as_str()?.to_string(),
-                    p.get(1)?.as_str()?.to_string(),
-                ))
-            })
-            .collect(),
-        Some(Value::Object(map)) => map
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// result.json `cpuid_leaves`: `[[leaf, subleaf, eax, ebx, ecx, edx], ...]`.
-pub(crate) fn get_cpuid_leaves(v: &Value) -> Vec<[u32; 6]> {
-    v.get("cpuid_leaves")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|row| {
-                    let row = row.as_array()?;
-                    if row.len() != 6 {
-                        return None;
-                    }
-                    let mut out = [0u32; 6];
-                    for (o, x) in out.iter_mut().zip(row) {
-                        *o = u32::try_from(x.as_u64()?).ok()?;
-                    }
-                    Some(out)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }

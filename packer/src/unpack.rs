@@ -212,7 +212,7 @@ fn staging_target(manifest: &Manifest, path: &str) -> Result<String, String> {
     check_member_path(path)?;
     let single = manifest.recordings.len() == 1;
     if let Some(hash) = path.strip_prefix(&format!("{FILES_DIR}/")) {
-        if !is_blake3_hex(hash) {
+        if !recorder::trace::is_file_name(hash) {
             return Err("captured file not named by a BLAKE3 hash".into());
         }
         return Ok(if single {

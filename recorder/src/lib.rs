@@ -7,6 +7,7 @@
 pub mod address_space;
 pub mod arch;
 pub mod errors;
+pub mod host;
 pub mod inject;
 pub mod kernel;
 pub mod output;

@@ -292,14 +292,9 @@ pub fn bench_cpu() -> usize {
 }
 
 pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
+    // Read where the recorder reads it for header.json (`recorder::host`).
+    Some(recorder::host::cpu_model())
+        .filter(|m| !m.is_empty())
         .unwrap_or_else(|| "unknown CPU".into())
 }
 

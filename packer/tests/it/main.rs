@@ -10,6 +10,7 @@ mod fuzz_checks;
 mod http;
 mod malicious;
 mod partial;
+mod recorded;
 mod roundtrip;
 mod s3;
 mod secrets;

@@ -1,4 +1,5 @@
-//! x86_64 specifics: register layout, trapped instructions, CPUID masking.
+//! x86_64 specifics: register layout, trapped instructions, CPUID masking, whether this
+//! machine can trap `cpuid`.
 
 pub mod self_cpuid;
 
@@ -162,6 +163,43 @@ fn cached_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, out);
     out
+}
+
+/// Whether CPUID faulting works on this machine (`arch_prctl(ARCH_SET_CPUID, 0)`): replay
+/// needs it to hand a program the recorded `cpuid` answers, and an archive's
+/// compatibility check asks the same question (`packer::compat`).
+///
+/// Probed in a forked child: turning faulting on in this thread would make its own
+/// `cpuid` instructions fault.
+pub fn cpuid_faulting_available() -> bool {
+    // SAFETY: the child makes only raw system calls and `_exit` (async-signal-safe, as
+    // required after a fork of a possibly multithreaded process); the parent waits for
+    // it with a pointer to a local.
+    unsafe {
+        let pid = libc::fork();
+        if pid < 0 {
+            return false;
+        }
+        if pid == 0 {
+            let r = libc::syscall(
+                libc::SYS_arch_prctl,
+                crate::kernel::ARCH_SET_CPUID,
+                0 as libc::c_ulong,
+            );
+            libc::_exit(if r == 0 { 0 } else { 1 });
+        }
+        let mut status = 0;
+        loop {
+            let r = libc::waitpid(pid, &mut status, 0);
+            if r == pid {
+                break;
+            }
+            if r < 0 && *libc::__errno_location() != libc::EINTR {
+                return false;
+            }
+        }
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
 }
 
 /// Reads the time-stamp counter of this CPU.

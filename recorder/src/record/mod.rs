@@ -412,9 +412,9 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             .collect(),
         removed_env: opts.removed_env.clone(),
         exe: exe.to_string_lossy().into_owned(),
-        hostname: read_trimmed("/proc/sys/kernel/hostname"),
-        kernel: kernel_version(),
-        cpu_model: cpu_model(),
+        hostname: crate::host::hostname(),
+        kernel: crate::host::kernel_version(),
+        cpu_model: crate::host::cpu_model(),
         seed,
         aslr_disabled: false,
         cpuid_faulting: false,
@@ -2009,43 +2009,4 @@ fn random_seed() -> u64 {
     // SAFETY: getrandom into a local buffer.
     unsafe { libc::getrandom(b.as_mut_ptr().cast(), 8, 0) };
     u64::from_le_bytes(b)
-}
-
-fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The kernel's release and version, read once per process.
-fn kernel_version() -> String {
-    static KERNEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    KERNEL
-        .get_or_init(|| {
-            format!(
-                "{} {}",
-                read_trimmed("/proc/sys/kernel/osrelease"),
-                read_trimmed("/proc/sys/kernel/version")
-            )
-        })
-        .clone()
-}
-
-/// The CPU's model name, read once per process: reading /proc/cpuinfo asks every CPU for
-/// its frequency (an interrupt to each), which a hunt paid at every run.
-fn cpu_model() -> String {
-    static MODEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            std::fs::read_to_string("/proc/cpuinfo")
-                .ok()
-                .and_then(|t| {
-                    t.lines()
-                        .find(|l| l.starts_with("model name"))
-                        .and_then(|l| l.split_once(':'))
-                        .map(|(_, v)| v.trim().to_string())
-                })
-                .unwrap_or_default()
-        })
-        .clone()
 }

@@ -94,7 +94,7 @@ pub fn replay_observed(
             });
         }
     };
-    if header.cpuid_faulting && !cpuid_faulting_available() {
+    if header.cpuid_faulting && !crate::arch::cpuid_faulting_available() {
         return Err(Error::Unsupported {
             what:
                 "this machine cannot trap cpuid (no CPUID faulting), which the recording relies on"
@@ -1572,22 +1572,4 @@ fn needs_subleaf(leaf: u32) -> bool {
 fn describe_call(sysno: u64, args: &[u64; 6]) -> String {
     let a: Vec<String> = args.iter().map(|a| format!("{a:#x}")).collect();
     format!("{}({})", syscalls::name_of(sysno), a.join(", "))
-}
-
-/// Whether `arch_prctl(ARCH_SET_CPUID)` works here (tested in a short-lived child).
-pub fn cpuid_faulting_available() -> bool {
-    // SAFETY: the child only makes raw syscalls and exits.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            let r = libc::syscall(libc::SYS_arch_prctl, crate::kernel::ARCH_SET_CPUID, 0);
-            libc::_exit(if r == 0 { 0 } else { 1 });
-        }
-        if pid < 0 {
-            return false;
-        }
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
-    }
 }

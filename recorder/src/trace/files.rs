@@ -111,7 +111,7 @@ impl CaptureCache {
         }
         let hash = std::fs::read_to_string(self.index(id)).ok()?;
         let hash = hash.trim();
-        let valid = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        let valid = super::validate::is_file_name(hash);
         let object = self.object(hash);
         let meta = std::fs::metadata(&object).ok().filter(|_| valid)?;
         if meta.len() != id.size {

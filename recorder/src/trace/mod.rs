@@ -1,7 +1,16 @@
 //! The on-disk trace directory (see `docs/trace-format.md`).
 //!
+//! This module is the one definition of the format: the recorder writes it, replay reads
+//! it, and the packer (`packer`, which depends on this crate) reads `version`,
+//! `header.json`, `result.json` and the names in `files/` through the same types and
+//! rules.
+//!
 //! Version policy: the first line of `version` names the format; a reader refuses any
 //! other version with a message naming both, rather than guessing.
+//!
+//! Older traces: every field of [`Header`] and every field of [`RunResult`] but its
+//! `outcome` has a default, so a `header.json` or `result.json` written before a field
+//! existed still reads (the field takes its default); unknown fields are ignored.
 
 mod event;
 mod fault;
@@ -13,6 +22,7 @@ pub use event::{signal_name, Event, ExecState, ExitKind, Mapping, MemWrite, Sysc
 pub use fault::TraceFault;
 pub use files::{CaptureCache, FileStore};
 pub use stream::{EventReader, EventWriter};
+pub use validate::is_file_name;
 
 use std::path::{Path, PathBuf};
 
@@ -25,10 +35,30 @@ pub const VERSION_LINE: &str = "chaos-trace 2";
 /// The format version number.
 pub const FORMAT_VERSION: u32 = 2;
 /// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1.
-pub const READABLE_VERSION_LINES: &[&str] = &["chaos-trace 1", "chaos-trace 2"];
+pub const READABLE_VERSION_LINES: &[&str] = &["chaos-trace 1", VERSION_LINE];
+
+/// Whether `line`, the first line of a trace's `version` file, names a format this
+/// crate reads (see [`READABLE_VERSION_LINES`]).
+pub fn is_readable_version(line: &str) -> bool {
+    READABLE_VERSION_LINES.contains(&line)
+}
+
+/// The file naming the format (`chaos-trace 2`).
+pub const VERSION_FILE: &str = "version";
+/// What was recorded ([`Header`]).
+pub const HEADER_FILE: &str = "header.json";
+/// How the recording ended ([`RunResult`]); absent when the recorder was killed.
+pub const RESULT_FILE: &str = "result.json";
+/// The event stream.
+pub const EVENTS_FILE: &str = "events";
+/// The captured files, each named by the BLAKE3 of its content ([`is_file_name`]).
+pub const FILES_DIR: &str = "files";
 
 /// `header.json`: what was recorded, written when the recording starts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// A field missing from the file (an older recorder's) reads as its default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Header {
     /// Trace format version.
     pub format_version: u32,
@@ -63,7 +93,6 @@ pub struct Header {
     /// System calls that were let through without a stop and are not in the trace:
     /// replay runs them when the program makes them (see `record::seccomp`). Empty for
     /// traces of recorders that traced every call.
-    #[serde(default)]
     pub untraced: Vec<u64>,
     /// Wall-clock start, milliseconds since the epoch.
     pub started_unix_ms: u64,
@@ -86,19 +115,28 @@ pub enum Outcome {
 }
 
 /// `result.json`: how the recording ended.
+///
+/// Only `outcome` is required; another field missing from the file (an older
+/// recorder's) reads as its default.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     /// How it ended.
     pub outcome: Outcome,
     /// Exit code when it exited.
+    #[serde(default)]
     pub exit_code: Option<i32>,
     /// Signal when it was killed.
+    #[serde(default)]
     pub signal: Option<i32>,
     /// What `cargo chaos record` exits with: the code, or 128 + signal.
+    #[serde(default)]
     pub status: i32,
     /// Number of events.
+    #[serde(default)]
     pub events: u64,
-    /// Every cpuid answer the program got: leaf, subleaf, eax, ebx, ecx, edx.
+    /// Every cpuid answer the program got: leaf, subleaf, eax, ebx, ecx, edx (empty when
+    /// CPUID faulting was not armed, see [`Header::cpuid_faulting`]).
+    #[serde(default)]
     pub cpuid_leaves: Vec<[u32; 6]>,
     /// How many tick budgets instrumented code asked for (`chaos_tick` calls, see
     /// [`crate::ticks`]); non-zero means the program ran code built with
@@ -110,6 +148,7 @@ pub struct RunResult {
     #[serde(default)]
     pub lookups_answered: u64,
     /// Error text for `recorder_error`.
+    #[serde(default)]
     pub message: Option<String>,
     /// Set when writing the trace failed while the program ran (a full disk): the first
     /// such error. The program was not stopped for it and its status above is real, but
@@ -142,8 +181,8 @@ impl TraceDir {
                 ),
             ));
         }
-        std::fs::create_dir_all(path.join("files")).map_err(|e| Error::io(path, e))?;
-        std::fs::write(path.join("version"), format!("{VERSION_LINE}\n"))
+        std::fs::create_dir_all(path.join(FILES_DIR)).map_err(|e| Error::io(path, e))?;
+        std::fs::write(path.join(VERSION_FILE), format!("{VERSION_LINE}\n"))
             .map_err(|e| Error::io(path, e))?;
         Ok(TraceDir {
             path: path.to_owned(),
@@ -163,7 +202,7 @@ impl TraceDir {
         }
         for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
             let entry = entry.map_err(|e| Error::io(path, e))?;
-            if entry.file_name() == "files" {
+            if entry.file_name() == FILES_DIR {
                 continue;
             }
             let p = entry.path();
@@ -174,8 +213,8 @@ impl TraceDir {
             };
             removed.map_err(|e| Error::io(&p, e))?;
         }
-        std::fs::create_dir_all(path.join("files")).map_err(|e| Error::io(path, e))?;
-        std::fs::write(path.join("version"), format!("{VERSION_LINE}\n"))
+        std::fs::create_dir_all(path.join(FILES_DIR)).map_err(|e| Error::io(path, e))?;
+        std::fs::write(path.join(VERSION_FILE), format!("{VERSION_LINE}\n"))
             .map_err(|e| Error::io(path, e))?;
         Ok(TraceDir {
             path: path.to_owned(),
@@ -191,13 +230,13 @@ impl TraceDir {
         if !path.is_dir() {
             return Err(bad("not a directory".into()));
         }
-        let version = std::fs::read_to_string(path.join("version")).map_err(|e| {
+        let version = std::fs::read_to_string(path.join(VERSION_FILE)).map_err(|e| {
             bad(format!(
                 "no readable `version` file ({e}); is this a trace directory?"
             ))
         })?;
         let line = version.lines().next().unwrap_or("");
-        if !READABLE_VERSION_LINES.contains(&line) {
+        if !is_readable_version(line) {
             return Err(bad(format!(
                 "it is in format `{line}`, this replayer reads `{VERSION_LINE}` (hint: use the cargo-chaos version that recorded it)"
             )));
@@ -209,25 +248,25 @@ impl TraceDir {
 
     /// Writes `header.json`.
     pub fn write_header(&self, header: &Header) -> Result<()> {
-        self.write_json("header.json", header)
+        self.write_json(HEADER_FILE, header)
     }
 
     /// Reads `header.json`.
     pub fn header(&self) -> Result<Header> {
-        self.read_json("header.json")
+        self.read_json(HEADER_FILE)
     }
 
     /// Writes `result.json`.
     pub fn write_result(&self, result: &RunResult) -> Result<()> {
-        self.write_json("result.json", result)
+        self.write_json(RESULT_FILE, result)
     }
 
     /// Reads `result.json`; `None` when the recording never finished.
     pub fn result(&self) -> Result<Option<RunResult>> {
-        if !self.path.join("result.json").exists() {
+        if !self.path.join(RESULT_FILE).exists() {
             return Ok(None);
         }
-        self.read_json("result.json").map(Some)
+        self.read_json(RESULT_FILE).map(Some)
     }
 
     /// Refuses a trace the recorder could not write completely (see
@@ -251,7 +290,7 @@ impl TraceDir {
 
     /// Opens the event stream.
     pub fn events(&self) -> Result<EventReader> {
-        EventReader::open(&self.path.join("events"))
+        EventReader::open(&self.path.join(EVENTS_FILE))
     }
 
     /// Path of the captured file named `hash`, checked: the name must be a content hash
@@ -268,7 +307,7 @@ impl TraceDir {
                 validate::printable(hash)
             )));
         }
-        let path = self.path.join("files").join(hash);
+        let path = self.path.join(FILES_DIR).join(hash);
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.file_type().is_file() => Ok(path),
             Ok(_) => Err(bad(format!("captured file {hash} is not a regular file"))),
@@ -295,5 +334,60 @@ impl TraceDir {
             path: self.path.clone(),
             reason: format!("{name} is damaged: {e}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header.json and a result.json from before `untraced`, `tick_requests`,
+    /// `lookups_answered` and `trace_error` existed read, with those fields at their
+    /// defaults; unknown fields are ignored.
+    #[test]
+    fn older_files_read() {
+        let header: Header = serde_json::from_str(
+            r#"{"format_version": 1, "tool_version": "0.0.9", "argv": ["./p"], "cwd": "/",
+                "env": [["A", "1"]], "removed_env": [], "exe": "/p", "hostname": "h",
+                "kernel": "k", "cpu_model": "c", "seed": 9, "aslr_disabled": false,
+                "cpuid_faulting": true, "cpu_set": [0, 1], "pinned_cpu": 1,
+                "started_unix_ms": 5, "from_the_future": {"x": 1}}"#,
+        )
+        .unwrap();
+        assert!(header.untraced.is_empty());
+        assert_eq!(header.env, vec![("A".to_string(), "1".to_string())]);
+        assert!(header.cpuid_faulting);
+        let result: RunResult = serde_json::from_str(
+            r#"{"outcome": "exited", "exit_code": 0, "signal": null, "status": 0,
+                "events": 3, "cpuid_leaves": [[0, 0, 1, 2, 3, 4]], "message": null}"#,
+        )
+        .unwrap();
+        assert_eq!(result.cpuid_leaves, vec![[0, 0, 1, 2, 3, 4]]);
+        assert_eq!((result.tick_requests, result.lookups_answered), (0, 0));
+        assert_eq!(result.trace_error, None);
+        // Only the outcome is required.
+        assert!(serde_json::from_str::<RunResult>(r#"{"status": 0}"#).is_err());
+        let bare: RunResult = serde_json::from_str(r#"{"outcome": "signaled"}"#).unwrap();
+        assert_eq!(bare.outcome, Outcome::Signaled);
+    }
+
+    /// The environment is a list of pairs; the recorder never writes an object.
+    #[test]
+    fn env_is_a_list_of_pairs() {
+        let text = serde_json::to_string(&Header {
+            env: vec![("K".into(), "V".into())],
+            ..Header::default()
+        })
+        .unwrap();
+        assert!(text.contains(r#""env":[["K","V"]]"#), "{text}");
+        assert!(serde_json::from_str::<Header>(r#"{"env": {"K": "V"}}"#).is_err());
+    }
+
+    #[test]
+    fn version_lines() {
+        assert!(is_readable_version(VERSION_LINE));
+        assert!(is_readable_version("chaos-trace 1"));
+        assert!(!is_readable_version("chaos-trace 3"));
+        assert_eq!(VERSION_LINE, format!("chaos-trace {FORMAT_VERSION}"));
     }
 }
