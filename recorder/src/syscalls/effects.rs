@@ -198,11 +198,12 @@ pub fn collect_outputs(
             }
             size => {
                 if let Some(len) = fixed_len(size, args, Some(ret), st) {
-                    if len > 0 {
-                        writes.push(MemWrite {
-                            addr: p,
-                            data: task.read_mem(p, len.min(MAX_BUF))?,
-                        });
+                    // A fixed size is the most the kernel may write (capget writes 12
+                    // bytes for a version-1 header, 24 otherwise): what lies past a
+                    // page the program cannot read, the kernel did not write either.
+                    let data = task.read_mem_partial(p, len.min(MAX_BUF))?;
+                    if !data.is_empty() {
+                        writes.push(MemWrite { addr: p, data });
                     }
                 }
             }
