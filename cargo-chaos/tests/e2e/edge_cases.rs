@@ -166,3 +166,14 @@ fn a_seccomp_call_stops_the_recording_with_a_reason() {
         raw.show()
     );
 }
+
+/// clone into new namespaces stops the recording with a reason, as unshare does (it used
+/// to record, and the replay then failed).
+#[test]
+fn clone_into_new_namespaces_stops_the_recording_with_a_reason() {
+    let program = fixture("clone_newns");
+    let dir = temp();
+    let (raw, _) = RecordSpec::new(&program, dir.path().join("trace")).record_raw();
+    assert_eq!(raw.status, FAILED, "{}", raw.show());
+    assert!(raw.stderr_str().contains("namespaces"), "{}", raw.show());
+}

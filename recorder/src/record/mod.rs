@@ -1856,6 +1856,21 @@ fn check_clone(flags: u64) -> Result<()> {
             hint: "not supported yet".into(),
         });
     }
+    // As with unshare: replay would create the namespaces for real and cannot model
+    // what the program sees in them.
+    let namespaces = libc::CLONE_NEWNS
+        | libc::CLONE_NEWCGROUP
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET;
+    if flags & namespaces as u64 != 0 {
+        return Err(Error::Unsupported {
+            what: format!("clone into new namespaces (flags {flags:#x})"),
+            hint: "new namespaces are not modelled by replay; set up sandboxes outside the recorded program".into(),
+        });
+    }
     Ok(())
 }
 
