@@ -645,7 +645,6 @@ fn classes_follow_the_design() {
         "exit",
         "exit_group",
         "execve",
-        "execveat",
         "clone",
         "clone3",
         "fork",
@@ -658,7 +657,6 @@ fn classes_follow_the_design() {
         "madvise",
         "arch_prctl",
         "execve",
-        "execveat",
         "clone",
         "clone3",
         "fork",
@@ -723,6 +721,12 @@ fn classes_follow_the_design() {
         "migrate_pages",
         "move_pages",
         "pidfd_getfd",
+        // Not supported yet (their memory effects have no handler).
+        "execveat",
+        "recvmmsg",
+        "sendmmsg",
+        "vmsplice",
+        "name_to_handle_at",
     ];
     for name in unsupported {
         assert!(

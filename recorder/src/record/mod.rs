@@ -1321,6 +1321,13 @@ impl Recorder {
             && match special::handling(sysno, &args) {
                 special::Handling::Here => true,
                 special::Handling::Engine => false,
+                special::Handling::Missing => {
+                    return Err(Error::UnsupportedSyscall {
+                        name: desc.name.to_string(),
+                        nr: sysno,
+                        hint: "its row is special but has no handler (a recorder bug)".into(),
+                    })
+                }
                 special::Handling::Unsupported(hint) => {
                     return Err(Error::UnsupportedSyscall {
                         name: desc.name.to_string(),
