@@ -170,6 +170,7 @@ struct RequestRow {
 struct MemArgRow {
     arg: u8,
     size: String,
+    max: Option<String>,
 }
 
 fn yes() -> bool {
@@ -201,6 +202,7 @@ enum Size {
 struct MemArg {
     arg: u8,
     size: Size,
+    max: Option<Size>,
 }
 
 struct Syscall {
@@ -342,7 +344,39 @@ fn check_mem_args(
             }
             _ => {}
         }
-        out.push(MemArg { arg: row.arg, size });
+        let max = match (&row.max, &size) {
+            (None, _) => None,
+            (Some(m), Size::Ret | Size::RetTimes(_)) if output => match parse_size(m) {
+                Ok(max @ (Size::Arg(n) | Size::ArgTimes(n, _))) if n != row.arg => Some(max),
+                Ok(max @ Size::Fixed(_)) => Some(max),
+                _ => {
+                    errors.push(
+                        what,
+                        format!(
+                            "{kind} of arg {}: max {m:?} must be \"argN\", \"argN*K\" or \"fixed:K\" \
+                             (N another argument)",
+                            row.arg
+                        ),
+                    );
+                    continue;
+                }
+            },
+            (Some(_), _) => {
+                errors.push(
+                    what,
+                    format!(
+                        "{kind} of arg {}: max is only for outputs sized by the result (\"ret\", \"ret*K\")",
+                        row.arg
+                    ),
+                );
+                continue;
+            }
+        };
+        out.push(MemArg {
+            arg: row.arg,
+            size,
+            max,
+        });
     }
     out
 }
@@ -463,6 +497,21 @@ fn check_syscalls(rows: Vec<SyscallRow>, errors: &mut Errors) -> Vec<Syscall> {
                 "a refused call is never executed: no outputs, inputs or may_block",
             );
         }
+        if row.may_block {
+            for o in &outputs {
+                if matches!(o.size, Size::Ret | Size::RetTimes(_)) && o.max.is_none() {
+                    errors.push(
+                        what,
+                        format!(
+                            "output of arg {}: a call that may block needs a max for an output \
+                             sized by the result (its buffer moves to scratch memory while the \
+                             call blocks, see record/redirect.rs)",
+                            o.arg
+                        ),
+                    );
+                }
+            }
+        }
         if row.untraced && (!matches!(class, Class::Executed) || row.may_block || row.special) {
             errors.push(
                 what,
@@ -562,7 +611,17 @@ fn rust_mem_args(args: &[MemArg]) -> String {
     }
     let items: Vec<String> = args
         .iter()
-        .map(|a| format!("MemArg {{ arg: {}, size: {} }}", a.arg, rust_size(&a.size)))
+        .map(|a| {
+            let max = match &a.max {
+                Some(m) => format!("Some({})", rust_size(m)),
+                None => "None".to_string(),
+            };
+            format!(
+                "MemArg {{ arg: {}, size: {}, max: {max} }}",
+                a.arg,
+                rust_size(&a.size)
+            )
+        })
         .collect();
     format!("&[{}]", items.join(", "))
 }

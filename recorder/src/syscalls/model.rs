@@ -59,6 +59,11 @@ pub struct MemArg {
     pub arg: u8,
     /// How large the memory is.
     pub size: Size,
+    /// For an output sized by the result ([`Size::Ret`], [`Size::RetTimes`]): the most
+    /// the kernel may write, known at entry (`read`: its count, argument 2). Every such
+    /// output of a `may_block` row has one: while the call blocks, the buffer is moved to
+    /// scratch memory of that size (`record::redirect`).
+    pub max: Option<Size>,
 }
 
 /// Everything the recorder knows about one system call.
