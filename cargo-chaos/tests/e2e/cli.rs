@@ -168,6 +168,41 @@ fn unsupported_syscall_stops_the_recording() {
     );
 }
 
+/// The calls whose memory effects the recorder cannot handle yet are refused by their
+/// rows (class "unsupported"), with the row's hint, before anything runs.
+#[test]
+fn calls_the_table_marks_unsupported_stop_the_recording_with_its_hint() {
+    use recorder::syscalls::{by_name, Class};
+    for name in [
+        "execveat",
+        "recvmmsg",
+        "sendmmsg",
+        "vmsplice",
+        "name_to_handle_at",
+    ] {
+        let row = by_name(name).expect(name);
+        let Class::Unsupported { hint } = row.class else {
+            panic!("{name} is not unsupported in syscalls.toml");
+        };
+        let dir = temp();
+        let (raw, _) = RecordSpec::new(&fixture("rawsys"), dir.path().join("trace"))
+            .args([row.nr.to_string().as_str()])
+            .record_raw();
+        assert_eq!(raw.status, FAILED, "{name}: {}", raw.show());
+        let err = raw.stderr_str();
+        assert!(
+            err.contains(name) && err.contains(hint),
+            "{name}: the message should name the call and give the table's hint `{hint}`\n{}",
+            raw.show()
+        );
+        assert!(
+            !raw.stdout_str().contains("returned"),
+            "{name} ran\n{}",
+            raw.show()
+        );
+    }
+}
+
 #[test]
 fn a_32_bit_syscall_stops_the_recording() {
     let dir = temp();
