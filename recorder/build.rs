@@ -137,6 +137,9 @@ struct SyscallRow {
     untraced: bool,
     #[serde(default)]
     special: bool,
+    answer: Option<i64>,
+    #[serde(default = "yes")]
+    same_result: bool,
     #[serde(default)]
     outputs: Vec<MemArgRow>,
     #[serde(default)]
@@ -212,6 +215,8 @@ struct Syscall {
     may_block: bool,
     untraced: bool,
     special: bool,
+    answer: Option<i64>,
+    same_result: bool,
     outputs: Vec<MemArg>,
     inputs: Vec<MemArg>,
     note: String,
@@ -512,6 +517,23 @@ fn check_syscalls(rows: Vec<SyscallRow>, errors: &mut Errors) -> Vec<Syscall> {
                 }
             }
         }
+        if row.answer.is_some()
+            && (!matches!(class, Class::Recorded)
+                || row.may_block
+                || row.special
+                || !outputs.is_empty())
+        {
+            errors.push(
+                what,
+                "an answered call never runs: class \"recorded\", no outputs, not may_block or special",
+            );
+        }
+        if !row.same_result && !matches!(class, Class::Executed) {
+            errors.push(
+                what,
+                "same_result is only meaningful with class \"executed\" (other calls' results are injected)",
+            );
+        }
         if row.untraced && (!matches!(class, Class::Executed) || row.may_block || row.special) {
             errors.push(
                 what,
@@ -525,6 +547,8 @@ fn check_syscalls(rows: Vec<SyscallRow>, errors: &mut Errors) -> Vec<Syscall> {
             may_block: row.may_block,
             untraced: row.untraced,
             special: row.special,
+            answer: row.answer,
+            same_result: row.same_result,
             outputs,
             inputs,
             note: row.note,
@@ -666,7 +690,7 @@ fn generate_table(syscalls: &[Syscall], tables: &[(&str, &str, &str, &[Request])
     for sc in syscalls {
         writeln!(
             w,
-            "    SyscallDesc {{ name: {:?}, nr: {}, class: {}, may_block: {}, untraced: {}, outputs: {}, inputs: {}, special: {}, note: {:?} }},",
+            "    SyscallDesc {{ name: {:?}, nr: {}, class: {}, may_block: {}, untraced: {}, outputs: {}, inputs: {}, special: {}, answer: {:?}, same_result: {}, note: {:?} }},",
             sc.name,
             sc.nr,
             rust_class(&sc.class),
@@ -675,6 +699,8 @@ fn generate_table(syscalls: &[Syscall], tables: &[(&str, &str, &str, &[Request])
             rust_mem_args(&sc.outputs),
             rust_mem_args(&sc.inputs),
             sc.special,
+            sc.answer,
+            sc.same_result,
             sc.note,
         )
         .unwrap();

@@ -750,6 +750,28 @@ fn classes_follow_the_design() {
     assert_eq!(desc("chroot").class, Class::Recorded);
 }
 
+/// The per-call exceptions record and replay take from the table.
+#[test]
+fn answers_and_unchecked_results_follow_the_design() {
+    let answered: Vec<_> = SYSCALLS
+        .iter()
+        .filter_map(|d| d.answer.map(|a| (d.name, a)))
+        .collect();
+    assert_eq!(answered, [("sched_setaffinity", 0)]);
+    let unchecked: Vec<_> = SYSCALLS
+        .iter()
+        .filter(|d| !d.same_result)
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(
+        unchecked,
+        ["rt_sigreturn", "clone", "set_tid_address", "clone3"]
+    );
+    for d in SYSCALLS.iter().filter(|d| !d.same_result) {
+        assert_eq!(d.class, Class::Executed, "{}", d.name);
+    }
+}
+
 fn size_problem(size: Size, arg: u8, output: bool) -> Option<String> {
     let arg_ok = |n: u8| n < 6 && n != arg;
     match size {

@@ -203,6 +203,31 @@ fn calls_the_table_marks_unsupported_stop_the_recording_with_its_hint() {
     }
 }
 
+/// sched_setaffinity never runs (its row's `answer`): the recording stays pinned and the
+/// program is told it worked, even with a mask the kernel would refuse (NULL); replay
+/// gives the same answer.
+#[test]
+fn sched_setaffinity_is_answered_without_running() {
+    use recorder::syscalls::by_name;
+    let row = by_name("sched_setaffinity").expect("row");
+    assert_eq!(row.answer, Some(0));
+    let dir = temp();
+    let trace = dir.path().join("trace");
+    let nr = row.nr.to_string();
+    let (raw, _) = RecordSpec::new(&fixture("rawsys"), trace.clone())
+        .args([nr.as_str(), "0", "128", "0"])
+        .record_raw();
+    let program = split_record_output(&raw, &trace);
+    assert!(
+        program
+            .stdout_str()
+            .contains(&format!("syscall {nr} returned 0 (ok)")),
+        "{}",
+        program.show()
+    );
+    assert_same("sched_setaffinity", &program, &replay(&trace));
+}
+
 #[test]
 fn a_32_bit_syscall_stops_the_recording() {
     let dir = temp();

@@ -87,6 +87,12 @@ pub struct SyscallDesc {
     pub inputs: &'static [MemArg],
     /// The memory effects need a hand-written handler (ioctl, fcntl, recvmsg, ...).
     pub special: bool,
+    /// Never run, at record or replay: the program gets this result
+    /// (`sched_setaffinity`: 0, the recording stays pinned to one core).
+    pub answer: Option<i64>,
+    /// For an executed call: replay checks that it returns what it returned at record
+    /// (false where the result is an id that differs, or there is none).
+    pub same_result: bool,
     /// Free text for `dump` and error messages.
     pub note: &'static str,
 }

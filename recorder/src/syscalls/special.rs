@@ -53,7 +53,6 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         | nr::FCNTL
         | nr::PRCTL
         | nr::ARCH_PRCTL
-        | nr::SCHED_SETAFFINITY
         | nr::SCHED_GETAFFINITY
         | nr::CLONE
         | nr::CLONE3
