@@ -1,5 +1,6 @@
 //! The types that the generated syscall table (`syscalls.toml`, turned into Rust by
-//! `build.rs`) is made of.
+//! `build.rs`) is made of. The build script compiles this file too (its checks produce
+//! these types, its emitter prints them), so keep it free of crate paths.
 //!
 //! The table describes, declaratively, what the recorder must know about each system
 //! call: which arguments point to memory the kernel writes (outputs) or reads (inputs),
