@@ -20,8 +20,9 @@
 //!
 //! A copy whose whole length goes back (a fixed-size struct, a timeout the kernel
 //! updates, poll's array) is first filled with the real buffer's bytes, so what the
-//! kernel did not write comes back unchanged, whatever the result; a buffer filled by
-//! the result (read's, readv's) comes back only as far as the result says.
+//! kernel did not write comes back unchanged; a buffer filled by the result (read's,
+//! readv's) comes back only as far as the result says. A failed call writes nothing
+//! back, except the whole-length copies of one a signal interrupted.
 
 use super::super::syscalls::{self, effects::read_iovecs, special, MemArg, Size, SyscallDesc};
 use crate::errors::Result;
@@ -47,10 +48,10 @@ enum Back {
     Result,
     /// The result times this many bytes (epoll_wait's events).
     ResultTimes(usize),
-    /// All of it, whatever the result (the copy was filled from the real buffer first).
+    /// All of it (the copy was filled from the real buffer first).
     Whole,
-    /// Only these (offset, length) fields, whatever the result (recvmsg's msghdr, whose
-    /// pointer fields point at scratch).
+    /// Only these (offset, length) fields (recvmsg's msghdr, whose pointer fields point
+    /// at scratch).
     Fields(&'static [(usize, usize)]),
 }
 
@@ -351,10 +352,17 @@ fn set_args(task: &mut Task, a: &[u64; 6]) -> Result<()> {
 }
 
 /// Copies the results back into the program's buffers and restores the argument
-/// registers. The task is at the call's exit stop.
+/// registers. The task is at the call's exit stop. A call that failed writes nothing
+/// back, unless a signal interrupted it: then the whole-length copies come back (the
+/// time left that nanosleep or ppoll wrote), as the engine records them
+/// (`effects::collect_interrupted_outputs`).
 pub fn complete(task: &mut Task, r: &Redirected, ret: i64) -> Result<()> {
+    let interrupted = crate::kernel::restart::interrupted(ret);
     let mut left = ret.max(0) as usize;
     for c in &r.copies {
+        if ret < 0 && !(interrupted && matches!(c.back, Back::Whole)) {
+            continue;
+        }
         let one;
         let ranges: &[(usize, usize)] = match c.back {
             Back::Result => {
