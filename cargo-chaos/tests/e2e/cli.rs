@@ -168,6 +168,66 @@ fn unsupported_syscall_stops_the_recording() {
     );
 }
 
+/// The calls whose memory effects the recorder cannot handle yet are refused by their
+/// rows (class "unsupported"), with the row's hint, before anything runs.
+#[test]
+fn calls_the_table_marks_unsupported_stop_the_recording_with_its_hint() {
+    use recorder::syscalls::{by_name, Class};
+    for name in [
+        "execveat",
+        "recvmmsg",
+        "sendmmsg",
+        "vmsplice",
+        "name_to_handle_at",
+    ] {
+        let row = by_name(name).expect(name);
+        let Class::Unsupported { hint } = row.class else {
+            panic!("{name} is not unsupported in syscalls.toml");
+        };
+        let dir = temp();
+        let (raw, _) = RecordSpec::new(&fixture("rawsys"), dir.path().join("trace"))
+            .args([row.nr.to_string().as_str()])
+            .record_raw();
+        assert_eq!(raw.status, FAILED, "{name}: {}", raw.show());
+        let err = raw.stderr_str();
+        assert!(
+            err.contains(name) && err.contains(hint),
+            "{name}: the message should name the call and give the table's hint `{hint}`\n{}",
+            raw.show()
+        );
+        assert!(
+            !raw.stdout_str().contains("returned"),
+            "{name} ran\n{}",
+            raw.show()
+        );
+    }
+}
+
+/// sched_setaffinity never runs (its row's `answer`): the recording stays pinned and the
+/// program is told it worked, even with a mask the kernel would refuse (NULL); replay
+/// gives the same answer.
+#[test]
+fn sched_setaffinity_is_answered_without_running() {
+    use recorder::syscalls::by_name;
+    let row = by_name("sched_setaffinity").expect("row");
+    assert_eq!(row.answer, Some(0));
+    let dir = temp();
+    let trace = dir.path().join("trace");
+    let nr = row.nr.to_string();
+    let (raw, _) = RecordSpec::new(&fixture("rawsys"), trace.clone())
+        .args([nr.as_str(), "0", "128", "0"])
+        .record_raw();
+    let program = split_record_output(&raw, &trace);
+    assert!(
+        program
+            .stdout_str()
+            .contains(&format!("syscall {nr} returned 0 (ok)")),
+        "{}",
+        program.show()
+    );
+    assert_same("sched_setaffinity", &program, &replay(&trace));
+}
+
 #[test]
 fn a_32_bit_syscall_stops_the_recording() {
     let dir = temp();

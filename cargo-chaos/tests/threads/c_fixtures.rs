@@ -8,8 +8,9 @@ use recorder::trace::Event;
 use super::common::*;
 
 /// Records and replays fixture `name`, checks its own report of success, and that some
-/// thread was descheduled while blocked in one of `blocked_in`.
-fn check(name: &str, expect: &[&str], blocked_in: &[u64]) {
+/// thread was descheduled while blocked in one of `blocked_in`; returns the trace's
+/// events.
+fn check(name: &str, expect: &[&str], blocked_in: &[u64]) -> Vec<Event> {
     let dir = temp();
     let program = c_fixture(name);
     let rec = record_and_replay(name, &program, &[], &dir.path().join("trace"));
@@ -50,6 +51,7 @@ fn check(name: &str, expect: &[&str], blocked_in: &[u64]) {
         tids.len() >= 2,
         "the trace of {name} shows a single thread: {tids:?}"
     );
+    events
 }
 
 #[test]
@@ -86,4 +88,40 @@ fn epoll_with_eventfd_and_timerfd() {
         &["eventfd=3", "eventfd sum 6"],
         &[sys::EPOLL_WAIT, sys::EPOLL_PWAIT, sys::EPOLL_PWAIT2],
     );
+}
+
+/// A blocked call's outputs are not written while other threads run: readv, preadv2,
+/// recvmsg and pselect6 each block in a worker thread while the main thread reads the
+/// memory they write, again and again, until the call has returned. Record and replay
+/// must print the same counts (the memory changes at the call's recorded return, not
+/// when the kernel finished it), and no read may see a partial write.
+#[test]
+fn blocked_calls_write_their_outputs_when_they_return() {
+    use recorder::syscalls::nr;
+    let calls = [nr::READV, nr::PREADV2, nr::RECVMSG, nr::PSELECT6];
+    let events = check(
+        "threads_blocked_outputs",
+        &[
+            "readv: returned 64;",
+            "preadv2: returned 64;",
+            "recvmsg: returned 64;",
+            "pselect6: returned 1;",
+            "0 partial; then as expected",
+        ],
+        &calls,
+    );
+    // Each of the four calls was seen blocked.
+    let blocked: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Blocked { nr, .. } => Some(*nr),
+            _ => None,
+        })
+        .collect();
+    for nr in calls {
+        assert!(
+            blocked.contains(&nr),
+            "no thread was blocked in syscall {nr}: {blocked:?}"
+        );
+    }
 }

@@ -27,7 +27,7 @@ use crate::output::{OutputFds, Stream};
 use crate::ptrace::{reap, Resume, Stop, SyscallStop, Task};
 use crate::sched::{Point, Scheduler};
 use crate::spawn::{self, SpawnSpec};
-use crate::syscalls::{self, effects, nr, special, Class, MemArg};
+use crate::syscalls::{self, effects, nr, resolve_request, special, Class, MemArg};
 use crate::trace::{
     signal_name, Event, EventWriter, ExitKind, FileStore, Header, Outcome, RunResult, SyscallEvent,
     TraceDir, TraceFault,
@@ -1298,7 +1298,7 @@ impl Recorder {
                 }
             }
         }
-        let (class, outputs, inputs) = resolve_request(desc, &args);
+        let (class, outputs, _) = resolve_request(desc, &args);
         let mut fake_ret = None;
         match class {
             Class::Unsupported { hint } => {
@@ -1321,6 +1321,13 @@ impl Recorder {
             && match special::handling(sysno, &args) {
                 special::Handling::Here => true,
                 special::Handling::Engine => false,
+                special::Handling::Missing => {
+                    return Err(Error::UnsupportedSyscall {
+                        name: desc.name.to_string(),
+                        nr: sysno,
+                        hint: "its row is special but has no handler (a recorder bug)".into(),
+                    })
+                }
                 special::Handling::Unsupported(hint) => {
                     return Err(Error::UnsupportedSyscall {
                         name: desc.name.to_string(),
@@ -1352,7 +1359,7 @@ impl Recorder {
             // A lookup of a path that does not exist: answered here, in one stop.
             let task = &mut self.threads.get_mut(&cur).expect("current").task;
             if let Some(errno) = probe::missing(task, sysno, &args)? {
-                let input_hash = effects::input_hash(task, inputs, &args, None)?;
+                let input_hash = syscalls::input_hash(task, desc, &args)?;
                 task.set_orig_rax(u64::MAX)?;
                 task.set_rax(-(errno as i64) as u64)?;
                 self.lookups_answered += 1;
@@ -1368,9 +1375,9 @@ impl Recorder {
                 return Ok(Next::Continue);
             }
         }
-        if sysno == nr::SCHED_SETAFFINITY {
-            // The recording stays pinned; the program is told it worked.
-            fake_ret = Some(0);
+        if let Some(answer) = desc.answer {
+            // Never run (sched_setaffinity: the recording stays pinned; it "worked").
+            fake_ret = Some(answer);
         }
         if sysno == nr::CHAOS_TICK {
             // Instrumented code asks for its next tick budget (see `crate::ticks`).
@@ -1381,12 +1388,7 @@ impl Recorder {
         if fake_ret.is_some() {
             task.set_orig_rax(u64::MAX)?;
         }
-        let input_hash = if special_here {
-            let regions = special::inputs(task, sysno, &args)?;
-            effects::hash_regions(task, &regions)?
-        } else {
-            effects::input_hash(task, inputs, &args, None)?
-        };
+        let input_hash = syscalls::input_hash(task, desc, &args)?;
         let mut entry = effects::EntryState::capture(task, outputs, &args)?;
         if special_here {
             special::capture_entry(task, sysno, &args, &mut entry)?;
@@ -1968,39 +1970,6 @@ fn emulate(
     };
     task.set_regs(&regs)?;
     Ok(event)
-}
-
-/// Picks the class and memory descriptions, per request for ioctl, fcntl and prctl.
-pub(crate) fn resolve_request(
-    desc: &'static syscalls::SyscallDesc,
-    args: &[u64; 6],
-) -> (Class, &'static [MemArg], &'static [MemArg]) {
-    let req = match desc.nr {
-        nr::IOCTL => Some((
-            syscalls::ioctl_request(args[1] & 0xffff_ffff),
-            "ioctl request",
-        )),
-        nr::FCNTL => Some((syscalls::fcntl_command(args[1]), "fcntl command")),
-        nr::PRCTL => Some((syscalls::prctl_option(args[0]), "prctl option")),
-        nr::ARCH_PRCTL => Some((syscalls::arch_prctl_code(args[0]), "arch_prctl code")),
-        _ => None,
-    };
-    match req {
-        Some((Some(r), _)) => (r.class, r.outputs, r.inputs),
-        Some((None, what)) => (
-            Class::Unsupported {
-                hint: match what {
-                    "ioctl request" => "this ioctl request is not in the recorder's table",
-                    "fcntl command" => "this fcntl command is not in the recorder's table",
-                    "arch_prctl code" => "this arch_prctl code is not in the recorder's table",
-                    _ => "this prctl option is not in the recorder's table",
-                },
-            },
-            &[],
-            &[],
-        ),
-        None => (desc.class, desc.outputs, desc.inputs),
-    }
 }
 
 fn cpu_mask_bytes(cpus: &[usize], len: usize) -> Vec<u8> {

@@ -23,7 +23,7 @@ use crate::inject::inject_syscall;
 use crate::output::{OutputFds, Stream};
 use crate::ptrace::{Resume, Stop, SyscallStop, Task};
 use crate::spawn::{self, SpawnSpec};
-use crate::syscalls::{self, effects, nr, special, Class};
+use crate::syscalls::{self, nr, Class};
 use crate::trace::{signal_name, Event, EventReader, ExitKind, SyscallEvent, TraceDir};
 
 /// Receives what the replayed program writes to its stdout and stderr.
@@ -1066,13 +1066,7 @@ impl Replayer<'_, '_> {
             th.task.set_rax(s.ret as u64)?;
             return Ok(Step::Done);
         };
-        let hash = if desc.special && special::handling(sysno, &args) == special::Handling::Here {
-            let regions = special::inputs(&mut th.task, sysno, &args)?;
-            effects::hash_regions(&mut th.task, &regions)?
-        } else {
-            let (_, _, inputs) = crate::record::resolve_request(desc, &args);
-            effects::input_hash(&mut th.task, inputs, &args, None)?
-        };
+        let hash = syscalls::input_hash(&mut th.task, desc, &args)?;
         if hash != s.input_hash {
             return Err(self.diverge(
                 ev,
@@ -1528,21 +1522,19 @@ fn runs_at_replay(s: &SyscallEvent) -> bool {
         return false;
     };
     let creates_task = matches!(s.nr, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK);
-    if s.nr == nr::SCHED_SETAFFINITY || ((s.nr == nr::EXECVE || creates_task) && s.ret < 0) {
+    if desc.answer.is_some() || ((s.nr == nr::EXECVE || creates_task) && s.ret < 0) {
         // A failed execve or clone changed nothing: its error is injected like any
         // result (a clone that failed has no new-task event to follow).
         return false;
     }
-    let (class, _, _) = crate::record::resolve_request(desc, &s.args);
+    let (class, _, _) = syscalls::resolve_request(desc, &s.args);
     matches!(class, Class::Executed)
 }
 
-/// Whether an executed call must return at replay what it returned at record.
+/// Whether an executed call must return at replay what it returned at record (its
+/// row's `same_result`).
 fn compares_result(sysno: u64) -> bool {
-    !matches!(
-        sysno,
-        nr::SET_TID_ADDRESS | nr::RT_SIGRETURN | nr::CLONE | nr::CLONE3
-    )
+    syscalls::lookup(sysno).map_or(true, |d| d.same_result)
 }
 
 fn needs_subleaf(leaf: u32) -> bool {

@@ -7,6 +7,9 @@ pub mod special;
 mod table;
 
 pub use model::{Class, MemArg, RequestDesc, Size, SyscallDesc};
+
+use crate::errors::Result;
+use crate::ptrace::Task;
 pub use table::*;
 
 /// The kernel's `__X32_SYSCALL_BIT`: numbers with it set are x32 ABI calls.
@@ -35,5 +38,50 @@ pub fn unknown_request(nr: u64, args: &[u64; 6]) -> Option<String> {
             Some(format!("arch_prctl code {:#x}", args[0]))
         }
         _ => None,
+    }
+}
+
+/// Picks the class and memory descriptions of a call, per request for ioctl, fcntl,
+/// prctl and arch_prctl (a request not in the table is unsupported). Record and replay
+/// both decide by it.
+pub fn resolve_request(
+    desc: &'static SyscallDesc,
+    args: &[u64; 6],
+) -> (Class, &'static [MemArg], &'static [MemArg]) {
+    let req = match desc.nr {
+        nr::IOCTL => Some((ioctl_request(args[1] & 0xffff_ffff), "ioctl request")),
+        nr::FCNTL => Some((fcntl_command(args[1]), "fcntl command")),
+        nr::PRCTL => Some((prctl_option(args[0]), "prctl option")),
+        nr::ARCH_PRCTL => Some((arch_prctl_code(args[0]), "arch_prctl code")),
+        _ => None,
+    };
+    match req {
+        Some((Some(r), _)) => (r.class, r.outputs, r.inputs),
+        Some((None, what)) => (
+            Class::Unsupported {
+                hint: match what {
+                    "ioctl request" => "this ioctl request is not in the recorder's table",
+                    "fcntl command" => "this fcntl command is not in the recorder's table",
+                    "arch_prctl code" => "this arch_prctl code is not in the recorder's table",
+                    _ => "this prctl option is not in the recorder's table",
+                },
+            },
+            &[],
+            &[],
+        ),
+        None => (desc.class, desc.outputs, desc.inputs),
+    }
+}
+
+/// The hash of what a call reads, as record writes it and replay checks it: from the
+/// special handler's regions when it computes the call's effects, else from the inputs
+/// of the row (or of the request, for the multiplexing calls).
+pub fn input_hash(task: &mut Task, desc: &'static SyscallDesc, args: &[u64; 6]) -> Result<u64> {
+    if desc.special && special::handling(desc.nr, args) == special::Handling::Here {
+        let regions = special::inputs(task, desc.nr, args)?;
+        effects::hash_regions(task, &regions)
+    } else {
+        let (_, _, inputs) = resolve_request(desc, args);
+        effects::input_hash(task, inputs, args, None)
     }
 }

@@ -1,5 +1,6 @@
 //! The types that the generated syscall table (`syscalls.toml`, turned into Rust by
-//! `build.rs`) is made of.
+//! `build.rs`) is made of. The build script compiles this file too (its checks produce
+//! these types, its emitter prints them), so keep it free of crate paths.
 //!
 //! The table describes, declaratively, what the recorder must know about each system
 //! call: which arguments point to memory the kernel writes (outputs) or reads (inputs),
@@ -59,6 +60,11 @@ pub struct MemArg {
     pub arg: u8,
     /// How large the memory is.
     pub size: Size,
+    /// For an output sized by the result ([`Size::Ret`], [`Size::RetTimes`]): the most
+    /// the kernel may write, known at entry (`read`: its count, argument 2). Every such
+    /// output of a `may_block` row has one: while the call blocks, the buffer is moved to
+    /// scratch memory of that size (`record::redirect`).
+    pub max: Option<Size>,
 }
 
 /// Everything the recorder knows about one system call.
@@ -82,6 +88,12 @@ pub struct SyscallDesc {
     pub inputs: &'static [MemArg],
     /// The memory effects need a hand-written handler (ioctl, fcntl, recvmsg, ...).
     pub special: bool,
+    /// Never run, at record or replay: the program gets this result
+    /// (`sched_setaffinity`: 0, the recording stays pinned to one core).
+    pub answer: Option<i64>,
+    /// For an executed call: replay checks that it returns what it returned at record
+    /// (false where the result is an id that differs, or there is none).
+    pub same_result: bool,
     /// Free text for `dump` and error messages.
     pub note: &'static str,
 }

@@ -1,7 +1,9 @@
 //! Hand-written memory effects of the syscalls the table marks `special`: those whose
 //! buffers hang off structures (msghdr) or whose sizes depend on several arguments
 //! (select's fd sets). Every special row must have an arm in [`handling`]; a test
-//! checks it.
+//! checks it. Whether a call is supported at all is the table's to say (class
+//! `unsupported` with its hint); only a request carried in the arguments (a futex
+//! operation) can be refused here.
 
 use super::effects::{read_iovecs, EntryState};
 use super::nr;
@@ -16,8 +18,10 @@ pub enum Handling {
     Here,
     /// The engine handles it itself (mmap, clone, exec, affinity, ioctl per request...).
     Engine,
-    /// Not supported yet: recording stops with this hint.
+    /// This request (a futex operation) is not supported: recording stops with the hint.
     Unsupported(&'static str),
+    /// No arm for this call: a special row without a handler, which a test rules out.
+    Missing,
 }
 
 /// How a special syscall is handled.
@@ -49,35 +53,47 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         | nr::FCNTL
         | nr::PRCTL
         | nr::ARCH_PRCTL
-        | nr::SCHED_SETAFFINITY
         | nr::SCHED_GETAFFINITY
         | nr::CLONE
         | nr::CLONE3
         | nr::FORK
         | nr::VFORK
         | nr::EXECVE => Handling::Engine,
-        nr::EXECVEAT => Handling::Unsupported("execveat is not supported yet; use execve"),
-        nr::RECVMMSG | nr::SENDMMSG => {
-            Handling::Unsupported("recvmmsg/sendmmsg are not supported yet; use recvmsg/sendmsg")
-        }
-        nr::VMSPLICE => Handling::Unsupported("vmsplice is not supported yet"),
-        nr::NAME_TO_HANDLE_AT => Handling::Unsupported("name_to_handle_at is not supported yet"),
-        _ => Handling::Unsupported("this syscall has no handler yet"),
+        _ => Handling::Missing,
     }
 }
 
+/// The size of `struct msghdr`.
+pub const MSGHDR_SIZE: usize = 56;
+/// Where the pointers of `struct msghdr` are: `msg_name`, `msg_iov`, `msg_control`.
+pub const MSGHDR_NAME: usize = 0;
+/// See [`MSGHDR_NAME`].
+pub const MSGHDR_IOV: usize = 16;
+/// See [`MSGHDR_NAME`].
+pub const MSGHDR_CONTROL: usize = 32;
+/// The fields of `struct msghdr` that recvmsg writes back, as (offset, length):
+/// `msg_namelen`, `msg_controllen`, `msg_flags`.
+pub const MSGHDR_WRITTEN: &[(usize, usize)] = &[(8, 4), (40, 8), (48, 4)];
+
 /// `struct msghdr` fields we need.
-struct MsgHdr {
-    name: u64,
-    namelen: u32,
-    iov: u64,
-    iovlen: u64,
-    control: u64,
-    controllen: u64,
+pub struct MsgHdr {
+    /// `msg_name`.
+    pub name: u64,
+    /// `msg_namelen`.
+    pub namelen: u32,
+    /// `msg_iov`.
+    pub iov: u64,
+    /// `msg_iovlen`.
+    pub iovlen: u64,
+    /// `msg_control`.
+    pub control: u64,
+    /// `msg_controllen`.
+    pub controllen: u64,
 }
 
-fn read_msghdr(task: &mut Task, addr: u64) -> Result<MsgHdr> {
-    let b = task.read_mem(addr, 56)?;
+/// Reads the `struct msghdr` at `addr`.
+pub fn read_msghdr(task: &mut Task, addr: u64) -> Result<MsgHdr> {
+    let b = task.read_mem(addr, MSGHDR_SIZE)?;
     let q = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
     Ok(MsgHdr {
         name: q(0),
@@ -89,7 +105,8 @@ fn read_msghdr(task: &mut Task, addr: u64) -> Result<MsgHdr> {
     })
 }
 
-fn fd_set_bytes(nfds: u64) -> usize {
+/// The bytes of each fd set select and pselect6 read and write for `nfds`.
+pub fn fd_set_bytes(nfds: u64) -> usize {
     (nfds.min(1 << 20) as usize).div_ceil(64) * 8
 }
 
@@ -169,7 +186,7 @@ pub fn outputs(
             grab(task, args[1], (bits / 8).min(1 << 16) as usize)?;
         }
         nr::RECVMSG => {
-            grab(task, args[1], 56)?;
+            grab(task, args[1], MSGHDR_SIZE)?;
             let m = read_msghdr(task, args[1])?;
             let name_in = st.extra.first().copied().unwrap_or(0) as usize;
             grab(task, m.name, name_in.min(m.namelen as usize))?;
@@ -197,15 +214,47 @@ pub fn outputs(
 mod tests {
     use super::*;
 
+    use crate::syscalls::{Class, SYSCALLS};
+
+    /// The table and this file agree: every special row has an arm, none of them refuses
+    /// the call as a whole (that is the table's `unsupported` class), and rows the
+    /// table marks unsupported are not special (nothing here would handle them).
     #[test]
     fn every_special_row_has_a_handling() {
-        for d in super::super::SYSCALLS.iter().filter(|d| d.special) {
+        let mut problems = Vec::new();
+        for d in SYSCALLS {
             let h = handling(d.nr, &[0; 6]);
-            assert!(
-                !matches!(h, Handling::Unsupported("this syscall has no handler yet")),
-                "special syscall {} has no arm in special::handling",
-                d.name
+            match (d.special, h) {
+                (true, Handling::Missing) => {
+                    problems.push(format!("special row {} has no arm in handling", d.name))
+                }
+                (true, Handling::Unsupported(_)) => problems.push(format!(
+                    "special row {} is refused in code: make its class \"unsupported\" in syscalls.toml",
+                    d.name
+                )),
+                (false, Handling::Here | Handling::Engine) => problems.push(format!(
+                    "{} has an arm in handling but its row is not special",
+                    d.name
+                )),
+                _ => {}
+            }
+            if d.special && matches!(d.class, Class::Unsupported { .. }) {
+                problems.push(format!("{} is unsupported and special", d.name));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// The one request refused here: priority-inheritance futex operations.
+    #[test]
+    fn only_priority_inheritance_futexes_are_refused_here() {
+        for op in 0..16 {
+            let refused = matches!(
+                handling(nr::FUTEX, &[0, op, 0, 0, 0, 0]),
+                Handling::Unsupported(_)
             );
+            let pi = [6, 7, 8, 11, 12, 13].contains(&op);
+            assert_eq!(refused, pi, "futex op {op}");
         }
     }
 }
