@@ -98,6 +98,22 @@ fn ppoll_interrupted_by_a_signal_without_a_handler() {
     ten_times("ppoll_nohandler", &[], 0);
 }
 
+/// Records `program args` and checks that the recorder refused it: status 125 and a
+/// message holding `says`.
+#[track_caller]
+fn assert_recording_stops(program: &Path, args: &[&std::ffi::OsStr], says: &str) {
+    let dir = temp();
+    let (raw, _) = RecordSpec::new(program, dir.path().join("trace"))
+        .args(args)
+        .record_raw();
+    assert_eq!(raw.status, FAILED, "{}", raw.show());
+    assert!(
+        raw.stderr_str().contains(says),
+        "the message should say `{says}`\n{}",
+        raw.show()
+    );
+}
+
 /// A call the recorder's table lacks a request for names that request in its message.
 #[test]
 fn an_unknown_prctl_option_is_named() {
@@ -110,16 +126,7 @@ fn an_unknown_prctl_option_is_named() {
         "import ctypes\nprint(ctypes.CDLL(None).prctl(1000, 0, 0, 0, 0))\n",
     )
     .unwrap();
-    let python = tool("python3");
-    let (raw, _) = RecordSpec::new(&python, dir.path().join("trace"))
-        .args([script.as_os_str()])
-        .record_raw();
-    assert_eq!(raw.status, FAILED, "{}", raw.show());
-    assert!(
-        raw.stderr_str().contains("prctl option 1000"),
-        "the message should name the option\n{}",
-        raw.show()
-    );
+    assert_recording_stops(&tool("python3"), &[script.as_os_str()], "prctl option 1000");
 }
 
 /// Priority-inheritance futexes are refused with a message that says what they are
@@ -132,14 +139,7 @@ fn a_priority_inheritance_futex_stops_the_recording_with_a_reason() {
         natively.stdout_str(),
         "lock_pi = 0, the word holds our tid: 1\n"
     );
-    let dir = temp();
-    let (raw, _) = RecordSpec::new(&program, dir.path().join("trace")).record_raw();
-    assert_eq!(raw.status, FAILED, "{}", raw.show());
-    assert!(
-        raw.stderr_str().contains("priority-inheritance futexes"),
-        "{}",
-        raw.show()
-    );
+    assert_recording_stops(&program, &[], "priority-inheritance futexes");
 }
 
 /// capget's data is 12 bytes for a version-1 header: placed at the end of a page
@@ -154,16 +154,10 @@ fn capget_with_a_version_1_header_at_the_end_of_a_page() {
 /// EINVAL, which changed what the program did without a word).
 #[test]
 fn a_seccomp_call_stops_the_recording_with_a_reason() {
-    let program = fixture("capget_v1");
-    let dir = temp();
-    let (raw, _) = RecordSpec::new(&program, dir.path().join("trace"))
-        .args(["seccomp"])
-        .record_raw();
-    assert_eq!(raw.status, FAILED, "{}", raw.show());
-    assert!(
-        raw.stderr_str().contains("`seccomp`"),
-        "the message should name the call\n{}",
-        raw.show()
+    assert_recording_stops(
+        &fixture("capget_v1"),
+        &[std::ffi::OsStr::new("seccomp")],
+        "`seccomp`",
     );
 }
 
@@ -171,9 +165,5 @@ fn a_seccomp_call_stops_the_recording_with_a_reason() {
 /// to record, and the replay then failed).
 #[test]
 fn clone_into_new_namespaces_stops_the_recording_with_a_reason() {
-    let program = fixture("clone_newns");
-    let dir = temp();
-    let (raw, _) = RecordSpec::new(&program, dir.path().join("trace")).record_raw();
-    assert_eq!(raw.status, FAILED, "{}", raw.show());
-    assert!(raw.stderr_str().contains("namespaces"), "{}", raw.show());
+    assert_recording_stops(&fixture("clone_newns"), &[], "namespaces");
 }

@@ -480,17 +480,7 @@ impl Replayer<'_, '_> {
     fn reap_all(&mut self, tid: i32, stop: Stop) -> ExitKind {
         let leader = self.leader;
         let mut leader_stop = (tid == leader).then_some(stop);
-        let members: Vec<i32> = self
-            .threads
-            .iter()
-            .filter(|(t, th)| th.tgid == leader && **t != leader)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in members {
-            if let Some(th) = self.threads.remove(&t) {
-                reap(&th.task);
-            }
-        }
+        self.reap_followers(leader);
         if leader_stop.is_none() {
             if let Some(th) = self.threads.remove(&leader) {
                 leader_stop = Some(reap(&th.task));
@@ -506,6 +496,22 @@ impl Replayer<'_, '_> {
         };
         self.ended = Some(how);
         how
+    }
+
+    /// Reaps the threads of process `tgid` other than its leader (known ones; the
+    /// thread the caller holds is not in `threads`).
+    fn reap_followers(&mut self, tgid: i32) {
+        let followers: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(t, x)| x.tgid == tgid && **t != tgid)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in followers {
+            if let Some(x) = self.threads.remove(&t) {
+                reap(&x.task);
+            }
+        }
     }
 
     /// A (non-main) process ended: collect what is left of it.
@@ -824,17 +830,7 @@ impl Replayer<'_, '_> {
     /// leader's recorded tid is returned.
     fn end_other_threads(&mut self, ev: &Event, th: &mut RThread) -> Result<Option<i32>> {
         let tgid = th.tgid;
-        let members: Vec<i32> = self
-            .threads
-            .iter()
-            .filter(|(t, x)| x.tgid == tgid && **t != tgid)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in members {
-            if let Some(x) = self.threads.remove(&t) {
-                reap(&x.task);
-            }
-        }
+        self.reap_followers(tgid);
         if ev.tid() == tgid {
             return Ok(None);
         }
@@ -1165,17 +1161,7 @@ impl Replayer<'_, '_> {
                 if s.nr == nr::EXIT_GROUP || others == 0 {
                     // A leader's end is reported only after its other threads are
                     // collected: those first.
-                    let members: Vec<i32> = self
-                        .threads
-                        .iter()
-                        .filter(|(t, x)| x.tgid == tgid && **t != tgid)
-                        .map(|(t, _)| *t)
-                        .collect();
-                    for t in members {
-                        if let Some(x) = self.threads.remove(&t) {
-                            reap(&x.task);
-                        }
-                    }
+                    self.reap_followers(tgid);
                     let stop = if s.tid == tgid {
                         reap(&th.task)
                     } else {
