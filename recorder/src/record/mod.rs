@@ -597,6 +597,19 @@ impl Recorder {
         task.set_options(crate::ptrace::OPTIONS)?;
         task.reopen_mem();
         let entry = task.regs()?.rip;
+        // The spawn asked for SIGKILL at the engine's death until PTRACE_O_EXITKILL (set
+        // just above) took over; the program must see the kernel's default, none.
+        let reset = crate::inject::with_syscall_at(task, entry, |t| {
+            crate::inject::inject_syscall(
+                t,
+                entry,
+                libc::SYS_prctl as u64,
+                &[libc::PR_SET_PDEATHSIG as u64, 0],
+            )
+        })?;
+        if !matches!(reset, Ok(0)) {
+            tracing::debug!("could not reset the parent-death signal: {reset:?}");
+        }
         let setup = exec::arm_and_capture(task, &mut self.files, &header.exe)?;
         header.aslr_disabled = setup.aslr_disabled;
         header.cpuid_faulting = setup.cpuid_faulting;
