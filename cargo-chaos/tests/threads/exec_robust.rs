@@ -123,6 +123,9 @@ fn robust_mutexes_whose_owner_died() {
             "killed child: SIGUSR1",
             "shared with a killed child: lock returned EOWNERDEAD",
             "shared with a killed child: locked again: ok",
+            "SIGKILLed child: SIGKILL",
+            "shared with a SIGKILLed child: lock returned EOWNERDEAD",
+            "shared with a SIGKILLed child: locked again: ok",
             "own list: owned marked, not owned unchanged, pending marked",
         ],
     );

@@ -152,6 +152,7 @@ pub fn replay_observed(
             stats: ReplayStats::default(),
             shared_copies: HashMap::new(),
             untraced,
+            sigkilled: Default::default(),
             ahead: Default::default(),
             sink,
             observer,
@@ -269,6 +270,8 @@ struct Replayer<'s, 'a> {
     /// Calls the recording let through without a stop (`Header::untraced`): not in the
     /// trace, run whenever the program makes them.
     untraced: std::collections::HashSet<u64>,
+    /// Processes of the tree that were sent SIGKILL (see [`Replayer::end_killed`]).
+    sigkilled: std::collections::HashSet<i32>,
 }
 
 impl Replayer<'_, '_> {
@@ -1106,7 +1109,54 @@ impl Replayer<'_, '_> {
             .entry(th.tgid)
             .or_default()
             .after_syscall(sysno, &args, s.ret);
+        if let Some(victim) = sigkilled_process(s) {
+            if victim != th.tgid && victim != self.leader {
+                self.sigkilled.insert(victim);
+            }
+        }
+        if let Some(dead) = reaped_child(s) {
+            if self.sigkilled.remove(&dead) {
+                self.end_killed(dead)?;
+            }
+        }
         Ok(Step::Done)
+    }
+
+    /// A process of the tree that was sent SIGKILL has just been reaped by its parent
+    /// (the wait that returned its status): at record it died when the signal arrived,
+    /// with no stop the trace could hold, and the kernel marked the robust futexes it
+    /// held as owner-died. Its events all came before that wait. End it the same way now
+    /// (futexes marked with the recorded tids, then the tasks killed), so a mutex it held
+    /// in shared memory reads as owner-died to the others, as it did.
+    fn end_killed(&mut self, tgid: i32) -> Result<()> {
+        let mut members: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(_, x)| x.tgid == tgid)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in &members {
+            if let Some(x) = self.threads.get_mut(t) {
+                match robust::owner_died(&mut x.task, *t) {
+                    Ok(_) | Err(Error::TaskGone { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        // The leader last: its end is reported once its other threads are collected.
+        members.sort_by_key(|&t| t == tgid);
+        let tasks: Vec<Task> = members
+            .iter()
+            .filter_map(|t| self.threads.remove(t).map(|x| x.task))
+            .chain(self.zombies.remove(&tgid))
+            .collect();
+        for t in &tasks {
+            t.kill();
+        }
+        for t in &tasks {
+            reap(t);
+        }
+        Ok(())
     }
 
     /// Delivers the signal that interrupted a call with a temporary mask (`th.signal`, at
@@ -1500,6 +1550,30 @@ fn status_mask(tid: i32, key: &str) -> Option<u64> {
 
 fn has_signal(mask: u64, sig: i32) -> bool {
     (1..=64).contains(&sig) && mask & (1 << (sig - 1)) != 0
+}
+
+/// The process a successful `kill(pid, SIGKILL)` or `tgkill(tgid, tid, SIGKILL)` ended.
+fn sigkilled_process(s: &SyscallEvent) -> Option<i32> {
+    let (target, sig) = match s.nr {
+        nr::KILL => (s.args[0] as i32, s.args[1] as i32),
+        nr::TGKILL => (s.args[0] as i32, s.args[2] as i32),
+        _ => return None,
+    };
+    (s.ret == 0 && sig == libc::SIGKILL && target > 0).then_some(target)
+}
+
+/// The child a wait-family call reaped: wait4's result, or waitid's `si_pid` (from the
+/// siginfo it wrote) unless it only looked (`WNOWAIT`).
+fn reaped_child(s: &SyscallEvent) -> Option<i32> {
+    match s.nr {
+        nr::WAIT4 if s.ret > 0 => Some(s.ret as i32),
+        nr::WAITID if s.ret == 0 && s.args[3] & libc::WNOWAIT as u64 == 0 => {
+            let info = s.writes.iter().find(|w| w.addr == s.args[2])?;
+            let pid = info.data.get(16..20)?;
+            Some(i32::from_le_bytes(pid.try_into().ok()?)).filter(|&p| p > 0)
+        }
+        _ => None,
+    }
 }
 
 /// Whether a recorded syscall runs for real at replay (otherwise it is emulated).
