@@ -1616,6 +1616,21 @@ impl Recorder {
                 effects::collect_outputs(task, p.outputs, &p.args, ret, &p.entry)?
             };
             match p.nr {
+                // The recorder's own traps must not show: rdtsc faults (PR_SET_TSC) and
+                // cpuid faults (ARCH_SET_CPUID) only for the recorder, which the program
+                // cannot change (the table refuses both setters); natively both are off.
+                nr::PRCTL if p.args[0] == libc::PR_GET_TSC as u64 && p.args[1] != 0 => {
+                    let enabled = (libc::PR_TSC_ENABLE as u32).to_le_bytes().to_vec();
+                    task.write_mem(p.args[1], &enabled)?;
+                    writes = vec![crate::trace::MemWrite {
+                        addr: p.args[1],
+                        data: enabled,
+                    }];
+                }
+                nr::ARCH_PRCTL if p.args[0] == crate::kernel::ARCH_GET_CPUID => {
+                    ret = 1;
+                    task.set_rax(1)?;
+                }
                 nr::SCHED_GETAFFINITY => {
                     // Show the real CPU set, not the one-core pin.
                     let mask = cpu_mask_bytes(&self.cpu_set, ret as usize);
