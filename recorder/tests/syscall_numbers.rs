@@ -690,7 +690,6 @@ fn classes_follow_the_design() {
         ("userfaultfd", libc::EPERM),
         ("perf_event_open", libc::ENOENT),
         ("bpf", libc::EPERM),
-        ("process_vm_readv", libc::EPERM),
         ("process_vm_writev", libc::EPERM),
         ("kcmp", libc::ENOSYS),
         ("memfd_secret", libc::ENOSYS),

@@ -167,3 +167,21 @@ fn a_seccomp_call_stops_the_recording_with_a_reason() {
 fn clone_into_new_namespaces_stops_the_recording_with_a_reason() {
     assert_recording_stops(&fixture("clone_newns"), &[], "namespaces");
 }
+
+/// process_vm_readv of the program's own memory works as natively (it was refused with
+/// EPERM) and replays: what it read is recorded like a read.
+#[test]
+fn process_vm_readv_of_its_own_memory() {
+    let program = fixture("vm_readv");
+    let dir = temp();
+    for i in 0..10 {
+        let rec = RecordSpec::new(&program, dir.path().join(format!("trace-{i}"))).record();
+        assert!(
+            rec.program.stdout_str().contains("process_vm_readv = 24:")
+                && rec.program.stdout_str().contains("copies match: 1"),
+            "{}",
+            rec.program.show()
+        );
+        assert_same(&format!("recording {i}"), &rec.program, &replay(&rec.trace));
+    }
+}
