@@ -21,16 +21,21 @@ fn hunt_args(sb: &Sandbox, rest: &[&str]) -> Vec<String> {
     a
 }
 
+/// A hunt of the example crate's `hashmap_order` test until it fails, with `flags`.
+fn hashmap_hunt(sb: &Sandbox, flags: &[&str]) -> Vec<String> {
+    let mut a = vec!["--until-fail", "--max-runs", MAX_RUNS];
+    a.extend_from_slice(flags);
+    a.push("hashmap_order");
+    hunt_args(sb, &a)
+}
+
 #[test]
 fn json_messages_of_a_captured_hunt() {
     let sb = Sandbox::new();
     let seed = 1000u64;
-    let run = sb.record_test(hunt_args(
+    let run = sb.record_test(hashmap_hunt(
         &sb,
         &[
-            "--until-fail",
-            "--max-runs",
-            MAX_RUNS,
             "--per-test",
             "--seed",
             "1000",
@@ -38,7 +43,6 @@ fn json_messages_of_a_captured_hunt() {
             "2",
             "--message-format",
             "json",
-            "hashmap_order",
         ],
     ));
     run.expect_status(1);
@@ -130,19 +134,15 @@ fn json_messages_of_a_captured_hunt() {
 #[test]
 fn no_verify_captures_without_replaying() {
     let sb = Sandbox::new();
-    let run = sb.record_test(hunt_args(
+    let run = sb.record_test(hashmap_hunt(
         &sb,
         &[
-            "--until-fail",
-            "--max-runs",
-            MAX_RUNS,
             "--per-test",
             "--seed",
             "1000",
             "--no-verify",
             "--message-format",
             "json",
-            "hashmap_order",
         ],
     ));
     run.expect_status(1);
@@ -156,16 +156,7 @@ fn no_verify_captures_without_replaying() {
 #[test]
 fn human_output_shows_the_failing_run_and_the_replay_command() {
     let sb = Sandbox::new();
-    let run = sb.record_test(hunt_args(
-        &sb,
-        &[
-            "--until-fail",
-            "--max-runs",
-            MAX_RUNS,
-            "--per-test",
-            "hashmap_order",
-        ],
-    ));
+    let run = sb.record_test(hashmap_hunt(&sb, &["--per-test"]));
     run.expect_status(1);
     assert!(
         run.stdout.is_empty(),
@@ -339,18 +330,14 @@ fn a_build_error_exits_2_with_cargos_diagnostics() {
 #[test]
 fn an_unreachable_upload_exits_2_and_keeps_the_archive() {
     let sb = Sandbox::new();
-    let run = sb.record_test(hunt_args(
+    let run = sb.record_test(hashmap_hunt(
         &sb,
         &[
-            "--until-fail",
-            "--max-runs",
-            MAX_RUNS,
             "--per-test",
             "--upload",
             "http://127.0.0.1:1/x/",
             "--message-format",
             "json",
-            "hashmap_order",
         ],
     ));
     run.expect_status(2);
@@ -386,19 +373,9 @@ fn upload_to_a_directory() {
     let sb = Sandbox::new();
     let dest = sb.path("uploads");
     let url = format!("file://{}/", dest.display());
-    let run = sb.record_test(hunt_args(
+    let run = sb.record_test(hashmap_hunt(
         &sb,
-        &[
-            "--until-fail",
-            "--max-runs",
-            MAX_RUNS,
-            "--per-test",
-            "--upload",
-            &url,
-            "--message-format",
-            "json",
-            "hashmap_order",
-        ],
+        &["--per-test", "--upload", &url, "--message-format", "json"],
     ));
     run.expect_status(1);
     let c = run.captured();
@@ -428,17 +405,9 @@ fn github_actions_step_summary_and_output() {
     // Both files exist already on a runner, with what earlier steps wrote.
     std::fs::write(&summary, "earlier summary\n").unwrap();
     std::fs::write(&output, "earlier=1\n").unwrap();
-    let mut cmd = sb.record_test_cmd(hunt_args(
+    let mut cmd = sb.record_test_cmd(hashmap_hunt(
         &sb,
-        &[
-            "--until-fail",
-            "--max-runs",
-            MAX_RUNS,
-            "--per-test",
-            "--message-format",
-            "json",
-            "hashmap_order",
-        ],
+        &["--per-test", "--message-format", "json"],
     ));
     cmd.env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", &summary)
@@ -484,17 +453,9 @@ fn no_github_files_outside_github_actions() {
     let sb = Sandbox::new();
     let summary = sb.path("step_summary.md");
     let output = sb.path("github_output");
-    let mut cmd = sb.record_test_cmd(hunt_args(
+    let mut cmd = sb.record_test_cmd(hashmap_hunt(
         &sb,
-        &[
-            "--until-fail",
-            "--max-runs",
-            MAX_RUNS,
-            "--per-test",
-            "--message-format",
-            "json",
-            "hashmap_order",
-        ],
+        &["--per-test", "--message-format", "json"],
     ));
     cmd.env("GITHUB_STEP_SUMMARY", &summary)
         .env("GITHUB_OUTPUT", &output);
