@@ -113,7 +113,7 @@ pub fn replay_observed(
         ),
     }
     let cpu_set = spawn::cpu_set();
-    let pinned = cpu_set[0];
+    let pinned = replay_core(&header, &cpu_set);
     spawn::pin_self(&[pinned]);
     if header.cpuid_faulting {
         crate::arch::self_cpuid::arm_for_this_thread();
@@ -168,6 +168,35 @@ pub fn replay_observed(
     }
     spawn::pin_self(&cpu_set);
     result
+}
+
+/// The core the replay runs on. A recording without CPUID faulting let the program run
+/// cpuid natively, and some answers name the core (the APIC ids of leaves 1, 0xB and
+/// 0x1F), so its replay runs on the recorded core when this machine has it. Without it,
+/// or on another CPU model, the answers may differ; that is said, not hidden.
+fn replay_core(header: &crate::trace::Header, cpu_set: &[usize]) -> usize {
+    if header.cpuid_faulting {
+        return cpu_set[0];
+    }
+    let here = crate::host::cpu_model();
+    if !header.cpu_model.is_empty() && header.cpu_model != here {
+        tracing::warn!(
+            "recorded without CPUID faulting on a {} and replayed on a {}: where the program \
+             asked the CPU (cpuid), the replay may take another path and diverge",
+            header.cpu_model,
+            here
+        );
+    }
+    if cpu_set.contains(&header.pinned_cpu) {
+        header.pinned_cpu
+    } else {
+        tracing::warn!(
+            "recorded on core {} without CPUID faulting; this machine has no such core, so \
+             cpuid answers that name the core (APIC ids) may differ from the recording's",
+            header.pinned_cpu
+        );
+        cpu_set[0]
+    }
 }
 
 /// The stub executable, written to a private temporary directory for the replay.
