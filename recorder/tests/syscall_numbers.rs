@@ -50,6 +50,12 @@ const KERNEL_ONLY_SYSCALLS: &[(&str, u64)] = &[
 const KERNEL_ONLY_REQUESTS: &[(&str, u64)] = &[
     ("BLKGETSIZE64", 0x8008_1272),
     ("FIGETBSZ", 2),
+    ("KDGKBMODE", 0x4B44),
+    ("VT_OPENQRY", 0x5600),
+    ("VT_GETSTATE", 0x5603),
+    ("FS_IOC_FSGETXATTR", 0x801C_581F),
+    ("FS_IOC_FSSETXATTR", 0x401C_5820),
+    ("MTIOCGET", 0x8030_6D02),
     ("PR_SVE_SET_VL", 50),
     ("PR_SVE_GET_VL", 51),
     ("PR_PAC_RESET_KEYS", 54),
