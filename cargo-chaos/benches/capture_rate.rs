@@ -98,16 +98,7 @@ fn main() {
         cells.push(pinned);
         for (mode, flags) in MODES {
             let hunts: Vec<Trial> = (0..trials)
-                .map(|t| {
-                    hunt_trial(
-                        &corpus,
-                        &target,
-                        kind,
-                        flags,
-                        1000 * (t + 1),
-                        max_runs,
-                    )
-                })
+                .map(|t| hunt_trial(&corpus, &target, kind, flags, 1000 * (t + 1), max_runs))
                 .collect();
             eprintln!("{kind}: record-test {mode} {hunts:?}");
             cells.push(hunts);
