@@ -127,6 +127,13 @@ fn assert_recording_stops(program: &Path, args: &[&std::ffi::OsStr], says: &str)
     );
 }
 
+/// A 1 TiB sparse memfd mapped: the recording stops at once with the file's size in the
+/// message (capturing it whole took forever: rr's mmap_huge test hung the recorder).
+#[test]
+fn a_huge_sparse_mapping_stops_the_recording_with_a_reason() {
+    assert_recording_stops(&fixture("huge_mapping"), &[], "1024 GiB");
+}
+
 /// A call the recorder's table lacks a request for names that request in its message.
 #[test]
 fn an_unknown_prctl_option_is_named() {
