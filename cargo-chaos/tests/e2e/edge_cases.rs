@@ -127,6 +127,44 @@ fn assert_recording_stops(program: &Path, args: &[&std::ffi::OsStr], says: &str)
     );
 }
 
+/// process_vm_writev into the program's own memory works as natively (it was refused
+/// with EPERM) and replays: what landed in the remote iovecs is written again at replay;
+/// into a read-only page it fails with the kernel's EFAULT.
+#[test]
+fn process_vm_writev_into_its_own_memory() {
+    let program = fixture("vm_writev");
+    let natively = native(&program, &[]);
+    assert!(
+        natively.stdout_str().contains("copies match: 1"),
+        "{}",
+        natively.show()
+    );
+    let dir = temp();
+    for i in 0..10 {
+        let rec = RecordSpec::new(&program, dir.path().join(format!("trace-{i}"))).record();
+        let out = rec.program.stdout_str();
+        assert!(
+            out.contains("process_vm_writev = 24\n")
+                && out.contains("copies match: 1")
+                && out.contains("into a read-only page = -1 (Bad address)"),
+            "{}",
+            rec.program.show()
+        );
+        assert_same(&format!("recording {i}"), &rec.program, &replay(&rec.trace));
+    }
+}
+
+/// process_vm_writev into another process (a child writing its parent) stops the
+/// recording with a message: replay could not make that write happen.
+#[test]
+fn process_vm_writev_into_another_process_stops_the_recording() {
+    assert_recording_stops(
+        &fixture("vm_writev"),
+        &["parent".as_ref()],
+        "process_vm_writev into process",
+    );
+}
+
 /// A 1 TiB sparse memfd mapped: the recording stops at once with the file's size in the
 /// message (capturing it whole took forever: rr's mmap_huge test hung the recorder).
 #[test]
