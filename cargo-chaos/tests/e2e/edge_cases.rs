@@ -165,6 +165,31 @@ fn process_vm_writev_into_another_process_stops_the_recording() {
     );
 }
 
+/// Code written through /proc/self/mem (pwrite, and lseek + write) into a read-only
+/// executable page, then run: replay puts the same bytes there (it crashed with SIGSEGV
+/// at the page, which replay had left empty: the write itself is not run again).
+#[test]
+fn code_written_through_proc_self_mem_runs_at_replay() {
+    let program = fixture("proc_mem_jit");
+    let dir = temp();
+    for i in 0..10 {
+        let rec = RecordSpec::new(&program, dir.path().join(format!("trace-{i}"))).record();
+        let out = rec.program.stdout_str();
+        let lines: Vec<&str> = out.lines().filter(|l| l.contains("returns")).collect();
+        assert_eq!(lines.len(), 2, "{}", rec.program.show());
+        for l in lines {
+            let got = l.split("returns ").nth(1).and_then(|r| r.split(' ').next());
+            let wanted = l.split("(wanted ").nth(1).map(|w| w.trim_end_matches(')'));
+            assert!(
+                got.is_some() && got == wanted,
+                "{l}\n{}",
+                rec.program.show()
+            );
+        }
+        assert_same(&format!("recording {i}"), &rec.program, &replay(&rec.trace));
+    }
+}
+
 /// A 1 TiB sparse memfd mapped: the recording stops at once with the file's size in the
 /// message (capturing it whole took forever: rr's mmap_huge test hung the recorder).
 #[test]

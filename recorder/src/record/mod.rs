@@ -12,6 +12,7 @@ mod ordering;
 mod probe;
 pub mod redirect;
 pub mod seccomp;
+mod self_memory;
 mod shared_files;
 mod sink;
 
@@ -1668,6 +1669,7 @@ impl Recorder {
                 .or_default()
                 .after_syscall(p.nr, &p.args, ret);
             shared_write = self.shared.written(task, p.nr, &p.args, ret)?;
+            writes.extend(self_memory::written(task, p.nr, &p.args, ret)?);
         }
         if let Some(name) = shared_map {
             self.events.push(&Event::SharedFile { tid: cur, name })?;

@@ -166,7 +166,7 @@ pub fn capture_entry(
 }
 
 /// The process (thread group) of thread `tid`, from `/proc/TID/status`.
-fn thread_group(tid: i32) -> Option<i32> {
+pub(crate) fn thread_group(tid: i32) -> Option<i32> {
     std::fs::read_to_string(format!("/proc/{tid}/status"))
         .ok()?
         .lines()
