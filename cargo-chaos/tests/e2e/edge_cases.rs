@@ -103,6 +103,14 @@ fn older_terminal_console_and_tape_ioctls() {
     ten_times("old_ioctls", &[], 0);
 }
 
+/// madvise(MADV_DONTNEED) across a page locked with mlock, mlock2 or mlockall fails
+/// with EINVAL after dropping the unlocked page: replay locks the pages too (mlock was
+/// only recorded, so replay's madvise succeeded and diverged; rr's mlock_madvise).
+#[test]
+fn madvise_across_locked_pages() {
+    ten_times("mlock_madvise", &[], 0);
+}
+
 /// ppoll interrupted by SIGCHLD, which has no handler: the time left that the kernel
 /// wrote back is recorded (the restarted call read it), and the caller's mask is
 /// restored after the signal is discarded, so a later SIGUSR1 reaches its handler.
