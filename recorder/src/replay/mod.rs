@@ -24,6 +24,7 @@ pub use session::{ReplayOptions, ReplaySession, SessionStop, ThreadInfo};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::tree::ThreadStop;
 use syscall::{describe_call, runs_at_replay};
 use tree::RThread;
 
@@ -424,30 +425,27 @@ impl Replayer<'_> {
         let sig = th.signal;
         th.signal = 0;
         let stop = self.resume_to_next(th, mode, sig)?;
-        match stop {
-            Stop::Syscall => match th.task.syscall_stop()? {
-                SyscallStop::Entry { nr, args } => {
-                    if let Event::Blocked {
-                        nr: rnr,
-                        args: rargs,
-                        ..
-                    } = ev
-                    {
-                        if *rnr != nr || *rargs != args {
-                            return Err(self.diverge(
-                                ev,
-                                format!("made syscall {}", describe_call(nr, &args)),
-                            ));
-                        }
-                        th.held = Some((nr, args));
-                        return Ok(Step::Done);
+        match ThreadStop::decode(&th.task, stop)? {
+            ThreadStop::SyscallEntry { nr, args } => {
+                if let Event::Blocked {
+                    nr: rnr,
+                    args: rargs,
+                    ..
+                } = ev
+                {
+                    if *rnr != nr || *rargs != args {
+                        return Err(
+                            self.diverge(ev, format!("made syscall {}", describe_call(nr, &args)))
+                        );
                     }
-                    self.on_syscall(ev, nr, args, th)
+                    th.held = Some((nr, args));
+                    return Ok(Step::Done);
                 }
-                // The exit of a call skipped at a SYSEMU stop: nothing to do.
-                _ => Ok(Step::Retry),
-            },
-            Stop::Signal(sig) => {
+                self.on_syscall(ev, nr, args, th)
+            }
+            // The exit of a call skipped at a SYSEMU stop: nothing to do.
+            ThreadStop::SyscallExit { .. } | ThreadStop::SyscallUnknown => Ok(Step::Retry),
+            ThreadStop::Signal(sig) => {
                 let regs = th.task.regs()?;
                 let insn = if sig == libc::SIGSEGV {
                     Trapped::decode(&self.read_code(th, regs.rip, 3)?)
@@ -477,10 +475,16 @@ impl Replayer<'_> {
                 }
                 Ok(Step::Done)
             }
-            Stop::Exited(c) => Err(self.diverge(ev, format!("ended with exit code {c}"))),
-            Stop::Killed(s) => Err(self.diverge(ev, format!("was killed by {}", signal_name(s)))),
-            Stop::Event(e) => Err(self.diverge(ev, format!("stopped with ptrace event {e}"))),
-            Stop::Other(s) => Err(self.diverge(ev, format!("stopped with status {s}"))),
+            ThreadStop::Exited(c) => Err(self.diverge(ev, format!("ended with exit code {c}"))),
+            ThreadStop::Killed(s) => {
+                Err(self.diverge(ev, format!("was killed by {}", signal_name(s))))
+            }
+            ThreadStop::Event(e) => Err(self.diverge(ev, format!("stopped with ptrace event {e}"))),
+            ThreadStop::Seccomp => Err(self.diverge(
+                ev,
+                format!("stopped with ptrace event {}", libc::PTRACE_EVENT_SECCOMP),
+            )),
+            ThreadStop::Other(s) => Err(self.diverge(ev, format!("stopped with status {s}"))),
         }
     }
 

@@ -2,24 +2,23 @@
 //! and threads collected as they end, and the whole tree ended with the replay.
 
 use super::*;
+use crate::tree::Member;
 
 impl Replayer<'_> {
     pub(super) fn kill_all(&mut self) {
-        // Leaders last: a leader's end is only reported once its other threads are
-        // collected.
-        let mut tasks: Vec<(bool, Task)> = self
+        let tasks: Vec<Member> = self
             .threads
             .drain()
-            .map(|(tid, t)| (tid == t.tgid, t.task))
-            .chain(self.zombies.drain().map(|(_, t)| (true, t)))
+            .map(|(tid, t)| Member {
+                leader: tid == t.tgid,
+                tid: t.task.tid,
+            })
+            .chain(self.zombies.drain().map(|(_, t)| Member {
+                leader: true,
+                tid: t.tid,
+            }))
             .collect();
-        tasks.sort_by_key(|(leader, _)| *leader);
-        for (_, t) in &tasks {
-            t.kill();
-        }
-        for (_, t) in &tasks {
-            reap(t);
-        }
+        crate::tree::kill_and_reap(tasks);
     }
 
     /// The trace's next event is the process's end: let the thread with a (fatal)
@@ -92,22 +91,25 @@ impl Replayer<'_> {
 
     /// A (non-main) process ended: collect what is left of it.
     pub(super) fn forget_process(&mut self, tgid: i32) {
-        let mut members: Vec<i32> = self
+        let members: Vec<i32> = self
             .threads
             .iter()
             .filter(|(_, th)| th.tgid == tgid)
             .map(|(t, _)| *t)
             .collect();
-        // The leader last: its end is reported only once its other threads are reaped.
-        members.sort_by_key(|&t| t == tgid);
-        for t in members {
-            if let Some(th) = self.threads.remove(&t) {
-                reap(&th.task);
-            }
-        }
-        if let Some(z) = self.zombies.remove(&tgid) {
-            reap(&z);
-        }
+        let tasks: Vec<Member> = members
+            .iter()
+            .filter_map(|t| self.threads.remove(t).map(|x| (*t, x.task)))
+            .map(|(t, task)| Member {
+                leader: t == tgid,
+                tid: task.tid,
+            })
+            .chain(self.zombies.remove(&tgid).map(|z| Member {
+                leader: true,
+                tid: z.tid,
+            }))
+            .collect();
+        crate::tree::reap_in_order(tasks);
     }
 
     /// A fork-family call created a task ([`Event::NewTask`]): run the parent into the
@@ -242,17 +244,19 @@ impl Replayer<'_> {
         }
         // The leader last: its end is reported once its other threads are collected.
         members.sort_by_key(|&t| t == tgid);
-        let tasks: Vec<Task> = members
+        let tasks: Vec<Member> = members
             .iter()
-            .filter_map(|t| self.threads.remove(t).map(|x| x.task))
-            .chain(self.zombies.remove(&tgid))
+            .filter_map(|t| self.threads.remove(t).map(|x| (*t, x.task)))
+            .map(|(t, task)| Member {
+                leader: t == tgid,
+                tid: task.tid,
+            })
+            .chain(self.zombies.remove(&tgid).map(|z| Member {
+                leader: true,
+                tid: z.tid,
+            }))
             .collect();
-        for t in &tasks {
-            t.kill();
-        }
-        for t in &tasks {
-            reap(t);
-        }
+        crate::tree::kill_and_reap(tasks);
         Ok(())
     }
 }
