@@ -111,6 +111,41 @@ fn madvise_across_locked_pages() {
     ten_times("mlock_madvise", &[], 0);
 }
 
+/// Stack overflows, with a limit the program lowered itself and with the one it was
+/// started with (2 MiB), reach the same depth at replay, also when the replay runs under
+/// other limits (the replayed stack was a fixed 8 MiB mapping and setrlimit was only
+/// recorded: the depths differed; rr's stack_overflow tests).
+#[test]
+fn stack_overflows_reach_the_same_depth_at_replay() {
+    let program = fixture("stack_overflow");
+    let dir = temp();
+    for i in 0..5 {
+        let rec = RecordSpec::new(&program, dir.path().join(format!("trace-{i}")))
+            .wrapper(["prlimit", "--stack=2097152:"])
+            .record();
+        let out = rec.program.stdout_str();
+        assert!(
+            out.contains("limit 512 KiB: killed by signal 11 after")
+                && out.contains("inherited limit: killed by signal 11 after"),
+            "{}",
+            rec.program.show()
+        );
+        for limit in ["1048576", "8388608"] {
+            let arg = format!("--stack={limit}:");
+            let replayed = replay_with(
+                &rec.trace,
+                &[std::ffi::OsStr::new("prlimit"), std::ffi::OsStr::new(&arg)],
+                |_| {},
+            );
+            assert_same(
+                &format!("recording {i} replayed with RLIMIT_STACK {limit}"),
+                &rec.program,
+                &replayed,
+            );
+        }
+    }
+}
+
 /// ppoll interrupted by SIGCHLD, which has no handler: the time left that the kernel
 /// wrote back is recorded (the restarted call read it), and the caller's mask is
 /// restored after the signal is discarded, so a later SIGUSR1 reaches its handler.

@@ -158,6 +158,11 @@ impl Replayer<'_> {
         for w in &s.writes {
             th.task.write_mem(w.addr, &w.data)?;
         }
+        if let Some(soft) = new_stack_limit(&mut th.task, s, th.tgid)? {
+            // Not only recorded: the stack's growth depends on it (a program that
+            // lowers it and overflows its stack must do so at the same depth).
+            super::rebuild::set_stack_limit(&mut th.task, soft)?;
+        }
         th.task.set_rax(s.ret as u64)?;
         if crate::kernel::restart::is_restart(s.ret) {
             // Interrupted by a signal at record. Unless a handler ran next (a signal
@@ -458,6 +463,24 @@ impl Replayer<'_> {
         }
         Ok(())
     }
+}
+
+/// The RLIMIT_STACK soft limit a successful `setrlimit`/`prlimit64` of the calling
+/// process (`tgid`, as recorded) set, read from the program's own argument.
+fn new_stack_limit(task: &mut Task, s: &SyscallEvent, tgid: i32) -> Result<Option<u64>> {
+    let stack = libc::RLIMIT_STACK as u64;
+    let ptr = match s.nr {
+        nr::SETRLIMIT if s.args[0] == stack => s.args[1],
+        nr::PRLIMIT64 if s.args[1] == stack && (s.args[0] == 0 || s.args[0] as i32 == tgid) => {
+            s.args[2]
+        }
+        _ => return Ok(None),
+    };
+    if s.ret != 0 || ptr == 0 {
+        return Ok(None);
+    }
+    let b = task.read_mem(ptr, 8)?;
+    Ok(Some(u64::from_le_bytes(b.try_into().expect("8 bytes"))))
 }
 
 pub(super) fn inject(task: &mut Task, nr: i64, args: &[u64]) -> Result<i64> {
