@@ -95,7 +95,7 @@ pub fn main_with_args(mut args: Vec<OsString>) -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            return if e.use_stderr() { exit_codes::USAGE } else { 0 };
         }
     };
     let r = match cli.command {

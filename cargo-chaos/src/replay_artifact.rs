@@ -20,6 +20,7 @@ pub struct Cargo {
 #[derive(Debug, Subcommand)]
 pub enum CargoCommand {
     /// Replay a captured failing run from an archive (path or URL) or a trace directory.
+    #[command(version)]
     ReplayArtifact(ReplayArtifactArgs),
 }
 
@@ -50,11 +51,8 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit_codes::REPLAY_FAILED
-            } else {
-                0
-            };
+            // A usage error exits 2, as in the other binaries (125 is the replay's).
+            return if e.use_stderr() { exit_codes::USAGE } else { 0 };
         }
     };
     let CargoCommand::ReplayArtifact(a) = cli.command;

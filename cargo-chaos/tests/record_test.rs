@@ -14,4 +14,5 @@ mod record_test {
     mod credentials;
     mod disk_full;
     mod flaky;
+    mod interface;
 }

@@ -25,11 +25,7 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit_codes::TOOL_ERROR
-            } else {
-                0
-            };
+            return if e.use_stderr() { exit_codes::USAGE } else { 0 };
         }
     };
     let CargoCommand::RecordTest(a) = cli.command;
@@ -85,7 +81,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
             .collect();
     }
     let cores = recorder::spawn::cpu_set();
-    let jobs = a.jobs.unwrap_or(cores.len()).max(1);
+    let jobs = a.jobs.map_or(cores.len(), |j| j as usize);
     let (env, removed_env) = crate::env::program_env(&a.keep_env);
     let env = env
         .into_iter()
@@ -117,7 +113,8 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         removed_env,
     };
     let archives_dir = chaos_dir.join("archives");
-    let mut renderer = render::Renderer::new(json, max_runs);
+    let color = args::ColorWhen::resolve(a.cargo.color).stderr_colored();
+    let mut renderer = render::Renderer::new(json, a.cargo.quiet, color, max_runs);
     // An archive not uploaded (upload failed) or held back (it holds credentials).
     let mut undelivered = false;
     let end = hunt::hunt(&plan, &mut |ev| {
