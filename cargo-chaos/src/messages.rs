@@ -60,6 +60,10 @@ pub enum Message {
         /// kind (never their values).
         #[serde(skip_serializing_if = "Vec::is_empty")]
         credentials: Vec<String>,
+        /// `FILE:LINE:COL` of the test's panic, when it panicked.
+        panic_location: Option<String>,
+        /// The panic message (up to 20 lines), when it panicked.
+        panic_message: Option<String>,
     },
     /// A failing run was captured, but its archive holds credentials: it was kept local
     /// (not uploaded, not in the archive directory) and the exit code is 2.

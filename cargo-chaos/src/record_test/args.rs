@@ -291,8 +291,9 @@ pub struct RecordTestArgs {
     /// s3://bucket/prefix/ [default: <target-dir>/chaos/archives].
     #[arg(long, value_name = "URL")]
     pub upload: Option<String>,
-    /// Keep hunting after a failure, collecting distinct failures (by test and panic
-    /// location).
+    /// Keep hunting after a failure, collecting distinct failures (by test and that
+    /// test's own panic location). Every failing test of a run, with or without this,
+    /// gets an archive of its own.
     #[arg(long)]
     pub keep_going: bool,
     /// Do not replay a failing run before capturing it. By default each failing run is

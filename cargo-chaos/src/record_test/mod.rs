@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod build;
+pub mod failures;
 pub mod hunt;
 pub mod hunt_dir;
 pub mod instrument;
@@ -117,6 +118,8 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
     let mut renderer = render::Renderer::new(json, a.cargo.quiet, color, max_runs);
     // An archive not uploaded (upload failed) or held back (it holds credentials).
     let mut undelivered = false;
+    // Every failing test captured, in order.
+    let mut delivered: Vec<Delivered> = Vec::new();
     let end = hunt::hunt(&plan, &mut |ev| {
         match ev {
             HuntEvent::Started { run, unit, seed } => {
@@ -156,6 +159,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
                             json,
                         },
                         &mut undelivered,
+                        &mut delivered,
                     )
                 })?;
             }
@@ -198,6 +202,29 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         );
     } else if failures == 0 {
         eprintln!("{:>12} {runs} runs, no failure", "Finished");
+    } else {
+        // The closing summary: with frequent failures the captures scroll away.
+        eprintln!(
+            "{:>12} {runs} runs, {failures} distinct failure(s) captured{}:",
+            "Finished",
+            if verify_failed > 0 {
+                format!(", {verify_failed} failing run(s) that did not replay")
+            } else {
+                String::new()
+            }
+        );
+        for d in &delivered {
+            eprintln!(
+                "  {}{}\n      {}",
+                d.failure.test.as_deref().unwrap_or(&d.unit),
+                d.failure
+                    .location
+                    .as_deref()
+                    .map(|l| format!(" (panicked at {l})"))
+                    .unwrap_or_default(),
+                d.replay_command
+            );
+        }
     }
     Ok(code)
 }
@@ -214,17 +241,39 @@ struct CaptureOptions<'a> {
     json: bool,
 }
 
-/// Packs a failing run, uploads it, and tells the user how to replay it. An archive
-/// that holds credentials is moved to [`crate::credentials::held_dir`] and not uploaded
-/// (unless allowed); `undelivered` is then set, as when the upload fails.
+/// One failing test captured: what the JUnit report, the summary and the annotations
+/// say about it.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// What ran (`package/target[::test]`).
+    pub unit: String,
+    /// The failing test and its panic.
+    pub failure: failures::TestFailure,
+    /// The archive on disk.
+    pub archive: std::path::PathBuf,
+    /// Where it was uploaded.
+    pub url: Option<String>,
+    /// The command that replays it.
+    pub replay_command: String,
+    /// What the run printed (stdout then stderr).
+    pub output: String,
+    /// Kept local: it holds credentials, or its upload failed.
+    pub undelivered: bool,
+}
+
+/// Packs a failing run, uploads it, and tells the user how to replay it: one archive
+/// for each of its failing tests not seen before in the hunt (they share the
+/// recording). An archive that holds credentials is moved to
+/// [`crate::credentials::held_dir`] and not uploaded (unless allowed); `undelivered` is
+/// then set, as when the upload fails.
 fn capture(
     f: &hunt::Failure,
     archives_dir: &std::path::Path,
     o: &CaptureOptions,
     undelivered: &mut bool,
+    delivered: &mut Vec<Delivered>,
 ) -> anyhow::Result<()> {
     let json = o.json;
-    let test_name = (!f.failed_tests.is_empty()).then(|| f.failed_tests.join(","));
     if !json {
         eprintln!(
             "{:>12} run {} of {} (seed {}) failed with status {}",
@@ -255,8 +304,30 @@ fn capture(
         let _ = std::fs::remove_dir_all(&f.dir);
         return Ok(());
     }
-    let verified = f.verification == hunt::Verification::Replays;
     std::fs::create_dir_all(archives_dir)?;
+    let mut result = Ok(());
+    for tf in &f.failures {
+        result = capture_one(f, tf, archives_dir, o, undelivered, delivered);
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&f.dir);
+    result
+}
+
+/// One archive of run `f`, named after its failing test `tf`.
+fn capture_one(
+    f: &hunt::Failure,
+    tf: &failures::TestFailure,
+    archives_dir: &std::path::Path,
+    o: &CaptureOptions,
+    undelivered: &mut bool,
+    delivered: &mut Vec<Delivered>,
+) -> anyhow::Result<()> {
+    let json = o.json;
+    let verified = f.verification == hunt::Verification::Replays;
+    let test_name = tf.test.clone();
     let identity = packer::TestIdentity {
         package: Some(f.unit.binary.package.clone()),
         binary: Some(f.unit.binary.target.clone()),
@@ -268,7 +339,15 @@ fn capture(
         .with_context(|| format!("packing {}", f.trace.display()))?;
     let held = !packed.manifest.tokens.is_empty() && !o.allow_secrets;
     let credentials = crate::credentials::describe(Some(&f.trace), &packed.manifest.tokens);
-    let _ = std::fs::remove_dir_all(&f.dir);
+    let mut record = Delivered {
+        unit: f.unit.label(),
+        failure: tf.clone(),
+        archive: packed.path.clone(),
+        url: None,
+        replay_command: String::new(),
+        output: format!("{}{}", f.stdout, f.stderr),
+        undelivered: false,
+    };
     if held {
         let dir = crate::credentials::held_dir(archives_dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -277,12 +356,18 @@ fn capture(
             .with_context(|| format!("moving {} to {}", packed.path.display(), to.display()))?;
         packed.path = to;
         *undelivered = true;
+        record.archive = packed.path.clone();
+        record.undelivered = true;
+        record.replay_command = format!(
+            "cargo replay-artifact {}",
+            shell_quote(&packed.path.display().to_string())
+        );
         crate::credentials::report_held_to_github(&packed.path, &credentials);
         if !json {
             crate::credentials::print_held(&packed.path, &credentials);
             eprintln!(
-                "replay it on this machine with:\n    cargo replay-artifact {}",
-                shell_quote(&packed.path.display().to_string())
+                "replay it on this machine with:\n    {}",
+                record.replay_command
             );
         } else {
             emit(&Message::HeldBack {
@@ -291,6 +376,7 @@ fn capture(
                 run: f.run,
             });
         }
+        delivered.push(record);
         return Ok(());
     }
     if !credentials.is_empty() {
@@ -310,6 +396,7 @@ fn capture(
             Ok(up) => url = Some(up.location),
             Err(e) => {
                 *undelivered = true;
+                record.undelivered = true;
                 eprintln!("error: uploading the archive failed: {e:#}");
                 eprintln!("the archive is kept at {}", packed.path.display());
             }
@@ -319,6 +406,8 @@ fn capture(
         .clone()
         .unwrap_or_else(|| packed.path.display().to_string());
     let replay_command = format!("cargo replay-artifact {}", shell_quote(&where_));
+    record.url = url.clone();
+    record.replay_command = replay_command.clone();
     crate::archive_cmds::report_to_github(&packed.path, url.as_deref());
     if json {
         emit(&Message::Captured {
@@ -332,6 +421,8 @@ fn capture(
             replay_command,
             verified,
             credentials,
+            panic_location: tf.location.clone(),
+            panic_message: tf.message.clone(),
         });
     } else {
         eprintln!(
@@ -346,6 +437,7 @@ fn capture(
         }
         eprintln!("replay it anywhere with:\n    {replay_command}");
     }
+    delivered.push(record);
     Ok(())
 }
 
