@@ -15,4 +15,5 @@ mod record_test {
     mod disk_full;
     mod flaky;
     mod interface;
+    mod json;
 }

@@ -155,6 +155,8 @@ pub enum HuntEvent {
         duration: Duration,
         /// Whether it counts as a failure (non-zero, matching `--fail-on`).
         failed: bool,
+        /// What a failing run wrote (stdout, stderr); empty for one that passed.
+        output: Arc<(String, String)>,
     },
     /// A failing run to capture (distinct from earlier ones).
     Failed(Box<Failure>),
@@ -447,6 +449,11 @@ fn one_run(
         outcome: result.outcome,
         duration,
         failed,
+        output: if failed {
+            Arc::new((stdout.clone(), stderr.clone()))
+        } else {
+            Arc::default()
+        },
     };
     if !failed {
         // The next run of this job overwrites it.

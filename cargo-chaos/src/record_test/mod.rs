@@ -30,11 +30,44 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         }
     };
     let CargoCommand::RecordTest(a) = cli.command;
+    let json = a.message_format == MessageFormat::Json;
     match run(a) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if json {
+                // Every outcome ends with `finished`, a build that failed too.
+                emit(&Message::Finished {
+                    runs: 0,
+                    failures: 0,
+                    verify_failed: 0,
+                    exit_code: exit_codes::TOOL_ERROR,
+                    error: Some(format!("{e:#}")),
+                });
+            }
             exit_codes::TOOL_ERROR
+        }
+    }
+}
+
+/// Writes a failing run's whole output (stdout, then stderr) to
+/// `<target>/chaos/output/<pid>-run-<N>.log`; returns its path, or `None` when it could
+/// not be written (the message still carries the output's end).
+fn save_output(
+    chaos_dir: &std::path::Path,
+    run: u64,
+    stdout: &str,
+    stderr: &str,
+) -> Option<String> {
+    let dir = chaos_dir.join("output");
+    let path = dir.join(format!("{}-run-{run}.log", std::process::id()));
+    let r = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&path, format!("{stdout}{stderr}")));
+    match r {
+        Ok(()) => Some(path.display().to_string()),
+        Err(e) => {
+            tracing::warn!("writing {}: {e}", path.display());
+            None
         }
     }
 }
@@ -134,8 +167,13 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
                 outcome,
                 duration,
                 failed,
+                output,
             } => {
                 if json {
+                    let output = failed.then(|| {
+                        let file = save_output(&chaos_dir, run, &output.0, &output.1);
+                        crate::messages::RunOutput::new(&output.0, &output.1, file)
+                    });
                     emit(&Message::RunFinished {
                         run,
                         unit: unit.clone(),
@@ -143,6 +181,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
                         outcome: outcome_name(outcome),
                         failed,
                         duration_ms: duration.as_millis() as u64,
+                        output,
                     });
                 }
                 renderer.finished(run, &unit, status, failed);
@@ -194,6 +233,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
             failures,
             verify_failed,
             exit_code: code,
+            error: None,
         });
     } else if failures == 0 && verify_failed > 0 {
         eprintln!(
