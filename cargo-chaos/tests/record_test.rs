@@ -16,4 +16,5 @@ mod record_test {
     mod flaky;
     mod interface;
     mod json;
+    mod partition;
 }

@@ -307,6 +307,12 @@ pub struct RecordTestArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
+    /// Hunt only shard M of N of the tests, as nextest shards them: `count:M/N`
+    /// (round-robin within each binary) or `hash:M/N` (by a hash of the test's name;
+    /// not nextest's hash function, so shards differ from nextest's). For a CI matrix of
+    /// N machines.
+    #[arg(long, value_name = "KIND:M/N")]
+    pub partition: Option<super::test_list::Partition>,
     /// Scheduler seed of the first run (later runs use seed + run number).
     #[arg(long)]
     pub seed: Option<u64>,

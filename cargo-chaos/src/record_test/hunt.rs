@@ -27,6 +27,9 @@ pub struct Unit {
     pub binary: Arc<TestBinary>,
     /// With `--per-test`: the one test (run with `--exact`).
     pub test: Option<String>,
+    /// Without `--per-test` but with `--partition`: the binary's tests in this shard
+    /// (run together, with `--exact`); empty: all of them.
+    pub exact: Vec<String>,
 }
 
 impl Unit {
@@ -379,6 +382,9 @@ fn one_run(
     let mut args: Vec<std::ffi::OsString> = Vec::new();
     if let Some(t) = &unit.test {
         args.push(t.into());
+        args.push("--exact".into());
+    } else if !unit.exact.is_empty() {
+        args.extend(unit.exact.iter().map(Into::into));
         args.push("--exact".into());
     }
     args.extend(plan.test_args.iter().map(Into::into));

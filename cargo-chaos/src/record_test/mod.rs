@@ -8,6 +8,7 @@ pub mod hunt;
 pub mod hunt_dir;
 pub mod instrument;
 mod render;
+pub mod test_list;
 
 use std::sync::Arc;
 
@@ -86,17 +87,31 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
     test_args.extend(a.test_args.iter().cloned());
     let binaries: Vec<Arc<build::TestBinary>> = built.binaries.into_iter().map(Arc::new).collect();
     let mut units = Vec::new();
-    if a.per_test {
+    if a.per_test || a.partition.is_some() {
+        let mut listed = 0;
         for b in &binaries {
-            for t in build::list_tests(b, a.testname.as_deref(), &a.test_args)? {
-                units.push(Unit {
+            let mut tests = build::list_tests(b, a.testname.as_deref(), &a.test_args)?;
+            listed += tests.len();
+            if let Some(p) = &a.partition {
+                tests = p.select(&format!("{}/{}", b.package, b.target), &tests);
+            }
+            if a.per_test {
+                units.extend(tests.into_iter().map(|t| Unit {
                     binary: b.clone(),
                     test: Some(t),
+                    exact: Vec::new(),
+                }));
+            } else if !tests.is_empty() {
+                units.push(Unit {
+                    binary: b.clone(),
+                    test: None,
+                    exact: tests,
                 });
             }
         }
+        // The filter went to the listing; runs name their tests exactly.
         test_args = a.test_args.clone();
-        if units.is_empty() {
+        if listed == 0 {
             anyhow::bail!(
                 "no test matches{}",
                 a.testname
@@ -105,12 +120,32 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
                     .unwrap_or_default()
             );
         }
+        if units.is_empty() {
+            // A CI matrix with more shards than tests: this shard has nothing to do.
+            let p = a.partition.map(|p| p.to_string()).unwrap_or_default();
+            if json {
+                emit(&Message::Finished {
+                    runs: 0,
+                    failures: 0,
+                    verify_failed: 0,
+                    exit_code: exit_codes::OK,
+                    error: None,
+                });
+            } else {
+                eprintln!(
+                    "{:>12} 0 runs: partition {p} holds none of the {listed} tests",
+                    "Finished"
+                );
+            }
+            return Ok(exit_codes::OK);
+        }
     } else {
         units = binaries
             .iter()
             .map(|b| Unit {
                 binary: b.clone(),
                 test: None,
+                exact: Vec::new(),
             })
             .collect();
     }
