@@ -16,5 +16,6 @@ mod record_test {
     mod flaky;
     mod interface;
     mod json;
+    mod junit;
     mod partition;
 }

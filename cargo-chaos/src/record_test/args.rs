@@ -313,6 +313,11 @@ pub struct RecordTestArgs {
     /// N machines.
     #[arg(long, value_name = "KIND:M/N")]
     pub partition: Option<super::test_list::Partition>,
+    /// Write a JUnit XML report here: one testcase per test hunted, a captured test as a
+    /// failure holding its output, archive and replay command (for GitLab's
+    /// `artifacts:reports:junit`, GitHub test-report actions).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
     /// Scheduler seed of the first run (later runs use seed + run number).
     #[arg(long)]
     pub seed: Option<u64>,

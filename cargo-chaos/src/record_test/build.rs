@@ -34,6 +34,8 @@ pub struct Built {
     pub binaries: Vec<TestBinary>,
     /// The target directory.
     pub target_dir: PathBuf,
+    /// The cargo workspace's root, where rustc's relative source paths start.
+    pub workspace_root: PathBuf,
 }
 
 /// Runs `cargo test --no-run --message-format=json-render-diagnostics`, showing cargo's
@@ -127,6 +129,7 @@ pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
     Ok(Built {
         binaries,
         target_dir,
+        workspace_root: metadata.workspace_root.clone().into_std_path_buf(),
     })
 }
 

@@ -1,12 +1,14 @@
 //! `cargo record-test`: build a crate's tests, record runs until one fails, pack the
 //! failing run and upload it, print the command that replays it.
 
+pub mod annotations;
 pub mod args;
 pub mod build;
 pub mod failures;
 pub mod hunt;
 pub mod hunt_dir;
 pub mod instrument;
+pub mod junit;
 mod render;
 pub mod test_list;
 
@@ -83,6 +85,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         .context("--fail-on is not a valid regular expression")?;
     let built = build::build(&a.cargo)?;
     let chaos_dir = built.target_dir.join("chaos");
+    let workspace_root = built.workspace_root.clone();
     let mut test_args: Vec<String> = a.testname.iter().cloned().collect();
     test_args.extend(a.test_args.iter().cloned());
     let binaries: Vec<Arc<build::TestBinary>> = built.binaries.into_iter().map(Arc::new).collect();
@@ -149,6 +152,23 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
             })
             .collect();
     }
+    // The tests hunted, for the JUnit report.
+    let mut hunted: Vec<junit::Hunted> = Vec::new();
+    if a.junit.is_some() {
+        for u in &units {
+            let binary = format!("{}/{}", u.binary.package, u.binary.target);
+            let tests = match (&u.test, u.exact.is_empty()) {
+                (Some(t), _) => vec![t.clone()],
+                (None, false) => u.exact.clone(),
+                (None, true) => build::list_tests(&u.binary, a.testname.as_deref(), &a.test_args)?,
+            };
+            hunted.extend(tests.into_iter().map(|test| junit::Hunted {
+                binary: binary.clone(),
+                test,
+            }));
+        }
+    }
+    let started = std::time::Instant::now();
     let cores = recorder::spawn::cpu_set();
     let jobs = a.jobs.map_or(cores.len(), |j| j as usize);
     let (env, removed_env) = crate::env::program_env(&a.keep_env);
@@ -253,6 +273,10 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
             verify_failed,
         } => (runs, failures, verify_failed),
     };
+    annotations::report(&delivered, &workspace_root, json);
+    if let Some(path) = &a.junit {
+        junit::write(path, &hunted, &delivered, runs, started.elapsed())?;
+    }
     // A failure that could not be captured in a form that replays is the tool failing
     // at its job.
     let code = if undelivered || (failures == 0 && verify_failed > 0) {
@@ -322,6 +346,8 @@ struct CaptureOptions<'a> {
 pub struct Delivered {
     /// What ran (`package/target[::test]`).
     pub unit: String,
+    /// Its test binary, `package/target`.
+    pub binary: String,
     /// The failing test and its panic.
     pub failure: failures::TestFailure,
     /// The archive on disk.
@@ -416,6 +442,7 @@ fn capture_one(
     let credentials = crate::credentials::describe(Some(&f.trace), &packed.manifest.tokens);
     let mut record = Delivered {
         unit: f.unit.label(),
+        binary: format!("{}/{}", f.unit.binary.package, f.unit.binary.target),
         failure: tf.clone(),
         archive: packed.path.clone(),
         url: None,
