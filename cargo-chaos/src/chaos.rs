@@ -36,6 +36,8 @@ pub enum Command {
     Download(crate::archive_cmds::DownloadArgs),
     /// Show an archive's manifest and whether this machine can replay it.
     Inspect(crate::archive_cmds::InspectArgs),
+    /// List the captures in target/chaos/archives/ (test, when, status, verified, size).
+    Ls(crate::captures::LsArgs),
 }
 
 /// `cargo chaos record`.
@@ -107,6 +109,7 @@ pub fn main_with_args(mut args: Vec<OsString>) -> i32 {
         Command::Upload(a) => crate::archive_cmds::run_upload(a),
         Command::Download(a) => crate::archive_cmds::run_download(a),
         Command::Inspect(a) => crate::archive_cmds::run_inspect(a),
+        Command::Ls(a) => crate::captures::run_ls(a),
     };
     match r {
         Ok(code) => code,

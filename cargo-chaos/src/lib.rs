@@ -3,6 +3,7 @@
 //! the `recorder` and `packer` crates.
 
 pub mod archive_cmds;
+pub mod captures;
 pub mod chaos;
 pub mod credentials;
 pub mod duration;

@@ -17,5 +17,6 @@ mod record_test {
     mod interface;
     mod json;
     mod junit;
+    mod ls;
     mod partition;
 }

@@ -539,6 +539,20 @@ fn capture_one(
         }
         eprintln!("replay it anywhere with:\n    {replay_command}");
     }
+    crate::captures::append_index(
+        archives_dir,
+        &crate::captures::IndexEntry {
+            archive: packed
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            verified,
+            test: record.failure.test.clone(),
+            panic_location: record.failure.location.clone(),
+            url: record.url.clone(),
+        },
+    );
     delivered.push(record);
     Ok(())
 }
