@@ -11,6 +11,7 @@ mod record_test {
     mod ci_examples;
     mod cli;
     mod concurrent;
+    mod config;
     mod credentials;
     mod disk_full;
     mod flaky;

@@ -55,8 +55,9 @@ pub struct CargoOptions {
     /// Build in release mode.
     #[arg(long, short = 'r')]
     pub release: bool,
-    /// Build with this profile.
-    #[arg(long, value_name = "NAME")]
+    /// Build with this cargo profile (cargo's `--profile`; `-P/--profile` names a
+    /// profile of the configuration file, as in nextest).
+    #[arg(long = "cargo-profile", value_name = "NAME")]
     pub profile: Option<String>,
     /// Target directory.
     #[arg(long, value_name = "DIR")]
@@ -265,9 +266,9 @@ pub struct RecordTestArgs {
     /// Rerun until a run fails.
     #[arg(long)]
     pub until_fail: bool,
-    /// At most this many runs (with --until-fail).
-    #[arg(long, default_value_t = 1000, value_parser = positive::<u64>)]
-    pub max_runs: u64,
+    /// At most this many runs (with --until-fail) [default: 1000].
+    #[arg(long, value_parser = positive::<u64>)]
+    pub max_runs: Option<u64>,
     /// Stop hunting after this long (e.g. 10m).
     #[arg(long, value_parser = crate::duration::parse_nonzero)]
     pub max_duration: Option<Duration>,
@@ -313,6 +314,11 @@ pub struct RecordTestArgs {
     /// N machines.
     #[arg(long, value_name = "KIND:M/N")]
     pub partition: Option<super::test_list::Partition>,
+    /// The configuration profile: `[profile.NAME]` of `.config/chaos.toml` or
+    /// `[workspace.metadata.chaos]` [default: $CHAOS_PROFILE, or `default`]. Flags
+    /// override what it sets.
+    #[arg(short = 'P', long = "profile", value_name = "NAME")]
+    pub config_profile: Option<String>,
     /// Write a JUnit XML report here: one testcase per test hunted, a captured test as a
     /// failure holding its output, archive and replay command (for GitLab's
     /// `artifacts:reports:junit`, GitHub test-report actions).

@@ -4,6 +4,7 @@
 pub mod annotations;
 pub mod args;
 pub mod build;
+pub mod config;
 pub mod failures;
 pub mod hunt;
 pub mod hunt_dir;
@@ -75,8 +76,11 @@ fn save_output(
     }
 }
 
-fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
+fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
     let json = a.message_format == MessageFormat::Json;
+    let (root, metadata) = build::workspace(&a.cargo)?;
+    let profile = config::profile(&root, &metadata, a.config_profile.as_deref())?;
+    config::apply(&mut a, &profile, &root)?;
     let fail_on = a
         .fail_on
         .as_deref()
@@ -182,7 +186,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         })
         .collect();
     let max_runs = if a.until_fail {
-        a.max_runs
+        a.max_runs.unwrap_or(1000)
     } else {
         units.len() as u64
     };
