@@ -11,6 +11,7 @@ pub mod env;
 pub mod exit_codes;
 pub mod messages;
 pub mod output;
+pub mod pack_on_failure;
 pub mod record_test;
 pub mod replay_artifact;
 pub mod signals;

@@ -19,5 +19,6 @@ mod record_test {
     mod json;
     mod junit;
     mod ls;
+    mod nextest;
     mod partition;
 }
