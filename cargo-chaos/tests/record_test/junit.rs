@@ -11,13 +11,13 @@ use super::common::{example_crate, example_manifest, Run, Sandbox};
 
 /// A testcase read back: classname, and the failure's message and text if it failed.
 #[derive(Debug, Default)]
-struct Case {
-    classname: String,
-    failure: Option<(String, String)>,
+pub struct Case {
+    pub classname: String,
+    pub failure: Option<(String, String)>,
 }
 
 /// The `<testsuite>` attributes and the testcases by name.
-fn read_report(xml: &str) -> (BTreeMap<String, String>, BTreeMap<String, Case>) {
+pub fn read_report(xml: &str) -> (BTreeMap<String, String>, BTreeMap<String, Case>) {
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut suite = BTreeMap::new();
     let mut cases: BTreeMap<String, Case> = BTreeMap::new();

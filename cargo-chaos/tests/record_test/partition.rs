@@ -109,6 +109,8 @@ fn a_shard_runs_its_tests_in_one_process() {
         target.to_str().unwrap(),
         "--partition",
         "count:9/9",
+        "--junit",
+        sb.path("empty.xml").to_str().unwrap(),
     ]);
     run.expect_status(0);
     assert!(
@@ -116,6 +118,9 @@ fn a_shard_runs_its_tests_in_one_process() {
         "{}",
         run.show()
     );
+    let xml = std::fs::read_to_string(sb.path("empty.xml")).expect("an empty report");
+    let (suite, cases) = super::junit::read_report(&xml);
+    assert_eq!((suite["tests"].as_str(), cases.len()), ("0", 0), "{xml}");
 
     let run = sb.record_test(["--partition", "count:3/2"]);
     run.expect_status(2);
