@@ -15,23 +15,28 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    pub fn new(json: bool, total: u64) -> Self {
-        let fancy = !json && crate::output::fancy();
+    /// `quiet`: no progress bar or lines (captures are still shown); `color`: a
+    /// colored bar.
+    pub fn new(json: bool, quiet: bool, color: bool, total: u64) -> Self {
+        let fancy = !json && !quiet && crate::output::fancy();
+        let template = if color {
+            "{prefix:>12.cyan.bold} [{bar:30}] {pos}/{len} runs, {msg} [{elapsed_precise}]"
+        } else {
+            "{prefix:>12} [{bar:30}] {pos}/{len} runs, {msg} [{elapsed_precise}]"
+        };
         let bar = fancy.then(|| {
             let b = ProgressBar::new(total);
             b.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>12.cyan.bold} [{bar:30}] {pos}/{len} runs, {msg} [{elapsed_precise}]",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             b.set_prefix("Recording");
             b
         });
         Renderer {
             bar,
-            plain: !json && !fancy,
+            plain: !json && !fancy && !quiet,
             started: Instant::now(),
             runs: 0,
             failures: 0,
