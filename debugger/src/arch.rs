@@ -192,10 +192,45 @@ impl Registers for X86_64Regs {
         }
     }
 
-    fn gdb_deserialize(&mut self, _bytes: &[u8]) -> Result<(), ()> {
-        // A replay's registers are what the recording says; writes are refused (see
-        // `target.rs`), so this is never reached with a meaning.
-        Err(())
+    fn gdb_deserialize(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        // Parsed so that a `G` packet gets its proper answer (the target refuses the
+        // write, see `target.rs`) rather than a protocol error that ends the session.
+        if bytes.len() != G_PACKET_LEN {
+            return Err(());
+        }
+        let mut at = 0;
+        let mut take = |n: usize| {
+            let s = &bytes[at..at + n];
+            at += n;
+            s
+        };
+        let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
+        let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap());
+        for r in self.gpr.iter_mut() {
+            *r = u64_of(take(8));
+        }
+        self.rip = u64_of(take(8));
+        self.eflags = u32_of(take(4));
+        for s in self.segments.iter_mut() {
+            *s = u32_of(take(4));
+        }
+        for st in self.st.iter_mut() {
+            st.copy_from_slice(take(10));
+        }
+        for c in self.x87_control.iter_mut() {
+            *c = u32_of(take(4));
+        }
+        for x in self.xmm.iter_mut() {
+            x.copy_from_slice(take(16));
+        }
+        self.mxcsr = u32_of(take(4));
+        self.fs_base = u64_of(take(8));
+        self.gs_base = u64_of(take(8));
+        self.orig_rax = u64_of(take(8));
+        for y in self.ymm_high.iter_mut() {
+            y.copy_from_slice(take(16));
+        }
+        Ok(())
     }
 }
 
@@ -393,6 +428,17 @@ mod tests {
         let fs_base_at = 16 * 8 + 8 + 4 + 24 + 80 + 32 + 256 + 4;
         assert_eq!(word(fs_base_at), 0x7f00_1234_5000);
         assert_eq!(word(fs_base_at + 16), u64::MAX, "orig_rax after the bases");
+    }
+
+    #[test]
+    fn a_g_packet_reads_back_into_the_same_registers() {
+        let mut fpu = vec![0u8; 1024];
+        fpu[160..176].copy_from_slice(&[5; 16]);
+        let r = X86_64Regs::from_ptrace(&regs(), Some(&FpuState::Fxsave(fpu)));
+        let mut back = X86_64Regs::default();
+        back.gdb_deserialize(&serialized(&r)).unwrap();
+        assert_eq!(back, r);
+        assert!(back.gdb_deserialize(&[0; 8]).is_err());
     }
 
     #[test]

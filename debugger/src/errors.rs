@@ -13,6 +13,9 @@ pub enum Error {
     /// debugger or a replay that is not deterministic.
     #[error("the replay did not reach the same point again: {0} (hint: this is a bug; please report it with the archive)")]
     Bookkeeping(String),
+    /// The recording cannot be debugged (it does not start with an exec, it is empty).
+    #[error("{0}")]
+    BadRecording(String),
     /// No such place in the recording.
     #[error("{0}")]
     NoSuchPosition(String),

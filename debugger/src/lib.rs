@@ -13,6 +13,10 @@
 pub mod arch;
 pub mod backend;
 pub mod errors;
+pub mod recording;
+pub mod server;
+pub mod sysroot;
+pub mod target;
 pub mod timeline;
 #[cfg(test)]
 mod toy;
