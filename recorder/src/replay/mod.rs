@@ -9,9 +9,13 @@
 //! syscall number, argument registers, a hash of the memory passed in, rdtsc/cpuid
 //! sites, signals, and the final status.
 
+pub mod breakpoints;
 mod rebuild;
 mod robust;
 pub mod sandbox;
+pub mod session;
+
+pub use session::{ReplayOptions, ReplaySession, SessionStop, ThreadInfo};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +26,6 @@ use crate::errors::{Error, Result};
 use crate::inject::inject_syscall;
 use crate::output::{OutputFds, Stream};
 use crate::ptrace::{Resume, Stop, SyscallStop, Task};
-use crate::spawn::{self, SpawnSpec};
 use crate::syscalls::{self, nr, Class};
 use crate::trace::{signal_name, Event, EventReader, ExitKind, SyscallEvent, TraceDir};
 
@@ -73,101 +76,19 @@ pub fn replay_observed(
     sink: &mut OutputSink<'_>,
     observer: &mut Observer<'_>,
 ) -> Result<ReplaySummary> {
-    let trace = TraceDir::open(trace_path)?;
-    trace.check_complete()?;
-    let header = trace.header()?;
-    // What may run natively is the engine's list; the trace may only narrow it.
-    let untraced = crate::trace::validate::untraced_calls(&trace.path, &header)?;
-    let mut events = trace.events()?;
-    let first = match events.next_event()? {
-        Some(Event::Exec(state)) => state,
-        Some(other) => {
-            return Err(Error::BadTrace {
-                path: trace.path.clone(),
-                reason: format!("the first event is `{}`, not an exec", other.describe()),
-            })
-        }
-        None => {
-            return Err(Error::TraceEnded {
-                events: 0,
-                detail: events.truncated.clone(),
-            });
-        }
+    let options = ReplayOptions {
+        sink: Box::new(sink),
+        observer: Box::new(observer),
     };
-    if header.cpuid_faulting && !crate::arch::cpuid_faulting_available() {
-        return Err(Error::Unsupported {
-            what:
-                "this machine cannot trap cpuid (no CPUID faulting), which the recording relies on"
-                    .into(),
-            hint: "replay on a machine with CPUID faulting (most Intel CPUs, recent AMD ones)"
-                .into(),
-        });
+    let mut session = ReplaySession::open(trace_path, options)?;
+    match session.run_to_end()? {
+        SessionStop::Exited { summary, .. } => Ok(summary),
+        SessionStop::Diverged(e) => Err(e),
+        other => Err(Error::Unsupported {
+            what: format!("the replay stopped with {other:?} with no breakpoint set"),
+            hint: "report this as a bug".into(),
+        }),
     }
-
-    let stub_dir = StubFile::create()?;
-    let sandbox = sandbox::Sandbox::new(&[&trace.path], &[&stub_dir.dir]);
-    match &sandbox {
-        Some(s) => tracing::debug!("replay sandbox: {}", s.describe()),
-        None => tracing::info!(
-            "this kernel offers no Landlock: the replay is confined by the engine alone"
-        ),
-    }
-    let cpu_set = spawn::cpu_set();
-    let pinned = replay_core(&header, &cpu_set);
-    spawn::pin_self(&[pinned]);
-    if header.cpuid_faulting {
-        crate::arch::self_cpuid::arm_for_this_thread();
-    }
-    let result = (|| {
-        let spec = SpawnSpec {
-            path: &stub_dir.path,
-            argv: vec!["chaos-replay-stub".into()],
-            env: Vec::new(),
-            cwd: None,
-            cpu: Some(pinned),
-            no_aslr: true,
-            null_stdio: true,
-            stdio_fds: None,
-            no_core: true,
-            trap_tsc_no_new_privs: false,
-            landlock: sandbox
-                .as_ref()
-                .map(|s| std::os::fd::AsRawFd::as_raw_fd(&s.ruleset)),
-            own_process_group: false,
-            foreground_tty: None,
-        };
-        let pid = spawn::spawn_traced(&spec)?;
-        let mut r = Replayer {
-            trace: trace.clone(),
-            task: Task::new(pid),
-            threads: HashMap::new(),
-            leader: first.tid,
-            zombies: HashMap::new(),
-            stub_path: stub_dir.path.clone(),
-            ended: None,
-            events,
-            index: 1,
-            brk: HashMap::from([(first.tid, first.brk)]),
-            out_fds: HashMap::new(),
-            stats: ReplayStats::default(),
-            shared_copies: HashMap::new(),
-            untraced,
-            sigkilled: Default::default(),
-            ahead: Default::default(),
-            sink,
-            observer,
-        };
-        let res = r.start(&first).and_then(|_| r.run());
-        if res.is_err() {
-            r.kill_all();
-        }
-        res
-    })();
-    if header.cpuid_faulting {
-        crate::arch::self_cpuid::disarm_for_this_thread();
-    }
-    spawn::pin_self(&cpu_set);
-    result
 }
 
 /// The core the replay runs on. A recording without CPUID faulting let the program run
@@ -267,7 +188,7 @@ impl RThread {
     }
 }
 
-struct Replayer<'s, 'a> {
+struct Replayer<'a> {
     trace: TraceDir,
     /// The leader until `run` starts; afterwards unused (threads live in `threads`).
     task: Task,
@@ -290,8 +211,16 @@ struct Replayer<'s, 'a> {
     brk: HashMap<i32, u64>,
     /// Each process's view of which fds are the original stdout and stderr.
     out_fds: HashMap<i32, OutputFds>,
-    sink: &'s mut OutputSink<'a>,
-    observer: &'s mut Observer<'a>,
+    sink: Box<OutputSink<'a>>,
+    observer: Box<Observer<'a>>,
+    /// The next event to replay (`None`: the trace has no more).
+    pending: Option<Event>,
+    /// The replay is over: the program ended (how: `summary`), or it failed.
+    over: bool,
+    /// How the replay ended, once it has.
+    summary: Option<ReplaySummary>,
+    /// Software breakpoints written into the program.
+    bps: breakpoints::Breakpoints,
     stats: ReplayStats,
     /// Writable copies of the files the program maps `MAP_SHARED`, by record-time path:
     /// every mapping of one file maps the same copy, as at record.
@@ -303,15 +232,28 @@ struct Replayer<'s, 'a> {
     sigkilled: std::collections::HashSet<i32>,
 }
 
-impl Replayer<'_, '_> {
+impl Replayer<'_> {
     /// Resumes `th` with `mode` (and `sig`) and returns its next stop, running on the
     /// way the untraced calls it makes (see [`Replayer::untraced`]).
     fn resume_to_next(&mut self, th: &mut RThread, mode: Resume, sig: i32) -> Result<Stop> {
         let mut sig = sig;
+        let mut first = if self.bps.is_empty() {
+            None
+        } else {
+            self.step_over_breakpoint(th, mode, &mut sig)?
+        };
         loop {
-            th.task.resume(mode, sig)?;
-            sig = 0;
-            let stop = th.task.wait_skipping_sigchld()?.0;
+            let stop = match first.take() {
+                Some(stop) => stop,
+                None => {
+                    th.task.resume(mode, sig)?;
+                    sig = 0;
+                    th.task.wait_skipping_sigchld()?.0
+                }
+            };
+            if stop == Stop::Signal(libc::SIGTRAP) && !self.bps.is_empty() {
+                self.check_breakpoint_hit(th)?;
+            }
             if stop != Stop::Syscall || self.untraced.is_empty() {
                 return Ok(stop);
             }
@@ -343,6 +285,74 @@ impl Replayer<'_, '_> {
         }
     }
 
+    /// If `th` stands at one of our breakpoints, runs the instruction it replaced (the
+    /// `int3` lifted meanwhile) before the thread is resumed with `mode`: one
+    /// single-step, or for a `syscall` instruction the resumption itself up to its
+    /// first stop, which is returned. `sig` is delivered on the way (and cleared).
+    fn step_over_breakpoint(
+        &mut self,
+        th: &mut RThread,
+        mode: Resume,
+        sig: &mut i32,
+    ) -> Result<Option<Stop>> {
+        let rip = th.task.regs()?.rip;
+        if !self.bps.inserted_at(th.tgid, rip) {
+            return Ok(None);
+        }
+        let code = self.read_code(th, rip, 2)?;
+        let how = if code == crate::arch::SYSCALL_INSN {
+            mode
+        } else {
+            Resume::Step
+        };
+        self.bps.lift(th.tgid, rip, &mut th.task)?;
+        let sig = std::mem::take(sig);
+        let stepped = match how {
+            Resume::Step => single_step(&th.task, sig),
+            _ => th
+                .task
+                .resume(how, sig)
+                .and_then(|_| th.task.wait_skipping_sigchld())
+                .map(|s| s.0),
+        };
+        self.bps.rearm(th.tgid, rip, &mut th.task)?;
+        let stop = stepped?;
+        Ok(match (how, stop) {
+            (Resume::Step, Stop::Signal(libc::SIGTRAP)) => None,
+            (_, stop) => Some(stop),
+        })
+    }
+
+    /// `th` stopped with SIGTRAP: if an `int3` of ours raised it, the thread is put back
+    /// at the breakpoint's address and [`Error::Breakpoint`] returned (the event it was
+    /// running is not finished; running it again goes on from there).
+    fn check_breakpoint_hit(&mut self, th: &mut RThread) -> Result<()> {
+        let mut regs = th.task.regs()?;
+        let addr = regs.rip.wrapping_sub(1);
+        if !self.bps.inserted_at(th.tgid, addr) || th.task.siginfo()?.si_code != libc::SI_KERNEL {
+            return Ok(());
+        }
+        regs.rip = addr;
+        th.task.set_regs(&regs)?;
+        if self.bps.is_user(addr) {
+            // The engine's own preemption search (DR0) must not stay armed while the
+            // debugger has the thread: it is armed again when the search goes on.
+            crate::preempt::set_breakpoint(&th.task, None)?;
+            return Err(Error::Breakpoint {
+                tid: th.task.tid,
+                addr,
+            });
+        }
+        Ok(())
+    }
+
+    /// `len` bytes of `th`'s code at `addr`, as the program has them (our `int3`s hidden).
+    fn read_code(&self, th: &mut RThread, addr: u64, len: usize) -> Result<Vec<u8>> {
+        let mut code = th.task.read_mem_partial(addr, len)?;
+        self.bps.hide(th.tgid, addr, &mut code);
+        Ok(code)
+    }
+
     fn start(&mut self, first: &crate::trace::ExecState) -> Result<()> {
         // `spawn_traced` left the stub stopped just after its execve.
         self.task.set_options(crate::ptrace::OPTIONS)?;
@@ -362,75 +372,91 @@ impl Replayer<'_, '_> {
         }
     }
 
-    fn run(&mut self) -> Result<ReplaySummary> {
-        let mut next = self.next_event()?;
+    /// Replays the next event (running its thread again after a spurious stop).
+    /// Returns how the replay ended once the program's end was replayed. On an error
+    /// the event stays the next one: after [`Error::Breakpoint`], replaying it again
+    /// goes on from the breakpoint.
+    fn advance(&mut self) -> Result<Option<ReplaySummary>> {
         loop {
-            let Some(ev) = next.take() else {
+            let Some(ev) = self.pending.take() else {
                 return Err(Error::TraceEnded {
                     events: self.index,
                     detail: self.events.truncated.clone(),
                 });
             };
-            if let Event::Exit {
-                how: ExitKind::Signaled(libc::SIGKILL),
-                ..
-            } = ev
-            {
-                if self.ended.is_none() {
-                    // The recording was stopped here from outside: so is the replay.
-                    self.kill_all();
-                    return Ok(ReplaySummary {
-                        events: self.index + 1,
-                        exit: ExitKind::Signaled(libc::SIGKILL),
-                        cut_short: true,
-                        stats: self.stats,
-                    });
-                }
-            }
-            if let Event::Exit { .. } = ev {
-                let how = match self.ended {
-                    Some(h) => h,
-                    None => self.run_to_end(&ev)?,
-                };
-                let summary = self.on_end(&ev, how)?;
-                if self.next_event()?.is_some() || self.events.truncated.is_some() {
-                    return Err(Error::BadTrace {
-                        path: self.trace.path.clone(),
-                        reason: format!(
-                            "it has events after the program's exit (event {})",
-                            self.index
-                        ),
-                    });
-                }
-                return Ok(summary);
-            }
-            let tid = ev.tid();
-            let Some(mut th) = self.threads.remove(&tid) else {
-                return Err(self.diverge(&ev, format!("has no thread {tid} at this point")));
-            };
-            let r = match self.step(&ev, &mut th) {
-                Ok(Step::Done) if matches!(ev, Event::Signal { .. }) && th.signal != 0 => {
-                    self.end_if_fatal(&ev, &mut th)
-                }
-                other => other,
-            };
-            match r {
-                Ok(Step::Gone) => {}
-                Ok(Step::Became(new)) => {
-                    self.threads.insert(new, th);
-                }
-                _ => {
-                    self.threads.insert(tid, th);
-                }
-            }
-            match r? {
-                Step::Retry => next = Some(ev),
-                Step::Done | Step::Gone | Step::Became(_) => {
+            match self.replay_event(&ev) {
+                Ok(Advanced::Retry) => self.pending = Some(ev),
+                Ok(Advanced::Next) => {
                     self.index += 1;
-                    next = self.next_event()?;
+                    self.pending = self.next_event()?;
+                    return Ok(None);
+                }
+                Ok(Advanced::End(summary)) => return Ok(Some(summary)),
+                Err(e) => {
+                    self.pending = Some(ev);
+                    return Err(e);
                 }
             }
         }
+    }
+
+    fn replay_event(&mut self, ev: &Event) -> Result<Advanced> {
+        if let Event::Exit {
+            how: ExitKind::Signaled(libc::SIGKILL),
+            ..
+        } = ev
+        {
+            if self.ended.is_none() {
+                // The recording was stopped here from outside: so is the replay.
+                self.kill_all();
+                return Ok(Advanced::End(ReplaySummary {
+                    events: self.index + 1,
+                    exit: ExitKind::Signaled(libc::SIGKILL),
+                    cut_short: true,
+                    stats: self.stats,
+                }));
+            }
+        }
+        if let Event::Exit { .. } = ev {
+            let how = match self.ended {
+                Some(h) => h,
+                None => self.run_to_end(ev)?,
+            };
+            let summary = self.on_end(ev, how)?;
+            if self.next_event()?.is_some() || self.events.truncated.is_some() {
+                return Err(Error::BadTrace {
+                    path: self.trace.path.clone(),
+                    reason: format!(
+                        "it has events after the program's exit (event {})",
+                        self.index
+                    ),
+                });
+            }
+            return Ok(Advanced::End(summary));
+        }
+        let tid = ev.tid();
+        let Some(mut th) = self.threads.remove(&tid) else {
+            return Err(self.diverge(ev, format!("has no thread {tid} at this point")));
+        };
+        let r = match self.step(ev, &mut th) {
+            Ok(Step::Done) if matches!(ev, Event::Signal { .. }) && th.signal != 0 => {
+                self.end_if_fatal(ev, &mut th)
+            }
+            other => other,
+        };
+        match r {
+            Ok(Step::Gone) => {}
+            Ok(Step::Became(new)) => {
+                self.threads.insert(new, th);
+            }
+            _ => {
+                self.threads.insert(tid, th);
+            }
+        }
+        Ok(match r? {
+            Step::Retry => Advanced::Retry,
+            Step::Done | Step::Gone | Step::Became(_) => Advanced::Next,
+        })
     }
 
     fn next_event(&mut self) -> Result<Option<Event>> {
@@ -499,8 +525,16 @@ impl Replayer<'_, '_> {
             return Err(self.diverge(ev, "has no thread left to end it".into()));
         };
         let mut th = th;
-        let sig = th.signal;
-        match self.resume_to_next(&mut th, Resume::Sysemu, sig)? {
+        let sig = std::mem::take(&mut th.signal);
+        let stop = match self.resume_to_next(&mut th, Resume::Sysemu, sig) {
+            Ok(stop) => stop,
+            Err(e) => {
+                // Stopped at a breakpoint on the way (or failed): the thread stays.
+                self.threads.insert(tid, th);
+                return Err(e);
+            }
+        };
+        match stop {
             s @ (Stop::Exited(_) | Stop::Killed(_)) => Ok(self.reap_all(tid, s)),
             other => Err(self.diverge(ev, format!("stopped with {other:?} instead of ending"))),
         }
@@ -682,6 +716,7 @@ impl Replayer<'_, '_> {
         }
         self.threads.insert(child, RThread::new(task, tgid));
         if process {
+            self.bps.forked(th.tgid, child);
             let fds = self.out_fds.entry(th.tgid).or_default().clone();
             self.out_fds.insert(child, fds);
             if let Some(b) = self.brk.get(&th.tgid).copied() {
@@ -908,6 +943,9 @@ impl Replayer<'_, '_> {
             Event::Exec(state) => {
                 rebuild::rebuild(&mut th.task, &self.trace, state)?;
                 self.brk.insert(th.tgid, state.brk);
+                if !self.bps.is_empty() {
+                    self.bps.exec(th.tgid, &mut th.task)?;
+                }
                 return Ok(Step::Done);
             }
             Event::Preempt { state, .. } => return self.run_to_preemption(ev, th, state),
@@ -988,7 +1026,7 @@ impl Replayer<'_, '_> {
             Stop::Signal(sig) => {
                 let regs = th.task.regs()?;
                 let insn = if sig == libc::SIGSEGV {
-                    Trapped::decode(&th.task.read_mem_partial(regs.rip, 3)?)
+                    Trapped::decode(&self.read_code(th, regs.rip, 3)?)
                 } else {
                     None
                 };
@@ -1278,6 +1316,11 @@ impl Replayer<'_, '_> {
                 if s.nr == nr::MMAP {
                     let shared = th.next_shared.take();
                     self.redo_mmap(ev, s, &mut th.task, shared)?;
+                    if !self.bps.is_empty() && s.ret >= 0 {
+                        let start = s.ret as u64;
+                        let end = start.saturating_add(s.args[1]);
+                        self.bps.remapped(th.tgid, start, end, &mut th.task)?;
+                    }
                 } else {
                     self.redo_brk(th.tgid, s.ret as u64, &mut th.task)?;
                 }
@@ -1300,6 +1343,11 @@ impl Replayer<'_, '_> {
         }
         if s.nr == nr::RT_SIGRETURN {
             return Ok(Step::Done);
+        }
+        if s.nr == nr::MREMAP && s.ret >= 0 && !self.bps.is_empty() {
+            let start = s.ret as u64;
+            let end = start.saturating_add(s.args[2]);
+            self.bps.remapped(th.tgid, start, end, &mut th.task)?;
         }
         let mut r = th.task.regs()?;
         crate::arch::set_syscall_args(&mut r, &crate::arch::syscall_args(&saved));
@@ -1473,6 +1521,16 @@ impl Replayer<'_, '_> {
     }
 }
 
+/// What became of an event.
+enum Advanced {
+    /// Replayed; on to the next.
+    Next,
+    /// A spurious stop; replay the same event again.
+    Retry,
+    /// The program's end was replayed.
+    End(ReplaySummary),
+}
+
 /// What became of a thread's event.
 enum Step {
     /// Replayed.
@@ -1484,6 +1542,19 @@ enum Step {
     /// Replayed, and the thread is now known under this recorded tid (it exec'ed from
     /// a thread other than its process's leader and took the leader's tid).
     Became(i32),
+}
+
+/// Runs one instruction of `task` (delivering `sig`: then it stops at the handler's
+/// first instruction). From a syscall stop, the kernel first reports the end of the
+/// call as a step (`TRAP_BRKPT`) without running anything: that report is passed.
+fn single_step(task: &Task, sig: i32) -> Result<Stop> {
+    task.resume(Resume::Step, sig)?;
+    let mut stop = task.wait_skipping_sigchld()?.0;
+    if stop == Stop::Signal(libc::SIGTRAP) && task.siginfo()?.si_code == libc::TRAP_BRKPT {
+        task.resume(Resume::Step, 0)?;
+        stop = task.wait_skipping_sigchld()?.0;
+    }
+    Ok(stop)
 }
 
 fn inject(task: &mut Task, nr: i64, args: &[u64]) -> Result<i64> {
