@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod duration;
 pub mod env;
 pub mod exit_codes;
+pub mod gdb;
 pub mod messages;
 pub mod output;
 pub mod record_test;

@@ -41,6 +41,9 @@ pub struct ReplayArtifactArgs {
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
+    /// Debugging with gdb.
+    #[command(flatten)]
+    pub gdb: crate::gdb::GdbArgs,
 }
 
 /// Entry point of the `cargo-replay-artifact` binary; returns the exit code.
@@ -78,6 +81,9 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
             .first()
             .and_then(|r| r.test.test_name.clone().or_else(|| r.test.binary.clone()))
     });
+    if a.gdb.wanted() {
+        return a.gdb.run(&resolved.dir, a.quiet);
+    }
     let mut sink = crate::output::forward(a.quiet);
     let result = recorder::replay::replay(&resolved.dir, &mut sink);
     let label = test

@@ -84,8 +84,16 @@ pub trait Session {
 
     /// Executes one instruction of the running thread (replaying the event it makes,
     /// if any: a syscall instruction replays its event). Breakpoints do not stop it;
-    /// a watchpoint it triggers is reported as [`Stop::Watchpoint`].
+    /// a watchpoint it triggers is reported as [`Stop::Watchpoint`]. When
+    /// [`Session::ready_to_step`] is `false`, replays the next event instead and
+    /// returns [`Stop::Event`].
     fn single_step(&mut self) -> Result<Stop, Self::Error>;
+
+    /// Whether [`Session::single_step`] would execute an instruction of the running
+    /// thread now; `false` when the next event runs none of its code (a note, a signal
+    /// queued, a blocked call completing, a preemption point reached), which
+    /// `single_step` then replays alone, as [`Session::resume`] would.
+    fn ready_to_step(&mut self) -> Result<bool, Self::Error>;
 
     /// The thread that runs until the next event; `None` when no event is left.
     fn running_thread(&self) -> Option<i32>;

@@ -13,7 +13,9 @@
 pub mod arch;
 pub mod backend;
 pub mod errors;
+pub mod live;
 pub mod recording;
+pub mod run;
 pub mod server;
 pub mod sysroot;
 pub mod target;

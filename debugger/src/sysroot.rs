@@ -128,13 +128,25 @@ fn relative(name: &str) -> Option<PathBuf> {
     (!out.as_os_str().is_empty() && !name.starts_with('[')).then_some(out)
 }
 
-/// Links `at` to `target`; `false` when something is already there (the first wins).
+/// Links `at` to `target` (made absolute: a relative target would be read from the
+/// link's own directory); `false` when something is already there (the first wins).
 fn link(target: &Path, at: &Path) -> Result<bool> {
+    let target = std::fs::canonicalize(target)
+        .map_err(|e| Error::io(format!("resolving {}", target.display()), e))?;
     if let Some(parent) = at.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
-    match std::os::unix::fs::symlink(target, at) {
+    // A hard link where the file system allows it, so that gdb names the file by its
+    // recorded path rather than by the captured file's hash; else a symbolic link.
+    let made = std::fs::hard_link(&target, at).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Err(e)
+        } else {
+            std::os::unix::fs::symlink(&target, at)
+        }
+    });
+    match made {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(Error::io(format!("linking {}", at.display()), e)),

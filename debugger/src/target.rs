@@ -13,8 +13,8 @@ use gdbstub::outputln;
 use gdbstub::stub::MultiThreadStopReason;
 use gdbstub::target::ext::auxv::{Auxv, AuxvOps};
 use gdbstub::target::ext::base::multithread::{
-    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSingleStep,
-    MultiThreadSingleStepOps,
+    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
+    MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::reverse_exec::{
     ReplayLogPosition, ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps,
@@ -188,8 +188,13 @@ impl<O: Opener> MultiThreadBase for ReplayTarget<O> {
     }
 
     fn list_active_threads(&mut self, thread_is_active: &mut dyn FnMut(Tid)) -> Result<(), Error> {
+        // The current thread first: gdb's first stop (`?`) reports the first one.
+        let current = self.timeline.current_thread();
+        thread_is_active(tid_of(current));
         for tid in self.timeline.session().threads() {
-            thread_is_active(tid_of(tid));
+            if tid != current {
+                thread_is_active(tid_of(tid));
+            }
         }
         Ok(())
     }
@@ -226,6 +231,10 @@ impl<O: Opener> MultiThreadResume for ReplayTarget<O> {
         Some(self)
     }
 
+    fn support_scheduler_locking(&mut self) -> Option<MultiThreadSchedulerLockingOps<'_, Self>> {
+        Some(self)
+    }
+
     fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, Tid, Self>> {
         Some(self)
     }
@@ -238,6 +247,15 @@ impl<O: Opener> MultiThreadResume for ReplayTarget<O> {
 impl<O: Opener> MultiThreadSingleStep for ReplayTarget<O> {
     fn set_resume_action_step(&mut self, tid: Tid, _signal: Option<Signal>) -> Result<(), Error> {
         self.step_tid = Some(tid.get() as i32);
+        Ok(())
+    }
+}
+
+impl<O: Opener> MultiThreadSchedulerLocking for ReplayTarget<O> {
+    fn set_resume_action_scheduler_lock(&mut self) -> Result<(), Error> {
+        // A replay runs its threads in the recorded order whatever gdb locks (gdb's
+        // default, `scheduler-locking replay`, asks for it): the other threads do not
+        // run on their own meanwhile anyway.
         Ok(())
     }
 }

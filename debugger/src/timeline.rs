@@ -255,11 +255,14 @@ impl<O: Opener> Timeline<O> {
         &mut self.session
     }
 
-    /// The thread to report a stop on: the running one, else any.
+    /// The thread to report a stop on: the running one when it belongs to the
+    /// debugged process, else any of that process.
     pub fn current_thread(&self) -> i32 {
+        let threads = self.session.threads();
         self.session
             .running_thread()
-            .or_else(|| self.session.threads().first().copied())
+            .filter(|t| threads.contains(t))
+            .or_else(|| threads.first().copied())
             .unwrap_or(1)
     }
 
@@ -389,7 +392,10 @@ impl<O: Opener> Timeline<O> {
                 });
             }
             let running = self.session.running_thread();
-            if running == Some(tid) || !self.session.threads().contains(&tid) {
+            if !self.session.threads().contains(&tid) {
+                break;
+            }
+            if running == Some(tid) && self.session.ready_to_step().map_err(Error::session)? {
                 break;
             }
             match self.resume_once(&code, &watches)? {
@@ -712,29 +718,37 @@ impl<O: Opener> Timeline<O> {
                 t
             }
             None => {
-                if here.event <= self.start {
-                    return Ok(Outcome::Begin {
-                        tid: self.current_thread(),
-                    });
+                // The last instruction before this boundary: in the latest interval
+                // that ran code (events such as notes and queued signals run none).
+                let mut k = here.event;
+                loop {
+                    if k <= self.start {
+                        return Ok(Outcome::Begin {
+                            tid: self.current_thread(),
+                        });
+                    }
+                    k -= 1;
+                    let prev = Position::boundary(k);
+                    self.go_to(&prev)?;
+                    self.arm(&BTreeSet::new(), &[])?;
+                    let mut n = 0u64;
+                    while self.here.event == k {
+                        match self.step_once()? {
+                            Stop::Stepped { .. } | Stop::Watchpoint { .. } => n += 1,
+                            Stop::Event => break,
+                            other => {
+                                return Err(Error::Bookkeeping(format!(
+                                    "stepping through event {k} met {other:?}"
+                                )))
+                            }
+                        }
+                    }
+                    if n > 0 {
+                        let mut t = prev;
+                        t.push_steps(n - 1);
+                        break t;
+                    }
                 }
-                // The last instruction of the previous interval: step through it.
-                let prev = Position::boundary(here.event - 1);
-                self.go_to(&prev)?;
-                self.arm(&BTreeSet::new(), &[])?;
-                let mut n = 0u64;
-                while !self.here.moves.is_empty() || self.here.event == prev.event {
-                    self.step_once()?;
-                    n += 1;
-                }
-                if self.here.event != here.event {
-                    return Err(Error::Bookkeeping(format!(
-                        "stepping through event {} ended at {}",
-                        prev.event, self.here
-                    )));
-                }
-                let mut t = prev;
-                t.push_steps(n - 1);
-                t
             }
         };
         self.go_to(&target)?;

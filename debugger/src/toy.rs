@@ -114,6 +114,10 @@ impl Session for Toy {
         })
     }
 
+    fn ready_to_step(&mut self) -> Result<bool, ToyError> {
+        Ok(self.b < self.prog.intervals.len())
+    }
+
     fn running_thread(&self) -> Option<i32> {
         (self.b < self.prog.intervals.len()).then(|| self.tid())
     }
