@@ -131,6 +131,7 @@ pub trait Opener {
     /// A new session at the start.
     fn open(&self) -> Result<Self::Session, <Self::Session as Session>::Error>;
 
-    /// Number of events in the recording.
-    fn event_count(&self) -> u64;
+    /// The last boundary a forward run goes to: just before the program's exit (its
+    /// `exit_group`, or its last event).
+    fn end(&self) -> u64;
 }

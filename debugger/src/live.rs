@@ -19,18 +19,18 @@ pub type Output = Rc<dyn Fn(Stream, &[u8])>;
 /// re-runs it.
 pub struct TraceOpener {
     path: PathBuf,
-    events: u64,
+    end: u64,
     output: Output,
     /// Events whose output was shown: those before this number.
     shown: Rc<Cell<u64>>,
 }
 
 impl TraceOpener {
-    /// Sessions of the trace at `path`, which has `events` events.
-    pub fn new(path: &Path, events: u64, output: Output) -> Self {
+    /// Sessions of the trace at `path`, whose forward runs end at boundary `end`.
+    pub fn new(path: &Path, end: u64, output: Output) -> Self {
         TraceOpener {
             path: path.to_path_buf(),
-            events,
+            end,
             output,
             shown: Rc::new(Cell::new(0)),
         }
@@ -64,8 +64,8 @@ impl Opener for TraceOpener {
         Ok(LiveSession { s, root })
     }
 
-    fn event_count(&self) -> u64 {
-        self.events
+    fn end(&self) -> u64 {
+        self.end
     }
 }
 

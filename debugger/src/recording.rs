@@ -16,6 +16,10 @@ pub struct Recording {
     pub auxv: Vec<u8>,
     /// Number of events.
     pub events: u64,
+    /// Where forward runs end: the boundary before the first process's `exit_group`
+    /// (or `exit` of its last thread), so that its threads and memory are still there
+    /// to look at; the last event when there is none (a program killed by a signal).
+    pub end: u64,
 }
 
 impl Recording {
@@ -33,16 +37,26 @@ impl Recording {
             }
             None => return Err(Error::BadRecording("the trace has no events".into())),
         };
+        let root = exec.tid;
         let mut events = 1u64;
-        while reader.next_event()?.is_some() {
+        let mut exit_call = None;
+        while let Some(ev) = reader.next_event()? {
+            if let Event::Syscall(s) = &ev {
+                // exit_group, or exit (a last thread ending the process).
+                if (s.nr == 231 || s.nr == 60) && s.tid == root {
+                    exit_call = Some(events);
+                }
+            }
             events += 1;
         }
+        let end = exit_call.unwrap_or(events.saturating_sub(1));
         let auxv = auxv_of(&exec).unwrap_or_default();
         Ok(Recording {
             trace,
             exec,
             auxv,
             events,
+            end,
         })
     }
 }

@@ -75,7 +75,7 @@ pub fn debug(trace: &Path, options: &DebugOptions) -> Result<i32> {
             Stream::Stderr => std::io::stderr().lock().write_all(data),
         };
     });
-    let opener = TraceOpener::new(&recording.trace.path, recording.events, output);
+    let opener = TraceOpener::new(&recording.trace.path, recording.end, output);
     let mut timeline = Timeline::new(opener)?;
     match options.start {
         StartAt::Start => {}

@@ -211,7 +211,7 @@ impl<O: Opener> Timeline<O> {
     pub fn new(opener: O) -> Result<Self> {
         let session = opener.open().map_err(Error::session)?;
         let start = session.event_index();
-        let end = opener.event_count().saturating_sub(1).max(start);
+        let end = opener.end().max(start);
         Ok(Timeline {
             opener,
             session,
