@@ -914,7 +914,7 @@ mod tests {
         let (end_pos, end_rip, end_x) = trail.last().cloned().unwrap();
         assert_eq!((rip(&mut t), x(&mut t)), (end_rip, end_x));
         let mut back = Vec::new();
-        loop {
+        for _ in 0..100 {
             back.push((rip(&mut t), x(&mut t), t.position().clone()));
             if t.position().event == 0 && t.position().moves.is_empty() {
                 break;
@@ -922,6 +922,7 @@ mod tests {
             let o = t.reverse_step().unwrap();
             assert!(matches!(o, Outcome::Stepped { .. }), "{o:?}");
         }
+        assert!(back.len() < 100, "reverse-stepi never reached the start");
         back.reverse();
         let mut fresh = timeline();
         for (i, (r, v, _)) in back.iter().enumerate() {
