@@ -4,7 +4,7 @@
 //! recorded ones, going forwards and backwards.
 
 #[path = "e2e/common.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::path::Path;
