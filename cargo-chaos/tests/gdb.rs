@@ -366,3 +366,55 @@ fn a_second_gdb_finds_the_session_where_the_first_left_it() {
         "the server ends when gdb kills the program"
     );
 }
+
+#[path = "threads/suite.rs"]
+#[allow(dead_code)]
+mod suite;
+
+/// An unmodified libtest binary whose test panics (the Rust fixture crate): a
+/// breakpoint on `rust_panic` is hit on the test's thread, the backtrace shows the test
+/// function and the recorded value in the panicking frame, libtest's threads are
+/// listed, and reverse-continue goes back from there.
+#[test]
+fn rust_panic_breakpoint_shows_the_test_and_its_recorded_value() {
+    let dir = temp();
+    let exe = suite::suite().test("panic");
+    let rec = common::RecordSpec::new(exe, dir.path().join("trace"))
+        .args(["panics_with_a_backtrace"])
+        .configure(|c| {
+            c.env("RUST_BACKTRACE", "0");
+        })
+        .record();
+    assert_eq!(rec.program.status, 101, "{}", rec.program.show());
+    let value = all(&rec.program)
+        .lines()
+        .find_map(|l| {
+            l.split_once("deliberate failure with value ")
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no panic message: {}", rec.program.show()));
+    let script = "\
+set breakpoint pending on
+break rust_panic
+continue
+bt
+info threads
+reverse-continue
+monitor when
+";
+    let out = gdb(&rec.trace, &[], script);
+    let text = all(&out);
+    assert_eq!(out.status, 0, "{}", out.show());
+    assert!(text.contains("rust_panic ()"), "{text}");
+    assert!(
+        text.contains("panic::panics_with_a_backtrace () at tests/panic.rs:"),
+        "the test function in the backtrace: {text}"
+    );
+    assert!(
+        text.contains(&format!("panic::innermost (value={value})")),
+        "the recorded value {value} in the panicking frame: {text}"
+    );
+    let threads = text.lines().filter(|l| l.contains("Thread 1.")).count();
+    assert!(threads >= 2, "libtest's main thread and the test's: {text}");
+    assert!(text.contains("No more reverse-execution history"), "{text}");
+}
