@@ -258,6 +258,49 @@ monitor when
     assert_eq!(when_lines(&ft), when_lines(&bt));
 }
 
+/// gdb's line-level reverse commands, built from reverse steps and reverse-continue:
+/// `reverse-finish` from inside `target` lands in `main` at the call; `reverse-next`
+/// from after the call goes back over it to the line before without entering it.
+#[test]
+fn reverse_finish_and_reverse_next_stay_in_the_caller() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let script = "\
+break target
+continue
+continue
+reverse-finish
+frame
+delete
+next
+reverse-next
+frame
+reverse-next
+frame
+";
+    let out = gdb(&rec.trace, &[], script);
+    let text = all(&out);
+    assert_eq!(out.status, 0, "{}", out.show());
+    let frames: Vec<&str> = text.lines().filter(|l| l.starts_with("#0 ")).collect();
+    assert_eq!(frames.len(), 3, "{text}");
+    for f in &frames {
+        assert!(f.contains(" main () at "), "in the caller: {f}\n{text}");
+    }
+    let line = |f: &str| -> u32 { f.rsplit(':').next().unwrap().trim().parse().unwrap() };
+    assert_eq!(
+        line(frames[0]),
+        26,
+        "reverse-finish stops at the call: {text}"
+    );
+    assert_eq!(
+        line(frames[1]),
+        26,
+        "back to the call's line, over the call: {text}"
+    );
+    assert!(line(frames[2]) < 26, "over the call, not into it: {text}");
+    assert!(!text.contains("#0  target"), "{text}");
+}
+
 /// `monitor when` names the event `cargo chaos dump` shows at that point;
 /// `monitor goto N` then `monitor when` prints N; `--gdb-at-event` starts there.
 #[test]
