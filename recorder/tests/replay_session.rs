@@ -22,6 +22,11 @@ struct Recorded {
 }
 
 fn record_fixture() -> Recorded {
+    record_fixture_with(&[], 5)
+}
+
+/// Records the fixture with `args`; it must print `calls` calls.
+fn record_fixture_with(args: &[&str], calls_printed: usize) -> Recorded {
     let dir = tempfile::Builder::new()
         .prefix("chaos-session-")
         .tempdir()
@@ -35,7 +40,7 @@ fn record_fixture() -> Recorded {
     let trace = dir.path().join("trace");
     let opts = RecordOptions {
         program: program.clone(),
-        args: Vec::new(),
+        args: args.iter().map(Into::into).collect(),
         env: std::env::vars_os().collect(),
         removed_env: Vec::new(),
         cwd: Some(dir.path().to_path_buf()),
@@ -48,8 +53,8 @@ fn record_fixture() -> Recorded {
     let stdout = std::fs::read(trace.join("stdout")).unwrap();
     assert_eq!(
         calls(&stdout).len(),
-        5,
-        "the fixture prints five calls:\n{}",
+        calls_printed,
+        "the fixture prints {calls_printed} calls:\n{}",
         String::from_utf8_lossy(&stdout)
     );
     Recorded {
@@ -310,4 +315,64 @@ fn a_mutated_trace_diverges_at_the_mutated_event() {
         Err(recorder::Error::Divergence { event, .. }) => assert_eq!(event, at as u64),
         other => panic!("the straight replay should diverge the same way: {other:?}"),
     }
+}
+
+/// The `(a, b)` of the last call thread `tid` printed ("thread TID call N: ...").
+fn last_call_of(out: &[u8], tid: i32) -> Option<(u64, u64)> {
+    let prefix = format!("thread {tid} ");
+    let lines: Vec<String> = String::from_utf8_lossy(out)
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(String::from)
+        .collect();
+    calls(lines.last()?.as_bytes()).first().copied()
+}
+
+#[test]
+fn breakpoints_in_two_threads_see_each_threads_arguments() {
+    let rec = record_fixture_with(&["threads"], 6);
+    let addr = target_address(&rec);
+    let (mut s, out) = open(&rec.trace);
+    s.insert_breakpoint(addr).unwrap();
+    let mut hits: Vec<(i32, u64, u64)> = Vec::new();
+    let mut stepped = false;
+    let stop = loop {
+        match s.run_to_end().unwrap() {
+            SessionStop::Breakpoint { tid, addr: at } => {
+                assert_eq!(at, addr);
+                assert!(
+                    s.threads().iter().any(|t| t.tid == tid),
+                    "the stopped thread is listed"
+                );
+                let regs = s.regs(tid).unwrap();
+                assert_eq!(regs.rip, addr);
+                let printed = last_call_of(&out.borrow(), tid)
+                    .unwrap_or_else(|| panic!("thread {tid} printed no call before its hit"));
+                assert_eq!(
+                    (regs.rdi, regs.rsi),
+                    printed,
+                    "thread {tid}: the arguments are the ones it printed"
+                );
+                hits.push((tid, regs.rdi, regs.rsi));
+                if !stepped {
+                    // A few instructions of this thread, then on as before.
+                    stepped = true;
+                    for i in 0..50 {
+                        match s.single_step(tid).unwrap() {
+                            SessionStop::Stepped { tid: t } => assert_eq!(t, tid),
+                            other => panic!("step {i}: {other:?}"),
+                        }
+                    }
+                }
+            }
+            other => break other,
+        }
+    };
+    expect_exited(stop);
+    assert_eq!(hits.len(), 6, "three hits in each of two threads: {hits:?}");
+    let mut tids: Vec<i32> = hits.iter().map(|h| h.0).collect();
+    tids.sort();
+    tids.dedup();
+    assert_eq!(tids.len(), 2, "both threads hit it: {hits:?}");
+    assert_same(&rec.stdout, &out.borrow(), "two threads with a breakpoint");
 }

@@ -10,8 +10,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::tree::RThread;
+use super::{single_step, Error, Replayer};
 use crate::errors::Result;
-use crate::ptrace::Task;
+use crate::ptrace::{Resume, Stop, Task};
 
 /// The `int3` instruction.
 pub const INT3: u8 = 0xcc;
@@ -209,5 +211,75 @@ fn ignore_gone(r: Result<()>) -> Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.is_gone() => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+impl Replayer<'_> {
+    /// If `th` stands at one of our breakpoints, runs the instruction it replaced (the
+    /// `int3` lifted meanwhile) before the thread is resumed with `mode`: one
+    /// single-step, or for a `syscall` instruction the resumption itself up to its
+    /// first stop, which is returned. `sig` is delivered on the way (and cleared).
+    pub(super) fn step_over_breakpoint(
+        &mut self,
+        th: &mut RThread,
+        mode: Resume,
+        sig: &mut i32,
+    ) -> Result<Option<Stop>> {
+        let rip = th.task.regs()?.rip;
+        if !self.bps.inserted_at(th.tgid, rip) {
+            return Ok(None);
+        }
+        let code = self.read_code(th, rip, 2)?;
+        let how = if code == crate::arch::SYSCALL_INSN {
+            mode
+        } else {
+            Resume::Step
+        };
+        self.bps.lift(th.tgid, rip, &mut th.task)?;
+        let sig = std::mem::take(sig);
+        let stepped = match how {
+            Resume::Step => single_step(&th.task, sig),
+            _ => th
+                .task
+                .resume(how, sig)
+                .and_then(|_| th.task.wait_skipping_sigchld())
+                .map(|s| s.0),
+        };
+        self.bps.rearm(th.tgid, rip, &mut th.task)?;
+        let stop = stepped?;
+        Ok(match (how, stop) {
+            (Resume::Step, Stop::Signal(libc::SIGTRAP)) => None,
+            (_, stop) => Some(stop),
+        })
+    }
+
+    /// `th` stopped with SIGTRAP: if an `int3` of ours raised it, the thread is put back
+    /// at the breakpoint's address and [`Error::Breakpoint`] returned (the event it was
+    /// running is not finished; running it again goes on from there).
+    pub(super) fn check_breakpoint_hit(&mut self, th: &mut RThread) -> Result<()> {
+        let mut regs = th.task.regs()?;
+        let addr = regs.rip.wrapping_sub(1);
+        if !self.bps.inserted_at(th.tgid, addr) || th.task.siginfo()?.si_code != libc::SI_KERNEL {
+            return Ok(());
+        }
+        regs.rip = addr;
+        th.task.set_regs(&regs)?;
+        if self.bps.is_user(addr) {
+            // The engine's own preemption search (DR0) must not stay armed while the
+            // debugger has the thread: it is armed again when the search goes on.
+            crate::preempt::set_breakpoint(&th.task, None)?;
+            return Err(Error::Breakpoint {
+                tid: th.task.tid,
+                addr,
+            });
+        }
+        Ok(())
+    }
+
+    /// `len` bytes of `th`'s code at `addr`, as the program has them (our `int3`s hidden).
+    pub(super) fn read_code(&self, th: &mut RThread, addr: u64, len: usize) -> Result<Vec<u8>> {
+        let mut code = th.task.read_mem_partial(addr, len)?;
+        self.bps.hide(th.tgid, addr, &mut code);
+        Ok(code)
     }
 }

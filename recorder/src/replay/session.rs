@@ -10,11 +10,11 @@
 //! `Send`; it pins that thread to the replay's core while it lives.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::breakpoints::Owner;
-use super::{replay_core, sandbox, Observer, OutputSink, RThread, ReplayStats, ReplaySummary};
-use super::{Replayer, StubFile};
+use super::tree::RThread;
+use super::{sandbox, Observer, OutputSink, ReplayStats, ReplaySummary, Replayer};
 use crate::errors::{Error, Result};
 use crate::ptrace::{FpuState, Regs, Stop, Task};
 use crate::spawn::{self, SpawnSpec};
@@ -362,9 +362,15 @@ impl<'a> ReplaySession<'a> {
             Ok(Instruction::Watched(slot)) => Ok(SessionStop::Watchpoint { tid, slot }),
             // A syscall, or a trap the event replays (rdtsc, cpuid, a fault): its event
             // runs the instruction again.
-            Ok(Instruction::Event) => match self.step_event()? {
-                SessionStop::Event(_) => Ok(SessionStop::Stepped { tid }),
-                other => Ok(other),
+            Ok(Instruction::Event) => loop {
+                match self.step_event()? {
+                    // A call recorded as blocked: the thread is held at its entry until
+                    // the event that completes it, after other threads' events.
+                    SessionStop::Event(_)
+                        if self.r.threads.get(&tid).is_some_and(|t| t.held.is_some()) => {}
+                    SessionStop::Event(_) => return Ok(SessionStop::Stepped { tid }),
+                    other => return Ok(other),
+                }
             },
             Err(e) => {
                 self.fail();
@@ -610,5 +616,67 @@ impl Replayer<'_> {
             Stop::Signal(libc::SIGTRAP) => Instruction::Ran,
             _ => Instruction::Event,
         })
+    }
+}
+
+/// The core the replay runs on. A recording without CPUID faulting let the program run
+/// cpuid natively, and some answers name the core (the APIC ids of leaves 1, 0xB and
+/// 0x1F), so its replay runs on the recorded core when this machine has it. Without it,
+/// or on another CPU model, the answers may differ; that is said, not hidden.
+pub(super) fn replay_core(header: &crate::trace::Header, cpu_set: &[usize]) -> usize {
+    if header.cpuid_faulting {
+        return cpu_set[0];
+    }
+    let here = crate::host::cpu_model();
+    if !header.cpu_model.is_empty() && header.cpu_model != here {
+        tracing::warn!(
+            "recorded without CPUID faulting on a {} and replayed on a {}: where the program \
+             asked the CPU (cpuid), the replay may take another path and diverge",
+            header.cpu_model,
+            here
+        );
+    }
+    if cpu_set.contains(&header.pinned_cpu) {
+        header.pinned_cpu
+    } else {
+        tracing::warn!(
+            "recorded on core {} without CPUID faulting; this machine has no such core, so \
+             cpuid answers that name the core (APIC ids) may differ from the recording's",
+            header.pinned_cpu
+        );
+        cpu_set[0]
+    }
+}
+
+/// The stub executable, written to a private temporary directory for the replay.
+pub(super) struct StubFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl StubFile {
+    fn create() -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir();
+        let mut n = 0;
+        let dir = loop {
+            let d = base.join(format!("chaos-replay-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&d) {
+                Ok(()) => break d,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(Error::io(d, e)),
+            }
+        };
+        let path = dir.join("stub");
+        std::fs::write(&path, crate::address_space::stub_elf()).map_err(|e| Error::io(&path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(StubFile { dir, path })
+    }
+}
+
+impl Drop for StubFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
