@@ -54,9 +54,6 @@ pub struct ReplayTarget<O: Opener> {
     step_tid: Option<i32>,
     exec_path: Vec<u8>,
     auxv: Vec<u8>,
-    /// A fatal error met while answering a request outside the event loop (a
-    /// divergence during `monitor goto`): the server ends with it.
-    pub(crate) failed: Option<Error>,
 }
 
 impl<O: Opener> ReplayTarget<O> {
@@ -69,7 +66,6 @@ impl<O: Opener> ReplayTarget<O> {
             step_tid: None,
             exec_path: exec_path.as_bytes().to_vec(),
             auxv,
-            failed: None,
         }
     }
 
@@ -405,10 +401,8 @@ impl<O: Opener> MonitorCmd for ReplayTarget<O> {
                          `maint flush register-cache` (or `stepi` then `reverse-stepi`)."
                     ),
                     Err(Error::NoSuchPosition(m)) => outputln!(out, "{m}"),
-                    Err(e) => {
-                        outputln!(out, "the replay failed: {e}");
-                        self.failed = Some(e);
-                    }
+                    // A divergence or a broken trace ends the session with its message.
+                    Err(e) => return Err(e),
                 },
                 Err(_) => outputln!(out, "usage: monitor goto EVENT_NUMBER"),
             },
