@@ -27,6 +27,53 @@ fn gdb(trace: &Path, start: &[&str], script: &str) -> Run {
     run(&mut cmd)
 }
 
+/// `cargo replay-artifact ARCHIVE --gdb`: the archive alone (its binaries, under their
+/// recorded paths) is enough for gdb to stop on the function, show the recorded
+/// arguments and go back to the earlier call.
+#[test]
+fn replay_artifact_serves_an_archive_to_gdb() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let archive = dir.path().join("captured.chaos.tar.zst");
+    let packed = run(chaos_cmd(&[])
+        .arg("pack")
+        .arg(&rec.trace)
+        .arg("-o")
+        .arg(&archive));
+    assert_eq!(packed.status, 0, "{}", packed.show());
+    let script = dir.path().join("script.gdb");
+    std::fs::write(
+        &script,
+        "break target\ncontinue\ncontinue\np a\nreverse-continue\np a\ninfo sharedlibrary\n",
+    )
+    .unwrap();
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cargo-replay-artifact"))
+            .arg("replay-artifact")
+            .arg(&archive)
+            .arg("--quiet")
+            .arg("--gdb")
+            .args(["--gdb-arg=-batch", "--gdb-arg=-nx", "--gdb-arg=-x"])
+            .arg(format!("--gdb-arg={}", script.display()))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .stdin(std::process::Stdio::null()),
+    );
+    let text = all(&out);
+    assert_eq!(out.status, 0, "{}", out.show());
+    let printed = calls(&rec.program.stdout_str());
+    assert_eq!(
+        values(&out.stdout_str()),
+        [printed[1].0.to_string(), printed[0].0.to_string()],
+        "{text}"
+    );
+    // libc comes from the archive (linked under its soname), not from the host.
+    let libc = text
+        .lines()
+        .find(|l| l.contains("libc.so.6"))
+        .unwrap_or_else(|| panic!("no libc in the library list: {text}"));
+    assert!(libc.contains("chaos-gdb-"), "{libc}");
+}
+
 /// The `(a, b)` of each "call N: target(a, b)" line of breakpoint_target.
 fn calls(out: &str) -> Vec<(u64, u64)> {
     out.lines()
