@@ -74,6 +74,49 @@ fn replay_artifact_serves_an_archive_to_gdb() {
     assert!(libc.contains("chaos-gdb-"), "{libc}");
 }
 
+/// gdb's machine interface, what IDEs drive (`gdb --interpreter=mi`, commands on its
+/// standard input): breakpoint stops forwards and backwards, with the recorded values.
+#[test]
+fn the_machine_interface_reverse_continues_too() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let commands = dir.path().join("commands.mi");
+    std::fs::write(
+        &commands,
+        "-break-insert target\n-exec-continue\n-exec-continue\n-data-evaluate-expression a\n\
+         -exec-continue --reverse\n-data-evaluate-expression a\n-gdb-exit\n",
+    )
+    .unwrap();
+    let mut cmd = chaos_cmd(&[]);
+    cmd.arg("replay")
+        .arg(&rec.trace)
+        .args([
+            "--quiet",
+            "--gdb",
+            "--gdb-arg=--interpreter=mi",
+            "--gdb-arg=-nx",
+        ])
+        .stdin(std::fs::File::open(&commands).unwrap());
+    let out = run(&mut cmd);
+    let text = all(&out);
+    let hits = text
+        .lines()
+        .filter(|l| l.starts_with("*stopped,reason=\"breakpoint-hit\""))
+        .count();
+    assert_eq!(hits, 3, "two forwards, one backwards: {text}");
+    let printed = calls(&rec.program.stdout_str());
+    let evaluated: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("^done,value=\""))
+        .map(|v| v.trim_end_matches('"'))
+        .collect();
+    assert_eq!(
+        evaluated,
+        [printed[1].0.to_string(), printed[0].0.to_string()],
+        "{text}"
+    );
+}
+
 /// The `(a, b)` of each "call N: target(a, b)" line of breakpoint_target.
 fn calls(out: &str) -> Vec<(u64, u64)> {
     out.lines()
