@@ -9,7 +9,7 @@
 //! syscall number, argument registers, a hash of the memory passed in, rdtsc/cpuid
 //! sites, signals, and the final status.
 
-pub mod breakpoints;
+mod breakpoints;
 mod preemption;
 mod rebuild;
 mod robust;

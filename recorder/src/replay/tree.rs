@@ -110,6 +110,7 @@ impl Replayer<'_> {
             }))
             .collect();
         crate::tree::reap_in_order(tasks);
+        self.bps.forget(tgid);
     }
 
     /// A fork-family call created a task ([`Event::NewTask`]): run the parent into the
@@ -257,6 +258,7 @@ impl Replayer<'_> {
             }))
             .collect();
         crate::tree::kill_and_reap(tasks);
+        self.bps.forget(tgid);
         Ok(())
     }
 }
