@@ -76,14 +76,14 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         }
         return exit_codes::REPLAY_FAILED;
     }
+    if a.gdb.wanted() {
+        return a.gdb.run(&resolved.dir, a.quiet);
+    }
     let test = resolved.manifest.as_ref().and_then(|m| {
         m.recordings
             .first()
             .and_then(|r| r.test.test_name.clone().or_else(|| r.test.binary.clone()))
     });
-    if a.gdb.wanted() {
-        return a.gdb.run(&resolved.dir, a.quiet);
-    }
     let mut sink = crate::output::forward(a.quiet);
     let result = recorder::replay::replay(&resolved.dir, &mut sink);
     let label = test
