@@ -351,6 +351,14 @@ impl Recorder {
                         data: enabled,
                     }];
                 }
+                nr::PRCTL if p.args[0] == libc::PR_GET_SECCOMP as u64 => {
+                    // The recorder's seccomp filter must not show either: the program
+                    // gets what the recorder itself has (0, or 2 inside a container
+                    // that filters), as it would running natively from here.
+                    // SAFETY: plain syscall without pointers.
+                    ret = unsafe { libc::prctl(libc::PR_GET_SECCOMP) } as i64;
+                    task.set_rax(ret as u64)?;
+                }
                 nr::ARCH_PRCTL if p.args[0] == crate::kernel::ARCH_GET_CPUID => {
                     ret = 1;
                     task.set_rax(1)?;
