@@ -42,7 +42,31 @@ pub fn written(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64) -> Result
 /// The process whose memory file `fd` of thread `tid` is, if it is one.
 fn mem_file_of(tid: i32, fd: u64) -> Option<i32> {
     let target = std::fs::read_link(format!("/proc/{tid}/fd/{fd}")).ok()?;
-    let target = target.to_str()?;
-    let pid = target.strip_prefix("/proc/")?.strip_suffix("/mem")?;
+    mem_pid(target.to_str()?)
+}
+
+/// The process whose memory file `path` names: `/proc/PID/mem` or
+/// `/proc/PID/task/TID/mem` (both are the process's memory).
+fn mem_pid(path: &str) -> Option<i32> {
+    let inner = path.strip_prefix("/proc/")?.strip_suffix("/mem")?;
+    let pid = match inner.split_once("/task/") {
+        Some((pid, tid)) => tid.parse::<i32>().ok().map(|_| pid)?,
+        None => inner,
+    };
     pid.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mem_pid;
+
+    #[test]
+    fn memory_files_name_their_process() {
+        assert_eq!(mem_pid("/proc/123/mem"), Some(123));
+        assert_eq!(mem_pid("/proc/123/task/124/mem"), Some(123));
+        assert_eq!(mem_pid("/proc/123/task/x/mem"), None);
+        assert_eq!(mem_pid("/proc/123/maps"), None);
+        assert_eq!(mem_pid("/tmp/proc/1/mem"), None);
+        assert_eq!(mem_pid("/proc/self/mem"), None);
+    }
 }
