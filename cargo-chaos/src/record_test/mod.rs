@@ -2,6 +2,7 @@
 //! failing run and upload it, print the command that replays it.
 
 pub mod args;
+pub mod auto;
 pub mod build;
 pub mod hunt;
 pub mod hunt_dir;
@@ -50,6 +51,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         .map(regex::Regex::new)
         .transpose()
         .context("--fail-on is not a valid regular expression")?;
+    let instrument = auto::Instrument::from_options(&a.cargo);
     let built = build::build(&a.cargo)?;
     let chaos_dir = built.target_dir.join("chaos");
     let mut test_args: Vec<String> = a.testname.iter().cloned().collect();
@@ -112,6 +114,8 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         keep_going: a.keep_going,
         verify: !a.no_verify,
         base_seed: a.seed.unwrap_or_else(seed_from_time),
+        chaos: a.chaos.into(),
+        first_run: 0,
         runs_dir: chaos_dir.join("runs"),
         env,
         removed_env,
@@ -120,51 +124,87 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
     let mut renderer = render::Renderer::new(json, max_runs);
     // An archive not uploaded (upload failed) or held back (it holds credentials).
     let mut undelivered = false;
-    let end = hunt::hunt(&plan, &mut |ev| {
-        match ev {
-            HuntEvent::Started { run, unit, seed } => {
-                if json {
-                    emit(&Message::RunStarted { run, unit, seed });
-                }
-            }
-            HuntEvent::Finished {
-                run,
-                unit,
-                status,
-                outcome,
-                duration,
-                failed,
-            } => {
-                if json {
-                    emit(&Message::RunFinished {
-                        run,
-                        unit: unit.clone(),
-                        status,
-                        outcome: outcome_name(outcome),
-                        failed,
-                        duration_ms: duration.as_millis() as u64,
-                    });
-                }
-                renderer.finished(run, &unit, status, failed);
-            }
-            HuntEvent::Failed(f) => {
-                renderer.suspend(|| {
-                    capture(
-                        &f,
-                        &archives_dir,
-                        &CaptureOptions {
-                            upload: a.upload.as_deref(),
-                            allow_secrets: a.allow_secrets,
-                            keep_env: &a.keep_env,
-                            json,
-                        },
-                        &mut undelivered,
-                    )
-                })?;
-            }
+    if !json {
+        let chaos: recorder::sched::Chaos = a.chaos.into();
+        eprintln!(
+            "{:>12} seeds {} + run number, chaos {} ({})",
+            "Scheduling",
+            plan.base_seed,
+            chaos.name(),
+            chaos.seed_note()
+        );
+    }
+    let mut build_instrumented = || -> anyhow::Result<Vec<Arc<build::TestBinary>>> {
+        let mut cargo = a.cargo.clone();
+        cargo.instrument = true;
+        Ok(build::build(&cargo)?
+            .binaries
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    };
+    let mut announce = |runs: u64| {
+        let line = format!(
+            "no failure in {runs} runs: building the tests with the tick counter; every \
+             other run now uses that build (--instrument: always, --no-instrument: never)"
+        );
+        if json {
+            tracing::info!("{line}");
+        } else {
+            eprintln!("{:>12} {line}", "Instrument");
         }
-        Ok(())
-    });
+    };
+    let end = auto::hunt(
+        &plan,
+        instrument,
+        &mut build_instrumented,
+        &mut announce,
+        &mut |ev| {
+            match ev {
+                HuntEvent::Started { run, unit, seed } => {
+                    if json {
+                        emit(&Message::RunStarted { run, unit, seed });
+                    }
+                }
+                HuntEvent::Finished {
+                    run,
+                    unit,
+                    status,
+                    outcome,
+                    duration,
+                    failed,
+                } => {
+                    if json {
+                        emit(&Message::RunFinished {
+                            run,
+                            unit: unit.clone(),
+                            status,
+                            outcome: outcome_name(outcome),
+                            failed,
+                            duration_ms: duration.as_millis() as u64,
+                        });
+                    }
+                    renderer.finished(run, &unit, status, failed);
+                }
+                HuntEvent::Failed(f) => {
+                    renderer.suspend(|| {
+                        capture(
+                            &f,
+                            &archives_dir,
+                            &CaptureOptions {
+                                upload: a.upload.as_deref(),
+                                allow_secrets: a.allow_secrets,
+                                keep_env: &a.keep_env,
+                                json,
+                            },
+                            &mut undelivered,
+                        )
+                    })?;
+                }
+            }
+            Ok(())
+        },
+    );
     renderer.done();
     let end = end?;
     let (runs, failures, verify_failed) = match end {
@@ -369,7 +409,8 @@ fn outcome_name(o: recorder::trace::Outcome) -> String {
         .unwrap_or_default()
 }
 
-fn seed_from_time() -> u64 {
+/// A seed from the clock, when none is given.
+pub fn seed_from_time() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

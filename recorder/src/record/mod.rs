@@ -25,7 +25,7 @@ use crate::arch::{self, Trapped};
 use crate::errors::{Error, Result};
 use crate::output::{OutputFds, Stream};
 use crate::ptrace::{reap, Resume, Stop, SyscallStop, Task};
-use crate::sched::{Point, Scheduler};
+use crate::sched::{Chaos, Point, Scheduler};
 use crate::spawn::{self, SpawnSpec};
 use crate::syscalls::{self, effects, nr, resolve_request, special, Class, MemArg};
 use crate::trace::{
@@ -166,6 +166,12 @@ pub struct RecordOptions {
     pub reuse_trace_dir: bool,
     /// Scheduler seed (default: random).
     pub seed: Option<u64>,
+    /// The scheduling policy (default: off, the default policy; see [`crate::sched`]).
+    pub chaos: Chaos,
+    /// Never preempt a thread that runs without syscalls: only decisions the seed fixes
+    /// remain (for tests of the seeded schedule). A thread that spins waiting for
+    /// another then spins for ever.
+    pub no_watchdog: bool,
     /// The core to pin the recording to (default: the one this thread is on).
     pub cpu: Option<usize>,
     /// Where the program's standard streams go.
@@ -327,6 +333,8 @@ struct Recorder {
     shared: shared_files::SharedFiles,
     interrupter: std::sync::Arc<Interrupter>,
     watchdog: std::sync::Arc<crate::preempt::Watchdog>,
+    /// [`RecordOptions::no_watchdog`].
+    no_watchdog: bool,
 }
 
 /// Records one run of a program into a new trace directory.
@@ -416,6 +424,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         kernel: crate::host::kernel_version(),
         cpu_model: crate::host::cpu_model(),
         seed,
+        chaos: opts.chaos,
         aslr_disabled: false,
         cpuid_faulting: false,
         cpu_set: cpu_set.clone(),
@@ -489,7 +498,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         zombies: HashSet::new(),
         current: Some(pid),
         previous: None,
-        sched: Scheduler::new(seed),
+        sched: Scheduler::with_chaos(seed, opts.chaos),
         next_slot: 1,
         early: HashMap::new(),
         out_fds: HashMap::new(),
@@ -504,6 +513,7 @@ fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         shared: shared_files::SharedFiles::default(),
         interrupter: interrupter.clone(),
         watchdog: crate::preempt::Watchdog::start(),
+        no_watchdog: opts.no_watchdog,
         trace: trace.clone(),
     };
     let r = rec.run(header);
@@ -664,10 +674,10 @@ impl Recorder {
                 .threads
                 .values()
                 .any(|t| matches!(t.state, Where::Blocked | Where::Held));
-            if ready || blocked {
+            if (ready || blocked) && !self.no_watchdog {
                 // Others wait: this thread gets a time slice (see `preempt`).
                 let slice = if ready {
-                    crate::preempt::SLICE
+                    self.sched.slice(crate::preempt::SLICE)
                 } else {
                     crate::preempt::UNTIL_ANOTHER_CAN_RUN
                 };
@@ -742,6 +752,15 @@ impl Recorder {
                 return Ok(None);
             }
             let tid = self.sched.pick(&runnable, self.previous);
+            let blocked = self
+                .threads
+                .values()
+                .any(|t| matches!(t.state, Where::Blocked));
+            if let Some(starve) = self.sched.starvation(blocked) {
+                // Chaos mode holds it back so that a timeout elsewhere can fire first.
+                tracing::debug!("thread {tid} starved for {starve:?}");
+                std::thread::sleep(starve);
+            }
             let t = self.threads.get_mut(&tid).expect("picked");
             match t.state {
                 Where::Unblocked(ret) => {
