@@ -292,4 +292,24 @@ mod tests {
             .count();
         assert!((20..=80).contains(&starving), "{starving}");
     }
+
+    /// The default policy's first decisions for seed 1, as every version before chaos
+    /// mode made them (computed with the scheduler of commit d481ae1): `--chaos off`
+    /// must keep them.
+    const PINNED: &[u64] = &[
+        0, 5, 90591, 0, 5, 30049, 0, 5, 56521, 0, 5, 3871, 0, 3, 63817, 0, 5, 20242, 0, 3, 1447, 0,
+        5, 93677,
+    ];
+
+    #[test]
+    fn default_policy_decisions_are_pinned() {
+        let mut s = Scheduler::with_chaos(1, Chaos::Off);
+        let mut got = Vec::new();
+        for _ in 0..8 {
+            got.push(s.should_switch(Point::SyscallExit) as u64);
+            got.push(s.pick(&[3, 4, 5], Some(4)) as u64);
+            got.push(s.tick_budget());
+        }
+        assert_eq!(got, PINNED);
+    }
 }
