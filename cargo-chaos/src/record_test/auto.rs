@@ -42,9 +42,9 @@ impl Instrument {
 }
 
 /// Runs `plan` with the normal build's units; under [`Instrument::Auto`], after the
-/// first phase passed, calls `instrumented` for the instrumented build's binaries and
-/// `announce` with the runs done so far, then hunts on with the two builds taking
-/// turns. One hunt's counts and run numbers go on across the phases.
+/// first phase passed, calls `announce` with the runs done so far and `instrumented`
+/// for the instrumented build's binaries, then hunts on with the two builds taking
+/// turns (with the normal build alone if that build failed). One hunt's counts and run numbers go on across the phases.
 pub fn hunt(
     plan: &HuntPlan,
     mode: Instrument,
@@ -75,9 +75,14 @@ pub fn hunt(
         });
     }
     announce(runs);
-    let binaries = instrumented()?;
     let mut second = rest(plan, &end, started);
-    second.units = take_turns(&plan.units, &binaries);
+    match instrumented() {
+        Ok(binaries) => second.units = take_turns(&plan.units, &binaries),
+        // The hunt goes on with the normal build: it was not asked for.
+        Err(e) => {
+            eprintln!("warning: the instrumented build failed, the hunt goes on without it: {e:#}")
+        }
+    }
     // Run numbers go on: the instrumented build gets the odd ones.
     let end2 = super::hunt::hunt(&second, on_event)?;
     Ok(add(runs, verify_failed, end2))
@@ -134,4 +139,44 @@ pub fn take_turns(units: &[Unit], instrumented: &[Arc<TestBinary>]) -> Vec<Unit>
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary(target: &str, path: &str) -> Arc<TestBinary> {
+        Arc::new(TestBinary {
+            package: "p".into(),
+            target: target.into(),
+            kind: "test".into(),
+            path: path.into(),
+            cwd: "/".into(),
+            env: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_instrumented_build_takes_the_odd_runs() {
+        let plain = [binary("a", "/plain/a"), binary("b", "/plain/b")];
+        let instrumented = [binary("b", "/instr/b"), binary("a", "/instr/a")];
+        let units: Vec<Unit> = plain
+            .iter()
+            .map(|b| Unit {
+                binary: b.clone(),
+                test: None,
+            })
+            .collect();
+        let turns = take_turns(&units, &instrumented);
+        let paths: Vec<String> = turns
+            .iter()
+            .map(|u| u.binary.path.display().to_string())
+            .collect();
+        assert_eq!(paths, ["/plain/a", "/instr/a", "/plain/b", "/instr/b"]);
+        // Runs rotate through the units by number: odd runs get the instrumented build.
+        for run in 0..8usize {
+            let u = &turns[run % turns.len()];
+            assert_eq!(u.binary.path.starts_with("/instr"), run % 2 == 1);
+        }
+    }
 }
