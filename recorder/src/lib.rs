@@ -1,7 +1,8 @@
 //! Record and replay of Linux x86_64 programs with ptrace, without a hardware PMU.
 //!
 //! See `docs/architecture.md` for the moving parts. The entry points are
-//! [`record::record`] and [`replay::replay`]; [`trace`] is the on-disk format.
+//! [`record::record`] and [`replay::replay`] (a loop over [`replay::ReplaySession`], the
+//! replay a debugger drives); [`trace`] is the on-disk format.
 #![deny(missing_docs)]
 
 pub mod address_space;
@@ -21,5 +22,6 @@ pub mod syscalls;
 pub mod testing;
 pub mod ticks;
 pub mod trace;
+pub mod tree;
 
 pub use errors::{Error, Result};

@@ -135,7 +135,7 @@ pub fn take_turns(units: &[Unit], instrumented: &[Arc<TestBinary>]) -> Vec<Unit>
         out.push(u.clone());
         out.push(Unit {
             binary: twin.cloned().unwrap_or_else(|| u.binary.clone()),
-            test: u.test.clone(),
+            ..u.clone()
         });
     }
     out
@@ -165,6 +165,7 @@ mod tests {
             .map(|b| Unit {
                 binary: b.clone(),
                 test: None,
+                exact: Vec::new(),
             })
             .collect();
         let turns = take_turns(&units, &instrumented);
