@@ -92,6 +92,13 @@ pub struct ReplayArgs {
     /// SIZE each (e.g. `8GiB`) [default: 4 GiB in all, 1 GiB a member].
     #[arg(long, value_name = "SIZE", value_parser = crate::sizes::parse)]
     pub max_unpacked_size: Option<u64>,
+    /// Prefix every line the program writes with the number of the event that wrote it
+    /// (`[event N] `, as `cargo chaos dump` and gdb's `monitor when` number them).
+    #[arg(long)]
+    pub events: bool,
+    /// Debugging with gdb.
+    #[command(flatten)]
+    pub gdb: crate::gdb::GdbArgs,
     /// The trace directory, an archive, or an archive's URL.
     pub trace: PathBuf,
 }
@@ -291,7 +298,17 @@ fn replay(a: ReplayArgs) -> anyhow::Result<i32> {
             }
         }
     };
-    match recorder::replay::replay(&trace, &mut sink) {
+    if a.gdb.wanted() {
+        return Ok(a.gdb.run(&trace, a.quiet));
+    }
+    let result = if a.events {
+        let current = std::cell::Cell::new(0u64);
+        let mut numbered = crate::output::numbered(&current, sink);
+        recorder::replay::replay_observed(&trace, &mut numbered, &mut |_, event| current.set(event))
+    } else {
+        recorder::replay::replay(&trace, &mut sink)
+    };
+    match result {
         Ok(summary) => {
             if a.stats {
                 eprintln!(

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod duration;
 pub mod env;
 pub mod exit_codes;
+pub mod gdb;
 pub mod messages;
 pub mod output;
 pub mod pack_on_failure;

@@ -21,6 +21,32 @@ pub fn forward(quiet: bool) -> impl FnMut(Stream, &[u8]) {
     }
 }
 
+/// Wraps `sink` so that every line starts with `[event N] `, N being `current` when
+/// the line's first byte was written (the replay's observer sets it at every syscall
+/// event, before that event's output).
+pub fn numbered<'a>(
+    current: &'a std::cell::Cell<u64>,
+    mut sink: impl FnMut(Stream, &[u8]) + 'a,
+) -> impl FnMut(Stream, &[u8]) + 'a {
+    // Whether each stream is at the start of a line.
+    let mut at_start = [true, true];
+    move |stream, data| {
+        let i = matches!(stream, Stream::Stderr) as usize;
+        let mut out = Vec::with_capacity(data.len() + 16);
+        for &b in data {
+            if at_start[i] {
+                out.extend_from_slice(format!("[event {}] ", current.get()).as_bytes());
+                at_start[i] = false;
+            }
+            out.push(b);
+            if b == b'\n' {
+                at_start[i] = true;
+            }
+        }
+        sink(stream, &out);
+    }
+}
+
 /// Whether to draw progress bars: only on a terminal and outside CI.
 pub fn fancy() -> bool {
     use std::io::IsTerminal;

@@ -42,6 +42,9 @@ pub struct ReplayArtifactArgs {
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
+    /// Debugging with gdb.
+    #[command(flatten)]
+    pub gdb: crate::gdb::GdbArgs,
 }
 
 /// Entry point of the `cargo-replay-artifact` binary; returns the exit code.
@@ -84,6 +87,9 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         }
         let all: Vec<String> = resolved.problems.iter().map(|p| p.to_string()).collect();
         return refused(format!("this machine cannot replay it: {}", all.join("; ")));
+    }
+    if a.gdb.wanted() {
+        return a.gdb.run(&resolved.dir, a.quiet);
     }
     let test = resolved.manifest.as_ref().and_then(|m| {
         m.recordings

@@ -104,6 +104,15 @@ pub enum Error {
         /// The breakpoint's address.
         addr: u64,
     },
+    /// A thread of a replay session triggered a debugger's watchpoint (in the middle of
+    /// an event, like [`Error::Breakpoint`]; the access has happened).
+    #[error("thread {tid} triggered watchpoint {slot}")]
+    Watchpoint {
+        /// The thread (its real tid).
+        tid: i32,
+        /// Which of the session's watchpoints.
+        slot: usize,
+    },
     /// The trace ended before the program did (the recording was killed).
     #[error("the trace ends after event {events} without the program's exit: the recording was cut short{}", .detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     TraceEnded {

@@ -36,7 +36,7 @@ pub const UNTIL_ANOTHER_CAN_RUN: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_TRAPS: u64 = 500_000;
 
 /// Byte offset of `u_debugreg` in `struct user` (x86_64).
-const DEBUGREG_OFFSET: usize = 848;
+pub const DEBUGREG_OFFSET: usize = 848;
 
 /// The state of a preempted thread, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,17 +160,24 @@ pub fn restart_after_stop(regs: &Regs) -> Option<Regs> {
     Some(r)
 }
 
-/// Sets or clears the execution breakpoint DR0.
+/// Sets or clears the execution breakpoint DR0. DR1 to DR3 belong to the debugger's
+/// watchpoints (`replay::watch`): their DR7 bits are kept.
 pub fn set_breakpoint(task: &Task, at: Option<u64>) -> Result<()> {
+    let others = task.peek_user(DEBUGREG_OFFSET + 7 * 8)? & !DR0_BITS;
     match at {
         Some(addr) => {
             task.poke_user(DEBUGREG_OFFSET, addr)?;
-            task.poke_user(DEBUGREG_OFFSET + 7 * 8, 1)?; // L0, execute, 1 byte
+            task.poke_user(DEBUGREG_OFFSET + 7 * 8, others | 1)?; // L0, execute, 1 byte
         }
-        None => task.poke_user(DEBUGREG_OFFSET + 7 * 8, 0)?,
+        None => task.poke_user(DEBUGREG_OFFSET + 7 * 8, others)?,
     }
-    task.poke_user(DEBUGREG_OFFSET + 6 * 8, 0)
+    // Only DR0's status bit: a watchpoint's must survive until the debugger reads it.
+    let status = task.peek_user(DEBUGREG_OFFSET + 6 * 8)?;
+    task.poke_user(DEBUGREG_OFFSET + 6 * 8, status & !1)
 }
+
+/// DR7's bits for DR0: L0, G0, and its type and length (bits 16 to 19).
+const DR0_BITS: u64 = 0b11 | 0xf << 16;
 
 /// The watchdog that ends time slices.
 ///

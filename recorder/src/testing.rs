@@ -99,8 +99,10 @@ pub fn try_fixture(base: &Path, name: &str) -> Result<PathBuf, String> {
     let cc = std::env::var_os("CC")
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "cc".into());
+    // `-g`: the debugger's tests put breakpoints on lines and print locals.
     let result = Command::new(&cc)
         .arg("-O1")
+        .arg("-g")
         .arg("-o")
         .arg(&tmp)
         .arg(&src)
@@ -113,7 +115,7 @@ pub fn try_fixture(base: &Path, name: &str) -> Result<PathBuf, String> {
         })?;
     if !result.status.success() {
         return Err(format!(
-            "`{} -O1 -o {} {}` failed ({}):\n{}{}",
+            "`{} -O1 -g -o {} {}` failed ({}):\n{}{}",
             cc.to_string_lossy(),
             tmp.display(),
             src.display(),

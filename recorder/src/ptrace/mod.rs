@@ -222,6 +222,13 @@ impl Task {
         Ok(FpuState::Fxsave(bytes.to_vec()))
     }
 
+    /// Reads one word of the user area (a debug register, by its byte offset). The
+    /// debug registers never hold -1, so PEEKUSER's -1 error return is unambiguous.
+    pub fn peek_user(&self, offset: usize) -> Result<u64> {
+        Errno::clear();
+        Ok(self.raw(libc::PTRACE_PEEKUSER, "PTRACE_PEEKUSER", offset, 0)? as u64)
+    }
+
     /// Writes one word of the user area (a register, by its byte offset).
     pub fn poke_user(&self, offset: usize, value: u64) -> Result<()> {
         self.last_syscall_stop.set(None);

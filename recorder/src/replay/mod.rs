@@ -18,6 +18,7 @@ pub mod session;
 mod signal;
 mod syscall;
 mod tree;
+pub mod watch;
 
 pub use session::{ReplayOptions, ReplaySession, SessionStop, ThreadInfo};
 
@@ -132,6 +133,8 @@ struct Replayer<'a> {
     summary: Option<ReplaySummary>,
     /// Software breakpoints written into the program.
     bps: breakpoints::Breakpoints,
+    /// The debugger's watchpoints (DR1 to DR3).
+    watches: watch::Watches,
     stats: ReplayStats,
     /// Writable copies of the files the program maps `MAP_SHARED`, by record-time path:
     /// every mapping of one file maps the same copy, as at record.
@@ -144,15 +147,38 @@ struct Replayer<'a> {
 }
 
 impl Replayer<'_> {
+    /// If `th` triggered one of the debugger's watchpoints, returns
+    /// [`Error::Watchpoint`] (the event it was running is not finished; running it
+    /// again goes on from there).
+    fn check_watchpoint_hit(&mut self, th: &mut RThread) -> Result<()> {
+        if let Some(slot) = self.watches.triggered(&th.task)? {
+            // As for a breakpoint: the preemption search re-arms DR0 when it goes on.
+            crate::preempt::set_breakpoint(&th.task, None)?;
+            return Err(Error::Watchpoint {
+                tid: th.task.tid,
+                slot,
+            });
+        }
+        Ok(())
+    }
+
     /// Resumes `th` with `mode` (and `sig`) and returns its next stop, running on the
     /// way the untraced calls it makes (see [`Replayer::untraced`]).
     fn resume_to_next(&mut self, th: &mut RThread, mode: Resume, sig: i32) -> Result<Stop> {
         let mut sig = sig;
+        if th.watch_generation != self.watches.generation {
+            self.watches.apply(&th.task)?;
+            th.watch_generation = self.watches.generation;
+        }
         let mut first = if self.bps.is_empty() {
             None
         } else {
             self.step_over_breakpoint(th, mode, &mut sig)?
         };
+        if first.is_none() && self.watches.any() {
+            // The stepped-over instruction may have triggered one.
+            self.check_watchpoint_hit(th)?;
+        }
         loop {
             let stop = match first.take() {
                 Some(stop) => stop,
@@ -164,6 +190,9 @@ impl Replayer<'_> {
             };
             if stop == Stop::Signal(libc::SIGTRAP) && !self.bps.is_empty() {
                 self.check_breakpoint_hit(th)?;
+            }
+            if stop == Stop::Signal(libc::SIGTRAP) && self.watches.any() {
+                self.check_watchpoint_hit(th)?;
             }
             if stop != Stop::Syscall || self.untraced.is_empty() {
                 return Ok(stop);

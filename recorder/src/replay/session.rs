@@ -52,6 +52,15 @@ pub enum SessionStop {
         /// The breakpoint's address.
         addr: u64,
     },
+    /// Thread `tid` triggered the debugger's watchpoint `slot` (see
+    /// [`ReplaySession::set_watchpoint`]); the access has happened, `rip` is after the
+    /// instruction that made it.
+    Watchpoint {
+        /// Recorded tid of the thread.
+        tid: i32,
+        /// Which watchpoint.
+        slot: usize,
+    },
     /// Thread `tid` ran one instruction (a `syscall` instruction with its recorded
     /// effects).
     Stepped {
@@ -197,6 +206,7 @@ impl<'a> ReplaySession<'a> {
             over: false,
             summary: None,
             bps: Default::default(),
+            watches: Default::default(),
         };
         let started = r.start(&first).and_then(|_| r.next_event());
         match started {
@@ -267,6 +277,10 @@ impl<'a> ReplaySession<'a> {
             Err(Error::Breakpoint { tid: real, addr }) => Ok(SessionStop::Breakpoint {
                 tid: self.recorded_tid(real).unwrap_or(tid),
                 addr,
+            }),
+            Err(Error::Watchpoint { tid: real, slot }) => Ok(SessionStop::Watchpoint {
+                tid: self.recorded_tid(real).unwrap_or(tid),
+                slot,
             }),
             Err(e @ Error::Divergence { .. }) => {
                 self.fail();
@@ -345,6 +359,7 @@ impl<'a> ReplaySession<'a> {
         self.r.threads.insert(tid, th);
         match stepped {
             Ok(Instruction::Ran) => Ok(SessionStop::Stepped { tid }),
+            Ok(Instruction::Watched(slot)) => Ok(SessionStop::Watchpoint { tid, slot }),
             // A syscall, or a trap the event replays (rdtsc, cpuid, a fault): its event
             // runs the instruction again.
             Ok(Instruction::Event) => loop {
@@ -362,6 +377,48 @@ impl<'a> ReplaySession<'a> {
                 Err(e)
             }
         }
+    }
+
+    /// Whether [`ReplaySession::single_step`] of `tid` would run one of its
+    /// instructions right away, with no event replayed first (its next event is its own
+    /// and runs its code, and it does not stand at a preemption point).
+    pub fn can_step(&mut self, tid: i32) -> Result<bool> {
+        self.check_open()?;
+        let Some(ev) = self.r.pending.as_ref() else {
+            return Ok(false);
+        };
+        let own = ev.tid() == tid && !matches!(ev, Event::Exit { .. });
+        Ok(own
+            && self.r.threads.contains_key(&tid)
+            && !self.r.runs_no_code(ev)
+            && !self.r.at_preemption_point(tid)?)
+    }
+
+    /// Arms (`Some`) or disarms (`None`) the debugger's watchpoint `slot`
+    /// (`0..watch::SLOTS`, debug registers DR1 to DR3) on every thread. A thread that
+    /// triggers it stops the session with [`SessionStop::Watchpoint`].
+    pub fn set_watchpoint(
+        &mut self,
+        slot: usize,
+        watch: Option<super::watch::Watchpoint>,
+    ) -> Result<()> {
+        if slot >= super::watch::SLOTS {
+            return Err(Error::Unsupported {
+                what: format!("watchpoint slot {slot}"),
+                hint: format!("a session has {} watchpoints", super::watch::SLOTS),
+            });
+        }
+        if let Some(w) = watch {
+            if !matches!(w.len, 1 | 2 | 4 | 8) || w.addr % w.len as u64 != 0 {
+                return Err(Error::Unsupported {
+                    what: format!("a watchpoint of {} bytes at {:#x}", w.len, w.addr),
+                    hint: "watch 1, 2, 4 or 8 bytes aligned to their size".into(),
+                });
+            }
+        }
+        self.r.watches.slots[slot] = watch;
+        self.r.watches.generation += 1;
+        Ok(())
     }
 
     /// The threads of the replayed program, by recorded tid.
@@ -478,6 +535,8 @@ pub(super) enum Instruction {
     Ran,
     /// The instruction is a syscall or trapped: its event runs it.
     Event,
+    /// The instruction ran and triggered the debugger's watchpoint in this slot.
+    Watched(usize),
 }
 
 impl Replayer<'_> {
@@ -539,11 +598,21 @@ impl Replayer<'_> {
             self.stats.untraced += 1;
             return Ok(Instruction::Ran);
         }
+        if th.watch_generation != self.watches.generation {
+            self.watches.apply(&th.task)?;
+            th.watch_generation = self.watches.generation;
+        }
         self.bps.lift(th.tgid, regs.rip, &mut th.task)?;
         let sig = std::mem::take(&mut th.signal);
         let stepped = super::single_step(&th.task, sig);
         self.bps.rearm(th.tgid, regs.rip, &mut th.task)?;
         Ok(match stepped? {
+            Stop::Signal(libc::SIGTRAP) if self.watches.any() => {
+                match self.watches.triggered(&th.task)? {
+                    Some(slot) => Instruction::Watched(slot),
+                    None => Instruction::Ran,
+                }
+            }
             Stop::Signal(libc::SIGTRAP) => Instruction::Ran,
             _ => Instruction::Event,
         })

@@ -282,6 +282,9 @@ pub(super) struct RThread {
     /// interrupted it must be delivered under that mask (see
     /// [`Replayer::deliver_under_temporary_mask`]).
     pub(super) temporary_mask: Option<u64>,
+    /// The generation of the debugger's watchpoints its debug registers hold
+    /// ([`super::watch::Watches`]).
+    pub(super) watch_generation: u64,
 }
 
 impl RThread {
@@ -294,6 +297,7 @@ impl RThread {
             in_fork: None,
             next_shared: None,
             temporary_mask: None,
+            watch_generation: 0,
         }
     }
 }

@@ -1,0 +1,562 @@
+//! Debugging a captured run with real gdb: `cargo-chaos replay TRACE --gdb` launches
+//! gdb in batch mode on a script (`--gdb-arg`), and the tests assert on what gdb
+//! prints. The C fixtures print the nondeterministic values they use; gdb must show the
+//! recorded ones, going forwards and backwards.
+
+#[path = "e2e/common.rs"]
+#[allow(dead_code, unused_imports)]
+mod common;
+
+use std::path::Path;
+
+use common::{chaos_cmd, fixture, record, run, temp, Run};
+
+/// Runs `cargo-chaos replay TRACE --gdb [start...]` with gdb running `script`.
+fn gdb(trace: &Path, start: &[&str], script: &str) -> Run {
+    let dir = temp();
+    let file = dir.path().join("script.gdb");
+    std::fs::write(&file, script).unwrap();
+    let mut cmd = chaos_cmd(&[]);
+    cmd.arg("replay")
+        .arg(trace)
+        .arg("--gdb")
+        .arg("--quiet")
+        .args(start)
+        .args(["--gdb-arg=-batch", "--gdb-arg=-nx", "--gdb-arg=-x"])
+        .arg(format!("--gdb-arg={}", file.display()));
+    run(&mut cmd)
+}
+
+/// `cargo replay-artifact ARCHIVE --gdb`: the archive alone (its binaries, under their
+/// recorded paths) is enough for gdb to stop on the function, show the recorded
+/// arguments and go back to the earlier call.
+#[test]
+fn replay_artifact_serves_an_archive_to_gdb() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let archive = dir.path().join("captured.chaos.tar.zst");
+    let packed = run(chaos_cmd(&[])
+        .arg("pack")
+        .arg(&rec.trace)
+        .arg("-o")
+        .arg(&archive));
+    assert_eq!(packed.status, 0, "{}", packed.show());
+    let script = dir.path().join("script.gdb");
+    std::fs::write(
+        &script,
+        "break target\ncontinue\ncontinue\np a\nreverse-continue\np a\ninfo sharedlibrary\n",
+    )
+    .unwrap();
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cargo-replay-artifact"))
+            .arg("replay-artifact")
+            .arg(&archive)
+            .arg("--quiet")
+            .arg("--gdb")
+            .args(["--gdb-arg=-batch", "--gdb-arg=-nx", "--gdb-arg=-x"])
+            .arg(format!("--gdb-arg={}", script.display()))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .stdin(std::process::Stdio::null()),
+    );
+    let text = all(&out);
+    assert_eq!(out.status, 0, "{}", out.show());
+    let printed = calls(&rec.program.stdout_str());
+    assert_eq!(
+        values(&out.stdout_str()),
+        [printed[1].0.to_string(), printed[0].0.to_string()],
+        "{text}"
+    );
+    // libc comes from the archive (linked under its soname), not from the host.
+    let libc = text
+        .lines()
+        .find(|l| l.contains("libc.so.6"))
+        .unwrap_or_else(|| panic!("no libc in the library list: {text}"));
+    assert!(libc.contains("chaos-gdb-"), "{libc}");
+}
+
+/// gdb's machine interface, what IDEs drive (`gdb --interpreter=mi`, commands on its
+/// standard input): breakpoint stops forwards and backwards, with the recorded values.
+#[test]
+fn the_machine_interface_reverse_continues_too() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let commands = dir.path().join("commands.mi");
+    std::fs::write(
+        &commands,
+        "-break-insert target\n-exec-continue\n-exec-continue\n-data-evaluate-expression a\n\
+         -exec-continue --reverse\n-data-evaluate-expression a\n-gdb-exit\n",
+    )
+    .unwrap();
+    let mut cmd = chaos_cmd(&[]);
+    cmd.arg("replay")
+        .arg(&rec.trace)
+        .args([
+            "--quiet",
+            "--gdb",
+            "--gdb-arg=--interpreter=mi",
+            "--gdb-arg=-nx",
+        ])
+        .stdin(std::fs::File::open(&commands).unwrap());
+    let out = run(&mut cmd);
+    let text = all(&out);
+    let hits = text
+        .lines()
+        .filter(|l| l.starts_with("*stopped,reason=\"breakpoint-hit\""))
+        .count();
+    assert_eq!(hits, 3, "two forwards, one backwards: {text}");
+    let printed = calls(&rec.program.stdout_str());
+    let evaluated: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("^done,value=\""))
+        .map(|v| v.trim_end_matches('"'))
+        .collect();
+    assert_eq!(
+        evaluated,
+        [printed[1].0.to_string(), printed[0].0.to_string()],
+        "{text}"
+    );
+}
+
+/// The `(a, b)` of each "call N: target(a, b)" line of breakpoint_target.
+fn calls(out: &str) -> Vec<(u64, u64)> {
+    out.lines()
+        .filter_map(|l| {
+            let args = l.split_once("target(")?.1.strip_suffix(')')?;
+            let (a, b) = args.split_once(", ")?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect()
+}
+
+/// What gdb printed, both streams (in batch mode the `monitor` replies go to stderr).
+fn all(out: &Run) -> String {
+    out.stdout_str() + &out.stderr_str()
+}
+
+/// gdb's `$N = V` lines, values only.
+fn values(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.starts_with('$'))
+        .filter_map(|l| Some(l.split_once(" = ")?.1.to_string()))
+        .collect()
+}
+
+fn when_lines(out: &str) -> Vec<u64> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("Current event: ")?.trim().parse().ok())
+        .collect()
+}
+
+/// A breakpoint on a function of the program shows the arguments it printed; going
+/// back with reverse-continue shows the earlier call's, and the start of the
+/// recording ends the way back. The same positions every time.
+#[test]
+fn breakpoints_forwards_then_reverse_continue_to_the_earlier_calls() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let printed = calls(&rec.program.stdout_str());
+    assert_eq!(printed.len(), 5);
+    let script = "\
+break target
+continue
+continue
+continue
+p a
+p b
+bt
+monitor when
+reverse-continue
+p a
+p b
+monitor when
+reverse-continue
+p a
+reverse-continue
+monitor when
+continue
+p a
+";
+    let mut first: Option<String> = None;
+    for round in 0..2 {
+        let out = gdb(&rec.trace, &[], script);
+        let text = out.show();
+        assert_eq!(out.status, 0, "{text}");
+        let v = values(&out.stdout_str());
+        let want: Vec<String> = [
+            printed[2].0,
+            printed[2].1,
+            printed[1].0,
+            printed[1].1,
+            printed[0].0,
+            printed[0].0,
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+        assert_eq!(v, want, "{text}");
+        assert!(text.contains(" in main ("), "bt shows the caller: {text}");
+        assert!(
+            text.contains("No more reverse-execution history"),
+            "the way back ends at the start: {text}"
+        );
+        let when = when_lines(&all(&out));
+        assert_eq!(when.len(), 3, "{text}");
+        assert!(when[0] > when[1], "{when:?}");
+        // Repeatable: the second session prints exactly what the first did.
+        let shown = format!("{v:?} {when:?}");
+        match &first {
+            None => first = Some(shown),
+            Some(f) => assert_eq!(f, &shown, "round {round}"),
+        }
+    }
+}
+
+/// The lines of gdb_threads' output: (thread number, tid, value stored).
+fn stores(out: &str) -> Vec<(u64, u64, i64)> {
+    out.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("thread ")?;
+            let (n, rest) = rest.split_once(" (tid ")?;
+            let (tid, rest) = rest.split_once(") stored ")?;
+            Some((n.parse().ok()?, tid.parse().ok()?, rest.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A watchpoint going backwards from the end, in code not built with `--instrument`
+/// and with two threads: each reverse-continue stops just before the previous store,
+/// on the thread that made it (the value is the one before the store); continue goes
+/// forward over the store again.
+#[test]
+fn a_watchpoint_in_reverse_finds_each_earlier_store_on_its_thread() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("gdb_threads"), &[]);
+    let s = stores(&rec.program.stdout_str());
+    assert_eq!(s.len(), 6, "{}", rec.program.stdout_str());
+    let script = "\
+watch shared
+reverse-continue
+p shared
+p id
+thread
+reverse-continue
+p shared
+p id
+thread
+reverse-continue
+p shared
+continue
+p shared
+";
+    let out = gdb(&rec.trace, &["--gdb-at-end"], script);
+    let text = out.show();
+    assert_eq!(out.status, 0, "{text}");
+    let v = values(&out.stdout_str());
+    let want: Vec<String> = vec![
+        s[4].2.to_string(), // before the last store
+        s[5].0.to_string(), // by the last storer
+        s[3].2.to_string(),
+        s[4].0.to_string(),
+        s[2].2.to_string(),
+        s[3].2.to_string(), // forward over the store of s[3]
+    ];
+    assert_eq!(v, want, "{text}");
+    // gdb names threads by their recorded tids: the stops are on the storers.
+    let current: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("[Current thread is"))
+        .collect();
+    assert_eq!(current.len(), 2, "{text}");
+    assert!(
+        current[0].contains(&format!("(Thread 1.{})", s[5].1)),
+        "{text}"
+    );
+    assert!(
+        current[1].contains(&format!("(Thread 1.{})", s[4].1)),
+        "{text}"
+    );
+    assert!(text.contains("Hardware watchpoint 1: shared"), "{text}");
+}
+
+/// Stepping back: from a stop reached by `continue`, N reverse-stepi land where a
+/// fresh session run forward to the same stop lands after N fewer stepi: same
+/// registers, same position.
+#[test]
+fn reverse_stepi_retraces_forward_stepi_exactly() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let fwd = "\
+break target
+continue
+continue
+stepi
+info registers rip rsp rax rdi
+monitor where
+stepi
+stepi
+stepi
+info registers rip rsp rax rdi
+monitor when
+";
+    let back = "\
+break target
+continue
+continue
+stepi
+stepi
+stepi
+stepi
+info registers rip rsp rax rdi
+reverse-stepi
+reverse-stepi
+reverse-stepi
+info registers rip rsp rax rdi
+monitor where
+monitor when
+";
+    let regs = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| {
+                ["rip ", "rsp ", "rax ", "rdi "]
+                    .iter()
+                    .any(|r| l.starts_with(r))
+            })
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let f = gdb(&rec.trace, &[], fwd);
+    let b = gdb(&rec.trace, &[], back);
+    let (ft, bt) = (all(&f), all(&b));
+    let (fr, br) = (regs(&ft), regs(&bt));
+    assert_eq!(fr.len(), 8, "{}", f.show());
+    assert_eq!(br.len(), 8, "{}", b.show());
+    assert_eq!(fr[4..], br[..4], "four steps forward agree:\n{ft}\n{bt}");
+    assert_eq!(
+        fr[..4],
+        br[4..],
+        "three steps back land on step one:\n{ft}\n{bt}"
+    );
+    let where_line = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("event "))
+            .map(str::to_string)
+    };
+    assert_eq!(where_line(&ft), where_line(&bt), "the same position");
+    assert_eq!(when_lines(&ft), when_lines(&bt));
+}
+
+/// gdb's line-level reverse commands, built from reverse steps and reverse-continue:
+/// `reverse-finish` from inside `target` lands in `main` at the call; `reverse-next`
+/// from after the call goes back over it to the line before without entering it.
+#[test]
+fn reverse_finish_and_reverse_next_stay_in_the_caller() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let script = "\
+break target
+continue
+continue
+reverse-finish
+frame
+delete
+next
+reverse-next
+frame
+reverse-next
+frame
+";
+    let out = gdb(&rec.trace, &[], script);
+    let text = all(&out);
+    assert_eq!(out.status, 0, "{}", out.show());
+    let frames: Vec<&str> = text.lines().filter(|l| l.starts_with("#0 ")).collect();
+    assert_eq!(frames.len(), 3, "{text}");
+    for f in &frames {
+        assert!(f.contains(" main ("), "in the caller: {f}\n{text}");
+    }
+    // The line of main's call (the fixture's last `sum += target(a, b);`).
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/c/breakpoint_target.c"),
+    )
+    .unwrap();
+    let call = source
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("sum += target(a, b);"))
+        .map(|(i, _)| i as u32 + 1)
+        .last()
+        .unwrap();
+    let line = |f: &str| -> u32 { f.rsplit(':').next().unwrap().trim().parse().unwrap() };
+    assert_eq!(
+        line(frames[0]),
+        call,
+        "reverse-finish stops at the call: {text}"
+    );
+    assert_eq!(
+        line(frames[1]),
+        call,
+        "back to the call's line, over the call: {text}"
+    );
+    assert!(line(frames[2]) < call, "over the call, not into it: {text}");
+    assert!(!text.contains("#0  target"), "{text}");
+}
+
+/// `monitor when` names the event `cargo chaos dump` shows at that point;
+/// `monitor goto N` then `monitor when` prints N; `--gdb-at-event` starts there.
+#[test]
+fn monitor_when_and_goto_agree_with_dump() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let dump = run(chaos_cmd(&[]).arg("dump").arg(&rec.trace)).stdout_str();
+    // The boundary before event N: a break on `write` stops inside the first printf's
+    // write, whose event is the first `syscall write` of the dump.
+    let first_write: u64 = dump
+        .lines()
+        .find(|l| l.contains("syscall write(0x1"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("a write in the dump");
+    let out = gdb(
+        &rec.trace,
+        &[],
+        "set breakpoint pending on\nbreak write\ncontinue\nmonitor when\nmonitor goto 5\nmonitor when\nmonitor goto 100000\n",
+    );
+    let text = out.show();
+    assert_eq!(when_lines(&all(&out)), [first_write, 5], "{text}");
+    assert!(text.contains("outside the recording"), "{text}");
+    let out = gdb(&rec.trace, &["--gdb-at-event", "7"], "monitor when\n");
+    assert_eq!(when_lines(&all(&out)), [7], "{}", out.show());
+}
+
+/// `--events` prefixes each line with the number of the event that wrote it: the
+/// dump shows a write of that line at that number.
+#[test]
+fn events_flag_numbers_each_line_with_its_write_event() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let out = run(chaos_cmd(&[]).arg("replay").arg("--events").arg(&rec.trace));
+    assert_eq!(out.status, 0, "{}", out.show());
+    let dump = run(chaos_cmd(&[]).arg("dump").arg(&rec.trace)).stdout_str();
+    let lines: Vec<String> = out.stdout_str().lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 6, "{}", out.show());
+    for (line, plain) in lines.iter().zip(rec.program.stdout_str().lines()) {
+        let (n, rest) = line
+            .strip_prefix("[event ")
+            .and_then(|l| l.split_once("] "))
+            .unwrap_or_else(|| panic!("no event number: {line}"));
+        assert_eq!(rest, plain);
+        let ev = dump
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(n))
+            .unwrap_or_else(|| panic!("event {n} not in the dump"));
+        assert!(
+            ev.contains("syscall write(0x1"),
+            "event {n} is a write: {ev}"
+        );
+    }
+}
+
+/// `--gdb-server` serves until gdb kills the program: a gdb that detaches and a
+/// second one that connects find the session where the first left it.
+#[test]
+fn a_second_gdb_finds_the_session_where_the_first_left_it() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let mut cmd = chaos_cmd(&[]);
+    cmd.arg("replay")
+        .arg(&rec.trace)
+        .arg("--quiet")
+        .arg("--gdb-server")
+        .arg("127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut server = cmd.spawn().unwrap();
+    let mut err = BufReader::new(server.stderr.take().unwrap());
+    let mut command = None;
+    let mut seen = String::new();
+    for _ in 0..50 {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.starts_with("gdb ") || line.contains("gdb -q") {
+            command = Some(line.trim().to_string());
+            break;
+        }
+    }
+    let command = command.unwrap_or_else(|| panic!("no gdb command line printed:\n{seen}"));
+    assert!(seen.contains("127.0.0.1:"), "{seen}");
+    let session = |extra: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{command} -batch -nx {extra}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let one = session(
+        "-ex 'break target' -ex continue -ex continue -ex 'p a' -ex 'monitor when' -ex detach",
+    );
+    let two = session("-ex 'p a' -ex 'monitor when' -ex kill");
+    let printed = calls(&rec.program.stdout_str());
+    assert_eq!(values(&one), [printed[1].0.to_string()], "{one}");
+    assert_eq!(values(&two), [printed[1].0.to_string()], "{one}\n{two}");
+    assert_eq!(when_lines(&one), when_lines(&two), "{one}\n{two}");
+    let status = server.wait().unwrap();
+    assert!(
+        status.success(),
+        "the server ends when gdb kills the program"
+    );
+}
+
+#[path = "threads/suite.rs"]
+#[allow(dead_code)]
+mod suite;
+
+/// An unmodified libtest binary whose test panics (the Rust fixture crate): a
+/// breakpoint on `rust_panic` is hit on the test's thread, the backtrace shows the test
+/// function and the recorded value in the panicking frame, libtest's threads are
+/// listed, and reverse-continue goes back from there.
+#[test]
+fn rust_panic_breakpoint_shows_the_test_and_its_recorded_value() {
+    let dir = temp();
+    let exe = suite::suite().test("panic");
+    let rec = common::RecordSpec::new(exe, dir.path().join("trace"))
+        .args(["panics_with_a_backtrace"])
+        .configure(|c| {
+            c.env("RUST_BACKTRACE", "0");
+        })
+        .record();
+    assert_eq!(rec.program.status, 101, "{}", rec.program.show());
+    let value = all(&rec.program)
+        .lines()
+        .find_map(|l| {
+            l.split_once("deliberate failure with value ")
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no panic message: {}", rec.program.show()));
+    let script = "\
+set breakpoint pending on
+break rust_panic
+continue
+bt
+info threads
+reverse-continue
+monitor when
+";
+    let out = gdb(&rec.trace, &[], script);
+    let text = all(&out);
+    assert_eq!(out.status, 0, "{}", out.show());
+    assert!(text.contains("rust_panic ()"), "{text}");
+    assert!(
+        text.contains("panic::panics_with_a_backtrace () at tests/panic.rs:"),
+        "the test function in the backtrace: {text}"
+    );
+    assert!(
+        text.contains(&format!("panic::innermost (value={value})")),
+        "the recorded value {value} in the panicking frame: {text}"
+    );
+    let threads = text.lines().filter(|l| l.contains("Thread 1.")).count();
+    assert!(threads >= 2, "libtest's main thread and the test's: {text}");
+    assert!(text.contains("No more reverse-execution history"), "{text}");
+}

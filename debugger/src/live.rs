@@ -1,0 +1,180 @@
+//! The recorder's [`ReplaySession`] as the debugger's [`Session`].
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use recorder::output::Stream;
+use recorder::ptrace::{FpuState, Regs};
+use recorder::replay::watch::Watchpoint;
+use recorder::replay::{ReplayOptions, ReplaySession, SessionStop};
+
+use crate::backend::{Opener, Session, Stop, Watch, WatchKind};
+
+/// Where the replayed program's output goes while it is debugged.
+pub type Output = Rc<dyn Fn(Stream, &[u8])>;
+
+/// Opens sessions of one trace. The program's output is passed on once: a write is
+/// shown the first time the replay reaches its event, not again when going backwards
+/// re-runs it.
+pub struct TraceOpener {
+    path: PathBuf,
+    end: u64,
+    output: Output,
+    /// Events whose output was shown: those before this number.
+    shown: Rc<Cell<u64>>,
+}
+
+impl TraceOpener {
+    /// Sessions of the trace at `path`, whose forward runs end at boundary `end`.
+    pub fn new(path: &Path, end: u64, output: Output) -> Self {
+        TraceOpener {
+            path: path.to_path_buf(),
+            end,
+            output,
+            shown: Rc::new(Cell::new(0)),
+        }
+    }
+}
+
+impl Opener for TraceOpener {
+    type Session = LiveSession;
+
+    fn open(&self) -> recorder::Result<LiveSession> {
+        let current = Rc::new(Cell::new(0u64));
+        let (c1, c2, shown, output) = (
+            current.clone(),
+            current,
+            self.shown.clone(),
+            self.output.clone(),
+        );
+        let options = ReplayOptions {
+            // The observer is called at every syscall event before its output.
+            observer: Box::new(move |_, event| c1.set(event)),
+            sink: Box::new(move |stream, data| {
+                let event = c2.get();
+                if event >= shown.get() {
+                    output(stream, data);
+                    shown.set(event + 1);
+                }
+            }),
+        };
+        let s = ReplaySession::open(&self.path, options)?;
+        let root = s.threads().first().map_or(0, |t| t.tgid);
+        Ok(LiveSession { s, root })
+    }
+
+    fn end(&self) -> u64 {
+        self.end
+    }
+}
+
+/// A replay session of the recorder.
+pub struct LiveSession {
+    s: ReplaySession<'static>,
+    /// The process gdb debugs: the first one (recorded tgid).
+    root: i32,
+}
+
+impl LiveSession {
+    fn map(&self, stop: SessionStop) -> recorder::Result<Stop> {
+        Ok(match stop {
+            SessionStop::Event(_) => Stop::Event,
+            SessionStop::Breakpoint { tid, addr } => Stop::Breakpoint { tid, addr },
+            SessionStop::Watchpoint { tid, slot } => Stop::Watchpoint { tid, slot },
+            SessionStop::Stepped { tid } => Stop::Stepped { tid },
+            SessionStop::Exited { status, .. } => Stop::Exited(status),
+            SessionStop::Diverged(e) => return Err(e),
+        })
+    }
+
+    /// A thread of the debugged process, for reading its memory.
+    fn any_thread(&self) -> i32 {
+        let threads = self.threads();
+        self.running_thread()
+            .filter(|t| threads.contains(t))
+            .or_else(|| threads.first().copied())
+            .unwrap_or(0)
+    }
+}
+
+impl Session for LiveSession {
+    type Error = recorder::Error;
+
+    fn event_index(&self) -> u64 {
+        self.s.event_index()
+    }
+
+    fn resume(&mut self) -> recorder::Result<Stop> {
+        let stop = self.s.step_event()?;
+        self.map(stop)
+    }
+
+    fn single_step(&mut self) -> recorder::Result<Stop> {
+        let Some(tid) = self.running_thread() else {
+            return self.resume();
+        };
+        if !self.s.can_step(tid)? {
+            // An event that runs no code of the thread (a note, a signal queued, a
+            // blocked call completing, a preemption point reached): replayed alone.
+            return self.resume();
+        }
+        let stop = self.s.single_step(tid)?;
+        self.map(stop)
+    }
+
+    fn ready_to_step(&mut self) -> recorder::Result<bool> {
+        match self.running_thread() {
+            Some(tid) => self.s.can_step(tid),
+            None => Ok(false),
+        }
+    }
+
+    fn running_thread(&self) -> Option<i32> {
+        self.s.next_event_peek().map(|e| e.tid())
+    }
+
+    fn threads(&self) -> Vec<i32> {
+        // Only the debugged process's: gdb sees one process.
+        self.s
+            .threads()
+            .iter()
+            .filter(|t| t.tgid == self.root)
+            .map(|t| t.tid)
+            .collect()
+    }
+
+    fn regs(&mut self, tid: i32) -> recorder::Result<Regs> {
+        self.s.regs(tid)
+    }
+
+    fn fpu_state(&mut self, tid: i32) -> recorder::Result<FpuState> {
+        self.s.fpu_state(tid)
+    }
+
+    fn read_memory(&mut self, addr: u64, buf: &mut [u8]) -> recorder::Result<usize> {
+        let tid = self.any_thread();
+        let data = self.s.read_memory(tid, addr, buf.len())?;
+        buf[..data.len()].copy_from_slice(&data);
+        Ok(data.len())
+    }
+
+    fn insert_breakpoint(&mut self, addr: u64) -> recorder::Result<()> {
+        self.s.insert_breakpoint(addr)
+    }
+
+    fn remove_breakpoint(&mut self, addr: u64) -> recorder::Result<()> {
+        self.s.remove_breakpoint(addr).map(|_| ())
+    }
+
+    fn set_watchpoint(&mut self, slot: usize, watch: Option<Watch>) -> recorder::Result<()> {
+        self.s.set_watchpoint(
+            slot,
+            watch.map(|w| Watchpoint {
+                addr: w.addr,
+                len: w.len,
+                write_only: w.kind == WatchKind::Write,
+            }),
+        )
+    }
+}

@@ -1,0 +1,989 @@
+//! Positions in a replay, and going to any of them, forwards or backwards.
+//!
+//! The recording ran one thread at a time, so a replay is one line of execution: event
+//! boundaries, and between two boundaries the instructions of one thread. A
+//! [`Position`] names a point on that line exactly and repeatably without a hardware
+//! counter: a boundary (event number) plus the moves that lead from it to the point,
+//! each of which the replay reproduces identically: "run until the thread arrives at
+//! one of these breakpoints or triggers one of these watchpoints" (the same stop every
+//! time, since the thread's execution is the same every time) and "execute n
+//! instructions".
+//!
+//! Going backwards re-opens the replay and runs forward: to the target position
+//! directly when it is known (`monitor goto`, reverse-stepi), or first through a
+//! *forward pass* that notes every breakpoint or watchpoint stop up to the current
+//! position and then goes to the last one (reverse-continue). Without checkpoints each
+//! backward move costs a replay from the start up to the target; [`Stats`] counts the
+//! events re-executed.
+
+use std::collections::BTreeSet;
+
+use crate::backend::{Opener, Session, Stop, Watch, WATCH_SLOTS};
+use crate::errors::{Error, Result};
+
+/// One move from a boundary (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Move {
+    /// `times` times: run until the running thread arrives at one of `code` or
+    /// triggers one of `watches`.
+    RunTo {
+        /// Breakpoint addresses.
+        code: BTreeSet<u64>,
+        /// Watched ranges.
+        watches: Vec<Watch>,
+        /// How many such stops.
+        times: u64,
+    },
+    /// Execute this many instructions of the running thread.
+    Steps(u64),
+}
+
+/// A point of the replay: the boundary before event `event`, then `moves`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Number of the next event at the boundary the moves start from.
+    pub event: u64,
+    /// How to get from the boundary to the point.
+    pub moves: Vec<Move>,
+}
+
+impl Position {
+    /// The boundary before event `event`.
+    pub fn boundary(event: u64) -> Self {
+        Position {
+            event,
+            moves: Vec::new(),
+        }
+    }
+
+    fn push_run(&mut self, code: &BTreeSet<u64>, watches: &[Watch]) {
+        if let Some(Move::RunTo {
+            code: c,
+            watches: w,
+            times,
+        }) = self.moves.last_mut()
+        {
+            if c == code && w == watches {
+                *times += 1;
+                return;
+            }
+        }
+        self.moves.push(Move::RunTo {
+            code: code.clone(),
+            watches: watches.to_vec(),
+            times: 1,
+        });
+    }
+
+    fn push_steps(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(Move::Steps(s)) = self.moves.last_mut() {
+            *s += n;
+        } else {
+            self.moves.push(Move::Steps(n));
+        }
+    }
+
+    /// The position one move unit earlier (one step, or one run stop fewer), and the
+    /// unit removed; `None` at a boundary.
+    fn pop_unit(&self) -> Option<(Position, Move)> {
+        let mut prefix = self.clone();
+        let last = prefix.moves.pop()?;
+        let unit = match last {
+            Move::Steps(n) => {
+                prefix.push_steps(n - 1);
+                Move::Steps(1)
+            }
+            Move::RunTo {
+                code,
+                watches,
+                times,
+            } => {
+                if times > 1 {
+                    prefix.moves.push(Move::RunTo {
+                        code: code.clone(),
+                        watches: watches.clone(),
+                        times: times - 1,
+                    });
+                }
+                Move::RunTo {
+                    code,
+                    watches,
+                    times: 1,
+                }
+            }
+        };
+        Some((prefix, unit))
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "event {}", self.event)?;
+        for m in &self.moves {
+            match m {
+                Move::Steps(n) => write!(f, " +{n} instructions")?,
+                Move::RunTo { times, .. } => write!(f, " +{times} stops")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why the timeline stopped, for the stop reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// At a breakpoint.
+    Breakpoint {
+        /// The thread.
+        tid: i32,
+    },
+    /// At a watchpoint: after the access going forwards, just before it going
+    /// backwards.
+    Watch {
+        /// The thread.
+        tid: i32,
+        /// The watchpoint.
+        watch: Watch,
+    },
+    /// One instruction done.
+    Stepped {
+        /// The thread.
+        tid: i32,
+    },
+    /// The end of the recording: just before the last event (the program's exit).
+    End {
+        /// The thread that makes the last event.
+        tid: i32,
+    },
+    /// The beginning: nothing earlier to go to.
+    Begin {
+        /// The thread that runs first.
+        tid: i32,
+    },
+    /// Stopped because the user interrupted (Ctrl-C).
+    Interrupted {
+        /// The running thread.
+        tid: i32,
+    },
+    /// At a position reached by `goto`.
+    Arrived {
+        /// The running thread.
+        tid: i32,
+    },
+}
+
+/// Counters of the timeline's work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Replays opened (the first one included).
+    pub opened: u64,
+    /// Events replayed, by all replays.
+    pub events_replayed: u64,
+    /// Instructions single-stepped.
+    pub steps: u64,
+}
+
+/// A replay that can go to any position: the current session, where it stands, and
+/// the breakpoints and watchpoints the debugger has set.
+pub struct Timeline<O: Opener> {
+    opener: O,
+    session: O::Session,
+    here: Position,
+    start: u64,
+    end: u64,
+    /// Breakpoints the debugger wants.
+    pub breakpoints: BTreeSet<u64>,
+    /// Watchpoints the debugger wants.
+    pub watches: Vec<Watch>,
+    inserted: BTreeSet<u64>,
+    armed: [Option<Watch>; WATCH_SLOTS],
+    stats: Stats,
+}
+
+/// Asked between events during long runs; `true` stops the run (Ctrl-C in gdb).
+pub type Interrupt<'a> = dyn FnMut() -> bool + 'a;
+
+impl<O: Opener> Timeline<O> {
+    /// Opens the first session, at the start of the recording.
+    pub fn new(opener: O) -> Result<Self> {
+        let session = opener.open().map_err(Error::session)?;
+        let start = session.event_index();
+        let end = opener.end().max(start);
+        Ok(Timeline {
+            opener,
+            session,
+            here: Position::boundary(start),
+            start,
+            end,
+            breakpoints: BTreeSet::new(),
+            watches: Vec::new(),
+            inserted: BTreeSet::new(),
+            armed: [None; WATCH_SLOTS],
+            stats: Stats {
+                opened: 1,
+                ..Stats::default()
+            },
+        })
+    }
+
+    /// Where the replay stands.
+    pub fn position(&self) -> &Position {
+        &self.here
+    }
+
+    /// The event number of the current position (rr's `when`).
+    pub fn when(&self) -> u64 {
+        self.here.event
+    }
+
+    /// The first and last boundaries: just after the first exec, and just before the
+    /// last event.
+    pub fn bounds(&self) -> (u64, u64) {
+        (self.start, self.end)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The current session (registers, memory, threads).
+    pub fn session(&mut self) -> &mut O::Session {
+        &mut self.session
+    }
+
+    /// The thread to report a stop on: the running one when it belongs to the
+    /// debugged process, else any of that process.
+    pub fn current_thread(&self) -> i32 {
+        let threads = self.session.threads();
+        self.session
+            .running_thread()
+            .filter(|t| threads.contains(t))
+            .or_else(|| threads.first().copied())
+            .unwrap_or(1)
+    }
+
+    fn reopen(&mut self) -> Result<()> {
+        self.session = self.opener.open().map_err(Error::session)?;
+        self.stats.opened += 1;
+        self.inserted.clear();
+        self.armed = [None; WATCH_SLOTS];
+        self.here = Position::boundary(self.session.event_index());
+        Ok(())
+    }
+
+    /// Makes the session's breakpoints and watchpoints exactly these.
+    fn arm(&mut self, code: &BTreeSet<u64>, watches: &[Watch]) -> Result<()> {
+        if watches.len() > WATCH_SLOTS {
+            return Err(Error::TooManyWatchpoints {
+                wanted: watches.len(),
+            });
+        }
+        for a in self.inserted.difference(code).copied().collect::<Vec<_>>() {
+            self.session.remove_breakpoint(a).map_err(Error::session)?;
+            self.inserted.remove(&a);
+        }
+        for a in code
+            .difference(&self.inserted.clone())
+            .copied()
+            .collect::<Vec<_>>()
+        {
+            self.session.insert_breakpoint(a).map_err(Error::session)?;
+            self.inserted.insert(a);
+        }
+        for slot in 0..WATCH_SLOTS {
+            let want = watches.get(slot).copied();
+            if self.armed[slot] != want {
+                self.session
+                    .set_watchpoint(slot, want)
+                    .map_err(Error::session)?;
+                self.armed[slot] = want;
+            }
+        }
+        Ok(())
+    }
+
+    /// One `resume` of the session with these breakpoints and watchpoints, keeping
+    /// `here` up to date.
+    fn resume_once(&mut self, code: &BTreeSet<u64>, watches: &[Watch]) -> Result<Stop> {
+        self.arm(code, watches)?;
+        let before = self.session.event_index();
+        let stop = self.session.resume().map_err(Error::session)?;
+        let after = self.session.event_index();
+        self.stats.events_replayed += after.saturating_sub(before);
+        match stop {
+            Stop::Event => self.here = Position::boundary(after),
+            Stop::Breakpoint { .. } | Stop::Watchpoint { .. } => {
+                if after != before {
+                    self.here = Position::boundary(after);
+                }
+                self.here.push_run(code, watches)
+            }
+            Stop::Stepped { .. } | Stop::Exited(_) => self.here = Position::boundary(after),
+        }
+        Ok(stop)
+    }
+
+    /// One instruction, keeping `here` up to date.
+    fn step_once(&mut self) -> Result<Stop> {
+        let before = self.session.event_index();
+        let stop = self.session.single_step().map_err(Error::session)?;
+        let after = self.session.event_index();
+        self.stats.steps += 1;
+        self.stats.events_replayed += after.saturating_sub(before);
+        if after != before {
+            self.here = Position::boundary(after);
+        } else {
+            self.here.push_steps(1);
+        }
+        Ok(stop)
+    }
+
+    fn watch_of(&self, slot: usize) -> Option<Watch> {
+        self.armed.get(slot).copied().flatten()
+    }
+
+    fn user_sets(&self) -> (BTreeSet<u64>, Vec<Watch>) {
+        (self.breakpoints.clone(), self.watches.clone())
+    }
+
+    /// Runs forward until a breakpoint, a watchpoint, the end of the recording, or an
+    /// interrupt.
+    pub fn resume_forward(&mut self, interrupt: &mut Interrupt<'_>) -> Result<Outcome> {
+        let (code, watches) = self.user_sets();
+        loop {
+            if self.here.moves.is_empty() && self.here.event >= self.end {
+                return Ok(Outcome::End {
+                    tid: self.current_thread(),
+                });
+            }
+            match self.resume_once(&code, &watches)? {
+                Stop::Event => {
+                    if interrupt() {
+                        return Ok(Outcome::Interrupted {
+                            tid: self.current_thread(),
+                        });
+                    }
+                }
+                Stop::Breakpoint { tid, .. } => return Ok(Outcome::Breakpoint { tid }),
+                Stop::Watchpoint { tid, slot } => {
+                    let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
+                        "a watchpoint in slot {slot}, which is not armed"
+                    )))?;
+                    return Ok(Outcome::Watch { tid, watch });
+                }
+                Stop::Stepped { tid } => return Ok(Outcome::Stepped { tid }),
+                Stop::Exited(how) => return Err(Error::Exited(how)),
+            }
+        }
+    }
+
+    /// Executes one instruction of thread `tid`: if another thread runs now, runs
+    /// forward until `tid` does (stopping at breakpoints on the way), then steps it.
+    pub fn step_forward(&mut self, tid: i32, interrupt: &mut Interrupt<'_>) -> Result<Outcome> {
+        let (code, watches) = self.user_sets();
+        loop {
+            if self.here.moves.is_empty() && self.here.event >= self.end {
+                return Ok(Outcome::End {
+                    tid: self.current_thread(),
+                });
+            }
+            let running = self.session.running_thread();
+            if !self.session.threads().contains(&tid) {
+                break;
+            }
+            if running == Some(tid) && self.session.ready_to_step().map_err(Error::session)? {
+                break;
+            }
+            match self.resume_once(&code, &watches)? {
+                Stop::Event => {
+                    if interrupt() {
+                        return Ok(Outcome::Interrupted {
+                            tid: self.current_thread(),
+                        });
+                    }
+                }
+                Stop::Breakpoint { tid, .. } => return Ok(Outcome::Breakpoint { tid }),
+                Stop::Watchpoint { tid, slot } => {
+                    let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
+                        "a watchpoint in slot {slot}, which is not armed"
+                    )))?;
+                    return Ok(Outcome::Watch { tid, watch });
+                }
+                Stop::Stepped { tid } => return Ok(Outcome::Stepped { tid }),
+                Stop::Exited(how) => return Err(Error::Exited(how)),
+            }
+        }
+        self.arm(&code, &watches)?;
+        let running = self.current_thread();
+        match self.step_once()? {
+            Stop::Watchpoint { tid, slot } => match self.watch_of(slot) {
+                Some(watch) => Ok(Outcome::Watch { tid, watch }),
+                None => Ok(Outcome::Stepped { tid }),
+            },
+            Stop::Stepped { tid } | Stop::Breakpoint { tid, .. } => Ok(Outcome::Stepped { tid }),
+            Stop::Event => Ok(Outcome::Stepped { tid: running }),
+            Stop::Exited(how) => Err(Error::Exited(how)),
+        }
+    }
+
+    /// Goes to `target`, re-opening the replay unless it lies ahead of a boundary where
+    /// the replay stands.
+    pub fn go_to(&mut self, target: &Position) -> Result<()> {
+        if target.event < self.start || target.event > self.end {
+            return Err(Error::NoSuchPosition(format!(
+                "event {} is outside the recording (events {} to {})",
+                target.event, self.start, self.end
+            )));
+        }
+        if !(self.here.moves.is_empty() && self.here.event <= target.event) {
+            self.reopen()?;
+        }
+        let none = BTreeSet::new();
+        while self.here.event < target.event || !self.here.moves.is_empty() {
+            match self.resume_once(&none, &[])? {
+                Stop::Event => {}
+                other => {
+                    return Err(Error::Bookkeeping(format!(
+                        "running to event {} stopped with {other:?}",
+                        target.event
+                    )))
+                }
+            }
+        }
+        for m in &target.moves {
+            match m {
+                Move::RunTo {
+                    code,
+                    watches,
+                    times,
+                } => {
+                    for _ in 0..*times {
+                        match self.resume_once(code, watches)? {
+                            Stop::Breakpoint { .. } | Stop::Watchpoint { .. } => {}
+                            other => {
+                                return Err(Error::Bookkeeping(format!(
+                                    "going to {target} met {other:?} instead of a breakpoint"
+                                )))
+                            }
+                        }
+                    }
+                }
+                Move::Steps(n) => {
+                    for _ in 0..*n {
+                        self.step_once()?;
+                        if self.here.moves.is_empty() {
+                            return Err(Error::Bookkeeping(format!(
+                                "going to {target}: a step crossed an event"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        debug_assert_eq!(&self.here, target);
+        Ok(())
+    }
+
+    /// Goes to the boundary before event `event` (`monitor goto`).
+    pub fn go_to_event(&mut self, event: u64) -> Result<Outcome> {
+        self.go_to(&Position::boundary(event))?;
+        Ok(Outcome::Arrived {
+            tid: self.current_thread(),
+        })
+    }
+
+    /// Goes back to the last breakpoint or watchpoint stop before the current position
+    /// (for a watchpoint: to just before the instruction that accessed the range), or
+    /// to the start when there is none.
+    pub fn reverse_continue(&mut self, interrupt: &mut Interrupt<'_>) -> Result<Outcome> {
+        let goal = self.here.clone();
+        let (user_code, user_watches) = self.user_sets();
+        self.reopen()?;
+        let mut last: Option<Found> = None;
+        // Up to the goal's boundary: every stop is a candidate.
+        while self.here.event < goal.event {
+            let from = self.here.clone();
+            match self.resume_once(&user_code, &user_watches)? {
+                Stop::Event => {
+                    if interrupt() {
+                        return Ok(Outcome::Interrupted {
+                            tid: self.current_thread(),
+                        });
+                    }
+                }
+                Stop::Breakpoint { tid, .. } => {
+                    last = Some(Found::At(self.here.clone(), tid, None));
+                }
+                Stop::Watchpoint { slot, .. } => {
+                    let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
+                        "a watchpoint in slot {slot}, which is not armed"
+                    )))?;
+                    last = Some(Found::BeforeTrigger(from, watch));
+                }
+                other => {
+                    return Err(Error::Bookkeeping(format!(
+                        "a forward pass to {goal} met {other:?}"
+                    )))
+                }
+            }
+        }
+        if self.here.event != goal.event {
+            return Err(Error::Bookkeeping(format!(
+                "a forward pass to {goal} went past it (at {})",
+                self.here
+            )));
+        }
+        // Within the goal's interval: the goal's own moves, with the user's breakpoints
+        // and watchpoints added; stops of the latter are candidates, the goal is not.
+        let total_units: u64 = goal
+            .moves
+            .iter()
+            .map(|m| match m {
+                Move::RunTo { times, .. } => *times,
+                Move::Steps(n) => *n,
+            })
+            .sum();
+        let mut done_units = 0u64;
+        for m in &goal.moves {
+            match m {
+                Move::RunTo {
+                    code,
+                    watches,
+                    times,
+                } => {
+                    let all_code: BTreeSet<u64> = code.union(&user_code).copied().collect();
+                    let mut all_watches = watches.clone();
+                    for w in &user_watches {
+                        if !all_watches.contains(w) {
+                            all_watches.push(*w);
+                        }
+                    }
+                    for _ in 0..*times {
+                        done_units += 1;
+                        loop {
+                            let from = self.here.clone();
+                            let stop = self.resume_once(&all_code, &all_watches)?;
+                            let is_goal = done_units == total_units;
+                            let (ends_move, candidate) = match stop {
+                                Stop::Breakpoint { tid, addr } => (
+                                    code.contains(&addr),
+                                    user_code
+                                        .contains(&addr)
+                                        .then(|| Found::At(self.here.clone(), tid, None)),
+                                ),
+                                Stop::Watchpoint { slot, .. } => {
+                                    let w = self.watch_of(slot);
+                                    (
+                                        w.is_some_and(|w| watches.contains(&w)),
+                                        w.filter(|w| user_watches.contains(w))
+                                            .map(|w| Found::BeforeTrigger(from, w)),
+                                    )
+                                }
+                                other => {
+                                    return Err(Error::Bookkeeping(format!(
+                                        "re-running to {goal} met {other:?}"
+                                    )))
+                                }
+                            };
+                            if let Some(c) = candidate {
+                                // A watchpoint's candidate lies before the stop, so it
+                                // counts even when the stop is the goal itself.
+                                if !(ends_move && is_goal) || matches!(c, Found::BeforeTrigger(..))
+                                {
+                                    last = Some(c);
+                                }
+                            }
+                            if ends_move {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Move::Steps(n) => {
+                    for _ in 0..*n {
+                        done_units += 1;
+                        let from = self.here.clone();
+                        let stop = self.step_once()?;
+                        if self.here.moves.is_empty() {
+                            return Err(Error::Bookkeeping(format!(
+                                "re-running to {goal}: a step crossed an event"
+                            )));
+                        }
+                        if let Stop::Watchpoint { slot, tid } = stop {
+                            if let Some(w) =
+                                self.watch_of(slot).filter(|w| user_watches.contains(w))
+                            {
+                                last = Some(Found::At(from, tid, Some(w)));
+                                continue;
+                            }
+                        }
+                        if done_units < total_units {
+                            let tid = self.current_thread();
+                            let rip = self.session.regs(tid).map_err(Error::session)?.rip;
+                            if user_code.contains(&rip) {
+                                last = Some(Found::At(self.here.clone(), tid, None));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        match last {
+            None => {
+                self.go_to(&Position::boundary(self.start))?;
+                Ok(Outcome::Begin {
+                    tid: self.current_thread(),
+                })
+            }
+            Some(Found::At(pos, tid, watch)) => {
+                self.go_to(&pos)?;
+                Ok(match watch {
+                    Some(watch) => Outcome::Watch { tid, watch },
+                    None => Outcome::Breakpoint { tid },
+                })
+            }
+            Some(Found::BeforeTrigger(from, watch)) => {
+                let pos = self.before_trigger(&from, watch)?;
+                self.go_to(&pos)?;
+                Ok(Outcome::Watch {
+                    tid: self.current_thread(),
+                    watch,
+                })
+            }
+        }
+    }
+
+    /// The position just before the instruction that triggers `watch` first after
+    /// `from`: goes to `from` and single-steps until the trigger.
+    fn before_trigger(&mut self, from: &Position, watch: Watch) -> Result<Position> {
+        self.go_to(from)?;
+        let code = BTreeSet::new();
+        self.arm(&code, &[watch])?;
+        let mut steps = 0u64;
+        loop {
+            let before = self.here.clone();
+            let stop = self.step_once()?;
+            steps += 1;
+            if let Stop::Watchpoint { .. } = stop {
+                tracing::debug!("watchpoint trigger {steps} instructions after {from}");
+                return Ok(before);
+            }
+            if self.here.moves.is_empty() {
+                return Err(Error::Bookkeeping(format!(
+                    "stepping from {from} to a watchpoint trigger crossed an event"
+                )));
+            }
+        }
+    }
+
+    /// Goes back one instruction.
+    pub fn reverse_step(&mut self) -> Result<Outcome> {
+        let here = self.here.clone();
+        let target = match here.pop_unit() {
+            Some((prefix, Move::Steps(_))) => prefix,
+            Some((prefix, Move::RunTo { code, watches, .. })) => {
+                // How many instructions the run took: step from its start until the
+                // same stop.
+                self.go_to(&prefix)?;
+                self.arm(&BTreeSet::new(), &watches)?;
+                let mut n = 0u64;
+                loop {
+                    let stop = self.step_once()?;
+                    n += 1;
+                    if self.here.moves.is_empty() {
+                        return Err(Error::Bookkeeping(format!(
+                            "stepping from {prefix} to {here} crossed an event"
+                        )));
+                    }
+                    let arrived = match stop {
+                        Stop::Watchpoint { slot, .. } => {
+                            self.watch_of(slot).is_some_and(|w| watches.contains(&w))
+                        }
+                        _ => {
+                            let tid = self.current_thread();
+                            let rip = self.session.regs(tid).map_err(Error::session)?.rip;
+                            code.contains(&rip)
+                        }
+                    };
+                    if arrived {
+                        break;
+                    }
+                }
+                let mut t = prefix;
+                t.push_steps(n - 1);
+                t
+            }
+            None => {
+                // The last instruction before this boundary: in the latest interval
+                // that ran code (events such as notes and queued signals run none).
+                let mut k = here.event;
+                loop {
+                    if k <= self.start {
+                        return Ok(Outcome::Begin {
+                            tid: self.current_thread(),
+                        });
+                    }
+                    k -= 1;
+                    let prev = Position::boundary(k);
+                    self.go_to(&prev)?;
+                    self.arm(&BTreeSet::new(), &[])?;
+                    let mut n = 0u64;
+                    while self.here.event == k {
+                        match self.step_once()? {
+                            Stop::Stepped { .. } | Stop::Watchpoint { .. } => n += 1,
+                            Stop::Event => break,
+                            other => {
+                                return Err(Error::Bookkeeping(format!(
+                                    "stepping through event {k} met {other:?}"
+                                )))
+                            }
+                        }
+                    }
+                    if n > 0 {
+                        let mut t = prev;
+                        t.push_steps(n - 1);
+                        break t;
+                    }
+                }
+            }
+        };
+        self.go_to(&target)?;
+        Ok(Outcome::Stepped {
+            tid: self.current_thread(),
+        })
+    }
+}
+
+/// A candidate stop of a forward pass.
+enum Found {
+    /// This exact position: a breakpoint arrival of this thread, or (with the
+    /// watchpoint) just before an instruction that triggered it.
+    At(Position, i32, Option<Watch>),
+    /// Just before the first trigger of this watchpoint after this position.
+    BeforeTrigger(Position, Watch),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::backend::WatchKind;
+    use crate::toy::{Insn, Program, ToyOpener};
+
+    const X: u64 = 0x1000;
+
+    fn op(rip: u64) -> Insn {
+        Insn { rip, write: None }
+    }
+
+    fn store(rip: u64, value: u64) -> Insn {
+        Insn {
+            rip,
+            write: Some((X, value)),
+        }
+    }
+
+    /// Three intervals, two threads; in each, a loop of three iterations storing a
+    /// counter at 0x20 and passing 0x30 (where the breakpoints go), then a syscall.
+    fn program() -> Rc<Program> {
+        let mut intervals = Vec::new();
+        let mut value = 0;
+        for b in 0..3u64 {
+            let mut insns = vec![op(0x10)];
+            for _ in 0..3 {
+                value += 1;
+                insns.push(store(0x20, value));
+                insns.push(op(0x30));
+                insns.push(op(0x38));
+            }
+            insns.push(op(0x40));
+            intervals.push((if b == 1 { 2 } else { 1 }, insns));
+        }
+        Rc::new(Program { intervals })
+    }
+
+    fn timeline() -> Timeline<ToyOpener> {
+        Timeline::new(ToyOpener(program())).unwrap()
+    }
+
+    fn x(t: &mut Timeline<ToyOpener>) -> u64 {
+        let mut b = [0u8; 8];
+        t.session().read_memory(X, &mut b).unwrap();
+        u64::from_le_bytes(b)
+    }
+
+    fn rip(t: &mut Timeline<ToyOpener>) -> u64 {
+        let tid = t.current_thread();
+        t.session().regs(tid).unwrap().rip
+    }
+
+    fn never() -> impl FnMut() -> bool {
+        || false
+    }
+
+    #[test]
+    fn reverse_continue_goes_to_the_earlier_hits_in_order_then_to_the_start() {
+        let mut t = timeline();
+        t.breakpoints.insert(0x30);
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let o = t.resume_forward(&mut never()).unwrap();
+            assert!(matches!(o, Outcome::Breakpoint { .. }), "{o:?}");
+            seen.push(x(&mut t));
+        }
+        assert_eq!(seen, [1, 2, 3, 4, 5]);
+        for want in [4, 3, 2, 1] {
+            let o = t.reverse_continue(&mut never()).unwrap();
+            assert!(matches!(o, Outcome::Breakpoint { .. }), "{o:?}");
+            assert_eq!((x(&mut t), rip(&mut t)), (want, 0x30));
+        }
+        assert!(matches!(
+            t.reverse_continue(&mut never()).unwrap(),
+            Outcome::Begin { .. }
+        ));
+        assert_eq!(t.position(), &Position::boundary(0));
+        // And forward again from there: the same stops.
+        t.resume_forward(&mut never()).unwrap();
+        assert_eq!(x(&mut t), 1);
+    }
+
+    #[test]
+    fn a_forward_run_stops_before_the_last_event() {
+        let mut t = timeline();
+        let o = t.resume_forward(&mut never()).unwrap();
+        assert!(matches!(o, Outcome::End { .. }), "{o:?}");
+        assert_eq!(t.when(), 3);
+        assert_eq!(x(&mut t), 9);
+    }
+
+    #[test]
+    fn a_reverse_watchpoint_stops_before_the_write_with_the_old_value() {
+        let mut t = timeline();
+        t.resume_forward(&mut never()).unwrap();
+        t.watches.push(Watch {
+            addr: X,
+            len: 8,
+            kind: WatchKind::Write,
+        });
+        for want in (1..=8).rev() {
+            let o = t.reverse_continue(&mut never()).unwrap();
+            assert!(matches!(o, Outcome::Watch { .. }), "{o:?}");
+            assert_eq!(
+                (x(&mut t), rip(&mut t)),
+                (want, 0x20),
+                "before the store of {}",
+                want + 1
+            );
+        }
+        // Forwards, the watchpoint stops after the store.
+        let o = t.resume_forward(&mut never()).unwrap();
+        assert!(matches!(o, Outcome::Watch { .. }), "{o:?}");
+        assert_eq!((x(&mut t), rip(&mut t)), (2, 0x30));
+    }
+
+    /// The position after a mixture of moves (a breakpoint added in the middle of an
+    /// interval, steps, runs) is found again exactly by reverse-stepi: each step back
+    /// equals a fresh replay run forward by one instruction fewer.
+    #[test]
+    fn reverse_step_retraces_exactly_what_forward_steps_did() {
+        let mut t = timeline();
+        t.breakpoints.insert(0x38);
+        t.resume_forward(&mut never()).unwrap();
+        let mut trail = vec![(t.position().clone(), rip(&mut t), x(&mut t))];
+        for _ in 0..2 {
+            let tid = t.current_thread();
+            t.step_forward(tid, &mut never()).unwrap();
+            trail.push((t.position().clone(), rip(&mut t), x(&mut t)));
+        }
+        t.breakpoints.insert(0x10);
+        // Runs to the next 0x38 (the 0x10 breakpoint is in the next interval).
+        t.resume_forward(&mut never()).unwrap();
+        trail.push((t.position().clone(), rip(&mut t), x(&mut t)));
+        for _ in 0..3 {
+            let tid = t.current_thread();
+            t.step_forward(tid, &mut never()).unwrap();
+            trail.push((t.position().clone(), rip(&mut t), x(&mut t)));
+        }
+        // Back through all of it, one instruction at a time; the intermediate points
+        // that were not stops are checked by a second timeline stepping forward.
+        let (end_pos, end_rip, end_x) = trail.last().cloned().unwrap();
+        assert_eq!((rip(&mut t), x(&mut t)), (end_rip, end_x));
+        let mut back = Vec::new();
+        for _ in 0..100 {
+            back.push((rip(&mut t), x(&mut t), t.position().clone()));
+            if t.position().event == 0 && t.position().moves.is_empty() {
+                break;
+            }
+            let o = t.reverse_step().unwrap();
+            assert!(matches!(o, Outcome::Stepped { .. }), "{o:?}");
+        }
+        assert!(back.len() < 100, "reverse-stepi never reached the start");
+        back.reverse();
+        let mut fresh = timeline();
+        for (i, (r, v, _)) in back.iter().enumerate() {
+            assert_eq!(
+                (rip(&mut fresh), x(&mut fresh)),
+                (*r, *v),
+                "instruction {i}"
+            );
+            if i + 1 < back.len() {
+                let tid = fresh.current_thread();
+                fresh.step_forward(tid, &mut never()).unwrap();
+            }
+        }
+        for (pos, r, v) in &trail {
+            assert!(
+                back.iter().any(|b| (b.0, b.1) == (*r, *v)),
+                "{pos} not retraced"
+            );
+        }
+        let _ = end_pos;
+    }
+
+    #[test]
+    fn reverse_step_from_a_boundary_lands_on_the_previous_interval_s_last_instruction() {
+        let mut t = timeline();
+        t.go_to_event(2).unwrap();
+        t.reverse_step().unwrap();
+        assert_eq!((rip(&mut t), x(&mut t), t.when()), (0x40, 6, 1));
+        assert_eq!(t.current_thread(), 2, "the thread of interval 1");
+    }
+
+    #[test]
+    fn goto_then_when_gives_the_event_and_bad_events_are_refused() {
+        let mut t = timeline();
+        t.go_to_event(2).unwrap();
+        assert_eq!(t.when(), 2);
+        assert_eq!(x(&mut t), 6);
+        t.go_to_event(1).unwrap();
+        assert_eq!(x(&mut t), 3);
+        assert!(matches!(t.go_to_event(9), Err(Error::NoSuchPosition(_))));
+    }
+
+    #[test]
+    fn stepping_a_thread_that_does_not_run_runs_forward_to_it() {
+        let mut t = timeline();
+        let o = t.step_forward(2, &mut never()).unwrap();
+        assert_eq!(o, Outcome::Stepped { tid: 2 });
+        assert_eq!((t.when(), rip(&mut t)), (1, 0x20));
+    }
+
+    #[test]
+    fn an_interrupt_stops_a_long_run_at_a_boundary() {
+        let mut t = timeline();
+        let mut n = 0;
+        let o = t
+            .resume_forward(&mut || {
+                n += 1;
+                n == 2
+            })
+            .unwrap();
+        assert!(matches!(o, Outcome::Interrupted { .. }));
+        assert_eq!(t.when(), 2);
+    }
+}
