@@ -6,8 +6,9 @@
 //!   times (default 300), until it fails;
 //! - *native, 1 core*: the same, pinned to one core (`sched_setaffinity` before exec);
 //! - *record-test, MODE*: `cargo record-test --test KIND --until-fail --max-runs MAX
-//!   --jobs 1 --seed S` with each scheduling mode this build offers (today: the default
-//!   serialized scheduler, and `--instrument`); the capture counts only if its replay
+//!   --jobs 1 --seed S` with each scheduling mode in [`MODES`] (the scheduler before
+//!   chaos mode, with and without `--instrument`; chaos alone; the default: chaos with
+//!   `--instrument auto`); the capture counts only if its replay
 //!   verified (`verified` in the `captured` message).
 //!
 //! Each cell is the median runs-to-failure over `CHAOS_CAPTURE_TRIALS` trials (default
@@ -46,7 +47,18 @@ const KINDS: &[(&str, &str)] = &[
 ];
 
 /// A scheduling mode of `cargo record-test`: its name in the table and its flags.
-const MODES: &[(&str, &[&str])] = &[("serialized", &[]), ("--instrument", &["--instrument"])];
+const MODES: &[(&str, &[&str])] = &[
+    (
+        "--chaos off --no-instrument (the scheduler before chaos mode)",
+        &["--chaos", "off", "--no-instrument"],
+    ),
+    (
+        "--chaos off --instrument",
+        &["--chaos", "off", "--instrument"],
+    ),
+    ("--no-instrument (chaos alone)", &["--no-instrument"]),
+    ("default (chaos, --instrument auto)", &[]),
+];
 
 /// Runs-to-failure of one trial, or `None` when no run failed within the limit.
 type Trial = Option<u64>;

@@ -46,9 +46,13 @@ pub struct RecordArgs {
     /// Where to write the trace (default: a new directory under the user's data dir).
     #[arg(long)]
     pub trace_dir: Option<PathBuf>,
-    /// Scheduler seed (default: random; printed and recorded).
+    /// Scheduler seed (default: random; recorded, and printed with `--chaos`).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Chaos scheduling (default: off, the default scheduler; `cargo record-test` hunts
+    /// with it on).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub chaos: Option<crate::record_test::args::ChaosArg>,
     /// Stop a hung program after this long (e.g. `30s`, `2m`); the trace is kept and
     /// marked as timed out.
     #[arg(long, value_parser = crate::duration::parse)]
@@ -181,13 +185,25 @@ fn record(a: RecordArgs) -> anyhow::Result<i32> {
     let (env, removed_env) = crate::env::program_env(&a.keep_env);
     let interrupter = recorder::record::Interrupter::new();
     crate::signals::interrupt_on_ctrl_c(interrupter.clone());
+    let chaos: recorder::sched::Chaos = a.chaos.map(Into::into).unwrap_or_default();
+    let seed = a.seed.unwrap_or_else(crate::record_test::seed_from_time);
+    if a.chaos.is_some() {
+        // Only when asked: without it stderr holds nothing of the recorder's but the
+        // last line.
+        eprintln!(
+            "chaos: seed {seed}, chaos {} ({})",
+            chaos.name(),
+            chaos.seed_note()
+        );
+    }
     let opts = recorder::record::RecordOptions {
         program: program.clone(),
         args: a.command[1..].to_vec(),
         env,
         removed_env,
         trace_dir: trace_dir.clone(),
-        seed: a.seed,
+        seed: Some(seed),
+        chaos,
         timeout: a.timeout,
         interrupter: Some(interrupter),
         capture_cache: recorder::trace::CaptureCache::for_user(),

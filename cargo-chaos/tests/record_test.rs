@@ -8,6 +8,7 @@
 mod record_test {
     pub mod common;
 
+    mod chaos;
     mod ci_examples;
     mod cli;
     mod concurrent;

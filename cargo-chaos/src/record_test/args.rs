@@ -107,9 +107,14 @@ pub struct CargoOptions {
     /// Build the tests with the recorder's tick counter (LLVM sanitizer coverage), into
     /// `<target dir>/chaos-instrumented`: threads of your crates that spin or compute
     /// without syscalls are then preempted at exact points, also between a load and a
-    /// store, and replay needs no breakpoints. Not passed to cargo.
-    #[arg(long)]
+    /// store, and replay needs no breakpoints. Not passed to cargo. Without it or
+    /// `--no-instrument`, a hunt starts with the normal build and, after a while without
+    /// a failure, gives every other run to the instrumented build.
+    #[arg(long, conflicts_with = "no_instrument")]
     pub instrument: bool,
+    /// Never use the instrumented build (see `--instrument`).
+    #[arg(long)]
+    pub no_instrument: bool,
 }
 
 impl CargoOptions {
@@ -188,6 +193,25 @@ impl CargoOptions {
             a.extend(["--target-dir".into(), d.display().to_string()]);
         }
         a
+    }
+}
+
+/// `--chaos on|off`: the scheduling policy of the recordings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChaosArg {
+    /// Chaos scheduling: seeded random priorities with change points, heavy-tailed time
+    /// slices and tick budgets, starvation of a ready thread.
+    On,
+    /// The default scheduler: a switch after one syscall in 16, 50 ms slices.
+    Off,
+}
+
+impl From<ChaosArg> for recorder::sched::Chaos {
+    fn from(c: ChaosArg) -> Self {
+        match c {
+            ChaosArg::On => recorder::sched::Chaos::On,
+            ChaosArg::Off => recorder::sched::Chaos::Off,
+        }
     }
 }
 
@@ -327,6 +351,9 @@ pub struct RecordTestArgs {
     /// Scheduler seed of the first run (later runs use seed + run number).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Chaos scheduling, to make races happen (`off`: the scheduler of earlier versions).
+    #[arg(long, value_enum, default_value_t = ChaosArg::On, value_name = "on|off")]
+    pub chaos: ChaosArg,
     /// Let these environment variables through even though they look secret (by name, or
     /// a password inside a URL in the value).
     #[arg(long = "keep-env", value_name = "NAME")]

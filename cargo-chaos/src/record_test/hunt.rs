@@ -66,6 +66,11 @@ pub struct HuntPlan {
     pub verify: bool,
     /// Seed of run 0; run n uses base + n.
     pub base_seed: u64,
+    /// The scheduling policy of every run.
+    pub chaos: recorder::sched::Chaos,
+    /// The number of the first run (a hunt in phases goes on counting; see
+    /// [`super::auto`]).
+    pub first_run: u64,
     /// Where runs are recorded: the hunt makes its own directory there (see
     /// [`super::hunt_dir`]) next to the capture cache that hunts share.
     pub runs_dir: PathBuf,
@@ -199,7 +204,7 @@ pub fn hunt(
             plan.runs_dir.display()
         )
     })?;
-    let next_run = AtomicU64::new(0);
+    let next_run = AtomicU64::new(plan.first_run);
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     // Each job's current recording, to stop them all at once.
@@ -408,6 +413,8 @@ fn one_run(
         trace_dir: dir.join("trace"),
         reuse_trace_dir: true,
         seed: Some(seed),
+        chaos: plan.chaos,
+        no_watchdog: false,
         cpu: Some(job.core),
         stdio: Stdio::Files {
             stdout: dir.join("stdout"),

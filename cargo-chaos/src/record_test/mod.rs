@@ -3,6 +3,7 @@
 
 pub mod annotations;
 pub mod args;
+pub mod auto;
 pub mod build;
 pub mod config;
 pub mod failures;
@@ -87,6 +88,7 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
         .map(regex::Regex::new)
         .transpose()
         .context("--fail-on is not a valid regular expression")?;
+    let instrument = auto::Instrument::from_options(&a.cargo);
     let built = build::build(&a.cargo)?;
     let chaos_dir = built.target_dir.join("chaos");
     let workspace_root = built.workspace_root.clone();
@@ -205,6 +207,8 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
         keep_going: a.keep_going,
         verify: !a.no_verify,
         base_seed: a.seed.unwrap_or_else(seed_from_time),
+        chaos: a.chaos.into(),
+        first_run: 0,
         runs_dir: chaos_dir.join("runs"),
         env,
         removed_env,
@@ -216,58 +220,94 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
     let mut undelivered = false;
     // Every failing test captured, in order.
     let mut delivered: Vec<Delivered> = Vec::new();
-    let end = hunt::hunt(&plan, &mut |ev| {
-        match ev {
-            HuntEvent::Started { run, unit, seed } => {
-                if json {
-                    emit(&Message::RunStarted { run, unit, seed });
-                }
-            }
-            HuntEvent::Finished {
-                run,
-                unit,
-                status,
-                outcome,
-                duration,
-                failed,
-                output,
-            } => {
-                if json {
-                    let output = failed.then(|| {
-                        let file = save_output(&chaos_dir, run, &output.0, &output.1);
-                        crate::messages::RunOutput::new(&output.0, &output.1, file)
-                    });
-                    emit(&Message::RunFinished {
-                        run,
-                        unit: unit.clone(),
-                        status,
-                        outcome: outcome_name(outcome),
-                        failed,
-                        duration_ms: duration.as_millis() as u64,
-                        output,
-                    });
-                }
-                renderer.finished(run, &unit, status, failed);
-            }
-            HuntEvent::Failed(f) => {
-                renderer.suspend(|| {
-                    capture(
-                        &f,
-                        &archives_dir,
-                        &CaptureOptions {
-                            upload: a.upload.as_deref(),
-                            allow_secrets: a.allow_secrets,
-                            keep_env: &a.keep_env,
-                            json,
-                        },
-                        &mut undelivered,
-                        &mut delivered,
-                    )
-                })?;
-            }
+    if !json {
+        let chaos: recorder::sched::Chaos = a.chaos.into();
+        eprintln!(
+            "{:>12} seeds {} + run number, chaos {} ({})",
+            "Scheduling",
+            plan.base_seed,
+            chaos.name(),
+            chaos.seed_note()
+        );
+    }
+    let mut build_instrumented = || -> anyhow::Result<Vec<Arc<build::TestBinary>>> {
+        let mut cargo = a.cargo.clone();
+        cargo.instrument = true;
+        Ok(build::build(&cargo)?
+            .binaries
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    };
+    let mut announce = |runs: u64| {
+        let line = format!(
+            "no failure in {runs} runs: building the tests with the tick counter; every \
+             other run now uses that build (--instrument: always, --no-instrument: never)"
+        );
+        if json {
+            tracing::info!("{line}");
+        } else {
+            eprintln!("{:>12} {line}", "Instrument");
         }
-        Ok(())
-    });
+    };
+    let end = auto::hunt(
+        &plan,
+        instrument,
+        &mut build_instrumented,
+        &mut announce,
+        &mut |ev| {
+            match ev {
+                HuntEvent::Started { run, unit, seed } => {
+                    if json {
+                        emit(&Message::RunStarted { run, unit, seed });
+                    }
+                }
+                HuntEvent::Finished {
+                    run,
+                    unit,
+                    status,
+                    outcome,
+                    duration,
+                    failed,
+                    output,
+                } => {
+                    if json {
+                        let output = failed.then(|| {
+                            let file = save_output(&chaos_dir, run, &output.0, &output.1);
+                            crate::messages::RunOutput::new(&output.0, &output.1, file)
+                        });
+                        emit(&Message::RunFinished {
+                            run,
+                            unit: unit.clone(),
+                            status,
+                            outcome: outcome_name(outcome),
+                            failed,
+                            duration_ms: duration.as_millis() as u64,
+                            output,
+                        });
+                    }
+                    renderer.finished(run, &unit, status, failed);
+                }
+                HuntEvent::Failed(f) => {
+                    renderer.suspend(|| {
+                        capture(
+                            &f,
+                            &archives_dir,
+                            &CaptureOptions {
+                                upload: a.upload.as_deref(),
+                                allow_secrets: a.allow_secrets,
+                                keep_env: &a.keep_env,
+                                json,
+                            },
+                            &mut undelivered,
+                            &mut delivered,
+                        )
+                    })?;
+                }
+            }
+            Ok(())
+        },
+    );
     renderer.done();
     let end = end?;
     let (runs, failures, verify_failed) = match end {
@@ -582,7 +622,8 @@ fn outcome_name(o: recorder::trace::Outcome) -> String {
         .unwrap_or_default()
 }
 
-fn seed_from_time() -> u64 {
+/// A seed from the clock, when none is given.
+pub fn seed_from_time() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

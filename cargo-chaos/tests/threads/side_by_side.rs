@@ -46,6 +46,8 @@ fn record_rounds(program: PathBuf, dir: PathBuf, start: Arc<Barrier>) -> Vec<Rec
                 trace_dir: trace.clone(),
                 reuse_trace_dir: false,
                 seed: None,
+                chaos: Default::default(),
+                no_watchdog: false,
                 cpu: None,
                 stdio: Stdio::Files {
                     stdout: dir.join(format!("{name}-{round}.stdout")),

@@ -41,6 +41,7 @@ pub(super) fn initial(
         kernel: crate::host::kernel_version(),
         cpu_model: crate::host::cpu_model(),
         seed,
+        chaos: opts.chaos,
         aslr_disabled: false,
         cpuid_faulting: false,
         cpu_set: cpu_set.to_vec(),

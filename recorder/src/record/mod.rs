@@ -31,7 +31,7 @@ use crate::arch::{self, Trapped};
 use crate::errors::{Error, Result};
 use crate::output::{OutputFds, Stream};
 use crate::ptrace::{reap, Resume, Stop, SyscallStop, Task};
-use crate::sched::{Point, Scheduler};
+use crate::sched::{Chaos, Point, Scheduler};
 use crate::spawn::{self, SpawnSpec};
 use crate::syscalls::{self, effects, nr, resolve_request, special, Class, MemArg};
 use crate::trace::{
@@ -79,6 +79,12 @@ pub struct RecordOptions {
     pub reuse_trace_dir: bool,
     /// Scheduler seed (default: random).
     pub seed: Option<u64>,
+    /// The scheduling policy (default: off, the default policy; see [`crate::sched`]).
+    pub chaos: Chaos,
+    /// Never preempt a thread that runs without syscalls: only decisions the seed fixes
+    /// remain (for tests of the seeded schedule). A thread that spins waiting for
+    /// another then spins for ever.
+    pub no_watchdog: bool,
     /// The core to pin the recording to (default: the one this thread is on).
     pub cpu: Option<usize>,
     /// Where the program's standard streams go.
@@ -240,6 +246,8 @@ struct Recorder {
     shared: shared_files::SharedFiles,
     interrupter: std::sync::Arc<Interrupter>,
     watchdog: std::sync::Arc<crate::preempt::Watchdog>,
+    /// [`RecordOptions::no_watchdog`].
+    no_watchdog: bool,
 }
 
 /// Records one run of a program into a new trace directory.

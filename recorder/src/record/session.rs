@@ -50,10 +50,10 @@ impl Recorder {
                 .threads
                 .values()
                 .any(|t| matches!(t.state, Where::Blocked | Where::Held));
-            if ready || blocked {
+            if (ready || blocked) && !self.no_watchdog {
                 // Others wait: this thread gets a time slice (see `preempt`).
                 let slice = if ready {
-                    crate::preempt::SLICE
+                    self.sched.slice(crate::preempt::SLICE)
                 } else {
                     crate::preempt::UNTIL_ANOTHER_CAN_RUN
                 };
@@ -128,6 +128,15 @@ impl Recorder {
                 return Ok(None);
             }
             let tid = self.sched.pick(&runnable, self.previous);
+            let blocked = self
+                .threads
+                .values()
+                .any(|t| matches!(t.state, Where::Blocked));
+            if let Some(starve) = self.sched.starvation(blocked) {
+                // Chaos mode holds it back so that a timeout elsewhere can fire first.
+                tracing::debug!("thread {tid} starved for {starve:?}");
+                std::thread::sleep(starve);
+            }
             let t = self.threads.get_mut(&tid).expect("picked");
             match t.state {
                 Where::Unblocked(ret) => {
@@ -683,7 +692,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         zombies: HashSet::new(),
         current: Some(pid),
         previous: None,
-        sched: Scheduler::new(seed),
+        sched: Scheduler::with_chaos(seed, opts.chaos),
         next_slot: 1,
         early: HashMap::new(),
         out_fds: HashMap::new(),
@@ -698,6 +707,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         shared: shared_files::SharedFiles::default(),
         interrupter: interrupter.clone(),
         watchdog: crate::preempt::Watchdog::start(),
+        no_watchdog: opts.no_watchdog,
         trace: trace.clone(),
     };
     let r = rec.run(header);

@@ -82,6 +82,8 @@ pub struct Header {
     pub cpu_model: String,
     /// Scheduler seed.
     pub seed: u64,
+    /// The scheduling policy (`off` in traces of recorders without chaos mode).
+    pub chaos: crate::sched::Chaos,
     /// Whether address-space randomisation was turned off for the recording.
     pub aslr_disabled: bool,
     /// Whether CPUID faulting was armed (cpuid results recorded).

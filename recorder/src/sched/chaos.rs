@@ -1,0 +1,246 @@
+//! Chaos scheduling: the policy a flake hunt records under by default.
+//!
+//! Serialized, a program's threads interleave only where the engine switches them, and
+//! the default policy switches rarely and evenly, which hides races that a loaded
+//! machine shows. Chaos mode varies the schedule from run to run, each run's variation
+//! drawn from its seed:
+//!
+//! - **Priorities** (after PCT, Burckhardt et al., ASPLOS 2010): each thread gets a
+//!   random priority when first seen; whenever the engine switches, the highest-priority
+//!   thread that can run goes next (the one that just gave way only if no other can).
+//!   Threads whose blocking calls returned together thus resume in a random order, and a
+//!   low-priority thread waits while others can run. A thread that yields, or that the
+//!   watchdog preempts, drops below all others, so spinning threads cannot starve the
+//!   one they wait for.
+//! - **Change points**: one to three scheduling decisions (at syscalls and tick
+//!   budgets), at random positions from 1 to 5,000, log-uniform, where the running
+//!   thread drops below every other and gives way.
+//! - **Switch rate**: the chance of a switch after an ordinary syscall is drawn per run
+//!   (from 1/64 to 1/2, log-uniform) instead of a fixed 1/16.
+//! - **Tick switch rate**: when a tick budget runs out the running thread gives way
+//!   with a chance drawn per run (from 1/32 to 1, log-uniform), so one thread may run
+//!   far ahead of another between change points.
+//! - **Tick budgets** of instrumented code: heavy-tailed (log-uniform up to a per-run
+//!   maximum itself drawn between 1,000 and 400,000 ticks), so some runs preempt very
+//!   often and most preempt about as often as the default policy.
+//! - **Watchdog slices** of code without syscalls: log-uniform between 50 ms (the
+//!   default policy's slice) and 200 ms. Not shorter for now: a preemption point in
+//!   uninstrumented code costs a state capture at record and a breakpoint search at
+//!   replay, and a watchdog stop that lands while the thread stopped on its own for
+//!   another reason is a race the engine does not handle everywhere yet (a hunt saw
+//!   "stopped with Signal(19) while the engine injected syscall 158" with 10 ms
+//!   slices).
+//! - **Starvation**: in one run in four, once, a thread about to run while another sits
+//!   in a blocking call is held back for 1 to 200 ms (log-uniform), so that a timeout
+//!   in the other thread can fire first.
+//!
+//! What the seed fixes exactly: priorities, change points, the switch rate, every
+//! decision taken at a syscall, the tick budgets, and which thread is starved at which
+//! decision for how long. What wall-clock time decides: where a watchdog slice ends in
+//! code without syscalls, and what other threads' blocking calls do during a
+//! starvation (a timeout fires or not).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::SplitMix64;
+
+/// A draw log-uniform in `lo..=hi` (`1 <= lo <= hi`): as likely between 1 and 10 as
+/// between 10 and 100, a heavy tail towards `hi`.
+pub fn log_uniform(rng: &mut SplitMix64, lo: u64, hi: u64) -> u64 {
+    let (l, h) = ((lo.max(1) as f64).ln(), (hi.max(lo.max(1)) as f64).ln());
+    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    ((l + u * (h - l)).exp() as u64).clamp(lo.max(1), hi.max(lo.max(1)))
+}
+
+/// The shortest watchdog slice in chaos mode.
+pub const MIN_SLICE: Duration = Duration::from_millis(50);
+/// The longest watchdog slice in chaos mode.
+pub const MAX_SLICE: Duration = Duration::from_millis(200);
+/// Priorities given at change points and demotions count down from here; initial
+/// priorities lie above.
+const INITIAL: u64 = 1 << 62;
+/// The longest starvation.
+pub const MAX_STARVATION: Duration = Duration::from_millis(200);
+
+/// One run's chaos parameters and state.
+#[derive(Debug, Clone)]
+pub struct ChaosPolicy {
+    rng: SplitMix64,
+    /// Draws whose number depends on wall-clock time (watchdog slices), kept apart so
+    /// that they never shift the seeded decisions.
+    wall_rng: SplitMix64,
+    /// Chance, out of 1024, of a switch after an ordinary syscall.
+    pub switch_per_1024: u64,
+    /// Chance, out of 1024, of a switch when a tick budget runs out.
+    pub tick_switch_per_1024: u64,
+    /// Decisions (counted from 1) at which the running thread drops to the lowest
+    /// priority, in increasing order.
+    pub change_points: Vec<u64>,
+    /// The largest tick budget of this run.
+    pub max_budget: u64,
+    /// The pick (counted from 1) from which on a thread is starved, and for how long.
+    pub starvation: Option<(u64, Duration)>,
+    priorities: HashMap<i32, u64>,
+    /// The last switch was this policy's decision (a change point or a random switch),
+    /// not a yield, a blocking call or the watchdog.
+    decided: bool,
+    /// Each thread's largest tick budget.
+    thread_budgets: HashMap<i32, u64>,
+    /// The next priority given at a change point (below every initial one).
+    next_low: u64,
+    decisions: u64,
+    picks: u64,
+    running: Option<i32>,
+}
+
+impl ChaosPolicy {
+    /// The parameters of the run with this seed.
+    pub fn new(seed: u64) -> Self {
+        // A stream of its own, so the default policy's draws are not shifted.
+        let mut rng = SplitMix64::new(seed ^ 0x6368_616f_735f_7063);
+        let switch_per_1024 = log_uniform(&mut rng, 16, 512);
+        let tick_switch_per_1024 = log_uniform(&mut rng, 32, 1024);
+        let n = 1 + rng.below(3);
+        let mut change_points: Vec<u64> = (0..n).map(|_| log_uniform(&mut rng, 1, 5_000)).collect();
+        change_points.sort_unstable();
+        change_points.dedup();
+        let max_budget = log_uniform(&mut rng, 10_000, 4 * crate::ticks::MAX_BUDGET);
+        let starvation = (rng.below(4) == 0).then(|| {
+            let at = log_uniform(&mut rng, 1, 1_000);
+            let ms = log_uniform(&mut rng, 1, MAX_STARVATION.as_millis() as u64);
+            (at, Duration::from_millis(ms))
+        });
+        ChaosPolicy {
+            rng,
+            wall_rng: SplitMix64::new(seed ^ 0x7761_6c6c_636c_6f63),
+            switch_per_1024,
+            tick_switch_per_1024,
+            change_points,
+            max_budget,
+            starvation,
+            priorities: HashMap::new(),
+            decided: false,
+            thread_budgets: HashMap::new(),
+            next_low: INITIAL,
+            decisions: 0,
+            picks: 0,
+            running: None,
+        }
+    }
+
+    fn priority(&mut self, tid: i32) -> u64 {
+        if let Some(p) = self.priorities.get(&tid) {
+            return *p;
+        }
+        // Initial priorities lie above every change point's.
+        let p = INITIAL + (self.rng.next_u64() >> 2);
+        self.priorities.insert(tid, p);
+        p
+    }
+
+    /// Whether the running thread should give way after an ordinary syscall.
+    pub fn should_switch_after_syscall(&mut self) -> bool {
+        self.decide(self.switch_per_1024)
+    }
+
+    /// Whether the running thread should give way when its tick budget ran out.
+    pub fn should_switch_at_tick(&mut self) -> bool {
+        self.decide(self.tick_switch_per_1024)
+    }
+
+    /// A decision: the running thread gives way at a change point (dropping to the
+    /// lowest priority), otherwise with a chance of `per_1024` in 1024.
+    fn decide(&mut self, per_1024: u64) -> bool {
+        self.decisions += 1;
+        if self.change_points.binary_search(&self.decisions).is_ok() {
+            if let Some(tid) = self.running {
+                self.demote(tid);
+            }
+            self.decided = true;
+            return true;
+        }
+        let switch = self.rng.below(1024) < per_1024;
+        self.decided = switch;
+        switch
+    }
+
+    /// Drops `tid` below every other thread.
+    fn demote(&mut self, tid: i32) {
+        self.next_low -= 1;
+        self.priorities.insert(tid, self.next_low);
+    }
+
+    /// The running thread yields: it gives way, and drops below every other thread (a
+    /// thread that yields in a loop waits for another that would otherwise never get
+    /// to run).
+    pub fn yielded(&mut self) {
+        self.decided = false;
+    }
+
+    /// The next tick budget of the running thread: log-uniform between a 64th of its
+    /// largest budget and that budget, drawn when the thread asks first (log-uniform between 1,000 and
+    /// `max_budget`), so that one thread may run far ahead of another.
+    pub fn tick_budget(&mut self) -> u64 {
+        let tid = self.running.unwrap_or(0);
+        let max = match self.thread_budgets.get(&tid) {
+            Some(m) => *m,
+            None => {
+                let m = log_uniform(&mut self.rng, 1_000, self.max_budget);
+                self.thread_budgets.insert(tid, m);
+                m
+            }
+        };
+        log_uniform(&mut self.rng, (max / 64).max(1), max)
+    }
+
+    /// The highest-priority runnable thread, `previous` only if it is the only one.
+    /// A `previous` that can still run but gave way without a decision of this policy
+    /// (it yielded, or the watchdog preempted it) first drops below every other
+    /// thread: threads that spin waiting for another then take turns below that one,
+    /// which gets to run. A thread that blocked keeps its priority.
+    pub fn pick(&mut self, runnable: &[i32], previous: Option<i32>) -> i32 {
+        self.picks += 1;
+        let decided = std::mem::take(&mut self.decided);
+        if let Some(p) = previous.filter(|p| !decided && runnable.contains(p)) {
+            self.demote(p);
+        }
+        let mut best: Option<(u64, i32)> = None;
+        for &t in runnable {
+            if Some(t) == previous && runnable.len() > 1 {
+                continue;
+            }
+            let p = self.priority(t);
+            let higher = match best {
+                None => true,
+                Some((q, _)) => q < p,
+            };
+            if higher {
+                best = Some((p, t));
+            }
+        }
+        let tid = best.map(|(_, t)| t).unwrap_or(runnable[0]);
+        self.running = Some(tid);
+        tid
+    }
+
+    /// How long to hold back the thread just picked, when another thread sits in a
+    /// blocking call (`others_blocked`): `Some` once per run at most.
+    pub fn starvation(&mut self, others_blocked: bool) -> Option<Duration> {
+        let (at, d) = self.starvation?;
+        if others_blocked && self.picks >= at {
+            self.starvation = None;
+            return Some(d);
+        }
+        None
+    }
+
+    /// The watchdog slice for a thread while others are ready.
+    pub fn slice(&mut self) -> Duration {
+        Duration::from_millis(log_uniform(
+            &mut self.wall_rng,
+            MIN_SLICE.as_millis() as u64,
+            MAX_SLICE.as_millis() as u64,
+        ))
+    }
+}
