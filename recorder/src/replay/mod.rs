@@ -9,6 +9,7 @@
 //! syscall number, argument registers, a hash of the memory passed in, rdtsc/cpuid
 //! sites, signals, and the final status.
 
+mod preempt_search;
 mod rebuild;
 mod robust;
 pub mod sandbox;
@@ -911,6 +912,9 @@ impl Replayer<'_, '_> {
                 return Ok(Step::Done);
             }
             Event::Preempt { state, .. } => return self.run_to_preemption(ev, th, state),
+            Event::Preempted { state, point, .. } => {
+                return self.run_to_preempted(ev, th, state, point)
+            }
             Event::Signal {
                 signo,
                 rip,

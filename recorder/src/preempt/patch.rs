@@ -1,0 +1,384 @@
+//! The conditional trap that replay patches into the program to find a preemption
+//! point: the instruction at the recorded `rip` is replaced by a `jmp rel32` to a
+//! trampoline that compares the general registers and a few stack words with the
+//! recorded ones. On a mismatch it runs the displaced instruction (relocated by
+//! `iced-x86`'s block encoder) and jumps back, at the cost of a few dozen instructions;
+//! on a match it executes `int3`, and the engine compares the full state (extended
+//! state, stack and memory hashes). A loop that passes the point a million times then
+//! costs milliseconds instead of a million debug traps.
+//!
+//! The trampoline keeps what it clobbers (`rax` and the arithmetic flags, saved with
+//! `lahf`/`seto` and restored with `add al, 0x7f`/`sahf`) in a save area of its own,
+//! never on the program's stack; with the recorded values it lives on a second page
+//! ([`DATA_OFFSET`]) so that its stores do not land on the code's cache lines. Replay
+//! maps both pages for the search only and leaves them out of the memory hash.
+
+use iced_x86::{
+    BlockEncoder, BlockEncoderOptions, Code, Instruction, InstructionBlock, MemoryOperand, Register,
+};
+
+use super::insn::JMP_LEN;
+
+/// Size of the trampoline mapping: a code page and a data page.
+pub const SIZE: u64 = 2 * 4096;
+/// Offset of the data page (save area, then the recorded values).
+pub const DATA_OFFSET: u64 = 4096;
+/// How far a `jmp rel32` reaches, with a margin for the trampoline's own size.
+const REACH: u64 = (1 << 31) - 2 * SIZE;
+
+/// The general registers the trampoline compares, with their index in the recorded
+/// register vector (`user_regs_struct` order, see [`crate::arch::regs_to_vec`]).
+pub const COMPARED: [(Register, usize); 16] = [
+    (Register::RAX, 10),
+    (Register::RCX, 11),
+    (Register::RDX, 12),
+    (Register::RBX, 5),
+    (Register::RSP, 19),
+    (Register::RBP, 4),
+    (Register::RSI, 13),
+    (Register::RDI, 14),
+    (Register::R8, 9),
+    (Register::R9, 8),
+    (Register::R10, 7),
+    (Register::R11, 6),
+    (Register::R12, 3),
+    (Register::R13, 2),
+    (Register::R14, 1),
+    (Register::R15, 0),
+];
+
+/// What the trampoline compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    /// The recorded general registers ([`COMPARED`] order).
+    pub gprs: [u64; 16],
+    /// Offset from `rsp` of the first stack word, and the words.
+    pub stack_from: i32,
+    /// Recorded stack words.
+    pub stack: Vec<u64>,
+}
+
+impl Want {
+    /// From a recorded register vector and stack words.
+    pub fn new(regs: &[u64], stack_from: i32, stack: &[u64]) -> Option<Want> {
+        let mut gprs = [0; 16];
+        for (slot, (_, index)) in gprs.iter_mut().zip(COMPARED) {
+            *slot = *regs.get(index)?;
+        }
+        Some(Want {
+            gprs,
+            stack_from,
+            stack: stack.to_vec(),
+        })
+    }
+}
+
+/// An assembled trampoline.
+#[derive(Debug, Clone)]
+pub struct Trampoline {
+    /// Where it is to be mapped.
+    pub base: u64,
+    /// Bytes of the code page.
+    pub code: Vec<u8>,
+    /// Bytes of the data page.
+    pub data: Vec<u8>,
+    /// Address of its `int3` (the engine sees the trap with `rip` one past it).
+    pub trap: u64,
+    /// The `jmp rel32` to write at the patched address.
+    pub jump: [u8; JMP_LEN],
+}
+
+/// Fake addresses of the trampoline's own instructions for the block encoder, which
+/// resolves branches by instruction address: far from any code of the program.
+const FAKE_IP: u64 = 0x10;
+const MISS_IP: u64 = 0x8000;
+
+/// Assembles the trampoline for `insn` (decoded at the patched address) at `base`.
+pub fn build(insn: &Instruction, base: u64, want: &Want) -> Result<Trampoline, String> {
+    let rip = insn.ip();
+    let data = base + DATA_OFFSET;
+    let save_rax = data;
+    let save_flags = data + 8;
+    let want_reg = |n: usize| data + 16 + 8 * n as u64;
+    let want_word = |n: usize| data + 16 + 8 * (16 + n) as u64;
+    let mem = |addr: u64| MemoryOperand::with_base_displ(Register::RIP, addr as i64);
+    let err = |e: iced_x86::IcedError| format!("cannot assemble the trampoline: {e}");
+
+    let mut code: Vec<Instruction> = Vec::new();
+    let mut ip = FAKE_IP;
+    let mut push = |mut i: Instruction, code: &mut Vec<Instruction>| {
+        if i.ip() == 0 {
+            i.set_ip(ip);
+            ip += 1;
+        }
+        code.push(i);
+    };
+    let restore = |code: &mut Vec<Instruction>,
+                   push: &mut dyn FnMut(Instruction, &mut Vec<Instruction>),
+                   first_ip: u64|
+     -> Result<(), String> {
+        let mut i =
+            Instruction::with2(Code::Mov_r64_rm64, Register::RAX, mem(save_flags)).map_err(err)?;
+        if first_ip != 0 {
+            i.set_ip(first_ip);
+        }
+        push(i, code);
+        push(
+            Instruction::with2(Code::Add_rm8_imm8, Register::AL, 0x7f).map_err(err)?,
+            code,
+        );
+        push(Instruction::with(Code::Sahf), code);
+        push(
+            Instruction::with2(Code::Mov_r64_rm64, Register::RAX, mem(save_rax)).map_err(err)?,
+            code,
+        );
+        Ok(())
+    };
+    // Save rax and the flags.
+    push(
+        Instruction::with2(Code::Mov_rm64_r64, mem(save_rax), Register::RAX).map_err(err)?,
+        &mut code,
+    );
+    push(Instruction::with(Code::Lahf), &mut code);
+    push(
+        Instruction::with1(Code::Seto_rm8, Register::AL).map_err(err)?,
+        &mut code,
+    );
+    push(
+        Instruction::with2(Code::Mov_rm64_r64, mem(save_flags), Register::RAX).map_err(err)?,
+        &mut code,
+    );
+    push(
+        Instruction::with2(Code::Mov_r64_rm64, Register::RAX, mem(save_rax)).map_err(err)?,
+        &mut code,
+    );
+    let jne_miss = || Instruction::with_branch(Code::Jne_rel32_64, MISS_IP).map_err(err);
+    // The registers, rax (restored above) included.
+    for (n, (reg, _)) in COMPARED.iter().enumerate() {
+        push(
+            Instruction::with2(Code::Cmp_r64_rm64, *reg, mem(want_reg(n))).map_err(err)?,
+            &mut code,
+        );
+        push(jne_miss()?, &mut code);
+    }
+    // The stack words (rsp is the recorded one by now).
+    for n in 0..want.stack.len() {
+        let off = want.stack_from as i64 + 8 * n as i64;
+        push(
+            Instruction::with2(
+                Code::Mov_r64_rm64,
+                Register::RAX,
+                MemoryOperand::with_base_displ(Register::RSP, off),
+            )
+            .map_err(err)?,
+            &mut code,
+        );
+        push(
+            Instruction::with2(Code::Cmp_r64_rm64, Register::RAX, mem(want_word(n)))
+                .map_err(err)?,
+            &mut code,
+        );
+        push(jne_miss()?, &mut code);
+    }
+    // A match: the program's registers back, then the trap; the engine resumes after it.
+    restore(&mut code, &mut push, 0)?;
+    let trap_index = code.len();
+    push(Instruction::with(Code::Int3), &mut code);
+    push(
+        Instruction::with_branch(Code::Jmp_rel32_64, rip).map_err(err)?,
+        &mut code,
+    );
+    // A mismatch: the program's registers back, the displaced instruction, and back.
+    restore(&mut code, &mut push, MISS_IP)?;
+    code.push(*insn);
+    push(
+        Instruction::with_branch(Code::Jmp_rel32_64, rip + insn.len() as u64).map_err(err)?,
+        &mut code,
+    );
+
+    let encoded = BlockEncoder::encode(
+        64,
+        InstructionBlock::new(&code, base),
+        BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
+    )
+    .map_err(err)?;
+    if encoded.code_buffer.len() as u64 > DATA_OFFSET {
+        return Err("the trampoline does not fit its page".into());
+    }
+    let trap = base + u64::from(encoded.new_instruction_offsets[trap_index]);
+    let mut values = vec![0u64, 0];
+    values.extend_from_slice(&want.gprs);
+    values.extend_from_slice(&want.stack);
+    Ok(Trampoline {
+        base,
+        code: encoded.code_buffer,
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        trap,
+        jump: jump(rip, base).ok_or("the trampoline is out of a 5-byte jump's reach")?,
+    })
+}
+
+/// The `jmp rel32` at `from` to `to`, if it reaches.
+pub fn jump(from: u64, to: u64) -> Option<[u8; JMP_LEN]> {
+    let rel = (to as i64).wrapping_sub(from as i64 + JMP_LEN as i64);
+    let rel = i32::try_from(rel).ok()?;
+    let mut j = [0xe9, 0, 0, 0, 0];
+    j[1..].copy_from_slice(&rel.to_le_bytes());
+    Some(j)
+}
+
+/// A free, page-aligned range of [`SIZE`] bytes within a 5-byte jump of `near`, given
+/// the mapped ranges (any order), the closest to `near`.
+pub fn place(mapped: &[(u64, u64)], near: u64) -> Option<u64> {
+    // The lowest address Linux lets a program map by default, and the top of the
+    // 47-bit user address space.
+    const LOW: u64 = 0x10000;
+    const HIGH: u64 = 0x7fff_ffff_f000;
+    let mut spans: Vec<(u64, u64)> = mapped.to_vec();
+    spans.sort_unstable();
+    let lo = near.saturating_sub(REACH).max(LOW);
+    let hi = near.saturating_add(REACH).min(HIGH);
+    let mut best: Option<u64> = None;
+    let mut consider = |at: u64| {
+        if at >= lo && at + SIZE <= hi {
+            let dist = |a: u64| a.abs_diff(near);
+            if best.map_or(true, |b| dist(at) < dist(b)) {
+                best = Some(at);
+            }
+        }
+    };
+    let mut gap_start = 0u64;
+    for &(start, end) in spans.iter().chain(std::iter::once(&(HIGH, HIGH))) {
+        let (g0, g1) = ((gap_start.max(lo) + 4095) & !4095, start.min(hi) & !4095);
+        if g1 >= g0 + SIZE {
+            consider(g0);
+            consider(g1 - SIZE);
+        }
+        gap_start = gap_start.max(end);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+
+    fn decode_all(bytes: &[u8], ip: u64) -> Vec<Instruction> {
+        Decoder::with_ip(64, bytes, ip, DecoderOptions::NONE)
+            .into_iter()
+            .collect()
+    }
+
+    fn want(words: usize) -> Want {
+        Want {
+            gprs: [7; 16],
+            stack_from: -128,
+            stack: vec![9; words],
+        }
+    }
+
+    const RIP: u64 = 0x5555_5555_1000;
+    const BASE: u64 = 0x5555_5554_0000;
+
+    #[test]
+    fn trampoline_compares_traps_and_jumps_back() {
+        // add qword [rsp+8], 1
+        let insn =
+            crate::preempt::insn::decode(&[0x48, 0x83, 0x44, 0x24, 0x08, 0x01], RIP).unwrap();
+        let t = build(&insn, BASE, &want(48)).unwrap();
+        let code = decode_all(&t.code, BASE);
+        assert!(code.iter().all(|i| !i.is_invalid()));
+        let traps: Vec<_> = code
+            .iter()
+            .filter(|i| i.mnemonic() == Mnemonic::Int3)
+            .collect();
+        assert_eq!(traps.len(), 1);
+        assert_eq!(traps[0].ip(), t.trap);
+        // 16 registers and 48 words compared, every mismatch to the same place
+        let jne: Vec<_> = code
+            .iter()
+            .filter(|i| i.mnemonic() == Mnemonic::Jne)
+            .collect();
+        assert_eq!(jne.len(), 16 + 48);
+        let miss = jne[0].near_branch_target();
+        assert!(jne.iter().all(|j| j.near_branch_target() == miss));
+        // the displaced instruction, then back to the next one
+        let last = code.last().unwrap();
+        assert_eq!(last.mnemonic(), Mnemonic::Jmp);
+        assert_eq!(last.near_branch_target(), RIP + 6);
+        let displaced = &code[code.len() - 2];
+        assert_eq!(displaced.code(), insn.code());
+        // nothing touches the stack but the compared reads
+        assert!(code.iter().all(|i| !i.is_stack_instruction()));
+        assert_eq!(t.data.len(), 8 * (2 + 16 + 48));
+        // the patch jumps to the trampoline
+        assert_eq!(t.jump[0], 0xe9);
+        let rel = i32::from_le_bytes(t.jump[1..].try_into().unwrap()) as i64;
+        assert_eq!((RIP as i64 + 5 + rel) as u64, BASE);
+    }
+
+    #[test]
+    fn rip_relative_operands_are_relocated() {
+        // mov rax, [rip+0x2000]
+        let insn =
+            crate::preempt::insn::decode(&[0x48, 0x8b, 0x05, 0x00, 0x20, 0x00, 0x00], RIP).unwrap();
+        let target = insn.ip_rel_memory_address();
+        let t = build(&insn, BASE, &want(0)).unwrap();
+        let code = decode_all(&t.code, BASE);
+        let displaced = &code[code.len() - 2];
+        assert!(displaced.is_ip_rel_memory_operand());
+        assert_eq!(displaced.ip_rel_memory_address(), target);
+        assert_ne!(displaced.ip(), RIP);
+    }
+
+    #[test]
+    fn relative_branches_are_relocated() {
+        // jne rel32 back to RIP - 0x40 (a loop's back edge, 6 bytes)
+        let insn =
+            crate::preempt::insn::decode(&[0x0f, 0x85, 0xba, 0xff, 0xff, 0xff], RIP).unwrap();
+        let t = build(&insn, BASE, &want(4)).unwrap();
+        let code = decode_all(&t.code, BASE);
+        assert!(code
+            .iter()
+            .any(|i| i.is_jcc_short_or_near() && i.near_branch_target() == RIP + 6 - 0x46));
+    }
+
+    #[test]
+    fn straddling_a_page_is_fine() {
+        // a 7-byte instruction that starts 3 bytes before a page boundary
+        let rip = RIP + 4096 - 3;
+        let insn =
+            crate::preempt::insn::decode(&[0x48, 0x8b, 0x05, 0x00, 0x20, 0x00, 0x00], rip).unwrap();
+        let t = build(&insn, BASE, &want(2)).unwrap();
+        let code = decode_all(&t.code, BASE);
+        assert_eq!(code.last().unwrap().near_branch_target(), rip + 7);
+    }
+
+    #[test]
+    fn out_of_reach_is_refused() {
+        let insn =
+            crate::preempt::insn::decode(&[0x48, 0x83, 0x44, 0x24, 0x08, 0x01], RIP).unwrap();
+        assert!(build(&insn, RIP + (1 << 32), &want(0)).is_err());
+        assert!(jump(RIP, RIP + (1 << 31) + 16).is_none());
+        assert!(jump(RIP, RIP - (1 << 30)).is_some());
+    }
+
+    #[test]
+    fn placement_picks_the_closest_free_pages_in_reach() {
+        let exe = (0x5555_5555_0000, 0x5555_5556_0000);
+        let heap = (0x5555_5556_0000, 0x5555_5560_0000);
+        let libs = (0x7fff_f000_0000, 0x7fff_f800_0000);
+        let at = place(&[libs, exe, heap], 0x5555_5555_1000).unwrap();
+        assert_eq!(at, 0x5555_5555_0000 - SIZE);
+        assert!(at.abs_diff(0x5555_5555_1000) < 1 << 31);
+        // everything within reach taken: none
+        let all = (0x4000_0000_0000, 0x7000_0000_0000);
+        assert_eq!(place(&[all], 0x5555_5555_1000), None);
+        // a gap too small is skipped
+        let a = (0x1000_0000, 0x1000_5000);
+        let b = (0x1000_6000, 0x2000_0000);
+        let got = place(&[a, b], 0x1000_5800).unwrap();
+        assert!(got + SIZE <= 0x1000_0000 || got >= 0x2000_0000);
+    }
+}

@@ -1,0 +1,106 @@
+//! Record time: moving a preempted thread to a point that replay finds cheaply.
+//!
+//! The watchdog stops a thread wherever it happens to be. Before its state is recorded,
+//! the recorder single-steps it (at most [`MAX_STEPS`] instructions, ~17 µs each) to an
+//! instruction replay can patch with a conditional trap ([`super::insn::unpatchable`]),
+//! or to a `rep` string instruction (found by its own method). It never steps over an
+//! instruction that enters the kernel, traps, reads the flags register onto the stack
+//! or repeats, and never steps a thread that stopped in or right after a syscall.
+//! The stop is still a preemption point: other threads run next.
+
+use super::insn;
+use super::point::{Method, PointInfo, WORDS_BELOW_RSP, WORDS_FROM_RSP};
+use crate::errors::{Error, Result};
+use crate::ptrace::{Regs, Resume, Stop, Task};
+
+/// Most instructions stepped over at one preemption.
+pub const MAX_STEPS: u32 = 64;
+
+/// Where a preempted thread was moved to.
+#[derive(Debug)]
+pub struct Steered {
+    /// Its registers there.
+    pub regs: Regs,
+    /// What the trace says about the point.
+    pub point: PointInfo,
+    /// A signal that stopped it during a step (delivered to it by the kernel meanwhile:
+    /// the caller handles it like any signal stop, after the preemption event).
+    pub signal: Option<i32>,
+}
+
+/// Steps the thread, stopped by the watchdog with `regs`, to a point replay can find
+/// cheaply, and reads the stack words the trace keeps.
+pub fn steer(task: &mut Task, regs: Regs) -> Result<Steered> {
+    let mut regs = regs;
+    let mut steps = 0;
+    let mut method = Method::StateMatch;
+    let mut signal = None;
+    // In or right after a syscall (orig_rax set), resuming would run or restart it.
+    let in_syscall = regs.orig_rax != u64::MAX;
+    let mut stepping = !in_syscall;
+    while stepping {
+        let bytes = task.read_mem_partial(regs.rip, insn::MAX_LEN)?;
+        let Some(i) = insn::decode(&bytes, regs.rip) else {
+            break;
+        };
+        if insn::rep_string(&i).is_some() {
+            method = Method::RepString;
+            break;
+        }
+        if insn::unpatchable(&i).is_none() || steps >= MAX_STEPS || !insn::steppable(&i) {
+            break;
+        }
+        task.resume(Resume::Step, 0)?;
+        match task.wait()? {
+            Stop::Signal(libc::SIGTRAP) => {}
+            Stop::Signal(sig) => signal = Some(sig),
+            Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
+            other => {
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "task {} stopped with {other:?} while the recorder single-stepped it",
+                        task.tid
+                    ),
+                    hint: "report this as a bug".into(),
+                })
+            }
+        }
+        steps += 1;
+        regs = task.regs()?;
+        stepping = signal.is_none();
+    }
+    let (stack_from, stack) = stack_words(task, regs.rsp)?;
+    Ok(Steered {
+        regs,
+        point: PointInfo {
+            method,
+            steps,
+            stack_from,
+            stack,
+        },
+        signal,
+    })
+}
+
+/// The stack words around `rsp` the trampoline compares: the red zone and the words
+/// above, as far as they can be read.
+fn stack_words(task: &mut Task, rsp: u64) -> Result<(i32, Vec<u64>)> {
+    let below = (WORDS_BELOW_RSP * 8) as u64;
+    let want = (WORDS_BELOW_RSP + WORDS_FROM_RSP) * 8;
+    let (from, bytes) = match rsp.checked_sub(below) {
+        Some(start) => {
+            let b = task.read_mem_partial(start, want)?;
+            if b.len() as u64 > below {
+                (-(below as i32), b)
+            } else {
+                (0, task.read_mem_partial(rsp, WORDS_FROM_RSP * 8)?)
+            }
+        }
+        None => (0, task.read_mem_partial(rsp, WORDS_FROM_RSP * 8)?),
+    };
+    let words = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    Ok((from, words))
+}
