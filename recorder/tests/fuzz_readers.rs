@@ -279,6 +279,7 @@ fn event() -> impl Strategy<Value = Event> {
                     steps: (h[3] % 65) as u32,
                     stack_from: from * 8,
                     stack,
+                    memory: h.iter().map(|v| (*v, !*v)).collect(),
                 }),
             }),
         (any::<i32>(), any::<i32>(), any::<bool>(), any::<bool>()).prop_map(

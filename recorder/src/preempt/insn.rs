@@ -165,6 +165,57 @@ pub fn unpatchable(i: &Instruction) -> Option<&'static str> {
     }
 }
 
+/// The 8-byte-aligned words the instruction writes when it runs with `regs` (a loop's
+/// progress that lives in memory: replay's trampoline compares them too).
+pub fn written_words(i: &Instruction, regs: &crate::ptrace::Regs) -> Vec<u64> {
+    use iced_x86::{InstructionInfoFactory, OpAccess, Register as R};
+    let value = |reg: R, _: usize, _: usize| -> Option<u64> {
+        Some(match reg {
+            R::RAX => regs.rax,
+            R::RBX => regs.rbx,
+            R::RCX => regs.rcx,
+            R::RDX => regs.rdx,
+            R::RSI => regs.rsi,
+            R::RDI => regs.rdi,
+            R::RBP => regs.rbp,
+            R::RSP => regs.rsp,
+            R::R8 => regs.r8,
+            R::R9 => regs.r9,
+            R::R10 => regs.r10,
+            R::R11 => regs.r11,
+            R::R12 => regs.r12,
+            R::R13 => regs.r13,
+            R::R14 => regs.r14,
+            R::R15 => regs.r15,
+            // RIP-relative displacements are absolute in iced's instructions.
+            R::RIP | R::ES | R::CS | R::SS | R::DS => 0,
+            R::FS => regs.fs_base,
+            R::GS => regs.gs_base,
+            _ => return None,
+        })
+    };
+    let mut factory = InstructionInfoFactory::new();
+    let mut out = Vec::new();
+    for m in factory.info(i).used_memory() {
+        let writes = matches!(
+            m.access(),
+            OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+        );
+        if !writes || m.vsib_size() != 0 {
+            continue;
+        }
+        if let Some(addr) = m.try_virtual_address(0, value) {
+            let size = m.memory_size().size().max(1) as u64;
+            let mut w = addr & !7;
+            while w < addr + size && out.len() < 4 {
+                out.push(w);
+                w += 8;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +275,21 @@ mod tests {
         // movsb without rep is an ordinary instruction
         assert_eq!(rep_string(&at(&[0xa4])), None);
         assert!(steppable(&at(&[0xa4])));
+    }
+
+    #[test]
+    fn written_words_of_a_counter_in_memory() {
+        // addq $1, 0x2ebd(%rip) at 0x117b: writes the global at 0x4040
+        let i = decode(&[0x48, 0x83, 0x05, 0xbd, 0x2e, 0x00, 0x00, 0x01], 0x117b).unwrap();
+        let regs: crate::ptrace::Regs = unsafe { std::mem::zeroed() };
+        assert_eq!(written_words(&i, &regs), vec![0x4040]);
+        // mov [rsp+4], eax with rsp = 0x7000: the word at 0x7000
+        let mut regs = regs;
+        regs.rsp = 0x7000;
+        let i = decode(&[0x89, 0x44, 0x24, 0x04], 0).unwrap();
+        assert_eq!(written_words(&i, &regs), vec![0x7000]);
+        // a read writes nothing
+        let i = decode(&[0x8b, 0x44, 0x24, 0x04], 0).unwrap();
+        assert!(written_words(&i, &regs).is_empty());
     }
 }

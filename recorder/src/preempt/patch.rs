@@ -56,11 +56,18 @@ pub struct Want {
     pub stack_from: i32,
     /// Recorded stack words.
     pub stack: Vec<u64>,
+    /// Recorded memory words (address, value).
+    pub memory: Vec<(u64, u64)>,
 }
 
 impl Want {
     /// From a recorded register vector and stack words.
-    pub fn new(regs: &[u64], stack_from: i32, stack: &[u64]) -> Option<Want> {
+    pub fn new(
+        regs: &[u64],
+        stack_from: i32,
+        stack: &[u64],
+        memory: &[(u64, u64)],
+    ) -> Option<Want> {
         let mut gprs = [0; 16];
         for (slot, (_, index)) in gprs.iter_mut().zip(COMPARED) {
             *slot = *regs.get(index)?;
@@ -69,6 +76,7 @@ impl Want {
             gprs,
             stack_from,
             stack: stack.to_vec(),
+            memory: memory.to_vec(),
         })
     }
 }
@@ -180,6 +188,29 @@ pub fn build(insn: &Instruction, base: u64, want: &Want) -> Result<Trampoline, S
         );
         push(jne_miss()?, &mut code);
     }
+    // The memory words (absolute 64-bit addresses: no reach limit).
+    let first_mem = want.stack.len();
+    for (n, (addr, _)) in want.memory.iter().enumerate() {
+        push(
+            Instruction::with2(
+                Code::Mov_RAX_moffs64,
+                Register::RAX,
+                MemoryOperand::with_base_displ_size(Register::None, *addr as i64, 8),
+            )
+            .map_err(err)?,
+            &mut code,
+        );
+        push(
+            Instruction::with2(
+                Code::Cmp_r64_rm64,
+                Register::RAX,
+                mem(want_word(first_mem + n)),
+            )
+            .map_err(err)?,
+            &mut code,
+        );
+        push(jne_miss()?, &mut code);
+    }
     // A match: the program's registers back, then the trap; the engine resumes after it.
     restore(&mut code, &mut push, 0)?;
     let trap_index = code.len();
@@ -209,6 +240,7 @@ pub fn build(insn: &Instruction, base: u64, want: &Want) -> Result<Trampoline, S
     let mut values = vec![0u64, 0];
     values.extend_from_slice(&want.gprs);
     values.extend_from_slice(&want.stack);
+    values.extend(want.memory.iter().map(|(_, v)| *v));
     Ok(Trampoline {
         base,
         code: encoded.code_buffer,
@@ -275,6 +307,7 @@ mod tests {
             gprs: [7; 16],
             stack_from: -128,
             stack: vec![9; words],
+            memory: vec![(0x5555_5555_8040, 3)],
         }
     }
 
@@ -300,7 +333,11 @@ mod tests {
             .iter()
             .filter(|i| i.mnemonic() == Mnemonic::Jne)
             .collect();
-        assert_eq!(jne.len(), 16 + 48);
+        assert_eq!(jne.len(), 16 + 48 + 1);
+        assert!(code
+            .iter()
+            .any(|i| i.code() == Code::Mov_RAX_moffs64
+                && i.memory_displacement64() == 0x5555_5555_8040));
         let miss = jne[0].near_branch_target();
         assert!(jne.iter().all(|j| j.near_branch_target() == miss));
         // the displaced instruction, then back to the next one
@@ -311,7 +348,7 @@ mod tests {
         assert_eq!(displaced.code(), insn.code());
         // nothing touches the stack but the compared reads
         assert!(code.iter().all(|i| !i.is_stack_instruction()));
-        assert_eq!(t.data.len(), 8 * (2 + 16 + 48));
+        assert_eq!(t.data.len(), 8 * (2 + 16 + 48 + 1));
         // the patch jumps to the trampoline
         assert_eq!(t.jump[0], 0xe9);
         let rel = i32::from_le_bytes(t.jump[1..].try_into().unwrap()) as i64;

@@ -12,6 +12,8 @@ pub const MAX_STACK_WORDS: usize = 64;
 pub const WORDS_BELOW_RSP: usize = 16;
 /// Stack words recorded from `rsp` up.
 pub const WORDS_FROM_RSP: usize = 32;
+/// Most memory words a point may carry.
+pub const MAX_MEMORY_WORDS: usize = 8;
 
 /// How replay finds a preemption point again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +72,10 @@ pub struct PointInfo {
     /// applies before the full state comparison; they are also covered by the stack
     /// hash).
     pub stack: Vec<u64>,
+    /// Words of memory (address, value at the point) that the instructions stepped
+    /// over wrote: a loop's progress kept in memory (a counter in a global), which the
+    /// trampoline compares too.
+    pub memory: Vec<(u64, u64)>,
 }
 
 impl PointInfo {
@@ -80,6 +86,7 @@ impl PointInfo {
             steps: 0,
             stack_from: 0,
             stack: Vec::new(),
+            memory: Vec::new(),
         }
     }
 
@@ -89,6 +96,12 @@ impl PointInfo {
             return Some(format!(
                 "carries {} stack words (at most {MAX_STACK_WORDS})",
                 self.stack.len()
+            ));
+        }
+        if self.memory.len() > MAX_MEMORY_WORDS {
+            return Some(format!(
+                "carries {} memory words (at most {MAX_MEMORY_WORDS})",
+                self.memory.len()
             ));
         }
         let below = (WORDS_BELOW_RSP * 8) as i32;
@@ -127,6 +140,9 @@ mod tests {
         assert!(p.invalid().is_some());
         p.stack_from = 0;
         p.stack = vec![0; MAX_STACK_WORDS + 1];
+        assert!(p.invalid().is_some());
+        p.stack = vec![];
+        p.memory = vec![(8, 0); MAX_MEMORY_WORDS + 1];
         assert!(p.invalid().is_some());
     }
 }

@@ -1,20 +1,26 @@
 //! Record time: moving a preempted thread to a point that replay finds cheaply.
 //!
 //! The watchdog stops a thread wherever it happens to be. Before its state is recorded,
-//! the recorder single-steps it (at most [`MAX_STEPS`] instructions, ~17 µs each) to an
-//! instruction replay can patch with a conditional trap ([`super::insn::unpatchable`]),
-//! or to a `rep` string instruction (found by its own method). It never steps over an
+//! the recorder single-steps it (at least [`MIN_STEPS`], at most [`MAX_STEPS`]
+//! instructions, ~17 µs each) to an instruction replay can patch with a conditional
+//! trap ([`super::insn::unpatchable`]), or to a `rep` string instruction (found by its
+//! own method). The memory words the stepped instructions wrote are recorded with
+//! their values at the point: where a loop keeps its progress in memory, they tell
+//! its iterations apart where the registers do not. It never steps over an
 //! instruction that enters the kernel, traps, reads the flags register onto the stack
 //! or repeats, and never steps a thread that stopped in or right after a syscall.
 //! The stop is still a preemption point: other threads run next.
 
 use super::insn;
-use super::point::{Method, PointInfo, WORDS_BELOW_RSP, WORDS_FROM_RSP};
+use super::point::{Method, PointInfo, MAX_MEMORY_WORDS, WORDS_BELOW_RSP, WORDS_FROM_RSP};
 use crate::errors::{Error, Result};
 use crate::ptrace::{Regs, Resume, Stop, Task};
 
 /// Most instructions stepped over at one preemption.
 pub const MAX_STEPS: u32 = 64;
+/// Instructions always stepped over (unless one cannot be), to see which memory words
+/// the thread's loop writes ([`PointInfo::memory`]).
+pub const MIN_STEPS: u32 = 16;
 
 /// Where a preempted thread was moved to.
 #[derive(Debug)]
@@ -35,6 +41,7 @@ pub fn steer(task: &mut Task, regs: Regs) -> Result<Steered> {
     let mut steps = 0;
     let mut method = Method::StateMatch;
     let mut signal = None;
+    let mut written: Vec<u64> = Vec::new();
     // In or right after a syscall (orig_rax set), resuming would run or restart it.
     let in_syscall = regs.orig_rax != u64::MAX;
     let mut stepping = !in_syscall;
@@ -47,8 +54,14 @@ pub fn steer(task: &mut Task, regs: Regs) -> Result<Steered> {
             method = Method::RepString;
             break;
         }
-        if insn::unpatchable(&i).is_none() || steps >= MAX_STEPS || !insn::steppable(&i) {
+        let good = steps >= MIN_STEPS && insn::unpatchable(&i).is_none();
+        if good || steps >= MAX_STEPS || !insn::steppable(&i) {
             break;
+        }
+        for w in insn::written_words(&i, &regs) {
+            if !written.contains(&w) && written.len() < MAX_MEMORY_WORDS {
+                written.push(w);
+            }
         }
         task.resume(Resume::Step, 0)?;
         match task.wait()? {
@@ -70,6 +83,12 @@ pub fn steer(task: &mut Task, regs: Regs) -> Result<Steered> {
         stepping = signal.is_none();
     }
     let (stack_from, stack) = stack_words(task, regs.rsp)?;
+    let mut memory = Vec::new();
+    for w in written {
+        if let Ok(b) = task.read_mem(w, 8) {
+            memory.push((w, u64::from_le_bytes(b.try_into().expect("8 bytes"))));
+        }
+    }
     Ok(Steered {
         regs,
         point: PointInfo {
@@ -77,6 +96,7 @@ pub fn steer(task: &mut Task, regs: Regs) -> Result<Steered> {
             steps,
             stack_from,
             stack,
+            memory,
         },
         signal,
     })

@@ -121,7 +121,7 @@ impl Replayer<'_, '_> {
         let maps = read_maps(th.task.tid).map_err(|e| e.to_string())?;
         let spans: Vec<(u64, u64)> = maps.iter().map(|m| (m.start, m.end)).collect();
         let base = patch::place(&spans, rip).ok_or("no free pages within a jump's reach")?;
-        let w = patch::Want::new(&want.regs, point.stack_from, &point.stack)
+        let w = patch::Want::new(&want.regs, point.stack_from, &point.stack, &point.memory)
             .ok_or("the recorded registers are incomplete")?;
         let tramp = patch::build(&i, base, &w)?;
         let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
