@@ -100,8 +100,41 @@ pub struct Trampoline {
 /// resolves branches by instruction address: far from any code of the program.
 const FAKE_IP: u64 = 0x10;
 const MISS_IP: u64 = 0x8000;
+const SLOW_IP: u64 = 0x9000;
+const FAST_MISS_IP: u64 = 0xa000;
+/// Memory words checked first, without touching the flags.
+const FAST_WORDS: usize = 2;
+
+/// Instructions with fake addresses, branch targets by fake address.
+struct Asm {
+    code: Vec<Instruction>,
+    ip: u64,
+}
+
+impl Asm {
+    fn push(&mut self, i: Result<Instruction, iced_x86::IcedError>) -> Result<(), String> {
+        let mut i = i.map_err(|e| format!("cannot assemble the trampoline: {e}"))?;
+        self.ip += 1;
+        i.set_ip(self.ip);
+        self.code.push(i);
+        Ok(())
+    }
+
+    /// Gives the last instruction pushed the address `ip` (a branch target).
+    fn label_last(&mut self, ip: u64) {
+        if let Some(i) = self.code.last_mut() {
+            i.set_ip(ip);
+        }
+    }
+}
 
 /// Assembles the trampoline for `insn` (decoded at the patched address) at `base`.
+///
+/// Layout: when there are memory words, a fast check of the first ones that leaves the
+/// flags alone (`rcx`/`rdx` saved; `not`, `lea` and `jrcxz` compute and test the
+/// difference), so that a loop whose progress is in memory passes the point with a
+/// dozen extra instructions; then the full check (`rax` and the flags saved), the
+/// trap, and the displaced instruction.
 pub fn build(insn: &Instruction, base: u64, want: &Want) -> Result<Trampoline, String> {
     let rip = insn.ip();
     let data = base + DATA_OFFSET;
@@ -109,130 +142,153 @@ pub fn build(insn: &Instruction, base: u64, want: &Want) -> Result<Trampoline, S
     let save_flags = data + 8;
     let want_reg = |n: usize| data + 16 + 8 * n as u64;
     let want_word = |n: usize| data + 16 + 8 * (16 + n) as u64;
+    let words = want.stack.len() + want.memory.len();
+    let save_rcx = want_word(words);
+    let save_rdx = want_word(words + 1);
     let mem = |addr: u64| MemoryOperand::with_base_displ(Register::RIP, addr as i64);
-    let err = |e: iced_x86::IcedError| format!("cannot assemble the trampoline: {e}");
+    let mov_load =
+        |reg: Register, addr: u64| Instruction::with2(Code::Mov_r64_rm64, reg, mem(addr));
+    let mov_store =
+        |addr: u64, reg: Register| Instruction::with2(Code::Mov_rm64_r64, mem(addr), reg);
+    let mut a = Asm {
+        code: Vec::new(),
+        ip: FAKE_IP,
+    };
+    let fast = !want.memory.is_empty();
 
-    let mut code: Vec<Instruction> = Vec::new();
-    let mut ip = FAKE_IP;
-    let mut push = |mut i: Instruction, code: &mut Vec<Instruction>| {
-        if i.ip() == 0 {
-            i.set_ip(ip);
-            ip += 1;
+    // The displaced instruction and the jump back (`first` is its first instruction).
+    let displaced = |a: &mut Asm, fast_miss: bool| -> Result<(), String> {
+        if fast_miss {
+            a.push(mov_load(Register::RCX, save_rcx))?;
+            a.label_last(FAST_MISS_IP);
+            a.push(mov_load(Register::RDX, save_rdx))?;
         }
-        code.push(i);
+        a.code.push(*insn);
+        a.push(Instruction::with_branch(
+            Code::Jmp_rel32_64,
+            rip + insn.len() as u64,
+        ))
     };
-    let restore = |code: &mut Vec<Instruction>,
-                   push: &mut dyn FnMut(Instruction, &mut Vec<Instruction>),
-                   first_ip: u64|
-     -> Result<(), String> {
-        let mut i =
-            Instruction::with2(Code::Mov_r64_rm64, Register::RAX, mem(save_flags)).map_err(err)?;
-        if first_ip != 0 {
-            i.set_ip(first_ip);
+    // rax and the flags back.
+    let restore = |a: &mut Asm, label: Option<u64>| -> Result<(), String> {
+        a.push(mov_load(Register::RAX, save_flags))?;
+        if let Some(l) = label {
+            a.label_last(l);
         }
-        push(i, code);
-        push(
-            Instruction::with2(Code::Add_rm8_imm8, Register::AL, 0x7f).map_err(err)?,
-            code,
-        );
-        push(Instruction::with(Code::Sahf), code);
-        push(
-            Instruction::with2(Code::Mov_r64_rm64, Register::RAX, mem(save_rax)).map_err(err)?,
-            code,
-        );
-        Ok(())
+        a.push(Instruction::with2(Code::Add_rm8_imm8, Register::AL, 0x7f))?;
+        a.push(Ok(Instruction::with(Code::Sahf)))?;
+        a.push(mov_load(Register::RAX, save_rax))
     };
-    // Save rax and the flags.
-    push(
-        Instruction::with2(Code::Mov_rm64_r64, mem(save_rax), Register::RAX).map_err(err)?,
-        &mut code,
-    );
-    push(Instruction::with(Code::Lahf), &mut code);
-    push(
-        Instruction::with1(Code::Seto_rm8, Register::AL).map_err(err)?,
-        &mut code,
-    );
-    push(
-        Instruction::with2(Code::Mov_rm64_r64, mem(save_flags), Register::RAX).map_err(err)?,
-        &mut code,
-    );
-    push(
-        Instruction::with2(Code::Mov_r64_rm64, Register::RAX, mem(save_rax)).map_err(err)?,
-        &mut code,
-    );
-    let jne_miss = || Instruction::with_branch(Code::Jne_rel32_64, MISS_IP).map_err(err);
+
+    if fast {
+        a.push(mov_store(save_rcx, Register::RCX))?;
+        a.push(mov_store(save_rdx, Register::RDX))?;
+        let first = want.stack.len();
+        for (n, (addr, _)) in want.memory.iter().take(FAST_WORDS).enumerate() {
+            // rcx = want - value, flags untouched.
+            a.push(Instruction::with2(
+                Code::Mov_r64_imm64,
+                Register::RCX,
+                *addr,
+            ))?;
+            a.push(Instruction::with2(
+                Code::Mov_r64_rm64,
+                Register::RCX,
+                MemoryOperand::with_base(Register::RCX),
+            ))?;
+            a.push(Instruction::with1(Code::Not_rm64, Register::RCX))?;
+            a.push(mov_load(Register::RDX, want_word(first + n)))?;
+            a.push(Instruction::with2(
+                Code::Lea_r64_m,
+                Register::RCX,
+                MemoryOperand::with_base_index_scale_displ_size(
+                    Register::RCX,
+                    Register::RDX,
+                    1,
+                    1,
+                    1,
+                ),
+            ))?;
+            let equal = 0x10_0000 + 0x1000 * n as u64;
+            a.push(Instruction::with_branch(Code::Jrcxz_rel8_64, equal))?;
+            a.push(Instruction::with_branch(Code::Jmp_rel32_64, FAST_MISS_IP))?;
+            // The next instruction is where an equal word goes on.
+            a.ip = equal - 1;
+        }
+        a.push(mov_load(Register::RCX, save_rcx))?;
+        a.push(mov_load(Register::RDX, save_rdx))?;
+        a.push(Instruction::with_branch(Code::Jmp_rel32_64, SLOW_IP))?;
+        displaced(&mut a, true)?;
+    }
+
+    // The full check. Save rax and the flags.
+    a.push(mov_store(save_rax, Register::RAX))?;
+    if fast {
+        a.label_last(SLOW_IP);
+    }
+    a.push(Ok(Instruction::with(Code::Lahf)))?;
+    a.push(Instruction::with1(Code::Seto_rm8, Register::AL))?;
+    a.push(mov_store(save_flags, Register::RAX))?;
+    a.push(mov_load(Register::RAX, save_rax))?;
+    let jne_miss = || Instruction::with_branch(Code::Jne_rel32_64, MISS_IP);
     // The registers, rax (restored above) included.
     for (n, (reg, _)) in COMPARED.iter().enumerate() {
-        push(
-            Instruction::with2(Code::Cmp_r64_rm64, *reg, mem(want_reg(n))).map_err(err)?,
-            &mut code,
-        );
-        push(jne_miss()?, &mut code);
+        a.push(Instruction::with2(
+            Code::Cmp_r64_rm64,
+            *reg,
+            mem(want_reg(n)),
+        ))?;
+        a.push(jne_miss())?;
     }
     // The stack words (rsp is the recorded one by now).
     for n in 0..want.stack.len() {
         let off = want.stack_from as i64 + 8 * n as i64;
-        push(
-            Instruction::with2(
-                Code::Mov_r64_rm64,
-                Register::RAX,
-                MemoryOperand::with_base_displ(Register::RSP, off),
-            )
-            .map_err(err)?,
-            &mut code,
-        );
-        push(
-            Instruction::with2(Code::Cmp_r64_rm64, Register::RAX, mem(want_word(n)))
-                .map_err(err)?,
-            &mut code,
-        );
-        push(jne_miss()?, &mut code);
+        a.push(Instruction::with2(
+            Code::Mov_r64_rm64,
+            Register::RAX,
+            MemoryOperand::with_base_displ(Register::RSP, off),
+        ))?;
+        a.push(Instruction::with2(
+            Code::Cmp_r64_rm64,
+            Register::RAX,
+            mem(want_word(n)),
+        ))?;
+        a.push(jne_miss())?;
     }
     // The memory words (absolute 64-bit addresses: no reach limit).
     let first_mem = want.stack.len();
     for (n, (addr, _)) in want.memory.iter().enumerate() {
-        push(
-            Instruction::with2(
-                Code::Mov_RAX_moffs64,
-                Register::RAX,
-                MemoryOperand::with_base_displ_size(Register::None, *addr as i64, 8),
-            )
-            .map_err(err)?,
-            &mut code,
-        );
-        push(
-            Instruction::with2(
-                Code::Cmp_r64_rm64,
-                Register::RAX,
-                mem(want_word(first_mem + n)),
-            )
-            .map_err(err)?,
-            &mut code,
-        );
-        push(jne_miss()?, &mut code);
+        a.push(Instruction::with2(
+            Code::Mov_RAX_moffs64,
+            Register::RAX,
+            MemoryOperand::with_base_displ_size(Register::None, *addr as i64, 8),
+        ))?;
+        a.push(Instruction::with2(
+            Code::Cmp_r64_rm64,
+            Register::RAX,
+            mem(want_word(first_mem + n)),
+        ))?;
+        a.push(jne_miss())?;
     }
     // A match: the program's registers back, then the trap; the engine resumes after it.
-    restore(&mut code, &mut push, 0)?;
-    let trap_index = code.len();
-    push(Instruction::with(Code::Int3), &mut code);
-    push(
-        Instruction::with_branch(Code::Jmp_rel32_64, rip).map_err(err)?,
-        &mut code,
-    );
+    restore(&mut a, None)?;
+    let trap_index = a.code.len();
+    a.push(Ok(Instruction::with(Code::Int3)))?;
+    a.push(Instruction::with_branch(Code::Jmp_rel32_64, rip))?;
     // A mismatch: the program's registers back, the displaced instruction, and back.
-    restore(&mut code, &mut push, MISS_IP)?;
-    code.push(*insn);
-    push(
-        Instruction::with_branch(Code::Jmp_rel32_64, rip + insn.len() as u64).map_err(err)?,
-        &mut code,
-    );
+    restore(&mut a, Some(MISS_IP))?;
+    if fast {
+        a.push(Instruction::with_branch(Code::Jmp_rel32_64, rip))?;
+    } else {
+        displaced(&mut a, false)?;
+    }
 
     let encoded = BlockEncoder::encode(
         64,
-        InstructionBlock::new(&code, base),
+        InstructionBlock::new(&a.code, base),
         BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
     )
-    .map_err(err)?;
+    .map_err(|e| format!("cannot assemble the trampoline: {e}"))?;
     if encoded.code_buffer.len() as u64 > DATA_OFFSET {
         return Err("the trampoline does not fit its page".into());
     }
@@ -241,6 +297,7 @@ pub fn build(insn: &Instruction, base: u64, want: &Want) -> Result<Trampoline, S
     values.extend_from_slice(&want.gprs);
     values.extend_from_slice(&want.stack);
     values.extend(want.memory.iter().map(|(_, v)| *v));
+    values.extend([0, 0]);
     Ok(Trampoline {
         base,
         code: encoded.code_buffer,
@@ -307,7 +364,11 @@ mod tests {
             gprs: [7; 16],
             stack_from: -128,
             stack: vec![9; words],
-            memory: vec![(0x5555_5555_8040, 3)],
+            memory: vec![
+                (0x5555_5555_8040, 3),
+                (0x5555_5555_8048, 4),
+                (0x5555_5555_8050, 5),
+            ],
         }
     }
 
@@ -333,7 +394,7 @@ mod tests {
             .iter()
             .filter(|i| i.mnemonic() == Mnemonic::Jne)
             .collect();
-        assert_eq!(jne.len(), 16 + 48 + 1);
+        assert_eq!(jne.len(), 16 + 48 + 3);
         assert!(code
             .iter()
             .any(|i| i.code() == Code::Mov_RAX_moffs64
@@ -341,14 +402,19 @@ mod tests {
         let miss = jne[0].near_branch_target();
         assert!(jne.iter().all(|j| j.near_branch_target() == miss));
         // the displaced instruction, then back to the next one
-        let last = code.last().unwrap();
-        assert_eq!(last.mnemonic(), Mnemonic::Jmp);
-        assert_eq!(last.near_branch_target(), RIP + 6);
-        let displaced = &code[code.len() - 2];
-        assert_eq!(displaced.code(), insn.code());
+        let at = code.iter().position(|i| i.code() == insn.code()).unwrap();
+        assert_eq!(code[at + 1].mnemonic(), Mnemonic::Jmp);
+        assert_eq!(code[at + 1].near_branch_target(), RIP + 6);
         // nothing touches the stack but the compared reads
         assert!(code.iter().all(|i| !i.is_stack_instruction()));
-        assert_eq!(t.data.len(), 8 * (2 + 16 + 48 + 1));
+        assert_eq!(t.data.len(), 8 * (2 + 16 + 48 + 3 + 2));
+        // the fast check of the memory word, flags untouched
+        assert_eq!(
+            code.iter()
+                .filter(|i| i.mnemonic() == Mnemonic::Jrcxz)
+                .count(),
+            2
+        );
         // the patch jumps to the trampoline
         assert_eq!(t.jump[0], 0xe9);
         let rel = i32::from_le_bytes(t.jump[1..].try_into().unwrap()) as i64;
@@ -363,9 +429,10 @@ mod tests {
         let target = insn.ip_rel_memory_address();
         let t = build(&insn, BASE, &want(0)).unwrap();
         let code = decode_all(&t.code, BASE);
-        let displaced = &code[code.len() - 2];
-        assert!(displaced.is_ip_rel_memory_operand());
-        assert_eq!(displaced.ip_rel_memory_address(), target);
+        let displaced = code
+            .iter()
+            .find(|i| i.is_ip_rel_memory_operand() && i.ip_rel_memory_address() == target)
+            .expect("the displaced load keeps its target");
         assert_ne!(displaced.ip(), RIP);
     }
 
@@ -389,7 +456,9 @@ mod tests {
             crate::preempt::insn::decode(&[0x48, 0x8b, 0x05, 0x00, 0x20, 0x00, 0x00], rip).unwrap();
         let t = build(&insn, BASE, &want(2)).unwrap();
         let code = decode_all(&t.code, BASE);
-        assert_eq!(code.last().unwrap().near_branch_target(), rip + 7);
+        assert!(code
+            .iter()
+            .any(|i| i.mnemonic() == Mnemonic::Jmp && i.near_branch_target() == rip + 7));
     }
 
     #[test]
