@@ -319,8 +319,15 @@ impl Event {
                 )
             }
             Event::Preempted { state, point, .. } => {
+                let left = match point.method {
+                    crate::preempt::point::Method::RepString => format!(
+                        ", {} iterations left",
+                        state.regs.get(11).copied().unwrap_or(0)
+                    ),
+                    _ => String::new(),
+                };
                 format!(
-                    "preempted at {:#x} ({})",
+                    "preempted at {:#x} ({}{left})",
                     state.regs.get(16).copied().unwrap_or(0),
                     point.method.name()
                 )
