@@ -13,6 +13,7 @@
 //! matches is as good as the recorded one: in a spin-wait the first hit matches, in a
 //! counting loop only the right iteration does.
 
+pub mod function;
 pub mod insn;
 pub mod patch;
 pub mod point;

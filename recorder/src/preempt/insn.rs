@@ -165,6 +165,74 @@ pub fn unpatchable(i: &Instruction) -> Option<&'static str> {
     }
 }
 
+/// The instructions a `jmp rel32` at `at` would displace, in a function whose code is
+/// `code` (read at `start`; bounds from `.eh_frame`), or why it may not patch there.
+///
+/// The whole function is decoded: it must decode cleanly, hold no indirect `jmp` other
+/// than through a RIP-relative slot (a jump table's targets are unknown), and no
+/// direct branch of it may land inside the patched bytes after `at`. The displaced
+/// instructions must be movable ([`unpatchable`] apart from their length).
+pub fn displaced(code: &[u8], start: u64, at: u64) -> Result<Vec<Instruction>, String> {
+    let mut all = Vec::new();
+    let mut targets = Vec::new();
+    for i in Decoder::with_ip(64, code, start, DecoderOptions::NONE).iter() {
+        if i.is_invalid() {
+            return Err(format!("the function does not decode at {:#x}", i.ip()));
+        }
+        match i.flow_control() {
+            FlowControl::IndirectBranch if !i.is_ip_rel_memory_operand() => {
+                return Err(format!(
+                    "the function has an indirect jmp at {:#x} (a jump table?)",
+                    i.ip()
+                ));
+            }
+            FlowControl::ConditionalBranch
+            | FlowControl::UnconditionalBranch
+            | FlowControl::Call => {
+                if matches!(
+                    i.op0_kind(),
+                    iced_x86::OpKind::NearBranch64 | iced_x86::OpKind::NearBranch32
+                ) {
+                    targets.push(i.near_branch_target());
+                }
+            }
+            _ => {}
+        }
+        all.push(i);
+    }
+    let first = all
+        .iter()
+        .position(|i| i.ip() == at)
+        .ok_or_else(|| format!("{at:#x} is not an instruction start of its function"))?;
+    let mut out = Vec::new();
+    let mut end = at;
+    for i in &all[first..] {
+        if end >= at + JMP_LEN as u64 {
+            break;
+        }
+        if special(i)
+            || repeats(i)
+            || matches!(
+                i.flow_control(),
+                FlowControl::Call | FlowControl::IndirectCall
+            )
+        {
+            return Err(format!("cannot displace the instruction at {:#x}", i.ip()));
+        }
+        out.push(*i);
+        end = i.next_ip();
+    }
+    if end < at + JMP_LEN as u64 {
+        return Err("the function ends within 5 bytes".into());
+    }
+    if let Some(t) = targets.iter().find(|&&t| t > at && t < end) {
+        return Err(format!(
+            "a branch lands at {t:#x}, inside the patched bytes"
+        ));
+    }
+    Ok(out)
+}
+
 /// The 8-byte-aligned words the instruction writes when it runs with `regs` (a loop's
 /// progress that lives in memory: replay's trampoline compares them too).
 pub fn written_words(i: &Instruction, regs: &crate::ptrace::Regs) -> Vec<u64> {
@@ -291,5 +359,64 @@ mod tests {
         // a read writes nothing
         let i = decode(&[0x8b, 0x44, 0x24, 0x04], 0).unwrap();
         assert!(written_words(&i, &regs).is_empty());
+    }
+
+    /// A tight loop (every instruction shorter than 5 bytes), as a release build makes:
+    /// 0x00 mov rdx, rax; 0x03 shl rdx, 13; 0x07 xor rax, rdx; 0x0a add rcx, 1;
+    /// 0x0e cmp rcx, rdi; 0x11 jne 0x00; 0x13 ret
+    const LOOP: &[u8] = &[
+        0x48, 0x89, 0xc2, 0x48, 0xc1, 0xe2, 0x0d, 0x48, 0x31, 0xd0, 0x48, 0x83, 0xc1, 0x01, 0x48,
+        0x39, 0xf9, 0x75, 0xed, 0xc3,
+    ];
+
+    #[test]
+    fn displacing_several_short_instructions() {
+        let base = 0x1000;
+        let d = displaced(LOOP, base, base + 0x3).unwrap();
+        assert_eq!(
+            d.iter().map(|i| i.ip() - base).collect::<Vec<_>>(),
+            vec![0x3, 0x7]
+        );
+        // the loop's back edge goes to 0x00, the start of the patch: fine
+        let d = displaced(LOOP, base, base).unwrap();
+        assert_eq!(d.len(), 2);
+        // the cmp and the jne: the relocated jne branches back to the original loop
+        let d = displaced(LOOP, base, base + 0xe).unwrap();
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn a_back_edge_inside_the_patched_bytes_is_refused() {
+        // The loop's head is at 0x03: patching at 0x00 would cover it.
+        let mut code = LOOP.to_vec();
+        code[0x12] = 0xf0; // jne 0x03
+        let base = 0x1000;
+        let why = displaced(&code, base, base).unwrap_err();
+        assert!(why.contains("inside the patched bytes"), "{why}");
+        // at 0x03 itself it is fine
+        assert!(displaced(&code, base, base + 3).is_ok());
+    }
+
+    #[test]
+    fn a_jump_table_is_refused() {
+        // 0x00 jmp rax; then the loop
+        let mut code = vec![0xff, 0xe0];
+        code.extend_from_slice(LOOP);
+        let why = displaced(&code, 0x1000, 0x1002).unwrap_err();
+        assert!(why.contains("indirect jmp"), "{why}");
+        // a jmp through a RIP-relative slot (a PLT-style tail call) is not a table
+        let mut code = vec![0xff, 0x25, 0, 0, 0, 0];
+        code.extend_from_slice(LOOP);
+        assert!(displaced(&code, 0x1000, 0x1006).is_ok());
+    }
+
+    #[test]
+    fn calls_and_mid_instruction_addresses_are_refused() {
+        // call rel32 right after the patch address
+        let code = [0x48, 0x89, 0xc2, 0xe8, 0, 0, 0, 0, 0xc3];
+        assert!(displaced(&code, 0x1000, 0x1000).is_err());
+        assert!(displaced(LOOP, 0x1000, 0x1001).is_err());
+        // too close to the end
+        assert!(displaced(LOOP, 0x1000, 0x1013).is_err());
     }
 }

@@ -128,15 +128,20 @@ impl Asm {
     }
 }
 
-/// Assembles the trampoline for `insn` (decoded at the patched address) at `base`.
+/// Assembles the trampoline for the instructions `insns` (decoded at the patched
+/// address, consecutive, at least 5 bytes together) at `base`.
 ///
 /// Layout: when there are memory words, a fast check of the first ones that leaves the
 /// flags alone (`rcx`/`rdx` saved; `not`, `lea` and `jrcxz` compute and test the
 /// difference), so that a loop whose progress is in memory passes the point with a
 /// dozen extra instructions; then the full check (`rax` and the flags saved), the
 /// trap, and the displaced instruction.
-pub fn build(insn: &Instruction, base: u64, want: &Want) -> Result<Trampoline, String> {
-    let rip = insn.ip();
+pub fn build(insns: &[Instruction], base: u64, want: &Want) -> Result<Trampoline, String> {
+    let (Some(first), Some(last)) = (insns.first(), insns.last()) else {
+        return Err("nothing to displace".into());
+    };
+    let rip = first.ip();
+    let back = last.next_ip();
     let data = base + DATA_OFFSET;
     let save_rax = data;
     let save_flags = data + 8;
@@ -156,18 +161,15 @@ pub fn build(insn: &Instruction, base: u64, want: &Want) -> Result<Trampoline, S
     };
     let fast = !want.memory.is_empty();
 
-    // The displaced instruction and the jump back (`first` is its first instruction).
+    // The displaced instructions and the jump back.
     let displaced = |a: &mut Asm, fast_miss: bool| -> Result<(), String> {
         if fast_miss {
             a.push(mov_load(Register::RCX, save_rcx))?;
             a.label_last(FAST_MISS_IP);
             a.push(mov_load(Register::RDX, save_rdx))?;
         }
-        a.code.push(*insn);
-        a.push(Instruction::with_branch(
-            Code::Jmp_rel32_64,
-            rip + insn.len() as u64,
-        ))
+        a.code.extend_from_slice(insns);
+        a.push(Instruction::with_branch(Code::Jmp_rel32_64, back))
     };
     // rax and the flags back.
     let restore = |a: &mut Asm, label: Option<u64>| -> Result<(), String> {
@@ -380,7 +382,7 @@ mod tests {
         // add qword [rsp+8], 1
         let insn =
             crate::preempt::insn::decode(&[0x48, 0x83, 0x44, 0x24, 0x08, 0x01], RIP).unwrap();
-        let t = build(&insn, BASE, &want(48)).unwrap();
+        let t = build(&[insn], BASE, &want(48)).unwrap();
         let code = decode_all(&t.code, BASE);
         assert!(code.iter().all(|i| !i.is_invalid()));
         let traps: Vec<_> = code
@@ -427,7 +429,7 @@ mod tests {
         let insn =
             crate::preempt::insn::decode(&[0x48, 0x8b, 0x05, 0x00, 0x20, 0x00, 0x00], RIP).unwrap();
         let target = insn.ip_rel_memory_address();
-        let t = build(&insn, BASE, &want(0)).unwrap();
+        let t = build(&[insn], BASE, &want(0)).unwrap();
         let code = decode_all(&t.code, BASE);
         let displaced = code
             .iter()
@@ -441,7 +443,7 @@ mod tests {
         // jne rel32 back to RIP - 0x40 (a loop's back edge, 6 bytes)
         let insn =
             crate::preempt::insn::decode(&[0x0f, 0x85, 0xba, 0xff, 0xff, 0xff], RIP).unwrap();
-        let t = build(&insn, BASE, &want(4)).unwrap();
+        let t = build(&[insn], BASE, &want(4)).unwrap();
         let code = decode_all(&t.code, BASE);
         assert!(code
             .iter()
@@ -454,7 +456,7 @@ mod tests {
         let rip = RIP + 4096 - 3;
         let insn =
             crate::preempt::insn::decode(&[0x48, 0x8b, 0x05, 0x00, 0x20, 0x00, 0x00], rip).unwrap();
-        let t = build(&insn, BASE, &want(2)).unwrap();
+        let t = build(&[insn], BASE, &want(2)).unwrap();
         let code = decode_all(&t.code, BASE);
         assert!(code
             .iter()
@@ -465,7 +467,7 @@ mod tests {
     fn out_of_reach_is_refused() {
         let insn =
             crate::preempt::insn::decode(&[0x48, 0x83, 0x44, 0x24, 0x08, 0x01], RIP).unwrap();
-        assert!(build(&insn, RIP + (1 << 32), &want(0)).is_err());
+        assert!(build(&[insn], RIP + (1 << 32), &want(0)).is_err());
         assert!(jump(RIP, RIP + (1 << 31) + 16).is_none());
         assert!(jump(RIP, RIP - (1 << 30)).is_some());
     }

@@ -42,6 +42,7 @@ pub fn steer(task: &mut Task, regs: Regs) -> Result<Steered> {
     let mut method = Method::StateMatch;
     let mut signal = None;
     let mut written: Vec<u64> = Vec::new();
+    let mut funcs = Functions::default();
     // In or right after a syscall (orig_rax set), resuming would run or restart it.
     let in_syscall = regs.orig_rax != u64::MAX;
     let mut stepping = !in_syscall;
@@ -54,7 +55,7 @@ pub fn steer(task: &mut Task, regs: Regs) -> Result<Steered> {
             method = Method::RepString;
             break;
         }
-        let good = steps >= MIN_STEPS && insn::unpatchable(&i).is_none();
+        let good = steps >= MIN_STEPS && funcs.patchable(task, &i);
         if good || steps >= MAX_STEPS || !insn::steppable(&i) {
             break;
         }
@@ -123,4 +124,52 @@ fn stack_words(task: &mut Task, rsp: u64) -> Result<(i32, Vec<u64>)> {
         .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
         .collect();
     Ok((from, words))
+}
+
+/// What the recorder learnt about the functions it stepped through (read once per
+/// preemption: the module's unwind tables and the function's code).
+#[derive(Default)]
+struct Functions {
+    maps: Option<Vec<crate::address_space::MapsEntry>>,
+    /// The last function looked at and its code; `None` inside when it cannot be
+    /// patched at all (no bounds, landing pads).
+    last: Option<(u64, u64, Option<Vec<u8>>)>,
+}
+
+impl Functions {
+    /// Whether replay can patch a jump at `i` (see `replay::preempt_search`).
+    fn patchable(&mut self, task: &mut Task, i: &iced_x86::Instruction) -> bool {
+        let Some(why) = insn::unpatchable(i) else {
+            return true;
+        };
+        if i.len() >= insn::JMP_LEN || why.is_empty() {
+            return false;
+        }
+        let rip = i.ip();
+        let known = matches!(&self.last, Some((start, end, _)) if *start <= rip && rip < *end);
+        if !known {
+            if self.maps.is_none() {
+                self.maps = crate::address_space::read_maps(task.tid).ok();
+            }
+            let Some(maps) = &self.maps else {
+                return false;
+            };
+            self.last = match super::function::around(task, maps, rip) {
+                Ok(f) => {
+                    let code = if f.lsda {
+                        None
+                    } else {
+                        task.read_mem(f.start, (f.end - f.start) as usize).ok()
+                    };
+                    Some((f.start, f.end, code))
+                }
+                // Not worth asking again for every step: a one-instruction range.
+                Err(_) => Some((rip, rip + 1, None)),
+            };
+        }
+        match &self.last {
+            Some((start, _, Some(code))) => insn::displaced(code, *start, rip).is_ok(),
+            _ => false,
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! Finding a recorded preemption point ([`Event::Preempted`]) again, cheaply.
 //!
 //! - [`Method::StateMatch`]: when the instruction at the point can be displaced (see
-//!   [`crate::preempt::insn::unpatchable`]), a conditional trap is patched in (see
+//!   [`crate::preempt::insn::unpatchable`]; several short ones when the function's
+//!   bounds from `.eh_frame` show no branch into them, see
+//!   [`crate::preempt::insn::displaced`]), a conditional trap is patched in (see
 //!   [`crate::preempt::patch`]): the thread runs at full speed and traps only where its
 //!   registers and the recorded stack words match, and the engine then compares the
 //!   full state. Otherwise the hardware breakpoint search
@@ -16,7 +18,7 @@ use crate::address_space::{read_maps, STUB_SYSCALL};
 use crate::errors::{Error, Result};
 use crate::inject::inject_syscall;
 use crate::preempt::point::{Method, PointInfo};
-use crate::preempt::{self, insn, patch, PreemptState};
+use crate::preempt::{self, function, insn, patch, PreemptState};
 use crate::ptrace::{Regs, Resume, Stop};
 use crate::trace::Event;
 
@@ -62,6 +64,9 @@ impl Replayer<'_, '_> {
                 return Ok(step);
             }
         } else {
+            if let Some(step) = self.step_out_of_patch(th, want)? {
+                return Ok(step);
+            }
             match self.patch(th, want, point) {
                 Ok(p) => return self.run_patched(ev, th, want, p),
                 Err(why) => tracing::debug!(
@@ -91,6 +96,44 @@ impl Replayer<'_, '_> {
         Ok(Step::Done)
     }
 
+    /// A thread that sits just after the point's address (a previous point nearby) would
+    /// be inside the patched bytes: single-steps it out of them first, stopping if it
+    /// reaches the point on the way. Never steps over an instruction that enters the
+    /// kernel or traps (the patch is then refused).
+    fn step_out_of_patch(&mut self, th: &mut RThread, want: &PreemptState) -> Result<Option<Step>> {
+        let rip = want.regs[RIP];
+        let window = rip + 1..rip + 2 * insn::MAX_LEN as u64;
+        let started = std::time::Instant::now();
+        for _ in 0..insn::MAX_LEN {
+            let regs = th.task.regs()?;
+            if regs.rip == rip && preempt::matches(&mut th.task, &regs, want)? {
+                return self.arrived(th, &regs, 0, started).map(Some);
+            }
+            if !window.contains(&regs.rip) {
+                break;
+            }
+            let bytes = th.task.read_mem_partial(regs.rip, insn::MAX_LEN)?;
+            match insn::decode(&bytes, regs.rip) {
+                Some(i) if insn::steppable(&i) => {}
+                _ => break,
+            }
+            let sig = th.signal;
+            th.signal = 0;
+            match self.resume_to_next(th, Resume::Step, sig)? {
+                Stop::Signal(libc::SIGTRAP) => {}
+                other => {
+                    return Err(Error::Unsupported {
+                        what: format!(
+                        "the replayed thread stopped with {other:?} while the replayer stepped it"
+                    ),
+                        hint: "report this as a bug".into(),
+                    })
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Maps and patches in the trampoline for the point, or says why not.
     fn patch(
         &mut self,
@@ -104,26 +147,46 @@ impl Replayer<'_, '_> {
             .read_mem_partial(rip, insn::MAX_LEN)
             .map_err(|e| e.to_string())?;
         let i = insn::decode(&bytes, rip).ok_or("no valid instruction there")?;
-        if let Some(why) = insn::unpatchable(&i) {
-            return Err(why.into());
+        let maps = read_maps(th.task.tid).map_err(|e| e.to_string())?;
+        let insns = match insn::unpatchable(&i) {
+            None => vec![i],
+            Some(why) if i.len() < insn::JMP_LEN => {
+                // Several short instructions: only with the function's bounds.
+                let f = function::around(&mut th.task, &maps, rip)
+                    .map_err(|e| format!("{why}, and {e}"))?;
+                if f.lsda {
+                    return Err(format!(
+                        "{why}, and its function has landing pads (an LSDA)"
+                    ));
+                }
+                let code = th
+                    .task
+                    .read_mem(f.start, (f.end - f.start) as usize)
+                    .map_err(|e| e.to_string())?;
+                insn::displaced(&code, f.start, rip).map_err(|e| format!("{why}, and {e}"))?
+            }
+            Some(why) => return Err(why.into()),
+        };
+        let end = insns.last().map_or(rip, |i| i.next_ip());
+        let current = th.task.regs().map_err(|e| e.to_string())?.rip;
+        if current > rip && current < end {
+            return Err("the thread is inside the patched bytes".into());
         }
-        let end = rip + i.len() as u64;
         for other in self.threads.values().filter(|t| t.tgid == th.tgid) {
             if let Ok(r) = other.task.regs() {
                 if r.rip > rip && r.rip < end {
                     return Err(format!(
-                        "thread {} is inside the instruction",
+                        "thread {} is inside the patched bytes",
                         other.task.tid
                     ));
                 }
             }
         }
-        let maps = read_maps(th.task.tid).map_err(|e| e.to_string())?;
         let spans: Vec<(u64, u64)> = maps.iter().map(|m| (m.start, m.end)).collect();
         let base = patch::place(&spans, rip).ok_or("no free pages within a jump's reach")?;
         let w = patch::Want::new(&want.regs, point.stack_from, &point.stack, &point.memory)
             .ok_or("the recorded registers are incomplete")?;
-        let tramp = patch::build(&i, base, &w)?;
+        let tramp = patch::build(&insns, base, &w)?;
         let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
         let got = inject_syscall(
