@@ -150,6 +150,29 @@ fn c_lost_update_race_replays_identically_ten_times() {
 }
 
 #[test]
+fn release_build_tight_loop_and_spin_wait_replay() {
+    // Every instruction of the worker's loop is shorter than a 5-byte jump: the patch
+    // displaces several (bounds from .eh_frame); the main thread spins meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let exe = recorder::testing::fixture(dir.path(), "spin_worker");
+    for i in 0..3 {
+        let rt = roundtrip(&exe, &["300000000"], &[]);
+        assert_eq!(rt.recorded.status, Some(0), "{}", rt.recorded.stderr);
+        assert!(
+            preempted(&rt.events) >= 2,
+            "recording {i}: no preemption\n{}",
+            rt.events
+        );
+        assert!(
+            rt.traps <= 4 * rt.points,
+            "recording {i}: {} traps for {} points",
+            rt.traps,
+            rt.points
+        );
+    }
+}
+
+#[test]
 fn rep_movsb_preempted_in_the_middle_replays() {
     let dir = tempfile::tempdir().unwrap();
     let exe = recorder::testing::fixture(dir.path(), "rep_movsb");

@@ -172,16 +172,9 @@ impl Replayer<'_, '_> {
         if current > rip && current < end {
             return Err("the thread is inside the patched bytes".into());
         }
-        for other in self.threads.values().filter(|t| t.tgid == th.tgid) {
-            if let Ok(r) = other.task.regs() {
-                if r.rip > rip && r.rip < end {
-                    return Err(format!(
-                        "thread {} is inside the patched bytes",
-                        other.task.tid
-                    ));
-                }
-            }
-        }
+        // Other threads may sit inside the patched bytes (a sibling preempted in the same
+        // loop): they stay stopped while this one runs to its point, and the bytes are
+        // put back before any of them runs again.
         let spans: Vec<(u64, u64)> = maps.iter().map(|m| (m.start, m.end)).collect();
         let base = patch::place(&spans, rip).ok_or("no free pages within a jump's reach")?;
         let w = patch::Want::new(&want.regs, point.stack_from, &point.stack, &point.memory)
