@@ -253,11 +253,16 @@ impl Replayer<'_, '_> {
                     return Err(e);
                 }
             };
-            let regs = th.task.regs()?;
+            let trapped = match stop {
+                Stop::Signal(libc::SIGTRAP) => {
+                    th.task.regs().ok().filter(|r| r.rip == p.tramp.trap + 1)
+                }
+                _ => None,
+            };
             let failed = match stop {
-                Stop::Signal(libc::SIGTRAP) if regs.rip == p.tramp.trap + 1 => {
+                Stop::Signal(libc::SIGTRAP) if trapped.is_some() => {
                     traps += 1;
-                    let mut at = regs;
+                    let mut at = trapped.expect("checked");
                     at.rip = p.rip;
                     if preempt::comparable(&at) == want.regs
                         && preempt::stack_hash(&mut th.task, at.rsp)? == want.stack_hash
@@ -280,7 +285,8 @@ impl Replayer<'_, '_> {
                 ),
                 other => format!("stopped with {other:?} before reaching it"),
             };
-            self.unpatch(th, &p)?;
+            // The divergence is what to report, even if the task is gone by now.
+            let _ = self.unpatch(th, &p);
             return Err(self.diverge(ev, failed));
         }
     }
