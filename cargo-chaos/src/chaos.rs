@@ -36,6 +36,8 @@ pub enum Command {
     Download(crate::archive_cmds::DownloadArgs),
     /// Show an archive's manifest and whether this machine can replay it.
     Inspect(crate::archive_cmds::InspectArgs),
+    /// List the captures in target/chaos/archives/ (test, when, status, verified, size).
+    Ls(crate::captures::LsArgs),
 }
 
 /// `cargo chaos record`.
@@ -55,6 +57,19 @@ pub struct RecordArgs {
     /// a password inside a URL in the value).
     #[arg(long = "keep-env", value_name = "NAME")]
     pub keep_env: Vec<String>,
+    /// Keep only a failing run, packed as an archive (replayed once first, kept if it
+    /// matches); a passing run leaves nothing. For nextest's wrapper scripts (see
+    /// docs/nextest.md): the archive is named after `NEXTEST_TEST_NAME`.
+    #[arg(long)]
+    pub pack_on_failure: bool,
+    /// Where `--pack-on-failure` writes archives [default: `chaos/archives` in the cargo
+    /// target directory above the program].
+    #[arg(long, value_name = "DIR", requires = "pack_on_failure")]
+    pub archive_dir: Option<PathBuf>,
+    /// With `--pack-on-failure`: keep an archive that holds credentials with the others
+    /// (otherwise it goes to `chaos/held-back`).
+    #[arg(long, requires = "pack_on_failure")]
+    pub allow_secrets: bool,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -95,7 +110,7 @@ pub fn main_with_args(mut args: Vec<OsString>) -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            return if e.use_stderr() { exit_codes::USAGE } else { 0 };
         }
     };
     let r = match cli.command {
@@ -107,6 +122,7 @@ pub fn main_with_args(mut args: Vec<OsString>) -> i32 {
         Command::Upload(a) => crate::archive_cmds::run_upload(a),
         Command::Download(a) => crate::archive_cmds::run_download(a),
         Command::Inspect(a) => crate::archive_cmds::run_inspect(a),
+        Command::Ls(a) => crate::captures::run_ls(a),
     };
     match r {
         Ok(code) => code,
@@ -140,15 +156,26 @@ fn default_trace_dir(program: &std::path::Path) -> anyhow::Result<PathBuf> {
 
 fn record(a: RecordArgs) -> anyhow::Result<i32> {
     let program = PathBuf::from(&a.command[0]);
-    let trace_dir = match a.trace_dir {
-        Some(d) => d,
-        None => default_trace_dir(&program)?,
+    // With --pack-on-failure, the trace is scratch: removed when this ends.
+    let mut scratch = None;
+    let trace_dir = match (a.trace_dir, a.pack_on_failure) {
+        (Some(d), _) => d,
+        (None, true) => scratch
+            .insert(
+                tempfile::Builder::new()
+                    .prefix("chaos-record-")
+                    .tempdir()
+                    .context("creating a scratch directory for the trace")?,
+            )
+            .path()
+            .join("trace"),
+        (None, false) => default_trace_dir(&program)?,
     };
     let (env, removed_env) = crate::env::program_env(&a.keep_env);
     let interrupter = recorder::record::Interrupter::new();
     crate::signals::interrupt_on_ctrl_c(interrupter.clone());
     let opts = recorder::record::RecordOptions {
-        program,
+        program: program.clone(),
         args: a.command[1..].to_vec(),
         env,
         removed_env,
@@ -160,6 +187,32 @@ fn record(a: RecordArgs) -> anyhow::Result<i32> {
         ..Default::default()
     };
     match recorder::record::record(&opts) {
+        Ok(summary) if a.pack_on_failure => {
+            let status = summary.result.status;
+            let failed = status != 0
+                && summary.result.outcome != recorder::trace::Outcome::Interrupted
+                && summary.result.trace_error.is_none();
+            if failed {
+                let archive_dir = a
+                    .archive_dir
+                    .clone()
+                    .unwrap_or_else(|| crate::pack_on_failure::default_archive_dir(&program));
+                let o = crate::pack_on_failure::Options {
+                    archive_dir: &archive_dir,
+                    keep_env: &a.keep_env,
+                    allow_secrets: a.allow_secrets,
+                };
+                let identity = crate::pack_on_failure::identity_from_env(&program);
+                if let Err(e) =
+                    crate::pack_on_failure::capture(&summary.trace, status, identity, &o)
+                {
+                    // The test's own failure is what the caller must see: its status stays.
+                    eprintln!("error: capturing the failing run failed: {e:#}");
+                }
+            }
+            drop(scratch);
+            Ok(status)
+        }
         Ok(summary) => {
             use recorder::trace::Outcome;
             match summary.result.outcome {

@@ -2,6 +2,15 @@
 
 use std::time::Duration;
 
+/// Parses a duration that must not be zero (a bound of 0 would run nothing).
+pub fn parse_nonzero(text: &str) -> Result<Duration, String> {
+    let d = parse(text)?;
+    if d.is_zero() {
+        return Err(format!("`{text}` is zero: give a positive duration"));
+    }
+    Ok(d)
+}
+
 /// Parses a duration; a bare number means seconds.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();

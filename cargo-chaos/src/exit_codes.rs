@@ -11,3 +11,6 @@ pub const TOOL_ERROR: i32 = 2;
 /// Replay diverged, the trace or archive was refused, or this machine cannot replay it;
 /// also `cargo chaos record` when the recorder itself failed.
 pub const REPLAY_FAILED: i32 = 125;
+
+/// Every binary: the command line is not valid (clap's usage error).
+pub const USAGE: i32 = 2;

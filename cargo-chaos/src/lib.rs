@@ -3,6 +3,7 @@
 //! the `recorder` and `packer` crates.
 
 pub mod archive_cmds;
+pub mod captures;
 pub mod chaos;
 pub mod credentials;
 pub mod duration;
@@ -10,6 +11,7 @@ pub mod env;
 pub mod exit_codes;
 pub mod messages;
 pub mod output;
+pub mod pack_on_failure;
 pub mod record_test;
 pub mod replay_artifact;
 pub mod signals;

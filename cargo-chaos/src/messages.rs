@@ -34,6 +34,10 @@ pub enum Message {
         failed: bool,
         /// Wall time in milliseconds.
         duration_ms: u64,
+        /// A failing run's output: what it wrote (the last [`OUTPUT_BOUND`] bytes of
+        /// each stream, the full text in `output_file`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<RunOutput>,
     },
     /// A failing run was captured.
     Captured {
@@ -60,6 +64,10 @@ pub enum Message {
         /// kind (never their values).
         #[serde(skip_serializing_if = "Vec::is_empty")]
         credentials: Vec<String>,
+        /// `FILE:LINE:COL` of the test's panic, when it panicked.
+        panic_location: Option<String>,
+        /// The panic message (up to 20 lines), when it panicked.
+        panic_message: Option<String>,
     },
     /// A failing run was captured, but its archive holds credentials: it was kept local
     /// (not uploaded, not in the archive directory) and the exit code is 2.
@@ -91,6 +99,9 @@ pub enum Message {
         verify_failed: usize,
         /// The exit code.
         exit_code: i32,
+        /// Why the tool stopped, when it could not do its job (a build that failed...).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// A replay ended.
     Replayed {
@@ -105,6 +116,56 @@ pub enum Message {
         /// Why it did not match.
         error: Option<String>,
     },
+    /// `cargo replay-artifact --message-format json`: something the replayed program
+    /// wrote, in order.
+    Output {
+        /// `stdout` or `stderr`.
+        stream: &'static str,
+        /// What it wrote (invalid UTF-8 replaced).
+        text: String,
+    },
+}
+
+/// Bytes of each stream kept in a `run-finished` message.
+pub const OUTPUT_BOUND: usize = 16 * 1024;
+
+/// What a failing run wrote, as a `run-finished` message carries it.
+#[derive(Debug, Serialize)]
+pub struct RunOutput {
+    /// Its stdout (the end of it, when longer than [`OUTPUT_BOUND`]).
+    pub stdout: String,
+    /// Its stderr (likewise).
+    pub stderr: String,
+    /// Whether either was cut to its end.
+    pub truncated: bool,
+    /// A file with both in full (stdout, then stderr), when it could be written.
+    pub output_file: Option<String>,
+}
+
+impl RunOutput {
+    /// Bounds `stdout` and `stderr`; `output_file` holds them in full.
+    pub fn new(stdout: &str, stderr: &str, output_file: Option<String>) -> RunOutput {
+        let (o, to) = tail(stdout);
+        let (e, te) = tail(stderr);
+        RunOutput {
+            stdout: o.to_string(),
+            stderr: e.to_string(),
+            truncated: to || te,
+            output_file,
+        }
+    }
+}
+
+/// The last [`OUTPUT_BOUND`] bytes of `s` (at a character boundary), and whether it was cut.
+fn tail(s: &str) -> (&str, bool) {
+    if s.len() <= OUTPUT_BOUND {
+        return (s, false);
+    }
+    let mut at = s.len() - OUTPUT_BOUND;
+    while !s.is_char_boundary(at) {
+        at += 1;
+    }
+    (&s[at..], true)
 }
 
 /// Prints one message as a line on stdout.

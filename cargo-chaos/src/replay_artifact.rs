@@ -20,6 +20,7 @@ pub struct Cargo {
 #[derive(Debug, Subcommand)]
 pub enum CargoCommand {
     /// Replay a captured failing run from an archive (path or URL) or a trace directory.
+    #[command(version)]
     ReplayArtifact(ReplayArtifactArgs),
 }
 
@@ -50,35 +51,60 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit_codes::REPLAY_FAILED
-            } else {
-                0
-            };
+            // A usage error exits 2, as in the other binaries (125 is the replay's).
+            return if e.use_stderr() { exit_codes::USAGE } else { 0 };
         }
     };
     let CargoCommand::ReplayArtifact(a) = cli.command;
     let json = a.message_format == MessageFormat::Json;
     let limits = crate::sizes::unpack_limits(a.max_unpacked_size);
+    // With JSON, stdout carries only messages: a refusal ends with `replayed` too.
+    let refused = |error: String| {
+        if json {
+            emit(&Message::Replayed {
+                test: None,
+                events: 0,
+                matched: false,
+                status: exit_codes::REPLAY_FAILED,
+                error: Some(error),
+            });
+        }
+        exit_codes::REPLAY_FAILED
+    };
     let resolved = match crate::archive_cmds::resolve(&a.artifact, &limits) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: the archive was refused: {e:#}");
-            return exit_codes::REPLAY_FAILED;
+            return refused(format!("the archive was refused: {e:#}"));
         }
     };
     if !resolved.problems.is_empty() {
         for p in &resolved.problems {
             eprintln!("error: this machine cannot replay it: {p}");
         }
-        return exit_codes::REPLAY_FAILED;
+        let all: Vec<String> = resolved.problems.iter().map(|p| p.to_string()).collect();
+        return refused(format!("this machine cannot replay it: {}", all.join("; ")));
     }
     let test = resolved.manifest.as_ref().and_then(|m| {
         m.recordings
             .first()
             .and_then(|r| r.test.test_name.clone().or_else(|| r.test.binary.clone()))
     });
-    let mut sink = crate::output::forward(a.quiet);
+    let mut forward = crate::output::forward(a.quiet);
+    // With JSON, the program's writes become `output` messages: stdout stays parseable.
+    let mut sink = |stream: recorder::output::Stream, data: &[u8]| {
+        if !json {
+            forward(stream, data);
+        } else if !a.quiet {
+            emit(&Message::Output {
+                stream: match stream {
+                    recorder::output::Stream::Stdout => "stdout",
+                    recorder::output::Stream::Stderr => "stderr",
+                },
+                text: String::from_utf8_lossy(data).into_owned(),
+            });
+        }
+    };
     let result = recorder::replay::replay(&resolved.dir, &mut sink);
     let label = test
         .clone()

@@ -11,7 +11,14 @@ mod record_test {
     mod ci_examples;
     mod cli;
     mod concurrent;
+    mod config;
     mod credentials;
     mod disk_full;
     mod flaky;
+    mod interface;
+    mod json;
+    mod junit;
+    mod ls;
+    mod nextest;
+    mod partition;
 }

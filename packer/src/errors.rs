@@ -513,6 +513,22 @@ pub enum TransportError {
         /// The last failure (its message and causes are part of this error's message).
         last: Box<TransportError>,
     },
+    /// An `s3://` download without credentials (the request went unsigned, which only
+    /// a public bucket serves) failed.
+    #[error(
+        "{url}: no AWS credentials are set (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), so \
+         the download went unsigned, which only a public bucket serves; it failed: {} \
+         (hint: export the credentials the upload used, and AWS_ENDPOINT_URL_S3 for an \
+         S3-compatible store)",
+        last_failure(url, cause)
+    )]
+    UnsignedDownloadFailed {
+        /// The URL.
+        url: String,
+        /// Why the unsigned request failed (in the message, not a `source`: it is
+        /// not printed twice).
+        cause: Box<TransportError>,
+    },
     /// Credentials are needed but not configured.
     #[error("{url}: {what} not set (hint: {hint})")]
     MissingCredentials {

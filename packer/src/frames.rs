@@ -22,7 +22,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::pack::{LDM_THRESHOLD, MAX_WINDOW_LOG};
+use crate::zstd_window::{long_window_log, MAX_WINDOW_LOG};
 
 /// tar's block size: member content is padded to a multiple of it.
 pub(crate) const BLOCK: u64 = 512;
@@ -196,7 +196,7 @@ pub(crate) struct FrameParams {
 /// a checksum and the content size) into `out`. Returns the BLAKE3 of what was read.
 ///
 /// Files above 1 MiB are split into `threads` jobs (zstd's multithreaded mode, each job seeing
-/// the previous one's tail); files above [`LDM_THRESHOLD`] get long-distance matching.
+/// the previous one's tail); files above [`LDM_THRESHOLD`](crate::LDM_THRESHOLD) get long-distance matching.
 pub(crate) fn compress_frame(
     input: &mut dyn Read,
     size: u64,
@@ -215,8 +215,7 @@ pub(crate) fn compress_frame(
             .clamp(512 << 10, 512 << 20) as u32;
         enc.set_parameter(zstd::stream::raw::CParameter::JobSize(job))?;
     }
-    if size > LDM_THRESHOLD {
-        let window = (64 - (size - 1).leading_zeros()).clamp(20, MAX_WINDOW_LOG);
+    if let Some(window) = long_window_log(size) {
         enc.long_distance_matching(true)?;
         enc.window_log(window)?;
     }

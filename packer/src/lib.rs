@@ -76,16 +76,18 @@ pub mod sysinfo;
 mod trace;
 pub mod transport;
 pub mod unpack;
+mod zstd_window;
 
 pub use errors::{CacheError, PackError, TransportError, UnpackError};
 pub use frames::FrameStats;
 pub use manifest::{Manifest, TestIdentity, TokenFinding};
 pub use pack::{
     pack, pack_many, warm, Framing, PackInput, PackOptions, PackedArchive, WarmReport,
-    DEFAULT_LEVEL, DEFAULT_OUTPUT_CAP, LDM_THRESHOLD, MAX_WINDOW_LOG, SINGLE_RUN_LEVEL,
+    DEFAULT_LEVEL, DEFAULT_OUTPUT_CAP, SINGLE_RUN_LEVEL,
 };
 pub use progress::{Phase, ProgressEvent};
 /// The first line of the `version` file of the traces this crate packs (the recorder's;
 /// older ones it still reads: `recorder::trace::READABLE_VERSION_LINES`).
 pub use recorder::trace::VERSION_LINE as TRACE_VERSION_LINE;
 pub use unpack::{read_manifest, unpack, verify, TraceDir, UnpackLimits, UnpackedArchive};
+pub use zstd_window::{LDM_THRESHOLD, MAX_WINDOW_LOG};

@@ -26,12 +26,13 @@ use crate::secrets::tokens::TokenScanner;
 use crate::secrets::{self, SecretScanner};
 use crate::sysinfo::{self, CiInfo, HostInfo};
 use crate::trace::{self, TraceScan};
+use crate::zstd_window::long_window_log;
 use recorder::trace::Outcome as RunOutcome;
 
 /// The zstd level for several recordings in one solid frame, unless
 /// [`PackOptions::level`] says otherwise.
 ///
-/// Chosen with `pack-bench` (see docs/benchmarks.md, "Packer"): the lowest level that keeps
+/// Chosen with the pack bench (`cargo bench -p cargo-chaos --bench pack`) (see docs/benchmarks.md, "Packer"): the lowest level that keeps
 /// the bench's several-recordings archive (five different test binaries, one solid frame)
 /// within 1.1x of `zstd -19 --long` (level 9 lands just above).
 pub const DEFAULT_LEVEL: i32 = 10;
@@ -39,21 +40,12 @@ pub const DEFAULT_LEVEL: i32 = 10;
 /// The zstd level for one recording (a frame per captured file: the archive of a failing
 /// run, packed while a CI job waits), unless [`PackOptions::level`] says otherwise.
 ///
-/// Chosen with `pack-bench`: the highest level at which packing a failing run of the Rust
+/// Chosen with the pack bench (`cargo bench -p cargo-chaos --bench pack`): the highest level at which packing a failing run of the Rust
 /// fixture suite with an empty frame cache still takes less time than recording it; its
 /// archive is ~1.08x `zstd -19 --long` (level 10: ~1.06x at three times the cold time).
 /// With the captured files' frames cached (see [`warm`]) any level packs in a fraction of
 /// the record time.
 pub const SINGLE_RUN_LEVEL: i32 = 6;
-
-/// Inputs above this size get long-distance matching and a window covering them
-/// (up to [`MAX_WINDOW_LOG`]). Below it the level's own window already spans the input.
-pub const LDM_THRESHOLD: u64 = 8 << 20;
-
-/// Largest zstd window written: 128 MiB, the most `zstd -d` accepts without `--long`,
-/// so archives stay readable with the stock command-line tool and decompression memory
-/// stays bounded.
-pub const MAX_WINDOW_LOG: u32 = 27;
 
 /// How much of stdout and stderr the manifest quotes (the full text is a member).
 pub const DEFAULT_OUTPUT_CAP: usize = 64 << 10;
@@ -105,7 +97,7 @@ pub enum Framing {
     /// several different test binaries in one archive compress much worse.
     PerMember,
     /// One frame for the whole stream, single-threaded with long-distance matching above
-    /// [`LDM_THRESHOLD`], so different files share matches (several test binaries linking
+    /// [`LDM_THRESHOLD`](crate::LDM_THRESHOLD), so different files share matches (several test binaries linking
     /// the same std). Not cached.
     Solid,
 }
@@ -840,7 +832,7 @@ fn write_archive(
             window_log: None,
             buffered: true,
         }
-    } else if content_size > LDM_THRESHOLD {
+    } else if let Some(window_log) = long_window_log(content_size) {
         // Long-distance matching finds repeats further apart than the level's window
         // (the same std code in two test binaries, debug info). Single-threaded: zstd's
         // jobs would each see only the previous one's tail and lose those matches
@@ -848,7 +840,7 @@ fn write_archive(
         GlueParams {
             level,
             threads: 1,
-            window_log: Some((64 - (content_size - 1).leading_zeros()).clamp(20, MAX_WINDOW_LOG)),
+            window_log: Some(window_log),
             buffered: false,
         }
     } else {

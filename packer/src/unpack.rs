@@ -28,8 +28,8 @@ use std::rc::Rc;
 use crate::errors::UnpackError;
 use crate::hash::{hash_from_file_name, is_blake3_hex};
 use crate::manifest::{Manifest, FILES_DIR, FORMAT_VERSION, MANIFEST_NAME, RECORDINGS_DIR};
-use crate::pack::MAX_WINDOW_LOG;
 use crate::progress::{Meter, Phase, ProgressEvent};
+use crate::zstd_window::MAX_WINDOW_LOG;
 
 /// Default cap on one member's size: 1 GiB.
 ///

@@ -94,6 +94,16 @@ pub enum Error {
         /// What happened at replay.
         actual: String,
     },
+    /// A thread of a replay session reached a debugger's breakpoint in the middle of an
+    /// event. The session turns this into `SessionStop::Breakpoint` and can go on from
+    /// there; [`crate::replay::replay`] never returns it.
+    #[error("thread {tid} stopped at the breakpoint at {addr:#x}")]
+    Breakpoint {
+        /// The thread (its real tid).
+        tid: i32,
+        /// The breakpoint's address.
+        addr: u64,
+    },
     /// The trace ended before the program did (the recording was killed).
     #[error("the trace ends after event {events} without the program's exit: the recording was cut short{}", .detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     TraceEnded {

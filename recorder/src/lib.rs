@@ -21,5 +21,6 @@ pub mod syscalls;
 pub mod testing;
 pub mod ticks;
 pub mod trace;
+pub mod tree;
 
 pub use errors::{Error, Result};

@@ -50,6 +50,12 @@ const KERNEL_ONLY_SYSCALLS: &[(&str, u64)] = &[
 const KERNEL_ONLY_REQUESTS: &[(&str, u64)] = &[
     ("BLKGETSIZE64", 0x8008_1272),
     ("FIGETBSZ", 2),
+    ("KDGKBMODE", 0x4B44),
+    ("VT_OPENQRY", 0x5600),
+    ("VT_GETSTATE", 0x5603),
+    ("FS_IOC_FSGETXATTR", 0x801C_581F),
+    ("FS_IOC_FSSETXATTR", 0x401C_5820),
+    ("MTIOCGET", 0x8030_6D02),
     ("PR_SVE_SET_VL", 50),
     ("PR_SVE_GET_VL", 51),
     ("PR_PAC_RESET_KEYS", 54),
@@ -678,6 +684,11 @@ fn classes_follow_the_design() {
         assert!(desc(name).special, "{name} needs a hand-written handler");
     }
 
+    // Into the program's own memory; the special handler refuses another process's.
+    let vm_write = desc("process_vm_writev");
+    assert_eq!(vm_write.class, Class::Recorded);
+    assert!(vm_write.special);
+
     let futex = desc("futex");
     assert_eq!(futex.class, Class::Recorded);
     assert!(futex.special && futex.may_block);
@@ -690,7 +701,6 @@ fn classes_follow_the_design() {
         ("userfaultfd", libc::EPERM),
         ("perf_event_open", libc::ENOENT),
         ("bpf", libc::EPERM),
-        ("process_vm_writev", libc::EPERM),
         ("kcmp", libc::ENOSYS),
         ("memfd_secret", libc::ENOSYS),
         ("pkey_alloc", libc::ENOSPC),

@@ -18,6 +18,7 @@ pub struct Cargo {
 #[derive(Debug, Subcommand)]
 pub enum CargoCommand {
     /// Build a crate's tests and record runs until one fails, then pack and upload it.
+    #[command(version)]
     RecordTest(RecordTestArgs),
 }
 
@@ -54,12 +55,55 @@ pub struct CargoOptions {
     /// Build in release mode.
     #[arg(long, short = 'r')]
     pub release: bool,
-    /// Build with this profile.
-    #[arg(long, value_name = "NAME")]
+    /// Build with this cargo profile (cargo's `--profile`; `-P/--profile` names a
+    /// profile of the configuration file, as in nextest).
+    #[arg(long = "cargo-profile", value_name = "NAME")]
     pub profile: Option<String>,
     /// Target directory.
     #[arg(long, value_name = "DIR")]
     pub target_dir: Option<PathBuf>,
+    /// Test only this binary (repeatable).
+    #[arg(long = "bin", value_name = "NAME")]
+    pub bin: Vec<String>,
+    /// Test only this example (repeatable).
+    #[arg(long = "example", value_name = "NAME")]
+    pub example: Vec<String>,
+    /// Test all examples.
+    #[arg(long)]
+    pub examples: bool,
+    /// Test all test targets (integration tests and unit tests).
+    #[arg(long = "tests")]
+    pub all_tests: bool,
+    /// Test all targets.
+    #[arg(long)]
+    pub all_targets: bool,
+    /// Exclude these packages from --workspace.
+    #[arg(long, value_name = "SPEC")]
+    pub exclude: Vec<String>,
+    /// Build for this target triple (the recorder runs x86_64 Linux programs).
+    #[arg(long, value_name = "TRIPLE")]
+    pub target: Option<String>,
+    /// Require Cargo.lock to be up to date.
+    #[arg(long)]
+    pub locked: bool,
+    /// Run without accessing the network.
+    #[arg(long)]
+    pub offline: bool,
+    /// Both --locked and --offline.
+    #[arg(long)]
+    pub frozen: bool,
+    /// Parallel jobs of the build (cargo's `--jobs`) [default: the number of cores].
+    #[arg(long, value_name = "N", value_parser = positive::<u32>)]
+    pub build_jobs: Option<u32>,
+    /// Cargo's verbosity (`-v`, `-vv`).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// No cargo output but errors, and no progress lines.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Coloring of cargo's and this tool's output [default: $CARGO_TERM_COLOR, or auto].
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub color: Option<ColorWhen>,
     /// Build the tests with the recorder's tick counter (LLVM sanitizer coverage), into
     /// `<target dir>/chaos-instrumented`: threads of your crates that spin or compute
     /// without syscalls are then preempted at exact points, also between a load and a
@@ -105,11 +149,99 @@ impl CargoOptions {
         if let Some(p) = &self.profile {
             a.extend(["--profile".into(), p.clone()]);
         }
+        for b in &self.bin {
+            a.extend(["--bin".into(), b.clone()]);
+        }
+        for e in &self.example {
+            a.extend(["--example".into(), e.clone()]);
+        }
+        for (on, flag) in [
+            (self.examples, "--examples"),
+            (self.all_tests, "--tests"),
+            (self.all_targets, "--all-targets"),
+            (self.locked, "--locked"),
+            (self.offline, "--offline"),
+            (self.frozen, "--frozen"),
+            (self.quiet, "--quiet"),
+        ] {
+            if on {
+                a.push(flag.into());
+            }
+        }
+        for e in &self.exclude {
+            a.extend(["--exclude".into(), e.clone()]);
+        }
+        if let Some(t) = &self.target {
+            a.extend(["--target".into(), t.clone()]);
+        }
+        if let Some(j) = self.build_jobs {
+            a.extend(["--jobs".into(), j.to_string()]);
+        }
+        if self.verbose > 0 {
+            a.push(format!("-{}", "v".repeat(self.verbose.into())));
+        }
+        if let Some(c) = self.color {
+            a.extend(["--color".into(), c.as_str().into()]);
+        }
         if let (Some(d), false) = (&self.target_dir, self.instrument) {
             // The instrumented build picks its own directory under it.
             a.extend(["--target-dir".into(), d.display().to_string()]);
         }
         a
+    }
+}
+
+/// A count that must be at least 1 (0 would run or build nothing).
+fn positive<T: std::str::FromStr + PartialEq + From<u8>>(text: &str) -> Result<T, String> {
+    let n: T = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number"))?;
+    if n == T::from(0) {
+        return Err("0 would do nothing: give at least 1".into());
+    }
+    Ok(n)
+}
+
+/// `--color`: when to color output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorWhen {
+    /// The value as cargo spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColorWhen::Auto => "auto",
+            ColorWhen::Always => "always",
+            ColorWhen::Never => "never",
+        }
+    }
+
+    /// `--color`, else `CARGO_TERM_COLOR` (as cargo reads it), else auto.
+    pub fn resolve(flag: Option<ColorWhen>) -> ColorWhen {
+        flag.or_else(|| {
+            std::env::var("CARGO_TERM_COLOR")
+                .ok()
+                .and_then(|v| ColorWhen::from_str(v.trim(), true).ok())
+        })
+        .unwrap_or(ColorWhen::Auto)
+    }
+
+    /// Whether to color what goes to stderr.
+    pub fn stderr_colored(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            ColorWhen::Auto => std::io::stderr().is_terminal(),
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+        }
     }
 }
 
@@ -134,17 +266,24 @@ pub struct RecordTestArgs {
     /// Rerun until a run fails.
     #[arg(long)]
     pub until_fail: bool,
-    /// At most this many runs (with --until-fail).
-    #[arg(long, default_value_t = 1000)]
-    pub max_runs: u64,
+    /// At most this many runs (with --until-fail) [default: 1000].
+    #[arg(long, value_parser = positive::<u64>)]
+    pub max_runs: Option<u64>,
     /// Stop hunting after this long (e.g. 10m).
-    #[arg(long, value_parser = crate::duration::parse)]
+    #[arg(long, value_parser = crate::duration::parse_nonzero)]
     pub max_duration: Option<Duration>,
-    /// Recordings at once, each pinned to its own core [default: the number of cores].
-    #[arg(long, short = 'j')]
-    pub jobs: Option<usize>,
+    /// Recordings at once, each pinned to its own core [default: the number of cores]
+    /// (`--jobs` is the old spelling).
+    #[arg(
+        long = "test-threads",
+        short = 'j',
+        visible_alias = "jobs",
+        value_name = "N",
+        value_parser = positive::<u32>
+    )]
+    pub jobs: Option<u32>,
     /// A run that takes longer than this is a failure (a hang) and is captured.
-    #[arg(long, value_parser = crate::duration::parse)]
+    #[arg(long, value_parser = crate::duration::parse_nonzero)]
     pub test_timeout: Option<Duration>,
     /// Count only failures whose output matches this regular expression.
     #[arg(long, value_name = "REGEX")]
@@ -153,8 +292,9 @@ pub struct RecordTestArgs {
     /// s3://bucket/prefix/ [default: <target-dir>/chaos/archives].
     #[arg(long, value_name = "URL")]
     pub upload: Option<String>,
-    /// Keep hunting after a failure, collecting distinct failures (by test and panic
-    /// location).
+    /// Keep hunting after a failure, collecting distinct failures (by test and that
+    /// test's own panic location). Every failing test of a run, with or without this,
+    /// gets an archive of its own.
     #[arg(long)]
     pub keep_going: bool,
     /// Do not replay a failing run before capturing it. By default each failing run is
@@ -168,6 +308,22 @@ pub struct RecordTestArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
+    /// Hunt only shard M of N of the tests, as nextest shards them: `count:M/N`
+    /// (round-robin within each binary) or `hash:M/N` (by a hash of the test's name;
+    /// not nextest's hash function, so shards differ from nextest's). For a CI matrix of
+    /// N machines.
+    #[arg(long, value_name = "KIND:M/N")]
+    pub partition: Option<super::test_list::Partition>,
+    /// The configuration profile: `[profile.NAME]` of `.config/chaos.toml` or
+    /// `[workspace.metadata.chaos]` [default: $CHAOS_PROFILE, or `default`]. Flags
+    /// override what it sets.
+    #[arg(short = 'P', long = "profile", value_name = "NAME")]
+    pub config_profile: Option<String>,
+    /// Write a JUnit XML report here: one testcase per test hunted, a captured test as a
+    /// failure holding its output, archive and replay command (for GitLab's
+    /// `artifacts:reports:junit`, GitHub test-report actions).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
     /// Scheduler seed of the first run (later runs use seed + run number).
     #[arg(long)]
     pub seed: Option<u64>,

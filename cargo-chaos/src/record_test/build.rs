@@ -34,6 +34,23 @@ pub struct Built {
     pub binaries: Vec<TestBinary>,
     /// The target directory.
     pub target_dir: PathBuf,
+    /// The cargo workspace's root, where rustc's relative source paths start.
+    pub workspace_root: PathBuf,
+}
+
+/// The workspace's root and its `[workspace.metadata]` (`cargo metadata --no-deps`).
+pub fn workspace(opts: &CargoOptions) -> anyhow::Result<(PathBuf, serde_json::Value)> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut meta = MetadataCommand::new();
+    meta.cargo_path(&cargo).no_deps();
+    if let Some(m) = &opts.manifest_path {
+        meta.manifest_path(m);
+    }
+    let metadata = meta.exec().context("running `cargo metadata`")?;
+    Ok((
+        metadata.workspace_root.into_std_path_buf(),
+        metadata.workspace_metadata,
+    ))
 }
 
 /// Runs `cargo test --no-run --message-format=json-render-diagnostics`, showing cargo's
@@ -127,6 +144,7 @@ pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
     Ok(Built {
         binaries,
         target_dir,
+        workspace_root: metadata.workspace_root.clone().into_std_path_buf(),
     })
 }
 

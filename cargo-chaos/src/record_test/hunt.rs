@@ -18,6 +18,7 @@ use recorder::trace::CaptureCache;
 use recorder::trace::Outcome;
 
 use super::build::TestBinary;
+use super::failures::TestFailure;
 
 /// What one run executes.
 #[derive(Debug, Clone)]
@@ -26,6 +27,9 @@ pub struct Unit {
     pub binary: Arc<TestBinary>,
     /// With `--per-test`: the one test (run with `--exact`).
     pub test: Option<String>,
+    /// Without `--per-test` but with `--partition`: the binary's tests in this shard
+    /// (run together, with `--exact`); empty: all of them.
+    pub exact: Vec<String>,
 }
 
 impl Unit {
@@ -88,10 +92,10 @@ pub struct Failure {
     pub status: i32,
     /// How the run ended.
     pub outcome: Outcome,
-    /// Names of the failing tests, from libtest's output (or the `--per-test` test).
-    pub failed_tests: Vec<String>,
-    /// `file:line:col` of the first panic in the output.
-    pub panic_location: Option<String>,
+    /// The failing tests, each with its panic (see [`super::failures`]). In
+    /// [`HuntEvent::Failed`], only those not seen earlier in the hunt: each is captured
+    /// as an archive of its own.
+    pub failures: Vec<TestFailure>,
     /// What the program wrote.
     pub stdout: String,
     /// What the program wrote to stderr.
@@ -154,6 +158,8 @@ pub enum HuntEvent {
         duration: Duration,
         /// Whether it counts as a failure (non-zero, matching `--fail-on`).
         failed: bool,
+        /// What a failing run wrote (stdout, stderr); empty for one that passed.
+        output: Arc<(String, String)>,
     },
     /// A failing run to capture (distinct from earlier ones).
     Failed(Box<Failure>),
@@ -203,7 +209,7 @@ pub fn hunt(
     let mut runs_done = 0u64;
     let mut failures = 0usize;
     let mut verify_failed = 0usize;
-    let mut seen: HashSet<(Vec<String>, Option<String>)> = HashSet::new();
+    let mut seen: HashSet<(Option<String>, Option<String>)> = HashSet::new();
     // One for all jobs: its clones share what they looked up already.
     let capture_cache = CaptureCache::new(plan.runs_dir.join("captured-files"));
     let result = std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -299,25 +305,15 @@ pub fn hunt(
                         on_event(HuntEvent::Failed(f))?;
                         continue;
                     }
-                    // Distinct by test and panic location: a run is new if one of its
-                    // failing tests has not failed that way before.
-                    let keys: Vec<(Vec<String>, Option<String>)> = if f.failed_tests.is_empty() {
-                        vec![(Vec::new(), f.panic_location.clone())]
-                    } else {
-                        f.failed_tests
-                            .iter()
-                            .map(|t| (vec![t.clone()], f.panic_location.clone()))
-                            .collect()
-                    };
-                    let mut new = false;
-                    for k in keys {
-                        new |= seen.insert(k);
-                    }
-                    if !new {
+                    // Distinct by test and that test's own panic location: the run
+                    // keeps the failures not seen before, each captured on its own.
+                    let mut f = f;
+                    f.failures.retain(|t| seen.insert(t.key()));
+                    if f.failures.is_empty() {
                         let _ = std::fs::remove_dir_all(&f.dir);
                         continue;
                     }
-                    failures += 1;
+                    failures += f.failures.len();
                     if !plan.keep_going {
                         stop_all();
                     }
@@ -386,6 +382,9 @@ fn one_run(
     let mut args: Vec<std::ffi::OsString> = Vec::new();
     if let Some(t) = &unit.test {
         args.push(t.into());
+        args.push("--exact".into());
+    } else if !unit.exact.is_empty() {
+        args.extend(unit.exact.iter().map(Into::into));
         args.push("--exact".into());
     }
     args.extend(plan.test_args.iter().map(Into::into));
@@ -456,6 +455,11 @@ fn one_run(
         outcome: result.outcome,
         duration,
         failed,
+        output: if failed {
+            Arc::new((stdout.clone(), stderr.clone()))
+        } else {
+            Arc::default()
+        },
     };
     if !failed {
         // The next run of this job overwrites it.
@@ -466,11 +470,7 @@ fn one_run(
     std::fs::rename(&dir, &kept)?;
     let dir = kept;
     let _ = tx.send(Ok(finished));
-    let mut failed_tests = failing_tests(&stdout);
-    if let Some(t) = &unit.test {
-        failed_tests = vec![t.clone()];
-    }
-    let panic_location = panic_location(&stdout).or_else(|| panic_location(&stderr));
+    let failures = super::failures::parse(&stdout, &stderr, unit.test.as_deref());
     let verification = if plan.verify {
         Verification::check(&dir.join("trace"), result.status)
     } else {
@@ -484,8 +484,7 @@ fn one_run(
         dir,
         status: result.status,
         outcome: result.outcome,
-        failed_tests,
-        panic_location,
+        failures,
         stdout,
         stderr,
         verification,
@@ -496,38 +495,4 @@ fn read_lossy(p: &Path) -> String {
     std::fs::read(p)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
-}
-
-/// Test names from libtest's "---- NAME stdout ----" lines.
-pub fn failing_tests(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("---- ")
-                .and_then(|r| r.strip_suffix(" stdout ----"))
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-/// The first `panicked at FILE:LINE:COL` in the output.
-pub fn panic_location(text: &str) -> Option<String> {
-    let at = text.find("panicked at ")?;
-    let rest = &text[at + "panicked at ".len()..];
-    rest.find(':')?;
-    let end = rest.find(['\n', ' ']).unwrap_or(rest.len());
-    Some(rest[..end].trim_end_matches(':').to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_failing_tests_and_panic_location() {
-        let out = "running 2 tests\n---- tests::a stdout ----\n\nthread 'tests::a' (12) panicked at src/lib.rs:24:95:\nboom\n---- tests::b stdout ----\n";
-        assert_eq!(failing_tests(out), vec!["tests::a", "tests::b"]);
-        assert_eq!(panic_location(out).as_deref(), Some("src/lib.rs:24:95"));
-        assert_eq!(panic_location("nothing"), None);
-    }
 }

@@ -1,12 +1,17 @@
 //! `cargo record-test`: build a crate's tests, record runs until one fails, pack the
 //! failing run and upload it, print the command that replays it.
 
+pub mod annotations;
 pub mod args;
 pub mod build;
+pub mod config;
+pub mod failures;
 pub mod hunt;
 pub mod hunt_dir;
 pub mod instrument;
+pub mod junit;
 mod render;
+pub mod test_list;
 
 use std::sync::Arc;
 
@@ -25,25 +30,57 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit_codes::TOOL_ERROR
-            } else {
-                0
-            };
+            return if e.use_stderr() { exit_codes::USAGE } else { 0 };
         }
     };
     let CargoCommand::RecordTest(a) = cli.command;
+    let json = a.message_format == MessageFormat::Json;
     match run(a) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if json {
+                // Every outcome ends with `finished`, a build that failed too.
+                emit(&Message::Finished {
+                    runs: 0,
+                    failures: 0,
+                    verify_failed: 0,
+                    exit_code: exit_codes::TOOL_ERROR,
+                    error: Some(format!("{e:#}")),
+                });
+            }
             exit_codes::TOOL_ERROR
         }
     }
 }
 
-fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
+/// Writes a failing run's whole output (stdout, then stderr) to
+/// `<target>/chaos/output/<pid>-run-<N>.log`; returns its path, or `None` when it could
+/// not be written (the message still carries the output's end).
+fn save_output(
+    chaos_dir: &std::path::Path,
+    run: u64,
+    stdout: &str,
+    stderr: &str,
+) -> Option<String> {
+    let dir = chaos_dir.join("output");
+    let path = dir.join(format!("{}-run-{run}.log", std::process::id()));
+    let r = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&path, format!("{stdout}{stderr}")));
+    match r {
+        Ok(()) => Some(path.display().to_string()),
+        Err(e) => {
+            tracing::warn!("writing {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
     let json = a.message_format == MessageFormat::Json;
+    let (root, metadata) = build::workspace(&a.cargo)?;
+    let profile = config::profile(&root, &metadata, a.config_profile.as_deref())?;
+    config::apply(&mut a, &profile, &root)?;
     let fail_on = a
         .fail_on
         .as_deref()
@@ -52,21 +89,36 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         .context("--fail-on is not a valid regular expression")?;
     let built = build::build(&a.cargo)?;
     let chaos_dir = built.target_dir.join("chaos");
+    let workspace_root = built.workspace_root.clone();
     let mut test_args: Vec<String> = a.testname.iter().cloned().collect();
     test_args.extend(a.test_args.iter().cloned());
     let binaries: Vec<Arc<build::TestBinary>> = built.binaries.into_iter().map(Arc::new).collect();
     let mut units = Vec::new();
-    if a.per_test {
+    if a.per_test || a.partition.is_some() {
+        let mut listed = 0;
         for b in &binaries {
-            for t in build::list_tests(b, a.testname.as_deref(), &a.test_args)? {
-                units.push(Unit {
+            let mut tests = build::list_tests(b, a.testname.as_deref(), &a.test_args)?;
+            listed += tests.len();
+            if let Some(p) = &a.partition {
+                tests = p.select(&format!("{}/{}", b.package, b.target), &tests);
+            }
+            if a.per_test {
+                units.extend(tests.into_iter().map(|t| Unit {
                     binary: b.clone(),
                     test: Some(t),
+                    exact: Vec::new(),
+                }));
+            } else if !tests.is_empty() {
+                units.push(Unit {
+                    binary: b.clone(),
+                    test: None,
+                    exact: tests,
                 });
             }
         }
+        // The filter went to the listing; runs name their tests exactly.
         test_args = a.test_args.clone();
-        if units.is_empty() {
+        if listed == 0 {
             anyhow::bail!(
                 "no test matches{}",
                 a.testname
@@ -75,17 +127,58 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
                     .unwrap_or_default()
             );
         }
+        if units.is_empty() {
+            // A CI matrix with more shards than tests: this shard has nothing to do.
+            let p = a.partition.map(|p| p.to_string()).unwrap_or_default();
+            if let Some(path) = &a.junit {
+                // An empty report: the CI's test-report step finds one on every shard.
+                junit::write(path, &[], &[], 0, std::time::Duration::ZERO)?;
+            }
+            if json {
+                emit(&Message::Finished {
+                    runs: 0,
+                    failures: 0,
+                    verify_failed: 0,
+                    exit_code: exit_codes::OK,
+                    error: None,
+                });
+            } else {
+                eprintln!(
+                    "{:>12} 0 runs: partition {p} holds none of the {listed} tests",
+                    "Finished"
+                );
+            }
+            return Ok(exit_codes::OK);
+        }
     } else {
         units = binaries
             .iter()
             .map(|b| Unit {
                 binary: b.clone(),
                 test: None,
+                exact: Vec::new(),
             })
             .collect();
     }
+    // The tests hunted, for the JUnit report.
+    let mut hunted: Vec<junit::Hunted> = Vec::new();
+    if a.junit.is_some() {
+        for u in &units {
+            let binary = format!("{}/{}", u.binary.package, u.binary.target);
+            let tests = match (&u.test, u.exact.is_empty()) {
+                (Some(t), _) => vec![t.clone()],
+                (None, false) => u.exact.clone(),
+                (None, true) => build::list_tests(&u.binary, a.testname.as_deref(), &a.test_args)?,
+            };
+            hunted.extend(tests.into_iter().map(|test| junit::Hunted {
+                binary: binary.clone(),
+                test,
+            }));
+        }
+    }
+    let started = std::time::Instant::now();
     let cores = recorder::spawn::cpu_set();
-    let jobs = a.jobs.unwrap_or(cores.len()).max(1);
+    let jobs = a.jobs.map_or(cores.len(), |j| j as usize);
     let (env, removed_env) = crate::env::program_env(&a.keep_env);
     let env = env
         .into_iter()
@@ -97,7 +190,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         })
         .collect();
     let max_runs = if a.until_fail {
-        a.max_runs
+        a.max_runs.unwrap_or(1000)
     } else {
         units.len() as u64
     };
@@ -117,9 +210,12 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         removed_env,
     };
     let archives_dir = chaos_dir.join("archives");
-    let mut renderer = render::Renderer::new(json, max_runs);
+    let color = args::ColorWhen::resolve(a.cargo.color).stderr_colored();
+    let mut renderer = render::Renderer::new(json, a.cargo.quiet, color, max_runs);
     // An archive not uploaded (upload failed) or held back (it holds credentials).
     let mut undelivered = false;
+    // Every failing test captured, in order.
+    let mut delivered: Vec<Delivered> = Vec::new();
     let end = hunt::hunt(&plan, &mut |ev| {
         match ev {
             HuntEvent::Started { run, unit, seed } => {
@@ -134,8 +230,13 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
                 outcome,
                 duration,
                 failed,
+                output,
             } => {
                 if json {
+                    let output = failed.then(|| {
+                        let file = save_output(&chaos_dir, run, &output.0, &output.1);
+                        crate::messages::RunOutput::new(&output.0, &output.1, file)
+                    });
                     emit(&Message::RunFinished {
                         run,
                         unit: unit.clone(),
@@ -143,6 +244,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
                         outcome: outcome_name(outcome),
                         failed,
                         duration_ms: duration.as_millis() as u64,
+                        output,
                     });
                 }
                 renderer.finished(run, &unit, status, failed);
@@ -159,6 +261,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
                             json,
                         },
                         &mut undelivered,
+                        &mut delivered,
                     )
                 })?;
             }
@@ -178,6 +281,10 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
             verify_failed,
         } => (runs, failures, verify_failed),
     };
+    annotations::report(&delivered, &workspace_root, json);
+    if let Some(path) = &a.junit {
+        junit::write(path, &hunted, &delivered, runs, started.elapsed())?;
+    }
     // A failure that could not be captured in a form that replays is the tool failing
     // at its job.
     let code = if undelivered || (failures == 0 && verify_failed > 0) {
@@ -193,6 +300,7 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
             failures,
             verify_failed,
             exit_code: code,
+            error: None,
         });
     } else if failures == 0 && verify_failed > 0 {
         eprintln!(
@@ -201,6 +309,29 @@ fn run(a: RecordTestArgs) -> anyhow::Result<i32> {
         );
     } else if failures == 0 {
         eprintln!("{:>12} {runs} runs, no failure", "Finished");
+    } else {
+        // The closing summary: with frequent failures the captures scroll away.
+        eprintln!(
+            "{:>12} {runs} runs, {failures} distinct failure(s) captured{}:",
+            "Finished",
+            if verify_failed > 0 {
+                format!(", {verify_failed} failing run(s) that did not replay")
+            } else {
+                String::new()
+            }
+        );
+        for d in &delivered {
+            eprintln!(
+                "  {}{}\n      {}",
+                d.failure.test.as_deref().unwrap_or(&d.unit),
+                d.failure
+                    .location
+                    .as_deref()
+                    .map(|l| format!(" (panicked at {l})"))
+                    .unwrap_or_default(),
+                d.replay_command
+            );
+        }
     }
     Ok(code)
 }
@@ -217,17 +348,41 @@ struct CaptureOptions<'a> {
     json: bool,
 }
 
-/// Packs a failing run, uploads it, and tells the user how to replay it. An archive
-/// that holds credentials is moved to [`crate::credentials::held_dir`] and not uploaded
-/// (unless allowed); `undelivered` is then set, as when the upload fails.
+/// One failing test captured: what the JUnit report, the summary and the annotations
+/// say about it.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// What ran (`package/target[::test]`).
+    pub unit: String,
+    /// Its test binary, `package/target`.
+    pub binary: String,
+    /// The failing test and its panic.
+    pub failure: failures::TestFailure,
+    /// The archive on disk.
+    pub archive: std::path::PathBuf,
+    /// Where it was uploaded.
+    pub url: Option<String>,
+    /// The command that replays it.
+    pub replay_command: String,
+    /// What the run printed (stdout then stderr).
+    pub output: String,
+    /// Kept local: it holds credentials, or its upload failed.
+    pub undelivered: bool,
+}
+
+/// Packs a failing run, uploads it, and tells the user how to replay it: one archive
+/// for each of its failing tests not seen before in the hunt (they share the
+/// recording). An archive that holds credentials is moved to
+/// [`crate::credentials::held_dir`] and not uploaded (unless allowed); `undelivered` is
+/// then set, as when the upload fails.
 fn capture(
     f: &hunt::Failure,
     archives_dir: &std::path::Path,
     o: &CaptureOptions,
     undelivered: &mut bool,
+    delivered: &mut Vec<Delivered>,
 ) -> anyhow::Result<()> {
     let json = o.json;
-    let test_name = (!f.failed_tests.is_empty()).then(|| f.failed_tests.join(","));
     if !json {
         eprintln!(
             "{:>12} run {} of {} (seed {}) failed with status {}",
@@ -258,8 +413,30 @@ fn capture(
         let _ = std::fs::remove_dir_all(&f.dir);
         return Ok(());
     }
-    let verified = f.verification == hunt::Verification::Replays;
     std::fs::create_dir_all(archives_dir)?;
+    let mut result = Ok(());
+    for tf in &f.failures {
+        result = capture_one(f, tf, archives_dir, o, undelivered, delivered);
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&f.dir);
+    result
+}
+
+/// One archive of run `f`, named after its failing test `tf`.
+fn capture_one(
+    f: &hunt::Failure,
+    tf: &failures::TestFailure,
+    archives_dir: &std::path::Path,
+    o: &CaptureOptions,
+    undelivered: &mut bool,
+    delivered: &mut Vec<Delivered>,
+) -> anyhow::Result<()> {
+    let json = o.json;
+    let verified = f.verification == hunt::Verification::Replays;
+    let test_name = tf.test.clone();
     let identity = packer::TestIdentity {
         package: Some(f.unit.binary.package.clone()),
         binary: Some(f.unit.binary.target.clone()),
@@ -271,7 +448,16 @@ fn capture(
         .with_context(|| format!("packing {}", f.trace.display()))?;
     let held = !packed.manifest.tokens.is_empty() && !o.allow_secrets;
     let credentials = crate::credentials::describe(Some(&f.trace), &packed.manifest.tokens);
-    let _ = std::fs::remove_dir_all(&f.dir);
+    let mut record = Delivered {
+        unit: f.unit.label(),
+        binary: format!("{}/{}", f.unit.binary.package, f.unit.binary.target),
+        failure: tf.clone(),
+        archive: packed.path.clone(),
+        url: None,
+        replay_command: String::new(),
+        output: format!("{}{}", f.stdout, f.stderr),
+        undelivered: false,
+    };
     if held {
         let dir = crate::credentials::held_dir(archives_dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -280,12 +466,18 @@ fn capture(
             .with_context(|| format!("moving {} to {}", packed.path.display(), to.display()))?;
         packed.path = to;
         *undelivered = true;
+        record.archive = packed.path.clone();
+        record.undelivered = true;
+        record.replay_command = format!(
+            "cargo replay-artifact {}",
+            shell_quote(&packed.path.display().to_string())
+        );
         crate::credentials::report_held_to_github(&packed.path, &credentials);
         if !json {
             crate::credentials::print_held(&packed.path, &credentials);
             eprintln!(
-                "replay it on this machine with:\n    cargo replay-artifact {}",
-                shell_quote(&packed.path.display().to_string())
+                "replay it on this machine with:\n    {}",
+                record.replay_command
             );
         } else {
             emit(&Message::HeldBack {
@@ -294,6 +486,7 @@ fn capture(
                 run: f.run,
             });
         }
+        delivered.push(record);
         return Ok(());
     }
     if !credentials.is_empty() {
@@ -313,6 +506,7 @@ fn capture(
             Ok(up) => url = Some(up.location),
             Err(e) => {
                 *undelivered = true;
+                record.undelivered = true;
                 eprintln!("error: uploading the archive failed: {e:#}");
                 eprintln!("the archive is kept at {}", packed.path.display());
             }
@@ -322,6 +516,8 @@ fn capture(
         .clone()
         .unwrap_or_else(|| packed.path.display().to_string());
     let replay_command = format!("cargo replay-artifact {}", shell_quote(&where_));
+    record.url = url.clone();
+    record.replay_command = replay_command.clone();
     crate::archive_cmds::report_to_github(&packed.path, url.as_deref());
     if json {
         emit(&Message::Captured {
@@ -335,6 +531,8 @@ fn capture(
             replay_command,
             verified,
             credentials,
+            panic_location: tf.location.clone(),
+            panic_message: tf.message.clone(),
         });
     } else {
         eprintln!(
@@ -349,6 +547,21 @@ fn capture(
         }
         eprintln!("replay it anywhere with:\n    {replay_command}");
     }
+    crate::captures::append_index(
+        archives_dir,
+        &crate::captures::IndexEntry {
+            archive: packed
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            verified,
+            test: record.failure.test.clone(),
+            panic_location: record.failure.location.clone(),
+            url: record.url.clone(),
+        },
+    );
+    delivered.push(record);
     Ok(())
 }
 

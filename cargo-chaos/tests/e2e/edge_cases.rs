@@ -16,7 +16,11 @@ use super::common::*;
 fn stable_lines(out: &[u8]) -> String {
     String::from_utf8_lossy(out)
         .lines()
-        .filter(|l| !["time ", "child ", "pid "].iter().any(|p| l.starts_with(p)))
+        .filter(|l| {
+            !["time ", "child ", "pid ", "pty "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
         .map(|l| format!("{l}\n"))
         .collect()
 }
@@ -90,6 +94,58 @@ fn a_program_that_signals_its_own_group_does_not_kill_the_recorder() {
     ten_times("edge_calls", &["abort"], 128 + libc::SIGABRT);
 }
 
+/// Older terminal, serial, console, file-attribute and tape ioctls (TCGETA/TCSETA*,
+/// TIOCGLCKTRMIOS, breaks, TIOCGSERIAL, KDGKBMODE, VT_GETSTATE, FS_IOC_FSGETXATTR,
+/// MTIOCGET...) on a pty, a file and stdout: they stopped the recording as requests the
+/// table did not know; the kernel's answers, errors included, are those of a native run.
+#[test]
+fn older_terminal_console_and_tape_ioctls() {
+    ten_times("old_ioctls", &[], 0);
+}
+
+/// madvise(MADV_DONTNEED) across a page locked with mlock, mlock2 or mlockall fails
+/// with EINVAL after dropping the unlocked page: replay locks the pages too (mlock was
+/// only recorded, so replay's madvise succeeded and diverged; rr's mlock_madvise).
+#[test]
+fn madvise_across_locked_pages() {
+    ten_times("mlock_madvise", &[], 0);
+}
+
+/// Stack overflows, with a limit the program lowered itself and with the one it was
+/// started with (2 MiB), reach the same depth at replay, also when the replay runs under
+/// other limits (the replayed stack was a fixed 8 MiB mapping and setrlimit was only
+/// recorded: the depths differed; rr's stack_overflow tests).
+#[test]
+fn stack_overflows_reach_the_same_depth_at_replay() {
+    let program = fixture("stack_overflow");
+    let dir = temp();
+    for i in 0..5 {
+        let rec = RecordSpec::new(&program, dir.path().join(format!("trace-{i}")))
+            .wrapper(["prlimit", "--stack=2097152:"])
+            .record();
+        let out = rec.program.stdout_str();
+        assert!(
+            out.contains("limit 512 KiB: killed by signal 11 after")
+                && out.contains("inherited limit: killed by signal 11 after"),
+            "{}",
+            rec.program.show()
+        );
+        for limit in ["1048576", "8388608"] {
+            let arg = format!("--stack={limit}:");
+            let replayed = replay_with(
+                &rec.trace,
+                &[std::ffi::OsStr::new("prlimit"), std::ffi::OsStr::new(&arg)],
+                |_| {},
+            );
+            assert_same(
+                &format!("recording {i} replayed with RLIMIT_STACK {limit}"),
+                &rec.program,
+                &replayed,
+            );
+        }
+    }
+}
+
 /// ppoll interrupted by SIGCHLD, which has no handler: the time left that the kernel
 /// wrote back is recorded (the restarted call read it), and the caller's mask is
 /// restored after the signal is discarded, so a later SIGUSR1 reaches its handler.
@@ -112,6 +168,76 @@ fn assert_recording_stops(program: &Path, args: &[&std::ffi::OsStr], says: &str)
         "the message should say `{says}`\n{}",
         raw.show()
     );
+}
+
+/// process_vm_writev into the program's own memory works as natively (it was refused
+/// with EPERM) and replays: what landed in the remote iovecs is written again at replay;
+/// into a read-only page it fails with the kernel's EFAULT.
+#[test]
+fn process_vm_writev_into_its_own_memory() {
+    let program = fixture("vm_writev");
+    let natively = native(&program, &[]);
+    assert!(
+        natively.stdout_str().contains("copies match: 1"),
+        "{}",
+        natively.show()
+    );
+    let dir = temp();
+    for i in 0..10 {
+        let rec = RecordSpec::new(&program, dir.path().join(format!("trace-{i}"))).record();
+        let out = rec.program.stdout_str();
+        assert!(
+            out.contains("process_vm_writev = 24\n")
+                && out.contains("copies match: 1")
+                && out.contains("into a read-only page = -1 (Bad address)"),
+            "{}",
+            rec.program.show()
+        );
+        assert_same(&format!("recording {i}"), &rec.program, &replay(&rec.trace));
+    }
+}
+
+/// process_vm_writev into another process (a child writing its parent) stops the
+/// recording with a message: replay could not make that write happen.
+#[test]
+fn process_vm_writev_into_another_process_stops_the_recording() {
+    assert_recording_stops(
+        &fixture("vm_writev"),
+        &["parent".as_ref()],
+        "process_vm_writev into process",
+    );
+}
+
+/// Code written through /proc/self/mem (pwrite, and lseek + write) into a read-only
+/// executable page, then run: replay puts the same bytes there (it crashed with SIGSEGV
+/// at the page, which replay had left empty: the write itself is not run again).
+#[test]
+fn code_written_through_proc_self_mem_runs_at_replay() {
+    let program = fixture("proc_mem_jit");
+    let dir = temp();
+    for i in 0..10 {
+        let rec = RecordSpec::new(&program, dir.path().join(format!("trace-{i}"))).record();
+        let out = rec.program.stdout_str();
+        let lines: Vec<&str> = out.lines().filter(|l| l.contains("returns")).collect();
+        assert_eq!(lines.len(), 2, "{}", rec.program.show());
+        for l in lines {
+            let got = l.split("returns ").nth(1).and_then(|r| r.split(' ').next());
+            let wanted = l.split("(wanted ").nth(1).map(|w| w.trim_end_matches(')'));
+            assert!(
+                got.is_some() && got == wanted,
+                "{l}\n{}",
+                rec.program.show()
+            );
+        }
+        assert_same(&format!("recording {i}"), &rec.program, &replay(&rec.trace));
+    }
+}
+
+/// A 1 TiB sparse memfd mapped: the recording stops at once with the file's size in the
+/// message (capturing it whole took forever: rr's mmap_huge test hung the recorder).
+#[test]
+fn a_huge_sparse_mapping_stops_the_recording_with_a_reason() {
+    assert_recording_stops(&fixture("huge_mapping"), &[], "1024 GiB");
 }
 
 /// A call the recorder's table lacks a request for names that request in its message.

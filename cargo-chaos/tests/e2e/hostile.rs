@@ -210,7 +210,10 @@ fn a_header_cannot_widen_the_calls_that_run_natively() {
     let cache = host.dir.path().join("cache");
     host.assert_no_effect("widened list, archive", || {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-replay-artifact"));
-        cmd.arg(&archive)
+        // As cargo runs it: the subcommand's name first (without it, this was a usage
+        // error, which exited 125 too before usage errors exited 2).
+        cmd.arg("replay-artifact")
+            .arg(&archive)
             .env("XDG_CACHE_HOME", &cache)
             .stdin(std::process::Stdio::null());
         run(&mut cmd)

@@ -1,7 +1,11 @@
 //! `ci-examples/`: the workflows parse as YAML, say what their comments promise, and the
 //! `cargo record-test` / `cargo replay-artifact` command lines in their `run:` and
 //! `script:` entries run against a copy of the example crate (the repository a user
-//! would have), with `--max-runs` made small.
+//! would have), with `--max-runs` made small. Also (issue 18): one variable says where
+//! to install from, with `--locked` and a cache; the matrix shards (`--partition`)
+//! together hunt every test once; the JUnit report is where the CI reads it; the job
+//! summary gets the replay command with the artifact's URL; an S3 upload that fails
+//! falls back to a workflow artifact.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,11 +15,10 @@ use serde_yaml::Value;
 use super::common::{copy_example, Run, Sandbox};
 
 /// `--max-runs` in the examples becomes this. Without `--per-test`, one run is the
-/// whole test binary, which passes only if all five flaky tests pass at once
-/// (temp_file_race alone failed 1000 of 1000 runs; without it, at most
-/// 0.67 × 0.56 × 0.6 × 0.6 = 0.135): a hunt of 12 runs misses with probability
-/// below 0.135^12 ≈ 4e-11.
-const SMALL_MAX_RUNS: &str = "12";
+/// whole test binary (or a shard's tests in one process). A shard holding
+/// hashmap_order fails at least 44% of its runs (flaky.rs): 40 runs miss with
+/// probability below 0.56^40 ≈ 1e-10; the whole binary fails more often still.
+const SMALL_MAX_RUNS: &str = "40";
 
 fn load(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,11 +31,16 @@ fn load(name: &str) -> Value {
 }
 
 /// The `cargo record-test` / `cargo replay-artifact` commands of a shell script: lines
-/// joined at `\`, each command cut at `;`, `|`, `&&`, `)` outside quotes.
+/// joined at `\`, each command cut at `;`, `|`, `&&`, `)` outside quotes; `echo` lines
+/// skipped.
 fn cargo_chaos_commands(script: &str) -> Vec<String> {
     let joined = script.replace("\\\n", " ");
     let mut out = Vec::new();
-    for line in joined.lines() {
+    // A line that prints a command (`echo "cargo replay-artifact ..."`) runs none.
+    for line in joined
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("echo "))
+    {
         let mut rest = line;
         while let Some(at) = ["cargo record-test", "cargo replay-artifact"]
             .iter()
@@ -112,13 +120,25 @@ fn repository(sb: &Sandbox) -> PathBuf {
 }
 
 /// Runs `cargo record-test ARGS` from the example in `repo`, with `--max-runs` made small
-/// and `s3://` uploads sent to a directory instead. `github` sets the Actions variables
-/// (the files are in the sandbox). Returns the run and the archives it reported.
+/// and `s3://` uploads sent to a directory in the sandbox instead. `github` sets the
+/// Actions variables (the files are in the sandbox). Returns the run and the archives
+/// it reported.
 fn run_record_test(
     sb: &Sandbox,
     repo: &Path,
     args: &[String],
     github: bool,
+) -> (Run, Vec<PathBuf>) {
+    run_record_test_s3(sb, repo, args, github, &sb.path("s3"))
+}
+
+/// [`run_record_test`], `s3://BUCKET/KEY` going to `file://<s3_root>/BUCKET/KEY`.
+fn run_record_test_s3(
+    sb: &Sandbox,
+    repo: &Path,
+    args: &[String],
+    github: bool,
+    s3_root: &Path,
 ) -> (Run, Vec<PathBuf>) {
     let mut args = args.to_vec();
     let mut i = 0;
@@ -127,7 +147,7 @@ fn run_record_test(
             "--max-runs" => args[i + 1] = SMALL_MAX_RUNS.into(),
             "--upload" if args[i + 1].starts_with("s3://") => {
                 let key = args[i + 1].trim_start_matches("s3://").to_string();
-                args[i + 1] = format!("file://{}/", sb.path("s3").join(key).display());
+                args[i + 1] = format!("file://{}/", s3_root.join(key).display());
             }
             _ => {}
         }
@@ -155,6 +175,63 @@ fn s(v: &Value) -> &str {
         .unwrap_or_else(|| panic!("expected a string, found {v:?}"))
 }
 
+/// The JUnit report at `path`: its testcases as `classname::name`.
+fn junit_cases(path: &Path) -> Vec<String> {
+    let xml = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading the JUnit report {}: {e}", path.display()));
+    let (_, cases) = super::junit::read_report(&xml);
+    cases
+        .iter()
+        .map(|(name, c)| format!("{}::{name}", c.classname))
+        .collect()
+}
+
+/// The example crate's 8 tests, as the JUnit report names them.
+fn all_example_tests() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "always_passes",
+        "channel_interleaving",
+        "child_process",
+        "hashmap_order",
+        "mutex_interleaving",
+        "temp_file_race_a",
+        "temp_file_race_b",
+        "wall_clock",
+    ]
+    .iter()
+    .map(|t| format!("flaky-example/flaky_example::tests::{t}"))
+    .collect();
+    v.sort();
+    v
+}
+
+/// The value after `flag` in `words`.
+fn flag_value(words: &[String], flag: &str) -> String {
+    let i = words
+        .iter()
+        .position(|w| w == flag)
+        .unwrap_or_else(|| panic!("{flag} in {words:?}"));
+    words[i + 1].clone()
+}
+
+/// Whether `name` matches a glob whose only wildcard is one `*`.
+fn glob_match(glob: &str, name: &str) -> bool {
+    match glob.split_once('*') {
+        Some((pre, post)) => {
+            name.len() >= pre.len() + post.len() && name.starts_with(pre) && name.ends_with(post)
+        }
+        None => glob == name,
+    }
+}
+
+/// Whether `path` (under `repo`) is matched by an upload step's `path` glob.
+fn glob_covers(repo: &Path, glob: &str, path: &Path) -> bool {
+    let (dir, file) = glob.rsplit_once('/').unwrap_or(("", glob));
+    let file = if file.is_empty() { "*" } else { file };
+    path.parent() == Some(&*repo.join(dir))
+        && glob_match(file, &path.file_name().unwrap().to_string_lossy())
+}
+
 #[test]
 fn github_actions_workflow() {
     let wf = load("github-actions.yml");
@@ -175,16 +252,81 @@ fn github_actions_workflow() {
             .flat_map(cargo_chaos_commands)
             .collect()
     };
-    let uploads = |name: &str| -> Vec<Value> {
+    let uses = |name: &str, action: &str| -> Vec<Value> {
         steps(name)
             .into_iter()
             .filter(|st| {
                 st["uses"]
                     .as_str()
-                    .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+                    .is_some_and(|u| u.starts_with(&format!("{action}@")))
             })
             .collect()
     };
+
+    // Installing: one variable at the top, --locked, the binaries cached under it, and
+    // the install skipped on a cache hit, in every job that uses the tool.
+    let install = s(&wf["env"]["CARGO_CHAOS_INSTALL"]);
+    assert!(install.ends_with(" cargo-chaos"), "{install}");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci-examples/github-actions.yml"),
+    )
+    .unwrap();
+    for line in text.lines().filter(|l| l.contains("cargo install ")) {
+        let l = line.trim();
+        assert!(
+            l.starts_with('#') || l == "run: cargo install --locked $CARGO_CHAOS_INSTALL",
+            "every install takes CARGO_CHAOS_INSTALL, with --locked: {l}"
+        );
+    }
+    let mut jobs_with_tool = 0;
+    for (name, _) in jobs {
+        let name = s(name);
+        let st = steps(name);
+        let first_use = st.iter().position(|x| {
+            x["run"]
+                .as_str()
+                .is_some_and(|r| !cargo_chaos_commands(r).is_empty())
+        });
+        let Some(first_use) = first_use else { continue };
+        jobs_with_tool += 1;
+        let cache = st
+            .iter()
+            .position(|x| {
+                x["uses"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("actions/cache@"))
+            })
+            .unwrap_or_else(|| panic!("{name}: a cache step"));
+        let inst = st
+            .iter()
+            .position(|x| {
+                x["run"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("cargo install"))
+            })
+            .unwrap_or_else(|| panic!("{name}: an install step"));
+        assert!(
+            cache < inst && inst < first_use,
+            "{name}: cache, install, use"
+        );
+        let c = &st[cache];
+        assert!(
+            s(&c["with"]["key"]).contains("${{ env.CARGO_CHAOS_INSTALL }}"),
+            "{name}: the cache is keyed by where it installs from"
+        );
+        for bin in ["cargo-chaos", "cargo-record-test", "cargo-replay-artifact"] {
+            assert!(
+                s(&c["with"]["path"]).contains(&format!("~/.cargo/bin/{bin}")),
+                "{name}: caches {bin}"
+            );
+        }
+        let id = s(&c["id"]);
+        assert!(
+            s(&st[inst]["if"]).contains(&format!("steps.{id}.outputs.cache-hit != 'true'")),
+            "{name}: installs only on a cache miss"
+        );
+    }
+    assert_eq!(jobs_with_tool, 4, "hunt, test, replay-check, hunt-s3");
 
     let sb = Sandbox::new();
     let repo = repository(&sb);
@@ -193,67 +335,125 @@ fn github_actions_workflow() {
     vars.insert("CHAOS_S3_BUCKET", "flaky-bucket".into());
     vars.insert("steps.capture.outputs.archive", String::new());
 
-    // `hunt`: a hunt; its archives are uploaded from the directory it writes to.
+    // `hunt`: a matrix of shards; each hunts its part of the tests, writes a JUnit report
+    // and uploads its archives from the directory it writes to.
+    let hunt_job = job("hunt");
+    assert_eq!(hunt_job["strategy"]["fail-fast"].as_bool(), Some(false));
+    let shards: Vec<u64> = hunt_job["strategy"]["matrix"]["shard"]
+        .as_sequence()
+        .expect("a shard matrix")
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     let hunt = commands("hunt");
     assert_eq!(hunt.len(), 1, "{hunt:?}");
-    let hunt_words = words(&hunt[0], &vars);
-    assert!(
-        hunt_words.iter().any(|w| w == "--until-fail"),
-        "{hunt_words:?}"
-    );
-    let (run, archives) = run_record_test(&sb, &repo, &hunt_words[2..], true);
-    run.expect_status(1);
-    assert!(!archives.is_empty(), "{}", run.show());
-    let up = uploads("hunt");
+    let up = uses("hunt", "actions/upload-artifact");
     assert_eq!(up.len(), 1, "one upload step in hunt");
-    let artifact_dir = repo.join(s(&up[0]["with"]["path"]));
-    for a in &archives {
-        assert!(
-            a.starts_with(&artifact_dir),
-            "{} is under the uploaded path {}",
-            a.display(),
-            artifact_dir.display()
-        );
-        assert!(a.is_file(), "{}", a.display());
-    }
+    let upload_id = s(&up[0]["id"]).to_string();
     // The upload step's condition reads the step output the tool writes.
     assert!(
         s(&up[0]["if"]).contains("steps.hunt.outputs.archive"),
         "{:?}",
         up[0]["if"]
     );
-    let outputs = std::fs::read_to_string(sb.path("github_output")).expect("GITHUB_OUTPUT written");
-    assert!(
-        outputs.lines().any(|l| l.starts_with("archive=")),
-        "{outputs}"
-    );
-    let summary =
-        std::fs::read_to_string(sb.path("step_summary.md")).expect("GITHUB_STEP_SUMMARY written");
-    assert!(summary.contains("cargo replay-artifact"), "{summary}");
-
-    // `replay-check`: the artifact downloaded into a fresh directory, each archive replayed.
-    let dl = steps("replay-check")
+    let summary_step = steps("hunt")
         .into_iter()
-        .find(|st| {
-            st["uses"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("actions/download-artifact@"))
-        })
-        .expect("a download step");
+        .find(|st| st["env"]["ARTIFACT_URL"].is_string())
+        .expect("a step that puts the artifact's URL in the summary");
     assert_eq!(
-        s(&dl["with"]["name"]),
-        s(&up[0]["with"]["name"]),
-        "downloads what hunt uploaded"
+        s(&summary_step["env"]["ARTIFACT_URL"]),
+        format!("${{{{ steps.{upload_id}.outputs.artifact-url }}}}")
     );
-    let downloaded = repo.join(s(&dl["with"]["path"]));
-    std::fs::create_dir_all(&downloaded).unwrap();
-    for a in &archives {
-        std::fs::copy(a, downloaded.join(a.file_name().unwrap())).unwrap();
+    let report = uses("hunt", "mikepenz/action-junit-report");
+    assert_eq!(report.len(), 1, "a test-report step");
+    let downloaded = repo.join("downloaded");
+    let mut hunted = Vec::new();
+    let mut captures = 0;
+    let artifact_url = "https://github.com/o/r/actions/runs/4242/artifacts/77";
+    for shard in &shards {
+        vars.insert("matrix.shard", shard.to_string());
+        let w = words(&hunt[0], &vars);
+        assert!(w.iter().any(|x| x == "--until-fail"), "{w:?}");
+        assert_eq!(
+            flag_value(&w, "--partition"),
+            format!("hash:{shard}/{}", shards.len())
+        );
+        let junit = flag_value(&w, "--junit");
+        assert_eq!(s(&report[0]["with"]["report_paths"]), junit);
+        // Each shard is a machine of its own.
+        let _ = std::fs::remove_dir_all(repo.join("target/chaos"));
+        let _ = std::fs::remove_file(sb.path("github_output"));
+        let _ = std::fs::remove_file(sb.path("step_summary.md"));
+        let (run, archives) = run_record_test(&sb, &repo, &w[2..], true);
+        assert!(run.status == 0 || run.status == 1, "{}", run.show());
+        hunted.extend(junit_cases(&repo.join(&junit)));
+        if run.status == 0 {
+            continue;
+        }
+        captures += 1;
+        assert!(!archives.is_empty(), "{}", run.show());
+        let name = s(&up[0]["with"]["name"]).replace("${{ matrix.shard }}", &shard.to_string());
+        let glob = s(&up[0]["with"]["path"]);
+        for a in &archives {
+            assert!(
+                glob_covers(&repo, glob, a),
+                "{} is matched by the uploaded path {glob}",
+                a.display()
+            );
+            assert!(a.is_file(), "{}", a.display());
+            // download-artifact with merge-multiple: every shard's archives in one place.
+            std::fs::create_dir_all(&downloaded).unwrap();
+            std::fs::copy(a, downloaded.join(a.file_name().unwrap())).unwrap();
+        }
+        let outputs =
+            std::fs::read_to_string(sb.path("github_output")).expect("GITHUB_OUTPUT written");
+        assert!(
+            outputs.lines().any(|l| l.starts_with("archive=")),
+            "{outputs}"
+        );
+        // The summary step, run as written once the artifact is uploaded: the replay
+        // command names the artifact's URL and each archive.
+        let script = s(&summary_step["run"]);
+        let status = std::process::Command::new("bash")
+            .args(["-e", "-c", script])
+            .current_dir(&repo)
+            .env("ARTIFACT_URL", artifact_url)
+            .env("GITHUB_STEP_SUMMARY", sb.path("step_summary.md"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let summary = std::fs::read_to_string(sb.path("step_summary.md")).unwrap();
+        for a in &archives {
+            let line = format!(
+                "cargo replay-artifact '{artifact_url}#{}'",
+                a.file_name().unwrap().to_string_lossy()
+            );
+            assert!(summary.contains(&line), "{line} in\n{summary}");
+        }
+        // The download of `replay-check` takes every shard's artifact.
+        let dl = uses("replay-check", "actions/download-artifact");
+        assert!(
+            glob_match(s(&dl[0]["with"]["pattern"]), &name),
+            "{name} is downloaded"
+        );
+        assert_eq!(dl[0]["with"]["merge-multiple"].as_bool(), Some(true));
     }
+    assert!(captures > 0, "a shard captured something");
+    hunted.sort();
+    assert_eq!(
+        hunted,
+        all_example_tests(),
+        "the shards together hunt every test exactly once"
+    );
+
+    // `replay-check`: every shard's archives, replayed on a fresh checkout.
+    let dl = uses("replay-check", "actions/download-artifact");
+    let fresh = repo.join(s(&dl[0]["with"]["path"]));
+    std::fs::rename(&downloaded, &fresh).unwrap();
     std::fs::remove_dir_all(repo.join("target")).unwrap();
     let replays = commands("replay-check");
     assert_eq!(replays.len(), 1, "{replays:?}");
-    for a in std::fs::read_dir(&downloaded).unwrap() {
+    for a in std::fs::read_dir(&fresh).unwrap() {
         let a = a.unwrap().path();
         vars.insert("archive", a.display().to_string());
         let w = words(&replays[0], &vars);
@@ -269,13 +469,8 @@ fn github_actions_workflow() {
     let _ = std::fs::remove_file(sb.path("github_output"));
     let (run, archives) = run_record_test(&sb, &repo, &words(&capture[0], &vars)[2..], true);
     run.expect_status(1);
-    assert_eq!(
-        archives.len(),
-        1,
-        "stops at the first failure\n{}",
-        run.show()
-    );
-    let up = uploads("test");
+    assert!(!archives.is_empty(), "{}", run.show());
+    let up = uses("test", "actions/upload-artifact");
     assert_eq!(
         s(&up[0]["with"]["path"]),
         "${{ steps.capture.outputs.archive }}"
@@ -284,7 +479,7 @@ fn github_actions_workflow() {
     assert!(
         outputs
             .lines()
-            .any(|l| l == format!("archive={}", archives[0].display())),
+            .any(|l| l == format!("archive={}", archives.last().unwrap().display())),
         "{outputs}"
     );
 
@@ -300,12 +495,17 @@ fn github_actions_workflow() {
     let s3 = commands("hunt-s3");
     assert_eq!(s3.len(), 1, "{s3:?}");
     let w = words(&s3[0], &vars);
-    let upload = w
-        .iter()
-        .position(|x| x == "--upload")
-        .map(|i| w[i + 1].clone())
-        .expect("--upload");
-    assert_eq!(upload, "s3://flaky-bucket/flaky/4242/");
+    assert_eq!(flag_value(&w, "--upload"), "s3://flaky-bucket/flaky/4242/");
+    let fallback = uses("hunt-s3", "actions/upload-artifact");
+    assert_eq!(fallback.len(), 1, "a fallback upload step");
+    let cond = s(&fallback[0]["if"]);
+    assert!(
+        cond.contains("steps.hunt.outputs.archive != ''")
+            && cond.contains("steps.hunt.outputs.archive_url == ''"),
+        "the fallback runs when a capture was not uploaded: {cond}"
+    );
+    let _ = std::fs::remove_dir_all(repo.join("target/chaos"));
+    let _ = std::fs::remove_file(sb.path("github_output"));
     let (run, archives) = run_record_test(&sb, &repo, &w[2..], true);
     run.expect_status(1);
     let uploaded = sb
@@ -317,6 +517,30 @@ fn github_actions_workflow() {
         uploaded.display(),
         run.show()
     );
+    let outputs = std::fs::read_to_string(sb.path("github_output")).unwrap();
+    assert!(
+        outputs.lines().any(|l| l.starts_with("archive_url=")),
+        "uploaded: the fallback does not run\n{outputs}"
+    );
+    // The upload fails (here: a directory that cannot be created): exit 2, the archive
+    // stays on disk, the outputs make the fallback run, and its path takes the archive.
+    let _ = std::fs::remove_dir_all(repo.join("target/chaos"));
+    let _ = std::fs::remove_file(sb.path("github_output"));
+    let (run, archives) =
+        run_record_test_s3(&sb, &repo, &w[2..], true, Path::new("/proc/no-such-dir"));
+    run.expect_status(2);
+    let outputs = std::fs::read_to_string(sb.path("github_output")).unwrap();
+    assert!(
+        outputs.lines().any(|l| l.starts_with("archive="))
+            && !outputs.lines().any(|l| l.starts_with("archive_url=")),
+        "{outputs}\n{}",
+        run.show()
+    );
+    assert!(!archives.is_empty(), "{}", run.show());
+    for a in &archives {
+        assert!(a.is_file(), "{} kept", a.display());
+        assert!(glob_covers(&repo, s(&fallback[0]["with"]["path"]), a));
+    }
 }
 
 #[test]
@@ -324,7 +548,72 @@ fn gitlab_ci_jobs() {
     let ci = load("gitlab-ci.yml");
     let sb = Sandbox::new();
     let repo = repository(&sb);
-    let vars = HashMap::new();
+
+    // Installing: one variable, --locked, into a cached directory of the project; run
+    // here with a stand-in cargo that notes what it is asked and installs nothing.
+    let install = s(&ci["variables"]["CARGO_CHAOS_INSTALL"]).to_string();
+    let base = &ci[".cargo-chaos"];
+    let cached: Vec<&str> = base["cache"]["paths"]
+        .as_sequence()
+        .expect("cache:paths")
+        .iter()
+        .map(s)
+        .collect();
+    assert_eq!(cached, [".cargo-chaos/"]);
+    let before: Vec<&str> = base["before_script"]
+        .as_sequence()
+        .expect("before_script")
+        .iter()
+        .map(s)
+        .collect();
+    let fake = sb.path("fake-bin");
+    std::fs::create_dir_all(&fake).unwrap();
+    let log = sb.path("cargo-calls");
+    std::fs::write(
+        fake.join("cargo"),
+        "#!/bin/sh\necho \"$*\" >> \"$CARGO_LOG\"\nmkdir -p .cargo-chaos/bin\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(fake.join("cargo"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    let script = format!("{}\necho \"PATH=$PATH\"", before.join("\n"));
+    let run_before = |spec: &str| {
+        let path = format!(
+            "{}:{}",
+            fake.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-e", "-c", &script])
+            .current_dir(&repo)
+            .env("PATH", path)
+            .env("CARGO_LOG", &log)
+            .env("CARGO_CHAOS_INSTALL", spec)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = run_before(&install);
+    assert!(
+        out.contains(&format!("PATH={}/.cargo-chaos/bin:", repo.display())),
+        "{out}"
+    );
+    let calls = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        calls(),
+        format!("install --locked --root .cargo-chaos {install}\n")
+    );
+    run_before(&install);
+    assert_eq!(calls().lines().count(), 1, "the cache serves the next job");
+    run_before("--version 9.9.9 cargo-chaos");
+    assert_eq!(calls().lines().count(), 2, "a new source installs again");
+    std::fs::remove_dir_all(repo.join(".cargo-chaos")).unwrap();
+
+    let mut vars = HashMap::new();
     let mut ran = 0;
     for job in ["flake-hunt", "test"] {
         let j = &ci[job];
@@ -340,41 +629,63 @@ fn gitlab_ci_jobs() {
             when == "always" || when == "on_failure",
             "{job}: artifacts:when {when}"
         );
+        let junit = s(&j["artifacts"]["reports"]["junit"]);
         let script: Vec<&str> = j["script"]
             .as_sequence()
             .expect("script")
             .iter()
             .map(s)
             .collect();
+        // `parallel: N` runs N copies, CI_NODE_INDEX 1..=N of CI_NODE_TOTAL.
+        let nodes = j["parallel"].as_u64().unwrap_or(1);
+        let mut hunted = Vec::new();
         for cmd in script.iter().flat_map(|l| cargo_chaos_commands(l)) {
-            let w = words(&cmd, &vars);
-            assert_eq!(&w[..2], ["cargo", "record-test"], "{cmd}");
-            let _ = std::fs::remove_dir_all(repo.join("target/chaos"));
-            let (run, archives) = run_record_test(&sb, &repo, &w[2..], false);
-            run.expect_status(1);
-            assert!(!archives.is_empty(), "{}", run.show());
-            for a in &archives {
-                assert!(
-                    a.starts_with(repo.join(paths[0])),
-                    "{} is where artifacts:paths looks",
-                    a.display()
-                );
+            for node in 1..=nodes {
+                vars.insert("CI_NODE_INDEX", node.to_string());
+                vars.insert("CI_NODE_TOTAL", nodes.to_string());
+                let w = words(&cmd, &vars);
+                assert_eq!(&w[..2], ["cargo", "record-test"], "{cmd}");
+                assert_eq!(flag_value(&w, "--junit"), junit, "{job}");
+                if nodes > 1 {
+                    assert_eq!(
+                        flag_value(&w, "--partition"),
+                        format!("hash:{node}/{nodes}")
+                    );
+                }
+                let _ = std::fs::remove_dir_all(repo.join("target/chaos"));
+                let (run, archives) = run_record_test(&sb, &repo, &w[2..], false);
+                assert!(run.status == 0 || run.status == 1, "{}", run.show());
+                hunted.extend(junit_cases(&repo.join(junit)));
+                for a in &archives {
+                    assert!(
+                        a.starts_with(repo.join(paths[0])),
+                        "{} is where artifacts:paths looks",
+                        a.display()
+                    );
+                    // The replay command is in the log, naming the archive.
+                    assert!(
+                        run.stderr
+                            .contains(&format!("cargo replay-artifact {}", a.display())),
+                        "{}",
+                        run.show()
+                    );
+                }
+                if nodes == 1 {
+                    // The whole suite: it fails (see SMALL_MAX_RUNS).
+                    run.expect_status(1);
+                }
+                if run.status == 1 {
+                    assert!(!archives.is_empty(), "{}", run.show());
+                }
+                // Plain progress lines with CI set, no progress bar.
+                assert!(run.stderr.contains("Recording "), "{}", run.show());
+                ran += 1;
             }
-            // The replay command is in the log, naming the archive.
-            for a in &archives {
-                assert!(
-                    run.stderr
-                        .contains(&format!("cargo replay-artifact {}", a.display())),
-                    "{}",
-                    run.show()
-                );
-            }
-            // Plain progress lines with CI set, no progress bar.
-            assert!(run.stderr.contains("Recording "), "{}", run.show());
-            ran += 1;
         }
+        hunted.sort();
+        assert_eq!(hunted, all_example_tests(), "{job}: every test hunted once");
     }
-    assert_eq!(ran, 2, "two record-test commands");
+    assert_eq!(ran, 4, "three flake-hunt shards and the test job");
 }
 
 #[test]

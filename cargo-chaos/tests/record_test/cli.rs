@@ -485,3 +485,57 @@ fn bad_arguments_exit_2() {
     run.expect_status(2);
     assert!(run.stderr.contains("--fail-on"), "{}", run.show());
 }
+
+/// Issue 18: with frequent failures (temp_file_race fails every run, two tests at once)
+/// the plain progress lines do not come between the capture blocks, and a closing
+/// summary lists each capture with its replay command.
+#[test]
+fn human_output_ends_with_a_summary_of_the_captures() {
+    let sb = Sandbox::new();
+    let mut cmd = sb.record_test_cmd(hunt_args(
+        &sb,
+        &[
+            "--until-fail",
+            "--keep-going",
+            "--max-runs",
+            "6",
+            "temp_file_race",
+            "--",
+            "--test-threads",
+            "2",
+        ],
+    ));
+    cmd.env("CI", "true");
+    let run = super::common::Run::of(cmd);
+    run.expect_status(1);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    let progress: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].trim_start().starts_with("Recording "))
+        .collect();
+    assert_eq!(progress.len(), 1, "one line, at the end\n{}", run.show());
+    assert!(
+        lines[progress[0]].contains("6/6 runs"),
+        "{}",
+        lines[progress[0]]
+    );
+    let finished = lines
+        .iter()
+        .position(|l| {
+            l.trim_start()
+                .starts_with("Finished 6 runs, 2 distinct failure(s) captured:")
+        })
+        .unwrap_or_else(|| panic!("a closing summary\n{}", run.show()));
+    assert!(finished > progress[0], "{}", run.show());
+    let summary = lines[finished..].join("\n");
+    for t in ["tests::temp_file_race_a", "tests::temp_file_race_b"] {
+        assert!(
+            summary.contains(&format!("  {t} (panicked at src/lib.rs:")),
+            "{summary}"
+        );
+    }
+    assert_eq!(
+        summary.matches("cargo replay-artifact ").count(),
+        2,
+        "{summary}"
+    );
+}

@@ -222,6 +222,17 @@ impl Run {
             .collect()
     }
 
+    /// Every stdout line as a JSON value (any shape).
+    pub fn messages_raw(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{}", self.show()))
+            })
+            .collect()
+    }
+
     /// The `data` of every message of type `ty`.
     pub fn messages_of(&self, ty: &str) -> Vec<Value> {
         self.messages()

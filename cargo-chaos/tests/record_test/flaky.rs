@@ -86,7 +86,16 @@ fn capture_and_replay(case: &Case) -> Run {
     let hunt = sb.record_test(&args);
     hunt.expect_status(1);
 
-    let captured = hunt.captured();
+    // A run where several tests failed gives one archive per failing test (all from the
+    // one recording): the first is checked and replayed.
+    let all = hunt.messages_of("captured");
+    assert!(!all.is_empty(), "a capture\n{}", hunt.show());
+    assert!(
+        all.iter().all(|c| c["run"] == all[0]["run"]),
+        "without --keep-going, the captures are of one run\n{}",
+        hunt.show()
+    );
+    let captured = all[0].clone();
     assert_eq!(captured["package"], package, "{captured}");
     assert_eq!(captured["binary"], binary, "{captured}");
     let test = captured["test"]
@@ -309,4 +318,66 @@ fn instrumented_lost_update_race() {
             assert_ne!(lost, "0", "{out}");
         },
     });
+}
+
+/// Issue 18: two tests failing in one run are two failures, each with its own archive
+/// named after it and its own panic in the `captured` message; `--keep-going` then drops
+/// later runs failing the same ways (by test and that test's panic location). The two
+/// `temp_file_race` tests fail together (1000 of 1000 runs, see the table above).
+#[test]
+fn two_failing_tests_in_one_run_give_two_archives() {
+    let sb = Sandbox::new();
+    let manifest = example_manifest();
+    let target = sb.target();
+    let hunt = sb.record_test([
+        "--manifest-path",
+        manifest.to_str().unwrap(),
+        "--target-dir",
+        target.to_str().unwrap(),
+        "--until-fail",
+        "--keep-going",
+        "--max-runs",
+        "6",
+        "--message-format",
+        "json",
+        "temp_file_race",
+        "--",
+        "--test-threads",
+        "2",
+    ]);
+    hunt.expect_status(1);
+    let captured = hunt.messages_of("captured");
+    let mut tests: Vec<&str> = captured
+        .iter()
+        .map(|c| c["test"].as_str().expect("each capture names its test"))
+        .collect();
+    tests.sort();
+    assert_eq!(
+        tests,
+        ["tests::temp_file_race_a", "tests::temp_file_race_b"],
+        "one capture per failing test, each once\n{}",
+        hunt.show()
+    );
+    assert_ne!(captured[0]["archive"], captured[1]["archive"]);
+    for c in &captured {
+        let archive = Path::new(c["archive"].as_str().unwrap());
+        assert!(archive.is_file(), "{}", archive.display());
+        let name = archive.file_name().unwrap().to_string_lossy().into_owned();
+        let test = c["test"].as_str().unwrap();
+        assert!(
+            name.contains(test.rsplit("::").next().unwrap()),
+            "{name} is named after {test}"
+        );
+        let location = c["panic_location"].as_str().expect("panic location");
+        assert!(location.starts_with("src/lib.rs:"), "{c}");
+        let message = c["panic_message"].as_str().expect("panic message");
+        assert!(message.contains("was changed under us"), "{c}");
+        let tag = if test.ends_with("_a") { "a" } else { "b" };
+        assert!(
+            message.contains(&format!("wrote \"written by {tag}\"")),
+            "the message is {test}'s own: {c}"
+        );
+    }
+    let end = &hunt.messages_of("finished")[0];
+    assert_eq!(end["failures"], 2, "{end}");
 }

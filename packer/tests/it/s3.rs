@@ -151,3 +151,48 @@ fn missing_object_and_bad_locations() {
     let err = transport::open("ftp://x/y", &opts).err().unwrap();
     assert!(matches!(err, TransportError::UnsupportedUrl { .. }));
 }
+
+/// Issue 18: a download without credentials from a bucket that needs them says the
+/// credentials are missing (it went unsigned), instead of only the server's refusal.
+#[test]
+fn a_download_without_credentials_says_so() {
+    let server = S3Server::start(BUCKET);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("x.chaos.tar.zst");
+    fs::write(&src, noise("nocreds", 4096)).unwrap();
+    let opts = options(&server);
+    transport::upload(
+        &src,
+        &format!("s3://{BUCKET}/x.chaos.tar.zst"),
+        &opts,
+        &mut quiet(),
+    )
+    .unwrap();
+    let mut none = options(&server);
+    none.s3.access_key_id = None;
+    none.s3.secret_access_key = None;
+    let dest = tmp.path().join("down");
+    fs::create_dir_all(&dest).unwrap();
+    let err = transport::download(
+        &format!("s3://{BUCKET}/x.chaos.tar.zst"),
+        &dest,
+        &none,
+        &mut quiet(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TransportError::UnsignedDownloadFailed { .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("no AWS credentials are set"), "{msg}");
+    assert!(msg.contains("AWS_ACCESS_KEY_ID"), "{msg}");
+    // With them, the same download works.
+    transport::download(
+        &format!("s3://{BUCKET}/x.chaos.tar.zst"),
+        &dest,
+        &opts,
+        &mut quiet(),
+    )
+    .unwrap();
+}

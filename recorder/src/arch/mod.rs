@@ -5,6 +5,9 @@ pub mod self_cpuid;
 
 use crate::ptrace::Regs;
 
+/// The `syscall` instruction.
+pub const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
+
 /// Instructions the recorder traps and emulates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trapped {

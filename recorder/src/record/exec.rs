@@ -233,9 +233,10 @@ fn stack_limit(pid: i32) -> u64 {
     };
     // SAFETY: prlimit reading into a local.
     let r = unsafe { libc::prlimit(pid, libc::RLIMIT_STACK, std::ptr::null(), &mut rl) };
-    if r != 0 || rl.rlim_cur == libc::RLIM_INFINITY {
+    if r != 0 {
         8 << 20
     } else {
+        // RLIM_INFINITY is u64::MAX: unlimited, as replay reads it.
         rl.rlim_cur
     }
 }

@@ -84,12 +84,7 @@ impl SharedFiles {
         let Some(name) = self.by_id.get(&id) else {
             return Ok(None);
         };
-        let offset = match sysno {
-            nr::PWRITE64 | nr::PWRITEV => args[3],
-            nr::PWRITEV2 if args[3] as i64 != -1 => args[3],
-            // The file position has moved past the bytes written.
-            _ => file_position(task.tid, args[0])?.saturating_sub(ret as u64),
-        };
+        let offset = write_offset(task.tid, sysno, args, ret)?;
         let data = crate::output::written_bytes(task, kind, args, ret)?;
         Ok(Some((name.clone(), offset, data)))
     }
@@ -154,6 +149,16 @@ fn outside_mapper(id: (u64, u64), tree: &[i32]) -> Option<(i32, String)> {
         }
     }
     None
+}
+
+/// Where a write-family call of thread `tid` that wrote `ret` bytes started in its file.
+pub(super) fn write_offset(tid: i32, sysno: u64, args: &[u64; 6], ret: i64) -> Result<u64> {
+    Ok(match sysno {
+        nr::PWRITE64 | nr::PWRITEV => args[3],
+        nr::PWRITEV2 if args[3] as i64 != -1 => args[3],
+        // The file position has moved past the bytes written.
+        _ => file_position(tid, args[0])?.saturating_sub(ret as u64),
+    })
 }
 
 /// The file position of `fd` in task `tid` (`/proc/TID/fdinfo/FD`, "pos:").

@@ -35,7 +35,7 @@ struct Patched {
     tramp: patch::Trampoline,
 }
 
-impl Replayer<'_, '_> {
+impl Replayer<'_> {
     /// Runs the thread to the recorded preemption point `want`, found as `point` says.
     pub(super) fn run_to_preempted(
         &mut self,
@@ -142,6 +142,10 @@ impl Replayer<'_, '_> {
         point: &PointInfo,
     ) -> std::result::Result<Patched, String> {
         let rip = want.regs.get(RIP).copied().unwrap_or(0);
+        if !self.bps.is_empty() {
+            // A debugger's int3s would be read as code and patched around.
+            return Err("a debugger has breakpoints set".into());
+        }
         let bytes = th
             .task
             .read_mem_partial(rip, insn::MAX_LEN)

@@ -7,11 +7,6 @@ use crate::inject::inject_syscall;
 use crate::ptrace::Task;
 use crate::trace::{ExecState, TraceDir};
 
-/// How far below its recorded extent the stack may grow at replay, at most (the kernel
-/// grows a real stack on demand; ours is a plain mapping, so it is made large enough up
-/// front).
-const MAX_STACK_RESERVE: u64 = 64 << 20;
-
 fn sys(task: &mut Task, nr: i64, args: &[u64]) -> Result<i64> {
     inject_syscall(task, STUB_SYSCALL, nr as u64, args)
 }
@@ -64,15 +59,6 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
         )?,
     )?;
 
-    let lowest_above = |addr: u64| {
-        state
-            .mappings
-            .iter()
-            .filter(|m| m.end <= addr)
-            .map(|m| m.end)
-            .max()
-            .unwrap_or(0)
-    };
     for m in &state.mappings {
         let len = m.end - m.start;
         match &m.file {
@@ -103,14 +89,11 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
                 check(&format!("mmap of {}", m.name), r)?;
             }
             None => {
+                // The stack grows down on demand as the kernel's own does (the same
+                // RLIMIT_STACK and guard gap apply to it, see `set_stack_limit`), so
+                // a program that overflows it does so at the same depth.
                 let (start, flags) = if m.name == "[stack]" {
-                    // Room to grow down, but never into the mapping below.
-                    let reserve = state.stack_limit.min(MAX_STACK_RESERVE).max(len);
-                    let floor = lowest_above(m.start) + (1 << 20);
-                    (
-                        m.end.saturating_sub(reserve).max(floor).min(m.start),
-                        anon_fixed,
-                    )
+                    (m.start, anon_fixed | libc::MAP_GROWSDOWN as u64)
                 } else {
                     (m.start, anon_fixed)
                 };
@@ -135,6 +118,7 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
     for w in &state.memory {
         task.write_mem(w.addr, &w.data)?;
     }
+    set_stack_limit(task, state.stack_limit)?;
     // Same traps as at record: cpuid and rdtsc fault so recorded values can be injected.
     let cpuid = sys(
         task,
@@ -157,4 +141,42 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
         reason: "exec registers are damaged".into(),
     })?;
     task.set_regs(&regs)
+}
+
+/// Gives the replayed process the recorded RLIMIT_STACK soft limit, which bounds how far
+/// its stack grows (`u64::MAX`: unlimited). The hard limit stays this machine's; where it
+/// is lower than the recorded soft limit, the stack may overflow sooner than it did, and
+/// the replay says so when it comes to that.
+pub fn set_stack_limit(task: &mut Task, soft: u64) -> Result<()> {
+    let mut current = [0u8; 16];
+    let r = {
+        // The scratch page holds the struct rlimit going in and out.
+        task.write_mem(STUB_SCRATCH, &[0u8; 16])?;
+        let r = sys(
+            task,
+            libc::SYS_prlimit64,
+            &[0, libc::RLIMIT_STACK as u64, 0, STUB_SCRATCH],
+        )?;
+        current.copy_from_slice(&task.read_mem(STUB_SCRATCH, 16)?);
+        r
+    };
+    check("reading RLIMIT_STACK", r)?;
+    let hard = u64::from_le_bytes(current[8..16].try_into().expect("8 bytes"));
+    let mut want = [0u8; 16];
+    want[..8].copy_from_slice(&soft.min(hard).to_le_bytes());
+    want[8..].copy_from_slice(&hard.to_le_bytes());
+    if soft > hard {
+        tracing::warn!(
+            "the recording's stack limit ({soft} bytes) is above this machine's hard limit \
+             ({hard}): a program that overflows its stack may do so sooner at replay"
+        );
+    }
+    task.write_mem(STUB_SCRATCH, &want)?;
+    let r = sys(
+        task,
+        libc::SYS_prlimit64,
+        &[0, libc::RLIMIT_STACK as u64, STUB_SCRATCH, 0],
+    )?;
+    check("setting RLIMIT_STACK", r)?;
+    Ok(())
 }

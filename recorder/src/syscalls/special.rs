@@ -7,7 +7,7 @@
 
 use super::effects::{read_iovecs, EntryState};
 use super::nr;
-use crate::errors::Result;
+use crate::errors::{Error, Result};
 use crate::ptrace::Task;
 use crate::trace::MemWrite;
 
@@ -37,7 +37,8 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         | nr::FUTEX_WAITV
         | nr::FUTEX_WAKE
         | nr::FUTEX_WAIT
-        | nr::FUTEX_REQUEUE => Handling::Here,
+        | nr::FUTEX_REQUEUE
+        | nr::PROCESS_VM_WRITEV => Handling::Here,
         nr::FUTEX => match args[1] as i32 & libc::FUTEX_CMD_MASK {
             libc::FUTEX_LOCK_PI | libc::FUTEX_UNLOCK_PI | libc::FUTEX_TRYLOCK_PI | libc::FUTEX_WAIT_REQUEUE_PI
             | libc::FUTEX_CMP_REQUEUE_PI | 13 /* FUTEX_LOCK_PI2 */ => {
@@ -148,7 +149,31 @@ pub fn capture_entry(
         let m = read_msghdr(task, args[1])?;
         st.extra = vec![m.namelen as u64, m.controllen];
     }
+    if sysno == nr::PROCESS_VM_WRITEV && Some(args[0] as i32) != thread_group(task.tid) {
+        // Replay writes into the caller's memory only; another process's would change
+        // behind its back.
+        return Err(Error::Unsupported {
+            what: format!(
+                "process_vm_writev into process {}, another process than the caller",
+                args[0] as i32
+            ),
+            hint: "writing another process's memory cannot be replayed yet; writing the \
+                   program's own memory is supported"
+                .into(),
+        });
+    }
     Ok(())
+}
+
+/// The process (thread group) of thread `tid`, from `/proc/TID/status`.
+pub(crate) fn thread_group(tid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Memory a special syscall wrote; called at a successful exit.
@@ -204,6 +229,19 @@ pub fn outputs(
         }
         nr::FUTEX if args[1] as i32 & libc::FUTEX_CMD_MASK == libc::FUTEX_WAKE_OP => {
             grab(task, args[4], 4)?
+        }
+        nr::PROCESS_VM_WRITEV => {
+            // Into the caller's own memory (see `capture_entry`): what landed in the
+            // remote iovecs, `ret` bytes in their order, is written again at replay.
+            let mut left = ret.max(0) as u64;
+            for (base, len) in read_iovecs(task, args[3], args[4])? {
+                if left == 0 {
+                    break;
+                }
+                let take = len.min(left);
+                grab(task, base, take as usize)?;
+                left -= take;
+            }
         }
         _ => {}
     }

@@ -49,7 +49,8 @@ pub struct ExecState {
     pub memory: Vec<MemWrite>,
     /// The initial program break.
     pub brk: u64,
-    /// RLIMIT_STACK soft limit at record time (how far the stack may grow).
+    /// RLIMIT_STACK soft limit at record time (how far the stack may grow; `u64::MAX`
+    /// unlimited; older recorders wrote 8 MiB for unlimited).
     pub stack_limit: u64,
 }
 

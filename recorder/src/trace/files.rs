@@ -19,6 +19,12 @@ use std::path::{Path, PathBuf};
 
 use crate::errors::{Error, Result};
 
+/// The largest file a recording captures: 4 GiB, what an archive holds in all by default
+/// (`packer::UnpackLimits`). Every executed or mapped file is captured whole, so a
+/// mapping of a huge sparse file (a 1 TiB memfd, a 100 GiB file with one page written)
+/// would be read, hashed and copied for minutes or hours; it stops the recording instead.
+pub const MAX_CAPTURED_FILE: u64 = 4 << 30;
+
 /// Identity of a file on this machine; writing to a file changes its ctime, so a changed
 /// file gets a new identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -255,6 +261,20 @@ impl FileStore {
         let id = FileId::of(&meta);
         if let Some(hash) = self.known.get(&id) {
             return Ok(hash.clone());
+        }
+        if meta.len() > MAX_CAPTURED_FILE {
+            let name = std::fs::read_link(path).unwrap_or_else(|_| path.to_path_buf());
+            return Err(Error::Unsupported {
+                what: format!(
+                    "a mapping of {} ({} GiB): the recording captures every file it maps whole, \
+                     up to {} GiB",
+                    name.display(),
+                    meta.len() >> 30,
+                    MAX_CAPTURED_FILE >> 30
+                ),
+                hint: "map a smaller file (a huge sparse file or memfd cannot be captured yet)"
+                    .into(),
+            });
         }
         if !self.fault.is_set() {
             if let Some(cache) = &self.cache {

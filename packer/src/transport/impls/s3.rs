@@ -377,7 +377,21 @@ impl Transport for S3 {
             .bucket
             .get_object(self.credentials.as_ref(), &self.key)
             .sign(SIGNATURE_TTL);
-        let size = self.endpoint(url.as_str(), None).get_file(dest, progress)?;
+        let size = match self.endpoint(url.as_str(), None).get_file(dest, progress) {
+            Ok(size) => size,
+            // Missing credentials are the likely cause of anything but a missing object:
+            // a private bucket refuses unsigned requests (and a wrong endpoint, which the
+            // credentials' setup also names, fails to resolve).
+            Err(e)
+                if self.credentials.is_none() && !matches!(e, TransportError::NotFound { .. }) =>
+            {
+                return Err(TransportError::UnsignedDownloadFailed {
+                    url: self.display.clone(),
+                    cause: Box::new(e),
+                })
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Fetched { name: None, size })
     }
 }

@@ -3,13 +3,14 @@
 //! recorded failing run against the time to record it, in one invocation.
 //!
 //! ```text
-//! cargo build --release -p cargo-chaos -p packer
-//! cargo test --no-run --manifest-path tests/fixtures/rust-suite/Cargo.toml \
-//!     --target-dir target/fixture-rust-suite
-//! cargo run --release -p packer --bin pack-bench -- [--levels 3,9,15,19] [--file PATH]...
+//! cargo bench -p cargo-chaos --bench pack -- [--levels 3,9,15,19] [--file PATH]...
 //!     [--recordings N] [--runs N] [--chaos PATH] [--failing BINARY] [--no-record]
 //!     [--no-several] [--write-docs docs/benchmarks.md]
 //! ```
+//!
+//! The failing binary comes from the Rust fixture suite, built here into
+//! `target/fixture-rust-suite` when it is not there yet; `cargo-chaos` is the one cargo
+//! built for this bench.
 //!
 //! **A failing run.** `cargo-chaos record` (release build) records the fixture suite's
 //! failing `panic` test binary (RUST_BACKTRACE=1) `--runs` times; the record time is the
@@ -37,55 +38,44 @@ use packer::{
     pack, pack_many, unpack, warm, Framing, PackInput, PackOptions, TestIdentity, UnpackLimits,
 };
 
+/// What to measure (`--help` lists it).
+#[derive(clap::Parser)]
+#[command(name = "pack", about = "Packing benchmark (see the source's header)")]
 struct Config {
+    /// zstd levels to compare, comma-separated (default: the single-run and default levels).
+    #[arg(long, value_delimiter = ',')]
     levels: Vec<i32>,
+    /// Files to pack instead of the fixture suite's test binaries.
+    #[arg(long = "file")]
     files: Vec<PathBuf>,
+    /// Recordings in the "several recordings" input.
+    #[arg(long, default_value_t = 2)]
     recordings: usize,
+    /// Replace the `## Packer` section of this Markdown file with the report.
+    #[arg(long)]
     write_docs: Option<PathBuf>,
+    /// Recordings of the failing run (the record time is their median).
+    #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// The cargo-chaos binary to record with (default: the one built for this bench).
+    #[arg(long)]
     chaos: Option<PathBuf>,
+    /// The failing test binary to record (default: the fixture suite's `panic` binary).
+    #[arg(long)]
     failing: Option<PathBuf>,
+    /// Skip the failing-run section.
+    #[arg(long = "no-record", action = clap::ArgAction::SetFalse)]
     record: bool,
+    /// Skip the several-recordings section.
+    #[arg(long = "no-several", action = clap::ArgAction::SetFalse)]
     several: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn parse_args() -> Config {
-    let mut c = Config {
-        levels: vec![],
-        files: vec![],
-        recordings: 2,
-        write_docs: None,
-        runs: 3,
-        chaos: None,
-        failing: None,
-        record: true,
-        several: true,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
-        match a.as_str() {
-            "--levels" => {
-                c.levels = val()
-                    .split(',')
-                    .map(|l| l.trim().parse().expect("--levels takes numbers"))
-                    .collect()
-            }
-            "--file" => c.files.push(PathBuf::from(val())),
-            "--recordings" => c.recordings = val().parse().expect("--recordings takes a number"),
-            "--write-docs" => c.write_docs = Some(PathBuf::from(val())),
-            "--runs" => c.runs = val().parse().expect("--runs takes a number"),
-            "--chaos" => c.chaos = Some(PathBuf::from(val())),
-            "--failing" => c.failing = Some(PathBuf::from(val())),
-            "--no-record" => c.record = false,
-            "--no-several" => c.several = false,
-            "-h" | "--help" => {
-                eprintln!("usage: pack-bench [--levels 3,9,15] [--file PATH]... [--recordings N] [--runs N] [--chaos PATH] [--failing BINARY] [--no-record] [--no-several] [--write-docs FILE]");
-                std::process::exit(0);
-            }
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let mut c = <Config as clap::Parser>::parse();
     if c.levels.is_empty() {
         c.levels = vec![packer::SINGLE_RUN_LEVEL, packer::DEFAULT_LEVEL];
     }
@@ -116,13 +106,8 @@ fn executables(dir: &Path) -> Vec<(u64, PathBuf)> {
 /// cargo-chaos tests into target/fixture-rust-suite), else the three largest
 /// executables of this workspace's target directory.
 fn test_binaries() -> (String, Vec<PathBuf>) {
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/pack-bench -> target/
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the benchmark runs from a target directory")
-        .to_path_buf();
+    let target = target_dir();
+    build_fixture_suite(&target);
     let suite = executables(&target.join("fixture-rust-suite/debug/deps"));
     if !suite.is_empty() {
         return (
@@ -464,12 +449,31 @@ fn failing_binary(target: &Path) -> Option<PathBuf> {
         })
 }
 
+/// The workspace's target directory: `cargo-chaos` is built into `target/<profile>/`.
 fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
+    Path::new(env!("CARGO_BIN_EXE_cargo-chaos"))
+        .parent()
         .and_then(Path::parent)
-        .expect("the benchmark runs from a target directory")
+        .expect("cargo-chaos is built in a target directory")
         .to_path_buf()
+}
+
+/// Builds the Rust fixture suite's test binaries into `target/fixture-rust-suite` (as the
+/// cargo-chaos tests do) when they are not there yet.
+fn build_fixture_suite(target: &Path) {
+    if !executables(&target.join("fixture-rust-suite/debug/deps")).is_empty() {
+        return;
+    }
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/rust-suite/Cargo.toml");
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["test", "--no-run", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target.join("fixture-rust-suite"))
+        .status()
+        .expect("cannot run cargo");
+    assert!(status.success(), "building {} failed", manifest.display());
 }
 
 /// Records the binary with `cargo-chaos record`; returns the wall-clock time.
@@ -538,20 +542,17 @@ fn failing_run_section(cfg: &Config) -> (String, Option<DefaultFigures>) {
     let chaos = cfg
         .chaos
         .clone()
-        .unwrap_or_else(|| target.join("release/cargo-chaos"));
-    assert!(
-        chaos.is_file(),
-        "{} is missing: run `cargo build --release -p cargo-chaos` (or pass --no-record)",
-        chaos.display()
-    );
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cargo-chaos")));
+    if cfg.failing.is_none() {
+        build_fixture_suite(&target);
+    }
     let binary = cfg
         .failing
         .clone()
         .or_else(|| failing_binary(&target))
         .expect(
-            "no panic-* test binary in target/fixture-rust-suite/debug/deps: run `cargo test \
-         --no-run --manifest-path tests/fixtures/rust-suite/Cargo.toml --target-dir \
-         target/fixture-rust-suite` (or pass --failing BINARY, or --no-record)",
+            "no panic-* test binary in target/fixture-rust-suite/debug/deps \
+         (pass --failing BINARY, or --no-record)",
         );
     let runs = cfg.runs.max(2);
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -774,10 +775,9 @@ fn packer_dir_size(dir: &Path) -> u64 {
 fn write_section(path: &Path, body: &str) {
     let old = fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
     let section = format!(
-        "## Packer\n\nMeasured by `cargo run --release -p packer --bin pack-bench -- --levels L,... \
-         --write-docs docs/benchmarks.md` after `cargo build --release -p cargo-chaos -p packer` \
-         and `cargo test --no-run --manifest-path tests/fixtures/rust-suite/Cargo.toml \
-         --target-dir target/fixture-rust-suite`, in one invocation (throughput counts the \
+        "## Packer\n\nMeasured by `cargo bench -p cargo-chaos --bench pack -- --levels L,... \
+         --write-docs docs/benchmarks.md` (which builds the Rust fixture suite into \
+         `target/fixture-rust-suite` when needed), in one invocation (throughput counts the \
          unique content, uncompressed; times are wall-clock on a machine shared with other \
          builds, so they vary by tens of percent between runs; sizes do not). Targets (issue \
          5): archive size <= 1.1x the reference over the same unique files, and packing a \

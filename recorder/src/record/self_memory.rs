@@ -1,0 +1,48 @@
+//! Writes into the program's own memory through `/proc/self/mem` (JITs, hot patchers,
+//! rr's jit_proc_mem test): `pwrite(open("/proc/self/mem"), code, n, addr)` puts code into
+//! a read-only executable page. Replay does not run the write (its result comes from the
+//! trace), so the bytes that landed are recorded as the call's memory effects, as a
+//! read's buffer is, and replay writes them at the same addresses.
+//!
+//! Only the caller's own process: a write into another process's memory (its
+//! `/proc/PID/mem`) stops the recording, since replay could not place it.
+
+use crate::errors::{Error, Result};
+use crate::output::OutputFds;
+use crate::ptrace::Task;
+use crate::trace::MemWrite;
+
+use super::shared_files::write_offset;
+use crate::syscalls::special::thread_group;
+
+/// After a write-family call of `task` that returned `ret`: if it wrote to a
+/// `/proc/PID/mem` file, the memory it changed.
+pub fn written(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64) -> Result<Option<MemWrite>> {
+    if ret <= 0 || OutputFds::write_kind(sysno).is_none() {
+        return Ok(None);
+    }
+    let Some(pid) = mem_file_of(task.tid, args[0]) else {
+        return Ok(None);
+    };
+    if Some(pid) != thread_group(task.tid) {
+        return Err(Error::Unsupported {
+            what: format!("a write into the memory of process {pid} through /proc/{pid}/mem"),
+            hint: "writing another process's memory cannot be replayed yet; writing the \
+                   program's own memory is supported"
+                .into(),
+        });
+    }
+    let addr = write_offset(task.tid, sysno, args, ret)?;
+    Ok(Some(MemWrite {
+        addr,
+        data: task.read_mem(addr, ret as usize)?,
+    }))
+}
+
+/// The process whose memory file `fd` of thread `tid` is, if it is one.
+fn mem_file_of(tid: i32, fd: u64) -> Option<i32> {
+    let target = std::fs::read_link(format!("/proc/{tid}/fd/{fd}")).ok()?;
+    let target = target.to_str()?;
+    let pid = target.strip_prefix("/proc/")?.strip_suffix("/mem")?;
+    pid.parse().ok()
+}

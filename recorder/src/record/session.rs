@@ -1,0 +1,804 @@
+//! The recording session: setting up and starting the program, the one-thread-at-a-time
+//! scheduling loop, dispatching each stop of a thread (decoded as a
+//! [`crate::tree::ThreadStop`]) to the syscall, signal and event handlers, and the task
+//! tree's changes (new tasks, exec, processes ending).
+
+use super::*;
+use crate::tree::{Member, ThreadStop};
+
+impl Recorder {
+    pub(super) fn run(&mut self, header: Header) -> Result<ExitKind> {
+        self.start(header)?;
+
+        loop {
+            let mut cur = match self.current {
+                Some(c) => c,
+                None => match self.pick()? {
+                    Some(c) => c,
+                    None => {
+                        // Every thread sits in a blocking call: wait for one to return.
+                        let (tid, stop) = self.wait_any()?;
+                        if self.interrupter.requested() {
+                            return self.end_interrupted(tid, stop);
+                        }
+                        if let Some(how) = self.on_background_stop(tid, stop)? {
+                            return Ok(how);
+                        }
+                        continue;
+                    }
+                },
+            };
+            let t = self.threads.get_mut(&cur).expect("current thread exists");
+            let Where::Ready(sig) = t.state else {
+                unreachable!("the current thread is always ready when resumed")
+            };
+            t.state = Where::Running;
+            let tgid = t.tgid;
+            // To the next call (the filter stops it), or to the exit of the one it is in.
+            let mode = if self.seccomp && t.pending.is_none() {
+                Resume::Cont
+            } else {
+                Resume::Syscall
+            };
+            match t.task.resume(mode, sig) {
+                Ok(()) => {}
+                Err(e) if e.is_gone() => {}
+                Err(e) => return Err(e),
+            }
+            let ready = self.someone_ready();
+            let blocked = self
+                .threads
+                .values()
+                .any(|t| matches!(t.state, Where::Blocked | Where::Held));
+            if ready || blocked {
+                // Others wait: this thread gets a time slice (see `preempt`).
+                let slice = if ready {
+                    crate::preempt::SLICE
+                } else {
+                    crate::preempt::UNTIL_ANOTHER_CAN_RUN
+                };
+                self.watchdog.arm(tgid, cur, slice);
+            }
+            let stop = loop {
+                let (tid, stop) = self.wait_any()?;
+                if self.interrupter.requested() {
+                    self.watchdog.disarm();
+                    return self.end_interrupted(tid, stop);
+                }
+                if tid == cur {
+                    break stop;
+                }
+                if let Some(leader) = self.exec_takeover(cur, tid, stop)? {
+                    // It exec'ed from a thread other than the main one: it goes on under
+                    // the leader's tid.
+                    cur = leader;
+                    break stop;
+                }
+                if let Some(how) = self.on_background_stop(tid, stop)? {
+                    self.watchdog.disarm();
+                    return Ok(how);
+                }
+                if !self.threads.contains_key(&cur) {
+                    // Its process ended while it ran (another of its threads reported
+                    // first) and it was reaped with the others: nothing more will come.
+                    break Stop::Killed(libc::SIGKILL);
+                }
+                if self
+                    .threads
+                    .get(&tid)
+                    .is_some_and(|t| matches!(t.state, Where::Unblocked(_)))
+                {
+                    // Someone can run now: the running thread gets an ordinary slice.
+                    self.watchdog.shorten();
+                }
+            };
+            self.watchdog.disarm();
+            match self.on_stop(cur, stop)? {
+                Next::Continue => {}
+                Next::Switch => {
+                    self.previous = Some(cur);
+                    self.current = None;
+                }
+                Next::Finished(how) => return Ok(how),
+            }
+        }
+    }
+
+    /// Waits for any of this recording's tasks; stops of unknown tasks (new threads
+    /// that report before their parent's clone event) are kept for later.
+    pub(super) fn wait_any(&mut self) -> Result<(i32, Stop)> {
+        loop {
+            let (tid, stop) = crate::ptrace::wait_own()?;
+            // A zombie leader reports only a thread that takes its tid by exec'ing.
+            if self.threads.contains_key(&tid)
+                || (self.zombies.contains(&tid) && stop == Stop::Event(libc::PTRACE_EVENT_EXEC))
+            {
+                return Ok((tid, stop));
+            }
+            self.early.insert(tid, stop);
+        }
+    }
+
+    /// Chooses the thread to run next; `None` when every thread is blocked (or held
+    /// behind a blocked one).
+    pub(super) fn pick(&mut self) -> Result<Option<i32>> {
+        loop {
+            let runnable = self.runnable();
+            if runnable.is_empty() {
+                return Ok(None);
+            }
+            let tid = self.sched.pick(&runnable, self.previous);
+            let t = self.threads.get_mut(&tid).expect("picked");
+            match t.state {
+                Where::Unblocked(ret) => {
+                    t.state = Where::Ready(0);
+                    self.on_exit(tid, ret)?;
+                }
+                Where::Held => {
+                    // Its file is free: the call starts from its entry, as if just made.
+                    t.state = Where::Ready(0);
+                    let h = t.held.take().expect("a held thread has its call");
+                    match self.on_entry(tid, h.nr, h.args, h.at_seccomp, true)? {
+                        Next::Continue => {}
+                        // Left blocked in the kernel: choose again.
+                        Next::Switch => continue,
+                        Next::Finished(_) => {
+                            return Err(Error::Unsupported {
+                                what: format!("thread {tid}'s held write ended the program"),
+                                hint: "report this as a bug".into(),
+                            })
+                        }
+                    }
+                }
+                _ => {}
+            }
+            self.current = Some(tid);
+            return Ok(Some(tid));
+        }
+    }
+
+    /// The threads that can run: ready ones, those whose blocking call returned, and
+    /// held ones whose file is free.
+    pub(super) fn runnable(&mut self) -> Vec<i32> {
+        let mut runnable = Vec::new();
+        let mut held = Vec::new();
+        for (tid, t) in &self.threads {
+            match (t.state, t.held) {
+                (Where::Ready(_) | Where::Unblocked(_), _) => runnable.push(*tid),
+                (Where::Held, Some(h)) => held.push((*tid, h.key)),
+                _ => {}
+            }
+        }
+        for (tid, key) in held {
+            if !self.write_in_flight(tid, key) {
+                runnable.push(tid);
+            }
+        }
+        runnable.sort_unstable();
+        runnable
+    }
+
+    /// Whether a thread other than the running one can run (see [`Self::runnable`]).
+    pub(super) fn someone_ready(&mut self) -> bool {
+        let mut held = Vec::new();
+        for (tid, t) in &self.threads {
+            match (t.state, t.held) {
+                (Where::Ready(_) | Where::Unblocked(_), _) => return true,
+                (Where::Held, Some(h)) => held.push((*tid, h.key)),
+                _ => {}
+            }
+        }
+        held.into_iter()
+            .any(|(tid, key)| !self.write_in_flight(tid, key))
+    }
+
+    /// Whether any thread has a write-family call in flight (no lookup: the common case
+    /// is no).
+    pub(super) fn any_write_in_flight(&self) -> bool {
+        self.threads.values().any(|t| {
+            matches!(t.state, Where::Blocked | Where::Unblocked(_))
+                && t.pending.as_ref().is_some_and(|p| p.out_fd.is_some())
+        })
+    }
+
+    /// Whether a thread other than `tid` has a write-family call in flight (in the
+    /// kernel, or returned but not yet recorded) on the file `key`. The file behind a
+    /// call in flight is looked up once; if that fails (another thread closed the fd
+    /// meanwhile) it is taken as another file.
+    pub(super) fn write_in_flight(&mut self, tid: i32, key: ordering::FileKey) -> bool {
+        self.threads.iter_mut().any(|(other, t)| {
+            if *other == tid || !matches!(t.state, Where::Blocked | Where::Unblocked(_)) {
+                return false;
+            }
+            let Some(p) = t.pending.as_mut() else {
+                return false;
+            };
+            let Some(fd) = p.out_fd else {
+                return false;
+            };
+            let theirs = *p
+                .out_key
+                .get_or_insert_with(|| ordering::file_key(*other, fd));
+            theirs == Some(key)
+        })
+    }
+
+    /// A stop of a thread that is not the running one: a blocked thread's call returned,
+    /// or it died.
+    pub(super) fn on_background_stop(&mut self, tid: i32, stop: Stop) -> Result<Option<ExitKind>> {
+        match stop {
+            Stop::Syscall => {
+                let t = self.threads.get_mut(&tid).expect("known thread");
+                match t.task.syscall_stop()? {
+                    SyscallStop::Exit { ret, rip } if t.state == Where::Blocked => {
+                        t.state = Where::Unblocked(ret);
+                        t.exit_rip = Some(rip);
+                    }
+                    other => {
+                        return Err(Error::Unsupported {
+                            what: format!(
+                                "thread {tid} stopped at {other:?} while it was not running"
+                            ),
+                            hint: "report this as a bug".into(),
+                        })
+                    }
+                }
+                Ok(None)
+            }
+            Stop::Exited(_) | Stop::Killed(_) => {
+                let tgid = self.threads.get(&tid).map(|t| t.tgid).unwrap_or(tid);
+                self.threads.remove(&tid);
+                if self.execing(tgid) {
+                    // Another thread of its process is in execve: the kernel ends the
+                    // others (collected by this wait; the exec waits for that).
+                    tracing::debug!("thread {tid} ended by an exec in process {tgid}");
+                    return Ok(None);
+                }
+                // Its process is going away (killed, or exit_group by another thread).
+                if tgid == self.leader {
+                    return self.process_ended(tid, stop).map(Some);
+                }
+                self.forget_process(tgid);
+                Ok(None)
+            }
+            Stop::Signal(libc::SIGINT) if self.signal_is_from_terminal(tid) => {
+                self.interrupter.note(Outcome::Interrupted);
+                self.end_interrupted(tid, stop).map(Some)
+            }
+            Stop::Signal(sig) => {
+                // A signal arrived for a blocked thread; the syscall will report its
+                // exit (EINTR/ERESTART*) first, then this signal again when resumed.
+                Err(Error::Unsupported {
+                    what: format!(
+                        "signal {} arrived for blocked thread {tid}",
+                        signal_name(sig)
+                    ),
+                    hint: "asynchronous signals are not supported by this version of the recorder"
+                        .into(),
+                })
+            }
+            other => Err(Error::Unsupported {
+                what: format!("thread {tid} stopped with {other:?} while blocked"),
+                hint: "report this as a bug".into(),
+            }),
+        }
+    }
+
+    /// Whether a thread of process `tgid` is in an execve.
+    pub(super) fn execing(&self, tgid: i32) -> bool {
+        self.threads
+            .values()
+            .any(|t| t.tgid == tgid && t.pending.as_ref().is_some_and(|p| p.nr == nr::EXECVE))
+    }
+
+    /// A thread other than its process's leader exec'ed: the kernel ended the process's
+    /// other threads, and the exec'ing thread took the leader's tid, under which it
+    /// reports the exec (`tid`, `stop`; `PTRACE_GETEVENTMSG` names the former tid).
+    /// Follows it: the running thread `cur` is from now on known as the leader. Returns
+    /// the leader's tid when that is what happened.
+    pub(super) fn exec_takeover(&mut self, cur: i32, tid: i32, stop: Stop) -> Result<Option<i32>> {
+        if stop != Stop::Event(libc::PTRACE_EVENT_EXEC) {
+            return Ok(None);
+        }
+        let Some(t) = self.threads.get(&cur) else {
+            return Ok(None);
+        };
+        if t.tgid != tid || !t.pending.as_ref().is_some_and(|p| p.nr == nr::EXECVE) {
+            return Ok(None);
+        }
+        let former = Task::new(tid).event_msg()? as i32;
+        if former != cur {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "process {tid} reported an exec by thread {former} while thread {cur} was in execve"
+                ),
+                hint: "report this as a bug".into(),
+            });
+        }
+        // The others are gone: non-leaders report their ends (collected already, unless
+        // one is still on its way), the leader is released by the kernel unreported.
+        for other in self.members(tid) {
+            if other != cur && other != tid {
+                reap(other);
+            }
+            if other != cur {
+                self.threads.remove(&other);
+            }
+        }
+        self.zombies.remove(&tid);
+        let mut t = self.threads.remove(&cur).expect("checked above");
+        t.task = Task::new(tid);
+        if let Some(p) = t.pending.as_mut() {
+            p.exec_from = Some(cur);
+        }
+        self.threads.insert(tid, t);
+        self.current = Some(tid);
+        if self.previous == Some(cur) {
+            self.previous = Some(tid);
+        }
+        tracing::debug!("thread {cur} exec'ed and is now {tid}, its process's leader");
+        Ok(Some(tid))
+    }
+
+    /// The main process ended (`tid`, already out of the running, reported `stop`):
+    /// reap its threads, end every other process of the tree (processes that outlive
+    /// the main one are killed: the recording is of the main process's life), and write
+    /// the exit event.
+    pub(super) fn process_ended(&mut self, tid: i32, stop: Stop) -> Result<ExitKind> {
+        let leader = self.leader;
+        let mut leader_stop = (tid == leader).then_some(stop);
+        self.threads.remove(&tid);
+        for t in self.members(leader) {
+            if t != leader {
+                reap(t);
+                self.threads.remove(&t);
+            }
+        }
+        if leader_stop.is_none() {
+            leader_stop = Some(reap(leader));
+        }
+        self.threads.remove(&leader);
+        self.zombies.remove(&leader);
+        self.kill_all();
+        let how = match leader_stop {
+            Some(Stop::Killed(s)) => ExitKind::Signaled(s),
+            Some(Stop::Exited(c)) => ExitKind::Exited(c),
+            _ => ExitKind::Exited(0),
+        };
+        self.events.push(&Event::Exit { tid: leader, how })?;
+        self.events.flush();
+        Ok(how)
+    }
+
+    pub(super) fn kill_all(&mut self) {
+        let tasks: Vec<Member> = self
+            .threads
+            .iter()
+            .map(|(tid, t)| Member {
+                leader: *tid == t.tgid,
+                tid: *tid,
+            })
+            .chain(self.zombies.iter().map(|z| Member {
+                leader: true,
+                tid: *z,
+            }))
+            .collect();
+        crate::tree::kill_and_reap(tasks);
+        self.threads.clear();
+        self.zombies.clear();
+    }
+
+    pub(super) fn on_stop(&mut self, cur: i32, stop: Stop) -> Result<Next> {
+        let decoded = match self.threads.get(&cur) {
+            Some(t) => ThreadStop::decode(&t.task, stop)?,
+            None => ThreadStop::decode(&Task::new(cur), stop)?,
+        };
+        match decoded {
+            ThreadStop::Exited(_) | ThreadStop::Killed(_) => {
+                let tgid = self.threads.get(&cur).map(|t| t.tgid).unwrap_or(cur);
+                if tgid != self.leader {
+                    self.threads.remove(&cur);
+                    self.forget_process(tgid);
+                    return Ok(Next::Switch);
+                }
+                return self.process_ended(cur, stop).map(Next::Finished);
+            }
+            ThreadStop::SyscallEntry { .. }
+            | ThreadStop::SyscallExit { .. }
+            | ThreadStop::SyscallUnknown => {
+                self.threads.get_mut(&cur).expect("current").state = Where::Ready(0);
+                match decoded {
+                    ThreadStop::SyscallEntry { nr, args } => {
+                        self.threads.get_mut(&cur).expect("current").exit_rip = None;
+                        return self.on_entry(cur, nr, args, false, false);
+                    }
+                    ThreadStop::SyscallExit { ret, rip } => {
+                        let sysno = self.threads[&cur].pending.as_ref().map(|p| p.nr);
+                        self.on_exit(cur, ret)?;
+                        let t = self.threads.get_mut(&cur).expect("current");
+                        t.exit_rip = Some(rip);
+                        if t.requeued.is_none() {
+                            if let Some(si) = t.deferred.pop_front() {
+                                // Queue a held signal again, now that replay can name
+                                // the point: right after this syscall.
+                                t.state = Where::Ready(si.si_signo);
+                                t.requeued = Some(si);
+                            }
+                        }
+                        let point = match sysno {
+                            Some(nr::SCHED_YIELD) => Point::Yield,
+                            Some(nr::CHAOS_TICK) => Point::Tick,
+                            _ => Point::SyscallExit,
+                        };
+                        if self.threads.len() > 1 && self.sched.should_switch(point) {
+                            return Ok(Next::Switch);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            ThreadStop::Signal(libc::SIGSTOP) if self.is_preemption(cur)? => {
+                let t = self.threads.get_mut(&cur).expect("current");
+                let regs = t.task.regs()?;
+                // On to a point replay finds cheaply (see `preempt::steer`).
+                let steered = crate::preempt::steer::steer(&mut t.task, regs)?;
+                let state = crate::preempt::capture(&mut t.task, &steered.regs)?;
+                t.state = Where::Ready(0);
+                t.exit_rip = None;
+                self.events.push(&Event::Preempted {
+                    tid: cur,
+                    state: Box::new(state),
+                    point: Box::new(steered.point),
+                })?;
+                if let Some(sig) = steered.signal {
+                    let deliver = self.on_signal(cur, sig)?;
+                    self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
+                }
+                return Ok(Next::Switch);
+            }
+            ThreadStop::Signal(libc::SIGINT) if self.signal_is_from_terminal(cur) => {
+                // Ctrl-C reached the program before (or instead of) the recorder: end
+                // the recording the same way, without delivering it.
+                self.interrupter.note(Outcome::Interrupted);
+                return self.end_interrupted(cur, stop).map(Next::Finished);
+            }
+            ThreadStop::Signal(sig) => {
+                let deliver = self.on_signal(cur, sig)?;
+                self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
+            }
+            ThreadStop::Seccomp => {
+                let t = self.threads.get_mut(&cur).expect("current");
+                t.state = Where::Ready(0);
+                if t.pending.is_some() {
+                    // Resumed with PTRACE_SYSCALL, it reported the entry already.
+                    return Ok(Next::Continue);
+                }
+                if let SyscallStop::Entry { nr, args } = t.task.syscall_stop()? {
+                    t.exit_rip = None;
+                    return self.on_entry(cur, nr, args, true, false);
+                }
+            }
+            ThreadStop::Event(ev) => {
+                self.threads.get_mut(&cur).expect("current").state = Where::Ready(0);
+                return self.on_event(cur, ev);
+            }
+            ThreadStop::Other(_) => {
+                self.threads.get_mut(&cur).expect("current").state = Where::Ready(0)
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    pub(super) fn on_event(&mut self, cur: i32, ev: i32) -> Result<Next> {
+        match ev {
+            libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => {
+                let child = self.threads[&cur].task.event_msg()? as i32;
+                let first = match self.early.remove(&child) {
+                    Some(s) => s,
+                    None => crate::ptrace::wait_for(child)?,
+                };
+                if !matches!(first, Stop::Signal(libc::SIGSTOP)) {
+                    return Err(Error::Unsupported {
+                        what: format!("new task {child} first stopped with {first:?}"),
+                        hint: "report this as a bug".into(),
+                    });
+                }
+                // A new process is a task of its own tgid, unless clone made a thread.
+                let process = ev != libc::PTRACE_EVENT_CLONE
+                    || !self.threads[&cur]
+                        .pending
+                        .as_ref()
+                        .is_some_and(|p| p.creates_thread);
+                let tgid = if process {
+                    child
+                } else {
+                    self.threads[&cur].tgid
+                };
+                let slot = self.next_slot;
+                self.next_slot += 1;
+                self.threads
+                    .insert(child, Thread::new(Task::new(child), tgid, slot));
+                if process {
+                    // A new process starts with a copy of its parent's fd table.
+                    let parent_tgid = self.threads[&cur].tgid;
+                    let fds = self.out_fds.entry(parent_tgid).or_default().clone();
+                    self.out_fds.insert(child, fds);
+                }
+                let vfork = ev == libc::PTRACE_EVENT_VFORK;
+                self.events.push(&Event::NewTask {
+                    tid: cur,
+                    child,
+                    process,
+                    vfork,
+                })?;
+                if vfork {
+                    // The parent now waits in the kernel until the child execs or exits.
+                    let t = self.threads.get_mut(&cur).expect("current");
+                    t.task.resume(Resume::Syscall, 0).or_else(|e| {
+                        if e.is_gone() {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })?;
+                    t.state = Where::Blocked;
+                    return Ok(Next::Switch);
+                }
+                Ok(Next::Continue)
+            }
+            libc::PTRACE_EVENT_EXEC => {
+                // The execve exit stop comes next; the image is captured there.
+                if let Some(p) = self
+                    .threads
+                    .get_mut(&cur)
+                    .expect("current")
+                    .pending
+                    .as_mut()
+                {
+                    p.exec_happened = true;
+                }
+                Ok(Next::Continue)
+            }
+            _ => Ok(Next::Continue),
+        }
+    }
+
+    /// The threads of process `tgid` that are still known.
+    pub(super) fn members(&self, tgid: i32) -> Vec<i32> {
+        self.threads
+            .iter()
+            .filter(|(_, t)| t.tgid == tgid)
+            .map(|(tid, _)| *tid)
+            .collect()
+    }
+
+    /// Reaps whatever is left of a (non-main) process that has ended.
+    pub(super) fn forget_process(&mut self, tgid: i32) {
+        let mut tasks: Vec<Member> = self
+            .members(tgid)
+            .into_iter()
+            .map(|t| Member {
+                leader: t == tgid,
+                tid: t,
+            })
+            .collect();
+        for m in &tasks {
+            self.threads.remove(&m.tid);
+        }
+        if self.zombies.remove(&tgid) {
+            tasks.push(Member {
+                leader: true,
+                tid: tgid,
+            });
+        }
+        crate::tree::reap_in_order(tasks);
+    }
+}
+
+pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
+    let trace = if opts.reuse_trace_dir {
+        TraceDir::reuse(&opts.trace_dir)?
+    } else {
+        TraceDir::create(&opts.trace_dir)?
+    };
+    let env_path = opts
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    let exe = spawn::resolve_program(&opts.program, env_path)?;
+    let cwd = match &opts.cwd {
+        Some(c) => c.clone(),
+        None => std::env::current_dir().map_err(|e| Error::io(".", e))?,
+    };
+
+    // Pin this thread and the program to one core: ptrace stops cost ~11x more across
+    // cores. The program is still shown the real CPU set (sched_getaffinity is rewritten).
+    let cpu_set = spawn::cpu_set();
+    let pinned = opts
+        .cpu
+        .or_else(current_cpu)
+        .filter(|c| cpu_set.contains(c))
+        .unwrap_or(cpu_set[0]);
+    spawn::pin_self(&[pinned]);
+    // Runs on a thread of its own (see `record`), which ends with the recording.
+    crate::arch::self_cpuid::arm_for_this_thread();
+    let mut argv = vec![opts.program.clone().into_os_string()];
+    argv.extend(opts.args.iter().cloned());
+    let seed = opts.seed.unwrap_or_else(random_seed);
+    let header = header::initial(opts, &argv, &cwd, &exe, seed, &cpu_set, pinned);
+    let stdio_files = match &opts.stdio {
+        Stdio::Inherit => None,
+        Stdio::Files { stdout, stderr } => {
+            let create = |p: &PathBuf| std::fs::File::create(p).map_err(|e| Error::io(p, e));
+            let stdin = std::fs::File::open("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
+            Some([stdin, create(stdout)?, create(stderr)?])
+        }
+    };
+    // The program runs in a process group of its own (what it sends to its group must
+    // not reach the recorder), in the terminal's foreground if the recorder was; the
+    // guard gives the foreground back when the recording ends.
+    let foreground = match opts.stdio {
+        Stdio::Inherit => spawn::ForegroundGuard::for_stdin(),
+        Stdio::Files { .. } => None,
+    };
+    let spec = SpawnSpec {
+        path: &exe,
+        argv,
+        env: opts.env.clone(),
+        cwd: Some(&cwd),
+        cpu: Some(pinned),
+        no_aslr: true,
+        null_stdio: false,
+        stdio_fds: stdio_files
+            .as_ref()
+            .map(|f| [f[0].as_raw_fd(), f[1].as_raw_fd(), f[2].as_raw_fd()]),
+        no_core: false,
+        trap_tsc_no_new_privs: true,
+        landlock: None,
+        own_process_group: true,
+        foreground_tty: foreground.as_ref().map(spawn::ForegroundGuard::tty),
+    };
+    // The trace's files exist before the program starts: failing to create them stops
+    // the recording before anything ran.
+    let fault = TraceFault::new();
+    let open = |name: &str| {
+        std::fs::File::create(trace.path.join(name))
+            .map_err(|e| Error::io(trace.path.join(name), e))
+    };
+    let events = EventSink::new(
+        EventWriter::create(&trace.path.join("events"))?,
+        fault.clone(),
+    );
+    let (stdout, stderr) = (open("stdout")?, open("stderr")?);
+    let pid = spawn::spawn_traced(&spec)?;
+    drop(stdio_files);
+    let interrupter = opts.interrupter.clone().unwrap_or_default();
+    if interrupter.arm(pid) {
+        interrupter.interrupt(Outcome::Interrupted);
+    }
+    let watchdog = opts
+        .timeout
+        .map(|limit| Watchdog::start(limit, interrupter.clone()));
+    let mut rec = Recorder {
+        events,
+        files: FileStore::with_cache(trace.path.join("files"), opts.capture_cache.clone())
+            .reporting_to(fault.clone()),
+        fault: fault.clone(),
+        threads: BTreeMap::from([(pid, Thread::new(Task::new(pid), pid, 0))]),
+        leader: pid,
+        zombies: HashSet::new(),
+        current: Some(pid),
+        previous: None,
+        sched: Scheduler::new(seed),
+        next_slot: 1,
+        early: HashMap::new(),
+        out_fds: HashMap::new(),
+        stdout,
+        stderr,
+        cpu_set,
+        cpuid_seen: BTreeSet::new(),
+        seccomp: false,
+        same_lookups: true,
+        lookups_answered: 0,
+        ticks: 0,
+        shared: shared_files::SharedFiles::default(),
+        interrupter: interrupter.clone(),
+        watchdog: crate::preempt::Watchdog::start(),
+        trace: trace.clone(),
+    };
+    let r = rec.run(header);
+    rec.watchdog.shutdown();
+    if r.is_err() {
+        rec.kill_all();
+    }
+    drop(watchdog);
+    let stopped = interrupter.disarm();
+    rec.events.flush();
+    if opts.reuse_trace_dir {
+        if let Err(e) = rec.files.remove_unused() {
+            fault.note(e);
+        }
+    }
+    let events = rec.events.count();
+    let cpuid_leaves = rec.cpuid_seen.iter().copied().collect();
+    let (ticks, lookups_answered) = (rec.ticks, rec.lookups_answered);
+    // Closes the trace's files (a removed file's space is freed when it is closed).
+    drop(rec);
+    let mut result = match r {
+        Ok(how) => RunResult {
+            outcome: match (how, stopped) {
+                (ExitKind::Signaled(libc::SIGKILL), Some(why)) => why,
+                (ExitKind::Exited(_), _) => Outcome::Exited,
+                (ExitKind::Signaled(_), _) => Outcome::Signaled,
+            },
+            exit_code: match how {
+                ExitKind::Exited(c) => Some(c),
+                _ => None,
+            },
+            signal: match how {
+                ExitKind::Signaled(s) => Some(s),
+                _ => None,
+            },
+            status: how.status(),
+            events,
+            cpuid_leaves,
+            tick_requests: ticks,
+            lookups_answered,
+            message: None,
+            trace_error: fault.message(),
+        },
+        Err(e) => {
+            let result = RunResult {
+                outcome: Outcome::RecorderError,
+                exit_code: None,
+                signal: None,
+                status: 125,
+                events,
+                cpuid_leaves,
+                tick_requests: ticks,
+                lookups_answered,
+                message: Some(e.to_string()),
+                trace_error: fault.message(),
+            };
+            // The recorder's error is the news, whether or not this can be written.
+            if let Err(w) = trace.write_result(&result) {
+                tracing::warn!("{w}");
+            }
+            return Err(e);
+        }
+    };
+    if let Err(e) = trace.write_result(&result) {
+        // The program's status stands; the trace lacks its end.
+        fault.note(e);
+        result.trace_error = fault.message();
+        // An incomplete trace cannot be replayed: its events and captured files make
+        // room for the `result.json` that says so (on a full disk, nothing else would).
+        let _ = std::fs::remove_file(trace.path.join("events"));
+        if let Ok(files) = std::fs::read_dir(trace.path.join("files")) {
+            for f in files.flatten() {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
+        if let Err(e) = trace.write_result(&result) {
+            tracing::warn!("{e}");
+        }
+    }
+    Ok(RecordSummary {
+        trace: trace.path.clone(),
+        result,
+    })
+}
+
+pub(super) fn current_cpu() -> Option<usize> {
+    // SAFETY: plain libc call.
+    let c = unsafe { libc::sched_getcpu() };
+    (c >= 0).then_some(c as usize)
+}
+
+pub(super) fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom into a local buffer.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), 8, 0) };
+    u64::from_le_bytes(b)
+}

@@ -1,0 +1,174 @@
+//! Signals at record: preemption stops, faults that recur by themselves, signals held
+//! until a point replay can name (right after a syscall of the thread), and the
+//! rdtsc/cpuid traps answered by the recorder.
+
+use super::*;
+
+impl Recorder {
+    pub(super) fn on_signal(&mut self, cur: i32, sig: i32) -> Result<i32> {
+        let multi = self.threads.len() > 1;
+        let t = self.threads.get_mut(&cur).expect("current");
+        let regs = t.task.regs()?;
+        let exit_rip = t.exit_rip.take();
+        if sig == libc::SIGSEGV {
+            let bytes = t.task.read_mem_partial(regs.rip, 3)?;
+            if let Some(insn) = Trapped::decode(&bytes) {
+                let event = emulate(&mut t.task, insn, regs, &mut self.cpuid_seen)?;
+                self.events.push(&event)?;
+                return Ok(0);
+            }
+        }
+        let si = match t.task.siginfo() {
+            Ok(si) => si,
+            // No siginfo: a group-stop (SIGSTOP/SIGTSTP job control), not a delivery.
+            Err(Error::Ptrace { .. }) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        if let Some(req) = t.requeued.take() {
+            if req.si_signo == sig {
+                // A deferred signal, queued again right after a syscall: deliver it
+                // with its original siginfo.
+                t.task.set_siginfo(&req)?;
+                self.events.push(&Event::Signal {
+                    tid: cur,
+                    signo: sig,
+                    rip: regs.rip,
+                    injected: true,
+                    info: siginfo_bytes(&req),
+                })?;
+                return Ok(sig);
+            }
+            t.requeued = Some(req);
+        }
+        if sig == libc::SIGSTOP && multi && si.si_code == libc::SI_USER {
+            // A leftover initial stop of a new task; nothing to deliver.
+            return Ok(0);
+        }
+        if is_fault(sig, si.si_code) {
+            self.events.push(&Event::Signal {
+                tid: cur,
+                signo: sig,
+                rip: regs.rip,
+                injected: false,
+                info: Vec::new(),
+            })?;
+            return Ok(sig);
+        }
+        if matches!(
+            sig,
+            libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
+        ) && !self.sent_by_tree(&si)
+        {
+            // Ctrl-C at the terminal, or a kill from outside: end the recording, the way
+            // `Interrupter::interrupt` does (the engine stops the program itself; the
+            // recorder's own Ctrl-C handler may have asked already, and a second
+            // `interrupt` would kill before the finished calls are written down).
+            self.interrupter.note(Outcome::Interrupted);
+            // SAFETY: plain syscall to our own tracee.
+            unsafe { libc::kill(self.leader, libc::SIGSTOP) };
+            return Ok(0);
+        }
+        let t = self.threads.get_mut(&cur).expect("current");
+        // The last call the thread made, if it made one since it was last interrupted:
+        // an untraced call (see `seccomp`) returning to the same address as the traced
+        // call before it is not a point replay can name.
+        let after_untraced = syscalls::lookup(regs.orig_rax).is_some_and(|d| d.untraced);
+        if exit_rip == Some(regs.rip) && !(self.seccomp && after_untraced) {
+            // Right after a syscall: a point replay can name and queue the signal at.
+            self.events.push(&Event::Signal {
+                tid: cur,
+                signo: sig,
+                rip: regs.rip,
+                injected: true,
+                info: siginfo_bytes(&si),
+            })?;
+            return Ok(sig);
+        }
+        // Somewhere in user code, a point replay cannot find again: hold the signal
+        // and queue it again at this thread's next syscall exit.
+        t.deferred.push_back(si);
+        Ok(0)
+    }
+
+    /// Whether a SIGSTOP stop of `tid` is the watchdog's (sent by us with tgkill).
+    pub(super) fn is_preemption(&self, tid: i32) -> Result<bool> {
+        let si = match self.threads[&tid].task.siginfo() {
+            Ok(si) => si,
+            Err(Error::Ptrace { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        // SAFETY: si_pid is valid for SI_TKILL.
+        Ok(si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32)
+    }
+
+    /// Whether a signal was sent by one of the recorded processes (kill, tgkill...).
+    pub(super) fn sent_by_tree(&self, si: &libc::siginfo_t) -> bool {
+        if si.si_code != libc::SI_USER
+            && si.si_code != libc::SI_TKILL
+            && si.si_code != libc::SI_QUEUE
+        {
+            return si.si_code != libc::SI_KERNEL;
+        }
+        // SAFETY: si_pid is valid for SI_USER/SI_TKILL/SI_QUEUE.
+        let pid = unsafe { si.si_pid() };
+        self.threads.values().any(|t| t.tgid == pid)
+    }
+}
+
+/// The raw bytes of a siginfo, for the trace.
+pub(super) fn siginfo_bytes(si: &libc::siginfo_t) -> Vec<u8> {
+    // SAFETY: siginfo_t is 128 bytes of plain data.
+    unsafe {
+        std::slice::from_raw_parts(
+            si as *const _ as *const u8,
+            std::mem::size_of::<libc::siginfo_t>(),
+        )
+    }
+    .to_vec()
+}
+
+/// A fault raised by the thread's own instruction: it recurs by itself at replay.
+pub(super) fn is_fault(sig: i32, code: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP
+    ) && code > 0
+}
+
+pub(super) fn emulate(
+    task: &mut Task,
+    insn: Trapped,
+    mut regs: crate::ptrace::Regs,
+    cpuid_seen: &mut BTreeSet<[u32; 6]>,
+) -> Result<Event> {
+    let tid = task.tid;
+    let rip = regs.rip;
+    let event = match insn {
+        Trapped::Rdtsc | Trapped::Rdtscp => {
+            let (tsc, aux) = arch::read_tsc();
+            arch::apply_tsc(&mut regs, tsc, aux, insn == Trapped::Rdtscp);
+            Event::Rdtsc {
+                tid,
+                rip,
+                rdtscp: insn == Trapped::Rdtscp,
+                tsc,
+                aux,
+            }
+        }
+        Trapped::Cpuid => {
+            let (leaf, subleaf) = (regs.rax as u32, regs.rcx as u32);
+            let out = arch::masked_cpuid(leaf, subleaf);
+            arch::apply_cpuid(&mut regs, out);
+            cpuid_seen.insert([leaf, subleaf, out[0], out[1], out[2], out[3]]);
+            Event::Cpuid {
+                tid,
+                rip,
+                leaf,
+                subleaf,
+                out,
+            }
+        }
+    };
+    task.set_regs(&regs)?;
+    Ok(event)
+}

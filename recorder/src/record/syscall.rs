@@ -1,0 +1,529 @@
+//! Syscalls at record: at entry, the table's class decides (refused, answered by the
+//! engine, held, blocked, let run) and the inputs are hashed; at exit, the result and
+//! the memory written become the `Syscall` event.
+
+use super::*;
+
+impl Recorder {
+    /// A syscall's entry: `at_seccomp` when the filter stopped it (the call can then be
+    /// skipped without an exit stop); `released` when it was held there (see
+    /// [`ordering`]) and may now proceed, its `Blocked` event written already.
+    pub(super) fn on_entry(
+        &mut self,
+        cur: i32,
+        sysno: u64,
+        args: [u64; 6],
+        at_seccomp: bool,
+        released: bool,
+    ) -> Result<Next> {
+        let Some(desc) = syscalls::lookup(sysno) else {
+            return self.on_unknown_entry(cur, sysno, args);
+        };
+        if desc.untraced && self.seccomp {
+            // Seen only because the thread was resumed with PTRACE_SYSCALL: as the
+            // filter would, let it run unrecorded (no pending call: resumed with CONT).
+            return Ok(Next::Continue);
+        }
+        let out_fd = ordering::output_fd(sysno, &args);
+        let mut out_key = None;
+        if let (Some(fd), false) = (out_fd, released) {
+            if self.any_write_in_flight() {
+                // Another write is in flight (rare): which file is this one for?
+                let key = ordering::file_key(cur, fd);
+                out_key = Some(key);
+                if let Some(key) = key.filter(|k| self.write_in_flight(cur, *k)) {
+                    // Hold it until that write is recorded; mark where it stopped.
+                    tracing::debug!(
+                        "thread {cur} waits at {}(fd {fd}): another thread's write to the same file is in flight",
+                        desc.name
+                    );
+                    self.events.push(&Event::Blocked {
+                        tid: cur,
+                        nr: sysno,
+                        args,
+                    })?;
+                    let t = self.threads.get_mut(&cur).expect("current");
+                    t.held = Some(Held {
+                        nr: sysno,
+                        args,
+                        at_seccomp,
+                        key,
+                    });
+                    t.state = Where::Held;
+                    return Ok(Next::Switch);
+                }
+            }
+        }
+        let (class, outputs, _) = resolve_request(desc, &args);
+        let mut fake_ret = None;
+        match class {
+            Class::Unsupported { hint } => {
+                let hint = match syscalls::unknown_request(sysno, &args) {
+                    Some(request) => format!(
+                        "{request} is not in the recorder's table yet (recorder/syscalls.toml); please report it"
+                    ),
+                    None => hint.to_string(),
+                };
+                return Err(Error::UnsupportedSyscall {
+                    name: desc.name.to_string(),
+                    nr: sysno,
+                    hint,
+                });
+            }
+            Class::Refused { errno } => fake_ret = Some(-(errno as i64)),
+            Class::Recorded | Class::Executed => {}
+        }
+        let special_here = desc.special
+            && match special::handling(sysno, &args) {
+                special::Handling::Here => true,
+                special::Handling::Engine => false,
+                special::Handling::Missing => {
+                    return Err(Error::UnsupportedSyscall {
+                        name: desc.name.to_string(),
+                        nr: sysno,
+                        hint: "its row is special but has no handler (a recorder bug)".into(),
+                    })
+                }
+                special::Handling::Unsupported(hint) => {
+                    return Err(Error::UnsupportedSyscall {
+                        name: desc.name.to_string(),
+                        nr: sysno,
+                        hint: hint.to_string(),
+                    })
+                }
+            };
+        // clone3's arguments are in memory: read once (flags first).
+        let clone3 = match sysno {
+            nr::CLONE3 => Some(read_clone3(
+                &mut self.threads.get_mut(&cur).expect("current").task,
+                args[0],
+            )?),
+            _ => None,
+        };
+        let clone_flags = match sysno {
+            nr::CLONE => Some(args[0]),
+            _ => clone3.map(|c| c[0]),
+        };
+        if let Some(flags) = clone_flags {
+            check_clone(flags)?;
+        }
+        self.shared.check_entry(cur, sysno, &args)?;
+        if probe::changes_lookup(sysno) || clone_flags.is_some_and(probe::new_namespaces) {
+            self.same_lookups = false;
+        }
+        if at_seccomp && self.same_lookups && !special_here && matches!(class, Class::Recorded) {
+            // A lookup of a path that does not exist: answered here, in one stop.
+            let task = &mut self.threads.get_mut(&cur).expect("current").task;
+            if let Some(errno) = probe::missing(task, sysno, &args)? {
+                let input_hash = syscalls::input_hash(task, desc, &args)?;
+                task.set_orig_rax(u64::MAX)?;
+                task.set_rax(-(errno as i64) as u64)?;
+                self.lookups_answered += 1;
+                self.events.push(&Event::Syscall(SyscallEvent {
+                    tid: cur,
+                    nr: sysno,
+                    args,
+                    ret: -(errno as i64),
+                    input_hash,
+                    writes: Vec::new(),
+                    file: None,
+                }))?;
+                return Ok(Next::Continue);
+            }
+        }
+        if let Some(answer) = desc.answer {
+            // Never run (sched_setaffinity: the recording stays pinned; it "worked").
+            fake_ret = Some(answer);
+        }
+        if sysno == nr::CHAOS_TICK {
+            // Instrumented code asks for its next tick budget (see `crate::ticks`).
+            fake_ret = Some(self.sched.tick_budget() as i64);
+            self.ticks += 1;
+        }
+        let task = &mut self.threads.get_mut(&cur).expect("current").task;
+        if fake_ret.is_some() {
+            task.set_orig_rax(u64::MAX)?;
+        }
+        let input_hash = syscalls::input_hash(task, desc, &args)?;
+        let mut entry = effects::EntryState::capture(task, outputs, &args)?;
+        if special_here {
+            special::capture_entry(task, sysno, &args, &mut entry)?;
+        }
+        if let Some(c) = clone3 {
+            entry.extra = c.to_vec();
+        }
+        if sysno == nr::EXIT || sysno == nr::EXIT_GROUP {
+            // These never come back: write the event now.
+            self.events.push(&Event::Syscall(SyscallEvent {
+                tid: cur,
+                nr: sysno,
+                args,
+                ret: 0,
+                input_hash,
+                writes: Vec::new(),
+                file: None,
+            }))?;
+            return self.on_exit_call(cur, sysno);
+        }
+        // Fork-family calls report their child through ptrace events and are handled
+        // as such (vfork's wait included), never as blocking calls.
+        let forks = matches!(sysno, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK);
+        let blocking = desc.may_block && !forks && fake_ret.is_none() && self.threads.len() > 1;
+        let creates_thread = match sysno {
+            nr::CLONE => args[0] & libc::CLONE_THREAD as u64 != 0,
+            nr::CLONE3 => entry
+                .extra
+                .first()
+                .is_some_and(|f| f & libc::CLONE_THREAD as u64 != 0),
+            _ => false,
+        };
+        let mut pending = Pending {
+            nr: sysno,
+            args,
+            input_hash,
+            outputs,
+            special: special_here,
+            entry,
+            fake_ret,
+            redirect: None,
+            creates_thread,
+            exec_happened: false,
+            out_fd,
+            out_key,
+            exec_from: None,
+        };
+        if blocking {
+            // Let it sit in the kernel while others run; its results land in scratch.
+            let t = self.threads.get_mut(&cur).expect("current");
+            pending.redirect = redirect::redirect(&mut t.task, sysno, &args, t.slot)?;
+            t.pending = Some(pending);
+            if !released {
+                self.events.push(&Event::Blocked {
+                    tid: cur,
+                    nr: sysno,
+                    args,
+                })?;
+            }
+            match t.task.resume(Resume::Syscall, 0) {
+                Ok(()) => {}
+                Err(e) if e.is_gone() => {}
+                Err(e) => return Err(e),
+            }
+            t.state = Where::Blocked;
+            return Ok(Next::Switch);
+        }
+        self.threads.get_mut(&cur).expect("current").pending = Some(pending);
+        Ok(Next::Continue)
+    }
+
+    /// A call whose number the kernel does not have (`syscall(-1)`, numbers past the
+    /// table's end): the kernel would answer `ENOSYS`, and so does the recording, with
+    /// an ordinary event. x32 calls (numbers with bit 30 set), which a kernel built with
+    /// the x32 ABI would run, stop the recording instead.
+    pub(super) fn on_unknown_entry(
+        &mut self,
+        cur: i32,
+        sysno: u64,
+        args: [u64; 6],
+    ) -> Result<Next> {
+        if syscalls::is_x32(sysno) {
+            return Err(Error::UnsupportedSyscall {
+                name: syscalls::name_of(sysno),
+                nr: sysno,
+                hint: "x32 ABI system calls are not supported; record an x86_64 build".into(),
+            });
+        }
+        let task = &mut self.threads.get_mut(&cur).expect("current").task;
+        task.set_orig_rax(u64::MAX)?;
+        let entry = effects::EntryState::capture(task, &[], &args)?;
+        self.threads.get_mut(&cur).expect("current").pending = Some(Pending {
+            nr: sysno,
+            args,
+            input_hash: 0,
+            outputs: &[],
+            special: false,
+            entry,
+            fake_ret: Some(-(libc::ENOSYS as i64)),
+            redirect: None,
+            creates_thread: false,
+            exec_happened: false,
+            out_fd: None,
+            out_key: None,
+            exec_from: None,
+        });
+        Ok(Next::Continue)
+    }
+
+    /// exit / exit_group: the event is written; let the call run and collect the ends.
+    pub(super) fn on_exit_call(&mut self, cur: i32, sysno: u64) -> Result<Next> {
+        let t = self.threads.get_mut(&cur).expect("current");
+        let tgid = t.tgid;
+        t.task
+            .resume(Resume::Syscall, 0)
+            .or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
+        if sysno == nr::EXIT_GROUP || self.members(tgid).len() == 1 {
+            // The whole process ends. A leader's end is reported only after its other
+            // threads are collected: those first, then the leader.
+            self.threads.remove(&cur);
+            for t in self.members(tgid) {
+                if t != tgid {
+                    reap(t);
+                    self.threads.remove(&t);
+                }
+            }
+            if cur != tgid {
+                reap(cur);
+            }
+            let stop = if cur == tgid
+                || self.threads.contains_key(&tgid)
+                || self.zombies.contains(&tgid)
+            {
+                self.threads.remove(&tgid);
+                self.zombies.remove(&tgid);
+                reap(tgid)
+            } else {
+                Stop::Exited(0)
+            };
+            if tgid == self.leader {
+                return self.process_ended(tgid, stop).map(Next::Finished);
+            }
+            return Ok(Next::Switch);
+        }
+        // One thread ends. A process's leader stays a zombie until the others are gone,
+        // so only non-leaders are waited for (their CLEARTID write and futex wake happen
+        // before their exit is reported: nothing may run before that).
+        self.threads.remove(&cur);
+        if cur == tgid {
+            self.zombies.insert(tgid);
+        } else {
+            reap(cur);
+        }
+        Ok(Next::Switch)
+    }
+
+    pub(super) fn on_exit(&mut self, cur: i32, mut ret: i64) -> Result<()> {
+        // The recorded tree's processes, for a MAP_SHARED file mapping (see `shared_files`).
+        let tree: Vec<i32> = match self.threads.get(&cur).and_then(|t| t.pending.as_ref()) {
+            Some(p) if p.nr == nr::MMAP && p.args[3] as i32 & libc::MAP_SHARED != 0 => self
+                .threads
+                .values()
+                .map(|t| t.tgid)
+                .chain(self.zombies.iter().copied())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let t = self.threads.get_mut(&cur).expect("thread");
+        let tgid = t.tgid;
+        let Some(p) = t.pending.take() else {
+            return Ok(());
+        };
+        let task = &mut t.task;
+        if let Some(r) = &p.redirect {
+            redirect::complete(task, r, ret)?;
+        }
+        if let Some(fake) = p.fake_ret {
+            ret = fake;
+            task.set_rax(ret as u64)?;
+        }
+        let mut writes = Vec::new();
+        let mut file = None;
+        let mut shared_map = None;
+        let mut shared_write = None;
+        if p.fake_ret.is_none() && crate::kernel::restart::interrupted(ret) {
+            // A signal cut it short; it may still have written (the time left).
+            writes = effects::collect_interrupted_outputs(task, p.outputs, &p.args, &p.entry);
+        }
+        if ret >= 0 && p.fake_ret.is_none() {
+            writes = if p.special {
+                special::outputs(task, p.nr, &p.args, ret, &p.entry)?
+            } else {
+                effects::collect_outputs(task, p.outputs, &p.args, ret, &p.entry)?
+            };
+            match p.nr {
+                // The recorder's own traps must not show: rdtsc faults (PR_SET_TSC) and
+                // cpuid faults (ARCH_SET_CPUID) only for the recorder, which the program
+                // cannot change (the table refuses both setters); natively both are off.
+                nr::PRCTL if p.args[0] == libc::PR_GET_TSC as u64 && p.args[1] != 0 => {
+                    let enabled = (libc::PR_TSC_ENABLE as u32).to_le_bytes().to_vec();
+                    task.write_mem(p.args[1], &enabled)?;
+                    writes = vec![crate::trace::MemWrite {
+                        addr: p.args[1],
+                        data: enabled,
+                    }];
+                }
+                nr::ARCH_PRCTL if p.args[0] == crate::kernel::ARCH_GET_CPUID => {
+                    ret = 1;
+                    task.set_rax(1)?;
+                }
+                nr::SCHED_GETAFFINITY => {
+                    // Show the real CPU set, not the one-core pin.
+                    let mask = cpu_mask_bytes(&self.cpu_set, ret as usize);
+                    task.write_mem(p.args[2], &mask)?;
+                    writes = vec![crate::trace::MemWrite {
+                        addr: p.args[2],
+                        data: mask,
+                    }];
+                }
+                nr::MMAP => {
+                    file = capture_mmap(task, &mut self.files, &p.args)?;
+                    if file.is_some() && p.args[3] as i32 & libc::MAP_SHARED != 0 {
+                        shared_map = self.shared.mapped(cur, p.args[4], &tree)?;
+                    }
+                }
+                nr::CLONE | nr::CLONE3 => writes = clone_writes(task, p.nr, &p.args, &p.entry)?,
+                _ => {}
+            }
+            if let Some(kind) = OutputFds::write_kind(p.nr) {
+                if let Some(stream) = self.out_fds.entry(tgid).or_default().stream(p.args[0]) {
+                    let data = crate::output::written_bytes(task, kind, &p.args, ret)?;
+                    let (f, name) = match stream {
+                        Stream::Stdout => (&mut self.stdout, "stdout"),
+                        Stream::Stderr => (&mut self.stderr, "stderr"),
+                    };
+                    if !self.fault.is_set() {
+                        if let Err(e) = f.write_all(&data) {
+                            self.fault.note(Error::io(self.trace.path.join(name), e));
+                        }
+                    }
+                }
+            }
+            self.out_fds
+                .entry(tgid)
+                .or_default()
+                .after_syscall(p.nr, &p.args, ret);
+            shared_write = self.shared.written(task, p.nr, &p.args, ret)?;
+            writes.extend(super::self_memory::written(task, p.nr, &p.args, ret)?);
+        }
+        if let Some(name) = shared_map {
+            self.events.push(&Event::SharedFile { tid: cur, name })?;
+        }
+        self.events.push(&Event::Syscall(SyscallEvent {
+            // An exec from another thread than the leader is replayed by that thread.
+            tid: p.exec_from.unwrap_or(cur),
+            nr: p.nr,
+            args: p.args,
+            ret,
+            input_hash: p.input_hash,
+            writes,
+            file,
+        }))?;
+        if let Some((name, offset, data)) = shared_write {
+            self.events.push(&Event::SharedFileWrite {
+                tid: cur,
+                name,
+                offset,
+                data,
+            })?;
+        }
+        if p.exec_happened && ret == 0 {
+            // A new image: arm the traps again (exec clears CPUID faulting) and capture it.
+            let task = &mut self.threads.get_mut(&cur).expect("thread").task;
+            task.reopen_mem();
+            let exe = std::fs::read_link(format!("/proc/{cur}/exe"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let setup = exec::arm_and_capture(task, &mut self.files, &exe)?;
+            self.events.push(&Event::Exec(Box::new(setup.state)))?;
+        }
+        Ok(())
+    }
+}
+
+/// `struct clone_args`: flags, pidfd, child_tid, parent_tid.
+/// Refuses the clone flags the recorder cannot follow.
+pub(super) fn check_clone(flags: u64) -> Result<()> {
+    if flags & libc::CLONE_PIDFD as u64 != 0 {
+        return Err(Error::Unsupported {
+            what: "clone with CLONE_PIDFD".into(),
+            hint: "not supported yet".into(),
+        });
+    }
+    // As with unshare: replay would create the namespaces for real and cannot model
+    // what the program sees in them.
+    let namespaces = libc::CLONE_NEWNS
+        | libc::CLONE_NEWCGROUP
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET;
+    if flags & namespaces as u64 != 0 {
+        return Err(Error::Unsupported {
+            what: format!("clone into new namespaces (flags {flags:#x})"),
+            hint: "new namespaces are not modelled by replay; set up sandboxes outside the recorded program".into(),
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn read_clone3(task: &mut Task, addr: u64) -> Result<[u64; 4]> {
+    let b = task.read_mem(addr, 32)?;
+    let q = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8"));
+    Ok([q(0), q(1), q(2), q(3)])
+}
+
+/// The thread ids clone wrote into the program's memory (CLONE_PARENT_SETTID,
+/// CLONE_CHILD_SETTID); the child has already reported its first stop, so both writes
+/// have happened.
+pub(super) fn clone_writes(
+    task: &mut Task,
+    sysno: u64,
+    args: &[u64; 6],
+    st: &effects::EntryState,
+) -> Result<Vec<crate::trace::MemWrite>> {
+    let (flags, ptid, ctid) = if sysno == nr::CLONE3 {
+        (st.extra[0], st.extra[3], st.extra[2])
+    } else {
+        (args[0], args[2], args[3])
+    };
+    let mut w = Vec::new();
+    if flags & libc::CLONE_PARENT_SETTID as u64 != 0 && ptid != 0 {
+        w.push(crate::trace::MemWrite {
+            addr: ptid,
+            data: task.read_mem(ptid, 4)?,
+        });
+    }
+    if flags & libc::CLONE_CHILD_SETTID as u64 != 0 && ctid != 0 {
+        w.push(crate::trace::MemWrite {
+            addr: ctid,
+            data: task.read_mem(ctid, 4)?,
+        });
+    }
+    Ok(w)
+}
+
+pub(super) fn capture_mmap(
+    task: &mut Task,
+    files: &mut FileStore,
+    args: &[u64; 6],
+) -> Result<Option<String>> {
+    let flags = args[3] as i32;
+    if flags & libc::MAP_ANONYMOUS != 0 {
+        return Ok(None);
+    }
+    let fd = args[4] as i32;
+    let path = PathBuf::from(format!("/proc/{}/fd/{fd}", task.tid));
+    let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+    if !meta.is_file() {
+        let target = std::fs::read_link(&path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        return Err(Error::Unsupported {
+            what: format!("mmap of {target}, which is not a regular file"),
+            hint: "device and special-file mappings cannot be replayed".into(),
+        });
+    }
+    // A MAP_SHARED file is captured as it is now; later writes to it are recorded (see
+    // `shared_files`).
+    Ok(Some(files.capture(&path)?))
+}
+
+pub(super) fn cpu_mask_bytes(cpus: &[usize], len: usize) -> Vec<u8> {
+    let mut mask = vec![0u8; len];
+    for &c in cpus {
+        if c / 8 < len {
+            mask[c / 8] |= 1 << (c % 8);
+        }
+    }
+    mask
+}

@@ -1,0 +1,240 @@
+//! Signals at replay: a signal that ends a process other than the main one, delivery
+//! under a call's temporary mask, what `/proc` says about a signal's disposition, and
+//! the trapped instructions (rdtsc, cpuid) answered from the trace.
+
+use super::tree::reap;
+use super::*;
+use crate::kernel::restart::ERESTARTNOHAND;
+
+impl Replayer<'_> {
+    /// Thread `th` (recorded as `ev.tid()`) has just been given a signal (`th.signal`,
+    /// event `ev`). If that signal ends a process other than the main one (no handler,
+    /// not ignored, a default action that terminates), it is delivered now and the
+    /// process reaped, as it died there at record: the kernel's cleanup of robust futexes
+    /// at its end (see [`robust`]) is then done at the same point, with the recorded
+    /// tids, which matters for futexes in memory it shared with others. The main
+    /// process's end is replayed with the trace's end.
+    pub(super) fn end_if_fatal(&mut self, ev: &Event, th: &mut RThread) -> Result<Step> {
+        let (sig, tgid, tid) = (th.signal, th.tgid, ev.tid());
+        if tgid == self.leader
+            || !terminates_by_default(sig)
+            || caught(th.task.tid, sig)
+            || ignored(th.task.tid, sig)
+        {
+            return Ok(Step::Done);
+        }
+        robust::owner_died(&mut th.task, tid)?;
+        let others: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(_, x)| x.tgid == tgid)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in &others {
+            if let Some(x) = self.threads.get_mut(t) {
+                robust::owner_died(&mut x.task, *t)?;
+            }
+        }
+        th.signal = 0;
+        th.task.resume(Resume::Cont, sig)?;
+        // A leader's end is reported only once its other threads are collected.
+        let mut tasks: Vec<(bool, Task)> = others
+            .iter()
+            .filter_map(|t| self.threads.remove(t).map(|x| (*t == tgid, x.task)))
+            .chain(self.zombies.remove(&tgid).map(|z| (true, z)))
+            .collect();
+        tasks.push((tid == tgid, Task::new(th.task.tid)));
+        tasks.sort_by_key(|(leader, _)| *leader);
+        for (_, t) in &tasks {
+            reap(t);
+        }
+        tracing::debug!(
+            "process {tgid} ended by {} at replay, as at record",
+            signal_name(sig)
+        );
+        Ok(Step::Gone)
+    }
+
+    pub(super) fn on_trapped(
+        &self,
+        ev: &Event,
+        task: &Task,
+        mut regs: crate::ptrace::Regs,
+    ) -> Result<()> {
+        match *ev {
+            Event::Rdtsc {
+                rip,
+                rdtscp,
+                tsc,
+                aux,
+                ..
+            } if rip == regs.rip => {
+                crate::arch::apply_tsc(&mut regs, tsc, aux, rdtscp);
+            }
+            Event::Cpuid {
+                rip,
+                leaf,
+                subleaf,
+                out,
+                ..
+            } if rip == regs.rip => {
+                if regs.rax as u32 != leaf || (regs.rcx as u32 != subleaf && needs_subleaf(leaf)) {
+                    return Err(self.diverge(
+                        ev,
+                        format!(
+                            "asked cpuid({:#x}, {:#x})",
+                            regs.rax as u32, regs.rcx as u32
+                        ),
+                    ));
+                }
+                crate::arch::apply_cpuid(&mut regs, out);
+            }
+            _ => return Err(self.diverge(ev, format!("trapped an instruction at {:#x}", regs.rip))),
+        }
+        task.set_regs(&regs)
+    }
+
+    /// Delivers the signal that interrupted a call with a temporary mask (`th.signal`, at
+    /// its delivery stop, the thread's mask set to the call's temporary one) the way the
+    /// kernel does: a handler runs under the temporary mask, and the mask from before the
+    /// call is the one its signal frame saves, so `sigreturn` restores it. Emulated, the
+    /// call never saved that mask; it is written into the frame here, at the handler's
+    /// first instruction.
+    pub(super) fn deliver_under_temporary_mask(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+        orig: u64,
+    ) -> Result<()> {
+        let sig = th.signal;
+        if !caught(th.task.tid, sig) {
+            if ignored(th.task.tid, sig) {
+                // No handler runs: the kernel discarded it and gave the caller its own
+                // mask back (and restarted the call, which the restart code in the
+                // result makes it do here too). Discarding is not delivering it.
+                th.signal = 0;
+                th.task.set_sigmask(orig)?;
+            }
+            // Otherwise its default action ends the process: the mask no longer matters.
+            return Ok(());
+        }
+        th.task.resume(Resume::Step, sig)?;
+        th.signal = 0;
+        match th.task.wait()? {
+            Stop::Signal(libc::SIGTRAP) => {
+                // rsp: the frame's return address, then its ucontext; uc_sigmask is 296
+                // bytes into the ucontext (flags, link, stack_t, 256-byte sigcontext).
+                let rsp = th.task.regs()?.rsp;
+                th.task.write_mem(rsp + 8 + 296, &orig.to_le_bytes())
+            }
+            other => Err(self.diverge(
+                ev,
+                format!("stopped with {other:?} instead of entering the handler"),
+            )),
+        }
+    }
+}
+
+/// The signal mask a call puts in force while it waits, if it returned interrupted by a
+/// signal: the kernel then keeps that mask until the signal is delivered (its handler
+/// runs under it, and its frame saves the caller's mask), where a call that returned
+/// otherwise has already restored the caller's. Emulated at replay, the call sets no
+/// mask, so replay sets it (see [`Replayer::deliver_under_temporary_mask`]); without
+/// it, a signal the caller blocks outside the call would not even be delivered.
+pub(super) fn temporary_mask(
+    task: &mut Task,
+    sysno: u64,
+    args: &[u64; 6],
+    ret: i64,
+) -> Result<Option<u64>> {
+    let (ptr, interrupted) = match sysno {
+        nr::RT_SIGSUSPEND => (args[0], ERESTARTNOHAND),
+        nr::PPOLL => (args[3], ERESTARTNOHAND),
+        nr::EPOLL_PWAIT | nr::EPOLL_PWAIT2 => (args[4], -(libc::EINTR as i64)),
+        // Argument 5 points to { const sigset_t *ss; size_t ss_len; }.
+        nr::PSELECT6 if args[5] != 0 && ret == ERESTARTNOHAND => {
+            let b = task.read_mem(args[5], 8)?;
+            (
+                u64::from_le_bytes(b[..8].try_into().expect("8")),
+                ERESTARTNOHAND,
+            )
+        }
+        _ => return Ok(None),
+    };
+    if ptr == 0 || ret != interrupted {
+        return Ok(None);
+    }
+    let b = task.read_mem(ptr, 8)?;
+    Ok(Some(u64::from_le_bytes(b[..8].try_into().expect("8"))))
+}
+
+/// Whether signal `sig` ends a process when it has no handler and is not ignored.
+pub(super) fn terminates_by_default(sig: i32) -> bool {
+    (1..=64).contains(&sig)
+        && !matches!(
+            sig,
+            libc::SIGCHLD
+                | libc::SIGCONT
+                | libc::SIGURG
+                | libc::SIGWINCH
+                | libc::SIGSTOP
+                | libc::SIGTSTP
+                | libc::SIGTTIN
+                | libc::SIGTTOU
+        )
+}
+
+/// Whether signal `sig` has a handler in thread `tid`'s process (`SigCgt` in
+/// `/proc/TID/status`).
+pub(super) fn caught(tid: i32, sig: i32) -> bool {
+    status_mask(tid, "SigCgt:").is_some_and(|mask| has_signal(mask, sig))
+}
+
+/// Whether delivering signal `sig` to thread `tid` discards it: it is ignored
+/// (`SigIgn`), or has its default action and that action is to ignore it (or, for
+/// SIGCONT, only to continue a stopped process).
+pub(super) fn ignored(tid: i32, sig: i32) -> bool {
+    status_mask(tid, "SigIgn:").is_some_and(|mask| has_signal(mask, sig))
+        || (!caught(tid, sig)
+            && matches!(
+                sig,
+                libc::SIGCHLD | libc::SIGCONT | libc::SIGURG | libc::SIGWINCH
+            ))
+}
+
+/// A signal mask line (`SigCgt:`, `SigIgn:`...) of `/proc/TID/status`.
+pub(super) fn status_mask(tid: i32, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+}
+
+pub(super) fn has_signal(mask: u64, sig: i32) -> bool {
+    (1..=64).contains(&sig) && mask & (1 << (sig - 1)) != 0
+}
+
+pub(super) fn needs_subleaf(leaf: u32) -> bool {
+    matches!(
+        leaf,
+        4 | 7
+            | 0xb
+            | 0xd
+            | 0xf
+            | 0x10
+            | 0x12
+            | 0x14
+            | 0x17
+            | 0x18
+            | 0x1d
+            | 0x1e
+            | 0x1f
+            | 0x20
+            | 0x23
+            | 0x24
+            | 0x8000_001d
+            | 0x8000_0020
+            | 0x8000_0026
+    )
+}

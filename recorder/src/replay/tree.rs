@@ -1,0 +1,302 @@
+//! The replayed task tree: its threads by recorded tid, new tasks taken in, processes
+//! and threads collected as they end, and the whole tree ended with the replay.
+
+use super::*;
+use crate::tree::Member;
+
+impl Replayer<'_> {
+    pub(super) fn kill_all(&mut self) {
+        let tasks: Vec<Member> = self
+            .threads
+            .drain()
+            .map(|(tid, t)| Member {
+                leader: tid == t.tgid,
+                tid: t.task.tid,
+            })
+            .chain(self.zombies.drain().map(|(_, t)| Member {
+                leader: true,
+                tid: t.tid,
+            }))
+            .collect();
+        crate::tree::kill_and_reap(tasks);
+    }
+
+    /// The trace's next event is the process's end: let the thread with a (fatal)
+    /// signal pending, or the leader, run until the end.
+    pub(super) fn run_to_end(&mut self, ev: &Event) -> Result<ExitKind> {
+        let tid = self
+            .threads
+            .iter()
+            .find(|(_, t)| t.signal != 0)
+            .map(|(tid, _)| *tid)
+            .unwrap_or(self.leader);
+        let Some(th) = self.threads.remove(&tid) else {
+            return Err(self.diverge(ev, "has no thread left to end it".into()));
+        };
+        let mut th = th;
+        let sig = std::mem::take(&mut th.signal);
+        let stop = match self.resume_to_next(&mut th, Resume::Sysemu, sig) {
+            Ok(stop) => stop,
+            Err(e) => {
+                // Stopped at a breakpoint on the way (or failed): the thread stays.
+                self.threads.insert(tid, th);
+                return Err(e);
+            }
+        };
+        match stop {
+            s @ (Stop::Exited(_) | Stop::Killed(_)) => Ok(self.reap_all(tid, s)),
+            other => Err(self.diverge(ev, format!("stopped with {other:?} instead of ending"))),
+        }
+    }
+
+    /// The main process ended: thread `tid` (already out of `threads`) reported
+    /// `stop`. Collects its other threads, ends the other processes of the tree (as the
+    /// recording did), and returns the main process's end (its leader's).
+    pub(super) fn reap_all(&mut self, tid: i32, stop: Stop) -> ExitKind {
+        let leader = self.leader;
+        let mut leader_stop = (tid == leader).then_some(stop);
+        self.reap_followers(leader);
+        if leader_stop.is_none() {
+            if let Some(th) = self.threads.remove(&leader) {
+                leader_stop = Some(reap(&th.task));
+            } else if let Some(z) = self.zombies.remove(&leader) {
+                leader_stop = Some(reap(&z));
+            }
+        }
+        self.kill_all();
+        let how = match leader_stop {
+            Some(Stop::Killed(s)) => ExitKind::Signaled(s),
+            Some(Stop::Exited(c)) => ExitKind::Exited(c),
+            _ => ExitKind::Exited(0),
+        };
+        self.ended = Some(how);
+        how
+    }
+
+    /// Reaps the threads of process `tgid` other than its leader (known ones; the
+    /// thread the caller holds is not in `threads`).
+    pub(super) fn reap_followers(&mut self, tgid: i32) {
+        let followers: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(t, x)| x.tgid == tgid && **t != tgid)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in followers {
+            if let Some(x) = self.threads.remove(&t) {
+                reap(&x.task);
+            }
+        }
+    }
+
+    /// A (non-main) process ended: collect what is left of it.
+    pub(super) fn forget_process(&mut self, tgid: i32) {
+        let members: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(_, th)| th.tgid == tgid)
+            .map(|(t, _)| *t)
+            .collect();
+        let tasks: Vec<Member> = members
+            .iter()
+            .filter_map(|t| self.threads.remove(t).map(|x| (*t, x.task)))
+            .map(|(t, task)| Member {
+                leader: t == tgid,
+                tid: task.tid,
+            })
+            .chain(self.zombies.remove(&tgid).map(|z| Member {
+                leader: true,
+                tid: z.tid,
+            }))
+            .collect();
+        crate::tree::reap_in_order(tasks);
+    }
+
+    /// A fork-family call created a task ([`Event::NewTask`]): run the parent into the
+    /// call until the kernel reports the child, and take the child in.
+    pub(super) fn new_task(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+        child: i32,
+        process: bool,
+        vfork: bool,
+    ) -> Result<Step> {
+        let mut sig = th.signal;
+        th.signal = 0;
+        let (nr, args) = loop {
+            match self.resume_to_next(th, Resume::Syscall, sig)? {
+                Stop::Syscall => match th.task.syscall_stop()? {
+                    SyscallStop::Entry { nr, args } => break (nr, args),
+                    _ => sig = 0,
+                },
+                other => {
+                    return Err(
+                        self.diverge(ev, format!("stopped with {other:?} before creating it"))
+                    )
+                }
+            }
+        };
+        if !matches!(nr, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK) {
+            return Err(self.diverge(ev, format!("made syscall {}", describe_call(nr, &args))));
+        }
+        th.task.resume(Resume::Syscall, 0)?;
+        match th.task.wait_skipping_sigchld()?.0 {
+            Stop::Event(
+                libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK,
+            ) => {}
+            other => {
+                return Err(self.diverge(
+                    ev,
+                    format!("stopped with {other:?} in {}", syscalls::name_of(nr)),
+                ))
+            }
+        }
+        let real = th.task.event_msg()? as i32;
+        match crate::ptrace::wait_for(real)? {
+            Stop::Signal(libc::SIGSTOP) => {}
+            other => {
+                return Err(self.diverge(ev, format!("the new task first stopped with {other:?}")))
+            }
+        }
+        let tgid = if process { child } else { th.tgid };
+        let mut task = Task::new(real);
+        if process {
+            // CLONE_CHILD_SETTID wrote the child's real tid into the child's own memory
+            // (glibc's fork keeps its thread's tid there, the owner id of the mutexes
+            // it locks): the program saw the recorded one.
+            let (flags, ctid) = match nr {
+                nr::CLONE => (args[0], args[3]),
+                nr::CLONE3 => {
+                    let b = th.task.read_mem(args[0], 24)?;
+                    let q = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
+                    (q(0), q(16))
+                }
+                _ => (0, 0),
+            };
+            if flags & libc::CLONE_CHILD_SETTID as u64 != 0 && ctid != 0 {
+                task.write_mem(ctid, &child.to_le_bytes())?;
+            }
+        }
+        self.threads.insert(child, RThread::new(task, tgid));
+        if process {
+            self.bps.forked(th.tgid, child);
+            let fds = self.out_fds.entry(th.tgid).or_default().clone();
+            self.out_fds.insert(child, fds);
+            if let Some(b) = self.brk.get(&th.tgid).copied() {
+                self.brk.insert(child, b);
+            }
+        }
+        if vfork {
+            // The parent waits in the kernel until the child execs or exits.
+            th.task.resume(Resume::Syscall, 0)?;
+        }
+        th.in_fork = Some((nr, args, vfork));
+        Ok(Step::Done)
+    }
+
+    /// `th` (recorded tid `ev.tid()`) was resumed into an exec: the kernel kills the
+    /// other threads of its process and waits until the non-leaders are collected, which
+    /// is done here. When `th` is not the leader, it takes the leader's tid (the leader
+    /// is released without a report): `th` is then pointed at that tid, and the
+    /// leader's recorded tid is returned.
+    pub(super) fn end_other_threads(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+    ) -> Result<Option<i32>> {
+        let tgid = th.tgid;
+        self.reap_followers(tgid);
+        if ev.tid() == tgid {
+            return Ok(None);
+        }
+        let leader = match (self.threads.remove(&tgid), self.zombies.remove(&tgid)) {
+            (Some(x), _) => x.task.tid,
+            (None, Some(z)) => z.tid,
+            (None, None) => {
+                return Err(self.diverge(ev, format!("has no leader {tgid} to take over")));
+            }
+        };
+        th.task = Task::new(leader);
+        Ok(Some(tgid))
+    }
+
+    /// A process of the tree that was sent SIGKILL has just been reaped by its parent
+    /// (the wait that returned its status): at record it died when the signal arrived,
+    /// with no stop the trace could hold, and the kernel marked the robust futexes it
+    /// held as owner-died. Its events all came before that wait. End it the same way now
+    /// (futexes marked with the recorded tids, then the tasks killed), so a mutex it held
+    /// in shared memory reads as owner-died to the others, as it did.
+    pub(super) fn end_killed(&mut self, tgid: i32) -> Result<()> {
+        let mut members: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(_, x)| x.tgid == tgid)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in &members {
+            if let Some(x) = self.threads.get_mut(t) {
+                match robust::owner_died(&mut x.task, *t) {
+                    Ok(_) | Err(Error::TaskGone { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        // The leader last: its end is reported once its other threads are collected.
+        members.sort_by_key(|&t| t == tgid);
+        let tasks: Vec<Member> = members
+            .iter()
+            .filter_map(|t| self.threads.remove(t).map(|x| (*t, x.task)))
+            .map(|(t, task)| Member {
+                leader: t == tgid,
+                tid: task.tid,
+            })
+            .chain(self.zombies.remove(&tgid).map(|z| Member {
+                leader: true,
+                tid: z.tid,
+            }))
+            .collect();
+        crate::tree::kill_and_reap(tasks);
+        Ok(())
+    }
+}
+
+/// A thread of the replayed program.
+pub(super) struct RThread {
+    pub(super) task: Task,
+    /// Recorded tgid of its process.
+    pub(super) tgid: i32,
+    /// Held at the entry stop of a call recorded as [`Event::Blocked`].
+    pub(super) held: Option<(u64, [u64; 6])>,
+    /// Signal to deliver when it is next resumed.
+    pub(super) signal: i32,
+    /// Inside a fork-family call whose child was created ([`Event::NewTask`]): its
+    /// number and arguments, and whether it waits in the kernel (vfork).
+    pub(super) in_fork: Option<(u64, [u64; 6], bool)>,
+    /// The file its next mmap maps `MAP_SHARED` ([`Event::SharedFile`]).
+    pub(super) next_shared: Option<String>,
+    /// The temporary mask of the call it just returned from interrupted (rt_sigsuspend,
+    /// ppoll, pselect6, epoll_pwait: see [`temporary_mask`]); the signal that
+    /// interrupted it must be delivered under that mask (see
+    /// [`Replayer::deliver_under_temporary_mask`]).
+    pub(super) temporary_mask: Option<u64>,
+}
+
+impl RThread {
+    pub(super) fn new(task: Task, tgid: i32) -> Self {
+        RThread {
+            task,
+            tgid,
+            held: None,
+            signal: 0,
+            in_fork: None,
+            next_shared: None,
+            temporary_mask: None,
+        }
+    }
+}
+
+/// Waits until a task has ended.
+pub(super) fn reap(task: &Task) -> Stop {
+    crate::ptrace::reap(task.tid)
+}

@@ -1,0 +1,93 @@
+//! The traced task tree as record and replay both handle it: what a stopped thread
+//! reports, decoded once into a [`ThreadStop`] (the engines then decide what to do with
+//! it), and ending and collecting tasks in the order the kernel requires.
+//!
+//! Starting the tree is [`crate::spawn::spawn_traced`]; waiting for one task is
+//! [`crate::ptrace::Task::wait`] (never `waitpid(-1)`, which would take other
+//! recordings' events).
+
+use crate::errors::Result;
+use crate::ptrace::{reap, Stop, SyscallStop, Task};
+
+/// What a thread's ptrace stop means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadStop {
+    /// At a syscall's entry (a `PTRACE_SYSCALL`/`PTRACE_SYSEMU` stop).
+    SyscallEntry {
+        /// Syscall number.
+        nr: u64,
+        /// Argument registers.
+        args: [u64; 6],
+    },
+    /// At a syscall's exit.
+    SyscallExit {
+        /// Its result (negative errno on failure).
+        ret: i64,
+        /// Where the thread resumes (after the `syscall` instruction).
+        rip: u64,
+    },
+    /// A syscall stop the kernel gave no details of.
+    SyscallUnknown,
+    /// The seccomp filter stopped the thread at a call's entry
+    /// (`PTRACE_EVENT_SECCOMP`); the call is read when needed
+    /// ([`Task::syscall_stop`]).
+    Seccomp,
+    /// Another ptrace event (`PTRACE_EVENT_*`: clone, fork, vfork, exec, exit).
+    Event(i32),
+    /// A signal is about to be delivered.
+    Signal(i32),
+    /// The thread exited with this code.
+    Exited(i32),
+    /// The thread was killed by this signal.
+    Killed(i32),
+    /// Any other wait status.
+    Other(i32),
+}
+
+impl ThreadStop {
+    /// Decodes `stop`, which `task` just reported (a syscall stop costs one ptrace
+    /// request: `PTRACE_GET_SYSCALL_INFO`).
+    pub fn decode(task: &Task, stop: Stop) -> Result<Self> {
+        Ok(match stop {
+            Stop::Syscall => match task.syscall_stop()? {
+                SyscallStop::Entry { nr, args } => ThreadStop::SyscallEntry { nr, args },
+                SyscallStop::Exit { ret, rip } => ThreadStop::SyscallExit { ret, rip },
+                SyscallStop::None => ThreadStop::SyscallUnknown,
+            },
+            Stop::Event(libc::PTRACE_EVENT_SECCOMP) => ThreadStop::Seccomp,
+            Stop::Event(e) => ThreadStop::Event(e),
+            Stop::Signal(s) => ThreadStop::Signal(s),
+            Stop::Exited(c) => ThreadStop::Exited(c),
+            Stop::Killed(s) => ThreadStop::Killed(s),
+            Stop::Other(s) => ThreadStop::Other(s),
+        })
+    }
+}
+
+/// A task to end or collect: its (real) tid and whether it leads its process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Member {
+    /// Leaders sort last.
+    pub leader: bool,
+    /// Its tid.
+    pub tid: i32,
+}
+
+/// Collects tasks that are ending, the leaders last: a leader's end is reported only
+/// once the other threads of its process are collected, so waiting for it first would
+/// wait forever.
+pub fn reap_in_order(mut tasks: Vec<Member>) {
+    tasks.sort_by_key(|m| m.leader);
+    for m in tasks {
+        reap(m.tid);
+    }
+}
+
+/// Kills every task in `tasks` (SIGKILL to its process), then collects them, the
+/// leaders last.
+pub fn kill_and_reap(tasks: Vec<Member>) {
+    for m in &tasks {
+        Task::new(m.tid).kill();
+    }
+    reap_in_order(tasks);
+}
