@@ -58,6 +58,9 @@ pub struct Want {
     pub stack: Vec<u64>,
     /// Recorded memory words (address, value).
     pub memory: Vec<(u64, u64)>,
+    /// How many of the first memory words are always mapped (the thread's stack, a
+    /// module's data) and may be read before the registers are compared.
+    pub safe_words: usize,
 }
 
 impl Want {
@@ -77,6 +80,7 @@ impl Want {
             stack_from,
             stack: stack.to_vec(),
             memory: memory.to_vec(),
+            safe_words: 0,
         })
     }
 }
@@ -159,7 +163,7 @@ pub fn build(insns: &[Instruction], base: u64, want: &Want) -> Result<Trampoline
         code: Vec::new(),
         ip: FAKE_IP,
     };
-    let fast = !want.memory.is_empty();
+    let fast = want.safe_words.min(want.memory.len()) > 0;
 
     // The displaced instructions and the jump back.
     let displaced = |a: &mut Asm, fast_miss: bool| -> Result<(), String> {
@@ -186,7 +190,12 @@ pub fn build(insns: &[Instruction], base: u64, want: &Want) -> Result<Trampoline
         a.push(mov_store(save_rcx, Register::RCX))?;
         a.push(mov_store(save_rdx, Register::RDX))?;
         let first = want.stack.len();
-        for (n, (addr, _)) in want.memory.iter().take(FAST_WORDS).enumerate() {
+        for (n, (addr, _)) in want
+            .memory
+            .iter()
+            .take(FAST_WORDS.min(want.safe_words))
+            .enumerate()
+        {
             // rcx = want - value, flags untouched.
             a.push(Instruction::with2(
                 Code::Mov_r64_imm64,
@@ -371,6 +380,7 @@ mod tests {
                 (0x5555_5555_8048, 4),
                 (0x5555_5555_8050, 5),
             ],
+            safe_words: 3,
         }
     }
 

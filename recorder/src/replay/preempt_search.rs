@@ -181,8 +181,25 @@ impl Replayer<'_> {
         // put back before any of them runs again.
         let spans: Vec<(u64, u64)> = maps.iter().map(|m| (m.start, m.end)).collect();
         let base = patch::place(&spans, rip).ok_or("no free pages within a jump's reach")?;
-        let w = patch::Want::new(&want.regs, point.stack_from, &point.stack, &point.memory)
+        // Memory words that are always mapped (the thread's stack, a module's data)
+        // first: the trampoline reads those before it compares the registers.
+        let rsp = th.task.regs().map_err(|e| e.to_string())?.rsp;
+        let stable = |addr: u64| {
+            maps.iter().any(|m| {
+                m.start <= addr
+                    && addr + 8 <= m.end
+                    && m.prot & libc::PROT_WRITE != 0
+                    && (m.is_file() || (m.start <= rsp && rsp < m.end))
+            })
+        };
+        type Words = Vec<(u64, u64)>;
+        let (mut memory, others): (Words, Words) =
+            point.memory.iter().partition(|(addr, _)| stable(*addr));
+        let safe_words = memory.len();
+        memory.extend(others);
+        let mut w = patch::Want::new(&want.regs, point.stack_from, &point.stack, &memory)
             .ok_or("the recorded registers are incomplete")?;
+        w.safe_words = safe_words;
         let tramp = patch::build(&insns, base, &w)?;
         let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
