@@ -13,6 +13,12 @@
 //! matches is as good as the recorded one: in a spin-wait the first hit matches, in a
 //! counting loop only the right iteration does.
 
+pub mod function;
+pub mod insn;
+pub mod patch;
+pub mod point;
+pub mod steer;
+
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,8 +100,16 @@ pub fn stack_hash(task: &mut Task, rsp: u64) -> Result<u64> {
 /// Hash of the non-zero pages of every writable mapping of the task's process (the
 /// recorder's scratch area and the replay stub excluded).
 pub fn memory_hash(task: &mut Task) -> Result<u64> {
+    memory_hash_without(task, None)
+}
+
+/// [`memory_hash`] without the mappings inside `skip` (replay's trampoline pages).
+pub fn memory_hash_without(task: &mut Task, skip: Option<(u64, u64)>) -> Result<u64> {
     let mut h = blake3::Hasher::new();
     for m in read_maps(task.tid)? {
+        if skip.is_some_and(|(start, end)| m.start >= start && m.end <= end) {
+            continue;
+        }
         let ours = m.start >= crate::record::redirect::SCRATCH_BASE
             && m.end
                 <= crate::record::redirect::SCRATCH_BASE

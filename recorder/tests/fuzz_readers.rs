@@ -20,6 +20,7 @@ use std::cell::Cell;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed};
+use recorder::preempt::point::{Method, PointInfo};
 use recorder::preempt::PreemptState;
 use recorder::trace::{Event, EventWriter, ExecState, ExitKind, Mapping, MemWrite, SyscallEvent};
 
@@ -254,6 +255,33 @@ fn event() -> impl Strategy<Value = Event> {
                 memory_hash: h[2],
             }),
         }),
+        (
+            any::<i32>(),
+            regs(),
+            any::<[u64; 4]>(),
+            -16i32..=0,
+            proptest::collection::vec(any::<u64>(), 0..=48)
+        )
+            .prop_map(|(tid, regs, h, from, stack)| Event::Preempted {
+                tid,
+                state: Box::new(PreemptState {
+                    regs,
+                    fpu_hash: h[0],
+                    stack_hash: h[1],
+                    memory_hash: h[2],
+                }),
+                point: Box::new(PointInfo {
+                    method: match h[3] % 3 {
+                        0 => Method::StateMatch,
+                        1 => Method::RepString,
+                        _ => Method::BranchCount { count: h[3] },
+                    },
+                    steps: (h[3] % 65) as u32,
+                    stack_from: from * 8,
+                    stack,
+                    memory: h.iter().map(|v| (*v, !*v)).collect(),
+                }),
+            }),
         (any::<i32>(), any::<i32>(), any::<bool>(), any::<bool>()).prop_map(
             |(tid, child, process, vfork)| Event::NewTask {
                 tid,
@@ -567,7 +595,8 @@ fn valid_metadata_reads() {
     let widened = serde_json::to_vec(&widened).unwrap();
     let read = check_trace_meta(b"chaos-trace 2\n", Some(&widened), Some(&r));
     assert!(read.header && !read.untraced, "{read:?}");
-    assert!(!check_trace_meta(b"chaos-trace 3\n", Some(&h), Some(&r)).opened);
+    assert!(check_trace_meta(b"chaos-trace 3\n", Some(&h), Some(&r)).opened);
+    assert!(!check_trace_meta(b"chaos-trace 4\n", Some(&h), Some(&r)).opened);
 }
 
 proptest! {

@@ -449,13 +449,20 @@ impl Recorder {
             ThreadStop::Signal(libc::SIGSTOP) if self.is_preemption(cur)? => {
                 let t = self.threads.get_mut(&cur).expect("current");
                 let regs = t.task.regs()?;
-                let state = crate::preempt::capture(&mut t.task, &regs)?;
+                // On to a point replay finds cheaply (see `preempt::steer`).
+                let steered = crate::preempt::steer::steer(&mut t.task, regs)?;
+                let state = crate::preempt::capture(&mut t.task, &steered.regs)?;
                 t.state = Where::Ready(0);
                 t.exit_rip = None;
-                self.events.push(&Event::Preempt {
+                self.events.push(&Event::Preempted {
                     tid: cur,
                     state: Box::new(state),
+                    point: Box::new(steered.point),
                 })?;
+                if let Some(sig) = steered.signal {
+                    let deliver = self.on_signal(cur, sig)?;
+                    self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
+                }
                 return Ok(Next::Switch);
             }
             ThreadStop::Signal(libc::SIGINT) if self.signal_is_from_terminal(cur) => {

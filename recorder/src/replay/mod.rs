@@ -10,6 +10,7 @@
 //! sites, signals, and the final status.
 
 mod breakpoints;
+mod preempt_search;
 mod preemption;
 mod rebuild;
 mod robust;
@@ -403,6 +404,9 @@ impl Replayer<'_> {
                 return Ok(Step::Done);
             }
             Event::Preempt { state, .. } => return self.run_to_preemption(ev, th, state),
+            Event::Preempted { state, point, .. } => {
+                return self.run_to_preempted(ev, th, state, point)
+            }
             Event::Signal {
                 signo,
                 rip,

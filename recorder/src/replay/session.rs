@@ -564,8 +564,9 @@ impl Replayer<'_> {
     /// Whether the next event is a preemption of thread `tid` and the thread stands at
     /// that point.
     fn at_preemption_point(&mut self, tid: i32) -> Result<bool> {
-        let Some(Event::Preempt { state, .. }) = self.pending.as_ref() else {
-            return Ok(false);
+        let state = match self.pending.as_ref() {
+            Some(Event::Preempt { state, .. } | Event::Preempted { state, .. }) => state,
+            _ => return Ok(false),
         };
         let Some(th) = self.threads.get_mut(&tid) else {
             return Ok(false);

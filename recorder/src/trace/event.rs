@@ -200,6 +200,16 @@ pub enum Event {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// A thread that ran too long without a syscall was preempted here (format 3:
+    /// [`Event::Preempt`] plus how the point was chosen and how replay finds it).
+    Preempted {
+        /// Thread.
+        tid: i32,
+        /// Its state.
+        state: Box<crate::preempt::PreemptState>,
+        /// How the point was found, and a few stack words.
+        point: Box<crate::preempt::point::PointInfo>,
+    },
 }
 
 impl Event {
@@ -212,6 +222,7 @@ impl Event {
             | Event::Blocked { tid, .. }
             | Event::NewTask { tid, .. }
             | Event::Preempt { tid, .. }
+            | Event::Preempted { tid, .. }
             | Event::Cpuid { tid, .. }
             | Event::Signal { tid, .. }
             | Event::Exit { tid, .. }
@@ -306,6 +317,20 @@ impl Event {
                 format!(
                     "preempted at {:#x}",
                     state.regs.get(16).copied().unwrap_or(0)
+                )
+            }
+            Event::Preempted { state, point, .. } => {
+                let left = match point.method {
+                    crate::preempt::point::Method::RepString => format!(
+                        ", {} iterations left",
+                        state.regs.get(11).copied().unwrap_or(0)
+                    ),
+                    _ => String::new(),
+                };
+                format!(
+                    "preempted at {:#x} ({}{left})",
+                    state.regs.get(16).copied().unwrap_or(0),
+                    point.method.name()
                 )
             }
             Event::NewTask {

@@ -31,11 +31,12 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 
 /// The first line of every trace's `version` file.
-pub const VERSION_LINE: &str = "chaos-trace 2";
+pub const VERSION_LINE: &str = "chaos-trace 3";
 /// The format version number.
-pub const FORMAT_VERSION: u32 = 2;
-/// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1.
-pub const READABLE_VERSION_LINES: &[&str] = &["chaos-trace 1", VERSION_LINE];
+pub const FORMAT_VERSION: u32 = 3;
+/// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1;
+/// 3 added [`Event::Preempted`] (how each preemption point was found).
+pub const READABLE_VERSION_LINES: &[&str] = &["chaos-trace 1", "chaos-trace 2", VERSION_LINE];
 
 /// Whether `line`, the first line of a trace's `version` file, names a format this
 /// crate reads (see [`READABLE_VERSION_LINES`]).
@@ -389,7 +390,8 @@ mod tests {
     fn version_lines() {
         assert!(is_readable_version(VERSION_LINE));
         assert!(is_readable_version("chaos-trace 1"));
-        assert!(!is_readable_version("chaos-trace 3"));
+        assert!(is_readable_version("chaos-trace 2"));
+        assert!(!is_readable_version("chaos-trace 4"));
         assert_eq!(VERSION_LINE, format!("chaos-trace {FORMAT_VERSION}"));
     }
 }

@@ -102,6 +102,11 @@ pub fn event(index: u64, ev: &Event) -> std::result::Result<(), String> {
             "has {} registers instead of {REGS_WORDS}",
             state.regs.len()
         )),
+        Event::Preempted { state, .. } if state.regs.len() != REGS_WORDS => bad(format!(
+            "has {} registers instead of {REGS_WORDS}",
+            state.regs.len()
+        )),
+        Event::Preempted { point, .. } => point.invalid().map_or(Ok(()), bad),
         Event::SharedFileWrite { offset, data, .. }
             if offset
                 .checked_add(data.len() as u64)

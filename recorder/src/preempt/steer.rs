@@ -1,0 +1,175 @@
+//! Record time: moving a preempted thread to a point that replay finds cheaply.
+//!
+//! The watchdog stops a thread wherever it happens to be. Before its state is recorded,
+//! the recorder single-steps it (at least [`MIN_STEPS`], at most [`MAX_STEPS`]
+//! instructions, ~17 µs each) to an instruction replay can patch with a conditional
+//! trap ([`super::insn::unpatchable`]), or to a `rep` string instruction (found by its
+//! own method). The memory words the stepped instructions wrote are recorded with
+//! their values at the point: where a loop keeps its progress in memory, they tell
+//! its iterations apart where the registers do not. It never steps over an
+//! instruction that enters the kernel, traps, reads the flags register onto the stack
+//! or repeats, and never steps a thread that stopped in or right after a syscall.
+//! The stop is still a preemption point: other threads run next.
+
+use super::insn;
+use super::point::{Method, PointInfo, MAX_MEMORY_WORDS, WORDS_BELOW_RSP, WORDS_FROM_RSP};
+use crate::errors::{Error, Result};
+use crate::ptrace::{Regs, Resume, Stop, Task};
+
+/// Most instructions stepped over at one preemption.
+pub const MAX_STEPS: u32 = 64;
+/// Instructions always stepped over (unless one cannot be), to see which memory words
+/// the thread's loop writes ([`PointInfo::memory`]).
+pub const MIN_STEPS: u32 = 16;
+
+/// Where a preempted thread was moved to.
+#[derive(Debug)]
+pub struct Steered {
+    /// Its registers there.
+    pub regs: Regs,
+    /// What the trace says about the point.
+    pub point: PointInfo,
+    /// A signal that stopped it during a step (delivered to it by the kernel meanwhile:
+    /// the caller handles it like any signal stop, after the preemption event).
+    pub signal: Option<i32>,
+}
+
+/// Steps the thread, stopped by the watchdog with `regs`, to a point replay can find
+/// cheaply, and reads the stack words the trace keeps.
+pub fn steer(task: &mut Task, regs: Regs) -> Result<Steered> {
+    let mut regs = regs;
+    let mut steps = 0;
+    let mut method = Method::StateMatch;
+    let mut signal = None;
+    let mut written: Vec<u64> = Vec::new();
+    let mut funcs = Functions::default();
+    // In or right after a syscall (orig_rax set), resuming would run or restart it.
+    let in_syscall = regs.orig_rax != u64::MAX;
+    let mut stepping = !in_syscall;
+    while stepping {
+        let bytes = task.read_mem_partial(regs.rip, insn::MAX_LEN)?;
+        let Some(i) = insn::decode(&bytes, regs.rip) else {
+            break;
+        };
+        if insn::rep_string(&i).is_some() {
+            method = Method::RepString;
+            break;
+        }
+        let good = steps >= MIN_STEPS && funcs.patchable(task, &i);
+        if good || steps >= MAX_STEPS || !insn::steppable(&i) {
+            break;
+        }
+        for w in insn::written_words(&i, &regs) {
+            if !written.contains(&w) && written.len() < MAX_MEMORY_WORDS {
+                written.push(w);
+            }
+        }
+        task.resume(Resume::Step, 0)?;
+        match task.wait()? {
+            Stop::Signal(libc::SIGTRAP) => {}
+            Stop::Signal(sig) => signal = Some(sig),
+            Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
+            other => {
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "task {} stopped with {other:?} while the recorder single-stepped it",
+                        task.tid
+                    ),
+                    hint: "report this as a bug".into(),
+                })
+            }
+        }
+        steps += 1;
+        regs = task.regs()?;
+        stepping = signal.is_none();
+    }
+    let (stack_from, stack) = stack_words(task, regs.rsp)?;
+    let mut memory = Vec::new();
+    for w in written {
+        if let Ok(b) = task.read_mem(w, 8) {
+            memory.push((w, u64::from_le_bytes(b.try_into().expect("8 bytes"))));
+        }
+    }
+    Ok(Steered {
+        regs,
+        point: PointInfo {
+            method,
+            steps,
+            stack_from,
+            stack,
+            memory,
+        },
+        signal,
+    })
+}
+
+/// The stack words around `rsp` the trampoline compares: the red zone and the words
+/// above, as far as they can be read.
+fn stack_words(task: &mut Task, rsp: u64) -> Result<(i32, Vec<u64>)> {
+    let below = (WORDS_BELOW_RSP * 8) as u64;
+    let want = (WORDS_BELOW_RSP + WORDS_FROM_RSP) * 8;
+    let (from, bytes) = match rsp.checked_sub(below) {
+        Some(start) => {
+            let b = task.read_mem_partial(start, want)?;
+            if b.len() as u64 > below {
+                (-(below as i32), b)
+            } else {
+                (0, task.read_mem_partial(rsp, WORDS_FROM_RSP * 8)?)
+            }
+        }
+        None => (0, task.read_mem_partial(rsp, WORDS_FROM_RSP * 8)?),
+    };
+    let words = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    Ok((from, words))
+}
+
+/// What the recorder learnt about the functions it stepped through (read once per
+/// preemption: the module's unwind tables and the function's code).
+#[derive(Default)]
+struct Functions {
+    maps: Option<Vec<crate::address_space::MapsEntry>>,
+    /// The last function looked at and its code; `None` inside when it cannot be
+    /// patched at all (no bounds, landing pads).
+    last: Option<(u64, u64, Option<Vec<u8>>)>,
+}
+
+impl Functions {
+    /// Whether replay can patch a jump at `i` (see `replay::preempt_search`).
+    fn patchable(&mut self, task: &mut Task, i: &iced_x86::Instruction) -> bool {
+        let Some(why) = insn::unpatchable(i) else {
+            return true;
+        };
+        if i.len() >= insn::JMP_LEN || why.is_empty() {
+            return false;
+        }
+        let rip = i.ip();
+        let known = matches!(&self.last, Some((start, end, _)) if *start <= rip && rip < *end);
+        if !known {
+            if self.maps.is_none() {
+                self.maps = crate::address_space::read_maps(task.tid).ok();
+            }
+            let Some(maps) = &self.maps else {
+                return false;
+            };
+            self.last = match super::function::around(task, maps, rip) {
+                Ok(f) => {
+                    let code = if f.lsda {
+                        None
+                    } else {
+                        task.read_mem(f.start, (f.end - f.start) as usize).ok()
+                    };
+                    Some((f.start, f.end, code))
+                }
+                // Not worth asking again for every step: a one-instruction range.
+                Err(_) => Some((rip, rip + 1, None)),
+            };
+        }
+        match &self.last {
+            Some((start, _, Some(code))) => insn::displaced(code, *start, rip).is_ok(),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! Finding a recorded preemption point ([`Event::Preempted`]) again, cheaply.
+//!
+//! - [`Method::StateMatch`]: when the instruction at the point can be displaced (see
+//!   [`crate::preempt::insn::unpatchable`]; several short ones when the function's
+//!   bounds from `.eh_frame` show no branch into them, see
+//!   [`crate::preempt::insn::displaced`]), a conditional trap is patched in (see
+//!   [`crate::preempt::patch`]): the thread runs at full speed and traps only where its
+//!   registers and the recorded stack words match, and the engine then compares the
+//!   full state. Otherwise the hardware breakpoint search
+//!   ([`Replayer::run_to_preemption`]), with a debug log saying why.
+//! - [`Method::RepString`]: a hardware breakpoint at the `rep` instruction; at a hit
+//!   whose registers say that it is the recorded execution of it, only the iterations
+//!   that had been done at record run (`rcx` lowered, a breakpoint on the next
+//!   instruction), then `rcx` and `rip` are put back and the full state compared.
+
+use super::{RThread, Replayer, Step};
+use crate::address_space::{read_maps, STUB_SYSCALL};
+use crate::errors::{Error, Result};
+use crate::inject::inject_syscall;
+use crate::preempt::point::{Method, PointInfo};
+use crate::preempt::{self, function, insn, patch, PreemptState};
+use crate::ptrace::{Regs, Resume, Stop};
+use crate::trace::Event;
+
+/// Index of `rcx`, `rsi`, `rdi` and `rip` in the recorded register vector.
+const RCX: usize = 11;
+const RSI: usize = 13;
+const RDI: usize = 14;
+const RIP: usize = 16;
+
+/// A trampoline patched into a replayed process.
+struct Patched {
+    rip: u64,
+    original: Vec<u8>,
+    tramp: patch::Trampoline,
+}
+
+impl Replayer<'_> {
+    /// Runs the thread to the recorded preemption point `want`, found as `point` says.
+    pub(super) fn run_to_preempted(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+        want: &PreemptState,
+        point: &PointInfo,
+    ) -> Result<Step> {
+        if let Some(why) = point.method.unavailable() {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "this trace cannot be replayed here: {why} (event {}, {})",
+                    self.index,
+                    ev.describe()
+                ),
+                hint: "replay it with the tool and on the kind of machine that recorded it".into(),
+            });
+        }
+        let rip = want.regs.get(RIP).copied().unwrap_or(0);
+        let regs = th.task.regs()?;
+        if regs.rip == rip && preempt::matches(&mut th.task, &regs, want)? {
+            return self.arrived(th, &regs, 0, std::time::Instant::now());
+        }
+        if point.method == Method::RepString {
+            if let Some(step) = self.run_to_rep_point(ev, th, want)? {
+                return Ok(step);
+            }
+        } else {
+            if let Some(step) = self.step_out_of_patch(th, want)? {
+                return Ok(step);
+            }
+            match self.patch(th, want, point) {
+                Ok(p) => return self.run_patched(ev, th, want, p),
+                Err(why) => tracing::debug!(
+                    "preemption point at {rip:#x} (event {}): no patch, a hardware breakpoint instead: {why}",
+                    self.index
+                ),
+            }
+        }
+        self.run_to_preemption(ev, th, want)
+    }
+
+    /// The thread is at the point (`regs`): counts it, and restarts the syscall the
+    /// preemption interrupted, if it did.
+    fn arrived(
+        &mut self,
+        th: &mut RThread,
+        regs: &Regs,
+        traps: u64,
+        started: std::time::Instant,
+    ) -> Result<Step> {
+        if let Some(restarted) = preempt::restart_after_stop(regs) {
+            th.task.set_regs(&restarted)?;
+        }
+        self.stats.preemptions += 1;
+        self.stats.preemption_traps += traps;
+        self.stats.preemption_time += started.elapsed();
+        Ok(Step::Done)
+    }
+
+    /// A thread that sits just after the point's address (a previous point nearby) would
+    /// be inside the patched bytes: single-steps it out of them first, stopping if it
+    /// reaches the point on the way. Never steps over an instruction that enters the
+    /// kernel or traps (the patch is then refused).
+    fn step_out_of_patch(&mut self, th: &mut RThread, want: &PreemptState) -> Result<Option<Step>> {
+        let rip = want.regs[RIP];
+        let window = rip + 1..rip + 2 * insn::MAX_LEN as u64;
+        let started = std::time::Instant::now();
+        for _ in 0..insn::MAX_LEN {
+            let regs = th.task.regs()?;
+            if regs.rip == rip && preempt::matches(&mut th.task, &regs, want)? {
+                return self.arrived(th, &regs, 0, started).map(Some);
+            }
+            if !window.contains(&regs.rip) {
+                break;
+            }
+            let bytes = th.task.read_mem_partial(regs.rip, insn::MAX_LEN)?;
+            match insn::decode(&bytes, regs.rip) {
+                Some(i) if insn::steppable(&i) => {}
+                _ => break,
+            }
+            let sig = th.signal;
+            th.signal = 0;
+            match self.resume_to_next(th, Resume::Step, sig)? {
+                Stop::Signal(libc::SIGTRAP) => {}
+                other => {
+                    return Err(Error::Unsupported {
+                        what: format!(
+                        "the replayed thread stopped with {other:?} while the replayer stepped it"
+                    ),
+                        hint: "report this as a bug".into(),
+                    })
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Maps and patches in the trampoline for the point, or says why not.
+    fn patch(
+        &mut self,
+        th: &mut RThread,
+        want: &PreemptState,
+        point: &PointInfo,
+    ) -> std::result::Result<Patched, String> {
+        let rip = want.regs.get(RIP).copied().unwrap_or(0);
+        if !self.bps.is_empty() {
+            // A debugger's int3s would be read as code and patched around.
+            return Err("a debugger has breakpoints set".into());
+        }
+        let bytes = th
+            .task
+            .read_mem_partial(rip, insn::MAX_LEN)
+            .map_err(|e| e.to_string())?;
+        let i = insn::decode(&bytes, rip).ok_or("no valid instruction there")?;
+        let maps = read_maps(th.task.tid).map_err(|e| e.to_string())?;
+        let insns = match insn::unpatchable(&i) {
+            None => vec![i],
+            Some(why) if i.len() < insn::JMP_LEN => {
+                // Several short instructions: only with the function's bounds.
+                let f = function::around(&mut th.task, &maps, rip)
+                    .map_err(|e| format!("{why}, and {e}"))?;
+                if f.lsda {
+                    return Err(format!(
+                        "{why}, and its function has landing pads (an LSDA)"
+                    ));
+                }
+                let code = th
+                    .task
+                    .read_mem(f.start, (f.end - f.start) as usize)
+                    .map_err(|e| e.to_string())?;
+                insn::displaced(&code, f.start, rip).map_err(|e| format!("{why}, and {e}"))?
+            }
+            Some(why) => return Err(why.into()),
+        };
+        let end = insns.last().map_or(rip, |i| i.next_ip());
+        let current = th.task.regs().map_err(|e| e.to_string())?.rip;
+        if current > rip && current < end {
+            return Err("the thread is inside the patched bytes".into());
+        }
+        // Other threads may sit inside the patched bytes (a sibling preempted in the same
+        // loop): they stay stopped while this one runs to its point, and the bytes are
+        // put back before any of them runs again.
+        let spans: Vec<(u64, u64)> = maps.iter().map(|m| (m.start, m.end)).collect();
+        let base = patch::place(&spans, rip).ok_or("no free pages within a jump's reach")?;
+        // Memory words that are always mapped (the thread's stack, a module's data)
+        // first: the trampoline reads those before it compares the registers.
+        let rsp = th.task.regs().map_err(|e| e.to_string())?.rsp;
+        let stable = |addr: u64| {
+            maps.iter().any(|m| {
+                m.start <= addr
+                    && addr + 8 <= m.end
+                    && m.prot & libc::PROT_WRITE != 0
+                    && (m.is_file() || (m.start <= rsp && rsp < m.end))
+            })
+        };
+        type Words = Vec<(u64, u64)>;
+        let (mut memory, others): (Words, Words) =
+            point.memory.iter().partition(|(addr, _)| stable(*addr));
+        let safe_words = memory.len();
+        memory.extend(others);
+        let mut w = patch::Want::new(&want.regs, point.stack_from, &point.stack, &memory)
+            .ok_or("the recorded registers are incomplete")?;
+        w.safe_words = safe_words;
+        let tramp = patch::build(&insns, base, &w)?;
+        let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+        let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
+        let got = inject_syscall(
+            &mut th.task,
+            STUB_SYSCALL,
+            libc::SYS_mmap as u64,
+            &[base, patch::SIZE, prot, flags, u64::MAX, 0],
+        )
+        .map_err(|e| e.to_string())?;
+        if got as u64 != base {
+            if got > 0 {
+                let _ = self.unmap(th, got as u64);
+            }
+            return Err(format!(
+                "mapping the trampoline at {base:#x} returned {got}"
+            ));
+        }
+        let write = |th: &mut RThread| -> Result<Vec<u8>> {
+            th.task.write_mem(base, &tramp.code)?;
+            th.task.write_mem(base + patch::DATA_OFFSET, &tramp.data)?;
+            let original = th.task.read_mem(rip, tramp.jump.len())?;
+            th.task.write_mem(rip, &tramp.jump)?;
+            Ok(original)
+        };
+        match write(th) {
+            Ok(original) => Ok(Patched {
+                rip,
+                original,
+                tramp,
+            }),
+            Err(e) => {
+                let _ = self.unmap(th, base);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    fn unmap(&mut self, th: &mut RThread, base: u64) -> Result<()> {
+        inject_syscall(
+            &mut th.task,
+            STUB_SYSCALL,
+            libc::SYS_munmap as u64,
+            &[base, patch::SIZE],
+        )
+        .map(|_| ())
+    }
+
+    /// Puts the patched bytes back and unmaps the trampoline.
+    fn unpatch(&mut self, th: &mut RThread, p: &Patched) -> Result<()> {
+        th.task.write_mem(p.rip, &p.original)?;
+        self.unmap(th, p.tramp.base)
+    }
+
+    fn run_patched(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+        want: &PreemptState,
+        p: Patched,
+    ) -> Result<Step> {
+        let started = std::time::Instant::now();
+        let skip = Some((p.tramp.base, p.tramp.base + patch::SIZE));
+        let mut traps = 0u64;
+        loop {
+            let sig = th.signal;
+            th.signal = 0;
+            let stop = match self.resume_to_next(th, Resume::Sysemu, sig) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = self.unpatch(th, &p);
+                    return Err(e);
+                }
+            };
+            let trapped = match stop {
+                Stop::Signal(libc::SIGTRAP) => {
+                    th.task.regs().ok().filter(|r| r.rip == p.tramp.trap + 1)
+                }
+                _ => None,
+            };
+            let failed = match stop {
+                Stop::Signal(libc::SIGTRAP) if trapped.is_some() => {
+                    traps += 1;
+                    let mut at = trapped.expect("checked");
+                    at.rip = p.rip;
+                    if preempt::comparable(&at) == want.regs
+                        && preempt::stack_hash(&mut th.task, at.rsp)? == want.stack_hash
+                        && preempt::fpu_hash(&th.task)? == want.fpu_hash
+                        && preempt::memory_hash_without(&mut th.task, skip)? == want.memory_hash
+                    {
+                        self.unpatch(th, &p)?;
+                        th.task.set_regs(&at)?;
+                        return self.arrived(th, &at, traps, started);
+                    }
+                    if traps <= preempt::MAX_TRAPS {
+                        continue;
+                    }
+                    format!(
+                        "did not reach that state within {traps} matches of its registers and stack words"
+                    )
+                }
+                Stop::Syscall => format!(
+                    "made a syscall before reaching it (after {traps} matches of its registers)"
+                ),
+                other => format!("stopped with {other:?} before reaching it"),
+            };
+            // The divergence is what to report, even if the task is gone by now.
+            let _ = self.unpatch(th, &p);
+            return Err(self.diverge(ev, failed));
+        }
+    }
+
+    /// Runs to an interrupted `rep` string instruction; `None` when the instruction at
+    /// the point is not one (then the plain breakpoint search applies).
+    fn run_to_rep_point(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+        want: &PreemptState,
+    ) -> Result<Option<Step>> {
+        let rip = want.regs[RIP];
+        let bytes = th.task.read_mem_partial(rip, insn::MAX_LEN)?;
+        let Some(i) = insn::decode(&bytes, rip) else {
+            return Ok(None);
+        };
+        let Some(rep) = insn::rep_string(&i) else {
+            return Ok(None);
+        };
+        let next = rip + i.len() as u64;
+        let started = std::time::Instant::now();
+        let mut traps = 0u64;
+        preempt::set_breakpoint(&th.task, Some(rip))?;
+        loop {
+            let regs = th.task.regs()?;
+            if regs.rip == rip {
+                if let Some(done) = iterations_done(&regs, want, rep) {
+                    // Only the iterations done at record.
+                    if done > 0 {
+                        let mut r = regs;
+                        r.rcx = done;
+                        th.task.set_regs(&r)?;
+                        self.run_to(ev, th, next)?;
+                    }
+                    let mut r = th.task.regs()?;
+                    r.rcx = want.regs[RCX];
+                    r.rip = rip;
+                    th.task.set_regs(&r)?;
+                    if preempt::matches(&mut th.task, &r, want)? {
+                        preempt::set_breakpoint(&th.task, None)?;
+                        return self.arrived(th, &r, traps, started).map(Some);
+                    }
+                    // Not this one: finish it, and look at the next execution.
+                    self.run_to(ev, th, next)?;
+                    preempt::set_breakpoint(&th.task, Some(rip))?;
+                }
+            }
+            let sig = th.signal;
+            th.signal = 0;
+            match self.resume_to_next(th, Resume::Sysemu, sig)? {
+                Stop::Signal(libc::SIGTRAP) => {
+                    traps += 1;
+                    if traps > preempt::MAX_TRAPS {
+                        preempt::set_breakpoint(&th.task, None)?;
+                        return Err(self.diverge(
+                            ev,
+                            format!("did not reach that state within {traps} breakpoint hits"),
+                        ));
+                    }
+                }
+                other => {
+                    preempt::set_breakpoint(&th.task, None)?;
+                    return Err(
+                        self.diverge(ev, format!("stopped with {other:?} before reaching it"))
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs the thread to `at` with the hardware breakpoint there.
+    fn run_to(&mut self, ev: &Event, th: &mut RThread, at: u64) -> Result<()> {
+        preempt::set_breakpoint(&th.task, Some(at))?;
+        match self.resume_to_next(th, Resume::Sysemu, 0)? {
+            Stop::Signal(libc::SIGTRAP) if th.task.regs()?.rip == at => Ok(()),
+            other => {
+                preempt::set_breakpoint(&th.task, None)?;
+                Err(self.diverge(
+                    ev,
+                    format!("stopped with {other:?} inside the rep instruction"),
+                ))
+            }
+        }
+    }
+}
+
+/// If `regs` (at the `rep` instruction) can be the recorded execution of it, how many
+/// iterations had been done at record.
+fn iterations_done(regs: &Regs, want: &PreemptState, rep: insn::RepString) -> Option<u64> {
+    let now = preempt::comparable(regs);
+    let others_equal = now
+        .iter()
+        .zip(&want.regs)
+        .enumerate()
+        .all(|(n, (a, b))| matches!(n, RCX | RSI | RDI) || a == b);
+    if !others_equal {
+        return None;
+    }
+    let done = regs.rcx.checked_sub(want.regs[RCX])?;
+    let bytes = done.wrapping_mul(rep.size);
+    let down = regs.eflags & 0x400 != 0;
+    let moved = |from: u64| {
+        if down {
+            from.wrapping_sub(bytes)
+        } else {
+            from.wrapping_add(bytes)
+        }
+    };
+    let rsi_ok = if rep.uses_rsi {
+        moved(regs.rsi) == want.regs[RSI]
+    } else {
+        regs.rsi == want.regs[RSI]
+    };
+    let rdi_ok = if rep.uses_rdi {
+        moved(regs.rdi) == want.regs[RDI]
+    } else {
+        regs.rdi == want.regs[RDI]
+    };
+    (rsi_ok && rdi_ok).then_some(done)
+}
