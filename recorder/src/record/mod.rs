@@ -244,6 +244,9 @@ struct Recorder {
     ticks: u64,
     /// Files mapped `MAP_SHARED`, whose write-family changes are recorded.
     shared: shared_files::SharedFiles,
+    /// A process memory file (`/proc/.../mem`) may be open: only then are writes checked
+    /// for being writes into memory (see `self_memory`), so the common path pays nothing.
+    mem_file_opened: bool,
     interrupter: std::sync::Arc<Interrupter>,
     watchdog: std::sync::Arc<crate::preempt::Watchdog>,
     /// [`RecordOptions::no_watchdog`].

@@ -6,14 +6,30 @@
 //!
 //! Only the caller's own process: a write into another process's memory (its
 //! `/proc/PID/mem`) stops the recording, since replay could not place it.
+//!
+//! Writes are only looked at once the program has opened a path whose last component
+//! is `mem` ([`opens_a_mem_file`]): one `readlink` per write would cost every program.
 
 use crate::errors::{Error, Result};
 use crate::output::OutputFds;
 use crate::ptrace::Task;
+use crate::syscalls::nr;
 use crate::trace::MemWrite;
 
 use super::shared_files::write_offset;
 use crate::syscalls::special::thread_group;
+
+/// Whether a successful open-family call opened a path whose last component is `mem`
+/// (`/proc/self/mem`, `/proc/PID/task/TID/mem`, or `PID/mem` relative to an fd of `/proc`).
+pub fn opens_a_mem_file(task: &mut Task, sysno: u64, args: &[u64; 6]) -> bool {
+    let path = match sysno {
+        nr::OPEN => args[0],
+        nr::OPENAT | nr::OPENAT2 => args[1],
+        _ => return false,
+    };
+    task.read_cstr(path, 4096)
+        .is_ok_and(|p| p == b"mem" || p.ends_with(b"/mem"))
+}
 
 /// After a write-family call of `task` that returned `ret`: if it wrote to a
 /// `/proc/PID/mem` file, the memory it changed.

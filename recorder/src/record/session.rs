@@ -712,6 +712,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         lookups_answered: 0,
         ticks: 0,
         shared: shared_files::SharedFiles::default(),
+        mem_file_opened: false,
         interrupter: interrupter.clone(),
         watchdog: crate::preempt::Watchdog::start(),
         no_watchdog: opts.no_watchdog,

@@ -400,7 +400,12 @@ impl Recorder {
                 .or_default()
                 .after_syscall(p.nr, &p.args, ret);
             shared_write = self.shared.written(task, p.nr, &p.args, ret)?;
-            writes.extend(super::self_memory::written(task, p.nr, &p.args, ret)?);
+            if !self.mem_file_opened {
+                self.mem_file_opened = super::self_memory::opens_a_mem_file(task, p.nr, &p.args);
+            }
+            if self.mem_file_opened {
+                writes.extend(super::self_memory::written(task, p.nr, &p.args, ret)?);
+            }
         }
         if let Some(name) = shared_map {
             self.events.push(&Event::SharedFile { tid: cur, name })?;
