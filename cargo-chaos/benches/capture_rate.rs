@@ -22,7 +22,7 @@
 //! "## Capture rate" section of docs/benchmarks.md).
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 #[path = "support/mod.rs"]
@@ -85,7 +85,7 @@ fn main() {
         .tempdir()
         .expect("temporary directory");
     let target = work.path().join("target");
-    let bins = build(&corpus, &target);
+    let bins = support::build_test_executables(&corpus.join("Cargo.toml"), &target);
     let cpu = support::bench_cpu();
 
     let mut rows = Vec::new();
@@ -168,30 +168,6 @@ fn file_stem_is(bin: &Path, kind: &str) -> bool {
         .and_then(|n| n.to_str())
         .and_then(|n| n.rsplit_once('-'))
         .is_some_and(|(stem, _)| stem == kind)
-}
-
-/// Builds the corpus's test binaries; returns their paths.
-fn build(corpus: &Path, target: &Path) -> Vec<PathBuf> {
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args([
-            "test",
-            "--no-run",
-            "--message-format=json",
-            "--manifest-path",
-        ])
-        .arg(corpus.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("cannot run cargo");
-    assert!(out.status.success(), "building the corpus failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["profile"]["test"] == true)
-        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .collect()
 }
 
 /// Runs the binary until it fails, at most `max` times; pinned to `cpu` if given.

@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/mod.rs"]
+mod support;
+
 const SECTION: &str = "## cargo record-test";
 /// The test's full name: with `--exact`, libtest runs only a test of exactly this name
 /// (a bare `always_passes` matches none, and the binary runs no test at all).
@@ -146,26 +149,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// Builds the example crate's tests into `target` and returns the test binary.
 fn build(example: &Path, target: &Path) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "test",
-            "--no-run",
-            "--message-format=json",
-            "--manifest-path",
-        ])
-        .arg(example.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run cargo");
-    assert!(out.status.success(), "building the example crate failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["profile"]["test"] == true)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+    support::build_test_executables(&example.join("Cargo.toml"), target)
+        .into_iter()
+        .next()
         .expect("a test executable")
 }
 
