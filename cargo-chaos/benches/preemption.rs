@@ -149,35 +149,10 @@ fn main() {
     }
 }
 
-/// Records once more and replays with `--stats`.
+/// Records once more and replays with `--stats`; adds the recording's tick requests.
 fn preemptions(bench: &Bench, index: usize, exe: &Path, args: &[String]) -> Preemptions {
-    let trace = bench.work.join(format!("stats-{index}"));
-    let chaos = env!("CARGO_BIN_EXE_cargo-chaos");
-    let mut rec = bench.pinned();
-    rec.arg(chaos)
-        .arg("record")
-        .arg("--trace-dir")
-        .arg(&trace)
-        .arg("--")
-        .arg(exe)
-        .args(args);
-    let mut rep = bench.pinned();
-    rep.arg(chaos).args(["replay", "--stats"]).arg(&trace);
-    let (Ok(_), Ok(out)) = (rec.output(), rep.output()) else {
+    let Some((trace, stats)) = bench.search_stats(index, exe, args) else {
         return Preemptions::default();
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // "chaos: N events, P preemption points found with T breakpoint hits in X ms"
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("preemption points"))
-        .unwrap_or_default();
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let num = |i: usize| {
-        words
-            .get(i)
-            .and_then(|w| w.parse::<f64>().ok())
-            .unwrap_or(0.0)
     };
     let result: serde_json::Value = std::fs::read(trace.join("result.json"))
         .ok()
@@ -185,9 +160,9 @@ fn preemptions(bench: &Bench, index: usize, exe: &Path, args: &[String]) -> Pree
         .unwrap_or_default();
     let _ = std::fs::remove_dir_all(&trace);
     Preemptions {
-        points: num(3) as u64,
-        traps: num(8) as u64,
-        search_ms: num(12),
+        points: stats.points,
+        traps: stats.traps,
+        search_ms: stats.search_ms,
         tick_requests: result["tick_requests"].as_u64().unwrap_or(0),
     }
 }

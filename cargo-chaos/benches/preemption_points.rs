@@ -37,12 +37,7 @@ struct Workload {
     target: f64,
 }
 
-#[derive(Default)]
-struct Stats {
-    points: u64,
-    traps: u64,
-    search_ms: f64,
-}
+use support::SearchStats as Stats;
 
 fn main() {
     let runs = support::runs_per_figure(3);
@@ -123,40 +118,11 @@ fn main() {
 
 /// Records once more and replays with `--stats`.
 fn stats(bench: &Bench, index: usize, exe: &Path, args: &[String]) -> Stats {
-    let trace = bench.work.join(format!("stats-{index}"));
-    let chaos = env!("CARGO_BIN_EXE_cargo-chaos");
-    let mut rec = bench.pinned();
-    rec.arg(chaos)
-        .arg("record")
-        .arg("--trace-dir")
-        .arg(&trace)
-        .arg("--")
-        .arg(exe)
-        .args(args);
-    let mut rep = bench.pinned();
-    rep.arg(chaos).args(["replay", "--stats"]).arg(&trace);
-    let (Ok(_), Ok(out)) = (rec.output(), rep.output()) else {
+    let Some((trace, stats)) = bench.search_stats(index, exe, args) else {
         return Stats::default();
     };
     let _ = std::fs::remove_dir_all(&trace);
-    // "chaos: N events, P preemption points found with T breakpoint hits in X ms"
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("preemption points"))
-        .unwrap_or_default();
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let num = |i: usize| {
-        words
-            .get(i)
-            .and_then(|w| w.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    Stats {
-        points: num(3) as u64,
-        traps: num(8) as u64,
-        search_ms: num(12),
-    }
+    stats
 }
 
 fn render(workloads: &[Workload], measured: &[(Row, Stats)], bench: &Bench) -> String {

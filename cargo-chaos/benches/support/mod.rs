@@ -32,6 +32,17 @@ pub struct Row {
     pub replay_failures: usize,
 }
 
+/// What `cargo chaos replay --stats` says about the preemption-point search.
+#[derive(Default)]
+pub struct SearchStats {
+    /// Preemption points found.
+    pub points: u64,
+    /// Breakpoint or trampoline traps taken to find them.
+    pub traps: u64,
+    /// Time spent searching.
+    pub search_ms: f64,
+}
+
 pub struct Bench {
     pub cpu: usize,
     pub runs: usize,
@@ -55,6 +66,53 @@ impl Bench {
             .env_remove("RUST_TEST_NOCAPTURE")
             .env_remove("RUST_BACKTRACE");
         c
+    }
+
+    /// Records the program once more and replays it with `--stats`; returns the trace
+    /// (the caller removes it) and the replay's search figures, or `None` when either
+    /// run could not be started.
+    pub fn search_stats(
+        &self,
+        index: usize,
+        exe: &Path,
+        args: &[String],
+    ) -> Option<(PathBuf, SearchStats)> {
+        let trace = self.work.join(format!("stats-{index}"));
+        let chaos = env!("CARGO_BIN_EXE_cargo-chaos");
+        let mut rec = self.pinned();
+        rec.arg(chaos)
+            .arg("record")
+            .arg("--trace-dir")
+            .arg(&trace)
+            .arg("--")
+            .arg(exe)
+            .args(args);
+        let mut rep = self.pinned();
+        rep.arg(chaos).args(["replay", "--stats"]).arg(&trace);
+        let (Ok(_), Ok(out)) = (rec.output(), rep.output()) else {
+            return None;
+        };
+        // "chaos: N events, P preemption points found with T breakpoint hits in X ms"
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("preemption points"))
+            .unwrap_or_default();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let num = |i: usize| {
+            words
+                .get(i)
+                .and_then(|w| w.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Some((
+            trace,
+            SearchStats {
+                points: num(3) as u64,
+                traps: num(8) as u64,
+                search_ms: num(12),
+            },
+        ))
     }
 
     pub fn measure(&self, index: usize, what: &str, exe: &Path, args: &[String]) -> Row {
