@@ -126,16 +126,18 @@ fn preempted(events: &str) -> usize {
 fn c_lost_update_race_replays_identically_ten_times() {
     let dir = tempfile::tempdir().unwrap();
     let exe = recorder::testing::fixture(dir.path(), "preempt_race");
-    // 300 million iterations a thread: several 50 ms slices each, so both workers are
-    // preempted inside their loop (it is all they do) every time.
+    // 300 million iterations a thread: several 50 ms slices each, so a worker is
+    // preempted inside its loop (it is all it does) every time. Not necessarily both:
+    // the recording's seed is random, and when the scheduler picks the preempted worker
+    // again the other then runs alone, with no slice (nobody else can run).
     for i in 0..10 {
         let rt = roundtrip(&exe, &["300000000"], &[]);
         assert_eq!(rt.recorded.status, Some(0), "{}", rt.recorded.stderr);
         assert!(rt.recorded.stdout.starts_with("counted "));
         let points = preempted(&rt.events);
         assert!(
-            points >= 2,
-            "recording {i}: the workers were not preempted\n{}",
+            points >= 1,
+            "recording {i}: no worker was preempted\n{}",
             rt.events
         );
         assert_eq!(rt.points, points as u64);
