@@ -66,7 +66,7 @@ fn main() {
         .expect("instrumented build settings");
     let instrumented = suite::build_crate(&races_dir, &target, &|cmd| settings.apply(cmd))
         .expect("instrumented build");
-    let c = |name: &str| recorder::testing::fixture(work.path(), name);
+    let c = |name: &str| test_support::fixture::fixture(work.path(), name);
     let test = |exe: &Path, name: &str| -> (PathBuf, Vec<String>) {
         (exe.to_path_buf(), vec![name.into(), "--exact".into()])
     };

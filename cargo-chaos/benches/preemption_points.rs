@@ -47,7 +47,7 @@ fn main() {
         .tempdir()
         .expect("create a temporary directory");
     eprintln!("bench: building the fixtures");
-    let c = |name: &str| recorder::testing::fixture(work.path(), name);
+    let c = |name: &str| test_support::fixture::fixture(work.path(), name);
     let races = suite::build_crate(
         &suite::workspace_root().join("tests/fixtures/rust-races"),
         &suite::workspace_root().join("target/fixture-rust-races"),

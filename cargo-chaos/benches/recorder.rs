@@ -41,9 +41,9 @@ fn main() {
     };
     eprintln!("bench: pinned to cpu {cpu}, median of {runs} runs");
 
-    let cpu_loop = recorder::testing::fixture(base, "cpu_loop");
-    let many = recorder::testing::fixture(base, "many_syscalls");
-    let mixed = recorder::testing::fixture(base, "mixed");
+    let cpu_loop = test_support::fixture::fixture(base, "cpu_loop");
+    let many = test_support::fixture::fixture(base, "many_syscalls");
+    let mixed = test_support::fixture::fixture(base, "mixed");
 
     // (a) Size the loop so that the native run takes at least CPU_LOOP_TARGET.
     let probe = 200_000_000u64;
@@ -80,7 +80,7 @@ fn main() {
 
     let table = render(&rows, runs, cpu, bench.strace.is_some());
     println!("{table}");
-    let doc = recorder::testing::workspace_root()
+    let doc = test_support::workspace_root()
         .join("docs")
         .join("benchmarks.md");
     match write_section(&doc, &table) {

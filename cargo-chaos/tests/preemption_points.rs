@@ -125,7 +125,7 @@ fn preempted(events: &str) -> usize {
 #[test]
 fn c_lost_update_race_replays_identically_ten_times() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = recorder::testing::fixture(dir.path(), "preempt_race");
+    let exe = test_support::fixture::fixture(dir.path(), "preempt_race");
     // 300 million iterations a thread: several 50 ms slices each, so a worker is
     // preempted inside its loop (it is all it does) every time. Not necessarily both:
     // the recording's seed is random, and when the scheduler picks the preempted worker
@@ -156,7 +156,7 @@ fn release_build_tight_loop_and_spin_wait_replay() {
     // Every instruction of the worker's loop is shorter than a 5-byte jump: the patch
     // displaces several (bounds from .eh_frame); the main thread spins meanwhile.
     let dir = tempfile::tempdir().unwrap();
-    let exe = recorder::testing::fixture(dir.path(), "spin_worker");
+    let exe = test_support::fixture::fixture(dir.path(), "spin_worker");
     for i in 0..3 {
         let rt = roundtrip(&exe, &["300000000"], &[]);
         assert_eq!(rt.recorded.status, Some(0), "{}", rt.recorded.stderr);
@@ -177,7 +177,7 @@ fn release_build_tight_loop_and_spin_wait_replay() {
 #[test]
 fn rep_movsb_preempted_in_the_middle_replays() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = recorder::testing::fixture(dir.path(), "rep_movsb");
+    let exe = test_support::fixture::fixture(dir.path(), "rep_movsb");
     // The copier spends nearly all its time inside `rep movsb`: its preemptions land
     // there. Several recordings, until one has such a point (each one replays).
     let mut mid_copy = 0;
@@ -242,7 +242,7 @@ fn a_trace_asking_for_a_pmu_is_refused_with_a_plain_message() {
     use recorder::preempt::point::Method;
     use recorder::trace::{Event, EventReader, EventWriter};
     let dir = tempfile::tempdir().unwrap();
-    let exe = recorder::testing::fixture(dir.path(), "preempt_race");
+    let exe = test_support::fixture::fixture(dir.path(), "preempt_race");
     let trace = dir.path().join("trace");
     let rec = run(Command::new(bin())
         .args(["record", "--trace-dir"])

@@ -10,7 +10,7 @@ fn bin() -> &'static str {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    recorder::testing::fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
+    test_support::fixture::fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
 }
 
 struct Run {

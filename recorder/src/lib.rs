@@ -19,7 +19,6 @@ pub mod replay;
 pub mod sched;
 pub mod spawn;
 pub mod syscalls;
-pub mod testing;
 pub mod ticks;
 pub mod trace;
 pub mod tree;

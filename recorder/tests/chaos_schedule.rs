@@ -14,8 +14,9 @@ use recorder::output::Stream;
 use recorder::record::{record, RecordOptions, Stdio};
 use recorder::replay::replay;
 use recorder::sched::Chaos;
-use recorder::testing::{fixture, read_events};
 use recorder::trace::Event;
+use test_support::fixture::fixture;
+use test_support::read_events;
 
 /// The event sequence with thread ids numbered by first appearance, and the output.
 fn schedule(dir: &Path, name: &str, seed: u64, chaos: Chaos) -> (Vec<String>, String) {

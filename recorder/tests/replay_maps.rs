@@ -10,8 +10,9 @@ use recorder::address_space::{STUB_BASE, STUB_SIZE};
 use recorder::output::Stream;
 use recorder::record::{record, RecordOptions};
 use recorder::replay::replay_observed;
-use recorder::testing::{fixture, read_events, text_diff};
 use recorder::trace::Event;
+use test_support::fixture::fixture;
+use test_support::{read_events, text_diff};
 
 fn fixture_path(name: &str) -> PathBuf {
     fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), name)

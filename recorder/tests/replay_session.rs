@@ -9,8 +9,9 @@ use std::rc::Rc;
 
 use recorder::record::{record, RecordOptions};
 use recorder::replay::{replay, ReplayOptions, ReplaySession, SessionStop};
-use recorder::testing::{fixture, read_events, text_diff, write_events};
 use recorder::trace::Event;
+use test_support::fixture::fixture;
+use test_support::{read_events, text_diff, write_events};
 
 const FIXTURE: &str = "breakpoint_target";
 

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use recorder::output::Stream;
 use recorder::record::{record_on_this_thread, RecordOptions, Stdio};
 use recorder::replay::replay;
-use recorder::testing::{fixture, read_events};
 use recorder::trace::{CaptureCache, Event};
+use test_support::fixture::fixture;
+use test_support::read_events;
 
 fn names_in(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)

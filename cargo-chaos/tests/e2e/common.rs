@@ -5,10 +5,8 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-pub use recorder::testing::{
-    copy_tree, read_events, snapshot, snapshot_diff, text_diff, write_events,
-};
 use recorder::trace::{Event, SyscallEvent};
+pub use test_support::{copy_tree, read_events, snapshot, snapshot_diff, text_diff, write_events};
 
 /// x86_64 syscall numbers the tests look for in traces.
 pub mod sys {
@@ -32,7 +30,7 @@ pub fn bin() -> &'static str {
 /// A fixture built from `tests/fixtures/c/NAME.c` (shared by the tests of this process:
 /// copy it before deleting or moving it).
 pub fn fixture(name: &str) -> PathBuf {
-    recorder::testing::fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
+    test_support::fixture::fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
 }
 
 /// A fresh temporary directory for one test.

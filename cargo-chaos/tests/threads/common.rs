@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-pub use recorder::testing::text_diff;
 use recorder::trace::{Event, EventReader, EventWriter, SyscallEvent, TraceDir};
+pub use test_support::text_diff;
 
 pub use super::suite::{suite, workspace_root};
 
