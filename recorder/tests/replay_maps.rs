@@ -11,11 +11,10 @@ use recorder::output::Stream;
 use recorder::record::{record, RecordOptions};
 use recorder::replay::replay_observed;
 use recorder::trace::Event;
-use test_support::fixture::fixture;
 use test_support::{read_events, text_diff};
 
 fn fixture_path(name: &str) -> PathBuf {
-    fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
+    test_support::fixture!(name)
 }
 
 /// One line of `/proc/PID/maps`.

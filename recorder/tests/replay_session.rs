@@ -10,7 +10,6 @@ use std::rc::Rc;
 use recorder::record::{record, RecordOptions};
 use recorder::replay::{replay, ReplayOptions, ReplaySession, SessionStop};
 use recorder::trace::Event;
-use test_support::fixture::fixture;
 use test_support::{read_events, text_diff, write_events};
 
 const FIXTURE: &str = "breakpoint_target";
@@ -33,11 +32,7 @@ fn record_fixture_with(args: &[&str], calls_printed: usize) -> Recorded {
         .tempdir()
         .unwrap();
     let program = dir.path().join(FIXTURE);
-    std::fs::copy(
-        fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), FIXTURE),
-        &program,
-    )
-    .unwrap();
+    std::fs::copy(test_support::fixture!(FIXTURE), &program).unwrap();
     let trace = dir.path().join("trace");
     let opts = RecordOptions {
         program: program.clone(),

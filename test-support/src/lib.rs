@@ -20,7 +20,7 @@ pub use diff::text_diff;
 pub use files::{copy_tree, snapshot, snapshot_diff, Entry};
 pub use fixture::{fixture_names, try_fixture, workspace_root};
 pub use recorder::syscalls::nr;
-pub use run::{run, timeout_secs, tool, tool_panic, under_timeout, Run, FAILED};
+pub use run::{assert_no_panic, run, timeout_secs, tool, tool_panic, under_timeout, Run, FAILED};
 pub use trace::{
     chunk_ends, read_events, read_events_checked, syscalls, write_events, write_events_chunked,
 };

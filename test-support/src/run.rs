@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The exit status of `cargo-chaos` for a divergence, a refused trace or a recorder
 /// error.
@@ -21,7 +22,9 @@ pub fn timeout_secs() -> u64 {
         .unwrap_or(600)
 }
 
-/// `timeout` exits with 124 when it stopped the command, 137 when it had to kill it.
+/// `timeout` exits with 124 when it stopped the command, 137 when it had to kill it (the
+/// tools exit with those too, for a program stopped by SIGTERM or SIGKILL: the time the
+/// run took tells them apart).
 const TIMED_OUT: [i32; 2] = [124, 137];
 
 /// `program` under `timeout` ([`timeout_secs`], then SIGKILL ten seconds later), with
@@ -74,8 +77,9 @@ pub fn tool_panic(stderr: &str) -> Option<&str> {
     })
 }
 
-/// What a finished command showed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a finished command showed. Two runs are equal when they showed the same
+/// (status, stdout and stderr), whatever the commands were.
+#[derive(Debug, Clone)]
 pub struct Run {
     /// The command, for messages.
     pub what: String,
@@ -86,6 +90,14 @@ pub struct Run {
     /// Everything written to stderr.
     pub stderr: Vec<u8>,
 }
+
+impl PartialEq for Run {
+    fn eq(&self, other: &Run) -> bool {
+        (self.status, &self.stdout, &self.stderr) == (other.status, &other.stdout, &other.stderr)
+    }
+}
+
+impl Eq for Run {}
 
 impl Run {
     /// Runs `cmd` to completion (see [`run`]).
@@ -130,9 +142,11 @@ impl Run {
 pub fn run(cmd: &mut Command) -> Run {
     let what = format!("{cmd:?}");
     let under_timeout = Path::new(cmd.get_program()).ends_with("timeout");
+    let started = Instant::now();
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let took = started.elapsed();
     let Some(status) = out.status.code() else {
         panic!(
             "{what} died of a signal ({:?})\n{}",
@@ -147,15 +161,23 @@ pub fn run(cmd: &mut Command) -> Run {
         stderr: out.stderr,
     };
     assert!(
-        !(under_timeout && TIMED_OUT.contains(&run.status)),
+        !(under_timeout
+            && TIMED_OUT.contains(&run.status)
+            && took >= Duration::from_secs(timeout_secs())),
         "HANG: the command did not finish within {} s and was killed by `timeout`\n{}",
         timeout_secs(),
         run.show()
     );
+    assert_no_panic(&run);
+    run
+}
+
+/// The run's stderr shows no panic in the workspace's own code ([`tool_panic`]).
+#[track_caller]
+pub fn assert_no_panic(run: &Run) {
     if let Some(line) = tool_panic(&run.stderr_str()) {
         panic!("the tool panicked: {line}\n{}", run.show());
     }
-    run
 }
 
 #[cfg(test)]
