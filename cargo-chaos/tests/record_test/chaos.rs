@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use super::common::{recorded_stdout, Sandbox};
+use super::common::{recorded_stdout, Messages, Sandbox};
 
 /// Hunts `kind` of the corpus with the default flags and `--seed seed`; checks that it
 /// is captured within `within` runs, that the capture was verified, and that
@@ -50,7 +50,8 @@ fn captured_within(sb: &Sandbox, kind: &str, seed: u64, within: u64, expect: &st
     let replay = sb.replay([&archive]);
     replay.expect_status(101);
     assert_eq!(
-        replay.stdout, recorded,
+        replay.stdout_str(),
+        recorded,
         "{kind}: the replay printed something else"
     );
 }

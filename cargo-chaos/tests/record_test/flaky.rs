@@ -25,7 +25,7 @@
 
 use std::path::Path;
 
-use super::common::{capture1, example_manifest, move_to, recorded_stdout, Run, Sandbox};
+use super::common::{capture1, example_manifest, move_to, recorded_stdout, Messages, Run, Sandbox};
 
 /// Runs per hunt: 0.75^80 = 1.0e-10 (see the module docs).
 const MAX_RUNS: &str = "80";
@@ -131,13 +131,14 @@ fn capture_and_replay(case: &Case) -> Run {
     let replay = sb.replay([&moved]);
     replay.expect_status(101);
     assert_eq!(
-        replay.stdout,
+        replay.stdout_str(),
         recorded,
         "the replay printed something else than the failing run\n{}",
         replay.show()
     );
-    (case.check)(&replay.stdout);
-    let summary = replay.stderr.lines().last().unwrap_or_default();
+    (case.check)(&replay.stdout_str());
+    let stderr = replay.stderr_str();
+    let summary = stderr.lines().last().unwrap_or_default();
     assert!(
         summary.contains("the replay matched the recording (status 101)"),
         "summary line: {summary}\n{}",
@@ -291,7 +292,7 @@ fn replay_json_message() {
     assert_eq!(r["test"], "tests::hashmap_order", "{r}");
     assert!(r["events"].as_u64().unwrap() > 0, "{r}");
     assert!(
-        !replay.stdout.contains("iteration order"),
+        !replay.stdout_str().contains("iteration order"),
         "--quiet hides the program's output\n{}",
         replay.show()
     );

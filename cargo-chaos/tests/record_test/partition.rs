@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::common::{example_manifest, Sandbox};
+use super::common::{example_manifest, Messages, Sandbox};
 
 /// The tests one hunt ran (each once, without `--until-fail`). `--fail-on` matches no
 /// output, so failing runs are not captured: this is about which tests run.
@@ -114,7 +114,7 @@ fn a_shard_runs_its_tests_in_one_process() {
     ]);
     run.expect_status(0);
     assert!(
-        run.stderr.contains("holds none of the 8 tests"),
+        run.stderr_str().contains("holds none of the 8 tests"),
         "{}",
         run.show()
     );
@@ -125,7 +125,7 @@ fn a_shard_runs_its_tests_in_one_process() {
     let run = sb.record_test(["--partition", "count:3/2"]);
     run.expect_status(2);
     assert!(
-        run.stderr.contains("count:M/N or hash:M/N"),
+        run.stderr_str().contains("count:M/N or hash:M/N"),
         "{}",
         run.show()
     );
