@@ -6,17 +6,20 @@
 //!   panic in the workspace's code, and [`Run`], what the run showed;
 //! - [`trace`]: reading and rewriting a trace's event stream;
 //! - [`files`]: byte-for-byte snapshots and copies of directory trees;
-//! - [`diff`]: line diffs of two outputs for assertion messages.
+//! - [`diff`]: line diffs of two outputs for assertion messages;
+//! - [`divergence`]: what the replay of an edited trace must show.
 //!
 //! Syscall numbers come from [`recorder::syscalls::nr`], never typed by hand.
 
 pub mod diff;
+pub mod divergence;
 pub mod files;
 pub mod fixture;
 pub mod run;
 pub mod trace;
 
 pub use diff::text_diff;
+pub use divergence::{assert_diverged_at, assert_edit_seen, divergence_event};
 pub use files::{copy_tree, snapshot, snapshot_diff, Entry};
 pub use fixture::{fixture_names, try_fixture, workspace_root};
 pub use recorder::syscalls::nr;

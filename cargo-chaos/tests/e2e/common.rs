@@ -11,7 +11,9 @@ pub use test_support::{
 };
 
 pub use recorder::syscalls::nr as sys;
-pub use test_support::{assert_no_panic, run, tool, Run, FAILED};
+pub use test_support::{
+    assert_diverged_at, assert_edit_seen, assert_no_panic, run, tool, Run, FAILED,
+};
 
 /// The binary under test.
 pub fn bin() -> &'static Path {
@@ -211,13 +213,6 @@ pub fn assert_same(what: &str, recorded: &Run, replayed: &Run) {
         replayed.show()
     ));
     panic!("{msg}");
-}
-
-/// Whether `text` names event number `n` ("event N" not followed by another digit).
-pub fn names_event(text: &str, n: u64) -> bool {
-    let needle = format!("event {n}");
-    text.match_indices(&needle)
-        .any(|(i, _)| !text[i + needle.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Event number of the first write to fd 1 after event `after`.

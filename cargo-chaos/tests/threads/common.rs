@@ -10,7 +10,7 @@ pub use test_support::{read_events, syscalls, text_diff};
 pub use super::suite::suite;
 
 pub use recorder::syscalls::nr as sys;
-pub use test_support::{run, timeout_secs, Run, FAILED};
+pub use test_support::{assert_edit_seen, run, timeout_secs, Run, FAILED};
 
 /// The binary under test.
 pub fn bin() -> &'static Path {
@@ -155,13 +155,6 @@ pub fn record_and_replay(what: &str, program: &Path, args: &[&str], trace: &Path
 pub fn write_events(trace: &Path, events: &[Event]) {
     test_support::write_events(trace, events)
         .unwrap_or_else(|e| panic!("cannot rewrite the events of {}: {e}", trace.display()));
-}
-
-/// The event number in `replay diverged at event N`, if the text has one.
-pub fn divergence_event(text: &str) -> Option<u64> {
-    let rest = &text[text.find("diverged at event ")? + "diverged at event ".len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
 }
 
 /// The line of `out` that contains `needle`.
