@@ -41,6 +41,9 @@ pub struct SearchStats {
     pub traps: u64,
     /// Time spent searching.
     pub search_ms: f64,
+    /// Tick requests of the recording (`result.json`): preemption points of instrumented
+    /// code.
+    pub tick_requests: u64,
 }
 
 pub struct Bench {
@@ -68,15 +71,10 @@ impl Bench {
         c
     }
 
-    /// Records the program once more and replays it with `--stats`; returns the trace
-    /// (the caller removes it) and the replay's search figures, or `None` when either
-    /// run could not be started.
-    pub fn search_stats(
-        &self,
-        index: usize,
-        exe: &Path,
-        args: &[String],
-    ) -> Option<(PathBuf, SearchStats)> {
+    /// Records the program once more and replays it with `--stats`: the replay's search
+    /// figures and the recording's tick requests (all zero when either run could not be
+    /// started).
+    pub fn search_stats(&self, index: usize, exe: &Path, args: &[String]) -> SearchStats {
         let trace = self.work.join(format!("stats-{index}"));
         let chaos = env!("CARGO_BIN_EXE_cargo-chaos");
         let mut rec = self.pinned();
@@ -90,8 +88,14 @@ impl Bench {
         let mut rep = self.pinned();
         rep.arg(chaos).args(["replay", "--stats"]).arg(&trace);
         let (Ok(_), Ok(out)) = (rec.output(), rep.output()) else {
-            return None;
+            let _ = std::fs::remove_dir_all(&trace);
+            return SearchStats::default();
         };
+        let result: serde_json::Value = std::fs::read(trace.join("result.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&trace);
         // "chaos: N events, P preemption points found with T breakpoint hits in X ms"
         let stderr = String::from_utf8_lossy(&out.stderr);
         let line = stderr
@@ -105,14 +109,35 @@ impl Bench {
                 .and_then(|w| w.parse::<f64>().ok())
                 .unwrap_or(0.0)
         };
-        Some((
-            trace,
-            SearchStats {
-                points: num(3) as u64,
-                traps: num(8) as u64,
-                search_ms: num(12),
-            },
-        ))
+        SearchStats {
+            points: num(3) as u64,
+            traps: num(8) as u64,
+            search_ms: num(12),
+            tick_requests: result["tick_requests"].as_u64().unwrap_or(0),
+        }
+    }
+
+    /// [`Bench::measure`] and [`Bench::search_stats`] of each program (what, executable,
+    /// arguments), in order.
+    pub fn measure_with_stats<'a>(
+        &self,
+        programs: impl IntoIterator<Item = (&'a str, &'a Path, &'a [String])>,
+    ) -> Vec<(Row, SearchStats)> {
+        programs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (what, exe, args))| {
+                (
+                    self.measure(i, what, exe, args),
+                    self.search_stats(i, exe, args),
+                )
+            })
+            .collect()
+    }
+
+    /// The notes under a table (failed runs), numbered; empty when there are none.
+    pub fn notes_section(&self) -> String {
+        notes_section(&self.notes.borrow())
     }
 
     pub fn measure(&self, index: usize, what: &str, exe: &Path, args: &[String]) -> Row {
@@ -284,6 +309,31 @@ pub fn ratio(a: &Figure, b: &Figure) -> Option<f64> {
 pub fn ratio_cell(r: Option<f64>) -> String {
     r.map(|r| format!("{r:.2}×"))
         .unwrap_or_else(|| "n/a".into())
+}
+
+/// Numbered notes under a table; empty when there are none.
+pub fn notes_section(notes: &[String]) -> String {
+    let mut s = String::new();
+    if !notes.is_empty() {
+        s.push_str("\nNotes:\n\n");
+        for (i, n) in notes.iter().enumerate() {
+            s.push_str(&format!("{}. {}\n", i + 1, n.replace('|', "/")));
+        }
+    }
+    s
+}
+
+/// Prints `section` and puts it in place of its heading's section of
+/// `docs/benchmarks.md` (reporting on stderr where it went).
+pub fn publish(heading: &str, section: &str) {
+    println!("{section}");
+    let doc = test_support::workspace_root()
+        .join("docs")
+        .join("benchmarks.md");
+    match replace_section(&doc, heading, section) {
+        Ok(()) => eprintln!("bench: written to {}", doc.display()),
+        Err(e) => eprintln!("bench: cannot write {}: {e}", doc.display()),
+    }
 }
 
 /// Replaces the section `heading` in `doc` (from its heading to the next `#`/`##` heading), or
