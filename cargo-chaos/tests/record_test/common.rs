@@ -94,6 +94,22 @@ impl Sandbox {
         Run::of(self.record_test_cmd(args))
     }
 
+    /// Runs `cargo record-test --manifest-path MANIFEST --target-dir <the sandbox's>
+    /// --message-format json ARGS`.
+    pub fn hunt_json(&self, manifest: &Path, args: &[&str]) -> Run {
+        let target = self.target();
+        let mut all: Vec<&OsStr> = vec![
+            "--manifest-path".as_ref(),
+            manifest.as_os_str(),
+            "--target-dir".as_ref(),
+            target.as_os_str(),
+            "--message-format".as_ref(),
+            "json".as_ref(),
+        ];
+        all.extend(args.iter().map(OsStr::new));
+        self.record_test(all)
+    }
+
     /// Runs `cargo replay-artifact ARGS`.
     pub fn replay<I, S>(&self, args: I) -> Run
     where

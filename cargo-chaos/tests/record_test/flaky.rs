@@ -265,21 +265,16 @@ fn child_process() {
 #[test]
 fn replay_json_message() {
     let sb = Sandbox::new();
-    let manifest = example_manifest();
-    let target = sb.target();
-    let hunt = sb.record_test([
-        "--manifest-path",
-        manifest.to_str().unwrap(),
-        "--target-dir",
-        target.to_str().unwrap(),
-        "--until-fail",
-        "--max-runs",
-        MAX_RUNS,
-        "--per-test",
-        "--message-format",
-        "json",
-        "hashmap_order",
-    ]);
+    let hunt = sb.hunt_json(
+        &example_manifest(),
+        &[
+            "--until-fail",
+            "--max-runs",
+            MAX_RUNS,
+            "--per-test",
+            "hashmap_order",
+        ],
+    );
     hunt.expect_status(1);
     let archive = hunt.captured()["archive"].as_str().unwrap().to_string();
     let replay = sb.replay([archive.as_str(), "--message-format", "json", "--quiet"]);
@@ -328,24 +323,19 @@ fn instrumented_lost_update_race() {
 #[test]
 fn two_failing_tests_in_one_run_give_two_archives() {
     let sb = Sandbox::new();
-    let manifest = example_manifest();
-    let target = sb.target();
-    let hunt = sb.record_test([
-        "--manifest-path",
-        manifest.to_str().unwrap(),
-        "--target-dir",
-        target.to_str().unwrap(),
-        "--until-fail",
-        "--keep-going",
-        "--max-runs",
-        "6",
-        "--message-format",
-        "json",
-        "temp_file_race",
-        "--",
-        "--test-threads",
-        "2",
-    ]);
+    let hunt = sb.hunt_json(
+        &example_manifest(),
+        &[
+            "--until-fail",
+            "--keep-going",
+            "--max-runs",
+            "6",
+            "temp_file_race",
+            "--",
+            "--test-threads",
+            "2",
+        ],
+    );
     hunt.expect_status(1);
     let captured = hunt.messages_of("captured");
     let mut tests: Vec<&str> = captured

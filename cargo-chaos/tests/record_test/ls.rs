@@ -14,19 +14,16 @@ fn ls_lists_the_captures() {
     let sb = Sandbox::new();
     let manifest = example_manifest();
     let target = sb.target();
-    let hunt = sb.record_test([
-        "--manifest-path",
-        manifest.to_str().unwrap(),
-        "--target-dir",
-        target.to_str().unwrap(),
-        "--message-format",
-        "json",
-        "--per-test",
-        "--until-fail",
-        "--max-runs",
-        "80",
-        "hashmap_order",
-    ]);
+    let hunt = sb.hunt_json(
+        &manifest,
+        &[
+            "--per-test",
+            "--until-fail",
+            "--max-runs",
+            "80",
+            "hashmap_order",
+        ],
+    );
     hunt.expect_status(1);
     let captured = hunt.captured();
     let archives = target.join("chaos/archives");
