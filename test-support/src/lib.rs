@@ -25,7 +25,8 @@ pub use fixture::{fixture_names, try_fixture, workspace_root};
 pub use recorder::syscalls::nr;
 pub use run::{assert_no_panic, run, timeout_secs, tool, tool_panic, under_timeout, Run, FAILED};
 pub use trace::{
-    chunk_ends, read_events, read_events_checked, syscalls, write_events, write_events_chunked,
+    chunk_ends, read_events, read_events_checked, record_options_in, syscalls, write_events,
+    write_events_chunked,
 };
 
 /// The C fixture `NAME` (`tests/fixtures/c/NAME.c`), built into the calling test or

@@ -1,7 +1,10 @@
 //! Reading and rewriting a trace's event stream, for tests that inspect or edit a
 //! recording.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use recorder::record::RecordOptions;
 
 use recorder::trace::{Event, EventReader, EventWriter, SyscallEvent, TraceDir};
 
@@ -70,6 +73,21 @@ pub fn chunk_ends(events_file: &Path) -> std::io::Result<Vec<u64>> {
         ends.push(pos as u64);
     }
     Ok(ends)
+}
+
+/// The options of a recording of `program args` started in `dir` with this process's
+/// environment and seed 1, into `dir/trace`.
+pub fn record_options_in(dir: &Path, program: PathBuf, args: Vec<OsString>) -> RecordOptions {
+    RecordOptions {
+        program,
+        args,
+        env: std::env::vars_os().collect(),
+        removed_env: Vec::new(),
+        cwd: Some(dir.to_path_buf()),
+        trace_dir: dir.join("trace"),
+        seed: Some(1),
+        ..Default::default()
+    }
 }
 
 /// The syscall events of a trace with their event numbers.
