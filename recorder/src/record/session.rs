@@ -447,6 +447,7 @@ impl Recorder {
                 }
             }
             ThreadStop::Signal(libc::SIGSTOP) if self.is_preemption(cur)? => {
+                self.sched.preempted();
                 let t = self.threads.get_mut(&cur).expect("current");
                 let regs = t.task.regs()?;
                 // On to a point replay finds cheaply (see `preempt::steer`).
