@@ -19,6 +19,37 @@ pub fn runs_per_figure(default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A whole number from the environment variable `name` (above 0), or `default`.
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
+
+/// The median of some durations (the upper one of an even count).
+pub fn median_of(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// `cargo record-test --manifest-path MANIFEST --target-dir TARGET --until-fail --jobs 1
+/// --message-format json`, stdin from /dev/null and no `LD_LIBRARY_PATH` (the caller adds
+/// the rest).
+pub fn hunt_command(manifest: &Path, target: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-record-test"));
+    cmd.arg("record-test")
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target)
+        .args(["--until-fail", "--jobs", "1", "--message-format", "json"])
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// A median wall time, or why there is none.
 pub type Figure = Result<Duration, String>;
 
@@ -71,22 +102,29 @@ impl Bench {
         c
     }
 
+    /// `cargo chaos record --trace-dir TRACE -- EXE ARGS`, pinned.
+    pub fn record(&self, trace: &Path, exe: &Path, args: &[String]) -> Command {
+        let mut c = self.pinned();
+        c.arg(env!("CARGO_BIN_EXE_cargo-chaos"))
+            .arg("record")
+            .arg("--trace-dir")
+            .arg(trace)
+            .arg("--")
+            .arg(exe)
+            .args(args);
+        c
+    }
+
     /// Records the program once more and replays it with `--stats`: the replay's search
     /// figures and the recording's tick requests (all zero when either run could not be
     /// started).
     pub fn search_stats(&self, index: usize, exe: &Path, args: &[String]) -> SearchStats {
         let trace = self.work.join(format!("stats-{index}"));
-        let chaos = env!("CARGO_BIN_EXE_cargo-chaos");
-        let mut rec = self.pinned();
-        rec.arg(chaos)
-            .arg("record")
-            .arg("--trace-dir")
-            .arg(&trace)
-            .arg("--")
-            .arg(exe)
-            .args(args);
+        let mut rec = self.record(&trace, exe, args);
         let mut rep = self.pinned();
-        rep.arg(chaos).args(["replay", "--stats"]).arg(&trace);
+        rep.arg(env!("CARGO_BIN_EXE_cargo-chaos"))
+            .args(["replay", "--stats"])
+            .arg(&trace);
         let (Ok(_), Ok(out)) = (rec.output(), rep.output()) else {
             let _ = std::fs::remove_dir_all(&trace);
             return SearchStats::default();
@@ -163,15 +201,7 @@ impl Bench {
         let record = self.median("record", || {
             let trace = traces.join(format!("trace-{}", recorded.len()));
             recorded.push(trace.clone());
-            let mut c = self.pinned();
-            c.arg(env!("CARGO_BIN_EXE_cargo-chaos"))
-                .arg("record")
-                .arg("--trace-dir")
-                .arg(&trace)
-                .arg("--")
-                .arg(exe)
-                .args(args);
-            c
+            self.record(&trace, exe, args)
         });
         let (replay, replay_failures) = match &record {
             Ok(_) => self.replay_each(&recorded),
