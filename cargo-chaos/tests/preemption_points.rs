@@ -94,6 +94,26 @@ fn roundtrip(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> RoundTrip {
     }
 }
 
+impl RoundTrip {
+    /// The recorded program exited 0.
+    #[track_caller]
+    fn assert_exited_0(&self) {
+        assert_eq!(self.recorded.status, 0, "{}", self.recorded.stderr_str());
+    }
+
+    /// The replay took at most `limit` traps to find its points (a handful per point,
+    /// not one per iteration).
+    #[track_caller]
+    fn assert_traps_at_most(&self, limit: u64, what: &str) {
+        assert!(
+            self.traps <= limit,
+            "{what}: {} traps for {} points",
+            self.traps,
+            self.points
+        );
+    }
+}
+
 fn preempted(events: &str) -> usize {
     events
         .lines()
@@ -110,7 +130,7 @@ fn c_lost_update_race_replays_identically_ten_times() {
     // again the other then runs alone, with no slice (nobody else can run).
     for i in 0..10 {
         let rt = roundtrip(&exe, &["300000000"], &[]);
-        assert_eq!(rt.recorded.status, 0, "{}", rt.recorded.stderr_str());
+        rt.assert_exited_0();
         assert!(rt.recorded.stdout_str().starts_with("counted "));
         let points = preempted(&rt.events);
         assert!(
@@ -119,13 +139,7 @@ fn c_lost_update_race_replays_identically_ten_times() {
             rt.events
         );
         assert_eq!(rt.points, points as u64);
-        // Each point found with a handful of traps, not one per iteration.
-        assert!(
-            rt.traps <= 4 * rt.points,
-            "recording {i}: {} traps for {} points",
-            rt.traps,
-            rt.points
-        );
+        rt.assert_traps_at_most(4 * rt.points, &format!("recording {i}"));
     }
 }
 
@@ -136,18 +150,13 @@ fn release_build_tight_loop_and_spin_wait_replay() {
     let exe = test_support::fixture!("spin_worker");
     for i in 0..3 {
         let rt = roundtrip(&exe, &["300000000"], &[]);
-        assert_eq!(rt.recorded.status, 0, "{}", rt.recorded.stderr_str());
+        rt.assert_exited_0();
         assert!(
             preempted(&rt.events) >= 2,
             "recording {i}: no preemption\n{}",
             rt.events
         );
-        assert!(
-            rt.traps <= 4 * rt.points,
-            "recording {i}: {} traps for {} points",
-            rt.traps,
-            rt.points
-        );
+        rt.assert_traps_at_most(4 * rt.points, &format!("recording {i}"));
     }
 }
 
@@ -159,7 +168,7 @@ fn rep_movsb_preempted_in_the_middle_replays() {
     let mut mid_copy = 0;
     for _ in 0..5 {
         let rt = roundtrip(&exe, &["16"], &[]);
-        assert_eq!(rt.recorded.status, 0, "{}", rt.recorded.stderr_str());
+        rt.assert_exited_0();
         mid_copy += rt
             .events
             .lines()
@@ -183,15 +192,10 @@ fn cpu_bound_libtest_test_replays() {
         &["cpu_loop", "--exact", "--nocapture"],
         &[("CPU_LOOP_ITERATIONS", "40000000")],
     );
-    assert_eq!(rt.recorded.status, 0, "{}", rt.recorded.stderr_str());
+    rt.assert_exited_0();
     assert!(rt.recorded.stdout_str().contains("cpu loop: "));
     assert!(rt.points >= 1, "no preemption point:\n{}", rt.events);
-    assert!(
-        rt.traps <= 4 * rt.points,
-        "{} traps for {} points",
-        rt.traps,
-        rt.points
-    );
+    rt.assert_traps_at_most(4 * rt.points, "cpu_loop");
 }
 
 #[test]
@@ -202,15 +206,10 @@ fn allocation_heavy_libtest_test_replays_with_few_traps() {
         &["allocations", "--exact", "--nocapture"],
         &[("ALLOCATIONS", "300000")],
     );
-    assert_eq!(rt.recorded.status, 0, "{}", rt.recorded.stderr_str());
+    rt.assert_exited_0();
     assert!(rt.recorded.stdout_str().contains("allocations: "));
     // Before issue 13 one point in such a test took 175,000 breakpoint hits.
-    assert!(
-        rt.traps <= 100 * rt.points.max(1),
-        "{} traps for {} points",
-        rt.traps,
-        rt.points
-    );
+    rt.assert_traps_at_most(100 * rt.points.max(1), "allocations");
 }
 
 #[test]
