@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::common::{copy_example, example_manifest, move_to, Messages, Sandbox};
+use super::common::{
+    copy_example, example_manifest, replay_elsewhere, Messages, Sandbox, BOTH_TEMP_FILE_RACES,
+};
 
 /// Runs per hunt of `hashmap_order` (fails 44% of runs): 0.75^80 < 1e-9, see flaky.rs.
 const MAX_RUNS: &str = "80";
@@ -187,16 +189,10 @@ fn human_output_shows_the_failing_run_and_the_replay_command() {
         run.show()
     );
 
-    let moved = move_to(Path::new(&archive), &sb.path("elsewhere"));
-    std::fs::remove_dir_all(sb.target()).unwrap();
-    let replay = sb.replay([&moved]);
-    replay.expect_status(101);
-    assert!(
-        replay
-            .stdout_str()
-            .contains("iteration order was [\"beta\", \"alpha\"]"),
-        "{}",
-        replay.show()
+    let replay = replay_elsewhere(
+        &sb,
+        Path::new(&archive),
+        "iteration order was [\"beta\", \"alpha\"]",
     );
     assert!(
         output.starts_with(&replay.stdout_str()),
@@ -497,19 +493,7 @@ fn bad_arguments_exit_2() {
 #[test]
 fn human_output_ends_with_a_summary_of_the_captures() {
     let sb = Sandbox::new();
-    let mut cmd = sb.record_test_cmd(hunt_args(
-        &sb,
-        &[
-            "--until-fail",
-            "--keep-going",
-            "--max-runs",
-            "6",
-            "temp_file_race",
-            "--",
-            "--test-threads",
-            "2",
-        ],
-    ));
+    let mut cmd = sb.record_test_cmd(hunt_args(&sb, &BOTH_TEMP_FILE_RACES));
     cmd.env("CI", "true");
     let run = super::common::Run::of(cmd);
     run.expect_status(1);

@@ -237,6 +237,34 @@ pub fn capture1(re: &str, text: &str) -> String {
         .unwrap_or_else(|| panic!("`{re}` not found in:\n{text}"))
 }
 
+/// A hunt of the example crate's two `temp_file_race` tests, which fail together (see
+/// flaky.rs), two test threads, until six runs or `--keep-going` is done.
+pub const BOTH_TEMP_FILE_RACES: [&str; 8] = [
+    "--until-fail",
+    "--keep-going",
+    "--max-runs",
+    "6",
+    "temp_file_race",
+    "--",
+    "--test-threads",
+    "2",
+];
+
+/// Moves `archive` out of the sandbox's target directory, removes that directory, and
+/// replays the archive: the failing run (status 101) must print `expect` again.
+pub fn replay_elsewhere(sb: &Sandbox, archive: &Path, expect: &str) -> Run {
+    let moved = move_to(archive, &sb.path("elsewhere"));
+    std::fs::remove_dir_all(sb.target()).unwrap();
+    let replay = sb.replay([&moved]);
+    replay.expect_status(101);
+    assert!(
+        replay.stdout_str().contains(expect),
+        "the replay should print `{expect}`\n{}",
+        replay.show()
+    );
+    replay
+}
+
 /// Moves `archive` into `dir` (created) and returns the new path.
 pub fn move_to(archive: &Path, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).expect("create the destination");

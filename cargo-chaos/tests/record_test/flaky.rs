@@ -25,7 +25,10 @@
 
 use std::path::Path;
 
-use super::common::{capture1, example_manifest, move_to, recorded_stdout, Messages, Run, Sandbox};
+use super::common::{
+    capture1, example_manifest, move_to, recorded_stdout, Messages, Run, Sandbox,
+    BOTH_TEMP_FILE_RACES,
+};
 
 /// Runs per hunt: 0.75^80 = 1.0e-10 (see the module docs).
 const MAX_RUNS: &str = "80";
@@ -323,19 +326,7 @@ fn instrumented_lost_update_race() {
 #[test]
 fn two_failing_tests_in_one_run_give_two_archives() {
     let sb = Sandbox::new();
-    let hunt = sb.hunt_json(
-        &example_manifest(),
-        &[
-            "--until-fail",
-            "--keep-going",
-            "--max-runs",
-            "6",
-            "temp_file_race",
-            "--",
-            "--test-threads",
-            "2",
-        ],
-    );
+    let hunt = sb.hunt_json(&example_manifest(), &BOTH_TEMP_FILE_RACES);
     hunt.expect_status(1);
     let captured = hunt.messages_of("captured");
     let mut tests: Vec<&str> = captured

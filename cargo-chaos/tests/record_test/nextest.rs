@@ -107,15 +107,5 @@ fn nextest_wrapper_captures_a_failing_test() {
     );
 
     // It replays the failing run, anywhere.
-    let moved = super::common::move_to(archive, &sb.path("elsewhere"));
-    std::fs::remove_dir_all(sb.target()).unwrap();
-    let replay = sb.replay([&moved]);
-    replay.expect_status(101);
-    assert!(
-        replay
-            .stdout_str()
-            .contains("iteration order: [\"beta\", \"alpha\"]"),
-        "{}",
-        replay.show()
-    );
+    super::common::replay_elsewhere(&sb, archive, "iteration order: [\"beta\", \"alpha\"]");
 }
