@@ -560,3 +560,88 @@ monitor when
     assert!(threads >= 2, "libtest's main thread and the test's: {text}");
     assert!(text.contains("No more reverse-execution history"), "{text}");
 }
+
+/// `monitor stats`' counters: (events replayed, checkpoints restored).
+fn stats_lines(out: &str) -> Vec<(u64, u64)> {
+    let replayed = out.lines().filter_map(|l| {
+        let rest = l.split_once("events replayed: ")?.1;
+        rest.split(',').next()?.trim().parse::<u64>().ok()
+    });
+    let restored = out.lines().filter_map(|l| {
+        let rest = l.strip_prefix("checkpoints: ")?;
+        rest.split(", ")
+            .last()?
+            .strip_suffix(" restored")?
+            .parse::<u64>()
+            .ok()
+    });
+    replayed.zip(restored).collect()
+}
+
+/// Checkpoints: a watchpoint reverse-continued from the end of a long run (three threads,
+/// thousands of events) goes back about 10% of it to the last store, and re-executes
+/// fewer than 20% of the run's events to get there, because it starts from a
+/// checkpoint taken on the way to the end, not from the start. The value before and
+/// after the store are the recorded ones, the same in two sessions.
+#[test]
+fn reverse_continue_from_checkpoints_re_executes_a_fraction_of_the_run() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("long_run"), &["3000"]);
+    let stored: Vec<String> = rec
+        .program
+        .stdout_str()
+        .lines()
+        .filter_map(|l| {
+            Some(
+                l.strip_prefix("marker stored ")?
+                    .split(' ')
+                    .next()?
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(stored.len(), 2, "{}", rec.program.stdout_str());
+    let script = "\
+monitor when
+monitor stats
+watch marker
+reverse-continue
+p marker
+monitor when
+monitor stats
+continue
+p marker
+";
+    let mut first: Option<String> = None;
+    for round in 0..2 {
+        let out = gdb(&rec.trace, &["--gdb-at-end"], script);
+        let text = out.show();
+        assert_eq!(out.status, 0, "{text}");
+        assert_eq!(
+            values(&out.stdout_str()),
+            [stored[0].clone(), stored[1].clone()],
+            "before the last store, then after it: {text}"
+        );
+        let when = when_lines(&all(&out));
+        let stats = stats_lines(&all(&out));
+        assert_eq!((when.len(), stats.len()), (2, 2), "{text}");
+        let (end, hit) = (when[0], when[1]);
+        assert!(end > 3000, "a long run: {end} events");
+        let back = end - hit;
+        assert!(
+            back * 20 >= end && back * 5 <= end,
+            "the last store lies about 10% back: event {hit} of {end}"
+        );
+        let re_executed = stats[1].0 - stats[0].0;
+        assert!(
+            re_executed * 5 < end,
+            "reverse-continue re-executed {re_executed} of the run's {end} events: {text}"
+        );
+        assert!(stats[1].1 > stats[0].1, "a checkpoint was restored: {text}");
+        let shown = format!("{when:?}");
+        match &first {
+            None => first = Some(shown),
+            Some(f) => assert_eq!(f, &shown, "round {round}"),
+        }
+    }
+}

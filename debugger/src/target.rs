@@ -374,7 +374,8 @@ const MONITOR_HELP: &str = "\
 monitor when          the current event number (as `cargo chaos dump` numbers events)
 monitor goto N        go to the boundary before event N (alias: run N)
 monitor where         the exact position (event, then stops and instructions since)
-monitor stats         replays opened, events re-executed, instructions stepped";
+monitor stats         replays opened, events re-executed, instructions stepped,
+                      checkpoints held, taken and restored";
 
 impl<O: Opener> MonitorCmd for ReplayTarget<O> {
     fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), Error> {
@@ -391,6 +392,14 @@ impl<O: Opener> MonitorCmd for ReplayTarget<O> {
                     s.opened,
                     s.events_replayed,
                     s.steps
+                );
+                outputln!(
+                    out,
+                    "checkpoints: {} held (every {} events), {} taken, {} restored",
+                    s.held,
+                    s.interval,
+                    s.taken,
+                    s.restored
                 );
             }
             ["goto" | "run", n] => match n.parse::<u64>() {

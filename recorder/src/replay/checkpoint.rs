@@ -88,6 +88,8 @@ struct ThreadState {
     clear_tid: u64,
     altstack: [u8; 24],
     name: Vec<u8>,
+    /// Held at the entry of a blocked call (a `PTRACE_SYSEMU` entry stop).
+    held: bool,
 }
 
 impl Replayer<'_> {
@@ -106,15 +108,13 @@ impl Replayer<'_> {
         if !self.shared_copies.is_empty() {
             return Some("the program maps files MAP_SHARED".into());
         }
-        if let Some((tid, _)) = self.threads.iter().find(|(_, t)| {
-            t.held.is_some()
-                || t.signal != 0
-                || t.in_fork.is_some()
-                || t.next_shared.is_some()
-                || t.temporary_mask.is_some()
-        }) {
+        if let Some((tid, _)) = self
+            .threads
+            .iter()
+            .find(|(_, t)| t.signal != 0 || t.in_fork.is_some() || t.temporary_mask.is_some())
+        {
             return Some(format!(
-                "thread {tid} is inside a call or has a signal pending"
+                "thread {tid} is inside a fork or has a signal pending"
             ));
         }
         let leader = self.threads.values().next().map(|t| t.task.tid)?;
@@ -146,13 +146,21 @@ impl Replayer<'_> {
         let mut states = HashMap::new();
         for tid in &tids {
             let th = self.threads.get_mut(tid).expect("listed");
-            states.insert(*tid, thread_state(&mut th.task)?);
+            let held = th.held.is_some();
+            states.insert(*tid, thread_state(&mut th.task, held)?);
         }
-        let tgid = self.threads[&first].tgid;
         let mut out: HashMap<i32, RThread> = HashMap::new();
         let forker = &mut self.threads.get_mut(&first).expect("listed").task;
-        let child = inject_clone(forker, 0)?;
-        let mut main = Task::new(child);
+        let child = inject_clone(forker, 0);
+        // The injections left the originals at exit stops: those held at a call's entry
+        // go back there.
+        for tid in &tids {
+            if states[tid].held {
+                let th = self.threads.get_mut(tid).expect("listed");
+                reenter_syscall(&mut th.task, &states[tid].regs)?;
+            }
+        }
+        let mut main = Task::new(child?);
         let made = (|| -> Result<()> {
             for tid in tids.iter().filter(|t| **t != first) {
                 let flags = libc::CLONE_VM
@@ -164,12 +172,12 @@ impl Replayer<'_> {
                 let real = inject_clone(&mut main, flags as u64)?;
                 let mut task = Task::new(real);
                 set_thread_state(&mut task, &states[tid])?;
-                out.insert(*tid, RThread::new(task, tgid));
+                out.insert(*tid, self.copy_of(*tid, task));
             }
             set_thread_state(&mut main, &states[&first])?;
             Ok(())
         })();
-        out.insert(first, RThread::new(main, tgid));
+        out.insert(first, self.copy_of(first, main));
         if let Err(e) = made {
             let members = out
                 .iter()
@@ -182,6 +190,15 @@ impl Replayer<'_> {
             return Err(e);
         }
         Ok(out)
+    }
+
+    /// The engine's record of thread `tid` for its copy `task`.
+    fn copy_of(&self, tid: i32, task: Task) -> RThread {
+        let th = &self.threads[&tid];
+        let mut copy = RThread::new(task, th.tgid);
+        copy.held = th.held;
+        copy.next_shared = th.next_shared.clone();
+        copy
     }
 
     /// The engine's state for `threads`, a copy of this replay's program.
@@ -242,7 +259,7 @@ fn kill_threads(threads: HashMap<i32, RThread>) {
 }
 
 /// Reads what a copy of `task` needs (some of it by injected calls into it).
-fn thread_state(task: &mut Task) -> Result<ThreadState> {
+fn thread_state(task: &mut Task, held: bool) -> Result<ThreadState> {
     let regs = task.regs()?;
     let fpu = task.fpu_state()?;
     let sigmask = task.sigmask()?;
@@ -287,6 +304,7 @@ fn thread_state(task: &mut Task) -> Result<ThreadState> {
         clear_tid,
         altstack,
         name,
+        held,
     })
 }
 
@@ -321,8 +339,44 @@ fn set_thread_state(task: &mut Task, st: &ThreadState) -> Result<()> {
     }
     task.set_sigmask(st.sigmask)?;
     task.set_fpu_state(&st.fpu)?;
-    task.set_regs(&st.regs)?;
-    Ok(())
+    if st.held {
+        reenter_syscall(task, &st.regs)
+    } else {
+        task.set_regs(&st.regs)
+    }
+}
+
+/// Puts `task` at a `PTRACE_SYSEMU` entry stop of the call `regs` (an entry stop's
+/// registers) describe: back on its `syscall` instruction, into the call again.
+fn reenter_syscall(task: &mut Task, regs: &Regs) -> Result<()> {
+    let at = regs.rip.wrapping_sub(2);
+    if task.read_mem(at, 2)? != crate::arch::SYSCALL_INSN {
+        return Err(Error::Unsupported {
+            what: format!(
+                "checkpoint: thread {} is not after a syscall instruction",
+                task.tid
+            ),
+            hint: "report this as a bug".into(),
+        });
+    }
+    let mut r = *regs;
+    r.rip = at;
+    r.rax = regs.orig_rax;
+    task.set_regs(&r)?;
+    task.resume(Resume::Sysemu, 0)?;
+    match task.wait_skipping_sigchld()?.0 {
+        Stop::Syscall => {}
+        other => {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "checkpoint: thread {} stopped with {other:?} entering its call again",
+                    task.tid
+                ),
+                hint: "report this as a bug".into(),
+            })
+        }
+    }
+    task.set_regs(regs)
 }
 
 /// Runs `clone(flags, 0, 0, 0, 0)` in `task` (exit signal 0: nobody is sent a
