@@ -558,6 +558,18 @@ monitor when
     );
     let threads = text.lines().filter(|l| l.contains("Thread 1.")).count();
     assert!(threads >= 2, "libtest's main thread and the test's: {text}");
+    // Named as the program named them: libtest names the test's thread after the test
+    // (the kernel keeps 15 bytes); the main thread keeps its executable's name.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Thread 1.") && l.contains("(panics_with_a_b)")),
+        "the test's thread by name: {text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Thread 1.") && l.contains("(panic-")),
+        "the main thread by its executable's name: {text}"
+    );
     assert!(text.contains("No more reverse-execution history"), "{text}");
 }
 

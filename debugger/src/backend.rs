@@ -108,6 +108,11 @@ pub trait Session {
     /// The live threads, by recorded tid.
     fn threads(&self) -> Vec<i32>;
 
+    /// A thread's name (`comm`), as the program set it.
+    fn thread_name(&self, _tid: i32) -> Option<String> {
+        None
+    }
+
     /// A thread's general registers.
     fn regs(&mut self, tid: i32) -> Result<Regs, Self::Error>;
 

@@ -172,6 +172,18 @@ impl Session for LiveSession {
             .collect()
     }
 
+    fn thread_name(&self, tid: i32) -> Option<String> {
+        // The replay gives each thread the name the recorded calls gave it.
+        let real = self
+            .s
+            .threads()
+            .into_iter()
+            .find(|t| t.tid == tid)?
+            .real_tid;
+        let name = std::fs::read_to_string(format!("/proc/{real}/task/{real}/comm")).ok()?;
+        Some(name.trim_end_matches('\n').to_string())
+    }
+
     fn regs(&mut self, tid: i32) -> recorder::Result<Regs> {
         self.s.regs(tid)
     }

@@ -288,6 +288,11 @@ impl<O: Opener> Timeline<O> {
         &mut self.session
     }
 
+    /// The current session, to look at.
+    pub fn session_ref(&self) -> &O::Session {
+        &self.session
+    }
+
     /// The thread to report a stop on: the running one when it belongs to the
     /// debugged process, else any of that process.
     pub fn current_thread(&self) -> i32 {
