@@ -657,3 +657,82 @@ p marker
         }
     }
 }
+
+/// Ctrl-C from an IDE: gdb's machine interface in asynchronous mode (`mi-async`, as
+/// IDEs run it) sends `-exec-interrupt` during a long `-exec-continue`; the replay
+/// stops between two events with SIGINT, well before the end, and a second
+/// `-exec-continue` goes on to the end of the recording.
+#[test]
+fn the_machine_interface_interrupts_a_long_continue() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("long_run"), &["20000"]);
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    let mut child = chaos_cmd(&[])
+        .arg("replay")
+        .arg(&rec.trace)
+        .args([
+            "--quiet",
+            "--gdb",
+            "--gdb-arg=--interpreter=mi",
+            "--gdb-arg=-nx",
+            "--gdb-arg=-iex",
+            "--gdb-arg=set mi-async on",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cargo-chaos starts");
+    let mut input = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let mut until = |prefix: &str, seen: &mut String| -> String {
+        for line in lines.by_ref() {
+            let line = line.expect("gdb's output");
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+        panic!("gdb ended before `{prefix}`:\n{seen}");
+    };
+    until("(gdb)", &mut seen);
+    writeln!(input, "-exec-continue").unwrap();
+    until("*running", &mut seen);
+    writeln!(input, "-exec-interrupt").unwrap();
+    let interrupted = until("*stopped", &mut seen);
+    writeln!(input, "-interpreter-exec console \"monitor when\"").unwrap();
+    let when_interrupted = until("@\"Current event: ", &mut seen);
+    writeln!(input, "-exec-continue").unwrap();
+    let ended = until("*stopped", &mut seen);
+    writeln!(input, "-interpreter-exec console \"monitor when\"").unwrap();
+    let when_ended = until("@\"Current event: ", &mut seen);
+    writeln!(input, "-gdb-exit").unwrap();
+    drop(input);
+    for line in lines {
+        seen.push_str(&line.unwrap_or_default());
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{seen}");
+    assert!(
+        interrupted.contains("reason=\"signal-received\",signal-name=\"SIGINT\""),
+        "{seen}"
+    );
+    assert!(!ended.contains("SIGINT"), "{seen}");
+    assert!(
+        seen.contains("No more reverse-execution history"),
+        "the end: {seen}"
+    );
+    let event = |l: &str| -> u64 {
+        l.trim_start_matches("@\"Current event: ")
+            .trim_end_matches("\\n\"")
+            .parse()
+            .unwrap_or_else(|_| panic!("not an event number: {l}"))
+    };
+    let (at, end) = (event(&when_interrupted), event(&when_ended));
+    assert!(end > 20000, "{seen}");
+    assert!(at < end, "interrupted at event {at} of {end}: {seen}");
+}
