@@ -736,3 +736,46 @@ fn the_machine_interface_interrupts_a_long_continue() {
     assert!(end > 20000, "{seen}");
     assert!(at < end, "interrupted at event {at} of {end}: {seen}");
 }
+
+/// `--source-dir`: the debug info names sources under the directory the program was
+/// built and recorded in (CI's checkout); with that directory gone, gdb finds them in
+/// the local checkout given, and without it says they are missing.
+#[test]
+fn source_dir_maps_the_recorded_checkout_to_a_local_one() {
+    let dir = temp();
+    let ci = dir.path().join("ci-checkout");
+    let local = dir.path().join("my-checkout");
+    std::fs::create_dir_all(&ci).unwrap();
+    std::fs::create_dir_all(&local).unwrap();
+    let source = recorder::testing::fixture_source_dir().join("breakpoint_target.c");
+    std::fs::copy(&source, ci.join("prog.c")).unwrap();
+    let built = std::process::Command::new("cc")
+        .current_dir(&ci)
+        .args(["-O1", "-g", "-pthread", "-o", "prog", "prog.c"])
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let rec = common::RecordSpec::new(&ci.join("prog"), dir.path().join("trace"))
+        .configure({
+            let ci = ci.clone();
+            move |c| {
+                c.current_dir(&ci);
+            }
+        })
+        .record();
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    std::fs::copy(&source, local.join("prog.c")).unwrap();
+    std::fs::remove_file(ci.join("prog.c")).unwrap();
+    let script = "break target\ncontinue\nlist target\n";
+    let wanted = "long target(long a, long b) {";
+    let without = gdb(&rec.trace, &[], script);
+    assert_eq!(without.status, 0, "{}", without.show());
+    assert!(!all(&without).contains(wanted), "{}", without.show());
+    let with = gdb(
+        &rec.trace,
+        &[&format!("--source-dir={}", local.display())],
+        script,
+    );
+    assert_eq!(with.status, 0, "{}", with.show());
+    assert!(all(&with).contains(wanted), "{}", with.show());
+}
