@@ -163,6 +163,11 @@ impl Replayer<'_> {
             // lowers it and overflows its stack must do so at the same depth).
             super::rebuild::set_stack_limit(&mut th.task, soft)?;
         }
+        if sysno == nr::PRCTL && args[0] == libc::PR_SET_NAME as u64 && s.ret == 0 {
+            // Emulated, but the kernel's name of the thread is what a debugger shows
+            // (/proc/PID/task/TID/comm): set it too.
+            crate::inject::inject_syscall(&mut th.task, STUB_SYSCALL, sysno, &args[..2])?;
+        }
         th.task.set_rax(s.ret as u64)?;
         if crate::kernel::restart::is_restart(s.ret) {
             // Interrupted by a signal at record. Unless a handler ran next (a signal
