@@ -394,6 +394,22 @@ pub fn check_syscalls(rows: Vec<SyscallRow>, errors: &mut Errors) -> Vec<Syscall
                 "untraced calls run natively at record and replay: class \"executed\", not may_block or special",
             );
         }
+        let plain_memory = |args: &[MemArg]| {
+            args.iter()
+                .all(|a| !matches!(a.size, Size::CStr | Size::Iovec(_) | Size::SockLen(_)))
+        };
+        if row.buffered
+            && (!matches!(class, Class::Recorded)
+                || row.special
+                || row.answer.is_some()
+                || !plain_memory(&inputs)
+                || !plain_memory(&outputs))
+        {
+            errors.push(
+                what,
+                "buffered calls are recorded by the preload library: class \"recorded\", not special or answered, inputs and outputs sized by arguments, results or constants",
+            );
+        }
         out.push(Syscall {
             desc: SyscallDesc {
                 name: leak(row.name),
@@ -401,6 +417,7 @@ pub fn check_syscalls(rows: Vec<SyscallRow>, errors: &mut Errors) -> Vec<Syscall
                 class,
                 may_block: row.may_block,
                 untraced: row.untraced,
+                buffered: row.buffered,
                 outputs: outputs.leak(),
                 inputs: inputs.leak(),
                 special: row.special,

@@ -39,6 +39,8 @@ pub struct SyscallRow {
     #[serde(default)]
     pub untraced: bool,
     #[serde(default)]
+    pub buffered: bool,
+    #[serde(default)]
     pub special: bool,
     pub answer: Option<i64>,
     #[serde(default = "yes")]

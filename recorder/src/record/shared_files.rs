@@ -89,6 +89,12 @@ impl SharedFiles {
         Ok(Some((name.clone(), offset, data)))
     }
 
+    /// Whether any file is mapped `MAP_SHARED` in the tree (buffered writes then stop
+    /// the recording, see `buffers`).
+    pub fn any(&self) -> bool {
+        !self.by_id.is_empty()
+    }
+
     /// Refuses calls that change a shared-mapped file in ways replay does not follow.
     pub fn check_entry(&self, tid: i32, sysno: u64, args: &[u64; 6]) -> Result<()> {
         if self.by_id.is_empty() {

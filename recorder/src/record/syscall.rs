@@ -135,6 +135,9 @@ impl Recorder {
             // Never run (sched_setaffinity: the recording stays pinned; it "worked").
             fake_ret = Some(answer);
         }
+        if let Some(answer) = self.answer_buffer_call(cur, sysno, &args) {
+            fake_ret = Some(answer);
+        }
         if sysno == nr::CHAOS_TICK {
             // Instrumented code asks for its next tick budget (see `crate::ticks`).
             fake_ret = Some(self.sched.tick_budget() as i64);
@@ -435,7 +438,7 @@ impl Recorder {
             let exe = std::fs::read_link(format!("/proc/{cur}/exe"))
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            let setup = exec::arm_and_capture(task, &mut self.files, &exe)?;
+            let setup = exec::arm_and_capture(task, &mut self.files, &exe, self.syscallbuf)?;
             self.events.push(&Event::Exec(Box::new(setup.state)))?;
         }
         Ok(())

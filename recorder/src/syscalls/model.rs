@@ -82,6 +82,10 @@ pub struct SyscallDesc {
     /// program's own state, which replay re-creates by running it too (see
     /// `record::seccomp`).
     pub untraced: bool,
+    /// The preload library may make it without a stop and record it in the thread's
+    /// buffer (see `crate::syscallbuf`); the seccomp filter lets exactly these numbers
+    /// through at the library's untraced entry.
+    pub buffered: bool,
     /// Memory the kernel writes.
     pub outputs: &'static [MemArg],
     /// Memory the kernel reads; hashed at record and checked at replay.
