@@ -22,6 +22,8 @@ use crate::syscallbuf::{self, abi};
 pub(super) struct Buffer {
     addr: u64,
     consumed: u64,
+    /// Its `H_NO_WRITES` word is set (see [`Recorder::mark_writes_traced`]).
+    no_writes: bool,
 }
 
 /// A buffer as threads hold it: a vfork child runs on its parent's memory and so shares
@@ -81,7 +83,9 @@ impl Recorder {
 
     /// What the engine does at a traced write's exit, for a buffered one: the copy of
     /// stdout/stderr. Writes the engine must see as they happen (into a file mapped
-    /// `MAP_SHARED`, into process memory) cannot be buffered yet.
+    /// `MAP_SHARED`, into process memory) are never buffered once such a file exists
+    /// ([`Recorder::mark_writes_traced`]); one made before the library was told (another
+    /// process's, in the window until its next traced call) stops the recording.
     fn buffered_write(
         &mut self,
         cur: i32,
@@ -89,7 +93,10 @@ impl Recorder {
         _kind: crate::output::WriteKind,
         r: &syscallbuf::Record,
     ) -> Result<()> {
-        if self.shared.any() || self.mem_file_opened {
+        let fd = r.args[0];
+        if (self.mem_file_opened && super::self_memory::is_mem_file(cur, fd))
+            || self.shared.is_mapped(cur, fd)
+        {
             return Err(Error::Unsupported {
                 what: format!(
                     "thread {cur} made a buffered write while a file is mapped MAP_SHARED or a /proc/PID/mem file was opened"
@@ -134,6 +141,7 @@ impl Recorder {
                 t.sb = Some(Rc::new(RefCell::new(Buffer {
                     addr: args[0],
                     consumed: 0,
+                    no_writes: false,
                 })));
                 Some(self.sched.syscallbuf_budget() as i64)
             }
@@ -150,6 +158,44 @@ impl Recorder {
             }
             _ => None,
         }
+    }
+
+    /// Writes must be seen as they happen once a file is mapped `MAP_SHARED` or a
+    /// process memory file was opened: the `H_NO_WRITES` word of every buffer of `cur`'s
+    /// process is set (the library then makes writes traced). Returns those memory
+    /// writes, for the event of the call at whose exit this happens, so replay makes them
+    /// too. Called at the exit of every traced call replay emulates (its event's memory
+    /// writes are injected at replay); other processes' buffers are marked at their own
+    /// next such call (a buffered write into such a file in between stops the
+    /// recording, see [`Recorder::buffered_write`]).
+    pub(super) fn mark_writes_traced(&mut self, cur: i32) -> Result<Vec<crate::trace::MemWrite>> {
+        if !self.syscallbuf || !(self.mem_file_opened || self.shared.any()) {
+            return Ok(Vec::new());
+        }
+        let tgid = self.threads[&cur].tgid;
+        let unmarked: Vec<SharedBuffer> = self
+            .threads
+            .values()
+            .filter(|t| t.tgid == tgid)
+            .filter_map(|t| t.sb.clone())
+            .filter(|sb| !sb.borrow().no_writes)
+            .collect();
+        let mut writes = Vec::new();
+        let task = &mut self.threads.get_mut(&cur).expect("current").task;
+        for sb in unmarked {
+            let mut b = sb.borrow_mut();
+            if b.no_writes {
+                continue; // shared by two threads of the list
+            }
+            let w = crate::trace::MemWrite {
+                addr: b.addr + abi::H_NO_WRITES * 8,
+                data: 1u64.to_le_bytes().to_vec(),
+            };
+            task.write_mem(w.addr, &w.data)?;
+            writes.push(w);
+            b.no_writes = true;
+        }
+        Ok(writes)
     }
 
     /// A new task: a vfork child shares its parent's buffer (same memory), a forked

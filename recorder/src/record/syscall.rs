@@ -413,6 +413,11 @@ impl Recorder {
         if let Some(name) = shared_map {
             self.events.push(&Event::SharedFile { tid: cur, name })?;
         }
+        let emulated = syscalls::lookup(p.nr)
+            .is_some_and(|d| matches!(resolve_request(d, &p.args).0, Class::Recorded));
+        if emulated && p.exec_from.is_none() && !p.exec_happened {
+            writes.extend(self.mark_writes_traced(cur)?);
+        }
         self.events.push(&Event::Syscall(SyscallEvent {
             // An exec from another thread than the leader is replayed by that thread.
             tid: p.exec_from.unwrap_or(cur),

@@ -41,6 +41,9 @@ struct sb {
 static __thread struct sb *tls_buf __attribute__((tls_model("initial-exec")));
 /* 0: not tried yet in this thread, 1: buffering on, 2: off (registration refused). */
 static __thread int tls_state __attribute__((tls_model("initial-exec")));
+/* A wrapper of this thread is using the buffer: a signal handler that runs inside it
+ * (delivered at the exit of one of its traced calls) makes its calls traced. */
+static __thread int tls_busy __attribute__((tls_model("initial-exec")));
 
 static inline long traced(long nr, long a, long b, long c, long d) {
     long ret;
@@ -114,6 +117,19 @@ static struct sb *buffer(void) {
     return b;
 }
 
+/* The buffer for one wrapper call, marked busy; NULL when the call must be traced. */
+static struct sb *enter(void) {
+    if (tls_busy) return NULL;
+    struct sb *b = buffer();
+    if (b) tls_busy = 1;
+    return b;
+}
+
+static long leave(struct sb *b, long ret) {
+    if (b) tls_busy = 0;
+    return set_errno(ret);
+}
+
 /* Room for a record with `in` and `out` data bytes, flushing first when the buffer is
  * full or the budget spent; NULL if the call must take the traced path. */
 static uint64_t *reserve(struct sb *b, size_t in, size_t out) {
@@ -180,63 +196,84 @@ static int regular(struct sb *b, int fd) {
 }
 
 ssize_t read(int fd, void *buf, size_t n) {
-    struct sb *b = buffer();
+    struct sb *b = enter();
     uint64_t *r;
+    long ret;
     if (b && n <= CHAOS_SB_MAX_IO && regular(b, fd) && (r = reserve(b, 0, n)))
-        return set_errno(buffered(b, r, SYS_read, fd, (long)buf, (long)n, 0, NULL, 0, buf, n, 1));
-    return set_errno(traced(SYS_read, fd, (long)buf, (long)n, 0));
+        ret = buffered(b, r, SYS_read, fd, (long)buf, (long)n, 0, NULL, 0, buf, n, 1);
+    else
+        ret = traced(SYS_read, fd, (long)buf, (long)n, 0);
+    return leave(b, ret);
 }
 
 ssize_t write(int fd, const void *buf, size_t n) {
-    struct sb *b = buffer();
+    struct sb *b = enter();
     uint64_t *r;
+    long ret;
     if (b && !b->h[H_NO_WRITES] && n <= CHAOS_SB_MAX_IO && regular(b, fd) && (r = reserve(b, n, 0)))
-        return set_errno(buffered(b, r, SYS_write, fd, (long)buf, (long)n, 0, buf, n, NULL, 0, 0));
-    return set_errno(traced(SYS_write, fd, (long)buf, (long)n, 0));
+        ret = buffered(b, r, SYS_write, fd, (long)buf, (long)n, 0, buf, n, NULL, 0, 0);
+    else
+        ret = traced(SYS_write, fd, (long)buf, (long)n, 0);
+    return leave(b, ret);
 }
 
 ssize_t pread64(int fd, void *buf, size_t n, off_t off) {
-    struct sb *b = buffer();
+    struct sb *b = enter();
     uint64_t *r;
+    long ret;
     /* pread needs a seekable file: on pipes, sockets and terminals it fails at once. */
     if (b && n <= CHAOS_SB_MAX_IO && (r = reserve(b, 0, n)))
-        return set_errno(buffered(b, r, SYS_pread64, fd, (long)buf, (long)n, off, NULL, 0, buf, n, 1));
-    return set_errno(traced(SYS_pread64, fd, (long)buf, (long)n, off));
+        ret = buffered(b, r, SYS_pread64, fd, (long)buf, (long)n, off, NULL, 0, buf, n, 1);
+    else
+        ret = traced(SYS_pread64, fd, (long)buf, (long)n, off);
+    return leave(b, ret);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
-    struct sb *b = buffer();
+    struct sb *b = enter();
     uint64_t *r;
+    long ret;
     if (b && !b->h[H_NO_WRITES] && n <= CHAOS_SB_MAX_IO && (r = reserve(b, n, 0)))
-        return set_errno(buffered(b, r, SYS_pwrite64, fd, (long)buf, (long)n, off, buf, n, NULL, 0, 0));
-    return set_errno(traced(SYS_pwrite64, fd, (long)buf, (long)n, off));
+        ret = buffered(b, r, SYS_pwrite64, fd, (long)buf, (long)n, off, buf, n, NULL, 0, 0);
+    else
+        ret = traced(SYS_pwrite64, fd, (long)buf, (long)n, off);
+    return leave(b, ret);
 }
 
 ssize_t pread(int fd, void *buf, size_t n, off_t off) __attribute__((alias("pread64")));
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) __attribute__((alias("pwrite64")));
 
 off_t lseek(int fd, off_t off, int whence) {
-    struct sb *b = buffer();
+    struct sb *b = enter();
     uint64_t *r;
+    long ret;
     if (b && (r = reserve(b, 0, 0)))
-        return set_errno(buffered(b, r, SYS_lseek, fd, off, whence, 0, NULL, 0, NULL, 0, 0));
-    return set_errno(traced(SYS_lseek, fd, off, whence, 0));
+        ret = buffered(b, r, SYS_lseek, fd, off, whence, 0, NULL, 0, NULL, 0, 0);
+    else
+        ret = traced(SYS_lseek, fd, off, whence, 0);
+    return leave(b, ret);
 }
 off_t lseek64(int fd, off_t off, int whence) __attribute__((alias("lseek")));
 
 int fstat(int fd, struct stat *st) {
-    struct sb *b = buffer();
+    struct sb *b = enter();
     uint64_t *r;
+    long ret;
     if (b && (r = reserve(b, 0, sizeof *st)))
-        return (int)set_errno(buffered(b, r, SYS_fstat, fd, (long)st, 0, 0, NULL, 0, st, sizeof *st, 0));
-    return (int)set_errno(traced(SYS_fstat, fd, (long)st, 0, 0));
+        ret = buffered(b, r, SYS_fstat, fd, (long)st, 0, 0, NULL, 0, st, sizeof *st, 0);
+    else
+        ret = traced(SYS_fstat, fd, (long)st, 0, 0);
+    return (int)leave(b, ret);
 }
 int fstat64(int fd, struct stat *st) __attribute__((alias("fstat")));
 
 int clock_gettime(clockid_t clk, struct timespec *ts) {
-    struct sb *b = buffer();
+    struct sb *b = enter();
     uint64_t *r;
+    long ret;
     if (b && (r = reserve(b, 0, sizeof *ts)))
-        return (int)set_errno(buffered(b, r, SYS_clock_gettime, clk, (long)ts, 0, 0, NULL, 0, ts, sizeof *ts, 0));
-    return (int)set_errno(traced(SYS_clock_gettime, clk, (long)ts, 0, 0));
+        ret = buffered(b, r, SYS_clock_gettime, clk, (long)ts, 0, 0, NULL, 0, ts, sizeof *ts, 0);
+    else
+        ret = traced(SYS_clock_gettime, clk, (long)ts, 0, 0);
+    return (int)leave(b, ret);
 }
