@@ -167,6 +167,7 @@ fn build_preload_library(manifest_dir: &Path, out_dir: &Path) {
         ("CHAOS_SB_SIZE", abi::BUFFER_SIZE),
         ("CHAOS_SB_MAX_RECORD", abi::MAX_RECORD),
         ("CHAOS_SB_MAX_IO", abi::MAX_IO),
+        ("CHAOS_SB_MARK", abi::MARK),
     ] {
         cmd.arg(format!("-D{name}={value:#x}"));
     }

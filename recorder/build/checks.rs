@@ -410,6 +410,12 @@ pub fn check_syscalls(rows: Vec<SyscallRow>, errors: &mut Errors) -> Vec<Syscall
                 "buffered calls are recorded by the preload library: class \"recorded\", not special or answered, inputs and outputs sized by arguments, results or constants",
             );
         }
+        if row.changes_fds && !matches!(class, Class::Recorded) {
+            errors.push(
+                what,
+                "changes_fds marks calls whose event carries the cache invalidation as a memory write: class \"recorded\"",
+            );
+        }
         out.push(Syscall {
             desc: SyscallDesc {
                 name: leak(row.name),
@@ -418,6 +424,7 @@ pub fn check_syscalls(rows: Vec<SyscallRow>, errors: &mut Errors) -> Vec<Syscall
                 may_block: row.may_block,
                 untraced: row.untraced,
                 buffered: row.buffered,
+                changes_fds: row.changes_fds,
                 outputs: outputs.leak(),
                 inputs: inputs.leak(),
                 special: row.special,

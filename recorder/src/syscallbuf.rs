@@ -301,6 +301,32 @@ mod tests {
     }
 
     #[test]
+    fn the_library_and_the_table_agree() {
+        use crate::syscalls::nr;
+        assert_eq!(abi::INIT_SYSCALL, nr::CHAOS_SYSCALLBUF_INIT);
+        assert_eq!(abi::FLUSH_SYSCALL, nr::CHAOS_SYSCALLBUF_FLUSH);
+        // The calls preload.c makes at the entry are exactly the table's buffered rows.
+        let mut rows: Vec<&str> = syscalls::SYSCALLS
+            .iter()
+            .filter(|d| d.buffered)
+            .map(|d| d.name)
+            .collect();
+        rows.sort();
+        let source = include_str!("syscallbuf/preload.c");
+        let mut made: Vec<&str> = source
+            .match_indices("buffered(b, r, SYS_")
+            .map(|(i, m)| {
+                let rest = &source[i + m.len()..];
+                &rest[..rest.find(',').expect("a comma")]
+            })
+            .collect();
+        made.sort();
+        made.dedup();
+        assert_eq!(made, rows);
+        assert!(LIBRARY.starts_with(b"\x7fELF"));
+    }
+
+    #[test]
     fn garbage_is_refused() {
         let good = record(0, [3, 0x1000, 5, 0, 0, 0], 5, b"", Some((0x1000, b"hello")));
         assert!(parse_records(&good[..good.len() - 8]).is_err());

@@ -138,6 +138,9 @@ impl Recorder {
                     return Some(-(libc::ENOSYS as i64));
                 }
                 let t = self.threads.get_mut(&cur).expect("current");
+                if args[2] != 0 {
+                    self.fd_gens.insert(t.tgid, args[2]);
+                }
                 t.sb = Some(Rc::new(RefCell::new(Buffer {
                     addr: args[0],
                     consumed: 0,
@@ -198,6 +201,33 @@ impl Recorder {
         Ok(writes)
     }
 
+    /// After a call that may change the fd table (`changes_fds`): a new generation in
+    /// the process's fd-cache word, returned as a memory write for the call's event.
+    pub(super) fn bump_fd_gen(
+        &mut self,
+        cur: i32,
+        sysno: u64,
+    ) -> Result<Option<crate::trace::MemWrite>> {
+        if !self.syscallbuf || !syscalls::lookup(sysno).is_some_and(|d| d.changes_fds) {
+            return Ok(None);
+        }
+        let Some(&addr) = self
+            .threads
+            .get(&cur)
+            .and_then(|t| self.fd_gens.get(&t.tgid))
+        else {
+            return Ok(None);
+        };
+        self.fd_gen_counter += 1;
+        let w = crate::trace::MemWrite {
+            addr,
+            data: self.fd_gen_counter.to_le_bytes().to_vec(),
+        };
+        let task = &mut self.threads.get_mut(&cur).expect("current").task;
+        task.write_mem(w.addr, &w.data)?;
+        Ok(Some(w))
+    }
+
     /// A new task: a vfork child shares its parent's buffer (same memory), a forked
     /// process gets a copy, a new thread registers its own.
     pub(super) fn inherit_buffer(&mut self, parent: i32, child: i32, process: bool, vfork: bool) {
@@ -213,10 +243,17 @@ impl Recorder {
         if let Some(t) = self.threads.get_mut(&child) {
             t.sb = sb;
         }
+        if process {
+            let parent_tgid = self.threads.get(&parent).map(|t| t.tgid);
+            if let Some(&addr) = parent_tgid.and_then(|p| self.fd_gens.get(&p)) {
+                self.fd_gens.insert(child, addr);
+            }
+        }
     }
 
     /// An exec replaced the image of process `tgid`: its buffers are gone.
     pub(super) fn forget_buffers(&mut self, tgid: i32) {
+        self.fd_gens.remove(&tgid);
         for t in self.threads.values_mut().filter(|t| t.tgid == tgid) {
             t.sb = None;
         }

@@ -262,6 +262,11 @@ struct Recorder {
     /// Syscall buffering is on: the library is preloaded, the filter lets its calls
     /// through, and threads' buffers are read at their stops (see [`buffers`]).
     syscallbuf: bool,
+    /// Each process's syscall-buffering fd-cache generation word (see [`buffers`]).
+    fd_gens: HashMap<i32, u64>,
+    /// The last generation written (one counter for the whole recording, so two
+    /// processes on one memory, vfork, never write the same value twice).
+    fd_gen_counter: u64,
 }
 
 /// Records one run of a program into a new trace directory.

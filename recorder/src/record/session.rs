@@ -753,6 +753,8 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         watchdog: crate::preempt::Watchdog::start(),
         no_watchdog: opts.no_watchdog,
         syscallbuf: opts.syscallbuf,
+        fd_gens: HashMap::new(),
+        fd_gen_counter: 0,
         trace: trace.clone(),
     };
     let r = rec.run(header);

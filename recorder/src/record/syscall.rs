@@ -417,6 +417,7 @@ impl Recorder {
             .is_some_and(|d| matches!(resolve_request(d, &p.args).0, Class::Recorded));
         if emulated && p.exec_from.is_none() && !p.exec_happened {
             writes.extend(self.mark_writes_traced(cur)?);
+            writes.extend(self.bump_fd_gen(cur, p.nr)?);
         }
         self.events.push(&Event::Syscall(SyscallEvent {
             // An exec from another thread than the leader is replayed by that thread.

@@ -17,6 +17,10 @@ pub const INIT_SYSCALL: u64 = 1001;
 /// The flush call (`chaos_syscallbuf_flush(buffer)`): the engine has read the buffer and
 /// answers with the next budget.
 pub const FLUSH_SYSCALL: u64 = 1002;
+/// The sixth argument register (r9) of every buffered call: no buffered call has more
+/// than four arguments, and the mark shows in the trace (`cargo chaos dump`) which calls
+/// ran without a stop.
+pub const MARK: u64 = 0x5b5b_b0ff;
 /// Bytes of one thread's buffer (header included).
 pub const BUFFER_SIZE: u64 = 256 << 10;
 /// The largest record; a call that would need more takes the traced path.

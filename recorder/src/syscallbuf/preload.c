@@ -41,16 +41,28 @@ struct sb {
 static __thread struct sb *tls_buf __attribute__((tls_model("initial-exec")));
 /* 0: not tried yet in this thread, 1: buffering on, 2: off (registration refused). */
 static __thread int tls_state __attribute__((tls_model("initial-exec")));
+/* Which fds are regular files (0 unknown, 1 regular, 2 not), for fds below FD_CACHE,
+ * valid while `fd_gen` equals `cache_gen`. The engine writes a new `fd_gen` (a memory
+ * effect of the event, so replay writes it too) after every call that may create, close
+ * or replace fds (`changes_fds` in syscalls.toml); all such calls are traced. */
+#define FD_CACHE 1024
+static volatile uint64_t fd_gen;
+static uint64_t cache_gen;
+static unsigned char fd_kind[FD_CACHE];
+
 /* A wrapper of this thread is using the buffer: a signal handler that runs inside it
  * (delivered at the exit of one of its traced calls) makes its calls traced. */
 static __thread int tls_busy __attribute__((tls_model("initial-exec")));
 
+/* A traced call; r8 and r9 are zero so that no traced call carries the mark. */
 static inline long traced(long nr, long a, long b, long c, long d) {
     long ret;
     register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = 0;
+    register long r9 __asm__("r9") = 0;
     __asm__ volatile("syscall"
                      : "=a"(ret)
-                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
+                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
                      : "rcx", "r11", "memory");
     return ret;
 }
@@ -70,10 +82,11 @@ static inline long traced6(long nr, long a, long b, long c, long d, long e, long
 /* The untraced call: `call` to the recorder's `syscall; ret` at a fixed address. */
 static inline long untraced(long nr, long a, long b, long c, long d) {
     long ret;
-    /* r8 and r9 are zero, as the record says (replay compares all six registers). */
+    /* r8 is zero and r9 the buffered-call mark, as the record says (replay compares all
+     * six registers; no buffered call has more than four arguments). */
     register long r10 __asm__("r10") = d;
     register long r8 __asm__("r8") = 0;
-    register long r9 __asm__("r9") = 0;
+    register long r9 __asm__("r9") = CHAOS_SB_MARK;
     __asm__ volatile("call *%[entry]"
                      : "=a"(ret), "+D"(a), "+S"(b), "+d"(c), "+r"(r10), "+r"(r8), "+r"(r9)
                      : "a"(nr), [entry] "r"((long)CHAOS_SB_ENTRY)
@@ -106,7 +119,7 @@ static struct sb *buffer(void) {
     if (p < 0 && p > -4096) return NULL;
     struct sb *b = (struct sb *)p;
     b->h[H_CAPACITY] = len - sizeof(b->h);
-    long budget = traced(CHAOS_SB_INIT, p, len, 0, 0);
+    long budget = traced(CHAOS_SB_INIT, p, len, (long)&fd_gen, 0);
     if (budget <= 0) {
         traced(SYS_munmap, p, len, 0, 0);
         return NULL;
@@ -161,7 +174,7 @@ static long buffered(struct sb *b, uint64_t *r, long nr, long a0, long a1, long 
     r[4] = (uint64_t)a2;
     r[5] = (uint64_t)a3;
     r[6] = 0;
-    r[7] = 0;
+    r[7] = CHAOS_SB_MARK;
     r[8] = (uint64_t)ret;
     /* The input as the engine would hash it at a traced call's entry (after EFAULT it
      * cannot be read). */
@@ -188,11 +201,22 @@ static long buffered(struct sb *b, uint64_t *r, long nr, long a0, long a1, long 
 /* Whether fd is a regular file (reads and writes on it do not block), asked with a
  * buffered fstat that is itself recorded. */
 static int regular(struct sb *b, int fd) {
+    int cached = fd >= 0 && fd < FD_CACHE;
+    if (cached) {
+        uint64_t gen = fd_gen;
+        if (cache_gen != gen) {
+            for (int i = 0; i < FD_CACHE; i++) fd_kind[i] = 0;
+            cache_gen = gen;
+        }
+        if (fd_kind[fd]) return fd_kind[fd] == 1;
+    }
     struct stat st;
     uint64_t *r = reserve(b, 0, sizeof st);
     if (!r) return 0;
     long ret = buffered(b, r, SYS_fstat, fd, (long)&st, 0, 0, NULL, 0, &st, sizeof st, 0);
-    return ret == 0 && S_ISREG(st.st_mode);
+    if (ret != 0) return 0;
+    if (cached) fd_kind[fd] = S_ISREG(st.st_mode) ? 1 : 2;
+    return S_ISREG(st.st_mode);
 }
 
 ssize_t read(int fd, void *buf, size_t n) {
