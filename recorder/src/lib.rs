@@ -18,6 +18,7 @@ pub mod record;
 pub mod replay;
 pub mod sched;
 pub mod spawn;
+pub mod syscallbuf;
 pub mod syscalls;
 pub mod ticks;
 pub mod trace;

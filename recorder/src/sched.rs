@@ -138,6 +138,13 @@ impl Scheduler {
         }
     }
 
+    /// How many calls a thread's syscall-buffering library may make without a stop
+    /// before it must make a flush call (a scheduling point, see `crate::syscallbuf`):
+    /// uniform in 16..=1024, from the seeded stream.
+    pub fn syscallbuf_budget(&mut self) -> u64 {
+        16 + self.rng.below(1009)
+    }
+
     /// The next tick budget of instrumented code: uniform in `1..=ticks::MAX_BUDGET`, so
     /// a preemption point can fall on any load, store or edge (heavy-tailed in chaos
     /// mode).

@@ -167,6 +167,7 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
         verify: !a.no_verify,
         base_seed: a.seed.unwrap_or_else(seed_from_time),
         chaos: a.chaos.into(),
+        syscallbuf: args::syscallbuf_wanted(a.syscallbuf, a.no_syscallbuf),
         first_run: 0,
         runs_dir: chaos_dir.join("runs"),
         env,

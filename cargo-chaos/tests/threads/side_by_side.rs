@@ -57,6 +57,7 @@ fn record_rounds(program: PathBuf, dir: PathBuf, start: Arc<Barrier>) -> Vec<Rec
                 timeout: Some(Duration::from_secs(timeout_secs())),
                 interrupter: None,
                 capture_cache: None,
+                syscallbuf: false,
             };
             let summary = record(&opts)
                 .unwrap_or_else(|e| panic!("recording {name} (round {round}) failed: {e}"));
