@@ -747,7 +747,7 @@ fn source_dir_maps_the_recorded_checkout_to_a_local_one() {
     let local = dir.path().join("my-checkout");
     std::fs::create_dir_all(&ci).unwrap();
     std::fs::create_dir_all(&local).unwrap();
-    let source = recorder::testing::fixture_source_dir().join("breakpoint_target.c");
+    let source = test_support::fixture::fixture_source_dir().join("breakpoint_target.c");
     std::fs::copy(&source, ci.join("prog.c")).unwrap();
     let built = std::process::Command::new("cc")
         .current_dir(&ci)

@@ -430,33 +430,52 @@ impl<O: Opener> Timeline<O> {
         (self.breakpoints.clone(), self.watches.clone())
     }
 
+    /// At the end of the recording: the outcome that says so.
+    fn end_outcome(&self) -> Option<Outcome> {
+        (self.here.moves.is_empty() && self.here.event >= self.end).then(|| Outcome::End {
+            tid: self.current_thread(),
+        })
+    }
+
+    /// What a stop of a forward run means for the debugger; `None` to go on (an event
+    /// boundary, and no interrupt asked for).
+    fn forward_outcome(
+        &self,
+        stop: Stop,
+        interrupt: &mut Interrupt<'_>,
+    ) -> Result<Option<Outcome>> {
+        Ok(Some(match stop {
+            Stop::Event => {
+                if !interrupt() {
+                    return Ok(None);
+                }
+                Outcome::Interrupted {
+                    tid: self.current_thread(),
+                }
+            }
+            Stop::Breakpoint { tid, .. } => Outcome::Breakpoint { tid },
+            Stop::Watchpoint { tid, slot } => {
+                let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
+                    "a watchpoint in slot {slot}, which is not armed"
+                )))?;
+                Outcome::Watch { tid, watch }
+            }
+            Stop::Stepped { tid } => Outcome::Stepped { tid },
+            Stop::Exited(how) => return Err(Error::Exited(how)),
+        }))
+    }
+
     /// Runs forward until a breakpoint, a watchpoint, the end of the recording, or an
     /// interrupt.
     pub fn resume_forward(&mut self, interrupt: &mut Interrupt<'_>) -> Result<Outcome> {
         let (code, watches) = self.user_sets();
         loop {
-            if self.here.moves.is_empty() && self.here.event >= self.end {
-                return Ok(Outcome::End {
-                    tid: self.current_thread(),
-                });
+            if let Some(end) = self.end_outcome() {
+                return Ok(end);
             }
-            match self.resume_once(&code, &watches)? {
-                Stop::Event => {
-                    if interrupt() {
-                        return Ok(Outcome::Interrupted {
-                            tid: self.current_thread(),
-                        });
-                    }
-                }
-                Stop::Breakpoint { tid, .. } => return Ok(Outcome::Breakpoint { tid }),
-                Stop::Watchpoint { tid, slot } => {
-                    let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
-                        "a watchpoint in slot {slot}, which is not armed"
-                    )))?;
-                    return Ok(Outcome::Watch { tid, watch });
-                }
-                Stop::Stepped { tid } => return Ok(Outcome::Stepped { tid }),
-                Stop::Exited(how) => return Err(Error::Exited(how)),
+            let stop = self.resume_once(&code, &watches)?;
+            if let Some(outcome) = self.forward_outcome(stop, interrupt)? {
+                return Ok(outcome);
             }
         }
     }
@@ -466,10 +485,8 @@ impl<O: Opener> Timeline<O> {
     pub fn step_forward(&mut self, tid: i32, interrupt: &mut Interrupt<'_>) -> Result<Outcome> {
         let (code, watches) = self.user_sets();
         loop {
-            if self.here.moves.is_empty() && self.here.event >= self.end {
-                return Ok(Outcome::End {
-                    tid: self.current_thread(),
-                });
+            if let Some(end) = self.end_outcome() {
+                return Ok(end);
             }
             let running = self.session.running_thread();
             if !self.session.threads().contains(&tid) {
@@ -478,23 +495,9 @@ impl<O: Opener> Timeline<O> {
             if running == Some(tid) && self.session.ready_to_step().map_err(Error::session)? {
                 break;
             }
-            match self.resume_once(&code, &watches)? {
-                Stop::Event => {
-                    if interrupt() {
-                        return Ok(Outcome::Interrupted {
-                            tid: self.current_thread(),
-                        });
-                    }
-                }
-                Stop::Breakpoint { tid, .. } => return Ok(Outcome::Breakpoint { tid }),
-                Stop::Watchpoint { tid, slot } => {
-                    let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
-                        "a watchpoint in slot {slot}, which is not armed"
-                    )))?;
-                    return Ok(Outcome::Watch { tid, watch });
-                }
-                Stop::Stepped { tid } => return Ok(Outcome::Stepped { tid }),
-                Stop::Exited(how) => return Err(Error::Exited(how)),
+            let stop = self.resume_once(&code, &watches)?;
+            if let Some(outcome) = self.forward_outcome(stop, interrupt)? {
+                return Ok(outcome);
             }
         }
         self.arm(&code, &watches)?;

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use recorder::record::{record, RecordOptions};
 use recorder::replay::{Checkpoint, ReplayOptions, ReplaySession, SessionStop};
-use recorder::testing::{fixture, text_diff};
+use test_support::{fixture::fixture, text_diff};
 
 struct Recorded {
     _dir: tempfile::TempDir,

@@ -242,6 +242,7 @@ impl Replayer<'_> {
             stats: self.stats,
             shared_copies: HashMap::new(),
             untraced: self.untraced.clone(),
+            syscallbuf: self.syscallbuf,
             sigkilled: Default::default(),
         })
     }

@@ -26,7 +26,13 @@ fn check(what: &str, r: i64) -> Result<i64> {
 
 /// Replaces the stub's address space with the recorded one and sets the recorded
 /// registers. The task is at the stub's execve exit stop.
-pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<()> {
+/// With `syscallbuf`, the syscall-buffering entry page is mapped as at record.
+pub fn rebuild(
+    task: &mut Task,
+    trace: &TraceDir,
+    state: &ExecState,
+    syscallbuf: bool,
+) -> Result<()> {
     for m in &state.mappings {
         if overlaps_stub(m.start, m.end) {
             return Err(Error::Unsupported {
@@ -58,6 +64,9 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
             &[STUB_SCRATCH, 4096, rw, anon_fixed, u64::MAX, 0],
         )?,
     )?;
+    if syscallbuf {
+        crate::syscallbuf::map_entry_page(task, STUB_SYSCALL)?;
+    }
 
     for m in &state.mappings {
         let len = m.end - m.start;

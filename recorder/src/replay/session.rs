@@ -204,6 +204,7 @@ impl<'a> ReplaySession<'a> {
             stats: ReplayStats::default(),
             shared_copies: HashMap::new(),
             untraced,
+            syscallbuf: header.syscallbuf,
             sigkilled: Default::default(),
             ahead: Default::default(),
             sink: options.sink,
