@@ -35,6 +35,16 @@ impl Replayer<'_> {
         };
         let mut th = th;
         let sig = std::mem::take(&mut th.signal);
+        let others = self.threads.values().any(|t| t.tgid == tid);
+        if tid == self.leader && others && kills(th.task.tid, sig) {
+            // The leader dies of the signal, and with it the other threads; the kernel
+            // reports the leader's end only once they are collected, so they are
+            // collected first (waiting for the leader alone would wait forever).
+            th.task.resume(Resume::Sysemu, sig)?;
+            self.reap_followers(tid);
+            let stop = reap(&th.task);
+            return Ok(self.reap_all(tid, stop));
+        }
         let stop = match self.resume_to_next(&mut th, Resume::Sysemu, sig) {
             Ok(stop) => stop,
             Err(e) => {
@@ -298,6 +308,13 @@ impl RThread {
 }
 
 /// Waits until a task has ended.
+/// Whether delivering `sig` to thread `tid` ends its process: it has no handler, is
+/// not ignored, and its default action is to terminate.
+fn kills(tid: i32, sig: i32) -> bool {
+    use super::signal::{caught, ignored, terminates_by_default};
+    sig != 0 && terminates_by_default(sig) && !caught(tid, sig) && !ignored(tid, sig)
+}
+
 pub(super) fn reap(task: &Task) -> Stop {
     crate::ptrace::reap(task.tid)
 }
