@@ -10,6 +10,7 @@
 mod exec;
 mod header;
 mod interrupt;
+mod job_control;
 mod ordering;
 mod probe;
 pub mod redirect;
@@ -160,6 +161,9 @@ enum Where {
     Held,
     /// The running thread.
     Running,
+    /// In a group-stop (SIGSTOP and the like): not scheduled until its process is
+    /// continued (see [`job_control`]).
+    Stopped,
 }
 
 struct Thread {

@@ -20,7 +20,8 @@ impl Recorder {
         }
         let si = match t.task.siginfo() {
             Ok(si) => si,
-            // No siginfo: a group-stop (SIGSTOP/SIGTSTP job control), not a delivery.
+            // No siginfo: a group-stop, not a delivery (handled before, see
+            // `job_control`).
             Err(Error::Ptrace { .. }) => return Ok(0),
             Err(e) => return Err(e),
         };
@@ -40,8 +41,14 @@ impl Recorder {
             }
             t.requeued = Some(req);
         }
-        if sig == libc::SIGSTOP && multi && si.si_code == libc::SI_USER {
-            // A leftover initial stop of a new task; nothing to deliver.
+        // SAFETY: si_pid is valid for SI_USER.
+        if sig == libc::SIGSTOP
+            && multi
+            && si.si_code == libc::SI_USER
+            && unsafe { si.si_pid() } == 0
+        {
+            // A leftover initial stop of a new task (the kernel queues it without a
+            // sender); nothing to deliver. A kill(SIGSTOP) names its sender.
             return Ok(0);
         }
         if is_fault(sig, si.si_code) {
@@ -58,6 +65,7 @@ impl Recorder {
             sig,
             libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
         ) && !self.sent_by_tree(&si)
+            && (si.si_code != libc::SI_KERNEL || self.in_first_group(cur))
         {
             // Ctrl-C at the terminal, or a kill from outside: end the recording, the way
             // `Interrupter::interrupt` does (the engine stops the program itself; the
@@ -90,6 +98,42 @@ impl Recorder {
         Ok(0)
     }
 
+    /// Thread `cur` is at the entry of a call that may block, with a signal held (see
+    /// [`Self::on_signal`]): the signal is queued again now, so that it interrupts the
+    /// call if the call waits (a held signal otherwise waits for the call's end, which
+    /// may never come: a child blocked in read() while its parent waits to see it
+    /// stopped). It is delivered right after the call, with its original siginfo, like
+    /// one queued again at a call's exit; the copy queued here says `SI_QUEUE` (the only
+    /// kind another process may send), replaced at delivery.
+    pub(super) fn queue_deferred_now(&mut self, cur: i32) -> Result<()> {
+        let t = self.threads.get_mut(&cur).expect("current");
+        if t.requeued.is_some() {
+            return Ok(());
+        }
+        let Some(si) = t.deferred.pop_front() else {
+            return Ok(());
+        };
+        let mut queued = si;
+        queued.si_code = libc::SI_QUEUE;
+        // SAFETY: plain syscall to our own tracee with a siginfo we own.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_tgsigqueueinfo,
+                t.tgid,
+                cur,
+                si.si_signo,
+                &queued as *const libc::siginfo_t,
+            )
+        };
+        if r != 0 {
+            // Gone meanwhile: the signal goes back to wait for the call's exit.
+            t.deferred.push_front(si);
+            return Ok(());
+        }
+        t.requeued = Some(si);
+        Ok(())
+    }
+
     /// Whether a SIGSTOP stop of `tid` is the watchdog's (sent by us with tgkill).
     pub(super) fn is_preemption(&self, tid: i32) -> Result<bool> {
         let si = match self.threads[&tid].task.siginfo() {
@@ -99,6 +143,15 @@ impl Recorder {
         };
         // SAFETY: si_pid is valid for SI_TKILL.
         Ok(si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32)
+    }
+
+    /// Whether thread `tid`'s process is in the process group the recording started in,
+    /// the one the recorder's terminal signals (the terminal's foreground group when the
+    /// recorder had it). A terminal of the program's own (a pty), or the kernel's SIGHUP
+    /// to a process group its parent's exit orphaned, signals other groups.
+    pub(super) fn in_first_group(&self, tid: i32) -> bool {
+        // SAFETY: plain syscall.
+        unsafe { libc::getpgid(tid) == self.leader }
     }
 
     /// Whether a signal was sent by one of the recorded processes (kill, tgkill...).

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::tree::ThreadStop;
+use signal::drop_if_stop;
 use syscall::{describe_call, runs_at_replay};
 use tree::RThread;
 
@@ -313,7 +314,12 @@ impl Replayer<'_> {
         };
         let r = match self.step(ev, &mut th) {
             Ok(Step::Done) if matches!(ev, Event::Signal { .. }) && th.signal != 0 => {
-                self.end_if_fatal(ev, &mut th)
+                drop_if_stop(&mut th);
+                if th.signal != 0 {
+                    self.end_if_fatal(ev, &mut th)
+                } else {
+                    Ok(Step::Done)
+                }
             }
             other => other,
         };

@@ -230,6 +230,7 @@ impl Replayer<'_> {
                 } else if s.tid == tgid {
                     // A process leader stays a zombie until its other threads are gone.
                     self.zombies.insert(tgid, Task::new(th.task.tid));
+                    crate::tree::wait_until_zombie(th.task.tid);
                 } else {
                     reap(&th.task);
                 }
