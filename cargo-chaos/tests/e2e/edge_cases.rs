@@ -166,6 +166,16 @@ fn stopped_processes_stay_stopped_until_continued() {
     ten_times("job_control", &[], 0);
 }
 
+/// A stopped process whose process group is orphaned gets SIGHUP (then SIGCONT) from
+/// the kernel, in a session of the program's own: its handler runs as natively. The
+/// recorder took that SIGHUP (`SI_KERNEL`) for its terminal hanging up and ended the
+/// recording; then it held it until the next call, and the process exited without
+/// running the handler (rr's tty_tostop).
+#[test]
+fn an_orphaned_stopped_process_group_gets_its_sighup() {
+    ten_times("orphaned_group", &[], 0);
+}
+
 /// The main thread calls pthread_exit and another thread joins it: whether the joining
 /// thread waits in futex() or finds the main thread's id cleared already depended on
 /// how far the kernel had got with the main thread's exit (record and replay differed;

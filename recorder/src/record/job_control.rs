@@ -10,6 +10,11 @@
 //! the program, at every scheduling decision while some thread is stopped, and every few
 //! milliseconds while nothing else can run (a SIGCONT from outside the recording).
 //!
+//! A thread that stops right after a call, where the stop signal was delivered, is still
+//! there when continued: a signal it then reports (the SIGHUP of an orphaned process
+//! group) is delivered at once, at that point, where replay finds the thread too (see
+//! `replay::signal::drop_if_stop`).
+//!
 //! No event marks a group-stop: the thread makes no progress while stopped, and the
 //! order of the others' events is what the trace keeps. Replay does not stop the
 //! process for the recorded stop signal (see `replay::signal`).

@@ -37,6 +37,10 @@ impl Recorder {
                     injected: true,
                     info: siginfo_bytes(&req),
                 })?;
+                if job_control::is_stop_signal(sig) {
+                    // Still right after the call while stopped (see `job_control`).
+                    t.exit_rip = Some(regs.rip);
+                }
                 return Ok(sig);
             }
             t.requeued = Some(req);
@@ -90,6 +94,10 @@ impl Recorder {
                 injected: true,
                 info: siginfo_bytes(&si),
             })?;
+            if job_control::is_stop_signal(sig) {
+                // Still right after the call while stopped (see `job_control`).
+                t.exit_rip = exit_rip;
+            }
             return Ok(sig);
         }
         // Somewhere in user code, a point replay cannot find again: hold the signal

@@ -389,6 +389,8 @@ impl Replayer<'_> {
             }
             _ => {}
         }
+        // Every event below resumes the thread, except a signal given at this stop.
+        let at_dropped_stop = std::mem::take(&mut th.at_dropped_stop);
         if let Some((nr, args)) = th.held.take() {
             // Held at the entry of a blocked call: this event completes it.
             return self.on_syscall(ev, nr, args, th);
@@ -431,9 +433,16 @@ impl Replayer<'_> {
                     }
                     None => None,
                 };
-                // Queue it from the syscall stop the thread is in, as the recording did.
-                th.task.resume(Resume::Sysemu, *signo)?;
-                return match th.task.wait()? {
+                // Queue it from the syscall stop the thread is in, as the recording did;
+                // at the delivery stop of a stop signal not delivered, it is given there
+                // (the recorded thread took it as it was continued, at that point).
+                let stop = if at_dropped_stop && saved_mask.is_none() {
+                    Stop::Signal(*signo)
+                } else {
+                    th.task.resume(Resume::Sysemu, *signo)?;
+                    th.task.wait()?
+                };
+                return match stop {
                     Stop::Signal(sig) if sig == *signo => {
                         let regs = th.task.regs()?;
                         if regs.rip != *rip {

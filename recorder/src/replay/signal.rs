@@ -174,7 +174,9 @@ pub(super) fn temporary_mask(
 /// meanwhile: the order of the trace's events says so already. Replay does not stop it
 /// (a stopped process would report group-stops the trace does not have): the signal is
 /// dropped, and resumed without one the thread goes on as the kernel made it go on after
-/// the SIGCONT (a call the signal interrupted restarts).
+/// the SIGCONT (a call the signal interrupted restarts). A signal recorded next at the
+/// same point (the thread was continued there and took it at once) is given at this
+/// delivery stop.
 pub(super) fn drop_if_stop(th: &mut RThread) {
     let (tid, sig) = (th.task.tid, th.signal);
     let stops = match sig {
@@ -183,6 +185,7 @@ pub(super) fn drop_if_stop(th: &mut RThread) {
         _ => false,
     };
     if stops {
+        th.at_dropped_stop = true;
         tracing::debug!(
             "{} not delivered at replay: it only stopped the process",
             signal_name(sig)

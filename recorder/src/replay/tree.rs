@@ -285,6 +285,10 @@ pub(super) struct RThread {
     /// The generation of the debugger's watchpoints its debug registers hold
     /// ([`super::watch::Watches`]).
     pub(super) watch_generation: u64,
+    /// At the delivery stop of a stop signal replay did not deliver (see
+    /// [`super::signal::drop_if_stop`]): a signal recorded at the same point is given
+    /// there, without a new stop.
+    pub(super) at_dropped_stop: bool,
 }
 
 impl RThread {
@@ -298,6 +302,7 @@ impl RThread {
             next_shared: None,
             temporary_mask: None,
             watch_generation: 0,
+            at_dropped_stop: false,
         }
     }
 }
