@@ -176,6 +176,15 @@ fn an_orphaned_stopped_process_group_gets_its_sighup() {
     ten_times("orphaned_group", &[], 0);
 }
 
+/// SIGSEGV blocked across an exec, then rdtsc (the dynamic loader's, the program's, a
+/// thread's): the recorder's and replay's rdtsc trap is a forced SIGSEGV, which the
+/// kernel unblocks to deliver; the program found SIGSEGV unblocked (rr's
+/// sigprocmask_exec). The mask is set back after each trap.
+#[test]
+fn a_blocked_sigsegv_stays_blocked_through_rdtsc_traps() {
+    ten_times("segv_blocked", &[], 0);
+}
+
 /// The main thread calls pthread_exit and another thread joins it: whether the joining
 /// thread waits in futex() or finds the main thread's id cleared already depended on
 /// how far the kernel had got with the main thread's exit (record and replay differed;

@@ -18,7 +18,7 @@ pub mod seccomp;
 mod self_memory;
 mod session;
 mod shared_files;
-mod signal;
+pub(crate) mod signal;
 mod sink;
 mod syscall;
 
@@ -183,6 +183,9 @@ struct Thread {
     requeued: Option<libc::siginfo_t>,
     /// The call it is held at ([`Where::Held`]).
     held: Option<Held>,
+    /// It blocks SIGSEGV (as its last rt_sigprocmask or rt_sigreturn left it, or its
+    /// parent when it was created): see [`signal::reblock_segv`].
+    segv_blocked: bool,
 }
 
 impl Thread {
@@ -197,6 +200,7 @@ impl Thread {
             deferred: Default::default(),
             requeued: None,
             held: None,
+            segv_blocked: false,
         }
     }
 }

@@ -442,6 +442,10 @@ impl Recorder {
                         if sysno.is_some_and(job_control::sends_signal) && self.any_stopped() {
                             self.wake_continued();
                         }
+                        if matches!(sysno, Some(nr::RT_SIGPROCMASK | nr::RT_SIGRETURN)) {
+                            let t = self.threads.get_mut(&cur).expect("current");
+                            t.segv_blocked = signal::blocks_segv(&t.task)?;
+                        }
                         let t = self.threads.get_mut(&cur).expect("current");
                         t.exit_rip = Some(rip);
                         if t.requeued.is_none() {
@@ -548,8 +552,9 @@ impl Recorder {
                 };
                 let slot = self.next_slot;
                 self.next_slot += 1;
-                self.threads
-                    .insert(child, Thread::new(Task::new(child), tgid, slot));
+                let mut new = Thread::new(Task::new(child), tgid, slot);
+                new.segv_blocked = self.threads[&cur].segv_blocked;
+                self.threads.insert(child, new);
                 if process {
                     // A new process starts with a copy of its parent's fd table.
                     let parent_tgid = self.threads[&cur].tgid;

@@ -14,6 +14,9 @@ impl Recorder {
             let bytes = t.task.read_mem_partial(regs.rip, 3)?;
             if let Some(insn) = Trapped::decode(&bytes) {
                 let event = emulate(&mut t.task, insn, regs, &mut self.cpuid_seen)?;
+                if t.segv_blocked {
+                    reblock_segv(&t.task)?;
+                }
                 self.events.push(&event)?;
                 return Ok(0);
             }
@@ -174,6 +177,26 @@ impl Recorder {
         let pid = unsafe { si.si_pid() };
         self.threads.values().any(|t| t.tgid == pid)
     }
+}
+
+/// Whether `task` blocks SIGSEGV now.
+pub(crate) fn blocks_segv(task: &Task) -> Result<bool> {
+    Ok(task.sigmask()? & segv_bit() != 0)
+}
+
+/// Blocks SIGSEGV again in `task`, after a trapped instruction's fault: the kernel
+/// unblocks a blocked SIGSEGV to force the fault's delivery (and resets its handler,
+/// which natively would not have run either), and the program, which never faulted
+/// natively, must find its mask as it left it (rr's sigprocmask_exec: blocked across
+/// an exec, and the dynamic loader's rdtsc unblocked it). Used at record and replay,
+/// whose traps are the same.
+pub(crate) fn reblock_segv(task: &Task) -> Result<()> {
+    let mask = task.sigmask()?;
+    task.set_sigmask(mask | segv_bit())
+}
+
+fn segv_bit() -> u64 {
+    1 << (libc::SIGSEGV - 1)
 }
 
 /// The raw bytes of a siginfo, for the trace.

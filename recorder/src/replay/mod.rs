@@ -502,7 +502,10 @@ impl Replayer<'_> {
                 };
                 match (insn, ev) {
                     (Some(_), Event::Rdtsc { .. } | Event::Cpuid { .. }) => {
-                        self.on_trapped(ev, &th.task, regs)?
+                        self.on_trapped(ev, &th.task, regs)?;
+                        if th.segv_blocked {
+                            crate::record::signal::reblock_segv(&th.task)?;
+                        }
                     }
                     (
                         None,
