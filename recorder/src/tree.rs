@@ -91,3 +91,26 @@ pub fn kill_and_reap(tasks: Vec<Member>) {
     }
     reap_in_order(tasks);
 }
+
+/// Waits until a process leader that called `exit` while its other threads live on has
+/// become a zombie (it is never reported until they are gone). Its exit clears its
+/// `CLONE_CHILD_CLEARTID` word and wakes that futex (`pthread_join` on the main thread
+/// waits there) before it is one: the others must not run before that, or whether they
+/// see the word cleared depends on how far the kernel got. Bounded: after a second
+/// (a leader stuck in its exit, a vfork parent) it gives up.
+pub fn wait_until_zombie(tid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{tid}/stat")) else {
+            return;
+        };
+        // The state follows the command name, which ends with the last ')'.
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].trim_start().chars().next());
+        if matches!(state, Some('Z' | 'X') | None) {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}

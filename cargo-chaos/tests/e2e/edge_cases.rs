@@ -155,6 +155,46 @@ fn ppoll_interrupted_by_a_signal_without_a_handler() {
     ten_times("ppoll_nohandler", &[], 0);
 }
 
+/// Job control: a process stopped by SIGSTOP or SIGTSTP (by itself, by its parent,
+/// with a second thread blocked in read()) stays stopped until its parent continues it,
+/// and its parent sees it stopped, continued and exited as natively. The recorder
+/// resumed a thread from its group-stop (it ran on while its parent saw it stopped) and
+/// took a kill(SIGSTOP) between processes for a new task's initial stop; a SIGTSTP
+/// that arrived before the child's first call waited for the end of its read(), which
+/// waited for its parent, which waited to see it stopped.
+#[test]
+fn stopped_processes_stay_stopped_until_continued() {
+    ten_times("job_control", &[], 0);
+}
+
+/// A stopped process whose process group is orphaned gets SIGHUP (then SIGCONT) from
+/// the kernel, in a session of the program's own: its handler runs as natively. The
+/// recorder took that SIGHUP (`SI_KERNEL`) for its terminal hanging up and ended the
+/// recording; then it held it until the next call, and the process exited without
+/// running the handler (rr's tty_tostop).
+#[test]
+fn an_orphaned_stopped_process_group_gets_its_sighup() {
+    ten_times("orphaned_group", &[], 0);
+}
+
+/// SIGSEGV blocked across an exec, then rdtsc (the dynamic loader's, the program's, a
+/// thread's): the recorder's and replay's rdtsc trap is a forced SIGSEGV, which the
+/// kernel unblocks to deliver; the program found SIGSEGV unblocked (rr's
+/// sigprocmask_exec). The mask is set back after each trap.
+#[test]
+fn a_blocked_sigsegv_stays_blocked_through_rdtsc_traps() {
+    ten_times("segv_blocked", &[], 0);
+}
+
+/// The main thread calls pthread_exit and another thread joins it: whether the joining
+/// thread waits in futex() or finds the main thread's id cleared already depended on
+/// how far the kernel had got with the main thread's exit (record and replay differed;
+/// rr's main_thread_exit). Both now wait until it is a zombie.
+#[test]
+fn joining_the_main_thread_after_it_exited() {
+    ten_times("main_thread_exit", &[], 0);
+}
+
 /// Records `program args` and checks that the recorder refused it: status 125 and a
 /// message holding `says`.
 #[track_caller]

@@ -6,12 +6,14 @@ use super::*;
 
 impl Recorder {
     /// Whether the signal `tid` stopped with came from the terminal (Ctrl-C: the tty
-    /// driver sends it with `SI_KERNEL`; a program's own `kill` says `SI_USER`).
+    /// driver sends it with `SI_KERNEL`, to the recording's first process group; a
+    /// program's own `kill` says `SI_USER`).
     pub(super) fn signal_is_from_terminal(&self, tid: i32) -> bool {
         self.threads
             .get(&tid)
             .and_then(|t| t.task.siginfo().ok())
             .is_some_and(|si| si.si_code == libc::SI_KERNEL)
+            && self.in_first_group(tid)
     }
 
     /// Ends a recording that was asked to stop (Ctrl-C, time limit); `tid` just reported

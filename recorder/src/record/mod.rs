@@ -11,6 +11,7 @@ mod buffers;
 mod exec;
 mod header;
 mod interrupt;
+mod job_control;
 mod ordering;
 mod probe;
 pub mod redirect;
@@ -18,7 +19,7 @@ pub mod seccomp;
 mod self_memory;
 mod session;
 mod shared_files;
-mod signal;
+pub(crate) mod signal;
 mod sink;
 mod syscall;
 
@@ -164,6 +165,9 @@ enum Where {
     Held,
     /// The running thread.
     Running,
+    /// In a group-stop (SIGSTOP and the like): not scheduled until its process is
+    /// continued (see [`job_control`]).
+    Stopped,
 }
 
 struct Thread {
@@ -186,6 +190,9 @@ struct Thread {
     /// Its syscall buffer, once registered (shared with a vfork child, which runs on
     /// its parent's memory; see [`buffers`]).
     sb: Option<buffers::SharedBuffer>,
+    /// It blocks SIGSEGV (as its last rt_sigprocmask or rt_sigreturn left it, or its
+    /// parent when it was created): see [`signal::reblock_segv`].
+    segv_blocked: bool,
 }
 
 impl Thread {
@@ -201,6 +208,7 @@ impl Thread {
             requeued: None,
             held: None,
             sb: None,
+            segv_blocked: false,
         }
     }
 }

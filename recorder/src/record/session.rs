@@ -16,8 +16,14 @@ impl Recorder {
                 None => match self.pick()? {
                     Some(c) => c,
                     None => {
-                        // Every thread sits in a blocking call: wait for one to return.
-                        let (tid, stop) = self.wait_any()?;
+                        // Every thread sits in a blocking call (or is stopped): wait for
+                        // one to return.
+                        let Some((tid, stop)) = self.wait_or_continued()? else {
+                            if self.interrupter.requested() {
+                                return self.end_interrupted(self.leader, Stop::Other(0));
+                            }
+                            continue;
+                        };
                         if self.interrupter.requested() {
                             return self.end_interrupted(tid, stop);
                         }
@@ -109,20 +115,29 @@ impl Recorder {
     pub(super) fn wait_any(&mut self) -> Result<(i32, Stop)> {
         loop {
             let (tid, stop) = crate::ptrace::wait_own()?;
-            // A zombie leader reports only a thread that takes its tid by exec'ing.
-            if self.threads.contains_key(&tid)
-                || (self.zombies.contains(&tid) && stop == Stop::Event(libc::PTRACE_EVENT_EXEC))
-            {
+            if self.is_ours(tid, stop) {
                 return Ok((tid, stop));
             }
             self.early.insert(tid, stop);
         }
     }
 
+    /// Whether a stop is of a known task (the others are new threads that report before
+    /// their parent's clone event).
+    pub(super) fn is_ours(&self, tid: i32, stop: Stop) -> bool {
+        // A zombie leader reports only a thread that takes its tid by exec'ing.
+        self.threads.contains_key(&tid)
+            || (self.zombies.contains(&tid) && stop == Stop::Event(libc::PTRACE_EVENT_EXEC))
+    }
+
     /// Chooses the thread to run next; `None` when every thread is blocked (or held
     /// behind a blocked one).
     pub(super) fn pick(&mut self) -> Result<Option<i32>> {
         loop {
+            if self.any_stopped() {
+                // A SIGCONT from outside the recording.
+                self.wake_continued();
+            }
             let runnable = self.runnable();
             if runnable.is_empty() {
                 return Ok(None);
@@ -439,6 +454,13 @@ impl Recorder {
                     ThreadStop::SyscallExit { ret, rip } => {
                         let sysno = self.threads[&cur].pending.as_ref().map(|p| p.nr);
                         self.on_exit(cur, ret)?;
+                        if sysno.is_some_and(job_control::sends_signal) && self.any_stopped() {
+                            self.wake_continued();
+                        }
+                        if matches!(sysno, Some(nr::RT_SIGPROCMASK | nr::RT_SIGRETURN)) {
+                            let t = self.threads.get_mut(&cur).expect("current");
+                            t.segv_blocked = signal::blocks_segv(&t.task)?;
+                        }
                         let t = self.threads.get_mut(&cur).expect("current");
                         t.exit_rip = Some(rip);
                         if t.requeued.is_none() {
@@ -495,6 +517,11 @@ impl Recorder {
                 self.interrupter.note(Outcome::Interrupted);
                 return self.end_interrupted(cur, stop).map(Next::Finished);
             }
+            ThreadStop::Signal(sig) if self.is_group_stop(cur, sig)? => {
+                // Its process stops: so does it, until continued (see `job_control`).
+                self.threads.get_mut(&cur).expect("current").state = Where::Stopped;
+                return Ok(Next::Switch);
+            }
             ThreadStop::Signal(sig) => {
                 let deliver = self.on_signal(cur, sig)?;
                 self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
@@ -549,8 +576,9 @@ impl Recorder {
                 };
                 let slot = self.next_slot;
                 self.next_slot += 1;
-                self.threads
-                    .insert(child, Thread::new(Task::new(child), tgid, slot));
+                let mut new = Thread::new(Task::new(child), tgid, slot);
+                new.segv_blocked = self.threads[&cur].segv_blocked;
+                self.threads.insert(child, new);
                 if process {
                     // A new process starts with a copy of its parent's fd table.
                     let parent_tgid = self.threads[&cur].tgid;

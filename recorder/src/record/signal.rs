@@ -14,13 +14,17 @@ impl Recorder {
             let bytes = t.task.read_mem_partial(regs.rip, 3)?;
             if let Some(insn) = Trapped::decode(&bytes) {
                 let event = emulate(&mut t.task, insn, regs, &mut self.cpuid_seen)?;
+                if t.segv_blocked {
+                    reblock_segv(&t.task)?;
+                }
                 self.events.push(&event)?;
                 return Ok(0);
             }
         }
         let si = match t.task.siginfo() {
             Ok(si) => si,
-            // No siginfo: a group-stop (SIGSTOP/SIGTSTP job control), not a delivery.
+            // No siginfo: a group-stop, not a delivery (handled before, see
+            // `job_control`).
             Err(Error::Ptrace { .. }) => return Ok(0),
             Err(e) => return Err(e),
         };
@@ -36,12 +40,22 @@ impl Recorder {
                     injected: true,
                     info: siginfo_bytes(&req),
                 })?;
+                if job_control::is_stop_signal(sig) {
+                    // Still right after the call while stopped (see `job_control`).
+                    t.exit_rip = Some(regs.rip);
+                }
                 return Ok(sig);
             }
             t.requeued = Some(req);
         }
-        if sig == libc::SIGSTOP && multi && si.si_code == libc::SI_USER {
-            // A leftover initial stop of a new task; nothing to deliver.
+        // SAFETY: si_pid is valid for SI_USER.
+        if sig == libc::SIGSTOP
+            && multi
+            && si.si_code == libc::SI_USER
+            && unsafe { si.si_pid() } == 0
+        {
+            // A leftover initial stop of a new task (the kernel queues it without a
+            // sender); nothing to deliver. A kill(SIGSTOP) names its sender.
             return Ok(0);
         }
         if is_fault(sig, si.si_code) {
@@ -58,6 +72,7 @@ impl Recorder {
             sig,
             libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
         ) && !self.sent_by_tree(&si)
+            && (si.si_code != libc::SI_KERNEL || self.in_first_group(cur))
         {
             // Ctrl-C at the terminal, or a kill from outside: end the recording, the way
             // `Interrupter::interrupt` does (the engine stops the program itself; the
@@ -82,12 +97,52 @@ impl Recorder {
                 injected: true,
                 info: siginfo_bytes(&si),
             })?;
+            if job_control::is_stop_signal(sig) {
+                // Still right after the call while stopped (see `job_control`).
+                t.exit_rip = exit_rip;
+            }
             return Ok(sig);
         }
         // Somewhere in user code, a point replay cannot find again: hold the signal
         // and queue it again at this thread's next syscall exit.
         t.deferred.push_back(si);
         Ok(0)
+    }
+
+    /// Thread `cur` is at the entry of a call that may block, with a signal held (see
+    /// [`Self::on_signal`]): the signal is queued again now, so that it interrupts the
+    /// call if the call waits (a held signal otherwise waits for the call's end, which
+    /// may never come: a child blocked in read() while its parent waits to see it
+    /// stopped). It is delivered right after the call, with its original siginfo, like
+    /// one queued again at a call's exit; the copy queued here says `SI_QUEUE` (the only
+    /// kind another process may send), replaced at delivery.
+    pub(super) fn queue_deferred_now(&mut self, cur: i32) -> Result<()> {
+        let t = self.threads.get_mut(&cur).expect("current");
+        if t.requeued.is_some() {
+            return Ok(());
+        }
+        let Some(si) = t.deferred.pop_front() else {
+            return Ok(());
+        };
+        let mut queued = si;
+        queued.si_code = libc::SI_QUEUE;
+        // SAFETY: plain syscall to our own tracee with a siginfo we own.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_tgsigqueueinfo,
+                t.tgid,
+                cur,
+                si.si_signo,
+                &queued as *const libc::siginfo_t,
+            )
+        };
+        if r != 0 {
+            // Gone meanwhile: the signal goes back to wait for the call's exit.
+            t.deferred.push_front(si);
+            return Ok(());
+        }
+        t.requeued = Some(si);
+        Ok(())
     }
 
     /// Whether a SIGSTOP stop of `tid` is the watchdog's (sent by us with tgkill).
@@ -99,6 +154,15 @@ impl Recorder {
         };
         // SAFETY: si_pid is valid for SI_TKILL.
         Ok(si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32)
+    }
+
+    /// Whether thread `tid`'s process is in the process group the recording started in,
+    /// the one the recorder's terminal signals (the terminal's foreground group when the
+    /// recorder had it). A terminal of the program's own (a pty), or the kernel's SIGHUP
+    /// to a process group its parent's exit orphaned, signals other groups.
+    pub(super) fn in_first_group(&self, tid: i32) -> bool {
+        // SAFETY: plain syscall.
+        unsafe { libc::getpgid(tid) == self.leader }
     }
 
     /// Whether a signal was sent by one of the recorded processes (kill, tgkill...).
@@ -113,6 +177,26 @@ impl Recorder {
         let pid = unsafe { si.si_pid() };
         self.threads.values().any(|t| t.tgid == pid)
     }
+}
+
+/// Whether `task` blocks SIGSEGV now.
+pub(crate) fn blocks_segv(task: &Task) -> Result<bool> {
+    Ok(task.sigmask()? & segv_bit() != 0)
+}
+
+/// Blocks SIGSEGV again in `task`, after a trapped instruction's fault: the kernel
+/// unblocks a blocked SIGSEGV to force the fault's delivery (and resets its handler,
+/// which natively would not have run either), and the program, which never faulted
+/// natively, must find its mask as it left it (rr's sigprocmask_exec: blocked across
+/// an exec, and the dynamic loader's rdtsc unblocked it). Used at record and replay,
+/// whose traps are the same.
+pub(crate) fn reblock_segv(task: &Task) -> Result<()> {
+    let mask = task.sigmask()?;
+    task.set_sigmask(mask | segv_bit())
+}
+
+fn segv_bit() -> u64 {
+    1 << (libc::SIGSEGV - 1)
 }
 
 /// The raw bytes of a siginfo, for the trace.

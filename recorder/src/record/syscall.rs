@@ -195,6 +195,11 @@ impl Recorder {
             out_key,
             exec_from: None,
         };
+        if desc.may_block && !forks && fake_ret.is_none() {
+            // A held signal must not wait for the end of a call that may wait for ever
+            // (for a parent that waits to see the signal's effect).
+            self.queue_deferred_now(cur)?;
+        }
         if blocking {
             // Let it sit in the kernel while others run; its results land in scratch.
             let t = self.threads.get_mut(&cur).expect("current");
@@ -298,6 +303,7 @@ impl Recorder {
         self.threads.remove(&cur);
         if cur == tgid {
             self.zombies.insert(tgid);
+            crate::tree::wait_until_zombie(tgid);
         } else {
             reap(cur);
         }

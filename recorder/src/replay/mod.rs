@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::tree::ThreadStop;
+use signal::drop_if_stop;
 use syscall::{describe_call, runs_at_replay};
 use tree::RThread;
 
@@ -319,7 +320,12 @@ impl Replayer<'_> {
         };
         let r = match self.step(ev, &mut th) {
             Ok(Step::Done) if matches!(ev, Event::Signal { .. }) && th.signal != 0 => {
-                self.end_if_fatal(ev, &mut th)
+                drop_if_stop(&mut th);
+                if th.signal != 0 {
+                    self.end_if_fatal(ev, &mut th)
+                } else {
+                    Ok(Step::Done)
+                }
             }
             other => other,
         };
@@ -389,6 +395,8 @@ impl Replayer<'_> {
             }
             _ => {}
         }
+        // Every event below resumes the thread, except a signal given at this stop.
+        let at_dropped_stop = std::mem::take(&mut th.at_dropped_stop);
         if let Some((nr, args)) = th.held.take() {
             // Held at the entry of a blocked call: this event completes it.
             return self.on_syscall(ev, nr, args, th);
@@ -431,9 +439,16 @@ impl Replayer<'_> {
                     }
                     None => None,
                 };
-                // Queue it from the syscall stop the thread is in, as the recording did.
-                th.task.resume(Resume::Sysemu, *signo)?;
-                return match th.task.wait()? {
+                // Queue it from the syscall stop the thread is in, as the recording did;
+                // at the delivery stop of a stop signal not delivered, it is given there
+                // (the recorded thread took it as it was continued, at that point).
+                let stop = if at_dropped_stop && saved_mask.is_none() {
+                    Stop::Signal(*signo)
+                } else {
+                    th.task.resume(Resume::Sysemu, *signo)?;
+                    th.task.wait()?
+                };
+                return match stop {
                     Stop::Signal(sig) if sig == *signo => {
                         let regs = th.task.regs()?;
                         if regs.rip != *rip {
@@ -493,7 +508,10 @@ impl Replayer<'_> {
                 };
                 match (insn, ev) {
                     (Some(_), Event::Rdtsc { .. } | Event::Cpuid { .. }) => {
-                        self.on_trapped(ev, &th.task, regs)?
+                        self.on_trapped(ev, &th.task, regs)?;
+                        if th.segv_blocked {
+                            crate::record::signal::reblock_segv(&th.task)?;
+                        }
                     }
                     (
                         None,

@@ -168,6 +168,32 @@ pub(super) fn temporary_mask(
     Ok(Some(u64::from_le_bytes(b[..8].try_into().expect("8"))))
 }
 
+/// Thread `th` was given a signal (`th.signal`) whose action is to stop its process
+/// (SIGSTOP; SIGTSTP, SIGTTIN, SIGTTOU without a handler and not ignored). At record its
+/// process stopped there until a SIGCONT, and the recorder scheduled none of its threads
+/// meanwhile: the order of the trace's events says so already. Replay does not stop it
+/// (a stopped process would report group-stops the trace does not have): the signal is
+/// dropped, and resumed without one the thread goes on as the kernel made it go on after
+/// the SIGCONT (a call the signal interrupted restarts). A signal recorded next at the
+/// same point (the thread was continued there and took it at once) is given at this
+/// delivery stop.
+pub(super) fn drop_if_stop(th: &mut RThread) {
+    let (tid, sig) = (th.task.tid, th.signal);
+    let stops = match sig {
+        libc::SIGSTOP => true,
+        libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => !caught(tid, sig) && !ignored(tid, sig),
+        _ => false,
+    };
+    if stops {
+        th.at_dropped_stop = true;
+        tracing::debug!(
+            "{} not delivered at replay: it only stopped the process",
+            signal_name(sig)
+        );
+        th.signal = 0;
+    }
+}
+
 /// Whether signal `sig` ends a process when it has no handler and is not ignored.
 pub(super) fn terminates_by_default(sig: i32) -> bool {
     (1..=64).contains(&sig)

@@ -144,7 +144,11 @@ impl Replayer<'_> {
         }
         th.temporary_mask = temporary_mask(&mut th.task, sysno, &args, s.ret)?;
         if runs_at_replay(s) {
-            return self.execute(ev, s, th);
+            let step = self.execute(ev, s, th)?;
+            if matches!(sysno, nr::RT_SIGPROCMASK | nr::RT_SIGRETURN) {
+                th.segv_blocked = crate::record::signal::blocks_segv(&th.task)?;
+            }
+            return Ok(step);
         }
         if s.ret >= 0 {
             if let (Some(kind), Some(stream)) = (
@@ -236,6 +240,7 @@ impl Replayer<'_> {
                 } else if s.tid == tgid {
                     // A process leader stays a zombie until its other threads are gone.
                     self.zombies.insert(tgid, Task::new(th.task.tid));
+                    crate::tree::wait_until_zombie(th.task.tid);
                 } else {
                     reap(&th.task);
                 }

@@ -195,7 +195,9 @@ impl Replayer<'_> {
                 task.write_mem(ctid, &child.to_le_bytes())?;
             }
         }
-        self.threads.insert(child, RThread::new(task, tgid));
+        let mut new = RThread::new(task, tgid);
+        new.segv_blocked = th.segv_blocked;
+        self.threads.insert(child, new);
         if process {
             self.bps.forked(th.tgid, child);
             let fds = self.out_fds.entry(th.tgid).or_default().clone();
@@ -290,6 +292,12 @@ pub(super) struct RThread {
     /// The generation of the debugger's watchpoints its debug registers hold
     /// ([`super::watch::Watches`]).
     pub(super) watch_generation: u64,
+    /// At the delivery stop of a stop signal replay did not deliver (see
+    /// [`super::signal::drop_if_stop`]): a signal recorded at the same point is given
+    /// there, without a new stop.
+    pub(super) at_dropped_stop: bool,
+    /// It blocks SIGSEGV (see [`crate::record::signal::reblock_segv`]).
+    pub(super) segv_blocked: bool,
 }
 
 impl RThread {
@@ -303,6 +311,8 @@ impl RThread {
             next_shared: None,
             temporary_mask: None,
             watch_generation: 0,
+            at_dropped_stop: false,
+            segv_blocked: false,
         }
     }
 }
