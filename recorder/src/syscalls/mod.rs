@@ -21,6 +21,11 @@ pub fn is_x32(nr: u64) -> bool {
     nr & X32_SYSCALL_BIT != 0 && nr < 0x8000_0000
 }
 
+/// Whether `nr` is an exec (execve, or execveat, which fexecve uses).
+pub fn is_exec(nr: u64) -> bool {
+    nr == nr::EXECVE || nr == nr::EXECVEAT
+}
+
 /// For a multiplexing call (ioctl, fcntl, prctl, arch_prctl) whose request is not in
 /// the table: the request, named for a message (`prctl option 19`).
 pub fn unknown_request(nr: u64, args: &[u64; 6]) -> Option<String> {
