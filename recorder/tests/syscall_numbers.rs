@@ -760,6 +760,7 @@ fn classes_follow_the_design() {
         "semctl",
         "semtimedop",
         "syslog",
+        "quotactl",
         "recvmmsg",
         "sendmmsg",
     ] {

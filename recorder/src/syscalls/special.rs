@@ -64,7 +64,8 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         | nr::MSGCTL
         | nr::SHMGET
         | nr::SHMCTL
-        | nr::SYSLOG => Handling::Here,
+        | nr::SYSLOG
+        | nr::QUOTACTL => Handling::Here,
         nr::MMAP
         | nr::MADVISE
         | nr::RT_SIGRETURN
@@ -296,6 +297,7 @@ pub fn outputs(
             }
         }
         nr::MSGRCV => grab(task, args[1], (ret as usize).saturating_add(8))?,
+        nr::QUOTACTL => grab(task, args[3], quota_output(args[0]).unwrap_or(0))?,
         // SYSLOG_ACTION_READ, _READ_ALL, _READ_CLEAR: the log's bytes.
         nr::SYSLOG if matches!(args[0], 2..=4) => grab(task, args[1], ret as usize)?,
         nr::SEMCTL | nr::MSGCTL | nr::SHMCTL => {
@@ -357,6 +359,21 @@ fn ipc_ctl_memory(sysno: u64, args: &[u64; 6], write: bool) -> (u64, usize) {
         _ => 0,
     };
     (at, len)
+}
+
+/// For a quotactl command (`QCMD(cmd, type)`), the bytes it writes at argument 3;
+/// `None` for a command the recorder does not know.
+pub fn quota_output(cmd: u64) -> Option<usize> {
+    Some(match (cmd as u32) >> 8 {
+        0x80_0001..=0x80_0003 => 0, // Q_SYNC, Q_QUOTAON, Q_QUOTAOFF
+        0x80_0004 => 4,             // Q_GETFMT
+        0x80_0005 => 24,            // Q_GETINFO
+        0x80_0006 => 0,             // Q_SETINFO
+        0x80_0007 => 72,            // Q_GETQUOTA
+        0x80_0008 => 0,             // Q_SETQUOTA
+        0x80_0009 => 80,            // Q_GETNEXTQUOTA
+        _ => return None,
+    })
 }
 
 /// The number of semaphores in System V set `id` (0 when it cannot be read).
