@@ -105,11 +105,11 @@ fn older_terminal_console_and_tape_ioctls() {
 
 /// Calls rr's own test programs make that stopped the recording: fcntl and ioctl
 /// requests nobody defines and a quotactl command that does not exist (now run, and the
-/// kernel's EINVAL/ENOTTY recorded), klogctl,
-/// RNDGETENTCNT, FS_IOC_FIEMAP, sendmmsg and recvmmsg (one blocked in a thread while
-/// the other sends), pselect6's time left, mmap of /dev/zero (private, and shared with a
-/// forked child), clone with CLONE_PIDFD and with every flag (EINVAL), and execveat:
-/// relative to a directory fd, fexecve of a file and of a memfd.
+/// kernel's EINVAL/ENOTTY recorded), klogctl, RNDGETENTCNT, FS_IOC_FIEMAP, sendmmsg and
+/// recvmmsg (one blocked in a thread while the other sends), pselect6's time left, mmap
+/// of /dev/zero (private, and shared with a forked child), clone with CLONE_PIDFD and
+/// with every flag (EINVAL), and execveat: relative to a directory fd, fexecve of a
+/// file and of a memfd.
 #[test]
 fn unknown_requests_batched_datagrams_dev_zero_and_execveat() {
     ten_times("unusual_calls", &[], 0);
