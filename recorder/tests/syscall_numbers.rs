@@ -57,6 +57,8 @@ const KERNEL_ONLY_REQUESTS: &[(&str, u64)] = &[
     ("VT_GETSTATE", 0x5603),
     ("FS_IOC_FSGETXATTR", 0x801C_581F),
     ("FS_IOC_FSSETXATTR", 0x401C_5820),
+    ("FS_IOC_FIEMAP", 0xC020_660B),
+    ("RNDGETENTCNT", 0x8004_5200),
     ("MTIOCGET", 0x8030_6D02),
     ("PR_SVE_SET_VL", 50),
     ("PR_SVE_GET_VL", 51),
@@ -715,18 +717,6 @@ fn classes_follow_the_design() {
     let unsupported = [
         "ptrace",
         "seccomp",
-        "shmget",
-        "shmat",
-        "shmdt",
-        "shmctl",
-        "msgget",
-        "msgsnd",
-        "msgrcv",
-        "msgctl",
-        "semget",
-        "semop",
-        "semctl",
-        "semtimedop",
         "modify_ldt",
         "init_module",
         "finit_module",
@@ -746,9 +736,6 @@ fn classes_follow_the_design() {
         "move_pages",
         "pidfd_getfd",
         // Not supported yet (their memory effects have no handler).
-        "execveat",
-        "recvmmsg",
-        "sendmmsg",
         "vmsplice",
         "name_to_handle_at",
     ];
@@ -759,6 +746,31 @@ fn classes_follow_the_design() {
         );
     }
     assert_eq!(desc("chroot").class, Class::Recorded);
+
+    // System V IPC (objects created IPC_PRIVATE only, see `special.rs`) and the batched
+    // socket calls are recorded; shmat and shmdt shape the address space and are redone
+    // at replay, and execveat replays as execve.
+    for name in [
+        "shmget",
+        "shmctl",
+        "msgget",
+        "msgsnd",
+        "msgrcv",
+        "msgctl",
+        "semget",
+        "semop",
+        "semctl",
+        "semtimedop",
+        "syslog",
+        "quotactl",
+        "recvmmsg",
+        "sendmmsg",
+    ] {
+        assert_eq!(desc(name).class, Class::Recorded, "{name}");
+    }
+    for name in ["shmat", "shmdt", "execveat"] {
+        assert_eq!(desc(name).class, Class::Executed, "{name}");
+    }
 }
 
 /// The per-call exceptions record and replay take from the table.

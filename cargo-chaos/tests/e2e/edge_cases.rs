@@ -104,6 +104,18 @@ fn older_terminal_console_and_tape_ioctls() {
     ten_times("old_ioctls", &[], 0);
 }
 
+/// Calls rr's own test programs make that stopped the recording: fcntl and ioctl
+/// requests nobody defines and a quotactl command that does not exist (now run, and the
+/// kernel's EINVAL/ENOTTY recorded), klogctl, RNDGETENTCNT, FS_IOC_FIEMAP, sendmmsg and
+/// recvmmsg (one blocked in a thread while the other sends), pselect6's time left, mmap
+/// of /dev/zero (private, and shared with a forked child), clone with CLONE_PIDFD and
+/// with every flag (EINVAL), and execveat: relative to a directory fd, fexecve of a
+/// file and of a memfd.
+#[test]
+fn unknown_requests_batched_datagrams_dev_zero_and_execveat() {
+    ten_times("unusual_calls", &[], 0);
+}
+
 /// madvise(MADV_DONTNEED) across a page locked with mlock, mlock2 or mlockall fails
 /// with EINVAL after dropping the unlocked page: replay locks the pages too (mlock was
 /// only recorded, so replay's madvise succeeded and diverged; rr's mlock_madvise).
@@ -281,19 +293,78 @@ fn a_huge_sparse_mapping_stops_the_recording_with_a_reason() {
     assert_recording_stops(&fixture("huge_mapping"), &[], "1024 GiB");
 }
 
-/// A call the recorder's table lacks a request for names that request in its message.
+/// A request the recorder's table lacks runs: the kernel's refusal (EINVAL for prctl
+/// option 1000, which does not exist) is recorded and replayed like any result.
 #[test]
-fn an_unknown_prctl_option_is_named() {
+fn an_unknown_prctl_option_gets_the_kernels_answer() {
     let dir = temp();
     let script = dir.path().join("prctl.py");
-    // Option 1000 does not exist; the kernel would say EINVAL, the recorder stops and
-    // names it (an unknown option could write memory the recorder does not know of).
     std::fs::write(
         &script,
         "import ctypes\nprint(ctypes.CDLL(None).prctl(1000, 0, 0, 0, 0))\n",
     )
     .unwrap();
-    assert_recording_stops(&tool("python3"), &[script.as_os_str()], "prctl option 1000");
+    let python = tool("python3");
+    let rec = RecordSpec::new(&python, dir.path().join("trace"))
+        .args([script.as_os_str()])
+        .record();
+    assert_eq!(rec.program.stdout_str(), "-1\n", "{}", rec.program.show());
+    assert_same("the recording", &rec.program, &replay(&rec.trace));
+}
+
+/// A request the table lacks that the kernel accepts stops the recording, named (it may
+/// have written memory the recorder does not know of): prctl option 77
+/// (PR_TIMER_CREATE_RESTORE_IDS, Linux 6.17) with 0 turns a mode off. On older kernels
+/// it does not exist, and its EINVAL is recorded.
+#[test]
+fn an_unknown_request_the_kernel_accepts_stops_the_recording_named() {
+    let dir = temp();
+    let script = dir.path().join("prctl.py");
+    std::fs::write(
+        &script,
+        "import ctypes\nprint(ctypes.CDLL(None).prctl(77, 0, 0, 0, 0))\n",
+    )
+    .unwrap();
+    let python = tool("python3");
+    let natively = native(&python, &[script.to_str().unwrap()]);
+    if natively.stdout_str() == "0\n" {
+        assert_recording_stops(&python, &[script.as_os_str()], "prctl option 77");
+    } else {
+        let rec = RecordSpec::new(&python, dir.path().join("trace"))
+            .args([script.as_os_str()])
+            .record();
+        assert_eq!(rec.program.stdout_str(), natively.stdout_str());
+    }
+}
+
+/// Files that change under their mappings: grown with ftruncate under a shared or a
+/// private mapping before its page is touched (replay got SIGBUS, or the recording
+/// stopped), written under an untouched private page, and mremap across two mappings
+/// of one open file that the kernel merged (it failed at replay with EFAULT: each
+/// mapping was of its own open file there).
+#[test]
+fn files_grown_and_written_under_their_mappings() {
+    ten_times("grow_under_map", &[], 0);
+}
+
+/// System V semaphores, message queues and shared memory created IPC_PRIVATE, used by
+/// a process and the children it forks (rr's sem, msg, shm and shm_unmap): blocking
+/// semop and msgrcv, shared memory attached twice (aliasing) and detached after part of
+/// it was unmapped.
+#[test]
+fn private_system_v_ipc_between_forked_processes() {
+    ten_times("sysv_ipc", &[], 0);
+}
+
+/// A System V object with a key could be shared with processes outside the recording:
+/// the recording stops and says why.
+#[test]
+fn a_keyed_system_v_object_stops_the_recording_with_a_reason() {
+    assert_recording_stops(
+        &fixture("sysv_ipc"),
+        &[std::ffi::OsStr::new("keyed")],
+        "create it with IPC_PRIVATE",
+    );
 }
 
 /// Priority-inheritance futexes are refused with a message that says what they are

@@ -137,6 +137,10 @@ struct Pending {
     /// The thread made the call under this tid and is now its process's leader: it
     /// exec'ed from a thread other than the main one (see [`Recorder::exec_takeover`]).
     exec_from: Option<i32>,
+    /// A multiplexing call whose request is not in the table (`fcntl(fd, 9999)`): it
+    /// runs without outputs, and only its failure can be recorded (the kernel's EINVAL
+    /// or ENOTTY); a success stops the recording with this request named.
+    unknown_request: Option<String>,
 }
 
 /// A write-family call held at its entry stop while another thread's write to the same

@@ -15,8 +15,10 @@
 //! length its pointer holds at entry. Two special rows add their hand-written parts:
 //! select and pselect6 their fd sets, recvmsg its `struct msghdr` (rebuilt in scratch
 //! around scratch name, iovec and control buffers; only the fields the kernel writes go
-//! back). Futex words are never redirected: the futex rows have no outputs (the kernel
-//! must see the real word), and a test checks it.
+//! back), recvmmsg and sendmmsg their arrays of `struct mmsghdr` (the same per message;
+//! sendmmsg's data stays where it is, the kernel only reads it). Futex words are never
+//! redirected: the futex rows have no outputs (the kernel must see the real word), and a
+//! test checks it.
 //!
 //! A copy whose whole length goes back (a fixed-size struct, a timeout the kernel
 //! updates, poll's array) is first filled with the real buffer's bytes, so what the
@@ -160,6 +162,11 @@ impl Plan<'_> {
     /// buffers filled by the result, and returns its address (`real` when there is
     /// nothing to move).
     fn iovec(&mut self, real: u64, count: u64) -> Step<u64> {
+        self.iovec_back(real, count, Back::Result)
+    }
+
+    /// As [`Plan::iovec`], with the buffers coming back as `back` says.
+    fn iovec_back(&mut self, real: u64, count: u64, back: Back) -> Step<u64> {
         if real == 0 || count == 0 || count > MAX_IOV || self.read(real, 16)?.is_none() {
             return Ok(real);
         }
@@ -167,7 +174,7 @@ impl Plan<'_> {
         let array = self.alloc(iov.len() * 16)?;
         let mut raw = Vec::with_capacity(iov.len() * 16);
         for (base, len) in iov {
-            let base = self.buffer(base, len as usize, Back::Result)?;
+            let base = self.buffer(base, len as usize, back)?;
             raw.extend_from_slice(&base.to_le_bytes());
             raw.extend_from_slice(&len.to_le_bytes());
         }
@@ -231,8 +238,70 @@ impl Plan<'_> {
                 }
             }
             nr::RECVMSG => self.msghdr()?,
+            nr::RECVMMSG => self.mmsghdrs(true)?,
+            // struct msgbuf: the type, then up to msgsz bytes.
+            nr::MSGRCV => {
+                let len = (self.original[2] as usize).saturating_add(8);
+                self.arg_buffer(1, len, Back::Whole)?
+            }
+            nr::SENDMMSG => self.mmsghdrs(false)?,
             _ => {}
         }
+        Ok(())
+    }
+
+    /// recvmmsg and sendmmsg: a scratch array of `struct mmsghdr`. For recvmmsg each
+    /// message is rebuilt as recvmsg's (see [`Plan::msghdr`]), except that its iovec
+    /// buffers come back whole (filled from the program's first: one result counts
+    /// messages, not bytes); sendmmsg's keep pointing at the program's data, which the
+    /// kernel only reads. Only the fields the kernel writes go back (`msg_len`, and for
+    /// recvmmsg those recvmsg writes).
+    fn mmsghdrs(&mut self, receive: bool) -> Step<()> {
+        let real = self.original[1];
+        let count = self.original[2].min(special::MMSG_MAX);
+        let len = count as usize * special::MMSGHDR_SIZE;
+        if real == 0 || count == 0 {
+            return Ok(());
+        }
+        let Some(mut raw) = self.read(real, len)? else {
+            return Ok(());
+        };
+        if receive {
+            for (i, hdr) in special::mmsghdrs(real, count).enumerate() {
+                let m = special::read_msghdr(self.task, hdr)?;
+                if m.iovlen > MAX_IOV {
+                    return Ok(());
+                }
+                let name = self.buffer(m.name, m.namelen as usize, Back::Whole)?;
+                let iov = self.iovec_back(m.iov, m.iovlen, Back::Whole)?;
+                let control = self.buffer(m.control, m.controllen as usize, Back::Whole)?;
+                let at = i * special::MMSGHDR_SIZE;
+                for (field, value) in [
+                    (special::MSGHDR_NAME, name),
+                    (special::MSGHDR_IOV, iov),
+                    (special::MSGHDR_CONTROL, control),
+                ] {
+                    raw[at + field..at + field + 8].copy_from_slice(&value.to_le_bytes());
+                }
+            }
+        }
+        let scratch = self.alloc(len)?;
+        self.task.write_mem(scratch, &raw)?;
+        let written = if receive {
+            special::MMSGHDR_RECV_WRITTEN
+        } else {
+            special::MMSGHDR_SEND_WRITTEN
+        };
+        for i in 0..count {
+            let at = i * special::MMSGHDR_SIZE as u64;
+            self.copies.push(Copy {
+                real: real + at,
+                scratch: scratch + at,
+                len: special::MMSGHDR_SIZE,
+                back: Back::Fields(written),
+            });
+        }
+        self.args[1] = scratch;
         Ok(())
     }
 
@@ -275,12 +344,19 @@ impl Plan<'_> {
 
 /// The special rows that may block and whose memory effects [`Plan::special`] moves
 /// to scratch.
-pub const SPECIAL_REDIRECTED: &[u64] = &[nr::SELECT, nr::PSELECT6, nr::RECVMSG];
+pub const SPECIAL_REDIRECTED: &[u64] = &[
+    nr::SELECT,
+    nr::PSELECT6,
+    nr::RECVMSG,
+    nr::RECVMMSG,
+    nr::SENDMMSG,
+    nr::MSGRCV,
+];
 
 /// The special rows that may block and write no memory of the program's while they
 /// block: the futex calls (the kernel must see the real futex word), ioctl and fcntl
 /// (their blocking requests, TIOCSTI-style waits and F_SETLKW, write nothing), sendmsg
-/// (reads only), rt_sigsuspend (a mask it reads), vfork (a task event), and
+/// and msgsnd (read only), rt_sigsuspend (a mask it reads), vfork (a task event), and
 /// restart_syscall (it resumes a call with the pointers the kernel saved; see
 /// docs/architecture.md).
 pub const SPECIAL_NOT_REDIRECTED: &[u64] = &[
@@ -290,6 +366,7 @@ pub const SPECIAL_NOT_REDIRECTED: &[u64] = &[
     nr::IOCTL,
     nr::FCNTL,
     nr::SENDMSG,
+    nr::MSGSND,
     nr::RT_SIGSUSPEND,
     nr::VFORK,
     nr::RESTART_SYSCALL,

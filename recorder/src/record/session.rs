@@ -312,7 +312,7 @@ impl Recorder {
     pub(super) fn execing(&self, tgid: i32) -> bool {
         self.threads
             .values()
-            .any(|t| t.tgid == tgid && t.pending.as_ref().is_some_and(|p| p.nr == nr::EXECVE))
+            .any(|t| t.tgid == tgid && t.pending.as_ref().is_some_and(|p| syscalls::is_exec(p.nr)))
     }
 
     /// A thread other than its process's leader exec'ed: the kernel ended the process's
@@ -327,7 +327,7 @@ impl Recorder {
         let Some(t) = self.threads.get(&cur) else {
             return Ok(None);
         };
-        if t.tgid != tid || !t.pending.as_ref().is_some_and(|p| p.nr == nr::EXECVE) {
+        if t.tgid != tid || !t.pending.as_ref().is_some_and(|p| syscalls::is_exec(p.nr)) {
             return Ok(None);
         }
         let former = Task::new(tid).event_msg()? as i32;

@@ -8,8 +8,17 @@
 //! with its offset and bytes ([`Event::SharedFileWrite`]), and replay writes them into its
 //! copy at the same point of the schedule.
 //!
+//! A file mapped `MAP_PRIVATE` from an fd opened for writing is followed the same way:
+//! the pages of a private mapping that the program has not written yet show the file
+//! as it is when they are first touched, so the program's later writes to the file (or
+//! its growth) must be in replay's copy too.
+//!
+//! `ftruncate` growing such a file is recorded as a write of one zero byte at the new
+//! end (the bytes in between read as zeros, as after the truncate); shrinking one is
+//! refused, as are the other calls that change its size or contents in place.
+//!
 //! Changes from outside the recorded tree cannot be seen and are not replayable; the
-//! README says so. Truncating a shared-mapped file is refused.
+//! README says so.
 //!
 //! [`Event::SharedFileWrite`]: crate::trace::Event::SharedFileWrite
 
@@ -25,6 +34,20 @@ use crate::syscalls::nr;
 #[derive(Debug, Default)]
 pub struct SharedFiles {
     by_id: HashMap<(u64, u64), String>,
+    /// The size a followed file had when a thread's ftruncate of it entered, by thread.
+    truncating: HashMap<i32, u64>,
+}
+
+/// Whether `fd` of task `tid` is open for writing (`/proc/TID/fdinfo/FD`, "flags:").
+pub fn fd_writable(tid: i32, fd: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|v| i32::from_str_radix(v.trim(), 8).ok())
+        })
+        .is_some_and(|flags| flags & libc::O_ACCMODE != libc::O_RDONLY)
 }
 
 /// The file behind `fd` of task `tid`: its (device, inode) and path.
@@ -66,12 +89,25 @@ impl SharedFiles {
     /// After a syscall of `task` that returned `ret`: if it wrote `ret` bytes to a
     /// shared-mapped file, the file's path, the offset and the bytes.
     pub fn written(
-        &self,
+        &mut self,
         task: &mut Task,
         sysno: u64,
         args: &[u64; 6],
         ret: i64,
     ) -> Result<Option<(String, u64, Vec<u8>)>> {
+        if sysno == nr::FTRUNCATE {
+            let Some(old) = self.truncating.remove(&task.tid) else {
+                return Ok(None);
+            };
+            let name = identity(task.tid, args[0]).and_then(|(id, _)| self.by_id.get(&id));
+            return Ok(match name {
+                // A zero byte at the new end: the bytes before it read as zeros.
+                Some(name) if ret == 0 && args[1] > old => {
+                    Some((name.clone(), args[1] - 1, vec![0]))
+                }
+                _ => None,
+            });
+        }
         if self.by_id.is_empty() || ret <= 0 {
             return Ok(None);
         }
@@ -101,10 +137,23 @@ impl SharedFiles {
             && identity(tid, fd).is_some_and(|(id, _)| self.by_id.contains_key(&id))
     }
 
-    /// Refuses calls that change a shared-mapped file in ways replay does not follow.
-    pub fn check_entry(&self, tid: i32, sysno: u64, args: &[u64; 6]) -> Result<()> {
+    /// Refuses calls that change a shared-mapped file in ways replay does not follow;
+    /// notes the size of one that ftruncate may grow.
+    pub fn check_entry(&mut self, tid: i32, sysno: u64, args: &[u64; 6]) -> Result<()> {
         if self.by_id.is_empty() {
             return Ok(());
+        }
+        if sysno == nr::FTRUNCATE {
+            let link = format!("/proc/{tid}/fd/{}", args[0]);
+            let followed = std::fs::metadata(&link)
+                .ok()
+                .filter(|m| m.is_file() && self.by_id.contains_key(&(m.dev(), m.ino())));
+            if let Some(meta) = followed {
+                if args[1] >= meta.len() {
+                    self.truncating.insert(tid, meta.len());
+                    return Ok(());
+                }
+            }
         }
         let fd_call = matches!(
             sysno,
@@ -120,8 +169,9 @@ impl SharedFiles {
             return Err(Error::UnsupportedSyscall {
                 name: crate::syscalls::name_of(sysno),
                 nr: sysno,
-                hint: "it changes a file the program maps MAP_SHARED; only write, pwrite and \
-                       writev to such files are recorded"
+                hint: "it changes a file the program maps MAP_SHARED (or privately, opened for \
+                       writing); only write, pwrite, writev and growing it with ftruncate \
+                       are recorded"
                     .into(),
             });
         }

@@ -56,18 +56,17 @@ impl Recorder {
         }
         let (class, outputs, _) = resolve_request(desc, &args);
         let mut fake_ret = None;
+        let unknown_request = syscalls::unknown_request(sysno, &args);
         match class {
+            // A request the table does not know runs without outputs: programs probe
+            // with invalid ones, and the kernel's refusal is recorded like any result
+            // (its success stops the recording at exit, see `on_exit`).
+            Class::Unsupported { .. } if unknown_request.is_some() => {}
             Class::Unsupported { hint } => {
-                let hint = match syscalls::unknown_request(sysno, &args) {
-                    Some(request) => format!(
-                        "{request} is not in the recorder's table yet (recorder/syscalls.toml); please report it"
-                    ),
-                    None => hint.to_string(),
-                };
                 return Err(Error::UnsupportedSyscall {
                     name: desc.name.to_string(),
                     nr: sysno,
-                    hint,
+                    hint: hint.to_string(),
                 });
             }
             Class::Refused { errno } => fake_ret = Some(-(errno as i64)),
@@ -194,6 +193,7 @@ impl Recorder {
             out_fd,
             out_key,
             exec_from: None,
+            unknown_request,
         };
         if desc.may_block && !forks && fake_ret.is_none() {
             // A held signal must not wait for the end of a call that may wait for ever
@@ -258,6 +258,7 @@ impl Recorder {
             out_fd: None,
             out_key: None,
             exec_from: None,
+            unknown_request: None,
         });
         Ok(Next::Continue)
     }
@@ -312,13 +313,21 @@ impl Recorder {
 
     pub(super) fn on_exit(&mut self, cur: i32, mut ret: i64) -> Result<()> {
         // The recorded tree's processes, for a MAP_SHARED file mapping (see `shared_files`).
+        // A private mapping of a file opened for writing is followed too: the program
+        // may change the file under pages it has not touched yet.
         let tree: Vec<i32> = match self.threads.get(&cur).and_then(|t| t.pending.as_ref()) {
-            Some(p) if p.nr == nr::MMAP && p.args[3] as i32 & libc::MAP_SHARED != 0 => self
-                .threads
-                .values()
-                .map(|t| t.tgid)
-                .chain(self.zombies.iter().copied())
-                .collect(),
+            Some(p)
+                if p.nr == nr::MMAP
+                    && p.args[3] as i32 & libc::MAP_ANONYMOUS == 0
+                    && (p.args[3] as i32 & libc::MAP_SHARED != 0
+                        || shared_files::fd_writable(cur, p.args[4])) =>
+            {
+                self.threads
+                    .values()
+                    .map(|t| t.tgid)
+                    .chain(self.zombies.iter().copied())
+                    .collect()
+            }
             _ => Vec::new(),
         };
         let t = self.threads.get_mut(&cur).expect("thread");
@@ -338,6 +347,15 @@ impl Recorder {
         let mut file = None;
         let mut shared_map = None;
         let mut shared_write = None;
+        if let (Some(request), true) = (&p.unknown_request, ret >= 0) {
+            return Err(Error::UnsupportedSyscall {
+                name: syscalls::name_of(p.nr),
+                nr: p.nr,
+                hint: format!(
+                    "{request} is not in the recorder's table yet (recorder/syscalls.toml), and the kernel accepted it; please report it"
+                ),
+            });
+        }
         if p.fake_ret.is_none() && crate::kernel::restart::interrupted(ret) {
             // A signal cut it short; it may still have written (the time left).
             writes = effects::collect_interrupted_outputs(task, p.outputs, &p.args, &p.entry);
@@ -383,7 +401,7 @@ impl Recorder {
                 }
                 nr::MMAP => {
                     file = capture_mmap(task, &mut self.files, &p.args)?;
-                    if file.is_some() && p.args[3] as i32 & libc::MAP_SHARED != 0 {
+                    if file.is_some() && !tree.is_empty() {
                         shared_map = self.shared.mapped(cur, p.args[4], &tree)?;
                     }
                 }
@@ -460,11 +478,17 @@ impl Recorder {
 /// `struct clone_args`: flags, pidfd, child_tid, parent_tid.
 /// Refuses the clone flags the recorder cannot follow.
 pub(super) fn check_clone(flags: u64) -> Result<()> {
-    if flags & libc::CLONE_PIDFD as u64 != 0 {
-        return Err(Error::Unsupported {
-            what: "clone with CLONE_PIDFD".into(),
-            hint: "not supported yet".into(),
-        });
+    // Flags the kernel refuses together whatever else is asked: the call fails with
+    // EINVAL and is recorded as such (rr's clone_fail passes every flag).
+    let refused_together = [
+        libc::CLONE_NEWNS | libc::CLONE_FS,
+        libc::CLONE_NEWUSER | libc::CLONE_FS,
+    ];
+    if refused_together
+        .iter()
+        .any(|&both| flags & both as u64 == both as u64)
+    {
+        return Ok(());
     }
     // As with unshare: replay would create the namespaces for real and cannot model
     // what the program sees in them.
@@ -490,8 +514,8 @@ pub(super) fn read_clone3(task: &mut Task, addr: u64) -> Result<[u64; 4]> {
     Ok([q(0), q(1), q(2), q(3)])
 }
 
-/// The thread ids clone wrote into the program's memory (CLONE_PARENT_SETTID,
-/// CLONE_CHILD_SETTID); the child has already reported its first stop, so both writes
+/// The thread ids and pidfd clone wrote into the program's memory (CLONE_PARENT_SETTID,
+/// CLONE_CHILD_SETTID, CLONE_PIDFD); the child has already reported its first stop, so both writes
 /// have happened.
 pub(super) fn clone_writes(
     task: &mut Task,
@@ -499,12 +523,21 @@ pub(super) fn clone_writes(
     args: &[u64; 6],
     st: &effects::EntryState,
 ) -> Result<Vec<crate::trace::MemWrite>> {
-    let (flags, ptid, ctid) = if sysno == nr::CLONE3 {
-        (st.extra[0], st.extra[3], st.extra[2])
+    let (flags, ptid, ctid, pidfd) = if sysno == nr::CLONE3 {
+        (st.extra[0], st.extra[3], st.extra[2], st.extra[1])
     } else {
-        (args[0], args[2], args[3])
+        // clone(2) stores the pidfd where the parent's tid would go.
+        (args[0], args[2], args[3], args[2])
     };
     let mut w = Vec::new();
+    if flags & libc::CLONE_PIDFD as u64 != 0 && pidfd != 0 {
+        // The replayed clone makes a pidfd of its own, maybe under another number: the
+        // program must see the recorded one (its later uses of it are emulated).
+        w.push(crate::trace::MemWrite {
+            addr: pidfd,
+            data: task.read_mem(pidfd, 4)?,
+        });
+    }
     if flags & libc::CLONE_PARENT_SETTID as u64 != 0 && ptid != 0 {
         w.push(crate::trace::MemWrite {
             addr: ptid,
@@ -532,6 +565,11 @@ pub(super) fn capture_mmap(
     let fd = args[4] as i32;
     let path = PathBuf::from(format!("/proc/{}/fd/{fd}", task.tid));
     let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+    if is_dev_zero(&meta) {
+        // Anonymous memory in effect (shared with the children it forks, for
+        // MAP_SHARED): replay maps anonymous memory (see `replay::syscall::redo_mmap`).
+        return Ok(None);
+    }
     if !meta.is_file() {
         let target = std::fs::read_link(&path)
             .map(|p| p.display().to_string())
@@ -544,6 +582,13 @@ pub(super) fn capture_mmap(
     // A MAP_SHARED file is captured as it is now; later writes to it are recorded (see
     // `shared_files`).
     Ok(Some(files.capture(&path)?))
+}
+
+/// Whether a file is `/dev/zero` (character device 1:5), whose mappings are anonymous
+/// memory.
+fn is_dev_zero(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 5)
 }
 
 pub(super) fn cpu_mask_bytes(cpus: &[usize], len: usize) -> Vec<u8> {

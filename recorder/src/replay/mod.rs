@@ -19,6 +19,7 @@ pub mod sandbox;
 pub mod session;
 mod signal;
 mod syscall;
+mod sysv_shm;
 mod tree;
 pub mod watch;
 
@@ -143,6 +144,13 @@ struct Replayer<'a> {
     /// Writable copies of the files the program maps `MAP_SHARED`, by record-time path:
     /// every mapping of one file maps the same copy, as at record.
     shared_copies: HashMap<String, PathBuf>,
+    /// The System V segments the program created, by recorded id: their sizes (see
+    /// [`sysv_shm`]).
+    shm_segments: HashMap<i64, u64>,
+    /// Captured files kept open in a replayed process for its private file mappings, by
+    /// (process, the program's fd): the trace file's hash and the fd at replay (see
+    /// `Replayer::trace_file_for`).
+    mapped_fds: HashMap<(i32, i32), (String, i64)>,
     /// Calls the recording let through without a stop (`Header::untraced`): not in the
     /// trace, run whenever the program makes them.
     untraced: std::collections::HashSet<u64>,
@@ -410,6 +418,9 @@ impl Replayer<'_> {
             } => return self.new_task(ev, th, *child, *process, *vfork),
             Event::Syscall(s) if th.in_fork.is_some() => return self.finish_fork(ev, s, th),
             Event::Exec(state) => {
+                // The files kept open for mappings were close-on-exec.
+                let tgid = th.tgid;
+                self.mapped_fds.retain(|(t, _), _| *t != tgid);
                 rebuild::rebuild(&mut th.task, &self.trace, state, self.syscallbuf)?;
                 self.brk.insert(th.tgid, state.brk);
                 if !self.bps.is_empty() {

@@ -203,6 +203,8 @@ impl<'a> ReplaySession<'a> {
             out_fds: HashMap::new(),
             stats: ReplayStats::default(),
             shared_copies: HashMap::new(),
+            shm_segments: HashMap::new(),
+            mapped_fds: HashMap::new(),
             untraced,
             syscallbuf: header.syscallbuf,
             sigkilled: Default::default(),

@@ -162,6 +162,8 @@ impl Replayer<'_> {
         for w in &s.writes {
             th.task.write_mem(w.addr, &w.data)?;
         }
+        self.note_shmget(s);
+        self.forget_mapped_fds(th.tgid, s, &mut th.task)?;
         if let Some(soft) = new_stack_limit(&mut th.task, s, th.tgid)? {
             // Not only recorded: the stack's growth depends on it (a program that
             // lowers it and overflows its stack must do so at the same depth).
@@ -252,14 +254,31 @@ impl Replayer<'_> {
                     "created a task without the recorded new-task event".into(),
                 ));
             }
-            nr::EXECVE => return self.exec_stub(ev, th),
+            nr::EXECVE | nr::EXECVEAT => return self.exec_stub(ev, th),
+            nr::SHMAT | nr::SHMDT => {
+                // Cancel the call; the segment is a file at replay (see `sysv_shm`).
+                th.task.set_orig_rax(u64::MAX)?;
+                self.run_to_exit(ev, &th.task)?;
+                if s.nr == nr::SHMAT {
+                    self.redo_shmat(ev, s, &mut th.task)?;
+                    if !self.bps.is_empty() {
+                        let start = s.ret as u64;
+                        let end = start.saturating_add(s.args[1]);
+                        self.bps.remapped(th.tgid, start, end, &mut th.task)?;
+                    }
+                } else {
+                    self.redo_shmdt(ev, s, &mut th.task)?;
+                }
+                th.task.set_rax(s.ret as u64)?;
+                return Ok(Step::Done);
+            }
             nr::MMAP | nr::BRK => {
                 // Cancel the call, then do what it did at record time by injection.
                 th.task.set_orig_rax(u64::MAX)?;
                 self.run_to_exit(ev, &th.task)?;
                 if s.nr == nr::MMAP {
                     let shared = th.next_shared.take();
-                    self.redo_mmap(ev, s, &mut th.task, shared)?;
+                    self.redo_mmap(ev, s, &mut th.task, th.tgid, shared)?;
                     if !self.bps.is_empty() && s.ret >= 0 {
                         let start = s.ret as u64;
                         let end = start.saturating_add(s.args[1]);
@@ -335,6 +354,7 @@ impl Replayer<'_> {
         ev: &Event,
         s: &SyscallEvent,
         task: &mut Task,
+        tgid: i32,
         shared: Option<String>,
     ) -> Result<()> {
         if s.ret < 0 {
@@ -348,14 +368,16 @@ impl Replayer<'_> {
         let base_flags = (flags as i32 & !libc::MAP_FIXED_NOREPLACE) | libc::MAP_FIXED;
         let got = match &s.file {
             Some(hash) => {
-                let (fd, flags) = match shared {
-                    Some(name) if base_flags & libc::MAP_SHARED != 0 => {
-                        (self.open_shared_copy(&name, hash, task)?, base_flags)
-                    }
-                    _ => (
-                        self.open_trace_file(hash, task)?,
-                        (base_flags & !libc::MAP_SHARED & !libc::MAP_SHARED_VALIDATE)
-                            | libc::MAP_PRIVATE,
+                let private = (base_flags & !libc::MAP_SHARED & !libc::MAP_SHARED_VALIDATE)
+                    | libc::MAP_PRIVATE;
+                let (fd, flags, keep) = match shared {
+                    // A file the program changes while it maps it: its copy (mapped
+                    // privately if the program did, see `record::shared_files`).
+                    Some(name) => (self.open_shared_copy(&name, hash, task)?, base_flags, false),
+                    None => (
+                        self.trace_file_for(hash, s.args[4], tgid, task)?,
+                        private,
+                        true,
                     ),
                 };
                 let got = inject(
@@ -363,17 +385,78 @@ impl Replayer<'_> {
                     libc::SYS_mmap,
                     &[addr, len, prot, flags as u64, fd as u64, off],
                 );
-                inject(task, libc::SYS_close, &[fd as u64])?;
+                if !keep {
+                    inject(task, libc::SYS_close, &[fd as u64])?;
+                }
                 got?
             }
+            // Anonymous memory, or a mapping of /dev/zero, which is the same.
             None => inject(
                 task,
                 libc::SYS_mmap,
-                &[addr, len, prot, base_flags as u64, u64::MAX, 0],
+                &[
+                    addr,
+                    len,
+                    prot,
+                    (base_flags | libc::MAP_ANONYMOUS) as u64,
+                    u64::MAX,
+                    0,
+                ],
             )?,
         };
         if got != s.ret {
             return Err(self.diverge(ev, format!("could not map it at replay ({got})")));
+        }
+        Ok(())
+    }
+
+    /// The captured file `hash` opened in process `tgid` for a private mapping the
+    /// program made from its fd `fd`: opened once per recorded fd and kept open (until
+    /// the program closes that fd, or execs), so that mappings made from one open file
+    /// are of one open file at replay too. The kernel merges adjacent mappings of the
+    /// same open file into one area, and an mremap across them works only then (rr's
+    /// mremap_after_coalesce).
+    fn trace_file_for(&mut self, hash: &str, fd: u64, tgid: i32, task: &mut Task) -> Result<i64> {
+        let key = (tgid, fd as i32);
+        if let Some((h, ours)) = self.mapped_fds.get(&key) {
+            if h == hash {
+                return Ok(*ours);
+            }
+        }
+        let ours = self.open_trace_file(hash, task)?;
+        if let Some((_, old)) = self.mapped_fds.insert(key, (hash.to_string(), ours)) {
+            inject(task, libc::SYS_close, &[old as u64])?;
+        }
+        Ok(ours)
+    }
+
+    /// After a recorded call of process `tgid`: the files kept open for its mappings
+    /// whose recorded fd it closed (or replaced) are closed too.
+    pub(super) fn forget_mapped_fds(
+        &mut self,
+        tgid: i32,
+        s: &SyscallEvent,
+        task: &mut Task,
+    ) -> Result<()> {
+        if self.mapped_fds.is_empty() || s.ret < 0 {
+            return Ok(());
+        }
+        let gone = |fd: i32| match s.nr {
+            nr::CLOSE => fd as u64 == s.args[0],
+            nr::DUP2 | nr::DUP3 => fd as u64 == s.args[1],
+            nr::CLOSE_RANGE => (s.args[0]..=s.args[1]).contains(&(fd as u64)),
+            _ => false,
+        };
+        let closed: Vec<(i32, i32)> = self
+            .mapped_fds
+            .keys()
+            .filter(|(t, fd)| *t == tgid && gone(*fd))
+            .copied()
+            .collect();
+        for key in closed {
+            if let Some((_, ours)) = self.mapped_fds.remove(&key) {
+                inject(task, libc::SYS_close, &[ours as u64])?;
+            }
         }
         Ok(())
     }
@@ -537,7 +620,9 @@ pub(super) fn runs_at_replay(s: &SyscallEvent) -> bool {
         return false;
     };
     let creates_task = matches!(s.nr, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK);
-    if desc.answer.is_some() || ((s.nr == nr::EXECVE || creates_task) && s.ret < 0) {
+    let sysv_shm = matches!(s.nr, nr::SHMAT | nr::SHMDT);
+    if desc.answer.is_some() || ((syscalls::is_exec(s.nr) || creates_task || sysv_shm) && s.ret < 0)
+    {
         // A failed execve or clone changed nothing: its error is injected like any
         // result (a clone that failed has no new-task event to follow).
         return false;

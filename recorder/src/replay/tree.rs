@@ -101,6 +101,7 @@ impl Replayer<'_> {
 
     /// A (non-main) process ended: collect what is left of it.
     pub(super) fn forget_process(&mut self, tgid: i32) {
+        self.mapped_fds.retain(|(t, _), _| *t != tgid);
         let members: Vec<i32> = self
             .threads
             .iter()

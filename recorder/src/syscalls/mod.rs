@@ -21,8 +21,14 @@ pub fn is_x32(nr: u64) -> bool {
     nr & X32_SYSCALL_BIT != 0 && nr < 0x8000_0000
 }
 
-/// For a multiplexing call (ioctl, fcntl, prctl, arch_prctl) whose request is not in
-/// the table: the request, named for a message (`prctl option 19`).
+/// Whether `nr` is an exec (execve, or execveat, which fexecve uses).
+pub fn is_exec(nr: u64) -> bool {
+    nr == nr::EXECVE || nr == nr::EXECVEAT
+}
+
+/// For a multiplexing call (ioctl, fcntl, prctl, arch_prctl, quotactl) whose request is
+/// not known: the request, named for a message (`prctl option 19`). Such a call runs
+/// without outputs and only its failure is recorded.
 pub fn unknown_request(nr: u64, args: &[u64; 6]) -> Option<String> {
     match nr {
         nr::IOCTL if ioctl_request(args[1] & 0xffff_ffff).is_none() => {
@@ -36,6 +42,9 @@ pub fn unknown_request(nr: u64, args: &[u64; 6]) -> Option<String> {
         }
         nr::ARCH_PRCTL if arch_prctl_code(args[0]).is_none() => {
             Some(format!("arch_prctl code {:#x}", args[0]))
+        }
+        nr::QUOTACTL if special::quota_output(args[0]).is_none() => {
+            Some(format!("quotactl command {:#x}", args[0] as u32))
         }
         _ => None,
     }

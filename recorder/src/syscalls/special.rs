@@ -32,6 +32,8 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         | nr::MINCORE
         | nr::SENDMSG
         | nr::RECVMSG
+        | nr::SENDMMSG
+        | nr::RECVMMSG
         | nr::GET_MEMPOLICY
         | nr::RT_SIGSUSPEND
         | nr::FUTEX_WAITV
@@ -47,6 +49,23 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
             _ => Handling::Here,
         },
         nr::RESTART_SYSCALL => Handling::Here,
+        nr::SEMGET | nr::MSGGET | nr::SHMGET if args[0] as i32 != libc::IPC_PRIVATE => {
+            Handling::Unsupported(
+                "a System V IPC object with a key can be shared with processes outside the \
+                 recording, which cannot be replayed; create it with IPC_PRIVATE (shared with \
+                 the children it forks), or use futex-based locks, pipes or sockets",
+            )
+        }
+        nr::SEMGET
+        | nr::SEMCTL
+        | nr::MSGGET
+        | nr::MSGSND
+        | nr::MSGRCV
+        | nr::MSGCTL
+        | nr::SHMGET
+        | nr::SHMCTL
+        | nr::SYSLOG
+        | nr::QUOTACTL => Handling::Here,
         nr::MMAP
         | nr::MADVISE
         | nr::RT_SIGRETURN
@@ -59,7 +78,8 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         | nr::CLONE3
         | nr::FORK
         | nr::VFORK
-        | nr::EXECVE => Handling::Engine,
+        | nr::EXECVE
+        | nr::EXECVEAT => Handling::Engine,
         _ => Handling::Missing,
     }
 }
@@ -75,6 +95,25 @@ pub const MSGHDR_CONTROL: usize = 32;
 /// The fields of `struct msghdr` that recvmsg writes back, as (offset, length):
 /// `msg_namelen`, `msg_controllen`, `msg_flags`.
 pub const MSGHDR_WRITTEN: &[(usize, usize)] = &[(8, 4), (40, 8), (48, 4)];
+
+/// The size of `struct mmsghdr` (sendmmsg, recvmmsg): a msghdr, then `msg_len` (u32)
+/// at [`MMSGHDR_LEN`], padded to 8 bytes.
+pub const MMSGHDR_SIZE: usize = 64;
+/// Where `msg_len` is in `struct mmsghdr`.
+pub const MMSGHDR_LEN: usize = 56;
+/// The fields of a `struct mmsghdr` that recvmmsg writes: those of [`MSGHDR_WRITTEN`]
+/// and `msg_len`.
+pub const MMSGHDR_RECV_WRITTEN: &[(usize, usize)] = &[(8, 4), (40, 8), (48, 4), (56, 4)];
+/// The field of a `struct mmsghdr` that sendmmsg writes: `msg_len`.
+pub const MMSGHDR_SEND_WRITTEN: &[(usize, usize)] = &[(56, 4)];
+/// The most messages sendmmsg and recvmmsg take (the kernel's `UIO_MAXIOV`).
+pub const MMSG_MAX: u64 = 1024;
+
+/// The addresses of the `vlen` `struct mmsghdr` of an array at `addr` (capped as the
+/// kernel caps them).
+pub fn mmsghdrs(addr: u64, vlen: u64) -> impl Iterator<Item = u64> {
+    (0..vlen.min(MMSG_MAX)).map(move |i| addr + i * MMSGHDR_SIZE as u64)
+}
 
 /// `struct msghdr` fields we need.
 pub struct MsgHdr {
@@ -119,23 +158,41 @@ pub fn inputs(task: &mut Task, sysno: u64, args: &[u64; 6]) -> Result<Vec<(u64, 
             let n = fd_set_bytes(args[0]);
             r.extend((1..4).filter(|&i| args[i] != 0).map(|i| (args[i], n)));
         }
-        nr::SENDMSG => {
-            let m = read_msghdr(task, args[1])?;
-            if m.name != 0 {
-                r.push((m.name, m.namelen as usize));
+        nr::SENDMSG => sent_message(task, args[1], &mut r)?,
+        nr::SENDMMSG => {
+            for hdr in mmsghdrs(args[1], args[2]) {
+                sent_message(task, hdr, &mut r)?;
             }
-            r.extend(
-                read_iovecs(task, m.iov, m.iovlen)?
-                    .into_iter()
-                    .map(|(b, l)| (b, l as usize)),
-            );
-            if m.control != 0 {
-                r.push((m.control, m.controllen.min(1 << 16) as usize));
+        }
+        nr::RECVMMSG if args[4] != 0 => r.push((args[4], 16)),
+        nr::MSGSND => r.push((args[1], (args[2] as usize).saturating_add(8))),
+        nr::SEMCTL | nr::MSGCTL | nr::SHMCTL => {
+            let (at, len) = ipc_ctl_memory(sysno, args, false);
+            if at != 0 && len > 0 {
+                r.push((at, len));
             }
         }
         _ => {}
     }
     Ok(r)
+}
+
+/// What sendmsg reads of the message whose `struct msghdr` is at `hdr`: the name, the
+/// iovec buffers and the control data.
+fn sent_message(task: &mut Task, hdr: u64, r: &mut Vec<(u64, usize)>) -> Result<()> {
+    let m = read_msghdr(task, hdr)?;
+    if m.name != 0 {
+        r.push((m.name, m.namelen as usize));
+    }
+    r.extend(
+        read_iovecs(task, m.iov, m.iovlen)?
+            .into_iter()
+            .map(|(b, l)| (b, l as usize)),
+    );
+    if m.control != 0 {
+        r.push((m.control, m.controllen.min(1 << 16) as usize));
+    }
+    Ok(())
 }
 
 /// What must be remembered at entry for [`outputs`].
@@ -148,6 +205,13 @@ pub fn capture_entry(
     if sysno == nr::RECVMSG {
         let m = read_msghdr(task, args[1])?;
         st.extra = vec![m.namelen as u64, m.controllen];
+    }
+    if sysno == nr::RECVMMSG {
+        // Each message's name and control capacities, in order.
+        for hdr in mmsghdrs(args[1], args[2]) {
+            let m = read_msghdr(task, hdr)?;
+            st.extra.extend([m.namelen as u64, m.controllen]);
+        }
     }
     if sysno == nr::PROCESS_VM_WRITEV && Some(args[0] as i32) != thread_group(task.tid) {
         // Replay writes into the caller's memory only; another process's would change
@@ -200,9 +264,8 @@ pub fn outputs(
             for &set in &args[1..4] {
                 grab(task, set, n)?;
             }
-            if sysno == nr::SELECT {
-                grab(task, args[4], 16)?;
-            }
+            // The time left: select's timeval, pselect6's timespec (both 16 bytes).
+            grab(task, args[4], 16)?;
         }
         nr::MINCORE => grab(task, args[2], (args[1] as usize).div_ceil(4096))?,
         nr::GET_MEMPOLICY => {
@@ -212,20 +275,34 @@ pub fn outputs(
         }
         nr::RECVMSG => {
             grab(task, args[1], MSGHDR_SIZE)?;
-            let m = read_msghdr(task, args[1])?;
-            let name_in = st.extra.first().copied().unwrap_or(0) as usize;
-            grab(task, m.name, name_in.min(m.namelen as usize))?;
-            let mut left = ret.max(0) as u64;
-            for (base, len) in read_iovecs(task, m.iov, m.iovlen)? {
-                if left == 0 {
-                    break;
-                }
-                let take = len.min(left);
-                grab(task, base, take as usize)?;
-                left -= take;
-            }
+            let name_in = st.extra.first().copied().unwrap_or(0);
             let control_in = st.extra.get(1).copied().unwrap_or(0);
-            grab(task, m.control, m.controllen.min(control_in) as usize)?;
+            let len = ret.max(0) as u64;
+            received_message(task, args[1], len, name_in, control_in, &mut grab)?;
+        }
+        nr::SENDMMSG => {
+            for hdr in mmsghdrs(args[1], ret.max(0) as u64) {
+                grab(task, hdr + MMSGHDR_LEN as u64, 4)?;
+            }
+        }
+        nr::RECVMMSG => {
+            grab(task, args[4], 16)?;
+            for (i, hdr) in mmsghdrs(args[1], ret.max(0) as u64).enumerate() {
+                grab(task, hdr, MMSGHDR_SIZE)?;
+                let b = task.read_mem(hdr + MMSGHDR_LEN as u64, 4)?;
+                let len = u32::from_le_bytes(b.try_into().expect("4")) as u64;
+                let name_in = st.extra.get(2 * i).copied().unwrap_or(0);
+                let control_in = st.extra.get(2 * i + 1).copied().unwrap_or(0);
+                received_message(task, hdr, len, name_in, control_in, &mut grab)?;
+            }
+        }
+        nr::MSGRCV => grab(task, args[1], (ret as usize).saturating_add(8))?,
+        nr::QUOTACTL => grab(task, args[3], quota_output(args[0]).unwrap_or(0))?,
+        // SYSLOG_ACTION_READ, _READ_ALL, _READ_CLEAR: the log's bytes.
+        nr::SYSLOG if matches!(args[0], 2..=4) => grab(task, args[1], ret as usize)?,
+        nr::SEMCTL | nr::MSGCTL | nr::SHMCTL => {
+            let (at, len) = ipc_ctl_memory(sysno, args, true);
+            grab(task, at, len)?;
         }
         nr::FUTEX if args[1] as i32 & libc::FUTEX_CMD_MASK == libc::FUTEX_WAKE_OP => {
             grab(task, args[4], 4)?
@@ -246,6 +323,95 @@ pub fn outputs(
         _ => {}
     }
     Ok(w)
+}
+
+/// The memory semctl, msgctl or shmctl writes (`write`) or reads (`!write`) for its
+/// command, as (address, length): a `semid64_ds` (104 bytes), `msqid64_ds` (120) or
+/// `shmid64_ds` (112) for the status commands, a `seminfo` (40), `msginfo` (32),
+/// `shminfo64` (72) or `shm_info` (48) for the limits and usage, and for semctl's
+/// GETALL one `u16` per semaphore of the set (counted with IPC_STAT by the recorder,
+/// which shares the program's IPC namespace).
+fn ipc_ctl_memory(sysno: u64, args: &[u64; 6], write: bool) -> (u64, usize) {
+    const IPC_64: i32 = 0x100;
+    const SEM_STAT_ANY: i32 = 20;
+    const MSG_STAT_ANY: i32 = 13;
+    const SHM_STAT: i32 = 13;
+    const SHM_INFO: i32 = 14;
+    const SHM_STAT_ANY: i32 = 15;
+    let (cmd, at) = match sysno {
+        nr::SEMCTL => (args[2] as i32 & !IPC_64, args[3]),
+        _ => (args[1] as i32 & !IPC_64, args[2]),
+    };
+    let len = match (sysno, cmd, write) {
+        (nr::SEMCTL, libc::IPC_STAT | libc::SEM_STAT | SEM_STAT_ANY, true) => 104,
+        (nr::SEMCTL, libc::IPC_SET, false) => 104,
+        (nr::SEMCTL, libc::IPC_INFO | libc::SEM_INFO, true) => 40,
+        // Counted at record only: at replay the set does not exist, so SETALL's values
+        // are not part of the input check.
+        (nr::SEMCTL, libc::GETALL, true) => semaphores(args[0] as i32) * 2,
+        (nr::MSGCTL, libc::IPC_STAT | libc::MSG_STAT | MSG_STAT_ANY, true) => 120,
+        (nr::MSGCTL, libc::IPC_SET, false) => 120,
+        (nr::MSGCTL, libc::IPC_INFO | libc::MSG_INFO, true) => 32,
+        (nr::SHMCTL, libc::IPC_STAT | SHM_STAT | SHM_STAT_ANY, true) => 112,
+        (nr::SHMCTL, libc::IPC_SET, false) => 112,
+        (nr::SHMCTL, libc::IPC_INFO, true) => 72,
+        (nr::SHMCTL, SHM_INFO, true) => 48,
+        _ => 0,
+    };
+    (at, len)
+}
+
+/// For a quotactl command (`QCMD(cmd, type)`), the bytes it writes at argument 3;
+/// `None` for a command the recorder does not know.
+pub fn quota_output(cmd: u64) -> Option<usize> {
+    Some(match (cmd as u32) >> 8 {
+        0x80_0001..=0x80_0003 => 0, // Q_SYNC, Q_QUOTAON, Q_QUOTAOFF
+        0x80_0004 => 4,             // Q_GETFMT
+        0x80_0005 => 24,            // Q_GETINFO
+        0x80_0006 => 0,             // Q_SETINFO
+        0x80_0007 => 72,            // Q_GETQUOTA
+        0x80_0008 => 0,             // Q_SETQUOTA
+        0x80_0009 => 80,            // Q_GETNEXTQUOTA
+        _ => return None,
+    })
+}
+
+/// The number of semaphores in System V set `id` (0 when it cannot be read).
+fn semaphores(id: i32) -> usize {
+    // SAFETY: semid_ds is plain data; IPC_STAT writes one into it.
+    let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: IPC_STAT with a pointer to a semid_ds we own.
+    let r = unsafe { libc::semctl(id, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds) };
+    if r < 0 {
+        0
+    } else {
+        ds.sem_nsems as usize
+    }
+}
+
+/// What recvmsg wrote of a message of `len` bytes whose `struct msghdr` is at `hdr`:
+/// the name and control data (up to the capacities they had at entry) and the iovec
+/// buffers, in order, up to `len`.
+fn received_message(
+    task: &mut Task,
+    hdr: u64,
+    len: u64,
+    name_in: u64,
+    control_in: u64,
+    grab: &mut impl FnMut(&mut Task, u64, usize) -> Result<()>,
+) -> Result<()> {
+    let m = read_msghdr(task, hdr)?;
+    grab(task, m.name, name_in.min(m.namelen as u64) as usize)?;
+    let mut left = len;
+    for (base, len) in read_iovecs(task, m.iov, m.iovlen)? {
+        if left == 0 {
+            break;
+        }
+        let take = len.min(left);
+        grab(task, base, take as usize)?;
+        left -= take;
+    }
+    grab(task, m.control, m.controllen.min(control_in) as usize)
 }
 
 #[cfg(test)]
