@@ -241,6 +241,11 @@ impl Replayer<'_> {
             watches: self.watches.clone(),
             stats: self.stats,
             shared_copies: HashMap::new(),
+            // System V segments are refused above when attached (shared memory); the
+            // sizes of those created travel with the copy, as the fds kept open for
+            // private file mappings do (a fork copies them).
+            shm_segments: self.shm_segments.clone(),
+            mapped_fds: self.mapped_fds.clone(),
             untraced: self.untraced.clone(),
             syscallbuf: self.syscallbuf,
             sigkilled: Default::default(),
