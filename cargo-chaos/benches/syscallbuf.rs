@@ -54,7 +54,7 @@ fn main() {
         notes: RefCell::new(Vec::new()),
     };
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let exe = recorder::testing::fixture(base, "small_io");
+    let exe = test_support::fixture::fixture(base, "small_io");
     let args = vec![COUNT.to_string()];
     eprintln!("bench: pinned to cpu {cpu}, median of {runs} runs");
 
@@ -71,7 +71,7 @@ fn main() {
 
     let table = render(&native, &variants, runs, cpu, &bench.notes.borrow());
     println!("{table}");
-    let doc = recorder::testing::workspace_root()
+    let doc = test_support::workspace_root()
         .join("docs")
         .join("benchmarks.md");
     match replace_section(&doc, SECTION, &table) {

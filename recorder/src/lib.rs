@@ -20,7 +20,6 @@ pub mod sched;
 pub mod spawn;
 pub mod syscallbuf;
 pub mod syscalls;
-pub mod testing;
 pub mod ticks;
 pub mod trace;
 pub mod tree;

@@ -164,6 +164,13 @@ impl Scheduler {
         }
     }
 
+    /// The running thread's slice ended in a preemption by the watchdog.
+    pub fn preempted(&mut self) {
+        if let Some(c) = &mut self.chaos {
+            c.preempted();
+        }
+    }
+
     /// How long to hold back the thread just picked before it runs, when another
     /// thread sits in a blocking call (`others_blocked`): chaos mode's starvation.
     pub fn starvation(&mut self, others_blocked: bool) -> Option<Duration> {
@@ -287,7 +294,11 @@ mod tests {
                 let b = c.tick_budget();
                 assert!(b >= 1 && b <= c.max_budget);
                 let sl = c.slice();
-                assert!(sl >= chaos::MIN_SLICE && sl <= chaos::MAX_SLICE);
+                assert!(
+                    (chaos::MIN_SLICE..=chaos::MAX_SLICE).contains(&sl)
+                        || (chaos::MIN_SHORT_SLICE..=chaos::MAX_SHORT_SLICE).contains(&sl),
+                    "{sl:?}"
+                );
             }
             if let Some((_, d)) = c.starvation {
                 assert!(d <= chaos::MAX_STARVATION);

@@ -108,6 +108,17 @@ fn addr() -> impl Strategy<Value = u64> {
     prop_oneof![3 => 0u64..(1 << 47), 1 => any::<u64>()]
 }
 
+/// A preemption state with `regs` and the first three of `h` as its fpu, stack and
+/// memory hashes.
+fn preempt_state(regs: Vec<u64>, h: &[u64]) -> Box<PreemptState> {
+    Box::new(PreemptState {
+        regs,
+        fpu_hash: h[0],
+        stack_hash: h[1],
+        memory_hash: h[2],
+    })
+}
+
 fn regs() -> impl Strategy<Value = Vec<u64>> {
     prop_oneof![
         3 => prop::collection::vec(any::<u64>(), 27),
@@ -248,12 +259,7 @@ fn event() -> impl Strategy<Value = Event> {
             }),
         (any::<i32>(), regs(), any::<[u64; 3]>()).prop_map(|(tid, regs, h)| Event::Preempt {
             tid,
-            state: Box::new(PreemptState {
-                regs,
-                fpu_hash: h[0],
-                stack_hash: h[1],
-                memory_hash: h[2],
-            }),
+            state: preempt_state(regs, &h),
         }),
         (
             any::<i32>(),
@@ -264,12 +270,7 @@ fn event() -> impl Strategy<Value = Event> {
         )
             .prop_map(|(tid, regs, h, from, stack)| Event::Preempted {
                 tid,
-                state: Box::new(PreemptState {
-                    regs,
-                    fpu_hash: h[0],
-                    stack_hash: h[1],
-                    memory_hash: h[2],
-                }),
+                state: preempt_state(regs, &h),
                 point: Box::new(PointInfo {
                     method: match h[3] % 3 {
                         0 => Method::StateMatch,

@@ -88,8 +88,8 @@ fn nextest_wrapper_captures_a_failing_test() {
     );
     assert_ne!(run.status, 0, "a run failed\n{}", run.show());
     assert!(
-        run.stdout.contains("chaos: captured the failing run")
-            || run.stderr.contains("chaos: captured the failing run"),
+        run.stdout_str().contains("chaos: captured the failing run")
+            || run.stderr_str().contains("chaos: captured the failing run"),
         "nextest shows the capture with the test's output\n{}",
         run.show()
     );
@@ -107,15 +107,5 @@ fn nextest_wrapper_captures_a_failing_test() {
     );
 
     // It replays the failing run, anywhere.
-    let moved = super::common::move_to(archive, &sb.path("elsewhere"));
-    std::fs::remove_dir_all(sb.target()).unwrap();
-    let replay = sb.replay([&moved]);
-    replay.expect_status(101);
-    assert!(
-        replay
-            .stdout
-            .contains("iteration order: [\"beta\", \"alpha\"]"),
-        "{}",
-        replay.show()
-    );
+    super::common::replay_elsewhere(&sb, archive, "iteration order: [\"beta\", \"alpha\"]");
 }

@@ -125,3 +125,33 @@ fn blocked_calls_write_their_outputs_when_they_return() {
         );
     }
 }
+
+#[test]
+fn main_thread_killed_by_a_signal_beside_a_blocked_thread() {
+    // The leader dies of SIGABRT while another thread sits in a read: replay must end
+    // with the same status instead of waiting forever for the leader's end.
+    let dir = temp();
+    let program = c_fixture("threads_leader_abort");
+    let rec = record_and_replay(
+        "threads_leader_abort",
+        &program,
+        &[],
+        &dir.path().join("trace"),
+    );
+    assert_eq!(
+        rec.program.status,
+        128 + libc::SIGABRT,
+        "{}",
+        rec.program.show()
+    );
+    assert!(
+        rec.program
+            .stdout_str()
+            .contains("main: aborting beside a blocked reader"),
+        "{}",
+        rec.program.show()
+    );
+    let tids: std::collections::BTreeSet<i32> =
+        read_events(&rec.trace).iter().map(Event::tid).collect();
+    assert!(tids.len() >= 2, "a single thread in the trace: {tids:?}");
+}

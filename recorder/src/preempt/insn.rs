@@ -233,6 +233,33 @@ pub fn displaced(code: &[u8], start: u64, at: u64) -> Result<Vec<Instruction>, S
     Ok(out)
 }
 
+/// Whether the arithmetic flags are dead at the start of `code` (decoded at `at`): the
+/// instructions from there on, in a straight line, write all six status flags before
+/// any of them is read, and before any branch, call, return or instruction that
+/// traps. A trampoline may then compare with `cmp` without saving the flags. Any doubt
+/// (code that does not decode, runs out, branches first) says they are live.
+pub fn flags_dead_at(code: &[u8], at: u64) -> bool {
+    use iced_x86::RflagsBits as F;
+    let status = F::OF | F::SF | F::ZF | F::AF | F::PF | F::CF;
+    let mut written = 0;
+    for i in Decoder::with_ip(64, code, at, DecoderOptions::NONE).iter() {
+        if i.is_invalid() || special(&i) || repeats(&i) {
+            return false;
+        }
+        if i.rflags_read() & status & !written != 0 {
+            return false;
+        }
+        written |= i.rflags_modified() & status;
+        if written == status {
+            return true;
+        }
+        if i.flow_control() != FlowControl::Next {
+            return false;
+        }
+    }
+    false
+}
+
 /// The 8-byte-aligned words the instruction writes when it runs with `regs` (a loop's
 /// progress that lives in memory: replay's trampoline compares them too).
 pub fn written_words(i: &Instruction, regs: &crate::ptrace::Regs) -> Vec<u64> {
@@ -418,5 +445,27 @@ mod tests {
         assert!(displaced(LOOP, 0x1000, 0x1001).is_err());
         // too close to the end
         assert!(displaced(LOOP, 0x1000, 0x1013).is_err());
+    }
+
+    #[test]
+    fn flags_liveness() {
+        // mov rax, [rip+x]; add rax, 1: the add writes every status flag
+        assert!(flags_dead_at(
+            &[0x48, 0x8b, 0x05, 0, 0, 0, 0, 0x48, 0x83, 0xc0, 0x01],
+            0x1000
+        ));
+        // mov rax, [rip+x]; jb: read before written
+        assert!(!flags_dead_at(
+            &[0x48, 0x8b, 0x05, 0, 0, 0, 0, 0x72, 0xe1],
+            0x1000
+        ));
+        // adc rax, 1 reads CF
+        assert!(!flags_dead_at(&[0x48, 0x83, 0xd0, 0x01], 0x1000));
+        // inc rax leaves CF alone, then a jmp: live
+        assert!(!flags_dead_at(&[0x48, 0xff, 0xc0, 0xeb, 0x00], 0x1000));
+        // inc rax; cmp rdx, rax: all written by the cmp
+        assert!(flags_dead_at(&[0x48, 0xff, 0xc0, 0x48, 0x39, 0xc2], 0x1000));
+        // runs out of code
+        assert!(!flags_dead_at(&[0x48, 0x89, 0xc2], 0x1000));
     }
 }

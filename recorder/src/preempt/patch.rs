@@ -61,6 +61,10 @@ pub struct Want {
     /// How many of the first memory words are always mapped (the thread's stack, a
     /// module's data) and may be read before the registers are compared.
     pub safe_words: usize,
+    /// Whether the arithmetic flags are dead at the patched address
+    /// ([`super::insn::flags_dead_at`]): the registers are then compared first with
+    /// plain `cmp`s, and a pass whose registers differ costs two or three instructions.
+    pub flags_dead: bool,
 }
 
 impl Want {
@@ -81,6 +85,7 @@ impl Want {
             stack: stack.to_vec(),
             memory: memory.to_vec(),
             safe_words: 0,
+            flags_dead: false,
         })
     }
 }
@@ -106,6 +111,12 @@ const FAKE_IP: u64 = 0x10;
 const MISS_IP: u64 = 0x8000;
 const SLOW_IP: u64 = 0x9000;
 const FAST_MISS_IP: u64 = 0xa000;
+const REG_MISS_IP: u64 = 0xb000;
+const REG_NEXT_IP: u64 = 0xc000;
+/// The order of the registers' quick comparison when the flags are dead (indices into
+/// [`COMPARED`]): those a loop changes most often first, the stack and frame pointers
+/// last.
+const QUICK_ORDER: [usize; 16] = [0, 1, 2, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 3, 5, 4];
 /// Memory words checked first, without touching the flags.
 const FAST_WORDS: usize = 2;
 
@@ -186,6 +197,32 @@ pub fn build(insns: &[Instruction], base: u64, want: &Want) -> Result<Trampoline
         a.push(mov_load(Register::RAX, save_rax))
     };
 
+    if want.flags_dead {
+        // The quick check: the first register that differs sends the pass to the
+        // displaced instructions (laid out after the first comparison, so that the
+        // common case takes no branch in the trampoline).
+        for (k, n) in QUICK_ORDER.iter().enumerate() {
+            let cmp = Instruction::with2(Code::Cmp_r64_rm64, COMPARED[*n].0, mem(want_reg(*n)));
+            if k == 0 {
+                a.push(cmp)?;
+                a.push(Instruction::with_branch(Code::Je_rel32_64, REG_NEXT_IP))?;
+                // Addresses of their own (the block encoder wants each once; their
+                // RIP-relative operands and branch targets are absolute).
+                let mut moved = insns.to_vec();
+                for (j, i) in moved.iter_mut().enumerate() {
+                    i.set_ip(REG_MISS_IP + j as u64);
+                }
+                a.code.extend_from_slice(&moved);
+                a.push(Instruction::with_branch(Code::Jmp_rel32_64, back))?;
+            } else {
+                a.push(cmp)?;
+                if k == 1 {
+                    a.label_last(REG_NEXT_IP);
+                }
+                a.push(Instruction::with_branch(Code::Jne_rel32_64, REG_MISS_IP))?;
+            }
+        }
+    }
     if fast {
         a.push(mov_store(save_rcx, Register::RCX))?;
         a.push(mov_store(save_rdx, Register::RDX))?;
@@ -381,6 +418,7 @@ mod tests {
                 (0x5555_5555_8050, 5),
             ],
             safe_words: 3,
+            flags_dead: false,
         }
     }
 
@@ -431,6 +469,42 @@ mod tests {
         assert_eq!(t.jump[0], 0xe9);
         let rel = i32::from_le_bytes(t.jump[1..].try_into().unwrap()) as i64;
         assert_eq!((RIP as i64 + 5 + rel) as u64, BASE);
+    }
+
+    #[test]
+    fn with_dead_flags_the_registers_are_compared_first() {
+        // mov rax, [rip+0x2000]
+        let insn =
+            crate::preempt::insn::decode(&[0x48, 0x8b, 0x05, 0x00, 0x20, 0x00, 0x00], RIP).unwrap();
+        let mut w = want(4);
+        w.flags_dead = true;
+        let t = build(&[insn], BASE, &w).unwrap();
+        let code = decode_all(&t.code, BASE);
+        assert!(code.iter().all(|i| !i.is_invalid()));
+        // cmp rax; je over the displaced instruction and the jump back
+        assert_eq!(code[0].mnemonic(), Mnemonic::Cmp);
+        assert_eq!(code[0].op0_register(), Register::RAX);
+        assert_eq!(code[1].mnemonic(), Mnemonic::Je);
+        assert_eq!(code[2].mnemonic(), Mnemonic::Mov);
+        assert_eq!(code[2].memory_displacement64(), RIP + 7 + 0x2000);
+        assert_eq!(code[3].mnemonic(), Mnemonic::Jmp);
+        assert_eq!(code[3].near_branch_target(), RIP + 7);
+        assert_eq!(code[1].near_branch_target(), code[4].ip());
+        // the other 15 registers, each to the displaced instruction on a difference
+        for (k, i) in code[4..34].chunks(2).enumerate() {
+            assert_eq!(i[0].mnemonic(), Mnemonic::Cmp, "{k}");
+            assert_eq!(i[1].mnemonic(), Mnemonic::Jne, "{k}");
+            assert_eq!(i[1].near_branch_target(), code[2].ip(), "{k}");
+        }
+        assert_eq!(code[32].op0_register(), Register::RSP);
+        // then the full check as before, with its single trap
+        assert_eq!(
+            code.iter()
+                .filter(|i| i.mnemonic() == Mnemonic::Int3)
+                .count(),
+            1
+        );
+        assert!(code.iter().all(|i| !i.is_stack_instruction()));
     }
 
     #[test]

@@ -470,6 +470,7 @@ impl Recorder {
                     return Ok(Next::Continue);
                 }
                 self.flush_buffer(cur)?;
+                self.sched.preempted();
                 let t = self.threads.get_mut(&cur).expect("current");
                 let regs = t.task.regs()?;
                 // On to a point replay finds cheaply (see `preempt::steer`).

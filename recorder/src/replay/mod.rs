@@ -10,6 +10,7 @@
 //! sites, signals, and the final status.
 
 mod breakpoints;
+pub mod checkpoint;
 mod preempt_search;
 mod preemption;
 mod rebuild;
@@ -21,6 +22,7 @@ mod syscall;
 mod tree;
 pub mod watch;
 
+pub use checkpoint::Checkpoint;
 pub use session::{ReplayOptions, ReplaySession, SessionStop, ThreadInfo};
 
 use std::collections::HashMap;

@@ -27,10 +27,16 @@ const RCX: usize = 11;
 const RSI: usize = 13;
 const RDI: usize = 14;
 const RIP: usize = 16;
+const EFLAGS: usize = 18;
+/// CF, PF, AF, ZF, SF and OF in `eflags`.
+const STATUS_FLAGS: u64 = 0x8d5;
 
 /// A trampoline patched into a replayed process.
 struct Patched {
     rip: u64,
+    /// The trampoline's quick check ran `cmp`s on dead flags: the status flags at a
+    /// trap are the trampoline's, and the recorded ones are put back.
+    flags_dead: bool,
     original: Vec<u8>,
     tramp: patch::Trampoline,
 }
@@ -200,6 +206,10 @@ impl Replayer<'_> {
         let mut w = patch::Want::new(&want.regs, point.stack_from, &point.stack, &memory)
             .ok_or("the recorded registers are incomplete")?;
         w.safe_words = safe_words;
+        w.flags_dead = th
+            .task
+            .read_mem_partial(rip, 64)
+            .is_ok_and(|code| insn::flags_dead_at(&code, rip));
         let tramp = patch::build(&insns, base, &w)?;
         let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
@@ -228,6 +238,7 @@ impl Replayer<'_> {
         match write(th) {
             Ok(original) => Ok(Patched {
                 rip,
+                flags_dead: w.flags_dead,
                 original,
                 tramp,
             }),
@@ -285,6 +296,12 @@ impl Replayer<'_> {
                     traps += 1;
                     let mut at = trapped.expect("checked");
                     at.rip = p.rip;
+                    if p.flags_dead {
+                        // Dead at the point (the program writes them all before it
+                        // reads one): the recorded values, for an exact state.
+                        at.eflags =
+                            (at.eflags & !STATUS_FLAGS) | (want.regs[EFLAGS] & STATUS_FLAGS);
+                    }
                     if preempt::comparable(&at) == want.regs
                         && preempt::stack_hash(&mut th.task, at.rsp)? == want.stack_hash
                         && preempt::fpu_hash(&th.task)? == want.fpu_hash

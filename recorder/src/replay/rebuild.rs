@@ -145,6 +145,17 @@ pub fn rebuild(
             &[libc::PR_SET_TSC as u64, libc::PR_TSC_SIGSEGV as u64],
         )?,
     )?;
+    // The name an exec gives (its file's, at most 15 bytes), not the stub's: a debugger
+    // shows it.
+    let base = state.path.rsplit('/').next().unwrap_or_default().as_bytes();
+    let mut name = base[..base.len().min(15)].to_vec();
+    name.push(0);
+    task.write_mem(STUB_SCRATCH, &name)?;
+    sys(
+        task,
+        libc::SYS_prctl,
+        &[libc::PR_SET_NAME as u64, STUB_SCRATCH],
+    )?;
     let regs = arch::regs_from_vec(&state.regs).ok_or_else(|| Error::BadTrace {
         path: trace.path.clone(),
         reason: "exec registers are damaged".into(),

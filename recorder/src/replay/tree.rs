@@ -35,6 +35,16 @@ impl Replayer<'_> {
         };
         let mut th = th;
         let sig = std::mem::take(&mut th.signal);
+        let others = self.threads.values().any(|t| t.tgid == tid);
+        if tid == self.leader && others && kills(th.task.tid, sig) {
+            // The leader dies of the signal, and with it the other threads; the kernel
+            // reports the leader's end only once they are collected, so they are
+            // collected first (waiting for the leader alone would wait forever).
+            th.task.resume(Resume::Sysemu, sig)?;
+            self.reap_followers(tid);
+            let stop = reap(&th.task);
+            return Ok(self.reap_all(tid, stop));
+        }
         let stop = match self.resume_to_next(&mut th, Resume::Sysemu, sig) {
             Ok(stop) => stop,
             Err(e) => {
@@ -97,7 +107,15 @@ impl Replayer<'_> {
             .filter(|(_, th)| th.tgid == tgid)
             .map(|(t, _)| *t)
             .collect();
-        let tasks: Vec<Member> = members
+        let tasks = self.take_members(tgid, &members);
+        crate::tree::reap_in_order(tasks);
+        self.bps.forget(tgid);
+    }
+
+    /// Takes `members` (threads of process `tgid`, in this order) and the process's
+    /// zombie leader, if any, out of the tree, as the task-tree module collects them.
+    fn take_members(&mut self, tgid: i32, members: &[i32]) -> Vec<Member> {
+        members
             .iter()
             .filter_map(|t| self.threads.remove(t).map(|x| (*t, x.task)))
             .map(|(t, task)| Member {
@@ -108,9 +126,7 @@ impl Replayer<'_> {
                 leader: true,
                 tid: z.tid,
             }))
-            .collect();
-        crate::tree::reap_in_order(tasks);
-        self.bps.forget(tgid);
+            .collect()
     }
 
     /// A fork-family call created a task ([`Event::NewTask`]): run the parent into the
@@ -245,18 +261,7 @@ impl Replayer<'_> {
         }
         // The leader last: its end is reported once its other threads are collected.
         members.sort_by_key(|&t| t == tgid);
-        let tasks: Vec<Member> = members
-            .iter()
-            .filter_map(|t| self.threads.remove(t).map(|x| (*t, x.task)))
-            .map(|(t, task)| Member {
-                leader: t == tgid,
-                tid: task.tid,
-            })
-            .chain(self.zombies.remove(&tgid).map(|z| Member {
-                leader: true,
-                tid: z.tid,
-            }))
-            .collect();
+        let tasks = self.take_members(tgid, &members);
         crate::tree::kill_and_reap(tasks);
         self.bps.forget(tgid);
         Ok(())
@@ -303,6 +308,13 @@ impl RThread {
 }
 
 /// Waits until a task has ended.
+/// Whether delivering `sig` to thread `tid` ends its process: it has no handler, is
+/// not ignored, and its default action is to terminate.
+fn kills(tid: i32, sig: i32) -> bool {
+    use super::signal::{caught, ignored, terminates_by_default};
+    sig != 0 && terminates_by_default(sig) && !caught(tid, sig) && !ignored(tid, sig)
+}
+
 pub(super) fn reap(task: &Task) -> Stop {
     crate::ptrace::reap(task.tid)
 }
