@@ -22,6 +22,9 @@ mod emit;
 mod model;
 #[path = "build/schema.rs"]
 mod schema;
+#[path = "src/syscallbuf/abi.rs"]
+#[allow(dead_code)]
+mod syscallbuf_abi;
 
 use model::Class;
 
@@ -56,6 +59,8 @@ fn main() {
         "build/checks.rs",
         "build/emit.rs",
         "src/syscalls/model.rs",
+        "src/syscallbuf/abi.rs",
+        "src/syscallbuf/preload.c",
     ] {
         println!("cargo:rerun-if-changed={path}");
     }
@@ -131,4 +136,58 @@ fn main() {
         &out_dir.join("syscall_libc_check.rs"),
         &emit::generate_libc_check(&syscalls, &tables),
     );
+    build_preload_library(&manifest_dir, &out_dir);
+}
+
+/// Compiles the syscall-buffering preload library (`src/syscallbuf/preload.c`) into
+/// `$OUT_DIR/libchaos_syscallbuf.so`, which the recorder embeds (see `src/syscallbuf.rs`).
+/// C, not a Rust cdylib: it must define libc's own symbol names for LD_PRELOAD, run
+/// before and under any runtime (no std, no TLS destructors, no allocator), and keep
+/// every register and stack effect simple enough to reason about at replay.
+fn build_preload_library(manifest_dir: &Path, out_dir: &Path) {
+    use syscallbuf_abi as abi;
+    let source = manifest_dir.join("src/syscallbuf/preload.c");
+    let output = out_dir.join("libchaos_syscallbuf.so");
+    let mut cmd = cc::Build::new().get_compiler().to_command();
+    cmd.args([
+        "-O2",
+        "-fPIC",
+        "-shared",
+        "-fno-stack-protector",
+        "-mno-red-zone",
+        "-ftls-model=initial-exec",
+        "-Wall",
+        "-Wno-missing-attributes",
+        "-Werror",
+    ]);
+    for (name, value) in [
+        ("CHAOS_SB_ENTRY", abi::ENTRY),
+        ("CHAOS_SB_INIT", abi::INIT_SYSCALL),
+        ("CHAOS_SB_FLUSH", abi::FLUSH_SYSCALL),
+        ("CHAOS_SB_SIZE", abi::BUFFER_SIZE),
+        ("CHAOS_SB_MAX_RECORD", abi::MAX_RECORD),
+        ("CHAOS_SB_MAX_IO", abi::MAX_IO),
+        ("CHAOS_SB_MARK", abi::MARK),
+    ] {
+        cmd.arg(format!("-D{name}={value:#x}"));
+    }
+    cmd.arg("-o").arg(&output).arg(&source);
+    match cmd.output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!(
+                "error: compiling {} failed:\n{}",
+                source.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot run the C compiler for {}: {e}",
+                source.display()
+            );
+            std::process::exit(1);
+        }
+    }
 }

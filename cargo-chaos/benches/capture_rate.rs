@@ -74,8 +74,8 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .map(String::as_str)
         .collect();
-    let trials = env_num("CHAOS_CAPTURE_TRIALS", 3);
-    let max_runs = env_num("CHAOS_CAPTURE_MAX_RUNS", 300);
+    let trials = support::env_num("CHAOS_CAPTURE_TRIALS", 3);
+    let max_runs = support::env_num("CHAOS_CAPTURE_MAX_RUNS", 300);
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/flaky-corpus")
         .canonicalize()
@@ -208,28 +208,13 @@ fn hunt_trial(
     seed: u64,
     max: u64,
 ) -> Trial {
-    let out = Command::new(env!("CARGO_BIN_EXE_cargo-record-test"))
-        .arg("record-test")
-        .arg("--manifest-path")
-        .arg(corpus.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target)
-        .args([
-            "--test",
-            kind,
-            "--until-fail",
-            "--jobs",
-            "1",
-            "--message-format",
-            "json",
-        ])
+    let out = support::hunt_command(&corpus.join("Cargo.toml"), target)
+        .args(["--test", kind])
         .arg("--max-runs")
         .arg(max.to_string())
         .arg("--seed")
         .arg(seed.to_string())
         .args(flags)
-        .env_remove("LD_LIBRARY_PATH")
-        .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
         .expect("run cargo record-test");
@@ -240,12 +225,4 @@ fn hunt_trial(
         // Runs are numbered from 0 in the messages; the table counts runs.
         .and_then(|m| m["data"]["run"].as_u64())
         .map(|run| run + 1)
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(default)
 }

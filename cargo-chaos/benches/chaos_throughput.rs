@@ -19,7 +19,7 @@
 //! replaces the "## Chaos scheduling: hunt throughput" section of docs/benchmarks.md).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[path = "support/mod.rs"]
@@ -63,8 +63,8 @@ const SUBJECTS: &[Subject] = &[
 
 fn main() {
     let write_docs = std::env::args().any(|a| a == "--write-docs");
-    let reps = env_num("CHAOS_BENCH_RUNS", 3);
-    let runs = env_num("CHAOS_THROUGHPUT_RUNS", 100);
+    let reps = support::env_num("CHAOS_BENCH_RUNS", 3);
+    let runs = support::env_num("CHAOS_THROUGHPUT_RUNS", 100);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let work = tempfile::Builder::new()
         .prefix("chaos-throughput-")
@@ -97,7 +97,7 @@ fn main() {
         }
         let per_min: Vec<f64> = times
             .into_iter()
-            .map(|t| runs as f64 * 60.0 / median(t).as_secs_f64())
+            .map(|t| runs as f64 * 60.0 / support::median_of(t).as_secs_f64())
             .collect();
         for (i, (mode, _)) in MODES.iter().enumerate() {
             let ratio = per_min[i] / per_min[0];
@@ -136,19 +136,11 @@ fn main() {
 /// One hunt; its wall time. Every run must pass.
 fn hunt(manifest: &Path, target: &Path, select: &[&str], flags: &[&str], runs: u64) -> Duration {
     let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_cargo-record-test"))
-        .arg("record-test")
-        .arg("--manifest-path")
-        .arg(manifest)
-        .arg("--target-dir")
-        .arg(target)
-        .args(["--until-fail", "--jobs", "1", "--message-format", "json"])
+    let out = support::hunt_command(manifest, target)
         .arg("--max-runs")
         .arg(runs.to_string())
         .args(flags)
         .args(select)
-        .env_remove("LD_LIBRARY_PATH")
-        .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
         .expect("run cargo record-test");
@@ -160,17 +152,4 @@ fn hunt(manifest: &Path, target: &Path, select: &[&str], flags: &[&str], runs: u
         String::from_utf8_lossy(&out.stdout)
     );
     took
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(default)
 }

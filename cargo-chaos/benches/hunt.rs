@@ -33,8 +33,8 @@ const SECTION: &str = "## cargo record-test";
 const TEST: &str = "tests::always_passes";
 
 fn main() {
-    let reps = env_num("CHAOS_BENCH_RUNS", 5);
-    let runs = env_num("CHAOS_HUNT_RUNS", 1000);
+    let reps = support::env_num("CHAOS_BENCH_RUNS", 5);
+    let runs = support::env_num("CHAOS_HUNT_RUNS", 1000);
     let example = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/example-crate")
         .canonicalize()
@@ -67,7 +67,7 @@ fn main() {
             steady[i].push(s);
         }
     }
-    let plain = median(plain);
+    let plain = support::median_of(plain);
     let mut rows = vec![Row {
         what: format!("plain shell loop (`{TEST} --exact`)"),
         whole: plain,
@@ -76,8 +76,8 @@ fn main() {
     for (i, jobs) in [1, 2].into_iter().enumerate() {
         rows.push(Row {
             what: format!("`cargo record-test --until-fail --per-test --jobs {jobs}`"),
-            whole: median(std::mem::take(&mut whole[i])),
-            steady: Some(median(std::mem::take(&mut steady[i]))),
+            whole: support::median_of(std::mem::take(&mut whole[i])),
+            steady: Some(support::median_of(std::mem::take(&mut steady[i]))),
         });
     }
 
@@ -132,19 +132,6 @@ struct Row {
     what: String,
     whole: Duration,
     steady: Option<Duration>,
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 /// Builds the example crate's tests into `target` and returns the test binary.

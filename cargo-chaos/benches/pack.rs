@@ -307,17 +307,7 @@ fn main() {
 
     // Reference: tar -I 'zstd -19 --long -T0' over the same unique files.
     let ref_archive = tmp.path().join("reference.tar.zst");
-    let t = Instant::now();
-    let status = Command::new("tar")
-        .args(["-I", "zstd -19 --long -T0", "-cf"])
-        .arg(&ref_archive)
-        .arg("-C")
-        .arg(&reference_dir)
-        .arg(".")
-        .status()
-        .expect("tar and zstd are installed (run .ci/packer-deps.sh)");
-    assert!(status.success(), "reference tar failed");
-    let ref_pack = t.elapsed().as_secs_f64();
+    let ref_pack = reference_pack(&reference_dir, &ref_archive);
     let ref_out = tmp.path().join("reference-out");
     fs::create_dir_all(&ref_out).unwrap();
     let t = Instant::now();
@@ -500,6 +490,22 @@ fn record(chaos: &Path, binary: &Path, trace: &Path) -> f64 {
     secs
 }
 
+/// The reference packer: `tar -I 'zstd -19 --long -T0'` of `dir` into `archive`; its
+/// wall time in seconds.
+fn reference_pack(dir: &Path, archive: &Path) -> f64 {
+    let t = Instant::now();
+    let status = Command::new("tar")
+        .args(["-I", "zstd -19 --long -T0", "-cf"])
+        .arg(archive)
+        .arg("-C")
+        .arg(dir)
+        .arg(".")
+        .status()
+        .expect("tar and zstd are installed (run .ci/packer-deps.sh)");
+    assert!(status.success(), "reference tar failed");
+    t.elapsed().as_secs_f64()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -587,17 +593,7 @@ fn failing_run_section(cfg: &Config) -> (String, Option<DefaultFigures>) {
     }
     captured.sort_unstable_by(|a, b| b.cmp(a));
     let ref_archive = tmp.path().join("reference.tar.zst");
-    let t = Instant::now();
-    let status = Command::new("tar")
-        .args(["-I", "zstd -19 --long -T0", "-cf"])
-        .arg(&ref_archive)
-        .arg("-C")
-        .arg(&reference_dir)
-        .arg(".")
-        .status()
-        .expect("tar and zstd are installed (run .ci/packer-deps.sh)");
-    assert!(status.success(), "reference tar failed");
-    let ref_s = t.elapsed().as_secs_f64();
+    let ref_s = reference_pack(&reference_dir, &ref_archive);
     let ref_size = fs::metadata(&ref_archive).unwrap().len();
 
     let test = TestIdentity {

@@ -25,21 +25,12 @@ mod support;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use support::{bench_cpu, cell, cpu_model, ratio, ratio_cell, replace_section, Bench, Row};
+use support::{bench_cpu, cell, cpu_model, publish, ratio, ratio_cell, Bench, Row, SearchStats};
 
 const SECTION: &str = "## Recorder (preemption and process trees)";
 /// Targets from issue 4.
 const INSTRUMENTED_RECORD_TARGET: f64 = 1.5;
 const SPIN_TRAPS_PER_POINT_TARGET: f64 = 2.0;
-
-/// Preemption figures from one replay with `--stats`.
-#[derive(Default)]
-struct Preemptions {
-    points: u64,
-    traps: u64,
-    search_ms: f64,
-    tick_requests: u64,
-}
 
 struct Program {
     what: String,
@@ -66,7 +57,7 @@ fn main() {
         .expect("instrumented build settings");
     let instrumented = suite::build_crate(&races_dir, &target, &|cmd| settings.apply(cmd))
         .expect("instrumented build");
-    let c = |name: &str| recorder::testing::fixture(work.path(), name);
+    let c = |name: &str| test_support::fixture::fixture(work.path(), name);
     let test = |exe: &Path, name: &str| -> (PathBuf, Vec<String>) {
         (exe.to_path_buf(), vec![name.into(), "--exact".into()])
     };
@@ -94,7 +85,8 @@ fn main() {
     );
     add(
         "lost-update race, uninstrumented (C)",
-        (c("race"), vec![]),
+        // `preempt_race` with `race.c`'s former size: 2 million increments a thread.
+        (c("preempt_race"), vec!["2000000".to_string()]),
         false,
         false,
     );
@@ -131,43 +123,15 @@ fn main() {
         notes: RefCell::new(Vec::new()),
     };
     eprintln!("bench: pinned to cpu {cpu}, median of {runs} runs");
-    let measured: Vec<(Row, Preemptions)> = programs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let row = bench.measure(i, &p.what, &p.exe, &p.args);
-            let pre = preemptions(&bench, i, &p.exe, &p.args);
-            (row, pre)
-        })
-        .collect();
-    let table = render(&programs, &measured, &bench);
-    println!("{table}");
-    let doc = suite::workspace_root().join("docs").join("benchmarks.md");
-    match replace_section(&doc, SECTION, &table) {
-        Ok(()) => eprintln!("bench: written to {}", doc.display()),
-        Err(e) => eprintln!("bench: cannot write {}: {e}", doc.display()),
-    }
+    let measured = bench.measure_with_stats(
+        programs
+            .iter()
+            .map(|p| (p.what.as_str(), p.exe.as_path(), p.args.as_slice())),
+    );
+    publish(SECTION, &render(&programs, &measured, &bench));
 }
 
-/// Records once more and replays with `--stats`; adds the recording's tick requests.
-fn preemptions(bench: &Bench, index: usize, exe: &Path, args: &[String]) -> Preemptions {
-    let Some((trace, stats)) = bench.search_stats(index, exe, args) else {
-        return Preemptions::default();
-    };
-    let result: serde_json::Value = std::fs::read(trace.join("result.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&trace);
-    Preemptions {
-        points: stats.points,
-        traps: stats.traps,
-        search_ms: stats.search_ms,
-        tick_requests: result["tick_requests"].as_u64().unwrap_or(0),
-    }
-}
-
-fn render(programs: &[Program], measured: &[(Row, Preemptions)], bench: &Bench) -> String {
+fn render(programs: &[Program], measured: &[(Row, SearchStats)], bench: &Bench) -> String {
     let mut s = format!(
         "{SECTION}\n\n`cargo bench -p cargo-chaos --bench preemption`: median wall time of {} runs \
          (after one warm-up run; each recording replayed once), everything pinned to cpu {} with \
@@ -236,12 +200,6 @@ fn render(programs: &[Program], measured: &[(Row, Preemptions)], bench: &Bench) 
             s.push_str(&format!("- {}: {verdict}.\n", p.what));
         }
     }
-    let notes = bench.notes.borrow();
-    if !notes.is_empty() {
-        s.push_str("\nNotes:\n\n");
-        for (i, n) in notes.iter().enumerate() {
-            s.push_str(&format!("{}. {}\n", i + 1, n.replace('|', "/")));
-        }
-    }
+    s.push_str(&bench.notes_section());
     s
 }

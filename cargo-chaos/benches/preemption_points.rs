@@ -23,9 +23,9 @@ mod suite;
 mod support;
 
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use support::{bench_cpu, cell, cpu_model, ratio, ratio_cell, replace_section, Bench, Row};
+use support::{bench_cpu, cell, cpu_model, publish, ratio, ratio_cell, Bench, Row};
 
 const SECTION: &str = "## Preemption points in uninstrumented code";
 
@@ -47,7 +47,7 @@ fn main() {
         .tempdir()
         .expect("create a temporary directory");
     eprintln!("bench: building the fixtures");
-    let c = |name: &str| recorder::testing::fixture(work.path(), name);
+    let c = |name: &str| test_support::fixture::fixture(work.path(), name);
     let races = suite::build_crate(
         &suite::workspace_root().join("tests/fixtures/rust-races"),
         &suite::workspace_root().join("target/fixture-rust-races"),
@@ -98,31 +98,12 @@ fn main() {
         notes: RefCell::new(Vec::new()),
     };
     eprintln!("bench: pinned to cpu {cpu}, median of {runs} runs");
-    let measured: Vec<(Row, Stats)> = workloads
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            let row = bench.measure(i, w.what, &w.exe, &w.args);
-            let stats = stats(&bench, i, &w.exe, &w.args);
-            (row, stats)
-        })
-        .collect();
-    let table = render(&workloads, &measured, &bench);
-    println!("{table}");
-    let doc = suite::workspace_root().join("docs").join("benchmarks.md");
-    match replace_section(&doc, SECTION, &table) {
-        Ok(()) => eprintln!("bench: written to {}", doc.display()),
-        Err(e) => eprintln!("bench: cannot write {}: {e}", doc.display()),
-    }
-}
-
-/// Records once more and replays with `--stats`.
-fn stats(bench: &Bench, index: usize, exe: &Path, args: &[String]) -> Stats {
-    let Some((trace, stats)) = bench.search_stats(index, exe, args) else {
-        return Stats::default();
-    };
-    let _ = std::fs::remove_dir_all(&trace);
-    stats
+    let measured = bench.measure_with_stats(
+        workloads
+            .iter()
+            .map(|w| (w.what, w.exe.as_path(), w.args.as_slice())),
+    );
+    publish(SECTION, &render(&workloads, &measured, &bench));
 }
 
 fn render(workloads: &[Workload], measured: &[(Row, Stats)], bench: &Bench) -> String {
@@ -168,12 +149,6 @@ fn render(workloads: &[Workload], measured: &[(Row, Stats)], bench: &Bench) -> S
             st.search_ms,
         ));
     }
-    let notes = bench.notes.borrow();
-    if !notes.is_empty() {
-        s.push_str("\nNotes:\n\n");
-        for (i, n) in notes.iter().enumerate() {
-            s.push_str(&format!("{}. {}\n", i + 1, n.replace('|', "/")));
-        }
-    }
+    s.push_str(&bench.notes_section());
     s
 }

@@ -11,7 +11,6 @@
 //! Run with `cargo bench -p cargo-chaos --bench recorder`. strace comes from
 //! `apt-get install -y strace`; without it column (b)/strace says so.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +21,11 @@ const MIXED_ROUNDS: u64 = 20_000;
 /// The CPU loop is sized to run at least this long natively.
 const CPU_LOOP_TARGET: Duration = Duration::from_millis(1300);
 
+#[path = "support/mod.rs"]
+mod support;
+
+use support::Figure;
+
 fn main() {
     let runs: usize = std::env::var("CHAOS_BENCH_RUNS")
         .ok()
@@ -29,7 +33,7 @@ fn main() {
         .filter(|&n| n > 0)
         .unwrap_or(5);
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let cpu = pinned_cpu();
+    let cpu = support::bench_cpu();
     let bench = Bench {
         cpu,
         runs,
@@ -37,13 +41,13 @@ fn main() {
             .prefix("chaos-bench-")
             .tempdir()
             .expect("create a temporary directory"),
-        strace: find_tool("strace"),
+        strace: support::find_in_path("strace"),
     };
     eprintln!("bench: pinned to cpu {cpu}, median of {runs} runs");
 
-    let cpu_loop = recorder::testing::fixture(base, "cpu_loop");
-    let many = recorder::testing::fixture(base, "many_syscalls");
-    let mixed = recorder::testing::fixture(base, "mixed");
+    let cpu_loop = test_support::fixture::fixture(base, "cpu_loop");
+    let many = test_support::fixture::fixture(base, "many_syscalls");
+    let mixed = test_support::fixture::fixture(base, "mixed");
 
     // (a) Size the loop so that the native run takes at least CPU_LOOP_TARGET.
     let probe = 200_000_000u64;
@@ -79,14 +83,7 @@ fn main() {
     ));
 
     let table = render(&rows, runs, cpu, bench.strace.is_some());
-    println!("{table}");
-    let doc = recorder::testing::workspace_root()
-        .join("docs")
-        .join("benchmarks.md");
-    match write_section(&doc, &table) {
-        Ok(()) => eprintln!("bench: written to {}", doc.display()),
-        Err(e) => eprintln!("bench: cannot write {}: {e}", doc.display()),
-    }
+    support::publish(SECTION, &table);
 }
 
 struct Bench {
@@ -95,9 +92,6 @@ struct Bench {
     work: tempfile::TempDir,
     strace: Option<PathBuf>,
 }
-
-/// One measured figure: the median, or why there is none.
-type Figure = Result<Duration, String>;
 
 struct Row {
     id: &'static str,
@@ -204,38 +198,10 @@ impl Bench {
     }
 }
 
-/// The core to pin to: the last one this process may run on.
-fn pinned_cpu() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let list = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap_or("0")
-        .trim();
-    list.split(',')
-        .filter_map(|part| part.rsplit('-').next()?.trim().parse().ok())
-        .max()
-        .unwrap_or(0)
-}
-
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 fn ms(f: &Figure) -> String {
     match f {
         Ok(d) => format!("{:.1}", d.as_secs_f64() * 1e3),
         Err(e) => format!("n/a ({e})"),
-    }
-}
-
-fn ratio(a: &Figure, b: &Figure) -> Option<f64> {
-    match (a, b) {
-        (Ok(a), Ok(b)) if !b.is_zero() => Some(a.as_secs_f64() / b.as_secs_f64()),
-        _ => None,
     }
 }
 
@@ -260,7 +226,7 @@ fn render(rows: &[Row], runs: usize, cpu: usize, have_strace: bool) -> String {
          Record and replay are `cargo chaos record` / `cargo chaos replay --quiet`, whole process \
          (start-up and trace writing included).\n\n",
         today(),
-        cpu_model(),
+        support::cpu_model(),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
@@ -279,9 +245,13 @@ fn render(rows: &[Row], runs: usize, cpu: usize, have_strace: bool) -> String {
             r.strace.as_ref().map(ms).unwrap_or_else(|| "–".into()),
             ms(&r.record),
             ms(&r.replay),
-            show_ratio(ratio(&r.record, &r.native)),
-            show_ratio(r.strace.as_ref().and_then(|st| ratio(&r.record, st))),
-            show_ratio(ratio(&r.replay, &r.record)),
+            show_ratio(support::ratio(&r.record, &r.native)),
+            show_ratio(
+                r.strace
+                    .as_ref()
+                    .and_then(|st| support::ratio(&r.record, st))
+            ),
+            show_ratio(support::ratio(&r.replay, &r.record)),
         ));
     }
     s.push('\n');
@@ -310,33 +280,35 @@ fn render(rows: &[Row], runs: usize, cpu: usize, have_strace: bool) -> String {
     s.push_str(&format!(
         "- (a) record ≤ 1.05× native: {}\n",
         verdict(
-            a.and_then(|a| ratio(&a.record, &a.native))
+            a.and_then(|a| support::ratio(&a.record, &a.native))
                 .map(|r| r <= 1.05)
         )
     ));
     s.push_str(&format!(
         "- (b) record ≤ 1.2× strace: {}\n",
         verdict(
-            b.and_then(|b| b.strace.as_ref().and_then(|st| ratio(&b.record, st)))
+            b.and_then(|b| b
+                .strace
+                .as_ref()
+                .and_then(|st| support::ratio(&b.record, st)))
                 .map(|r| r <= 1.2)
         )
     ));
     s.push_str(&format!(
         "- (b) replay faster than record: {}\n",
-        verdict(b.and_then(|b| ratio(&b.replay, &b.record)).map(|r| r < 1.0))
+        verdict(
+            b.and_then(|b| support::ratio(&b.replay, &b.record))
+                .map(|r| r < 1.0)
+        )
     ));
     s.push_str(&format!(
         "- (c) replay faster than record: {}\n",
-        verdict(c.and_then(|c| ratio(&c.replay, &c.record)).map(|r| r < 1.0))
+        verdict(
+            c.and_then(|c| support::ratio(&c.replay, &c.record))
+                .map(|r| r < 1.0)
+        )
     ));
     s
-}
-
-fn cpu_model() -> String {
-    // Read where the recorder reads it for header.json (`recorder::host`).
-    Some(recorder::host::cpu_model())
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// Today's date (UTC) as YYYY-MM-DD.
@@ -356,43 +328,4 @@ fn today() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Replaces (or appends) the section in `doc`, keeping every other section.
-fn write_section(doc: &Path, section: &str) -> std::io::Result<()> {
-    let old = match std::fs::read_to_string(doc) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "# Benchmarks\n".to_string(),
-        Err(e) => return Err(e),
-    };
-    let mut out = String::new();
-    let mut lines = old.lines().peekable();
-    let mut replaced = false;
-    while let Some(line) = lines.next() {
-        if line.trim_end() == SECTION {
-            out.push_str(section);
-            // Skip the old section's body up to the next section of the same or a higher level.
-            while let Some(next) = lines.peek() {
-                if next.starts_with("## ") || (next.starts_with("# ") && !next.starts_with("##")) {
-                    out.push('\n');
-                    break;
-                }
-                lines.next();
-            }
-            replaced = true;
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    if !replaced {
-        if !out.ends_with("\n\n") {
-            out.push('\n');
-        }
-        out.push_str(section);
-    }
-    if let Some(dir) = doc.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(doc, out)
 }

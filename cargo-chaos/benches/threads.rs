@@ -29,7 +29,7 @@ mod support;
 use std::cell::RefCell;
 use std::path::PathBuf;
 
-use support::{bench_cpu, cell, cpu_model, find_in_path, ratio, ratio_cell, replace_section};
+use support::{bench_cpu, cell, cpu_model, find_in_path, ratio, ratio_cell};
 use support::{Bench, Row};
 
 const SECTION: &str = "## Recorder (threads)";
@@ -90,12 +90,7 @@ fn main() {
         .collect();
 
     let table = render(&rows, runs, cpu, parallelism, &bench.notes.borrow());
-    println!("{table}");
-    let doc = suite::workspace_root().join("docs").join("benchmarks.md");
-    match replace_section(&doc, SECTION, &table) {
-        Ok(()) => eprintln!("bench: written to {}", doc.display()),
-        Err(e) => eprintln!("bench: cannot write {}: {e}", doc.display()),
-    }
+    support::publish(SECTION, &table);
 }
 
 fn render(rows: &[Row], runs: usize, cpu: usize, parallelism: usize, notes: &[String]) -> String {
@@ -152,11 +147,6 @@ fn render(rows: &[Row], runs: usize, cpu: usize, parallelism: usize, notes: &[St
     for v in verdicts {
         s.push_str(&v);
     }
-    if !notes.is_empty() {
-        s.push_str("\nNotes:\n\n");
-        for (i, n) in notes.iter().enumerate() {
-            s.push_str(&format!("{}. {}\n", i + 1, n.replace('|', "/")));
-        }
-    }
+    s.push_str(&support::notes_section(notes));
     s
 }

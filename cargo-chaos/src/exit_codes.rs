@@ -8,6 +8,10 @@ pub const CAPTURED: i32 = 1;
 /// upload failed, or a capture was held back because it holds credentials); also
 /// `cargo chaos pack --upload` and `cargo chaos upload` when they did not upload.
 pub const TOOL_ERROR: i32 = 2;
+/// `cargo record-test`: the name filter matched no test in any test binary (nextest's
+/// `NO_TESTS_RUN`), with or without `--per-test`. Not 2: a CI job can tell a mistyped
+/// filter from a tool that failed, and not 0: a filter that runs nothing hunts nothing.
+pub const NO_TESTS: i32 = 4;
 /// Replay diverged, the trace or archive was refused, or this machine cannot replay it;
 /// also `cargo chaos record` when the recorder itself failed.
 pub const REPLAY_FAILED: i32 = 125;

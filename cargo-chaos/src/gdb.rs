@@ -27,6 +27,10 @@ pub struct GdbArgs {
     /// `--gdb-arg=-batch --gdb-arg=-x --gdb-arg=script.gdb`).
     #[arg(long = "gdb-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub gdb_args: Vec<String>,
+    /// A local checkout of the recorded program's sources: gdb finds the files the
+    /// debug info names under the recorded working directory (CI's checkout) there.
+    #[arg(long, value_name = "DIR")]
+    pub source_dir: Option<std::path::PathBuf>,
 }
 
 impl GdbArgs {
@@ -49,7 +53,17 @@ impl GdbArgs {
                 gdb_args: self.gdb_args.clone(),
             },
         };
-        match debug(trace, &DebugOptions { start, mode, quiet }) {
+        let source_dir = self
+            .source_dir
+            .as_ref()
+            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
+        let options = DebugOptions {
+            start,
+            mode,
+            quiet,
+            source_dir,
+        };
+        match debug(trace, &options) {
             Ok(status) => status,
             Err(e) => {
                 eprintln!("error: debugging the replay failed: {e}");

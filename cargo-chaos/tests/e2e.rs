@@ -18,5 +18,6 @@ mod e2e {
     mod repeat;
     mod roundtrip;
     mod secrets;
+    mod syscallbuf;
     mod unprivileged;
 }

@@ -558,5 +558,224 @@ monitor when
     );
     let threads = text.lines().filter(|l| l.contains("Thread 1.")).count();
     assert!(threads >= 2, "libtest's main thread and the test's: {text}");
+    // Named as the program named them: libtest names the test's thread after the test
+    // (the kernel keeps 15 bytes); the main thread keeps its executable's name.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Thread 1.") && l.contains("(panics_with_a_b)")),
+        "the test's thread by name: {text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Thread 1.") && l.contains("(panic-")),
+        "the main thread by its executable's name: {text}"
+    );
     assert!(text.contains("No more reverse-execution history"), "{text}");
+}
+
+/// `monitor stats`' counters: (events replayed, checkpoints restored).
+fn stats_lines(out: &str) -> Vec<(u64, u64)> {
+    let replayed = out.lines().filter_map(|l| {
+        let rest = l.split_once("events replayed: ")?.1;
+        rest.split(',').next()?.trim().parse::<u64>().ok()
+    });
+    let restored = out.lines().filter_map(|l| {
+        let rest = l.strip_prefix("checkpoints: ")?;
+        rest.split(", ")
+            .last()?
+            .strip_suffix(" restored")?
+            .parse::<u64>()
+            .ok()
+    });
+    replayed.zip(restored).collect()
+}
+
+/// Checkpoints: a watchpoint reverse-continued from the end of a long run (three threads,
+/// thousands of events) goes back about 10% of it to the last store, and re-executes
+/// fewer than 20% of the run's events to get there, because it starts from a
+/// checkpoint taken on the way to the end, not from the start. The value before and
+/// after the store are the recorded ones, the same in two sessions.
+#[test]
+fn reverse_continue_from_checkpoints_re_executes_a_fraction_of_the_run() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("long_run"), &["3000"]);
+    let stored: Vec<String> = rec
+        .program
+        .stdout_str()
+        .lines()
+        .filter_map(|l| {
+            Some(
+                l.strip_prefix("marker stored ")?
+                    .split(' ')
+                    .next()?
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(stored.len(), 2, "{}", rec.program.stdout_str());
+    let script = "\
+monitor when
+monitor stats
+watch marker
+reverse-continue
+p marker
+monitor when
+monitor stats
+continue
+p marker
+";
+    let mut first: Option<String> = None;
+    for round in 0..2 {
+        let out = gdb(&rec.trace, &["--gdb-at-end"], script);
+        let text = out.show();
+        assert_eq!(out.status, 0, "{text}");
+        assert_eq!(
+            values(&out.stdout_str()),
+            [stored[0].clone(), stored[1].clone()],
+            "before the last store, then after it: {text}"
+        );
+        let when = when_lines(&all(&out));
+        let stats = stats_lines(&all(&out));
+        assert_eq!((when.len(), stats.len()), (2, 2), "{text}");
+        let (end, hit) = (when[0], when[1]);
+        assert!(end > 3000, "a long run: {end} events");
+        let back = end - hit;
+        assert!(
+            back * 20 >= end && back * 5 <= end,
+            "the last store lies about 10% back: event {hit} of {end}"
+        );
+        let re_executed = stats[1].0 - stats[0].0;
+        assert!(
+            re_executed * 5 < end,
+            "reverse-continue re-executed {re_executed} of the run's {end} events: {text}"
+        );
+        assert!(stats[1].1 > stats[0].1, "a checkpoint was restored: {text}");
+        let shown = format!("{when:?}");
+        match &first {
+            None => first = Some(shown),
+            Some(f) => assert_eq!(f, &shown, "round {round}"),
+        }
+    }
+}
+
+/// Ctrl-C from an IDE: gdb's machine interface in asynchronous mode (`mi-async`, as
+/// IDEs run it) sends `-exec-interrupt` during a long `-exec-continue`; the replay
+/// stops between two events with SIGINT, well before the end, and a second
+/// `-exec-continue` goes on to the end of the recording.
+#[test]
+fn the_machine_interface_interrupts_a_long_continue() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("long_run"), &["20000"]);
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    let mut child = chaos_cmd(&[])
+        .arg("replay")
+        .arg(&rec.trace)
+        .args([
+            "--quiet",
+            "--gdb",
+            "--gdb-arg=--interpreter=mi",
+            "--gdb-arg=-nx",
+            "--gdb-arg=-iex",
+            "--gdb-arg=set mi-async on",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cargo-chaos starts");
+    let mut input = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let mut until = |prefix: &str, seen: &mut String| -> String {
+        for line in lines.by_ref() {
+            let line = line.expect("gdb's output");
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+        panic!("gdb ended before `{prefix}`:\n{seen}");
+    };
+    until("(gdb)", &mut seen);
+    writeln!(input, "-exec-continue").unwrap();
+    until("*running", &mut seen);
+    writeln!(input, "-exec-interrupt").unwrap();
+    let interrupted = until("*stopped", &mut seen);
+    writeln!(input, "-interpreter-exec console \"monitor when\"").unwrap();
+    let when_interrupted = until("@\"Current event: ", &mut seen);
+    writeln!(input, "-exec-continue").unwrap();
+    let ended = until("*stopped", &mut seen);
+    writeln!(input, "-interpreter-exec console \"monitor when\"").unwrap();
+    let when_ended = until("@\"Current event: ", &mut seen);
+    writeln!(input, "-gdb-exit").unwrap();
+    drop(input);
+    for line in lines {
+        seen.push_str(&line.unwrap_or_default());
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{seen}");
+    assert!(
+        interrupted.contains("reason=\"signal-received\",signal-name=\"SIGINT\""),
+        "{seen}"
+    );
+    assert!(!ended.contains("SIGINT"), "{seen}");
+    assert!(
+        seen.contains("No more reverse-execution history"),
+        "the end: {seen}"
+    );
+    let event = |l: &str| -> u64 {
+        l.trim_start_matches("@\"Current event: ")
+            .trim_end_matches("\\n\"")
+            .parse()
+            .unwrap_or_else(|_| panic!("not an event number: {l}"))
+    };
+    let (at, end) = (event(&when_interrupted), event(&when_ended));
+    assert!(end > 20000, "{seen}");
+    assert!(at < end, "interrupted at event {at} of {end}: {seen}");
+}
+
+/// `--source-dir`: the debug info names sources under the directory the program was
+/// built and recorded in (CI's checkout); with that directory gone, gdb finds them in
+/// the local checkout given, and without it says they are missing.
+#[test]
+fn source_dir_maps_the_recorded_checkout_to_a_local_one() {
+    let dir = temp();
+    let ci = dir.path().join("ci-checkout");
+    let local = dir.path().join("my-checkout");
+    std::fs::create_dir_all(&ci).unwrap();
+    std::fs::create_dir_all(&local).unwrap();
+    let source = test_support::fixture::fixture_source_dir().join("breakpoint_target.c");
+    std::fs::copy(&source, ci.join("prog.c")).unwrap();
+    let built = std::process::Command::new("cc")
+        .current_dir(&ci)
+        .args(["-O1", "-g", "-pthread", "-o", "prog", "prog.c"])
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let rec = common::RecordSpec::new(&ci.join("prog"), dir.path().join("trace"))
+        .configure({
+            let ci = ci.clone();
+            move |c| {
+                c.current_dir(&ci);
+            }
+        })
+        .record();
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    std::fs::copy(&source, local.join("prog.c")).unwrap();
+    std::fs::remove_file(ci.join("prog.c")).unwrap();
+    let script = "break target\ncontinue\nlist target\n";
+    let wanted = "long target(long a, long b) {";
+    let without = gdb(&rec.trace, &[], script);
+    assert_eq!(without.status, 0, "{}", without.show());
+    assert!(!all(&without).contains(wanted), "{}", without.show());
+    let with = gdb(
+        &rec.trace,
+        &[&format!("--source-dir={}", local.display())],
+        script,
+    );
+    assert_eq!(with.status, 0, "{}", with.show());
+    assert!(all(&with).contains(wanted), "{}", with.show());
 }

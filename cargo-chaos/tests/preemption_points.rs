@@ -10,13 +10,14 @@
 mod suite;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use suite::{build_crate, workspace_root, Suite};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cargo-chaos")
+use test_support::{run, under_timeout, Run};
+
+fn bin() -> &'static Path {
+    test_support::cargo_chaos!()
 }
 
 /// The fixture crate built without instrumentation.
@@ -35,28 +36,6 @@ fn plain() -> &'static Suite {
         .unwrap_or_else(|e| panic!("cannot build the fixture crate: {e}"))
 }
 
-struct Run {
-    status: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().expect("running cargo-chaos");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    for ours in ["recorder/", "cargo-chaos/", "packer/"] {
-        assert!(
-            !stderr.contains(&format!("panicked at {ours}")),
-            "the tool panicked:\n{stderr}"
-        );
-    }
-    Run {
-        status: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    }
-}
-
 /// What one recording and its replay showed.
 struct RoundTrip {
     recorded: Run,
@@ -72,38 +51,38 @@ struct RoundTrip {
 fn roundtrip(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> RoundTrip {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace");
-    let recorded = run(Command::new("timeout")
-        .args(["300", bin(), "record", "--trace-dir"])
+    let recorded = run(under_timeout(bin())
+        .args(["record", "--trace-dir"])
         .arg(&trace)
         .arg("--")
         .arg(exe)
         .args(args)
         .envs(env.iter().copied()));
     assert!(
-        !recorded.stderr.contains("WARN"),
+        !recorded.stderr_str().contains("WARN"),
         "the recording warned:\n{}",
-        recorded.stderr
+        recorded.stderr_str()
     );
-    let replayed = run(Command::new("timeout")
-        .args(["300", bin(), "replay", "--stats"])
-        .arg(&trace));
-    let events = run(Command::new(bin()).arg("dump").arg(&trace)).stdout;
+    let replayed = run(under_timeout(bin()).args(["replay", "--stats"]).arg(&trace));
+    let events = run(under_timeout(bin()).arg("dump").arg(&trace)).stdout_str();
     assert_eq!(
-        recorded.stdout, replayed.stdout,
+        recorded.stdout_str(),
+        replayed.stdout_str(),
         "{exe:?}: the replay printed something else\nreplay stderr:\n{}",
-        replayed.stderr
+        replayed.stderr_str()
     );
     assert_eq!(
-        recorded.status, replayed.status,
+        recorded.status,
+        replayed.status,
         "{exe:?}: exit status differs\n{}",
-        replayed.stderr
+        replayed.stderr_str()
     );
     // "chaos: N events, P preemption points found with T breakpoint hits in X ms"
-    let line = replayed
-        .stderr
+    let stats = replayed.stderr_str();
+    let line = stats
         .lines()
         .find(|l| l.contains("preemption points"))
-        .unwrap_or_else(|| panic!("no statistics:\n{}", replayed.stderr))
+        .unwrap_or_else(|| panic!("no statistics:\n{}", replayed.stderr_str()))
         .to_string();
     let words: Vec<&str> = line.split_whitespace().collect();
     let num = |i: usize| words.get(i).and_then(|w| w.parse().ok()).unwrap_or(0);
@@ -124,16 +103,15 @@ fn preempted(events: &str) -> usize {
 
 #[test]
 fn c_lost_update_race_replays_identically_ten_times() {
-    let dir = tempfile::tempdir().unwrap();
-    let exe = recorder::testing::fixture(dir.path(), "preempt_race");
+    let exe = test_support::fixture!("preempt_race");
     // 300 million iterations a thread: several 50 ms slices each, so a worker is
     // preempted inside its loop (it is all it does) every time. Not necessarily both:
     // the recording's seed is random, and when the scheduler picks the preempted worker
     // again the other then runs alone, with no slice (nobody else can run).
     for i in 0..10 {
         let rt = roundtrip(&exe, &["300000000"], &[]);
-        assert_eq!(rt.recorded.status, Some(0), "{}", rt.recorded.stderr);
-        assert!(rt.recorded.stdout.starts_with("counted "));
+        assert_eq!(rt.recorded.status, 0, "{}", rt.recorded.stderr_str());
+        assert!(rt.recorded.stdout_str().starts_with("counted "));
         let points = preempted(&rt.events);
         assert!(
             points >= 1,
@@ -155,11 +133,10 @@ fn c_lost_update_race_replays_identically_ten_times() {
 fn release_build_tight_loop_and_spin_wait_replay() {
     // Every instruction of the worker's loop is shorter than a 5-byte jump: the patch
     // displaces several (bounds from .eh_frame); the main thread spins meanwhile.
-    let dir = tempfile::tempdir().unwrap();
-    let exe = recorder::testing::fixture(dir.path(), "spin_worker");
+    let exe = test_support::fixture!("spin_worker");
     for i in 0..3 {
         let rt = roundtrip(&exe, &["300000000"], &[]);
-        assert_eq!(rt.recorded.status, Some(0), "{}", rt.recorded.stderr);
+        assert_eq!(rt.recorded.status, 0, "{}", rt.recorded.stderr_str());
         assert!(
             preempted(&rt.events) >= 2,
             "recording {i}: no preemption\n{}",
@@ -176,14 +153,13 @@ fn release_build_tight_loop_and_spin_wait_replay() {
 
 #[test]
 fn rep_movsb_preempted_in_the_middle_replays() {
-    let dir = tempfile::tempdir().unwrap();
-    let exe = recorder::testing::fixture(dir.path(), "rep_movsb");
+    let exe = test_support::fixture!("rep_movsb");
     // The copier spends nearly all its time inside `rep movsb`: its preemptions land
     // there. Several recordings, until one has such a point (each one replays).
     let mut mid_copy = 0;
     for _ in 0..5 {
         let rt = roundtrip(&exe, &["16"], &[]);
-        assert_eq!(rt.recorded.status, Some(0), "{}", rt.recorded.stderr);
+        assert_eq!(rt.recorded.status, 0, "{}", rt.recorded.stderr_str());
         mid_copy += rt
             .events
             .lines()
@@ -207,8 +183,8 @@ fn cpu_bound_libtest_test_replays() {
         &["cpu_loop", "--exact", "--nocapture"],
         &[("CPU_LOOP_ITERATIONS", "40000000")],
     );
-    assert_eq!(rt.recorded.status, Some(0), "{}", rt.recorded.stderr);
-    assert!(rt.recorded.stdout.contains("cpu loop: "));
+    assert_eq!(rt.recorded.status, 0, "{}", rt.recorded.stderr_str());
+    assert!(rt.recorded.stdout_str().contains("cpu loop: "));
     assert!(rt.points >= 1, "no preemption point:\n{}", rt.events);
     assert!(
         rt.traps <= 4 * rt.points,
@@ -226,8 +202,8 @@ fn allocation_heavy_libtest_test_replays_with_few_traps() {
         &["allocations", "--exact", "--nocapture"],
         &[("ALLOCATIONS", "300000")],
     );
-    assert_eq!(rt.recorded.status, Some(0), "{}", rt.recorded.stderr);
-    assert!(rt.recorded.stdout.contains("allocations: "));
+    assert_eq!(rt.recorded.status, 0, "{}", rt.recorded.stderr_str());
+    assert!(rt.recorded.stdout_str().contains("allocations: "));
     // Before issue 13 one point in such a test took 175,000 breakpoint hits.
     assert!(
         rt.traps <= 100 * rt.points.max(1),
@@ -242,15 +218,15 @@ fn a_trace_asking_for_a_pmu_is_refused_with_a_plain_message() {
     use recorder::preempt::point::Method;
     use recorder::trace::{Event, EventReader, EventWriter};
     let dir = tempfile::tempdir().unwrap();
-    let exe = recorder::testing::fixture(dir.path(), "preempt_race");
+    let exe = test_support::fixture!("preempt_race");
     let trace = dir.path().join("trace");
-    let rec = run(Command::new(bin())
+    let rec = run(under_timeout(bin())
         .args(["record", "--trace-dir"])
         .arg(&trace)
         .arg("--")
         .arg(&exe)
         .arg("300000000"));
-    assert_eq!(rec.status, Some(0), "{}", rec.stderr);
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
     // The same trace, its preemption points said to be counted by a PMU.
     let path = trace.join("events");
     let mut reader = EventReader::open(&path).unwrap();
@@ -270,12 +246,14 @@ fn a_trace_asking_for_a_pmu_is_refused_with_a_plain_message() {
     writer.flush().unwrap();
     drop(writer);
     assert!(crafted > 0, "the recording had no preemption point");
-    let replayed = run(Command::new(bin()).arg("replay").arg(&trace));
-    assert_eq!(replayed.status, Some(125), "{}", replayed.stderr);
+    let replayed = run(under_timeout(bin()).arg("replay").arg(&trace));
+    assert_eq!(replayed.status, 125, "{}", replayed.stderr_str());
     assert!(
-        replayed.stderr.contains("cannot be replayed here")
-            && replayed.stderr.contains("hardware branch counter (PMU)"),
+        replayed.stderr_str().contains("cannot be replayed here")
+            && replayed
+                .stderr_str()
+                .contains("hardware branch counter (PMU)"),
         "{}",
-        replayed.stderr
+        replayed.stderr_str()
     );
 }

@@ -5,62 +5,49 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cargo-chaos")
+use test_support::{run, Run};
+
+fn bin() -> &'static Path {
+    test_support::cargo_chaos!()
 }
 
 fn fixture(name: &str) -> PathBuf {
-    recorder::testing::fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
-}
-
-struct Run {
-    status: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().expect("running cargo-chaos");
-    use std::os::unix::process::ExitStatusExt;
-    let status = out
-        .status
-        .code()
-        .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "the tool panicked:\n{stderr}");
-    Run {
-        status,
-        stdout: out.stdout,
-        stderr,
-    }
+    test_support::fixture!(name)
 }
 
 /// Records `name` and replays it; both must agree byte for byte.
 fn roundtrip(name: &str, extra: &[&str]) -> (Run, Run) {
+    roundtrip_args(name, extra, &[])
+}
+
+/// [`roundtrip`] with arguments for the program.
+fn roundtrip_args(name: &str, extra: &[&str], args: &[&str]) -> (Run, Run) {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace");
-    let mut rec = Command::new("timeout");
-    rec.args(["300", bin(), "record"])
+    let mut rec = test_support::under_timeout(bin());
+    rec.arg("record")
         .args(extra)
         .arg("--trace-dir")
         .arg(&trace)
         .arg("--")
-        .arg(fixture(name));
+        .arg(fixture(name))
+        .args(args);
     let recorded = run(&mut rec);
-    let mut rep = Command::new("timeout");
-    rep.args(["300", bin(), "replay", "--stats"]).arg(&trace);
+    let mut rep = test_support::under_timeout(bin());
+    rep.args(["replay", "--stats"]).arg(&trace);
     let replayed = run(&mut rep);
     assert_eq!(
         String::from_utf8_lossy(&recorded.stdout),
         String::from_utf8_lossy(&replayed.stdout),
         "{name}: replayed stdout differs\nrecord stderr:\n{}\nreplay stderr:\n{}",
-        recorded.stderr,
-        replayed.stderr
+        recorded.stderr_str(),
+        replayed.stderr_str()
     );
     assert_eq!(
-        recorded.status, replayed.status,
+        recorded.status,
+        replayed.status,
         "{name}: status differs\n{}",
-        replayed.stderr
+        replayed.stderr_str()
     );
     (recorded, replayed)
 }
@@ -119,7 +106,7 @@ fn file_shared_with_a_process_outside_the_recording_is_refused() {
         )
     };
     assert_ne!(outside, libc::MAP_FAILED);
-    let rec = run(Command::new(bin())
+    let rec = run(test_support::under_timeout(bin())
         .arg("record")
         .arg("--trace-dir")
         .arg(dir.path().join("trace"))
@@ -128,11 +115,11 @@ fn file_shared_with_a_process_outside_the_recording_is_refused() {
         .arg(&path));
     // SAFETY: the mapping made above.
     unsafe { libc::munmap(outside, 4096) };
-    assert_eq!(rec.status, 125, "{}", rec.stderr);
+    assert_eq!(rec.status, 125, "{}", rec.stderr_str());
     assert!(
-        rec.stderr.contains("outside the recording") && rec.stderr.contains("hint"),
+        rec.stderr_str().contains("outside the recording") && rec.stderr_str().contains("hint"),
         "{}",
-        rec.stderr
+        rec.stderr_str()
     );
 }
 
@@ -198,34 +185,42 @@ fn signal_let_in_by_sigsuspend_runs_under_its_temporary_mask() {
     );
 }
 
+/// What `replay --stats` says: "N events, P preemption points found with T breakpoint
+/// hits ..." -> (P, T).
+fn replay_points(rep: &Run) -> (u64, u64) {
+    let stderr = rep.stderr_str();
+    let stats = stderr
+        .lines()
+        .find(|l| l.contains("preemption points"))
+        .unwrap_or_else(|| panic!("no replay stats:\n{stderr}"));
+    let nums: Vec<u64> = stats
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(nums.len() >= 3, "no replay stats: {stats}");
+    (nums[1], nums[2])
+}
+
 #[test]
 fn uninstrumented_lost_update_race_replays_its_count() {
-    let (rec, _) = roundtrip("race", &[]);
-    let out = String::from_utf8_lossy(&rec.stdout);
+    // 300 million iterations a thread: several time slices each, so a worker is
+    // preempted inside its loop (the race then has something to show).
+    let (rec, rep) = roundtrip_args("preempt_race", &[], &["300000000"]);
+    let out = rec.stdout_str();
     assert!(out.contains("updates lost"), "{out}");
+    let (points, _) = replay_points(&rep);
+    assert!(points >= 1, "no worker was preempted:\n{}", rep.show());
 }
 
 #[test]
 fn spinning_thread_is_preempted_and_found_again() {
     let (rec, rep) = roundtrip("proc_spin", &[]);
     assert_eq!(rec.status, 0);
-    // "N events, P preemption points found with T breakpoint hits"
-    let stats = rep
-        .stderr
-        .lines()
-        .find(|l| l.contains("preemption points"))
-        .unwrap_or_default()
-        .to_string();
-    let nums: Vec<u64> = stats
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    assert!(nums.len() >= 3, "no replay stats: {}", rep.stderr);
-    let (points, traps) = (nums[1], nums[2]);
-    assert!(points >= 1, "the spin-wait was never preempted: {stats}");
+    let (points, traps) = replay_points(&rep);
+    assert!(points >= 1, "the spin-wait was never preempted");
     assert!(
         traps <= 2 * points,
-        "a spin-wait should take at most 2 breakpoint hits per point: {stats}"
+        "a spin-wait should take at most 2 breakpoint hits per point: {points} points, {traps} hits"
     );
 }
 
@@ -233,11 +228,15 @@ fn spinning_thread_is_preempted_and_found_again() {
 fn hung_program_is_stopped_by_timeout_and_replays_to_that_point() {
     let (rec, rep) = roundtrip("proc_hang", &["--timeout", "2s"]);
     assert_eq!(rec.status, 128 + libc::SIGKILL);
-    assert!(rec.stderr.contains("time limit"), "{}", rec.stderr);
     assert!(
-        rep.stderr.contains("stopped at this point"),
+        rec.stderr_str().contains("time limit"),
         "{}",
-        rep.stderr
+        rec.stderr_str()
+    );
+    assert!(
+        rep.stderr_str().contains("stopped at this point"),
+        "{}",
+        rep.stderr_str()
     );
 }
 
@@ -341,11 +340,13 @@ fn ctrl_c_at_the_terminal_ends_the_recording_and_keeps_the_trace() {
     let result: serde_json::Value =
         serde_json::from_slice(&std::fs::read(trace.join("result.json")).unwrap()).unwrap();
     assert_eq!(result["outcome"], "interrupted", "{result}");
-    let rep = run(Command::new(bin()).args(["replay"]).arg(&trace));
+    let rep = run(test_support::under_timeout(bin())
+        .args(["replay"])
+        .arg(&trace));
     assert!(
-        rep.stderr.contains("stopped at this point"),
+        rep.stderr_str().contains("stopped at this point"),
         "{}",
-        rep.stderr
+        rep.stderr_str()
     );
     assert_eq!(
         String::from_utf8_lossy(&rep.stdout).lines().last(),
@@ -376,16 +377,16 @@ fn shebang_scripts_exec_each_other() {
         std::fs::set_permissions(s, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let trace = dir.path().join("trace");
-    let rec = run(Command::new(bin())
+    let rec = run(test_support::under_timeout(bin())
         .arg("record")
         .arg("--trace-dir")
         .arg(&trace)
         .arg("--")
         .arg(&outer));
-    let rep = run(Command::new(bin()).arg("replay").arg(&trace));
+    let rep = run(test_support::under_timeout(bin()).arg("replay").arg(&trace));
     let out = String::from_utf8_lossy(&rec.stdout);
-    assert_eq!(rec.status, 0, "{}", rec.stderr);
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
     assert!(out.contains("outer ") && out.contains("inner "), "{out}");
-    assert_eq!(rec.stdout, rep.stdout, "{}", rep.stderr);
-    assert_eq!(rep.status, 0, "{}", rep.stderr);
+    assert_eq!(rec.stdout, rep.stdout, "{}", rep.stderr_str());
+    assert_eq!(rep.status, 0, "{}", rep.stderr_str());
 }

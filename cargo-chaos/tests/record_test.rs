@@ -15,6 +15,7 @@ mod record_test {
     mod config;
     mod credentials;
     mod disk_full;
+    mod filter;
     mod flaky;
     mod interface;
     mod json;

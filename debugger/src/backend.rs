@@ -73,6 +73,13 @@ pub trait Session {
     /// The error of the session's operations.
     type Error: std::error::Error + Send + Sync + 'static;
 
+    /// A stopped copy of the session at an event boundary ([`Session::checkpoint`]).
+    type Checkpoint;
+
+    /// Copies the session where it stands (an event boundary, with no breakpoint or
+    /// watchpoint set); `None` when it cannot be copied there.
+    fn checkpoint(&mut self) -> Result<Option<Self::Checkpoint>, Self::Error>;
+
     /// Number of the next event to replay (the position of the current boundary).
     fn event_index(&self) -> u64;
 
@@ -101,6 +108,11 @@ pub trait Session {
     /// The live threads, by recorded tid.
     fn threads(&self) -> Vec<i32>;
 
+    /// A thread's name (`comm`), as the program set it.
+    fn thread_name(&self, _tid: i32) -> Option<String> {
+        None
+    }
+
     /// A thread's general registers.
     fn regs(&mut self, tid: i32) -> Result<Regs, Self::Error>;
 
@@ -123,13 +135,20 @@ pub trait Session {
 }
 
 /// Opens fresh sessions of one recording, at its first event boundary (just after the
-/// first exec). Going backwards re-opens and runs forward.
+/// first exec), or from a checkpoint. Going backwards restores the nearest earlier
+/// checkpoint (or re-opens) and runs forward.
 pub trait Opener {
     /// The sessions it opens.
     type Session: Session;
 
     /// A new session at the start.
     fn open(&self) -> Result<Self::Session, <Self::Session as Session>::Error>;
+
+    /// A new session where `checkpoint` was taken; the checkpoint stays usable.
+    fn restore(
+        &self,
+        checkpoint: &mut <Self::Session as Session>::Checkpoint,
+    ) -> Result<Self::Session, <Self::Session as Session>::Error>;
 
     /// The last boundary a forward run goes to: just before the program's exit (its
     /// `exit_group`, or its last event).

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use recorder::output::Stream;
 use recorder::ptrace::{FpuState, Regs};
 use recorder::replay::watch::Watchpoint;
-use recorder::replay::{ReplayOptions, ReplaySession, SessionStop};
+use recorder::replay::{Checkpoint, ReplayOptions, ReplaySession, SessionStop};
 
 use crate::backend::{Opener, Session, Stop, Watch, WatchKind};
 
@@ -37,10 +37,9 @@ impl TraceOpener {
     }
 }
 
-impl Opener for TraceOpener {
-    type Session = LiveSession;
-
-    fn open(&self) -> recorder::Result<LiveSession> {
+impl TraceOpener {
+    /// Output shown once per event (see [`TraceOpener`]).
+    fn options(&self) -> ReplayOptions<'static> {
         let current = Rc::new(Cell::new(0u64));
         let (c1, c2, shown, output) = (
             current.clone(),
@@ -48,7 +47,7 @@ impl Opener for TraceOpener {
             self.shown.clone(),
             self.output.clone(),
         );
-        let options = ReplayOptions {
+        ReplayOptions {
             // The observer is called at every syscall event before its output.
             observer: Box::new(move |_, event| c1.set(event)),
             sink: Box::new(move |stream, data| {
@@ -58,10 +57,31 @@ impl Opener for TraceOpener {
                     shown.set(event + 1);
                 }
             }),
-        };
-        let s = ReplaySession::open(&self.path, options)?;
+        }
+    }
+}
+
+/// A checkpoint of a [`LiveSession`].
+pub struct LiveCheckpoint {
+    cp: Checkpoint,
+    root: i32,
+}
+
+impl Opener for TraceOpener {
+    type Session = LiveSession;
+
+    fn open(&self) -> recorder::Result<LiveSession> {
+        let s = ReplaySession::open(&self.path, self.options())?;
         let root = s.threads().first().map_or(0, |t| t.tgid);
         Ok(LiveSession { s, root })
+    }
+
+    fn restore(&self, checkpoint: &mut LiveCheckpoint) -> recorder::Result<LiveSession> {
+        let s = ReplaySession::restore(&mut checkpoint.cp, self.options())?;
+        Ok(LiveSession {
+            s,
+            root: checkpoint.root,
+        })
     }
 
     fn end(&self) -> u64 {
@@ -100,6 +120,14 @@ impl LiveSession {
 
 impl Session for LiveSession {
     type Error = recorder::Error;
+    type Checkpoint = LiveCheckpoint;
+
+    fn checkpoint(&mut self) -> recorder::Result<Option<LiveCheckpoint>> {
+        Ok(self.s.checkpoint()?.map(|cp| LiveCheckpoint {
+            cp,
+            root: self.root,
+        }))
+    }
 
     fn event_index(&self) -> u64 {
         self.s.event_index()
@@ -142,6 +170,18 @@ impl Session for LiveSession {
             .filter(|t| t.tgid == self.root)
             .map(|t| t.tid)
             .collect()
+    }
+
+    fn thread_name(&self, tid: i32) -> Option<String> {
+        // The replay gives each thread the name the recorded calls gave it.
+        let real = self
+            .s
+            .threads()
+            .into_iter()
+            .find(|t| t.tid == tid)?
+            .real_tid;
+        let name = std::fs::read_to_string(format!("/proc/{real}/task/{real}/comm")).ok()?;
+        Some(name.trim_end_matches('\n').to_string())
     }
 
     fn regs(&mut self, tid: i32) -> recorder::Result<Regs> {

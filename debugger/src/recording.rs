@@ -1,6 +1,7 @@
 //! What the server learns from the trace before replaying: the first exec (program
 //! path, mappings, initial stack), the auxiliary vector, and how many events there are.
 
+use recorder::syscalls::nr;
 use recorder::trace::{Event, ExecState, TraceDir};
 
 use crate::errors::{Error, Result};
@@ -43,7 +44,7 @@ impl Recording {
         while let Some(ev) = reader.next_event()? {
             if let Event::Syscall(s) = &ev {
                 // exit_group, or exit (a last thread ending the process).
-                if (s.nr == 231 || s.nr == 60) && s.tid == root {
+                if (s.nr == nr::EXIT_GROUP || s.nr == nr::EXIT) && s.tid == root {
                     exit_call = Some(events);
                 }
             }

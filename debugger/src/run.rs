@@ -54,6 +54,10 @@ pub struct DebugOptions {
     pub mode: Mode,
     /// Do not show the program's output.
     pub quiet: bool,
+    /// A local checkout of the recorded program's sources: gdb maps the recorded
+    /// working directory (the package's root under `cargo test`) to it
+    /// (`set substitute-path`).
+    pub source_dir: Option<std::path::PathBuf>,
 }
 
 /// Serves the replay of the trace at `trace` to gdb. Returns gdb's exit status when
@@ -62,6 +66,19 @@ pub fn debug(trace: &Path, options: &DebugOptions) -> Result<i32> {
     let started = std::time::Instant::now();
     let recording = Recording::open(trace)?;
     let sysroot = Sysroot::build(&recording.trace, &recording.exec)?;
+    let mut extra = Vec::new();
+    if let Some(dir) = &options.source_dir {
+        let recorded = recording
+            .trace
+            .header()
+            .map_err(|e| Error::io("reading the trace's header", std::io::Error::other(e)))?
+            .cwd;
+        extra.push(format!(
+            "set substitute-path {} {}",
+            gdb_quote(&recorded),
+            gdb_quote(&dir.display().to_string())
+        ));
+    }
     let quiet = options.quiet;
     let output: crate::live::Output = Rc::new(move |stream, data: &[u8]| {
         if quiet {
@@ -97,7 +114,7 @@ pub fn debug(trace: &Path, options: &DebugOptions) -> Result<i32> {
             let local = listener
                 .local_addr()
                 .map_err(|e| Error::io("reading the listening address", e))?;
-            let gdb = GdbCommand::new(local, &sysroot, &[]);
+            let gdb = GdbCommand::new(local, &sysroot, &extra);
             eprintln!("chaos: gdb server listening on {local}");
             eprintln!("chaos: connect with:\n{}", gdb.shell_line());
             eprintln!(
@@ -112,7 +129,7 @@ pub fn debug(trace: &Path, options: &DebugOptions) -> Result<i32> {
             let local = listener
                 .local_addr()
                 .map_err(|e| Error::io("reading the listening address", e))?;
-            let gdb = GdbCommand::new(local, &sysroot, &[]);
+            let gdb = GdbCommand::new(local, &sysroot, &extra);
             launch_and_serve(&gdb, gdb_args, &listener, &mut target)
         }
     }
@@ -206,5 +223,14 @@ fn set_foreground(fd: i32, pgid: i32) {
         let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
         libc::tcsetpgrp(fd, pgid);
         libc::signal(libc::SIGTTOU, old);
+    }
+}
+
+/// A path as one argument of a gdb command (quoted when it has spaces or quotes).
+fn gdb_quote(path: &str) -> String {
+    if path.contains([' ', '"', '\\', '\'']) {
+        format!("\"{}\"", path.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        path.to_string()
     }
 }

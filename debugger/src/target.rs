@@ -26,6 +26,7 @@ use gdbstub::target::ext::breakpoints::{
 };
 use gdbstub::target::ext::exec_file::{ExecFile, ExecFileOps};
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
+use gdbstub::target::ext::thread_extra_info::{ThreadExtraInfo, ThreadExtraInfoOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
 
 use crate::arch::{X86_64Linux, X86_64Regs};
@@ -196,6 +197,10 @@ impl<O: Opener> MultiThreadBase for ReplayTarget<O> {
     }
 
     fn support_resume(&mut self) -> Option<MultiThreadResumeOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_thread_extra_info(&mut self) -> Option<ThreadExtraInfoOps<'_, Self>> {
         Some(self)
     }
 }
@@ -374,7 +379,22 @@ const MONITOR_HELP: &str = "\
 monitor when          the current event number (as `cargo chaos dump` numbers events)
 monitor goto N        go to the boundary before event N (alias: run N)
 monitor where         the exact position (event, then stops and instructions since)
-monitor stats         replays opened, events re-executed, instructions stepped";
+monitor stats         replays opened, events re-executed, instructions stepped,
+                      checkpoints held, taken and restored";
+
+/// `info threads` shows each thread's name, as the replayed program set it.
+impl<O: Opener> ThreadExtraInfo for ReplayTarget<O> {
+    fn thread_extra_info(&self, tid: Tid, buf: &mut [u8]) -> Result<usize, Error> {
+        let name = self
+            .timeline
+            .session_ref()
+            .thread_name(tid.get() as i32)
+            .unwrap_or_default();
+        let n = name.len().min(buf.len());
+        buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+        Ok(n)
+    }
+}
 
 impl<O: Opener> MonitorCmd for ReplayTarget<O> {
     fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), Error> {
@@ -391,6 +411,14 @@ impl<O: Opener> MonitorCmd for ReplayTarget<O> {
                     s.opened,
                     s.events_replayed,
                     s.steps
+                );
+                outputln!(
+                    out,
+                    "checkpoints: {} held (every {} events), {} taken, {} restored",
+                    s.held,
+                    s.interval,
+                    s.taken,
+                    s.restored
                 );
             }
             ["goto" | "run", n] => match n.parse::<u64>() {

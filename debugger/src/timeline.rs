@@ -16,7 +16,7 @@
 //! backward move costs a replay from the start up to the target; [`Stats`] counts the
 //! events re-executed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::backend::{Opener, Session, Stop, Watch, WATCH_SLOTS};
 use crate::errors::{Error, Result};
@@ -184,7 +184,22 @@ pub struct Stats {
     pub events_replayed: u64,
     /// Instructions single-stepped.
     pub steps: u64,
+    /// Sessions restored from a checkpoint.
+    pub restored: u64,
+    /// Checkpoints taken.
+    pub taken: u64,
+    /// Checkpoints held now.
+    pub held: usize,
+    /// Events between two checkpoints now.
+    pub interval: u64,
 }
+
+/// Checkpoints a timeline aims at over a whole recording (taken every
+/// `events / CHECKPOINTS_AIMED` events); it never holds more than
+/// [`MAX_CHECKPOINTS`]: past that, every other one is dropped and the interval doubles.
+pub const CHECKPOINTS_AIMED: u64 = 64;
+/// Most checkpoints held at once.
+pub const MAX_CHECKPOINTS: usize = 96;
 
 /// A replay that can go to any position: the current session, where it stands, and
 /// the breakpoints and watchpoints the debugger has set.
@@ -201,6 +216,10 @@ pub struct Timeline<O: Opener> {
     inserted: BTreeSet<u64>,
     armed: [Option<Watch>; WATCH_SLOTS],
     stats: Stats,
+    /// Checkpoints by the event boundary they stand at.
+    checkpoints: BTreeMap<u64, <O::Session as Session>::Checkpoint>,
+    /// A checkpoint is taken at boundaries that are multiples of this.
+    interval: u64,
 }
 
 /// Asked between events during long runs; `true` stops the run (Ctrl-C in gdb).
@@ -226,6 +245,8 @@ impl<O: Opener> Timeline<O> {
                 opened: 1,
                 ..Stats::default()
             },
+            checkpoints: BTreeMap::new(),
+            interval: (end.saturating_sub(start) / CHECKPOINTS_AIMED).max(1),
         })
     }
 
@@ -247,12 +268,29 @@ impl<O: Opener> Timeline<O> {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats {
+            held: self.checkpoints.len(),
+            interval: self.interval,
+            ..self.stats
+        }
+    }
+
+    /// Takes checkpoints only every `interval` events from now on (tests and
+    /// benchmarks; `u64::MAX`: none).
+    pub fn set_checkpoint_interval(&mut self, interval: u64) {
+        self.interval = interval.max(1);
+        let keep = self.interval;
+        self.checkpoints.retain(|k, _| k % keep == 0);
     }
 
     /// The current session (registers, memory, threads).
     pub fn session(&mut self) -> &mut O::Session {
         &mut self.session
+    }
+
+    /// The current session, to look at.
+    pub fn session_ref(&self) -> &O::Session {
+        &self.session
     }
 
     /// The thread to report a stop on: the running one when it belongs to the
@@ -266,12 +304,51 @@ impl<O: Opener> Timeline<O> {
             .unwrap_or(1)
     }
 
-    fn reopen(&mut self) -> Result<()> {
-        self.session = self.opener.open().map_err(Error::session)?;
-        self.stats.opened += 1;
+    /// Stands at the latest checkpoint at or before boundary `event`, or at the start
+    /// when there is none.
+    fn rewind(&mut self, event: u64) -> Result<()> {
+        let session = match self.checkpoints.range_mut(..=event).next_back() {
+            Some((_, cp)) => {
+                self.stats.restored += 1;
+                self.opener.restore(cp)
+            }
+            None => {
+                self.stats.opened += 1;
+                self.opener.open()
+            }
+        };
+        self.session = session.map_err(Error::session)?;
         self.inserted.clear();
         self.armed = [None; WATCH_SLOTS];
         self.here = Position::boundary(self.session.event_index());
+        tracing::debug!("rewound to {} for event {event}", self.here);
+        Ok(())
+    }
+
+    /// At a boundary that is a multiple of the interval, takes a checkpoint unless one
+    /// is there (with no breakpoint or watchpoint set: they are set again before the
+    /// next resume).
+    fn maybe_checkpoint(&mut self) -> Result<()> {
+        let event = self.here.event;
+        if !self.here.moves.is_empty()
+            || event % self.interval != 0
+            || event <= self.start
+            || event >= self.end
+            || self.checkpoints.contains_key(&event)
+        {
+            return Ok(());
+        }
+        self.arm(&BTreeSet::new(), &[])?;
+        let Some(cp) = self.session.checkpoint().map_err(Error::session)? else {
+            return Ok(());
+        };
+        self.checkpoints.insert(event, cp);
+        self.stats.taken += 1;
+        if self.checkpoints.len() > MAX_CHECKPOINTS {
+            self.interval = self.interval.saturating_mul(2);
+            let keep = self.interval;
+            self.checkpoints.retain(|k, _| k % keep == 0);
+        }
         Ok(())
     }
 
@@ -315,7 +392,10 @@ impl<O: Opener> Timeline<O> {
         let after = self.session.event_index();
         self.stats.events_replayed += after.saturating_sub(before);
         match stop {
-            Stop::Event => self.here = Position::boundary(after),
+            Stop::Event => {
+                self.here = Position::boundary(after);
+                self.maybe_checkpoint()?;
+            }
             Stop::Breakpoint { .. } | Stop::Watchpoint { .. } => {
                 if after != before {
                     self.here = Position::boundary(after);
@@ -350,33 +430,52 @@ impl<O: Opener> Timeline<O> {
         (self.breakpoints.clone(), self.watches.clone())
     }
 
+    /// At the end of the recording: the outcome that says so.
+    fn end_outcome(&self) -> Option<Outcome> {
+        (self.here.moves.is_empty() && self.here.event >= self.end).then(|| Outcome::End {
+            tid: self.current_thread(),
+        })
+    }
+
+    /// What a stop of a forward run means for the debugger; `None` to go on (an event
+    /// boundary, and no interrupt asked for).
+    fn forward_outcome(
+        &self,
+        stop: Stop,
+        interrupt: &mut Interrupt<'_>,
+    ) -> Result<Option<Outcome>> {
+        Ok(Some(match stop {
+            Stop::Event => {
+                if !interrupt() {
+                    return Ok(None);
+                }
+                Outcome::Interrupted {
+                    tid: self.current_thread(),
+                }
+            }
+            Stop::Breakpoint { tid, .. } => Outcome::Breakpoint { tid },
+            Stop::Watchpoint { tid, slot } => {
+                let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
+                    "a watchpoint in slot {slot}, which is not armed"
+                )))?;
+                Outcome::Watch { tid, watch }
+            }
+            Stop::Stepped { tid } => Outcome::Stepped { tid },
+            Stop::Exited(how) => return Err(Error::Exited(how)),
+        }))
+    }
+
     /// Runs forward until a breakpoint, a watchpoint, the end of the recording, or an
     /// interrupt.
     pub fn resume_forward(&mut self, interrupt: &mut Interrupt<'_>) -> Result<Outcome> {
         let (code, watches) = self.user_sets();
         loop {
-            if self.here.moves.is_empty() && self.here.event >= self.end {
-                return Ok(Outcome::End {
-                    tid: self.current_thread(),
-                });
+            if let Some(end) = self.end_outcome() {
+                return Ok(end);
             }
-            match self.resume_once(&code, &watches)? {
-                Stop::Event => {
-                    if interrupt() {
-                        return Ok(Outcome::Interrupted {
-                            tid: self.current_thread(),
-                        });
-                    }
-                }
-                Stop::Breakpoint { tid, .. } => return Ok(Outcome::Breakpoint { tid }),
-                Stop::Watchpoint { tid, slot } => {
-                    let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
-                        "a watchpoint in slot {slot}, which is not armed"
-                    )))?;
-                    return Ok(Outcome::Watch { tid, watch });
-                }
-                Stop::Stepped { tid } => return Ok(Outcome::Stepped { tid }),
-                Stop::Exited(how) => return Err(Error::Exited(how)),
+            let stop = self.resume_once(&code, &watches)?;
+            if let Some(outcome) = self.forward_outcome(stop, interrupt)? {
+                return Ok(outcome);
             }
         }
     }
@@ -386,10 +485,8 @@ impl<O: Opener> Timeline<O> {
     pub fn step_forward(&mut self, tid: i32, interrupt: &mut Interrupt<'_>) -> Result<Outcome> {
         let (code, watches) = self.user_sets();
         loop {
-            if self.here.moves.is_empty() && self.here.event >= self.end {
-                return Ok(Outcome::End {
-                    tid: self.current_thread(),
-                });
+            if let Some(end) = self.end_outcome() {
+                return Ok(end);
             }
             let running = self.session.running_thread();
             if !self.session.threads().contains(&tid) {
@@ -398,23 +495,9 @@ impl<O: Opener> Timeline<O> {
             if running == Some(tid) && self.session.ready_to_step().map_err(Error::session)? {
                 break;
             }
-            match self.resume_once(&code, &watches)? {
-                Stop::Event => {
-                    if interrupt() {
-                        return Ok(Outcome::Interrupted {
-                            tid: self.current_thread(),
-                        });
-                    }
-                }
-                Stop::Breakpoint { tid, .. } => return Ok(Outcome::Breakpoint { tid }),
-                Stop::Watchpoint { tid, slot } => {
-                    let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
-                        "a watchpoint in slot {slot}, which is not armed"
-                    )))?;
-                    return Ok(Outcome::Watch { tid, watch });
-                }
-                Stop::Stepped { tid } => return Ok(Outcome::Stepped { tid }),
-                Stop::Exited(how) => return Err(Error::Exited(how)),
+            let stop = self.resume_once(&code, &watches)?;
+            if let Some(outcome) = self.forward_outcome(stop, interrupt)? {
+                return Ok(outcome);
             }
         }
         self.arm(&code, &watches)?;
@@ -439,8 +522,14 @@ impl<O: Opener> Timeline<O> {
                 target.event, self.start, self.end
             )));
         }
-        if !(self.here.moves.is_empty() && self.here.event <= target.event) {
-            self.reopen()?;
+        let ahead = self.here.moves.is_empty() && self.here.event <= target.event;
+        let nearer = self
+            .checkpoints
+            .range(..=target.event)
+            .next_back()
+            .is_some_and(|(k, _)| *k > self.here.event);
+        if !ahead || nearer {
+            self.rewind(target.event)?;
         }
         let none = BTreeSet::new();
         while self.here.event < target.event || !self.here.moves.is_empty() {
@@ -502,34 +591,15 @@ impl<O: Opener> Timeline<O> {
     pub fn reverse_continue(&mut self, interrupt: &mut Interrupt<'_>) -> Result<Outcome> {
         let goal = self.here.clone();
         let (user_code, user_watches) = self.user_sets();
-        self.reopen()?;
+        // From the nearest checkpoint to the goal; if no stop is met there, from the
+        // one before to where that pass began, and so on back to the start.
+        self.rewind(goal.event)?;
+        let mut began = self.here.event;
         let mut last: Option<Found> = None;
-        // Up to the goal's boundary: every stop is a candidate.
-        while self.here.event < goal.event {
-            let from = self.here.clone();
-            match self.resume_once(&user_code, &user_watches)? {
-                Stop::Event => {
-                    if interrupt() {
-                        return Ok(Outcome::Interrupted {
-                            tid: self.current_thread(),
-                        });
-                    }
-                }
-                Stop::Breakpoint { tid, .. } => {
-                    last = Some(Found::At(self.here.clone(), tid, None));
-                }
-                Stop::Watchpoint { slot, .. } => {
-                    let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
-                        "a watchpoint in slot {slot}, which is not armed"
-                    )))?;
-                    last = Some(Found::BeforeTrigger(from, watch));
-                }
-                other => {
-                    return Err(Error::Bookkeeping(format!(
-                        "a forward pass to {goal} met {other:?}"
-                    )))
-                }
-            }
+        if let Some(interrupted) =
+            self.scan_to(goal.event, &user_code, &user_watches, &mut last, interrupt)?
+        {
+            return Ok(interrupted);
         }
         if self.here.event != goal.event {
             return Err(Error::Bookkeeping(format!(
@@ -632,6 +702,16 @@ impl<O: Opener> Timeline<O> {
                 }
             }
         }
+        while last.is_none() && began > self.start {
+            self.rewind(began - 1)?;
+            let end = began;
+            began = self.here.event;
+            if let Some(interrupted) =
+                self.scan_to(end, &user_code, &user_watches, &mut last, interrupt)?
+            {
+                return Ok(interrupted);
+            }
+        }
         match last {
             None => {
                 self.go_to(&Position::boundary(self.start))?;
@@ -655,6 +735,45 @@ impl<O: Opener> Timeline<O> {
                 })
             }
         }
+    }
+
+    /// Runs forward to boundary `to` with the user's breakpoints and watchpoints,
+    /// noting each stop in `last` (the latest wins). `Some`: interrupted.
+    fn scan_to(
+        &mut self,
+        to: u64,
+        user_code: &BTreeSet<u64>,
+        user_watches: &[Watch],
+        last: &mut Option<Found>,
+        interrupt: &mut Interrupt<'_>,
+    ) -> Result<Option<Outcome>> {
+        while self.here.event < to {
+            let from = self.here.clone();
+            match self.resume_once(user_code, user_watches)? {
+                Stop::Event => {
+                    if interrupt() {
+                        return Ok(Some(Outcome::Interrupted {
+                            tid: self.current_thread(),
+                        }));
+                    }
+                }
+                Stop::Breakpoint { tid, .. } => {
+                    *last = Some(Found::At(self.here.clone(), tid, None));
+                }
+                Stop::Watchpoint { slot, .. } => {
+                    let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
+                        "a watchpoint in slot {slot}, which is not armed"
+                    )))?;
+                    *last = Some(Found::BeforeTrigger(from, watch));
+                }
+                other => {
+                    return Err(Error::Bookkeeping(format!(
+                        "a forward pass to event {to} met {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The position just before the instruction that triggers `watch` first after
@@ -985,5 +1104,79 @@ mod tests {
             .unwrap();
         assert!(matches!(o, Outcome::Interrupted { .. }));
         assert_eq!(t.when(), 2);
+    }
+
+    /// 200 intervals of one thread each; interval b stores b+1 at X when b is a
+    /// multiple of 7, and passes 0x30 (a breakpoint site) when b is a multiple of 11.
+    fn long_program() -> Rc<Program> {
+        let intervals = (0..200u64)
+            .map(|b| {
+                let mut insns = vec![op(0x10)];
+                if b % 7 == 0 {
+                    insns.push(store(0x20, b + 1));
+                }
+                if b % 11 == 0 {
+                    insns.push(op(0x30));
+                }
+                insns.push(op(0x40));
+                (1, insns)
+            })
+            .collect();
+        Rc::new(Program { intervals })
+    }
+
+    /// Every reverse move lands where it lands without checkpoints (each one a replay
+    /// from the start), and going back a little re-executes a little.
+    #[test]
+    fn checkpoints_change_the_cost_of_going_back_not_where_it_lands() {
+        let mut with = Timeline::new(ToyOpener(long_program())).unwrap();
+        let mut without = Timeline::new(ToyOpener(long_program())).unwrap();
+        without.set_checkpoint_interval(u64::MAX);
+        let watch = Watch {
+            addr: X,
+            len: 8,
+            kind: WatchKind::Write,
+        };
+        for t in [&mut with, &mut without] {
+            t.resume_forward(&mut never()).unwrap();
+            t.watches.push(watch);
+        }
+        assert!(with.stats().held > 10, "{:?}", with.stats());
+        assert_eq!(without.stats().held, 0);
+        let mut trail = Vec::new();
+        for i in 0..12 {
+            let before = with.stats().events_replayed;
+            let (a, b) = if i % 4 == 3 {
+                (with.reverse_step(), without.reverse_step())
+            } else if i == 6 {
+                with.breakpoints.insert(0x30);
+                without.breakpoints.insert(0x30);
+                (
+                    with.resume_forward(&mut never()),
+                    without.resume_forward(&mut never()),
+                )
+            } else {
+                (
+                    with.reverse_continue(&mut never()),
+                    without.reverse_continue(&mut never()),
+                )
+            };
+            assert_eq!(format!("{:?}", a.unwrap()), format!("{:?}", b.unwrap()));
+            assert_eq!(with.position(), without.position(), "move {i}");
+            assert_eq!(x(&mut with), x(&mut without), "move {i}");
+            assert_eq!(rip(&mut with), rip(&mut without), "move {i}");
+            trail.push(with.when());
+            // Stores are 7 events apart, breakpoints 11: a move back re-runs a few
+            // intervals of about 200/64 events, never the whole run.
+            let re_run = with.stats().events_replayed - before;
+            assert!(re_run < 60, "move {i} re-ran {re_run} events");
+        }
+        assert!(with.stats().restored > 0);
+        assert!(
+            with.stats().events_replayed * 3 < without.stats().events_replayed,
+            "{:?} vs {:?} ({trail:?})",
+            with.stats(),
+            without.stats()
+        );
     }
 }

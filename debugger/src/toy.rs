@@ -32,6 +32,7 @@ impl std::fmt::Display for ToyError {
 }
 impl std::error::Error for ToyError {}
 
+#[derive(Clone)]
 pub struct Toy {
     prog: Rc<Program>,
     b: usize,
@@ -75,6 +76,16 @@ impl Toy {
 
 impl Session for Toy {
     type Error = ToyError;
+    type Checkpoint = Toy;
+
+    fn checkpoint(&mut self) -> Result<Option<Toy>, ToyError> {
+        if self.i != 0 || !self.bps.is_empty() || self.watches.iter().any(Option::is_some) {
+            return Err(ToyError(
+                "a checkpoint between events or with breakpoints".into(),
+            ));
+        }
+        Ok(Some(self.clone()))
+    }
 
     fn event_index(&self) -> u64 {
         self.b as u64
@@ -177,6 +188,10 @@ impl Opener for ToyOpener {
             bps: BTreeSet::new(),
             watches: [None; WATCH_SLOTS],
         })
+    }
+
+    fn restore(&self, checkpoint: &mut Toy) -> Result<Toy, ToyError> {
+        Ok(checkpoint.clone())
     }
 
     fn end(&self) -> u64 {

@@ -394,6 +394,28 @@ pub fn check_syscalls(rows: Vec<SyscallRow>, errors: &mut Errors) -> Vec<Syscall
                 "untraced calls run natively at record and replay: class \"executed\", not may_block or special",
             );
         }
+        let plain_memory = |args: &[MemArg]| {
+            args.iter()
+                .all(|a| !matches!(a.size, Size::CStr | Size::Iovec(_) | Size::SockLen(_)))
+        };
+        if row.buffered
+            && (!matches!(class, Class::Recorded)
+                || row.special
+                || row.answer.is_some()
+                || !plain_memory(&inputs)
+                || !plain_memory(&outputs))
+        {
+            errors.push(
+                what,
+                "buffered calls are recorded by the preload library: class \"recorded\", not special or answered, inputs and outputs sized by arguments, results or constants",
+            );
+        }
+        if row.changes_fds && !matches!(class, Class::Recorded) {
+            errors.push(
+                what,
+                "changes_fds marks calls whose event carries the cache invalidation as a memory write: class \"recorded\"",
+            );
+        }
         out.push(Syscall {
             desc: SyscallDesc {
                 name: leak(row.name),
@@ -401,6 +423,8 @@ pub fn check_syscalls(rows: Vec<SyscallRow>, errors: &mut Errors) -> Vec<Syscall
                 class,
                 may_block: row.may_block,
                 untraced: row.untraced,
+                buffered: row.buffered,
+                changes_fds: row.changes_fds,
                 outputs: outputs.leak(),
                 inputs: inputs.leak(),
                 special: row.special,

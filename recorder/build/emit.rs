@@ -97,12 +97,14 @@ pub fn generate_table(syscalls: &[Syscall], tables: &[RequestTable<'_>]) -> Stri
     for sc in syscalls {
         writeln!(
             w,
-            "    SyscallDesc {{ name: {:?}, nr: {}, class: {}, may_block: {}, untraced: {}, outputs: {}, inputs: {}, special: {}, answer: {:?}, same_result: {}, note: {:?} }},",
+            "    SyscallDesc {{ name: {:?}, nr: {}, class: {}, may_block: {}, untraced: {}, buffered: {}, changes_fds: {}, outputs: {}, inputs: {}, special: {}, answer: {:?}, same_result: {}, note: {:?} }},",
             sc.desc.name,
             sc.desc.nr,
             rust_class(&sc.desc.class),
             sc.desc.may_block,
             sc.desc.untraced,
+            sc.desc.buffered,
+            sc.desc.changes_fds,
             rust_mem_args(sc.desc.outputs),
             rust_mem_args(sc.desc.inputs),
             sc.desc.special,

@@ -39,6 +39,10 @@ pub struct SyscallRow {
     #[serde(default)]
     pub untraced: bool,
     #[serde(default)]
+    pub buffered: bool,
+    #[serde(default)]
+    pub changes_fds: bool,
+    #[serde(default)]
     pub special: bool,
     pub answer: Option<i64>,
     #[serde(default = "yes")]

@@ -24,14 +24,10 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
     // Run to the injected call's entry. A task leaving a SYSEMU entry stop under
     // PTRACE_SYSCALL may first report the exit of the skipped call: step over it.
     let mut guard = 0;
-    // SIGCHLDs that arrived meanwhile are sent again afterwards (their siginfo is lost;
-    // replay skips real SIGCHLDs and injects the recorded ones).
-    let mut requeue = 0u32;
+    let mut aside = SetAside::default();
     loop {
         task.resume(Resume::Syscall, 0)?;
-        let (stop, skipped) = task.wait_skipping_sigchld()?;
-        requeue += skipped;
-        match stop {
+        match aside.wait(task)? {
             Stop::Syscall => {}
             Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
             other => {
@@ -59,9 +55,7 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
     }
     loop {
         task.resume(Resume::Syscall, 0)?;
-        let (stop, skipped) = task.wait_skipping_sigchld()?;
-        requeue += skipped;
-        match stop {
+        match aside.wait(task)? {
             Stop::Syscall => break,
             // The recorder's seccomp filter stops the call after its entry stop (see
             // `record::seccomp`): on to its exit.
@@ -88,11 +82,57 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
         }
     };
     task.set_regs(&saved)?;
-    if requeue > 0 {
-        // SAFETY: plain syscall to our own tracee.
-        unsafe { libc::syscall(libc::SYS_tgkill, task.tid, task.tid, libc::SIGCHLD) };
-    }
+    aside.send_again(task);
     Ok(ret)
+}
+
+/// Signals that reach a task while the engine runs an injected call in it, set aside
+/// and sent again once the task is back where it was: standard signals do not queue,
+/// so one of each is enough.
+#[derive(Debug, Default)]
+struct SetAside {
+    /// Another task changed state. Its siginfo is lost; replay skips real SIGCHLDs and
+    /// injects the recorded ones.
+    sigchld: bool,
+    /// A SIGSTOP this process sent (the watchdog's slice ended, or an interrupt was
+    /// asked for) just as the task stopped for another reason. Sent again, it stops
+    /// the task where it would have stopped without the injection: right after the
+    /// stop the engine is handling.
+    sigstop: bool,
+}
+
+impl SetAside {
+    fn wait(&mut self, task: &mut Task) -> Result<Stop> {
+        loop {
+            let (stop, skipped) = task.wait_skipping_sigchld()?;
+            self.sigchld |= skipped > 0;
+            if stop == Stop::Signal(libc::SIGSTOP) && sent_by_this_process(task) {
+                self.sigstop = true;
+                task.resume(Resume::Syscall, 0)?;
+                continue;
+            }
+            return Ok(stop);
+        }
+    }
+
+    fn send_again(self, task: &Task) {
+        for (pending, sig) in [(self.sigchld, libc::SIGCHLD), (self.sigstop, libc::SIGSTOP)] {
+            if pending {
+                // SAFETY: plain syscall to our own tracee (tkill: the thread may not
+                // lead its group).
+                unsafe { libc::syscall(libc::SYS_tkill, task.tid, sig) };
+            }
+        }
+    }
+}
+
+/// Whether the signal of the task's signal-delivery stop came from this process
+/// (`tgkill` or `tkill`).
+fn sent_by_this_process(task: &Task) -> bool {
+    task.siginfo().is_ok_and(|si| {
+        // SAFETY: si_pid is valid for SI_TKILL.
+        si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32
+    })
 }
 
 /// Runs `f` with a `syscall` instruction written at `at` (for [`inject_syscall`] at
@@ -104,4 +144,51 @@ pub fn with_syscall_at<T>(task: &mut Task, at: u64, f: impl FnOnce(&mut Task) ->
     let out = f(task);
     task.write_mem(at, &saved)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spawn::{spawn_traced, SpawnSpec};
+
+    /// The watchdog's SIGSTOP can reach a task just as it stopped for something else;
+    /// an injection then meets it on the way to its call. The call still runs, and
+    /// the SIGSTOP stops the task once it goes on (a chaos hunt with 10 ms slices
+    /// failed with "stopped with Signal(19) while the engine injected syscall 158").
+    #[test]
+    fn a_sigstop_from_the_engine_waits_until_the_injected_call_ran() {
+        let spec = SpawnSpec {
+            path: std::path::Path::new("/bin/true"),
+            argv: vec!["true".into()],
+            env: Vec::new(),
+            cwd: None,
+            cpu: None,
+            no_aslr: true,
+            null_stdio: true,
+            stdio_fds: None,
+            no_core: true,
+            trap_tsc_no_new_privs: false,
+            landlock: None,
+            own_process_group: true,
+            foreground_tty: None,
+        };
+        let pid = spawn_traced(&spec).expect("spawn /bin/true");
+        let mut task = Task::new(pid);
+        task.set_options(crate::ptrace::OPTIONS).unwrap();
+        // At the stop after exec: a SIGSTOP from us is now pending.
+        // SAFETY: plain syscall to our own tracee.
+        unsafe { libc::syscall(libc::SYS_tkill, pid, libc::SIGSTOP) };
+        let rip = task.regs().unwrap().rip;
+        let got = with_syscall_at(&mut task, rip, |t| {
+            inject_syscall(t, rip, libc::SYS_getpid as u64, &[])
+        })
+        .unwrap();
+        assert_eq!(got.unwrap(), pid as i64);
+        assert_eq!(task.regs().unwrap().rip, rip, "registers restored");
+        // Going on, the task stops for that SIGSTOP first.
+        task.resume(Resume::Cont, 0).unwrap();
+        assert_eq!(task.wait().unwrap(), Stop::Signal(libc::SIGSTOP));
+        task.kill();
+        while !matches!(task.wait(), Ok(Stop::Killed(_) | Stop::Exited(_)) | Err(_)) {}
+    }
 }

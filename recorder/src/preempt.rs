@@ -211,6 +211,8 @@ struct Slice {
     generation: u64,
     /// Generation of a slice whose thread was sent SIGSTOP.
     fired: Option<u64>,
+    /// When the watchdog thread wakes next on its own.
+    wakes_at: Option<Instant>,
     stop: bool,
 }
 
@@ -221,8 +223,16 @@ impl Watchdog {
     }
 
     fn run(&self) {
+        // Short slices (chaos mode) end in tens of microseconds: no timer slack (50 µs
+        // by default) on this thread's waits.
+        // SAFETY: prctl on the calling thread.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+        // Any core: pinned with the program, it would wait for the scheduler to preempt
+        // the very thread it is to stop (a signal to another core costs one IPI).
+        crate::spawn::pin_self(&crate::spawn::cpu_set());
         // Arming and disarming happen at every ptrace stop, so they only touch the mutex
-        // (no wake-up, no syscall); this thread checks on its own at least every slice.
+        // (no wake-up, no syscall) unless a slice ends before this thread's next
+        // wake-up; it checks on its own at least every slice.
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if st.stop {
@@ -242,6 +252,7 @@ impl Watchdog {
                 // wake this thread.
                 wait = (deadline - now).min(SLICE);
             }
+            st.wakes_at = Some(now + wait);
             st = self
                 .wake
                 .wait_timeout(st, wait)
@@ -261,8 +272,15 @@ impl Watchdog {
         });
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.generation += 1;
-        st.armed = Some((tgid, tid, Instant::now() + slice, st.generation));
+        let deadline = Instant::now() + slice;
+        st.armed = Some((tgid, tid, deadline, st.generation));
         st.fired = None;
+        if st.wakes_at.is_some_and(|w| deadline < w) {
+            // A slice shorter than the watchdog's sleep (chaos mode's short slices):
+            // the one case worth a wake-up.
+            st.wakes_at = Some(deadline);
+            self.wake.notify_one();
+        }
     }
 
     /// Cuts the running slice to end at most [`SLICE`] from now.

@@ -138,6 +138,13 @@ impl Scheduler {
         }
     }
 
+    /// How many calls a thread's syscall-buffering library may make without a stop
+    /// before it must make a flush call (a scheduling point, see `crate::syscallbuf`):
+    /// uniform in 16..=1024, from the seeded stream.
+    pub fn syscallbuf_budget(&mut self) -> u64 {
+        16 + self.rng.below(1009)
+    }
+
     /// The next tick budget of instrumented code: uniform in `1..=ticks::MAX_BUDGET`, so
     /// a preemption point can fall on any load, store or edge (heavy-tailed in chaos
     /// mode).
@@ -154,6 +161,13 @@ impl Scheduler {
         match &mut self.chaos {
             Some(c) => c.slice(),
             None => default,
+        }
+    }
+
+    /// The running thread's slice ended in a preemption by the watchdog.
+    pub fn preempted(&mut self) {
+        if let Some(c) = &mut self.chaos {
+            c.preempted();
         }
     }
 
@@ -280,7 +294,11 @@ mod tests {
                 let b = c.tick_budget();
                 assert!(b >= 1 && b <= c.max_budget);
                 let sl = c.slice();
-                assert!(sl >= chaos::MIN_SLICE && sl <= chaos::MAX_SLICE);
+                assert!(
+                    (chaos::MIN_SLICE..=chaos::MAX_SLICE).contains(&sl)
+                        || (chaos::MIN_SHORT_SLICE..=chaos::MAX_SHORT_SLICE).contains(&sl),
+                    "{sl:?}"
+                );
             }
             if let Some((_, d)) = c.starvation {
                 assert!(d <= chaos::MAX_STARVATION);

@@ -14,14 +14,14 @@ use recorder::output::Stream;
 use recorder::record::{record, RecordOptions, Stdio};
 use recorder::replay::replay;
 use recorder::sched::Chaos;
-use recorder::testing::{fixture, read_events};
 use recorder::trace::Event;
+use test_support::read_events;
 
 /// The event sequence with thread ids numbered by first appearance, and the output.
 fn schedule(dir: &Path, name: &str, seed: u64, chaos: Chaos) -> (Vec<String>, String) {
     let trace = dir.join(name);
     let opts = RecordOptions {
-        program: fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), "chaos_sched"),
+        program: test_support::fixture!("chaos_sched"),
         args: vec![
             STEPS.to_string().into(),
             recorder::ticks::TICK_SYSCALL.to_string().into(),

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 
 use recorder::address_space::{STUB_BASE, STUB_SIZE};
 use recorder::output::Stream;
-use recorder::record::{record, RecordOptions};
+use recorder::record::record;
 use recorder::replay::replay_observed;
-use recorder::testing::{fixture, read_events, text_diff};
 use recorder::trace::Event;
+use test_support::{read_events, text_diff};
 
 fn fixture_path(name: &str) -> PathBuf {
-    fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
+    test_support::fixture!(name)
 }
 
 /// One line of `/proc/PID/maps`.
@@ -65,16 +65,7 @@ fn check(name: &str, args: &[&str]) {
     }
     let program = dir.path().join(name);
     std::fs::copy(fixture_path(name), &program).unwrap();
-    let opts = RecordOptions {
-        program: program.clone(),
-        args: full_args,
-        env: std::env::vars_os().collect(),
-        removed_env: Vec::new(),
-        cwd: Some(dir.path().to_path_buf()),
-        trace_dir: trace.clone(),
-        seed: Some(1),
-        ..Default::default()
-    };
+    let opts = test_support::record_options_in(dir.path(), program.clone(), full_args);
     let summary = record(&opts).unwrap_or_else(|e| panic!("recording {name} failed: {e}"));
     assert_eq!(
         summary.result.status, 0,

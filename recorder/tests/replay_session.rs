@@ -7,10 +7,10 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use recorder::record::{record, RecordOptions};
+use recorder::record::record;
 use recorder::replay::{replay, ReplayOptions, ReplaySession, SessionStop};
-use recorder::testing::{fixture, read_events, text_diff, write_events};
 use recorder::trace::Event;
+use test_support::{read_events, text_diff, write_events};
 
 const FIXTURE: &str = "breakpoint_target";
 
@@ -32,22 +32,13 @@ fn record_fixture_with(args: &[&str], calls_printed: usize) -> Recorded {
         .tempdir()
         .unwrap();
     let program = dir.path().join(FIXTURE);
-    std::fs::copy(
-        fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), FIXTURE),
-        &program,
-    )
-    .unwrap();
-    let trace = dir.path().join("trace");
-    let opts = RecordOptions {
-        program: program.clone(),
-        args: args.iter().map(Into::into).collect(),
-        env: std::env::vars_os().collect(),
-        removed_env: Vec::new(),
-        cwd: Some(dir.path().to_path_buf()),
-        trace_dir: trace.clone(),
-        seed: Some(1),
-        ..Default::default()
-    };
+    std::fs::copy(test_support::fixture!(FIXTURE), &program).unwrap();
+    let opts = test_support::record_options_in(
+        dir.path(),
+        program.clone(),
+        args.iter().map(Into::into).collect(),
+    );
+    let trace = opts.trace_dir.clone();
     let summary = record(&opts).unwrap_or_else(|e| panic!("recording failed: {e}"));
     assert_eq!(summary.result.status, 0, "the recording should exit 0");
     let stdout = std::fs::read(trace.join("stdout")).unwrap();

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use recorder::output::Stream;
 use recorder::record::{record_on_this_thread, RecordOptions, Stdio};
 use recorder::replay::replay;
-use recorder::testing::{fixture, read_events};
 use recorder::trace::{CaptureCache, Event};
+use test_support::read_events;
 
 fn names_in(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
@@ -62,7 +62,6 @@ fn record_into(program: PathBuf, args: &[&str], scratch: &Path, cache: &CaptureC
 
 #[test]
 fn a_reused_directory_holds_only_the_last_recording() {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let dir = tempfile::Builder::new()
         .prefix("chaos-reuse-")
         .tempdir()
@@ -74,13 +73,13 @@ fn a_reused_directory_holds_only_the_last_recording() {
 
     // The first program maps an input file the second never opens.
     let first = record_into(
-        fixture(tmp, "mmap"),
+        test_support::fixture!("mmap"),
         &[input.to_str().unwrap()],
         &scratch,
         &cache,
     );
     let first_files = names_in(&first.join("files"));
-    let trace = record_into(fixture(tmp, "random"), &[], &scratch, &cache);
+    let trace = record_into(test_support::fixture!("random"), &[], &scratch, &cache);
 
     let files = names_in(&trace.join("files"));
     assert_eq!(

@@ -26,6 +26,8 @@ const KERNEL_ONLY_SYSCALLS: &[(&str, u64)] = &[
     ("uretprobe", 335),
     // Not the kernel's: our own tick request from instrumented code (src/ticks.rs).
     ("chaos_tick", 1000),
+    ("chaos_syscallbuf_init", 1001),
+    ("chaos_syscallbuf_flush", 1002),
     ("uprobe", 336),
     ("cachestat", 451),
     ("map_shadow_stack", 453),

@@ -19,6 +19,37 @@ pub fn runs_per_figure(default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A whole number from the environment variable `name` (above 0), or `default`.
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
+
+/// The median of some durations (the upper one of an even count).
+pub fn median_of(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// `cargo record-test --manifest-path MANIFEST --target-dir TARGET --until-fail --jobs 1
+/// --message-format json`, stdin from /dev/null and no `LD_LIBRARY_PATH` (the caller adds
+/// the rest).
+pub fn hunt_command(manifest: &Path, target: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-record-test"));
+    cmd.arg("record-test")
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target)
+        .args(["--until-fail", "--jobs", "1", "--message-format", "json"])
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// A median wall time, or why there is none.
 pub type Figure = Result<Duration, String>;
 
@@ -41,6 +72,9 @@ pub struct SearchStats {
     pub traps: u64,
     /// Time spent searching.
     pub search_ms: f64,
+    /// Tick requests of the recording (`result.json`): preemption points of instrumented
+    /// code.
+    pub tick_requests: u64,
 }
 
 pub struct Bench {
@@ -68,30 +102,38 @@ impl Bench {
         c
     }
 
-    /// Records the program once more and replays it with `--stats`; returns the trace
-    /// (the caller removes it) and the replay's search figures, or `None` when either
-    /// run could not be started.
-    pub fn search_stats(
-        &self,
-        index: usize,
-        exe: &Path,
-        args: &[String],
-    ) -> Option<(PathBuf, SearchStats)> {
-        let trace = self.work.join(format!("stats-{index}"));
-        let chaos = env!("CARGO_BIN_EXE_cargo-chaos");
-        let mut rec = self.pinned();
-        rec.arg(chaos)
+    /// `cargo chaos record --trace-dir TRACE -- EXE ARGS`, pinned.
+    pub fn record(&self, trace: &Path, exe: &Path, args: &[String]) -> Command {
+        let mut c = self.pinned();
+        c.arg(env!("CARGO_BIN_EXE_cargo-chaos"))
             .arg("record")
             .arg("--trace-dir")
-            .arg(&trace)
+            .arg(trace)
             .arg("--")
             .arg(exe)
             .args(args);
+        c
+    }
+
+    /// Records the program once more and replays it with `--stats`: the replay's search
+    /// figures and the recording's tick requests (all zero when either run could not be
+    /// started).
+    pub fn search_stats(&self, index: usize, exe: &Path, args: &[String]) -> SearchStats {
+        let trace = self.work.join(format!("stats-{index}"));
+        let mut rec = self.record(&trace, exe, args);
         let mut rep = self.pinned();
-        rep.arg(chaos).args(["replay", "--stats"]).arg(&trace);
+        rep.arg(env!("CARGO_BIN_EXE_cargo-chaos"))
+            .args(["replay", "--stats"])
+            .arg(&trace);
         let (Ok(_), Ok(out)) = (rec.output(), rep.output()) else {
-            return None;
+            let _ = std::fs::remove_dir_all(&trace);
+            return SearchStats::default();
         };
+        let result: serde_json::Value = std::fs::read(trace.join("result.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&trace);
         // "chaos: N events, P preemption points found with T breakpoint hits in X ms"
         let stderr = String::from_utf8_lossy(&out.stderr);
         let line = stderr
@@ -105,14 +147,35 @@ impl Bench {
                 .and_then(|w| w.parse::<f64>().ok())
                 .unwrap_or(0.0)
         };
-        Some((
-            trace,
-            SearchStats {
-                points: num(3) as u64,
-                traps: num(8) as u64,
-                search_ms: num(12),
-            },
-        ))
+        SearchStats {
+            points: num(3) as u64,
+            traps: num(8) as u64,
+            search_ms: num(12),
+            tick_requests: result["tick_requests"].as_u64().unwrap_or(0),
+        }
+    }
+
+    /// [`Bench::measure`] and [`Bench::search_stats`] of each program (what, executable,
+    /// arguments), in order.
+    pub fn measure_with_stats<'a>(
+        &self,
+        programs: impl IntoIterator<Item = (&'a str, &'a Path, &'a [String])>,
+    ) -> Vec<(Row, SearchStats)> {
+        programs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (what, exe, args))| {
+                (
+                    self.measure(i, what, exe, args),
+                    self.search_stats(i, exe, args),
+                )
+            })
+            .collect()
+    }
+
+    /// The notes under a table (failed runs), numbered; empty when there are none.
+    pub fn notes_section(&self) -> String {
+        notes_section(&self.notes.borrow())
     }
 
     pub fn measure(&self, index: usize, what: &str, exe: &Path, args: &[String]) -> Row {
@@ -138,15 +201,7 @@ impl Bench {
         let record = self.median("record", || {
             let trace = traces.join(format!("trace-{}", recorded.len()));
             recorded.push(trace.clone());
-            let mut c = self.pinned();
-            c.arg(env!("CARGO_BIN_EXE_cargo-chaos"))
-                .arg("record")
-                .arg("--trace-dir")
-                .arg(&trace)
-                .arg("--")
-                .arg(exe)
-                .args(args);
-            c
+            self.record(&trace, exe, args)
         });
         let (replay, replay_failures) = match &record {
             Ok(_) => self.replay_each(&recorded),
@@ -284,6 +339,31 @@ pub fn ratio(a: &Figure, b: &Figure) -> Option<f64> {
 pub fn ratio_cell(r: Option<f64>) -> String {
     r.map(|r| format!("{r:.2}×"))
         .unwrap_or_else(|| "n/a".into())
+}
+
+/// Numbered notes under a table; empty when there are none.
+pub fn notes_section(notes: &[String]) -> String {
+    let mut s = String::new();
+    if !notes.is_empty() {
+        s.push_str("\nNotes:\n\n");
+        for (i, n) in notes.iter().enumerate() {
+            s.push_str(&format!("{}. {}\n", i + 1, n.replace('|', "/")));
+        }
+    }
+    s
+}
+
+/// Prints `section` and puts it in place of its heading's section of
+/// `docs/benchmarks.md` (reporting on stderr where it went).
+pub fn publish(heading: &str, section: &str) {
+    println!("{section}");
+    let doc = test_support::workspace_root()
+        .join("docs")
+        .join("benchmarks.md");
+    match replace_section(&doc, heading, section) {
+        Ok(()) => eprintln!("bench: written to {}", doc.display()),
+        Err(e) => eprintln!("bench: cannot write {}: {e}", doc.display()),
+    }
 }
 
 /// Replaces the section `heading` in `doc` (from its heading to the next `#`/`##` heading), or

@@ -249,6 +249,25 @@ fn rustc_sysroot() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The user's libtest arguments that change which tests a listing shows: `--ignored`,
+/// `--include-ignored`, `--exact` and `--skip FILTER` (`--skip=FILTER`).
+fn listing_args(test_args: &[String]) -> Vec<&str> {
+    let mut kept = Vec::new();
+    let mut args = test_args.iter().map(String::as_str);
+    while let Some(a) = args.next() {
+        match a {
+            "--ignored" | "--include-ignored" | "--exact" => kept.push(a),
+            "--skip" => {
+                kept.push(a);
+                kept.extend(args.next());
+            }
+            _ if a.starts_with("--skip=") => kept.push(a),
+            _ => {}
+        }
+    }
+    kept
+}
+
 /// Lists a binary's tests (`--list --format terse`), run natively.
 pub fn list_tests(
     bin: &TestBinary,
@@ -262,11 +281,7 @@ pub fn list_tests(
     if let Some(f) = filter {
         cmd.arg(f);
     }
-    cmd.args(
-        test_args
-            .iter()
-            .filter(|a| a.as_str() == "--ignored" || a.as_str() == "--include-ignored"),
-    );
+    cmd.args(listing_args(test_args));
     let out = cmd
         .output()
         .with_context(|| format!("listing the tests of {}", bin.path.display()))?;
@@ -282,4 +297,36 @@ pub fn list_tests(
         .filter_map(|l| l.strip_suffix(": test"))
         .map(str::to_string)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listing_args;
+
+    #[test]
+    fn a_listing_keeps_the_arguments_that_select_tests() {
+        let args: Vec<String> = [
+            "--test-threads",
+            "1",
+            "--exact",
+            "--skip",
+            "slow",
+            "--nocapture",
+            "--skip=net",
+            "--include-ignored",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            listing_args(&args),
+            [
+                "--exact",
+                "--skip",
+                "slow",
+                "--skip=net",
+                "--include-ignored"
+            ]
+        );
+    }
 }

@@ -68,6 +68,8 @@ pub struct HuntPlan {
     pub base_seed: u64,
     /// The scheduling policy of every run.
     pub chaos: recorder::sched::Chaos,
+    /// Record with the syscall-buffering library (`--syscallbuf`).
+    pub syscallbuf: bool,
     /// The number of the first run (a hunt in phases goes on counting; see
     /// [`super::auto`]).
     pub first_run: u64,
@@ -423,6 +425,7 @@ fn one_run(
         timeout: plan.test_timeout,
         interrupter: Some(interrupter),
         capture_cache: Some(job.capture_cache.clone()),
+        syscallbuf: plan.syscallbuf,
     };
     let t0 = Instant::now();
     let summary = recorder::record::record_on_this_thread(&opts)

@@ -22,7 +22,7 @@ use clap::Parser;
 use crate::exit_codes;
 use crate::messages::{emit, Message};
 use args::{Cargo, CargoCommand, MessageFormat, RecordTestArgs};
-use hunt::{HuntEnd, HuntEvent, HuntPlan, Unit};
+use hunt::{HuntEnd, HuntEvent, HuntPlan};
 
 /// Entry point of the `cargo-record-test` binary; returns the exit code.
 pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
@@ -40,17 +40,22 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            let code = if e.is::<test_list::NoTestMatches>() {
+                exit_codes::NO_TESTS
+            } else {
+                exit_codes::TOOL_ERROR
+            };
             if json {
                 // Every outcome ends with `finished`, a build that failed too.
                 emit(&Message::Finished {
                     runs: 0,
                     failures: 0,
                     verify_failed: 0,
-                    exit_code: exit_codes::TOOL_ERROR,
+                    exit_code: code,
                     error: Some(format!("{e:#}")),
                 });
             }
-            exit_codes::TOOL_ERROR
+            code
         }
     }
 }
@@ -92,91 +97,45 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
     let built = build::build(&a.cargo)?;
     let chaos_dir = built.target_dir.join("chaos");
     let workspace_root = built.workspace_root.clone();
-    let mut test_args: Vec<String> = a.testname.iter().cloned().collect();
-    test_args.extend(a.test_args.iter().cloned());
     let binaries: Vec<Arc<build::TestBinary>> = built.binaries.into_iter().map(Arc::new).collect();
-    let mut units = Vec::new();
-    if a.per_test || a.partition.is_some() {
-        let mut listed = 0;
-        for b in &binaries {
-            let mut tests = build::list_tests(b, a.testname.as_deref(), &a.test_args)?;
-            listed += tests.len();
-            if let Some(p) = &a.partition {
-                tests = p.select(&format!("{}/{}", b.package, b.target), &tests);
-            }
-            if a.per_test {
-                units.extend(tests.into_iter().map(|t| Unit {
-                    binary: b.clone(),
-                    test: Some(t),
-                    exact: Vec::new(),
-                }));
-            } else if !tests.is_empty() {
-                units.push(Unit {
-                    binary: b.clone(),
-                    test: None,
-                    exact: tests,
-                });
-            }
+    let choice = test_list::Choice {
+        filter: a.testname.as_deref(),
+        test_args: &a.test_args,
+        partition: a.partition,
+        per_test: a.per_test,
+        need_list: a.junit.is_some(),
+    };
+    let test_list::Selection {
+        units,
+        hunted,
+        listed,
+        test_args,
+    } = test_list::select(&binaries, &choice, |b| {
+        build::list_tests(b, a.testname.as_deref(), &a.test_args)
+    })?;
+    if units.is_empty() {
+        // A CI matrix with more shards than tests: this shard has nothing to do.
+        let p = a.partition.map(|p| p.to_string()).unwrap_or_default();
+        if let Some(path) = &a.junit {
+            // An empty report: the CI's test-report step finds one on every shard.
+            junit::write(path, &[], &[], 0, std::time::Duration::ZERO)?;
         }
-        // The filter went to the listing; runs name their tests exactly.
-        test_args = a.test_args.clone();
-        if listed == 0 {
-            anyhow::bail!(
-                "no test matches{}",
-                a.testname
-                    .as_deref()
-                    .map(|t| format!(" `{t}`"))
-                    .unwrap_or_default()
+        if json {
+            emit(&Message::Finished {
+                runs: 0,
+                failures: 0,
+                verify_failed: 0,
+                exit_code: exit_codes::OK,
+                error: None,
+            });
+        } else {
+            eprintln!(
+                "{:>12} 0 runs: partition {p} holds none of the {} tests",
+                "Finished",
+                listed.unwrap_or(0)
             );
         }
-        if units.is_empty() {
-            // A CI matrix with more shards than tests: this shard has nothing to do.
-            let p = a.partition.map(|p| p.to_string()).unwrap_or_default();
-            if let Some(path) = &a.junit {
-                // An empty report: the CI's test-report step finds one on every shard.
-                junit::write(path, &[], &[], 0, std::time::Duration::ZERO)?;
-            }
-            if json {
-                emit(&Message::Finished {
-                    runs: 0,
-                    failures: 0,
-                    verify_failed: 0,
-                    exit_code: exit_codes::OK,
-                    error: None,
-                });
-            } else {
-                eprintln!(
-                    "{:>12} 0 runs: partition {p} holds none of the {listed} tests",
-                    "Finished"
-                );
-            }
-            return Ok(exit_codes::OK);
-        }
-    } else {
-        units = binaries
-            .iter()
-            .map(|b| Unit {
-                binary: b.clone(),
-                test: None,
-                exact: Vec::new(),
-            })
-            .collect();
-    }
-    // The tests hunted, for the JUnit report.
-    let mut hunted: Vec<junit::Hunted> = Vec::new();
-    if a.junit.is_some() {
-        for u in &units {
-            let binary = format!("{}/{}", u.binary.package, u.binary.target);
-            let tests = match (&u.test, u.exact.is_empty()) {
-                (Some(t), _) => vec![t.clone()],
-                (None, false) => u.exact.clone(),
-                (None, true) => build::list_tests(&u.binary, a.testname.as_deref(), &a.test_args)?,
-            };
-            hunted.extend(tests.into_iter().map(|test| junit::Hunted {
-                binary: binary.clone(),
-                test,
-            }));
-        }
+        return Ok(exit_codes::OK);
     }
     let started = std::time::Instant::now();
     let cores = recorder::spawn::cpu_set();
@@ -208,6 +167,7 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
         verify: !a.no_verify,
         base_seed: a.seed.unwrap_or_else(seed_from_time),
         chaos: a.chaos.into(),
+        syscallbuf: args::syscallbuf_wanted(a.syscallbuf, a.no_syscallbuf),
         first_run: 0,
         runs_dir: chaos_dir.join("runs"),
         env,

@@ -203,6 +203,41 @@ fn calls_the_table_marks_unsupported_stop_the_recording_with_its_hint() {
     }
 }
 
+/// Every row of class "refused" (recorder/syscalls.toml) behaves as the table says: the
+/// call never runs, the program gets the row's errno, and replay gives the same answer.
+/// Backs the table-only check `classes_follow_the_design` (recorder/tests).
+#[test]
+fn calls_the_table_refuses_get_their_errno_in_record_and_replay() {
+    use recorder::syscalls::{Class, SYSCALLS};
+    let refused: Vec<_> = SYSCALLS
+        .iter()
+        .filter_map(|d| match d.class {
+            Class::Refused { errno } => Some((d.name, d.nr, errno)),
+            _ => None,
+        })
+        .collect();
+    assert!(refused.len() >= 10, "refused rows: {refused:?}");
+    for (name, nr, errno) in refused {
+        let dir = temp();
+        let trace = dir.path().join("trace");
+        let (raw, _) = RecordSpec::new(&fixture("rawsys"), trace.clone())
+            .args([nr.to_string().as_str()])
+            .record_raw();
+        let program = split_record_output(&raw, &trace);
+        // strerror's text, as the C library words it (Rust's message adds " (os error N)").
+        let text = std::io::Error::from_raw_os_error(errno).to_string();
+        let text = text.split(" (os error").next().unwrap_or_default();
+        assert!(
+            program
+                .stdout_str()
+                .contains(&format!("syscall {nr} returned -1 ({text})")),
+            "{name}: the program should get errno {errno} ({text})\n{}",
+            program.show()
+        );
+        assert_same(name, &program, &replay(&trace));
+    }
+}
+
 /// sched_setaffinity never runs (its row's `answer`): the recording stays pinned and the
 /// program is told it worked, even with a mask the kernel would refuse (NULL); replay
 /// gives the same answer.

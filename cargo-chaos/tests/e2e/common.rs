@@ -3,36 +3,27 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-pub use recorder::testing::{
-    copy_tree, read_events, snapshot, snapshot_diff, text_diff, write_events,
+use recorder::trace::Event;
+pub use test_support::{
+    copy_tree, read_events, snapshot, snapshot_diff, syscalls, text_diff, write_events,
 };
-use recorder::trace::{Event, SyscallEvent};
 
-/// x86_64 syscall numbers the tests look for in traces.
-pub mod sys {
-    pub const WRITE: u64 = 1;
-    pub const CLOCK_GETTIME: u64 = 228;
-    pub const GETRANDOM: u64 = 318;
-}
-
-/// The exit status of the binary for a divergence, a refused trace or a recorder error.
-pub const FAILED: i32 = 125;
-
-/// No run of the binary in these tests takes more than a few seconds; a hung replay or
-/// recording is killed after this long instead of hanging the test suite.
-const TIMEOUT_SECS: &str = "300";
+pub use recorder::syscalls::nr as sys;
+pub use test_support::{
+    assert_diverged_at, assert_edit_seen, assert_no_panic, run, tool, Run, FAILED,
+};
 
 /// The binary under test.
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cargo-chaos")
+pub fn bin() -> &'static Path {
+    test_support::cargo_chaos!()
 }
 
 /// A fixture built from `tests/fixtures/c/NAME.c` (shared by the tests of this process:
 /// copy it before deleting or moving it).
 pub fn fixture(name: &str) -> PathBuf {
-    recorder::testing::fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
+    test_support::fixture!(name)
 }
 
 /// A fresh temporary directory for one test.
@@ -54,95 +45,14 @@ pub fn fixture_copy(name: &str, dir: &Path) -> PathBuf {
 /// `cargo-chaos` (under `timeout`, and after `wrapper`, e.g. `setpriv ...` or `prlimit ...`).
 /// Tools are named by absolute path, so that tests may clear or change PATH for the run.
 pub fn chaos_cmd(wrapper: &[&OsStr]) -> Command {
-    let mut cmd = Command::new(tool("timeout"));
-    cmd.arg("--kill-after=10").arg(TIMEOUT_SECS);
-    if let Some((first, rest)) = wrapper.split_first() {
-        cmd.arg(tool(first)).args(rest);
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut cmd = test_support::under_timeout(tool(first));
+            cmd.args(rest).arg(bin());
+            cmd
+        }
+        None => test_support::under_timeout(bin()),
     }
-    cmd.arg(bin());
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-/// The absolute path of a tool found in this process's PATH (or `name` itself if it is
-/// a path already).
-pub fn tool(name: impl AsRef<OsStr>) -> PathBuf {
-    let name = Path::new(name.as_ref());
-    if name.components().count() > 1 {
-        return name.to_path_buf();
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("`{}` is not installed (not found in PATH)", name.display()))
-}
-
-/// What a run showed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Run {
-    /// Exit status.
-    pub status: i32,
-    /// Everything written to stdout.
-    pub stdout: Vec<u8>,
-    /// Everything written to stderr.
-    pub stderr: Vec<u8>,
-}
-
-impl Run {
-    pub fn stdout_str(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    pub fn stderr_str(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
-    }
-
-    /// A description for assertion messages.
-    pub fn show(&self) -> String {
-        format!(
-            "status {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status,
-            self.stdout_str(),
-            self.stderr_str()
-        )
-    }
-}
-
-/// Runs `cmd` to completion. The binary must exit normally (never die of a signal), and
-/// must not have hung until `timeout` killed it.
-pub fn run(cmd: &mut Command) -> Run {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let run = Run {
-        status: out.status.code().unwrap_or_else(|| {
-            panic!(
-                "{cmd:?} died of a signal ({:?})\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        }),
-        stdout: out.stdout,
-        stderr: out.stderr,
-    };
-    assert!(
-        run.status != 124 && run.status != 137,
-        "{cmd:?} did not finish within {TIMEOUT_SECS} s and was killed\n{}",
-        run.show()
-    );
-    assert_no_panic(&run);
-    run
-}
-
-/// The binary reports problems with messages, never with a Rust panic.
-pub fn assert_no_panic(run: &Run) {
-    let err = run.stderr_str();
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "the binary panicked:\n{}",
-        run.show()
-    );
 }
 
 /// A recording: the trace and what the program showed while it was recorded.
@@ -252,6 +162,7 @@ pub fn split_record_output(raw: &Run, trace: &Path) -> Run {
         trace.display()
     );
     Run {
+        what: raw.what.clone(),
         status: raw.status,
         stdout: raw.stdout.clone(),
         stderr: program_stderr.to_vec(),
@@ -302,21 +213,6 @@ pub fn assert_same(what: &str, recorded: &Run, replayed: &Run) {
         replayed.show()
     ));
     panic!("{msg}");
-}
-
-/// Whether `text` names event number `n` ("event N" not followed by another digit).
-pub fn names_event(text: &str, n: u64) -> bool {
-    let needle = format!("event {n}");
-    text.match_indices(&needle)
-        .any(|(i, _)| !text[i + needle.len()..].starts_with(|c: char| c.is_ascii_digit()))
-}
-
-/// The syscall events of a trace with their event numbers.
-pub fn syscalls(events: &[Event]) -> impl Iterator<Item = (u64, &SyscallEvent)> {
-    events.iter().enumerate().filter_map(|(i, e)| match e {
-        Event::Syscall(s) => Some((i as u64, s)),
-        _ => None,
-    })
 }
 
 /// Event number of the first write to fd 1 after event `after`.

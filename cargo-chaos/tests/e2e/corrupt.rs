@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::common::*;
-use recorder::testing::{chunk_ends, write_events_chunked};
+use test_support::{chunk_ends, write_events_chunked};
 
 /// A recording of `steps 10` (ten writes to stdout), made once per test.
 fn steps_recording(dir: &Path) -> Recording {

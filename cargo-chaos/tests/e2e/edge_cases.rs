@@ -36,6 +36,7 @@ fn native(program: &Path, args: &[&str]) -> Run {
         .output()
         .expect("run the fixture");
     Run {
+        what: format!("{} (natively)", program.display()),
         status: out
             .status
             .code()

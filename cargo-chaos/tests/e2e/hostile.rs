@@ -15,9 +15,7 @@ use super::common::*;
 use recorder::trace::Event;
 
 /// Syscall numbers the hostile fixture uses.
-const READ: u64 = 0;
-const CREAT: u64 = 85;
-const PWRITE64: u64 = 18;
+use recorder::syscalls::nr::{CREAT, PWRITE64, READ};
 
 /// The host's side of a test: a canary file with unique content, a listener, and the
 /// path of a file the program must not create.

@@ -8,42 +8,6 @@ use recorder::trace::{Event, ExitKind};
 
 use super::common::*;
 
-/// Asserts the outcome of replaying a trace in which event `edited` was changed so that
-/// the program must print `edited_line` instead of `original_line`: either the replay
-/// prints the edited line, or it stops with a divergence naming the edited event or the
-/// write (event `write`) that carries the edited value.
-#[track_caller]
-fn assert_edit_seen(
-    replayed: &Run,
-    recorded: &Run,
-    edited: u64,
-    write: u64,
-    original_line: &str,
-    edited_line: &str,
-) {
-    let out = replayed.stdout_str();
-    assert!(
-        !out.contains(original_line),
-        "the replay printed the recorded value `{original_line}` although event {edited} was edited\n{}",
-        replayed.show()
-    );
-    if replayed.status == FAILED {
-        let err = replayed.stderr_str();
-        assert!(
-            names_event(&err, write) || names_event(&err, edited),
-            "the divergence should be reported at event {write} (the write of the edited value) or {edited} (the edit)\n{}",
-            replayed.show()
-        );
-    } else {
-        assert!(
-            out.contains(edited_line),
-            "the replay neither printed the edited value `{edited_line}` nor reported a divergence\n{}",
-            replayed.show()
-        );
-        assert_eq!(replayed.status, recorded.status, "{}", replayed.show());
-    }
-}
-
 #[test]
 fn edited_getrandom_bytes() {
     let dir = temp();
@@ -147,23 +111,7 @@ fn steps(dir: &std::path::Path) -> (Recording, Vec<Event>, Vec<u64>) {
 /// before it and none after it.
 #[track_caller]
 fn assert_diverged_at_third_write(replayed: &Run, recorded: &Run, event: u64) {
-    assert_eq!(
-        replayed.status,
-        FAILED,
-        "the replay should report a divergence\n{}",
-        replayed.show()
-    );
-    let err = replayed.stderr_str();
-    assert!(
-        err.contains("diverge"),
-        "the message should say that the replay diverged\n{}",
-        replayed.show()
-    );
-    assert!(
-        names_event(&err, event),
-        "the divergence should be reported at event {event}\n{}",
-        replayed.show()
-    );
+    assert_diverged_at(replayed, event);
     assert_eq!(recorded.stdout_str().lines().count(), 5);
     let out = replayed.stdout_str();
     assert!(
@@ -216,12 +164,7 @@ fn edited_exit_status() {
     *how = ExitKind::Exited(7);
     write_events(&rec.trace, &events).unwrap();
     let replayed = replay(&rec.trace);
-    assert_eq!(replayed.status, FAILED, "{}", replayed.show());
-    assert!(
-        names_event(&replayed.stderr_str(), last as u64),
-        "the divergence should be at the exit, event {last}\n{}",
-        replayed.show()
-    );
+    assert_diverged_at(&replayed, last as u64);
     assert_eq!(
         replayed.stdout, rec.program.stdout,
         "the program's output comes before the exit"

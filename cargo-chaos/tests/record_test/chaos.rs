@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use super::common::{recorded_stdout, Sandbox};
+use super::common::{recorded_stdout, Messages, Sandbox};
 
 /// Hunts `kind` of the corpus with the default flags and `--seed seed`; checks that it
 /// is captured within `within` runs, that the capture was verified, and that
@@ -20,24 +20,21 @@ use super::common::{recorded_stdout, Sandbox};
 fn captured_within(sb: &Sandbox, kind: &str, seed: u64, within: u64, expect: &str) {
     let manifest =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/flaky-corpus/Cargo.toml");
-    let target = sb.target();
-    let hunt = sb.record_test([
-        "--manifest-path",
-        manifest.to_str().unwrap(),
-        "--target-dir",
-        target.to_str().unwrap(),
-        "--test",
-        kind,
-        "--until-fail",
-        "--jobs",
-        "1",
-        "--max-runs",
-        &within.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "--message-format",
-        "json",
-    ]);
+    let (within_s, seed_s) = (within.to_string(), seed.to_string());
+    let hunt = sb.hunt_json(
+        &manifest,
+        &[
+            "--test",
+            kind,
+            "--until-fail",
+            "--jobs",
+            "1",
+            "--max-runs",
+            &within_s,
+            "--seed",
+            &seed_s,
+        ],
+    );
     hunt.expect_status(1);
     let captured = hunt.captured();
     assert_eq!(captured["binary"], kind, "{captured}");
@@ -50,7 +47,8 @@ fn captured_within(sb: &Sandbox, kind: &str, seed: u64, within: u64, expect: &st
     let replay = sb.replay([&archive]);
     replay.expect_status(101);
     assert_eq!(
-        replay.stdout, recorded,
+        replay.stdout_str(),
+        recorded,
         "{kind}: the replay printed something else"
     );
 }

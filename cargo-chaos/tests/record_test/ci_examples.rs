@@ -162,7 +162,7 @@ fn run_record_test_s3(
     }
     let run = Run::of(cmd);
     let archives = run
-        .stderr
+        .stderr_str()
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix("Captured "))
         .map(|l| PathBuf::from(l.rsplit_once(" (").map(|(p, _)| p).unwrap_or(l)))
@@ -664,7 +664,7 @@ fn gitlab_ci_jobs() {
                     );
                     // The replay command is in the log, naming the archive.
                     assert!(
-                        run.stderr
+                        run.stderr_str()
                             .contains(&format!("cargo replay-artifact {}", a.display())),
                         "{}",
                         run.show()
@@ -678,7 +678,7 @@ fn gitlab_ci_jobs() {
                     assert!(!archives.is_empty(), "{}", run.show());
                 }
                 // Plain progress lines with CI set, no progress bar.
-                assert!(run.stderr.contains("Recording "), "{}", run.show());
+                assert!(run.stderr_str().contains("Recording "), "{}", run.show());
                 ran += 1;
             }
         }

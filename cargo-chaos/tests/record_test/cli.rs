@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::common::{copy_example, example_manifest, move_to, Sandbox};
+use super::common::{copy_example, example_manifest, move_to, Messages, Sandbox};
 
 /// Runs per hunt of `hashmap_order` (fails 44% of runs): 0.75^80 < 1e-9, see flaky.rs.
 const MAX_RUNS: &str = "80";
@@ -159,19 +159,19 @@ fn human_output_shows_the_failing_run_and_the_replay_command() {
     let run = sb.record_test(hashmap_hunt(&sb, &["--per-test"]));
     run.expect_status(1);
     assert!(
-        run.stdout.is_empty(),
+        run.stdout_str().is_empty(),
         "human output goes to stderr\n{}",
         run.show()
     );
     let output = run
-        .stderr
+        .stderr_str()
         .split_once("---- output of the failing run ----\n")
         .and_then(|(_, rest)| rest.split_once("---- end of output ----"))
         .map(|(o, _)| o.to_string())
         .unwrap_or_else(|| panic!("no failing run's output\n{}", run.show()));
     assert!(output.contains("panicked at src/lib.rs"), "{output}");
-    let replay_line = run
-        .stderr
+    let stderr = run.stderr_str();
+    let replay_line = stderr
         .lines()
         .skip_while(|l| !l.starts_with("replay it anywhere with:"))
         .nth(1)
@@ -182,7 +182,7 @@ fn human_output_shows_the_failing_run_and_the_replay_command() {
         .expect("the command")
         .to_string();
     assert!(
-        run.stderr.contains(&format!("Captured {archive} (")),
+        run.stderr_str().contains(&format!("Captured {archive} (")),
         "{}",
         run.show()
     );
@@ -193,15 +193,15 @@ fn human_output_shows_the_failing_run_and_the_replay_command() {
     replay.expect_status(101);
     assert!(
         replay
-            .stdout
+            .stdout_str()
             .contains("iteration order was [\"beta\", \"alpha\"]"),
         "{}",
         replay.show()
     );
     assert!(
-        output.starts_with(&replay.stdout),
+        output.starts_with(&replay.stdout_str()),
         "the hunt showed:\n{output}\nthe replay printed:\n{}",
-        replay.stdout
+        replay.stdout_str()
     );
 }
 
@@ -310,13 +310,14 @@ fn a_build_error_exits_2_with_cargos_diagnostics() {
     run.expect_status(2);
     // Cargo's rendered diagnostic: the error code, the file and the line.
     assert!(
-        run.stderr.contains("error[E0308]: mismatched types"),
+        run.stderr_str().contains("error[E0308]: mismatched types"),
         "{}",
         run.show()
     );
-    assert!(run.stderr.contains("src/lib.rs:"), "{}", run.show());
+    assert!(run.stderr_str().contains("src/lib.rs:"), "{}", run.show());
     assert!(
-        run.stderr.contains("could not compile `flaky-example`"),
+        run.stderr_str()
+            .contains("could not compile `flaky-example`"),
         "{}",
         run.show()
     );
@@ -341,8 +342,8 @@ fn an_unreachable_upload_exits_2_and_keeps_the_archive() {
         ],
     ));
     run.expect_status(2);
-    let kept = run
-        .stderr
+    let stderr = run.stderr_str();
+    let kept = stderr
         .lines()
         .find_map(|l| l.strip_prefix("the archive is kept at "))
         .unwrap_or_else(|| panic!("the kept archive's path is printed\n{}", run.show()));
@@ -352,7 +353,7 @@ fn an_unreachable_upload_exits_2_and_keeps_the_archive() {
         "{kept}"
     );
     assert!(
-        run.stderr.contains("uploading the archive failed"),
+        run.stderr_str().contains("uploading the archive failed"),
         "{}",
         run.show()
     );
@@ -473,7 +474,11 @@ fn replay_of_a_missing_archive_exits_125() {
     let missing = sb.path("nope.chaos.tar.zst");
     let run = sb.replay([&missing]);
     run.expect_status(125);
-    assert!(run.stderr.contains("does not exist"), "{}", run.show());
+    assert!(
+        run.stderr_str().contains("does not exist"),
+        "{}",
+        run.show()
+    );
 }
 
 #[test]
@@ -483,7 +488,7 @@ fn bad_arguments_exit_2() {
     run.expect_status(2);
     let run = sb.record_test(hunt_args(&sb, &["--fail-on", "(unclosed"]));
     run.expect_status(2);
-    assert!(run.stderr.contains("--fail-on"), "{}", run.show());
+    assert!(run.stderr_str().contains("--fail-on"), "{}", run.show());
 }
 
 /// Issue 18: with frequent failures (temp_file_race fails every run, two tests at once)
@@ -508,7 +513,8 @@ fn human_output_ends_with_a_summary_of_the_captures() {
     cmd.env("CI", "true");
     let run = super::common::Run::of(cmd);
     run.expect_status(1);
-    let lines: Vec<&str> = run.stderr.lines().collect();
+    let stderr = run.stderr_str();
+    let lines: Vec<&str> = stderr.lines().collect();
     let progress: Vec<usize> = (0..lines.len())
         .filter(|&i| lines[i].trim_start().starts_with("Recording "))
         .collect();

@@ -8,9 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-/// A hung hunt or replay is killed after this long instead of hanging the suite. Every
-/// command here takes seconds; the bound only matters when something is broken.
-const TIMEOUT_SECS: &str = "600";
+pub use test_support::{tool, Run};
 
 /// `tests/example-crate`, the crate with flaky tests.
 pub fn example_crate() -> PathBuf {
@@ -96,6 +94,22 @@ impl Sandbox {
         Run::of(self.record_test_cmd(args))
     }
 
+    /// Runs `cargo record-test --manifest-path MANIFEST --target-dir <the sandbox's>
+    /// --message-format json ARGS`.
+    pub fn hunt_json(&self, manifest: &Path, args: &[&str]) -> Run {
+        let target = self.target();
+        let mut all: Vec<&OsStr> = vec![
+            "--manifest-path".as_ref(),
+            manifest.as_os_str(),
+            "--target-dir".as_ref(),
+            target.as_os_str(),
+            "--message-format".as_ref(),
+            "json".as_ref(),
+        ];
+        all.extend(args.iter().map(OsStr::new));
+        self.record_test(all)
+    }
+
     /// Runs `cargo replay-artifact ARGS`.
     pub fn replay<I, S>(&self, args: I) -> Run
     where
@@ -109,8 +123,7 @@ impl Sandbox {
     /// rustup keep finding their own homes (they default to $HOME/.cargo and
     /// $HOME/.rustup, which the new HOME would hide).
     fn cmd(&self, bin: &str) -> Command {
-        let mut cmd = Command::new(tool("timeout"));
-        cmd.args(["--kill-after=10", TIMEOUT_SECS, bin]);
+        let mut cmd = test_support::under_timeout(bin);
         let real_home = std::env::var_os("HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| "/root".into());
@@ -145,74 +158,22 @@ impl Sandbox {
     }
 }
 
-/// The absolute path of a tool in PATH.
-pub fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("`{name}` is not installed (not found in PATH)"))
-}
-
-/// What a finished command did.
-#[derive(Debug)]
-pub struct Run {
-    pub what: String,
-    pub status: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn of(mut cmd: Command) -> Run {
-        let what = format!("{cmd:?}");
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("running {what}: {e}"));
-        let status = out
-            .status
-            .code()
-            .unwrap_or_else(|| panic!("{what} was killed by a signal: {:?}", out.status));
-        assert_ne!(
-            status, 124,
-            "{what} timed out (killed after {TIMEOUT_SECS} s)"
-        );
-        Run {
-            what,
-            status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// Panics, showing everything, unless the exit status is `code`.
-    pub fn expect_status(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.status,
-            code,
-            "exit status of {}\n{}",
-            self.what,
-            self.show()
-        );
-        self
-    }
-
-    /// Both outputs, for failure messages.
-    pub fn show(&self) -> String {
-        format!(
-            "---- stdout ----\n{}\n---- stderr ----\n{}\n----",
-            self.stdout, self.stderr
-        )
-    }
-
+/// What `cargo record-test` and `cargo replay-artifact` print: JSON messages on stdout.
+pub trait Messages {
     /// The JSON messages on stdout (`--message-format json`): every line must be one.
-    pub fn messages(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l)
-                    .unwrap_or_else(|e| panic!("not a JSON message ({e}): {l}\n{}", self.show()))
-            })
+    fn messages(&self) -> Vec<Value>;
+    /// Every stdout line as a JSON value (any shape).
+    fn messages_raw(&self) -> Vec<Value>;
+    /// The `data` of every message of type `ty`.
+    fn messages_of(&self, ty: &str) -> Vec<Value>;
+    /// The one `captured` message.
+    fn captured(&self) -> Value;
+}
+
+impl Messages for Run {
+    fn messages(&self) -> Vec<Value> {
+        self.messages_raw()
+            .into_iter()
             .inspect(|m| {
                 assert!(
                     m["type"].is_string() && m["data"].is_object(),
@@ -222,9 +183,8 @@ impl Run {
             .collect()
     }
 
-    /// Every stdout line as a JSON value (any shape).
-    pub fn messages_raw(&self) -> Vec<Value> {
-        self.stdout
+    fn messages_raw(&self) -> Vec<Value> {
+        self.stdout_str()
             .lines()
             .map(|l| {
                 serde_json::from_str::<Value>(l)
@@ -233,8 +193,7 @@ impl Run {
             .collect()
     }
 
-    /// The `data` of every message of type `ty`.
-    pub fn messages_of(&self, ty: &str) -> Vec<Value> {
+    fn messages_of(&self, ty: &str) -> Vec<Value> {
         self.messages()
             .into_iter()
             .filter(|m| m["type"] == ty)
@@ -242,8 +201,7 @@ impl Run {
             .collect()
     }
 
-    /// The one `captured` message.
-    pub fn captured(&self) -> Value {
+    fn captured(&self) -> Value {
         let c = self.messages_of("captured");
         assert_eq!(
             c.len(),

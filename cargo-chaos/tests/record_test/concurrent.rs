@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::common::{capture1, example_manifest, recorded_stdout, Run, Sandbox};
+use super::common::{capture1, example_manifest, recorded_stdout, Messages, Run, Sandbox};
 
 /// Rounds of two concurrent hunts.
 const ROUNDS: usize = 5;
@@ -80,13 +80,14 @@ fn check_archive(sb: &Sandbox, archive: &Path, scratch: &Path) {
     let replay = sb.replay([archive]);
     replay.expect_status(101);
     assert_eq!(
-        replay.stdout,
+        replay.stdout_str(),
         recorded,
         "{}: the replay printed something else than the failing run\n{}",
         archive.display(),
         replay.show()
     );
-    let summary = replay.stderr.lines().last().unwrap_or_default();
+    let stderr = replay.stderr_str();
+    let summary = stderr.lines().last().unwrap_or_default();
     assert!(
         summary.contains("the replay matched the recording (status 101)"),
         "{}: summary line: {summary}\n{}",

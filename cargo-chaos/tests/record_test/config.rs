@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::common::{copy_example, Run, Sandbox};
+use super::common::{copy_example, Messages, Run, Sandbox};
 
 /// `--fail-on` matching nothing: no run counts as failing, so nothing is captured and
 /// every hunt here is about which runs happen.
@@ -108,7 +108,8 @@ fn profiles_from_the_config_file() {
     let run = hunt(&sb, &repo, &["-P", "nightly"]);
     run.expect_status(2);
     assert!(
-        run.stderr.contains("no profile `nightly`") && run.stderr.contains("ci, default"),
+        run.stderr_str().contains("no profile `nightly`")
+            && run.stderr_str().contains("ci, default"),
         "{}",
         run.show()
     );
@@ -119,8 +120,12 @@ fn profiles_from_the_config_file() {
     .unwrap();
     let run = hunt(&sb, &repo, &[]);
     run.expect_status(2);
-    assert!(run.stderr.contains("max-run"), "{}", run.show());
-    assert!(run.stderr.contains(".config/chaos.toml"), "{}", run.show());
+    assert!(run.stderr_str().contains("max-run"), "{}", run.show());
+    assert!(
+        run.stderr_str().contains(".config/chaos.toml"),
+        "{}",
+        run.show()
+    );
 }
 
 #[test]
@@ -147,5 +152,5 @@ fn profiles_from_workspace_metadata_and_cargo_profile() {
     std::fs::write(repo.join(".config/chaos.toml"), CONFIG).unwrap();
     let run = hunt(&sb, &repo, &[]);
     run.expect_status(2);
-    assert!(run.stderr.contains("keep one"), "{}", run.show());
+    assert!(run.stderr_str().contains("keep one"), "{}", run.show());
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::common::{Run, Sandbox};
+use super::common::{Messages, Run, Sandbox};
 
 /// A crate whose one test reads the file named by `CHAOS_TEST_CONFIG` and fails.
 fn reading_crate(dir: &Path) {
@@ -87,9 +87,9 @@ fn capture_that_read_a_token_is_held_back_unless_allowed() {
         "an HTTP Authorization header with credentials in data the program read: the result of read(fd",
         "--allow-secrets",
     ] {
-        assert!(run.stderr.contains(said), "`{said}` in\n{}", run.show());
+        assert!(run.stderr_str().contains(said), "`{said}` in\n{}", run.show());
     }
-    assert!(!run.stderr.contains("eC1hY2Nlc3Mt"), "{}", run.show());
+    assert!(!run.stderr_str().contains("eC1hY2Nlc3Mt"), "{}", run.show());
 
     let run = hunt(&["--message-format", "json"]);
     run.expect_status(2);
@@ -102,12 +102,16 @@ fn capture_that_read_a_token_is_held_back_unless_allowed() {
         .as_str()
         .is_some_and(|c| c.starts_with("an HTTP Authorization header")));
     assert!(run.messages_of("captured").is_empty(), "{}", run.show());
-    assert!(!run.stdout.contains("eC1hY2Nlc3Mt"), "{}", run.show());
+    assert!(!run.stdout_str().contains("eC1hY2Nlc3Mt"), "{}", run.show());
 
     let run = hunt(&["--allow-secrets", "--message-format", "json"]);
     run.expect_status(1);
     let captured = run.captured();
     assert!(captured["url"].is_string(), "{}", run.show());
     assert_eq!(archives(&uploads).len(), 1, "uploaded\n{}", run.show());
-    assert!(run.stderr.contains("holds credentials"), "{}", run.show());
+    assert!(
+        run.stderr_str().contains("holds credentials"),
+        "{}",
+        run.show()
+    );
 }

@@ -70,15 +70,15 @@ fn a_hunt_on_a_full_disk_stops_and_names_the_cause() {
     );
     hunt.expect_status(2);
     assert!(
-        hunt.stderr.contains("No space left on device"),
+        hunt.stderr_str().contains("No space left on device"),
         "the cause is named\n{}",
         hunt.show()
     );
     assert!(
-        hunt.stderr.contains("incomplete"),
+        hunt.stderr_str().contains("incomplete"),
         "the trace is said to be incomplete\n{}",
         hunt.show()
     );
-    assert!(!hunt.stderr.contains("Captured"), "{}", hunt.show());
-    assert!(!hunt.stderr.contains("panicked"), "{}", hunt.show());
+    assert!(!hunt.stderr_str().contains("Captured"), "{}", hunt.show());
+    assert!(!hunt.stderr_str().contains("panicked"), "{}", hunt.show());
 }

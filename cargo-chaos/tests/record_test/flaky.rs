@@ -25,7 +25,7 @@
 
 use std::path::Path;
 
-use super::common::{capture1, example_manifest, move_to, recorded_stdout, Run, Sandbox};
+use super::common::{capture1, example_manifest, move_to, recorded_stdout, Messages, Run, Sandbox};
 
 /// Runs per hunt: 0.75^80 = 1.0e-10 (see the module docs).
 const MAX_RUNS: &str = "80";
@@ -131,13 +131,14 @@ fn capture_and_replay(case: &Case) -> Run {
     let replay = sb.replay([&moved]);
     replay.expect_status(101);
     assert_eq!(
-        replay.stdout,
+        replay.stdout_str(),
         recorded,
         "the replay printed something else than the failing run\n{}",
         replay.show()
     );
-    (case.check)(&replay.stdout);
-    let summary = replay.stderr.lines().last().unwrap_or_default();
+    (case.check)(&replay.stdout_str());
+    let stderr = replay.stderr_str();
+    let summary = stderr.lines().last().unwrap_or_default();
     assert!(
         summary.contains("the replay matched the recording (status 101)"),
         "summary line: {summary}\n{}",
@@ -264,21 +265,16 @@ fn child_process() {
 #[test]
 fn replay_json_message() {
     let sb = Sandbox::new();
-    let manifest = example_manifest();
-    let target = sb.target();
-    let hunt = sb.record_test([
-        "--manifest-path",
-        manifest.to_str().unwrap(),
-        "--target-dir",
-        target.to_str().unwrap(),
-        "--until-fail",
-        "--max-runs",
-        MAX_RUNS,
-        "--per-test",
-        "--message-format",
-        "json",
-        "hashmap_order",
-    ]);
+    let hunt = sb.hunt_json(
+        &example_manifest(),
+        &[
+            "--until-fail",
+            "--max-runs",
+            MAX_RUNS,
+            "--per-test",
+            "hashmap_order",
+        ],
+    );
     hunt.expect_status(1);
     let archive = hunt.captured()["archive"].as_str().unwrap().to_string();
     let replay = sb.replay([archive.as_str(), "--message-format", "json", "--quiet"]);
@@ -291,7 +287,7 @@ fn replay_json_message() {
     assert_eq!(r["test"], "tests::hashmap_order", "{r}");
     assert!(r["events"].as_u64().unwrap() > 0, "{r}");
     assert!(
-        !replay.stdout.contains("iteration order"),
+        !replay.stdout_str().contains("iteration order"),
         "--quiet hides the program's output\n{}",
         replay.show()
     );
@@ -327,24 +323,19 @@ fn instrumented_lost_update_race() {
 #[test]
 fn two_failing_tests_in_one_run_give_two_archives() {
     let sb = Sandbox::new();
-    let manifest = example_manifest();
-    let target = sb.target();
-    let hunt = sb.record_test([
-        "--manifest-path",
-        manifest.to_str().unwrap(),
-        "--target-dir",
-        target.to_str().unwrap(),
-        "--until-fail",
-        "--keep-going",
-        "--max-runs",
-        "6",
-        "--message-format",
-        "json",
-        "temp_file_race",
-        "--",
-        "--test-threads",
-        "2",
-    ]);
+    let hunt = sb.hunt_json(
+        &example_manifest(),
+        &[
+            "--until-fail",
+            "--keep-going",
+            "--max-runs",
+            "6",
+            "temp_file_race",
+            "--",
+            "--test-threads",
+            "2",
+        ],
+    );
     hunt.expect_status(1);
     let captured = hunt.messages_of("captured");
     let mut tests: Vec<&str> = captured

@@ -18,7 +18,11 @@ fn every_binary_has_version() {
         }),
     ] {
         run.expect_status(0);
-        assert!(run.stdout.trim_end().ends_with(&want), "{}", run.show());
+        assert!(
+            run.stdout_str().trim_end().ends_with(&want),
+            "{}",
+            run.show()
+        );
     }
 }
 
@@ -36,7 +40,7 @@ fn usage_errors_exit_2_everywhere() {
         }),
     ] {
         run.expect_status(2);
-        assert!(run.stderr.contains("Usage:"), "{}", run.show());
+        assert!(run.stderr_str().contains("Usage:"), "{}", run.show());
     }
 }
 
@@ -62,8 +66,8 @@ fn counts_of_zero_are_refused() {
             flag
         };
         assert!(
-            run.stderr.contains(named) && run.stderr.contains("give at least 1")
-                || run.stderr.contains(named) && run.stderr.contains("zero"),
+            run.stderr_str().contains(named) && run.stderr_str().contains("give at least 1")
+                || run.stderr_str().contains(named) && run.stderr_str().contains("zero"),
             "the message names {named} and says why\n{}",
             run.show()
         );
@@ -101,12 +105,12 @@ fn cargo_build_flags_pass_through() {
     run.expect_status(0);
     // `-v` reached cargo: it names what it runs or finds fresh.
     assert!(
-        run.stderr.contains("Running `") || run.stderr.contains("Fresh "),
+        run.stderr_str().contains("Running `") || run.stderr_str().contains("Fresh "),
         "{}",
         run.show()
     );
     assert!(
-        !run.stderr.contains("\x1b["),
+        !run.stderr_str().contains("\x1b["),
         "--color never\n{}",
         run.show()
     );
@@ -138,6 +142,10 @@ fn cargo_build_flags_pass_through() {
         args.extend(flags);
         let run = sb.record_test(&args);
         run.expect_status(2);
-        assert!(run.stderr.contains(cargo_says), "{flags:?}\n{}", run.show());
+        assert!(
+            run.stderr_str().contains(cargo_says),
+            "{flags:?}\n{}",
+            run.show()
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::common::{copy_example, example_manifest, Sandbox};
+use super::common::{copy_example, example_manifest, Messages, Sandbox};
 
 fn base(sb: &Sandbox, manifest: &Path) -> Vec<String> {
     [
@@ -44,7 +44,7 @@ fn a_failing_hunt_carries_its_output_and_panic() {
     let mut failing_output = None;
     let mut captured = None;
     let mut last_type = String::new();
-    for line in hunt.stdout.lines() {
+    for line in hunt.stdout_str().lines() {
         let m: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{}", hunt.show()));
         last_type = m["type"].as_str().unwrap().to_string();

@@ -153,8 +153,8 @@ fn junit_report_and_github_annotations() {
     );
 
     // The annotation: at the panic's line, the path from the checkout's root.
-    let annotation = run
-        .stdout
+    let stdout = run.stdout_str();
+    let annotation = stdout
         .lines()
         .find(|l| l.starts_with("::error "))
         .unwrap_or_else(|| panic!("an ::error line\n{}", run.show()));

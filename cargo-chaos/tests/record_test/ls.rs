@@ -1,7 +1,7 @@
 //! Issue 18 item 7: `cargo chaos ls` lists the captures of a target directory: test,
 //! when, status, verified, size; a damaged file is listed as unreadable, not a panic.
 
-use super::common::{example_manifest, Run, Sandbox};
+use super::common::{example_manifest, Messages, Run, Sandbox};
 
 fn chaos(args: &[&str]) -> Run {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-chaos"));
@@ -14,19 +14,16 @@ fn ls_lists_the_captures() {
     let sb = Sandbox::new();
     let manifest = example_manifest();
     let target = sb.target();
-    let hunt = sb.record_test([
-        "--manifest-path",
-        manifest.to_str().unwrap(),
-        "--target-dir",
-        target.to_str().unwrap(),
-        "--message-format",
-        "json",
-        "--per-test",
-        "--until-fail",
-        "--max-runs",
-        "80",
-        "hashmap_order",
-    ]);
+    let hunt = sb.hunt_json(
+        &manifest,
+        &[
+            "--per-test",
+            "--until-fail",
+            "--max-runs",
+            "80",
+            "hashmap_order",
+        ],
+    );
     hunt.expect_status(1);
     let captured = hunt.captured();
     let archives = target.join("chaos/archives");
@@ -66,7 +63,8 @@ fn ls_lists_the_captures() {
         .env("CARGO_TARGET_DIR", &target);
     let run = Run::of(c);
     run.expect_status(0);
-    let lines: Vec<&str> = run.stdout.lines().collect();
+    let stdout = run.stdout_str();
+    let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines[0].starts_with("TEST "), "{}", run.show());
     assert!(
         lines.iter().any(|l| l.starts_with("tests::hashmap_order ")
@@ -85,5 +83,5 @@ fn ls_lists_the_captures() {
     let empty = sb.path("none");
     let run = chaos(&["ls", empty.to_str().unwrap()]);
     run.expect_status(0);
-    assert!(run.stderr.contains("no captures"), "{}", run.show());
+    assert!(run.stderr_str().contains("no captures"), "{}", run.show());
 }

@@ -88,8 +88,8 @@ fn nextest_wrapper_captures_a_failing_test() {
     );
     assert_ne!(run.status, 0, "a run failed\n{}", run.show());
     assert!(
-        run.stdout.contains("chaos: captured the failing run")
-            || run.stderr.contains("chaos: captured the failing run"),
+        run.stdout_str().contains("chaos: captured the failing run")
+            || run.stderr_str().contains("chaos: captured the failing run"),
         "nextest shows the capture with the test's output\n{}",
         run.show()
     );
@@ -113,7 +113,7 @@ fn nextest_wrapper_captures_a_failing_test() {
     replay.expect_status(101);
     assert!(
         replay
-            .stdout
+            .stdout_str()
             .contains("iteration order: [\"beta\", \"alpha\"]"),
         "{}",
         replay.show()

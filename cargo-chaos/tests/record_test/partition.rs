@@ -4,25 +4,14 @@
 
 use std::collections::BTreeSet;
 
-use super::common::{example_manifest, Sandbox};
+use super::common::{example_manifest, Messages, Sandbox};
 
 /// The tests one hunt ran (each once, without `--until-fail`). `--fail-on` matches no
 /// output, so failing runs are not captured: this is about which tests run.
 fn tests_run(sb: &Sandbox, extra: &[&str]) -> Vec<String> {
-    let manifest = example_manifest();
-    let target = sb.target();
-    let mut args = vec![
-        "--manifest-path",
-        manifest.to_str().unwrap(),
-        "--target-dir",
-        target.to_str().unwrap(),
-        "--message-format",
-        "json",
-        "--fail-on",
-        "no output says this",
-    ];
+    let mut args = vec!["--fail-on", "no output says this"];
     args.extend(extra);
-    let run = sb.record_test(&args);
+    let run = sb.hunt_json(&example_manifest(), &args);
     run.expect_status(0);
     let mut units: Vec<String> = run
         .messages_of("run-started")
@@ -71,20 +60,17 @@ fn a_shard_runs_its_tests_in_one_process() {
         .collect();
     let manifest = example_manifest();
     let target = sb.target();
-    let run = sb.record_test([
-        "--manifest-path",
-        manifest.to_str().unwrap(),
-        "--target-dir",
-        target.to_str().unwrap(),
-        "--message-format",
-        "json",
-        "--until-fail",
-        "--max-runs",
-        "30",
-        "--no-verify",
-        "--partition",
-        "count:1/2",
-    ]);
+    let run = sb.hunt_json(
+        &manifest,
+        &[
+            "--until-fail",
+            "--max-runs",
+            "30",
+            "--no-verify",
+            "--partition",
+            "count:1/2",
+        ],
+    );
     run.expect_status(1);
     let failing = run
         .messages_of("run-finished")
@@ -114,7 +100,7 @@ fn a_shard_runs_its_tests_in_one_process() {
     ]);
     run.expect_status(0);
     assert!(
-        run.stderr.contains("holds none of the 8 tests"),
+        run.stderr_str().contains("holds none of the 8 tests"),
         "{}",
         run.show()
     );
@@ -125,7 +111,7 @@ fn a_shard_runs_its_tests_in_one_process() {
     let run = sb.record_test(["--partition", "count:3/2"]);
     run.expect_status(2);
     assert!(
-        run.stderr.contains("count:M/N or hash:M/N"),
+        run.stderr_str().contains("count:M/N or hash:M/N"),
         "{}",
         run.show()
     );

@@ -23,46 +23,6 @@ fn next_stdout_write(events: &[Event], after: u64, tid: i32) -> u64 {
         .unwrap_or_else(|| panic!("thread {tid} never writes to stdout after event {after}"))
 }
 
-/// The replay of a trace whose event `edited` was changed so that the program must
-/// print `edited_line` where it printed `original_line`.
-#[track_caller]
-fn assert_edit_seen(
-    replayed: &Run,
-    recorded: &Run,
-    edited: u64,
-    write: u64,
-    original_line: &str,
-    edited_line: &str,
-) {
-    let out = replayed.stdout_str();
-    assert!(
-        !out.contains(original_line),
-        "the replay printed the recorded value `{original_line}` although event {edited} was edited\n{}",
-        replayed.show()
-    );
-    if replayed.status == FAILED {
-        let err = replayed.stderr_str();
-        let at = divergence_event(&err);
-        assert!(
-            at == Some(write) || at == Some(edited),
-            "the replay failed, but not with a divergence at event {edited} (the edit) or {write} (the write that carries the edited value): it names {at:?}\n{}",
-            replayed.show()
-        );
-        eprintln!(
-            "edit of event {edited}: replay diverged at event {}",
-            at.unwrap_or(0)
-        );
-    } else {
-        assert!(
-            out.contains(edited_line),
-            "the replay neither printed the edited value `{edited_line}` nor reported a divergence\n{}",
-            replayed.show()
-        );
-        assert_eq!(replayed.status, recorded.status, "{}", replayed.show());
-        eprintln!("edit of event {edited}: the replay printed the edited value");
-    }
-}
-
 #[test]
 fn edited_pipe_bytes_in_the_reader_thread() {
     let dir = temp();

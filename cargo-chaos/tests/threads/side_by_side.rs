@@ -57,6 +57,7 @@ fn record_rounds(program: PathBuf, dir: PathBuf, start: Arc<Barrier>) -> Vec<Rec
                 timeout: Some(Duration::from_secs(timeout_secs())),
                 interrupter: None,
                 capture_cache: None,
+                syscallbuf: false,
             };
             let summary = record(&opts)
                 .unwrap_or_else(|e| panic!("recording {name} (round {round}) failed: {e}"));
@@ -73,6 +74,7 @@ fn record_rounds(program: PathBuf, dir: PathBuf, start: Arc<Barrier>) -> Vec<Rec
             Recorded {
                 trace,
                 program: Run {
+                    what: format!("recording {name} (round {round}) in this process"),
                     status: summary.result.status,
                     stdout: read("stdout"),
                     stderr: read("stderr"),
@@ -94,6 +96,7 @@ fn check_replay(rec: &Recorded) {
     .unwrap_or_else(|e| panic!("replaying {} failed: {e}", rec.trace.display()));
     let recorded = &rec.program;
     let replayed = Run {
+        what: format!("replay of {} in this process", rec.trace.display()),
         status: summary.exit.status(),
         stdout: out,
         stderr: err,

@@ -51,11 +51,7 @@ impl Suite {
     }
 }
 
-/// The workspace root (the parent of the cargo-chaos crate).
-pub fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
+pub use test_support::workspace_root;
 
 /// The fixture crate's directory.
 #[allow(dead_code)]

@@ -15,7 +15,7 @@ use crate::util::{fast_options, make_trace, quiet, TraceSpec};
 
 /// Records the C fixture `exit3` (it prints a line on each stream and exits with 3).
 fn record_exit3(dir: &Path) -> PathBuf {
-    let exe = recorder::testing::fixture(Path::new(env!("CARGO_TARGET_TMPDIR")), "exit3");
+    let exe = test_support::fixture!("exit3");
     let trace = dir.join("exit3.trace");
     let opts = RecordOptions {
         program: exe,

@@ -222,6 +222,43 @@ impl Task {
         Ok(FpuState::Fxsave(bytes.to_vec()))
     }
 
+    /// Sets the extended register state read by [`Task::fpu_state`] (a checkpoint's
+    /// thread gets its original's).
+    pub fn set_fpu_state(&self, state: &FpuState) -> Result<()> {
+        const NT_X86_XSTATE: usize = 0x202;
+        match state {
+            FpuState::Xsave(bytes) => {
+                let mut buf = bytes.clone();
+                let mut iov = libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                };
+                self.raw(
+                    libc::PTRACE_SETREGSET,
+                    "PTRACE_SETREGSET",
+                    NT_X86_XSTATE,
+                    &mut iov as *mut libc::iovec as usize,
+                )?;
+            }
+            FpuState::Fxsave(bytes) => {
+                // SAFETY: user_fpregs_struct is plain data; all-zero is valid.
+                let mut fp: libc::user_fpregs_struct = unsafe { std::mem::zeroed() };
+                let n = bytes.len().min(std::mem::size_of_val(&fp));
+                // SAFETY: copies at most the struct's size into it, as plain bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), &mut fp as *mut _ as *mut u8, n)
+                };
+                self.raw(
+                    libc::PTRACE_SETFPREGS,
+                    "PTRACE_SETFPREGS",
+                    0,
+                    &fp as *const _ as usize,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads one word of the user area (a debug register, by its byte offset). The
     /// debug registers never hold -1, so PEEKUSER's -1 error return is unambiguous.
     pub fn peek_user(&self, offset: usize) -> Result<u64> {

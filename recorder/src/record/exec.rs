@@ -32,9 +32,19 @@ pub struct ExecSetup {
 
 /// Arms the traps and captures the image. The task is stopped just after an execve (the
 /// first exec's `SIGTRAP` stop, or the exit stop of a later one).
-pub fn arm_and_capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecSetup> {
+/// With `syscallbuf`, the syscall-buffering entry page is mapped too (see
+/// `crate::syscallbuf`).
+pub fn arm_and_capture(
+    task: &mut Task,
+    files: &mut FileStore,
+    exe: &str,
+    syscallbuf: bool,
+) -> Result<ExecSetup> {
     let regs = task.regs()?;
     let cpuid_faulting = arm_traps(task, regs.rip)?;
+    if syscallbuf {
+        crate::syscallbuf::map_entry_page(task, regs.rip)?;
+    }
     hide_vdso(task, regs.rsp)?;
     let state = capture(task, files, exe)?;
     let personality =
@@ -151,7 +161,8 @@ fn capture(task: &mut Task, files: &mut FileStore, exe: &str) -> Result<ExecStat
     let mut mappings = Vec::new();
     let mut memory = Vec::new();
     for m in &maps {
-        let ours = m.start >= SCRATCH_BASE && m.end <= SCRATCH_BASE + SCRATCH_LEN;
+        let ours = m.start >= SCRATCH_BASE && m.end <= SCRATCH_BASE + SCRATCH_LEN
+            || crate::syscallbuf::is_entry_page(m.start, m.end);
         if ours || m.name == "[vsyscall]" || m.name == "[vdso]" || m.name.starts_with("[vvar") {
             continue;
         }

@@ -47,6 +47,7 @@ pub(super) fn initial(
         cpu_set: cpu_set.to_vec(),
         pinned_cpu: pinned,
         untraced: Vec::new(),
+        syscallbuf: false,
         started_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -78,14 +79,24 @@ impl Recorder {
         if !matches!(reset, Ok(0)) {
             tracing::debug!("could not reset the parent-death signal: {reset:?}");
         }
-        let setup = exec::arm_and_capture(task, &mut self.files, &header.exe)?;
+        let setup = exec::arm_and_capture(task, &mut self.files, &header.exe, self.syscallbuf)?;
         header.aslr_disabled = setup.aslr_disabled;
         header.cpuid_faulting = setup.cpuid_faulting;
         let untraced = seccomp::untraced();
-        if seccomp::install(task, entry, &untraced)? {
+        let buffered = if self.syscallbuf {
+            seccomp::buffered()
+        } else {
+            Vec::new()
+        };
+        if seccomp::install(task, entry, &untraced, &buffered)? {
             self.seccomp = true;
             header.untraced = untraced;
+        } else {
+            // Without the filter every call at the entry would stop anyway: the library
+            // is told buffering is off when it registers.
+            self.syscallbuf = false;
         }
+        header.syscallbuf = self.syscallbuf;
         if let Err(e) = self.trace.write_header(&header) {
             self.fault.note(e);
         }

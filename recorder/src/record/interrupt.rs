@@ -18,6 +18,12 @@ impl Recorder {
     /// `stop`. Blocking calls that finished in the kernel did happen (their bytes may be
     /// on the terminal already): they are written down before the tree is killed.
     pub(super) fn end_interrupted(&mut self, tid: i32, stop: Stop) -> Result<ExitKind> {
+        // The calls the running thread buffered since its last stop happened (a write
+        // may be in a file already): into the trace first. Best effort, the recording
+        // ends either way.
+        if let Err(e) = self.flush_buffer(tid) {
+            tracing::debug!("syscall buffer of thread {tid} not read at the end: {e}");
+        }
         if let (Stop::Syscall, Some(t)) = (&stop, self.threads.get_mut(&tid)) {
             if t.state == Where::Blocked {
                 if let Ok(SyscallStop::Exit { ret, rip }) = t.task.syscall_stop() {

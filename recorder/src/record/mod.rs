@@ -7,6 +7,7 @@
 //! calls) → syscall exit (result + written memory) → SIGSEGV from rdtsc/cpuid is
 //! emulated → the end.
 
+mod buffers;
 mod exec;
 mod header;
 mod interrupt;
@@ -97,6 +98,9 @@ pub struct RecordOptions {
     /// binaries again and again): they are then hard-linked, not copied and hashed each
     /// time. It only saves work on the trace's file system.
     pub capture_cache: Option<crate::trace::files::CaptureCache>,
+    /// Put the syscall-buffering preload library into the program (`crate::syscallbuf`;
+    /// off by default while it is young: `--syscallbuf`).
+    pub syscallbuf: bool,
 }
 
 /// What a finished recording produced.
@@ -183,6 +187,9 @@ struct Thread {
     requeued: Option<libc::siginfo_t>,
     /// The call it is held at ([`Where::Held`]).
     held: Option<Held>,
+    /// Its syscall buffer, once registered (shared with a vfork child, which runs on
+    /// its parent's memory; see [`buffers`]).
+    sb: Option<buffers::SharedBuffer>,
 }
 
 impl Thread {
@@ -197,6 +204,7 @@ impl Thread {
             deferred: Default::default(),
             requeued: None,
             held: None,
+            sb: None,
         }
     }
 }
@@ -255,6 +263,14 @@ struct Recorder {
     watchdog: std::sync::Arc<crate::preempt::Watchdog>,
     /// [`RecordOptions::no_watchdog`].
     no_watchdog: bool,
+    /// Syscall buffering is on: the library is preloaded, the filter lets its calls
+    /// through, and threads' buffers are read at their stops (see [`buffers`]).
+    syscallbuf: bool,
+    /// Each process's syscall-buffering fd-cache generation word (see [`buffers`]).
+    fd_gens: HashMap<i32, u64>,
+    /// The last generation written (one counter for the whole recording, so two
+    /// processes on one memory, vfork, never write the same value twice).
+    fd_gen_counter: u64,
 }
 
 /// Records one run of a program into a new trace directory.

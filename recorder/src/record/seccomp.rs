@@ -33,6 +33,8 @@ const BPF_RET_K: u16 = 0x06;
 /// `offsetof(struct seccomp_data, nr)` and `arch`.
 const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
+/// `offsetof(struct seccomp_data, instruction_pointer)` (low word; the high one follows).
+const DATA_IP: u32 = 8;
 
 /// The numbers of the calls the filter lets through (`untraced` in the table).
 pub fn untraced() -> Vec<u64> {
@@ -47,22 +49,53 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// The filter program: x86_64 calls in `allowed` pass, everything else stops the
-/// thread for the tracer.
-pub fn program(allowed: &[u64]) -> Vec<libc::sock_filter> {
+/// The numbers the preload library may make at its untraced entry (`buffered` in the
+/// table).
+pub fn buffered() -> Vec<u64> {
+    syscalls::SYSCALLS
+        .iter()
+        .filter(|d| d.buffered)
+        .map(|d| d.nr)
+        .collect()
+}
+
+/// The filter program: x86_64 calls in `allowed` pass; so do the calls in `buffered`
+/// made from the syscall-buffering entry (instruction pointer
+/// [`crate::syscallbuf::abi::ENTRY_IP`]); everything else stops the thread for the
+/// tracer. With `buffered` empty there is no entry clause.
+pub fn program(allowed: &[u64], buffered: &[u64]) -> Vec<libc::sock_filter> {
     let n = allowed.len();
-    assert!(n < 200, "jump offsets are 8 bits");
-    let trace = 4 + n; // index of `ret TRACE`
+    let m = buffered.len();
+    let entry_clause = if m == 0 { 0 } else { 5 + m };
+    assert!(n + entry_clause < 250, "jump offsets are 8 bits");
+    let trace = 4 + n + entry_clause; // index of `ret TRACE`
+    let allow = trace + 1;
+    // A jump from instruction `at` to `to` skips `to - at - 1` instructions.
+    let to = |at: usize, target: usize| (target - at - 1) as u8;
     let mut p = vec![
         insn(BPF_LD_W_ABS, 0, 0, DATA_ARCH),
-        insn(BPF_JEQ_K, 0, (trace - 2) as u8, AUDIT_ARCH_X86_64),
+        insn(BPF_JEQ_K, 0, to(1, trace), AUDIT_ARCH_X86_64),
         insn(BPF_LD_W_ABS, 0, 0, DATA_NR),
-        insn(BPF_JGE_K, (trace - 4) as u8, 0, X32_SYSCALL_BIT),
+        insn(BPF_JGE_K, to(3, trace), 0, X32_SYSCALL_BIT),
     ];
-    for (i, &nr) in allowed.iter().enumerate() {
-        // From instruction 4 + i, `ret ALLOW` (at trace + 1) is trace - 4 - i away.
-        p.push(insn(BPF_JEQ_K, (trace - 4 - i) as u8, 0, nr as u32));
+    for &nr in allowed {
+        let at = p.len();
+        p.push(insn(BPF_JEQ_K, to(at, allow), 0, nr as u32));
     }
+    if m > 0 {
+        let ip = crate::syscallbuf::abi::ENTRY_IP;
+        let at = p.len();
+        p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_IP));
+        p.push(insn(BPF_JEQ_K, 0, to(at + 1, trace), ip as u32));
+        p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_IP + 4));
+        p.push(insn(BPF_JEQ_K, 0, to(at + 3, trace), (ip >> 32) as u32));
+        p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_NR));
+        for &nr in buffered {
+            let at = p.len();
+            p.push(insn(BPF_JEQ_K, to(at, allow), 0, nr as u32));
+        }
+    }
+    debug_assert_eq!(p.len(), trace);
     p.push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_TRACE));
     p.push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW));
     p
@@ -74,8 +107,8 @@ pub fn program(allowed: &[u64]) -> Vec<libc::sock_filter> {
 /// `no_new_privs`, which the spawn set before the exec (`SpawnSpec`). Returns whether the
 /// filter is in place; `Ok(false)` when the kernel refused (the recording then traces
 /// every call).
-pub fn install(task: &mut Task, at: u64, allowed: &[u64]) -> Result<bool> {
-    let prog = program(allowed);
+pub fn install(task: &mut Task, at: u64, allowed: &[u64], buffered: &[u64]) -> Result<bool> {
+    let prog = program(allowed, buffered);
     // The filter, then its `struct sock_fprog`, in the scratch area's first slot (no
     // call is redirected there at an exec).
     let mut bytes = Vec::with_capacity(prog.len() * 8);
@@ -115,12 +148,25 @@ mod tests {
 
     /// Runs the filter the way the kernel does, on (arch, nr).
     fn run(p: &[libc::sock_filter], arch: u32, nr: u32) -> u32 {
+        run_at(p, arch, nr, 0x40_1000)
+    }
+
+    /// Runs the filter on (arch, nr) made at instruction pointer `ip`.
+    fn run_at(p: &[libc::sock_filter], arch: u32, nr: u32, ip: u64) -> u32 {
         let mut acc = 0u32;
         let mut pc = 0usize;
         loop {
             let i = p[pc];
             match i.code {
-                BPF_LD_W_ABS => acc = if i.k == DATA_ARCH { arch } else { nr },
+                BPF_LD_W_ABS => {
+                    acc = match i.k {
+                        DATA_ARCH => arch,
+                        DATA_NR => nr,
+                        DATA_IP => ip as u32,
+                        k if k == DATA_IP + 4 => (ip >> 32) as u32,
+                        k => panic!("load of offset {k}"),
+                    }
+                }
                 BPF_JEQ_K | BPF_JGE_K => {
                     let hit = if i.code == BPF_JEQ_K {
                         acc == i.k
@@ -142,7 +188,7 @@ mod tests {
         assert!(allowed.contains(&(libc::SYS_mprotect as u64)));
         assert!(!allowed.contains(&(libc::SYS_read as u64)));
         assert!(!allowed.contains(&(libc::SYS_rt_sigprocmask as u64)));
-        let p = program(&allowed);
+        let p = program(&allowed, &[]);
         for nr in 0..500u32 {
             let want = if allowed.contains(&(nr as u64)) {
                 SECCOMP_RET_ALLOW
@@ -156,6 +202,54 @@ mod tests {
         assert_eq!(run(&p, 0x4000_0003, mprotect), SECCOMP_RET_TRACE);
         assert_eq!(
             run(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | mprotect),
+            SECCOMP_RET_TRACE
+        );
+    }
+
+    #[test]
+    fn buffered_calls_pass_only_at_the_entry() {
+        let allowed = untraced();
+        let buffered = buffered();
+        assert!(buffered.contains(&(libc::SYS_read as u64)));
+        let p = program(&allowed, &buffered);
+        let entry = crate::syscallbuf::abi::ENTRY_IP;
+        for nr in 0..500u32 {
+            let untraced = allowed.contains(&(nr as u64));
+            let at_entry = untraced || buffered.contains(&(nr as u64));
+            let want = |pass: bool| {
+                if pass {
+                    SECCOMP_RET_ALLOW
+                } else {
+                    SECCOMP_RET_TRACE
+                }
+            };
+            assert_eq!(
+                run_at(&p, AUDIT_ARCH_X86_64, nr, entry),
+                want(at_entry),
+                "{nr} at the entry"
+            );
+            assert_eq!(
+                run_at(&p, AUDIT_ARCH_X86_64, nr, 0x40_1000),
+                want(untraced),
+                "{nr} elsewhere"
+            );
+            // Same low word, another high word; and the entry's own address (before the
+            // syscall instruction) are not the entry.
+            assert_eq!(
+                run_at(&p, AUDIT_ARCH_X86_64, nr, entry + (1 << 32)),
+                want(untraced),
+                "{nr}"
+            );
+            assert_eq!(
+                run_at(&p, AUDIT_ARCH_X86_64, nr, entry - 2),
+                want(untraced),
+                "{nr}"
+            );
+        }
+        let read = libc::SYS_read as u32;
+        assert_eq!(run_at(&p, 0x4000_0003, read, entry), SECCOMP_RET_TRACE);
+        assert_eq!(
+            run_at(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | read, entry),
             SECCOMP_RET_TRACE
         );
     }

@@ -55,6 +55,11 @@ pub fn written(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64) -> Result
     }))
 }
 
+/// Whether `fd` of thread `tid` is a process memory file.
+pub fn is_mem_file(tid: i32, fd: u64) -> bool {
+    mem_file_of(tid, fd).is_some()
+}
+
 /// The process whose memory file `fd` of thread `tid` is, if it is one.
 fn mem_file_of(tid: i32, fd: u64) -> Option<i32> {
     let target = std::fs::read_link(format!("/proc/{tid}/fd/{fd}")).ok()?;

@@ -402,6 +402,21 @@ impl Recorder {
             Some(t) => ThreadStop::decode(&t.task, stop)?,
             None => ThreadStop::decode(&Task::new(cur), stop)?,
         };
+        if self.syscallbuf
+            && !matches!(
+                decoded,
+                ThreadStop::Exited(_)
+                    | ThreadStop::Killed(_)
+                    | ThreadStop::SyscallExit { .. }
+                    | ThreadStop::Event(libc::PTRACE_EVENT_EXEC)
+            )
+        {
+            // The calls it made without a stop come before whatever this stop records.
+            // (At a syscall's exit stop no code ran since its entry stop, where the
+            // buffer was read; the flush call's exit must not read it before the library
+            // starts it again.)
+            self.flush_buffer(cur)?;
+        }
         match decoded {
             ThreadStop::Exited(_) | ThreadStop::Killed(_) => {
                 let tgid = self.threads.get(&cur).map(|t| t.tgid).unwrap_or(cur);
@@ -447,6 +462,15 @@ impl Recorder {
                 }
             }
             ThreadStop::Signal(libc::SIGSTOP) if self.is_preemption(cur)? => {
+                if let Some(sig) = self.leave_buffered_call(cur)? {
+                    // A signal came first: handle it, no preemption this time (the
+                    // watchdog fires again).
+                    let deliver = self.on_signal(cur, sig)?;
+                    self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
+                    return Ok(Next::Continue);
+                }
+                self.flush_buffer(cur)?;
+                self.sched.preempted();
                 let t = self.threads.get_mut(&cur).expect("current");
                 let regs = t.task.regs()?;
                 // On to a point replay finds cheaply (see `preempt::steer`).
@@ -534,6 +558,7 @@ impl Recorder {
                     self.out_fds.insert(child, fds);
                 }
                 let vfork = ev == libc::PTRACE_EVENT_VFORK;
+                self.inherit_buffer(cur, child, process, vfork);
                 self.events.push(&Event::NewTask {
                     tid: cur,
                     child,
@@ -556,6 +581,8 @@ impl Recorder {
                 Ok(Next::Continue)
             }
             libc::PTRACE_EVENT_EXEC => {
+                let tgid = self.threads[&cur].tgid;
+                self.forget_buffers(tgid);
                 // The execve exit stop comes next; the image is captured there.
                 if let Some(p) = self
                     .threads
@@ -651,10 +678,20 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         Stdio::Inherit => spawn::ForegroundGuard::for_stdin(),
         Stdio::Files { .. } => None,
     };
+    let mut env = opts.env.clone();
+    if opts.syscallbuf {
+        let library = crate::syscallbuf::library_path()?;
+        let old = env.iter().position(|(k, _)| k == "LD_PRELOAD");
+        let value = crate::syscallbuf::ld_preload(&library, old.map(|i| env[i].1.as_os_str()))?;
+        if let Some(i) = old {
+            env.remove(i);
+        }
+        env.push(("LD_PRELOAD".into(), value));
+    }
     let spec = SpawnSpec {
         path: &exe,
         argv,
-        env: opts.env.clone(),
+        env,
         cwd: Some(&cwd),
         cpu: Some(pinned),
         no_aslr: true,
@@ -716,6 +753,9 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         interrupter: interrupter.clone(),
         watchdog: crate::preempt::Watchdog::start(),
         no_watchdog: opts.no_watchdog,
+        syscallbuf: opts.syscallbuf,
+        fd_gens: HashMap::new(),
+        fd_gen_counter: 0,
         trace: trace.clone(),
     };
     let r = rec.run(header);

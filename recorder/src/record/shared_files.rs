@@ -125,6 +125,18 @@ impl SharedFiles {
         Ok(Some((name.clone(), offset, data)))
     }
 
+    /// Whether any file is mapped `MAP_SHARED` in the tree (the syscall-buffering
+    /// library is then told to make writes traced, see `buffers`).
+    pub fn any(&self) -> bool {
+        !self.by_id.is_empty()
+    }
+
+    /// Whether `fd` of thread `tid` is a file mapped `MAP_SHARED` in the tree.
+    pub fn is_mapped(&self, tid: i32, fd: u64) -> bool {
+        !self.by_id.is_empty()
+            && identity(tid, fd).is_some_and(|(id, _)| self.by_id.contains_key(&id))
+    }
+
     /// Refuses calls that change a shared-mapped file in ways replay does not follow;
     /// notes the size of one that ftruncate may grow.
     pub fn check_entry(&mut self, tid: i32, sysno: u64, args: &[u64; 6]) -> Result<()> {

@@ -134,6 +134,9 @@ impl Recorder {
             // Never run (sched_setaffinity: the recording stays pinned; it "worked").
             fake_ret = Some(answer);
         }
+        if let Some(answer) = self.answer_buffer_call(cur, sysno, &args) {
+            fake_ret = Some(answer);
+        }
         if sysno == nr::CHAOS_TICK {
             // Instrumented code asks for its next tick budget (see `crate::ticks`).
             fake_ret = Some(self.sched.tick_budget() as i64);
@@ -428,6 +431,12 @@ impl Recorder {
         if let Some(name) = shared_map {
             self.events.push(&Event::SharedFile { tid: cur, name })?;
         }
+        let emulated = syscalls::lookup(p.nr)
+            .is_some_and(|d| matches!(resolve_request(d, &p.args).0, Class::Recorded));
+        if emulated && p.exec_from.is_none() && !p.exec_happened {
+            writes.extend(self.mark_writes_traced(cur)?);
+            writes.extend(self.bump_fd_gen(cur, p.nr)?);
+        }
         self.events.push(&Event::Syscall(SyscallEvent {
             // An exec from another thread than the leader is replayed by that thread.
             tid: p.exec_from.unwrap_or(cur),
@@ -453,7 +462,7 @@ impl Recorder {
             let exe = std::fs::read_link(format!("/proc/{cur}/exe"))
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            let setup = exec::arm_and_capture(task, &mut self.files, &exe)?;
+            let setup = exec::arm_and_capture(task, &mut self.files, &exe, self.syscallbuf)?;
             self.events.push(&Event::Exec(Box::new(setup.state)))?;
         }
         Ok(())

@@ -41,7 +41,7 @@ impl Owners {
 }
 
 /// The breakpoints of one replay.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Breakpoints {
     wanted: BTreeMap<u64, Owners>,
     /// By recorded tgid: the original byte at each address where an `int3` is written.

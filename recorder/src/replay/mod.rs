@@ -10,6 +10,7 @@
 //! sites, signals, and the final status.
 
 mod breakpoints;
+pub mod checkpoint;
 mod preempt_search;
 mod preemption;
 mod rebuild;
@@ -22,6 +23,7 @@ mod sysv_shm;
 mod tree;
 pub mod watch;
 
+pub use checkpoint::Checkpoint;
 pub use session::{ReplayOptions, ReplaySession, SessionStop, ThreadInfo};
 
 use std::collections::HashMap;
@@ -151,6 +153,10 @@ struct Replayer<'a> {
     /// Calls the recording let through without a stop (`Header::untraced`): not in the
     /// trace, run whenever the program makes them.
     untraced: std::collections::HashSet<u64>,
+    /// The recording ran with the syscall-buffering library (`Header::syscallbuf`): its
+    /// entry page is mapped at every exec, where the library's calls stop and are
+    /// emulated like any other.
+    syscallbuf: bool,
     /// Processes of the tree that were sent SIGKILL (see [`Replayer::end_killed`]).
     sigkilled: std::collections::HashSet<i32>,
 }
@@ -238,7 +244,7 @@ impl Replayer<'_> {
         // `spawn_traced` left the stub stopped just after its execve.
         self.task.set_options(crate::ptrace::OPTIONS)?;
         self.task.reopen_mem();
-        rebuild::rebuild(&mut self.task, &self.trace, first)?;
+        rebuild::rebuild(&mut self.task, &self.trace, first, self.syscallbuf)?;
         let leader = std::mem::replace(&mut self.task, Task::new(0));
         self.threads
             .insert(self.leader, RThread::new(leader, self.leader));
@@ -407,7 +413,7 @@ impl Replayer<'_> {
                 // The files kept open for mappings were close-on-exec.
                 let tgid = th.tgid;
                 self.mapped_fds.retain(|(t, _), _| *t != tgid);
-                rebuild::rebuild(&mut th.task, &self.trace, state)?;
+                rebuild::rebuild(&mut th.task, &self.trace, state, self.syscallbuf)?;
                 self.brk.insert(th.tgid, state.brk);
                 if !self.bps.is_empty() {
                     self.bps.exec(th.tgid, &mut th.task)?;

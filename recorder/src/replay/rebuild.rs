@@ -26,7 +26,13 @@ fn check(what: &str, r: i64) -> Result<i64> {
 
 /// Replaces the stub's address space with the recorded one and sets the recorded
 /// registers. The task is at the stub's execve exit stop.
-pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<()> {
+/// With `syscallbuf`, the syscall-buffering entry page is mapped as at record.
+pub fn rebuild(
+    task: &mut Task,
+    trace: &TraceDir,
+    state: &ExecState,
+    syscallbuf: bool,
+) -> Result<()> {
     for m in &state.mappings {
         if overlaps_stub(m.start, m.end) {
             return Err(Error::Unsupported {
@@ -58,6 +64,9 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
             &[STUB_SCRATCH, 4096, rw, anon_fixed, u64::MAX, 0],
         )?,
     )?;
+    if syscallbuf {
+        crate::syscallbuf::map_entry_page(task, STUB_SYSCALL)?;
+    }
 
     for m in &state.mappings {
         let len = m.end - m.start;
@@ -135,6 +144,17 @@ pub fn rebuild(task: &mut Task, trace: &TraceDir, state: &ExecState) -> Result<(
             libc::SYS_prctl,
             &[libc::PR_SET_TSC as u64, libc::PR_TSC_SIGSEGV as u64],
         )?,
+    )?;
+    // The name an exec gives (its file's, at most 15 bytes), not the stub's: a debugger
+    // shows it.
+    let base = state.path.rsplit('/').next().unwrap_or_default().as_bytes();
+    let mut name = base[..base.len().min(15)].to_vec();
+    name.push(0);
+    task.write_mem(STUB_SCRATCH, &name)?;
+    sys(
+        task,
+        libc::SYS_prctl,
+        &[libc::PR_SET_NAME as u64, STUB_SCRATCH],
     )?;
     let regs = arch::regs_from_vec(&state.regs).ok_or_else(|| Error::BadTrace {
         path: trace.path.clone(),

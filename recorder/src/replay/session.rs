@@ -105,12 +105,18 @@ impl Drop for EngineThread {
     }
 }
 
-/// A replay in progress. See the module documentation.
-pub struct ReplaySession<'a> {
-    r: Replayer<'a>,
+/// What a session and the checkpoints taken from it share: the engine thread's
+/// settings, the sandbox and the stub executable (the program execs it again).
+pub(super) struct Shared {
     _engine: EngineThread,
     _sandbox: Option<sandbox::Sandbox>,
     _stub: StubFile,
+}
+
+/// A replay in progress. See the module documentation.
+pub struct ReplaySession<'a> {
+    pub(super) r: Replayer<'a>,
+    shared: std::rc::Rc<Shared>,
 }
 
 impl<'a> ReplaySession<'a> {
@@ -200,6 +206,7 @@ impl<'a> ReplaySession<'a> {
             shm_segments: HashMap::new(),
             mapped_fds: HashMap::new(),
             untraced,
+            syscallbuf: header.syscallbuf,
             sigkilled: Default::default(),
             ahead: Default::default(),
             sink: options.sink,
@@ -220,10 +227,20 @@ impl<'a> ReplaySession<'a> {
         }
         Ok(ReplaySession {
             r,
-            _engine: engine,
-            _sandbox: sandbox,
-            _stub: stub,
+            shared: std::rc::Rc::new(Shared {
+                _engine: engine,
+                _sandbox: sandbox,
+                _stub: stub,
+            }),
         })
+    }
+
+    pub(super) fn from_parts(r: Replayer<'a>, shared: std::rc::Rc<Shared>) -> Self {
+        ReplaySession { r, shared }
+    }
+
+    pub(super) fn shared(&self) -> std::rc::Rc<Shared> {
+        self.shared.clone()
     }
 
     /// The number of the next event to replay (every earlier one is replayed).

@@ -165,15 +165,21 @@ impl Replayer<'_> {
             // lowers it and overflows its stack must do so at the same depth).
             super::rebuild::set_stack_limit(&mut th.task, soft)?;
         }
+        if sysno == nr::PRCTL && args[0] == libc::PR_SET_NAME as u64 && s.ret == 0 {
+            // Emulated, but the kernel's name of the thread is what a debugger shows
+            // (/proc/PID/task/TID/comm): set it too.
+            crate::inject::inject_syscall(&mut th.task, STUB_SYSCALL, sysno, &args[..2])?;
+        }
         th.task.set_rax(s.ret as u64)?;
         if crate::kernel::restart::is_restart(s.ret) {
             // Interrupted by a signal at record. Unless a handler ran next (a signal
-            // event of this thread follows, and the kernel decides again at replay),
-            // the kernel restarted the call on the way back to user mode: do that here,
-            // where no signal is pending to make the kernel do it.
-            let handler_next = matches!(self.next_of_thread(s.tid)?, Some(Event::Signal { .. }));
-            if !handler_next {
-                let regs = th.task.regs()?;
+            // event of this thread follows, and the kernel decides again at replay) or
+            // the interruption was a preemption (its point is this exit, and the
+            // restart happens once it is found), the kernel restarted the call on the
+            // way back to user mode: do that here, where no signal is pending to make
+            // the kernel do it.
+            let regs = th.task.regs()?;
+            if restarts_now(self.next_of_thread(s.tid)?, &regs) {
                 if let Some(r) = crate::preempt::restart_after_stop(&regs) {
                     th.task.set_regs(&r)?;
                 }
@@ -629,4 +635,64 @@ pub(super) fn compares_result(sysno: u64) -> bool {
 pub(super) fn describe_call(sysno: u64, args: &[u64; 6]) -> String {
     let a: Vec<String> = args.iter().map(|a| format!("{a:#x}")).collect();
     format!("{}({})", syscalls::name_of(sysno), a.join(", "))
+}
+
+/// Whether the kernel restarted an interrupted call (the thread at its exit, `regs`,
+/// with the restart code as its result) right away at record, given the thread's next
+/// recorded event: not when a signal handler ran next (the kernel decides again at
+/// replay), nor when the interruption was the watchdog's SIGSTOP and the thread was
+/// preempted at this exit (the point is found first, and the restart done then, see
+/// `preempt::restart_after_stop`).
+fn restarts_now(next: Option<&Event>, regs: &crate::ptrace::Regs) -> bool {
+    match next {
+        Some(Event::Signal { .. }) => false,
+        Some(Event::Preempted { state, .. } | Event::Preempt { state, .. }) => {
+            // The point is this exit: its rip and the interrupted result.
+            let now = crate::preempt::comparable(regs);
+            !(now.get(16) == state.regs.get(16) && now.get(10) == state.regs.get(10))
+        }
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+    use crate::preempt::PreemptState;
+    use crate::trace::Event;
+
+    fn at_exit(rax: i64) -> crate::ptrace::Regs {
+        // SAFETY: plain integers.
+        let mut r: crate::ptrace::Regs = unsafe { std::mem::zeroed() };
+        r.rip = 0x7fff_0000_1016;
+        r.orig_rax = 202;
+        r.rax = rax as u64;
+        r
+    }
+
+    fn preempted(regs: &crate::ptrace::Regs) -> Event {
+        Event::Preempt {
+            tid: 7,
+            state: Box::new(PreemptState {
+                regs: crate::preempt::comparable(regs),
+                fpu_hash: 0,
+                stack_hash: 0,
+                memory_hash: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_call_interrupted_by_a_preemption_restarts_at_the_point() {
+        let regs = at_exit(crate::kernel::restart::ERESTARTSYS);
+        // The watchdog's SIGSTOP interrupted the futex wait; the thread was preempted
+        // at its exit (libtest's join, bench of issue 13): restarting it now would put
+        // the thread before the syscall instruction, and the point is never reached.
+        assert!(!restarts_now(Some(&preempted(&regs)), &regs));
+        // A point elsewhere: the kernel had restarted the call first.
+        let mut later = regs;
+        later.rip += 0x40;
+        assert!(restarts_now(Some(&preempted(&later)), &regs));
+        assert!(restarts_now(None, &regs));
+    }
 }

@@ -98,7 +98,15 @@ impl Replayer<'_> {
             .filter(|(_, th)| th.tgid == tgid)
             .map(|(t, _)| *t)
             .collect();
-        let tasks: Vec<Member> = members
+        let tasks = self.take_members(tgid, &members);
+        crate::tree::reap_in_order(tasks);
+        self.bps.forget(tgid);
+    }
+
+    /// Takes `members` (threads of process `tgid`, in this order) and the process's
+    /// zombie leader, if any, out of the tree, as the task-tree module collects them.
+    fn take_members(&mut self, tgid: i32, members: &[i32]) -> Vec<Member> {
+        members
             .iter()
             .filter_map(|t| self.threads.remove(t).map(|x| (*t, x.task)))
             .map(|(t, task)| Member {
@@ -109,9 +117,7 @@ impl Replayer<'_> {
                 leader: true,
                 tid: z.tid,
             }))
-            .collect();
-        crate::tree::reap_in_order(tasks);
-        self.bps.forget(tgid);
+            .collect()
     }
 
     /// A fork-family call created a task ([`Event::NewTask`]): run the parent into the
@@ -246,18 +252,7 @@ impl Replayer<'_> {
         }
         // The leader last: its end is reported once its other threads are collected.
         members.sort_by_key(|&t| t == tgid);
-        let tasks: Vec<Member> = members
-            .iter()
-            .filter_map(|t| self.threads.remove(t).map(|x| (*t, x.task)))
-            .map(|(t, task)| Member {
-                leader: t == tgid,
-                tid: task.tid,
-            })
-            .chain(self.zombies.remove(&tgid).map(|z| Member {
-                leader: true,
-                tid: z.tid,
-            }))
-            .collect();
+        let tasks = self.take_members(tgid, &members);
         crate::tree::kill_and_reap(tasks);
         self.bps.forget(tgid);
         Ok(())

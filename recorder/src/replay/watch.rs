@@ -24,7 +24,7 @@ pub struct Watchpoint {
 }
 
 /// The debugger's watchpoints and the generation of that set.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Watches {
     pub(crate) slots: [Option<Watchpoint>; SLOTS],
     pub(crate) generation: u64,

@@ -24,12 +24,14 @@
 //!   maximum itself drawn between 1,000 and 400,000 ticks), so some runs preempt very
 //!   often and most preempt about as often as the default policy.
 //! - **Watchdog slices** of code without syscalls: log-uniform between 50 ms (the
-//!   default policy's slice) and 200 ms. Not shorter for now: a preemption point in
-//!   uninstrumented code costs a state capture at record and a breakpoint search at
-//!   replay, and a watchdog stop that lands while the thread stopped on its own for
-//!   another reason is a race the engine does not handle everywhere yet (a hunt saw
-//!   "stopped with Signal(19) while the engine injected syscall 158" with 10 ms
-//!   slices).
+//!   default policy's slice) and 200 ms, or **short**: each slice is short with a
+//!   chance drawn per run between 1/16 and 1/2, log-uniform between 20 µs and 2 ms,
+//!   so that a loop without syscalls in code that was not instrumented (a lost update
+//!   on an atomic, a check-then-act) is preempted in its window. At most 1 to 8 short
+//!   slices (drawn per run) may end in a preemption: each preemption point in
+//!   uninstrumented code costs a state capture at record and a search at replay. A
+//!   short slice that the thread ends itself (a syscall) costs only a wake-up of the
+//!   watchdog thread.
 //! - **Starvation**: in one run in four, once, a thread about to run while another sits
 //!   in a blocking call is held back for 1 to 200 ms (log-uniform), so that a timeout
 //!   in the other thread can fire first.
@@ -57,6 +59,12 @@ pub fn log_uniform(rng: &mut SplitMix64, lo: u64, hi: u64) -> u64 {
 pub const MIN_SLICE: Duration = Duration::from_millis(50);
 /// The longest watchdog slice in chaos mode.
 pub const MAX_SLICE: Duration = Duration::from_millis(200);
+/// The shortest of the few short watchdog slices of a run.
+pub const MIN_SHORT_SLICE: Duration = Duration::from_micros(20);
+/// The longest of the few short watchdog slices of a run.
+pub const MAX_SHORT_SLICE: Duration = Duration::from_millis(2);
+/// The most short slices in one run.
+pub const MAX_SHORT_SLICES: u64 = 8;
 /// Priorities given at change points and demotions count down from here; initial
 /// priorities lie above.
 const INITIAL: u64 = 1 << 62;
@@ -81,6 +89,12 @@ pub struct ChaosPolicy {
     pub max_budget: u64,
     /// The pick (counted from 1) from which on a thread is starved, and for how long.
     pub starvation: Option<(u64, Duration)>,
+    /// Short watchdog slices that may still end in a preemption this run.
+    pub short_slices_left: u64,
+    /// The last slice given was a short one.
+    last_slice_short: bool,
+    /// Chance, out of 1024, that a watchdog slice is a short one.
+    pub short_slice_per_1024: u64,
     priorities: HashMap<i32, u64>,
     /// The last switch was this policy's decision (a change point or a random switch),
     /// not a yield, a blocking call or the watchdog.
@@ -111,9 +125,15 @@ impl ChaosPolicy {
             let ms = log_uniform(&mut rng, 1, MAX_STARVATION.as_millis() as u64);
             (at, Duration::from_millis(ms))
         });
+        let mut wall_rng = SplitMix64::new(seed ^ 0x7761_6c6c_636c_6f63);
+        let short_slices_left = 1 + wall_rng.below(MAX_SHORT_SLICES);
+        let short_slice_per_1024 = log_uniform(&mut wall_rng, 64, 512);
         ChaosPolicy {
             rng,
-            wall_rng: SplitMix64::new(seed ^ 0x7761_6c6c_636c_6f63),
+            wall_rng,
+            short_slices_left,
+            short_slice_per_1024,
+            last_slice_short: false,
             switch_per_1024,
             tick_switch_per_1024,
             change_points,
@@ -235,12 +255,76 @@ impl ChaosPolicy {
         None
     }
 
+    /// The last slice ended in a preemption (the watchdog stopped the thread).
+    pub fn preempted(&mut self) {
+        if std::mem::take(&mut self.last_slice_short) {
+            self.short_slices_left = self.short_slices_left.saturating_sub(1);
+        }
+    }
+
     /// The watchdog slice for a thread while others are ready.
     pub fn slice(&mut self) -> Duration {
+        self.last_slice_short =
+            self.short_slices_left > 0 && self.wall_rng.below(1024) < self.short_slice_per_1024;
+        if self.last_slice_short {
+            return Duration::from_micros(log_uniform(
+                &mut self.wall_rng,
+                MIN_SHORT_SLICE.as_micros() as u64,
+                MAX_SHORT_SLICE.as_micros() as u64,
+            ));
+        }
         Duration::from_millis(log_uniform(
             &mut self.wall_rng,
             MIN_SLICE.as_millis() as u64,
             MAX_SLICE.as_millis() as u64,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Short slices come within their bounds, only as many end in a preemption as the
+    /// run allows, and slices the thread ended itself cost none of that allowance.
+    #[test]
+    fn short_slices_are_bounded_and_only_preemptions_use_them_up() {
+        let mut seen_short = 0;
+        for seed in 0..64 {
+            let mut p = ChaosPolicy::new(seed);
+            let allowed = p.short_slices_left;
+            assert!((1..=MAX_SHORT_SLICES).contains(&allowed), "{allowed}");
+            // Slices the thread ends itself: the allowance stays.
+            let mut short = 0;
+            for _ in 0..2_000 {
+                let s = p.slice();
+                if s < MIN_SLICE {
+                    assert!((MIN_SHORT_SLICE..=MAX_SHORT_SLICE).contains(&s), "{s:?}");
+                    short += 1;
+                } else {
+                    assert!((MIN_SLICE..=MAX_SLICE).contains(&s), "{s:?}");
+                }
+            }
+            assert!(short > 0, "seed {seed}: no short slice in 2000");
+            assert_eq!(p.short_slices_left, allowed);
+            seen_short += short;
+            // Each preemption after a short slice uses one up; then slices are long.
+            let mut preempted = 0;
+            for _ in 0..100_000 {
+                if p.slice() < MIN_SLICE {
+                    p.preempted();
+                    preempted += 1;
+                }
+                if p.short_slices_left == 0 {
+                    break;
+                }
+            }
+            assert_eq!(preempted, allowed, "seed {seed}");
+            assert!((0..1_000).all(|_| p.slice() >= MIN_SLICE), "seed {seed}");
+            // A preemption after a long slice uses nothing.
+            p.preempted();
+            assert_eq!(p.short_slices_left, 0);
+        }
+        assert!(seen_short > 0);
     }
 }

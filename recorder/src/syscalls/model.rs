@@ -82,6 +82,14 @@ pub struct SyscallDesc {
     /// program's own state, which replay re-creates by running it too (see
     /// `record::seccomp`).
     pub untraced: bool,
+    /// The preload library may make it without a stop and record it in the thread's
+    /// buffer (see `crate::syscallbuf`); the seccomp filter lets exactly these numbers
+    /// through at the library's untraced entry.
+    pub buffered: bool,
+    /// It may create, close or replace file descriptors: the syscall-buffering library's
+    /// cache of which fds are regular files is invalidated after it (see
+    /// `record::buffers`).
+    pub changes_fds: bool,
     /// Memory the kernel writes.
     pub outputs: &'static [MemArg],
     /// Memory the kernel reads; hashed at record and checked at replay.

@@ -97,6 +97,10 @@ pub struct Header {
     /// replay runs them when the program makes them (see `record::seccomp`). Empty for
     /// traces of recorders that traced every call.
     pub untraced: Vec<u64>,
+    /// The program ran with the syscall-buffering preload library (`crate::syscallbuf`):
+    /// replay maps its entry page at every exec. False for `--no-syscallbuf`, for
+    /// recordings where seccomp was unavailable, and for older traces.
+    pub syscallbuf: bool,
     /// Wall-clock start, milliseconds since the epoch.
     pub started_unix_ms: u64,
 }

@@ -150,6 +150,26 @@ impl EventReader {
         })
     }
 
+    /// A second reader of the same file standing where this one stands (a replay
+    /// checkpoint goes on reading from there, independently).
+    pub fn duplicate(&self) -> Result<Self> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let len = f.metadata().map_err(|e| Error::io(&self.path, e))?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(self.left)))
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(EventReader {
+            path: self.path.clone(),
+            input: std::io::BufReader::new(f),
+            records: self.records.clone(),
+            pos: self.pos,
+            read: self.read,
+            left: self.left,
+            expanded: self.expanded,
+            truncated: self.truncated.clone(),
+        })
+    }
+
     fn next_chunk(&mut self) -> Result<bool> {
         let mut len = [0u8; 4];
         match read_full(&mut self.input, &mut len) {

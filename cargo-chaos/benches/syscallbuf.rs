@@ -1,0 +1,160 @@
+//! Syscall buffering (issue 17): a syscall-heavy program natively, recorded and
+//! replayed, in one invocation, everything pinned to one core.
+//!
+//! The program is the `small_io` fixture: 60,000 writes of 64 bytes to a temporary file
+//! and 60,000 reads of 64 bytes back (half `read`/`write`, half `pread`/`pwrite`; an
+//! `lseek` after every other read, an `fstat`, a `clock_gettime` every 1,024 calls).
+//! Each recording variant (`RECORD_VARIANTS`: `--no-syscallbuf` and `--syscallbuf`) is
+//! measured, and each of its recordings replayed once. Figures are the
+//! median wall time of `CHAOS_BENCH_RUNS` runs (default 5) after one unmeasured warm-up.
+//!
+//! Prints a markdown table and writes it into `docs/benchmarks.md` under
+//! "## Syscall buffering (issue 17)" (that section is replaced, the others kept).
+//!
+//! Run with `cargo bench -p cargo-chaos --bench syscallbuf`.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use support::{bench_cpu, cell, cpu_model, ratio, ratio_cell, replace_section, Bench, Figure};
+
+const SECTION: &str = "## Syscall buffering (issue 17)";
+/// Writes, then as many reads: 120,000 small file calls in all.
+const COUNT: u64 = 60_000;
+/// The recording variants measured: a name and the extra `cargo chaos record` flags.
+const RECORD_VARIANTS: &[(&str, &[&str])] = &[
+    ("`--no-syscallbuf` (every call stops)", &["--no-syscallbuf"]),
+    ("`--syscallbuf`", &["--syscallbuf"]),
+];
+/// Issue 17's target: recording within this factor of the native run.
+const TARGET: f64 = 3.0;
+
+struct Variant {
+    name: &'static str,
+    record: Figure,
+    replay: Figure,
+    replay_failures: usize,
+}
+
+fn main() {
+    let runs = support::runs_per_figure(5);
+    let cpu = bench_cpu();
+    let work = tempfile::Builder::new()
+        .prefix("chaos-bench-syscallbuf-")
+        .tempdir()
+        .expect("create a temporary directory");
+    let bench = Bench {
+        cpu,
+        runs,
+        work: work.path().to_path_buf(),
+        strace: None,
+        notes: RefCell::new(Vec::new()),
+    };
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let exe = test_support::fixture::fixture(base, "small_io");
+    let args = vec![COUNT.to_string()];
+    eprintln!("bench: pinned to cpu {cpu}, median of {runs} runs");
+
+    let native = bench.median("native", || {
+        let mut c = bench.pinned();
+        c.arg(&exe).args(&args);
+        c
+    });
+    let variants: Vec<Variant> = RECORD_VARIANTS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, flags))| measure(&bench, i, name, flags, &exe, &args))
+        .collect();
+
+    let table = render(&native, &variants, runs, cpu, &bench.notes.borrow());
+    println!("{table}");
+    let doc = test_support::workspace_root()
+        .join("docs")
+        .join("benchmarks.md");
+    match replace_section(&doc, SECTION, &table) {
+        Ok(()) => eprintln!("bench: written to {}", doc.display()),
+        Err(e) => eprintln!("bench: cannot write {}: {e}", doc.display()),
+    }
+}
+
+fn measure(
+    bench: &Bench,
+    index: usize,
+    name: &'static str,
+    flags: &[&str],
+    exe: &Path,
+    args: &[String],
+) -> Variant {
+    let dir = bench.work.join(format!("variant-{index}"));
+    let mut recorded: Vec<PathBuf> = Vec::new();
+    let record = bench.median(name, || {
+        let trace = dir.join(format!("trace-{}", recorded.len()));
+        recorded.push(trace.clone());
+        let mut c = bench.pinned();
+        c.arg(env!("CARGO_BIN_EXE_cargo-chaos"))
+            .arg("record")
+            .args(flags)
+            .arg("--trace-dir")
+            .arg(&trace)
+            .arg("--")
+            .arg(exe)
+            .args(args);
+        c
+    });
+    let (replay, replay_failures) = match &record {
+        Ok(_) => bench.replay_each(&recorded),
+        Err(_) => (Err("no recording".to_string()), 0),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Variant {
+        name,
+        record,
+        replay,
+        replay_failures,
+    }
+}
+
+fn render(
+    native: &Figure,
+    variants: &[Variant],
+    runs: usize,
+    cpu: usize,
+    notes: &[String],
+) -> String {
+    let mut s = String::new();
+    s.push_str(SECTION);
+    s.push_str("\n\n");
+    s.push_str(&format!(
+        "`cargo bench -p cargo-chaos --bench syscallbuf`: the `small_io` fixture ({COUNT} writes \
+         and {COUNT} reads of 64 bytes on a temporary file), median wall time of {runs} runs \
+         after one warm-up, each recording replayed once, everything pinned to cpu {cpu} with \
+         `taskset`; {}. Native: {} ms. Target (issue 17): record ≤ {TARGET}× native, replay ≤ \
+         record.\n\n",
+        cpu_model(),
+        cell(native),
+    ));
+    s.push_str("| recording | record (ms) | replay (ms) | record/native | replay/native | replay/record |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|\n");
+    for v in variants {
+        let replay = match v.replay_failures {
+            0 => cell(&v.replay),
+            n => format!("{} ({n} failed)", cell(&v.replay)),
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            v.name,
+            cell(&v.record),
+            replay,
+            ratio_cell(ratio(&v.record, native)),
+            ratio_cell(ratio(&v.replay, native)),
+            ratio_cell(ratio(&v.replay, &v.record)),
+        ));
+    }
+    for (i, n) in notes.iter().enumerate() {
+        s.push_str(&format!("\n{}. {n}", i + 1));
+    }
+    s
+}

@@ -1,0 +1,300 @@
+//! The engine's side of syscall buffering (see `crate::syscallbuf`): threads' buffers
+//! registered, read at every stop of their thread, written into the trace as ordinary
+//! `Syscall` events in the order the calls were made; the library's registration and
+//! flush calls answered with budgets from the seeded scheduler.
+//!
+//! Every stop of a thread (a traced call, a signal, a preemption, an event) comes after
+//! the buffered calls it made since its previous stop and before anything that stop
+//! records, so flushing first keeps the trace in program order. A preemption that lands
+//! between a buffered call and the end of its record is first stepped on to the record's
+//! end ([`Recorder::leave_buffered_call`]), so a call that ran is never written after the
+//! preemption point.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::*;
+use crate::syscallbuf::{self, abi};
+
+/// A registered buffer: where it is and how many record bytes the engine has written
+/// into the trace.
+#[derive(Debug, Clone)]
+pub(super) struct Buffer {
+    addr: u64,
+    consumed: u64,
+    /// Its `H_NO_WRITES` word is set (see [`Recorder::mark_writes_traced`]).
+    no_writes: bool,
+}
+
+/// A buffer as threads hold it: a vfork child runs on its parent's memory and so shares
+/// its parent's buffer; a fork child gets a copy.
+pub(super) type SharedBuffer = Rc<RefCell<Buffer>>;
+
+const HEADER: u64 = abi::HEADER_WORDS * 8;
+const CAPACITY: u64 = abi::BUFFER_SIZE - HEADER;
+/// Single steps allowed to finish a buffered call's record before a preemption.
+const MAX_LEAVE_STEPS: u32 = 100_000;
+
+impl Recorder {
+    /// Writes the records `cur` completed since its last stop into the trace.
+    pub(super) fn flush_buffer(&mut self, cur: i32) -> Result<()> {
+        let Some(t) = self.threads.get_mut(&cur) else {
+            return Ok(());
+        };
+        let Some(sb) = t.sb.clone() else {
+            return Ok(());
+        };
+        let tgid = t.tgid;
+        let (addr, consumed) = {
+            let b = sb.borrow();
+            (b.addr, b.consumed)
+        };
+        let cursor = match t.task.read_mem(addr + abi::H_CURSOR * 8, 8) {
+            Ok(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+            Err(e) if e.is_gone() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if cursor == consumed {
+            return Ok(());
+        }
+        if cursor < consumed || cursor > CAPACITY {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "thread {cur}'s syscall buffer says {cursor} bytes of records (the recorder has read {consumed})"
+                ),
+                hint: "the program overwrote the preload library's buffer; record with --no-syscallbuf".into(),
+            });
+        }
+        let bytes = t
+            .task
+            .read_mem(addr + HEADER + consumed, (cursor - consumed) as usize)?;
+        let records = syscallbuf::parse_records(&bytes)?;
+        sb.borrow_mut().consumed = cursor;
+        for r in records {
+            if r.ret > 0 {
+                if let Some(kind) = OutputFds::write_kind(r.nr) {
+                    self.buffered_write(cur, tgid, kind, &r)?;
+                }
+            }
+            self.events.push(&Event::Syscall(r.event(cur)))?;
+        }
+        Ok(())
+    }
+
+    /// What the engine does at a traced write's exit, for a buffered one: the copy of
+    /// stdout/stderr. Writes the engine must see as they happen (into a file mapped
+    /// `MAP_SHARED`, into process memory) are never buffered once such a file exists
+    /// ([`Recorder::mark_writes_traced`]); one made before the library was told (another
+    /// process's, in the window until its next traced call) stops the recording.
+    fn buffered_write(
+        &mut self,
+        cur: i32,
+        tgid: i32,
+        _kind: crate::output::WriteKind,
+        r: &syscallbuf::Record,
+    ) -> Result<()> {
+        let fd = r.args[0];
+        if (self.mem_file_opened && super::self_memory::is_mem_file(cur, fd))
+            || self.shared.is_mapped(cur, fd)
+        {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "thread {cur} made a buffered write while a file is mapped MAP_SHARED or a /proc/PID/mem file was opened"
+                ),
+                hint: "record with --no-syscallbuf".into(),
+            });
+        }
+        if let Some(stream) = self.out_fds.entry(tgid).or_default().stream(r.args[0]) {
+            let n = (r.ret as usize).min(r.input.len());
+            let (f, name) = match stream {
+                Stream::Stdout => (&mut self.stdout, "stdout"),
+                Stream::Stderr => (&mut self.stderr, "stderr"),
+            };
+            if !self.fault.is_set() {
+                if let Err(e) = f.write_all(&r.input[..n]) {
+                    self.fault.note(Error::io(self.trace.path.join(name), e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine's answer to the library's registration and flush calls, or `None` for
+    /// other calls. Registration without buffering on gets `-ENOSYS` (the library then
+    /// makes every call traced).
+    pub(super) fn answer_buffer_call(
+        &mut self,
+        cur: i32,
+        sysno: u64,
+        args: &[u64; 6],
+    ) -> Option<i64> {
+        match sysno {
+            nr::CHAOS_SYSCALLBUF_INIT => {
+                let ok = self.syscallbuf
+                    && args[0] % 4096 == 0
+                    && args[0] != 0
+                    && args[1] == abi::BUFFER_SIZE;
+                if !ok {
+                    return Some(-(libc::ENOSYS as i64));
+                }
+                let t = self.threads.get_mut(&cur).expect("current");
+                if args[2] != 0 {
+                    self.fd_gens.insert(t.tgid, args[2]);
+                }
+                t.sb = Some(Rc::new(RefCell::new(Buffer {
+                    addr: args[0],
+                    consumed: 0,
+                    no_writes: false,
+                })));
+                Some(self.sched.syscallbuf_budget() as i64)
+            }
+            nr::CHAOS_SYSCALLBUF_FLUSH => {
+                let t = self.threads.get_mut(&cur).expect("current");
+                match &t.sb {
+                    // Read at this stop already; the library starts again at the front.
+                    Some(sb) if sb.borrow().addr == args[0] => {
+                        sb.borrow_mut().consumed = 0;
+                        Some(self.sched.syscallbuf_budget() as i64)
+                    }
+                    _ => Some(-(libc::ENOSYS as i64)),
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Writes must be seen as they happen once a file is mapped `MAP_SHARED` or a
+    /// process memory file was opened: the `H_NO_WRITES` word of every buffer of `cur`'s
+    /// process is set (the library then makes writes traced). Returns those memory
+    /// writes, for the event of the call at whose exit this happens, so replay makes them
+    /// too. Called at the exit of every traced call replay emulates (its event's memory
+    /// writes are injected at replay); other processes' buffers are marked at their own
+    /// next such call (a buffered write into such a file in between stops the
+    /// recording, see [`Recorder::buffered_write`]).
+    pub(super) fn mark_writes_traced(&mut self, cur: i32) -> Result<Vec<crate::trace::MemWrite>> {
+        if !self.syscallbuf || !(self.mem_file_opened || self.shared.any()) {
+            return Ok(Vec::new());
+        }
+        let tgid = self.threads[&cur].tgid;
+        let unmarked: Vec<SharedBuffer> = self
+            .threads
+            .values()
+            .filter(|t| t.tgid == tgid)
+            .filter_map(|t| t.sb.clone())
+            .filter(|sb| !sb.borrow().no_writes)
+            .collect();
+        let mut writes = Vec::new();
+        let task = &mut self.threads.get_mut(&cur).expect("current").task;
+        for sb in unmarked {
+            let mut b = sb.borrow_mut();
+            if b.no_writes {
+                continue; // shared by two threads of the list
+            }
+            let w = crate::trace::MemWrite {
+                addr: b.addr + abi::H_NO_WRITES * 8,
+                data: 1u64.to_le_bytes().to_vec(),
+            };
+            task.write_mem(w.addr, &w.data)?;
+            writes.push(w);
+            b.no_writes = true;
+        }
+        Ok(writes)
+    }
+
+    /// After a call that may change the fd table (`changes_fds`): a new generation in
+    /// the process's fd-cache word, returned as a memory write for the call's event.
+    pub(super) fn bump_fd_gen(
+        &mut self,
+        cur: i32,
+        sysno: u64,
+    ) -> Result<Option<crate::trace::MemWrite>> {
+        if !self.syscallbuf || !syscalls::lookup(sysno).is_some_and(|d| d.changes_fds) {
+            return Ok(None);
+        }
+        let Some(&addr) = self
+            .threads
+            .get(&cur)
+            .and_then(|t| self.fd_gens.get(&t.tgid))
+        else {
+            return Ok(None);
+        };
+        self.fd_gen_counter += 1;
+        let w = crate::trace::MemWrite {
+            addr,
+            data: self.fd_gen_counter.to_le_bytes().to_vec(),
+        };
+        let task = &mut self.threads.get_mut(&cur).expect("current").task;
+        task.write_mem(w.addr, &w.data)?;
+        Ok(Some(w))
+    }
+
+    /// A new task: a vfork child shares its parent's buffer (same memory), a forked
+    /// process gets a copy, a new thread registers its own.
+    pub(super) fn inherit_buffer(&mut self, parent: i32, child: i32, process: bool, vfork: bool) {
+        let sb = match (
+            process,
+            vfork,
+            self.threads.get(&parent).and_then(|t| t.sb.clone()),
+        ) {
+            (true, true, Some(sb)) => Some(sb),
+            (true, false, Some(sb)) => Some(Rc::new(RefCell::new(sb.borrow().clone()))),
+            _ => None,
+        };
+        if let Some(t) = self.threads.get_mut(&child) {
+            t.sb = sb;
+        }
+        if process {
+            let parent_tgid = self.threads.get(&parent).map(|t| t.tgid);
+            if let Some(&addr) = parent_tgid.and_then(|p| self.fd_gens.get(&p)) {
+                self.fd_gens.insert(child, addr);
+            }
+        }
+    }
+
+    /// An exec replaced the image of process `tgid`: its buffers are gone.
+    pub(super) fn forget_buffers(&mut self, tgid: i32) {
+        self.fd_gens.remove(&tgid);
+        for t in self.threads.values_mut().filter(|t| t.tgid == tgid) {
+            t.sb = None;
+        }
+    }
+
+    /// Before a preemption point is taken: a thread stopped after a buffered call ran but
+    /// before its record was complete is single-stepped to the record's end (or, before
+    /// the call, to the entry), so the call is written before the point. Returns a signal
+    /// that stopped the stepping, which the caller handles instead of the preemption.
+    pub(super) fn leave_buffered_call(&mut self, cur: i32) -> Result<Option<i32>> {
+        let t = self.threads.get_mut(&cur).expect("current");
+        let Some(sb) = t.sb.clone() else {
+            return Ok(None);
+        };
+        let in_call_at = sb.borrow().addr + abi::H_IN_CALL * 8;
+        for _ in 0..MAX_LEAVE_STEPS {
+            let in_call =
+                u64::from_le_bytes(t.task.read_mem(in_call_at, 8)?.try_into().expect("8 bytes"));
+            if in_call == 0 || t.task.regs()?.rip == abi::ENTRY {
+                return Ok(None);
+            }
+            t.task.resume(Resume::Step, 0)?;
+            match t.task.wait()? {
+                Stop::Signal(libc::SIGTRAP) => {}
+                Stop::Signal(sig) => return Ok(Some(sig)),
+                Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: cur }),
+                other => {
+                    return Err(Error::Unsupported {
+                        what: format!(
+                            "task {cur} stopped with {other:?} while the recorder stepped it out of a buffered call"
+                        ),
+                        hint: "record with --no-syscallbuf; report this as a bug".into(),
+                    })
+                }
+            }
+        }
+        Err(Error::Unsupported {
+            what: format!(
+                "thread {cur} did not finish a buffered call's record in {MAX_LEAVE_STEPS} steps"
+            ),
+            hint: "record with --no-syscallbuf; report this as a bug".into(),
+        })
+    }
+}

@@ -1,0 +1,40 @@
+//! The numbers the recorder and the preload library (`preload.c`) share. `build.rs`
+//! compiles the library with these as `-D` flags, so they are stated once, here.
+
+/// The page the recorder maps at every exec (record and replay) holding the untraced
+/// entry: `syscall; ret` at its start. Between the replay stub and the scratch area.
+pub const ENTRY_PAGE: u64 = 0x2080_0000_0000;
+/// The library `call`s this address to make an untraced call.
+pub const ENTRY: u64 = ENTRY_PAGE;
+/// The instruction pointer the seccomp filter sees for a call made at [`ENTRY`] (the
+/// address just after the 2-byte `syscall`).
+pub const ENTRY_IP: u64 = ENTRY + 2;
+/// The page's code: `syscall; ret`.
+pub const ENTRY_CODE: [u8; 3] = [0x0f, 0x05, 0xc3];
+/// The registration call (`chaos_syscallbuf_init(buffer, length)`): the engine answers
+/// with the first budget, or `-ENOSYS` when buffering is off.
+pub const INIT_SYSCALL: u64 = 1001;
+/// The flush call (`chaos_syscallbuf_flush(buffer)`): the engine has read the buffer and
+/// answers with the next budget.
+pub const FLUSH_SYSCALL: u64 = 1002;
+/// The sixth argument register (r9) of every buffered call: no buffered call has more
+/// than four arguments, and the mark shows in the trace (`cargo chaos dump`) which calls
+/// ran without a stop.
+pub const MARK: u64 = 0x5b5b_b0ff;
+/// Bytes of one thread's buffer (header included).
+pub const BUFFER_SIZE: u64 = 256 << 10;
+/// The largest record; a call that would need more takes the traced path.
+pub const MAX_RECORD: u64 = 64 << 10;
+/// The largest read or write the library buffers.
+pub const MAX_IO: u64 = 16 << 10;
+/// Words (u64) of the buffer header; see `preload.c` for their meaning.
+pub const HEADER_WORDS: u64 = 8;
+/// Header word: bytes of complete records after the header.
+pub const H_CURSOR: u64 = 0;
+/// Header word: set from just before a buffered call until its record is complete.
+pub const H_IN_CALL: u64 = 2;
+/// Header word: when non-zero the library takes the traced path for writes.
+pub const H_NO_WRITES: u64 = 3;
+/// Words (u64) of a record before its data: size, nr, args\[6\], ret, in_len, out_addr,
+/// out_len.
+pub const RECORD_WORDS: u64 = 12;
