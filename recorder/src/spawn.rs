@@ -303,7 +303,21 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
             libc::_exit(126);
         }
-        libc::execve(c.path, c.argv, c.envp);
+        // ETXTBSY: another thread of the engine wrote an executable (a replay's stub)
+        // and a child it cloned meanwhile still holds a copy of that writable fd until
+        // its own exec closes it (close-on-exec). That lasts until the other child's
+        // exec: try again a little later, a bounded number of times.
+        for _ in 0..1000 {
+            libc::execve(c.path, c.argv, c.envp);
+            if *libc::__errno_location() != libc::ETXTBSY {
+                break;
+            }
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000,
+            };
+            libc::nanosleep(&pause, std::ptr::null_mut());
+        }
         libc::_exit(127);
     }
 }
