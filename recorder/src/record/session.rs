@@ -519,6 +519,7 @@ impl Recorder {
             }
             ThreadStop::Signal(sig) if self.is_group_stop(cur, sig)? => {
                 // Its process stops: so does it, until continued (see `job_control`).
+                tracing::debug!("thread {cur}: group-stop ({})", signal_name(sig));
                 self.threads.get_mut(&cur).expect("current").state = Where::Stopped;
                 return Ok(Next::Switch);
             }

@@ -28,6 +28,14 @@ impl Recorder {
             Err(Error::Ptrace { .. }) => return Ok(0),
             Err(e) => return Err(e),
         };
+        if sig == libc::SIGSTOP && sent_by_recorder(&si) {
+            // The watchdog's or the interrupter's stop, caught while the thread was
+            // stepped (a short chaos slice can end again before the thread reports the
+            // first one): never the program's, never delivered; delivered, it would
+            // stop the whole process (a group-stop nobody continues).
+            tracing::debug!("thread {cur}: a second SIGSTOP of the recorder's, dropped");
+            return Ok(0);
+        }
         if let Some(req) = t.requeued.take() {
             if req.si_signo == sig {
                 // A deferred signal, queued again right after a syscall: deliver it
@@ -152,8 +160,7 @@ impl Recorder {
             Err(Error::Ptrace { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
-        // SAFETY: si_pid is valid for SI_TKILL.
-        Ok(si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32)
+        Ok(sent_by_recorder(&si))
     }
 
     /// Whether thread `tid`'s process is in the process group the recording started in,
@@ -255,4 +262,11 @@ pub(super) fn emulate(
     };
     task.set_regs(&regs)?;
     Ok(event)
+}
+
+/// Whether a signal was sent by this process with `tgkill` (the watchdog ending a slice,
+/// the interrupter stopping the program): the recorder's, not the program's.
+fn sent_by_recorder(si: &libc::siginfo_t) -> bool {
+    // SAFETY: si_pid is valid for SI_TKILL.
+    si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32
 }
