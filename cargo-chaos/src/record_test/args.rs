@@ -355,9 +355,9 @@ pub struct RecordTestArgs {
     #[arg(long, value_enum, default_value_t = ChaosArg::On, value_name = "on|off")]
     pub chaos: ChaosArg,
     /// Record with the syscall-buffering preload library (the default): common calls
-    /// (read, write, pread, pwrite, lseek, fstat, clock_gettime on regular files) run
-    /// without a ptrace stop. Dynamically linked programs only; static ones take the
-    /// traced path.
+    /// (read, write, pread, pwrite, lseek, fstat on regular files; clock_gettime,
+    /// getrandom) run without a ptrace stop. Dynamically linked programs only; static
+    /// ones take the traced path.
     #[arg(long, overrides_with = "no_syscallbuf")]
     pub syscallbuf: bool,
     /// Record every call through ptrace stops, without the preload library (also
