@@ -30,6 +30,15 @@ pub enum Stop {
         /// Which watchpoint (index into the slots given to [`Session::set_watchpoint`]).
         slot: usize,
     },
+    /// At the boundary after a signal was given to a thread of the debugged process
+    /// (queued to it, or the fault it raised): the next event delivers it as at
+    /// record (its handler runs, or it ends the process).
+    Signal {
+        /// The thread.
+        tid: i32,
+        /// The signal (Linux numbering).
+        signo: i32,
+    },
     /// One instruction was executed by [`Session::single_step`].
     Stepped {
         /// The thread.
@@ -149,6 +158,12 @@ pub trait Opener {
         &self,
         checkpoint: &mut <Self::Session as Session>::Checkpoint,
     ) -> Result<Self::Session, <Self::Session as Session>::Error>;
+
+    /// The first boundary of the debugged process: where it exists and runs the
+    /// program gdb was given (0: wherever a new session stands).
+    fn begin(&self) -> u64 {
+        0
+    }
 
     /// The last boundary a forward run goes to: just before the program's exit (its
     /// `exit_group`, or its last event).

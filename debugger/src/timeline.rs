@@ -148,6 +148,13 @@ pub enum Outcome {
         /// The watchpoint.
         watch: Watch,
     },
+    /// A signal was given to a thread (see [`Stop::Signal`]).
+    Signal {
+        /// The thread.
+        tid: i32,
+        /// The signal (Linux numbering).
+        signo: i32,
+    },
     /// One instruction done.
     Stepped {
         /// The thread.
@@ -229,9 +236,10 @@ impl<O: Opener> Timeline<O> {
     /// Opens the first session, at the start of the recording.
     pub fn new(opener: O) -> Result<Self> {
         let session = opener.open().map_err(Error::session)?;
-        let start = session.event_index();
+        let opened_at = session.event_index();
+        let start = opened_at.max(opener.begin());
         let end = opener.end().max(start);
-        Ok(Timeline {
+        let mut timeline = Timeline {
             opener,
             session,
             here: Position::boundary(start),
@@ -247,7 +255,13 @@ impl<O: Opener> Timeline<O> {
             },
             checkpoints: BTreeMap::new(),
             interval: (end.saturating_sub(start) / CHECKPOINTS_AIMED).max(1),
-        })
+        };
+        if start > opened_at {
+            // A process created later (`--gdb-pid`): its first boundary.
+            timeline.here = Position::boundary(opened_at);
+            timeline.go_to(&Position::boundary(start))?;
+        }
+        Ok(timeline)
     }
 
     /// Where the replay stands.
@@ -392,7 +406,7 @@ impl<O: Opener> Timeline<O> {
         let after = self.session.event_index();
         self.stats.events_replayed += after.saturating_sub(before);
         match stop {
-            Stop::Event => {
+            Stop::Event | Stop::Signal { .. } => {
                 self.here = Position::boundary(after);
                 self.maybe_checkpoint()?;
             }
@@ -460,6 +474,7 @@ impl<O: Opener> Timeline<O> {
                 )))?;
                 Outcome::Watch { tid, watch }
             }
+            Stop::Signal { tid, signo } => Outcome::Signal { tid, signo },
             Stop::Stepped { tid } => Outcome::Stepped { tid },
             Stop::Exited(how) => return Err(Error::Exited(how)),
         }))
@@ -508,6 +523,7 @@ impl<O: Opener> Timeline<O> {
                 None => Ok(Outcome::Stepped { tid }),
             },
             Stop::Stepped { tid } | Stop::Breakpoint { tid, .. } => Ok(Outcome::Stepped { tid }),
+            Stop::Signal { tid, signo } => Ok(Outcome::Signal { tid, signo }),
             Stop::Event => Ok(Outcome::Stepped { tid: running }),
             Stop::Exited(how) => Err(Error::Exited(how)),
         }
@@ -534,7 +550,7 @@ impl<O: Opener> Timeline<O> {
         let none = BTreeSet::new();
         while self.here.event < target.event || !self.here.moves.is_empty() {
             match self.resume_once(&none, &[])? {
-                Stop::Event => {}
+                Stop::Event | Stop::Signal { .. } => {}
                 other => {
                     return Err(Error::Bookkeeping(format!(
                         "running to event {} stopped with {other:?}",
@@ -750,7 +766,7 @@ impl<O: Opener> Timeline<O> {
         while self.here.event < to {
             let from = self.here.clone();
             match self.resume_once(user_code, user_watches)? {
-                Stop::Event => {
+                Stop::Event | Stop::Signal { .. } => {
                     if interrupt() {
                         return Ok(Some(Outcome::Interrupted {
                             tid: self.current_thread(),
@@ -851,10 +867,16 @@ impl<O: Opener> Timeline<O> {
                     self.go_to(&prev)?;
                     self.arm(&BTreeSet::new(), &[])?;
                     let mut n = 0u64;
-                    while self.here.event == k {
+                    // An interval run by another process's thread has none of the
+                    // debugged process's instructions.
+                    let ours = self
+                        .session
+                        .running_thread()
+                        .is_some_and(|t| self.session.threads().contains(&t));
+                    while ours && self.here.event == k {
                         match self.step_once()? {
                             Stop::Stepped { .. } | Stop::Watchpoint { .. } => n += 1,
-                            Stop::Event => break,
+                            Stop::Event | Stop::Signal { .. } => break,
                             other => {
                                 return Err(Error::Bookkeeping(format!(
                                     "stepping through event {k} met {other:?}"
