@@ -165,6 +165,13 @@ pub trait Opener {
         0
     }
 
+    /// Whether the event at [`Opener::end`] is the debugged process's exit call (or
+    /// exec): forward runs then go on from that boundary through the instructions
+    /// leading to the call, and end on its `syscall` instruction.
+    fn end_at_call(&self) -> bool {
+        false
+    }
+
     /// The last boundary a forward run goes to: just before the program's exit (its
     /// `exit_group`, or its last event).
     fn end(&self) -> u64;

@@ -22,6 +22,7 @@ pub struct TraceOpener {
     pid: Option<i32>,
     begin: u64,
     end: u64,
+    end_at_call: bool,
     output: Output,
     /// Events whose output was shown: those before this number.
     shown: Rc<Cell<u64>>,
@@ -30,13 +31,20 @@ pub struct TraceOpener {
 impl TraceOpener {
     /// Sessions of the trace at `path` showing process `pid` (recorded pid; `None`:
     /// the first process), which exists from boundary `begin` on; forward runs end at
-    /// boundary `end`.
-    pub fn new(path: &Path, pid: Option<i32>, begin: u64, end: u64, output: Output) -> Self {
+    /// boundary `end`, then on to the exit call's instruction when `end_at_call` (the
+    /// event at `end` is that call).
+    pub fn new(
+        path: &Path,
+        pid: Option<i32>,
+        (begin, end, end_at_call): (u64, u64, bool),
+        output: Output,
+    ) -> Self {
         TraceOpener {
             path: path.to_path_buf(),
             pid,
             begin,
             end,
+            end_at_call,
             output,
             shown: Rc::new(Cell::new(0)),
         }
@@ -94,6 +102,10 @@ impl Opener for TraceOpener {
 
     fn begin(&self) -> u64 {
         self.begin
+    }
+
+    fn end_at_call(&self) -> bool {
+        self.end_at_call
     }
 
     fn end(&self) -> u64 {

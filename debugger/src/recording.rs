@@ -30,6 +30,8 @@ pub struct Recording {
     /// (or `exit` of its last thread), so that its threads and memory are still there
     /// to look at; the last event when there is none (a program killed by a signal).
     pub end: u64,
+    /// The event at `end` is the process's exit call (or its second exec).
+    pub end_at_call: bool,
     /// Every process of the recording, in the order they were created.
     pub processes: Vec<Process>,
 }
@@ -150,6 +152,7 @@ impl Recording {
                 list.join(", ")
             )));
         };
+        let end_at_call = exit_call.is_some_and(|e| e >= begin);
         let end = exit_call.unwrap_or(events.saturating_sub(1)).max(begin);
         let auxv = auxv_of(&exec).unwrap_or_default();
         Ok(Recording {
@@ -160,6 +163,7 @@ impl Recording {
             pid,
             begin,
             end,
+            end_at_call,
             processes,
         })
     }

@@ -100,8 +100,7 @@ pub fn debug(trace: &Path, options: &DebugOptions) -> Result<i32> {
     let opener = TraceOpener::new(
         &recording.trace.path,
         options.pid,
-        recording.begin,
-        recording.end,
+        (recording.begin, recording.end, recording.end_at_call),
         output,
     );
     let mut timeline = Timeline::new(opener)?;
@@ -111,8 +110,7 @@ pub fn debug(trace: &Path, options: &DebugOptions) -> Result<i32> {
             timeline.go_to_event(n)?;
         }
         StartAt::End => {
-            let (_, end) = timeline.bounds();
-            timeline.go_to_event(end)?;
+            timeline.go_to_end()?;
         }
     }
     let mut target = ReplayTarget::new(timeline, &recording.exec.path, recording.auxv.clone());
