@@ -167,6 +167,16 @@ fn ppoll_interrupted_by_a_signal_without_a_handler() {
     ten_times("ppoll_nohandler", &[], 0);
 }
 
+/// waitid calls that fail (no such child, no children, a bad pidfd, a bad id type) fill
+/// the siginfo's first fields with zeros all the same: recorded, and written again at
+/// replay. Replay left the program's bytes as they were (rr's pidfd test checksums the
+/// siginfo after each call and diverged), and with a second thread the recording itself
+/// did not pass the kernel's zeros on from scratch memory (unlike a native run).
+#[test]
+fn a_failed_waitid_still_fills_the_siginfo() {
+    ten_times("failed_waitid", &[], 0);
+}
+
 /// Job control: a process stopped by SIGSTOP or SIGTSTP (by itself, by its parent,
 /// with a second thread blocked in read()) stays stopped until its parent continues it,
 /// and its parent sees it stopped, continued and exited as natively. The recorder

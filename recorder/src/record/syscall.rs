@@ -359,6 +359,9 @@ impl Recorder {
         if p.fake_ret.is_none() && crate::kernel::restart::interrupted(ret) {
             // A signal cut it short; it may still have written (the time left).
             writes = effects::collect_interrupted_outputs(task, p.outputs, &p.args, &p.entry);
+        } else if ret < 0 && p.fake_ret.is_none() && !p.special {
+            // Outputs the kernel fills on failure too (waitid's siginfo).
+            writes = effects::collect_error_outputs(task, p.outputs, &p.args);
         }
         if ret >= 0 && p.fake_ret.is_none() {
             writes = if p.special {
