@@ -177,6 +177,17 @@ fn a_failed_waitid_still_fills_the_siginfo() {
     ten_times("failed_waitid", &[], 0);
 }
 
+/// Processes that send SIGKILL to themselves (kill(getpid()), tgkill, tkill; a clone
+/// sharing its parent's memory, and a thread of a forked child): the kernel's
+/// CLONE_CHILD_CLEARTID write and futex wake at the death reach the parent at the same
+/// point at replay (the call never returns, so it had no event: replay never ended the
+/// process and the parent's futex wait found the word still set; rr's
+/// clone_cleartid_coredump).
+#[test]
+fn a_process_that_kills_itself_ends_at_the_same_point() {
+    ten_times("self_sigkill", &[], 0);
+}
+
 /// Job control: a process stopped by SIGSTOP or SIGTSTP (by itself, by its parent,
 /// with a second thread blocked in read()) stays stopped until its parent continues it,
 /// and its parent sees it stopped, continued and exited as natively. The recorder

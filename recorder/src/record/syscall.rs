@@ -154,7 +154,8 @@ impl Recorder {
         if let Some(c) = clone3 {
             entry.extra = c.to_vec();
         }
-        if sysno == nr::EXIT || sysno == nr::EXIT_GROUP {
+        let kills_itself = self.kills_own_process(cur, sysno, &args);
+        if sysno == nr::EXIT || sysno == nr::EXIT_GROUP || kills_itself {
             // These never come back: write the event now.
             self.events.push(&Event::Syscall(SyscallEvent {
                 tid: cur,
@@ -165,7 +166,7 @@ impl Recorder {
                 writes: Vec::new(),
                 file: None,
             }))?;
-            return self.on_exit_call(cur, sysno);
+            return self.on_exit_call(cur, if kills_itself { nr::EXIT_GROUP } else { sysno });
         }
         // Fork-family calls report their child through ptrace events and are handled
         // as such (vfork's wait included), never as blocking calls.
@@ -261,6 +262,31 @@ impl Recorder {
             unknown_request: None,
         });
         Ok(Next::Continue)
+    }
+
+    /// Whether `cur` sends SIGKILL to its own process (`kill(getpid(), SIGKILL)`, tgkill
+    /// or tkill of one of its threads), in a process other than the main one: the call
+    /// never comes back, and the process ends there as if it called exit_group. Its
+    /// event is written at entry so that replay ends it at the same point: the kernel's
+    /// CLONE_CHILD_CLEARTID write and futex wake at its death are seen by the processes
+    /// that share its memory (rr's clone_cleartid_coredump), which waited for ever at
+    /// replay or found the word not cleared. (The main process's end is its exit event.)
+    fn kills_own_process(&self, cur: i32, sysno: u64, args: &[u64; 6]) -> bool {
+        let Some(tgid) = self.threads.get(&cur).map(|t| t.tgid) else {
+            return false;
+        };
+        if tgid == self.leader {
+            return false;
+        }
+        let member =
+            |tid: u64| i32::try_from(tid).is_ok_and(|t| t > 0 && self.members(tgid).contains(&t));
+        let sigkill = libc::SIGKILL as u64;
+        match sysno {
+            nr::KILL => args[0] == tgid as u64 && args[1] == sigkill,
+            nr::TGKILL => args[0] == tgid as u64 && member(args[1]) && args[2] == sigkill,
+            nr::TKILL => member(args[0]) && args[1] == sigkill,
+            _ => false,
+        }
     }
 
     /// exit / exit_group: the event is written; let the call run and collect the ends.
