@@ -188,6 +188,15 @@ fn a_process_that_kills_itself_ends_at_the_same_point() {
     ten_times("self_sigkill", &[], 0);
 }
 
+/// clone with CLONE_UNTRACED, of a thread-like task sharing memory and of a process:
+/// the recorder takes the flag out (it only keeps a tracer off), so the new task is
+/// recorded like any other; replay does the same. The recording waited for ever for a
+/// task it never saw (rr's clone_untraced).
+#[test]
+fn a_clone_with_clone_untraced_is_recorded() {
+    ten_times("untraced_clone", &[], 0);
+}
+
 /// Job control: a process stopped by SIGSTOP or SIGTSTP (by itself, by its parent,
 /// with a second thread blocked in read()) stays stopped until its parent continues it,
 /// and its parent sees it stopped, continued and exited as natively. The recorder

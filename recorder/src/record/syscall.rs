@@ -106,6 +106,20 @@ impl Recorder {
         if let Some(flags) = clone_flags {
             check_clone(flags)?;
         }
+        if sysno == nr::CLONE && args[0] & libc::CLONE_UNTRACED as u64 != 0 {
+            // The new task must be traced like every other: the flag, which only keeps
+            // a tracer off, is taken out of the call (and put back at its exit, see
+            // `untraced_clone`). Replay does the same.
+            let task = &mut self.threads.get_mut(&cur).expect("current").task;
+            untraced_clone(task, args[0] & !(libc::CLONE_UNTRACED as u64))?;
+        }
+        if sysno == nr::CLONE3 && clone_flags.unwrap_or(0) & libc::CLONE_UNTRACED as u64 != 0 {
+            return Err(Error::Unsupported {
+                what: "clone3 with CLONE_UNTRACED (a task the recorder could not trace)".into(),
+                hint: "use clone(), whose CLONE_UNTRACED the recorder takes out, or drop the flag"
+                    .into(),
+            });
+        }
         self.shared.check_entry(cur, sysno, &args)?;
         if probe::changes_lookup(sysno) || clone_flags.is_some_and(probe::new_namespaces) {
             self.same_lookups = false;
@@ -338,6 +352,13 @@ impl Recorder {
     }
 
     pub(super) fn on_exit(&mut self, cur: i32, mut ret: i64) -> Result<()> {
+        if let Some(p) = self.threads.get_mut(&cur).and_then(|t| {
+            let p = t.pending.as_ref()?;
+            (p.nr == nr::CLONE && p.args[0] & libc::CLONE_UNTRACED as u64 != 0)
+                .then_some((p.args[0], &mut t.task))
+        }) {
+            untraced_clone(p.1, p.0)?;
+        }
         // The recorded tree's processes, for a MAP_SHARED file mapping (see `shared_files`).
         // A private mapping of a file opened for writing is followed too: the program
         // may change the file under pages it has not touched yet.
@@ -506,6 +527,15 @@ impl Recorder {
 
 /// `struct clone_args`: flags, pidfd, child_tid, parent_tid.
 /// Refuses the clone flags the recorder cannot follow.
+/// Sets clone's flags register (rdi) to `flags`: CLONE_UNTRACED is taken out at the
+/// call's entry and put back at its exit (the new task starts with the flags without
+/// it: glibc's clone overwrites that register in the child before the program sees it).
+pub(crate) fn untraced_clone(task: &mut Task, flags: u64) -> Result<()> {
+    let mut regs = task.regs()?;
+    regs.rdi = flags;
+    task.set_regs(&regs)
+}
+
 pub(super) fn check_clone(flags: u64) -> Result<()> {
     // Flags the kernel refuses together whatever else is asked: the call fails with
     // EINVAL and is recorded as such (rr's clone_fail passes every flag).

@@ -31,6 +31,9 @@ impl Replayer<'_> {
                 ))
             }
         }
+        if nr == nr::CLONE && args[0] & libc::CLONE_UNTRACED as u64 != 0 {
+            crate::record::untraced_clone(&mut th.task, args[0])?;
+        }
         for w in &s.writes {
             th.task.write_mem(w.addr, &w.data)?;
         }
