@@ -23,6 +23,8 @@ pub(crate) mod signal;
 mod sink;
 mod syscall;
 
+pub(crate) use syscall::untraced_clone;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::Write;
