@@ -219,6 +219,7 @@ fn record(a: RecordArgs) -> anyhow::Result<i32> {
         interrupter: Some(interrupter),
         capture_cache: recorder::trace::CaptureCache::for_user(),
         syscallbuf: crate::record_test::args::syscallbuf_wanted(a.syscallbuf, a.no_syscallbuf),
+        slice_clock: crate::record_test::args::slice_clock(),
         ..Default::default()
     };
     match recorder::record::record(&opts) {

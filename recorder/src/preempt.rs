@@ -13,6 +13,7 @@
 //! matches is as good as the recorded one: in a spin-wait the first hit matches, in a
 //! counting loop only the right iteration does.
 
+pub mod cpu_clock;
 pub mod function;
 pub mod insn;
 pub mod patch;
@@ -283,11 +284,11 @@ impl Watchdog {
         }
     }
 
-    /// Cuts the running slice to end at most [`SLICE`] from now.
-    pub fn shorten(&self) {
+    /// Cuts the running slice to end at most `to` from now.
+    pub fn shorten(&self, to: Duration) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, _, deadline, _)) = st.armed.as_mut() {
-            *deadline = (*deadline).min(Instant::now() + SLICE);
+            *deadline = (*deadline).min(Instant::now() + to);
         }
     }
 

@@ -40,12 +40,12 @@ impl Chaos {
         match self {
             Chaos::Off => {
                 "the seed fixes the switches at syscalls and the tick budgets; \
-                 watchdog slice ends depend on wall-clock time"
+                 where a time slice ends in code without syscalls depends on timing"
             }
             Chaos::On => {
                 "the seed fixes priorities, change points, switches at syscalls, tick \
-                 budgets and starvations; watchdog slice ends and what a timeout does \
-                 during a starvation depend on wall-clock time"
+                 budgets and starvations; where a time slice ends in code without \
+                 syscalls and what a timeout does during a starvation depend on timing"
             }
         }
     }

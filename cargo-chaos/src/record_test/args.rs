@@ -388,3 +388,12 @@ pub fn syscallbuf_wanted(on: bool, off: bool) -> bool {
     }
     !std::env::var_os("CARGO_CHAOS_SYSCALLBUF").is_some_and(|v| v == "0")
 }
+
+/// What measures time slices: the running thread's CPU time where the kernel allows a
+/// task-clock perf event, or wall-clock time with `CARGO_CHAOS_SLICE_CLOCK=wall` in the
+/// environment (to compare the two, or where perf events misbehave).
+pub fn slice_clock() -> recorder::preempt::cpu_clock::SliceClock {
+    recorder::preempt::cpu_clock::SliceClock::from_env_value(
+        std::env::var_os("CARGO_CHAOS_SLICE_CLOCK").as_deref(),
+    )
+}

@@ -417,6 +417,7 @@ fn one_run(
         seed: Some(seed),
         chaos: plan.chaos,
         no_watchdog: false,
+        slice_clock: crate::record_test::args::slice_clock(),
         cpu: Some(job.core),
         stdio: Stdio::Files {
             stdout: dir.join("stdout"),

@@ -18,23 +18,34 @@ use super::common::{recorded_stdout, Messages, Sandbox};
 /// is captured within `within` runs, that the capture was verified, and that
 /// `cargo replay-artifact` prints the failing run's output again.
 fn captured_within(sb: &Sandbox, kind: &str, seed: u64, within: u64, expect: &str) {
+    captured_within_with(sb, kind, &[], seed, within, expect)
+}
+
+/// [`captured_within`] with more flags for the hunt.
+fn captured_within_with(
+    sb: &Sandbox,
+    kind: &str,
+    flags: &[&str],
+    seed: u64,
+    within: u64,
+    expect: &str,
+) {
     let manifest =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/flaky-corpus/Cargo.toml");
     let (within_s, seed_s) = (within.to_string(), seed.to_string());
-    let hunt = sb.hunt_json(
-        &manifest,
-        &[
-            "--test",
-            kind,
-            "--until-fail",
-            "--jobs",
-            "1",
-            "--max-runs",
-            &within_s,
-            "--seed",
-            &seed_s,
-        ],
-    );
+    let mut args = vec![
+        "--test",
+        kind,
+        "--until-fail",
+        "--jobs",
+        "1",
+        "--max-runs",
+        &within_s,
+        "--seed",
+        &seed_s,
+    ];
+    args.extend_from_slice(flags);
+    let hunt = sb.hunt_json(&manifest, &args);
     hunt.expect_status(1);
     let captured = hunt.captured();
     assert_eq!(captured["binary"], kind, "{captured}");
@@ -60,4 +71,37 @@ fn syscall_free_races_are_captured_with_the_default_flags() {
     captured_within(&sb, "lost_update", 1, 50, "lost updates");
     captured_within(&sb, "missed_wakeup", 1, 100, "the wake-up was missed");
     captured_within(&sb, "check_then_act", 1, 300, "overdrawn");
+}
+
+/// Chaos alone (`--no-instrument`: preemption points only where a time slice ends)
+/// captures the lost update within 300 runs (issue 15's "must show"). Short chaos
+/// slices, measured in the thread's own CPU time, end inside the workers' loops however
+/// loaded the machine is (with wall-clock slices, 8 of 10 seeds captured within 300 runs
+/// under a load average of 11..15, some after 250 runs; see docs/benchmarks.md, "Time
+/// slices in CPU time"). The seed fixes the decisions at syscalls, not where a slice
+/// ends, so the capture run varies: measured with `--seed 1`, runs 28 and 11; over
+/// 20 seeds, loaded, at most 52 runs and a capture in about one run in 17 (a miss in
+/// 300 runs would take a per-run chance below 1 in 50 to happen even once in 400
+/// hunts).
+#[test]
+fn lost_update_is_captured_by_chaos_alone() {
+    let me = std::process::id() as i32;
+    if let Err(recorder::preempt::cpu_clock::OpenError::Refused(e)) =
+        recorder::preempt::cpu_clock::CpuClock::open(me)
+    {
+        panic!(
+            "this test needs software perf events for CPU-time slices ({e}; root, or \
+             kernel.perf_event_paranoid at most 2): with wall-clock slices the capture \
+             is not reliable"
+        );
+    }
+    let sb = Sandbox::new();
+    captured_within_with(
+        &sb,
+        "lost_update",
+        &["--no-instrument"],
+        1,
+        300,
+        "lost updates",
+    );
 }

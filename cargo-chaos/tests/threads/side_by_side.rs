@@ -48,6 +48,7 @@ fn record_rounds(program: PathBuf, dir: PathBuf, start: Arc<Barrier>) -> Vec<Rec
                 seed: None,
                 chaos: Default::default(),
                 no_watchdog: false,
+                slice_clock: Default::default(),
                 cpu: None,
                 stdio: Stdio::Files {
                     stdout: dir.join(format!("{name}-{round}.stdout")),

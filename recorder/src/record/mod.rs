@@ -21,6 +21,7 @@ mod session;
 mod shared_files;
 pub(crate) mod signal;
 mod sink;
+mod slices;
 mod syscall;
 
 pub(crate) use syscall::untraced_clone;
@@ -89,6 +90,9 @@ pub struct RecordOptions {
     /// remain (for tests of the seeded schedule). A thread that spins waiting for
     /// another then spins for ever.
     pub no_watchdog: bool,
+    /// What measures time slices: the running thread's CPU time where perf events are
+    /// allowed (the default), or wall-clock time (see [`crate::preempt::cpu_clock`]).
+    pub slice_clock: crate::preempt::cpu_clock::SliceClock,
     /// The core to pin the recording to (default: the one this thread is on).
     pub cpu: Option<usize>,
     /// Where the program's standard streams go.
@@ -200,6 +204,8 @@ struct Thread {
     /// It blocks SIGSEGV (as its last rt_sigprocmask or rt_sigreturn left it, or its
     /// parent when it was created): see [`signal::reblock_segv`].
     segv_blocked: bool,
+    /// Its CPU-time slice clock, opened at its first slice (see [`slices`]).
+    clock: Option<crate::preempt::cpu_clock::CpuClock>,
 }
 
 impl Thread {
@@ -216,6 +222,7 @@ impl Thread {
             held: None,
             sb: None,
             segv_blocked: false,
+            clock: None,
         }
     }
 }
@@ -274,6 +281,9 @@ struct Recorder {
     watchdog: std::sync::Arc<crate::preempt::Watchdog>,
     /// [`RecordOptions::no_watchdog`].
     no_watchdog: bool,
+    /// Slices are measured in CPU time ([`RecordOptions::slice_clock`]), until the
+    /// kernel refuses the perf event (see [`slices`]).
+    cpu_slices: bool,
     /// Syscall buffering is on: the library is preloaded, the filter lets its calls
     /// through, and threads' buffers are read at their stops (see [`buffers`]).
     syscallbuf: bool,

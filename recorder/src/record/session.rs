@@ -63,12 +63,12 @@ impl Recorder {
                 } else {
                     crate::preempt::UNTIL_ANOTHER_CAN_RUN
                 };
-                self.watchdog.arm(tgid, cur, slice);
+                self.start_slice(tgid, cur, slice);
             }
             let stop = loop {
                 let (tid, stop) = self.wait_any()?;
                 if self.interrupter.requested() {
-                    self.watchdog.disarm();
+                    self.end_slice(cur);
                     return self.end_interrupted(tid, stop);
                 }
                 if tid == cur {
@@ -81,7 +81,7 @@ impl Recorder {
                     break stop;
                 }
                 if let Some(how) = self.on_background_stop(tid, stop)? {
-                    self.watchdog.disarm();
+                    self.end_slice(cur);
                     return Ok(how);
                 }
                 if !self.threads.contains_key(&cur) {
@@ -95,10 +95,10 @@ impl Recorder {
                     .is_some_and(|t| matches!(t.state, Where::Unblocked(_)))
                 {
                     // Someone can run now: the running thread gets an ordinary slice.
-                    self.watchdog.shorten();
+                    self.shorten_slice(cur);
                 }
             };
-            self.watchdog.disarm();
+            self.end_slice(cur);
             match self.on_stop(cur, stop)? {
                 Next::Continue => {}
                 Next::Switch => {
@@ -352,6 +352,8 @@ impl Recorder {
         self.zombies.remove(&tid);
         let mut t = self.threads.remove(&cur).expect("checked above");
         t.task = Task::new(tid);
+        // Its CPU-time clock signals the tid it had: a new one comes with its next slice.
+        t.clock = None;
         if let Some(p) = t.pending.as_mut() {
             p.exec_from = Some(cur);
         }
@@ -790,6 +792,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         interrupter: interrupter.clone(),
         watchdog: crate::preempt::Watchdog::start(),
         no_watchdog: opts.no_watchdog,
+        cpu_slices: opts.slice_clock == crate::preempt::cpu_clock::SliceClock::Cpu,
         syscallbuf: opts.syscallbuf,
         fd_gens: HashMap::new(),
         fd_gen_counter: 0,

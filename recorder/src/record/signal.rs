@@ -28,7 +28,9 @@ impl Recorder {
             Err(Error::Ptrace { .. }) => return Ok(0),
             Err(e) => return Err(e),
         };
-        if sig == libc::SIGSTOP && sent_by_recorder(&si) {
+        if sig == libc::SIGSTOP
+            && (sent_by_recorder(&si) || t.clock.as_ref().is_some_and(|c| c.sent(&si)))
+        {
             // The watchdog's or the interrupter's stop, caught while the thread was
             // stepped (a short chaos slice can end again before the thread reports the
             // first one): never the program's, never delivered; delivered, it would
@@ -153,14 +155,15 @@ impl Recorder {
         Ok(())
     }
 
-    /// Whether a SIGSTOP stop of `tid` is the watchdog's (sent by us with tgkill).
+    /// Whether a SIGSTOP stop of `tid` is the end of its slice (the watchdog's tgkill
+    /// or its CPU-time clock).
     pub(super) fn is_preemption(&self, tid: i32) -> Result<bool> {
         let si = match self.threads[&tid].task.siginfo() {
             Ok(si) => si,
             Err(Error::Ptrace { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
-        Ok(sent_by_recorder(&si))
+        Ok(self.sent_by_recorder(tid, &si))
     }
 
     /// Whether thread `tid`'s process is in the process group the recording started in,
@@ -266,7 +269,7 @@ pub(super) fn emulate(
 
 /// Whether a signal was sent by this process with `tgkill` (the watchdog ending a slice,
 /// the interrupter stopping the program): the recorder's, not the program's.
-fn sent_by_recorder(si: &libc::siginfo_t) -> bool {
+pub(super) fn sent_by_recorder(si: &libc::siginfo_t) -> bool {
     // SAFETY: si_pid is valid for SI_TKILL.
     si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32
 }

@@ -1,0 +1,110 @@
+//! Time slices of the running thread: measured in its own CPU time by a perf event
+//! (`preempt::cpu_clock`), with the wall-clock watchdog as a backstop; or, where perf
+//! events are refused or `RecordOptions::slice_clock` says so, by the watchdog alone.
+//!
+//! The backstop: should the perf signal never come (its owner went stale with an exec
+//! from another thread, a kernel that does not deliver it), the watchdog still ends the
+//! slice, [`WALL_BACKSTOP`] after the slice's own length in wall-clock time, so a thread
+//! spinning for another can never hang the recording. On a loaded machine the backstop
+//! may end a long CPU slice early: a slice of another length, nothing worse.
+
+use std::time::Duration;
+
+use super::*;
+use crate::preempt::cpu_clock::{CpuClock, OpenError};
+
+/// How much longer than its slice the wall-clock watchdog lets a thread on a CPU-time
+/// slice run.
+pub const WALL_BACKSTOP: Duration = Duration::from_millis(250);
+
+impl Recorder {
+    /// Starts a slice of `slice` for the running thread `cur` of process `tgid`.
+    pub(super) fn start_slice(&mut self, tgid: i32, cur: i32, slice: Duration) {
+        let wall = if self.arm_cpu_clock(cur, slice) {
+            slice.saturating_add(WALL_BACKSTOP)
+        } else {
+            slice
+        };
+        self.watchdog.arm(tgid, cur, wall);
+    }
+
+    /// Cuts the running slice of `cur` to end at most [`crate::preempt::SLICE`] from now
+    /// (a blocked thread can run again).
+    pub(super) fn shorten_slice(&mut self, cur: i32) {
+        let slice = crate::preempt::SLICE;
+        let on_cpu = match self.threads.get_mut(&cur).and_then(|t| t.clock.as_mut()) {
+            Some(clock) => match clock.shorten(slice) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!("thread {cur}: shortening its CPU-time slice: {e}");
+                    false
+                }
+            },
+            None => false,
+        };
+        self.watchdog
+            .shorten(if on_cpu { slice + WALL_BACKSTOP } else { slice });
+    }
+
+    /// The running thread `cur` stopped (or the recording ends): its slice is over.
+    pub(super) fn end_slice(&mut self, cur: i32) {
+        self.watchdog.disarm();
+        if let Some(clock) = self.threads.get_mut(&cur).and_then(|t| t.clock.as_mut()) {
+            clock.disarm();
+        }
+    }
+
+    /// Whether a signal's siginfo says the recorder sent it to thread `tid`: the
+    /// watchdog's or the interrupter's `tgkill`, or the thread's CPU-time clock.
+    pub(super) fn sent_by_recorder(&self, tid: i32, si: &libc::siginfo_t) -> bool {
+        signal::sent_by_recorder(si)
+            || self
+                .threads
+                .get(&tid)
+                .and_then(|t| t.clock.as_ref())
+                .is_some_and(|c| c.sent(si))
+    }
+
+    /// Arms `cur`'s CPU-time clock (opened at its first slice); false when slices are
+    /// measured in wall-clock time (refused, failed, or chosen so).
+    fn arm_cpu_clock(&mut self, cur: i32, slice: Duration) -> bool {
+        if !self.cpu_slices {
+            return false;
+        }
+        let Some(t) = self.threads.get_mut(&cur) else {
+            return false;
+        };
+        if t.clock.is_none() {
+            match CpuClock::open(cur) {
+                Ok(c) => {
+                    tracing::debug!("thread {cur}: time slices in its CPU time (task-clock)");
+                    t.clock = Some(c);
+                }
+                Err(OpenError::Refused(e)) => {
+                    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+                        .map(|s| s.trim().to_string())
+                        .unwrap_or_else(|_| "unknown".into());
+                    tracing::debug!(
+                        "no task-clock perf event for thread {cur} ({e}; \
+                         kernel.perf_event_paranoid = {paranoid}): time slices in \
+                         wall-clock time for this recording"
+                    );
+                    self.cpu_slices = false;
+                    return false;
+                }
+                Err(OpenError::Failed(e)) => {
+                    tracing::debug!("no task-clock perf event for thread {cur} ({e})");
+                    return false;
+                }
+            }
+        }
+        let clock = t.clock.as_mut().expect("opened above");
+        match clock.arm(slice) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!("thread {cur}: arming its CPU-time slice: {e}");
+                false
+            }
+        }
+    }
+}
