@@ -197,6 +197,26 @@ fn a_clone_with_clone_untraced_is_recorded() {
     ten_times("untraced_clone", &[], 0);
 }
 
+/// prctl(PR_SET_MM, ...) as rr's prctl test calls it: PR_SET_MM_MAP_SIZE (writes an
+/// unsigned int), PR_SET_MM_ARG_START/ARG_END and an unknown sub-option (the kernel's
+/// answers, EPERM without CAP_SYS_RESOURCE, recorded); PR_SET_MM as a whole stopped the
+/// recording.
+#[test]
+fn prctl_set_mm_sub_options() {
+    ten_times("prctl_mm", &[], 0);
+}
+
+/// A PR_SET_MM sub-option that moves the process's memory map (here the heap's start)
+/// stops the recording, named.
+#[test]
+fn prctl_set_mm_that_moves_the_heap_stops_the_recording_named() {
+    assert_recording_stops(
+        &fixture("prctl_mm"),
+        &[std::ffi::OsStr::new("brk")],
+        "PR_SET_MM_START_BRK",
+    );
+}
+
 /// Job control: a process stopped by SIGSTOP or SIGTSTP (by itself, by its parent,
 /// with a second thread blocked in read()) stays stopped until its parent continues it,
 /// and its parent sees it stopped, continued and exited as natively. The recorder
