@@ -84,11 +84,12 @@ fn main() {
     let fcntls = checks::check_requests("fcntl", file.fcntl, &mut errors);
     let prctls = checks::check_requests("prctl", file.prctl, &mut errors);
     let arch_prctls = checks::check_requests("arch_prctl", file.arch_prctl, &mut errors);
+    let prctl_mms = checks::check_requests("prctl_mm", file.prctl_mm, &mut errors);
     if !errors.0.is_empty() {
         fail(&errors.0);
     }
 
-    let tables: [emit::RequestTable<'_>; 4] = [
+    let tables: [emit::RequestTable<'_>; 5] = [
         (
             "IOCTLS",
             "ioctl_request",
@@ -112,6 +113,12 @@ fn main() {
             "arch_prctl_code",
             "The arch_prctl codes the recorder knows",
             &arch_prctls,
+        ),
+        (
+            "PRCTL_MMS",
+            "prctl_mm_option",
+            "The PR_SET_MM sub-options (prctl's second argument) the recorder knows",
+            &prctl_mms,
         ),
     ];
 

@@ -23,6 +23,8 @@ pub struct TableFile {
     pub prctl: Vec<RequestRow>,
     #[serde(default)]
     pub arch_prctl: Vec<RequestRow>,
+    #[serde(default)]
+    pub prctl_mm: Vec<RequestRow>,
 }
 
 /// A `[[syscall]]` row.

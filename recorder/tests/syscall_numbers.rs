@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use recorder::syscalls::{
     self, arch_prctl_code, by_name, fcntl_command, ioctl_request, lookup, name_of, nr,
-    prctl_option, Class, MemArg, RequestDesc, Size, SyscallDesc, ARCH_PRCTLS, FCNTLS, IOCTLS,
-    PRCTLS, SYSCALLS,
+    prctl_mm_option, prctl_option, Class, MemArg, RequestDesc, Size, SyscallDesc, ARCH_PRCTLS,
+    FCNTLS, IOCTLS, PRCTLS, PRCTL_MMS, SYSCALLS,
 };
 
 /// The lists `build.rs` generates for this test: every row paired with libc's constant.
@@ -534,6 +534,14 @@ fn request_values_match_libc() {
         &mut problems,
     );
     check_request_table(
+        "PRCTL_MMS",
+        PRCTL_MMS,
+        prctl_mm_option,
+        generated::LIBC_PRCTL_MMS,
+        generated::NOT_IN_LIBC_PRCTL_MMS,
+        &mut problems,
+    );
+    check_request_table(
         "ARCH_PRCTLS",
         ARCH_PRCTLS,
         arch_prctl_code,
@@ -638,9 +646,24 @@ fn required_requests_are_described() {
         request(PRCTLS, "PR_SET_TSC").class,
         Class::Refused { errno: libc::EPERM }
     );
-    for name in ["PR_SET_SECCOMP", "PR_SET_MM"] {
+    assert!(matches!(
+        request(PRCTLS, "PR_SET_SECCOMP").class,
+        Class::Unsupported { .. }
+    ));
+    // PR_SET_MM: per sub-option. Its size query writes an unsigned int; what moves the
+    // memory map is refused.
+    assert_eq!(
+        request(PRCTL_MMS, "PR_SET_MM_MAP_SIZE").outputs,
+        &[out(2, Size::Fixed(4))]
+    );
+    for name in [
+        "PR_SET_MM_START_BRK",
+        "PR_SET_MM_BRK",
+        "PR_SET_MM_MAP",
+        "PR_SET_MM_EXE_FILE",
+    ] {
         assert!(
-            matches!(request(PRCTLS, name).class, Class::Unsupported { .. }),
+            matches!(request(PRCTL_MMS, name).class, Class::Unsupported { .. }),
             "{name}"
         );
     }

@@ -197,6 +197,48 @@ fn a_clone_with_clone_untraced_is_recorded() {
     ten_times("untraced_clone", &[], 0);
 }
 
+/// prctl(PR_SET_MM, ...) as rr's prctl test calls it: PR_SET_MM_MAP_SIZE (writes an
+/// unsigned int), PR_SET_MM_ARG_START/ARG_END and an unknown sub-option (the kernel's
+/// answers, EPERM without CAP_SYS_RESOURCE, recorded); PR_SET_MM as a whole stopped the
+/// recording.
+#[test]
+fn prctl_set_mm_sub_options() {
+    ten_times("prctl_mm", &[], 0);
+}
+
+/// A PR_SET_MM sub-option that moves the process's memory map (here the heap's start)
+/// stops the recording, named.
+#[test]
+fn prctl_set_mm_that_moves_the_heap_stops_the_recording_named() {
+    assert_recording_stops(
+        &fixture("prctl_mm"),
+        &[std::ffi::OsStr::new("brk")],
+        "PR_SET_MM_START_BRK",
+    );
+}
+
+/// A memfd mapped MAP_SHARED three times, changed through a mapping and with pwrite in
+/// between: the later mappings see the changes at replay, and the trace holds one
+/// capture of the file (its first mapping's; it was captured again at each mapping,
+/// which made rr's memfd_create_shared_huge, 2 GiB mapped twice, a 4 GiB trace).
+#[test]
+fn a_file_mapped_shared_again_is_captured_once() {
+    let size = (1 << 20) + 3 * 4096;
+    ten_times("shared_remap", &[], 0);
+    let dir = temp();
+    let rec = RecordSpec::new(&fixture("shared_remap"), dir.path().join("trace")).record();
+    let captures = std::fs::read_dir(rec.trace.join("files"))
+        .expect("the trace's files")
+        .filter(|e| {
+            e.as_ref()
+                .ok()
+                .and_then(|e| e.metadata().ok())
+                .is_some_and(|m| m.len() == size)
+        })
+        .count();
+    assert_eq!(captures, 1, "{}", rec.program.show());
+}
+
 /// Job control: a process stopped by SIGSTOP or SIGTSTP (by itself, by its parent,
 /// with a second thread blocked in read()) stays stopped until its parent continues it,
 /// and its parent sees it stopped, continued and exited as natively. The recorder

@@ -34,6 +34,9 @@ use crate::syscalls::nr;
 #[derive(Debug, Default)]
 pub struct SharedFiles {
     by_id: HashMap<(u64, u64), String>,
+    /// The capture of each followed file, made at its first mapping (replay makes its
+    /// copy from it and maps that copy from then on).
+    first_capture: HashMap<(u64, u64), String>,
     /// The size a followed file had when a thread's ftruncate of it entered, by thread.
     truncating: HashMap<i32, u64>,
 }
@@ -64,6 +67,27 @@ fn identity(tid: i32, fd: u64) -> Option<((u64, u64), String)> {
 }
 
 impl SharedFiles {
+    /// The capture made when the file behind `fd` was first mapped, if it is followed
+    /// already: a later mapping of it needs no capture of its own (replay maps its one
+    /// copy of the file, which the program's writes kept up to date; capturing a 2 GiB
+    /// memfd again took as long as the first time, rr's memfd_create_shared_huge).
+    pub fn captured(&self, tid: i32, fd: u64) -> Option<String> {
+        let (id, _) = identity(tid, fd)?;
+        self.by_id.get(&id)?;
+        self.first_capture.get(&id).cloned()
+    }
+
+    /// Remembers the capture of a followed file's first mapping (see [`Self::captured`]).
+    pub fn note_capture(&mut self, tid: i32, fd: u64, hash: &str) {
+        if let Some((id, _)) = identity(tid, fd) {
+            if self.by_id.contains_key(&id) {
+                self.first_capture
+                    .entry(id)
+                    .or_insert_with(|| hash.to_string());
+            }
+        }
+    }
+
     /// An `mmap(..., MAP_SHARED, fd, ...)` succeeded: remember the file; returns its path
     /// (the key replay uses for its copy). Refused when a process outside the recorded
     /// tree (`tree`: its process ids) maps the same file shared and writable: what that

@@ -450,9 +450,20 @@ impl Recorder {
                     }];
                 }
                 nr::MMAP => {
-                    file = capture_mmap(task, &mut self.files, &p.args)?;
+                    let followed = if tree.is_empty() {
+                        None
+                    } else {
+                        self.shared.captured(cur, p.args[4])
+                    };
+                    file = match followed {
+                        Some(hash) => Some(hash),
+                        None => capture_mmap(task, &mut self.files, &p.args)?,
+                    };
                     if file.is_some() && !tree.is_empty() {
                         shared_map = self.shared.mapped(cur, p.args[4], &tree)?;
+                        if let Some(hash) = &file {
+                            self.shared.note_capture(cur, p.args[4], hash);
+                        }
                     }
                 }
                 nr::CLONE | nr::CLONE3 => writes = clone_writes(task, p.nr, &p.args, &p.entry)?,

@@ -26,6 +26,10 @@ pub fn is_exec(nr: u64) -> bool {
     nr == nr::EXECVE || nr == nr::EXECVEAT
 }
 
+/// prctl's PR_SET_MM, whose sub-options (its second argument) have a table of their own
+/// (`[[prctl_mm]]`).
+const PR_SET_MM: u64 = libc::PR_SET_MM as u64;
+
 /// For a multiplexing call (ioctl, fcntl, prctl, arch_prctl, quotactl) whose request is
 /// not known: the request, named for a message (`prctl option 19`). Such a call runs
 /// without outputs and only its failure is recorded.
@@ -39,6 +43,9 @@ pub fn unknown_request(nr: u64, args: &[u64; 6]) -> Option<String> {
         }
         nr::PRCTL if prctl_option(args[0]).is_none() => {
             Some(format!("prctl option {}", args[0] as i64))
+        }
+        nr::PRCTL if args[0] == PR_SET_MM && prctl_mm_option(args[1]).is_none() => {
+            Some(format!("prctl PR_SET_MM sub-option {}", args[1] as i64))
         }
         nr::ARCH_PRCTL if arch_prctl_code(args[0]).is_none() => {
             Some(format!("arch_prctl code {:#x}", args[0]))
@@ -60,6 +67,9 @@ pub fn resolve_request(
     let req = match desc.nr {
         nr::IOCTL => Some((ioctl_request(args[1] & 0xffff_ffff), "ioctl request")),
         nr::FCNTL => Some((fcntl_command(args[1]), "fcntl command")),
+        nr::PRCTL if args[0] == PR_SET_MM => {
+            Some((prctl_mm_option(args[1]), "PR_SET_MM sub-option"))
+        }
         nr::PRCTL => Some((prctl_option(args[0]), "prctl option")),
         nr::ARCH_PRCTL => Some((arch_prctl_code(args[0]), "arch_prctl code")),
         _ => None,
@@ -72,6 +82,9 @@ pub fn resolve_request(
                     "ioctl request" => "this ioctl request is not in the recorder's table",
                     "fcntl command" => "this fcntl command is not in the recorder's table",
                     "arch_prctl code" => "this arch_prctl code is not in the recorder's table",
+                    "PR_SET_MM sub-option" => {
+                        "this PR_SET_MM sub-option is not in the recorder's table"
+                    }
                     _ => "this prctl option is not in the recorder's table",
                 },
             },

@@ -7,7 +7,8 @@
 //!   [`name_of`] (`"syscall_<nr>"` for numbers the recorder does not know);
 //! - the requests of the multiplexing calls: [`IOCTLS`] / [`ioctl_request`],
 //!   [`FCNTLS`] / [`fcntl_command`], [`PRCTLS`] / [`prctl_option`] and
-//!   [`ARCH_PRCTLS`] / [`arch_prctl_code`]. A request that is not in its table is unknown
+//!   [`ARCH_PRCTLS`] / [`arch_prctl_code`], and prctl PR_SET_MM's sub-options,
+//!   [`PRCTL_MMS`] / [`prctl_mm_option`]. A request that is not in its table is unknown
 //!   to the recorder and is to be treated as unsupported.
 //!
 //! Memory arguments name the syscall's argument registers from 0 (for ioctl and fcntl the
