@@ -31,6 +31,12 @@ pub struct GdbArgs {
     /// debug info names under the recorded working directory (CI's checkout) there.
     #[arg(long, value_name = "DIR")]
     pub source_dir: Option<std::path::PathBuf>,
+    /// Debug the recorded process PID (as the program saw it: its `getpid()`, and
+    /// `cargo chaos dump`'s pids) instead of the first one, from its creation (or its
+    /// exec) to its exit. A session follows one process: forks inside it are not
+    /// followed.
+    #[arg(long, value_name = "PID")]
+    pub gdb_pid: Option<i32>,
 }
 
 impl GdbArgs {
@@ -62,6 +68,7 @@ impl GdbArgs {
             mode,
             quiet,
             source_dir,
+            pid: self.gdb_pid,
         };
         match debug(trace, &options) {
             Ok(status) => status,

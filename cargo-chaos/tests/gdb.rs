@@ -779,3 +779,141 @@ fn source_dir_maps_the_recorded_checkout_to_a_local_one() {
     assert_eq!(with.status, 0, "{}", with.show());
     assert!(all(&with).contains(wanted), "{}", with.show());
 }
+
+/// `--gdb-pid`: gdb on a forked child of the recording. A breakpoint on a function that
+/// both processes call (the parent first) stops in the child's call only, with the
+/// value the child printed; the root process is the default, and stops in the
+/// parent's; a pid the recording does not have is refused with the list of its
+/// processes.
+#[test]
+fn gdb_pid_debugs_a_forked_child() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("gdb_fork"), &[]);
+    let out = rec.program.stdout_str();
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    let field = |prefix: &str, key: &str| -> i64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line: {out}"));
+        let (_, rest) = line.split_once(key).unwrap();
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (child, child_value) = (field("child ", "child "), field("child ", " value "));
+    let parent_value = field("parent ", " value ");
+    let script = "break work\ncontinue\np v\ninfo inferiors\ncontinue\n";
+    let on_child = gdb(&rec.trace, &[&format!("--gdb-pid={child}")], script);
+    let text = on_child.show();
+    assert_eq!(on_child.status, 0, "{text}");
+    assert_eq!(
+        values(&on_child.stdout_str()),
+        [child_value.to_string()],
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("gdb debugs process {child}")),
+        "the tree is shown: {text}"
+    );
+    assert!(text.contains("not followed"), "{text}");
+    // After the child's call, forward runs end before its exit.
+    assert!(
+        text.contains("No more reverse-execution history"),
+        "the child's end: {text}"
+    );
+    let on_root = gdb(&rec.trace, &[], "break work\ncontinue\np v\n");
+    assert_eq!(on_root.status, 0, "{}", on_root.show());
+    assert_eq!(
+        values(&on_root.stdout_str()),
+        [parent_value.to_string()],
+        "{}",
+        on_root.show()
+    );
+    let wrong = gdb(&rec.trace, &["--gdb-pid=1"], "p 1\n");
+    assert_ne!(wrong.status, 0, "{}", wrong.show());
+    assert!(
+        wrong
+            .stderr_str()
+            .contains("the recording has no process 1"),
+        "{}",
+        wrong.show()
+    );
+}
+
+/// Thread-local variables print (gdb asks the server `qGetTLSAddr`): at each thread's
+/// call of show(), `tls_var` is that thread's recorded value, and is again going back.
+#[test]
+fn thread_local_variables_print_the_recorded_values() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("gdb_tls"), &[]);
+    let out = rec.program.stdout_str();
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    let value = |prefix: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no `{prefix}` line: {out}"))
+            .to_string()
+    };
+    let (main, thread) = (value("main "), value("thread "));
+    let script = "\
+break show
+continue
+p tls_var
+continue
+p tls_var
+reverse-continue
+p tls_var
+";
+    let run = gdb(&rec.trace, &[], script);
+    let text = run.show();
+    assert_eq!(run.status, 0, "{text}");
+    assert_eq!(
+        values(&run.stdout_str()),
+        [main.clone(), thread, main],
+        "{text}"
+    );
+}
+
+/// Signals are stops: the SIGUSR1 the program sends itself stops gdb with that signal
+/// before its handler runs; `continue` delivers it (a breakpoint in the handler is
+/// hit, with the signal number); the SIGSEGV that ends the program stops gdb at the
+/// faulting store, and `continue` from there reaches the end of the recording.
+#[test]
+fn signals_stop_gdb_and_continue_delivers_them() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("gdb_signal"), &[]);
+    let out = rec.program.stdout_str();
+    let value: String = out
+        .lines()
+        .find_map(|l| l.strip_prefix("value "))
+        .unwrap_or_else(|| panic!("{}", rec.program.show()))
+        .to_string();
+    let script = "\
+break on_usr1
+continue
+continue
+p signo
+continue
+p value
+continue
+";
+    let run = gdb(&rec.trace, &[], script);
+    let text = run.show();
+    assert_eq!(run.status, 0, "{text}");
+    let usr1 = text
+        .find("received signal SIGUSR1")
+        .unwrap_or_else(|| panic!("{text}"));
+    let handler = text
+        .find("Breakpoint 1, on_usr1")
+        .unwrap_or_else(|| panic!("{text}"));
+    let segv = text
+        .find("received signal SIGSEGV")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(usr1 < handler && handler < segv, "{text}");
+    assert_eq!(
+        values(&run.stdout_str()),
+        ["10".to_string(), value],
+        "{text}"
+    );
+    assert!(text.contains("No more reverse-execution history"), "{text}");
+}

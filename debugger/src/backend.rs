@@ -30,6 +30,15 @@ pub enum Stop {
         /// Which watchpoint (index into the slots given to [`Session::set_watchpoint`]).
         slot: usize,
     },
+    /// At the boundary after a signal was given to a thread of the debugged process
+    /// (queued to it, or the fault it raised): the next event delivers it as at
+    /// record (its handler runs, or it ends the process).
+    Signal {
+        /// The thread.
+        tid: i32,
+        /// The signal (Linux numbering).
+        signo: i32,
+    },
     /// One instruction was executed by [`Session::single_step`].
     Stepped {
         /// The thread.
@@ -149,6 +158,19 @@ pub trait Opener {
         &self,
         checkpoint: &mut <Self::Session as Session>::Checkpoint,
     ) -> Result<Self::Session, <Self::Session as Session>::Error>;
+
+    /// The first boundary of the debugged process: where it exists and runs the
+    /// program gdb was given (0: wherever a new session stands).
+    fn begin(&self) -> u64 {
+        0
+    }
+
+    /// Whether the event at [`Opener::end`] is the debugged process's exit call (or
+    /// exec): forward runs then go on from that boundary through the instructions
+    /// leading to the call, and end on its `syscall` instruction.
+    fn end_at_call(&self) -> bool {
+        false
+    }
 
     /// The last boundary a forward run goes to: just before the program's exit (its
     /// `exit_group`, or its last event).

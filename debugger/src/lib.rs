@@ -6,6 +6,7 @@
 //!   to any of them, backwards included (re-open the replay, run forward).
 //! - [`arch`]: the x86-64 Linux register set and target description gdb gets.
 //! - [`target`]: the `gdbstub` target on a timeline.
+//! - [`tls`]: thread-local variables (`qGetTLSAddr`, answered beside `gdbstub`).
 //! - [`sysroot`]: the archive's binaries and libraries under their recorded paths, so
 //!   gdb loads their symbols with no checkout and no build.
 #![deny(missing_docs)]
@@ -20,6 +21,7 @@ pub mod server;
 pub mod sysroot;
 pub mod target;
 pub mod timeline;
+pub mod tls;
 #[cfg(test)]
 mod toy;
 

@@ -19,18 +19,32 @@ pub type Output = Rc<dyn Fn(Stream, &[u8])>;
 /// re-runs it.
 pub struct TraceOpener {
     path: PathBuf,
+    pid: Option<i32>,
+    begin: u64,
     end: u64,
+    end_at_call: bool,
     output: Output,
     /// Events whose output was shown: those before this number.
     shown: Rc<Cell<u64>>,
 }
 
 impl TraceOpener {
-    /// Sessions of the trace at `path`, whose forward runs end at boundary `end`.
-    pub fn new(path: &Path, end: u64, output: Output) -> Self {
+    /// Sessions of the trace at `path` showing process `pid` (recorded pid; `None`:
+    /// the first process), which exists from boundary `begin` on; forward runs end at
+    /// boundary `end`, then on to the exit call's instruction when `end_at_call` (the
+    /// event at `end` is that call).
+    pub fn new(
+        path: &Path,
+        pid: Option<i32>,
+        (begin, end, end_at_call): (u64, u64, bool),
+        output: Output,
+    ) -> Self {
         TraceOpener {
             path: path.to_path_buf(),
+            pid,
+            begin,
             end,
+            end_at_call,
             output,
             shown: Rc::new(Cell::new(0)),
         }
@@ -72,7 +86,9 @@ impl Opener for TraceOpener {
 
     fn open(&self) -> recorder::Result<LiveSession> {
         let s = ReplaySession::open(&self.path, self.options())?;
-        let root = s.threads().first().map_or(0, |t| t.tgid);
+        let root = self
+            .pid
+            .unwrap_or_else(|| s.threads().first().map_or(0, |t| t.tgid));
         Ok(LiveSession { s, root })
     }
 
@@ -84,6 +100,14 @@ impl Opener for TraceOpener {
         })
     }
 
+    fn begin(&self) -> u64 {
+        self.begin
+    }
+
+    fn end_at_call(&self) -> bool {
+        self.end_at_call
+    }
+
     fn end(&self) -> u64 {
         self.end
     }
@@ -92,7 +116,7 @@ impl Opener for TraceOpener {
 /// A replay session of the recorder.
 pub struct LiveSession {
     s: ReplaySession<'static>,
-    /// The process gdb debugs: the first one (recorded tgid).
+    /// The process gdb debugs (recorded tgid): the first one, or `--gdb-pid`'s.
     root: i32,
 }
 
@@ -106,6 +130,14 @@ impl LiveSession {
             SessionStop::Exited { status, .. } => Stop::Exited(status),
             SessionStop::Diverged(e) => return Err(e),
         })
+    }
+
+    /// Whether thread `tid` belongs to the debugged process.
+    fn is_ours(&self, tid: i32) -> bool {
+        self.s
+            .threads()
+            .iter()
+            .any(|t| t.tid == tid && t.tgid == self.root)
     }
 
     /// A thread of the debugged process, for reading its memory.
@@ -134,8 +166,29 @@ impl Session for LiveSession {
     }
 
     fn resume(&mut self) -> recorder::Result<Stop> {
-        let stop = self.s.step_event()?;
-        self.map(stop)
+        // A signal given to a thread of the debugged process is a stop of its own.
+        let signal = match self.s.next_event_peek() {
+            Some(recorder::trace::Event::Signal { tid, signo, .. }) if self.is_ours(*tid) => {
+                Some((*tid, *signo))
+            }
+            _ => None,
+        };
+        loop {
+            let stop = self.s.step_event()?;
+            if let (SessionStop::Event(_), Some((tid, signo))) = (&stop, signal) {
+                return Ok(Stop::Signal { tid, signo });
+            }
+            // gdb sees one process: a breakpoint or watchpoint met by a thread of
+            // another one (they are set in every process) is passed over, the same
+            // way every time.
+            if let SessionStop::Breakpoint { tid, .. } | SessionStop::Watchpoint { tid, .. } = stop
+            {
+                if !self.is_ours(tid) {
+                    continue;
+                }
+            }
+            return self.map(stop);
+        }
     }
 
     fn single_step(&mut self) -> recorder::Result<Stop> {

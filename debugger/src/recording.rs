@@ -1,34 +1,59 @@
 //! What the server learns from the trace before replaying: the first exec (program
 //! path, mappings, initial stack), the auxiliary vector, and how many events there are.
 
+use std::collections::HashMap;
+
 use recorder::syscalls::nr;
 use recorder::trace::{Event, ExecState, TraceDir};
 
 use crate::errors::{Error, Result};
 
-/// Facts about a recording that the server needs.
+/// Facts about a recording that the server needs, for the process gdb debugs.
 pub struct Recording {
     /// The trace.
     pub trace: TraceDir,
-    /// The first exec: the program gdb debugs.
+    /// The program the debugged process runs: the first exec for the root process, the
+    /// one it inherited or made for another.
     pub exec: ExecState,
     /// The program's auxiliary vector, as its initial stack held it (`qXfer:auxv:read`:
     /// gdb finds the PIE load address and the interpreter through it).
     pub auxv: Vec<u8>,
     /// Number of events.
     pub events: u64,
-    /// Where forward runs end: the boundary before the first process's `exit_group`
+    /// The debugged process (recorded pid).
+    pub pid: i32,
+    /// The first boundary where the debugged process exists (and runs its program):
+    /// just after the first exec for the root, after its creation (or its exec) for
+    /// another.
+    pub begin: u64,
+    /// Where forward runs end: the boundary before the debugged process's `exit_group`
     /// (or `exit` of its last thread), so that its threads and memory are still there
     /// to look at; the last event when there is none (a program killed by a signal).
     pub end: u64,
+    /// The event at `end` is the process's exit call (or its second exec).
+    pub end_at_call: bool,
+    /// Every process of the recording, in the order they were created.
+    pub processes: Vec<Process>,
+}
+
+/// A process of the recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// Recorded pid.
+    pub pid: i32,
+    /// The process that created it (`None` for the root).
+    pub parent: Option<i32>,
+    /// The programs it ran (paths), the inherited one first.
+    pub programs: Vec<String>,
 }
 
 impl Recording {
-    /// Reads the trace at `path` (every event, to count them).
-    pub fn open(path: &std::path::Path) -> Result<Recording> {
+    /// Reads the trace at `path` (every event, to count them), for the root process
+    /// (`pid` `None`) or the process with recorded pid `pid`.
+    pub fn open(path: &std::path::Path, pid: Option<i32>) -> Result<Recording> {
         let trace = TraceDir::open(path)?;
         let mut reader = trace.events()?;
-        let exec = match reader.next_event()? {
+        let first = match reader.next_event()? {
             Some(Event::Exec(e)) => *e,
             Some(other) => {
                 return Err(Error::BadRecording(format!(
@@ -38,26 +63,108 @@ impl Recording {
             }
             None => return Err(Error::BadRecording("the trace has no events".into())),
         };
-        let root = exec.tid;
+        let root = first.tid;
+        let pid = pid.unwrap_or(root);
+        // Which process each thread belongs to, and each process's program.
+        let mut tgid_of: HashMap<i32, i32> = HashMap::from([(root, root)]);
+        let mut processes = vec![Process {
+            pid: root,
+            parent: None,
+            programs: vec![first.path.clone()],
+        }];
+        // The debugged process's program and first boundary, once known.
+        let mut found: Option<(ExecState, u64)> = (pid == root).then(|| (first.clone(), 1));
+        let mut execs_of_pid = 0u32;
+        let mut cut = false;
+        let mut program_of: HashMap<i32, std::rc::Rc<ExecState>> =
+            HashMap::from([(root, std::rc::Rc::new(first))]);
         let mut events = 1u64;
         let mut exit_call = None;
         while let Some(ev) = reader.next_event()? {
-            if let Event::Syscall(s) = &ev {
-                // exit_group, or exit (a last thread ending the process).
-                if (s.nr == nr::EXIT_GROUP || s.nr == nr::EXIT) && s.tid == root {
-                    exit_call = Some(events);
-                }
-            }
             events += 1;
+            match &ev {
+                Event::NewTask {
+                    tid,
+                    child,
+                    process,
+                    ..
+                } => {
+                    let parent = tgid_of.get(tid).copied().unwrap_or(*tid);
+                    if !*process {
+                        tgid_of.insert(*child, parent);
+                        continue;
+                    }
+                    tgid_of.insert(*child, *child);
+                    let inherited = program_of.get(&parent).cloned();
+                    if let Some(p) = &inherited {
+                        program_of.insert(*child, p.clone());
+                    }
+                    processes.push(Process {
+                        pid: *child,
+                        parent: Some(parent),
+                        programs: inherited.iter().map(|p| p.path.clone()).collect(),
+                    });
+                    // A recorded pid used again later: the first process wins.
+                    if *child == pid && found.is_none() {
+                        if let Some(p) = inherited {
+                            // The boundary after the event that created it.
+                            found = Some(((*p).clone(), events));
+                        }
+                    }
+                }
+                Event::Exec(state) => {
+                    let tgid = tgid_of.get(&state.tid).copied().unwrap_or(state.tid);
+                    tgid_of.insert(state.tid, tgid);
+                    if let Some(p) = processes.iter_mut().rev().find(|p| p.pid == tgid) {
+                        p.programs.push(state.path.clone());
+                    }
+                    program_of.insert(tgid, std::rc::Rc::new((**state).clone()));
+                    if tgid == pid && tgid != root && !cut {
+                        execs_of_pid += 1;
+                        if execs_of_pid == 1 {
+                            // Its own program from here on: debugged from its exec.
+                            found = Some(((**state).clone(), events));
+                        } else {
+                            // A session follows one program of one process: it ends
+                            // before a second exec.
+                            exit_call = Some(events - 1);
+                            cut = true;
+                        }
+                    }
+                }
+                // exit_group, or exit (a last thread ending the process), of its
+                // main thread.
+                Event::Syscall(s)
+                    if (s.nr == nr::EXIT_GROUP || s.nr == nr::EXIT)
+                        && s.tid == pid
+                        && found.is_some()
+                        && !cut =>
+                {
+                    exit_call = Some(events - 1);
+                }
+                _ => {}
+            }
         }
-        let end = exit_call.unwrap_or(events.saturating_sub(1));
+        let Some((exec, begin)) = found else {
+            let list: Vec<String> = processes.iter().map(|p| p.pid.to_string()).collect();
+            return Err(Error::NoSuchPosition(format!(
+                "the recording has no process {pid} (its processes: {})",
+                list.join(", ")
+            )));
+        };
+        let end_at_call = exit_call.is_some_and(|e| e >= begin);
+        let end = exit_call.unwrap_or(events.saturating_sub(1)).max(begin);
         let auxv = auxv_of(&exec).unwrap_or_default();
         Ok(Recording {
             trace,
             exec,
             auxv,
             events,
+            pid,
+            begin,
             end,
+            end_at_call,
+            processes,
         })
     }
 }

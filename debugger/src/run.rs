@@ -58,13 +58,18 @@ pub struct DebugOptions {
     /// working directory (the package's root under `cargo test`) to it
     /// (`set substitute-path`).
     pub source_dir: Option<std::path::PathBuf>,
+    /// The recorded process to debug (`--gdb-pid`); `None`: the first one.
+    pub pid: Option<i32>,
 }
 
 /// Serves the replay of the trace at `trace` to gdb. Returns gdb's exit status when
 /// it launched gdb, else 0.
 pub fn debug(trace: &Path, options: &DebugOptions) -> Result<i32> {
     let started = std::time::Instant::now();
-    let recording = Recording::open(trace)?;
+    let recording = Recording::open(trace, options.pid)?;
+    if let Some(note) = processes_note(&recording) {
+        eprintln!("{note}");
+    }
     let sysroot = Sysroot::build(&recording.trace, &recording.exec)?;
     let mut extra = Vec::new();
     if let Some(dir) = &options.source_dir {
@@ -92,7 +97,12 @@ pub fn debug(trace: &Path, options: &DebugOptions) -> Result<i32> {
             Stream::Stderr => std::io::stderr().lock().write_all(data),
         };
     });
-    let opener = TraceOpener::new(&recording.trace.path, recording.end, output);
+    let opener = TraceOpener::new(
+        &recording.trace.path,
+        options.pid,
+        (recording.begin, recording.end, recording.end_at_call),
+        output,
+    );
     let mut timeline = Timeline::new(opener)?;
     match options.start {
         StartAt::Start => {}
@@ -100,7 +110,7 @@ pub fn debug(trace: &Path, options: &DebugOptions) -> Result<i32> {
             timeline.go_to_event(n)?;
         }
         StartAt::End => {
-            timeline.resume_forward(&mut || false)?;
+            timeline.go_to_end()?;
         }
     }
     let mut target = ReplayTarget::new(timeline, &recording.exec.path, recording.auxv.clone());
@@ -224,6 +234,38 @@ fn set_foreground(fd: i32, pgid: i32) {
         libc::tcsetpgrp(fd, pgid);
         libc::signal(libc::SIGTTOU, old);
     }
+}
+
+/// What the user should know about a recording of several processes: which one gdb
+/// debugs, the others, and that a session does not follow forks. `None` for one
+/// process.
+pub fn processes_note(recording: &Recording) -> Option<String> {
+    if recording.processes.len() < 2 {
+        return None;
+    }
+    let mut note = format!(
+        "chaos: the recording has {} processes; gdb debugs process {}:",
+        recording.processes.len(),
+        recording.pid
+    );
+    for p in &recording.processes {
+        let origin = match p.parent {
+            None => "the first".to_string(),
+            Some(parent) => format!("forked by {parent}"),
+        };
+        let marker = if p.pid == recording.pid { "*" } else { " " };
+        note.push_str(&format!(
+            "\n  {marker} {} ({origin}) {}",
+            p.pid,
+            p.programs.join(" then ")
+        ));
+    }
+    note.push_str(
+        "\nchaos: a session follows one process: the processes it forks are not followed \
+         (gdb's `follow-fork-mode child` and `inferior N` do nothing here); debug another \
+         with --gdb-pid PID",
+    );
+    Some(note)
 }
 
 /// A path as one argument of a gdb command (quoted when it has spaces or quotes).

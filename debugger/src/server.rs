@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use gdbstub::common::Signal;
 use gdbstub::conn::ConnectionExt;
 use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
-use gdbstub::stub::{DisconnectReason, GdbStub, MultiThreadStopReason};
+use gdbstub::stub::state_machine::GdbStubStateMachine;
+use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError, MultiThreadStopReason};
 
 use crate::backend::Opener;
 use crate::errors::{Error, Result};
 use crate::sysroot::Sysroot;
 use crate::target::ReplayTarget;
+use crate::tls::{frame, Filtered, PacketFilter};
 
 struct EventLoop<O>(PhantomData<O>);
 
@@ -63,20 +65,105 @@ pub enum Ended {
 }
 
 /// Serves one gdb connection.
+///
+/// `gdbstub`'s blocking loop, with one addition: while the replay is stopped, the bytes
+/// from gdb go through a [`PacketFilter`] that answers `qGetTLSAddr` (thread-local
+/// variables, which `gdbstub` does not know) from the replay.
 pub fn serve_connection<O: Opener>(target: &mut ReplayTarget<O>, conn: TcpStream) -> Result<Ended> {
     let _ = conn.set_nodelay(true);
     let stub = GdbStub::<ReplayTarget<O>, TcpStream>::new(conn);
-    match stub.run_blocking::<EventLoop<O>>(target) {
+    match run(stub, target) {
         Ok(DisconnectReason::Disconnect) => Ok(Ended::Disconnected),
         Ok(_) => Ok(Ended::Killed),
-        Err(e) if e.is_target_error() => Err(e
-            .into_target_error()
-            .unwrap_or(Error::Bookkeeping("unknown target error".into()))),
-        Err(e) if e.is_connection_error() => {
+        Err(Failed::Target(e)) => Err(e),
+        Err(Failed::Connection(e)) => {
             tracing::debug!("gdb connection ended: {e}");
             Ok(Ended::Disconnected)
         }
-        Err(e) => Err(Error::Session(format!("gdb remote protocol: {e}").into())),
+        Err(Failed::Stub(e)) if e.is_target_error() => Err(e
+            .into_target_error()
+            .unwrap_or(Error::Bookkeeping("unknown target error".into()))),
+        Err(Failed::Stub(e)) if e.is_connection_error() => {
+            tracing::debug!("gdb connection ended: {e}");
+            Ok(Ended::Disconnected)
+        }
+        Err(Failed::Stub(e)) => Err(Error::Session(format!("gdb remote protocol: {e}").into())),
+    }
+}
+
+/// Why [`run`] ended early.
+enum Failed {
+    Stub(GdbStubError<Error, std::io::Error>),
+    Target(Error),
+    Connection(std::io::Error),
+}
+
+impl From<GdbStubError<Error, std::io::Error>> for Failed {
+    fn from(e: GdbStubError<Error, std::io::Error>) -> Self {
+        Failed::Stub(e)
+    }
+}
+
+fn run<O: Opener>(
+    stub: GdbStub<'_, ReplayTarget<O>, TcpStream>,
+    target: &mut ReplayTarget<O>,
+) -> std::result::Result<DisconnectReason, Failed> {
+    let mut filter = PacketFilter::default();
+    // The last bytes passed on, to see gdb turn acknowledgments off
+    // (`QStartNoAckMode`).
+    let mut recent: Vec<u8> = Vec::new();
+    let mut no_ack = false;
+    let mut gdb = stub.run_state_machine(target)?;
+    loop {
+        gdb = match gdb {
+            GdbStubStateMachine::Idle(mut gdb) => {
+                let byte = gdb.borrow_conn().read().map_err(Failed::Connection)?;
+                match filter.push(byte) {
+                    Filtered::Held => gdb.into(),
+                    Filtered::Tls(request) => {
+                        let reply = target.tls_reply(request);
+                        let conn = gdb.borrow_conn();
+                        let mut out = Vec::new();
+                        if !no_ack {
+                            out.push(b'+');
+                        }
+                        out.extend(frame(&reply));
+                        std::io::Write::write_all(conn, &out).map_err(Failed::Connection)?;
+                        gdb.into()
+                    }
+                    Filtered::Pass(bytes) => {
+                        recent.extend_from_slice(&bytes);
+                        if recent.windows(16).any(|w| w == b"QStartNoAckMode#") {
+                            no_ack = true;
+                        }
+                        let keep = recent.len().saturating_sub(16);
+                        recent.drain(..keep);
+                        let mut state = GdbStubStateMachine::Idle(gdb);
+                        for b in bytes {
+                            state = match state {
+                                GdbStubStateMachine::Idle(g) => g.incoming_data(target, b)?,
+                                GdbStubStateMachine::Running(g) => g.incoming_data(target, b)?,
+                                other => other,
+                            };
+                        }
+                        state
+                    }
+                }
+            }
+            GdbStubStateMachine::Disconnected(gdb) => break Ok(gdb.get_reason()),
+            GdbStubStateMachine::CtrlCInterrupt(gdb) => {
+                let stop = EventLoop::<O>::on_interrupt(target).map_err(Failed::Target)?;
+                gdb.interrupt_handled(target, stop)?
+            }
+            GdbStubStateMachine::Running(mut gdb) => {
+                match EventLoop::<O>::wait_for_stop_reason(target, gdb.borrow_conn()) {
+                    Ok(Event::TargetStopped(stop)) => gdb.report_stop(target, stop)?,
+                    Ok(Event::IncomingData(byte)) => gdb.incoming_data(target, byte)?,
+                    Err(WaitForStopReasonError::Target(e)) => break Err(Failed::Target(e)),
+                    Err(WaitForStopReasonError::Connection(e)) => break Err(Failed::Connection(e)),
+                }
+            }
+        }
     }
 }
 

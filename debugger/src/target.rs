@@ -91,6 +91,21 @@ impl<O: Opener> ReplayTarget<O> {
     }
 }
 
+impl<O: Opener> ReplayTarget<O> {
+    /// The reply to a `qGetTLSAddr` request (`None`: one that did not parse): the
+    /// variable's address in hex, or an error reply.
+    pub fn tls_reply(&mut self, request: Option<crate::tls::TlsRequest>) -> String {
+        let Some(r) = request else {
+            return "E01".into();
+        };
+        let session = self.timeline.session();
+        match crate::tls::tls_address(session, &self.auxv, r.tid, r.offset, r.lm) {
+            Some(addr) => format!("{addr:x}"),
+            None => "E01".into(),
+        }
+    }
+}
+
 fn tid_of(tid: i32) -> Tid {
     NonZeroUsize::new(tid.max(1) as usize).unwrap_or(NonZeroUsize::MIN)
 }
@@ -112,6 +127,10 @@ pub fn stop_reason(outcome: Outcome) -> MultiThreadStopReason<u64> {
             tid: tid_of(tid),
             signal: Signal::SIGTRAP,
         },
+        Outcome::Signal { tid, signo } => R::SignalWithThread {
+            tid: tid_of(tid),
+            signal: gdb_signal(signo),
+        },
         Outcome::Interrupted { tid } => R::SignalWithThread {
             tid: tid_of(tid),
             signal: Signal::SIGINT,
@@ -125,6 +144,48 @@ pub fn stop_reason(outcome: Outcome) -> MultiThreadStopReason<u64> {
             pos: ReplayLogPosition::Begin,
         },
     }
+}
+
+/// A Linux signal number in the remote protocol's numbering (gdb's own, which
+/// differs from Linux's from SIGBUS on).
+pub fn gdb_signal(signo: i32) -> Signal {
+    let n = match signo {
+        libc::SIGHUP => 1,
+        libc::SIGINT => 2,
+        libc::SIGQUIT => 3,
+        libc::SIGILL => 4,
+        libc::SIGTRAP => 5,
+        libc::SIGABRT => 6,
+        libc::SIGBUS => 10,
+        libc::SIGFPE => 8,
+        libc::SIGKILL => 9,
+        libc::SIGUSR1 => 30,
+        libc::SIGSEGV => 11,
+        libc::SIGUSR2 => 31,
+        libc::SIGPIPE => 13,
+        libc::SIGALRM => 14,
+        libc::SIGTERM => 15,
+        libc::SIGCHLD => 20,
+        libc::SIGCONT => 19,
+        libc::SIGSTOP => 17,
+        libc::SIGTSTP => 18,
+        libc::SIGTTIN => 21,
+        libc::SIGTTOU => 22,
+        libc::SIGURG => 16,
+        libc::SIGXCPU => 24,
+        libc::SIGXFSZ => 25,
+        libc::SIGVTALRM => 26,
+        libc::SIGPROF => 27,
+        libc::SIGWINCH => 28,
+        libc::SIGIO => 23,
+        libc::SIGPWR => 32,
+        libc::SIGSYS => 12,
+        32 => 77,
+        33..=63 => 45 + (signo - 33) as u8,
+        64 => 78,
+        _ => return Signal::UNKNOWN,
+    };
+    Signal(n)
 }
 
 impl<O: Opener> Target for ReplayTarget<O> {

@@ -148,6 +148,13 @@ pub enum Outcome {
         /// The watchpoint.
         watch: Watch,
     },
+    /// A signal was given to a thread (see [`Stop::Signal`]).
+    Signal {
+        /// The thread.
+        tid: i32,
+        /// The signal (Linux numbering).
+        signo: i32,
+    },
     /// One instruction done.
     Stepped {
         /// The thread.
@@ -198,6 +205,8 @@ pub struct Stats {
 /// `events / CHECKPOINTS_AIMED` events); it never holds more than
 /// [`MAX_CHECKPOINTS`]: past that, every other one is dropped and the interval doubles.
 pub const CHECKPOINTS_AIMED: u64 = 64;
+/// The `syscall` instruction.
+const SYSCALL: [u8; 2] = [0x0f, 0x05];
 /// Most checkpoints held at once.
 pub const MAX_CHECKPOINTS: usize = 96;
 
@@ -209,6 +218,8 @@ pub struct Timeline<O: Opener> {
     here: Position,
     start: u64,
     end: u64,
+    /// The event at `end` is the debugged process's exit call (see [`Opener::end_at_call`]).
+    end_at_call: bool,
     /// Breakpoints the debugger wants.
     pub breakpoints: BTreeSet<u64>,
     /// Watchpoints the debugger wants.
@@ -229,14 +240,17 @@ impl<O: Opener> Timeline<O> {
     /// Opens the first session, at the start of the recording.
     pub fn new(opener: O) -> Result<Self> {
         let session = opener.open().map_err(Error::session)?;
-        let start = session.event_index();
+        let opened_at = session.event_index();
+        let start = opened_at.max(opener.begin());
         let end = opener.end().max(start);
-        Ok(Timeline {
+        let end_at_call = opener.end_at_call();
+        let mut timeline = Timeline {
             opener,
             session,
             here: Position::boundary(start),
             start,
             end,
+            end_at_call,
             breakpoints: BTreeSet::new(),
             watches: Vec::new(),
             inserted: BTreeSet::new(),
@@ -247,7 +261,13 @@ impl<O: Opener> Timeline<O> {
             },
             checkpoints: BTreeMap::new(),
             interval: (end.saturating_sub(start) / CHECKPOINTS_AIMED).max(1),
-        })
+        };
+        if start > opened_at {
+            // A process created later (`--gdb-pid`): its first boundary.
+            timeline.here = Position::boundary(opened_at);
+            timeline.go_to(&Position::boundary(start))?;
+        }
+        Ok(timeline)
     }
 
     /// Where the replay stands.
@@ -392,7 +412,7 @@ impl<O: Opener> Timeline<O> {
         let after = self.session.event_index();
         self.stats.events_replayed += after.saturating_sub(before);
         match stop {
-            Stop::Event => {
+            Stop::Event | Stop::Signal { .. } => {
                 self.here = Position::boundary(after);
                 self.maybe_checkpoint()?;
             }
@@ -430,9 +450,70 @@ impl<O: Opener> Timeline<O> {
         (self.breakpoints.clone(), self.watches.clone())
     }
 
-    /// At the end of the recording: the outcome that says so.
-    fn end_outcome(&self) -> Option<Outcome> {
-        (self.here.moves.is_empty() && self.here.event >= self.end).then(|| Outcome::End {
+    /// Whether the replay stands at the end of the recording: past its last boundary,
+    /// or in the interval of the exit call (when [`Opener::end_at_call`]) where the
+    /// running thread stands on the `syscall` instruction that makes it, or at the
+    /// last boundary when that interval runs none of the debugged process's code.
+    fn at_end(&mut self) -> Result<bool> {
+        if self.here.event < self.end {
+            return Ok(false);
+        }
+        if self.here.event > self.end || !self.end_at_call {
+            return Ok(self.here.moves.is_empty() || self.here.event > self.end);
+        }
+        let Some(tid) = self.session.running_thread() else {
+            return Ok(true);
+        };
+        if !self.session.threads().contains(&tid)
+            || !self.session.ready_to_step().map_err(Error::session)?
+        {
+            return Ok(true);
+        }
+        let rip = self.session.regs(tid).map_err(Error::session)?.rip;
+        let mut insn = [0u8; 2];
+        let n = self
+            .session
+            .read_memory(rip, &mut insn)
+            .map_err(Error::session)?;
+        Ok(n != insn.len() || insn == SYSCALL)
+    }
+
+    /// In the exit call's interval: one instruction towards the call, as a forward
+    /// run; `Some` when it stops at one of the user's breakpoints or watchpoints.
+    fn step_towards_exit(
+        &mut self,
+        code: &BTreeSet<u64>,
+        watches: &[Watch],
+    ) -> Result<Option<Outcome>> {
+        self.arm(code, watches)?;
+        let stop = self.step_once()?;
+        if self.here.moves.is_empty() {
+            return Err(Error::Bookkeeping(format!(
+                "stepping to the exit call crossed an event ({stop:?})"
+            )));
+        }
+        match stop {
+            Stop::Watchpoint { tid, slot } => Ok(self
+                .watch_of(slot)
+                .map(|watch| Outcome::Watch { tid, watch })),
+            Stop::Stepped { tid } => {
+                let rip = self.session.regs(tid).map_err(Error::session)?.rip;
+                Ok(code.contains(&rip).then_some(Outcome::Breakpoint { tid }))
+            }
+            other => Err(Error::Bookkeeping(format!(
+                "stepping to the exit call met {other:?}"
+            ))),
+        }
+    }
+
+    /// Goes to the end of the recording (`--gdb-at-end`): the boundary before the exit
+    /// call, then up to its `syscall` instruction.
+    pub fn go_to_end(&mut self) -> Result<Outcome> {
+        self.go_to(&Position::boundary(self.end))?;
+        while !self.at_end()? {
+            self.step_towards_exit(&BTreeSet::new(), &[])?;
+        }
+        Ok(Outcome::End {
             tid: self.current_thread(),
         })
     }
@@ -460,6 +541,7 @@ impl<O: Opener> Timeline<O> {
                 )))?;
                 Outcome::Watch { tid, watch }
             }
+            Stop::Signal { tid, signo } => Outcome::Signal { tid, signo },
             Stop::Stepped { tid } => Outcome::Stepped { tid },
             Stop::Exited(how) => return Err(Error::Exited(how)),
         }))
@@ -470,8 +552,16 @@ impl<O: Opener> Timeline<O> {
     pub fn resume_forward(&mut self, interrupt: &mut Interrupt<'_>) -> Result<Outcome> {
         let (code, watches) = self.user_sets();
         loop {
-            if let Some(end) = self.end_outcome() {
-                return Ok(end);
+            if self.at_end()? {
+                return Ok(Outcome::End {
+                    tid: self.current_thread(),
+                });
+            }
+            if self.here.event == self.end {
+                if let Some(outcome) = self.step_towards_exit(&code, &watches)? {
+                    return Ok(outcome);
+                }
+                continue;
             }
             let stop = self.resume_once(&code, &watches)?;
             if let Some(outcome) = self.forward_outcome(stop, interrupt)? {
@@ -485,10 +575,12 @@ impl<O: Opener> Timeline<O> {
     pub fn step_forward(&mut self, tid: i32, interrupt: &mut Interrupt<'_>) -> Result<Outcome> {
         let (code, watches) = self.user_sets();
         loop {
-            if let Some(end) = self.end_outcome() {
-                return Ok(end);
-            }
             let running = self.session.running_thread();
+            if self.at_end()? || (self.here.event >= self.end && running != Some(tid)) {
+                return Ok(Outcome::End {
+                    tid: self.current_thread(),
+                });
+            }
             if !self.session.threads().contains(&tid) {
                 break;
             }
@@ -508,6 +600,7 @@ impl<O: Opener> Timeline<O> {
                 None => Ok(Outcome::Stepped { tid }),
             },
             Stop::Stepped { tid } | Stop::Breakpoint { tid, .. } => Ok(Outcome::Stepped { tid }),
+            Stop::Signal { tid, signo } => Ok(Outcome::Signal { tid, signo }),
             Stop::Event => Ok(Outcome::Stepped { tid: running }),
             Stop::Exited(how) => Err(Error::Exited(how)),
         }
@@ -534,7 +627,7 @@ impl<O: Opener> Timeline<O> {
         let none = BTreeSet::new();
         while self.here.event < target.event || !self.here.moves.is_empty() {
             match self.resume_once(&none, &[])? {
-                Stop::Event => {}
+                Stop::Event | Stop::Signal { .. } => {}
                 other => {
                     return Err(Error::Bookkeeping(format!(
                         "running to event {} stopped with {other:?}",
@@ -750,7 +843,7 @@ impl<O: Opener> Timeline<O> {
         while self.here.event < to {
             let from = self.here.clone();
             match self.resume_once(user_code, user_watches)? {
-                Stop::Event => {
+                Stop::Event | Stop::Signal { .. } => {
                     if interrupt() {
                         return Ok(Some(Outcome::Interrupted {
                             tid: self.current_thread(),
@@ -851,10 +944,16 @@ impl<O: Opener> Timeline<O> {
                     self.go_to(&prev)?;
                     self.arm(&BTreeSet::new(), &[])?;
                     let mut n = 0u64;
-                    while self.here.event == k {
+                    // An interval run by another process's thread has none of the
+                    // debugged process's instructions.
+                    let ours = self
+                        .session
+                        .running_thread()
+                        .is_some_and(|t| self.session.threads().contains(&t));
+                    while ours && self.here.event == k {
                         match self.step_once()? {
                             Stop::Stepped { .. } | Stop::Watchpoint { .. } => n += 1,
-                            Stop::Event => break,
+                            Stop::Event | Stop::Signal { .. } => break,
                             other => {
                                 return Err(Error::Bookkeeping(format!(
                                     "stepping through event {k} met {other:?}"

@@ -227,10 +227,21 @@ fn check_mem_args(
                 continue;
             }
         };
+        if row.on_error && !(output && matches!(size, Size::Fixed(_))) {
+            errors.push(
+                what,
+                format!(
+                    "{kind} of arg {}: on_error is only for outputs of a fixed size (\"fixed:K\")",
+                    row.arg
+                ),
+            );
+            continue;
+        }
         out.push(MemArg {
             arg: row.arg,
             size,
             max,
+            on_error: row.on_error,
         });
     }
     out

@@ -48,9 +48,10 @@ fn rust_mem_args(args: &[MemArg]) -> String {
                 None => "None".to_string(),
             };
             format!(
-                "MemArg {{ arg: {}, size: {}, max: {max} }}",
+                "MemArg {{ arg: {}, size: {}, max: {max}, on_error: {} }}",
                 a.arg,
-                rust_size(&a.size)
+                rust_size(&a.size),
+                a.on_error
             )
         })
         .collect();

@@ -76,13 +76,15 @@ pub struct RequestRow {
     pub libc: bool,
 }
 
-/// `{ arg = N, size = "...", max = "..." }`.
+/// `{ arg = N, size = "...", max = "...", on_error = true }`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemArgRow {
     pub arg: u8,
     pub size: String,
     pub max: Option<String>,
+    #[serde(default)]
+    pub on_error: bool,
 }
 
 fn yes() -> bool {

@@ -3,7 +3,7 @@
 //!
 //! The library (`syscallbuf/preload.c`, compiled by `build.rs`, embedded here) is put
 //! into recorded programs with `LD_PRELOAD`. Its wrappers (read, write, pread64,
-//! pwrite64, lseek, fstat, clock_gettime) `call` the untraced entry, a `syscall; ret` the
+//! pwrite64, lseek, fstat, clock_gettime, getrandom) `call` the untraced entry, a `syscall; ret` the
 //! recorder maps at [`abi::ENTRY_PAGE`] at every exec; the seccomp filter lets the
 //! table's `buffered` calls through there without a stop (`record::seccomp`). Each call's
 //! number, arguments, result and the bytes it moved go into the thread's buffer, which the

@@ -597,7 +597,8 @@ fn valid_metadata_reads() {
     let read = check_trace_meta(b"chaos-trace 2\n", Some(&widened), Some(&r));
     assert!(read.header && !read.untraced, "{read:?}");
     assert!(check_trace_meta(b"chaos-trace 3\n", Some(&h), Some(&r)).opened);
-    assert!(!check_trace_meta(b"chaos-trace 4\n", Some(&h), Some(&r)).opened);
+    assert!(check_trace_meta(b"chaos-trace 4\n", Some(&h), Some(&r)).opened);
+    assert!(!check_trace_meta(b"chaos-trace 5\n", Some(&h), Some(&r)).opened);
 }
 
 proptest! {

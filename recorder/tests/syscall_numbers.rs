@@ -292,6 +292,17 @@ fn out(arg: u8, size: Size) -> MemArg {
         arg,
         size,
         max: None,
+        on_error: false,
+    }
+}
+
+/// An output the kernel writes also when the call fails.
+fn always(arg: u8, size: Size) -> MemArg {
+    MemArg {
+        arg,
+        size,
+        max: None,
+        on_error: true,
     }
 }
 
@@ -301,6 +312,7 @@ fn capped(arg: u8, size: Size, max: Size) -> MemArg {
         arg,
         size,
         max: Some(max),
+        on_error: false,
     }
 }
 
@@ -934,7 +946,7 @@ fn common_calls_have_the_expected_memory_arguments() {
         ("rt_sigprocmask", &[out(2, Arg(3))], &[out(1, Arg(3))]),
         ("sigaltstack", &[out(1, Fixed(24))], &[out(0, Fixed(24))]),
         ("wait4", &[out(1, Fixed(4)), out(3, Fixed(144))], &[]),
-        ("waitid", &[out(2, Fixed(128)), out(4, Fixed(144))], &[]),
+        ("waitid", &[always(2, Fixed(128)), out(4, Fixed(144))], &[]),
         ("clock_gettime", &[out(1, Fixed(16))], &[]),
         ("clock_getres", &[out(1, Fixed(16))], &[]),
         ("gettimeofday", &[out(0, Fixed(16)), out(1, Fixed(8))], &[]),

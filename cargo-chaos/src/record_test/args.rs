@@ -354,14 +354,15 @@ pub struct RecordTestArgs {
     /// Chaos scheduling, to make races happen (`off`: the scheduler of earlier versions).
     #[arg(long, value_enum, default_value_t = ChaosArg::On, value_name = "on|off")]
     pub chaos: ChaosArg,
-    /// Record with the syscall-buffering preload library (experimental, off by default
-    /// until it replays everything): common calls (read, write, pread, pwrite, lseek,
-    /// fstat, clock_gettime on regular files) run without a ptrace stop. Dynamically
-    /// linked programs only; static ones take the traced path.
+    /// Record with the syscall-buffering preload library (the default): common calls
+    /// (read, write, pread, pwrite, lseek, fstat on regular files; clock_gettime,
+    /// getrandom) run without a ptrace stop. Dynamically linked programs only; static
+    /// ones take the traced path.
     #[arg(long, overrides_with = "no_syscallbuf")]
     pub syscallbuf: bool,
-    /// Record every call through ptrace stops (today's default, unless the environment
-    /// has `CARGO_CHAOS_SYSCALLBUF=1`); the trace's header says which was used.
+    /// Record every call through ptrace stops, without the preload library (also
+    /// `CARGO_CHAOS_SYSCALLBUF=0` in the environment); the trace's header says which was
+    /// used.
     #[arg(long, overrides_with = "syscallbuf")]
     pub no_syscallbuf: bool,
     /// Let these environment variables through even though they look secret (by name, or
@@ -379,13 +380,13 @@ pub struct RecordTestArgs {
 }
 
 /// Whether to record with the syscall-buffering library: `--syscallbuf` or
-/// `--no-syscallbuf` (the last one given wins), else `CARGO_CHAOS_SYSCALLBUF=1` in the
-/// environment (so a whole test suite can be run both ways), else off.
+/// `--no-syscallbuf` (the last one given wins), else `CARGO_CHAOS_SYSCALLBUF=0` in the
+/// environment turns it off (so a whole test suite can be run both ways), else on.
 pub fn syscallbuf_wanted(on: bool, off: bool) -> bool {
     if on || off {
         return on;
     }
-    std::env::var_os("CARGO_CHAOS_SYSCALLBUF").is_some_and(|v| v == "1")
+    !std::env::var_os("CARGO_CHAOS_SYSCALLBUF").is_some_and(|v| v == "0")
 }
 
 /// What measures time slices: the running thread's CPU time where the kernel allows a

@@ -167,6 +167,36 @@ fn ppoll_interrupted_by_a_signal_without_a_handler() {
     ten_times("ppoll_nohandler", &[], 0);
 }
 
+/// waitid calls that fail (no such child, no children, a bad pidfd, a bad id type) fill
+/// the siginfo's first fields with zeros all the same: recorded, and written again at
+/// replay. Replay left the program's bytes as they were (rr's pidfd test checksums the
+/// siginfo after each call and diverged), and with a second thread the recording itself
+/// did not pass the kernel's zeros on from scratch memory (unlike a native run).
+#[test]
+fn a_failed_waitid_still_fills_the_siginfo() {
+    ten_times("failed_waitid", &[], 0);
+}
+
+/// Processes that send SIGKILL to themselves (kill(getpid()), tgkill, tkill; a clone
+/// sharing its parent's memory, and a thread of a forked child): the kernel's
+/// CLONE_CHILD_CLEARTID write and futex wake at the death reach the parent at the same
+/// point at replay (the call never returns, so it had no event: replay never ended the
+/// process and the parent's futex wait found the word still set; rr's
+/// clone_cleartid_coredump).
+#[test]
+fn a_process_that_kills_itself_ends_at_the_same_point() {
+    ten_times("self_sigkill", &[], 0);
+}
+
+/// clone with CLONE_UNTRACED, of a thread-like task sharing memory and of a process:
+/// the recorder takes the flag out (it only keeps a tracer off), so the new task is
+/// recorded like any other; replay does the same. The recording waited for ever for a
+/// task it never saw (rr's clone_untraced).
+#[test]
+fn a_clone_with_clone_untraced_is_recorded() {
+    ten_times("untraced_clone", &[], 0);
+}
+
 /// Job control: a process stopped by SIGSTOP or SIGTSTP (by itself, by its parent,
 /// with a second thread blocked in read()) stays stopped until its parent continues it,
 /// and its parent sees it stopped, continued and exited as natively. The recorder

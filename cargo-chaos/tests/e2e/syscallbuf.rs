@@ -161,3 +161,34 @@ fn edited_buffered_write_hash_is_a_divergence_at_that_event() {
     let replayed = replay(&rec.trace);
     test_support::divergence::assert_diverged_at(&replayed, index);
 }
+
+/// getrandom is buffered (issue 17's list): its bytes come from the buffer's record into
+/// the trace and replay gives the program the same bytes; without the library the call is
+/// traced. (mutation.rs edits those bytes in a default, buffered, recording.)
+#[test]
+fn getrandom_is_buffered_and_replays() {
+    for on in [true, false] {
+        let dir = temp();
+        let rec = record_buffered(dir.path(), "random", &[], on);
+        assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+        let printed = line_with(&rec.program.stdout, "getrandom=");
+        let bytes = unhex(printed.trim_start_matches("getrandom="));
+        let events = read_events(&rec.trace);
+        let calls: Vec<u64> = syscalls(&events)
+            .filter(|(_, s)| s.nr == sys::GETRANDOM && s.writes.iter().any(|w| w.data == bytes))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(calls.len(), 1, "one getrandom wrote {printed}");
+        assert_eq!(
+            buffered(&events, sys::GETRANDOM).contains(&calls[0]),
+            on,
+            "getrandom buffered with syscallbuf {on}"
+        );
+        let replayed = replay(&rec.trace);
+        assert_same(
+            &format!("random (syscallbuf {on})"),
+            &rec.program,
+            &replayed,
+        );
+    }
+}

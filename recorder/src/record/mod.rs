@@ -24,6 +24,8 @@ mod sink;
 mod slices;
 mod syscall;
 
+pub(crate) use syscall::untraced_clone;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::Write;
@@ -103,8 +105,9 @@ pub struct RecordOptions {
     /// binaries again and again): they are then hard-linked, not copied and hashed each
     /// time. It only saves work on the trace's file system.
     pub capture_cache: Option<crate::trace::files::CaptureCache>,
-    /// Put the syscall-buffering preload library into the program (`crate::syscallbuf`;
-    /// off by default while it is young: `--syscallbuf`).
+    /// Put the syscall-buffering preload library into the program (`crate::syscallbuf`).
+    /// False in `Default` (the library API's tests record every call traced); the
+    /// `cargo chaos` commands turn it on unless `--no-syscallbuf`.
     pub syscallbuf: bool,
 }
 

@@ -24,7 +24,8 @@
 //! updates, poll's array) is first filled with the real buffer's bytes, so what the
 //! kernel did not write comes back unchanged; a buffer filled by the result (read's,
 //! readv's) comes back only as far as the result says. A failed call writes nothing
-//! back, except the whole-length copies of one a signal interrupted.
+//! back, except the whole-length copies of one a signal interrupted and the outputs the
+//! table marks `on_error` (waitid's siginfo, which the kernel fills when it fails too).
 
 use super::super::syscalls::{self, effects::read_iovecs, special, MemArg, Size, SyscallDesc};
 use crate::errors::Result;
@@ -52,6 +53,8 @@ enum Back {
     ResultTimes(usize),
     /// All of it (the copy was filled from the real buffer first).
     Whole,
+    /// All of it, also when the call failed (an `on_error` output: waitid's siginfo).
+    Always,
     /// Only these (offset, length) fields (recvmsg's msghdr, whose pointer fields point
     /// at scratch).
     Fields(&'static [(usize, usize)]),
@@ -130,7 +133,7 @@ impl Plan<'_> {
         if real == 0 || len == 0 {
             return Ok(real);
         }
-        let fill = if matches!(back, Back::Whole | Back::Fields(_)) {
+        let fill = if matches!(back, Back::Whole | Back::Always | Back::Fields(_)) {
             match self.read(real, len)? {
                 Some(data) => Some(data),
                 None => return Ok(real),
@@ -206,6 +209,7 @@ impl Plan<'_> {
                 Size::ArgTimes(n, k) => {
                     self.arg_buffer(o.arg, arg(n).saturating_mul(k), Back::Whole)?
                 }
+                Size::Fixed(k) if o.on_error => self.arg_buffer(o.arg, k, Back::Always)?,
                 Size::Fixed(k) => self.arg_buffer(o.arg, k, Back::Whole)?,
                 Size::SockLen(n) => {
                     // The capacity the program's socklen holds at entry.
@@ -437,7 +441,12 @@ pub fn complete(task: &mut Task, r: &Redirected, ret: i64) -> Result<()> {
     let interrupted = crate::kernel::restart::interrupted(ret);
     let mut left = ret.max(0) as usize;
     for c in &r.copies {
-        if ret < 0 && !(interrupted && matches!(c.back, Back::Whole)) {
+        let back_anyway = match c.back {
+            Back::Always => true,
+            Back::Whole => interrupted,
+            _ => false,
+        };
+        if ret < 0 && !back_anyway {
             continue;
         }
         let one;
@@ -452,7 +461,7 @@ pub fn complete(task: &mut Task, r: &Redirected, ret: i64) -> Result<()> {
                 one = [(0, (ret.max(0) as usize).saturating_mul(k).min(c.len))];
                 &one
             }
-            Back::Whole => {
+            Back::Whole | Back::Always => {
                 one = [(0, c.len)];
                 &one
             }

@@ -498,8 +498,16 @@ impl Recorder {
                 let t = self.threads.get_mut(&cur).expect("current");
                 let regs = t.task.regs()?;
                 // On to a point replay finds cheaply (see `preempt::steer`).
+                let started = std::time::Instant::now();
                 let steered = crate::preempt::steer::steer(&mut t.task, regs)?;
+                let stepped = started.elapsed();
                 let state = crate::preempt::capture(&mut t.task, &steered.regs)?;
+                tracing::debug!(
+                    "thread {cur} preempted at {:#x}: {} steps in {stepped:?}, state in {:?}",
+                    steered.regs.rip,
+                    steered.point.steps,
+                    started.elapsed() - stepped
+                );
                 t.state = Where::Ready(0);
                 t.exit_rip = None;
                 self.events.push(&Event::Preempted {

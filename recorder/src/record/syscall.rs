@@ -106,6 +106,20 @@ impl Recorder {
         if let Some(flags) = clone_flags {
             check_clone(flags)?;
         }
+        if sysno == nr::CLONE && args[0] & libc::CLONE_UNTRACED as u64 != 0 {
+            // The new task must be traced like every other: the flag, which only keeps
+            // a tracer off, is taken out of the call (and put back at its exit, see
+            // `untraced_clone`). Replay does the same.
+            let task = &mut self.threads.get_mut(&cur).expect("current").task;
+            untraced_clone(task, args[0] & !(libc::CLONE_UNTRACED as u64))?;
+        }
+        if sysno == nr::CLONE3 && clone_flags.unwrap_or(0) & libc::CLONE_UNTRACED as u64 != 0 {
+            return Err(Error::Unsupported {
+                what: "clone3 with CLONE_UNTRACED (a task the recorder could not trace)".into(),
+                hint: "use clone(), whose CLONE_UNTRACED the recorder takes out, or drop the flag"
+                    .into(),
+            });
+        }
         self.shared.check_entry(cur, sysno, &args)?;
         if probe::changes_lookup(sysno) || clone_flags.is_some_and(probe::new_namespaces) {
             self.same_lookups = false;
@@ -154,7 +168,8 @@ impl Recorder {
         if let Some(c) = clone3 {
             entry.extra = c.to_vec();
         }
-        if sysno == nr::EXIT || sysno == nr::EXIT_GROUP {
+        let kills_itself = self.kills_own_process(cur, sysno, &args);
+        if sysno == nr::EXIT || sysno == nr::EXIT_GROUP || kills_itself {
             // These never come back: write the event now.
             self.events.push(&Event::Syscall(SyscallEvent {
                 tid: cur,
@@ -165,7 +180,7 @@ impl Recorder {
                 writes: Vec::new(),
                 file: None,
             }))?;
-            return self.on_exit_call(cur, sysno);
+            return self.on_exit_call(cur, if kills_itself { nr::EXIT_GROUP } else { sysno });
         }
         // Fork-family calls report their child through ptrace events and are handled
         // as such (vfork's wait included), never as blocking calls.
@@ -263,6 +278,31 @@ impl Recorder {
         Ok(Next::Continue)
     }
 
+    /// Whether `cur` sends SIGKILL to its own process (`kill(getpid(), SIGKILL)`, tgkill
+    /// or tkill of one of its threads), in a process other than the main one: the call
+    /// never comes back, and the process ends there as if it called exit_group. Its
+    /// event is written at entry so that replay ends it at the same point: the kernel's
+    /// CLONE_CHILD_CLEARTID write and futex wake at its death are seen by the processes
+    /// that share its memory (rr's clone_cleartid_coredump), which waited for ever at
+    /// replay or found the word not cleared. (The main process's end is its exit event.)
+    fn kills_own_process(&self, cur: i32, sysno: u64, args: &[u64; 6]) -> bool {
+        let Some(tgid) = self.threads.get(&cur).map(|t| t.tgid) else {
+            return false;
+        };
+        if tgid == self.leader {
+            return false;
+        }
+        let member =
+            |tid: u64| i32::try_from(tid).is_ok_and(|t| t > 0 && self.members(tgid).contains(&t));
+        let sigkill = libc::SIGKILL as u64;
+        match sysno {
+            nr::KILL => args[0] == tgid as u64 && args[1] == sigkill,
+            nr::TGKILL => args[0] == tgid as u64 && member(args[1]) && args[2] == sigkill,
+            nr::TKILL => member(args[0]) && args[1] == sigkill,
+            _ => false,
+        }
+    }
+
     /// exit / exit_group: the event is written; let the call run and collect the ends.
     pub(super) fn on_exit_call(&mut self, cur: i32, sysno: u64) -> Result<Next> {
         let t = self.threads.get_mut(&cur).expect("current");
@@ -312,6 +352,13 @@ impl Recorder {
     }
 
     pub(super) fn on_exit(&mut self, cur: i32, mut ret: i64) -> Result<()> {
+        if let Some(p) = self.threads.get_mut(&cur).and_then(|t| {
+            let p = t.pending.as_ref()?;
+            (p.nr == nr::CLONE && p.args[0] & libc::CLONE_UNTRACED as u64 != 0)
+                .then_some((p.args[0], &mut t.task))
+        }) {
+            untraced_clone(p.1, p.0)?;
+        }
         // The recorded tree's processes, for a MAP_SHARED file mapping (see `shared_files`).
         // A private mapping of a file opened for writing is followed too: the program
         // may change the file under pages it has not touched yet.
@@ -359,6 +406,9 @@ impl Recorder {
         if p.fake_ret.is_none() && crate::kernel::restart::interrupted(ret) {
             // A signal cut it short; it may still have written (the time left).
             writes = effects::collect_interrupted_outputs(task, p.outputs, &p.args, &p.entry);
+        } else if ret < 0 && p.fake_ret.is_none() && !p.special {
+            // Outputs the kernel fills on failure too (waitid's siginfo).
+            writes = effects::collect_error_outputs(task, p.outputs, &p.args);
         }
         if ret >= 0 && p.fake_ret.is_none() {
             writes = if p.special {
@@ -477,6 +527,15 @@ impl Recorder {
 
 /// `struct clone_args`: flags, pidfd, child_tid, parent_tid.
 /// Refuses the clone flags the recorder cannot follow.
+/// Sets clone's flags register (rdi) to `flags`: CLONE_UNTRACED is taken out at the
+/// call's entry and put back at its exit (the new task starts with the flags without
+/// it: glibc's clone overwrites that register in the child before the program sees it).
+pub(crate) fn untraced_clone(task: &mut Task, flags: u64) -> Result<()> {
+    let mut regs = task.regs()?;
+    regs.rdi = flags;
+    task.set_regs(&regs)
+}
+
 pub(super) fn check_clone(flags: u64) -> Result<()> {
     // Flags the kernel refuses together whatever else is asked: the call fails with
     // EINVAL and is recorded as such (rr's clone_fail passes every flag).

@@ -31,6 +31,9 @@ impl Replayer<'_> {
                 ))
             }
         }
+        if nr == nr::CLONE && args[0] & libc::CLONE_UNTRACED as u64 != 0 {
+            crate::record::untraced_clone(&mut th.task, args[0])?;
+        }
         for w in &s.writes {
             th.task.write_mem(w.addr, &w.data)?;
         }
@@ -193,6 +196,11 @@ impl Replayer<'_> {
             .entry(th.tgid)
             .or_default()
             .after_syscall(sysno, &args, s.ret);
+        if th.tgid != self.leader && self.kills_own_process(s, th.tgid) {
+            // It killed its own process, which ended there at record (the call never
+            // came back; see the recorder's `kills_own_process`).
+            return self.end_own_kill(s.tid, th);
+        }
         if let Some(victim) = sigkilled_process(s) {
             if victim != th.tgid && victim != self.leader {
                 self.sigkilled.insert(victim);
@@ -587,6 +595,41 @@ pub(super) fn stub_conflict(addr: u64) -> Error {
             "the recording mapped memory at {addr:#x}, inside the replayer's reserved range"
         ),
         hint: "this program cannot be replayed by this version".into(),
+    }
+}
+
+impl Replayer<'_> {
+    /// A process other than the main one sent SIGKILL to itself (its kill, tgkill or tkill
+    /// event, written at entry): end it now, as at record. Its robust futexes are marked
+    /// with the recorded tids first; its death clears its CLONE_CHILD_CLEARTID word and
+    /// wakes that futex, which the processes that share its memory see next.
+    fn end_own_kill(&mut self, recorded: i32, th: &mut RThread) -> Result<Step> {
+        // With the others of its process, all killed at once (the leader is collected
+        // last, once the others are gone).
+        let tgid = th.tgid;
+        self.threads
+            .insert(recorded, RThread::new(Task::new(th.task.tid), tgid));
+        self.end_killed(tgid)?;
+        self.forget_process(tgid);
+        Ok(Step::Gone)
+    }
+
+    /// Whether a successful kill, tgkill or tkill sent SIGKILL to the caller's own
+    /// process (`tgid`, recorded).
+    fn kills_own_process(&self, s: &SyscallEvent, tgid: i32) -> bool {
+        let member = |tid: u64| {
+            tid == s.tid as u64
+                || i32::try_from(tid)
+                    .is_ok_and(|t| self.threads.get(&t).is_some_and(|x| x.tgid == tgid))
+        };
+        let sigkill = libc::SIGKILL as u64;
+        s.ret == 0
+            && match s.nr {
+                nr::KILL => s.args[0] == tgid as u64 && s.args[1] == sigkill,
+                nr::TGKILL => s.args[0] == tgid as u64 && member(s.args[1]) && s.args[2] == sigkill,
+                nr::TKILL => member(s.args[0]) && s.args[1] == sigkill,
+                _ => false,
+            }
     }
 }
 

@@ -158,6 +158,11 @@ impl Replayer<'_> {
         if !matches!(nr, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK) {
             return Err(self.diverge(ev, format!("made syscall {}", describe_call(nr, &args))));
         }
+        let untraced = libc::CLONE_UNTRACED as u64;
+        if nr == nr::CLONE && args[0] & untraced != 0 {
+            // As at record: traced all the same (the flag is put back at the exit).
+            crate::record::untraced_clone(&mut th.task, args[0] & !untraced)?;
+        }
         th.task.resume(Resume::Syscall, 0)?;
         match th.task.wait_skipping_sigchld()?.0 {
             Stop::Event(

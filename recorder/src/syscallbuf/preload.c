@@ -1,7 +1,7 @@
 /* The syscall-buffering preload library (issue 17; see docs/architecture.md, "Syscall
  * buffering"). Injected with LD_PRELOAD into recorded programs. It defines read, write,
- * pread64, pwrite64, lseek, fstat and clock_gettime. Each wrapper either makes the call
- * through the untraced `syscall` instruction the recorder maps at CHAOS_SB_ENTRY (the
+ * pread64, pwrite64, lseek, fstat, clock_gettime and getrandom. Each wrapper either makes
+ * the call through the untraced `syscall` instruction the recorder maps at CHAOS_SB_ENTRY (the
  * recorder's seccomp filter lets it through without a stop) and appends the call, its
  * result and the bytes it moved to this thread's buffer, or makes an ordinary (traced)
  * call. The recorder reads the buffer at the thread's next stop and writes each call into
@@ -300,4 +300,21 @@ int clock_gettime(clockid_t clk, struct timespec *ts) {
     else
         ret = traced(SYS_clock_gettime, clk, (long)ts, 0, 0);
     return (int)leave(b, ret);
+}
+
+/* getrandom blocks only before the kernel's entropy pool is initialised, except with
+ * GRND_RANDOM on kernels before 5.6 (the blocking /dev/random pool): that one is traced
+ * unless GRND_NONBLOCK. */
+#define GRND_NONBLOCK_FLAG 1
+#define GRND_RANDOM_FLAG 2
+ssize_t getrandom(void *buf, size_t n, unsigned int flags) {
+    struct sb *b = enter();
+    uint64_t *r;
+    long ret;
+    int may_block = (flags & GRND_RANDOM_FLAG) && !(flags & GRND_NONBLOCK_FLAG);
+    if (b && !may_block && n <= CHAOS_SB_MAX_IO && (r = reserve(b, 0, n)))
+        ret = buffered(b, r, SYS_getrandom, (long)buf, (long)n, flags, 0, NULL, 0, buf, n, 1);
+    else
+        ret = traced(SYS_getrandom, (long)buf, (long)n, flags, 0);
+    return leave(b, ret);
 }

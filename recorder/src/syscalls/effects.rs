@@ -148,6 +148,28 @@ pub fn collect_interrupted_outputs(
         .collect()
 }
 
+/// Reads the outputs a failed call wrote all the same (those marked `on_error` in the
+/// table, of a fixed size: waitid's siginfo). A region that cannot be read is left out:
+/// the kernel could not write it either (its EFAULT).
+pub fn collect_error_outputs(
+    task: &mut Task,
+    outputs: &[MemArg],
+    args: &[u64; 6],
+) -> Vec<MemWrite> {
+    outputs
+        .iter()
+        .filter(|o| o.on_error && args[o.arg as usize] != 0)
+        .filter_map(|o| {
+            let Size::Fixed(len) = o.size else {
+                return None;
+            };
+            let addr = args[o.arg as usize];
+            let data = task.read_mem(addr, len.min(MAX_BUF)).ok()?;
+            (!data.is_empty()).then_some(MemWrite { addr, data })
+        })
+        .collect()
+}
+
 /// Reads the memory the syscall wrote, per its output descriptions. Called at the exit
 /// stop of a successful call.
 pub fn collect_outputs(

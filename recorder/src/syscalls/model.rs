@@ -65,6 +65,10 @@ pub struct MemArg {
     /// output of a `may_block` row has one: while the call blocks, the buffer is moved to
     /// scratch memory of that size (`record::redirect`).
     pub max: Option<Size>,
+    /// The kernel writes this output also when the call fails (waitid fills the first
+    /// fields of its `siginfo_t` with zeros on ECHILD, EBADF, EINVAL...): the recorder
+    /// collects it after a failure too, and replay writes it again.
+    pub on_error: bool,
 }
 
 /// Everything the recorder knows about one system call.
