@@ -127,11 +127,13 @@ impl SetAside {
 }
 
 /// Whether the signal of the task's signal-delivery stop came from this process
-/// (`tgkill` or `tkill`).
+/// (`tgkill` or `tkill`), or from the thread's CPU-time slice clock (see
+/// [`crate::preempt::cpu_clock`]).
 fn sent_by_this_process(task: &Task) -> bool {
     task.siginfo().is_ok_and(|si| {
         // SAFETY: si_pid is valid for SI_TKILL.
-        si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32
+        (si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32)
+            || crate::preempt::cpu_clock::from_a_clock(&si)
     })
 }
 

@@ -76,13 +76,11 @@ fn syscall_free_races_are_captured_with_the_default_flags() {
 /// Chaos alone (`--no-instrument`: preemption points only where a time slice ends)
 /// captures the lost update within 300 runs (issue 15's "must show"). Short chaos
 /// slices, measured in the thread's own CPU time, end inside the workers' loops however
-/// loaded the machine is (with wall-clock slices, 8 of 10 seeds captured within 300 runs
-/// under a load average of 11..15, some after 250 runs; see docs/benchmarks.md, "Time
-/// slices in CPU time"). The seed fixes the decisions at syscalls, not where a slice
-/// ends, so the capture run varies: measured with `--seed 1`, runs 28 and 11; over
-/// 20 seeds, loaded, at most 52 runs and a capture in about one run in 17 (a miss in
-/// 300 runs would take a per-run chance below 1 in 50 to happen even once in 400
-/// hunts).
+/// loaded the machine is. The seed fixes the decisions at syscalls, not where a slice
+/// ends, so the capture run varies: twelve `--seed 1` hunts under load averages of
+/// 12..25 captured at runs 6 to 138 (median 11); all 40 CPU-time hunts of seeds 1..20
+/// captured, about one run in 35. With wall-clock slices 4 of 20 hunts missed in 300
+/// runs. See docs/benchmarks.md, "Time slices in CPU time", for the margin.
 #[test]
 fn lost_update_is_captured_by_chaos_alone() {
     let me = std::process::id() as i32;

@@ -177,7 +177,7 @@ impl CpuClock {
 
     /// Whether a signal's siginfo is this clock's overflow signal.
     pub fn sent(&self, si: &libc::siginfo_t) -> bool {
-        if si.si_code != POLL_IN && si.si_code != POLL_HUP {
+        if !from_a_clock(si) {
             return false;
         }
         // SAFETY: a siginfo_t is 128 bytes; for a SIGPOLL-style si_code the kernel put
@@ -190,6 +190,13 @@ impl CpuClock {
         };
         fd == self.fd.as_raw_fd()
     }
+}
+
+/// Whether a SIGSTOP's siginfo has the code of a perf event's overflow signal (some
+/// thread's CPU-time clock), for code that does not hold the clocks (syscall injection):
+/// a program that makes SIGSTOP the signal of its own `O_ASYNC` fds would look the same.
+pub fn from_a_clock(si: &libc::siginfo_t) -> bool {
+    si.si_code == POLL_IN || si.si_code == POLL_HUP
 }
 
 fn open_event(attr: &mut sys::bindings::perf_event_attr, tid: i32) -> std::io::Result<OwnedFd> {
