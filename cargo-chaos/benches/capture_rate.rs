@@ -18,7 +18,8 @@
 //! races depend on the machine's load: read the native columns of the same invocation.
 //!
 //! Run with `cargo bench -p cargo-chaos --bench capture_rate` (optionally
-//! `-- KIND...` to measure only some kinds; `--write-docs` replaces the
+//! `-- KIND...` to measure only some kinds, `CHAOS_CAPTURE_MODES=default,chaos` only
+//! some modes (keys in [`MODES`]); `--write-docs` replaces the
 //! "## Capture rate" section of docs/benchmarks.md).
 
 use std::os::unix::process::CommandExt;
@@ -46,22 +47,50 @@ const KINDS: &[(&str, &str)] = &[
     ("clock_edge", "a clock edge"),
 ];
 
-/// A scheduling mode of `cargo record-test`: its name in the table and its flags.
-const MODES: &[(&str, &[&str])] = &[
+/// A scheduling mode of `cargo record-test`: its key for `CHAOS_CAPTURE_MODES`, its name
+/// in the table and its flags.
+const MODES: &[(&str, &str, &[&str])] = &[
     (
+        "serialized",
         "--chaos off --no-instrument (the scheduler before chaos mode)",
         &["--chaos", "off", "--no-instrument"],
     ),
     (
+        "serialized-instrument",
         "--chaos off --instrument",
         &["--chaos", "off", "--instrument"],
     ),
-    ("--no-instrument (chaos alone)", &["--no-instrument"]),
-    ("default (chaos, --instrument auto)", &[]),
+    (
+        "chaos",
+        "--no-instrument (chaos alone)",
+        &["--no-instrument"],
+    ),
+    ("default", "default (chaos, --instrument auto)", &[]),
 ];
+
+/// The modes to measure: the keys in `CHAOS_CAPTURE_MODES` (comma-separated), or all.
+fn selected_modes() -> Vec<&'static (&'static str, &'static str, &'static [&'static str])> {
+    let wanted = std::env::var("CHAOS_CAPTURE_MODES").unwrap_or_default();
+    let keys: Vec<&str> = wanted
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .collect();
+    MODES
+        .iter()
+        .filter(|(key, _, _)| keys.is_empty() || keys.contains(key))
+        .collect()
+}
 
 /// Runs-to-failure of one trial, or `None` when no run failed within the limit.
 type Trial = Option<u64>;
+
+/// One hunt's outcome: the run captured (and verified), and how many failing runs did
+/// not replay (`verify-failed`).
+struct Hunt {
+    captured: Trial,
+    verify_failed: u64,
+}
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -87,6 +116,8 @@ fn main() {
     let target = work.path().join("target");
     let bins = support::build_test_executables(&corpus.join("Cargo.toml"), &target);
     let cpu = support::bench_cpu();
+    let modes = selected_modes();
+    let mut verify_failed = vec![0u64; modes.len()];
 
     let mut rows = Vec::new();
     for (kind, what) in KINDS {
@@ -108,12 +139,15 @@ fn main() {
             .collect();
         eprintln!("{kind}: native 1 core {pinned:?}");
         cells.push(pinned);
-        for (mode, flags) in MODES {
-            let hunts: Vec<Trial> = (0..trials)
+        for (i, (_, mode, flags)) in modes.iter().enumerate() {
+            let hunts: Vec<Hunt> = (0..trials)
                 .map(|t| hunt_trial(&corpus, &target, kind, flags, 1000 * (t + 1), max_runs))
                 .collect();
-            eprintln!("{kind}: record-test {mode} {hunts:?}");
-            cells.push(hunts);
+            let captured: Vec<Trial> = hunts.iter().map(|h| h.captured).collect();
+            let failed: u64 = hunts.iter().map(|h| h.verify_failed).sum();
+            eprintln!("{kind}: record-test {mode} {captured:?} (verify-failed: {failed})");
+            verify_failed[i] += failed;
+            cells.push(captured);
         }
         rows.push((what.to_string(), cells));
     }
@@ -128,11 +162,11 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     section.push_str("| kind | native, 2 cores | native, 1 core |");
-    for (mode, _) in MODES {
+    for (_, mode, _) in &modes {
         section.push_str(&format!(" record-test, {mode} |"));
     }
     section.push_str("\n|---|---:|---:|");
-    for _ in MODES {
+    for _ in &modes {
         section.push_str("---:|");
     }
     section.push('\n');
@@ -143,6 +177,12 @@ fn main() {
         }
         section.push('\n');
     }
+    section.push_str("\nFailing runs that did not replay (`verify-failed`), all kinds and trials:");
+    for ((_, mode, _), failed) in modes.iter().zip(&verify_failed) {
+        section.push_str(&format!(" {mode}: {failed};"));
+    }
+    section.pop();
+    section.push_str(".\n");
     print!("{section}");
     if write_docs {
         let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
@@ -207,7 +247,7 @@ fn hunt_trial(
     flags: &[&str],
     seed: u64,
     max: u64,
-) -> Trial {
+) -> Hunt {
     let out = support::hunt_command(&corpus.join("Cargo.toml"), target)
         .args(["--test", kind])
         .arg("--max-runs")
@@ -218,11 +258,22 @@ fn hunt_trial(
         .stderr(Stdio::null())
         .output()
         .expect("run cargo record-test");
-    String::from_utf8_lossy(&out.stdout)
+    let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let captured = messages
+        .iter()
         .find(|m| m["type"] == "captured" && m["data"]["verified"] == true)
         // Runs are numbered from 0 in the messages; the table counts runs.
         .and_then(|m| m["data"]["run"].as_u64())
-        .map(|run| run + 1)
+        .map(|run| run + 1);
+    let verify_failed = messages
+        .iter()
+        .filter(|m| m["type"] == "verify-failed")
+        .count() as u64;
+    Hunt {
+        captured,
+        verify_failed,
+    }
 }
