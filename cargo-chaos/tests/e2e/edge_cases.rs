@@ -495,3 +495,13 @@ fn process_vm_readv_of_its_own_memory() {
         assert_same(&format!("recording {i}"), &rec.program, &replay(&rec.trace));
     }
 }
+
+/// A thread wakes the main thread with FUTEX_WAKE_OP, whose operation sets the word the
+/// main thread waits on, and the main thread ends the process at once: the waker's call
+/// used to be taken for one that may block, its exit (with the word's new value) was
+/// never seen before the process ended, and the replayed main thread read the old value
+/// (rr's futex_priorities). Waking futex operations now run to their exit first.
+#[test]
+fn a_futex_wake_op_is_recorded_before_the_thread_it_wakes() {
+    ten_times("futex_wake_op", &[], 0);
+}

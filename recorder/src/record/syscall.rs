@@ -185,7 +185,8 @@ impl Recorder {
         // Fork-family calls report their child through ptrace events and are handled
         // as such (vfork's wait included), never as blocking calls.
         let forks = matches!(sysno, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK);
-        let blocking = desc.may_block && !forks && fake_ret.is_none() && self.threads.len() > 1;
+        let may_block = desc.may_block && !syscalls::special::never_blocks(sysno, &args);
+        let blocking = may_block && !forks && fake_ret.is_none() && self.threads.len() > 1;
         let creates_thread = match sysno {
             nr::CLONE => args[0] & libc::CLONE_THREAD as u64 != 0,
             nr::CLONE3 => entry
@@ -210,7 +211,7 @@ impl Recorder {
             exec_from: None,
             unknown_request,
         };
-        if desc.may_block && !forks && fake_ret.is_none() {
+        if may_block && !forks && fake_ret.is_none() {
             // A held signal must not wait for the end of a call that may wait for ever
             // (for a parent that waits to see the signal's effect).
             self.queue_deferred_now(cur)?;

@@ -24,6 +24,27 @@ pub enum Handling {
     Missing,
 }
 
+/// Whether this request of a `may_block` row returns at once whatever other threads do:
+/// the futex operations that only wake or requeue waiters. The engine then runs the call
+/// to its exit before another thread runs, so its effects are recorded before those of
+/// the threads it wakes (FUTEX_WAKE_OP writes its second word and then wakes: a woken
+/// thread reads that word, and the program may exit before the waker's exit stop would
+/// have been seen).
+pub fn never_blocks(sysno: u64, args: &[u64; 6]) -> bool {
+    const FUTEX_WAKE_BITSET: i32 = 10;
+    match sysno {
+        nr::FUTEX => matches!(
+            args[1] as i32 & libc::FUTEX_CMD_MASK,
+            libc::FUTEX_WAKE
+                | libc::FUTEX_WAKE_OP
+                | libc::FUTEX_REQUEUE
+                | libc::FUTEX_CMP_REQUEUE
+                | FUTEX_WAKE_BITSET
+        ),
+        _ => false,
+    }
+}
+
 /// How a special syscall is handled.
 pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
     match sysno {
