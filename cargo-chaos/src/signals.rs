@@ -8,6 +8,11 @@ use recorder::trace::Outcome;
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and the threads it spawns later)
 /// and starts a thread that turns them into an interruption of the recording. Call it
 /// before starting the recording.
+///
+/// One sent by a process of the recording itself (the recorder is the recorded
+/// program's parent, and `kill(getppid(), SIGINT)` is how some programs tell their
+/// parent something) is ignored, as a shell ignores it: the program's call succeeded
+/// and is recorded like any other; ending the recording for it would lose the run.
 pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
@@ -18,15 +23,61 @@ pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
         return;
     }
     std::thread::spawn(move || loop {
-        match set.wait() {
-            Ok(Signal::SIGINT) => {
-                eprintln!("chaos: interrupted; stopping the program and keeping the trace");
-                interrupter.interrupt(Outcome::Interrupted);
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: the set is valid and blocked in this thread; `info` is written by the
+        // kernel when the call succeeds.
+        let sig = unsafe { libc::sigwaitinfo(set.as_ref(), info.as_mut_ptr()) };
+        if sig < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
             }
-            Ok(_) => interrupter.interrupt(Outcome::Interrupted),
-            Err(_) => return,
+            return;
         }
+        // SAFETY: sigwaitinfo succeeded, so `info` is initialised; si_pid is valid for
+        // the signals this set holds (sent by kill, tgkill or the terminal's driver,
+        // which gives 0).
+        let sender = unsafe { info.assume_init().si_pid() };
+        if sender > 0 && is_descendant(sender) {
+            tracing::info!(
+                signal = sig,
+                sender,
+                "ignored a signal the recorded program sent to the recorder"
+            );
+            continue;
+        }
+        if sig == libc::SIGINT {
+            eprintln!("chaos: interrupted; stopping the program and keeping the trace");
+        }
+        interrupter.interrupt(Outcome::Interrupted);
     });
+}
+
+/// Whether `pid` is a descendant of this process (one of the recording's processes),
+/// following parent links in `/proc`.
+fn is_descendant(pid: i32) -> bool {
+    let me = std::process::id() as i32;
+    let mut at = pid;
+    // A chain of parents is short; the bound guards against a pid reused in a loop.
+    for _ in 0..64 {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{at}/status")) else {
+            return false;
+        };
+        let Some(parent) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|v| v.trim().parse::<i32>().ok())
+        else {
+            return false;
+        };
+        if parent == me {
+            return true;
+        }
+        if parent <= 1 {
+            return false;
+        }
+        at = parent;
+    }
+    false
 }
 
 /// For commands that write an archive under a temporary name (pack, upload, download):

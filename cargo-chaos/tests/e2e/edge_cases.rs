@@ -505,3 +505,25 @@ fn process_vm_readv_of_its_own_memory() {
 fn a_futex_wake_op_is_recorded_before_the_thread_it_wakes() {
     ten_times("futex_wake_op", &[], 0);
 }
+
+/// The program signals its parent (the recorder) with SIGINT, SIGTERM and SIGHUP: the
+/// recorder ignores what its own recording sends it, where it used to take SIGINT for a
+/// Ctrl-C and end the recording (rr's restart_abnormal_exit); replay emulates the calls.
+#[test]
+fn signals_the_program_sends_its_parent_do_not_end_the_recording() {
+    let program = fixture("signals_parent");
+    let dir = temp();
+    for i in 0..10 {
+        let rec = RecordSpec::new(&program, dir.path().join(format!("trace-{i}"))).record();
+        assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+        let out = rec.program.stdout_str();
+        assert!(
+            out.contains("SIGINT to the parent: 0\n")
+                && out.contains("SIGHUP to the parent: 0\n")
+                && out.contains("still running: 2\n"),
+            "{}",
+            rec.program.show()
+        );
+        assert_same(&format!("recording {i}"), &rec.program, &replay(&rec.trace));
+    }
+}
