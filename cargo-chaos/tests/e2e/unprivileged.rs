@@ -59,3 +59,61 @@ fn record_and_replay_as_nobody() {
         assert_same(&format!("{name} as nobody"), &rec.program, &replayed);
     }
 }
+
+/// Chaos time slices as an ordinary user: under `perf_event_paranoid` 2 an unprivileged
+/// task-clock event may count user time only (the first attempt, kernel time included,
+/// is refused with EACCES and the clock is opened again without it); where perf events
+/// are refused altogether the recorder falls back to wall-clock slices. Either way the
+/// workers are preempted inside their syscall-free loop and the recording replays.
+#[test]
+fn cpu_time_slices_as_nobody() {
+    if !is_root() {
+        eprintln!("skipped: not running as root, so every other test already records unprivileged");
+        return;
+    }
+    let paranoid: i32 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4);
+    let expected = if paranoid <= 2 {
+        "time slices in its CPU time (task-clock)"
+    } else {
+        "time slices in wall-clock time for this recording"
+    };
+    let dir = temp();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let program = fixture_copy("preempt_race", dir.path());
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().to_path_buf();
+    let (raw, trace) = RecordSpec::new(&program, dir.path().join("trace"))
+        .args(["200000000"])
+        .wrapper(SETPRIV)
+        .configure(move |c| {
+            c.current_dir(&home)
+                .env("HOME", &home)
+                .env("CHAOS_LOG", "recorder::record::slices=debug");
+        })
+        .record_raw();
+    assert_eq!(raw.status, 0, "{}", raw.show());
+    assert!(
+        raw.stderr_str().contains(expected),
+        "perf_event_paranoid {paranoid}: the log should say `{expected}`\n{}",
+        raw.show()
+    );
+    let events = run(chaos_cmd(&[]).arg("dump").arg(&trace)).stdout_str();
+    assert!(
+        events.lines().any(|l| l.contains(" preempted at ")),
+        "no worker was preempted\n{events}"
+    );
+    let wrapper: Vec<&std::ffi::OsStr> = SETPRIV.iter().map(|s| std::ffi::OsStr::new(*s)).collect();
+    let replayed = replay_with(&trace, &wrapper, |c| {
+        c.current_dir(dir.path()).env("HOME", dir.path());
+    });
+    assert_eq!(replayed.status, 0, "{}", replayed.show());
+    let recorded = raw.stdout_str();
+    assert!(
+        recorded.contains(replayed.stdout_str().trim_end()),
+        "the replay's output differs\nrecorded:\n{recorded}\nreplayed:\n{}",
+        replayed.stdout_str()
+    );
+}
