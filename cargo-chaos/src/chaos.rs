@@ -53,16 +53,15 @@ pub struct RecordArgs {
     /// with it on).
     #[arg(long, value_enum, value_name = "on|off")]
     pub chaos: Option<crate::record_test::args::ChaosArg>,
-    /// Record with the syscall-buffering preload library (off by default: a clone
-    /// sharing memory without its own thread-local area shares the buffer; also
-    /// `CARGO_CHAOS_SYSCALLBUF=1` in the environment): common calls
-    /// (read, write, pread, pwrite, lseek, fstat on regular files; clock_gettime,
-    /// getrandom) run without a ptrace stop. Dynamically linked programs only; static
-    /// ones take the traced path.
+    /// Record with the syscall-buffering preload library (the default, unless
+    /// `CARGO_CHAOS_SYSCALLBUF=0` is in the environment): common calls (read, write,
+    /// pread, pwrite, lseek, fstat on regular files; clock_gettime, getrandom) run
+    /// without a ptrace stop. Dynamically linked programs only; static ones take the
+    /// traced path.
     #[arg(long, overrides_with = "no_syscallbuf")]
     pub syscallbuf: bool,
-    /// Record every call through ptrace stops, without the preload library (the
-    /// default); the trace's header says which was used.
+    /// Record every call through ptrace stops, without the preload library; the
+    /// trace's header says which was used.
     #[arg(long, overrides_with = "syscallbuf")]
     pub no_syscallbuf: bool,
     /// Stop a hung program after this long (e.g. `30s`, `2m`); the trace is kept and

@@ -354,16 +354,15 @@ pub struct RecordTestArgs {
     /// Chaos scheduling, to make races happen (`off`: the scheduler of earlier versions).
     #[arg(long, value_enum, default_value_t = ChaosArg::On, value_name = "on|off")]
     pub chaos: ChaosArg,
-    /// Record with the syscall-buffering preload library (off by default: a clone
-    /// sharing memory without its own thread-local area shares the buffer; also
-    /// `CARGO_CHAOS_SYSCALLBUF=1` in the environment): common calls
-    /// (read, write, pread, pwrite, lseek, fstat on regular files; clock_gettime,
-    /// getrandom) run without a ptrace stop. Dynamically linked programs only; static
-    /// ones take the traced path.
+    /// Record with the syscall-buffering preload library (the default, unless
+    /// `CARGO_CHAOS_SYSCALLBUF=0` is in the environment): common calls (read, write,
+    /// pread, pwrite, lseek, fstat on regular files; clock_gettime, getrandom) run
+    /// without a ptrace stop. Dynamically linked programs only; static ones take the
+    /// traced path.
     #[arg(long, overrides_with = "no_syscallbuf")]
     pub syscallbuf: bool,
-    /// Record every call through ptrace stops, without the preload library (the
-    /// default); the trace's header says which was used.
+    /// Record every call through ptrace stops, without the preload library; the
+    /// trace's header says which was used.
     #[arg(long, overrides_with = "syscallbuf")]
     pub no_syscallbuf: bool,
     /// Let these environment variables through even though they look secret (by name, or
@@ -381,15 +380,14 @@ pub struct RecordTestArgs {
 }
 
 /// Whether to record with the syscall-buffering library: `--syscallbuf` or
-/// `--no-syscallbuf` (the last one given wins), else `CARGO_CHAOS_SYSCALLBUF=1` in the
-/// environment turns it on (so a whole test suite can be run both ways), else off: a
-/// child cloned with `CLONE_VM` and without its own thread-local area (rr's
-/// clone_untraced test) shares its parent's buffer, which replay does not follow yet.
+/// `--no-syscallbuf` (the last one given wins), else on unless
+/// `CARGO_CHAOS_SYSCALLBUF=0` is in the environment (so a whole test suite can be run
+/// both ways).
 pub fn syscallbuf_wanted(on: bool, off: bool) -> bool {
     if on || off {
         return on;
     }
-    std::env::var_os("CARGO_CHAOS_SYSCALLBUF").is_some_and(|v| v == "1")
+    std::env::var_os("CARGO_CHAOS_SYSCALLBUF").as_deref() != Some(std::ffi::OsStr::new("0"))
 }
 
 /// What measures time slices: the running thread's CPU time where the kernel allows a

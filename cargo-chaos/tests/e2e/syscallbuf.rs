@@ -192,3 +192,78 @@ fn getrandom_is_buffered_and_replays() {
         );
     }
 }
+
+/// A clone sharing its parent's memory and thread-local area (`CLONE_VM` without
+/// `CLONE_SETTLS`, untraced_clone.c) leaves both tasks on one copy of the library's
+/// per-thread state: from the clone on neither buffers. With a buffer already (the
+/// parent's getrandom first) the clone's event retires it (its calls-left word set to 0,
+/// a memory write replay repeats), and the library's next flush call is refused;
+/// without one, the registration is refused. The replay is exact, and a trace without
+/// the retiring write diverges at the first call after the clone that replay then
+/// makes through the buffer instead.
+#[test]
+fn a_clone_sharing_the_thread_local_area_stops_buffering() {
+    const FLUSH: u64 = 1002;
+    let enosys = -(libc::ENOSYS as i64);
+    for first in [true, false] {
+        let dir = temp();
+        let args: &[&str] = if first { &["buffered-first"] } else { &[] };
+        let rec = record_buffered(dir.path(), "untraced_clone", args, true);
+        assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+        let mut events = read_events(&rec.trace);
+        let (clone_at, _) = syscalls(&events)
+            .find(|(_, s)| s.nr == sys::CLONE && s.args[0] & libc::CLONE_VM as u64 != 0)
+            .expect("the CLONE_VM clone");
+        let marked_after = syscalls(&events)
+            .filter(|(i, s)| *i > clone_at && s.args[5] == recorder::syscallbuf::abi::MARK)
+            .count();
+        assert_eq!(
+            marked_after, 0,
+            "no call buffered after the clone (first {first})"
+        );
+        let inits: Vec<(u64, i64, u64)> = syscalls(&events)
+            .filter(|(_, s)| s.nr == SYSCALLBUF_INIT)
+            .map(|(i, s)| (i, s.ret, s.args[0]))
+            .collect();
+        let retire_write = if first {
+            let &(_, ret, buffer) = inits.first().expect("the parent's registration");
+            assert!(ret > 0 && inits[0].0 < clone_at, "{inits:?}");
+            let Event::Syscall(clone) = &events[clone_at as usize] else {
+                unreachable!()
+            };
+            let w = clone
+                .writes
+                .iter()
+                .position(|w| w.addr == buffer + 8 && w.data == [0; 8])
+                .expect("the clone's event retires the parent's buffer");
+            let refused = syscalls(&events)
+                .find(|(i, s)| *i > clone_at && s.nr == FLUSH)
+                .expect("a flush call after the clone");
+            assert_eq!(refused.1.ret, enosys);
+            Some((w, refused.0))
+        } else {
+            assert!(
+                inits
+                    .iter()
+                    .all(|&(i, ret, _)| i > clone_at && ret == enosys),
+                "{inits:?}"
+            );
+            None
+        };
+        let replayed = replay(&rec.trace);
+        assert_same(
+            &format!("untraced_clone (buffered first: {first})"),
+            &rec.program,
+            &replayed,
+        );
+        if let Some((w, flush_at)) = retire_write {
+            let Event::Syscall(clone) = &mut events[clone_at as usize] else {
+                unreachable!()
+            };
+            clone.writes.remove(w);
+            write_events(&rec.trace, &events).unwrap();
+            let replayed = replay(&rec.trace);
+            test_support::divergence::assert_diverged_at(&replayed, flush_at);
+        }
+    }
+}

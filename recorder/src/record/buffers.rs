@@ -131,6 +131,7 @@ impl Recorder {
         match sysno {
             nr::CHAOS_SYSCALLBUF_INIT => {
                 let ok = self.syscallbuf
+                    && !self.shared_tls.contains(&cur)
                     && args[0] % 4096 == 0
                     && args[0] != 0
                     && args[1] == abi::BUFFER_SIZE;
@@ -228,16 +229,27 @@ impl Recorder {
         Ok(Some(w))
     }
 
-    /// A new task: a vfork child shares its parent's buffer (same memory), a forked
-    /// process gets a copy, a new thread registers its own.
+    /// A new task: a vfork child shares its parent's buffer (same memory, the parent
+    /// waits), a forked process gets a copy (a copy of the memory), a new thread
+    /// registers its own. A process sharing its parent's memory without vfork
+    /// (`CLONE_VM`) gets none: with its own thread-local area it registers its own,
+    /// without one it shares its parent's and both are retired at the clone's exit
+    /// ([`Recorder::retire_shared_tls_buffer`]).
     pub(super) fn inherit_buffer(&mut self, parent: i32, child: i32, process: bool, vfork: bool) {
+        let shares_memory = self
+            .threads
+            .get(&parent)
+            .and_then(|t| t.pending.as_ref())
+            .and_then(pending_clone_flags)
+            .is_some_and(|f| f & libc::CLONE_VM as u64 != 0);
         let sb = match (
             process,
             vfork,
+            shares_memory,
             self.threads.get(&parent).and_then(|t| t.sb.clone()),
         ) {
-            (true, true, Some(sb)) => Some(sb),
-            (true, false, Some(sb)) => Some(Rc::new(RefCell::new(sb.borrow().clone()))),
+            (true, true, _, Some(sb)) => Some(sb),
+            (true, false, false, Some(sb)) => Some(Rc::new(RefCell::new(sb.borrow().clone()))),
             _ => None,
         };
         if let Some(t) = self.threads.get_mut(&child) {
@@ -251,11 +263,52 @@ impl Recorder {
         }
     }
 
+    /// At the exit of a clone that made `child` run on `cur`'s memory with `cur`'s
+    /// thread-local area (`CLONE_VM` without `CLONE_SETTLS` or `CLONE_VFORK`, as rr's
+    /// `clone_untraced` does): both tasks now share the library's per-thread state
+    /// (which buffer, whether buffering is on), so neither may buffer. `cur`'s buffer,
+    /// read at the clone's entry, is retired: its calls-left word becomes 0, so the
+    /// library's next buffered call in either task makes the flush call, which the
+    /// engine answers `-ENOSYS` (no buffer of the caller's), and the library then
+    /// traces everything (shared state, so in both). A registration by either is
+    /// answered `-ENOSYS` too. Returns the memory write for the clone's event, so
+    /// replay makes it at the same point; replay then checks every later call, the
+    /// library's flush call included, against the trace.
+    pub(super) fn retire_shared_tls_buffer(
+        &mut self,
+        cur: i32,
+        flags: u64,
+        child: i32,
+    ) -> Result<Vec<crate::trace::MemWrite>> {
+        let shares_tls = flags & libc::CLONE_VM as u64 != 0
+            && flags & (libc::CLONE_SETTLS | libc::CLONE_VFORK) as u64 == 0;
+        if !self.syscallbuf || !shares_tls {
+            return Ok(Vec::new());
+        }
+        self.shared_tls.insert(cur);
+        self.shared_tls.insert(child);
+        if let Some(t) = self.threads.get_mut(&child) {
+            t.sb = None;
+        }
+        let t = self.threads.get_mut(&cur).expect("current");
+        let Some(sb) = t.sb.take() else {
+            return Ok(Vec::new());
+        };
+        let w = crate::trace::MemWrite {
+            addr: sb.borrow().addr + abi::H_CALLS_LEFT * 8,
+            data: 0u64.to_le_bytes().to_vec(),
+        };
+        t.task.write_mem(w.addr, &w.data)?;
+        Ok(vec![w])
+    }
+
     /// An exec replaced the image of process `tgid`: its buffers are gone.
+    /// Its threads that shared a thread-local area have a new one each.
     pub(super) fn forget_buffers(&mut self, tgid: i32) {
         self.fd_gens.remove(&tgid);
-        for t in self.threads.values_mut().filter(|t| t.tgid == tgid) {
+        for (tid, t) in self.threads.iter_mut().filter(|(_, t)| t.tgid == tgid) {
             t.sb = None;
+            self.shared_tls.remove(tid);
         }
     }
 
@@ -296,5 +349,14 @@ impl Recorder {
             ),
             hint: "record with --no-syscallbuf; report this as a bug".into(),
         })
+    }
+}
+
+/// The flags of a pending clone or clone3 (clone3's were read at its entry).
+pub(super) fn pending_clone_flags(p: &Pending) -> Option<u64> {
+    match p.nr {
+        nr::CLONE => Some(p.args[0]),
+        nr::CLONE3 => p.entry.extra.first().copied(),
+        _ => None,
     }
 }

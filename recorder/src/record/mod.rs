@@ -292,6 +292,10 @@ struct Recorder {
     /// The last generation written (one counter for the whole recording, so two
     /// processes on one memory, vfork, never write the same value twice).
     fd_gen_counter: u64,
+    /// Threads that share their thread-local area with another task (a `CLONE_VM`
+    /// clone without `CLONE_SETTLS`): the library's per-thread state is not theirs
+    /// alone, so they never get a buffer (see [`Recorder::retire_shared_tls_buffer`]).
+    shared_tls: HashSet<i32>,
 }
 
 /// Records one run of a program into a new trace directory.

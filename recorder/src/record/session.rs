@@ -796,6 +796,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         syscallbuf: opts.syscallbuf,
         fd_gens: HashMap::new(),
         fd_gen_counter: 0,
+        shared_tls: HashSet::new(),
         trace: trace.clone(),
     };
     let r = rec.run(header);

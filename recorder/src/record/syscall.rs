@@ -499,6 +499,11 @@ impl Recorder {
         if let Some(name) = shared_map {
             self.events.push(&Event::SharedFile { tid: cur, name })?;
         }
+        if ret > 0 {
+            if let Some(flags) = buffers::pending_clone_flags(&p) {
+                writes.extend(self.retire_shared_tls_buffer(cur, flags, ret as i32)?);
+            }
+        }
         let emulated = syscalls::lookup(p.nr)
             .is_some_and(|d| matches!(resolve_request(d, &p.args).0, Class::Recorded));
         if emulated && p.exec_from.is_none() && !p.exec_happened {

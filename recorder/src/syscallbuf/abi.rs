@@ -31,6 +31,9 @@ pub const MAX_IO: u64 = 16 << 10;
 pub const HEADER_WORDS: u64 = 8;
 /// Header word: bytes of complete records after the header.
 pub const H_CURSOR: u64 = 0;
+/// Header word: buffered calls left before the library makes its flush call; the
+/// engine writes 0 to retire a buffer (the flush is then answered `-ENOSYS`).
+pub const H_CALLS_LEFT: u64 = 1;
 /// Header word: set from just before a buffered call until its record is complete.
 pub const H_IN_CALL: u64 = 2;
 /// Header word: when non-zero the library takes the traced path for writes.
