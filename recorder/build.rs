@@ -85,11 +85,12 @@ fn main() {
     let prctls = checks::check_requests("prctl", file.prctl, &mut errors);
     let arch_prctls = checks::check_requests("arch_prctl", file.arch_prctl, &mut errors);
     let prctl_mms = checks::check_requests("prctl_mm", file.prctl_mm, &mut errors);
+    let keyctls = checks::check_requests("keyctl", file.keyctl, &mut errors);
     if !errors.0.is_empty() {
         fail(&errors.0);
     }
 
-    let tables: [emit::RequestTable<'_>; 5] = [
+    let tables: [emit::RequestTable<'_>; 6] = [
         (
             "IOCTLS",
             "ioctl_request",
@@ -119,6 +120,12 @@ fn main() {
             "prctl_mm_option",
             "The PR_SET_MM sub-options (prctl's second argument) the recorder knows",
             &prctl_mms,
+        ),
+        (
+            "KEYCTLS",
+            "keyctl_operation",
+            "The keyctl operations (its first argument) the recorder knows",
+            &keyctls,
         ),
     ];
 

@@ -25,6 +25,8 @@ pub struct TableFile {
     pub arch_prctl: Vec<RequestRow>,
     #[serde(default)]
     pub prctl_mm: Vec<RequestRow>,
+    #[serde(default)]
+    pub keyctl: Vec<RequestRow>,
 }
 
 /// A `[[syscall]]` row.

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use recorder::syscalls::{
-    self, arch_prctl_code, by_name, fcntl_command, ioctl_request, lookup, name_of, nr,
-    prctl_mm_option, prctl_option, Class, MemArg, RequestDesc, Size, SyscallDesc, ARCH_PRCTLS,
-    FCNTLS, IOCTLS, PRCTLS, PRCTL_MMS, SYSCALLS,
+    self, arch_prctl_code, by_name, fcntl_command, ioctl_request, keyctl_operation, lookup,
+    name_of, nr, prctl_mm_option, prctl_option, Class, MemArg, RequestDesc, Size, SyscallDesc,
+    ARCH_PRCTLS, FCNTLS, IOCTLS, KEYCTLS, PRCTLS, PRCTL_MMS, SYSCALLS,
 };
 
 /// The lists `build.rs` generates for this test: every row paired with libc's constant.
@@ -50,6 +50,7 @@ const KERNEL_ONLY_SYSCALLS: &[(&str, u64)] = &[
 
 /// Request values the `libc` crate has no constant for (from the kernel's uapi headers).
 const KERNEL_ONLY_REQUESTS: &[(&str, u64)] = &[
+    ("KEYCTL_WATCH_KEY", 32),
     ("BLKGETSIZE64", 0x8008_1272),
     ("FIGETBSZ", 2),
     ("KDGKBMODE", 0x4B44),
@@ -542,6 +543,14 @@ fn request_values_match_libc() {
         &mut problems,
     );
     check_request_table(
+        "KEYCTLS",
+        KEYCTLS,
+        keyctl_operation,
+        generated::LIBC_KEYCTLS,
+        generated::NOT_IN_LIBC_KEYCTLS,
+        &mut problems,
+    );
+    check_request_table(
         "ARCH_PRCTLS",
         ARCH_PRCTLS,
         arch_prctl_code,
@@ -554,6 +563,7 @@ fn request_values_match_libc() {
     assert!(fcntl_command(9999).is_none());
     assert!(prctl_option(9999).is_none());
     assert!(arch_prctl_code(0).is_none());
+    assert!(keyctl_operation(9999).is_none());
 }
 
 fn request<'a>(rows: &'a [RequestDesc], name: &str) -> &'a RequestDesc {

@@ -178,7 +178,7 @@ fn calls_the_table_marks_unsupported_stop_the_recording_with_its_hint() {
     for name in [
         "vmsplice",
         "name_to_handle_at",
-        "keyctl",
+        "migrate_pages",
         "io_setup",
         "move_pages",
         "open_tree",

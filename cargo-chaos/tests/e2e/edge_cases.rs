@@ -1,9 +1,9 @@
 //! Edge cases that real test suites hit (issue: what a mature recorder's own test
 //! programs exercise): errors the kernel gives (unknown system calls, prctl options
 //! x86_64 lacks, a refused clone), signals a program sends to its own process group,
-//! and a ppoll interrupted by a signal that has no handler. Each fixture is recorded and
-//! replayed ten times; where the kernel's answers are the point, the recording's output
-//! is also compared with a native run's.
+//! a ppoll interrupted by a signal that has no handler, and the kernel keyring. Each
+//! fixture is recorded and replayed ten times; where the kernel's answers are the point,
+//! the recording's output is also compared with a native run's.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -526,4 +526,22 @@ fn signals_the_program_sends_its_parent_do_not_end_the_recording() {
         );
         assert_same(&format!("recording {i}"), &rec.program, &replay(&rec.trace));
     }
+}
+
+/// keyctl's operations, described per operation in the table: KEYCTL_READ and
+/// KEYCTL_DESCRIBE return the full size whatever the buffer's length, and the recording
+/// keeps at most the buffer's length of it; update, search, capabilities, revoke. The
+/// recording used to stop at the first keyctl. Skipped where the kernel refuses the
+/// keyring (a container's seccomp profile).
+#[test]
+fn keyring_operations_are_recorded_and_replayed() {
+    let natively = native(&fixture("keyctl"), &[]);
+    if natively.stdout_str().starts_with("keyring unavailable") {
+        eprintln!(
+            "skipped: the kernel refuses the keyring here ({})",
+            natively.stdout_str().trim()
+        );
+        return;
+    }
+    ten_times("keyctl", &[], 0);
 }

@@ -219,7 +219,14 @@ pub fn collect_outputs(
                 }
             }
             size => {
-                if let Some(len) = fixed_len(size, args, Some(ret), st) {
+                // A result may say more than the kernel wrote (keyctl's KEYCTL_READ returns
+                // the payload's full size): an output sized by it writes at most its max.
+                let max = o.max.and_then(|m| fixed_len(m, args, None, st));
+                let len = match (fixed_len(size, args, Some(ret), st), max) {
+                    (Some(len), Some(max)) => Some(len.min(max)),
+                    (len, _) => len,
+                };
+                if let Some(len) = len {
                     // A fixed size is the most the kernel may write (capget writes 12
                     // bytes for a version-1 header, 24 otherwise): what lies past a
                     // page the program cannot read, the kernel did not write either.

@@ -30,7 +30,7 @@ pub fn is_exec(nr: u64) -> bool {
 /// (`[[prctl_mm]]`).
 const PR_SET_MM: u64 = libc::PR_SET_MM as u64;
 
-/// For a multiplexing call (ioctl, fcntl, prctl, arch_prctl, quotactl) whose request is
+/// For a multiplexing call (ioctl, fcntl, prctl, arch_prctl, keyctl, quotactl) whose request is
 /// not known: the request, named for a message (`prctl option 19`). Such a call runs
 /// without outputs and only its failure is recorded.
 pub fn unknown_request(nr: u64, args: &[u64; 6]) -> Option<String> {
@@ -50,6 +50,9 @@ pub fn unknown_request(nr: u64, args: &[u64; 6]) -> Option<String> {
         nr::ARCH_PRCTL if arch_prctl_code(args[0]).is_none() => {
             Some(format!("arch_prctl code {:#x}", args[0]))
         }
+        nr::KEYCTL if keyctl_operation(args[0]).is_none() => {
+            Some(format!("keyctl operation {}", args[0] as i64))
+        }
         nr::QUOTACTL if special::quota_output(args[0]).is_none() => {
             Some(format!("quotactl command {:#x}", args[0] as u32))
         }
@@ -58,7 +61,7 @@ pub fn unknown_request(nr: u64, args: &[u64; 6]) -> Option<String> {
 }
 
 /// Picks the class and memory descriptions of a call, per request for ioctl, fcntl,
-/// prctl and arch_prctl (a request not in the table is unsupported). Record and replay
+/// prctl, arch_prctl and keyctl (a request not in the table is unsupported). Record and replay
 /// both decide by it.
 pub fn resolve_request(
     desc: &'static SyscallDesc,
@@ -72,6 +75,7 @@ pub fn resolve_request(
         }
         nr::PRCTL => Some((prctl_option(args[0]), "prctl option")),
         nr::ARCH_PRCTL => Some((arch_prctl_code(args[0]), "arch_prctl code")),
+        nr::KEYCTL => Some((keyctl_operation(args[0]), "keyctl operation")),
         _ => None,
     };
     match req {
@@ -82,6 +86,7 @@ pub fn resolve_request(
                     "ioctl request" => "this ioctl request is not in the recorder's table",
                     "fcntl command" => "this fcntl command is not in the recorder's table",
                     "arch_prctl code" => "this arch_prctl code is not in the recorder's table",
+                    "keyctl operation" => "this keyctl operation is not in the recorder's table",
                     "PR_SET_MM sub-option" => {
                         "this PR_SET_MM sub-option is not in the recorder's table"
                     }

@@ -63,7 +63,9 @@ pub struct MemArg {
     /// For an output sized by the result ([`Size::Ret`], [`Size::RetTimes`]): the most
     /// the kernel may write, known at entry (`read`: its count, argument 2). Every such
     /// output of a `may_block` row has one: while the call blocks, the buffer is moved to
-    /// scratch memory of that size (`record::redirect`).
+    /// scratch memory of that size (`record::redirect`). The engine records at most
+    /// that many bytes of it (keyctl's `KEYCTL_READ` returns the payload's full size,
+    /// however short the buffer).
     pub max: Option<Size>,
     /// The kernel writes this output also when the call fails (waitid fills the first
     /// fields of its `siginfo_t` with zeros on ECHILD, EBADF, EINVAL...): the recorder

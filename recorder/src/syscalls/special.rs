@@ -93,6 +93,7 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         | nr::IOCTL
         | nr::FCNTL
         | nr::PRCTL
+        | nr::KEYCTL
         | nr::ARCH_PRCTL
         | nr::SCHED_GETAFFINITY
         | nr::CLONE

@@ -8,7 +8,8 @@
 //! - the requests of the multiplexing calls: [`IOCTLS`] / [`ioctl_request`],
 //!   [`FCNTLS`] / [`fcntl_command`], [`PRCTLS`] / [`prctl_option`] and
 //!   [`ARCH_PRCTLS`] / [`arch_prctl_code`], and prctl PR_SET_MM's sub-options,
-//!   [`PRCTL_MMS`] / [`prctl_mm_option`]. A request that is not in its table is unknown
+//!   [`PRCTL_MMS`] / [`prctl_mm_option`], and keyctl's operations, [`KEYCTLS`] /
+//!   [`keyctl_operation`]. A request that is not in its table is unknown
 //!   to the recorder and is to be treated as unsupported.
 //!
 //! Memory arguments name the syscall's argument registers from 0 (for ioctl and fcntl the
