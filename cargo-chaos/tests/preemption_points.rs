@@ -208,8 +208,14 @@ fn allocation_heavy_libtest_test_replays_with_few_traps() {
     );
     rt.assert_exited_0();
     assert!(rt.recorded.stdout_str().contains("allocations: "));
-    // Before issue 13 one point in such a test took 175,000 breakpoint hits.
-    rt.assert_traps_at_most(100 * rt.points.max(1), "allocations");
+    // Before issue 13 one point in such a test took 175,000 breakpoint hits. Most
+    // recordings now need fewer than 10 a point, but now and then a point lands where
+    // the patched check matches often (after the worker's clone3, in libc's allocator:
+    // 1,019 traps for 8 points once in a full suite run, 103,226 for 4 points once in 30
+    // recordings with --no-syscallbuf), so the bound is the order of magnitude that
+    // tells a regression to the old search apart, not the usual figure (see
+    // docs/benchmarks.md, "Preemption points in uninstrumented code").
+    rt.assert_traps_at_most(5_000 * rt.points.max(1), "allocations");
 }
 
 #[test]
