@@ -5,7 +5,8 @@
 //! watchdog thread sends it SIGSTOP (`tgkill`, so `si_pid` is ours) when the slice is
 //! over; the engine suppresses that signal at its delivery stop and records the
 //! thread's exact state there: every general register, the FPU/SSE/AVX state, a hash of
-//! the stack around `rsp`, and a hash of all of the program's writable memory.
+//! the stack around `rsp`, and a digest of all of the program's writable memory
+//! ([`memory`]: incremental where the kernel tracks soft-dirty pages).
 //!
 //! **Replay.** A hardware execution breakpoint (DR0) at the recorded `rip`; at each hit
 //! the state is compared: registers first (cheap), then the stack hash, then the extended
@@ -16,6 +17,7 @@
 pub mod cpu_clock;
 pub mod function;
 pub mod insn;
+pub mod memory;
 pub mod patch;
 pub mod point;
 pub mod steer;
@@ -25,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::address_space::read_maps;
 use crate::errors::Result;
 use crate::ptrace::{Regs, Task};
 
@@ -98,62 +99,44 @@ pub fn stack_hash(task: &mut Task, rsp: u64) -> Result<u64> {
     Ok(h64(h))
 }
 
-/// Hash of the non-zero pages of every writable mapping of the task's process (the
-/// recorder's scratch area and the replay stub excluded).
-pub fn memory_hash(task: &mut Task) -> Result<u64> {
-    memory_hash_without(task, None)
+/// The digest of every writable mapping of the task's process (the recorder's scratch
+/// area and the replay stub excluded), as `definition` defines it (see [`memory`]).
+pub fn memory_hash(task: &mut Task, definition: memory::Definition) -> Result<u64> {
+    memory::digest(task, None, definition)
 }
 
 /// [`memory_hash`] without the mappings inside `skip` (replay's trampoline pages).
-pub fn memory_hash_without(task: &mut Task, skip: Option<(u64, u64)>) -> Result<u64> {
-    let mut h = blake3::Hasher::new();
-    for m in read_maps(task.tid)? {
-        if skip.is_some_and(|(start, end)| m.start >= start && m.end <= end) {
-            continue;
-        }
-        let ours = m.start >= crate::record::redirect::SCRATCH_BASE
-            && m.end
-                <= crate::record::redirect::SCRATCH_BASE
-                    + crate::record::redirect::SLOTS * crate::record::redirect::SLOT_SIZE;
-        let stub = crate::address_space::overlaps_stub(m.start, m.end);
-        if ours || stub || m.prot & libc::PROT_WRITE == 0 || m.name.starts_with("[v") {
-            continue;
-        }
-        // Page by page, skipping pages of zeros: the replayed address space lays out
-        // the stack and the heap with other boundaries (and untouched zero pages), but
-        // the same addresses hold the same bytes.
-        let mut at = m.start;
-        while at < m.end {
-            let n = ((m.end - at) as usize).min(1 << 20);
-            let chunk = task.read_mem_partial(at, n)?;
-            for (i, page) in chunk.chunks(4096).enumerate() {
-                if page.iter().any(|&b| b != 0) {
-                    h.update(&(at + (i * 4096) as u64).to_le_bytes());
-                    h.update(page);
-                }
-            }
-            at += n as u64;
-        }
-    }
-    Ok(h64(h))
+pub fn memory_hash_without(
+    task: &mut Task,
+    skip: Option<(u64, u64)>,
+    definition: memory::Definition,
+) -> Result<u64> {
+    memory::digest(task, skip, definition)
 }
 
-/// Everything about a stopped thread that determines its future.
+/// Everything about a stopped thread that determines its future (the memory digest as
+/// this version records it, [`memory::Definition::PageHashes`]).
 pub fn capture(task: &mut Task, regs: &Regs) -> Result<PreemptState> {
     Ok(PreemptState {
         regs: comparable(regs),
         fpu_hash: fpu_hash(task)?,
         stack_hash: stack_hash(task, regs.rsp)?,
-        memory_hash: memory_hash(task)?,
+        memory_hash: memory_hash(task, memory::Definition::PageHashes)?,
     })
 }
 
-/// Whether the stopped thread is in the recorded state; cheap checks first.
-pub fn matches(task: &mut Task, regs: &Regs, want: &PreemptState) -> Result<bool> {
+/// Whether the stopped thread is in the recorded state; cheap checks first. `definition`
+/// is the trace's memory digest.
+pub fn matches(
+    task: &mut Task,
+    regs: &Regs,
+    want: &PreemptState,
+    definition: memory::Definition,
+) -> Result<bool> {
     Ok(comparable(regs) == want.regs
         && stack_hash(task, regs.rsp)? == want.stack_hash
         && fpu_hash(task)? == want.fpu_hash
-        && memory_hash(task)? == want.memory_hash)
+        && memory_hash(task, definition)? == want.memory_hash)
 }
 
 /// If a thread stopped right after a syscall that returned one of the kernel's

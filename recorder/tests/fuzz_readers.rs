@@ -598,7 +598,8 @@ fn valid_metadata_reads() {
     assert!(read.header && !read.untraced, "{read:?}");
     assert!(check_trace_meta(b"chaos-trace 3\n", Some(&h), Some(&r)).opened);
     assert!(check_trace_meta(b"chaos-trace 4\n", Some(&h), Some(&r)).opened);
-    assert!(!check_trace_meta(b"chaos-trace 5\n", Some(&h), Some(&r)).opened);
+    assert!(check_trace_meta(b"chaos-trace 5\n", Some(&h), Some(&r)).opened);
+    assert!(!check_trace_meta(b"chaos-trace 6\n", Some(&h), Some(&r)).opened);
 }
 
 proptest! {

@@ -248,6 +248,7 @@ impl Replayer<'_> {
             mapped_fds: self.mapped_fds.clone(),
             untraced: self.untraced.clone(),
             syscallbuf: self.syscallbuf,
+            memory_digest: self.memory_digest,
             sigkilled: Default::default(),
         })
     }

@@ -158,6 +158,9 @@ struct Replayer<'a> {
     /// entry page is mapped at every exec, where the library's calls stop and are
     /// emulated like any other.
     syscallbuf: bool,
+    /// How the trace defines the memory digest of its preemption points (by its format
+    /// version, `Header::format_version`).
+    memory_digest: crate::preempt::memory::Definition,
     /// Processes of the tree that were sent SIGKILL (see [`Replayer::end_killed`]).
     sigkilled: std::collections::HashSet<i32>,
 }

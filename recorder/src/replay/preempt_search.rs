@@ -62,7 +62,7 @@ impl Replayer<'_> {
         }
         let rip = want.regs.get(RIP).copied().unwrap_or(0);
         let regs = th.task.regs()?;
-        if regs.rip == rip && preempt::matches(&mut th.task, &regs, want)? {
+        if regs.rip == rip && preempt::matches(&mut th.task, &regs, want, self.memory_digest)? {
             return self.arrived(th, &regs, 0, std::time::Instant::now());
         }
         if point.method == Method::RepString {
@@ -112,7 +112,7 @@ impl Replayer<'_> {
         let started = std::time::Instant::now();
         for _ in 0..insn::MAX_LEN {
             let regs = th.task.regs()?;
-            if regs.rip == rip && preempt::matches(&mut th.task, &regs, want)? {
+            if regs.rip == rip && preempt::matches(&mut th.task, &regs, want, self.memory_digest)? {
                 return self.arrived(th, &regs, 0, started).map(Some);
             }
             if !window.contains(&regs.rip) {
@@ -305,7 +305,8 @@ impl Replayer<'_> {
                     if preempt::comparable(&at) == want.regs
                         && preempt::stack_hash(&mut th.task, at.rsp)? == want.stack_hash
                         && preempt::fpu_hash(&th.task)? == want.fpu_hash
-                        && preempt::memory_hash_without(&mut th.task, skip)? == want.memory_hash
+                        && preempt::memory_hash_without(&mut th.task, skip, self.memory_digest)?
+                            == want.memory_hash
                     {
                         self.unpatch(th, &p)?;
                         th.task.set_regs(&at)?;
@@ -364,7 +365,7 @@ impl Replayer<'_> {
                     r.rcx = want.regs[RCX];
                     r.rip = rip;
                     th.task.set_regs(&r)?;
-                    if preempt::matches(&mut th.task, &r, want)? {
+                    if preempt::matches(&mut th.task, &r, want, self.memory_digest)? {
                         preempt::set_breakpoint(&th.task, None)?;
                         return self.arrived(th, &r, traps, started).map(Some);
                     }

@@ -20,7 +20,7 @@ impl Replayer<'_> {
         preempt::set_breakpoint(&th.task, Some(rip))?;
         loop {
             let regs = th.task.regs()?;
-            if regs.rip == rip && preempt::matches(&mut th.task, &regs, want)? {
+            if regs.rip == rip && preempt::matches(&mut th.task, &regs, want, self.memory_digest)? {
                 preempt::set_breakpoint(&th.task, None)?;
                 if let Some(restarted) = preempt::restart_after_stop(&regs) {
                     // The preemption interrupted a syscall; at record the kernel

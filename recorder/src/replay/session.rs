@@ -207,6 +207,7 @@ impl<'a> ReplaySession<'a> {
             mapped_fds: HashMap::new(),
             untraced,
             syscallbuf: header.syscallbuf,
+            memory_digest: crate::preempt::memory::Definition::of_format(header.format_version),
             sigkilled: Default::default(),
             ahead: Default::default(),
             sink: options.sink,
@@ -592,7 +593,8 @@ impl Replayer<'_> {
         };
         let regs = th.task.regs()?;
         let rip = state.regs.get(16).copied().unwrap_or(0);
-        Ok(regs.rip == rip && crate::preempt::matches(&mut th.task, &regs, state)?)
+        Ok(regs.rip == rip
+            && crate::preempt::matches(&mut th.task, &regs, state, self.memory_digest)?)
     }
 
     /// Runs one instruction of `th`, unless it is a traced syscall (left to its event).

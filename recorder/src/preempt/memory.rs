@@ -1,0 +1,372 @@
+//! The memory part of a preemption point's state: one digest of all of a process's
+//! writable memory, computed at record and compared at replay.
+//!
+//! **Definition** (trace format 5 and later, [`Definition::PageHashes`]): BLAKE3 over
+//! the sequence of (page address, first 16 bytes of the page's BLAKE3) of every non-zero
+//! page of every writable mapping, in address order (the recorder's scratch slots, the
+//! replay stub, `[vdso]`/`[vvar]` and, at replay, the trampoline pages left out). It
+//! depends only on what the memory holds, not on how the digest was computed, so a
+//! recording and its replay agree whatever their pages' write histories were. Traces of
+//! format 4 and older were recorded with [`Definition::Stream`] (BLAKE3 over address and
+//! bytes of each non-zero page), which replay keeps for them.
+//!
+//! **Incremental computation.** Where the kernel tracks soft-dirty pages
+//! (`CONFIG_MEM_SOFT_DIRTY`: bit 55 of `/proc/PID/pagemap` says the page was written
+//! since the last `echo 4 > /proc/PID/clear_refs`, and a new mapping reports all its
+//! pages dirty), each process keeps the page hashes of its last digest, and only the
+//! pages written since (or not provably unchanged) are read and hashed again. Without
+//! soft-dirty tracking (this is probed once), or when `clear_refs` cannot be written,
+//! every page is read each time; in both cases a page that is neither present nor
+//! swapped out in a private anonymous mapping is known to be zero without reading it.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::sync::{Mutex, OnceLock};
+
+use crate::address_space::{read_maps, MapsEntry};
+use crate::errors::{Error, Result};
+use crate::ptrace::Task;
+
+const PAGE: u64 = 4096;
+const PAGEMAP_PRESENT: u64 = 1 << 63;
+const PAGEMAP_SWAPPED: u64 = 1 << 62;
+const PAGEMAP_FILE_OR_SHARED: u64 = 1 << 61;
+const PAGEMAP_SOFT_DIRTY: u64 = 1 << 55;
+/// Pages read from the program at once.
+const READ_PAGES: usize = 256;
+/// Page map entries read at once.
+const PAGEMAP_PIECE: usize = 1 << 16;
+
+static ZERO_PAGE: [u8; PAGE as usize] = [0; PAGE as usize];
+
+/// Which definition of the memory digest a trace uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Definition {
+    /// Formats 1 to 4: BLAKE3 over (address, bytes) of every non-zero page.
+    Stream,
+    /// Format 5 on: BLAKE3 over (address, page hash) of every non-zero page.
+    PageHashes,
+}
+
+impl Definition {
+    /// The definition a trace of format `version` uses.
+    pub fn of_format(version: u32) -> Self {
+        if version >= 5 {
+            Definition::PageHashes
+        } else {
+            Definition::Stream
+        }
+    }
+}
+
+/// The digest of the writable memory of `task`'s process under `definition`, without
+/// the mappings inside `skip` (replay's trampoline pages).
+pub fn digest(task: &mut Task, skip: Option<(u64, u64)>, definition: Definition) -> Result<u64> {
+    let regions = hashed_regions(task.tid, skip)?;
+    match definition {
+        Definition::Stream => stream_digest(task, &regions),
+        Definition::PageHashes => incremental_digest(task, &regions),
+    }
+}
+
+/// [`Definition::PageHashes`] computed from scratch: every page read and hashed, no
+/// cache, no page map (what [`digest`] must always equal; for tests).
+pub fn digest_from_scratch(task: &mut Task, skip: Option<(u64, u64)>) -> Result<u64> {
+    let regions = hashed_regions(task.tid, skip)?;
+    let mut pages = Vec::new();
+    for m in &regions {
+        let mut at = m.start;
+        while at < m.end {
+            let n = ((m.end - at) / PAGE).min(READ_PAGES as u64) as usize;
+            for (i, hash) in read_page_hashes(task, at, n)?.into_iter().enumerate() {
+                pages.push((at + i as u64 * PAGE, hash));
+            }
+            at += n as u64 * PAGE;
+        }
+    }
+    Ok(combine(&pages))
+}
+
+/// Whether this kernel tracks soft-dirty pages (probed once, on a page of our own).
+pub fn soft_dirty_tracked() -> bool {
+    static TRACKED: OnceLock<bool> = OnceLock::new();
+    *TRACKED.get_or_init(|| {
+        // SAFETY: a fresh private anonymous page of our own, unmapped below.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                PAGE as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return false;
+            }
+            std::ptr::write_volatile(p as *mut u8, 1);
+            // A new mapping is reported dirty where the kernel tracks soft-dirty.
+            let tracked = std::fs::File::open("/proc/self/pagemap")
+                .and_then(|f| {
+                    let mut e = [0u8; 8];
+                    f.read_exact_at(&mut e, p as u64 / PAGE * 8)?;
+                    Ok(u64::from_le_bytes(e))
+                })
+                .is_ok_and(|e| e & PAGEMAP_PRESENT != 0 && e & PAGEMAP_SOFT_DIRTY != 0);
+            libc::munmap(p, PAGE as usize);
+            tracked
+        }
+    })
+}
+
+/// The mappings the digest covers.
+fn hashed_regions(tid: i32, skip: Option<(u64, u64)>) -> Result<Vec<MapsEntry>> {
+    use crate::record::redirect::{SCRATCH_BASE, SLOTS, SLOT_SIZE};
+    Ok(read_maps(tid)?
+        .into_iter()
+        .filter(|m| {
+            let skipped = skip.is_some_and(|(start, end)| m.start >= start && m.end <= end);
+            let ours = m.start >= SCRATCH_BASE && m.end <= SCRATCH_BASE + SLOTS * SLOT_SIZE;
+            let stub = crate::address_space::overlaps_stub(m.start, m.end);
+            !skipped
+                && !ours
+                && !stub
+                && m.prot & libc::PROT_WRITE != 0
+                && !m.name.starts_with("[v")
+        })
+        .collect())
+}
+
+/// Formats 1 to 4: page by page, skipping pages of zeros (the replayed address space
+/// lays out the stack and the heap with other boundaries, and untouched zero pages, but
+/// the same addresses hold the same bytes).
+fn stream_digest(task: &mut Task, regions: &[MapsEntry]) -> Result<u64> {
+    let mut h = blake3::Hasher::new();
+    for m in regions {
+        let mut at = m.start;
+        while at < m.end {
+            let n = ((m.end - at) as usize).min(1 << 20);
+            let chunk = task.read_mem_partial(at, n)?;
+            for (i, page) in chunk.chunks(PAGE as usize).enumerate() {
+                if page.iter().any(|&b| b != 0) {
+                    h.update(&(at + (i as u64 * PAGE)).to_le_bytes());
+                    h.update(page);
+                }
+            }
+            at += n as u64;
+        }
+    }
+    Ok(super::h64(h))
+}
+
+/// A page's hash; `None` for a page of zeros (left out of the digest).
+type PageHash = Option<[u8; 16]>;
+
+fn page_hash(page: &[u8]) -> PageHash {
+    if page == &ZERO_PAGE[..page.len()] {
+        return None;
+    }
+    let mut h = [0u8; 16];
+    h.copy_from_slice(&blake3::hash(page).as_bytes()[..16]);
+    Some(h)
+}
+
+/// The hashes of the `n` pages from `at`; an unreadable page (past the end of its
+/// file...) is left out, as a page of zeros is, and does not hide the pages after it.
+fn read_page_hashes(task: &mut Task, at: u64, n: usize) -> Result<Vec<PageHash>> {
+    let bytes = task.read_mem_partial(at, n * PAGE as usize)?;
+    let mut hashes: Vec<PageHash> = bytes.chunks_exact(PAGE as usize).map(page_hash).collect();
+    while hashes.len() < n {
+        let addr = at + hashes.len() as u64 * PAGE;
+        let page = task.read_mem_partial(addr, PAGE as usize)?;
+        hashes.push(if page.len() == PAGE as usize {
+            page_hash(&page)
+        } else {
+            None
+        });
+    }
+    Ok(hashes)
+}
+
+fn combine(pages: &[(u64, PageHash)]) -> u64 {
+    let mut h = blake3::Hasher::new();
+    for (addr, hash) in pages {
+        if let Some(hash) = hash {
+            h.update(&addr.to_le_bytes());
+            h.update(hash);
+        }
+    }
+    super::h64(h)
+}
+
+/// What a process's last digest saw.
+#[derive(Debug, Default)]
+struct PageCache {
+    /// The process's start time (`/proc/PID/stat`): a new process with a reused pid
+    /// gets a new cache.
+    started: u64,
+    /// Page hashes of the last digest, by address, read after the last successful
+    /// `clear_refs` (so a page not dirty since still has this hash).
+    pages: Vec<(u64, PageHash)>,
+}
+
+fn caches() -> std::sync::MutexGuard<'static, HashMap<i32, PageCache>> {
+    static CACHES: OnceLock<Mutex<HashMap<i32, PageCache>>> = OnceLock::new();
+    CACHES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+fn tgid_and_start(tid: i32) -> Result<(i32, u64)> {
+    let path = format!("/proc/{tid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ESRCH) => Error::TaskGone { pid: tid },
+        _ => Error::io(&path, e),
+    })?;
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(tid);
+    // Field 22 (starttime); fields 3 on follow the last ')'.
+    let started = text
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok((tgid, started))
+}
+
+/// Whether processes `a` and `b` share one address space (`kcmp`; unknown counts as
+/// shared).
+fn same_mm(a: i32, b: i32) -> bool {
+    const KCMP_VM: libc::c_long = 1;
+    // SAFETY: kcmp only compares kernel objects of the two processes.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_VM, 0, 0) };
+    r != 1 && r != 2
+}
+
+fn incremental_digest(task: &mut Task, regions: &[MapsEntry]) -> Result<u64> {
+    let tracked = soft_dirty_tracked();
+    let (tgid, started) = tgid_and_start(task.tid)?;
+    let mut old = Vec::new();
+    if tracked {
+        let mut all = caches();
+        if all.get(&tgid).is_some_and(|c| c.started == started) {
+            // Clearing this address space's soft-dirty bits would hide writes from the
+            // cache of another process sharing it (CLONE_VM without CLONE_THREAD):
+            // such caches are dropped, and this one too.
+            let sharing: Vec<i32> = all
+                .keys()
+                .copied()
+                .filter(|&other| other != tgid && same_mm(tgid, other))
+                .collect();
+            old = all.remove(&tgid).map(|c| c.pages).unwrap_or_default();
+            if !sharing.is_empty() {
+                old.clear();
+                for other in sharing {
+                    all.remove(&other);
+                }
+            }
+        } else {
+            all.remove(&tgid);
+        }
+    }
+    let pagemap_path = format!("/proc/{}/pagemap", task.tid);
+    let pagemap = std::fs::File::open(&pagemap_path).ok();
+    // Which pages to read, and which are known without reading.
+    let mut pages: Vec<(u64, PageHash)> = Vec::new();
+    let mut to_read: Vec<usize> = Vec::new();
+    let mut old_at = 0usize;
+    // (start, pages) pieces of the regions, so that a huge mapping's page map is read
+    // a bounded piece at a time.
+    let pieces = regions.iter().flat_map(|m| {
+        let count = (m.end - m.start) / PAGE;
+        (0..count)
+            .step_by(PAGEMAP_PIECE)
+            .map(move |i| (m, m.start + i * PAGE, (count - i).min(PAGEMAP_PIECE as u64)))
+    });
+    for (m, start, count) in pieces {
+        let count = count as usize;
+        let entries = pagemap
+            .as_ref()
+            .and_then(|f| read_pagemap(f, start, count).ok());
+        let private_anon = !m.shared && m.inode == 0;
+        for i in 0..count {
+            let addr = start + i as u64 * PAGE;
+            let Some(e) = entries.as_ref().map(|es| es[i]) else {
+                to_read.push(pages.len());
+                pages.push((addr, None));
+                continue;
+            };
+            let resident = e & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED) != 0;
+            if !resident && private_anon {
+                // Never touched, or dropped (MADV_DONTNEED): zero-filled on access.
+                continue;
+            }
+            while old_at < old.len() && old[old_at].0 < addr {
+                old_at += 1;
+            }
+            let unchanged = tracked
+                && resident
+                && !m.shared
+                && e & (PAGEMAP_SOFT_DIRTY | PAGEMAP_FILE_OR_SHARED) == 0
+                && old.get(old_at).is_some_and(|(a, _)| *a == addr);
+            if unchanged {
+                pages.push(old[old_at]);
+            } else {
+                to_read.push(pages.len());
+                pages.push((addr, None));
+            }
+        }
+    }
+    drop(old);
+    // Clear the bits before reading: a write from now on marks its page again.
+    let cleared = tracked
+        && std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{}/clear_refs", task.tid))
+            .and_then(|f| f.write_at(b"4", 0))
+            .is_ok();
+    // Read the pages, in runs of consecutive addresses.
+    let mut k = 0;
+    while k < to_read.len() {
+        let first = to_read[k];
+        let mut n = 1;
+        while k + n < to_read.len()
+            && n < READ_PAGES
+            && to_read[k + n] == first + n
+            && pages[first + n].0 == pages[first].0 + n as u64 * PAGE
+        {
+            n += 1;
+        }
+        for (j, hash) in read_page_hashes(task, pages[first].0, n)?
+            .into_iter()
+            .enumerate()
+        {
+            pages[first + j].1 = hash;
+        }
+        k += n;
+    }
+    let digest = combine(&pages);
+    if cleared {
+        let mut all = caches();
+        if all.len() > 64 {
+            // Processes that ended (or whose pid was reused) without a `forget`.
+            all.retain(|&pid, c| tgid_and_start(pid).is_ok_and(|(_, s)| s == c.started));
+        }
+        all.insert(tgid, PageCache { started, pages });
+    }
+    Ok(digest)
+}
+
+fn read_pagemap(f: &std::fs::File, start: u64, count: usize) -> std::io::Result<Vec<u64>> {
+    let mut raw = vec![0u8; count * 8];
+    f.read_exact_at(&mut raw, start / PAGE * 8)?;
+    Ok(raw
+        .chunks_exact(8)
+        .map(|e| u64::from_le_bytes(e.try_into().expect("8 bytes")))
+        .collect())
+}
