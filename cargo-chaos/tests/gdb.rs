@@ -839,6 +839,36 @@ fn gdb_pid_debugs_a_forked_child() {
     );
 }
 
+/// The options that only mean something to a gdb session (`--gdb-pid`, `--gdb-at-end`...)
+/// given without `--gdb` or `--gdb-server` are a usage error, not a plain replay that
+/// ignores them.
+#[test]
+fn gdb_options_without_gdb_are_a_usage_error() {
+    let dir = temp();
+    let rec = record(dir.path(), &fixture("breakpoint_target"), &[]);
+    let plain = run(chaos_cmd(&[]).arg("replay").arg(&rec.trace).arg("--quiet"));
+    assert_eq!(plain.status, 0, "{}", plain.show());
+    for option in [
+        "--gdb-pid=1",
+        "--gdb-at-end",
+        "--gdb-at-event=3",
+        "--gdb-arg=-batch",
+    ] {
+        let out = run(chaos_cmd(&[])
+            .arg("replay")
+            .arg(&rec.trace)
+            .arg("--quiet")
+            .arg(option));
+        assert_eq!(out.status, 2, "{option}: {}", out.show());
+        let err = out.stderr_str();
+        assert!(
+            err.contains("--gdb") && err.contains("--gdb-server"),
+            "{option}: the error names what is missing: {}",
+            out.show()
+        );
+    }
+}
+
 /// Thread-local variables print (gdb asks the server `qGetTLSAddr`): at each thread's
 /// call of show(), `tls_var` is that thread's recorded value, and is again going back.
 #[test]

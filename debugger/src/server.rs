@@ -18,6 +18,9 @@ use crate::tls::{frame, Filtered, PacketFilter};
 
 struct EventLoop<O>(PhantomData<O>);
 
+/// How often a long run looks for gdb's Ctrl-C.
+const INTERRUPT_CHECK: std::time::Duration = std::time::Duration::from_millis(5);
+
 impl<O: Opener> BlockingEventLoop for EventLoop<O> {
     type Target = ReplayTarget<O>;
     type Connection = TcpStream;
@@ -29,8 +32,16 @@ impl<O: Opener> BlockingEventLoop for EventLoop<O> {
     ) -> std::result::Result<Event<Self::StopReason>, WaitForStopReasonError<Error, std::io::Error>>
     {
         // Asked between events: anything from gdb while running is its Ctrl-C (0x03).
+        // Looking costs two syscalls (gdbstub's `peek` makes the socket non-blocking
+        // first), so it is done at most every INTERRUPT_CHECK, not at every event.
         let mut interrupted = false;
+        let mut last_check = std::time::Instant::now();
         let mut check = || {
+            let now = std::time::Instant::now();
+            if now.duration_since(last_check) < INTERRUPT_CHECK {
+                return false;
+            }
+            last_check = now;
             interrupted = matches!(conn.peek(), Ok(Some(_)));
             interrupted
         };
