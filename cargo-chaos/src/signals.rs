@@ -37,7 +37,9 @@ pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
         // the signals this set holds (sent by kill, tgkill or the terminal's driver,
         // which gives 0).
         let sender = unsafe { info.assume_init().si_pid() };
-        if sender > 0 && is_descendant(sender) {
+        // The recording's own tasks, gone or not (a program that signals its parent
+        // and exits may be reaped before this runs), and its live descendants.
+        if sender > 0 && (interrupter.is_member(sender) || is_descendant(sender)) {
             tracing::info!(
                 signal = sig,
                 sender,

@@ -121,6 +121,9 @@ pub struct Interrupter {
     state: std::sync::Mutex<(Option<i32>, Option<Outcome>)>,
     /// Set with the outcome: the engine checks it at every stop, without the lock.
     asked: std::sync::atomic::AtomicBool,
+    /// Every task id the recording has had, kept after the task is gone: a signal's
+    /// sender may have exited by the time its signal is looked at.
+    members: std::sync::Mutex<std::collections::HashSet<i32>>,
 }
 
 impl Interrupter {
@@ -190,7 +193,25 @@ impl Interrupter {
         self.asked.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Whether `pid` is, or was, a task of the recording this interrupter stops (so a
+    /// signal it sent the recorder comes from the recorded program itself).
+    pub fn is_member(&self, pid: i32) -> bool {
+        self.members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&pid)
+    }
+
+    /// Notes a new task of the recording (see [`Interrupter::is_member`]).
+    pub(super) fn add_member(&self, tid: i32) {
+        self.members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tid);
+    }
+
     pub(super) fn arm(&self, pid: i32) -> bool {
+        self.add_member(pid);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.0 = Some(pid);
         st.1.is_some()

@@ -590,6 +590,7 @@ impl Recorder {
                 let mut new = Thread::new(Task::new(child), tgid, slot);
                 new.segv_blocked = self.threads[&cur].segv_blocked;
                 self.threads.insert(child, new);
+                self.interrupter.add_member(child);
                 if process {
                     // A new process starts with a copy of its parent's fd table.
                     let parent_tgid = self.threads[&cur].tgid;
