@@ -37,9 +37,10 @@ pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
         // the signals this set holds (sent by kill, tgkill or the terminal's driver,
         // which gives 0).
         let sender = unsafe { info.assume_init().si_pid() };
-        // The recording's own tasks, gone or not (a program that signals its parent
-        // and exits may be reaped before this runs), and its live descendants.
-        if sender > 0 && (interrupter.is_member(sender) || is_descendant(sender)) {
+        // Any task the recording had, gone or not (a program that signals its parent
+        // and exits may be reaped before this runs): every descendant is traced and
+        // becomes a member before it runs.
+        if sender > 0 && interrupter.is_member(sender) {
             tracing::info!(
                 signal = sig,
                 sender,
@@ -52,34 +53,6 @@ pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
         }
         interrupter.interrupt(Outcome::Interrupted);
     });
-}
-
-/// Whether `pid` is a descendant of this process (one of the recording's processes),
-/// following parent links in `/proc`.
-fn is_descendant(pid: i32) -> bool {
-    let me = std::process::id() as i32;
-    let mut at = pid;
-    // A chain of parents is short; the bound guards against a pid reused in a loop.
-    for _ in 0..64 {
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{at}/status")) else {
-            return false;
-        };
-        let Some(parent) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))
-            .and_then(|v| v.trim().parse::<i32>().ok())
-        else {
-            return false;
-        };
-        if parent == me {
-            return true;
-        }
-        if parent <= 1 {
-            return false;
-        }
-        at = parent;
-    }
-    false
 }
 
 /// For commands that write an archive under a temporary name (pack, upload, download):
