@@ -102,6 +102,9 @@ pub enum Message {
         /// Why the tool stopped, when it could not do its job (a build that failed...).
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The signal that stopped the hunt (Ctrl-C: "SIGINT"), when one did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        interrupted_by: Option<String>,
     },
     /// A replay ended.
     Replayed {

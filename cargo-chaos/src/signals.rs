@@ -23,20 +23,9 @@ pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
         return;
     }
     std::thread::spawn(move || loop {
-        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-        // SAFETY: the set is valid and blocked in this thread; `info` is written by the
-        // kernel when the call succeeds.
-        let sig = unsafe { libc::sigwaitinfo(set.as_ref(), info.as_mut_ptr()) };
-        if sig < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
+        let Some((sig, sender)) = wait_with_sender(&set) else {
             return;
-        }
-        // SAFETY: sigwaitinfo succeeded, so `info` is initialised; si_pid is valid for
-        // the signals this set holds (sent by kill, tgkill or the terminal's driver,
-        // which gives 0).
-        let sender = unsafe { info.assume_init().si_pid() };
+        };
         // Any task the recording had, gone or not (a program that signals its parent
         // and exits may be reaped before this runs): every descendant is traced and
         // becomes a member before it runs.
@@ -53,6 +42,29 @@ pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
         }
         interrupter.interrupt(Outcome::Interrupted);
     });
+}
+
+/// Waits for one of `set`'s signals (blocked in the calling thread) and returns it with
+/// the pid of the process that sent it (0 for the kernel: the terminal's Ctrl-C).
+/// `None` when waiting fails for good.
+pub fn wait_with_sender(set: &nix::sys::signal::SigSet) -> Option<(i32, i32)> {
+    loop {
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: the set is valid; `info` is written by the kernel when the call
+        // succeeds.
+        let sig = unsafe { libc::sigwaitinfo(set.as_ref(), info.as_mut_ptr()) };
+        if sig < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return None;
+        }
+        // SAFETY: sigwaitinfo succeeded, so `info` is initialised; si_pid is valid for
+        // SIGINT, SIGTERM and SIGHUP (sent by kill, tgkill or the terminal's driver,
+        // which gives 0).
+        let sender = unsafe { info.assume_init().si_pid() };
+        return Some((sig, sender));
+    }
 }
 
 /// For commands that write an archive under a temporary name (pack, upload, download):

@@ -23,4 +23,5 @@ mod record_test {
     mod ls;
     mod nextest;
     mod partition;
+    mod signals;
 }

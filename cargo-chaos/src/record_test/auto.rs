@@ -60,6 +60,9 @@ pub fn hunt(
     first.max_runs = AFTER_RUNS;
     first.max_duration = Some(plan.max_duration.map_or(AFTER, |d| d.min(AFTER)));
     let end = super::hunt::hunt(&first, on_event)?;
+    if plan.control.stopped_by().is_some() {
+        return Ok(end);
+    }
     let (runs, verify_failed) = match end {
         HuntEnd::Passed {
             runs,

@@ -80,6 +80,9 @@ pub struct HuntPlan {
     pub env: Vec<(String, String)>,
     /// Names removed from the environment.
     pub removed_env: Vec<String>,
+    /// Stops the hunt from outside (Ctrl-C; see [`super::stop`]) and gives each run
+    /// its interrupter.
+    pub control: Arc<super::stop::HuntControl>,
 }
 
 /// A run that failed and was kept.
@@ -230,22 +233,25 @@ pub fn hunt(
                 capture_cache: capture_cache.clone(),
             };
             scope.spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
+                while !stop.load(Ordering::SeqCst) && plan.control.stopped_by().is_none() {
                     let run = next_run.fetch_add(1, Ordering::SeqCst);
                     if run >= plan.max_runs
                         || plan.max_duration.is_some_and(|d| started.elapsed() >= d)
                     {
                         break;
                     }
-                    let interrupter = Interrupter::new();
+                    let interrupter = plan.control.recording();
                     interrupters.lock().unwrap_or_else(|e| e.into_inner())[index] =
                         Some(interrupter.clone());
                     if stop.load(Ordering::SeqCst) {
                         // `stop_all` ran between the check above and now.
                         interrupter.abort(Outcome::Interrupted);
                     }
-                    let r = one_run(plan, run, &job, interrupter, &tx, stop);
-                    if r.is_err() && stop.load(Ordering::SeqCst) {
+                    let r = one_run(plan, run, &job, interrupter.clone(), &tx, stop);
+                    plan.control.finished(&interrupter);
+                    if r.is_err()
+                        && (stop.load(Ordering::SeqCst) || plan.control.stopped_by().is_some())
+                    {
                         // Stopped mid-run on purpose: whatever went wrong does not count.
                         break;
                     }
@@ -301,7 +307,9 @@ pub fn hunt(
                     on_event(ev)?;
                 }
                 HuntEvent::Failed(f) => {
-                    if stop.load(Ordering::SeqCst) && !plan.keep_going {
+                    if (stop.load(Ordering::SeqCst) && !plan.keep_going)
+                        || plan.control.stopped_by().is_some()
+                    {
                         let _ = std::fs::remove_dir_all(&f.dir);
                         continue;
                     }
@@ -456,7 +464,9 @@ fn one_run(
             failed = re.is_match(&stdout) || re.is_match(&stderr);
         }
     }
-    if stop.load(Ordering::SeqCst) && !plan.keep_going {
+    if (stop.load(Ordering::SeqCst) && !plan.keep_going) || plan.control.stopped_by().is_some() {
+        // Stopped on purpose: a run cut short (or killed by the terminal's Ctrl-C too)
+        // is not a failure of the test.
         failed = false;
     }
     let finished = HuntEvent::Finished {

@@ -12,6 +12,7 @@ pub mod hunt_dir;
 pub mod instrument;
 pub mod junit;
 mod render;
+pub mod stop;
 pub mod test_list;
 
 use std::sync::Arc;
@@ -53,11 +54,19 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
                     verify_failed: 0,
                     exit_code: code,
                     error: Some(format!("{e:#}")),
+                    interrupted_by: None,
                 });
             }
             code
         }
     }
+}
+
+/// "SIGINT" for 2, and so on.
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| format!("signal {sig}"))
 }
 
 /// Writes a failing run's whole output (stdout, then stderr) to
@@ -84,6 +93,9 @@ fn save_output(
 
 fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
     let json = a.message_format == MessageFormat::Json;
+    // Before any other thread exists (see `stop::watch`).
+    let control = stop::HuntControl::new();
+    stop::watch(control.clone());
     let (root, metadata) = build::workspace(&a.cargo)?;
     let profile = config::profile(&root, &metadata, a.config_profile.as_deref())?;
     config::apply(&mut a, &profile, &root)?;
@@ -127,6 +139,7 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
                 verify_failed: 0,
                 exit_code: exit_codes::OK,
                 error: None,
+                interrupted_by: None,
             });
         } else {
             eprintln!(
@@ -172,6 +185,7 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
         runs_dir: chaos_dir.join("runs"),
         env,
         removed_env,
+        control: control.clone(),
     };
     let archives_dir = chaos_dir.join("archives");
     let color = args::ColorWhen::resolve(a.cargo.color).stderr_colored();
@@ -210,6 +224,7 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
             eprintln!("{:>12} {line}", "Instrument");
         }
     };
+    control.set_hunting(true);
     let end = auto::hunt(
         &plan,
         instrument,
@@ -268,6 +283,7 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
             Ok(())
         },
     );
+    control.set_hunting(false);
     renderer.done();
     let end = end?;
     let (runs, failures, verify_failed) = match end {
@@ -287,7 +303,10 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
     }
     // A failure that could not be captured in a form that replays is the tool failing
     // at its job.
-    let code = if undelivered || (failures == 0 && verify_failed > 0) {
+    let interrupted_by = control.stopped_by();
+    let code = if let Some(sig) = interrupted_by {
+        128 + sig
+    } else if undelivered || (failures == 0 && verify_failed > 0) {
         exit_codes::TOOL_ERROR
     } else if failures > 0 {
         exit_codes::CAPTURED
@@ -301,7 +320,14 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
             verify_failed,
             exit_code: code,
             error: None,
+            interrupted_by: interrupted_by.map(signal_name),
         });
+    } else if let Some(sig) = interrupted_by {
+        eprintln!(
+            "{:>12} {runs} runs, stopped by {}; {failures} distinct failure(s) captured",
+            "Interrupted",
+            signal_name(sig)
+        );
     } else if failures == 0 && verify_failed > 0 {
         eprintln!(
             "{:>12} {runs} runs, {verify_failed} failing run(s) that did not replay, none captured",

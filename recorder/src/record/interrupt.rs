@@ -122,14 +122,26 @@ pub struct Interrupter {
     /// Set with the outcome: the engine checks it at every stop, without the lock.
     asked: std::sync::atomic::AtomicBool,
     /// Every task id the recording has had, kept after the task is gone: a signal's
-    /// sender may have exited by the time its signal is looked at.
-    members: std::sync::Mutex<std::collections::HashSet<i32>>,
+    /// sender may have exited by the time its signal is looked at. Shared with the
+    /// interrupters made by [`Interrupter::sharing_members`].
+    members: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<i32>>>,
 }
 
 impl Interrupter {
     /// A new, unarmed interrupter.
     pub fn new() -> std::sync::Arc<Self> {
         std::sync::Arc::new(Self::default())
+    }
+
+    /// A new, unarmed interrupter whose tasks count as members of this one too (and
+    /// the other way round): for a series of recordings (a flake hunt's runs) where a
+    /// signal from any of them, even one that ended already, is to be told apart from
+    /// one sent from outside.
+    pub fn sharing_members(&self) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            members: std::sync::Arc::clone(&self.members),
+            ..Self::default()
+        })
     }
 
     /// Stops the recording (if one is running) and marks it with `why`
