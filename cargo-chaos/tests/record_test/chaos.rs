@@ -5,10 +5,12 @@
 //! Each hunt has a fixed `--seed`: the decisions at syscalls and tick budgets follow
 //! from it, so the run that captures is known (measured when this test was written:
 //! lost update and missed wake-up at run 22, the first on the instrumented build;
-//! check-then-act at run 160, and again at runs 294 and 298). What the seed cannot fix (where a wall-clock
-//! watchdog slice ends under load) can only move the capture earlier, or to another
-//! instrumented run; `--max-runs` leaves a margin for that. None of these tests fails
-//! natively on one core (see docs/benchmarks.md, "Capture rate").
+//! check-then-act at run 160, and again at runs 294 and 298). What the seed cannot fix
+//! (where a CPU-time or wall-clock slice ends under load) moves the capture to another
+//! run, earlier or later: with syscall buffering on, `--seed 1` captured check-then-act
+//! at run 47 in one hunt and not within 300 runs in another (load 20-35), so its
+//! `--max-runs` leaves a wide margin. None of these tests fails natively on one core
+//! (see docs/benchmarks.md, "Capture rate").
 
 use std::path::Path;
 
@@ -70,7 +72,7 @@ fn syscall_free_races_are_captured_with_the_default_flags() {
     let sb = Sandbox::new();
     captured_within(&sb, "lost_update", 1, 50, "lost updates");
     captured_within(&sb, "missed_wakeup", 1, 100, "the wake-up was missed");
-    captured_within(&sb, "check_then_act", 1, 300, "overdrawn");
+    captured_within(&sb, "check_then_act", 1, 1000, "overdrawn");
 }
 
 /// Chaos alone (`--no-instrument`: preemption points only where a time slice ends)
