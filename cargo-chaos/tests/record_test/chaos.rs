@@ -72,7 +72,7 @@ fn syscall_free_races_are_captured_with_the_default_flags() {
     let sb = Sandbox::new();
     captured_within(&sb, "lost_update", 1, 50, "lost updates");
     captured_within(&sb, "missed_wakeup", 1, 100, "the wake-up was missed");
-    captured_within(&sb, "check_then_act", 1, 1000, "overdrawn");
+    captured_within(&sb, "check_then_act", 1, 600, "overdrawn");
 }
 
 /// Chaos alone (`--no-instrument`: preemption points only where a time slice ends)
