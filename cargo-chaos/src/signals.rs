@@ -14,14 +14,9 @@ use recorder::trace::Outcome;
 /// parent something) is ignored, as a shell ignores it: the program's call succeeded
 /// and is recorded like any other; ending the recording for it would lose the run.
 pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGHUP);
-    if set.thread_block().is_err() {
+    let Some(set) = block_termination_signals() else {
         return;
-    }
+    };
     std::thread::spawn(move || loop {
         let Some((sig, sender)) = wait_with_sender(&set) else {
             return;
@@ -42,6 +37,19 @@ pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
         }
         interrupter.interrupt(Outcome::Interrupted);
     });
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and the threads it starts
+/// later) and returns that set, for a thread to wait for them with [`wait_with_sender`]
+/// or `SigSet::wait`; `None` if they could not be blocked.
+pub fn block_termination_signals() -> Option<nix::sys::signal::SigSet> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGHUP);
+    set.thread_block().ok()?;
+    Some(set)
 }
 
 /// Waits for one of `set`'s signals (blocked in the calling thread) and returns it with
@@ -72,14 +80,9 @@ pub fn wait_with_sender(set: &nix::sys::signal::SigSet) -> Option<(i32, i32)> {
 /// starts a thread that, on one of them, removes the partial files being written and ends
 /// the process with the shell's status for that signal (128 + its number).
 pub fn remove_partial_files_on_signal() {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGHUP);
-    if set.thread_block().is_err() {
+    let Some(set) = block_termination_signals() else {
         return;
-    }
+    };
     std::thread::spawn(move || {
         if let Ok(sig) = set.wait() {
             packer::partial::remove_in_progress();

@@ -97,14 +97,9 @@ impl HuntControl {
 /// it first thing, before any other thread exists: a thread that does not block them
 /// would take the default action (the end of the process) instead.
 pub fn watch(control: Arc<HuntControl>) {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGHUP);
-    if set.thread_block().is_err() {
+    let Some(set) = crate::signals::block_termination_signals() else {
         return;
-    }
+    };
     std::thread::spawn(move || loop {
         let Some((sig, sender)) = crate::signals::wait_with_sender(&set) else {
             return;

@@ -10,6 +10,18 @@ use serde_json::Value;
 
 pub use test_support::{tool, Run};
 
+/// Writes a library crate `name` into `dir` (its own workspace) whose `src/lib.rs` is
+/// `lib_rs`: for a test that needs one test of its own.
+pub fn write_crate(dir: &Path, name: &str, lib_rs: &str) {
+    std::fs::create_dir_all(dir.join("src")).expect("create the crate's directory");
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n"),
+    )
+    .expect("write Cargo.toml");
+    std::fs::write(dir.join("src/lib.rs"), lib_rs).expect("write src/lib.rs");
+}
+
 /// `tests/example-crate`, the crate with flaky tests.
 pub fn example_crate() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

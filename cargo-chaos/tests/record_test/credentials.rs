@@ -4,18 +4,13 @@
 
 use std::path::Path;
 
-use super::common::{Messages, Run, Sandbox};
+use super::common::{write_crate, Messages, Run, Sandbox};
 
 /// A crate whose one test reads the file named by `CHAOS_TEST_CONFIG` and fails.
 fn reading_crate(dir: &Path) {
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::write(
-        dir.join("Cargo.toml"),
-        "[package]\nname = \"reads-config\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("src/lib.rs"),
+    write_crate(
+        dir,
+        "reads-config",
         r#"#[cfg(test)]
 mod tests {
     #[test]
@@ -26,8 +21,7 @@ mod tests {
     }
 }
 "#,
-    )
-    .unwrap();
+    );
 }
 
 /// What `actions/checkout` leaves in `.git/config` without `persist-credentials: false`

@@ -6,19 +6,14 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 
-use super::common::{Messages, Sandbox};
+use super::common::{write_crate, Messages, Sandbox};
 
 /// A crate whose one test makes a child shell send SIGINT, SIGTERM and SIGHUP to the
 /// test's parent, then fails (so that the run is captured and its replay verified).
 fn signalling_crate(dir: &Path) {
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::write(
-        dir.join("Cargo.toml"),
-        "[package]\nname = \"signals-parent\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("src/lib.rs"),
+    write_crate(
+        dir,
+        "signals-parent",
         r#"#[cfg(test)]
 mod tests {
     #[test]
@@ -37,8 +32,7 @@ mod tests {
     }
 }
 "#,
-    )
-    .unwrap();
+    );
 }
 
 #[test]
