@@ -18,3 +18,10 @@ pub const REPLAY_FAILED: i32 = 125;
 
 /// Every binary: the command line is not valid (clap's usage error).
 pub const USAGE: i32 = 2;
+
+/// `cargo record-test` stopped by SIGINT, SIGTERM or SIGHUP from outside (see
+/// `record_test::stop`): 128 + the signal's number, as a shell reports a program the
+/// signal ended.
+pub fn stopped_by_signal(sig: i32) -> i32 {
+    128 + sig
+}

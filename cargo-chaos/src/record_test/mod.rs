@@ -305,7 +305,7 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
     // at its job.
     let interrupted_by = control.stopped_by();
     let code = if let Some(sig) = interrupted_by {
-        128 + sig
+        exit_codes::stopped_by_signal(sig)
     } else if undelivered || (failures == 0 && verify_failed > 0) {
         exit_codes::TOOL_ERROR
     } else if failures > 0 {

@@ -119,6 +119,6 @@ pub fn watch(control: Arc<HuntControl>) {
             continue;
         }
         packer::partial::remove_in_progress();
-        std::process::exit(128 + sig);
+        std::process::exit(crate::exit_codes::stopped_by_signal(sig));
     });
 }
