@@ -947,3 +947,57 @@ continue
     );
     assert!(text.contains("No more reverse-execution history"), "{text}");
 }
+
+/// Thread-local variables of libraries loaded after a `dlclose`: the fixture loads
+/// libtls_a.so and libtls_b.so, unloads libtls_a.so and loads libtls_c.so, which glibc
+/// gives libtls_a.so's TLS module id, so the ids no longer follow the link map's order.
+/// At the abort that ends the run, gdb prints each library's variable with its
+/// recorded value (numbering the modules in link-map order instead swaps the two).
+#[test]
+fn thread_local_variables_of_libraries_loaded_after_a_dlclose() {
+    let dir = temp();
+    let libs = dir.path().join("libs");
+    std::fs::create_dir_all(&libs).unwrap();
+    let source = test_support::fixture::fixture_source_dir()
+        .join("solib")
+        .join("tls_module.c");
+    for name in ["a", "b", "c"] {
+        let lib = format!("libtls_{name}.so");
+        let cc = std::env::var_os("CC")
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "cc".into());
+        let built = std::process::Command::new(cc)
+            .args(["-O1", "-g", "-shared", "-fPIC"])
+            .arg(format!("-DNAME={name}"))
+            .arg(format!("-Wl,-soname,{lib}"))
+            .arg("-o")
+            .arg(libs.join(&lib))
+            .arg(&source)
+            .output()
+            .expect("run the C compiler");
+        assert!(built.status.success(), "{built:?}");
+    }
+    let rec = record(
+        dir.path(),
+        &fixture("gdb_dlclose_tls"),
+        &[libs.to_str().unwrap()],
+    );
+    let out = rec.program.stdout_str();
+    let value = |prefix: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line: {}", rec.program.show()))
+            .to_string()
+    };
+    let (b, c) = (value("tls_b "), value("tls_c "));
+    let script = "\
+continue
+p tls_b
+p tls_c
+";
+    let run = gdb(&rec.trace, &[], script);
+    let text = run.show();
+    assert_eq!(run.status, 0, "{text}");
+    assert!(text.contains("received signal SIGABRT"), "{text}");
+    assert_eq!(values(&run.stdout_str()), [b, c], "{text}");
+}

@@ -113,7 +113,8 @@ pub fn debug(trace: &Path, options: &DebugOptions) -> Result<i32> {
             timeline.go_to_end()?;
         }
     }
-    let mut target = ReplayTarget::new(timeline, &recording.exec.path, recording.auxv.clone());
+    let mut target = ReplayTarget::new(timeline, &recording.exec.path, recording.auxv.clone())
+        .with_modid_field(sysroot.tls_modid_field());
     tracing::info!(
         "replay ready for gdb in {:.3} s",
         started.elapsed().as_secs_f64()

@@ -101,6 +101,21 @@ impl Sysroot {
         })
     }
 
+    /// Where the recorded glibc keeps a link map's TLS module id: the
+    /// `_thread_db_link_map_l_tls_modid` descriptor of the archive's libc.so.6 (or of
+    /// another captured `libc*` library exporting it); `None` when none does.
+    pub fn tls_modid_field(&self) -> Option<crate::tls::ModidField> {
+        let libc = self.links.get("libc.so.6").into_iter();
+        let others = self.links.iter().filter_map(|(name, file)| {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            (base.starts_with("libc.") || base.starts_with("libc-")).then_some(file)
+        });
+        libc.chain(others).find_map(|file| {
+            let data = std::fs::read(file).ok()?;
+            crate::tls::ModidField::from_elf(&data)
+        })
+    }
+
     /// The gdb commands that make it use this sysroot (before `file` and `target`).
     pub fn gdb_commands(&self) -> Vec<String> {
         vec![
@@ -191,6 +206,23 @@ mod tests {
         assert_eq!(relative("[stack]"), None);
         assert_eq!(relative(""), None);
         assert_eq!(relative("/"), None);
+    }
+
+    #[test]
+    fn this_machine_s_libc_describes_l_tls_modid() {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let libc = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| p.contains("libc.so") || p.contains("libc-"))
+            .expect("a dynamically linked test binary maps libc");
+        let field = crate::tls::ModidField::from_elf(&std::fs::read(libc).unwrap())
+            .expect("glibc exports the descriptor for libthread_db");
+        // A 64-bit size_t somewhere past the public part of struct link_map.
+        assert_eq!(field.bits, 64);
+        assert!(field.offset >= 40, "{field:?}");
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        assert_eq!(crate::tls::ModidField::from_elf(&exe), None);
     }
 
     #[test]

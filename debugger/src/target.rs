@@ -55,6 +55,10 @@ pub struct ReplayTarget<O: Opener> {
     step_tid: Option<i32>,
     exec_path: Vec<u8>,
     auxv: Vec<u8>,
+    /// Where a link map holds its TLS module id (from the recorded libc).
+    modid_field: Option<crate::tls::ModidField>,
+    /// [`crate::tls::FALLBACK_NOTE`] was printed.
+    fallback_said: bool,
 }
 
 impl<O: Opener> ReplayTarget<O> {
@@ -67,7 +71,16 @@ impl<O: Opener> ReplayTarget<O> {
             step_tid: None,
             exec_path: exec_path.as_bytes().to_vec(),
             auxv,
+            modid_field: None,
+            fallback_said: false,
         }
+    }
+
+    /// Locates thread-local variables with `field`, libc's description of
+    /// `l_tls_modid` (see [`crate::tls`]); without it, by the link map's order.
+    pub fn with_modid_field(mut self, field: Option<crate::tls::ModidField>) -> Self {
+        self.modid_field = field;
+        self
     }
 
     /// The timeline.
@@ -98,8 +111,13 @@ impl<O: Opener> ReplayTarget<O> {
         let Some(r) = request else {
             return "E01".into();
         };
+        if self.modid_field.is_none() && !self.fallback_said {
+            self.fallback_said = true;
+            eprintln!("{}", crate::tls::FALLBACK_NOTE);
+        }
         let session = self.timeline.session();
-        match crate::tls::tls_address(session, &self.auxv, r.tid, r.offset, r.lm) {
+        match crate::tls::tls_address(session, &self.auxv, self.modid_field, r.tid, r.offset, r.lm)
+        {
             Some(addr) => format!("{addr:x}"),
             None => "E01".into(),
         }

@@ -12,8 +12,17 @@
 //! dynamic thread vector (DTV) at offset 8, and entry `modid` of the DTV (16 bytes
 //! each, the block's address first) points at module `modid`'s block. Module ids are
 //! given in the order of the link map to the modules that have a `PT_TLS` segment,
-//! starting at 1 (the program itself when it has one), which is how the dynamic
-//! linker numbers the modules it loads at startup; a block not yet allocated for the
+//! The module id is read from the module's `struct link_map` (`l_tls_modid`), at the
+//! offset glibc publishes for libthread_db: libc.so.6 exports
+//! `_thread_db_link_map_l_tls_modid`, three 32-bit words (the field's size in bits,
+//! its count, its offset), and [`ModidField::from_elf`] reads them from the archive's
+//! copy of libc. The id cannot be derived from the link map's order: after a
+//! `dlclose`, glibc gives the next module loaded the lowest id free, which may be
+//! lower than that of modules loaded before it. Without the descriptor (a libc that
+//! does not export it) the ids are taken to be the ranks, from 1, of the modules with
+//! a `PT_TLS` segment in link-map order, which is how the dynamic linker numbers the
+//! modules it loads at startup, and right until a module with TLS is unloaded
+//! ([`FALLBACK_NOTE`] says so once per session). A block not yet allocated for the
 //! thread (a module loaded later whose variables it has not touched) is an error
 //! reply, as it is with gdbserver.
 
@@ -37,12 +46,16 @@ const MAX_MODULES: usize = 4096;
 pub fn tls_address<S: Session>(
     session: &mut S,
     auxv: &[u8],
+    field: Option<ModidField>,
     tid: i32,
     offset: u64,
     lm: u64,
 ) -> Option<u64> {
     let fs_base = session.regs(tid).ok()?.fs_base;
-    let modid = module_id(session, auxv, lm)?;
+    let modid = match field {
+        Some(field) => field.read(session, lm)?,
+        None => module_rank(session, auxv, lm)?,
+    };
     let dtv = read_u64(session, fs_base.checked_add(8)?)?;
     let block = read_u64(session, dtv.checked_add(modid.checked_mul(16)?)?)?;
     if block == 0 || block == DTV_UNALLOCATED {
@@ -51,9 +64,68 @@ pub fn tls_address<S: Session>(
     block.checked_add(offset)
 }
 
-/// The TLS module id of the module at link map `lm`: its rank among the modules with
-/// a `PT_TLS` segment, in link-map order, from 1.
-fn module_id<S: Session>(session: &mut S, auxv: &[u8], lm: u64) -> Option<u64> {
+/// What the session says once when it has no [`ModidField`] and gdb asks for a
+/// thread-local variable.
+pub const FALLBACK_NOTE: &str = "chaos: the recorded libc does not export \
+_thread_db_link_map_l_tls_modid: thread-local variables are located by the order of the \
+link map, which is wrong for libraries loaded after a library with thread-locals was \
+dlclose()d";
+
+/// Where `l_tls_modid` is in glibc's `struct link_map`, as libc describes it to
+/// libthread_db (the `_thread_db_link_map_l_tls_modid` descriptor: size in bits,
+/// count, offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModidField {
+    /// The field's size in bits (32 or 64).
+    pub bits: u32,
+    /// Its offset in `struct link_map`.
+    pub offset: u32,
+}
+
+impl ModidField {
+    /// The descriptor's dynamic symbol.
+    pub const SYMBOL: &'static str = "_thread_db_link_map_l_tls_modid";
+
+    /// The field as described by the descriptor's three words; `None` for a
+    /// description this reader does not handle (not one 32- or 64-bit integer).
+    pub fn from_words(bits: u32, count: u32, offset: u32) -> Option<ModidField> {
+        (matches!(bits, 32 | 64) && count == 1).then_some(ModidField { bits, offset })
+    }
+
+    /// The field, from the descriptor exported by the ELF shared object `data` (the
+    /// archive's libc.so.6); `None` when it exports none (or not a readable one).
+    pub fn from_elf(data: &[u8]) -> Option<ModidField> {
+        use object::{Object, ObjectSection, ObjectSymbol};
+        let file = object::File::parse(data).ok()?;
+        let symbol = file
+            .dynamic_symbols()
+            .find(|s| s.name_bytes().ok() == Some(Self::SYMBOL.as_bytes()))?;
+        let section = file.section_by_index(symbol.section_index()?).ok()?;
+        let bytes = section.data_range(symbol.address(), 12).ok()??;
+        let word =
+            |i: usize| u32::from_le_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap_or_default());
+        Self::from_words(word(0), word(1), word(2))
+    }
+
+    /// `l_tls_modid` of the link map at `lm`; `None` when it cannot be read or is 0
+    /// (the module has no TLS).
+    fn read<S: Session>(self, session: &mut S, lm: u64) -> Option<u64> {
+        let at = lm.checked_add(u64::from(self.offset))?;
+        let modid = if self.bits == 64 {
+            read_u64(session, at)?
+        } else {
+            let mut b = [0u8; 4];
+            (session.read_memory(at, &mut b).ok()? == 4).then_some(())?;
+            u64::from(u32::from_le_bytes(b))
+        };
+        (modid != 0).then_some(modid)
+    }
+}
+
+/// The TLS module id the dynamic linker gives the module at link map `lm` when it is
+/// loaded at startup: its rank among the modules with a `PT_TLS` segment, in
+/// link-map order, from 1.
+fn module_rank<S: Session>(session: &mut S, auxv: &[u8], lm: u64) -> Option<u64> {
     // The chain back to its head (l_prev at offset 32 of the public part of struct
     // link_map: l_addr, l_name, l_ld, l_next, l_prev).
     let mut chain = vec![lm];
