@@ -173,6 +173,8 @@ fn build_preload_library(manifest_dir: &Path, out_dir: &Path) {
         "-Wall",
         "-Wno-missing-attributes",
         "-Werror",
+        // `recorder::syscallbuf::SONAME`: gdb finds the archive's copy by it.
+        "-Wl,-soname,libchaos_syscallbuf.so",
     ]);
     for (name, value) in [
         ("CHAOS_SB_ENTRY", abi::ENTRY),

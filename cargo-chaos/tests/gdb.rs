@@ -72,6 +72,12 @@ fn replay_artifact_serves_an_archive_to_gdb() {
         .find(|l| l.contains("libc.so.6"))
         .unwrap_or_else(|| panic!("no libc in the library list: {text}"));
     assert!(libc.contains("chaos-gdb-"), "{libc}");
+    // Every library has its symbols, the syscall-buffering one too (`LD_PRELOAD` loads
+    // it by a name made of its hash, not by its soname).
+    assert!(
+        !text.contains("Could not load shared library symbols"),
+        "{text}"
+    );
 }
 
 /// gdb's machine interface, what IDEs drive (`gdb --interpreter=mi`, commands on its

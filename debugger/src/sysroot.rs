@@ -13,7 +13,9 @@
 //!   captured ELF shared object is also linked under its `DT_SONAME` in a second
 //!   directory given to gdb as `solib-search-path`: when `sysroot/<l_name>` does not
 //!   exist, gdb tries the search path with the name's last component, which is the
-//!   soname for every library the loader found by soname.
+//!   soname for every library the loader found by soname. The syscall-buffering
+//!   library is also linked under the name it is loaded by (`LD_PRELOAD` names it by
+//!   its hash, see `recorder::syscallbuf::file_name`).
 //!
 //! Names come from an untrusted trace: only plain relative components are used, so a
 //! link can never land outside the temporary directory.
@@ -85,9 +87,16 @@ impl Sysroot {
                 let Some(soname) = soname_of(&target) else {
                     continue;
                 };
-                if let Some(rel) = relative(&soname).filter(|r| r.components().count() == 1) {
-                    if link(&target, &solib_dir.join(rel))? {
-                        links.insert(soname, target);
+                // The syscall-buffering library is loaded by a name made of its hash,
+                // not by its soname: link it under that name too.
+                let loaded_as = (soname == recorder::syscallbuf::SONAME)
+                    .then(|| recorder::syscallbuf::file_name(&name))
+                    .flatten();
+                for alias in [Some(soname), loaded_as].into_iter().flatten() {
+                    if let Some(rel) = relative(&alias).filter(|r| r.components().count() == 1) {
+                        if link(&target, &solib_dir.join(rel))? {
+                            links.insert(alias, target.clone());
+                        }
                     }
                 }
             }

@@ -25,6 +25,16 @@ use crate::trace::{MemWrite, SyscallEvent};
 /// The compiled preload library.
 pub const LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libchaos_syscallbuf.so"));
 
+/// The library's `DT_SONAME`.
+pub const SONAME: &str = "libchaos_syscallbuf.so";
+
+/// The name the library is loaded by (the name in the program's link map): the first 16
+/// hex digits of its BLAKE3 hash, the whole of which (`hash_hex`) names its captured
+/// copy in a trace. `None` when `hash_hex` is shorter.
+pub fn file_name(hash_hex: &str) -> Option<String> {
+    Some(format!("libchaos_syscallbuf-{}.so", hash_hex.get(..16)?))
+}
+
 /// Writes the library where the program can load it, once per content: a directory of
 /// this user's in the temporary directory, the file named by its hash. The program maps
 /// it like any library, so it is captured into the trace and replay loads the trace's
@@ -45,8 +55,9 @@ pub fn library_path() -> Result<PathBuf> {
             hint: "remove it, or record with --no-syscallbuf".into(),
         });
     }
-    let tag = &blake3::hash(LIBRARY).to_hex()[..16];
-    let path = dir.join(format!("libchaos_syscallbuf-{tag}.so"));
+    let hash = blake3::hash(LIBRARY).to_hex();
+    let tag = &hash[..16];
+    let path = dir.join(file_name(&hash).expect("a BLAKE3 hash has 64 hex digits"));
     if std::fs::read(&path).is_ok_and(|b| b == LIBRARY) {
         return Ok(path);
     }
