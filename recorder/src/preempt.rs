@@ -91,37 +91,48 @@ pub fn fpu_hash(task: &Task) -> Result<u64> {
     Ok(h64(h))
 }
 
-/// Hash of the two pages around the stack pointer (below the red zone up).
-pub fn stack_hash(task: &mut Task, rsp: u64) -> Result<u64> {
-    let start = (rsp.saturating_sub(128)) & !4095;
+/// Hash of the stack around the stack pointer: the two pages from the one holding
+/// `rsp - 128` (the bottom of the red zone). From trace format 6
+/// ([`memory::Definition::LiveStack`]) the bytes below `rsp - 128` are left out (dead by
+/// the ABI, see [`memory::dead_stack`]); older formats hash both pages whole.
+pub fn stack_hash(task: &mut Task, rsp: u64, definition: memory::Definition) -> Result<u64> {
+    let live_from = rsp.saturating_sub(memory::RED_ZONE);
+    let start = live_from & !4095;
     let mut h = blake3::Hasher::new();
-    h.update(&task.read_mem_partial(start, 8192)?);
+    if definition == memory::Definition::LiveStack {
+        h.update(&task.read_mem_partial(live_from, (start + 8192 - live_from) as usize)?);
+    } else {
+        h.update(&task.read_mem_partial(start, 8192)?);
+    }
     Ok(h64(h))
 }
 
 /// The digest of every writable mapping of the task's process (the recorder's scratch
-/// area and the replay stub excluded), as `definition` defines it (see [`memory`]).
-pub fn memory_hash(task: &mut Task, definition: memory::Definition) -> Result<u64> {
-    memory::digest(task, None, definition)
+/// area and the replay stub excluded), as `definition` defines it (see [`memory`]);
+/// `regs` are the task's.
+pub fn memory_hash(task: &mut Task, regs: &Regs, definition: memory::Definition) -> Result<u64> {
+    memory::digest(task, None, definition, memory::Preempted::of(regs))
 }
 
 /// [`memory_hash`] without the mappings inside `skip` (replay's trampoline pages).
 pub fn memory_hash_without(
     task: &mut Task,
+    regs: &Regs,
     skip: Option<(u64, u64)>,
     definition: memory::Definition,
 ) -> Result<u64> {
-    memory::digest(task, skip, definition)
+    memory::digest(task, skip, definition, memory::Preempted::of(regs))
 }
 
-/// Everything about a stopped thread that determines its future (the memory digest as
-/// this version records it, [`memory::Definition::PageHashes`]).
+/// Everything about a stopped thread that determines its future (the stack and memory
+/// hashes as this version records them, [`memory::Definition::RECORDED`]).
 pub fn capture(task: &mut Task, regs: &Regs) -> Result<PreemptState> {
+    let definition = memory::Definition::RECORDED;
     Ok(PreemptState {
         regs: comparable(regs),
         fpu_hash: fpu_hash(task)?,
-        stack_hash: stack_hash(task, regs.rsp)?,
-        memory_hash: memory_hash(task, memory::Definition::PageHashes)?,
+        stack_hash: stack_hash(task, regs.rsp, definition)?,
+        memory_hash: memory_hash(task, regs, definition)?,
     })
 }
 
@@ -133,11 +144,67 @@ pub fn matches(
     want: &PreemptState,
     definition: memory::Definition,
 ) -> Result<bool> {
-    Ok(comparable(regs) == want.regs
-        && stack_hash(task, regs.rsp)? == want.stack_hash
-        && fpu_hash(task)? == want.fpu_hash
-        && memory_hash(task, definition)? == want.memory_hash)
+    Ok(compare(task, regs, want, definition)? == Compared::Equal)
 }
+
+/// How a stopped thread's state compares with a recorded point's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compared {
+    /// The same state: the point.
+    Equal,
+    /// Registers, stack hash or extended state differ (the memory was not hashed).
+    Differs,
+    /// Everything but the memory digest is equal; the digest found.
+    MemoryDiffers(u64),
+}
+
+/// Compares the stopped thread's state with `want`; cheap checks first.
+pub fn compare(
+    task: &mut Task,
+    regs: &Regs,
+    want: &PreemptState,
+    definition: memory::Definition,
+) -> Result<Compared> {
+    if comparable(regs) != want.regs
+        || stack_hash(task, regs.rsp, definition)? != want.stack_hash
+        || fpu_hash(task)? != want.fpu_hash
+    {
+        return Ok(Compared::Differs);
+    }
+    let memory = memory_hash(task, regs, definition)?;
+    Ok(if memory == want.memory_hash {
+        Compared::Equal
+    } else {
+        Compared::MemoryDiffers(memory)
+    })
+}
+
+/// Recognises a search for a point that can never end: the thread stopped at the
+/// point's address in a state that differs from the recorded one only in memory, and
+/// that equals the state of an earlier stop of the same search. Between two stops the
+/// thread runs alone, and nothing but its state decides what it does (no other thread
+/// runs, no signal arrives, nondeterministic instructions trap), so it is in a cycle
+/// that passes only through states already seen, none of them the recorded one: a spin
+/// loop waiting for a flag that only the recorded point's aftermath (a signal given
+/// there) would set. Replay reports that at once instead of spinning up to
+/// [`MAX_TRAPS`] digests.
+#[derive(Debug, Default)]
+pub struct CycleCheck {
+    seen: std::collections::HashSet<u64>,
+}
+
+impl CycleCheck {
+    /// Whether the state just compared (`c`) was seen before in this search.
+    pub fn repeats(&mut self, c: Compared) -> bool {
+        match c {
+            Compared::MemoryDiffers(memory) => !self.seen.insert(memory),
+            _ => false,
+        }
+    }
+}
+
+/// What replay says when [`CycleCheck::repeats`].
+pub const CYCLE: &str = "is in a loop whose state repeats without reaching the recorded one (its registers and stack match, its memory does not: something it depends on differs from the recording)";
 
 /// If a thread stopped right after a syscall that returned one of the kernel's
 /// "restart me" codes, the registers the kernel gives it when the stop's signal is

@@ -11,16 +11,22 @@ use std::process::{Command, Stdio};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use recorder::preempt::memory::{digest, digest_from_scratch, soft_dirty_tracked, Definition};
+use recorder::preempt::memory::{
+    digest, digest_from_scratch, soft_dirty_tracked, Definition, Preempted,
+};
 use recorder::ptrace::Task;
+
+/// A thread pointer no stack holds (format 5's digest does not look at it).
+const NO_THREAD: Preempted = Preempted { rsp: 0, fs_base: 0 };
 
 /// The digest the usual way, twice (the second from the first's cache where there is
 /// one), against the one from scratch.
 fn check(pid: i32, label: &str) -> u64 {
     let mut task = Task::new(pid);
-    let usual = digest(&mut task, None, Definition::PageHashes).expect("digest");
-    let again = digest(&mut task, None, Definition::PageHashes).expect("digest");
-    let scratch = digest_from_scratch(&mut task, None).expect("digest from scratch");
+    let usual = digest(&mut task, None, Definition::PageHashes, NO_THREAD).expect("digest");
+    let again = digest(&mut task, None, Definition::PageHashes, NO_THREAD).expect("digest");
+    let scratch = digest_from_scratch(&mut task, None, Definition::PageHashes, NO_THREAD)
+        .expect("digest from scratch");
     assert_eq!(usual, scratch, "after `{label}`: process {pid}");
     assert_eq!(
         again, scratch,
@@ -110,8 +116,103 @@ fn old_traces_keep_the_old_definition() {
     assert_eq!(Definition::of_format(4), Definition::Stream);
     assert_eq!(Definition::of_format(1), Definition::Stream);
     assert_eq!(Definition::of_format(5), Definition::PageHashes);
+    assert_eq!(Definition::of_format(6), Definition::LiveStack);
     assert_eq!(
         Definition::of_format(recorder::trace::FORMAT_VERSION),
-        Definition::PageHashes
+        Definition::RECORDED
     );
+}
+
+/// Format 6's digest and stack hash leave out a thread's dead stack (below `rsp - 128`),
+/// which differs between record and replay (ld.so's lazy-binding trampoline saves the
+/// extended state there with XSAVEC, whose bytes depend on which components the CPU
+/// reports in use), and keep everything else: the red zone, and memory below a stack
+/// pointer that is not known to be the thread's own stack
+/// (`tests/fixtures/c/dead_stack.c`, stopped, written into by the test as a tracer
+/// writes). Format 5's digest sees every write (the failure this fixes).
+#[test]
+fn the_dead_stack_below_the_red_zone_is_left_out() {
+    use recorder::preempt::stack_hash;
+    let exe = test_support::fixture!("dead_stack");
+    let mut child = Command::new(exe)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start dead_stack");
+    let pid = child.id() as i32;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the line");
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    assert_eq!(f.len(), 5, "unexpected line {line:?}");
+    let (main, thread, thread_fs, noguard, guarded) = (f[0], f[1], f[2], f[3], f[4]);
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WUNTRACED)).expect("waitpid") {
+        WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
+        other => panic!("dead_stack: {other:?}"),
+    }
+    let mut task = Task::new(pid);
+    let main_fs = 0; // the main thread's descriptor is not on its stack; unused there
+    let mut fill = 0x40u8;
+    let mut write = |task: &mut Task, at: u64, len: usize| {
+        fill += 1;
+        task.write_mem(at, &vec![fill; len]).expect("write");
+    };
+    let digests = |task: &mut Task, t: Preempted| {
+        let live = digest(task, None, Definition::LiveStack, t).expect("digest");
+        let scratch =
+            digest_from_scratch(task, None, Definition::LiveStack, t).expect("from scratch");
+        assert_eq!(live, scratch, "the usual digest and the one from scratch");
+        let old = digest(task, None, Definition::PageHashes, t).expect("digest");
+        let stack = stack_hash(task, t.rsp, Definition::LiveStack).expect("stack hash");
+        (live, old, stack)
+    };
+    for (name, rsp, fs_base) in [("main", main, main_fs), ("thread", thread, thread_fs)] {
+        let t = Preempted { rsp, fs_base };
+        let (live, old, stack) = digests(&mut task, t);
+        // Just below the red zone, in the same page (the stack hash's too).
+        write(&mut task, rsp - 128 - 64, 64);
+        // Four to six pages down: wholly dead pages.
+        write(&mut task, rsp - 4 * 4096, 4096);
+        write(&mut task, (rsp & !4095) - 6 * 4096, 8192);
+        let (live2, old2, stack2) = digests(&mut task, t);
+        assert_eq!(
+            live2, live,
+            "{name}: a write into the dead stack changed the digest"
+        );
+        assert_eq!(stack2, stack, "{name}: it changed the stack hash");
+        assert_ne!(
+            old2, old,
+            "{name}: format 5's digest must see the dead stack"
+        );
+        // The red zone is live.
+        write(&mut task, rsp - 128, 8);
+        let (live3, _, stack3) = digests(&mut task, t);
+        assert_ne!(live3, live, "{name}: the red zone is live");
+        assert_ne!(stack3, stack, "{name}: the red zone is in the stack hash");
+        // So is anything above the stack pointer.
+        write(&mut task, rsp + 4096, 8);
+        assert_ne!(digests(&mut task, t).0, live3, "{name}: above rsp");
+    }
+    // Not the thread's own stack: everything counts.
+    for (name, rsp, fs_base) in [
+        ("no guard below", noguard, noguard),
+        ("not the thread's stack", guarded, thread_fs),
+        (
+            "the thread's stack with another thread's pointer",
+            thread,
+            1,
+        ),
+    ] {
+        let t = Preempted { rsp, fs_base };
+        let (live, _, _) = digests(&mut task, t);
+        write(&mut task, rsp - 4 * 4096, 64);
+        assert_ne!(digests(&mut task, t).0, live, "{name}: below rsp counts");
+    }
+    kill(Pid::from_raw(pid), Signal::SIGCONT).expect("continue");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "dead_stack: {status}");
 }

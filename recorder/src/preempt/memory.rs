@@ -1,14 +1,22 @@
 //! The memory part of a preemption point's state: one digest of all of a process's
 //! writable memory, computed at record and compared at replay.
 //!
-//! **Definition** (trace format 5 and later, [`Definition::PageHashes`]): BLAKE3 over
+//! **Definition** (trace format 6 and later, [`Definition::LiveStack`]): BLAKE3 over
 //! the sequence of (page address, first 16 bytes of the page's BLAKE3) of every non-zero
 //! page of every writable mapping, in address order (the recorder's scratch slots, the
-//! replay stub, `[vdso]`/`[vvar]` and, at replay, the trampoline pages left out). It
-//! depends only on what the memory holds, not on how the digest was computed, so a
-//! recording and its replay agree whatever their pages' write histories were. Traces of
-//! format 4 and older were recorded with [`Definition::Stream`] (BLAKE3 over address and
-//! bytes of each non-zero page), which replay keeps for them.
+//! replay stub, `[vdso]`/`[vvar]` and, at replay, the trampoline pages left out), where
+//! the bytes of the preempted thread's *dead stack* count as zero (see [`dead_stack`]:
+//! from the start of its stack mapping up to `rsp - 128`, below the red zone; by the
+//! SysV ABI a signal handler may overwrite them at any time, so the thread cannot depend
+//! on them, and they do differ between record and replay: the XSAVEC area of ld.so's
+//! lazy-binding trampoline, the kernel's signal frames). A page wholly inside the dead
+//! stack is thus left out like a page of zeros, and the page holding `rsp - 128` is
+//! hashed with its bytes below that address zeroed. The digest depends only on what the
+//! memory holds and on `rsp`, not on how it was computed, so a recording and its replay
+//! agree whatever their pages' write histories were. Format 5 used the same digest
+//! without the dead stack rule ([`Definition::PageHashes`]); formats 4 and older used
+//! [`Definition::Stream`] (BLAKE3 over address and bytes of each non-zero page); replay
+//! keeps each trace's own.
 //!
 //! **Incremental computation.** Where the kernel tracks soft-dirty pages
 //! (`CONFIG_MEM_SOFT_DIRTY`: bit 55 of `/proc/PID/pagemap` says the page was written
@@ -44,41 +52,119 @@ static ZERO_PAGE: [u8; PAGE as usize] = [0; PAGE as usize];
 pub enum Definition {
     /// Formats 1 to 4: BLAKE3 over (address, bytes) of every non-zero page.
     Stream,
-    /// Format 5 on: BLAKE3 over (address, page hash) of every non-zero page.
+    /// Format 5: BLAKE3 over (address, page hash) of every non-zero page.
     PageHashes,
+    /// Format 6 on: as [`Definition::PageHashes`], with the preempted thread's dead stack
+    /// (below `rsp - 128`, see [`dead_stack`]) counted as zeros.
+    LiveStack,
 }
 
 impl Definition {
+    /// The definition this version records (trace format 6).
+    pub const RECORDED: Definition = Definition::LiveStack;
+
     /// The definition a trace of format `version` uses.
     pub fn of_format(version: u32) -> Self {
-        if version >= 5 {
-            Definition::PageHashes
-        } else {
-            Definition::Stream
+        match version {
+            0..=4 => Definition::Stream,
+            5 => Definition::PageHashes,
+            _ => Definition::LiveStack,
+        }
+    }
+}
+
+/// Bytes below the stack pointer the thread may still read (the SysV red zone).
+pub const RED_ZONE: u64 = 128;
+
+/// What the digest needs to know of the preempted thread (for
+/// [`Definition::LiveStack`]): its stack pointer and its thread pointer (`fs_base`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preempted {
+    /// `rsp`.
+    pub rsp: u64,
+    /// `fs_base` (glibc and musl put a thread's descriptor at the top of its stack).
+    pub fs_base: u64,
+}
+
+impl Preempted {
+    /// The thread with registers `regs`.
+    pub fn of(regs: &crate::ptrace::Regs) -> Self {
+        Preempted {
+            rsp: regs.rsp,
+            fs_base: regs.fs_base,
         }
     }
 }
 
 /// The digest of the writable memory of `task`'s process under `definition`, without
-/// the mappings inside `skip` (replay's trampoline pages).
-pub fn digest(task: &mut Task, skip: Option<(u64, u64)>, definition: Definition) -> Result<u64> {
-    let regions = hashed_regions(task.tid, skip)?;
+/// the mappings inside `skip` (replay's trampoline pages); `thread` is the preempted
+/// thread (used by [`Definition::LiveStack`] only).
+pub fn digest(
+    task: &mut Task,
+    skip: Option<(u64, u64)>,
+    definition: Definition,
+    thread: Preempted,
+) -> Result<u64> {
+    let maps = read_maps(task.tid)?;
+    let regions = hashed_regions(&maps, skip);
     match definition {
         Definition::Stream => stream_digest(task, &regions),
-        Definition::PageHashes => incremental_digest(task, &regions),
+        Definition::PageHashes => incremental_digest(task, &regions, None),
+        Definition::LiveStack => incremental_digest(task, &regions, dead_stack(&maps, thread)),
     }
 }
 
-/// [`Definition::PageHashes`] computed from scratch: every page read and hashed, no
-/// cache, no page map (what [`digest`] must always equal; for tests).
-pub fn digest_from_scratch(task: &mut Task, skip: Option<(u64, u64)>) -> Result<u64> {
-    let regions = hashed_regions(task.tid, skip)?;
+/// The dead stack of `thread` in a process with mappings `maps` (address order):
+/// `[start, rsp - 128)`, where `start` is the start of the mapping holding `rsp`, when
+/// that mapping is known to be the thread's stack and nothing else:
+/// - the main thread's `[stack]`;
+/// - or a private anonymous writable mapping right above a `PROT_NONE` one (the guard
+///   glibc and musl put below a thread's stack) that also holds the thread's `fs_base`
+///   (its descriptor and TLS, which both libraries put at the top of its stack).
+///
+/// `None` otherwise: a stack in a heap block, in a mapping without a guard, or not the
+/// thread's own (a coroutine's), where the bytes below `rsp` may be live data of the
+/// program; or when `rsp - 128` is not above the mapping's start.
+pub fn dead_stack(maps: &[MapsEntry], thread: Preempted) -> Option<(u64, u64)> {
+    let rsp = thread.rsp;
+    let live_from = rsp.checked_sub(RED_ZONE)?;
+    let i = maps.iter().position(|m| m.start <= rsp && rsp < m.end)?;
+    let m = &maps[i];
+    if m.prot & libc::PROT_WRITE == 0 || m.shared || m.inode != 0 {
+        return None;
+    }
+    let thread_stack = i > 0
+        && m.name.is_empty()
+        && maps[i - 1].end == m.start
+        && maps[i - 1].prot == libc::PROT_NONE
+        && (m.start..m.end).contains(&thread.fs_base);
+    if !(thread_stack || m.name == "[stack]") || live_from <= m.start {
+        return None;
+    }
+    Some((m.start, live_from))
+}
+
+/// [`digest`] computed from scratch: every page read and hashed, no cache, no page map
+/// (what [`digest`] must always equal; for tests).
+pub fn digest_from_scratch(
+    task: &mut Task,
+    skip: Option<(u64, u64)>,
+    definition: Definition,
+    thread: Preempted,
+) -> Result<u64> {
+    let maps = read_maps(task.tid)?;
+    let regions = hashed_regions(&maps, skip);
+    let dead = match definition {
+        Definition::Stream => return stream_digest(task, &regions),
+        Definition::PageHashes => None,
+        Definition::LiveStack => dead_stack(&maps, thread),
+    };
     let mut pages = Vec::new();
     for m in &regions {
         let mut at = m.start;
         while at < m.end {
             let n = ((m.end - at) / PAGE).min(READ_PAGES as u64) as usize;
-            for (i, hash) in read_page_hashes(task, at, n)?.into_iter().enumerate() {
+            for (i, hash) in read_page_hashes(task, at, n, dead)?.into_iter().enumerate() {
                 pages.push((at + i as u64 * PAGE, hash));
             }
             at += n as u64 * PAGE;
@@ -129,10 +215,9 @@ pub fn soft_dirty_tracked() -> bool {
 }
 
 /// The mappings the digest covers.
-fn hashed_regions(tid: i32, skip: Option<(u64, u64)>) -> Result<Vec<MapsEntry>> {
+fn hashed_regions(maps: &[MapsEntry], skip: Option<(u64, u64)>) -> Vec<MapsEntry> {
     use crate::record::redirect::{SCRATCH_BASE, SLOTS, SLOT_SIZE};
-    Ok(read_maps(tid)?
-        .into_iter()
+    maps.iter()
         .filter(|m| {
             let skipped = skip.is_some_and(|(start, end)| m.start >= start && m.end <= end);
             let ours = m.start >= SCRATCH_BASE && m.end <= SCRATCH_BASE + SLOTS * SLOT_SIZE;
@@ -143,7 +228,8 @@ fn hashed_regions(tid: i32, skip: Option<(u64, u64)>) -> Result<Vec<MapsEntry>> 
                 && m.prot & libc::PROT_WRITE != 0
                 && !m.name.starts_with("[v")
         })
-        .collect())
+        .cloned()
+        .collect()
 }
 
 /// Formats 1 to 4: page by page, skipping pages of zeros (the replayed address space
@@ -180,14 +266,33 @@ fn page_hash(page: &[u8]) -> PageHash {
     Some(h)
 }
 
-/// The hashes of the `n` pages from `at`; an unreadable page (past the end of its
-/// file...) is left out, as a page of zeros is, and does not hide the pages after it.
-fn read_page_hashes(task: &mut Task, at: u64, n: usize) -> Result<Vec<PageHash>> {
-    let bytes = task.read_mem_partial(at, n * PAGE as usize)?;
+/// Zeroes the bytes of `bytes` (read from `at`) that lie in `dead`.
+fn zero_dead(bytes: &mut [u8], at: u64, dead: Option<(u64, u64)>) {
+    if let Some((lo, hi)) = dead {
+        let end = at + bytes.len() as u64;
+        if lo < end && hi > at {
+            let (from, to) = (lo.max(at) - at, hi.min(end) - at);
+            bytes[from as usize..to as usize].fill(0);
+        }
+    }
+}
+
+/// The hashes of the `n` pages from `at`, with the bytes in `dead` counted as zeros; an
+/// unreadable page (past the end of its file...) is left out, as a page of zeros is, and
+/// does not hide the pages after it.
+fn read_page_hashes(
+    task: &mut Task,
+    at: u64,
+    n: usize,
+    dead: Option<(u64, u64)>,
+) -> Result<Vec<PageHash>> {
+    let mut bytes = task.read_mem_partial(at, n * PAGE as usize)?;
+    zero_dead(&mut bytes, at, dead);
     let mut hashes: Vec<PageHash> = bytes.chunks_exact(PAGE as usize).map(page_hash).collect();
     while hashes.len() < n {
         let addr = at + hashes.len() as u64 * PAGE;
-        let page = task.read_mem_partial(addr, PAGE as usize)?;
+        let mut page = task.read_mem_partial(addr, PAGE as usize)?;
+        zero_dead(&mut page, addr, dead);
         hashes.push(if page.len() == PAGE as usize {
             page_hash(&page)
         } else {
@@ -257,7 +362,17 @@ fn same_mm(a: i32, b: i32) -> bool {
     r != 1 && r != 2
 }
 
-fn incremental_digest(task: &mut Task, regions: &[MapsEntry]) -> Result<u64> {
+/// The digest of `regions` with the bytes in `dead` (the preempted thread's dead stack)
+/// counted as zeros.
+fn incremental_digest(
+    task: &mut Task,
+    regions: &[MapsEntry],
+    dead: Option<(u64, u64)>,
+) -> Result<u64> {
+    // Whether the page at `addr` holds dead bytes (its hash depends on `rsp`: never
+    // cached), and whether it is all dead (left out, not read).
+    let in_dead = |addr: u64| dead.is_some_and(|(lo, hi)| addr < hi && addr + PAGE > lo);
+    let all_dead = |addr: u64| dead.is_some_and(|(lo, hi)| addr >= lo && addr + PAGE <= hi);
     let tracked = soft_dirty_tracked();
     let (tgid, started) = tgid_and_start(task.tid)?;
     let mut old = Vec::new();
@@ -305,6 +420,9 @@ fn incremental_digest(task: &mut Task, regions: &[MapsEntry]) -> Result<u64> {
         let private_anon = !m.shared && m.inode == 0;
         for i in 0..count {
             let addr = start + i as u64 * PAGE;
+            if all_dead(addr) {
+                continue;
+            }
             let Some(e) = entries.as_ref().map(|es| es[i]) else {
                 to_read.push(pages.len());
                 pages.push((addr, None));
@@ -319,6 +437,7 @@ fn incremental_digest(task: &mut Task, regions: &[MapsEntry]) -> Result<u64> {
                 old_at += 1;
             }
             let unchanged = tracked
+                && !in_dead(addr)
                 && resident
                 && !m.shared
                 && e & (PAGEMAP_SOFT_DIRTY | PAGEMAP_FILE_OR_SHARED) == 0
@@ -351,7 +470,7 @@ fn incremental_digest(task: &mut Task, regions: &[MapsEntry]) -> Result<u64> {
         {
             n += 1;
         }
-        for (j, hash) in read_page_hashes(task, pages[first].0, n)?
+        for (j, hash) in read_page_hashes(task, pages[first].0, n, dead)?
             .into_iter()
             .enumerate()
         {
@@ -361,6 +480,7 @@ fn incremental_digest(task: &mut Task, regions: &[MapsEntry]) -> Result<u64> {
     }
     let digest = combine(&pages);
     if cleared {
+        pages.retain(|(addr, _)| !in_dead(*addr));
         let mut all = caches();
         if all.len() > 64 {
             // Processes that ended (or whose pid was reused) without a `forget`.

@@ -275,6 +275,7 @@ impl Replayer<'_> {
         let started = std::time::Instant::now();
         let skip = Some((p.tramp.base, p.tramp.base + patch::SIZE));
         let mut traps = 0u64;
+        let mut cycle = preempt::CycleCheck::default();
         loop {
             let sig = th.signal;
             th.signal = 0;
@@ -302,22 +303,35 @@ impl Replayer<'_> {
                         at.eflags =
                             (at.eflags & !STATUS_FLAGS) | (want.regs[EFLAGS] & STATUS_FLAGS);
                     }
-                    if preempt::comparable(&at) == want.regs
-                        && preempt::stack_hash(&mut th.task, at.rsp)? == want.stack_hash
+                    let compared = if preempt::comparable(&at) == want.regs
+                        && preempt::stack_hash(&mut th.task, at.rsp, self.memory_digest)?
+                            == want.stack_hash
                         && preempt::fpu_hash(&th.task)? == want.fpu_hash
-                        && preempt::memory_hash_without(&mut th.task, skip, self.memory_digest)?
-                            == want.memory_hash
                     {
-                        self.unpatch(th, &p)?;
-                        th.task.set_regs(&at)?;
-                        return self.arrived(th, &at, traps, started);
-                    }
-                    if traps <= preempt::MAX_TRAPS {
+                        let memory = preempt::memory_hash_without(
+                            &mut th.task,
+                            &at,
+                            skip,
+                            self.memory_digest,
+                        )?;
+                        if memory == want.memory_hash {
+                            self.unpatch(th, &p)?;
+                            th.task.set_regs(&at)?;
+                            return self.arrived(th, &at, traps, started);
+                        }
+                        preempt::Compared::MemoryDiffers(memory)
+                    } else {
+                        preempt::Compared::Differs
+                    };
+                    if cycle.repeats(compared) {
+                        format!("{} (after {traps} traps)", preempt::CYCLE)
+                    } else if traps <= preempt::MAX_TRAPS {
                         continue;
+                    } else {
+                        format!(
+                            "did not reach that state within {traps} matches of its registers and stack words"
+                        )
                     }
-                    format!(
-                        "did not reach that state within {traps} matches of its registers and stack words"
-                    )
                 }
                 Stop::Syscall => format!(
                     "made a syscall before reaching it (after {traps} matches of its registers)"

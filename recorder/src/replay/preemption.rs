@@ -17,10 +17,23 @@ impl Replayer<'_> {
         let rip = want.regs.get(16).copied().unwrap_or(0);
         let mut traps = 0u64;
         let started = std::time::Instant::now();
+        let mut cycle = preempt::CycleCheck::default();
         preempt::set_breakpoint(&th.task, Some(rip))?;
         loop {
             let regs = th.task.regs()?;
-            if regs.rip == rip && preempt::matches(&mut th.task, &regs, want, self.memory_digest)? {
+            let compared = if regs.rip == rip {
+                preempt::compare(&mut th.task, &regs, want, self.memory_digest)?
+            } else {
+                preempt::Compared::Differs
+            };
+            if cycle.repeats(compared) {
+                preempt::set_breakpoint(&th.task, None)?;
+                return Err(self.diverge(
+                    ev,
+                    format!("{} (after {traps} breakpoint hits)", preempt::CYCLE),
+                ));
+            }
+            if compared == preempt::Compared::Equal {
                 preempt::set_breakpoint(&th.task, None)?;
                 if let Some(restarted) = preempt::restart_after_stop(&regs) {
                     // The preemption interrupted a syscall; at record the kernel
