@@ -4,7 +4,8 @@
 //! **Definition** (trace format 5 and later, [`Definition::PageHashes`]): BLAKE3 over
 //! the sequence of (page address, first 16 bytes of the page's BLAKE3) of every non-zero
 //! page of every writable mapping, in address order (the recorder's scratch slots, the
-//! replay stub, `[vdso]`/`[vvar]` and, at replay, the trampoline pages left out). It
+//! replay stub, `[vdso]`/`[vvar]` and, at replay, the trampoline pages and the
+//! syscall-buffering feed left out). It
 //! depends only on what the memory holds, not on how the digest was computed, so a
 //! recording and its replay agree whatever their pages' write histories were. Traces of
 //! format 4 and older were recorded with [`Definition::Stream`] (BLAKE3 over address and
@@ -137,9 +138,11 @@ fn hashed_regions(tid: i32, skip: Option<(u64, u64)>) -> Result<Vec<MapsEntry>> 
             let skipped = skip.is_some_and(|(start, end)| m.start >= start && m.end <= end);
             let ours = m.start >= SCRATCH_BASE && m.end <= SCRATCH_BASE + SLOTS * SLOT_SIZE;
             let stub = crate::address_space::overlaps_stub(m.start, m.end);
+            let feed = crate::replay::feed::is_feed(m.start, m.end);
             !skipped
                 && !ours
                 && !stub
+                && !feed
                 && m.prot & libc::PROT_WRITE != 0
                 && !m.name.starts_with("[v")
         })
