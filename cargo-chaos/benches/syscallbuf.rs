@@ -5,7 +5,9 @@
 //! and 60,000 reads of 64 bytes back (half `read`/`write`, half `pread`/`pwrite`; an
 //! `lseek` after every other read, an `fstat`, a `clock_gettime` every 1,024 calls).
 //! Each recording variant (`RECORD_VARIANTS`: `--no-syscallbuf` and `--syscallbuf`) is
-//! measured, and each of its recordings replayed once. Figures are the
+//! measured, and each of its recordings replayed once; the buffered recordings are
+//! replayed a second time with the replay feed off (`CARGO_CHAOS_REPLAY_FEED=0`: every
+//! buffered call stops, as before the feed), the A/B of the feed. Figures are the
 //! median wall time of `CHAOS_BENCH_RUNS` runs (default 5) after one unmeasured warm-up.
 //!
 //! Prints a markdown table and writes it into `docs/benchmarks.md` under
@@ -24,10 +26,15 @@ use support::{bench_cpu, cell, cpu_model, ratio, ratio_cell, replace_section, Be
 const SECTION: &str = "## Syscall buffering (issue 17)";
 /// Writes, then as many reads: 120,000 small file calls in all.
 const COUNT: u64 = 60_000;
-/// The recording variants measured: a name and the extra `cargo chaos record` flags.
-const RECORD_VARIANTS: &[(&str, &[&str])] = &[
-    ("`--no-syscallbuf` (every call stops)", &["--no-syscallbuf"]),
-    ("`--syscallbuf`", &["--syscallbuf"]),
+/// The recording variants measured: a name, the extra `cargo chaos record` flags and
+/// whether the recordings are also replayed with the feed off.
+const RECORD_VARIANTS: &[(&str, &[&str], bool)] = &[
+    (
+        "`--no-syscallbuf` (every call stops)",
+        &["--no-syscallbuf"],
+        false,
+    ),
+    ("`--syscallbuf`", &["--syscallbuf"], true),
 ];
 /// Issue 17's target: recording within this factor of the native run.
 const TARGET: f64 = 3.0;
@@ -37,6 +44,8 @@ struct Variant {
     record: Figure,
     replay: Figure,
     replay_failures: usize,
+    /// Replayed with `CARGO_CHAOS_REPLAY_FEED=0`, when measured.
+    replay_no_feed: Option<(Figure, usize)>,
 }
 
 fn main() {
@@ -66,7 +75,7 @@ fn main() {
     let variants: Vec<Variant> = RECORD_VARIANTS
         .iter()
         .enumerate()
-        .map(|(i, (name, flags))| measure(&bench, i, name, flags, &exe, &args))
+        .map(|(i, (name, flags, ab))| measure(&bench, i, name, flags, *ab, &exe, &args))
         .collect();
 
     let table = render(&native, &variants, runs, cpu, &bench.notes.borrow());
@@ -85,6 +94,7 @@ fn measure(
     index: usize,
     name: &'static str,
     flags: &[&str],
+    feed_ab: bool,
     exe: &Path,
     args: &[String],
 ) -> Variant {
@@ -108,12 +118,15 @@ fn measure(
         Ok(_) => bench.replay_each(&recorded),
         Err(_) => (Err("no recording".to_string()), 0),
     };
+    let replay_no_feed = (feed_ab && record.is_ok())
+        .then(|| bench.replay_each_with(&recorded, &[("CARGO_CHAOS_REPLAY_FEED", "0")]));
     let _ = std::fs::remove_dir_all(&dir);
     Variant {
         name,
         record,
         replay,
         replay_failures,
+        replay_no_feed,
     }
 }
 
@@ -136,21 +149,30 @@ fn render(
         cpu_model(),
         cell(native),
     ));
-    s.push_str("| recording | record (ms) | replay (ms) | record/native | replay/native | replay/record |\n");
-    s.push_str("|---|---:|---:|---:|---:|---:|\n");
+    s.push_str(
+        "| recording | record (ms) | replay (ms) | replay, feed off (ms) | record/native | \
+         replay/native | replay/record | feed off/record |\n",
+    );
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let with_failures = |f: &Figure, failures: usize| match failures {
+        0 => cell(f),
+        n => format!("{} ({n} failed)", cell(f)),
+    };
     for v in variants {
-        let replay = match v.replay_failures {
-            0 => cell(&v.replay),
-            n => format!("{} ({n} failed)", cell(&v.replay)),
+        let (no_feed, no_feed_ratio) = match &v.replay_no_feed {
+            Some((f, n)) => (with_failures(f, *n), ratio_cell(ratio(f, &v.record))),
+            None => ("–".to_string(), "–".to_string()),
         };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             v.name,
             cell(&v.record),
-            replay,
+            with_failures(&v.replay, v.replay_failures),
+            no_feed,
             ratio_cell(ratio(&v.record, native)),
             ratio_cell(ratio(&v.replay, native)),
             ratio_cell(ratio(&v.replay, &v.record)),
+            no_feed_ratio,
         ));
     }
     for (i, n) in notes.iter().enumerate() {

@@ -331,6 +331,10 @@ fn replay(a: ReplayArgs) -> anyhow::Result<i32> {
                     summary.stats.preemption_traps,
                     summary.stats.preemption_time.as_secs_f64() * 1000.0
                 );
+                eprintln!(
+                    "chaos: {} threads resumed to a stop, {} buffered calls replayed without one",
+                    summary.stats.resumes, summary.stats.fed
+                );
             }
             if summary.cut_short {
                 eprintln!("chaos: the recording was stopped at this point (time limit or Ctrl-C); so was the replay");

@@ -99,7 +99,8 @@ pub fn ld_preload(
     Ok(v)
 }
 
-/// Maps the untraced entry page into a task stopped after an exec (record and replay),
+/// Maps the untraced entry page into a task stopped after an exec (record; replay maps
+/// its own code there, see `crate::replay::feed`),
 /// borrowing the `syscall` instruction at `at`.
 pub fn map_entry_page(task: &mut Task, at: u64) -> Result<()> {
     let page = abi::ENTRY_PAGE;

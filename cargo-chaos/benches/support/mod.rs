@@ -221,6 +221,11 @@ impl Bench {
     /// Replays each recording once (the first unmeasured, as a warm-up): the median of
     /// the replays that succeeded, and how many did not (each gets a note).
     pub fn replay_each(&self, traces: &[PathBuf]) -> (Figure, usize) {
+        self.replay_each_with(traces, &[])
+    }
+
+    /// [`Bench::replay_each`] with `env` set for the replays.
+    pub fn replay_each_with(&self, traces: &[PathBuf], env: &[(&str, &str)]) -> (Figure, usize) {
         let mut times = Vec::new();
         let mut failures = 0;
         let mut last_note = 0;
@@ -229,7 +234,8 @@ impl Bench {
             cmd.arg(env!("CARGO_BIN_EXE_cargo-chaos"))
                 .arg("replay")
                 .arg("--quiet")
-                .arg(trace);
+                .arg(trace)
+                .envs(env.iter().copied());
             let (took, out) = match timed(&mut cmd) {
                 Ok(r) => r,
                 Err(e) => return (Err(format!("cannot run {cmd:?}: {e}")), failures),

@@ -97,6 +97,60 @@ fn small_io_replays_with_buffering() {
     assert_same("small_io", &rec.program, &replayed);
 }
 
+/// `replay --stats`'s counters: (threads resumed to a stop, buffered calls replayed
+/// without one).
+fn resumes_and_fed(rep: &Run) -> (u64, u64) {
+    let stderr = rep.stderr_str();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("buffered calls replayed without one"))
+        .unwrap_or_else(|| panic!("no replay stats:\n{}", rep.show()));
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (nums[0], nums[1])
+}
+
+/// Replay runs a thread's buffered calls from the engine's feed: thousands of buffered
+/// reads and writes replay with a few dozen stops, not one each, and the program prints
+/// the same; with the feed turned off (`CARGO_CHAOS_REPLAY_FEED=0`) every call stops.
+#[test]
+fn buffered_calls_replay_without_a_stop_each() {
+    let dir = temp();
+    let rec = record_buffered(dir.path(), "small_io", &["3000"], true);
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    let events = read_events(&rec.trace);
+    let calls = syscalls(&events)
+        .filter(|(_, s)| s.args[5] == recorder::syscallbuf::abi::MARK)
+        .count() as u64;
+    assert!(calls >= 6000, "{calls} buffered calls");
+    for feed in [true, false] {
+        let replayed = replay_with(&rec.trace, &[], |c| {
+            c.arg("--stats");
+            c.env("CARGO_CHAOS_REPLAY_FEED", if feed { "1" } else { "0" });
+        });
+        assert_eq!(
+            (replayed.status, replayed.stdout_str()),
+            (rec.program.status, rec.program.stdout_str()),
+            "feed {feed}: {}",
+            replayed.show()
+        );
+        let (resumes, fed) = resumes_and_fed(&replayed);
+        if feed {
+            assert!(
+                fed >= calls * 9 / 10 && resumes < calls / 10,
+                "{calls} buffered calls: {fed} fed, {resumes} stops"
+            );
+        } else {
+            assert!(
+                fed == 0 && resumes >= calls,
+                "{calls} buffered calls: {fed} fed, {resumes} stops"
+            );
+        }
+    }
+}
+
 #[test]
 fn blocked_pipe_read_between_threads() {
     let dir = temp();

@@ -4,7 +4,8 @@
 //! **Definition** (trace format 6 and later, [`Definition::LiveStack`]): BLAKE3 over
 //! the sequence of (page address, first 16 bytes of the page's BLAKE3) of every non-zero
 //! page of every writable mapping, in address order (the recorder's scratch slots, the
-//! replay stub, `[vdso]`/`[vvar]` and, at replay, the trampoline pages left out), where
+//! replay stub, `[vdso]`/`[vvar]` and, at replay, the trampoline pages and the
+//! syscall-buffering feed left out), where
 //! the bytes of the preempted thread's *dead stack* count as zero (see [`dead_stack`]:
 //! from the start of its stack mapping up to `rsp - 128`, below the red zone; by the
 //! SysV ABI a signal handler may overwrite them at any time, so the thread cannot depend
@@ -222,9 +223,11 @@ fn hashed_regions(maps: &[MapsEntry], skip: Option<(u64, u64)>) -> Vec<MapsEntry
             let skipped = skip.is_some_and(|(start, end)| m.start >= start && m.end <= end);
             let ours = m.start >= SCRATCH_BASE && m.end <= SCRATCH_BASE + SLOTS * SLOT_SIZE;
             let stub = crate::address_space::overlaps_stub(m.start, m.end);
+            let feed = crate::replay::feed::is_feed(m.start, m.end);
             !skipped
                 && !ours
                 && !stub
+                && !feed
                 && m.prot & libc::PROT_WRITE != 0
                 && !m.name.starts_with("[v")
         })

@@ -11,6 +11,7 @@
 
 mod breakpoints;
 pub mod checkpoint;
+pub(crate) mod feed;
 mod preempt_search;
 mod preemption;
 mod rebuild;
@@ -73,6 +74,12 @@ pub struct ReplayStats {
     /// Calls run that the recording let through without recording them
     /// (`Header::untraced`).
     pub untraced: u64,
+    /// Buffered calls replayed from the feed, without a stop of their own
+    /// ([`feed`]).
+    pub fed: u64,
+    /// Times a thread of the program was resumed to its next stop (the injected calls
+    /// of the engine and single steps not counted).
+    pub resumes: u64,
 }
 
 /// Called at every syscall event of a replay with the replayed process's pid and the
@@ -163,6 +170,9 @@ struct Replayer<'a> {
     memory_digest: crate::preempt::memory::Definition,
     /// Processes of the tree that were sent SIGKILL (see [`Replayer::end_killed`]).
     sigkilled: std::collections::HashSet<i32>,
+    /// Events numbered from here on are not replayed by the current call of
+    /// [`Replayer::advance`] (the feed runs only up to there; see [`feed`]).
+    batch_limit: u64,
 }
 
 impl Replayer<'_> {
@@ -202,6 +212,7 @@ impl Replayer<'_> {
             let stop = match first.take() {
                 Some(stop) => stop,
                 None => {
+                    self.stats.resumes += 1;
                     th.task.resume(mode, sig)?;
                     sig = 0;
                     th.task.wait_skipping_sigchld()?.0
@@ -275,6 +286,8 @@ impl Replayer<'_> {
                     detail: self.events.truncated.clone(),
                 });
             };
+            // A run of buffered calls: all but its last replayed from the feed.
+            let ev = self.feed_run(ev)?;
             match self.replay_event(&ev) {
                 Ok(Advanced::Retry) => self.pending = Some(ev),
                 Ok(Advanced::Next) => {
@@ -492,7 +505,10 @@ impl Replayer<'_> {
         };
         let sig = th.signal;
         th.signal = 0;
-        let stop = self.resume_to_next(th, mode, sig)?;
+        let stop = match th.fed_stop.take() {
+            Some(stop) => stop,
+            None => self.resume_to_next(th, mode, sig)?,
+        };
         match ThreadStop::decode(&th.task, stop)? {
             ThreadStop::SyscallEntry { nr, args } => {
                 if let Event::Blocked {

@@ -26,7 +26,8 @@ fn check(what: &str, r: i64) -> Result<i64> {
 
 /// Replaces the stub's address space with the recorded one and sets the recorded
 /// registers. The task is at the stub's execve exit stop.
-/// With `syscallbuf`, the syscall-buffering entry page is mapped as at record.
+/// With `syscallbuf`, the syscall-buffering entry page is mapped with replay's own code
+/// and its feed after it (see [`super::feed`]).
 pub fn rebuild(
     task: &mut Task,
     trace: &TraceDir,
@@ -65,7 +66,7 @@ pub fn rebuild(
         )?,
     )?;
     if syscallbuf {
-        crate::syscallbuf::map_entry_page(task, STUB_SYSCALL)?;
+        super::feed::map(task, STUB_SYSCALL)?;
     }
 
     for m in &state.mappings {

@@ -209,6 +209,7 @@ impl<'a> ReplaySession<'a> {
             syscallbuf: header.syscallbuf,
             memory_digest: crate::preempt::memory::Definition::of_format(header.format_version),
             sigkilled: Default::default(),
+            batch_limit: 0,
             ahead: Default::default(),
             sink: options.sink,
             observer: options.observer,
@@ -282,7 +283,14 @@ impl<'a> ReplaySession<'a> {
     /// breakpoint is reached on the way, the program ends or the replay diverges.
     /// After a breakpoint stop, the same event goes on from the breakpoint.
     pub fn step_event(&mut self) -> Result<SessionStop> {
+        self.step_events_before(self.r.index + 1)
+    }
+
+    /// [`ReplaySession::step_event`], letting one call replay as many events as come
+    /// before event `limit` (a run of buffered calls replayed from the feed).
+    fn step_events_before(&mut self, limit: u64) -> Result<SessionStop> {
         self.check_open()?;
+        self.r.batch_limit = limit;
         let tid = self.r.pending.as_ref().map_or(0, Event::tid);
         match self.r.advance() {
             Ok(None) => Ok(SessionStop::Event(self.r.index)),
@@ -327,7 +335,7 @@ impl<'a> ReplaySession<'a> {
             });
         }
         while self.r.index < n {
-            match self.step_event()? {
+            match self.step_events_before(n)? {
                 SessionStop::Event(_) => {}
                 other => return Ok(other),
             }
@@ -338,7 +346,7 @@ impl<'a> ReplaySession<'a> {
     /// Replays until a breakpoint, the program's end or a divergence.
     pub fn run_to_end(&mut self) -> Result<SessionStop> {
         loop {
-            match self.step_event()? {
+            match self.step_events_before(u64::MAX)? {
                 SessionStop::Event(_) => {}
                 other => return Ok(other),
             }

@@ -304,6 +304,9 @@ pub(super) struct RThread {
     pub(super) at_dropped_stop: bool,
     /// It blocks SIGSEGV (see [`crate::record::signal::reblock_segv`]).
     pub(super) segv_blocked: bool,
+    /// The stop it reached after running buffered calls from the feed
+    /// ([`super::feed`]), for the event replayed next.
+    pub(super) fed_stop: Option<crate::ptrace::Stop>,
 }
 
 impl RThread {
@@ -319,6 +322,7 @@ impl RThread {
             watch_generation: 0,
             at_dropped_stop: false,
             segv_blocked: false,
+            fed_stop: None,
         }
     }
 }
