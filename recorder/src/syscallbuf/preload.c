@@ -6,7 +6,9 @@
  * result and the bytes it moved to this thread's buffer, or makes an ordinary (traced)
  * call. The recorder reads the buffer at the thread's next stop and writes each call into
  * the trace as an ordinary syscall event. At replay the library runs unchanged: the
- * `syscall` at CHAOS_SB_ENTRY stops like any other and replay emulates it from its event.
+ * engine maps its own code at CHAOS_SB_ENTRY, which answers each call from the recorded
+ * ones without a stop (recorder/src/replay/feed.rs) or makes a real `syscall` that stops
+ * and is emulated from its event.
  *
  * The library's behaviour depends only on the results of the calls it makes (all
  * recorded), so its memory is the same at replay as at record. The recorder never
