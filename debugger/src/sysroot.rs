@@ -217,15 +217,20 @@ mod tests {
         assert_eq!(relative("/"), None);
     }
 
-    #[test]
-    fn this_machine_s_libc_describes_l_tls_modid() {
+    /// The path of the test binary's own libc, found through /proc/self/maps.
+    fn this_process_libc() -> String {
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let libc = maps
-            .lines()
+        maps.lines()
             .filter_map(|l| l.split_whitespace().nth(5))
             .find(|p| p.contains("libc.so") || p.contains("libc-"))
-            .expect("a dynamically linked test binary maps libc");
-        let field = crate::tls::ModidField::from_elf(&std::fs::read(libc).unwrap())
+            .expect("a dynamically linked test binary maps libc")
+            .to_owned()
+    }
+
+    #[test]
+    fn this_machine_s_libc_describes_l_tls_modid() {
+        let libc = this_process_libc();
+        let field = crate::tls::ModidField::from_elf(&std::fs::read(&libc).unwrap())
             .expect("glibc exports the descriptor for libthread_db");
         // A 64-bit size_t somewhere past the public part of struct link_map.
         assert_eq!(field.bits, 64);
@@ -236,14 +241,8 @@ mod tests {
 
     #[test]
     fn the_soname_of_this_machine_s_libc_is_read() {
-        // The test binary's own libc, found through /proc/self/maps.
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let libc = maps
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(5))
-            .find(|p| p.contains("libc.so") || p.contains("libc-"))
-            .expect("a dynamically linked test binary maps libc");
-        assert_eq!(soname_of(Path::new(libc)).as_deref(), Some("libc.so.6"));
+        let libc = this_process_libc();
+        assert_eq!(soname_of(Path::new(&libc)).as_deref(), Some("libc.so.6"));
         assert_eq!(
             soname_of(Path::new("/proc/self/exe")),
             None,
