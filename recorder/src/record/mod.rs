@@ -324,8 +324,8 @@ pub fn record(opts: &RecordOptions) -> Result<RecordSummary> {
 /// (a hunt's workers): [`record`] starts a thread per recording.
 ///
 /// The thread must have no children of its own: it becomes the tracer, it is pinned to
-/// the recording's core and CPUID faulting stays armed on it afterwards (see
-/// [`crate::arch::self_cpuid`]).
+/// the recording's core, and it has the tracees' rdtsc and cpuid traps armed while it
+/// records (see [`crate::arch::self_traps`]).
 pub fn record_on_this_thread(opts: &RecordOptions) -> Result<RecordSummary> {
     record_here(opts)
 }

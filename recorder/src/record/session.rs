@@ -697,8 +697,9 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         .filter(|c| cpu_set.contains(c))
         .unwrap_or(cpu_set[0]);
     spawn::pin_self(&[pinned]);
-    // Runs on a thread of its own (see `record`), which ends with the recording.
-    crate::arch::self_cpuid::arm_for_this_thread();
+    // Until the recording ends: what this thread spawns afterwards must not inherit
+    // the rdtsc trap (a hunt's worker records run after run on one thread).
+    let _traps = crate::arch::self_traps::ArmedHere::new(true);
     let mut argv = vec![opts.program.clone().into_os_string()];
     argv.extend(opts.args.iter().cloned());
     let seed = opts.seed.unwrap_or_else(random_seed);

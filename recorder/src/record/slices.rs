@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::preempt::cpu_clock::{CpuClock, OpenError};
+use crate::preempt::Clock;
 
 /// How much longer than its slice the wall-clock watchdog lets a thread on a CPU-time
 /// slice run.
@@ -20,12 +21,17 @@ pub const WALL_BACKSTOP: Duration = Duration::from_millis(250);
 impl Recorder {
     /// Starts a slice of `slice` for the running thread `cur` of process `tgid`.
     pub(super) fn start_slice(&mut self, tgid: i32, cur: i32, slice: Duration) {
-        let wall = if self.arm_cpu_clock(cur, slice) {
-            slice.saturating_add(WALL_BACKSTOP)
+        if self.arm_cpu_clock(cur, slice) {
+            // A backstop far beyond the slice: the coarse clock is precise enough.
+            self.watchdog.arm(
+                tgid,
+                cur,
+                slice.saturating_add(WALL_BACKSTOP),
+                Clock::Coarse,
+            );
         } else {
-            slice
-        };
-        self.watchdog.arm(tgid, cur, wall);
+            self.watchdog.arm(tgid, cur, slice, Clock::Precise);
+        }
     }
 
     /// Cuts the running slice of `cur` to end at most [`crate::preempt::SLICE`] from now
@@ -42,8 +48,11 @@ impl Recorder {
             },
             None => false,
         };
-        self.watchdog
-            .shorten(if on_cpu { slice + WALL_BACKSTOP } else { slice });
+        if on_cpu {
+            self.watchdog.shorten(slice + WALL_BACKSTOP, Clock::Coarse);
+        } else {
+            self.watchdog.shorten(slice, Clock::Precise);
+        }
     }
 
     /// The running thread `cur` stopped (or the recording ends): its slice is over.

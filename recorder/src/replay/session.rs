@@ -93,14 +93,11 @@ pub struct ThreadInfo {
 /// Undoes what [`ReplaySession::open`] did to the engine's thread.
 struct EngineThread {
     cpu_set: Vec<usize>,
-    cpuid_armed: bool,
 }
 
 impl Drop for EngineThread {
     fn drop(&mut self) {
-        if self.cpuid_armed {
-            crate::arch::self_cpuid::disarm_for_this_thread();
-        }
+        crate::arch::self_traps::disarm_for_this_thread();
         spawn::pin_self(&self.cpu_set);
     }
 }
@@ -164,13 +161,8 @@ impl<'a> ReplaySession<'a> {
         let cpu_set = spawn::cpu_set();
         let pinned = replay_core(&header, &cpu_set);
         spawn::pin_self(&[pinned]);
-        if header.cpuid_faulting {
-            crate::arch::self_cpuid::arm_for_this_thread();
-        }
-        let engine = EngineThread {
-            cpu_set,
-            cpuid_armed: header.cpuid_faulting,
-        };
+        crate::arch::self_traps::arm_for_this_thread(header.cpuid_faulting);
+        let engine = EngineThread { cpu_set };
         let spec = SpawnSpec {
             path: &stub.path,
             argv: vec!["chaos-replay-stub".into()],
