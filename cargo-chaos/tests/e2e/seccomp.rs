@@ -99,8 +99,8 @@ fn kill_process_verdicts() {
     five_times("kill", 128 + libc::SIGSYS);
 }
 
-/// TSYNC while another thread waits in read(): it is filtered when it wakes, and so is
-/// a thread created later.
+/// TSYNC while another thread waits in read(): it is filtered when it wakes, and so are
+/// a thread created later and a forked child.
 #[test]
 fn tsync_reaches_every_thread() {
     five_times("tsync", 0);
