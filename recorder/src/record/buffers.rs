@@ -130,7 +130,10 @@ impl Recorder {
     ) -> Option<i64> {
         match sysno {
             nr::CHAOS_SYSCALLBUF_INIT => {
+                // A thread under seccomp filters of the program's makes every call
+                // traced (see `stop_buffering`).
                 let ok = self.syscallbuf
+                    && self.threads[&cur].filters.is_empty()
                     && !self.shared_tls.contains(&cur)
                     && args[0] % 4096 == 0
                     && args[0] != 0
@@ -155,6 +158,10 @@ impl Recorder {
                     // Read at this stop already; the library starts again at the front.
                     Some(sb) if sb.borrow().addr == args[0] => {
                         sb.borrow_mut().consumed = 0;
+                        if !t.filters.is_empty() {
+                            // No more buffering in this thread (see `stop_buffering`).
+                            return Some(-(libc::ENOSYS as i64));
+                        }
                         Some(self.sched.syscallbuf_budget() as i64)
                     }
                     _ => Some(-(libc::ENOSYS as i64)),
@@ -162,6 +169,53 @@ impl Recorder {
             }
             _ => None,
         }
+    }
+
+    /// Threads `tids` now run under seccomp filters of the program's: their buffers'
+    /// budget (`H_CALLS_LEFT`) is set to 0, so that the library's next buffered call in
+    /// each flushes first, gets no new budget and makes every call traced from then on,
+    /// where the filters' verdicts apply at an ordinary stop (and the library's own
+    /// calls, such as its fstat of an fd, which do not exist natively, stop too). The
+    /// writes are made through `cur` and returned for its event, so replay makes them
+    /// too. A thread stopped inside the library (TSYNC reached it there) is left to
+    /// its next flush: its budget may be counting down.
+    pub(super) fn stop_buffering(
+        &mut self,
+        cur: i32,
+        tids: &[i32],
+    ) -> Result<Vec<crate::trace::MemWrite>> {
+        let mut writes = Vec::new();
+        for tid in tids {
+            let Some(t) = self.threads.get(tid) else {
+                continue;
+            };
+            let Some(sb) = t.sb.clone() else {
+                continue;
+            };
+            if *tid != cur {
+                // A thread blocked in a call is in a traced one, which leaves the budget
+                // alone; a stopped one may be between the library's reservation and
+                // its count.
+                let inside = match t.task.regs() {
+                    Ok(r) => r.rip == abi::ENTRY_IP || in_library(*tid, r.rip),
+                    Err(_) => t.state != Where::Blocked,
+                };
+                if inside {
+                    continue;
+                }
+            }
+            let w = crate::trace::MemWrite {
+                addr: sb.borrow().addr + abi::H_CALLS_LEFT * 8,
+                data: 0u64.to_le_bytes().to_vec(),
+            };
+            if writes.contains(&w) {
+                continue; // a buffer shared with a vfork child
+            }
+            let task = &mut self.threads.get_mut(&cur).expect("current").task;
+            task.write_mem(w.addr, &w.data)?;
+            writes.push(w);
+        }
+        Ok(writes)
     }
 
     /// Writes must be seen as they happen once a file is mapped `MAP_SHARED` or a
@@ -359,4 +413,23 @@ pub(super) fn pending_clone_flags(p: &Pending) -> Option<u64> {
         nr::CLONE3 => p.entry.extra.first().copied(),
         _ => None,
     }
+}
+
+/// Whether `rip` of thread `tid` is in the preload library's code.
+pub(super) fn in_library(tid: i32, rip: u64) -> bool {
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{tid}/maps")) else {
+        return false;
+    };
+    maps.lines().any(|l| {
+        let Some((range, rest)) = l.split_once(' ') else {
+            return false;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            return false;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            return false;
+        };
+        (a..b).contains(&rip) && rest.contains("libchaos_syscallbuf")
+    })
 }

@@ -14,6 +14,7 @@ mod interrupt;
 mod job_control;
 mod ordering;
 mod probe;
+mod program_filters;
 pub mod redirect;
 pub mod seccomp;
 mod self_memory;
@@ -206,6 +207,10 @@ struct Thread {
     segv_blocked: bool,
     /// Its CPU-time slice clock, opened at its first slice (see [`slices`]).
     clock: Option<crate::preempt::cpu_clock::CpuClock>,
+    /// The program's own seccomp filters in effect for it (see [`program_filters`]).
+    filters: crate::program_filter::Chain,
+    /// The filter its pending seccomp call installs (rewritten in the call).
+    installing: Option<program_filters::Installing>,
 }
 
 impl Thread {
@@ -223,6 +228,8 @@ impl Thread {
             sb: None,
             segv_blocked: false,
             clock: None,
+            filters: Default::default(),
+            installing: None,
         }
     }
 }

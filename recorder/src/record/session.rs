@@ -589,6 +589,8 @@ impl Recorder {
                 self.next_slot += 1;
                 let mut new = Thread::new(Task::new(child), tgid, slot);
                 new.segv_blocked = self.threads[&cur].segv_blocked;
+                // Seccomp filters are inherited by threads and processes alike.
+                new.filters = self.threads[&cur].filters.clone();
                 self.threads.insert(child, new);
                 self.interrupter.add_member(child);
                 if process {

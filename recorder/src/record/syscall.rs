@@ -16,6 +16,18 @@ impl Recorder {
         at_seccomp: bool,
         released: bool,
     ) -> Result<Next> {
+        let engine_call = matches!(
+            sysno,
+            nr::CHAOS_TICK | nr::CHAOS_SYSCALLBUF_INIT | nr::CHAOS_SYSCALLBUF_FLUSH
+        );
+        if !engine_call && !self.threads[&cur].filters.is_empty() {
+            // The program's own seccomp filters speak first (see `program_filters`),
+            // except on the calls only the recorder's additions make (which a
+            // program's allow-list would refuse: natively they do not exist).
+            if let Some(next) = self.program_verdict(cur, sysno, args, at_seccomp)? {
+                return Ok(next);
+            }
+        }
         let Some(desc) = syscalls::lookup(sysno) else {
             return self.on_unknown_entry(cur, sysno, args);
         };
@@ -144,6 +156,7 @@ impl Recorder {
                 return Ok(Next::Continue);
             }
         }
+        self.program_filter_entry(cur, sysno, &args)?;
         if let Some(answer) = desc.answer {
             // Never run (sched_setaffinity: the recording stays pinned; it "worked").
             fake_ret = Some(answer);
@@ -378,6 +391,8 @@ impl Recorder {
             }
             _ => Vec::new(),
         };
+        let filter_writes = self.program_filter_exit(cur, ret)?;
+        let own_seccomp = self.own_seccomp_mode(cur);
         let t = self.threads.get_mut(&cur).expect("thread");
         let tgid = t.tgid;
         let Some(p) = t.pending.take() else {
@@ -433,9 +448,22 @@ impl Recorder {
                     // The recorder's seccomp filter must not show either: the program
                     // gets what the recorder itself has (0, or 2 inside a container
                     // that filters), as it would running natively from here.
-                    // SAFETY: plain syscall without pointers.
-                    ret = unsafe { libc::prctl(libc::PR_GET_SECCOMP) } as i64;
+                    // The program's own filters do show (see `program_filters`).
+                    ret = match own_seccomp {
+                        Some(mode) => mode,
+                        // SAFETY: plain syscall without pointers.
+                        None => i64::from(unsafe { libc::prctl(libc::PR_GET_SECCOMP) }),
+                    };
                     task.set_rax(ret as u64)?;
+                }
+                nr::SECCOMP
+                    if p.args[0] == crate::program_filter::SECCOMP_GET_NOTIF_SIZES && ret == 0 =>
+                {
+                    // Three u16 sizes (the table's row describes no outputs).
+                    writes = vec![crate::trace::MemWrite {
+                        addr: p.args[2],
+                        data: task.read_mem(p.args[2], 6)?,
+                    }];
                 }
                 nr::ARCH_PRCTL if p.args[0] == crate::kernel::ARCH_GET_CPUID => {
                     ret = 1;
@@ -510,6 +538,7 @@ impl Recorder {
             writes.extend(self.mark_writes_traced(cur)?);
             writes.extend(self.bump_fd_gen(cur, p.nr)?);
         }
+        writes.extend(filter_writes);
         self.events.push(&Event::Syscall(SyscallEvent {
             // An exec from another thread than the leader is replayed by that thread.
             tid: p.exec_from.unwrap_or(cur),

@@ -201,6 +201,7 @@ impl<'a> ReplaySession<'a> {
             syscallbuf: header.syscallbuf,
             memory_digest: crate::preempt::memory::Definition::of_format(header.format_version),
             sigkilled: Default::default(),
+            filtered_call: None,
             batch_limit: 0,
             ahead: Default::default(),
             sink: options.sink,
@@ -603,11 +604,17 @@ impl Replayer<'_> {
         let code = self.read_code(th, regs.rip, 2)?;
         if code == crate::arch::SYSCALL_INSN && th.signal == 0 {
             let nr = regs.rax;
-            if !self.untraced.contains(&nr) {
+            let args = crate::arch::syscall_args(&regs);
+            // An untraced call the program's seccomp filter refused is an event too.
+            let filtered = matches!(
+                self.pending.as_ref(),
+                Some(Event::Filtered { nr: n, args: a, rip, .. })
+                    if *n == nr && *a == args && *rip == regs.rip + 2
+            );
+            if !self.untraced.contains(&nr) || filtered {
                 return Ok(Instruction::Event);
             }
             // A call the recording let through: it runs now, for real.
-            let args = crate::arch::syscall_args(&regs);
             self.bps.lift(th.tgid, regs.rip, &mut th.task)?;
             let ret = crate::inject::inject_syscall(&mut th.task, regs.rip, nr, &args);
             self.bps.rearm(th.tgid, regs.rip, &mut th.task)?;

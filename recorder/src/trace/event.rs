@@ -210,6 +210,22 @@ pub enum Event {
         /// How the point was found, and a few stack words.
         point: Box<crate::preempt::point::PointInfo>,
     },
+    /// The program's own seccomp filters answered this call of the thread with
+    /// something other than ALLOW (format 7): the call did not run. Replay applies the
+    /// same verdict at the same call (`crate::program_filter`): an error, or `SIGSYS`
+    /// (the [`Event::Signal`] that follows), forced as the kernel forces it.
+    Filtered {
+        /// Thread.
+        tid: i32,
+        /// Syscall number.
+        nr: u64,
+        /// Argument registers at entry.
+        args: [u64; 6],
+        /// The address after the `syscall` instruction.
+        rip: u64,
+        /// The filters' combined return value (`SECCOMP_RET_*` action and data).
+        verdict: u32,
+    },
 }
 
 impl Event {
@@ -227,7 +243,8 @@ impl Event {
             | Event::Signal { tid, .. }
             | Event::Exit { tid, .. }
             | Event::SharedFile { tid, .. }
-            | Event::SharedFileWrite { tid, .. } => *tid,
+            | Event::SharedFileWrite { tid, .. }
+            | Event::Filtered { tid, .. } => *tid,
         }
     }
 
@@ -356,6 +373,16 @@ impl Event {
             Event::SharedFileWrite {
                 name, offset, data, ..
             } => format!("wrote {} bytes at {offset} of shared {name}", data.len()),
+            Event::Filtered {
+                nr, args, verdict, ..
+            } => {
+                let args: Vec<String> = args.iter().map(|a| format!("{a:#x}")).collect();
+                format!(
+                    "syscall {}({}) answered by the program's seccomp filter ({verdict:#x})",
+                    crate::syscalls::name_of(*nr),
+                    args.join(", ")
+                )
+            }
         }
     }
 }
