@@ -8,6 +8,7 @@
 //! emulated → the end.
 
 mod buffers;
+mod desched;
 mod exec;
 mod header;
 mod interrupt;
@@ -206,6 +207,8 @@ struct Thread {
     segv_blocked: bool,
     /// Its CPU-time slice clock, opened at its first slice (see [`slices`]).
     clock: Option<crate::preempt::cpu_clock::CpuClock>,
+    /// Its desched event, opened at its buffer's registration (see [`desched`]).
+    desched: Option<desched::Desched>,
 }
 
 impl Thread {
@@ -223,6 +226,7 @@ impl Thread {
             sb: None,
             segv_blocked: false,
             clock: None,
+            desched: None,
         }
     }
 }
@@ -296,6 +300,9 @@ struct Recorder {
     /// clone without `CLONE_SETTLS`): the library's per-thread state is not theirs
     /// alone, so they never get a buffer (see [`Recorder::retire_shared_tls_buffer`]).
     shared_tls: HashSet<i32>,
+    /// Threads that register a buffer get a desched event, and the library buffers
+    /// calls that may block (see [`desched`]).
+    desched: bool,
 }
 
 /// Records one run of a program into a new trace directory.
