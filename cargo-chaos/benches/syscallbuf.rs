@@ -14,10 +14,11 @@
 //! "## Syscall buffering (issue 17)" (that section is replaced, the others kept).
 //!
 //! Then blocking calls (issue 17, item 2): the `threads_pingpong` fixture (two threads
-//! exchanging a word over two pipes, `PINGPONG_ROUNDS` rounds: nearly every read waits
-//! for the other thread) natively, recorded without buffering, with buffering but no
-//! desched event (`CARGO_CHAOS_DESCHED=0`: pipe calls traced) and with it (pipe calls
-//! buffered, a read that blocks interrupted and made again traced), each replayed; into
+//! exchanging a word over two pipes, `PINGPONG_ROUNDS` rounds: a read that finds its pipe
+//! empty waits for the other thread) natively, recorded without buffering, with
+//! buffering but no desched event (`CARGO_CHAOS_DESCHED=0`: pipe reads traced) and with
+//! it (pipe reads buffered, one that blocks interrupted and made again traced; pipe
+//! writes are traced in every variant), each replayed; into
 //! "## Syscall buffering: blocking calls (issue 17, item 2)". With
 //! `CHAOS_BENCH_PINGPONG_ONLY=1` only this part runs.
 //!
@@ -49,12 +50,12 @@ const PINGPONG_VARIANTS: &[PingPongVariant] = &[
         &[],
     ),
     (
-        "`--syscallbuf`, `CARGO_CHAOS_DESCHED=0` (pipe calls traced)",
+        "`--syscallbuf`, `CARGO_CHAOS_DESCHED=0` (pipe reads traced)",
         &["--syscallbuf"],
         &[("CARGO_CHAOS_DESCHED", "0")],
     ),
     (
-        "`--syscallbuf` (desched event: pipe calls buffered)",
+        "`--syscallbuf` (desched event: pipe reads buffered)",
         &["--syscallbuf"],
         &[],
     ),
@@ -155,8 +156,8 @@ fn pingpong(bench: &Bench, base: &Path) -> String {
     s.push_str(&format!(
         "`cargo bench -p cargo-chaos --bench syscallbuf` (`CHAOS_BENCH_PINGPONG_ONLY=1` for \
          this table alone): the `threads_pingpong` fixture ({PINGPONG_ROUNDS} round trips of \
-         a word between two threads over two pipes; nearly every read waits for the other \
-         thread), median wall time of {} runs after one warm-up, each recording replayed \
+         a word between two threads over two pipes; a read that finds its pipe empty waits \
+         for the other thread; writes on pipes are traced in every row), median wall time of {} runs after one warm-up, each recording replayed \
          once, everything pinned to cpu {} with `taskset`; {}. Native: {} ms. Ratios are \
          against the native run and the first row of this invocation.\n\n",
         bench.runs,
