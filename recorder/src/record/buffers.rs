@@ -30,8 +30,17 @@ pub(super) struct Buffer {
 /// its parent's buffer; a fork child gets a copy.
 pub(super) type SharedBuffer = Rc<RefCell<Buffer>>;
 
+impl Buffer {
+    /// Where it is in the program's memory.
+    pub(super) fn addr(&self) -> u64 {
+        self.addr
+    }
+}
+
 const HEADER: u64 = abi::HEADER_WORDS * 8;
 const CAPACITY: u64 = abi::BUFFER_SIZE - HEADER;
+/// `PERF_EVENT_IOC_ENABLE` (`_IO('$', 0)`), the library's arming of the desched event.
+const PERF_IOC_ENABLE: u64 = 0x2400;
 /// Single steps allowed to finish a buffered call's record before a preemption.
 const MAX_LEAVE_STEPS: u32 = 100_000;
 
@@ -362,6 +371,8 @@ impl Recorder {
         self.fd_gens.remove(&tgid);
         for (tid, t) in self.threads.iter_mut().filter(|(_, t)| t.tgid == tgid) {
             t.sb = None;
+            // Its fd in the program was close-on-exec.
+            t.desched = None;
             self.shared_tls.remove(tid);
         }
     }
@@ -376,15 +387,46 @@ impl Recorder {
             return Ok(None);
         };
         let in_call_at = sb.borrow().addr + abi::H_IN_CALL * 8;
+        let mut arm_at_entry = false;
         for _ in 0..MAX_LEAVE_STEPS {
             let in_call =
                 u64::from_le_bytes(t.task.read_mem(in_call_at, 8)?.try_into().expect("8 bytes"));
-            if in_call == 0 || t.task.regs()?.rip == abi::ENTRY {
+            let mut regs = t.task.regs()?;
+            if in_call == 0 || regs.rip == abi::ENTRY {
+                if in_call != 0 && arm_at_entry {
+                    // The call is still to come: armed as the library would have.
+                    if let Some(d) = t.desched.as_mut() {
+                        d.set_armed(true);
+                    }
+                }
                 return Ok(None);
+            }
+            if regs.rip == abi::QUIET_ENTRY {
+                // The desched event's arming or disarming: done here rather than stepped
+                // (stepped, the `syscall` would leave the trap flag in r11, which the
+                // replay's code there does not; replay must find the same registers at
+                // the preemption point). The registers as that code leaves them.
+                let enable = regs.rsi == PERF_IOC_ENABLE;
+                arm_at_entry = enable;
+                if !enable {
+                    if let Some(d) = t.desched.as_mut() {
+                        d.set_armed(false);
+                    }
+                }
+                regs.rip = abi::QUIET_IP;
+                regs.rax = 0;
+                regs.rcx = abi::QUIET_IP;
+                regs.r11 = regs.eflags;
+                t.task.set_regs(&regs)?;
+                continue;
             }
             t.task.resume(Resume::Step, 0)?;
             match t.task.wait()? {
                 Stop::Signal(libc::SIGTRAP) => {}
+                Stop::Signal(libc::SIGSTOP)
+                    if t.desched.is_some() && t.task.siginfo().is_ok_and(|si| {
+                        t.desched.as_mut().is_some_and(|d| d.swallow(&si))
+                    }) => {}
                 Stop::Signal(sig) => return Ok(Some(sig)),
                 Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: cur }),
                 other => {

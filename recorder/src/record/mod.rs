@@ -8,6 +8,7 @@
 //! emulated → the end.
 
 mod buffers;
+mod desched;
 mod exec;
 mod header;
 mod interrupt;
@@ -211,6 +212,8 @@ struct Thread {
     filters: crate::program_filter::Chain,
     /// The filter its pending seccomp call installs (rewritten in the call).
     installing: Option<program_filters::Installing>,
+    /// Its desched event, opened at its buffer's registration (see [`desched`]).
+    desched: Option<desched::Desched>,
 }
 
 impl Thread {
@@ -230,6 +233,7 @@ impl Thread {
             clock: None,
             filters: Default::default(),
             installing: None,
+            desched: None,
         }
     }
 }
@@ -303,6 +307,9 @@ struct Recorder {
     /// clone without `CLONE_SETTLS`): the library's per-thread state is not theirs
     /// alone, so they never get a buffer (see [`Recorder::retire_shared_tls_buffer`]).
     shared_tls: HashSet<i32>,
+    /// Threads that register a buffer get a desched event, and the library buffers
+    /// calls that may block (see [`desched`]).
+    desched: bool,
 }
 
 /// Records one run of a program into a new trace directory.

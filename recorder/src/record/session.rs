@@ -434,6 +434,12 @@ impl Recorder {
             // starts it again.)
             self.flush_buffer(cur)?;
         }
+        if let ThreadStop::Signal(sig) = decoded {
+            if self.syscallbuf && self.desched_stop(cur, sig)? {
+                // The desched event's signal: never the program's.
+                return Ok(Next::Continue);
+            }
+        }
         match decoded {
             ThreadStop::Exited(_) | ThreadStop::Killed(_) => {
                 let tgid = self.threads.get(&cur).map(|t| t.tgid).unwrap_or(cur);
@@ -601,6 +607,11 @@ impl Recorder {
                 }
                 let vfork = ev == libc::PTRACE_EVENT_VFORK;
                 self.inherit_buffer(cur, child, process, vfork);
+                if process && self.threads[&child].sb.is_some() {
+                    // A forked copy of the thread (or a vfork child on its memory): its
+                    // own desched event under the same number.
+                    self.desched_for_child(cur, child);
+                }
                 self.events.push(&Event::NewTask {
                     tid: cur,
                     child,
@@ -801,6 +812,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         fd_gens: HashMap::new(),
         fd_gen_counter: 0,
         shared_tls: HashSet::new(),
+        desched: false,
         trace: trace.clone(),
     };
     let r = rec.run(header);

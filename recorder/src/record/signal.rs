@@ -38,6 +38,12 @@ impl Recorder {
             tracing::debug!("thread {cur}: a second SIGSTOP of the recorder's, dropped");
             return Ok(0);
         }
+        if self.is_desched_signal(cur, sig, &si) {
+            // The desched event's, met while the engine stepped the thread.
+            self.threads.get_mut(&cur).expect("current").exit_rip = exit_rip;
+            return Ok(0);
+        }
+        let t = self.threads.get_mut(&cur).expect("current");
         if let Some(req) = t.requeued.take() {
             if req.si_signo == sig {
                 // A deferred signal, queued again right after a syscall: deliver it

@@ -164,6 +164,10 @@ impl Recorder {
         if let Some(answer) = self.answer_buffer_call(cur, sysno, &args) {
             fake_ret = Some(answer);
         }
+        if self.closes_desched_fd(cur, sysno, &args) {
+            // The library's fd, which the program does not know it has: as if closed.
+            fake_ret = Some(-(libc::EBADF as i64));
+        }
         if sysno == nr::CHAOS_TICK {
             // Instrumented code asks for its next tick budget (see `crate::ticks`).
             fake_ret = Some(self.sched.tick_budget() as i64);
@@ -366,6 +370,19 @@ impl Recorder {
     }
 
     pub(super) fn on_exit(&mut self, cur: i32, mut ret: i64) -> Result<()> {
+        if let Some((buffer, budget)) = self
+            .threads
+            .get(&cur)
+            .and_then(|t| t.pending.as_ref())
+            .filter(|p| p.nr == nr::CHAOS_SYSCALLBUF_INIT)
+            .and_then(|p| Some((p.args[0], p.fake_ret.filter(|&r| r > 0)?)))
+        {
+            // A registered buffer: the thread's desched event with the budget.
+            let answer = self.desched_answer(cur, buffer, budget);
+            if let Some(p) = self.threads.get_mut(&cur).and_then(|t| t.pending.as_mut()) {
+                p.fake_ret = Some(answer);
+            }
+        }
         if let Some(p) = self.threads.get_mut(&cur).and_then(|t| {
             let p = t.pending.as_ref()?;
             (p.nr == nr::CLONE && p.args[0] & libc::CLONE_UNTRACED as u64 != 0)
