@@ -145,7 +145,7 @@ fn desched_event_as_nobody() {
             c.current_dir(&home)
                 .env("HOME", &home)
                 .env("CARGO_CHAOS_SYSCALLBUF", "1")
-                .env_remove("CARGO_CHAOS_DESCHED");
+                .env("CARGO_CHAOS_DESCHED", "1");
         })
         .record();
     assert_eq!(rec.program.status, 0, "{}", rec.program.show());

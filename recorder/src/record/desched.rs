@@ -37,7 +37,8 @@
 //! parent's is replaced). Where perf events are refused (`perf_event_paranoid` 2 or
 //! more without `CAP_PERFMON`: the count is of kernel events; seccomp; no perf
 //! support), no thread gets one, calls that may block are traced as before, and the
-//! trace header says so (`desched`). `CARGO_CHAOS_DESCHED=0` turns it off.
+//! trace header says so (`desched`). It is opt-in, `CARGO_CHAOS_DESCHED=1` (see
+//! [`available`] for why).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -133,9 +134,16 @@ fn attr() -> sys::bindings::perf_event_attr {
 }
 
 /// Whether the engine may open a desched event (on itself; the program runs with its
-/// credentials): false where perf events are refused, or with `CARGO_CHAOS_DESCHED=0`.
+/// credentials): only with `CARGO_CHAOS_DESCHED=1`, and not where perf events are
+/// refused.
+///
+/// Off by default: measured on a quiet machine (docs/benchmarks.md, "Syscall
+/// buffering: blocking calls"), it made a pipe ping-pong record 1.31x slower and a
+/// tokio suite about 10% slower, because a read that blocks costs an extra stop (the
+/// second signal that the first stop's own context switch raises). It stays opt-in
+/// until that stop is gone.
 pub(super) fn available() -> bool {
-    if std::env::var_os("CARGO_CHAOS_DESCHED").is_some_and(|v| v == "0") {
+    if std::env::var_os("CARGO_CHAOS_DESCHED").map_or(true, |v| v != "1") {
         return false;
     }
     let mut a = attr();

@@ -125,7 +125,7 @@ pub struct Header {
     /// pipes, sockets and terminals were buffered too (a call that blocked is
     /// in the trace with the result `syscallbuf::abi::DESCHED_RET`, then made again,
     /// traced). False where perf events were refused (`kernel.perf_event_paranoid`),
-    /// with `CARGO_CHAOS_DESCHED=0`, and in older traces.
+    /// without `CARGO_CHAOS_DESCHED=1` (opt-in), and in older traces.
     pub desched: bool,
     /// Wall-clock start, milliseconds since the epoch.
     pub started_unix_ms: u64,
