@@ -241,19 +241,7 @@ impl Recorder {
         t.task.set_rax(sysno)?;
         pf::force_default_sigsys(&mut t.task, kill)?;
         let si = pf::sigsys_info(sysno, regs.rip, errno);
-        let mut queued = si;
-        queued.si_code = libc::SI_QUEUE;
-        // SAFETY: plain syscall to our own tracee with a siginfo we own.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_rt_tgsigqueueinfo,
-                t.tgid,
-                cur,
-                libc::SIGSYS,
-                &queued as *const libc::siginfo_t,
-            )
-        };
-        if r != 0 {
+        if !super::signal::queue_signal(t.tgid, cur, &si) {
             return Err(Error::TaskGone { pid: cur });
         }
         // Delivered with the kernel's siginfo at its stop (see `on_signal`).

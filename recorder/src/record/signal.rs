@@ -140,19 +140,7 @@ impl Recorder {
         let Some(si) = t.deferred.pop_front() else {
             return Ok(());
         };
-        let mut queued = si;
-        queued.si_code = libc::SI_QUEUE;
-        // SAFETY: plain syscall to our own tracee with a siginfo we own.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_rt_tgsigqueueinfo,
-                t.tgid,
-                cur,
-                si.si_signo,
-                &queued as *const libc::siginfo_t,
-            )
-        };
-        if r != 0 {
+        if !queue_signal(t.tgid, cur, &si) {
             // Gone meanwhile: the signal goes back to wait for the call's exit.
             t.deferred.push_front(si);
             return Ok(());
@@ -278,4 +266,23 @@ pub(super) fn emulate(
 pub(super) fn sent_by_recorder(si: &libc::siginfo_t) -> bool {
     // SAFETY: si_pid is valid for SI_TKILL.
     si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32
+}
+
+/// Queues `si` to thread `tid` of `tgid` (`rt_tgsigqueueinfo`, which needs the code
+/// `SI_QUEUE`; the kernel's own siginfo is given back at the delivery stop). False when
+/// the thread is gone.
+pub(super) fn queue_signal(tgid: i32, tid: i32, si: &libc::siginfo_t) -> bool {
+    let mut queued = *si;
+    queued.si_code = libc::SI_QUEUE;
+    // SAFETY: plain syscall to our own tracee with a siginfo we own.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            tgid,
+            tid,
+            si.si_signo,
+            &queued as *const libc::siginfo_t,
+        )
+    };
+    r == 0
 }
