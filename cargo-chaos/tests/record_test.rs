@@ -14,6 +14,7 @@ mod record_test {
     mod concurrent;
     mod config;
     mod credentials;
+    mod debugging;
     mod disk_full;
     mod filter;
     mod flaky;
