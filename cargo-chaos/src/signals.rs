@@ -13,10 +13,15 @@ use recorder::trace::Outcome;
 /// program's parent, and `kill(getppid(), SIGINT)` is how some programs tell their
 /// parent something) is ignored, as a shell ignores it: the program's call succeeded
 /// and is recorded like any other; ending the recording for it would lose the run.
+///
+/// A second signal kills the program at once, except the same signal again from the
+/// same process: wrappers such as GNU `timeout` pass a signal to their child and then
+/// to their whole process group, so the recorder gets it twice.
 pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
     let Some(set) = block_termination_signals() else {
         return;
     };
+    let mut first: Option<(i32, i32)> = None;
     std::thread::spawn(move || loop {
         let Some((sig, sender)) = wait_with_sender(&set) else {
             return;
@@ -32,6 +37,15 @@ pub fn interrupt_on_ctrl_c(interrupter: Arc<Interrupter>) {
             );
             continue;
         }
+        if sender > 0 && first == Some((sig, sender)) {
+            tracing::info!(
+                signal = sig,
+                sender,
+                "ignored the same signal again from the same process (a wrapper passing it on)"
+            );
+            continue;
+        }
+        first.get_or_insert((sig, sender));
         if sig == libc::SIGINT {
             eprintln!("chaos: interrupted; stopping the program and keeping the trace");
         }

@@ -10,7 +10,11 @@
 //! recorder's `PTRACE_O_EXITKILL` anyway), what was captured already is kept, the
 //! hunt's scratch directory is removed and the command exits with 128 + the signal's
 //! number. A second such signal, or one outside the hunt (while building or
-//! uploading), removes the partial files being written and exits at once.
+//! uploading), removes the partial files being written and exits at once; except the
+//! same signal again from the same process, which is ignored: wrappers such as GNU
+//! `timeout` pass a signal to their child and then to their whole process group, so
+//! the hunt gets it twice. A terminal's second Ctrl-C (sent by the kernel), another
+//! signal or another sender still ends the hunt at once.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -100,6 +104,7 @@ pub fn watch(control: Arc<HuntControl>) {
     let Some(set) = crate::signals::block_termination_signals() else {
         return;
     };
+    let mut stopped_by: Option<(i32, i32)> = None;
     std::thread::spawn(move || loop {
         let Some((sig, sender)) = crate::signals::wait_with_sender(&set) else {
             return;
@@ -112,7 +117,16 @@ pub fn watch(control: Arc<HuntControl>) {
             );
             continue;
         }
+        if sender > 0 && stopped_by == Some((sig, sender)) {
+            tracing::info!(
+                signal = sig,
+                sender,
+                "ignored the same signal again from the same process (a wrapper passing it on)"
+            );
+            continue;
+        }
         if control.hunting.load(Ordering::SeqCst) && control.stop(sig) {
+            stopped_by = Some((sig, sender));
             if sig == libc::SIGINT {
                 eprintln!("chaos: interrupted; stopping the hunt (again to quit at once)");
             }
