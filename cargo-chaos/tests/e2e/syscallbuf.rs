@@ -457,3 +457,28 @@ fn a_clone_sharing_the_thread_local_area_stops_buffering() {
         }
     }
 }
+
+/// Signals held while a thread runs on buffered calls are delivered at the exit of the
+/// library's flush call. That stop used to read the flushed records again (the engine's
+/// count was already reset, the buffer's cursor not yet): the recording stopped with
+/// "the syscall buffer says N bytes of records", 6 times in 6 here.
+#[test]
+fn signals_delivered_at_a_flush_call_record_and_replay() {
+    for round in 0..5 {
+        let dir = temp();
+        let rec = record_buffered(dir.path(), "signal_at_flush", &[], true);
+        assert_eq!(
+            rec.program.status,
+            0,
+            "round {round}: {}",
+            rec.program.show()
+        );
+        let events = read_events(&rec.trace);
+        assert!(
+            buffered(&events, sys::WRITE).len() >= 1000,
+            "round {round}: the writes were buffered"
+        );
+        let replayed = replay(&rec.trace);
+        assert_same("signal_at_flush", &rec.program, &replayed);
+    }
+}

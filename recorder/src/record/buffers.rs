@@ -164,9 +164,10 @@ impl Recorder {
             nr::CHAOS_SYSCALLBUF_FLUSH => {
                 let t = self.threads.get_mut(&cur).expect("current");
                 match &t.sb {
-                    // Read at this stop already; the library starts again at the front.
+                    // Read at this stop already; the library starts again at the front
+                    // (the engine empties the buffer at the call's exit,
+                    // `empty_flushed_buffer`).
                     Some(sb) if sb.borrow().addr == args[0] => {
-                        sb.borrow_mut().consumed = 0;
                         if !t.filters.is_empty() {
                             // No more buffering in this thread (see `stop_buffering`).
                             return Some(-(libc::ENOSYS as i64));
@@ -178,6 +179,33 @@ impl Recorder {
             }
             _ => None,
         }
+    }
+
+    /// At the exit of `cur`'s flush call (`addr`: its buffer): the records were written
+    /// into the trace at its entry, so the buffer is emptied now, in the same stop. The
+    /// library empties it too once the call returned, but a held signal is delivered
+    /// right at this exit, and its stop would read the old records again as new ones
+    /// (with the engine's count at 0). The write is returned for the call's event, so
+    /// replay makes it too.
+    pub(super) fn empty_flushed_buffer(
+        &mut self,
+        cur: i32,
+        addr: u64,
+    ) -> Result<Vec<crate::trace::MemWrite>> {
+        let Some(t) = self.threads.get_mut(&cur) else {
+            return Ok(Vec::new());
+        };
+        let Some(sb) = t.sb.clone().filter(|sb| sb.borrow().addr == addr) else {
+            return Ok(Vec::new());
+        };
+        let cursor = addr + abi::H_CURSOR * 8;
+        let zero = 0u64.to_le_bytes().to_vec();
+        t.task.write_mem(cursor, &zero)?;
+        sb.borrow_mut().consumed = 0;
+        Ok(vec![crate::trace::MemWrite {
+            addr: cursor,
+            data: zero,
+        }])
     }
 
     /// Threads `tids` now run under seccomp filters of the program's: their buffers'

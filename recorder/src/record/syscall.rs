@@ -556,6 +556,9 @@ impl Recorder {
             writes.extend(self.bump_fd_gen(cur, p.nr)?);
         }
         writes.extend(filter_writes);
+        if p.nr == nr::CHAOS_SYSCALLBUF_FLUSH && p.fake_ret.is_some() {
+            writes.extend(self.empty_flushed_buffer(cur, p.args[0])?);
+        }
         self.events.push(&Event::Syscall(SyscallEvent {
             // An exec from another thread than the leader is replayed by that thread.
             tid: p.exec_from.unwrap_or(cur),

@@ -185,7 +185,7 @@ static uint64_t *reserve(struct sb *b, size_t in, size_t out) {
     if (need > CHAOS_SB_MAX_RECORD) return NULL;
     if (b->h[H_CALLS_LEFT] == 0 || b->h[H_CURSOR] + need > b->h[H_CAPACITY]) {
         long budget = traced(CHAOS_SB_FLUSH, (long)b, 0, 0, 0);
-        b->h[H_CURSOR] = 0;
+        b->h[H_CURSOR] = 0; /* the engine did so at the call's exit already */
         if (budget <= 0) {
             tls_state = 2;
             return NULL;
