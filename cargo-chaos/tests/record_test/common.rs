@@ -109,6 +109,11 @@ impl Sandbox {
     /// Runs `cargo record-test --manifest-path MANIFEST --target-dir <the sandbox's>
     /// --message-format json ARGS`.
     pub fn hunt_json(&self, manifest: &Path, args: &[&str]) -> Run {
+        Run::of(self.hunt_json_cmd(manifest, args))
+    }
+
+    /// The command [`Self::hunt_json`] runs, to add to before running it.
+    pub fn hunt_json_cmd(&self, manifest: &Path, args: &[&str]) -> Command {
         let target = self.target();
         let mut all: Vec<&OsStr> = vec![
             "--manifest-path".as_ref(),
@@ -119,7 +124,7 @@ impl Sandbox {
             "json".as_ref(),
         ];
         all.extend(args.iter().map(OsStr::new));
-        self.record_test(all)
+        self.record_test_cmd(all)
     }
 
     /// Runs `cargo replay-artifact ARGS`.

@@ -103,21 +103,17 @@ fn races_manifest() -> PathBuf {
 fn watch_and_reverse_continue_reach_the_racing_stores_of_an_instrumented_capture() {
     let sb = Sandbox::new();
     let manifest = races_manifest();
-    let target = sb.target();
-    let mut hunt = sb.record_test_cmd([
-        "--manifest-path".as_ref(),
-        manifest.as_os_str(),
-        "--target-dir".as_ref(),
-        target.as_os_str(),
-        "--message-format".as_ref(),
-        "json".as_ref(),
-        "--instrument".as_ref(),
-        "--until-fail".as_ref(),
-        "--max-runs".as_ref(),
-        "50".as_ref(),
-        "--per-test".as_ref(),
-        "lost_update".as_ref(),
-    ]);
+    let mut hunt = sb.hunt_json_cmd(
+        &manifest,
+        &[
+            "--instrument",
+            "--until-fail",
+            "--max-runs",
+            "50",
+            "--per-test",
+            "lost_update",
+        ],
+    );
     hunt.env("LOST_UPDATE_ITERATIONS", ITERATIONS);
     let hunt = Run::of(hunt);
     hunt.expect_status(1);
