@@ -118,6 +118,11 @@ impl Replayer<'_> {
         if let Some(restarted) = preempt::restart_after_stop(regs) {
             th.task.set_regs(&restarted)?;
         }
+        tracing::debug!(
+            "preemption point at {:#x} (event {}) reached after {traps} traps",
+            regs.rip,
+            self.index
+        );
         self.stats.preemptions += 1;
         self.stats.preemption_traps += traps;
         self.stats.preemption_time += started.elapsed();
