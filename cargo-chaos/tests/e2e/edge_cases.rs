@@ -96,7 +96,8 @@ fn a_program_that_signals_its_own_group_does_not_kill_the_recorder() {
 }
 
 /// Older terminal, serial, console, file-attribute and tape ioctls (TCGETA/TCSETA*,
-/// TIOCGLCKTRMIOS, breaks, TIOCGSERIAL, KDGKBMODE, VT_GETSTATE, FS_IOC_FSGETXATTR,
+/// TIOCGLCKTRMIOS, packet mode and line discipline (rr's ioctl_pty), breaks, TIOCGSERIAL,
+/// KDGKBMODE, VT_GETSTATE, FS_IOC_FSGETXATTR,
 /// MTIOCGET...) on a pty, a file and stdout: they stopped the recording as requests the
 /// table did not know; the kernel's answers, errors included, are those of a native run.
 #[test]
