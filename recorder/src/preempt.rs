@@ -32,14 +32,13 @@ use serde::{Deserialize, Serialize};
 use crate::errors::Result;
 use crate::ptrace::{Regs, Task};
 
-/// How long a thread may run without a stop while others are ready to run.
+/// How long a thread may run without a stop while others are ready to run. While the
+/// others all sit in blocking syscalls it has no slice at all, since none of them can
+/// run before it stops anyway; when one of their calls returns, the engine sees it and
+/// starts a slice of this length. Not preempting then keeps preemption points out of
+/// long computations (a panic symbolizing its backtrace while libtest's main thread
+/// waits), where replay could not find them again cheaply.
 pub const SLICE: Duration = Duration::from_millis(50);
-/// How long it may run while the others all sit in blocking syscalls: as long as it
-/// likes, since none of them can run before it stops anyway. When one of their calls
-/// returns, the engine sees it and cuts the slice to [`SLICE`]. Not preempting then
-/// keeps preemption points out of long computations (a panic symbolizing its backtrace
-/// while libtest's main thread waits), where replay could not find them again cheaply.
-pub const UNTIL_ANOTHER_CAN_RUN: Duration = Duration::from_secs(24 * 3600);
 
 /// Replay gives up finding a preemption point after this many breakpoint hits (at
 /// ~18 µs a hit, about ten seconds) rather than appear to hang.

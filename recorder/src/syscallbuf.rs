@@ -150,6 +150,20 @@ pub struct Record {
     pub output: Option<MemWrite>,
 }
 
+/// `FUTEX_WAKE | FUTEX_PRIVATE_FLAG`: the one request of a traced row (`futex`) that the
+/// library makes at the entry. A wake never blocks, and its waiters cannot run before
+/// the waker's next stop, where its record is read: the wake still comes before what
+/// they do in the trace (see `syscalls::special::never_blocks`).
+pub const FUTEX_WAKE_PRIVATE: u64 = (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as u64;
+
+/// Whether the library makes call `nr` with `args` at the untraced entry: the table's
+/// `buffered` rows, and a futex's private wake (the library passes its op as an int,
+/// zero above).
+pub fn is_buffered(nr: u64, args: &[u64; 6]) -> bool {
+    syscalls::lookup(nr).is_some_and(|d| d.buffered)
+        || (nr == syscalls::nr::FUTEX && args[1] == FUTEX_WAKE_PRIVATE)
+}
+
 /// Parses the complete records in `bytes` (a buffer's record area from a record
 /// boundary); refuses anything the library cannot have written.
 pub fn parse_records(bytes: &[u8]) -> Result<Vec<Record>> {
@@ -172,12 +186,12 @@ pub fn parse_records(bytes: &[u8]) -> Result<Vec<Record>> {
             return Err(bad(format!("a record of {size} bytes at offset {at}")));
         }
         let nr = word(rest, 1);
-        if !syscalls::lookup(nr).is_some_and(|d| d.buffered) {
-            return Err(bad(format!("call number {nr} at offset {at}")));
-        }
         let mut args = [0u64; 6];
         for (i, a) in args.iter_mut().enumerate() {
             *a = word(rest, 2 + i);
+        }
+        if !is_buffered(nr, &args) {
+            return Err(bad(format!("call number {nr} at offset {at}")));
         }
         let ret = word(rest, 8) as i64;
         let in_len = word(rest, 9) as usize;
@@ -313,16 +327,40 @@ mod tests {
         );
     }
 
+    /// Of futex's records, only a private wake's is one the library can have written.
+    #[test]
+    fn futex_records_are_private_wakes_only() {
+        let futex = syscalls::nr::FUTEX;
+        let wake = record(
+            futex,
+            [0x1000, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0],
+            1,
+            b"",
+            None,
+        );
+        assert_eq!(parse_records(&wake).unwrap()[0].args[1], FUTEX_WAKE_PRIVATE);
+        for op in [
+            (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as u64,
+            libc::FUTEX_WAKE as u64,
+            FUTEX_WAKE_PRIVATE | 1 << 32,
+        ] {
+            let bytes = record(futex, [0x1000, op, 1, 0, 0, 0], 0, b"", None);
+            assert!(parse_records(&bytes).is_err(), "op {op:#x}");
+        }
+    }
+
     #[test]
     fn the_library_and_the_table_agree() {
         use crate::syscalls::nr;
         assert_eq!(abi::INIT_SYSCALL, nr::CHAOS_SYSCALLBUF_INIT);
         assert_eq!(abi::FLUSH_SYSCALL, nr::CHAOS_SYSCALLBUF_FLUSH);
-        // The calls preload.c makes at the entry are exactly the table's buffered rows.
+        // The calls preload.c makes at the entry are exactly the table's buffered rows,
+        // and futex (its private wake only, `is_buffered`).
         let mut rows: Vec<&str> = syscalls::SYSCALLS
             .iter()
             .filter(|d| d.buffered)
             .map(|d| d.name)
+            .chain(["futex"])
             .collect();
         rows.sort();
         let source = include_str!("syscallbuf/preload.c");

@@ -482,3 +482,52 @@ fn signals_delivered_at_a_flush_call_record_and_replay() {
         assert_same("signal_at_flush", &rec.program, &replayed);
     }
 }
+
+/// Private futex wakes made through syscall(2), as Rust's std makes them, are buffered
+/// (the library's `syscall`); the waits, a shared wake and the other calls made through
+/// syscall(2) (six arguments, a failing one) stay traced and behave as libc's wrapper
+/// does; the replay is exact. Without the library every futex call is traced.
+#[test]
+fn private_futex_wakes_are_buffered_and_replay() {
+    const WAKE_PRIVATE: u64 = (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as u64;
+    for on in [true, false] {
+        let dir = temp();
+        let rec = record_buffered(dir.path(), "futex_wakes", &[], on);
+        assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+        let out = rec.program.stdout_str();
+        for line in [
+            "mmap: ok",
+            "close(-1): -1, errno 9",
+            "shared wake: 0",
+            "getpid matches: 1",
+        ] {
+            assert!(out.contains(line), "{line}: {}", rec.program.show());
+        }
+        let events = read_events(&rec.trace);
+        let futex: Vec<_> = syscalls(&events)
+            .filter(|(_, s)| s.nr == sys::FUTEX)
+            .map(|(_, s)| s)
+            .collect();
+        let wakes = futex.iter().filter(|s| s.args[1] == WAKE_PRIVATE).count();
+        assert_eq!(wakes, 600, "one private wake per pass");
+        let marked = buffered(&events, sys::FUTEX);
+        if on {
+            assert_eq!(marked.len(), wakes, "every private wake buffered");
+            assert!(
+                futex
+                    .iter()
+                    .filter(|s| s.args[5] == recorder::syscallbuf::abi::MARK)
+                    .all(|s| s.args[1] == WAKE_PRIVATE),
+                "only wakes are buffered"
+            );
+        } else {
+            assert!(marked.is_empty());
+        }
+        let replayed = replay(&rec.trace);
+        assert_same(
+            &format!("futex_wakes (syscallbuf {on})"),
+            &rec.program,
+            &replayed,
+        );
+    }
+}

@@ -35,6 +35,8 @@ const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
 /// `offsetof(struct seccomp_data, instruction_pointer)` (low word; the high one follows).
 const DATA_IP: u32 = 8;
+/// `seccomp_data.args`.
+const DATA_ARGS: u32 = 16;
 
 /// The numbers of the calls the filter lets through (`untraced` in the table).
 pub fn untraced() -> Vec<u64> {
@@ -67,7 +69,9 @@ pub fn buffered() -> Vec<u64> {
 pub fn program(allowed: &[u64], buffered: &[u64]) -> Vec<libc::sock_filter> {
     let n = allowed.len();
     let m = buffered.len();
-    let entry_clause = if m == 0 { 0 } else { 8 + m };
+    // The entry's clause: its address, the quiet entry, the buffered numbers, and the
+    // one buffered request of a traced row (`FUTEX_WAKE_PRIVATE`, three instructions).
+    let entry_clause = if m == 0 { 0 } else { 8 + m + 3 };
     assert!(n + entry_clause < 250, "jump offsets are 8 bits");
     let trace = 4 + n + entry_clause; // index of `ret TRACE`
     let allow = trace + 1;
@@ -106,6 +110,17 @@ pub fn program(allowed: &[u64], buffered: &[u64]) -> Vec<libc::sock_filter> {
             let at = p.len();
             p.push(insn(BPF_JEQ_K, to(at, allow), 0, nr as u32));
         }
+        // futex: only the private wake, which never blocks (see
+        // `syscallbuf::is_buffered`); its op is an int, the low word of the argument.
+        let at = p.len();
+        p.push(insn(BPF_JEQ_K, 0, to(at, trace), libc::SYS_futex as u32));
+        p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_ARGS + 8));
+        p.push(insn(
+            BPF_JEQ_K,
+            to(at + 2, allow),
+            to(at + 2, trace),
+            crate::syscallbuf::FUTEX_WAKE_PRIVATE as u32,
+        ));
     }
     debug_assert_eq!(p.len(), trace);
     p.push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_TRACE));
@@ -165,6 +180,11 @@ mod tests {
 
     /// Runs the filter on (arch, nr) made at instruction pointer `ip`.
     fn run_at(p: &[libc::sock_filter], arch: u32, nr: u32, ip: u64) -> u32 {
+        run_with(p, arch, nr, ip, 0)
+    }
+
+    /// Runs the filter on (arch, nr) made at `ip` with second argument `arg1`.
+    fn run_with(p: &[libc::sock_filter], arch: u32, nr: u32, ip: u64, arg1: u64) -> u32 {
         let mut acc = 0u32;
         let mut pc = 0usize;
         loop {
@@ -176,6 +196,8 @@ mod tests {
                         DATA_NR => nr,
                         DATA_IP => ip as u32,
                         k if k == DATA_IP + 4 => (ip >> 32) as u32,
+                        k if k == DATA_ARGS + 8 => arg1 as u32,
+                        k if k == DATA_ARGS + 12 => (arg1 >> 32) as u32,
                         k => panic!("load of offset {k}"),
                     }
                 }
@@ -281,6 +303,47 @@ mod tests {
         assert_eq!(run_at(&p, 0x4000_0003, read, entry), SECCOMP_RET_TRACE);
         assert_eq!(
             run_at(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | read, entry),
+            SECCOMP_RET_TRACE
+        );
+    }
+
+    /// Of the futex requests, only the private wake passes, and only at the entry.
+    #[test]
+    fn futex_wakes_pass_at_the_entry_and_nothing_else_of_futex() {
+        let p = program(&untraced(), &buffered());
+        let entry = crate::syscallbuf::abi::ENTRY_IP;
+        let futex = libc::SYS_futex as u32;
+        let wake = crate::syscallbuf::FUTEX_WAKE_PRIVATE;
+        assert_eq!(
+            run_with(&p, AUDIT_ARCH_X86_64, futex, entry, wake),
+            SECCOMP_RET_ALLOW
+        );
+        // The high word of an int argument is whatever the register held.
+        assert_eq!(
+            run_with(&p, AUDIT_ARCH_X86_64, futex, entry, wake | 0x5_0000_0000),
+            SECCOMP_RET_ALLOW
+        );
+        for op in [
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            libc::FUTEX_WAKE,
+            libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG,
+            libc::FUTEX_WAKE_OP | libc::FUTEX_PRIVATE_FLAG,
+            libc::FUTEX_LOCK_PI | libc::FUTEX_PRIVATE_FLAG,
+        ] {
+            assert_eq!(
+                run_with(&p, AUDIT_ARCH_X86_64, futex, entry, op as u64),
+                SECCOMP_RET_TRACE,
+                "op {op:#x}"
+            );
+        }
+        assert_eq!(
+            run_with(&p, AUDIT_ARCH_X86_64, futex, 0x40_1000, wake),
+            SECCOMP_RET_TRACE
+        );
+        // Another call with that argument is not let through by it.
+        let openat = libc::SYS_openat as u32;
+        assert_eq!(
+            run_with(&p, AUDIT_ARCH_X86_64, openat, entry, wake),
             SECCOMP_RET_TRACE
         );
     }

@@ -51,19 +51,15 @@ impl Recorder {
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
             }
-            let ready = self.someone_ready();
-            let blocked = self
-                .threads
-                .values()
-                .any(|t| matches!(t.state, Where::Blocked | Where::Held));
-            if (ready || blocked) && !self.no_watchdog {
-                // Others wait: this thread gets a time slice (see `preempt`).
-                let slice = if ready {
-                    self.sched.slice(crate::preempt::SLICE)
-                } else {
-                    crate::preempt::UNTIL_ANOTHER_CAN_RUN
-                };
+            // Others ready to run: this thread gets a time slice (see `preempt`). While
+            // they all sit in blocking calls (or wait behind one), none: its slice starts
+            // when one of those calls returns. (Arming a CPU-time clock costs three
+            // ioctls and a timer that follows the thread through every context switch.)
+            let mut sliced = false;
+            if !self.no_watchdog && self.someone_ready() {
+                let slice = self.sched.slice(crate::preempt::SLICE);
                 self.start_slice(tgid, cur, slice);
+                sliced = true;
             }
             let stop = loop {
                 let (tid, stop) = self.wait_any()?;
@@ -95,7 +91,12 @@ impl Recorder {
                     .is_some_and(|t| matches!(t.state, Where::Unblocked(_)))
                 {
                     // Someone can run now: the running thread gets an ordinary slice.
-                    self.shorten_slice(cur);
+                    if sliced {
+                        self.shorten_slice(cur);
+                    } else if !self.no_watchdog {
+                        self.start_slice(tgid, cur, crate::preempt::SLICE);
+                        sliced = true;
+                    }
                 }
             };
             self.end_slice(cur);

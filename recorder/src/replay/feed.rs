@@ -393,7 +393,7 @@ fn feedable(ev: &Event, tid: i32) -> bool {
         && s.writes.len() <= 1
         && s.writes.iter().all(|w| (w.data.len() as u64) <= MAX_BYTES)
         && !crate::kernel::restart::is_restart(s.ret)
-        && syscalls::lookup(s.nr).is_some_and(|d| d.buffered)
+        && crate::syscallbuf::is_buffered(s.nr, &s.args)
         && input_of(s).is_some_and(|(_, len)| len <= MAX_BYTES)
 }
 

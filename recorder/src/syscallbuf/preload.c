@@ -1,6 +1,7 @@
 /* The syscall-buffering preload library (issue 17; see docs/architecture.md, "Syscall
  * buffering"). Injected with LD_PRELOAD into recorded programs. It defines read, write,
- * pread64, pwrite64, lseek, fstat, clock_gettime and getrandom. Each wrapper either makes
+ * pread64, pwrite64, lseek, fstat, clock_gettime, getrandom and syscall (for private
+ * futex wakes; everything else it makes traced). Each wrapper either makes
  * the call through the untraced `syscall` instruction the recorder maps at CHAOS_SB_ENTRY (the
  * recorder's seccomp filter lets it through without a stop) and appends the call, its
  * result and the bytes it moved to this thread's buffer, or makes an ordinary (traced)
@@ -348,6 +349,54 @@ int clock_gettime(clockid_t clk, struct timespec *ts) {
     else
         ret = traced(SYS_clock_gettime, clk, (long)ts, 0, 0);
     return (int)leave(b, ret);
+}
+
+/* syscall(2), which Rust's std calls for its futexes (Mutex, Condvar, thread parking,
+ * channels): a private FUTEX_WAKE, which never blocks, is buffered by
+ * chaos_futex_wake; every other call is made here exactly as libc's wrapper makes it,
+ * traced. In assembly: a call that returns twice (vfork, clone) must find nothing of
+ * this function on the stack, which a C body cannot promise. */
+__asm__(".text\n"
+        ".globl syscall\n"
+        ".type syscall, @function\n"
+        "syscall:\n"
+        "    cmpq $202, %rdi\n" /* SYS_futex */
+        "    jne 1f\n"
+        "    cmpl $0x81, %edx\n" /* FUTEX_WAKE | FUTEX_PRIVATE_FLAG (an int) */
+        "    je chaos_futex_wake\n"
+        "1:  movq %rdi, %rax\n"
+        "    movq %rsi, %rdi\n"
+        "    movq %rdx, %rsi\n"
+        "    movq %rcx, %rdx\n"
+        "    movq %r8, %r10\n"
+        "    movq %r9, %r8\n"
+        "    movq 8(%rsp), %r9\n"
+        "    syscall\n"
+        "    cmpq $-4095, %rax\n"
+        "    jae 2f\n"
+        "    ret\n"
+        "2:  movq %rax, %rdi\n"
+        "    jmp chaos_syscall_failed\n"
+        ".size syscall, .-syscall\n");
+
+/* Tail of syscall(2) for a failed call: errno, and -1. */
+__attribute__((used, visibility("hidden"))) long chaos_syscall_failed(long ret) {
+    return set_errno(ret);
+}
+
+/* syscall(SYS_futex, uaddr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n): the op and the count
+ * are ints (what is above them in the registers is not the caller's). */
+__attribute__((used, visibility("hidden"))) long chaos_futex_wake(long nr, long uaddr, int op,
+                                                                 int n) {
+    (void)nr;
+    struct sb *b = enter();
+    uint64_t *r;
+    long ret;
+    if (b && (r = reserve(b, 0, 0)))
+        ret = buffered(b, r, SYS_futex, uaddr, op, n, 0, NULL, 0, NULL, 0, 0, 0);
+    else
+        ret = traced(SYS_futex, uaddr, op, n, 0);
+    return leave(b, ret);
 }
 
 /* getrandom blocks only before the kernel's entropy pool is initialised, except with
