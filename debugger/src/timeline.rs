@@ -606,7 +606,10 @@ impl<O: Opener> Timeline<O> {
             if running == Some(tid) && self.session.ready_to_step().map_err(Error::session)? {
                 break;
             }
-            let stop = self.resume_once(&code, &watches)?;
+            // While another thread runs, its runs of buffered calls may be fed: every
+            // boundary inside one is that thread's.
+            let to = if running == Some(tid) { 0 } else { self.end };
+            let stop = self.resume_towards(&code, &watches, to)?;
             if let Some(outcome) = self.forward_outcome(stop, interrupt)? {
                 return Ok(outcome);
             }
