@@ -1007,3 +1007,117 @@ p tls_c
     assert!(text.contains("received signal SIGABRT"), "{text}");
     assert_eq!(values(&run.stdout_str()), [b, c], "{text}");
 }
+
+/// `monitor stats`' count of buffered calls fed without a stop each.
+fn fed_lines(out: &str) -> Vec<u64> {
+    out.lines()
+        .filter_map(|l| {
+            let rest = l.split_once(", fed: ")?.1;
+            rest.split(',').next()?.trim().parse().ok()
+        })
+        .collect()
+}
+
+/// The debugger on a recording with syscall buffering: forward runs feed the runs of
+/// buffered calls without a stop each, yet every breakpoint and watchpoint stop, every
+/// value and every event number is the one a session replaying the calls one by one
+/// (`CARGO_CHAOS_REPLAY_FEED=0`) shows, and the values are the recorded ones: a
+/// breakpoint on a function called between buffered calls, hit forwards and in
+/// reverse; a watchpoint on a variable only the calls write (never a stop: the feed's
+/// own copies into it are not the program's) next to one on a variable the program
+/// writes, forwards and in reverse; `monitor goto` into the middle of a run.
+#[test]
+fn buffered_calls_are_fed_and_stops_are_those_of_a_call_by_call_replay() {
+    let dir = temp();
+    let rec = common::RecordSpec::new(&fixture("gdb_buffered"), dir.path().join("trace"))
+        .args(["1200"])
+        .configure(|c| {
+            c.arg("--syscallbuf");
+        })
+        .record();
+    let visits: Vec<(String, String)> = rec
+        .program
+        .stdout_str()
+        .lines()
+        .filter_map(|l| {
+            let (round, value) = l.strip_prefix("visit ")?.split_once(' ')?;
+            Some((round.to_string(), value.to_string()))
+        })
+        .collect();
+    assert_eq!(visits.len(), 20, "{}", rec.program.stdout_str());
+    let dump = run(chaos_cmd(&[]).arg("dump").arg(&rec.trace));
+    let buffered = dump.stdout_str().matches("getrandom").count();
+    assert!(buffered >= 3600, "{}", dump.stdout_str());
+    let mut script = String::from("break visit\n");
+    let stop = "p round\np value % 1000000\nmonitor when\n";
+    for _ in 0..5 {
+        script += "continue\n";
+        script += stop;
+    }
+    script += "monitor stats\n";
+    for _ in 0..4 {
+        script += "reverse-continue\n";
+        script += stop;
+    }
+    script += "delete\nwatch last\nwatch drawn\n";
+    for _ in 0..3 {
+        script += "continue\np last\np drawn % 1000000\nmonitor when\n";
+    }
+    for _ in 0..2 {
+        script += "reverse-continue\np last\np drawn % 1000000\nmonitor when\n";
+    }
+    script += "monitor goto 1001\nmaint flush register-cache\np drawn\nmonitor when\n";
+    script += "continue\np last\nmonitor when\nreverse-continue\np last\nmonitor when\n";
+    script += "monitor stats\n";
+    let session = |feed: &str| {
+        let file = dir.path().join("script.gdb");
+        std::fs::write(&file, &script).unwrap();
+        let mut cmd = chaos_cmd(&[]);
+        cmd.arg("replay")
+            .arg(&rec.trace)
+            .args(["--gdb", "--quiet"])
+            .args(["--gdb-arg=-batch", "--gdb-arg=-nx", "--gdb-arg=-x"])
+            .arg(format!("--gdb-arg={}", file.display()))
+            .env("CARGO_CHAOS_REPLAY_FEED", feed);
+        let out = run(&mut cmd);
+        assert_eq!(out.status, 0, "{}", out.show());
+        out
+    };
+    let fed = session("1");
+    let by_call = session("0");
+    let text = all(&fed);
+    // The recorded values, forwards then in reverse.
+    let v = values(&fed.stdout_str());
+    let mut want = Vec::new();
+    for k in (0..5).chain((0..4).rev()) {
+        want.push(visits[k].0.clone());
+        want.push(visits[k].1.clone());
+    }
+    assert_eq!(v[..want.len()], want[..], "{text}");
+    // The program's variable: stored by visits 0, 1 and 2 going forwards; in reverse,
+    // before the stores of visits 2 and 1.
+    let last: Vec<&String> = v[want.len()..].iter().step_by(2).take(5).collect();
+    assert_eq!(
+        last,
+        [
+            &visits[0].1,
+            &visits[1].1,
+            &visits[2].1,
+            &visits[1].1,
+            &visits[0].1
+        ],
+        "{text}"
+    );
+    // Set once, never hit.
+    assert_eq!(text.matches("watchpoint 3: drawn").count(), 1, "{text}");
+    // Event for event, value for value, the session replaying call by call.
+    let (w1, w2) = (when_lines(&text), when_lines(&all(&by_call)));
+    assert_eq!(w1.len(), 9 + 5 + 3, "{text}");
+    assert_eq!(w1, w2, "{text}\n{}", all(&by_call));
+    assert_eq!(values(&fed.stdout_str()), values(&by_call.stdout_str()));
+    assert!(text.contains("At event 1001."), "{text}");
+    // And the runs were fed, all but a few calls of them.
+    let (f1, f2) = (fed_lines(&text), fed_lines(&all(&by_call)));
+    assert_eq!(f2, [0, 0], "{}", all(&by_call));
+    assert!(f1.len() == 2 && f1[0] > 600, "{text}");
+}

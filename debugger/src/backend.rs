@@ -98,6 +98,16 @@ pub trait Session {
     /// first without stopping (it was already reported).
     fn resume(&mut self) -> Result<Stop, Self::Error>;
 
+    /// [`Session::resume`], which may replay several events at once where that meets
+    /// exactly the stops event-by-event resumes would (the recorder feeds a run of
+    /// buffered calls without a ptrace stop each): it stops at a boundary no later
+    /// than `limit`, or at a breakpoint or watchpoint at the position where repeated
+    /// [`Session::resume`] calls would have stopped. By default, one event.
+    fn resume_before(&mut self, limit: u64) -> Result<Stop, Self::Error> {
+        let _ = limit;
+        self.resume()
+    }
+
     /// Executes one instruction of the running thread (replaying the event it makes,
     /// if any: a syscall instruction replays its event). Breakpoints do not stop it;
     /// a watchpoint it triggers is reported as [`Stop::Watchpoint`]. When

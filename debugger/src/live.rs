@@ -166,6 +166,10 @@ impl Session for LiveSession {
     }
 
     fn resume(&mut self) -> recorder::Result<Stop> {
+        self.resume_before(self.s.event_index() + 1)
+    }
+
+    fn resume_before(&mut self, limit: u64) -> recorder::Result<Stop> {
         // A signal given to a thread of the debugged process is a stop of its own.
         let signal = match self.s.next_event_peek() {
             Some(recorder::trace::Event::Signal { tid, signo, .. }) if self.is_ours(*tid) => {
@@ -174,7 +178,7 @@ impl Session for LiveSession {
             _ => None,
         };
         loop {
-            let stop = self.s.step_event()?;
+            let stop = self.s.step_events_before(limit)?;
             if let (SessionStop::Event(_), Some((tid, signo))) = (&stop, signal) {
                 return Ok(Stop::Signal { tid, signo });
             }

@@ -458,8 +458,9 @@ const MONITOR_HELP: &str = "\
 monitor when          the current event number (as `cargo chaos dump` numbers events)
 monitor goto N        go to the boundary before event N (alias: run N)
 monitor where         the exact position (event, then stops and instructions since)
-monitor stats         replays opened, events re-executed, instructions stepped,
-                      checkpoints held, taken and restored";
+monitor stats         replays opened, events re-executed (and how many of them
+                      were buffered calls fed without a stop each), instructions
+                      stepped, checkpoints held, taken and restored";
 
 /// `info threads` shows each thread's name, as the replayed program set it.
 impl<O: Opener> ThreadExtraInfo for ReplayTarget<O> {
@@ -486,9 +487,10 @@ impl<O: Opener> MonitorCmd for ReplayTarget<O> {
                 let s = self.timeline.stats();
                 outputln!(
                     out,
-                    "replays opened: {}, events replayed: {}, instructions stepped: {}",
+                    "replays opened: {}, events replayed: {}, fed: {}, instructions stepped: {}",
                     s.opened,
                     s.events_replayed,
+                    s.fed,
                     s.steps
                 );
                 outputln!(

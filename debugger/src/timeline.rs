@@ -189,6 +189,9 @@ pub struct Stats {
     pub opened: u64,
     /// Events replayed, by all replays.
     pub events_replayed: u64,
+    /// Of those, events replayed inside a resume beyond the one it replays the usual
+    /// way (buffered calls fed without a stop each, see [`Session::resume_before`]).
+    pub fed: u64,
     /// Instructions single-stepped.
     pub steps: u64,
     /// Sessions restored from a checkpoint.
@@ -406,11 +409,27 @@ impl<O: Opener> Timeline<O> {
     /// One `resume` of the session with these breakpoints and watchpoints, keeping
     /// `here` up to date.
     fn resume_once(&mut self, code: &BTreeSet<u64>, watches: &[Watch]) -> Result<Stop> {
+        self.resume_towards(code, watches, 0)
+    }
+
+    /// [`Timeline::resume_once`], letting the session replay in one go as many events
+    /// as it can without missing a stop (see [`Session::resume_before`]), up to
+    /// boundary `to` at most and never past the next boundary where a checkpoint is
+    /// due; `to` not after the current boundary: one event.
+    fn resume_towards(&mut self, code: &BTreeSet<u64>, watches: &[Watch], to: u64) -> Result<Stop> {
         self.arm(code, watches)?;
         let before = self.session.event_index();
-        let stop = self.session.resume().map_err(Error::session)?;
+        let due = (before / self.interval)
+            .saturating_add(1)
+            .saturating_mul(self.interval);
+        let limit = to.min(due).max(before + 1);
+        let stop = self.session.resume_before(limit).map_err(Error::session)?;
         let after = self.session.event_index();
         self.stats.events_replayed += after.saturating_sub(before);
+        // A stop at a boundary replayed its last event the usual way; a breakpoint or
+        // watchpoint stop came before the thread's next event.
+        let usual = u64::from(matches!(stop, Stop::Event | Stop::Signal { .. }));
+        self.stats.fed += after.saturating_sub(before).saturating_sub(usual);
         match stop {
             Stop::Event | Stop::Signal { .. } => {
                 self.here = Position::boundary(after);
@@ -563,7 +582,7 @@ impl<O: Opener> Timeline<O> {
                 }
                 continue;
             }
-            let stop = self.resume_once(&code, &watches)?;
+            let stop = self.resume_towards(&code, &watches, self.end)?;
             if let Some(outcome) = self.forward_outcome(stop, interrupt)? {
                 return Ok(outcome);
             }
@@ -587,7 +606,10 @@ impl<O: Opener> Timeline<O> {
             if running == Some(tid) && self.session.ready_to_step().map_err(Error::session)? {
                 break;
             }
-            let stop = self.resume_once(&code, &watches)?;
+            // While another thread runs, its runs of buffered calls may be fed: every
+            // boundary inside one is that thread's.
+            let to = if running == Some(tid) { 0 } else { self.end };
+            let stop = self.resume_towards(&code, &watches, to)?;
             if let Some(outcome) = self.forward_outcome(stop, interrupt)? {
                 return Ok(outcome);
             }
@@ -626,7 +648,7 @@ impl<O: Opener> Timeline<O> {
         }
         let none = BTreeSet::new();
         while self.here.event < target.event || !self.here.moves.is_empty() {
-            match self.resume_once(&none, &[])? {
+            match self.resume_towards(&none, &[], target.event)? {
                 Stop::Event | Stop::Signal { .. } => {}
                 other => {
                     return Err(Error::Bookkeeping(format!(
@@ -842,7 +864,7 @@ impl<O: Opener> Timeline<O> {
     ) -> Result<Option<Outcome>> {
         while self.here.event < to {
             let from = self.here.clone();
-            match self.resume_once(user_code, user_watches)? {
+            match self.resume_towards(user_code, user_watches, to)? {
                 Stop::Event | Stop::Signal { .. } => {
                     if interrupt() {
                         return Ok(Some(Outcome::Interrupted {
@@ -857,6 +879,13 @@ impl<O: Opener> Timeline<O> {
                     let watch = self.watch_of(slot).ok_or(Error::Bookkeeping(format!(
                         "a watchpoint in slot {slot}, which is not armed"
                     )))?;
+                    // The resume may have replayed events before the trigger: it
+                    // lies in the interval of the event the session stands in.
+                    let from = if self.here.event == from.event {
+                        from
+                    } else {
+                        Position::boundary(self.here.event)
+                    };
                     *last = Some(Found::BeforeTrigger(from, watch));
                 }
                 other => {

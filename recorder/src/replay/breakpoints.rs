@@ -55,6 +55,11 @@ impl Breakpoints {
         self.wanted.is_empty()
     }
 
+    /// Whether a breakpoint is wanted anywhere in `[start, end)`.
+    pub fn any_in(&self, start: u64, end: u64) -> bool {
+        self.wanted.range(start..end).next().is_some()
+    }
+
     /// Whether the debugger wants a breakpoint at `addr`.
     pub fn is_user(&self, addr: u64) -> bool {
         self.wanted.get(&addr).is_some_and(|o| o.user)

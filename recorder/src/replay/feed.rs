@@ -25,8 +25,12 @@
 //! digest of preemption points. No preemption point lies inside a run (a preemption is
 //! a stop, which ends the run at record), and the feed is empty whenever the session
 //! stands between events, so checkpoints (a fork of the process) and the debugger never
-//! see a half-consumed feed. The debugger's breakpoints and watchpoints turn the feed
-//! off (every call stops, as before).
+//! see a half-consumed feed. The debugger's breakpoints and watchpoints leave it on: a
+//! thread that meets one between two fed calls stops there, the calls it consumed are
+//! checked and counted, the feed is emptied, and the session stands in the interval of
+//! the next call, where a replay call by call would have stopped too. Watchpoint
+//! triggers inside the entry code (its copies into and out of the program's memory,
+//! which a replay call by call makes through ptrace) are passed over.
 //!
 //! Feed layout at [`FEED`] (header page, records, log): header words `next` (address of
 //! the next record), `end` (past the last one), `log` (where the next input bytes go),
@@ -410,8 +414,10 @@ impl Replayer<'_> {
         let tid = first.tid;
         let eligible = self.syscallbuf
             && enabled()
-            && self.bps.is_empty()
-            && !self.watches.any()
+            // The debugger's breakpoints and watchpoints stay: a stop inside the run is
+            // taken where it falls (see `run_fed`). Not in the entry code, which runs
+            // another path when the feed is empty.
+            && !self.bps.any_in(abi::ENTRY_PAGE, abi::ENTRY_PAGE + 4096)
             && feedable(&ev, tid)
             && self.threads.get(&tid).is_some_and(|t| {
                 t.held.is_none()
@@ -531,27 +537,46 @@ impl Replayer<'_> {
             self.index += 1;
             ev = self.next_event()?.expect("read ahead above");
         }
-        if let Some(th) = self.threads.get_mut(&tid) {
-            th.fed_stop = Some(stop);
+        match stop {
+            Ok(stop) => {
+                if let Some(th) = self.threads.get_mut(&tid) {
+                    th.fed_stop = Some(stop);
+                }
+                Ok(ev)
+            }
+            // A debugger's breakpoint or watchpoint between two fed calls: the session
+            // stands in the interval of the first call not consumed, as it would have
+            // replaying the run call by call; going on feeds the rest of the run.
+            Err(e) => {
+                self.pending = Some(ev);
+                Err(e)
+            }
         }
-        Ok(ev)
     }
 
     /// Loads the feed, resumes `th` to its next stop and empties the feed: the records
-    /// consumed, the log's bytes and the stop.
+    /// consumed, the log's bytes and the stop, or the debugger's breakpoint or
+    /// watchpoint ([`Error::Breakpoint`], [`Error::Watchpoint`]) the thread met after
+    /// the records consumed.
+    #[allow(clippy::type_complexity)]
     fn run_fed(
         &mut self,
         th: &mut RThread,
         records: &[u8],
         end: u64,
-    ) -> Result<(u64, Vec<u8>, Stop)> {
+    ) -> Result<(u64, Vec<u8>, Result<Stop>)> {
         th.task.write_mem(RECORDS_AT, records)?;
         let header: Vec<u8> = [RECORDS_AT, end, LOG_AT, 0]
             .iter()
             .flat_map(|w| w.to_le_bytes())
             .collect();
         th.task.write_mem(FEED, &header)?;
-        let stop = self.resume_to_next(th, Resume::Sysemu, 0)?;
+        let stop = match self.resume_to_next(th, Resume::Sysemu, 0) {
+            Err(e) if !matches!(e, Error::Breakpoint { .. } | Error::Watchpoint { .. }) => {
+                return Err(e)
+            }
+            stop => stop,
+        };
         let word =
             |b: &[u8], i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8"));
         let h = th.task.read_mem(FEED, 32)?;

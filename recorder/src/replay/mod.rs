@@ -194,6 +194,17 @@ impl Replayer<'_> {
         Ok(())
     }
 
+    /// Whether `th` stands in the replay's syscall-buffering entry page (the engine's
+    /// code, see [`feed`]): a watchpoint it triggers there is an access the recorded
+    /// call did not make, or that a replay without the feed makes through ptrace.
+    fn in_entry_code(&self, th: &RThread) -> Result<bool> {
+        if !self.syscallbuf {
+            return Ok(false);
+        }
+        let page = crate::syscallbuf::abi::ENTRY_PAGE;
+        Ok((page..page + 4096).contains(&th.task.regs()?.rip))
+    }
+
     /// Resumes `th` with `mode` (and `sig`) and returns its next stop, running on the
     /// way the untraced calls it makes (see [`Replayer::untraced`]).
     fn resume_to_next(&mut self, th: &mut RThread, mode: Resume, sig: i32) -> Result<Stop> {
@@ -225,6 +236,10 @@ impl Replayer<'_> {
                 self.check_breakpoint_hit(th)?;
             }
             if stop == Stop::Signal(libc::SIGTRAP) && self.watches.any() {
+                if self.in_entry_code(th)? && self.watches.triggered(&th.task)?.is_some() {
+                    // The replay's own code, not the program's: passed over.
+                    continue;
+                }
                 self.check_watchpoint_hit(th)?;
             }
             if stop != Stop::Syscall || self.untraced.is_empty() {

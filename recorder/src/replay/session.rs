@@ -280,8 +280,13 @@ impl<'a> ReplaySession<'a> {
     }
 
     /// [`ReplaySession::step_event`], letting one call replay as many events as come
-    /// before event `limit` (a run of buffered calls replayed from the feed).
-    fn step_events_before(&mut self, limit: u64) -> Result<SessionStop> {
+    /// before event `limit` (a run of buffered calls replayed from the feed, see
+    /// `replay/feed.rs`): it stops at a boundary no later than `limit` (and after at
+    /// least one event, unless it stops earlier), or where a breakpoint or watchpoint
+    /// is met, at the position where [`ReplaySession::step_event`] repeated would
+    /// have met it. A `limit` not after the session's event is taken as the next one.
+    pub fn step_events_before(&mut self, limit: u64) -> Result<SessionStop> {
+        let limit = limit.max(self.r.index + 1);
         self.check_open()?;
         self.r.batch_limit = limit;
         let tid = self.r.pending.as_ref().map_or(0, Event::tid);
@@ -638,6 +643,8 @@ impl Replayer<'_> {
         Ok(match stepped? {
             Stop::Signal(libc::SIGTRAP) if self.watches.any() => {
                 match self.watches.triggered(&th.task)? {
+                    // Not in the replay's own entry code (as when resumed).
+                    Some(_) if self.in_entry_code(th)? => Instruction::Ran,
                     Some(slot) => Instruction::Watched(slot),
                     None => Instruction::Ran,
                 }
