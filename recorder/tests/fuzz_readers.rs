@@ -257,6 +257,14 @@ fn event() -> impl Strategy<Value = Event> {
                 injected,
                 info
             }),
+        (any::<i32>(), any::<i32>(), any::<u64>(), bytes(160)).prop_map(
+            |(tid, signo, rip, info)| Event::SignalAtPoint {
+                tid,
+                signo,
+                rip,
+                info
+            }
+        ),
         (any::<i32>(), regs(), any::<[u64; 3]>()).prop_map(|(tid, regs, h)| Event::Preempt {
             tid,
             state: preempt_state(regs, &h),

@@ -191,6 +191,10 @@ struct Thread {
     /// Where it resumes after the syscall-exit stop it was last resumed from; a signal
     /// stop there is a point replay can name ("right after that syscall").
     exit_rip: Option<u64>,
+    /// The call it was last resumed from was `rt_sigreturn`, and a signal that the
+    /// call's restored mask unblocks was pending at its exit: the kernel delivers it
+    /// there before the thread runs an instruction (see [`signal`]).
+    exit_unblocks: bool,
     /// Asynchronous signals that arrived at a point replay cannot name; each is queued
     /// again at the thread's next syscall exit.
     deferred: std::collections::VecDeque<libc::siginfo_t>,
@@ -206,6 +210,14 @@ struct Thread {
     segv_blocked: bool,
     /// Its CPU-time slice clock, opened at its first slice (see [`slices`]).
     clock: Option<crate::preempt::cpu_clock::CpuClock>,
+    /// Since when it holds a signal in `deferred` without having made a traced call
+    /// (see [`slices::HELD_SIGNAL_SLICE`]).
+    held_since: Option<std::time::Instant>,
+    /// Its running slice is the one that ends in a held signal's delivery (shorter
+    /// than its ordinary slice, if it has one).
+    delivery_slice: bool,
+    /// When that slice is over at the earliest (its length in wall-clock time).
+    slice_ends: Option<std::time::Instant>,
 }
 
 impl Thread {
@@ -217,12 +229,16 @@ impl Thread {
             state: Where::Ready(0),
             pending: None,
             exit_rip: None,
+            exit_unblocks: false,
             deferred: Default::default(),
             requeued: None,
             held: None,
             sb: None,
             segv_blocked: false,
             clock: None,
+            held_since: None,
+            delivery_slice: false,
+            slice_ends: None,
         }
     }
 }

@@ -31,9 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 
 /// The first line of every trace's `version` file.
-pub const VERSION_LINE: &str = "chaos-trace 6";
+pub const VERSION_LINE: &str = "chaos-trace 7";
 /// The format version number.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 /// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1;
 /// 3 added [`Event::Preempted`] (how each preemption point was found); 4 made syscall
 /// buffering the default ([`Header::syscallbuf`]: replay must map the library's entry
@@ -43,13 +43,16 @@ pub const FORMAT_VERSION: u32 = 6;
 /// hashes, so that it can be computed incrementally; replay keeps the old one for older
 /// traces, and an older replayer refuses these rather than miss every point); 6 leaves
 /// the preempted thread's dead stack (below `rsp - 128`) out of the stack and memory
-/// hashes (`Definition::LiveStack`; same policy as 5).
+/// hashes (`Definition::LiveStack`; same policy as 5); 7 added
+/// [`Event::SignalAtPoint`] (a held signal given at a preemption point: a replayer of 6
+/// would not know the event, and refuses the trace by its version).
 pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 1",
     "chaos-trace 2",
     "chaos-trace 3",
     "chaos-trace 4",
     "chaos-trace 5",
+    "chaos-trace 6",
     VERSION_LINE,
 ];
 
@@ -59,7 +62,7 @@ pub fn is_readable_version(line: &str) -> bool {
     READABLE_VERSION_LINES.contains(&line)
 }
 
-/// The file naming the format (`chaos-trace 6`).
+/// The file naming the format (`chaos-trace 7`).
 pub const VERSION_FILE: &str = "version";
 /// What was recorded ([`Header`]).
 pub const HEADER_FILE: &str = "header.json";
@@ -414,7 +417,8 @@ mod tests {
         assert!(is_readable_version("chaos-trace 4"));
         assert!(is_readable_version("chaos-trace 5"));
         assert!(is_readable_version("chaos-trace 6"));
-        assert!(!is_readable_version("chaos-trace 7"));
+        assert!(is_readable_version("chaos-trace 7"));
+        assert!(!is_readable_version("chaos-trace 8"));
         assert_eq!(VERSION_LINE, format!("chaos-trace {FORMAT_VERSION}"));
     }
 }
