@@ -90,6 +90,14 @@ pub fn steer(task: &mut Task, regs: Regs, stay: bool) -> Result<Steered> {
         task.resume(Resume::Step, 0)?;
         match task.wait()? {
             Stop::Signal(libc::SIGTRAP) => {}
+            Stop::Signal(libc::SIGSTOP) if recorders_stop(task)? => {
+                // A late SIGSTOP of the engine's (a slice's watchdog and clock both
+                // fired), taken before the step ran: dropped, as at any stop, and the
+                // steps go on (ending them here left a point only a trap per loop
+                // iteration finds).
+                regs = task.regs()?;
+                continue;
+            }
             Stop::Signal(sig) => signal = Some(sig),
             Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: task.tid }),
             other => {
@@ -127,6 +135,15 @@ pub fn steer(task: &mut Task, regs: Regs, stay: bool) -> Result<Steered> {
         },
         signal,
     })
+}
+
+/// Whether the thread's SIGSTOP stop is the engine's: a watchdog's `tgkill` from this
+/// process, or a CPU-time clock's overflow signal.
+fn recorders_stop(task: &Task) -> Result<bool> {
+    let si = task.siginfo()?;
+    // SAFETY: si_pid is valid for SI_TKILL.
+    let tkill = si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32;
+    Ok(tkill || super::cpu_clock::from_a_clock(&si))
 }
 
 /// The stack words around `rsp` the trampoline compares: the red zone and the words
