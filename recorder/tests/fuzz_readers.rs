@@ -608,7 +608,8 @@ fn valid_metadata_reads() {
     assert!(check_trace_meta(b"chaos-trace 4\n", Some(&h), Some(&r)).opened);
     assert!(check_trace_meta(b"chaos-trace 5\n", Some(&h), Some(&r)).opened);
     assert!(check_trace_meta(b"chaos-trace 6\n", Some(&h), Some(&r)).opened);
-    assert!(!check_trace_meta(b"chaos-trace 7\n", Some(&h), Some(&r)).opened);
+    assert!(check_trace_meta(b"chaos-trace 7\n", Some(&h), Some(&r)).opened);
+    assert!(!check_trace_meta(b"chaos-trace 8\n", Some(&h), Some(&r)).opened);
 }
 
 proptest! {
