@@ -184,9 +184,11 @@ fn build_preload_library(manifest_dir: &Path, out_dir: &Path) {
         ("CHAOS_SB_MAX_RECORD", abi::MAX_RECORD),
         ("CHAOS_SB_MAX_IO", abi::MAX_IO),
         ("CHAOS_SB_MARK", abi::MARK),
+        ("CHAOS_SB_QUIET", abi::QUIET_ENTRY),
     ] {
         cmd.arg(format!("-D{name}={value:#x}"));
     }
+    cmd.arg(format!("-DCHAOS_SB_DESCHED_RET=({}L)", abi::DESCHED_RET));
     cmd.arg("-o").arg(&output).arg(&source);
     match cmd.output() {
         Ok(out) if out.status.success() => {}

@@ -17,6 +17,7 @@ mod e2e {
     mod mutation;
     mod repeat;
     mod roundtrip;
+    mod seccomp;
     mod secrets;
     mod syscallbuf;
     mod unprivileged;

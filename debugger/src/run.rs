@@ -154,6 +154,7 @@ fn launch_and_serve(
 ) -> Result<i32> {
     let mut cmd = Command::new(&gdb.program);
     cmd.args(&gdb.args).args(extra);
+    recorder::arch::self_traps::untrapped_child(&mut cmd);
     let terminal = Terminal::take_for_child(&mut cmd);
     let mut child = cmd
         .spawn()

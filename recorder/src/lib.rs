@@ -13,6 +13,7 @@ pub mod inject;
 pub mod kernel;
 pub mod output;
 pub mod preempt;
+pub mod program_filter;
 pub mod ptrace;
 pub mod record;
 pub mod replay;

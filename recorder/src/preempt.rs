@@ -23,7 +23,9 @@ pub mod point;
 pub mod steer;
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::arch::self_traps::monotonic_now;
 
 use serde::{Deserialize, Serialize};
 
@@ -244,6 +246,37 @@ pub fn set_breakpoint(task: &Task, at: Option<u64>) -> Result<()> {
 /// DR7's bits for DR0: L0, G0, and its type and length (bits 16 to 19).
 const DR0_BITS: u64 = 0b11 | 0xf << 16;
 
+/// How the engine thread reads the time when it arms the watchdog. Both are
+/// `CLOCK_MONOTONIC`; neither executes `rdtsc`, which traps on the engine thread (see
+/// `arch::self_traps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The system call (about a microsecond): for wall-clock slices, which may be tens
+    /// of microseconds long.
+    Precise,
+    /// `CLOCK_MONOTONIC_COARSE` from the vDSO (no system call, no `rdtsc`; behind by at
+    /// most one timer tick): for the wall-clock backstop of a CPU-time slice, hundreds
+    /// of milliseconds away.
+    Coarse,
+}
+
+impl Clock {
+    fn now(self) -> Duration {
+        match self {
+            Clock::Precise => monotonic_now(),
+            Clock::Coarse => {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: clock_gettime writes the timespec we pass.
+                unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+                Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+            }
+        }
+    }
+}
+
 /// The watchdog that ends time slices.
 ///
 /// Its thread starts with the first slice: a program that never has two threads never
@@ -258,12 +291,14 @@ pub struct Watchdog {
 #[derive(Debug, Default)]
 struct Slice {
     /// (tgid, tid, deadline, generation) of the running slice.
-    armed: Option<(i32, i32, Instant, u64)>,
+    /// Deadlines are [`monotonic_now`] readings: `arm` and `shorten` run on the engine
+    /// thread, whose vDSO clock would trap (see `arch::self_traps`).
+    armed: Option<(i32, i32, Duration, u64)>,
     generation: u64,
     /// Generation of a slice whose thread was sent SIGSTOP.
     fired: Option<u64>,
     /// When the watchdog thread wakes next on its own.
-    wakes_at: Option<Instant>,
+    wakes_at: Option<Duration>,
     stop: bool,
 }
 
@@ -289,7 +324,7 @@ impl Watchdog {
             if st.stop {
                 return;
             }
-            let now = Instant::now();
+            let now = monotonic_now();
             let mut wait = SLICE;
             if let Some((tgid, tid, deadline, generation)) = st.armed {
                 if now >= deadline {
@@ -312,8 +347,8 @@ impl Watchdog {
         }
     }
 
-    /// A slice of length `slice` starts for `tid`.
-    pub fn arm(self: &Arc<Self>, tgid: i32, tid: i32, slice: Duration) {
+    /// A slice of length `slice` starts for `tid`, measured from `clock`'s now.
+    pub fn arm(self: &Arc<Self>, tgid: i32, tid: i32, slice: Duration, clock: Clock) {
         self.thread.get_or_init(|| {
             let w = self.clone();
             std::thread::Builder::new()
@@ -323,7 +358,7 @@ impl Watchdog {
         });
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.generation += 1;
-        let deadline = Instant::now() + slice;
+        let deadline = clock.now() + slice;
         st.armed = Some((tgid, tid, deadline, st.generation));
         st.fired = None;
         if st.wakes_at.is_some_and(|w| deadline < w) {
@@ -334,11 +369,11 @@ impl Watchdog {
         }
     }
 
-    /// Cuts the running slice to end at most `to` from now.
-    pub fn shorten(&self, to: Duration) {
+    /// Cuts the running slice to end at most `to` from `clock`'s now.
+    pub fn shorten(&self, to: Duration, clock: Clock) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, _, deadline, _)) = st.armed.as_mut() {
-            *deadline = (*deadline).min(Instant::now() + to);
+            *deadline = (*deadline).min(clock.now() + to);
         }
     }
 

@@ -126,7 +126,8 @@ pub fn map_entry_page(task: &mut Task, at: u64) -> Result<()> {
         });
     }
     // ptrace writes go through read-only protections.
-    task.write_mem(page, &abi::ENTRY_CODE)
+    task.write_mem(page, &abi::ENTRY_CODE)?;
+    task.write_mem(abi::QUIET_ENTRY, &abi::ENTRY_CODE)
 }
 
 /// Whether a mapping is the entry page (left out of exec captures).

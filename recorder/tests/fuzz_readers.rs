@@ -218,6 +218,20 @@ fn event() -> impl Strategy<Value = Event> {
         (
             any::<i32>(),
             any::<u64>(),
+            any::<[u64; 6]>(),
+            any::<u64>(),
+            any::<u32>()
+        )
+            .prop_map(|(tid, nr, args, rip, verdict)| Event::Filtered {
+                tid,
+                nr,
+                args,
+                rip,
+                verdict
+            }),
+        (
+            any::<i32>(),
+            any::<u64>(),
             any::<bool>(),
             any::<u64>(),
             any::<u32>()
@@ -609,7 +623,9 @@ fn valid_metadata_reads() {
     assert!(check_trace_meta(b"chaos-trace 5\n", Some(&h), Some(&r)).opened);
     assert!(check_trace_meta(b"chaos-trace 6\n", Some(&h), Some(&r)).opened);
     assert!(check_trace_meta(b"chaos-trace 7\n", Some(&h), Some(&r)).opened);
-    assert!(!check_trace_meta(b"chaos-trace 8\n", Some(&h), Some(&r)).opened);
+    assert!(check_trace_meta(b"chaos-trace 8\n", Some(&h), Some(&r)).opened);
+    assert!(check_trace_meta(b"chaos-trace 9\n", Some(&h), Some(&r)).opened);
+    assert!(!check_trace_meta(b"chaos-trace 10\n", Some(&h), Some(&r)).opened);
 }
 
 proptest! {

@@ -2,7 +2,8 @@
 //! exactly; the calls it buffered are checked and re-executed like traced ones (edit a
 //! buffered read's bytes and the replayed program computes with them; edit a buffered
 //! write's input hash and the replay names that event); fds moved under the library, raw syscalls, fork and
-//! exec, and a read blocked on a pipe between threads still record and replay.
+//! exec, and a read blocked on a pipe between threads (buffered, interrupted by the
+//! desched event and made again traced) still record and replay.
 
 use recorder::trace::{Event, Header};
 
@@ -69,10 +70,28 @@ fn buffered_calls_record_and_replay_exactly() {
                 })
                 .map(|(i, _)| i)
                 .expect("the pipe read");
-            assert!(
-                !buffered(&events, READ).contains(&pipe_read),
-                "the read of a pipe at a reused fd must not be buffered (event {pipe_read})"
-            );
+            if header(&rec.trace).desched {
+                // Pipes are buffered too (armed): the library asked what fd 3 is again
+                // (a buffered fstat after the pipe was made), it did not take the pipe
+                // for the regular file it cached.
+                let fd = fd_of(&events, pipe_read);
+                let made = syscalls(&events)
+                    .filter(|(i, s)| *i < pipe_read && (s.nr == sys::PIPE || s.nr == sys::PIPE2))
+                    .map(|(i, _)| i)
+                    .last()
+                    .expect("the pipe");
+                assert!(
+                    buffered(&events, sys::FSTAT)
+                        .iter()
+                        .any(|&i| i > made && i < pipe_read && fd_of(&events, i) == fd),
+                    "no fstat of fd {fd} between the pipe (event {made}) and its read (event {pipe_read})"
+                );
+            } else {
+                assert!(
+                    !buffered(&events, READ).contains(&pipe_read),
+                    "the read of a pipe at a reused fd must not be buffered (event {pipe_read})"
+                );
+            }
         } else {
             assert_eq!((inits, buffered_writes), (0, 0));
         }
@@ -151,13 +170,130 @@ fn buffered_calls_replay_without_a_stop_each() {
     }
 }
 
+fn fd_of(events: &[Event], i: u64) -> u64 {
+    match &events[i as usize] {
+        Event::Syscall(s) => s.args[0],
+        _ => unreachable!("a syscall event"),
+    }
+}
+
+/// Buffered calls number `nr` that blocked (interrupted by the desched event: the
+/// engine's result), each with its thread's next event.
+fn blocked_buffered(events: &[Event], nr: u64) -> Vec<(u64, Option<&Event>)> {
+    syscalls(events)
+        .filter(|(_, s)| {
+            s.nr == nr
+                && s.args[5] == recorder::syscallbuf::abi::MARK
+                && s.ret == recorder::syscallbuf::abi::DESCHED_RET
+        })
+        .map(|(i, s)| {
+            let next = events[i as usize + 1..].iter().find(|e| match e {
+                Event::Syscall(o) => o.tid == s.tid,
+                Event::Blocked { tid, .. } => *tid == s.tid,
+                _ => false,
+            });
+            (i, next)
+        })
+        .collect()
+}
+
+/// Records with the library on, and the desched event on or off
+/// (`CARGO_CHAOS_DESCHED`).
+fn record_desched(dir: &std::path::Path, name: &str, args: &[&str], desched: bool) -> Recording {
+    let program = fixture(name);
+    RecordSpec::new(&program, dir.join("trace"))
+        .args(args)
+        .configure(move |c| {
+            c.env("CARGO_CHAOS_SYSCALLBUF", "1");
+            c.env("CARGO_CHAOS_DESCHED", if desched { "1" } else { "0" });
+        })
+        .record()
+}
+
+/// A read on an empty pipe that another thread writes later: with the desched event the
+/// read is buffered, blocks, is interrupted and made again traced (the `Blocked` path);
+/// nothing deadlocks and the replay prints the same. Without the event (refused, or
+/// `CARGO_CHAOS_DESCHED=0`) the read is traced from the start.
 #[test]
 fn blocked_pipe_read_between_threads() {
-    let dir = temp();
-    let rec = record_buffered(dir.path(), "threads_pipe", &[], true);
-    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
-    let replayed = replay(&rec.trace);
-    assert_same("threads_pipe", &rec.program, &replayed);
+    for desched in [true, false] {
+        let dir = temp();
+        let rec = record_desched(dir.path(), "threads_pipe", &[], desched);
+        assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+        let h = header(&rec.trace);
+        assert!(h.syscallbuf);
+        assert!(desched || !h.desched, "CARGO_CHAOS_DESCHED=0 turns it off");
+        let events = read_events(&rec.trace);
+        let blocked = blocked_buffered(&events, READ);
+        if h.desched {
+            // The reader's four reads (three messages, then the end of file) each
+            // found the pipe empty: each blocked and was made again, traced.
+            assert!(
+                blocked.len() >= 4,
+                "{} blocked buffered reads",
+                blocked.len()
+            );
+            for (i, next) in &blocked {
+                assert!(
+                    matches!(next, Some(Event::Blocked { nr: READ, .. })),
+                    "event {i}: a blocked buffered read is followed by {next:?}"
+                );
+            }
+        } else {
+            assert!(blocked.is_empty());
+            assert!(buffered(&events, READ)
+                .iter()
+                .all(|&i| fd_of(&events, i) != 3 && fd_of(&events, i) != 4));
+        }
+        let replayed = replay(&rec.trace);
+        assert_same(
+            &format!("threads_pipe (desched {desched})"),
+            &rec.program,
+            &replayed,
+        );
+    }
+}
+
+/// Two threads play ping-pong over two pipes (reads that find their pipe empty wait for
+/// the other thread), with the desched event on and off and without buffering, and each
+/// recording replays.
+#[test]
+fn pipe_ping_pong_between_threads() {
+    for (buffering, desched) in [(true, true), (true, false), (false, false)] {
+        let dir = temp();
+        let rec = if buffering {
+            record_desched(dir.path(), "threads_pingpong", &["300"], desched)
+        } else {
+            record_buffered(dir.path(), "threads_pingpong", &["300"], false)
+        };
+        let what = format!("threads_pingpong (syscallbuf {buffering}, desched {desched})");
+        assert_eq!(rec.program.status, 0, "{what}: {}", rec.program.show());
+        assert!(rec.program.stdout_str().contains("300 rounds"), "{what}");
+        let h = header(&rec.trace);
+        let events = read_events(&rec.trace);
+        if h.desched {
+            assert!(desched);
+            // How many reads find their pipe empty depends on the schedule (a traced
+            // write's exit is a switch point): each that did is made again, traced.
+            for (i, next) in blocked_buffered(&events, READ) {
+                assert!(
+                    matches!(next, Some(Event::Blocked { nr: READ, .. })),
+                    "{what}: event {i}: a blocked buffered read is followed by {next:?}"
+                );
+            }
+            // Writes on pipes stay traced (the engine orders writes to one file).
+            assert!(
+                buffered(&events, sys::WRITE)
+                    .iter()
+                    .all(|&i| !(3..=6).contains(&fd_of(&events, i))),
+                "{what}"
+            );
+        } else {
+            assert!(blocked_buffered(&events, READ).is_empty(), "{what}");
+        }
+        let replayed = replay(&rec.trace);
+        assert_same(&what, &rec.program, &replayed);
+    }
 }
 
 #[test]

@@ -117,3 +117,54 @@ fn cpu_time_slices_as_nobody() {
         replayed.stdout_str()
     );
 }
+
+/// Syscall buffering's desched event as an ordinary user: the context-switch counter
+/// counts kernel events, refused under `perf_event_paranoid` 2 or more without
+/// `CAP_PERFMON`. Then the header says `desched: false`, the ping-pong's pipe reads are
+/// traced from the start (none buffered and interrupted), and the recording replays; at
+/// 1 or less the event is there (unless a container refuses perf events).
+#[test]
+fn desched_event_as_nobody() {
+    if !is_root() {
+        eprintln!("skipped: not running as root, so every other test already records unprivileged");
+        return;
+    }
+    let paranoid: i32 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4);
+    let dir = temp();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let program = fixture_copy("threads_pingpong", dir.path());
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().to_path_buf();
+    let rec = RecordSpec::new(&program, dir.path().join("trace"))
+        .args(["100"])
+        .wrapper(SETPRIV)
+        .configure(move |c| {
+            c.current_dir(&home)
+                .env("HOME", &home)
+                .env("CARGO_CHAOS_SYSCALLBUF", "1")
+                .env_remove("CARGO_CHAOS_DESCHED");
+        })
+        .record();
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    let header: recorder::trace::Header =
+        serde_json::from_str(&std::fs::read_to_string(rec.trace.join("header.json")).unwrap())
+            .unwrap();
+    assert!(header.syscallbuf);
+    if paranoid >= 2 {
+        assert!(!header.desched, "paranoid {paranoid}");
+    }
+    let blocked = syscalls(&read_events(&rec.trace))
+        .filter(|(_, s)| s.ret == recorder::syscallbuf::abi::DESCHED_RET)
+        .count();
+    if !header.desched {
+        assert_eq!(blocked, 0, "buffered calls interrupted without the event");
+    }
+    let wrapper: Vec<&std::ffi::OsStr> = SETPRIV.iter().map(|s| std::ffi::OsStr::new(*s)).collect();
+    let replayed = replay_with(&rec.trace, &wrapper, |c| {
+        c.current_dir(dir.path()).env("HOME", dir.path());
+    });
+    assert_same("threads_pingpong as nobody", &rec.program, &replayed);
+}

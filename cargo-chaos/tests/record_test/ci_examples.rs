@@ -327,6 +327,14 @@ fn github_actions_workflow() {
         );
     }
     assert_eq!(jobs_with_tool, 4, "hunt, test, replay-check, hunt-s3");
+    // The jobs that record allow software perf events (the desched event, CPU-time
+    // slices): GitHub's runners refuse them by default.
+    assert_eq!(
+        text.matches("run: sudo sysctl kernel.perf_event_paranoid=1")
+            .count(),
+        3,
+        "hunt, test, hunt-s3"
+    );
 
     let sb = Sandbox::new();
     let repo = repository(&sb);

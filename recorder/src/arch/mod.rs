@@ -1,7 +1,7 @@
 //! x86_64 specifics: register layout, trapped instructions, CPUID masking, whether this
 //! machine can trap `cpuid`.
 
-pub mod self_cpuid;
+pub mod self_traps;
 
 use crate::ptrace::Regs;
 
@@ -142,7 +142,7 @@ pub fn masked_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
 
 /// Executes cpuid once per (CPU, leaf, subleaf) and remembers the answer.
 ///
-/// The engine thread has CPUID faulting armed (see [`self_cpuid`]), so each cpuid it
+/// The engine thread has CPUID faulting armed (see [`self_traps`]), so each cpuid it
 /// executes costs a fault and two MSR writes (~20 µs here); glibc's start-up alone asks
 /// ~80 times per exec. The CPU is part of the key because some leaves (the APIC ids in
 /// leaves 1, 0xB and 0x1F) differ between CPUs, and recordings run pinned to one.

@@ -30,8 +30,17 @@ pub(super) struct Buffer {
 /// its parent's buffer; a fork child gets a copy.
 pub(super) type SharedBuffer = Rc<RefCell<Buffer>>;
 
+impl Buffer {
+    /// Where it is in the program's memory.
+    pub(super) fn addr(&self) -> u64 {
+        self.addr
+    }
+}
+
 const HEADER: u64 = abi::HEADER_WORDS * 8;
 const CAPACITY: u64 = abi::BUFFER_SIZE - HEADER;
+/// `PERF_EVENT_IOC_ENABLE` (`_IO('$', 0)`), the library's arming of the desched event.
+const PERF_IOC_ENABLE: u64 = 0x2400;
 /// Single steps allowed to finish a buffered call's record before a preemption.
 const MAX_LEAVE_STEPS: u32 = 100_000;
 
@@ -130,7 +139,10 @@ impl Recorder {
     ) -> Option<i64> {
         match sysno {
             nr::CHAOS_SYSCALLBUF_INIT => {
+                // A thread under seccomp filters of the program's makes every call
+                // traced (see `stop_buffering`).
                 let ok = self.syscallbuf
+                    && self.threads[&cur].filters.is_empty()
                     && !self.shared_tls.contains(&cur)
                     && args[0] % 4096 == 0
                     && args[0] != 0
@@ -155,6 +167,10 @@ impl Recorder {
                     // Read at this stop already; the library starts again at the front.
                     Some(sb) if sb.borrow().addr == args[0] => {
                         sb.borrow_mut().consumed = 0;
+                        if !t.filters.is_empty() {
+                            // No more buffering in this thread (see `stop_buffering`).
+                            return Some(-(libc::ENOSYS as i64));
+                        }
                         Some(self.sched.syscallbuf_budget() as i64)
                     }
                     _ => Some(-(libc::ENOSYS as i64)),
@@ -162,6 +178,53 @@ impl Recorder {
             }
             _ => None,
         }
+    }
+
+    /// Threads `tids` now run under seccomp filters of the program's: their buffers'
+    /// budget (`H_CALLS_LEFT`) is set to 0, so that the library's next buffered call in
+    /// each flushes first, gets no new budget and makes every call traced from then on,
+    /// where the filters' verdicts apply at an ordinary stop (and the library's own
+    /// calls, such as its fstat of an fd, which do not exist natively, stop too). The
+    /// writes are made through `cur` and returned for its event, so replay makes them
+    /// too. A thread stopped inside the library (TSYNC reached it there) is left to
+    /// its next flush: its budget may be counting down.
+    pub(super) fn stop_buffering(
+        &mut self,
+        cur: i32,
+        tids: &[i32],
+    ) -> Result<Vec<crate::trace::MemWrite>> {
+        let mut writes = Vec::new();
+        for tid in tids {
+            let Some(t) = self.threads.get(tid) else {
+                continue;
+            };
+            let Some(sb) = t.sb.clone() else {
+                continue;
+            };
+            if *tid != cur {
+                // A thread blocked in a call is in a traced one, which leaves the budget
+                // alone; a stopped one may be between the library's reservation and
+                // its count.
+                let inside = match t.task.regs() {
+                    Ok(r) => r.rip == abi::ENTRY_IP || in_library(*tid, r.rip),
+                    Err(_) => t.state != Where::Blocked,
+                };
+                if inside {
+                    continue;
+                }
+            }
+            let w = crate::trace::MemWrite {
+                addr: sb.borrow().addr + abi::H_CALLS_LEFT * 8,
+                data: 0u64.to_le_bytes().to_vec(),
+            };
+            if writes.contains(&w) {
+                continue; // a buffer shared with a vfork child
+            }
+            let task = &mut self.threads.get_mut(&cur).expect("current").task;
+            task.write_mem(w.addr, &w.data)?;
+            writes.push(w);
+        }
+        Ok(writes)
     }
 
     /// Writes must be seen as they happen once a file is mapped `MAP_SHARED` or a
@@ -308,6 +371,8 @@ impl Recorder {
         self.fd_gens.remove(&tgid);
         for (tid, t) in self.threads.iter_mut().filter(|(_, t)| t.tgid == tgid) {
             t.sb = None;
+            // Its fd in the program was close-on-exec.
+            t.desched = None;
             self.shared_tls.remove(tid);
         }
     }
@@ -322,15 +387,46 @@ impl Recorder {
             return Ok(None);
         };
         let in_call_at = sb.borrow().addr + abi::H_IN_CALL * 8;
+        let mut arm_at_entry = false;
         for _ in 0..MAX_LEAVE_STEPS {
             let in_call =
                 u64::from_le_bytes(t.task.read_mem(in_call_at, 8)?.try_into().expect("8 bytes"));
-            if in_call == 0 || t.task.regs()?.rip == abi::ENTRY {
+            let mut regs = t.task.regs()?;
+            if in_call == 0 || regs.rip == abi::ENTRY {
+                if in_call != 0 && arm_at_entry {
+                    // The call is still to come: armed as the library would have.
+                    if let Some(d) = t.desched.as_mut() {
+                        d.set_armed(true);
+                    }
+                }
                 return Ok(None);
+            }
+            if regs.rip == abi::QUIET_ENTRY {
+                // The desched event's arming or disarming: done here rather than stepped
+                // (stepped, the `syscall` would leave the trap flag in r11, which the
+                // replay's code there does not; replay must find the same registers at
+                // the preemption point). The registers as that code leaves them.
+                let enable = regs.rsi == PERF_IOC_ENABLE;
+                arm_at_entry = enable;
+                if !enable {
+                    if let Some(d) = t.desched.as_mut() {
+                        d.set_armed(false);
+                    }
+                }
+                regs.rip = abi::QUIET_IP;
+                regs.rax = 0;
+                regs.rcx = abi::QUIET_IP;
+                regs.r11 = regs.eflags;
+                t.task.set_regs(&regs)?;
+                continue;
             }
             t.task.resume(Resume::Step, 0)?;
             match t.task.wait()? {
                 Stop::Signal(libc::SIGTRAP) => {}
+                Stop::Signal(libc::SIGSTOP)
+                    if t.desched.is_some() && t.task.siginfo().is_ok_and(|si| {
+                        t.desched.as_mut().is_some_and(|d| d.swallow(&si))
+                    }) => {}
                 Stop::Signal(sig) => return Ok(Some(sig)),
                 Stop::Exited(_) | Stop::Killed(_) => return Err(Error::TaskGone { pid: cur }),
                 other => {
@@ -359,4 +455,23 @@ pub(super) fn pending_clone_flags(p: &Pending) -> Option<u64> {
         nr::CLONE3 => p.entry.extra.first().copied(),
         _ => None,
     }
+}
+
+/// Whether `rip` of thread `tid` is in the preload library's code.
+pub(super) fn in_library(tid: i32, rip: u64) -> bool {
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{tid}/maps")) else {
+        return false;
+    };
+    maps.lines().any(|l| {
+        let Some((range, rest)) = l.split_once(' ') else {
+            return false;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            return false;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            return false;
+        };
+        (a..b).contains(&rip) && rest.contains("libchaos_syscallbuf")
+    })
 }

@@ -48,6 +48,7 @@ pub(super) fn initial(
         pinned_cpu: pinned,
         untraced: Vec::new(),
         syscallbuf: false,
+        desched: false,
         started_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -97,6 +98,8 @@ impl Recorder {
             self.syscallbuf = false;
         }
         header.syscallbuf = self.syscallbuf;
+        self.desched = self.syscallbuf && desched::available();
+        header.desched = self.desched;
         if let Err(e) = self.trace.write_header(&header) {
             self.fault.note(e);
         }

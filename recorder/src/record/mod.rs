@@ -8,12 +8,14 @@
 //! emulated → the end.
 
 mod buffers;
+mod desched;
 mod exec;
 mod header;
 mod interrupt;
 mod job_control;
 mod ordering;
 mod probe;
+mod program_filters;
 pub mod redirect;
 pub mod seccomp;
 mod self_memory;
@@ -211,13 +213,20 @@ struct Thread {
     /// Its CPU-time slice clock, opened at its first slice (see [`slices`]).
     clock: Option<crate::preempt::cpu_clock::CpuClock>,
     /// Since when it holds a signal in `deferred` without having made a traced call
-    /// (see [`slices::HELD_SIGNAL_SLICE`]).
-    held_since: Option<std::time::Instant>,
+    /// (see [`slices::HELD_SIGNAL_SLICE`]). Times here are
+    /// `arch::self_traps::monotonic_now` readings: the vDSO clock traps on this thread.
+    held_since: Option<std::time::Duration>,
     /// Its running slice is the one that ends in a held signal's delivery (shorter
     /// than its ordinary slice, if it has one).
     delivery_slice: bool,
     /// When that slice is over at the earliest (its length in wall-clock time).
-    slice_ends: Option<std::time::Instant>,
+    slice_ends: Option<std::time::Duration>,
+    /// The program's own seccomp filters in effect for it (see [`program_filters`]).
+    filters: crate::program_filter::Chain,
+    /// The filter its pending seccomp call installs (rewritten in the call).
+    installing: Option<program_filters::Installing>,
+    /// Its desched event, opened at its buffer's registration (see [`desched`]).
+    desched: Option<desched::Desched>,
 }
 
 impl Thread {
@@ -239,6 +248,9 @@ impl Thread {
             held_since: None,
             delivery_slice: false,
             slice_ends: None,
+            filters: Default::default(),
+            installing: None,
+            desched: None,
         }
     }
 }
@@ -312,6 +324,9 @@ struct Recorder {
     /// clone without `CLONE_SETTLS`): the library's per-thread state is not theirs
     /// alone, so they never get a buffer (see [`Recorder::retire_shared_tls_buffer`]).
     shared_tls: HashSet<i32>,
+    /// Threads that register a buffer get a desched event, and the library buffers
+    /// calls that may block (see [`desched`]).
+    desched: bool,
 }
 
 /// Records one run of a program into a new trace directory.
@@ -340,8 +355,8 @@ pub fn record(opts: &RecordOptions) -> Result<RecordSummary> {
 /// (a hunt's workers): [`record`] starts a thread per recording.
 ///
 /// The thread must have no children of its own: it becomes the tracer, it is pinned to
-/// the recording's core and CPUID faulting stays armed on it afterwards (see
-/// [`crate::arch::self_cpuid`]).
+/// the recording's core, and it has the tracees' rdtsc and cpuid traps armed while it
+/// records (see [`crate::arch::self_traps`]).
 pub fn record_on_this_thread(opts: &RecordOptions) -> Result<RecordSummary> {
     record_here(opts)
 }

@@ -61,12 +61,13 @@ pub fn buffered() -> Vec<u64> {
 
 /// The filter program: x86_64 calls in `allowed` pass; so do the calls in `buffered`
 /// made from the syscall-buffering entry (instruction pointer
-/// [`crate::syscallbuf::abi::ENTRY_IP`]); everything else stops the thread for the
-/// tracer. With `buffered` empty there is no entry clause.
+/// [`crate::syscallbuf::abi::ENTRY_IP`]) and `ioctl` from its quiet entry
+/// ([`crate::syscallbuf::abi::QUIET_IP`], the desched event's arming); everything else
+/// stops the thread for the tracer. With `buffered` empty there is no entry clause.
 pub fn program(allowed: &[u64], buffered: &[u64]) -> Vec<libc::sock_filter> {
     let n = allowed.len();
     let m = buffered.len();
-    let entry_clause = if m == 0 { 0 } else { 5 + m };
+    let entry_clause = if m == 0 { 0 } else { 8 + m };
     assert!(n + entry_clause < 250, "jump offsets are 8 bits");
     let trace = 4 + n + entry_clause; // index of `ret TRACE`
     let allow = trace + 1;
@@ -84,11 +85,22 @@ pub fn program(allowed: &[u64], buffered: &[u64]) -> Vec<libc::sock_filter> {
     }
     if m > 0 {
         let ip = crate::syscallbuf::abi::ENTRY_IP;
+        let quiet = crate::syscallbuf::abi::QUIET_IP;
+        debug_assert_eq!(ip >> 32, quiet >> 32);
         let at = p.len();
-        p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_IP));
-        p.push(insn(BPF_JEQ_K, 0, to(at + 1, trace), ip as u32));
         p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_IP + 4));
-        p.push(insn(BPF_JEQ_K, 0, to(at + 3, trace), (ip >> 32) as u32));
+        p.push(insn(BPF_JEQ_K, 0, to(at + 1, trace), (ip >> 32) as u32));
+        p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_IP));
+        // The quiet entry: ioctl only (the desched event's arming, not recorded).
+        p.push(insn(BPF_JEQ_K, 0, 2, quiet as u32));
+        p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_NR));
+        p.push(insn(
+            BPF_JEQ_K,
+            to(at + 5, allow),
+            to(at + 5, trace),
+            libc::SYS_ioctl as u32,
+        ));
+        p.push(insn(BPF_JEQ_K, 0, to(at + 6, trace), ip as u32));
         p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_NR));
         for &nr in buffered {
             let at = p.len();
@@ -246,6 +258,25 @@ mod tests {
                 "{nr}"
             );
         }
+        // The quiet entry lets ioctl through, nothing else.
+        let quiet = crate::syscallbuf::abi::QUIET_IP;
+        for nr in 0..500u32 {
+            let pass = nr == libc::SYS_ioctl as u32 || allowed.contains(&(nr as u64));
+            assert_eq!(
+                run_at(&p, AUDIT_ARCH_X86_64, nr, quiet),
+                if pass {
+                    SECCOMP_RET_ALLOW
+                } else {
+                    SECCOMP_RET_TRACE
+                },
+                "{nr} at the quiet entry"
+            );
+        }
+        let ioctl = libc::SYS_ioctl as u32;
+        assert_eq!(
+            run_at(&p, AUDIT_ARCH_X86_64, ioctl, quiet + (1 << 32)),
+            SECCOMP_RET_TRACE
+        );
         let read = libc::SYS_read as u32;
         assert_eq!(run_at(&p, 0x4000_0003, read, entry), SECCOMP_RET_TRACE);
         assert_eq!(

@@ -18,7 +18,7 @@ impl Recorder {
                         // A held signal's slice counts from here: not while others ran.
                         let t = self.threads.get_mut(&c).expect("picked");
                         if t.held_since.is_some() {
-                            t.held_since = Some(std::time::Instant::now());
+                            t.held_since = Some(crate::arch::self_traps::monotonic_now());
                         }
                         c
                     }
@@ -444,6 +444,12 @@ impl Recorder {
             // starts it again.)
             self.flush_buffer(cur)?;
         }
+        if let ThreadStop::Signal(sig) = decoded {
+            if self.syscallbuf && self.desched_stop(cur, sig)? {
+                // The desched event's signal: never the program's.
+                return Ok(Next::Continue);
+            }
+        }
         match decoded {
             ThreadStop::Exited(_) | ThreadStop::Killed(_) => {
                 let tgid = self.threads.get(&cur).map(|t| t.tgid).unwrap_or(cur);
@@ -487,7 +493,8 @@ impl Recorder {
                         }
                         // Any other held signal waits for the next call's exit, or
                         // for a whole held signal's slice from here (see `slices`).
-                        t.held_since = (!t.deferred.is_empty()).then(std::time::Instant::now);
+                        t.held_since =
+                            (!t.deferred.is_empty()).then(crate::arch::self_traps::monotonic_now);
                         let point = match sysno {
                             Some(nr::SCHED_YIELD) => Point::Yield,
                             Some(nr::CHAOS_TICK) => Point::Tick,
@@ -516,7 +523,7 @@ impl Recorder {
                 let over = t
                     .slice_ends
                     .take()
-                    .is_some_and(|end| std::time::Instant::now() >= end);
+                    .is_some_and(|end| crate::arch::self_traps::monotonic_now() >= end);
                 if delivery {
                     let regs = t.task.regs()?;
                     if !over || !self.can_give_held_signal(cur, &regs)? {
@@ -536,16 +543,17 @@ impl Recorder {
                 let t = self.threads.get_mut(&cur).expect("current");
                 let regs = t.task.regs()?;
                 // On to a point replay finds cheaply (see `preempt::steer`).
-                let started = std::time::Instant::now();
+                let started = crate::arch::self_traps::monotonic_now();
                 let requeued = t.requeued.is_some();
                 let steered = crate::preempt::steer::steer(&mut t.task, regs, requeued)?;
-                let stepped = started.elapsed();
+                let elapsed = || crate::arch::self_traps::monotonic_now().saturating_sub(started);
+                let stepped = elapsed();
                 let state = crate::preempt::capture(&mut t.task, &steered.regs)?;
                 tracing::debug!(
                     "thread {cur} preempted at {:#x}: {} steps in {stepped:?}, state in {:?}",
                     steered.regs.rip,
                     steered.point.steps,
-                    started.elapsed() - stepped
+                    elapsed().saturating_sub(stepped)
                 );
                 t.state = Where::Ready(0);
                 t.exit_rip = None;
@@ -635,6 +643,8 @@ impl Recorder {
                 self.next_slot += 1;
                 let mut new = Thread::new(Task::new(child), tgid, slot);
                 new.segv_blocked = self.threads[&cur].segv_blocked;
+                // Seccomp filters are inherited by threads and processes alike.
+                new.filters = self.threads[&cur].filters.clone();
                 self.threads.insert(child, new);
                 self.interrupter.add_member(child);
                 if process {
@@ -645,6 +655,11 @@ impl Recorder {
                 }
                 let vfork = ev == libc::PTRACE_EVENT_VFORK;
                 self.inherit_buffer(cur, child, process, vfork);
+                if process && self.threads[&child].sb.is_some() {
+                    // A forked copy of the thread (or a vfork child on its memory): its
+                    // own desched event under the same number.
+                    self.desched_for_child(cur, child);
+                }
                 self.events.push(&Event::NewTask {
                     tid: cur,
                     child,
@@ -743,8 +758,9 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         .filter(|c| cpu_set.contains(c))
         .unwrap_or(cpu_set[0]);
     spawn::pin_self(&[pinned]);
-    // Runs on a thread of its own (see `record`), which ends with the recording.
-    crate::arch::self_cpuid::arm_for_this_thread();
+    // Until the recording ends: what this thread spawns afterwards must not inherit
+    // the rdtsc trap (a hunt's worker records run after run on one thread).
+    let _traps = crate::arch::self_traps::ArmedHere::new(true);
     let mut argv = vec![opts.program.clone().into_os_string()];
     argv.extend(opts.args.iter().cloned());
     let seed = opts.seed.unwrap_or_else(random_seed);
@@ -844,6 +860,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         fd_gens: HashMap::new(),
         fd_gen_counter: 0,
         shared_tls: HashSet::new(),
+        desched: false,
         trace: trace.clone(),
     };
     let r = rec.run(header);

@@ -39,6 +39,12 @@ impl Recorder {
             tracing::debug!("thread {cur}: a second SIGSTOP of the recorder's, dropped");
             return Ok(0);
         }
+        if self.is_desched_signal(cur, sig, &si) {
+            // The desched event's, met while the engine stepped the thread.
+            self.threads.get_mut(&cur).expect("current").exit_rip = exit_rip;
+            return Ok(0);
+        }
+        let t = self.threads.get_mut(&cur).expect("current");
         if let Some(req) = t.requeued.take() {
             if req.si_signo == sig {
                 // A deferred signal, queued again right after a syscall: deliver it
@@ -131,7 +137,8 @@ impl Recorder {
         // preemption point if the thread makes no traced call for a while, see
         // `slices::HELD_SIGNAL_SLICE`).
         t.deferred.push_back(si);
-        t.held_since.get_or_insert_with(std::time::Instant::now);
+        t.held_since
+            .get_or_insert_with(crate::arch::self_traps::monotonic_now);
         Ok(0)
     }
 
@@ -161,7 +168,7 @@ impl Recorder {
         // thread is resumed with, with the siginfo set here (its number is the same).
         t.task.set_siginfo(&si)?;
         t.state = Where::Ready(signo);
-        t.held_since = (!t.deferred.is_empty()).then(std::time::Instant::now);
+        t.held_since = (!t.deferred.is_empty()).then(crate::arch::self_traps::monotonic_now);
         self.events.push(&Event::SignalAtPoint {
             tid: cur,
             signo,
@@ -193,7 +200,7 @@ impl Recorder {
             && (1..=64).contains(&signo)
             && t.task.sigmask()? & (1u64 << (signo - 1)) == 0;
         if !ok {
-            t.held_since = Some(std::time::Instant::now());
+            t.held_since = Some(crate::arch::self_traps::monotonic_now());
         }
         Ok(ok)
     }

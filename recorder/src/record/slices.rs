@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::preempt::cpu_clock::{CpuClock, OpenError};
+use crate::preempt::Clock;
 
 /// How much longer than its slice the wall-clock watchdog lets a thread on a CPU-time
 /// slice run.
@@ -31,12 +32,17 @@ const MIN_HELD_SIGNAL_SLICE: Duration = Duration::from_micros(20);
 impl Recorder {
     /// Starts a slice of `slice` for the running thread `cur` of process `tgid`.
     pub(super) fn start_slice(&mut self, tgid: i32, cur: i32, slice: Duration) {
-        let wall = if self.arm_cpu_clock(cur, slice) {
-            slice.saturating_add(WALL_BACKSTOP)
+        if self.arm_cpu_clock(cur, slice) {
+            // A backstop far beyond the slice: the coarse clock is precise enough.
+            self.watchdog.arm(
+                tgid,
+                cur,
+                slice.saturating_add(WALL_BACKSTOP),
+                Clock::Coarse,
+            );
         } else {
-            slice
-        };
-        self.watchdog.arm(tgid, cur, wall);
+            self.watchdog.arm(tgid, cur, slice, Clock::Precise);
+        }
     }
 
     /// Starts the running thread `cur`'s slice: `ordinary` (while others wait to run),
@@ -52,7 +58,7 @@ impl Recorder {
         };
         if let Some(t) = self.threads.get_mut(&cur) {
             t.delivery_slice = slice.is_some_and(|(_, delivery)| delivery);
-            t.slice_ends = slice.map(|(s, _)| std::time::Instant::now() + s);
+            t.slice_ends = slice.map(|(s, _)| crate::arch::self_traps::monotonic_now() + s);
         }
         if let Some((slice, _)) = slice {
             self.start_slice(tgid, cur, slice);
@@ -72,7 +78,7 @@ impl Recorder {
         let since = t.held_since?;
         Some(
             HELD_SIGNAL_SLICE
-                .saturating_sub(since.elapsed())
+                .saturating_sub(crate::arch::self_traps::monotonic_now().saturating_sub(since))
                 .max(MIN_HELD_SIGNAL_SLICE),
         )
     }
@@ -91,8 +97,11 @@ impl Recorder {
             },
             None => false,
         };
-        self.watchdog
-            .shorten(if on_cpu { slice + WALL_BACKSTOP } else { slice });
+        if on_cpu {
+            self.watchdog.shorten(slice + WALL_BACKSTOP, Clock::Coarse);
+        } else {
+            self.watchdog.shorten(slice, Clock::Precise);
+        }
     }
 
     /// The running thread `cur` stopped (or the recording ends): its slice is over.

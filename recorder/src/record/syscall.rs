@@ -16,6 +16,18 @@ impl Recorder {
         at_seccomp: bool,
         released: bool,
     ) -> Result<Next> {
+        let engine_call = matches!(
+            sysno,
+            nr::CHAOS_TICK | nr::CHAOS_SYSCALLBUF_INIT | nr::CHAOS_SYSCALLBUF_FLUSH
+        );
+        if !engine_call && !self.threads[&cur].filters.is_empty() {
+            // The program's own seccomp filters speak first (see `program_filters`),
+            // except on the calls only the recorder's additions make (which a
+            // program's allow-list would refuse: natively they do not exist).
+            if let Some(next) = self.program_verdict(cur, sysno, args, at_seccomp)? {
+                return Ok(next);
+            }
+        }
         let Some(desc) = syscalls::lookup(sysno) else {
             return self.on_unknown_entry(cur, sysno, args);
         };
@@ -144,12 +156,17 @@ impl Recorder {
                 return Ok(Next::Continue);
             }
         }
+        self.program_filter_entry(cur, sysno, &args)?;
         if let Some(answer) = desc.answer {
             // Never run (sched_setaffinity: the recording stays pinned; it "worked").
             fake_ret = Some(answer);
         }
         if let Some(answer) = self.answer_buffer_call(cur, sysno, &args) {
             fake_ret = Some(answer);
+        }
+        if self.closes_desched_fd(cur, sysno, &args) {
+            // The library's fd, which the program does not know it has: as if closed.
+            fake_ret = Some(-(libc::EBADF as i64));
         }
         if sysno == nr::CHAOS_TICK {
             // Instrumented code asks for its next tick budget (see `crate::ticks`).
@@ -353,6 +370,19 @@ impl Recorder {
     }
 
     pub(super) fn on_exit(&mut self, cur: i32, mut ret: i64) -> Result<()> {
+        if let Some((buffer, budget)) = self
+            .threads
+            .get(&cur)
+            .and_then(|t| t.pending.as_ref())
+            .filter(|p| p.nr == nr::CHAOS_SYSCALLBUF_INIT)
+            .and_then(|p| Some((p.args[0], p.fake_ret.filter(|&r| r > 0)?)))
+        {
+            // A registered buffer: the thread's desched event with the budget.
+            let answer = self.desched_answer(cur, buffer, budget);
+            if let Some(p) = self.threads.get_mut(&cur).and_then(|t| t.pending.as_mut()) {
+                p.fake_ret = Some(answer);
+            }
+        }
         if let Some(p) = self.threads.get_mut(&cur).and_then(|t| {
             let p = t.pending.as_ref()?;
             (p.nr == nr::CLONE && p.args[0] & libc::CLONE_UNTRACED as u64 != 0)
@@ -378,6 +408,8 @@ impl Recorder {
             }
             _ => Vec::new(),
         };
+        let filter_writes = self.program_filter_exit(cur, ret)?;
+        let own_seccomp = self.own_seccomp_mode(cur);
         let t = self.threads.get_mut(&cur).expect("thread");
         let tgid = t.tgid;
         let Some(p) = t.pending.take() else {
@@ -433,9 +465,22 @@ impl Recorder {
                     // The recorder's seccomp filter must not show either: the program
                     // gets what the recorder itself has (0, or 2 inside a container
                     // that filters), as it would running natively from here.
-                    // SAFETY: plain syscall without pointers.
-                    ret = unsafe { libc::prctl(libc::PR_GET_SECCOMP) } as i64;
+                    // The program's own filters do show (see `program_filters`).
+                    ret = match own_seccomp {
+                        Some(mode) => mode,
+                        // SAFETY: plain syscall without pointers.
+                        None => i64::from(unsafe { libc::prctl(libc::PR_GET_SECCOMP) }),
+                    };
                     task.set_rax(ret as u64)?;
+                }
+                nr::SECCOMP
+                    if p.args[0] == crate::program_filter::SECCOMP_GET_NOTIF_SIZES && ret == 0 =>
+                {
+                    // Three u16 sizes (the table's row describes no outputs).
+                    writes = vec![crate::trace::MemWrite {
+                        addr: p.args[2],
+                        data: task.read_mem(p.args[2], 6)?,
+                    }];
                 }
                 nr::ARCH_PRCTL if p.args[0] == crate::kernel::ARCH_GET_CPUID => {
                     ret = 1;
@@ -510,6 +555,7 @@ impl Recorder {
             writes.extend(self.mark_writes_traced(cur)?);
             writes.extend(self.bump_fd_gen(cur, p.nr)?);
         }
+        writes.extend(filter_writes);
         self.events.push(&Event::Syscall(SyscallEvent {
             // An exec from another thread than the leader is replayed by that thread.
             tid: p.exec_from.unwrap_or(cur),

@@ -253,6 +253,7 @@ impl Replayer<'_> {
             syscallbuf: self.syscallbuf,
             memory_digest: self.memory_digest,
             sigkilled: Default::default(),
+            filtered_call: None,
             batch_limit: 0,
         })
     }

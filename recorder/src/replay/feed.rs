@@ -279,13 +279,37 @@ pub fn entry_code() -> std::result::Result<Vec<u8>, String> {
     Ok(out.code_buffer)
 }
 
+/// The replay code at the quiet entry ([`abi::QUIET_ENTRY`]), where the library arms and
+/// disarms the desched event of a call that may block (not recorded): it answers 0, the
+/// result of those ioctls at record, and leaves `rcx`, `r11`, the flags and the word
+/// below the stack pointer as the `syscall` did.
+pub fn quiet_code() -> std::result::Result<Vec<u8>, String> {
+    let red = || MemoryOperand::with_base_displ(Register::RSP, -8);
+    let fail = |e: iced_x86::IcedError| format!("cannot assemble the replay quiet entry: {e}");
+    let code = vec![
+        Instruction::with2(Code::Mov_r64_rm64, Register::RCX, red()).map_err(fail)?,
+        Instruction::with(Code::Pushfq),
+        Instruction::with1(Code::Pop_r64, Register::R11).map_err(fail)?,
+        Instruction::with2(Code::Mov_rm64_r64, red(), Register::RCX).map_err(fail)?,
+        Instruction::with2(Code::Mov_r32_imm32, Register::EAX, 0u32).map_err(fail)?,
+        Instruction::with2(Code::Mov_r64_imm64, Register::RCX, abi::QUIET_IP).map_err(fail)?,
+        Instruction::with(Code::Retnq),
+    ];
+    let block = InstructionBlock::new(&code, abi::QUIET_ENTRY);
+    let out = BlockEncoder::encode(64, block, BlockEncoderOptions::NONE)
+        .map_err(|e| format!("cannot assemble the replay quiet entry: {e}"))?;
+    Ok(out.code_buffer)
+}
+
 /// Maps the replay entry page (the code above) and an empty feed into a task stopped
 /// after an exec, borrowing the `syscall` instruction at `at`.
 pub fn map(task: &mut Task, at: u64) -> Result<()> {
-    let code = entry_code().map_err(|what| Error::Unsupported {
-        what,
-        hint: "report this as a bug".into(),
-    })?;
+    let (code, quiet) = entry_code()
+        .and_then(|c| Ok((c, quiet_code()?)))
+        .map_err(|what| Error::Unsupported {
+            what,
+            hint: "report this as a bug".into(),
+        })?;
     let mapped = with_syscall_at(task, at, |task| -> Result<(i64, i64)> {
         let anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64;
         let page = inject_syscall(
@@ -324,6 +348,7 @@ pub fn map(task: &mut Task, at: u64) -> Result<()> {
     }
     // ptrace writes go through read-only protections.
     task.write_mem(abi::ENTRY_PAGE, &code)?;
+    task.write_mem(abi::QUIET_ENTRY, &quiet)?;
     clear(task)
 }
 
@@ -587,7 +612,7 @@ mod tests {
     #[test]
     fn the_entry_code_decodes_and_ends_in_the_recorded_syscall() {
         let code = entry_code().unwrap();
-        assert!(code.len() < 4096);
+        assert!((code.len() as u64) < abi::QUIET_ENTRY - abi::ENTRY_PAGE);
         let mut d = Decoder::with_ip(64, &code, abi::ENTRY_PAGE, DecoderOptions::NONE);
         let insns: Vec<_> = d.iter().collect();
         assert!(insns.iter().all(|i| !i.is_invalid()));
@@ -610,5 +635,19 @@ mod tests {
                 assert!((FEED..FEED + 64).contains(&a), "{:?} at {a:#x}", i.code());
             }
         }
+    }
+
+    #[test]
+    fn the_quiet_entry_answers_zero_without_a_syscall_or_a_memory_write() {
+        let code = quiet_code().unwrap();
+        assert!(abi::QUIET_ENTRY + code.len() as u64 <= abi::ENTRY_PAGE + 4096);
+        let mut d = Decoder::with_ip(64, &code, abi::QUIET_ENTRY, DecoderOptions::NONE);
+        let insns: Vec<_> = d.iter().collect();
+        assert!(insns.iter().all(|i| !i.is_invalid()));
+        assert!(insns.iter().all(|i| i.mnemonic() != Mnemonic::Syscall));
+        assert_eq!(insns.last().unwrap().mnemonic(), Mnemonic::Ret);
+        assert!(insns
+            .iter()
+            .any(|i| i.mnemonic() == Mnemonic::Mov && i.immediate64() == abi::QUIET_IP));
     }
 }

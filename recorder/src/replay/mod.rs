@@ -170,6 +170,9 @@ struct Replayer<'a> {
     memory_digest: crate::preempt::memory::Definition,
     /// Processes of the tree that were sent SIGKILL (see [`Replayer::end_killed`]).
     sigkilled: std::collections::HashSet<i32>,
+    /// The call (number, arguments) of the [`Event::Filtered`] being replayed: an
+    /// untraced call that the program's seccomp filter refused stops like any other.
+    filtered_call: Option<(u64, [u64; 6])>,
     /// Events numbered from here on are not replayed by the current call of
     /// [`Replayer::advance`] (the feed runs only up to there; see [`feed`]).
     batch_limit: u64,
@@ -228,7 +231,11 @@ impl Replayer<'_> {
                 return Ok(stop);
             }
             let (nr, args) = match th.task.syscall_stop()? {
-                SyscallStop::Entry { nr, args } if self.untraced.contains(&nr) => (nr, args),
+                SyscallStop::Entry { nr, args }
+                    if self.untraced.contains(&nr) && self.filtered_call != Some((nr, args)) =>
+                {
+                    (nr, args)
+                }
                 _ => return Ok(stop),
             };
             if mode == Resume::Sysemu {
@@ -514,10 +521,15 @@ impl Replayer<'_> {
         };
         let sig = th.signal;
         th.signal = 0;
+        if let Event::Filtered { nr, args, .. } = ev {
+            self.filtered_call = Some((*nr, *args));
+        }
         let stop = match th.fed_stop.take() {
-            Some(stop) => stop,
-            None => self.resume_to_next(th, mode, sig)?,
+            Some(stop) => Ok(stop),
+            None => self.resume_to_next(th, mode, sig),
         };
+        self.filtered_call = None;
+        let stop = stop?;
         match ThreadStop::decode(&th.task, stop)? {
             ThreadStop::SyscallEntry { nr, args } => {
                 if let Event::Blocked {
@@ -533,6 +545,9 @@ impl Replayer<'_> {
                     }
                     th.held = Some((nr, args));
                     return Ok(Step::Done);
+                }
+                if let Event::Filtered { .. } = ev {
+                    return self.on_filtered(ev, nr, args, th);
                 }
                 self.on_syscall(ev, nr, args, th)
             }

@@ -65,6 +65,7 @@ impl Replayer<'_> {
         if regs.rip == rip && preempt::matches(&mut th.task, &regs, want, self.memory_digest)? {
             return self.arrived(th, &regs, 0, std::time::Instant::now());
         }
+        let mut no_patch = None;
         if point.method == Method::RepString {
             if let Some(step) = self.run_to_rep_point(ev, th, want)? {
                 return Ok(step);
@@ -75,13 +76,34 @@ impl Replayer<'_> {
             }
             match self.patch(th, want, point) {
                 Ok(p) => return self.run_patched(ev, th, want, p),
-                Err(why) => tracing::debug!(
-                    "preemption point at {rip:#x} (event {}): no patch, a hardware breakpoint instead: {why}",
-                    self.index
-                ),
+                Err(why) => {
+                    tracing::debug!(
+                        "preemption point at {rip:#x} (event {}): no patch, a hardware breakpoint instead: {why}",
+                        self.index
+                    );
+                    no_patch = Some(why);
+                }
             }
         }
+        // A search that fails says why the cheap one was not used.
         self.run_to_preemption(ev, th, want)
+            .map_err(|e| match (e, no_patch) {
+                (
+                    Error::Divergence {
+                        event,
+                        expected,
+                        actual,
+                    },
+                    Some(why),
+                ) => Error::Divergence {
+                    event,
+                    expected,
+                    actual: format!(
+                        "{actual} (searched with a hardware breakpoint: no patch, {why})"
+                    ),
+                },
+                (e, _) => e,
+            })
     }
 
     /// The thread is at the point (`regs`): counts it, and restarts the syscall the

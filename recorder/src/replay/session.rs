@@ -93,14 +93,11 @@ pub struct ThreadInfo {
 /// Undoes what [`ReplaySession::open`] did to the engine's thread.
 struct EngineThread {
     cpu_set: Vec<usize>,
-    cpuid_armed: bool,
 }
 
 impl Drop for EngineThread {
     fn drop(&mut self) {
-        if self.cpuid_armed {
-            crate::arch::self_cpuid::disarm_for_this_thread();
-        }
+        crate::arch::self_traps::disarm_for_this_thread();
         spawn::pin_self(&self.cpu_set);
     }
 }
@@ -164,13 +161,8 @@ impl<'a> ReplaySession<'a> {
         let cpu_set = spawn::cpu_set();
         let pinned = replay_core(&header, &cpu_set);
         spawn::pin_self(&[pinned]);
-        if header.cpuid_faulting {
-            crate::arch::self_cpuid::arm_for_this_thread();
-        }
-        let engine = EngineThread {
-            cpu_set,
-            cpuid_armed: header.cpuid_faulting,
-        };
+        crate::arch::self_traps::arm_for_this_thread(header.cpuid_faulting);
+        let engine = EngineThread { cpu_set };
         let spec = SpawnSpec {
             path: &stub.path,
             argv: vec!["chaos-replay-stub".into()],
@@ -209,6 +201,7 @@ impl<'a> ReplaySession<'a> {
             syscallbuf: header.syscallbuf,
             memory_digest: crate::preempt::memory::Definition::of_format(header.format_version),
             sigkilled: Default::default(),
+            filtered_call: None,
             batch_limit: 0,
             ahead: Default::default(),
             sink: options.sink,
@@ -612,11 +605,17 @@ impl Replayer<'_> {
         let code = self.read_code(th, regs.rip, 2)?;
         if code == crate::arch::SYSCALL_INSN && th.signal == 0 {
             let nr = regs.rax;
-            if !self.untraced.contains(&nr) {
+            let args = crate::arch::syscall_args(&regs);
+            // An untraced call the program's seccomp filter refused is an event too.
+            let filtered = matches!(
+                self.pending.as_ref(),
+                Some(Event::Filtered { nr: n, args: a, rip, .. })
+                    if *n == nr && *a == args && *rip == regs.rip + 2
+            );
+            if !self.untraced.contains(&nr) || filtered {
                 return Ok(Instruction::Event);
             }
             // A call the recording let through: it runs now, for real.
-            let args = crate::arch::syscall_args(&regs);
             self.bps.lift(th.tgid, regs.rip, &mut th.task)?;
             let ret = crate::inject::inject_syscall(&mut th.task, regs.rip, nr, &args);
             self.bps.rearm(th.tgid, regs.rip, &mut th.task)?;

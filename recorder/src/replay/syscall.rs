@@ -115,6 +115,60 @@ impl Replayer<'_> {
         })
     }
 
+    /// A call the program's own seccomp filters answered at record ([`Event::Filtered`]):
+    /// skipped here too (a SYSEMU stop), with the same verdict applied (see
+    /// [`crate::program_filter`]); the `SIGSYS` of a trap or a kill is the `Signal`
+    /// event that follows.
+    pub(super) fn on_filtered(
+        &mut self,
+        ev: &Event,
+        sysno: u64,
+        args: [u64; 6],
+        th: &mut RThread,
+    ) -> Result<Step> {
+        let Event::Filtered {
+            nr,
+            args: rargs,
+            rip,
+            verdict,
+            ..
+        } = *ev
+        else {
+            unreachable!("checked by the caller");
+        };
+        (self.observer)(th.task.tid, self.index);
+        if nr != sysno || rargs != args {
+            return Err(self.diverge(ev, format!("made syscall {}", describe_call(sysno, &args))));
+        }
+        let at = th.task.regs()?.rip;
+        if at != rip {
+            return Err(self.diverge(ev, format!("made it at {at:#x}")));
+        }
+        use crate::program_filter::{force_default_sigsys, Verdict};
+        // A thread killed alone is refused at record: a kill there ended the process.
+        match Verdict::from_ret(verdict, 1) {
+            Verdict::Fail(ret) => th.task.set_rax(ret as u64)?,
+            Verdict::Trap(_) => {
+                th.task.set_rax(sysno)?;
+                force_default_sigsys(&mut th.task, false)?;
+            }
+            Verdict::KillProcess(_) => {
+                th.task.set_rax(sysno)?;
+                force_default_sigsys(&mut th.task, true)?;
+            }
+            other => {
+                return Err(Error::BadTrace {
+                    path: self.trace.path.clone(),
+                    reason: format!(
+                        "event {} holds a seccomp verdict that is never recorded ({other:?})",
+                        self.index
+                    ),
+                })
+            }
+        }
+        Ok(Step::Done)
+    }
+
     pub(super) fn on_syscall(
         &mut self,
         ev: &Event,

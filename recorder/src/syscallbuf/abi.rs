@@ -11,8 +11,24 @@ pub const ENTRY: u64 = ENTRY_PAGE;
 pub const ENTRY_IP: u64 = ENTRY + 2;
 /// The page's code: `syscall; ret`.
 pub const ENTRY_CODE: [u8; 3] = [0x0f, 0x05, 0xc3];
+/// The quiet entry, in the same page: `syscall; ret` again, for the calls that arm and
+/// disarm the desched event around a call that may block (`ioctl` on its fd, the only
+/// call the filter lets through here). They are not recorded: replay's code there
+/// answers 0 without a stop (`replay::feed`).
+pub const QUIET_ENTRY: u64 = ENTRY_PAGE + 0xf00;
+/// The instruction pointer the seccomp filter sees for a call made at [`QUIET_ENTRY`].
+pub const QUIET_IP: u64 = QUIET_ENTRY + 2;
+/// The result the engine gives a buffered call that blocked (the desched event's signal
+/// interrupted it): no call returns it (below -4095 is no errno). The library records
+/// it like any result and makes the call again, traced (the `Blocked` path).
+pub const DESCHED_RET: i64 = -4096;
+/// The lowest fd number a thread's desched event gets in the program (moved there with
+/// `F_DUPFD_CLOEXEC`, out of the way of the program's own low numbers).
+pub const DESCHED_FD_FLOOR: u64 = 900;
 /// The registration call (`chaos_syscallbuf_init(buffer, length)`): the engine answers
-/// with the first budget, or `-ENOSYS` when buffering is off.
+/// with the first budget, or `-ENOSYS` when buffering is off. Bits 32 and up of a
+/// positive answer are the thread's desched event fd (0: none; calls that may block are
+/// then traced).
 pub const INIT_SYSCALL: u64 = 1001;
 /// The flush call (`chaos_syscallbuf_flush(buffer)`): the engine has read the buffer and
 /// answers with the next budget.
@@ -34,7 +50,8 @@ pub const H_CURSOR: u64 = 0;
 /// Header word: buffered calls left before the library makes its flush call; the
 /// engine writes 0 to retire a buffer (the flush is then answered `-ENOSYS`).
 pub const H_CALLS_LEFT: u64 = 1;
-/// Header word: set from just before a buffered call until its record is complete.
+/// Header word: 1 from just before a buffered call (and its desched event's arming), 2
+/// once the call returned, 0 when its record is complete.
 pub const H_IN_CALL: u64 = 2;
 /// Header word: when non-zero the library takes the traced path for writes.
 pub const H_NO_WRITES: u64 = 3;

@@ -14,6 +14,13 @@
  * recorded), so its memory is the same at replay as at record. The recorder never
  * writes into a buffer except as a recorded memory effect of an event.
  *
+ * Reads on pipes, sockets and terminals may block. They are buffered only in a thread
+ * the engine gave a desched event (a perf event counting the thread's context
+ * switches, whose signal interrupts the call if it blocks): the library arms it just
+ * before the call and disarms it after, through the quiet entry (CHAOS_SB_QUIET, not
+ * recorded). A call that blocked comes back with CHAOS_SB_DESCHED_RET, which is
+ * recorded like any result; the library then makes the call again, traced.
+ *
  * Built by recorder/build.rs with the C compiler (cc crate), -fPIC -shared, no libc
  * calls except __errno_location. Constants come from -D flags (recorder/src/syscallbuf.rs). */
 #include <stddef.h>
@@ -29,7 +36,8 @@ extern int *__errno_location(void);
 /* Header words (u64). */
 #define H_CURSOR 0     /* bytes of records after the header */
 #define H_CALLS_LEFT 1 /* buffered calls before the next flush call (the engine's budget) */
-#define H_IN_CALL 2    /* 1 from just before a buffered call until its record is complete */
+#define H_IN_CALL 2    /* 1 from just before a buffered call (and arming), 2 once it returned,
+                        * 0 when its record is complete */
 #define H_NO_WRITES 3  /* set by the engine (a recorded memory effect): writes are traced */
 #define H_CAPACITY 4   /* bytes of record space */
 /* Record words before the data (u64): size, nr, args[6], ret, in_len, out_addr, out_len. */
@@ -51,6 +59,15 @@ static __thread int tls_state __attribute__((tls_model("initial-exec")));
 static volatile uint64_t fd_gen;
 static uint64_t cache_gen;
 static unsigned char fd_kind[FD_CACHE];
+
+/* This thread's desched event fd (0: none; reads that may block are traced). Writes on
+ * anything but regular files are always traced: the engine orders the writes to one
+ * file at their entries (record/ordering.rs), which a buffered write would bypass. A forked
+ * child keeps the number: the engine puts the child's own event under it. */
+static __thread int tls_desched __attribute__((tls_model("initial-exec")));
+/* From the kernel's uapi (linux/perf_event.h): _IO('$', 0) and _IO('$', 1). */
+#define PERF_IOC_ENABLE 0x2400
+#define PERF_IOC_DISABLE 0x2401
 
 /* A wrapper of this thread is using the buffer: a signal handler that runs inside it
  * (delivered at the exit of one of its traced calls) makes its calls traced. */
@@ -96,6 +113,19 @@ static inline long untraced(long nr, long a, long b, long c, long d) {
     return ret;
 }
 
+/* A call through the quiet entry (arming and disarming the desched event): let through
+ * without a stop and not recorded; at replay the engine's code there answers 0. Its
+ * result is never used. */
+static inline void quiet(long nr, long a, long b) {
+    long ret;
+    long c = 0;
+    __asm__ volatile("call *%[entry]"
+                     : "=a"(ret), "+D"(a), "+S"(b), "+d"(c)
+                     : "a"(nr), [entry] "r"((long)CHAOS_SB_QUIET)
+                     : "rcx", "r11", "memory", "cc");
+    (void)ret;
+}
+
 static long set_errno(long ret) {
     if (ret < 0 && ret > -4096) {
         *__errno_location() = (int)-ret;
@@ -121,11 +151,14 @@ static struct sb *buffer(void) {
     if (p < 0 && p > -4096) return NULL;
     struct sb *b = (struct sb *)p;
     b->h[H_CAPACITY] = len - sizeof(b->h);
-    long budget = traced(CHAOS_SB_INIT, p, len, (long)&fd_gen, 0);
-    if (budget <= 0) {
+    long answer = traced(CHAOS_SB_INIT, p, len, (long)&fd_gen, 0);
+    if (answer <= 0) {
         traced(SYS_munmap, p, len, 0, 0);
         return NULL;
     }
+    /* The budget, and above it the thread's desched event fd (0: none). */
+    long budget = answer & 0xffffffffL;
+    tls_desched = (int)(answer >> 32);
     b->h[H_CALLS_LEFT] = (uint64_t)budget;
     tls_buf = b;
     tls_state = 1;
@@ -164,12 +197,20 @@ static uint64_t *reserve(struct sb *b, size_t in, size_t out) {
 
 /* Makes the call through the untraced entry and appends its record: `in` bytes at
  * `in_ptr` (copied after the call, which only reads them), `out` bytes at `out_addr` as
- * far as the result says (`out_by_ret`) or whole. */
+ * far as the result says (`out_by_ret`) or whole. With `arm` (a call that may block)
+ * the desched event is armed around the call; a call that blocked comes back with
+ * CHAOS_SB_DESCHED_RET (the engine's doing) and is made again, traced, after its record. */
 static long buffered(struct sb *b, uint64_t *r, long nr, long a0, long a1, long a2, long a3,
-                     const void *in_ptr, size_t in, void *out_addr, size_t out, int out_by_ret) {
+                     const void *in_ptr, size_t in, void *out_addr, size_t out, int out_by_ret,
+                     int arm) {
     b->h[H_IN_CALL] = 1;
     __asm__ volatile("" ::: "memory");
+    if (arm) quiet(SYS_ioctl, tls_desched, PERF_IOC_ENABLE);
     long ret = untraced(nr, a0, a1, a2, a3);
+    /* The call is over (the engine's desched handling tells "still ahead" by 1). */
+    b->h[H_IN_CALL] = 2;
+    __asm__ volatile("" ::: "memory");
+    if (arm) quiet(SYS_ioctl, tls_desched, PERF_IOC_DISABLE);
     r[1] = (uint64_t)nr;
     r[2] = (uint64_t)a0;
     r[3] = (uint64_t)a1;
@@ -197,6 +238,7 @@ static long buffered(struct sb *b, uint64_t *r, long nr, long a0, long a1, long 
     b->h[H_CALLS_LEFT] -= 1;
     __asm__ volatile("" ::: "memory");
     b->h[H_IN_CALL] = 0;
+    if (ret == CHAOS_SB_DESCHED_RET) ret = traced(nr, a0, a1, a2, a3);
     return ret;
 }
 
@@ -215,7 +257,7 @@ static int regular(struct sb *b, int fd) {
     struct stat st;
     uint64_t *r = reserve(b, 0, sizeof st);
     if (!r) return 0;
-    long ret = buffered(b, r, SYS_fstat, fd, (long)&st, 0, 0, NULL, 0, &st, sizeof st, 0);
+    long ret = buffered(b, r, SYS_fstat, fd, (long)&st, 0, 0, NULL, 0, &st, sizeof st, 0, 0);
     if (ret != 0) return 0;
     if (cached) fd_kind[fd] = S_ISREG(st.st_mode) ? 1 : 2;
     return S_ISREG(st.st_mode);
@@ -226,7 +268,11 @@ ssize_t read(int fd, void *buf, size_t n) {
     uint64_t *r;
     long ret;
     if (b && n <= CHAOS_SB_MAX_IO && regular(b, fd) && (r = reserve(b, 0, n)))
-        ret = buffered(b, r, SYS_read, fd, (long)buf, (long)n, 0, NULL, 0, buf, n, 1);
+        ret = buffered(b, r, SYS_read, fd, (long)buf, (long)n, 0, NULL, 0, buf, n, 1, 0);
+    else if (b && tls_state == 1 && tls_desched > 0 && n <= CHAOS_SB_MAX_IO &&
+             (r = reserve(b, 0, n)))
+        /* A pipe, socket or terminal (or a bad fd): it may block. */
+        ret = buffered(b, r, SYS_read, fd, (long)buf, (long)n, 0, NULL, 0, buf, n, 1, 1);
     else
         ret = traced(SYS_read, fd, (long)buf, (long)n, 0);
     return leave(b, ret);
@@ -237,7 +283,7 @@ ssize_t write(int fd, const void *buf, size_t n) {
     uint64_t *r;
     long ret;
     if (b && !b->h[H_NO_WRITES] && n <= CHAOS_SB_MAX_IO && regular(b, fd) && (r = reserve(b, n, 0)))
-        ret = buffered(b, r, SYS_write, fd, (long)buf, (long)n, 0, buf, n, NULL, 0, 0);
+        ret = buffered(b, r, SYS_write, fd, (long)buf, (long)n, 0, buf, n, NULL, 0, 0, 0);
     else
         ret = traced(SYS_write, fd, (long)buf, (long)n, 0);
     return leave(b, ret);
@@ -249,7 +295,7 @@ ssize_t pread64(int fd, void *buf, size_t n, off_t off) {
     long ret;
     /* pread needs a seekable file: on pipes, sockets and terminals it fails at once. */
     if (b && n <= CHAOS_SB_MAX_IO && (r = reserve(b, 0, n)))
-        ret = buffered(b, r, SYS_pread64, fd, (long)buf, (long)n, off, NULL, 0, buf, n, 1);
+        ret = buffered(b, r, SYS_pread64, fd, (long)buf, (long)n, off, NULL, 0, buf, n, 1, 0);
     else
         ret = traced(SYS_pread64, fd, (long)buf, (long)n, off);
     return leave(b, ret);
@@ -260,7 +306,7 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
     uint64_t *r;
     long ret;
     if (b && !b->h[H_NO_WRITES] && n <= CHAOS_SB_MAX_IO && (r = reserve(b, n, 0)))
-        ret = buffered(b, r, SYS_pwrite64, fd, (long)buf, (long)n, off, buf, n, NULL, 0, 0);
+        ret = buffered(b, r, SYS_pwrite64, fd, (long)buf, (long)n, off, buf, n, NULL, 0, 0, 0);
     else
         ret = traced(SYS_pwrite64, fd, (long)buf, (long)n, off);
     return leave(b, ret);
@@ -274,7 +320,7 @@ off_t lseek(int fd, off_t off, int whence) {
     uint64_t *r;
     long ret;
     if (b && (r = reserve(b, 0, 0)))
-        ret = buffered(b, r, SYS_lseek, fd, off, whence, 0, NULL, 0, NULL, 0, 0);
+        ret = buffered(b, r, SYS_lseek, fd, off, whence, 0, NULL, 0, NULL, 0, 0, 0);
     else
         ret = traced(SYS_lseek, fd, off, whence, 0);
     return leave(b, ret);
@@ -286,7 +332,7 @@ int fstat(int fd, struct stat *st) {
     uint64_t *r;
     long ret;
     if (b && (r = reserve(b, 0, sizeof *st)))
-        ret = buffered(b, r, SYS_fstat, fd, (long)st, 0, 0, NULL, 0, st, sizeof *st, 0);
+        ret = buffered(b, r, SYS_fstat, fd, (long)st, 0, 0, NULL, 0, st, sizeof *st, 0, 0);
     else
         ret = traced(SYS_fstat, fd, (long)st, 0, 0);
     return (int)leave(b, ret);
@@ -298,7 +344,7 @@ int clock_gettime(clockid_t clk, struct timespec *ts) {
     uint64_t *r;
     long ret;
     if (b && (r = reserve(b, 0, sizeof *ts)))
-        ret = buffered(b, r, SYS_clock_gettime, clk, (long)ts, 0, 0, NULL, 0, ts, sizeof *ts, 0);
+        ret = buffered(b, r, SYS_clock_gettime, clk, (long)ts, 0, 0, NULL, 0, ts, sizeof *ts, 0, 0);
     else
         ret = traced(SYS_clock_gettime, clk, (long)ts, 0, 0);
     return (int)leave(b, ret);
@@ -315,7 +361,7 @@ ssize_t getrandom(void *buf, size_t n, unsigned int flags) {
     long ret;
     int may_block = (flags & GRND_RANDOM_FLAG) && !(flags & GRND_NONBLOCK_FLAG);
     if (b && !may_block && n <= CHAOS_SB_MAX_IO && (r = reserve(b, 0, n)))
-        ret = buffered(b, r, SYS_getrandom, (long)buf, (long)n, flags, 0, NULL, 0, buf, n, 1);
+        ret = buffered(b, r, SYS_getrandom, (long)buf, (long)n, flags, 0, NULL, 0, buf, n, 1, 0);
     else
         ret = traced(SYS_getrandom, (long)buf, (long)n, flags, 0);
     return leave(b, ret);

@@ -210,8 +210,24 @@ pub enum Event {
         /// How the point was found, and a few stack words.
         point: Box<crate::preempt::point::PointInfo>,
     },
+    /// The program's own seccomp filters answered this call of the thread with
+    /// something other than ALLOW (format 7): the call did not run. Replay applies the
+    /// same verdict at the same call (`crate::program_filter`): an error, or `SIGSYS`
+    /// (the [`Event::Signal`] that follows), forced as the kernel forces it.
+    Filtered {
+        /// Thread.
+        tid: i32,
+        /// Syscall number.
+        nr: u64,
+        /// Argument registers at entry.
+        args: [u64; 6],
+        /// The address after the `syscall` instruction.
+        rip: u64,
+        /// The filters' combined return value (`SECCOMP_RET_*` action and data).
+        verdict: u32,
+    },
     /// An asynchronous signal given to the thread at the preemption point its last
-    /// [`Event::Preempted`] recorded (format 7). It had arrived outside a syscall and
+    /// [`Event::Preempted`] recorded (format 9). It had arrived outside a syscall and
     /// was held (see [`Event::Signal`]), and the thread then ran a whole short slice
     /// without a traced call (a loop without syscalls, which would never reach one):
     /// replay, standing at that point, gives it there with this siginfo.
@@ -244,7 +260,8 @@ impl Event {
             | Event::SignalAtPoint { tid, .. }
             | Event::Exit { tid, .. }
             | Event::SharedFile { tid, .. }
-            | Event::SharedFileWrite { tid, .. } => *tid,
+            | Event::SharedFileWrite { tid, .. }
+            | Event::Filtered { tid, .. } => *tid,
         }
     }
 
@@ -377,6 +394,16 @@ impl Event {
             Event::SharedFileWrite {
                 name, offset, data, ..
             } => format!("wrote {} bytes at {offset} of shared {name}", data.len()),
+            Event::Filtered {
+                nr, args, verdict, ..
+            } => {
+                let args: Vec<String> = args.iter().map(|a| format!("{a:#x}")).collect();
+                format!(
+                    "syscall {}({}) answered by the program's seccomp filter ({verdict:#x})",
+                    crate::syscalls::name_of(*nr),
+                    args.join(", ")
+                )
+            }
         }
     }
 }

@@ -31,9 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 
 /// The first line of every trace's `version` file.
-pub const VERSION_LINE: &str = "chaos-trace 7";
+pub const VERSION_LINE: &str = "chaos-trace 9";
 /// The format version number.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 9;
 /// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1;
 /// 3 added [`Event::Preempted`] (how each preemption point was found); 4 made syscall
 /// buffering the default ([`Header::syscallbuf`]: replay must map the library's entry
@@ -43,9 +43,12 @@ pub const FORMAT_VERSION: u32 = 7;
 /// hashes, so that it can be computed incrementally; replay keeps the old one for older
 /// traces, and an older replayer refuses these rather than miss every point); 6 leaves
 /// the preempted thread's dead stack (below `rsp - 128`) out of the stack and memory
-/// hashes (`Definition::LiveStack`; same policy as 5); 7 added
-/// [`Event::SignalAtPoint`] (a held signal given at a preemption point: a replayer of 6
-/// would not know the event, and refuses the trace by its version).
+/// hashes (`Definition::LiveStack`; same policy as 5); 7 added [`Event::Filtered`] (the
+/// program's own seccomp filters' verdicts), which an older replayer could not read; 8
+/// added the quiet entry to the entry page (the desched event's ioctls,
+/// [`Header::desched`]), which a replayer of 7 would not map, so it refuses these.
+/// 9 added [`Event::SignalAtPoint`] (a held signal given at a preemption point: a
+/// replayer of 8 would not know the event, and refuses the trace by its version).
 pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 1",
     "chaos-trace 2",
@@ -53,6 +56,8 @@ pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 4",
     "chaos-trace 5",
     "chaos-trace 6",
+    "chaos-trace 7",
+    "chaos-trace 8",
     VERSION_LINE,
 ];
 
@@ -62,7 +67,7 @@ pub fn is_readable_version(line: &str) -> bool {
     READABLE_VERSION_LINES.contains(&line)
 }
 
-/// The file naming the format (`chaos-trace 7`).
+/// The file naming the format (`chaos-trace 9`).
 pub const VERSION_FILE: &str = "version";
 /// What was recorded ([`Header`]).
 pub const HEADER_FILE: &str = "header.json";
@@ -119,6 +124,12 @@ pub struct Header {
     /// replay maps its entry page at every exec. False for `--no-syscallbuf`, for
     /// recordings where seccomp was unavailable, and for older traces.
     pub syscallbuf: bool,
+    /// With `syscallbuf`: threads got a desched event (`record::desched`), so reads on
+    /// pipes, sockets and terminals were buffered too (a call that blocked is
+    /// in the trace with the result `syscallbuf::abi::DESCHED_RET`, then made again,
+    /// traced). False where perf events were refused (`kernel.perf_event_paranoid`),
+    /// with `CARGO_CHAOS_DESCHED=0`, and in older traces.
+    pub desched: bool,
     /// Wall-clock start, milliseconds since the epoch.
     pub started_unix_ms: u64,
 }
@@ -418,7 +429,9 @@ mod tests {
         assert!(is_readable_version("chaos-trace 5"));
         assert!(is_readable_version("chaos-trace 6"));
         assert!(is_readable_version("chaos-trace 7"));
-        assert!(!is_readable_version("chaos-trace 8"));
+        assert!(is_readable_version("chaos-trace 8"));
+        assert!(is_readable_version("chaos-trace 9"));
+        assert!(!is_readable_version("chaos-trace 10"));
         assert_eq!(VERSION_LINE, format!("chaos-trace {FORMAT_VERSION}"));
     }
 }
