@@ -10,6 +10,7 @@ impl Recorder {
         let t = self.threads.get_mut(&cur).expect("current");
         let regs = t.task.regs()?;
         let exit_rip = t.exit_rip.take();
+        let exit_unblocks = std::mem::take(&mut t.exit_unblocks);
         if sig == libc::SIGSEGV {
             let bytes = t.task.read_mem_partial(regs.rip, 3)?;
             if let Some(insn) = Trapped::decode(&bytes) {
@@ -59,6 +60,7 @@ impl Recorder {
                 if job_control::is_stop_signal(sig) {
                     // Still right after the call while stopped (see `job_control`).
                     t.exit_rip = Some(regs.rip);
+                    t.exit_unblocks = true;
                 }
                 return Ok(sig);
             }
@@ -104,7 +106,17 @@ impl Recorder {
         // an untraced call (see `seccomp`) returning to the same address as the traced
         // call before it is not a point replay can name.
         let after_untraced = syscalls::lookup(regs.orig_rax).is_some_and(|d| d.untraced);
-        if exit_rip == Some(regs.rip) && !(self.seccomp && after_untraced) {
+        // Every way into the kernel but a syscall (an interrupt, a fault, a trap) sets
+        // `orig_rax` to -1, and a signal is delivered only on the way out of the
+        // kernel: a syscall number there means the thread entered the kernel last by
+        // that call, so it runs no instruction since its exit. Only `exit_rip` equal
+        // to `rip` does not say so: a loop comes back to the same address, and a
+        // signal that arrived there later, queued again at the call's exit by replay,
+        // would be delivered in the wrong iteration (issue 16: a loop the handler's
+        // `rt_sigreturn` returns into). `rt_sigreturn` restores `orig_rax` = -1 itself:
+        // after it, only a signal already pending at its exit is right after it.
+        let no_entry_since = (regs.orig_rax as i64) >= 0 || exit_unblocks;
+        if exit_rip == Some(regs.rip) && no_entry_since && !(self.seccomp && after_untraced) {
             // Right after a syscall: a point replay can name and queue the signal at.
             self.events.push(&Event::Signal {
                 tid: cur,
@@ -116,13 +128,81 @@ impl Recorder {
             if job_control::is_stop_signal(sig) {
                 // Still right after the call while stopped (see `job_control`).
                 t.exit_rip = exit_rip;
+                t.exit_unblocks = true;
             }
             return Ok(sig);
         }
         // Somewhere in user code, a point replay cannot find again: hold the signal
-        // and queue it again at this thread's next syscall exit.
+        // and queue it again at this thread's next syscall exit (or give it at a
+        // preemption point if the thread makes no traced call for a while, see
+        // `slices::HELD_SIGNAL_SLICE`).
         t.deferred.push_back(si);
+        t.held_since
+            .get_or_insert_with(crate::arch::self_traps::monotonic_now);
         Ok(0)
+    }
+
+    /// Thread `cur` was just preempted at the end of its held signal's slice, at a point
+    /// with registers `at` (recorded as [`Event::Preempted`]), and is at a signal stop
+    /// there: it is given its oldest held signal at that point, with its siginfo
+    /// ([`Event::SignalAtPoint`]; replay finds the point and gives it the same way).
+    /// Not in or right after a syscall (the point is that call's exit, where the signal
+    /// is queued again anyway), nor while a signal queued again is on its way, nor
+    /// when the thread blocks the signal now: the signal then stays held.
+    pub(super) fn give_held_signal(&mut self, cur: i32, at: &crate::ptrace::Regs) -> Result<()> {
+        if !self.can_give_held_signal(cur, at)? {
+            return Ok(());
+        }
+        let t = self.threads.get_mut(&cur).expect("current");
+        let si = t.deferred.pop_front().expect("checked above");
+        let signo = si.si_signo;
+        let mut regs = t.task.regs()?;
+        if regs.eflags & DEBUG_FLAGS != 0 {
+            // The signal frame saves the flags: the debugger's resume and trap flags
+            // are not the program's (replay clears them too).
+            regs.eflags &= !DEBUG_FLAGS;
+            t.task.set_regs(&regs)?;
+        }
+        // At this signal stop (a step's trap, the slice's SIGSTOP, or a signal that
+        // arrived during the steps, held above), the kernel delivers the signal the
+        // thread is resumed with, with the siginfo set here (its number is the same).
+        t.task.set_siginfo(&si)?;
+        t.state = Where::Ready(signo);
+        t.held_since = (!t.deferred.is_empty()).then(crate::arch::self_traps::monotonic_now);
+        self.events.push(&Event::SignalAtPoint {
+            tid: cur,
+            signo,
+            rip: regs.rip,
+            info: siginfo_bytes(&si),
+        })?;
+        tracing::debug!(
+            "thread {cur}: {} given at a preemption point ({:#x})",
+            crate::trace::signal_name(signo),
+            regs.rip
+        );
+        Ok(())
+    }
+
+    /// Whether thread `cur`, stopped with registers `at`, can be given its oldest held
+    /// signal there (see [`Self::give_held_signal`]); if not, the signal stays held for
+    /// another whole slice, rather than a stop at every short one.
+    pub(super) fn can_give_held_signal(
+        &mut self,
+        cur: i32,
+        at: &crate::ptrace::Regs,
+    ) -> Result<bool> {
+        let t = self.threads.get_mut(&cur).expect("current");
+        let Some(signo) = t.deferred.front().map(|si| si.si_signo) else {
+            return Ok(false);
+        };
+        let ok = at.orig_rax == u64::MAX
+            && t.requeued.is_none()
+            && (1..=64).contains(&signo)
+            && t.task.sigmask()? & (1u64 << (signo - 1)) == 0;
+        if !ok {
+            t.held_since = Some(crate::arch::self_traps::monotonic_now());
+        }
+        Ok(ok)
     }
 
     /// Thread `cur` is at the entry of a call that may block, with a signal held (see
@@ -181,6 +261,26 @@ impl Recorder {
         let pid = unsafe { si.si_pid() };
         self.threads.values().any(|t| t.tgid == pid)
     }
+}
+
+/// The resume (RF) and trap (TF) flags: the debugger's, cleared before a signal frame
+/// saves the flags at a preemption point (record and replay alike).
+pub(crate) const DEBUG_FLAGS: u64 = 0x10000 | 0x100;
+
+/// Whether thread `tid` has a signal pending (for itself or its process) that it does
+/// not block (`/proc/TID/status`); false when that cannot be read.
+pub(super) fn unblocked_pending(tid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return false;
+    };
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    (mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0
 }
 
 /// Whether `task` blocks SIGSEGV now.

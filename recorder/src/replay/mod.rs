@@ -350,7 +350,10 @@ impl Replayer<'_> {
             return Err(self.diverge(ev, format!("has no thread {tid} at this point")));
         };
         let r = match self.step(ev, &mut th) {
-            Ok(Step::Done) if matches!(ev, Event::Signal { .. }) && th.signal != 0 => {
+            Ok(Step::Done)
+                if matches!(ev, Event::Signal { .. } | Event::SignalAtPoint { .. })
+                    && th.signal != 0 =>
+            {
                 drop_if_stop(&mut th);
                 if th.signal != 0 {
                     self.end_if_fatal(ev, &mut th)
@@ -428,6 +431,7 @@ impl Replayer<'_> {
         }
         // Every event below resumes the thread, except a signal given at this stop.
         let at_dropped_stop = std::mem::take(&mut th.at_dropped_stop);
+        let at_point = std::mem::take(&mut th.at_point);
         if let Some((nr, args)) = th.held.take() {
             // Held at the entry of a blocked call: this event completes it.
             return self.on_syscall(ev, nr, args, th);
@@ -453,8 +457,13 @@ impl Replayer<'_> {
             }
             Event::Preempt { state, .. } => return self.run_to_preemption(ev, th, state),
             Event::Preempted { state, point, .. } => {
-                return self.run_to_preempted(ev, th, state, point)
+                let step = self.run_to_preempted(ev, th, state, point);
+                th.at_point = matches!(step, Ok(Step::Done));
+                return step;
             }
+            Event::SignalAtPoint {
+                signo, rip, info, ..
+            } => return self.signal_at_point(ev, th, at_point, *signo, *rip, info),
             Event::Signal {
                 signo,
                 rip,

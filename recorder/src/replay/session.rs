@@ -562,8 +562,8 @@ pub(super) enum Instruction {
 
 impl Replayer<'_> {
     /// Whether `ev` (of a thread that exists) runs none of its thread's code: a note,
-    /// the rest of an exec, a signal queued at a syscall stop, the end of a call its
-    /// thread is inside.
+    /// the rest of an exec, a signal queued at a syscall stop or given at a preemption
+    /// point, the end of a call its thread is inside.
     fn runs_no_code(&self, ev: &Event) -> bool {
         matches!(
             ev,
@@ -571,6 +571,7 @@ impl Replayer<'_> {
                 | Event::SharedFileWrite { .. }
                 | Event::Exec(_)
                 | Event::Signal { injected: true, .. }
+                | Event::SignalAtPoint { .. }
         ) || self.completes_call(ev)
     }
 

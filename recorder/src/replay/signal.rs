@@ -55,6 +55,59 @@ impl Replayer<'_> {
         Ok(Step::Gone)
     }
 
+    /// Gives thread `th`, standing at the preemption point its last event found
+    /// (`at_point`), the signal the recording gave it there ([`Event::SignalAtPoint`]).
+    /// Whatever stop the search left it in (a trap, or the exit of the call that removed
+    /// the patch), the signal is queued to it (`tkill`) and it is resumed without one:
+    /// it stops to take the queued signal before it runs an instruction. There its
+    /// siginfo becomes the recorded one, and the next resume delivers it, as the
+    /// recording did at its own signal stop at that point.
+    pub(super) fn signal_at_point(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+        at_point: bool,
+        signo: i32,
+        rip: u64,
+        info: &[u8],
+    ) -> Result<Step> {
+        if !at_point {
+            return Err(self.diverge(ev, "did not stand at a preemption point".into()));
+        }
+        let regs = th.task.regs()?;
+        if regs.rip != rip {
+            return Err(self.diverge(ev, format!("stood at {:#x}", regs.rip)));
+        }
+        // SAFETY: plain syscall to a stopped tracee of ours.
+        if unsafe { libc::syscall(libc::SYS_tkill, th.task.tid, signo) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(self.diverge(ev, format!("could not be sent it ({e})")));
+        }
+        th.task.resume(Resume::Sysemu, 0)?;
+        match th.task.wait_skipping_sigchld()?.0 {
+            Stop::Signal(sig) if sig == signo => {}
+            other => {
+                return Err(self.diverge(ev, format!("stopped with {other:?} instead")));
+            }
+        }
+        let mut regs = th.task.regs()?;
+        if regs.rip != rip {
+            return Err(self.diverge(ev, format!("got it at {:#x}", regs.rip)));
+        }
+        if regs.eflags & crate::record::signal::DEBUG_FLAGS != 0 {
+            regs.eflags &= !crate::record::signal::DEBUG_FLAGS;
+            th.task.set_regs(&regs)?;
+        }
+        if info.len() == std::mem::size_of::<libc::siginfo_t>() {
+            // SAFETY: 128 bytes of plain data, copied from a siginfo_t.
+            let si: libc::siginfo_t =
+                unsafe { std::ptr::read_unaligned(info.as_ptr() as *const libc::siginfo_t) };
+            th.task.set_siginfo(&si)?;
+        }
+        th.signal = signo;
+        Ok(Step::Done)
+    }
+
     pub(super) fn on_trapped(
         &self,
         ev: &Event,

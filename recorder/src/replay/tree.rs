@@ -307,6 +307,9 @@ pub(super) struct RThread {
     /// The stop it reached after running buffered calls from the feed
     /// ([`super::feed`]), for the event replayed next.
     pub(super) fed_stop: Option<crate::ptrace::Stop>,
+    /// It stands at the preemption point its last event found, and has not run since
+    /// (an [`Event::SignalAtPoint`] may give it a signal there).
+    pub(super) at_point: bool,
 }
 
 impl RThread {
@@ -323,6 +326,7 @@ impl RThread {
             at_dropped_stop: false,
             segv_blocked: false,
             fed_stop: None,
+            at_point: false,
         }
     }
 }
