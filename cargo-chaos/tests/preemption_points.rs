@@ -300,8 +300,8 @@ fn sigprof_counted_by_a_loop_without_syscalls_replays_identically_ten_times() {
 
 #[test]
 fn a_format_6_trace_with_preemption_points_still_replays() {
-    // Format 7 added `SignalAtPoint` only: a trace of format 6 (events without it, the
-    // same memory digest) replays as before. The spinning thread is preempted.
+    // Format 9 added `SignalAtPoint` (7 and 8 nothing this program uses): a trace of
+    // format 6 (events without it, the same memory digest) replays as before. The spinning thread is preempted.
     let exe = test_support::fixture!("proc_spin");
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace");
