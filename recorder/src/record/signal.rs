@@ -62,7 +62,7 @@ impl Recorder {
                     t.exit_rip = Some(regs.rip);
                     t.exit_unblocks = true;
                 }
-                return Ok(sig);
+                return self.deliver_to_handler(cur, sig);
             }
             t.requeued = Some(req);
         }
@@ -130,7 +130,7 @@ impl Recorder {
                 t.exit_rip = exit_rip;
                 t.exit_unblocks = true;
             }
-            return Ok(sig);
+            return self.deliver_to_handler(cur, sig);
         }
         // Somewhere in user code, a point replay cannot find again: hold the signal
         // and queue it again at this thread's next syscall exit (or give it at a
@@ -154,9 +154,14 @@ impl Recorder {
             return Ok(());
         }
         let t = self.threads.get_mut(&cur).expect("current");
+        let mut regs = t.task.regs()?;
+        if regs.rip != at.rip {
+            // A signal met during the steps was delivered already (its handler's first
+            // instruction): no longer at the point.
+            return Ok(());
+        }
         let si = t.deferred.pop_front().expect("checked above");
         let signo = si.si_signo;
-        let mut regs = t.task.regs()?;
         if regs.eflags & DEBUG_FLAGS != 0 {
             // The signal frame saves the flags: the debugger's resume and trap flags
             // are not the program's (replay clears them too).
@@ -167,7 +172,6 @@ impl Recorder {
         // arrived during the steps, held above), the kernel delivers the signal the
         // thread is resumed with, with the siginfo set here (its number is the same).
         t.task.set_siginfo(&si)?;
-        t.state = Where::Ready(signo);
         t.held_since = (!t.deferred.is_empty()).then(crate::arch::self_traps::monotonic_now);
         self.events.push(&Event::SignalAtPoint {
             tid: cur,
@@ -175,12 +179,42 @@ impl Recorder {
             rip: regs.rip,
             info: siginfo_bytes(&si),
         })?;
+        let deliver = self.deliver_to_handler(cur, signo)?;
+        self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
         tracing::debug!(
             "thread {cur}: {} given at a preemption point ({:#x})",
             crate::trace::signal_name(signo),
             regs.rip
         );
         Ok(())
+    }
+
+    /// Thread `cur` stands at the delivery stop of asynchronous signal `sig`, which the
+    /// trace just gave it (an injected [`Event::Signal`] or an [`Event::SignalAtPoint`]):
+    /// a caught one is delivered now, by one step that stops at the handler's first
+    /// instruction, where the frame's stale fault fields are cleared (see
+    /// [`clear_fault_fields`]; replay does the same). Returns the signal the thread is
+    /// still to be resumed with: 0 then, `sig` for a signal without a handler or a stop
+    /// signal (their default actions are the kernel's, no frame).
+    pub(super) fn deliver_to_handler(&mut self, cur: i32, sig: i32) -> Result<i32> {
+        let t = self.threads.get_mut(&cur).expect("current");
+        if job_control::is_stop_signal(sig) || !catches(cur, sig) {
+            return Ok(sig);
+        }
+        match step_into_handler(&mut t.task, sig)? {
+            Stop::Signal(libc::SIGTRAP) => {
+                clear_fault_fields(&mut t.task)?;
+                Ok(0)
+            }
+            Stop::Exited(_) | Stop::Killed(_) => Err(Error::TaskGone { pid: cur }),
+            other => Err(Error::Unsupported {
+                what: format!(
+                    "thread {cur} stopped with {other:?} as it was given {}",
+                    crate::trace::signal_name(sig)
+                ),
+                hint: "report this as a bug".into(),
+            }),
+        }
     }
 
     /// Whether thread `cur`, stopped with registers `at`, can be given its oldest held
@@ -281,6 +315,45 @@ pub(super) fn unblocked_pending(tid: i32) -> bool {
             .unwrap_or(0)
     };
     (mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0
+}
+
+/// Whether thread `tid` has a handler for `sig` (`SigCgt` of `/proc/TID/status`).
+pub(crate) fn catches(tid: i32, sig: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .is_some_and(|mask| (1..=64).contains(&sig) && mask & (1 << (sig - 1)) != 0)
+}
+
+/// Resumes `task`, at the delivery stop of caught signal `sig`, with one step: the
+/// kernel builds the handler's frame and reports the step's trap at the handler's first
+/// instruction, before it runs (a `SIGTRAP` stop). Returns the stop.
+pub(crate) fn step_into_handler(task: &mut Task, sig: i32) -> Result<Stop> {
+    task.resume(Resume::Step, sig)?;
+    task.wait()
+}
+
+/// Offset of `err` in the frame's `ucontext` (flags, link and `stack_t`, 40 bytes, then
+/// the sigcontext: 18 registers and 4 segment selectors before `err`); `trapno`
+/// follows it, then `oldmask`, then `cr2`.
+const UC_ERR: u64 = 40 + 18 * 8 + 8;
+
+/// At the first instruction of a handler of an asynchronous signal: zeroes the frame's
+/// `err`, `trapno` and `cr2`. The kernel fills them from the thread's last exception,
+/// which for a signal no instruction raised is stale, and differs between record and
+/// replay (the engine's own traps: the recorder's steps, replay's patched traps and
+/// breakpoints); the program can read them (`uc_mcontext.gregs[REG_TRAPNO]`), and they
+/// are part of the stack compared at a preemption point inside the handler. The frame
+/// is at `rsp`: the return address, then the `ucontext`.
+pub(crate) fn clear_fault_fields(task: &mut Task) -> Result<()> {
+    let uc = task.regs()?.rsp + 8;
+    task.write_mem(uc + UC_ERR, &[0u8; 16])?;
+    task.write_mem(uc + UC_ERR + 24, &[0u8; 8])
 }
 
 /// Whether `task` blocks SIGSEGV now.

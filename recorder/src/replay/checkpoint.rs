@@ -252,6 +252,7 @@ impl Replayer<'_> {
             untraced: self.untraced.clone(),
             syscallbuf: self.syscallbuf,
             memory_digest: self.memory_digest,
+            clean_frames: self.clean_frames,
             sigkilled: Default::default(),
             filtered_call: None,
             batch_limit: 0,

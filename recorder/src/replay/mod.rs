@@ -168,6 +168,9 @@ struct Replayer<'a> {
     /// How the trace defines the memory digest of its preemption points (by its format
     /// version, `Header::format_version`).
     memory_digest: crate::preempt::memory::Definition,
+    /// The recording cleared the stale fault fields of asynchronous signals' frames
+    /// (format 9 on, `record::signal::clear_fault_fields`): replay clears them too.
+    clean_frames: bool,
     /// Processes of the tree that were sent SIGKILL (see [`Replayer::end_killed`]).
     sigkilled: std::collections::HashSet<i32>,
     /// The call (number, arguments) of the [`Event::Filtered`] being replayed: an
@@ -198,11 +201,18 @@ impl Replayer<'_> {
     /// way the untraced calls it makes (see [`Replayer::untraced`]).
     fn resume_to_next(&mut self, th: &mut RThread, mode: Resume, sig: i32) -> Result<Stop> {
         let mut sig = sig;
+        if let Some(stop) = self.enter_handler_first(th, sig)? {
+            sig = 0;
+            if mode == Resume::Step || stop != Stop::Signal(libc::SIGTRAP) {
+                return Ok(stop);
+            }
+        }
         if th.watch_generation != self.watches.generation {
             self.watches.apply(&th.task)?;
             th.watch_generation = self.watches.generation;
         }
         let mut first = if self.bps.is_empty() {
+            th.entered_handler = None;
             None
         } else {
             self.step_over_breakpoint(th, mode, &mut sig)?
@@ -508,6 +518,7 @@ impl Replayer<'_> {
                         if let Some(orig) = saved_mask {
                             self.deliver_under_temporary_mask(ev, th, orig)?;
                         }
+                        self.clean_frame_later(th);
                         Ok(Step::Done)
                     }
                     other => Err(self.diverge(ev, format!("stopped with {other:?} instead"))),

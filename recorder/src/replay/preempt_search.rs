@@ -376,6 +376,20 @@ impl Replayer<'_> {
                         }
                         preempt::Compared::MemoryDiffers(memory)
                     } else {
+                        if tracing::enabled!(tracing::Level::DEBUG) {
+                            let got = preempt::comparable(&at);
+                            let regs: Vec<usize> = (0..got.len().min(want.regs.len()))
+                                .filter(|&i| got[i] != want.regs[i])
+                                .collect();
+                            let stack =
+                                preempt::stack_hash(&mut th.task, at.rsp, self.memory_digest)?
+                                    != want.stack_hash;
+                            let fpu = preempt::fpu_hash(&th.task)? != want.fpu_hash;
+                            tracing::debug!(
+                                "point {:#x}: a trap that differs (registers {regs:?}, stack {stack}, fpu {fpu})",
+                                p.rip
+                            );
+                        }
                         preempt::Compared::Differs
                     };
                     if cycle.repeats(compared) {

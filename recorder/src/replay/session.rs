@@ -200,6 +200,7 @@ impl<'a> ReplaySession<'a> {
             untraced,
             syscallbuf: header.syscallbuf,
             memory_digest: crate::preempt::memory::Definition::of_format(header.format_version),
+            clean_frames: header.format_version >= 9,
             sigkilled: Default::default(),
             filtered_call: None,
             batch_limit: 0,
@@ -634,7 +635,12 @@ impl Replayer<'_> {
         }
         self.bps.lift(th.tgid, regs.rip, &mut th.task)?;
         let sig = std::mem::take(&mut th.signal);
-        let stepped = super::single_step(&th.task, sig);
+        let stepped = match self.enter_handler_first(th, sig) {
+            // The step into the handler, its frame cleaned as at record.
+            Ok(Some(stop)) => Ok(stop),
+            Ok(None) => super::single_step(&th.task, sig),
+            Err(e) => Err(e),
+        };
         self.bps.rearm(th.tgid, regs.rip, &mut th.task)?;
         Ok(match stepped? {
             Stop::Signal(libc::SIGTRAP) if self.watches.any() => {

@@ -105,7 +105,46 @@ impl Replayer<'_> {
             th.task.set_siginfo(&si)?;
         }
         th.signal = signo;
+        self.clean_frame_later(th);
         Ok(Step::Done)
+    }
+
+    /// Thread `th` stands at the delivery stop of the asynchronous signal `ev` gave it
+    /// (`th.signal`): as at record (`Recorder::deliver_to_handler`), a caught one is to be
+    /// delivered by a step of its own, which stops at the handler's first instruction,
+    /// where the frame's stale fault fields are cleared
+    /// (`record::signal::clear_fault_fields`). Done when the thread is next resumed
+    /// ([`Replayer::enter_handler_first`]): a debugger sees the signal's stop before
+    /// the handler, as natively. Traces of format 8 and older did not clear them.
+    pub(super) fn clean_frame_later(&mut self, th: &mut RThread) {
+        let sig = th.signal;
+        th.clean_frame = self.clean_frames
+            && sig != 0
+            && !matches!(
+                sig,
+                libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+            )
+            && caught(th.task.tid, sig);
+    }
+
+    /// Before `th` is resumed with `sig`: if that is a signal whose frame is to be
+    /// cleaned ([`Self::clean_frame_later`]), it is delivered by one step, the frame cleaned,
+    /// and the step's stop returned (a trap at the handler's first instruction, where a
+    /// breakpoint is then hit before the handler runs, see `entered_handler`).
+    pub(super) fn enter_handler_first(
+        &mut self,
+        th: &mut RThread,
+        sig: i32,
+    ) -> Result<Option<Stop>> {
+        if !std::mem::take(&mut th.clean_frame) || sig == 0 {
+            return Ok(None);
+        }
+        let stop = crate::record::signal::step_into_handler(&mut th.task, sig)?;
+        if stop == Stop::Signal(libc::SIGTRAP) {
+            th.entered_handler = Some(th.task.regs()?.rip);
+            crate::record::signal::clear_fault_fields(&mut th.task)?;
+        }
+        Ok(Some(stop))
     }
 
     pub(super) fn on_trapped(
@@ -178,7 +217,12 @@ impl Replayer<'_> {
                 // rsp: the frame's return address, then its ucontext; uc_sigmask is 296
                 // bytes into the ucontext (flags, link, stack_t, 256-byte sigcontext).
                 let rsp = th.task.regs()?.rsp;
-                th.task.write_mem(rsp + 8 + 296, &orig.to_le_bytes())
+                th.task.write_mem(rsp + 8 + 296, &orig.to_le_bytes())?;
+                if self.clean_frames {
+                    // As at record (see `clean_frame_later`).
+                    crate::record::signal::clear_fault_fields(&mut th.task)?;
+                }
+                Ok(())
             }
             other => Err(self.diverge(
                 ev,

@@ -310,6 +310,14 @@ pub(super) struct RThread {
     /// It stands at the preemption point its last event found, and has not run since
     /// (an [`Event::SignalAtPoint`] may give it a signal there).
     pub(super) at_point: bool,
+    /// Where a signal's delivery by the engine's step left it (the handler's first
+    /// instruction, see [`super::Replayer::clean_frame_later`]), until it is resumed: a
+    /// breakpoint there is hit before the handler runs, as natively.
+    pub(super) entered_handler: Option<u64>,
+    /// Its signal (`signal`) is an asynchronous one whose frame is to be cleaned as at
+    /// record: it is delivered by a step of its own (see
+    /// [`super::Replayer::clean_frame_later`]).
+    pub(super) clean_frame: bool,
 }
 
 impl RThread {
@@ -327,6 +335,8 @@ impl RThread {
             segv_blocked: false,
             fed_stop: None,
             at_point: false,
+            entered_handler: None,
+            clean_frame: false,
         }
     }
 }
