@@ -359,6 +359,7 @@ impl Replayer<'_> {
         let Some(mut th) = self.threads.remove(&tid) else {
             return Err(self.diverge(ev, format!("has no thread {tid} at this point")));
         };
+        tracing::trace!("event {}: {}", self.index, ev.describe());
         let r = match self.step(ev, &mut th) {
             Ok(Step::Done)
                 if matches!(ev, Event::Signal { .. } | Event::SignalAtPoint { .. })
