@@ -374,6 +374,7 @@ impl Replayer<'_> {
                             th.task.set_regs(&at)?;
                             return self.arrived(th, &at, traps, started);
                         }
+                        tracing::debug!("point {:#x}: a trap whose memory differs", p.rip);
                         preempt::Compared::MemoryDiffers(memory)
                     } else {
                         if tracing::enabled!(tracing::Level::DEBUG) {
