@@ -262,3 +262,69 @@ fn a_trace_asking_for_a_pmu_is_refused_with_a_plain_message() {
         replayed.stderr_str()
     );
 }
+
+/// The number after `prefix` on the line of `out` that starts with it.
+fn number_after(out: &str, prefix: &str) -> Option<u64> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+#[test]
+fn sigprof_counted_by_a_loop_without_syscalls_replays_identically_ten_times() {
+    // Issue 16 (rr's sigprof test): SIGPROFs arrive while the only thread spins without
+    // a syscall, so the recorder holds each one until the thread has run a short slice
+    // and then gives it at a preemption point. Before, the loop never got one: the
+    // recording ran until the test's time limit.
+    let exe = test_support::fixture!("sigprof_spin");
+    for i in 0..10 {
+        let rt = roundtrip(&exe, &["20"], &[]);
+        rt.assert_exited_0();
+        let out = rt.recorded.stdout_str();
+        let signals = number_after(&out, "signals ")
+            .unwrap_or_else(|| panic!("recording {i}: no signal count in\n{out}"));
+        assert!(signals > 0, "recording {i}: no signal delivered\n{out}");
+        let at_points = rt
+            .events
+            .lines()
+            .filter(|l| l.contains("at the preemption point"))
+            .count();
+        assert!(
+            at_points >= 1,
+            "recording {i}: no signal given at a preemption point\n{}",
+            rt.events
+        );
+        assert_eq!(rt.points, preempted(&rt.events) as u64);
+    }
+}
+
+#[test]
+fn a_format_6_trace_with_preemption_points_still_replays() {
+    // Format 9 added `SignalAtPoint` (7 and 8 nothing this program uses): a trace of
+    // format 6 (events without it, the same memory digest) replays as before. The spinning thread is preempted.
+    let exe = test_support::fixture!("proc_spin");
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let recorded = run(under_timeout(bin())
+        .args(["record", "--trace-dir"])
+        .arg(&trace)
+        .arg("--")
+        .arg(&exe));
+    assert_eq!(recorded.status, 0, "{}", recorded.stderr_str());
+    std::fs::write(trace.join("version"), "chaos-trace 6\n").unwrap();
+    let path = trace.join("header.json");
+    let mut header: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    header["format_version"] = serde_json::Value::from(6);
+    std::fs::write(&path, header.to_string()).unwrap();
+    let events = run(under_timeout(bin()).arg("dump").arg(&trace)).stdout_str();
+    assert!(preempted(&events) >= 1, "no preemption point:\n{events}");
+    let replayed = run(under_timeout(bin()).arg("replay").arg(&trace));
+    assert_eq!(
+        recorded.stdout_str(),
+        replayed.stdout_str(),
+        "{}",
+        replayed.stderr_str()
+    );
+    assert_eq!(replayed.status, 0, "{}", replayed.stderr_str());
+}

@@ -172,9 +172,10 @@ impl Session for LiveSession {
     fn resume_before(&mut self, limit: u64) -> recorder::Result<Stop> {
         // A signal given to a thread of the debugged process is a stop of its own.
         let signal = match self.s.next_event_peek() {
-            Some(recorder::trace::Event::Signal { tid, signo, .. }) if self.is_ours(*tid) => {
-                Some((*tid, *signo))
-            }
+            Some(
+                recorder::trace::Event::Signal { tid, signo, .. }
+                | recorder::trace::Event::SignalAtPoint { tid, signo, .. },
+            ) if self.is_ours(*tid) => Some((*tid, *signo)),
             _ => None,
         };
         loop {

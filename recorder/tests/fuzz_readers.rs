@@ -271,6 +271,14 @@ fn event() -> impl Strategy<Value = Event> {
                 injected,
                 info
             }),
+        (any::<i32>(), any::<i32>(), any::<u64>(), bytes(160)).prop_map(
+            |(tid, signo, rip, info)| Event::SignalAtPoint {
+                tid,
+                signo,
+                rip,
+                info
+            }
+        ),
         (any::<i32>(), regs(), any::<[u64; 3]>()).prop_map(|(tid, regs, h)| Event::Preempt {
             tid,
             state: preempt_state(regs, &h),
@@ -616,7 +624,8 @@ fn valid_metadata_reads() {
     assert!(check_trace_meta(b"chaos-trace 6\n", Some(&h), Some(&r)).opened);
     assert!(check_trace_meta(b"chaos-trace 7\n", Some(&h), Some(&r)).opened);
     assert!(check_trace_meta(b"chaos-trace 8\n", Some(&h), Some(&r)).opened);
-    assert!(!check_trace_meta(b"chaos-trace 9\n", Some(&h), Some(&r)).opened);
+    assert!(check_trace_meta(b"chaos-trace 9\n", Some(&h), Some(&r)).opened);
+    assert!(!check_trace_meta(b"chaos-trace 10\n", Some(&h), Some(&r)).opened);
 }
 
 proptest! {

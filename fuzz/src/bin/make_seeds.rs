@@ -86,6 +86,12 @@ fn events() -> Vec<Event> {
             injected: true,
             info: vec![0; 128],
         },
+        Event::SignalAtPoint {
+            tid: 101,
+            signo: 27,
+            rip: 0x40_0040,
+            info: vec![0; 128],
+        },
         Event::SharedFile {
             tid: 101,
             name: "/dev/shm/x".into(),

@@ -548,7 +548,8 @@ fn valid_trace_metadata_packs() {
     assert!(check_pack_meta(b"chaos-trace 6\n", &h, Some(&r)));
     assert!(check_pack_meta(b"chaos-trace 7\n", &h, Some(&r)));
     assert!(check_pack_meta(b"chaos-trace 8\n", &h, Some(&r)));
-    assert!(!check_pack_meta(b"chaos-trace 9\n", &h, Some(&r)));
+    assert!(check_pack_meta(b"chaos-trace 9\n", &h, Some(&r)));
+    assert!(!check_pack_meta(b"chaos-trace 10\n", &h, Some(&r)));
 }
 
 proptest! {

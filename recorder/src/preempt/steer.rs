@@ -22,6 +22,14 @@ pub const MAX_STEPS: u32 = 64;
 /// the thread's loop writes ([`PointInfo::memory`]).
 pub const MIN_STEPS: u32 = 16;
 
+/// The signals blocked while the thread is stepped: all but the faults an instruction
+/// raises (SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV); SIGKILL and SIGSTOP cannot be.
+const ASYNC_SIGNALS: u64 = !((1 << (libc::SIGILL - 1))
+    | (1 << (libc::SIGTRAP - 1))
+    | (1 << (libc::SIGBUS - 1))
+    | (1 << (libc::SIGFPE - 1))
+    | (1 << (libc::SIGSEGV - 1)));
+
 /// Where a preempted thread was moved to.
 #[derive(Debug)]
 pub struct Steered {
@@ -35,8 +43,10 @@ pub struct Steered {
 }
 
 /// Steps the thread, stopped by the watchdog with `regs`, to a point replay can find
-/// cheaply, and reads the stack words the trace keeps.
-pub fn steer(task: &mut Task, regs: Regs) -> Result<Steered> {
+/// cheaply, and reads the stack words the trace keeps. `stay`: it is not stepped at
+/// all (a signal queued at the exit of the call it just made is on its way, and must
+/// be delivered there: `rt_sigreturn` leaves no syscall number in `orig_rax` to tell).
+pub fn steer(task: &mut Task, regs: Regs, stay: bool) -> Result<Steered> {
     let mut regs = regs;
     let mut steps = 0;
     let mut method = Method::StateMatch;
@@ -45,7 +55,20 @@ pub fn steer(task: &mut Task, regs: Regs) -> Result<Steered> {
     let mut funcs = Functions::default();
     // In or right after a syscall (orig_rax set), resuming would run or restart it.
     let in_syscall = regs.orig_rax != u64::MAX;
-    let mut stepping = !in_syscall;
+    let mut stepping = !in_syscall && !stay;
+    // Signals that arrive meanwhile (a profiling timer's, every few steps) stay pending
+    // until the point is reached, instead of ending the steps where replay can only
+    // find the point with a trap per loop iteration; the thread takes them when it
+    // next runs, at the point. Faults stay unblocked (a blocked one is forced on the
+    // program with its default action). The program cannot see the mask: no syscall
+    // is stepped over, and it is restored before the thread runs on.
+    let mask = if stepping {
+        let mask = task.sigmask()?;
+        task.set_sigmask(mask | ASYNC_SIGNALS)?;
+        Some(mask)
+    } else {
+        None
+    };
     while stepping {
         let bytes = task.read_mem_partial(regs.rip, insn::MAX_LEN)?;
         let Some(i) = insn::decode(&bytes, regs.rip) else {
@@ -90,6 +113,9 @@ pub fn steer(task: &mut Task, regs: Regs) -> Result<Steered> {
         steps += 1;
         regs = task.regs()?;
         stepping = signal.is_none();
+    }
+    if let Some(mask) = mask {
+        task.set_sigmask(mask)?;
     }
     let (stack_from, stack) = stack_words(task, regs.rsp)?;
     let mut memory = Vec::new();

@@ -193,6 +193,10 @@ struct Thread {
     /// Where it resumes after the syscall-exit stop it was last resumed from; a signal
     /// stop there is a point replay can name ("right after that syscall").
     exit_rip: Option<u64>,
+    /// The call it was last resumed from was `rt_sigreturn`, and a signal that the
+    /// call's restored mask unblocks was pending at its exit: the kernel delivers it
+    /// there before the thread runs an instruction (see [`signal`]).
+    exit_unblocks: bool,
     /// Asynchronous signals that arrived at a point replay cannot name; each is queued
     /// again at the thread's next syscall exit.
     deferred: std::collections::VecDeque<libc::siginfo_t>,
@@ -208,6 +212,15 @@ struct Thread {
     segv_blocked: bool,
     /// Its CPU-time slice clock, opened at its first slice (see [`slices`]).
     clock: Option<crate::preempt::cpu_clock::CpuClock>,
+    /// Since when it holds a signal in `deferred` without having made a traced call
+    /// (see [`slices::HELD_SIGNAL_SLICE`]). Times here are
+    /// `arch::self_traps::monotonic_now` readings: the vDSO clock traps on this thread.
+    held_since: Option<std::time::Duration>,
+    /// Its running slice is the one that ends in a held signal's delivery (shorter
+    /// than its ordinary slice, if it has one).
+    delivery_slice: bool,
+    /// When that slice is over at the earliest (its length in wall-clock time).
+    slice_ends: Option<std::time::Duration>,
     /// The program's own seccomp filters in effect for it (see [`program_filters`]).
     filters: crate::program_filter::Chain,
     /// The filter its pending seccomp call installs (rewritten in the call).
@@ -225,12 +238,16 @@ impl Thread {
             state: Where::Ready(0),
             pending: None,
             exit_rip: None,
+            exit_unblocks: false,
             deferred: Default::default(),
             requeued: None,
             held: None,
             sb: None,
             segv_blocked: false,
             clock: None,
+            held_since: None,
+            delivery_slice: false,
+            slice_ends: None,
             filters: Default::default(),
             installing: None,
             desched: None,

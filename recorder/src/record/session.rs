@@ -14,7 +14,14 @@ impl Recorder {
             let mut cur = match self.current {
                 Some(c) => c,
                 None => match self.pick()? {
-                    Some(c) => c,
+                    Some(c) => {
+                        // A held signal's slice counts from here: not while others ran.
+                        let t = self.threads.get_mut(&c).expect("picked");
+                        if t.held_since.is_some() {
+                            t.held_since = Some(crate::arch::self_traps::monotonic_now());
+                        }
+                        c
+                    }
                     None => {
                         // Every thread sits in a blocking call (or is stopped): wait for
                         // one to return.
@@ -55,12 +62,14 @@ impl Recorder {
             // they all sit in blocking calls (or wait behind one), none: its slice starts
             // when one of those calls returns. (Arming a CPU-time clock costs three
             // ioctls and a timer that follows the thread through every context switch.)
-            let mut sliced = false;
-            if !self.no_watchdog && self.someone_ready() {
-                let slice = self.sched.slice(crate::preempt::SLICE);
-                self.start_slice(tgid, cur, slice);
-                sliced = true;
-            }
+            // A thread holding a signal gets a short one either way (see `slices`).
+            let ordinary = (!self.no_watchdog && self.someone_ready())
+                .then(|| self.sched.slice(crate::preempt::SLICE));
+            self.start_slices(tgid, cur, ordinary);
+            let mut sliced = self
+                .threads
+                .get(&cur)
+                .is_some_and(|t| t.slice_ends.is_some());
             let stop = loop {
                 let (tid, stop) = self.wait_any()?;
                 if self.interrupter.requested() {
@@ -472,6 +481,8 @@ impl Recorder {
                         }
                         let t = self.threads.get_mut(&cur).expect("current");
                         t.exit_rip = Some(rip);
+                        t.exit_unblocks =
+                            sysno == Some(nr::RT_SIGRETURN) && signal::unblocked_pending(cur);
                         if t.requeued.is_none() {
                             if let Some(si) = t.deferred.pop_front() {
                                 // Queue a held signal again, now that replay can name
@@ -480,6 +491,10 @@ impl Recorder {
                                 t.requeued = Some(si);
                             }
                         }
+                        // Any other held signal waits for the next call's exit, or
+                        // for a whole held signal's slice from here (see `slices`).
+                        t.held_since =
+                            (!t.deferred.is_empty()).then(crate::arch::self_traps::monotonic_now);
                         let point = match sysno {
                             Some(nr::SCHED_YIELD) => Point::Yield,
                             Some(nr::CHAOS_TICK) => Point::Tick,
@@ -501,19 +516,44 @@ impl Recorder {
                     return Ok(Next::Continue);
                 }
                 self.flush_buffer(cur)?;
-                self.sched.preempted();
+                let t = self.threads.get_mut(&cur).expect("current");
+                // The end of a held signal's slice rather than of its ordinary one: the
+                // thread stops to be given the signal, and goes on (see `slices`).
+                let delivery = std::mem::take(&mut t.delivery_slice);
+                let over = t
+                    .slice_ends
+                    .take()
+                    .is_some_and(|end| crate::arch::self_traps::monotonic_now() >= end);
+                if delivery {
+                    let regs = t.task.regs()?;
+                    if !over || !self.can_give_held_signal(cur, &regs)? {
+                        // The SIGSTOP of an earlier slice (this one is not over: its
+                        // length in CPU time cannot be shorter in wall-clock time), or
+                        // no signal to give here (the thread blocks it: in the
+                        // handler of another): no point, the thread goes on (nothing
+                        // it can see happened).
+                        tracing::debug!("thread {cur}: no held signal given at this stop");
+                        let t = self.threads.get_mut(&cur).expect("current");
+                        t.state = Where::Ready(0);
+                        return Ok(Next::Continue);
+                    }
+                } else {
+                    self.sched.preempted();
+                }
                 let t = self.threads.get_mut(&cur).expect("current");
                 let regs = t.task.regs()?;
                 // On to a point replay finds cheaply (see `preempt::steer`).
-                let started = std::time::Instant::now();
-                let steered = crate::preempt::steer::steer(&mut t.task, regs)?;
-                let stepped = started.elapsed();
+                let started = crate::arch::self_traps::monotonic_now();
+                let requeued = t.requeued.is_some();
+                let steered = crate::preempt::steer::steer(&mut t.task, regs, requeued)?;
+                let elapsed = || crate::arch::self_traps::monotonic_now().saturating_sub(started);
+                let stepped = elapsed();
                 let state = crate::preempt::capture(&mut t.task, &steered.regs)?;
                 tracing::debug!(
                     "thread {cur} preempted at {:#x}: {} steps in {stepped:?}, state in {:?}",
                     steered.regs.rip,
                     steered.point.steps,
-                    started.elapsed() - stepped
+                    elapsed().saturating_sub(stepped)
                 );
                 t.state = Where::Ready(0);
                 t.exit_rip = None;
@@ -522,11 +562,18 @@ impl Recorder {
                     state: Box::new(state),
                     point: Box::new(steered.point),
                 })?;
+                let mut deliver = 0;
                 if let Some(sig) = steered.signal {
-                    let deliver = self.on_signal(cur, sig)?;
+                    deliver = self.on_signal(cur, sig)?;
                     self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
                 }
-                return Ok(Next::Switch);
+                if !delivery {
+                    return Ok(Next::Switch);
+                }
+                if deliver == 0 {
+                    self.give_held_signal(cur, &steered.regs)?;
+                }
+                return Ok(Next::Continue);
             }
             ThreadStop::Signal(libc::SIGINT) if self.signal_is_from_terminal(cur) => {
                 // Ctrl-C reached the program before (or instead of) the recorder: end

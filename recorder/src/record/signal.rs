@@ -10,6 +10,7 @@ impl Recorder {
         let t = self.threads.get_mut(&cur).expect("current");
         let regs = t.task.regs()?;
         let exit_rip = t.exit_rip.take();
+        let exit_unblocks = std::mem::take(&mut t.exit_unblocks);
         if sig == libc::SIGSEGV {
             let bytes = t.task.read_mem_partial(regs.rip, 3)?;
             if let Some(insn) = Trapped::decode(&bytes) {
@@ -59,8 +60,9 @@ impl Recorder {
                 if job_control::is_stop_signal(sig) {
                     // Still right after the call while stopped (see `job_control`).
                     t.exit_rip = Some(regs.rip);
+                    t.exit_unblocks = true;
                 }
-                return Ok(sig);
+                return self.deliver_to_handler(cur, sig);
             }
             t.requeued = Some(req);
         }
@@ -104,7 +106,17 @@ impl Recorder {
         // an untraced call (see `seccomp`) returning to the same address as the traced
         // call before it is not a point replay can name.
         let after_untraced = syscalls::lookup(regs.orig_rax).is_some_and(|d| d.untraced);
-        if exit_rip == Some(regs.rip) && !(self.seccomp && after_untraced) {
+        // Every way into the kernel but a syscall (an interrupt, a fault, a trap) sets
+        // `orig_rax` to -1, and a signal is delivered only on the way out of the
+        // kernel: a syscall number there means the thread entered the kernel last by
+        // that call, so it runs no instruction since its exit. Only `exit_rip` equal
+        // to `rip` does not say so: a loop comes back to the same address, and a
+        // signal that arrived there later, queued again at the call's exit by replay,
+        // would be delivered in the wrong iteration (issue 16: a loop the handler's
+        // `rt_sigreturn` returns into). `rt_sigreturn` restores `orig_rax` = -1 itself:
+        // after it, only a signal already pending at its exit is right after it.
+        let no_entry_since = (regs.orig_rax as i64) >= 0 || exit_unblocks;
+        if exit_rip == Some(regs.rip) && no_entry_since && !(self.seccomp && after_untraced) {
             // Right after a syscall: a point replay can name and queue the signal at.
             self.events.push(&Event::Signal {
                 tid: cur,
@@ -116,13 +128,115 @@ impl Recorder {
             if job_control::is_stop_signal(sig) {
                 // Still right after the call while stopped (see `job_control`).
                 t.exit_rip = exit_rip;
+                t.exit_unblocks = true;
             }
-            return Ok(sig);
+            return self.deliver_to_handler(cur, sig);
         }
         // Somewhere in user code, a point replay cannot find again: hold the signal
-        // and queue it again at this thread's next syscall exit.
+        // and queue it again at this thread's next syscall exit (or give it at a
+        // preemption point if the thread makes no traced call for a while, see
+        // `slices::HELD_SIGNAL_SLICE`).
         t.deferred.push_back(si);
+        t.held_since
+            .get_or_insert_with(crate::arch::self_traps::monotonic_now);
         Ok(0)
+    }
+
+    /// Thread `cur` was just preempted at the end of its held signal's slice, at a point
+    /// with registers `at` (recorded as [`Event::Preempted`]), and is at a signal stop
+    /// there: it is given its oldest held signal at that point, with its siginfo
+    /// ([`Event::SignalAtPoint`]; replay finds the point and gives it the same way).
+    /// Not in or right after a syscall (the point is that call's exit, where the signal
+    /// is queued again anyway), nor while a signal queued again is on its way, nor
+    /// when the thread blocks the signal now: the signal then stays held.
+    pub(super) fn give_held_signal(&mut self, cur: i32, at: &crate::ptrace::Regs) -> Result<()> {
+        if !self.can_give_held_signal(cur, at)? {
+            return Ok(());
+        }
+        let t = self.threads.get_mut(&cur).expect("current");
+        let mut regs = t.task.regs()?;
+        if regs.rip != at.rip {
+            // A signal met during the steps was delivered already (its handler's first
+            // instruction): no longer at the point.
+            return Ok(());
+        }
+        let si = t.deferred.pop_front().expect("checked above");
+        let signo = si.si_signo;
+        if regs.eflags & DEBUG_FLAGS != 0 {
+            // The signal frame saves the flags: the debugger's resume and trap flags
+            // are not the program's (replay clears them too).
+            regs.eflags &= !DEBUG_FLAGS;
+            t.task.set_regs(&regs)?;
+        }
+        // At this signal stop (a step's trap, the slice's SIGSTOP, or a signal that
+        // arrived during the steps, held above), the kernel delivers the signal the
+        // thread is resumed with, with the siginfo set here (its number is the same).
+        t.task.set_siginfo(&si)?;
+        t.held_since = (!t.deferred.is_empty()).then(crate::arch::self_traps::monotonic_now);
+        self.events.push(&Event::SignalAtPoint {
+            tid: cur,
+            signo,
+            rip: regs.rip,
+            info: siginfo_bytes(&si),
+        })?;
+        let deliver = self.deliver_to_handler(cur, signo)?;
+        self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
+        tracing::debug!(
+            "thread {cur}: {} given at a preemption point ({:#x})",
+            crate::trace::signal_name(signo),
+            regs.rip
+        );
+        Ok(())
+    }
+
+    /// Thread `cur` stands at the delivery stop of asynchronous signal `sig`, which the
+    /// trace just gave it (an injected [`Event::Signal`] or an [`Event::SignalAtPoint`]):
+    /// a caught one is delivered now, by one step that stops at the handler's first
+    /// instruction, where the frame's stale fault fields are cleared (see
+    /// [`clear_fault_fields`]; replay does the same). Returns the signal the thread is
+    /// still to be resumed with: 0 then, `sig` for a signal without a handler or a stop
+    /// signal (their default actions are the kernel's, no frame).
+    pub(super) fn deliver_to_handler(&mut self, cur: i32, sig: i32) -> Result<i32> {
+        let t = self.threads.get_mut(&cur).expect("current");
+        if job_control::is_stop_signal(sig) || !catches(cur, sig) {
+            return Ok(sig);
+        }
+        match step_into_handler(&mut t.task, sig)? {
+            Stop::Signal(libc::SIGTRAP) => {
+                clear_fault_fields(&mut t.task)?;
+                Ok(0)
+            }
+            Stop::Exited(_) | Stop::Killed(_) => Err(Error::TaskGone { pid: cur }),
+            other => Err(Error::Unsupported {
+                what: format!(
+                    "thread {cur} stopped with {other:?} as it was given {}",
+                    crate::trace::signal_name(sig)
+                ),
+                hint: "report this as a bug".into(),
+            }),
+        }
+    }
+
+    /// Whether thread `cur`, stopped with registers `at`, can be given its oldest held
+    /// signal there (see [`Self::give_held_signal`]); if not, the signal stays held for
+    /// another whole slice, rather than a stop at every short one.
+    pub(super) fn can_give_held_signal(
+        &mut self,
+        cur: i32,
+        at: &crate::ptrace::Regs,
+    ) -> Result<bool> {
+        let t = self.threads.get_mut(&cur).expect("current");
+        let Some(signo) = t.deferred.front().map(|si| si.si_signo) else {
+            return Ok(false);
+        };
+        let ok = at.orig_rax == u64::MAX
+            && t.requeued.is_none()
+            && (1..=64).contains(&signo)
+            && t.task.sigmask()? & (1u64 << (signo - 1)) == 0;
+        if !ok {
+            t.held_since = Some(crate::arch::self_traps::monotonic_now());
+        }
+        Ok(ok)
     }
 
     /// Thread `cur` is at the entry of a call that may block, with a signal held (see
@@ -181,6 +295,65 @@ impl Recorder {
         let pid = unsafe { si.si_pid() };
         self.threads.values().any(|t| t.tgid == pid)
     }
+}
+
+/// The resume (RF) and trap (TF) flags: the debugger's, cleared before a signal frame
+/// saves the flags at a preemption point (record and replay alike).
+pub(crate) const DEBUG_FLAGS: u64 = 0x10000 | 0x100;
+
+/// Whether thread `tid` has a signal pending (for itself or its process) that it does
+/// not block (`/proc/TID/status`); false when that cannot be read.
+pub(super) fn unblocked_pending(tid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return false;
+    };
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    (mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0
+}
+
+/// Whether thread `tid` has a handler for `sig` (`SigCgt` of `/proc/TID/status`).
+pub(crate) fn catches(tid: i32, sig: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .is_some_and(|mask| (1..=64).contains(&sig) && mask & (1 << (sig - 1)) != 0)
+}
+
+/// Resumes `task`, at the delivery stop of caught signal `sig`, with one step: the
+/// kernel builds the handler's frame and reports the step's trap at the handler's first
+/// instruction, before it runs (a `SIGTRAP` stop). Returns the stop.
+pub(crate) fn step_into_handler(task: &mut Task, sig: i32) -> Result<Stop> {
+    task.resume(Resume::Step, sig)?;
+    task.wait()
+}
+
+/// Offset of `err` in the frame's `ucontext` (flags, link and `stack_t`, 40 bytes, then
+/// the sigcontext: 18 registers and 4 segment selectors before `err`); `trapno`
+/// follows it, then `oldmask`, then `cr2`.
+const UC_ERR: u64 = 40 + 18 * 8 + 8;
+
+/// At the first instruction of a handler of an asynchronous signal: zeroes the frame's
+/// `err`, `trapno` and `cr2`. The kernel fills them from the thread's last exception,
+/// which for a signal no instruction raised is stale, and differs between record and
+/// replay (the engine's own traps: the recorder's steps, replay's patched traps and
+/// breakpoints); the program can read them (`uc_mcontext.gregs[REG_TRAPNO]`), and they
+/// are part of the stack compared at a preemption point inside the handler. The frame
+/// is at `rsp`: the return address, then the `ucontext`.
+pub(crate) fn clear_fault_fields(task: &mut Task) -> Result<()> {
+    let uc = task.regs()?.rsp + 8;
+    task.write_mem(uc + UC_ERR, &[0u8; 16])?;
+    task.write_mem(uc + UC_ERR + 24, &[0u8; 8])
 }
 
 /// Whether `task` blocks SIGSEGV now.

@@ -18,6 +18,17 @@ use crate::preempt::Clock;
 /// slice run.
 pub const WALL_BACKSTOP: Duration = Duration::from_millis(250);
 
+/// How long a thread that holds a signal (one that arrived outside a syscall, see
+/// `signal`) may run without a traced call before it is stopped to be given the signal
+/// at a preemption point (`Recorder::give_held_signal`). A thread that makes a traced
+/// call first gets the signal right after it, as always; one in a loop without syscalls
+/// would otherwise never get it (rr's `sigprof` test: a handler counting `SIGPROF`s
+/// while the main thread spins until enough arrived).
+pub const HELD_SIGNAL_SLICE: Duration = Duration::from_millis(1);
+/// The shortest such slice: what is left of [`HELD_SIGNAL_SLICE`] after the thread's
+/// other stops (each new signal is a stop) is never less.
+const MIN_HELD_SIGNAL_SLICE: Duration = Duration::from_micros(20);
+
 impl Recorder {
     /// Starts a slice of `slice` for the running thread `cur` of process `tgid`.
     pub(super) fn start_slice(&mut self, tgid: i32, cur: i32, slice: Duration) {
@@ -32,6 +43,44 @@ impl Recorder {
         } else {
             self.watchdog.arm(tgid, cur, slice, Clock::Precise);
         }
+    }
+
+    /// Starts the running thread `cur`'s slice: `ordinary` (while others wait to run),
+    /// or the rest of its held signal's slice when that is shorter (see
+    /// [`HELD_SIGNAL_SLICE`]); none when neither applies.
+    pub(super) fn start_slices(&mut self, tgid: i32, cur: i32, ordinary: Option<Duration>) {
+        let held = self.held_signal_slice(cur);
+        let slice = match (ordinary, held) {
+            (Some(o), Some(h)) if h < o => Some((h, true)),
+            (None, Some(h)) => Some((h, true)),
+            (Some(o), _) => Some((o, false)),
+            (None, None) => None,
+        };
+        if let Some(t) = self.threads.get_mut(&cur) {
+            t.delivery_slice = slice.is_some_and(|(_, delivery)| delivery);
+            t.slice_ends = slice.map(|(s, _)| crate::arch::self_traps::monotonic_now() + s);
+        }
+        if let Some((slice, _)) = slice {
+            self.start_slice(tgid, cur, slice);
+        }
+    }
+
+    /// What is left of `cur`'s held signal's slice, if it holds a signal that the next
+    /// preemption point could deliver.
+    fn held_signal_slice(&self, cur: i32) -> Option<Duration> {
+        if self.no_watchdog {
+            return None;
+        }
+        let t = self.threads.get(&cur)?;
+        if t.deferred.is_empty() || t.requeued.is_some() {
+            return None;
+        }
+        let since = t.held_since?;
+        Some(
+            HELD_SIGNAL_SLICE
+                .saturating_sub(crate::arch::self_traps::monotonic_now().saturating_sub(since))
+                .max(MIN_HELD_SIGNAL_SLICE),
+        )
     }
 
     /// Cuts the running slice of `cur` to end at most [`crate::preempt::SLICE`] from now

@@ -232,8 +232,19 @@ impl Replayer<'_> {
         sig: &mut i32,
     ) -> Result<Option<Stop>> {
         let rip = th.task.regs()?.rip;
+        let entered = th.entered_handler.take();
         if !self.bps.inserted_at(th.tgid, rip) {
             return Ok(None);
+        }
+        if entered == Some(rip) && self.bps.is_user(rip) {
+            // The engine delivered a signal by a step that ended at the handler's first
+            // instruction (see `enter_handler_first`): natively the thread would run into the
+            // breakpoint there, which is hit now, before the handler runs.
+            crate::preempt::set_breakpoint(&th.task, None)?;
+            return Err(Error::Breakpoint {
+                tid: th.task.tid,
+                addr: rip,
+            });
         }
         let code = self.read_code(th, rip, 2)?;
         let how = if code == crate::arch::SYSCALL_INSN {

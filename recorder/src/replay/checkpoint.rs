@@ -198,6 +198,9 @@ impl Replayer<'_> {
         let mut copy = RThread::new(task, th.tgid);
         copy.held = th.held;
         copy.next_shared = th.next_shared.clone();
+        // Standing at a preemption point, where a signal may be given next (the copy
+        // stands there too).
+        copy.at_point = th.at_point;
         copy
     }
 
@@ -249,6 +252,7 @@ impl Replayer<'_> {
             untraced: self.untraced.clone(),
             syscallbuf: self.syscallbuf,
             memory_digest: self.memory_digest,
+            clean_frames: self.clean_frames,
             sigkilled: Default::default(),
             filtered_call: None,
             batch_limit: 0,

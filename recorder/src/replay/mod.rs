@@ -168,6 +168,9 @@ struct Replayer<'a> {
     /// How the trace defines the memory digest of its preemption points (by its format
     /// version, `Header::format_version`).
     memory_digest: crate::preempt::memory::Definition,
+    /// The recording cleared the stale fault fields of asynchronous signals' frames
+    /// (format 9 on, `record::signal::clear_fault_fields`): replay clears them too.
+    clean_frames: bool,
     /// Processes of the tree that were sent SIGKILL (see [`Replayer::end_killed`]).
     sigkilled: std::collections::HashSet<i32>,
     /// The call (number, arguments) of the [`Event::Filtered`] being replayed: an
@@ -209,11 +212,18 @@ impl Replayer<'_> {
     /// way the untraced calls it makes (see [`Replayer::untraced`]).
     fn resume_to_next(&mut self, th: &mut RThread, mode: Resume, sig: i32) -> Result<Stop> {
         let mut sig = sig;
+        if let Some(stop) = self.enter_handler_first(th, sig)? {
+            sig = 0;
+            if mode == Resume::Step || stop != Stop::Signal(libc::SIGTRAP) {
+                return Ok(stop);
+            }
+        }
         if th.watch_generation != self.watches.generation {
             self.watches.apply(&th.task)?;
             th.watch_generation = self.watches.generation;
         }
         let mut first = if self.bps.is_empty() {
+            th.entered_handler = None;
             None
         } else {
             self.step_over_breakpoint(th, mode, &mut sig)?
@@ -364,8 +374,12 @@ impl Replayer<'_> {
         let Some(mut th) = self.threads.remove(&tid) else {
             return Err(self.diverge(ev, format!("has no thread {tid} at this point")));
         };
+        tracing::trace!("event {}: {}", self.index, ev.describe());
         let r = match self.step(ev, &mut th) {
-            Ok(Step::Done) if matches!(ev, Event::Signal { .. }) && th.signal != 0 => {
+            Ok(Step::Done)
+                if matches!(ev, Event::Signal { .. } | Event::SignalAtPoint { .. })
+                    && th.signal != 0 =>
+            {
                 drop_if_stop(&mut th);
                 if th.signal != 0 {
                     self.end_if_fatal(ev, &mut th)
@@ -443,6 +457,7 @@ impl Replayer<'_> {
         }
         // Every event below resumes the thread, except a signal given at this stop.
         let at_dropped_stop = std::mem::take(&mut th.at_dropped_stop);
+        let at_point = std::mem::take(&mut th.at_point);
         if let Some((nr, args)) = th.held.take() {
             // Held at the entry of a blocked call: this event completes it.
             return self.on_syscall(ev, nr, args, th);
@@ -468,8 +483,13 @@ impl Replayer<'_> {
             }
             Event::Preempt { state, .. } => return self.run_to_preemption(ev, th, state),
             Event::Preempted { state, point, .. } => {
-                return self.run_to_preempted(ev, th, state, point)
+                let step = self.run_to_preempted(ev, th, state, point);
+                th.at_point = matches!(step, Ok(Step::Done));
+                return step;
             }
+            Event::SignalAtPoint {
+                signo, rip, info, ..
+            } => return self.signal_at_point(ev, th, at_point, *signo, *rip, info),
             Event::Signal {
                 signo,
                 rip,
@@ -514,6 +534,7 @@ impl Replayer<'_> {
                         if let Some(orig) = saved_mask {
                             self.deliver_under_temporary_mask(ev, th, orig)?;
                         }
+                        self.clean_frame_later(th);
                         Ok(Step::Done)
                     }
                     other => Err(self.diverge(ev, format!("stopped with {other:?} instead"))),

@@ -61,6 +61,9 @@ impl Replayer<'_> {
             });
         }
         let rip = want.regs.get(RIP).copied().unwrap_or(0);
+        if th.signal != 0 {
+            self.enter_handler(ev, th)?;
+        }
         let regs = th.task.regs()?;
         if regs.rip == rip && preempt::matches(&mut th.task, &regs, want, self.memory_digest)? {
             return self.arrived(th, &regs, 0, std::time::Instant::now());
@@ -104,6 +107,36 @@ impl Replayer<'_> {
                 },
                 (e, _) => e,
             })
+    }
+
+    /// Thread `th` stands at the delivery stop of the signal its last event gave it
+    /// (`th.signal`): the signal is delivered now, before the search. The search injects
+    /// calls into the thread (the trampoline's mapping), and a thread resumed with a
+    /// signal from an injected call's exit stop has it queued anew, as a second delivery
+    /// stop (the search's "stopped with" divergence) with the kernel's siginfo instead of
+    /// the recorded one. A caught signal is delivered by a single step: the kernel sets
+    /// up the handler's frame and reports the step's trap at the handler's first
+    /// instruction, before it runs (where the recording may have been preempted: a slice
+    /// that ended as the signal was delivered). An ignored one is dropped (delivering it
+    /// does nothing); any other is left to the resume that follows.
+    fn enter_handler(&mut self, ev: &Event, th: &mut RThread) -> Result<()> {
+        let sig = th.signal;
+        let tid = th.task.tid;
+        if super::signal::caught(tid, sig) {
+            th.signal = 0;
+            match self.resume_to_next(th, Resume::Step, sig)? {
+                Stop::Signal(libc::SIGTRAP) => Ok(()),
+                other => Err(self.diverge(
+                    ev,
+                    format!("stopped with {other:?} as it was given its signal"),
+                )),
+            }
+        } else {
+            if super::signal::ignored(tid, sig) {
+                th.signal = 0;
+            }
+            Ok(())
+        }
     }
 
     /// The thread is at the point (`regs`): counts it, and restarts the syscall the
@@ -346,8 +379,23 @@ impl Replayer<'_> {
                             th.task.set_regs(&at)?;
                             return self.arrived(th, &at, traps, started);
                         }
+                        tracing::debug!("point {:#x}: a trap whose memory differs", p.rip);
                         preempt::Compared::MemoryDiffers(memory)
                     } else {
+                        if tracing::enabled!(tracing::Level::DEBUG) {
+                            let got = preempt::comparable(&at);
+                            let regs: Vec<usize> = (0..got.len().min(want.regs.len()))
+                                .filter(|&i| got[i] != want.regs[i])
+                                .collect();
+                            let stack =
+                                preempt::stack_hash(&mut th.task, at.rsp, self.memory_digest)?
+                                    != want.stack_hash;
+                            let fpu = preempt::fpu_hash(&th.task)? != want.fpu_hash;
+                            tracing::debug!(
+                                "point {:#x}: a trap that differs (registers {regs:?}, stack {stack}, fpu {fpu})",
+                                p.rip
+                            );
+                        }
                         preempt::Compared::Differs
                     };
                     if cycle.repeats(compared) {

@@ -200,6 +200,7 @@ impl<'a> ReplaySession<'a> {
             untraced,
             syscallbuf: header.syscallbuf,
             memory_digest: crate::preempt::memory::Definition::of_format(header.format_version),
+            clean_frames: header.format_version >= 9,
             sigkilled: Default::default(),
             filtered_call: None,
             batch_limit: 0,
@@ -567,8 +568,8 @@ pub(super) enum Instruction {
 
 impl Replayer<'_> {
     /// Whether `ev` (of a thread that exists) runs none of its thread's code: a note,
-    /// the rest of an exec, a signal queued at a syscall stop, the end of a call its
-    /// thread is inside.
+    /// the rest of an exec, a signal queued at a syscall stop or given at a preemption
+    /// point, the end of a call its thread is inside.
     fn runs_no_code(&self, ev: &Event) -> bool {
         matches!(
             ev,
@@ -576,6 +577,7 @@ impl Replayer<'_> {
                 | Event::SharedFileWrite { .. }
                 | Event::Exec(_)
                 | Event::Signal { injected: true, .. }
+                | Event::SignalAtPoint { .. }
         ) || self.completes_call(ev)
     }
 
@@ -638,7 +640,12 @@ impl Replayer<'_> {
         }
         self.bps.lift(th.tgid, regs.rip, &mut th.task)?;
         let sig = std::mem::take(&mut th.signal);
-        let stepped = super::single_step(&th.task, sig);
+        let stepped = match self.enter_handler_first(th, sig) {
+            // The step into the handler, its frame cleaned as at record.
+            Ok(Some(stop)) => Ok(stop),
+            Ok(None) => super::single_step(&th.task, sig),
+            Err(e) => Err(e),
+        };
         self.bps.rearm(th.tgid, regs.rip, &mut th.task)?;
         Ok(match stepped? {
             Stop::Signal(libc::SIGTRAP) if self.watches.any() => {

@@ -55,6 +55,98 @@ impl Replayer<'_> {
         Ok(Step::Gone)
     }
 
+    /// Gives thread `th`, standing at the preemption point its last event found
+    /// (`at_point`), the signal the recording gave it there ([`Event::SignalAtPoint`]).
+    /// Whatever stop the search left it in (a trap, or the exit of the call that removed
+    /// the patch), the signal is queued to it (`tkill`) and it is resumed without one:
+    /// it stops to take the queued signal before it runs an instruction. There its
+    /// siginfo becomes the recorded one, and the next resume delivers it, as the
+    /// recording did at its own signal stop at that point.
+    pub(super) fn signal_at_point(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+        at_point: bool,
+        signo: i32,
+        rip: u64,
+        info: &[u8],
+    ) -> Result<Step> {
+        if !at_point {
+            return Err(self.diverge(ev, "did not stand at a preemption point".into()));
+        }
+        let regs = th.task.regs()?;
+        if regs.rip != rip {
+            return Err(self.diverge(ev, format!("stood at {:#x}", regs.rip)));
+        }
+        // SAFETY: plain syscall to a stopped tracee of ours.
+        if unsafe { libc::syscall(libc::SYS_tkill, th.task.tid, signo) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(self.diverge(ev, format!("could not be sent it ({e})")));
+        }
+        th.task.resume(Resume::Sysemu, 0)?;
+        match th.task.wait_skipping_sigchld()?.0 {
+            Stop::Signal(sig) if sig == signo => {}
+            other => {
+                return Err(self.diverge(ev, format!("stopped with {other:?} instead")));
+            }
+        }
+        let mut regs = th.task.regs()?;
+        if regs.rip != rip {
+            return Err(self.diverge(ev, format!("got it at {:#x}", regs.rip)));
+        }
+        if regs.eflags & crate::record::signal::DEBUG_FLAGS != 0 {
+            regs.eflags &= !crate::record::signal::DEBUG_FLAGS;
+            th.task.set_regs(&regs)?;
+        }
+        if info.len() == std::mem::size_of::<libc::siginfo_t>() {
+            // SAFETY: 128 bytes of plain data, copied from a siginfo_t.
+            let si: libc::siginfo_t =
+                unsafe { std::ptr::read_unaligned(info.as_ptr() as *const libc::siginfo_t) };
+            th.task.set_siginfo(&si)?;
+        }
+        th.signal = signo;
+        self.clean_frame_later(th);
+        Ok(Step::Done)
+    }
+
+    /// Thread `th` stands at the delivery stop of the asynchronous signal `ev` gave it
+    /// (`th.signal`): as at record (`Recorder::deliver_to_handler`), a caught one is to be
+    /// delivered by a step of its own, which stops at the handler's first instruction,
+    /// where the frame's stale fault fields are cleared
+    /// (`record::signal::clear_fault_fields`). Done when the thread is next resumed
+    /// ([`Replayer::enter_handler_first`]): a debugger sees the signal's stop before
+    /// the handler, as natively. Traces of format 8 and older did not clear them.
+    pub(super) fn clean_frame_later(&mut self, th: &mut RThread) {
+        let sig = th.signal;
+        th.clean_frame = self.clean_frames
+            && sig != 0
+            && !matches!(
+                sig,
+                libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+            )
+            && caught(th.task.tid, sig);
+    }
+
+    /// Before `th` is resumed with `sig`: if that is a signal whose frame is to be
+    /// cleaned ([`Self::clean_frame_later`]), it is delivered by one step, the frame cleaned,
+    /// and the step's stop returned (a trap at the handler's first instruction, where a
+    /// breakpoint is then hit before the handler runs, see `entered_handler`).
+    pub(super) fn enter_handler_first(
+        &mut self,
+        th: &mut RThread,
+        sig: i32,
+    ) -> Result<Option<Stop>> {
+        if !std::mem::take(&mut th.clean_frame) || sig == 0 {
+            return Ok(None);
+        }
+        let stop = crate::record::signal::step_into_handler(&mut th.task, sig)?;
+        if stop == Stop::Signal(libc::SIGTRAP) {
+            th.entered_handler = Some(th.task.regs()?.rip);
+            crate::record::signal::clear_fault_fields(&mut th.task)?;
+        }
+        Ok(Some(stop))
+    }
+
     pub(super) fn on_trapped(
         &self,
         ev: &Event,
@@ -125,7 +217,12 @@ impl Replayer<'_> {
                 // rsp: the frame's return address, then its ucontext; uc_sigmask is 296
                 // bytes into the ucontext (flags, link, stack_t, 256-byte sigcontext).
                 let rsp = th.task.regs()?.rsp;
-                th.task.write_mem(rsp + 8 + 296, &orig.to_le_bytes())
+                th.task.write_mem(rsp + 8 + 296, &orig.to_le_bytes())?;
+                if self.clean_frames {
+                    // As at record (see `clean_frame_later`).
+                    crate::record::signal::clear_fault_fields(&mut th.task)?;
+                }
+                Ok(())
             }
             other => Err(self.diverge(
                 ev,

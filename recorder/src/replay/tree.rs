@@ -307,6 +307,17 @@ pub(super) struct RThread {
     /// The stop it reached after running buffered calls from the feed
     /// ([`super::feed`]), for the event replayed next.
     pub(super) fed_stop: Option<crate::ptrace::Stop>,
+    /// It stands at the preemption point its last event found, and has not run since
+    /// (an [`Event::SignalAtPoint`] may give it a signal there).
+    pub(super) at_point: bool,
+    /// Where a signal's delivery by the engine's step left it (the handler's first
+    /// instruction, see [`super::Replayer::clean_frame_later`]), until it is resumed: a
+    /// breakpoint there is hit before the handler runs, as natively.
+    pub(super) entered_handler: Option<u64>,
+    /// Its signal (`signal`) is an asynchronous one whose frame is to be cleaned as at
+    /// record: it is delivered by a step of its own (see
+    /// [`super::Replayer::clean_frame_later`]).
+    pub(super) clean_frame: bool,
 }
 
 impl RThread {
@@ -323,6 +334,9 @@ impl RThread {
             at_dropped_stop: false,
             segv_blocked: false,
             fed_stop: None,
+            at_point: false,
+            entered_handler: None,
+            clean_frame: false,
         }
     }
 }

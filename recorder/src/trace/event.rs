@@ -145,8 +145,8 @@ pub enum Event {
         rip: u64,
         /// Replay must inject it: it did not come from the thread's own instruction (a
         /// fault recurs by itself), but from kill, a timer, a child's exit... It is
-        /// always delivered right after a syscall of the thread, where replay can
-        /// queue it.
+        /// delivered right after a syscall of the thread, where replay can queue it
+        /// (or at a preemption point: [`Event::SignalAtPoint`]).
         injected: bool,
         /// The siginfo the handler saw (128 bytes), for injected signals.
         #[serde(with = "serde_bytes")]
@@ -226,6 +226,22 @@ pub enum Event {
         /// The filters' combined return value (`SECCOMP_RET_*` action and data).
         verdict: u32,
     },
+    /// An asynchronous signal given to the thread at the preemption point its last
+    /// [`Event::Preempted`] recorded (format 9). It had arrived outside a syscall and
+    /// was held (see [`Event::Signal`]), and the thread then ran a whole short slice
+    /// without a traced call (a loop without syscalls, which would never reach one):
+    /// replay, standing at that point, gives it there with this siginfo.
+    SignalAtPoint {
+        /// Thread.
+        tid: i32,
+        /// Signal number.
+        signo: i32,
+        /// Where the thread was (the point's `rip`).
+        rip: u64,
+        /// The siginfo the handler saw (128 bytes).
+        #[serde(with = "serde_bytes")]
+        info: Vec<u8>,
+    },
 }
 
 impl Event {
@@ -241,6 +257,7 @@ impl Event {
             | Event::Preempted { tid, .. }
             | Event::Cpuid { tid, .. }
             | Event::Signal { tid, .. }
+            | Event::SignalAtPoint { tid, .. }
             | Event::Exit { tid, .. }
             | Event::SharedFile { tid, .. }
             | Event::SharedFileWrite { tid, .. }
@@ -253,7 +270,7 @@ impl Event {
         match self {
             Event::Exec(e) => e.memory.iter().map(|w| w.data.len()).sum(),
             Event::Syscall(s) => s.writes.iter().map(|w| w.data.len()).sum(),
-            Event::Signal { info, .. } => info.len(),
+            Event::Signal { info, .. } | Event::SignalAtPoint { info, .. } => info.len(),
             Event::SharedFileWrite { data, .. } => data.len(),
             _ => 0,
         }
@@ -329,6 +346,10 @@ impl Event {
                 "signal {} at {rip:#x}{}",
                 signal_name(*signo),
                 if *injected { " (asynchronous)" } else { "" }
+            ),
+            Event::SignalAtPoint { signo, rip, .. } => format!(
+                "signal {} at {rip:#x} (asynchronous, at the preemption point)",
+                signal_name(*signo)
             ),
             Event::Preempt { state, .. } => {
                 format!(

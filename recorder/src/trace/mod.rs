@@ -31,9 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 
 /// The first line of every trace's `version` file.
-pub const VERSION_LINE: &str = "chaos-trace 8";
+pub const VERSION_LINE: &str = "chaos-trace 9";
 /// The format version number.
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 /// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1;
 /// 3 added [`Event::Preempted`] (how each preemption point was found); 4 made syscall
 /// buffering the default ([`Header::syscallbuf`]: replay must map the library's entry
@@ -47,6 +47,8 @@ pub const FORMAT_VERSION: u32 = 8;
 /// program's own seccomp filters' verdicts), which an older replayer could not read; 8
 /// added the quiet entry to the entry page (the desched event's ioctls,
 /// [`Header::desched`]), which a replayer of 7 would not map, so it refuses these.
+/// 9 added [`Event::SignalAtPoint`] (a held signal given at a preemption point: a
+/// replayer of 8 would not know the event, and refuses the trace by its version).
 pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 1",
     "chaos-trace 2",
@@ -55,6 +57,7 @@ pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 5",
     "chaos-trace 6",
     "chaos-trace 7",
+    "chaos-trace 8",
     VERSION_LINE,
 ];
 
@@ -64,7 +67,7 @@ pub fn is_readable_version(line: &str) -> bool {
     READABLE_VERSION_LINES.contains(&line)
 }
 
-/// The file naming the format (`chaos-trace 8`).
+/// The file naming the format (`chaos-trace 9`).
 pub const VERSION_FILE: &str = "version";
 /// What was recorded ([`Header`]).
 pub const HEADER_FILE: &str = "header.json";
@@ -427,7 +430,8 @@ mod tests {
         assert!(is_readable_version("chaos-trace 6"));
         assert!(is_readable_version("chaos-trace 7"));
         assert!(is_readable_version("chaos-trace 8"));
-        assert!(!is_readable_version("chaos-trace 9"));
+        assert!(is_readable_version("chaos-trace 9"));
+        assert!(!is_readable_version("chaos-trace 10"));
         assert_eq!(VERSION_LINE, format!("chaos-trace {FORMAT_VERSION}"));
     }
 }
