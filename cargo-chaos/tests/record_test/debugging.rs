@@ -177,3 +177,177 @@ fn watch_and_reverse_continue_reach_the_racing_stores_of_an_instrumented_capture
         }
     }
 }
+
+/// Instructions stepped forward, then back.
+const STEPS: usize = 20;
+
+/// Defines `dump(tag)`: prints `STATE tag` with every general register and the counter.
+const DUMP: &str = "\
+python
+def dump(tag):
+    regs = gdb.execute('info registers', to_string=True).split('\\n')
+    words = [' '.join(l.split()[:2]) for l in regs if l.strip()]
+    counter = gdb.parse_and_eval('races::lost_update::COUNTER.v.value')
+    print('STATE %s | %s | %d' % (tag, ', '.join(words), int(counter)))
+end
+";
+
+/// The states `dump` printed, by tag, in order.
+fn states(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("STATE "))
+        .map(|l| {
+            let (tag, rest) = l.split_once(" | ").expect("a tagged state");
+            (tag.to_string(), rest.to_string())
+        })
+        .collect()
+}
+
+/// `monitor stats`' instruction count, each time it was asked.
+fn stepped(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.split_once("instructions stepped: "))
+        .map(|(_, n)| n.trim().parse().expect("a step count"))
+        .collect()
+}
+
+/// Issue 14: `reverse-stepi` in code built with `--instrument` lands after a number of
+/// ticks instead of single-stepping from the event boundary, and lands exactly. A
+/// capture with large tick budgets (`--chaos off`: up to 100,000 ticks between two
+/// events of a worker); from a stop at the end of a worker's loop reached by
+/// `continue` (thousands of ticks after the boundary before it), one
+/// session steps forward and prints every state; another steps forward the same way,
+/// then goes back with `reverse-stepi` over the same instructions and further, then
+/// forward again: every state (all registers, the flags included, and the counter)
+/// matches the forward session's, and `monitor stats` shows far fewer instructions
+/// stepped than the ticks of the position.
+#[test]
+fn reverse_stepi_in_instrumented_code_lands_on_the_exact_states() {
+    let sb = Sandbox::new();
+    let manifest = races_manifest();
+    let target = sb.target();
+    let mut hunt = sb.record_test_cmd([
+        "--manifest-path".as_ref(),
+        manifest.as_os_str(),
+        "--target-dir".as_ref(),
+        target.as_os_str(),
+        "--message-format".as_ref(),
+        "json".as_ref(),
+        "--instrument".as_ref(),
+        "--chaos".as_ref(),
+        "off".as_ref(),
+        "--until-fail".as_ref(),
+        "--max-runs".as_ref(),
+        "50".as_ref(),
+        "--per-test".as_ref(),
+        "lost_update".as_ref(),
+    ]);
+    hunt.env("LOST_UPDATE_ITERATIONS", ITERATIONS);
+    let hunt = Run::of(hunt);
+    hunt.expect_status(1);
+    let archive = PathBuf::from(hunt.captured()["archive"].as_str().expect("archive path"));
+
+    // The end of a worker's closure, reached once, after its loop: thousands of ticks
+    // after the last budget it got.
+    let source = std::fs::read_to_string(manifest.with_file_name("tests").join("races.rs"))
+        .expect("read the fixture's source");
+    let end = store_line(&manifest) as usize
+        + source
+            .lines()
+            .skip(store_line(&manifest) as usize)
+            .position(|l| l.trim() == "})")
+            .expect("the closure's end")
+        + 1;
+    let reach = format!(
+        "set breakpoint pending on\nbreak races.rs:{end}\ncontinue\ndelete\n{DUMP}monitor where\n"
+    );
+    let forward = format!(
+        "{reach}python\ndump(0)\nfor i in range(1, {n} + 1):\n    gdb.execute('stepi', \
+         to_string=True)\n    dump(i)\nend\nmonitor when\n",
+        n = STEPS
+    );
+    let backward = format!(
+        "{reach}python\ndump(0)\n\
+         for i in range(1, {n} + 1):\n    gdb.execute('stepi', to_string=True)\n    dump(i)\n\
+         end\nmonitor stats\npython\n\
+         for i in range({n} - 1, -{n} - 1, -1):\n    gdb.execute('reverse-stepi', to_string=True)\n    dump(i)\n\
+         end\nmonitor stats\nmonitor where\npython\n\
+         for i in range(-{n} + 1, 1):\n    gdb.execute('stepi', to_string=True)\n    dump('again %d' % i)\n\
+         end\nmonitor when\n",
+        n = STEPS
+    );
+    let run = |name: &str, script: &str| -> String {
+        let path = sb.path(name);
+        std::fs::write(&path, script).unwrap();
+        let mut cmd = sb.replay_cmd([
+            archive.as_os_str(),
+            "--quiet".as_ref(),
+            "--gdb".as_ref(),
+            "--gdb-arg=-batch".as_ref(),
+            "--gdb-arg=-nx".as_ref(),
+            "--gdb-arg=-x".as_ref(),
+        ]);
+        cmd.arg(format!("--gdb-arg={}", path.display()));
+        let out = Run::of(cmd);
+        assert_eq!(out.status, 0, "{}", out.show());
+        format!("{}\n{}", out.stdout_str(), out.stderr_str())
+    };
+    let f = run("forward.gdb", &forward);
+    let b = run("backward.gdb", &backward);
+    let (fs, bs) = (states(&f), states(&b));
+    assert_eq!(fs.len(), STEPS + 1, "{f}");
+    assert_eq!(bs.len(), 4 * STEPS + 1, "{b}");
+    let by_tag = |v: &[(String, String)], tag: &str| -> String {
+        v.iter()
+            .find(|(t, _)| t == tag)
+            .unwrap_or_else(|| panic!("no state {tag}"))
+            .1
+            .clone()
+    };
+    for i in 0..=STEPS {
+        let want = by_tag(&fs, &i.to_string());
+        let got: Vec<&(String, String)> = bs.iter().filter(|(t, _)| *t == i.to_string()).collect();
+        let expected = if i == STEPS { 1 } else { 2 };
+        assert_eq!(got.len(), expected, "state {i} forward and back:\n{b}");
+        for (_, s) in got {
+            assert_eq!(
+                s, &want,
+                "state {i}, forward session vs this one:\n{f}\n{b}"
+            );
+        }
+    }
+    for i in -(STEPS as i64) + 1..=0 {
+        assert_eq!(
+            by_tag(&bs, &format!("again {i}")),
+            by_tag(&bs, &i.to_string()),
+            "state {i} going back, then forward from {} steps back:\n{b}",
+            STEPS
+        );
+    }
+    assert!(
+        b.lines()
+            .any(|l| l == format!("Current event: {}", when(&f))),
+        "back at the forward session's event:\n{f}\n{b}"
+    );
+    // The position's distance from its boundary, in ticks, and the steps paid.
+    let ticks: u64 = capture1(r"\+(\d+) ticks", &b).parse().unwrap();
+    let steps = stepped(&b);
+    assert_eq!(steps.len(), 2, "{b}");
+    let paid = steps[1] - steps[0];
+    assert!(
+        ticks > 100 && paid < ticks,
+        "{paid} instructions stepped for {} reverse-stepi, {ticks} ticks from the boundary:\n{b}",
+        2 * STEPS
+    );
+    let landings: Vec<u64> = b
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick landings: "))
+        .map(|n| n.trim().parse().expect("a landing count"))
+        .collect();
+    assert_eq!(landings.len(), 2, "{b}");
+    assert!(landings[1] - landings[0] >= 2 * STEPS as u64, "{b}");
+}
+
+fn when(text: &str) -> u64 {
+    capture1(r"Current event: (\d+)", text).parse().unwrap()
+}
