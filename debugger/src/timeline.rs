@@ -991,6 +991,7 @@ impl<O: Opener> Timeline<O> {
             None => {
                 // The last instruction before this boundary: in the latest interval
                 // that ran code (events such as notes and queued signals run none).
+                let ends = self.tick_ends()?;
                 let mut k = here.event;
                 loop {
                     if k <= self.start {
@@ -1009,6 +1010,15 @@ impl<O: Opener> Timeline<O> {
                         .session
                         .running_thread()
                         .is_some_and(|t| self.session.threads().contains(&t));
+                    if ours {
+                        if let Some(t) = self.last_step_by_ticks(&prev, &ends)? {
+                            break t;
+                        }
+                        if self.here != prev {
+                            self.go_to(&prev)?;
+                            self.arm(&BTreeSet::new(), &[])?;
+                        }
+                    }
                     while ours && self.here.event == k {
                         match self.step_once()? {
                             Stop::Stepped { .. } | Stop::Watchpoint { .. } => n += 1,
@@ -1278,6 +1288,95 @@ impl<O: Opener> Timeline<O> {
                 t
             }
         }))
+    }
+}
+
+/// A thread's tick counter, budget and `rip` at a boundary.
+type TickEnd = (TickCounter, i64, u64);
+
+impl<O: Opener> Timeline<O> {
+    /// [`TickEnd`] of every thread of the debugged process that has a tick counter, here.
+    fn tick_ends(&mut self) -> Result<BTreeMap<i32, TickEnd>> {
+        let mut ends = BTreeMap::new();
+        for tid in self.session.threads() {
+            if let Some(c) = self.session.tick_counter(tid).map_err(Error::session)? {
+                let rip = self.session.regs(tid).map_err(Error::session)?.rip;
+                ends.insert(tid, (c, self.budget(tid, &c)?, rip));
+            }
+        }
+        Ok(ends)
+    }
+
+    /// reverse-stepi from a boundary, in the interval before it at `prev` (where the
+    /// timeline stands): its last instruction, as a landing and the steps from there to
+    /// the event. `ends` are the threads' budgets at the boundary gone back from: the
+    /// running thread's is its budget at the end of this interval (it has not run
+    /// since). `None`: not landable (the caller steps through the interval).
+    fn last_step_by_ticks(
+        &mut self,
+        prev: &Position,
+        ends: &BTreeMap<i32, TickEnd>,
+    ) -> Result<Option<Position>> {
+        let Some(tid) = self.session.running_thread() else {
+            return Ok(None);
+        };
+        let Some(&(counter, b_end, rip_end)) = ends.get(&tid) else {
+            return Ok(None);
+        };
+        if self.session.tick_counter(tid).map_err(Error::session)? != Some(counter) {
+            return Ok(None);
+        }
+        let layout = counter.layout;
+        let mut s0 = 0u64;
+        while layout.contains(self.session.regs(tid).map_err(Error::session)?.rip) {
+            if s0 > 2 * recorder::ticks::REFILL_LEN {
+                return Ok(None);
+            }
+            self.step_once()?;
+            s0 += 1;
+            if self.here.event != prev.event {
+                return Ok(None);
+            }
+        }
+        let b0 = self.budget(tid, &counter)?;
+        let done = i64::from(layout.after_sub(rip_end));
+        let j = b0 - b_end - done;
+        if j < 0 || b_end + done < 1 {
+            return Ok(None);
+        }
+        if j > 0 {
+            self.land(j as u64, &BTreeSet::new(), &[], &mut None)?;
+        }
+        let base = self.here.clone();
+        let mut n = 0u64;
+        while self.here.event == prev.event {
+            match self.step_once()? {
+                Stop::Stepped { .. } | Stop::Watchpoint { .. } => n += 1,
+                Stop::Event | Stop::Signal { .. } => break,
+                other => {
+                    return Err(Error::Bookkeeping(format!(
+                        "stepping from {base} to the next event met {other:?}"
+                    )))
+                }
+            }
+        }
+        tracing::debug!("the last of {prev}'s instructions is {n} after {base}");
+        let mut out = prev.clone();
+        out.push_steps(s0);
+        Ok(match (n, j) {
+            (0, 0) if s0 == 0 => None,
+            (0, 0) => {
+                let mut t = prev.clone();
+                t.push_steps(s0 - 1);
+                Some(t)
+            }
+            (0, j) => Some(self.before_landing(&out, j as u64)?),
+            (n, _) => {
+                let mut t = base;
+                t.push_steps(n - 1);
+                Some(t)
+            }
+        })
     }
 }
 

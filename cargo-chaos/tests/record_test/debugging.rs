@@ -183,6 +183,7 @@ const STEPS: usize = 20;
 
 /// Defines `dump(tag)`: prints `STATE tag` with every general register and the counter.
 const DUMP: &str = "\
+set language rust
 python
 def dump(tag):
     regs = gdb.execute('info registers', to_string=True).split('\\n')
@@ -220,7 +221,9 @@ fn stepped(text: &str) -> Vec<u64> {
 /// then goes back with `reverse-stepi` over the same instructions and further, then
 /// forward again: every state (all registers, the flags included, and the counter)
 /// matches the forward session's, and `monitor stats` shows far fewer instructions
-/// stepped than the ticks of the position.
+/// stepped than the ticks of the position. A third session goes to the boundary
+/// before the stop, reverse-steps into the interval before it and steps forward again
+/// to the registers the thread has at that boundary.
 #[test]
 fn reverse_stepi_in_instrumented_code_lands_on_the_exact_states() {
     let sb = Sandbox::new();
@@ -292,18 +295,52 @@ fn reverse_stepi_in_instrumented_code_lands_on_the_exact_states() {
         assert_eq!(out.status, 0, "{}", out.show());
         format!("{}\n{}", out.stdout_str(), out.stderr_str())
     };
+    // From the boundary before the stop (`monitor goto`): three reverse-stepi into the
+    // interval before it (another thread's, or this one's), then three stepi back to
+    // the boundary, which must show the registers the thread had there.
+    let boundary = format!(
+        "{reach}python\n\
+         e = int(gdb.execute('monitor when', to_string=True).split(':')[1])\n\
+         gdb.execute('monitor goto %d' % e)\n\
+         gdb.execute('maintenance flush register-cache')\n\
+         here = gdb.selected_thread()\n\
+         for th in gdb.selected_inferior().threads():\n    th.switch()\n    dump('at %d' % th.ptid[1])\n\
+         here.switch()\n\
+         gdb.execute('monitor stats')\n\
+         for i in range(1, 4):\n    gdb.execute('reverse-stepi', to_string=True)\n    dump('back %d' % i)\n\
+         for i in range(2, -1, -1):\n    gdb.execute('stepi', to_string=True)\n    dump('fwd %d' % i)\n\
+         print('LWP %d' % gdb.selected_thread().ptid[1])\n\
+         print('BOUNDARY %d' % e)\n\
+         end\nmonitor when\nmonitor stats\n"
+    );
     let f = run("forward.gdb", &forward);
     let b = run("backward.gdb", &backward);
+    let g = run("boundary.gdb", &boundary);
+    let gs = states(&g);
+    let lwp = capture1(r"LWP (\d+)", &g);
+    assert_eq!(
+        by_tag_of(&gs, "fwd 0"),
+        by_tag_of(&gs, &format!("at {lwp}")),
+        "{g}"
+    );
+    assert_eq!(by_tag_of(&gs, "fwd 1"), by_tag_of(&gs, "back 1"), "{g}");
+    assert_eq!(by_tag_of(&gs, "fwd 2"), by_tag_of(&gs, "back 2"), "{g}");
+    let events: Vec<&str> = g
+        .lines()
+        .filter_map(|l| l.strip_prefix("Current event: "))
+        .collect();
+    let boundary_event = capture1(r"BOUNDARY (\d+)", &g);
+    assert_eq!(events.last(), Some(&boundary_event.as_str()), "{g}");
+    let landed = counts(&g, "tick landings: ");
+    assert_eq!(landed.len(), 2, "{g}");
+    assert!(
+        landed[1] - landed[0] >= 3,
+        "each reverse-stepi landed:\n{g}"
+    );
     let (fs, bs) = (states(&f), states(&b));
     assert_eq!(fs.len(), STEPS + 1, "{f}");
     assert_eq!(bs.len(), 4 * STEPS + 1, "{b}");
-    let by_tag = |v: &[(String, String)], tag: &str| -> String {
-        v.iter()
-            .find(|(t, _)| t == tag)
-            .unwrap_or_else(|| panic!("no state {tag}"))
-            .1
-            .clone()
-    };
+    let by_tag = by_tag_of;
     for i in 0..=STEPS {
         let want = by_tag(&fs, &i.to_string());
         let got: Vec<&(String, String)> = bs.iter().filter(|(t, _)| *t == i.to_string()).collect();
@@ -339,13 +376,27 @@ fn reverse_stepi_in_instrumented_code_lands_on_the_exact_states() {
         "{paid} instructions stepped for {} reverse-stepi, {ticks} ticks from the boundary:\n{b}",
         2 * STEPS
     );
-    let landings: Vec<u64> = b
-        .lines()
-        .filter_map(|l| l.strip_prefix("tick landings: "))
-        .map(|n| n.trim().parse().expect("a landing count"))
-        .collect();
+    let landings = counts(&b, "tick landings: ");
     assert_eq!(landings.len(), 2, "{b}");
     assert!(landings[1] - landings[0] >= 2 * STEPS as u64, "{b}");
+}
+
+/// The state tagged `tag`.
+fn by_tag_of(states: &[(String, String)], tag: &str) -> String {
+    states
+        .iter()
+        .find(|(t, _)| t == tag)
+        .unwrap_or_else(|| panic!("no state {tag}"))
+        .1
+        .clone()
+}
+
+/// The numbers after `prefix` at the start of lines.
+fn counts(text: &str, prefix: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .map(|n| n.trim().parse().expect("a number"))
+        .collect()
 }
 
 fn when(text: &str) -> u64 {
