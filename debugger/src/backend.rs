@@ -6,6 +6,7 @@
 //! bookkeeping is tested without ptrace.
 
 use recorder::ptrace::{FpuState, Regs};
+use recorder::ticks::TickLayout;
 use recorder::trace::ExitKind;
 
 /// Where a session stopped.
@@ -67,6 +68,16 @@ pub enum WatchKind {
     Write,
     /// Reads or writes.
     Access,
+}
+
+/// The tick counter of a thread running code built with `--instrument` (see
+/// `recorder::ticks`), checked against the thread's code and TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TickCounter {
+    /// The address of the thread's budget (an `i64`).
+    pub budget: u64,
+    /// Where the callbacks are.
+    pub layout: TickLayout,
 }
 
 /// Hardware watchpoints available to the debugger: DR1 to DR3 (DR0 belongs to the
@@ -151,6 +162,19 @@ pub trait Session {
     /// Arms (`Some`) or disarms (`None`) watchpoint `slot` (`0..WATCH_SLOTS`) on every
     /// thread.
     fn set_watchpoint(&mut self, slot: usize, watch: Option<Watch>) -> Result<(), Self::Error>;
+
+    /// Thread `tid`'s tick counter, when its process runs tick callbacks with the shape
+    /// [`TickLayout`] describes (the timeline then lands after any number of ticks
+    /// instead of single-stepping there); `None` otherwise.
+    fn tick_counter(&mut self, _tid: i32) -> Result<Option<TickCounter>, Self::Error> {
+        Ok(None)
+    }
+
+    /// Writes the debugged process's memory (data only: a tick budget).
+    fn write_memory(&mut self, tid: i32, addr: u64, data: &[u8]) -> Result<(), Self::Error>;
+
+    /// Sets a thread's general registers.
+    fn set_regs(&mut self, tid: i32, regs: &Regs) -> Result<(), Self::Error>;
 }
 
 /// Opens fresh sessions of one recording, at its first event boundary (just after the

@@ -1,6 +1,7 @@
 //! The recorder's [`ReplaySession`] as the debugger's [`Session`].
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -9,7 +10,13 @@ use recorder::ptrace::{FpuState, Regs};
 use recorder::replay::watch::Watchpoint;
 use recorder::replay::{Checkpoint, ReplayOptions, ReplaySession, SessionStop};
 
-use crate::backend::{Opener, Session, Stop, Watch, WatchKind};
+use recorder::ticks::{TickLayout, FAST_LEN};
+
+use crate::backend::{Opener, Session, Stop, TickCounter, Watch, WatchKind};
+
+/// Where each thread's tick budget and the refill code are, by recorded tid, as its
+/// `chaos_tick` calls said (see `recorder::ticks::TICK_MAGIC`).
+pub type TickSites = Rc<HashMap<i32, (u64, u64)>>;
 
 /// Where the replayed program's output goes while it is debugged.
 pub type Output = Rc<dyn Fn(Stream, &[u8])>;
@@ -26,6 +33,7 @@ pub struct TraceOpener {
     output: Output,
     /// Events whose output was shown: those before this number.
     shown: Rc<Cell<u64>>,
+    ticks: TickSites,
 }
 
 impl TraceOpener {
@@ -47,7 +55,15 @@ impl TraceOpener {
             end_at_call,
             output,
             shown: Rc::new(Cell::new(0)),
+            ticks: TickSites::default(),
         }
+    }
+
+    /// Threads' tick counters, for landing after a number of ticks (see
+    /// [`Session::tick_counter`]).
+    pub fn with_ticks(mut self, ticks: TickSites) -> Self {
+        self.ticks = ticks;
+        self
     }
 }
 
@@ -89,7 +105,11 @@ impl Opener for TraceOpener {
         let root = self
             .pid
             .unwrap_or_else(|| s.threads().first().map_or(0, |t| t.tgid));
-        Ok(LiveSession { s, root })
+        Ok(LiveSession {
+            s,
+            root,
+            ticks: self.ticks.clone(),
+        })
     }
 
     fn restore(&self, checkpoint: &mut LiveCheckpoint) -> recorder::Result<LiveSession> {
@@ -97,6 +117,7 @@ impl Opener for TraceOpener {
         Ok(LiveSession {
             s,
             root: checkpoint.root,
+            ticks: self.ticks.clone(),
         })
     }
 
@@ -118,6 +139,7 @@ pub struct LiveSession {
     s: ReplaySession<'static>,
     /// The process gdb debugs (recorded tgid): the first one, or `--gdb-pid`'s.
     root: i32,
+    ticks: TickSites,
 }
 
 impl LiveSession {
@@ -274,5 +296,36 @@ impl Session for LiveSession {
                 write_only: w.kind == WatchKind::Write,
             }),
         )
+    }
+
+    fn tick_counter(&mut self, tid: i32) -> recorder::Result<Option<TickCounter>> {
+        let Some(&(budget, refill)) = self.ticks.get(&tid) else {
+            return Ok(None);
+        };
+        if !self.is_ours(tid) || refill < FAST_LEN {
+            return Ok(None);
+        }
+        // The recorded addresses hold only if the thread still runs that code with that
+        // TLS (a tid used again, an exec): check the code's shape and where it finds
+        // the budget.
+        let layout = TickLayout { refill };
+        let code = self.s.read_memory(tid, layout.fast(), FAST_LEN as usize)?;
+        let s = &mut self.s;
+        let tpoff = layout.tpoff(&code, |got| {
+            let word = s.read_memory(tid, got, 8).ok()?;
+            Some(u64::from_le_bytes(word.try_into().ok()?))
+        });
+        let fs_base = self.s.regs(tid)?.fs_base;
+        Ok(tpoff
+            .filter(|t| fs_base.wrapping_add(*t) == budget)
+            .map(|_| TickCounter { budget, layout }))
+    }
+
+    fn write_memory(&mut self, tid: i32, addr: u64, data: &[u8]) -> recorder::Result<()> {
+        self.s.write_memory(tid, addr, data)
+    }
+
+    fn set_regs(&mut self, tid: i32, regs: &Regs) -> recorder::Result<()> {
+        self.s.set_regs(tid, regs)
     }
 }

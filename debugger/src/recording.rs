@@ -34,6 +34,10 @@ pub struct Recording {
     pub end_at_call: bool,
     /// Every process of the recording, in the order they were created.
     pub processes: Vec<Process>,
+    /// Where each thread's tick budget and the tick callbacks' refill are, from its
+    /// `chaos_tick` calls (code built with `--instrument`; see
+    /// `recorder::ticks::TICK_MAGIC`): the last call's, by recorded tid.
+    pub ticks: std::collections::HashMap<i32, (u64, u64)>,
 }
 
 /// A process of the recording.
@@ -80,6 +84,7 @@ impl Recording {
             HashMap::from([(root, std::rc::Rc::new(first))]);
         let mut events = 1u64;
         let mut exit_call = None;
+        let mut ticks = HashMap::new();
         while let Some(ev) = reader.next_event()? {
             events += 1;
             match &ev {
@@ -142,6 +147,11 @@ impl Recording {
                 {
                     exit_call = Some(events - 1);
                 }
+                Event::Syscall(s)
+                    if s.nr == nr::CHAOS_TICK && s.args[2] == recorder::ticks::TICK_MAGIC =>
+                {
+                    ticks.insert(s.tid, (s.args[0], s.args[1]));
+                }
                 _ => {}
             }
         }
@@ -165,6 +175,7 @@ impl Recording {
             end,
             end_at_call,
             processes,
+            ticks,
         })
     }
 }

@@ -102,7 +102,8 @@ pub fn debug(trace: &Path, options: &DebugOptions) -> Result<i32> {
         options.pid,
         (recording.begin, recording.end, recording.end_at_call),
         output,
-    );
+    )
+    .with_ticks(Rc::new(recording.ticks.clone()));
     let mut timeline = Timeline::new(opener)?;
     match options.start {
         StartAt::Start => {}

@@ -460,7 +460,7 @@ monitor goto N        go to the boundary before event N (alias: run N)
 monitor where         the exact position (event, then stops and instructions since)
 monitor stats         replays opened, events re-executed (and how many of them
                       were buffered calls fed without a stop each), instructions
-                      stepped, checkpoints held, taken and restored";
+                      stepped, checkpoints held, taken and restored, tick landings";
 
 /// `info threads` shows each thread's name, as the replayed program set it.
 impl<O: Opener> ThreadExtraInfo for ReplayTarget<O> {
@@ -501,6 +501,7 @@ impl<O: Opener> MonitorCmd for ReplayTarget<O> {
                     s.taken,
                     s.restored
                 );
+                outputln!(out, "tick landings: {}", s.landed);
             }
             ["goto" | "run", n] => match n.parse::<u64>() {
                 Ok(n) => match self.timeline.go_to_event(n) {

@@ -18,7 +18,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::backend::{Opener, Session, Stop, Watch, WATCH_SLOTS};
+use recorder::ptrace::Regs;
+use recorder::ticks::TickLayout;
+
+use crate::backend::{Opener, Session, Stop, TickCounter, Watch, WATCH_SLOTS};
 use crate::errors::{Error, Result};
 
 /// One move from a boundary (see the module docs).
@@ -36,6 +39,10 @@ pub enum Move {
     },
     /// Execute this many instructions of the running thread.
     Steps(u64),
+    /// Run until the running thread returns from this many more tick callbacks (code
+    /// built with `--instrument`, see [`Session::tick_counter`]); it must not stand in
+    /// the callbacks, and its budget must last longer (no refill on the way).
+    Ticks(u64),
 }
 
 /// A point of the replay: the boundary before event `event`, then `moves`.
@@ -96,6 +103,12 @@ impl Position {
                 prefix.push_steps(n - 1);
                 Move::Steps(1)
             }
+            Move::Ticks(k) => {
+                if k > 1 {
+                    prefix.moves.push(Move::Ticks(k - 1));
+                }
+                Move::Ticks(1)
+            }
             Move::RunTo {
                 code,
                 watches,
@@ -126,6 +139,7 @@ impl std::fmt::Display for Position {
             match m {
                 Move::Steps(n) => write!(f, " +{n} instructions")?,
                 Move::RunTo { times, .. } => write!(f, " +{times} stops")?,
+                Move::Ticks(k) => write!(f, " +{k} ticks")?,
             }
         }
         Ok(())
@@ -194,6 +208,8 @@ pub struct Stats {
     pub fed: u64,
     /// Instructions single-stepped.
     pub steps: u64,
+    /// Landings after a number of ticks ([`Move::Ticks`]).
+    pub landed: u64,
     /// Sessions restored from a checkpoint.
     pub restored: u64,
     /// Checkpoints taken.
@@ -686,6 +702,7 @@ impl<O: Opener> Timeline<O> {
                         }
                     }
                 }
+                Move::Ticks(k) => self.land(*k, &none, &[], &mut None)?,
             }
         }
         debug_assert_eq!(&self.here, target);
@@ -730,6 +747,7 @@ impl<O: Opener> Timeline<O> {
             .map(|m| match m {
                 Move::RunTo { times, .. } => *times,
                 Move::Steps(n) => *n,
+                Move::Ticks(_) => 1,
             })
             .sum();
         let mut done_units = 0u64;
@@ -787,6 +805,11 @@ impl<O: Opener> Timeline<O> {
                             }
                         }
                     }
+                }
+                Move::Ticks(k) => {
+                    // The user's stops on the way are candidates; the landing is not.
+                    done_units += 1;
+                    self.land(*k, &user_code, &user_watches, &mut last)?;
                 }
                 Move::Steps(n) => {
                     for _ in 0..*n {
@@ -924,8 +947,15 @@ impl<O: Opener> Timeline<O> {
     /// Goes back one instruction.
     pub fn reverse_step(&mut self) -> Result<Outcome> {
         let here = self.here.clone();
+        if let Some(target) = self.reverse_step_by_ticks(&here)? {
+            self.go_to(&target)?;
+            return Ok(Outcome::Stepped {
+                tid: self.current_thread(),
+            });
+        }
         let target = match here.pop_unit() {
             Some((prefix, Move::Steps(_))) => prefix,
+            Some((prefix, Move::Ticks(k))) => self.before_landing(&prefix, k)?,
             Some((prefix, Move::RunTo { code, watches, .. })) => {
                 // How many instructions the run took: step from its start until the
                 // same stop.
@@ -961,6 +991,7 @@ impl<O: Opener> Timeline<O> {
             None => {
                 // The last instruction before this boundary: in the latest interval
                 // that ran code (events such as notes and queued signals run none).
+                let ends = self.tick_ends()?;
                 let mut k = here.event;
                 loop {
                     if k <= self.start {
@@ -979,6 +1010,15 @@ impl<O: Opener> Timeline<O> {
                         .session
                         .running_thread()
                         .is_some_and(|t| self.session.threads().contains(&t));
+                    if ours {
+                        if let Some(t) = self.last_step_by_ticks(&prev, &ends)? {
+                            break t;
+                        }
+                        if self.here != prev {
+                            self.go_to(&prev)?;
+                            self.arm(&BTreeSet::new(), &[])?;
+                        }
+                    }
                     while ours && self.here.event == k {
                         match self.step_once()? {
                             Stop::Stepped { .. } | Stop::Watchpoint { .. } => n += 1,
@@ -1003,6 +1043,353 @@ impl<O: Opener> Timeline<O> {
             tid: self.current_thread(),
         })
     }
+}
+
+impl<O: Opener> Timeline<O> {
+    /// The running thread's tick budget now.
+    fn budget(&mut self, tid: i32, counter: &TickCounter) -> Result<i64> {
+        let mut word = [0u8; 8];
+        let n = self
+            .session
+            .read_memory(counter.budget, &mut word)
+            .map_err(Error::session)?;
+        if n != word.len() {
+            return Err(Error::Bookkeeping(format!(
+                "thread {tid}'s tick budget at {:#x} is not readable",
+                counter.budget
+            )));
+        }
+        Ok(i64::from_le_bytes(word))
+    }
+
+    /// The [`Move::Ticks`] move: the running thread goes on until it returns from its
+    /// `k`-th tick callback from here, without single-stepping: its budget is set to
+    /// `k`, so that the `k`-th callback jumps to the refill, where a breakpoint stops
+    /// it; there its state is the real one after that callback's `subq` and not-taken
+    /// `jle`, but for the budget, the flags and the `ret`, which are then set as they
+    /// would be. With `user_code` or `user_watches`, the user's stops on the way are
+    /// noted in `last` (the latest wins), as positions of runs to them from here.
+    fn land(
+        &mut self,
+        k: u64,
+        user_code: &BTreeSet<u64>,
+        user_watches: &[Watch],
+        last: &mut Option<Found>,
+    ) -> Result<()> {
+        let start = self.here.clone();
+        let bad = |what: String| Error::Bookkeeping(format!("{k} ticks after {start}: {what}"));
+        let tid = self
+            .session
+            .running_thread()
+            .ok_or_else(|| bad("no thread runs".into()))?;
+        let counter = self
+            .session
+            .tick_counter(tid)
+            .map_err(Error::session)?
+            .ok_or_else(|| bad(format!("thread {tid} has no tick counter")))?;
+        let refill = counter.layout.refill;
+        let rip = self.session.regs(tid).map_err(Error::session)?.rip;
+        let b0 = self.budget(tid, &counter)?;
+        if k == 0 || b0 <= k as i64 || counter.layout.contains(rip) {
+            return Err(bad(format!(
+                "thread {tid} at {rip:#x} with a budget of {b0} cannot land there"
+            )));
+        }
+        self.write_budget(tid, &counter, k as i64)?;
+        let mut code = user_code.clone();
+        code.insert(refill);
+        let at = |n: u64| {
+            let mut p = start.clone();
+            for _ in 0..n {
+                p.push_run(user_code, user_watches);
+            }
+            p
+        };
+        let mut user_stops = 0u64;
+        loop {
+            self.arm(&code, user_watches)?;
+            let before = self.session.event_index();
+            let stop = self.session.resume().map_err(Error::session)?;
+            if self.session.event_index() != before {
+                return Err(bad(format!("the run crossed an event ({stop:?})")));
+            }
+            match stop {
+                Stop::Breakpoint { tid: t, addr } if addr == refill && t == tid => break,
+                Stop::Breakpoint { tid: t, addr } if user_code.contains(&addr) => {
+                    user_stops += 1;
+                    *last = Some(Found::At(at(user_stops), t, None));
+                }
+                Stop::Watchpoint { slot, .. } => {
+                    if let Some(w) = self.watch_of(slot).filter(|w| user_watches.contains(w)) {
+                        *last = Some(Found::BeforeTrigger(at(user_stops), w));
+                        user_stops += 1;
+                    }
+                }
+                other => return Err(bad(format!("the run met {other:?}"))),
+            }
+        }
+        // As after the real callback: its `ret` done, the flags of `subq` leaving
+        // b0 - k, and that budget.
+        let real = b0 - k as i64;
+        let mut regs = self.session.regs(tid).map_err(Error::session)?;
+        let mut word = [0u8; 8];
+        let n = self
+            .session
+            .read_memory(regs.rsp, &mut word)
+            .map_err(Error::session)?;
+        if regs.rip != refill || n != word.len() {
+            return Err(bad(format!("the thread stopped at {:#x}", regs.rip)));
+        }
+        regs.rip = u64::from_le_bytes(word);
+        regs.rsp += 8;
+        regs.eflags = TickLayout::sub1_flags(regs.eflags, real);
+        self.session.set_regs(tid, &regs).map_err(Error::session)?;
+        self.write_budget(tid, &counter, real)?;
+        self.arm(user_code, user_watches)?;
+        self.stats.landed += 1;
+        self.here = start;
+        self.here.moves.push(Move::Ticks(k));
+        Ok(())
+    }
+
+    fn write_budget(&mut self, tid: i32, counter: &TickCounter, value: i64) -> Result<()> {
+        self.session
+            .write_memory(tid, counter.budget, &value.to_le_bytes())
+            .map_err(Error::session)
+    }
+
+    /// The position of the last instruction before `prefix` + [`Move::Ticks`]`(k)`:
+    /// the `ret` of the `k`-th callback, stepped to from the landing before it.
+    fn before_landing(&mut self, prefix: &Position, k: u64) -> Result<Position> {
+        let mut base = prefix.clone();
+        if k > 1 {
+            base.moves.push(Move::Ticks(k - 1));
+        }
+        self.go_to(&base)?;
+        let tid = self.current_thread();
+        let counter = self
+            .session
+            .tick_counter(tid)
+            .map_err(Error::session)?
+            .ok_or_else(|| Error::Bookkeeping(format!("no tick counter at {base}")))?;
+        self.arm(&BTreeSet::new(), &[])?;
+        loop {
+            let rip = self.session.regs(tid).map_err(Error::session)?.rip;
+            if rip == counter.layout.ret() {
+                return Ok(self.here.clone());
+            }
+            self.step_once()?;
+            if self.here.moves.is_empty() {
+                return Err(Error::Bookkeeping(format!(
+                    "stepping from {base} to the next tick crossed an event"
+                )));
+            }
+        }
+    }
+
+    /// [`Timeline::reverse_step`] in code built with `--instrument`: the position one
+    /// instruction before `here` as a landing after some ticks (see [`Timeline::land`])
+    /// and the few steps from there, found by stepping from that landing to the
+    /// registers `here` has (the same budget: no tick on the way). `None` when the
+    /// position already ends with steps from a landing (popping one step is cheap
+    /// then), or the thread has no tick counter (the caller steps from the boundary).
+    fn reverse_step_by_ticks(&mut self, here: &Position) -> Result<Option<Position>> {
+        match here.moves.as_slice() {
+            [] | [.., Move::Ticks(_), Move::Steps(_)] | [.., Move::Ticks(_)] => return Ok(None),
+            _ => {}
+        }
+        let Some(tid) = self.session.running_thread() else {
+            return Ok(None);
+        };
+        let Some(counter) = self.session.tick_counter(tid).map_err(Error::session)? else {
+            return Ok(None);
+        };
+        let goal = self.session.regs(tid).map_err(Error::session)?;
+        let b_now = self.budget(tid, &counter)?;
+        let layout = counter.layout;
+        let anchor = Position::boundary(here.event);
+        self.go_to(&anchor)?;
+        self.arm(&BTreeSet::new(), &[])?;
+        if self.session.running_thread() != Some(tid)
+            || self.session.tick_counter(tid).map_err(Error::session)? != Some(counter)
+        {
+            return Ok(None);
+        }
+        // The thread may stand in the refill, after its call: out of it first.
+        let mut s0 = 0u64;
+        loop {
+            let regs = self.session.regs(tid).map_err(Error::session)?;
+            if same_regs(&regs, &goal) && self.budget(tid, &counter)? == b_now {
+                // `here` is one of these first steps: stepping is cheap.
+                return Ok(None);
+            }
+            if !layout.contains(regs.rip) {
+                break;
+            }
+            if s0 > 2 * recorder::ticks::REFILL_LEN {
+                return Ok(None);
+            }
+            self.step_once()?;
+            s0 += 1;
+            if self.here.moves.is_empty() {
+                return Ok(None);
+            }
+        }
+        let b0 = self.budget(tid, &counter)?;
+        let done = u64::from(layout.after_sub(goal.rip));
+        let Some(j) = (b0 - b_now)
+            .checked_sub(done as i64)
+            .filter(|j| *j >= 0 && b_now + done as i64 >= 1)
+        else {
+            return Ok(None);
+        };
+        let j = j as u64;
+        let mut base = self.here.clone();
+        if j > 0 {
+            self.land(j, &BTreeSet::new(), &[], &mut None)?;
+            base = self.here.clone();
+        }
+        let mut m = 0u64;
+        loop {
+            let regs = self.session.regs(tid).map_err(Error::session)?;
+            let budget = self.budget(tid, &counter)?;
+            if same_regs(&regs, &goal) && budget == b_now {
+                break;
+            }
+            if budget < b_now {
+                return Err(Error::Bookkeeping(format!(
+                    "stepping from {base} passed {here} (budget {budget}, wanted {b_now})"
+                )));
+            }
+            self.step_once()?;
+            m += 1;
+            if self.here.moves.is_empty() {
+                return Err(Error::Bookkeeping(format!(
+                    "stepping from {base} to {here} crossed an event"
+                )));
+            }
+        }
+        tracing::debug!("{here} is {m} instructions after {base}");
+        Ok(Some(match (m, j) {
+            (0, 0) => {
+                // `here` is the end of the first steps (out of the refill).
+                let mut t = anchor;
+                t.push_steps(s0.saturating_sub(1));
+                t
+            }
+            (0, j) => {
+                let mut prefix = anchor;
+                prefix.push_steps(s0);
+                self.before_landing(&prefix, j)?
+            }
+            (m, _) => {
+                let mut t = base;
+                t.push_steps(m - 1);
+                t
+            }
+        }))
+    }
+}
+
+/// A thread's tick counter, budget and `rip` at a boundary.
+type TickEnd = (TickCounter, i64, u64);
+
+impl<O: Opener> Timeline<O> {
+    /// [`TickEnd`] of every thread of the debugged process that has a tick counter, here.
+    fn tick_ends(&mut self) -> Result<BTreeMap<i32, TickEnd>> {
+        let mut ends = BTreeMap::new();
+        for tid in self.session.threads() {
+            if let Some(c) = self.session.tick_counter(tid).map_err(Error::session)? {
+                let rip = self.session.regs(tid).map_err(Error::session)?.rip;
+                ends.insert(tid, (c, self.budget(tid, &c)?, rip));
+            }
+        }
+        Ok(ends)
+    }
+
+    /// reverse-stepi from a boundary, in the interval before it at `prev` (where the
+    /// timeline stands): its last instruction, as a landing and the steps from there to
+    /// the event. `ends` are the threads' budgets at the boundary gone back from: the
+    /// running thread's is its budget at the end of this interval (it has not run
+    /// since). `None`: not landable (the caller steps through the interval).
+    fn last_step_by_ticks(
+        &mut self,
+        prev: &Position,
+        ends: &BTreeMap<i32, TickEnd>,
+    ) -> Result<Option<Position>> {
+        let Some(tid) = self.session.running_thread() else {
+            return Ok(None);
+        };
+        let Some(&(counter, b_end, rip_end)) = ends.get(&tid) else {
+            return Ok(None);
+        };
+        if self.session.tick_counter(tid).map_err(Error::session)? != Some(counter) {
+            return Ok(None);
+        }
+        let layout = counter.layout;
+        let mut s0 = 0u64;
+        while layout.contains(self.session.regs(tid).map_err(Error::session)?.rip) {
+            if s0 > 2 * recorder::ticks::REFILL_LEN {
+                return Ok(None);
+            }
+            self.step_once()?;
+            s0 += 1;
+            if self.here.event != prev.event {
+                return Ok(None);
+            }
+        }
+        let b0 = self.budget(tid, &counter)?;
+        let done = i64::from(layout.after_sub(rip_end));
+        let j = b0 - b_end - done;
+        if j < 0 || b_end + done < 1 {
+            return Ok(None);
+        }
+        if j > 0 {
+            self.land(j as u64, &BTreeSet::new(), &[], &mut None)?;
+        }
+        let base = self.here.clone();
+        let mut n = 0u64;
+        while self.here.event == prev.event {
+            match self.step_once()? {
+                Stop::Stepped { .. } | Stop::Watchpoint { .. } => n += 1,
+                Stop::Event | Stop::Signal { .. } => break,
+                other => {
+                    return Err(Error::Bookkeeping(format!(
+                        "stepping from {base} to the next event met {other:?}"
+                    )))
+                }
+            }
+        }
+        tracing::debug!("the last of {prev}'s instructions is {n} after {base}");
+        let mut out = prev.clone();
+        out.push_steps(s0);
+        Ok(match (n, j) {
+            (0, 0) if s0 == 0 => None,
+            (0, 0) => {
+                let mut t = prev.clone();
+                t.push_steps(s0 - 1);
+                Some(t)
+            }
+            (0, j) => Some(self.before_landing(&out, j as u64)?),
+            (n, _) => {
+                let mut t = base;
+                t.push_steps(n - 1);
+                Some(t)
+            }
+        })
+    }
+}
+
+/// Whether two register sets are the same.
+fn same_regs(a: &Regs, b: &Regs) -> bool {
+    let words = |r: &Regs| {
+        [
+            r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx, r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx,
+            r.rdx, r.rsi, r.rdi, r.orig_rax, r.rip, r.cs, r.eflags, r.rsp, r.ss, r.fs_base,
+            r.gs_base, r.ds, r.es, r.fs, r.gs,
+        ]
+    };
+    words(a) == words(b)
 }
 
 /// A candidate stop of a forward pass.

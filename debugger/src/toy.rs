@@ -172,6 +172,14 @@ impl Session for Toy {
         self.watches[slot] = watch;
         Ok(())
     }
+
+    fn write_memory(&mut self, _tid: i32, _addr: u64, _data: &[u8]) -> Result<(), ToyError> {
+        Err(ToyError("the toy has no writable memory".into()))
+    }
+
+    fn set_regs(&mut self, _tid: i32, _regs: &Regs) -> Result<(), ToyError> {
+        Err(ToyError("the toy has no writable registers".into()))
+    }
 }
 
 pub struct ToyOpener(pub Rc<Program>);

@@ -177,3 +177,228 @@ fn watch_and_reverse_continue_reach_the_racing_stores_of_an_instrumented_capture
         }
     }
 }
+
+/// Instructions stepped forward, then back.
+const STEPS: usize = 20;
+
+/// Defines `dump(tag)`: prints `STATE tag` with every general register and the counter.
+const DUMP: &str = "\
+set language rust
+python
+def dump(tag):
+    regs = gdb.execute('info registers', to_string=True).split('\\n')
+    words = [' '.join(l.split()[:2]) for l in regs if l.strip()]
+    counter = gdb.parse_and_eval('races::lost_update::COUNTER.v.value')
+    print('STATE %s | %s | %d' % (tag, ', '.join(words), int(counter)))
+end
+";
+
+/// The states `dump` printed, by tag, in order.
+fn states(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("STATE "))
+        .map(|l| {
+            let (tag, rest) = l.split_once(" | ").expect("a tagged state");
+            (tag.to_string(), rest.to_string())
+        })
+        .collect()
+}
+
+/// `monitor stats`' instruction count, each time it was asked.
+fn stepped(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.split_once("instructions stepped: "))
+        .map(|(_, n)| n.trim().parse().expect("a step count"))
+        .collect()
+}
+
+/// Issue 14: `reverse-stepi` in code built with `--instrument` lands after a number of
+/// ticks instead of single-stepping from the event boundary, and lands exactly. A
+/// capture with large tick budgets (`--chaos off`: up to 100,000 ticks between two
+/// events of a worker); from a stop at the end of a worker's loop reached by
+/// `continue` (thousands of ticks after the boundary before it), one
+/// session steps forward and prints every state; another steps forward the same way,
+/// then goes back with `reverse-stepi` over the same instructions and further, then
+/// forward again: every state (all registers, the flags included, and the counter)
+/// matches the forward session's, and `monitor stats` shows far fewer instructions
+/// stepped than the ticks of the position. A third session goes to the boundary
+/// before the stop, reverse-steps into the interval before it and steps forward again
+/// to the registers the thread has at that boundary.
+#[test]
+fn reverse_stepi_in_instrumented_code_lands_on_the_exact_states() {
+    let sb = Sandbox::new();
+    let manifest = races_manifest();
+    let target = sb.target();
+    let mut hunt = sb.record_test_cmd([
+        "--manifest-path".as_ref(),
+        manifest.as_os_str(),
+        "--target-dir".as_ref(),
+        target.as_os_str(),
+        "--message-format".as_ref(),
+        "json".as_ref(),
+        "--instrument".as_ref(),
+        "--chaos".as_ref(),
+        "off".as_ref(),
+        "--until-fail".as_ref(),
+        "--max-runs".as_ref(),
+        "50".as_ref(),
+        "--per-test".as_ref(),
+        "lost_update".as_ref(),
+    ]);
+    hunt.env("LOST_UPDATE_ITERATIONS", ITERATIONS);
+    let hunt = Run::of(hunt);
+    hunt.expect_status(1);
+    let archive = PathBuf::from(hunt.captured()["archive"].as_str().expect("archive path"));
+
+    // The end of a worker's closure, reached once, after its loop: thousands of ticks
+    // after the last budget it got.
+    let source = std::fs::read_to_string(manifest.with_file_name("tests").join("races.rs"))
+        .expect("read the fixture's source");
+    let end = store_line(&manifest) as usize
+        + source
+            .lines()
+            .skip(store_line(&manifest) as usize)
+            .position(|l| l.trim() == "})")
+            .expect("the closure's end")
+        + 1;
+    let reach = format!(
+        "set breakpoint pending on\nbreak races.rs:{end}\ncontinue\ndelete\n{DUMP}monitor where\n"
+    );
+    let forward = format!(
+        "{reach}python\ndump(0)\nfor i in range(1, {n} + 1):\n    gdb.execute('stepi', \
+         to_string=True)\n    dump(i)\nend\nmonitor when\n",
+        n = STEPS
+    );
+    let backward = format!(
+        "{reach}python\ndump(0)\n\
+         for i in range(1, {n} + 1):\n    gdb.execute('stepi', to_string=True)\n    dump(i)\n\
+         end\nmonitor stats\npython\n\
+         for i in range({n} - 1, -{n} - 1, -1):\n    gdb.execute('reverse-stepi', to_string=True)\n    dump(i)\n\
+         end\nmonitor stats\nmonitor where\npython\n\
+         for i in range(-{n} + 1, 1):\n    gdb.execute('stepi', to_string=True)\n    dump('again %d' % i)\n\
+         end\nmonitor when\n",
+        n = STEPS
+    );
+    let run = |name: &str, script: &str| -> String {
+        let path = sb.path(name);
+        std::fs::write(&path, script).unwrap();
+        let mut cmd = sb.replay_cmd([
+            archive.as_os_str(),
+            "--quiet".as_ref(),
+            "--gdb".as_ref(),
+            "--gdb-arg=-batch".as_ref(),
+            "--gdb-arg=-nx".as_ref(),
+            "--gdb-arg=-x".as_ref(),
+        ]);
+        cmd.arg(format!("--gdb-arg={}", path.display()));
+        let out = Run::of(cmd);
+        assert_eq!(out.status, 0, "{}", out.show());
+        format!("{}\n{}", out.stdout_str(), out.stderr_str())
+    };
+    // From the boundary before the stop (`monitor goto`): three reverse-stepi into the
+    // interval before it (another thread's, or this one's), then three stepi back to
+    // the boundary, which must show the registers the thread had there.
+    let boundary = format!(
+        "{reach}python\n\
+         e = int(gdb.execute('monitor when', to_string=True).split(':')[1])\n\
+         gdb.execute('monitor goto %d' % e)\n\
+         gdb.execute('maintenance flush register-cache')\n\
+         here = gdb.selected_thread()\n\
+         for th in gdb.selected_inferior().threads():\n    th.switch()\n    dump('at %d' % th.ptid[1])\n\
+         here.switch()\n\
+         gdb.execute('monitor stats')\n\
+         for i in range(1, 4):\n    gdb.execute('reverse-stepi', to_string=True)\n    dump('back %d' % i)\n\
+         for i in range(2, -1, -1):\n    gdb.execute('stepi', to_string=True)\n    dump('fwd %d' % i)\n\
+         print('LWP %d' % gdb.selected_thread().ptid[1])\n\
+         print('BOUNDARY %d' % e)\n\
+         end\nmonitor when\nmonitor stats\n"
+    );
+    let f = run("forward.gdb", &forward);
+    let b = run("backward.gdb", &backward);
+    let g = run("boundary.gdb", &boundary);
+    let gs = states(&g);
+    let lwp = capture1(r"LWP (\d+)", &g);
+    assert_eq!(
+        by_tag_of(&gs, "fwd 0"),
+        by_tag_of(&gs, &format!("at {lwp}")),
+        "{g}"
+    );
+    assert_eq!(by_tag_of(&gs, "fwd 1"), by_tag_of(&gs, "back 1"), "{g}");
+    assert_eq!(by_tag_of(&gs, "fwd 2"), by_tag_of(&gs, "back 2"), "{g}");
+    let events: Vec<&str> = g
+        .lines()
+        .filter_map(|l| l.strip_prefix("Current event: "))
+        .collect();
+    let boundary_event = capture1(r"BOUNDARY (\d+)", &g);
+    assert_eq!(events.last(), Some(&boundary_event.as_str()), "{g}");
+    let landed = counts(&g, "tick landings: ");
+    assert_eq!(landed.len(), 2, "{g}");
+    assert!(
+        landed[1] - landed[0] >= 3,
+        "each reverse-stepi landed:\n{g}"
+    );
+    let (fs, bs) = (states(&f), states(&b));
+    assert_eq!(fs.len(), STEPS + 1, "{f}");
+    assert_eq!(bs.len(), 4 * STEPS + 1, "{b}");
+    let by_tag = by_tag_of;
+    for i in 0..=STEPS {
+        let want = by_tag(&fs, &i.to_string());
+        let got: Vec<&(String, String)> = bs.iter().filter(|(t, _)| *t == i.to_string()).collect();
+        let expected = if i == STEPS { 1 } else { 2 };
+        assert_eq!(got.len(), expected, "state {i} forward and back:\n{b}");
+        for (_, s) in got {
+            assert_eq!(
+                s, &want,
+                "state {i}, forward session vs this one:\n{f}\n{b}"
+            );
+        }
+    }
+    for i in -(STEPS as i64) + 1..=0 {
+        assert_eq!(
+            by_tag(&bs, &format!("again {i}")),
+            by_tag(&bs, &i.to_string()),
+            "state {i} going back, then forward from {} steps back:\n{b}",
+            STEPS
+        );
+    }
+    assert!(
+        b.lines()
+            .any(|l| l == format!("Current event: {}", when(&f))),
+        "back at the forward session's event:\n{f}\n{b}"
+    );
+    // The position's distance from its boundary, in ticks, and the steps paid.
+    let ticks: u64 = capture1(r"\+(\d+) ticks", &b).parse().unwrap();
+    let steps = stepped(&b);
+    assert_eq!(steps.len(), 2, "{b}");
+    let paid = steps[1] - steps[0];
+    assert!(
+        ticks > 100 && paid < ticks,
+        "{paid} instructions stepped for {} reverse-stepi, {ticks} ticks from the boundary:\n{b}",
+        2 * STEPS
+    );
+    let landings = counts(&b, "tick landings: ");
+    assert_eq!(landings.len(), 2, "{b}");
+    assert!(landings[1] - landings[0] >= 2 * STEPS as u64, "{b}");
+}
+
+/// The state tagged `tag`.
+fn by_tag_of(states: &[(String, String)], tag: &str) -> String {
+    states
+        .iter()
+        .find(|(t, _)| t == tag)
+        .unwrap_or_else(|| panic!("no state {tag}"))
+        .1
+        .clone()
+}
+
+/// The numbers after `prefix` at the start of lines.
+fn counts(text: &str, prefix: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .map(|n| n.trim().parse().expect("a number"))
+        .collect()
+}
+
+fn when(text: &str) -> u64 {
+    capture1(r"Current event: (\d+)", text).parse().unwrap()
+}

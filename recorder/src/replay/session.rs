@@ -485,6 +485,20 @@ impl<'a> ReplaySession<'a> {
         Ok(buf)
     }
 
+    /// Sets the general registers of thread `tid` (the debugger's landing after a number
+    /// of ticks, see `recorder::ticks::TickLayout`).
+    pub fn set_regs(&mut self, tid: i32, regs: &Regs) -> Result<()> {
+        self.check_open()?;
+        self.thread(tid)?.task.set_regs(regs)
+    }
+
+    /// Writes `data` into thread `tid`'s memory at `addr` (data, not code: a breakpoint
+    /// of the engine there would be overwritten).
+    pub fn write_memory(&mut self, tid: i32, addr: u64, data: &[u8]) -> Result<()> {
+        self.check_open()?;
+        self.thread_mut(tid)?.task.write_mem(addr, data)
+    }
+
     /// Puts a software breakpoint at `addr` in every process of the program; it stays
     /// through new code mapped there (mmap, exec). Where nothing is mapped yet, it is
     /// written once something is.
