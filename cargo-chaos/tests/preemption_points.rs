@@ -328,3 +328,53 @@ fn a_format_6_trace_with_preemption_points_still_replays() {
     );
     assert_eq!(replayed.status, 0, "{}", replayed.stderr_str());
 }
+
+/// A spin-wait that counts: after a trap at the recorded iteration whose memory does
+/// not match (the recorded digest edited here; sp2 saw it happen with another thread's
+/// dead stack), the loop never matches again and never ends at replay, since the thread
+/// that would set its flag cannot run. The search is bounded from that trap on and ends
+/// with a divergence naming the event, where it used to spin forever.
+#[test]
+fn a_search_that_can_never_match_again_ends_with_a_divergence() {
+    use recorder::trace::{Event, EventReader, EventWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let exe = test_support::fixture!("spin_count");
+    let trace = dir.path().join("trace");
+    let rec = run(under_timeout(bin())
+        .args(["record", "--trace-dir"])
+        .arg(&trace)
+        .arg("--")
+        .arg(&exe));
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let path = trace.join("events");
+    let mut reader = EventReader::open(&path).unwrap();
+    let mut events = Vec::new();
+    while let Some(ev) = reader.next_event().unwrap() {
+        events.push(ev);
+    }
+    let mut edited = None;
+    let mut writer = EventWriter::create(&path).unwrap();
+    for (i, mut ev) in events.into_iter().enumerate() {
+        if let Event::Preempted { state, .. } = &mut ev {
+            if edited.is_none() {
+                state.memory_hash ^= 1;
+                edited = Some(i);
+            }
+        }
+        writer.push(&ev).unwrap();
+    }
+    writer.flush().unwrap();
+    drop(writer);
+    let edited = edited.expect("the spinning thread was preempted");
+    let replayed = run(under_timeout(bin())
+        .arg("replay")
+        .arg(&trace)
+        .env("CARGO_CHAOS_NEAR_MATCH_SECS", "2"));
+    let err = replayed.stderr_str();
+    assert_eq!(replayed.status, 125, "{err}");
+    assert!(
+        err.contains(&format!("diverged at event {edited}"))
+            && err.contains("registers and stack matched but whose memory did not"),
+        "{err}"
+    );
+}

@@ -336,6 +336,7 @@ impl Replayer<'_> {
         let skip = Some((p.tramp.base, p.tramp.base + patch::SIZE));
         let mut traps = 0u64;
         let mut cycle = preempt::CycleCheck::default();
+        let mut deadline: Option<SearchDeadline> = None;
         loop {
             let sig = th.signal;
             th.signal = 0;
@@ -346,6 +347,17 @@ impl Replayer<'_> {
                     return Err(e);
                 }
             };
+            if let (Stop::Signal(libc::SIGSTOP), Some(d)) = (&stop, &deadline) {
+                if d.0.disarm() {
+                    let _ = self.unpatch(th, &p);
+                    return Err(self.diverge(
+                        ev,
+                        format!(
+                            "did not come back to that state long after a trap whose registers and stack matched but whose memory did not (after {traps} traps; a loop without syscalls that never ends at replay)"
+                        ),
+                    ));
+                }
+            }
             let trapped = match stop {
                 Stop::Signal(libc::SIGTRAP) => {
                     th.task.regs().ok().filter(|r| r.rip == p.tramp.trap + 1)
@@ -380,6 +392,12 @@ impl Replayer<'_> {
                             return self.arrived(th, &at, traps, started);
                         }
                         tracing::debug!("point {:#x}: a trap whose memory differs", p.rip);
+                        if deadline.is_none() {
+                            // The registers can never match again in a loop whose only
+                            // way out is the recorded state (a spin-wait): bound the
+                            // search from here, so that it ends with a divergence.
+                            deadline = SearchDeadline::start(th.task.tid);
+                        }
                         preempt::Compared::MemoryDiffers(memory)
                     } else {
                         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -535,4 +553,38 @@ fn iterations_done(regs: &Regs, want: &PreemptState, rep: insn::RepString) -> Op
         regs.rdi == want.regs[RDI]
     };
     (rsi_ok && rdi_ok).then_some(done)
+}
+
+/// How long a search goes on after a trap that matched all but the memory digest.
+/// Such a search normally ends within a slice's worth of the program's time (tens of
+/// milliseconds, a few seconds when each trap hashes a large memory); one that goes on
+/// is in a loop that never ends at replay (the state it waits for never comes).
+const NEAR_MATCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A watchdog that stops the searching thread (SIGSTOP) [`NEAR_MATCH_DEADLINE`] after
+/// it is started; its thread ends with it.
+struct SearchDeadline(std::sync::Arc<preempt::Watchdog>);
+
+impl SearchDeadline {
+    fn start(tid: i32) -> Option<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+        let tgid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|v| v.trim().parse().ok())?;
+        // Shorter for tests: `CARGO_CHAOS_NEAR_MATCH_SECS`.
+        let secs = std::env::var("CARGO_CHAOS_NEAR_MATCH_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(NEAR_MATCH_DEADLINE, std::time::Duration::from_secs);
+        let dog = preempt::Watchdog::start();
+        dog.arm(tgid, tid, secs, preempt::Clock::Precise);
+        Some(SearchDeadline(dog))
+    }
+}
+
+impl Drop for SearchDeadline {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
 }
