@@ -542,3 +542,13 @@ fn keyring_operations_are_recorded_and_replayed() {
     }
     ten_times("keyctl", &[], 0);
 }
+
+/// poll interrupted by a SIGCHLD without a handler (`-ERESTART_RESTARTBLOCK`) and
+/// restarted by the kernel (rr's poll_sig_race): the restart writes where the kernel saw
+/// the interrupted call's outputs, the engine's scratch copy of the `pollfd` array,
+/// which the engine copies back at `restart_syscall`'s exit. The program used to see
+/// poll return 1 with no event in its own array (the assertion of rr's test failed).
+#[test]
+fn poll_restarted_after_a_signal_reports_its_events() {
+    ten_times("poll_restart", &[], 0);
+}

@@ -227,6 +227,10 @@ struct Thread {
     installing: Option<program_filters::Installing>,
     /// Its desched event, opened at its buffer's registration (see [`desched`]).
     desched: Option<desched::Desched>,
+    /// The scratch redirection of its last call, which a signal interrupted with
+    /// `-ERESTART_RESTARTBLOCK`: the kernel's restart (`restart_syscall`) writes where
+    /// the kernel saw the outputs, the scratch copies (see [`redirect::restarted`]).
+    restart_redirect: Option<redirect::Redirected>,
 }
 
 impl Thread {
@@ -237,6 +241,7 @@ impl Thread {
             slot,
             state: Where::Ready(0),
             pending: None,
+            restart_redirect: None,
             exit_rip: None,
             exit_unblocks: false,
             deferred: Default::default(),

@@ -438,6 +438,24 @@ fn set_args(task: &mut Task, a: &[u64; 6]) -> Result<()> {
 /// time left that nanosleep or ppoll wrote), as the engine records them
 /// (`effects::collect_interrupted_outputs`).
 pub fn complete(task: &mut Task, r: &Redirected, ret: i64) -> Result<()> {
+    copy_back(task, r, ret)?;
+    set_args(task, &r.original_args)
+}
+
+/// At the exit of `restart_syscall` continuing a redirected call (poll, nanosleep and
+/// the like that a signal interrupted with `-ERESTART_RESTARTBLOCK`): the kernel saved
+/// the output pointers it was given, the scratch copies, in its restart block, so the
+/// restarted call wrote there. Copies them back as [`complete`] does and returns what
+/// was written, as the `restart_syscall` event's memory writes (its own row has none).
+/// The argument registers are left as they are (the restart does not use them).
+pub fn restarted(task: &mut Task, r: &Redirected, ret: i64) -> Result<Vec<crate::trace::MemWrite>> {
+    copy_back(task, r, ret)
+}
+
+/// Copies what the kernel wrote into the scratch copies back to the real buffers (as
+/// far as [`complete`] says), returning the writes.
+fn copy_back(task: &mut Task, r: &Redirected, ret: i64) -> Result<Vec<crate::trace::MemWrite>> {
+    let mut writes = Vec::new();
     let interrupted = crate::kernel::restart::interrupted(ret);
     let mut left = ret.max(0) as usize;
     for c in &r.copies {
@@ -471,10 +489,14 @@ pub fn complete(task: &mut Task, r: &Redirected, ret: i64) -> Result<()> {
             if len > 0 {
                 let data = task.read_mem(c.scratch + at as u64, len)?;
                 task.write_mem(c.real + at as u64, &data)?;
+                writes.push(crate::trace::MemWrite {
+                    addr: c.real + at as u64,
+                    data,
+                });
             }
         }
     }
-    set_args(task, &r.original_args)
+    Ok(writes)
 }
 
 #[cfg(test)]

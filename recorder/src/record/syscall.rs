@@ -233,10 +233,20 @@ impl Recorder {
             // (for a parent that waits to see the signal's effect).
             self.queue_deferred_now(cur)?;
         }
+        if sysno != nr::RESTART_SYSCALL {
+            // Only the restart right after the interrupted call continues it.
+            if let Some(t) = self.threads.get_mut(&cur) {
+                t.restart_redirect = None;
+            }
+        }
         if blocking {
             // Let it sit in the kernel while others run; its results land in scratch.
             let t = self.threads.get_mut(&cur).expect("current");
-            pending.redirect = redirect::redirect(&mut t.task, sysno, &args, t.slot)?;
+            pending.redirect = if sysno == nr::RESTART_SYSCALL {
+                t.restart_redirect.take()
+            } else {
+                redirect::redirect(&mut t.task, sysno, &args, t.slot)?
+            };
             t.pending = Some(pending);
             if !released {
                 self.events.push(&Event::Blocked {
@@ -416,9 +426,18 @@ impl Recorder {
             return Ok(());
         };
         let task = &mut t.task;
+        let mut restart_writes = Vec::new();
         if let Some(r) = &p.redirect {
-            redirect::complete(task, r, ret)?;
+            if p.nr == nr::RESTART_SYSCALL {
+                restart_writes = redirect::restarted(task, r, ret)?;
+            } else {
+                redirect::complete(task, r, ret)?;
+                if ret == crate::kernel::restart::ERESTART_RESTARTBLOCK {
+                    t.restart_redirect = Some(r.clone());
+                }
+            }
         }
+        let task = &mut t.task;
         if let Some(fake) = p.fake_ret {
             ret = fake;
             task.set_rax(ret as u64)?;
@@ -556,6 +575,7 @@ impl Recorder {
             writes.extend(self.bump_fd_gen(cur, p.nr)?);
         }
         writes.extend(filter_writes);
+        writes.extend(restart_writes);
         if p.nr == nr::CHAOS_SYSCALLBUF_FLUSH && p.fake_ret.is_some() {
             writes.extend(self.empty_flushed_buffer(cur, p.args[0])?);
         }
