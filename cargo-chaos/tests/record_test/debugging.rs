@@ -402,3 +402,69 @@ fn counts(text: &str, prefix: &str) -> Vec<u64> {
 fn when(text: &str) -> u64 {
     capture1(r"Current event: (\d+)", text).parse().unwrap()
 }
+
+/// The example crate's hash-order failure, captured by a hunt and debugged from its
+/// archive (gdb is `rust-gdb` when installed: rustup puts it next to cargo): the panic
+/// breakpoint is hit on the test's thread, the backtrace shows the test function at its
+/// line, the local `keys` prints the order the recorded run saw, and libtest's threads
+/// are listed.
+#[test]
+fn a_captured_hash_order_failure_shows_its_test_its_line_and_its_values_in_gdb() {
+    let sb = Sandbox::new();
+    let hunt = sb.hunt_json(
+        &super::common::example_manifest(),
+        &["--until-fail", "--max-runs", "80", "hashmap_order"],
+    );
+    hunt.expect_status(1);
+    let captured = hunt.captured();
+    let archive = PathBuf::from(captured["archive"].as_str().expect("archive path"));
+    let recorded = recorded_stdout(&archive, &sb.path("unpacked"));
+    // `iteration order: ["beta", "alpha"]`, as gdb prints it: {"beta", "alpha"}.
+    let order = capture1(r"iteration order: \[([^\]]*)\]", &recorded);
+    let script = sb.path("script.gdb");
+    std::fs::write(
+        &script,
+        "set breakpoint pending on\nbreak rust_panic\ncontinue\nbt\n\
+         frame function flaky_example::tests::hashmap_order\np keys\ninfo threads\n",
+    )
+    .unwrap();
+    let mut cmd = sb.replay_cmd([
+        archive.as_os_str(),
+        "--quiet".as_ref(),
+        "--gdb".as_ref(),
+        "--gdb-arg=-batch".as_ref(),
+        "--gdb-arg=-nx".as_ref(),
+        "--gdb-arg=-x".as_ref(),
+    ]);
+    cmd.arg(format!("--gdb-arg={}", script.display()));
+    let out = Run::of(cmd);
+    let text = format!("{}\n{}", out.stdout_str(), out.stderr_str());
+    assert_eq!(out.status, 0, "{}", out.show());
+    assert!(
+        text.contains("hit Breakpoint 1, std::panicking::rust_panic ()"),
+        "{text}"
+    );
+    let line = std::fs::read_to_string(super::common::example_crate().join("src").join("lib.rs"))
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("assert_eq!(keys[0], \"alpha\""))
+        .expect("the assertion in the example crate")
+        + 1;
+    assert!(
+        text.contains(&format!(
+            "flaky_example::tests::hashmap_order () at src/lib.rs:{line}"
+        )),
+        "the test function at its line {line}: {text}"
+    );
+    assert!(
+        text.contains(&format!("Vec(size=2) = {{{order}}}")),
+        "keys as recorded ({order}): {text}"
+    );
+    let threads = text.lines().filter(|l| l.contains("Thread 1.")).count();
+    assert!(threads >= 2, "libtest's main thread and the test's: {text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Thread 1.") && l.contains("(tests::hashmap_)")),
+        "the test's thread by its name: {text}"
+    );
+}
