@@ -95,6 +95,26 @@ fn store_line(manifest: &Path) -> u32 {
     index as u32 + 1
 }
 
+/// Runs gdb in batch mode on `archive` (`cargo replay-artifact ARCHIVE --gdb`) with the
+/// script `script`, written to `<sandbox>/name`; returns what gdb and the server printed
+/// (both streams), once they exited with status 0.
+fn gdb_on(sb: &Sandbox, archive: &Path, name: &str, script: &str) -> String {
+    let path = sb.path(name);
+    std::fs::write(&path, script).unwrap();
+    let mut cmd = sb.replay_cmd([
+        archive.as_os_str(),
+        "--quiet".as_ref(),
+        "--gdb".as_ref(),
+        "--gdb-arg=-batch".as_ref(),
+        "--gdb-arg=-nx".as_ref(),
+        "--gdb-arg=-x".as_ref(),
+    ]);
+    cmd.arg(format!("--gdb-arg={}", path.display()));
+    let out = Run::of(cmd);
+    assert_eq!(out.status, 0, "{}", out.show());
+    format!("{}\n{}", out.stdout_str(), out.stderr_str())
+}
+
 fn races_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/rust-races/Cargo.toml")
 }
@@ -125,23 +145,10 @@ fn watch_and_reverse_continue_reach_the_racing_stores_of_an_instrumented_capture
         .unwrap();
     assert!(total < 40_000, "updates were lost: {recorded}");
 
-    let script = sb.path("script.gdb");
-    std::fs::write(&script, SCRIPT).unwrap();
     let store = store_line(&manifest);
     let mut first: Option<Session> = None;
     for _ in 0..5 {
-        let mut cmd = sb.replay_cmd([
-            archive.as_os_str(),
-            "--quiet".as_ref(),
-            "--gdb".as_ref(),
-            "--gdb-arg=-batch".as_ref(),
-            "--gdb-arg=-nx".as_ref(),
-            "--gdb-arg=-x".as_ref(),
-        ]);
-        cmd.arg(format!("--gdb-arg={}", script.display()));
-        let out = Run::of(cmd);
-        let text = format!("{}\n{}", out.stdout_str(), out.stderr_str());
-        assert_eq!(out.status, 0, "{}", out.show());
+        let text = gdb_on(&sb, &archive, "script.gdb", SCRIPT);
         let s = parse(&text);
 
         // Stops: the panic, two stores going back, the panic again.
@@ -279,22 +286,7 @@ fn reverse_stepi_in_instrumented_code_lands_on_the_exact_states() {
          end\nmonitor when\n",
         n = STEPS
     );
-    let run = |name: &str, script: &str| -> String {
-        let path = sb.path(name);
-        std::fs::write(&path, script).unwrap();
-        let mut cmd = sb.replay_cmd([
-            archive.as_os_str(),
-            "--quiet".as_ref(),
-            "--gdb".as_ref(),
-            "--gdb-arg=-batch".as_ref(),
-            "--gdb-arg=-nx".as_ref(),
-            "--gdb-arg=-x".as_ref(),
-        ]);
-        cmd.arg(format!("--gdb-arg={}", path.display()));
-        let out = Run::of(cmd);
-        assert_eq!(out.status, 0, "{}", out.show());
-        format!("{}\n{}", out.stdout_str(), out.stderr_str())
-    };
+    let run = |name: &str, script: &str| gdb_on(&sb, &archive, name, script);
     // From the boundary before the stop (`monitor goto`): three reverse-stepi into the
     // interval before it (another thread's, or this one's), then three stepi back to
     // the boundary, which must show the registers the thread had there.
@@ -421,25 +413,13 @@ fn a_captured_hash_order_failure_shows_its_test_its_line_and_its_values_in_gdb()
     let recorded = recorded_stdout(&archive, &sb.path("unpacked"));
     // `iteration order: ["beta", "alpha"]`, as gdb prints it: {"beta", "alpha"}.
     let order = capture1(r"iteration order: \[([^\]]*)\]", &recorded);
-    let script = sb.path("script.gdb");
-    std::fs::write(
-        &script,
+    let text = gdb_on(
+        &sb,
+        &archive,
+        "script.gdb",
         "set breakpoint pending on\nbreak rust_panic\ncontinue\nbt\n\
          frame function flaky_example::tests::hashmap_order\np keys\ninfo threads\n",
-    )
-    .unwrap();
-    let mut cmd = sb.replay_cmd([
-        archive.as_os_str(),
-        "--quiet".as_ref(),
-        "--gdb".as_ref(),
-        "--gdb-arg=-batch".as_ref(),
-        "--gdb-arg=-nx".as_ref(),
-        "--gdb-arg=-x".as_ref(),
-    ]);
-    cmd.arg(format!("--gdb-arg={}", script.display()));
-    let out = Run::of(cmd);
-    let text = format!("{}\n{}", out.stdout_str(), out.stderr_str());
-    assert_eq!(out.status, 0, "{}", out.show());
+    );
     assert!(
         text.contains("hit Breakpoint 1, std::panicking::rust_panic ()"),
         "{text}"
