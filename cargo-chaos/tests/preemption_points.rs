@@ -221,7 +221,7 @@ fn allocation_heavy_libtest_test_replays_with_few_traps() {
 #[test]
 fn a_trace_asking_for_a_pmu_is_refused_with_a_plain_message() {
     use recorder::preempt::point::Method;
-    use recorder::trace::{Event, EventReader, EventWriter};
+    use recorder::trace::Event;
     let dir = tempfile::tempdir().unwrap();
     let exe = test_support::fixture!("preempt_race");
     let trace = dir.path().join("trace");
@@ -233,23 +233,13 @@ fn a_trace_asking_for_a_pmu_is_refused_with_a_plain_message() {
         .arg("300000000"));
     assert_eq!(rec.status, 0, "{}", rec.stderr_str());
     // The same trace, its preemption points said to be counted by a PMU.
-    let path = trace.join("events");
-    let mut reader = EventReader::open(&path).unwrap();
-    let mut events = Vec::new();
-    while let Some(ev) = reader.next_event().unwrap() {
-        events.push(ev);
-    }
     let mut crafted = 0;
-    let mut writer = EventWriter::create(&path).unwrap();
-    for mut ev in events {
-        if let Event::Preempted { point, .. } = &mut ev {
+    edit_events(&trace, |_, ev| {
+        if let Event::Preempted { point, .. } = ev {
             point.method = Method::BranchCount { count: 12345 };
             crafted += 1;
         }
-        writer.push(&ev).unwrap();
-    }
-    writer.flush().unwrap();
-    drop(writer);
+    });
     assert!(crafted > 0, "the recording had no preemption point");
     let replayed = run(under_timeout(bin()).arg("replay").arg(&trace));
     assert_eq!(replayed.status, 125, "{}", replayed.stderr_str());
@@ -336,7 +326,7 @@ fn a_format_6_trace_with_preemption_points_still_replays() {
 /// with a divergence naming the event, where it used to spin forever.
 #[test]
 fn a_search_that_can_never_match_again_ends_with_a_divergence() {
-    use recorder::trace::{Event, EventReader, EventWriter};
+    use recorder::trace::Event;
     let dir = tempfile::tempdir().unwrap();
     let exe = test_support::fixture!("spin_count");
     let trace = dir.path().join("trace");
@@ -346,25 +336,15 @@ fn a_search_that_can_never_match_again_ends_with_a_divergence() {
         .arg("--")
         .arg(&exe));
     assert_eq!(rec.status, 0, "{}", rec.stderr_str());
-    let path = trace.join("events");
-    let mut reader = EventReader::open(&path).unwrap();
-    let mut events = Vec::new();
-    while let Some(ev) = reader.next_event().unwrap() {
-        events.push(ev);
-    }
     let mut edited = None;
-    let mut writer = EventWriter::create(&path).unwrap();
-    for (i, mut ev) in events.into_iter().enumerate() {
-        if let Event::Preempted { state, .. } = &mut ev {
+    edit_events(&trace, |i, ev| {
+        if let Event::Preempted { state, .. } = ev {
             if edited.is_none() {
                 state.memory_hash ^= 1;
                 edited = Some(i);
             }
         }
-        writer.push(&ev).unwrap();
-    }
-    writer.flush().unwrap();
-    drop(writer);
+    });
     let edited = edited.expect("the spinning thread was preempted");
     let replayed = run(under_timeout(bin())
         .arg("replay")
@@ -377,4 +357,21 @@ fn a_search_that_can_never_match_again_ends_with_a_divergence() {
             && err.contains("registers and stack matched but whose memory did not"),
         "{err}"
     );
+}
+
+/// Rewrites `trace`'s events, each passed to `edit` with its number.
+fn edit_events(trace: &Path, mut edit: impl FnMut(usize, &mut recorder::trace::Event)) {
+    use recorder::trace::{EventReader, EventWriter};
+    let path = trace.join("events");
+    let mut reader = EventReader::open(&path).unwrap();
+    let mut events = Vec::new();
+    while let Some(ev) = reader.next_event().unwrap() {
+        events.push(ev);
+    }
+    let mut writer = EventWriter::create(&path).unwrap();
+    for (i, mut ev) in events.into_iter().enumerate() {
+        edit(i, &mut ev);
+        writer.push(&ev).unwrap();
+    }
+    writer.flush().unwrap();
 }

@@ -115,6 +115,25 @@ fn gdb_on(sb: &Sandbox, archive: &Path, name: &str, script: &str) -> String {
     format!("{}\n{}", out.stdout_str(), out.stderr_str())
 }
 
+/// Hunts the rust-races `lost_update` test built with `--instrument` (and `extra`
+/// options) until it fails, with [`ITERATIONS`] increments a thread; returns the archive.
+fn capture_lost_update(sb: &Sandbox, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "--instrument",
+        "--until-fail",
+        "--max-runs",
+        "50",
+        "--per-test",
+    ];
+    args.extend_from_slice(extra);
+    args.push("lost_update");
+    let mut hunt = sb.hunt_json_cmd(&races_manifest(), &args);
+    hunt.env("LOST_UPDATE_ITERATIONS", ITERATIONS);
+    let hunt = Run::of(hunt);
+    hunt.expect_status(1);
+    PathBuf::from(hunt.captured()["archive"].as_str().expect("archive path"))
+}
+
 fn races_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/rust-races/Cargo.toml")
 }
@@ -123,22 +142,7 @@ fn races_manifest() -> PathBuf {
 fn watch_and_reverse_continue_reach_the_racing_stores_of_an_instrumented_capture() {
     let sb = Sandbox::new();
     let manifest = races_manifest();
-    let mut hunt = sb.hunt_json_cmd(
-        &manifest,
-        &[
-            "--instrument",
-            "--until-fail",
-            "--max-runs",
-            "50",
-            "--per-test",
-            "lost_update",
-        ],
-    );
-    hunt.env("LOST_UPDATE_ITERATIONS", ITERATIONS);
-    let hunt = Run::of(hunt);
-    hunt.expect_status(1);
-    let captured = hunt.captured();
-    let archive = PathBuf::from(captured["archive"].as_str().expect("archive path"));
+    let archive = capture_lost_update(&sb, &[]);
     let recorded = recorded_stdout(&archive, &sb.path("unpacked"));
     let total: u64 = capture1(r"counted (\d+) of 40000", &recorded)
         .parse()
@@ -235,27 +239,7 @@ fn stepped(text: &str) -> Vec<u64> {
 fn reverse_stepi_in_instrumented_code_lands_on_the_exact_states() {
     let sb = Sandbox::new();
     let manifest = races_manifest();
-    let target = sb.target();
-    let mut hunt = sb.record_test_cmd([
-        "--manifest-path".as_ref(),
-        manifest.as_os_str(),
-        "--target-dir".as_ref(),
-        target.as_os_str(),
-        "--message-format".as_ref(),
-        "json".as_ref(),
-        "--instrument".as_ref(),
-        "--chaos".as_ref(),
-        "off".as_ref(),
-        "--until-fail".as_ref(),
-        "--max-runs".as_ref(),
-        "50".as_ref(),
-        "--per-test".as_ref(),
-        "lost_update".as_ref(),
-    ]);
-    hunt.env("LOST_UPDATE_ITERATIONS", ITERATIONS);
-    let hunt = Run::of(hunt);
-    hunt.expect_status(1);
-    let archive = PathBuf::from(hunt.captured()["archive"].as_str().expect("archive path"));
+    let archive = capture_lost_update(&sb, &["--chaos", "off"]);
 
     // The end of a worker's closure, reached once, after its loop: thousands of ticks
     // after the last budget it got.
