@@ -50,6 +50,11 @@ const KERNEL_ONLY_SYSCALLS: &[(&str, u64)] = &[
 
 /// Request values the `libc` crate has no constant for (from the kernel's uapi headers).
 const KERNEL_ONLY_REQUESTS: &[(&str, u64)] = &[
+    // <linux/sockios.h>: the bridge requests.
+    ("SIOCBRADDBR", 0x89a0),
+    ("SIOCBRDELBR", 0x89a1),
+    ("SIOCBRADDIF", 0x89a2),
+    ("SIOCBRDELIF", 0x89a3),
     ("KEYCTL_WATCH_KEY", 32),
     ("BLKGETSIZE64", 0x8008_1272),
     ("FIGETBSZ", 2),
@@ -765,9 +770,6 @@ fn classes_follow_the_design() {
         "init_module",
         "finit_module",
         "delete_module",
-        "mount",
-        "umount2",
-        "pivot_root",
         "swapon",
         "swapoff",
         "reboot",
@@ -790,6 +792,23 @@ fn classes_follow_the_design() {
         );
     }
     assert_eq!(desc("chroot").class, Class::Recorded);
+    // The program's own namespaces and mounts: replay gives the recorded results without
+    // making the calls (a new pid namespace is refused by the engine, see `check_unshare`).
+    for name in [
+        "unshare",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "open_tree",
+        "move_mount",
+        "fsopen",
+        "fsconfig",
+        "fsmount",
+        "fspick",
+        "mount_setattr",
+    ] {
+        assert_eq!(desc(name).class, Class::Recorded, "{name}");
+    }
 
     // System V IPC (objects created IPC_PRIVATE only, see `special.rs`) and the batched
     // socket calls are recorded; shmat and shmdt shape the address space and are redone

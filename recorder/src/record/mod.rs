@@ -26,7 +26,7 @@ mod sink;
 mod slices;
 mod syscall;
 
-pub(crate) use syscall::untraced_clone;
+pub(crate) use syscall::{untraced_clone, CLONE_NAMESPACES_LEFT_OUT_AT_REPLAY};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;

@@ -116,7 +116,10 @@ impl Recorder {
             _ => clone3.map(|c| c[0]),
         };
         if let Some(flags) = clone_flags {
-            check_clone(flags)?;
+            check_clone(flags, sysno == nr::CLONE3)?;
+        }
+        if sysno == nr::UNSHARE {
+            check_unshare(args[0])?;
         }
         if sysno == nr::CLONE && args[0] & libc::CLONE_UNTRACED as u64 != 0 {
             // The new task must be traced like every other: the flag, which only keeps
@@ -622,7 +625,17 @@ pub(crate) fn untraced_clone(task: &mut Task, flags: u64) -> Result<()> {
     task.set_regs(&regs)
 }
 
-pub(super) fn check_clone(flags: u64) -> Result<()> {
+/// The namespace flags of clone(2) a recorded program may pass: the new task sees the
+/// kernel through new namespaces, and all it sees through calls is recorded. Replay
+/// creates the task without them (see `replay::tree`), as it does with `CLONE_UNTRACED`.
+pub(crate) const CLONE_NAMESPACES_LEFT_OUT_AT_REPLAY: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNET) as u64;
+
+pub(super) fn check_clone(flags: u64, clone3: bool) -> Result<()> {
     // Flags the kernel refuses together whatever else is asked: the call fails with
     // EINVAL and is recorded as such (rr's clone_fail passes every flag).
     let refused_together = [
@@ -635,19 +648,36 @@ pub(super) fn check_clone(flags: u64) -> Result<()> {
     {
         return Ok(());
     }
-    // As with unshare: replay would create the namespaces for real and cannot model
-    // what the program sees in them.
-    let namespaces = libc::CLONE_NEWNS
-        | libc::CLONE_NEWCGROUP
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUSER
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET;
-    if flags & namespaces as u64 != 0 {
+    if flags & libc::CLONE_NEWPID as u64 != 0 {
         return Err(Error::Unsupported {
-            what: format!("clone into new namespaces (flags {flags:#x})"),
-            hint: "new namespaces are not modelled by replay; set up sandboxes outside the recorded program".into(),
+            what: format!("clone into a new pid namespace (flags {flags:#x})"),
+            hint: "the recorder keeps books of tasks by the ids its own pid namespace sees; \
+                   set up pid namespaces outside the recorded program"
+                .into(),
+        });
+    }
+    if clone3 && flags & CLONE_NAMESPACES_LEFT_OUT_AT_REPLAY != 0 {
+        // Replay would have to rewrite the flags in the program's clone_args.
+        return Err(Error::Unsupported {
+            what: format!("clone3 into new namespaces (flags {flags:#x})"),
+            hint: "use clone(2) or unshare(2), whose new namespaces the recorder supports".into(),
+        });
+    }
+    Ok(())
+}
+
+/// unshare(2) runs at record and replay gives its result without making it: a new
+/// namespace changes what the program's later calls see, and those are recorded. Refused
+/// are the parts that change which tasks or file descriptors the engine's books describe:
+/// a new pid or time namespace (for the children it creates), a private fd table, and
+/// detached System V semaphore undo lists.
+pub(super) fn check_unshare(flags: u64) -> Result<()> {
+    let refused =
+        libc::CLONE_NEWPID | libc::CLONE_NEWTIME | libc::CLONE_FILES | libc::CLONE_SYSVSEM;
+    if flags & refused as u64 != 0 {
+        return Err(Error::Unsupported {
+            what: format!("unshare of a new pid or time namespace, fd table or semaphore undo list (flags {flags:#x})"),
+            hint: "the recorder keeps books of the program's tasks and fds that these would change; set up the sandbox outside the recorded program".into(),
         });
     }
     Ok(())

@@ -31,7 +31,9 @@ impl Replayer<'_> {
                 ))
             }
         }
-        if nr == nr::CLONE && args[0] & libc::CLONE_UNTRACED as u64 != 0 {
+        let left_out =
+            libc::CLONE_UNTRACED as u64 | crate::record::CLONE_NAMESPACES_LEFT_OUT_AT_REPLAY;
+        if nr == nr::CLONE && args[0] & left_out != 0 {
             crate::record::untraced_clone(&mut th.task, args[0])?;
         }
         for w in &s.writes {

@@ -158,10 +158,13 @@ impl Replayer<'_> {
         if !matches!(nr, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK) {
             return Err(self.diverge(ev, format!("made syscall {}", describe_call(nr, &args))));
         }
-        let untraced = libc::CLONE_UNTRACED as u64;
-        if nr == nr::CLONE && args[0] & untraced != 0 {
-            // As at record: traced all the same (the flag is put back at the exit).
-            crate::record::untraced_clone(&mut th.task, args[0] & !untraced)?;
+        let left_out =
+            libc::CLONE_UNTRACED as u64 | crate::record::CLONE_NAMESPACES_LEFT_OUT_AT_REPLAY;
+        if nr == nr::CLONE && args[0] & left_out != 0 {
+            // As at record: traced all the same. New namespaces are not created: what
+            // the program saw through them is in the trace. The flags are put back at
+            // the exit.
+            crate::record::untraced_clone(&mut th.task, args[0] & !left_out)?;
         }
         th.task.resume(Resume::Syscall, 0)?;
         match th.task.wait_skipping_sigchld()?.0 {
@@ -184,6 +187,11 @@ impl Replayer<'_> {
         }
         let tgid = if process { child } else { th.tgid };
         let mut task = Task::new(real);
+        let ns = crate::record::CLONE_NAMESPACES_LEFT_OUT_AT_REPLAY;
+        if nr == nr::CLONE && args[0] & ns != 0 {
+            // The recorded child came out of the call with all its flags in rdi.
+            crate::record::untraced_clone(&mut task, args[0] & !(libc::CLONE_UNTRACED as u64))?;
+        }
         if process {
             // CLONE_CHILD_SETTID wrote the child's real tid into the child's own memory
             // (glibc's fork keeps its thread's tid there, the owner id of the mutexes

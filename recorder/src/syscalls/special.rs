@@ -61,7 +61,8 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         | nr::FUTEX_WAKE
         | nr::FUTEX_WAIT
         | nr::FUTEX_REQUEUE
-        | nr::PROCESS_VM_WRITEV => Handling::Here,
+        | nr::PROCESS_VM_WRITEV
+        | nr::SETSOCKOPT => Handling::Here,
         nr::FUTEX => match args[1] as i32 & libc::FUTEX_CMD_MASK {
             libc::FUTEX_LOCK_PI | libc::FUTEX_UNLOCK_PI | libc::FUTEX_TRYLOCK_PI | libc::FUTEX_WAIT_REQUEUE_PI
             | libc::FUTEX_CMP_REQUEUE_PI | 13 /* FUTEX_LOCK_PI2 */ => {
@@ -188,6 +189,7 @@ pub fn inputs(task: &mut Task, sysno: u64, args: &[u64; 6]) -> Result<Vec<(u64, 
         }
         nr::RECVMMSG if args[4] != 0 => r.push((args[4], 16)),
         nr::MSGSND => r.push((args[1], (args[2] as usize).saturating_add(8))),
+        nr::SETSOCKOPT if args[3] != 0 => r.push((args[3], (args[4] as usize).min(1 << 24))),
         nr::SEMCTL | nr::MSGCTL | nr::SHMCTL => {
             let (at, len) = ipc_ctl_memory(sysno, args, false);
             if at != 0 && len > 0 {
@@ -290,6 +292,11 @@ pub fn outputs(
             grab(task, args[4], 16)?;
         }
         nr::MINCORE => grab(task, args[2], (args[1] as usize).div_ceil(4096))?,
+        nr::SETSOCKOPT => {
+            if let Some((at, len)) = replaced_counters(task, args)? {
+                grab(task, at, len)?;
+            }
+        }
         nr::GET_MEMPOLICY => {
             grab(task, args[0], 4)?;
             let bits = args[2].saturating_sub(1).div_ceil(64) * 64;
@@ -434,6 +441,28 @@ fn received_message(
         left -= take;
     }
     grab(task, m.control, m.controllen.min(control_in) as usize)
+}
+
+/// `IPT_SO_SET_REPLACE` and `IP6T_SO_SET_REPLACE` (the same value at `SOL_IP` and
+/// `SOL_IPV6`): the kernel writes the replaced table's counters (`num_counters` of
+/// `struct xt_counters`, 16 bytes each) where the `counters` pointer of the
+/// `struct ipt_replace` (or `ip6t_replace`, laid out alike) points.
+fn replaced_counters(task: &mut Task, args: &[u64; 6]) -> Result<Option<(u64, usize)>> {
+    const SO_SET_REPLACE: u64 = 64;
+    // name[32], valid_hooks, num_entries, size, hook_entry[5], underflow[5]: 84 bytes.
+    const NUM_COUNTERS_AT: usize = 84;
+    const COUNTERS_AT: usize = 88;
+    let level = args[1] as i32;
+    if !(level == libc::SOL_IP || level == libc::SOL_IPV6)
+        || args[2] != SO_SET_REPLACE
+        || (args[4] as usize) < COUNTERS_AT + 8
+    {
+        return Ok(None);
+    }
+    let head = task.read_mem(args[3], COUNTERS_AT + 8)?;
+    let n = u32::from_le_bytes(head[NUM_COUNTERS_AT..COUNTERS_AT].try_into().expect("4"));
+    let at = u64::from_le_bytes(head[COUNTERS_AT..].try_into().expect("8"));
+    Ok(Some((at, (n as usize).saturating_mul(16).min(1 << 24))))
 }
 
 #[cfg(test)]
