@@ -285,6 +285,8 @@ pub struct Watchdog {
     state: Mutex<Slice>,
     wake: Condvar,
     thread: std::sync::OnceLock<()>,
+    /// The CPUs its thread may use: the recording's whole set, not the engine's pin.
+    cpus: Vec<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -302,9 +304,13 @@ struct Slice {
 }
 
 impl Watchdog {
-    /// A watchdog; its thread starts with the first [`Watchdog::arm`].
-    pub fn start() -> Arc<Self> {
-        Arc::new(Watchdog::default())
+    /// A watchdog whose thread may run on `cpus` (the recording's CPU set); the thread
+    /// starts with the first [`Watchdog::arm`].
+    pub fn start(cpus: Vec<usize>) -> Arc<Self> {
+        Arc::new(Watchdog {
+            cpus,
+            ..Watchdog::default()
+        })
     }
 
     fn run(&self) {
@@ -314,7 +320,8 @@ impl Watchdog {
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
         // Any core: pinned with the program, it would wait for the scheduler to preempt
         // the very thread it is to stop (a signal to another core costs one IPI).
-        crate::spawn::pin_self(&crate::spawn::cpu_set());
+        // (It was spawned by the pinned engine thread, whose set it inherited.)
+        crate::spawn::pin_self(&self.cpus);
         // Arming and disarming happen at every ptrace stop, so they only touch the mutex
         // (no wake-up, no syscall) unless a slice ends before this thread's next
         // wake-up; it checks on its own at least every slice.

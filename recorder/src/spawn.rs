@@ -366,6 +366,29 @@ pub fn cpu_set() -> Vec<usize> {
     }
 }
 
+/// The calling thread pinned to some CPUs until this is dropped, which gives the
+/// thread its earlier set back. A hunt's worker records run after run on one thread:
+/// each recording must read (and show the program) the set the thread had before the
+/// previous one pinned it.
+#[derive(Debug)]
+pub struct Pinned {
+    before: Vec<usize>,
+}
+
+impl Pinned {
+    /// Pins the calling thread to `cpus`; `before` is the set to restore.
+    pub fn pin(cpus: &[usize], before: Vec<usize>) -> Self {
+        pin_self(cpus);
+        Pinned { before }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        pin_self(&self.before);
+    }
+}
+
 /// Pins the calling thread to a set of CPUs.
 pub fn pin_self(cpus: &[usize]) {
     // SAFETY: plain syscall from a local.

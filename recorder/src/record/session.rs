@@ -757,9 +757,10 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         .or_else(current_cpu)
         .filter(|c| cpu_set.contains(c))
         .unwrap_or(cpu_set[0]);
-    spawn::pin_self(&[pinned]);
-    // Until the recording ends: what this thread spawns afterwards must not inherit
-    // the rdtsc trap (a hunt's worker records run after run on one thread).
+    // Until the recording ends: the next recording on this thread (a hunt's worker
+    // records run after run) must see the real set again, and what this thread spawns
+    // afterwards must not inherit the rdtsc trap.
+    let _pinned = spawn::Pinned::pin(&[pinned], cpu_set.clone());
     let _traps = crate::arch::self_traps::ArmedHere::new(true);
     let mut argv = vec![opts.program.clone().into_os_string()];
     argv.extend(opts.args.iter().cloned());
@@ -853,7 +854,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         shared: shared_files::SharedFiles::default(),
         mem_file_opened: false,
         interrupter: interrupter.clone(),
-        watchdog: crate::preempt::Watchdog::start(),
+        watchdog: crate::preempt::Watchdog::start(header.cpu_set.clone()),
         no_watchdog: opts.no_watchdog,
         cpu_slices: opts.slice_clock == crate::preempt::cpu_clock::SliceClock::Cpu,
         syscallbuf: opts.syscallbuf,

@@ -577,7 +577,8 @@ impl SearchDeadline {
             .ok()
             .and_then(|v| v.parse().ok())
             .map_or(NEAR_MATCH_DEADLINE, std::time::Duration::from_secs);
-        let dog = preempt::Watchdog::start();
+        // On the engine's core, like the thread that creates it: a 60 s deadline.
+        let dog = preempt::Watchdog::start(crate::spawn::cpu_set());
         dog.arm(tgid, tid, secs, preempt::Clock::Precise);
         Some(SearchDeadline(dog))
     }
