@@ -849,6 +849,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         seccomp: false,
         same_lookups: true,
         lookups_answered: 0,
+        desched_signals: 0,
         ticks: 0,
         shared: shared_files::SharedFiles::default(),
         mem_file_opened: false,
@@ -879,6 +880,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     let events = rec.events.count();
     let cpuid_leaves = rec.cpuid_seen.iter().copied().collect();
     let (ticks, lookups_answered) = (rec.ticks, rec.lookups_answered);
+    let desched_signals = rec.desched_signals;
     // Closes the trace's files (a removed file's space is freed when it is closed).
     drop(rec);
     let mut result = match r {
@@ -901,6 +903,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             cpuid_leaves,
             tick_requests: ticks,
             lookups_answered,
+            desched_signals,
             message: None,
             trace_error: fault.message(),
         },
@@ -914,6 +917,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
                 cpuid_leaves,
                 tick_requests: ticks,
                 lookups_answered,
+                desched_signals,
                 message: Some(e.to_string()),
                 trace_error: fault.message(),
             };
