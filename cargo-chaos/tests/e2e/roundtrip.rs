@@ -212,9 +212,12 @@ fn untraced_calls_are_not_in_the_trace_and_run_again_at_replay() {
         assert!(untraced.contains(&(call as u64)), "{call} untraced");
     }
     let events = read_events(&rec.trace);
+    // rt_sigprocmask is listed but untraced only when it cannot unblock.
     let recorded: Vec<u64> = syscalls(&events)
+        .filter(|(_, s)| {
+            untraced.contains(&s.nr) && recorder::syscalls::untraced_call(s.nr, &s.args)
+        })
         .map(|(_, s)| s.nr)
-        .filter(|nr| untraced.contains(nr))
         .collect();
     assert!(
         recorded.is_empty(),
@@ -228,6 +231,62 @@ fn untraced_calls_are_not_in_the_trace_and_run_again_at_replay() {
         faults, 5,
         "each write to the read-only page is a recorded fault"
     );
+}
+
+#[test]
+fn sigprocmask_that_cannot_unblock_is_untraced() {
+    // rt_sigprocmask passes the recorder's filter without a stop as SIG_BLOCK or a query
+    // (pthread_create's own mask changes among them), and replay runs it again; the
+    // calls that can unblock stay events, and a pending signal is delivered as they
+    // return, at record and replay.
+    let dir = temp();
+    let native = run(&mut Command::new(fixture("sigblock")));
+    assert_eq!(native.status, 0, "{}", native.show());
+    let rec = roundtrip_in(dir.path(), "sigblock", &[], 0, "alrm: handler ran at 7");
+    for line in [
+        "usr1 blocked: mask 1, pending 1, handler ran at 0",
+        "usr1 unblocked: mask 0, handler ran at 1",
+        "usr2 restored: mask 0, handler ran at 4",
+        "worker 3: mask 4, old had SIGALRM 0",
+    ] {
+        assert!(native.stdout_str().contains(line), "natively: {line}");
+        assert!(
+            rec.program.stdout_str().contains(line),
+            "{line}\n{}",
+            rec.program.show()
+        );
+    }
+    let events = read_events(&rec.trace);
+    let masks: Vec<[u64; 6]> = syscalls(&events)
+        .filter(|(_, s)| s.nr == libc::SYS_rt_sigprocmask as u64)
+        .map(|(_, s)| s.args)
+        .collect();
+    let blocking: Vec<&[u64; 6]> = masks
+        .iter()
+        .filter(|a| a[0] as u32 == libc::SIG_BLOCK as u32 || a[1] == 0)
+        .collect();
+    assert!(
+        blocking.is_empty(),
+        "SIG_BLOCK or query in the trace: {blocking:x?}"
+    );
+    // SIG_UNBLOCK: 2 in main, one per worker (glibc may add its own); SIG_SETMASK: at
+    // least the fixture's one.
+    let unblocks = masks
+        .iter()
+        .filter(|a| a[0] as u32 == libc::SIG_UNBLOCK as u32)
+        .count();
+    assert!(unblocks >= 6, "{masks:x?}");
+    assert!(masks
+        .iter()
+        .any(|a| a[0] as u32 == libc::SIG_SETMASK as u32));
+    let header: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(rec.trace.join("header.json")).expect("read header.json"),
+    )
+    .expect("header.json is JSON");
+    assert!(header["untraced"]
+        .as_array()
+        .expect("the header lists the untraced calls")
+        .contains(&serde_json::json!(libc::SYS_rt_sigprocmask)));
 }
 
 #[test]

@@ -296,6 +296,50 @@ fn pipe_ping_pong_between_threads() {
     }
 }
 
+/// A buffered read that blocks costs one stop for the desched event's signal, not two:
+/// the event disables itself at its overflow, so the thread's ptrace stop for the
+/// signal (its own switch out) raises no second one, which would stop the thread again
+/// before it ran an instruction (the engine logs that case). `result.json` counts the
+/// signal stops (`desched_signals`): one per blocked read, and one per false alarm (the
+/// thread switched out while armed, as another thread's stop wakes the engine).
+#[test]
+fn a_blocked_buffered_read_costs_one_desched_stop() {
+    let dir = temp();
+    let (raw, trace) = RecordSpec::new(&fixture("threads_pingpong"), dir.path().join("trace"))
+        .args(["300"])
+        .configure(|c| {
+            c.env("CARGO_CHAOS_SYSCALLBUF", "1")
+                .env("CARGO_CHAOS_DESCHED", "1")
+                .env("CHAOS_LOG", "recorder::record::desched=debug");
+        })
+        .record_raw();
+    assert_eq!(raw.status, 0, "{}", raw.show());
+    if !header(&trace).desched {
+        eprintln!("skipped: perf events refused here (no desched event)");
+        return;
+    }
+    let events = read_events(&trace);
+    let blocked = blocked_buffered(&events, READ).len();
+    assert!(blocked >= 100, "{blocked} blocked buffered reads");
+    let log = raw.stderr_str();
+    let retried = log.matches("made again, traced").count();
+    assert_eq!(retried, blocked, "{log}");
+    let second = log.matches("a second desched signal").count();
+    assert_eq!(
+        second, 0,
+        "{second} second signals for {blocked} blocked reads"
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(trace.join("result.json")).unwrap()).unwrap();
+    let signals = result["desched_signals"].as_u64().expect("desched_signals");
+    assert!(signals >= blocked as u64, "{signals} desched stops");
+    // The recording's stderr has the log: its stdout and status must replay.
+    let program = split_record_output(&raw, &trace);
+    let replayed = replay(&trace);
+    assert_eq!(replayed.status, program.status, "{}", replayed.show());
+    assert_eq!(replayed.stdout_str(), program.stdout_str());
+}
+
 #[test]
 fn edited_buffered_read_reaches_the_program() {
     let dir = temp();

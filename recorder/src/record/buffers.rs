@@ -421,10 +421,13 @@ impl Recorder {
                 u64::from_le_bytes(t.task.read_mem(in_call_at, 8)?.try_into().expect("8 bytes"));
             let mut regs = t.task.regs()?;
             if in_call == 0 || regs.rip == abi::ENTRY {
-                if in_call != 0 && arm_at_entry {
-                    // The call is still to come: armed as the library would have.
+                if in_call != 0 {
+                    // The call is still to come: armed as the library would have (it
+                    // armed it itself, unless a step's signal disarmed it since).
                     if let Some(d) = t.desched.as_mut() {
-                        d.set_armed(true);
+                        if arm_at_entry || d.disarmed_by_a_step() {
+                            d.set_armed(true);
+                        }
                     }
                 }
                 return Ok(None);

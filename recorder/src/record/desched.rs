@@ -17,11 +17,15 @@
 //! followed by the traced call, and needs nothing new.
 //!
 //! The same stop can be a false alarm: the thread was only preempted (the engine and
-//! other jobs share the pinned core), the call finished. The engine ignores it. Every
-//! ptrace stop is a context switch too, so the engine disarms the event at each of its
-//! signal's stops (an armed event would signal the stop it causes, and so on for ever);
-//! if the call is still ahead, it arms it again at the next such stop (the signal of
-//! the first one's own switch), whose switch was not counted.
+//! other jobs share the pinned core; another thread's stop wakes the engine), the call
+//! finished. The engine ignores it. Every ptrace stop is a context switch too: an event
+//! still armed would count the stop its own signal causes and signal again, a second
+//! stop before the thread ran an instruction. So the event may overflow once
+//! (`PERF_EVENT_IOC_REFRESH` with 1, [`charge`]): the kernel disables it at that
+//! overflow, in the switch that raised it. At each of its signal's stops the engine
+//! charges it again, armed if the call is still ahead (a false alarm before the call),
+//! disarmed otherwise. (Before, the event was left enabled and the engine dropped the
+//! second signal: a blocked read cost four stops, two more than a traced one.)
 //!
 //! Any signal that interrupts a buffered call in the kernel (the program's SIGALRM, a
 //! preemption) is handled the same way: the call's result becomes
@@ -94,9 +98,15 @@ impl Desched {
         if !self.sent(si) {
             return false;
         }
-        self.ioctl(false);
+        self.recharge(false);
         self.rearm = true;
         true
+    }
+
+    /// Whether a signal met while stepping disarmed it ([`Desched::swallow`]) although
+    /// the library had armed it: the engine arms it again when the call is still ahead.
+    pub(super) fn disarmed_by_a_step(&self) -> bool {
+        self.rearm
     }
 
     /// Arms or disarms it for the engine, which does the library's ioctl itself
@@ -104,6 +114,15 @@ impl Desched {
     pub(super) fn set_armed(&mut self, armed: bool) {
         self.ioctl(armed);
         self.rearm = false;
+    }
+
+    /// After its signal: the event disabled itself at the overflow (see [`charge`]);
+    /// it may overflow once more, and is left armed or not.
+    fn recharge(&self, enable: bool) {
+        charge(self.fd.as_raw_fd());
+        if !enable {
+            self.ioctl(false);
+        }
     }
 
     fn ioctl(&self, enable: bool) {
@@ -115,6 +134,19 @@ impl Desched {
                 sys::ioctls::DISABLE(self.fd.as_raw_fd(), 0);
             }
         }
+    }
+}
+
+/// Lets the event at `fd` overflow once more, and enables it (`PERF_EVENT_IOC_REFRESH`
+/// with 1: the kernel disables the event itself at that overflow). So the signal is
+/// raised by the switch of a call that blocks and not again by the thread's ptrace stop
+/// for it (its own switch out), which would cost a second stop. The engine charges it
+/// at its creation and again after each of its signals (the count is added to: one is
+/// given per overflow seen).
+fn charge(fd: i32) {
+    // SAFETY: a perf ioctl on an fd we own; it fails only for a thread that is gone.
+    unsafe {
+        sys::ioctls::REFRESH(fd, 1);
     }
 }
 
@@ -139,9 +171,11 @@ fn attr() -> sys::bindings::perf_event_attr {
 ///
 /// Off by default: measured on a quiet machine (docs/benchmarks.md, "Syscall
 /// buffering: blocking calls"), it made a pipe ping-pong record 1.31x slower and a
-/// tokio suite about 10% slower, because a read that blocks costs an extra stop (the
-/// second signal that the first stop's own context switch raises). It stays opt-in
-/// until that stop is gone.
+/// tokio suite about 10% slower, because a read that blocks cost two extra stops (the
+/// second one raised by the first stop's own context switch). That stop is gone (see
+/// [`charge`]) and the ping-pong now records faster with it, but the tokio suite is
+/// still ~8% slower in CPU time (each thread's event is opened at its registration by
+/// injected calls, and armed and disarmed around each read), so it stays opt-in.
 pub(super) fn available() -> bool {
     if std::env::var_os("CARGO_CHAOS_DESCHED").map_or(true, |v| v != "1") {
         return false;
@@ -263,6 +297,10 @@ fn open_in(task: &mut Task, tgid: i32, scratch: u64, at: Option<i32>) -> Result<
         let e = std::io::Error::last_os_error();
         return fail(task, format!("setting the desched event's signal: {e}"));
     }
+    // One overflow allowed, then disarmed until the library arms it.
+    charge(fd.as_raw_fd());
+    // SAFETY: a perf ioctl on an fd we own.
+    unsafe { sys::ioctls::DISABLE(fd.as_raw_fd(), 0) };
     Ok(Desched {
         fd,
         program_fd: moved as i32,
@@ -373,23 +411,30 @@ impl Recorder {
             regs.rax = abi::DESCHED_RET as u64;
             t.task.set_regs(&regs)?;
             if let Some(d) = t.desched.as_mut() {
-                d.ioctl(false);
+                if ours {
+                    d.recharge(false);
+                } else {
+                    d.ioctl(false);
+                }
                 d.rearm = false;
             }
         } else if ours {
             let d = t.desched.as_mut().expect("checked above");
-            // Before its call, or in it at a stop: the call is still to come.
+            // Before its call, or in it at a stop: the call is still to come, armed
+            // again now (the event disabled itself at the overflow, so this stop's own
+            // switch raised no second signal).
             let ahead = in_call == 1 && regs.rip != abi::ENTRY_IP;
-            if d.rearm && ahead {
-                d.ioctl(true);
-                d.rearm = false;
-            } else {
-                d.ioctl(false);
-                d.rearm = ahead;
+            if regs.rip == abi::ENTRY_IP && regs.rax as i64 == abi::DESCHED_RET {
+                // The thread has not run since the engine answered its call: raised by
+                // that stop's own switch, which the disabled event should not count.
+                tracing::debug!("thread {cur}: a second desched signal for one blocked call");
             }
+            d.recharge(ahead);
+            d.rearm = false;
         }
         if ours {
             t.state = Where::Ready(0);
+            self.desched_signals += 1;
         }
         Ok(ours)
     }
@@ -397,12 +442,16 @@ impl Recorder {
     /// Whether `si` is the signal of `cur`'s desched event (then disarmed, see
     /// [`Desched::swallow`]): a stop that was not the program's, to drop.
     pub(super) fn is_desched_signal(&mut self, cur: i32, sig: i32, si: &libc::siginfo_t) -> bool {
-        sig == libc::SIGSTOP
+        let ours = sig == libc::SIGSTOP
             && self
                 .threads
                 .get_mut(&cur)
                 .and_then(|t| t.desched.as_mut())
-                .is_some_and(|d| d.swallow(si))
+                .is_some_and(|d| d.swallow(si));
+        if ours {
+            self.desched_signals += 1;
+        }
+        ours
     }
 
     /// Whether `cur` is about to close (or `dup2` over) a desched event's fd of its

@@ -303,6 +303,8 @@ struct Recorder {
     same_lookups: bool,
     /// Lookups answered that way.
     lookups_answered: u64,
+    /// Stops for a desched event's signal (`RunResult::desched_signals`).
+    desched_signals: u64,
     /// `chaos_tick` calls answered.
     ticks: u64,
     /// Files mapped `MAP_SHARED`, whose write-family changes are recorded.

@@ -6,8 +6,10 @@
 //! returns `SECCOMP_RET_TRACE` (a `PTRACE_EVENT_SECCOMP` stop, where the engine handles
 //! it as an entry and resumes with `PTRACE_SYSCALL` to see its exit). The calls marked
 //! `untraced` in `syscalls.toml` are let through: they only change the program's own
-//! state (signal handlers, alternate stacks, page protections), which replay re-creates by
-//! running them when the program makes them, so they need neither a stop nor an event.
+//! state (signal handlers, alternate stacks, page protections, a signal mask that only
+//! grows: rt_sigprocmask as `SIG_BLOCK` or a query, told apart by its arguments, see
+//! [`syscalls::untraced_call`]), which replay re-creates by running them when the
+//! program makes them, so they need neither a stop nor an event.
 //! A test binary's start-up makes dozens of them; each skipped stop saves ~5 µs.
 //!
 //! The trace lists the untraced numbers (`Header::untraced`), so replay knows which
@@ -61,17 +63,26 @@ pub fn buffered() -> Vec<u64> {
         .collect()
 }
 
-/// The filter program: x86_64 calls in `allowed` pass; so do the calls in `buffered`
+/// The filter program: x86_64 calls in `allowed` pass (`rt_sigprocmask` only when it
+/// cannot unblock, see [`syscalls::untraced_call`]); so do the calls in `buffered`
 /// made from the syscall-buffering entry (instruction pointer
 /// [`crate::syscallbuf::abi::ENTRY_IP`]) and `ioctl` from its quiet entry
 /// ([`crate::syscallbuf::abi::QUIET_IP`], the desched event's arming); everything else
 /// stops the thread for the tracer. With `buffered` empty there is no entry clause.
 pub fn program(allowed: &[u64], buffered: &[u64]) -> Vec<libc::sock_filter> {
-    let n = allowed.len();
     let m = buffered.len();
     // The entry's clause: its address, the quiet entry, the buffered numbers, and the
     // one buffered request of a traced row (`FUTEX_WAKE_PRIVATE`, three instructions).
     let entry_clause = if m == 0 { 0 } else { 8 + m + 3 };
+    // rt_sigprocmask passes only when it cannot unblock (`syscalls::untraced_call`): a
+    // clause of its own after the unconditional numbers, seven instructions.
+    let sigmask = allowed.contains(&syscalls::nr::RT_SIGPROCMASK);
+    let plain: Vec<u64> = allowed
+        .iter()
+        .copied()
+        .filter(|&nr| nr != syscalls::nr::RT_SIGPROCMASK)
+        .collect();
+    let n = plain.len() + if sigmask { 7 } else { 0 };
     assert!(n + entry_clause < 250, "jump offsets are 8 bits");
     let trace = 4 + n + entry_clause; // index of `ret TRACE`
     let allow = trace + 1;
@@ -83,9 +94,25 @@ pub fn program(allowed: &[u64], buffered: &[u64]) -> Vec<libc::sock_filter> {
         insn(BPF_LD_W_ABS, 0, 0, DATA_NR),
         insn(BPF_JGE_K, to(3, trace), 0, X32_SYSCALL_BIT),
     ];
-    for &nr in allowed {
+    for &nr in &plain {
         let at = p.len();
         p.push(insn(BPF_JEQ_K, to(at, allow), 0, nr as u32));
+    }
+    if sigmask {
+        // `how` is an int (the low word); `set` a pointer (both words zero: a query).
+        let at = p.len();
+        p.push(insn(BPF_JEQ_K, 0, 6, syscalls::nr::RT_SIGPROCMASK as u32));
+        p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_ARGS));
+        p.push(insn(
+            BPF_JEQ_K,
+            to(at + 2, allow),
+            0,
+            libc::SIG_BLOCK as u32,
+        ));
+        p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_ARGS + 8));
+        p.push(insn(BPF_JEQ_K, 0, to(at + 4, trace), 0));
+        p.push(insn(BPF_LD_W_ABS, 0, 0, DATA_ARGS + 12));
+        p.push(insn(BPF_JEQ_K, to(at + 6, allow), to(at + 6, trace), 0));
     }
     if m > 0 {
         let ip = crate::syscallbuf::abi::ENTRY_IP;
@@ -185,6 +212,12 @@ mod tests {
 
     /// Runs the filter on (arch, nr) made at `ip` with second argument `arg1`.
     fn run_with(p: &[libc::sock_filter], arch: u32, nr: u32, ip: u64, arg1: u64) -> u32 {
+        run_args(p, arch, nr, ip, [0, arg1])
+    }
+
+    /// Runs the filter on (arch, nr) made at `ip` with first arguments `args`.
+    fn run_args(p: &[libc::sock_filter], arch: u32, nr: u32, ip: u64, args: [u64; 2]) -> u32 {
+        let [arg0, arg1] = args;
         let mut acc = 0u32;
         let mut pc = 0usize;
         loop {
@@ -196,6 +229,8 @@ mod tests {
                         DATA_NR => nr,
                         DATA_IP => ip as u32,
                         k if k == DATA_IP + 4 => (ip >> 32) as u32,
+                        DATA_ARGS => arg0 as u32,
+                        k if k == DATA_ARGS + 4 => (arg0 >> 32) as u32,
                         k if k == DATA_ARGS + 8 => arg1 as u32,
                         k if k == DATA_ARGS + 12 => (arg1 >> 32) as u32,
                         k => panic!("load of offset {k}"),
@@ -221,7 +256,6 @@ mod tests {
         let allowed = untraced();
         assert!(allowed.contains(&(libc::SYS_mprotect as u64)));
         assert!(!allowed.contains(&(libc::SYS_read as u64)));
-        assert!(!allowed.contains(&(libc::SYS_rt_sigprocmask as u64)));
         let p = program(&allowed, &[]);
         for nr in 0..500u32 {
             let want = if allowed.contains(&(nr as u64)) {
@@ -346,6 +380,49 @@ mod tests {
             run_with(&p, AUDIT_ARCH_X86_64, openat, entry, wake),
             SECCOMP_RET_TRACE
         );
+    }
+
+    /// rt_sigprocmask passes only as `SIG_BLOCK` or a query (null set), with or without
+    /// the entry clause, and agrees with `syscalls::untraced_call`.
+    #[test]
+    fn sigprocmask_passes_only_when_it_cannot_unblock() {
+        let nr = libc::SYS_rt_sigprocmask as u32;
+        let set = 0x7fff_ffff_e000u64;
+        for p in [program(&untraced(), &[]), program(&untraced(), &buffered())] {
+            for (how, set, pass) in [
+                (libc::SIG_BLOCK as u64, set, true),
+                (libc::SIG_UNBLOCK as u64, set, false),
+                (libc::SIG_SETMASK as u64, set, false),
+                (libc::SIG_SETMASK as u64, 0, true),
+                (libc::SIG_UNBLOCK as u64, 0, true),
+                // The kernel reads `how` as an int.
+                (libc::SIG_BLOCK as u64 | 0x1_0000_0000, set, true),
+                (libc::SIG_SETMASK as u64, set & 0xffff_ffff, false),
+                (libc::SIG_SETMASK as u64, set & !0xffff_ffff, false),
+                (7, set, false),
+            ] {
+                let args = [how, set, 0, 8, 0, 0];
+                assert_eq!(syscalls::untraced_call(nr as u64, &args), pass);
+                let want = if pass {
+                    SECCOMP_RET_ALLOW
+                } else {
+                    SECCOMP_RET_TRACE
+                };
+                for ip in [0x40_1000, crate::syscallbuf::abi::ENTRY_IP] {
+                    assert_eq!(
+                        run_args(&p, AUDIT_ARCH_X86_64, nr, ip, [how, set]),
+                        want,
+                        "how {how:#x} set {set:#x} at {ip:#x}"
+                    );
+                }
+            }
+            // The clause lets nothing else through by those arguments.
+            let openat = libc::SYS_openat as u32;
+            assert_eq!(
+                run_args(&p, AUDIT_ARCH_X86_64, openat, 0x40_1000, [0, 0]),
+                SECCOMP_RET_TRACE
+            );
+        }
     }
 
     #[test]

@@ -850,6 +850,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         seccomp: false,
         same_lookups: true,
         lookups_answered: 0,
+        desched_signals: 0,
         ticks: 0,
         shared: shared_files::SharedFiles::default(),
         mem_file_opened: false,
@@ -880,6 +881,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     let events = rec.events.count();
     let cpuid_leaves = rec.cpuid_seen.iter().copied().collect();
     let (ticks, lookups_answered) = (rec.ticks, rec.lookups_answered);
+    let desched_signals = rec.desched_signals;
     // Closes the trace's files (a removed file's space is freed when it is closed).
     drop(rec);
     let mut result = match r {
@@ -902,6 +904,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             cpuid_leaves,
             tick_requests: ticks,
             lookups_answered,
+            desched_signals,
             message: None,
             trace_error: fault.message(),
         },
@@ -915,6 +918,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
                 cpuid_leaves,
                 tick_requests: ticks,
                 lookups_answered,
+                desched_signals,
                 message: Some(e.to_string()),
                 trace_error: fault.message(),
             };

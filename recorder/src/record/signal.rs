@@ -105,7 +105,8 @@ impl Recorder {
         // The last call the thread made, if it made one since it was last interrupted:
         // an untraced call (see `seccomp`) returning to the same address as the traced
         // call before it is not a point replay can name.
-        let after_untraced = syscalls::lookup(regs.orig_rax).is_some_and(|d| d.untraced);
+        let after_untraced =
+            syscalls::untraced_call(regs.orig_rax, &crate::arch::syscall_args(&regs));
         // Every way into the kernel but a syscall (an interrupt, a fault, a trap) sets
         // `orig_rax` to -1, and a signal is delivered only on the way out of the
         // kernel: a syscall number there means the thread entered the kernel last by

@@ -31,7 +31,7 @@ impl Recorder {
         let Some(desc) = syscalls::lookup(sysno) else {
             return self.on_unknown_entry(cur, sysno, args);
         };
-        if desc.untraced && self.seccomp {
+        if self.seccomp && syscalls::untraced_call(sysno, &args) {
             // Seen only because the thread was resumed with PTRACE_SYSCALL: as the
             // filter would, let it run unrecorded (no pending call: resumed with CONT).
             return Ok(Next::Continue);

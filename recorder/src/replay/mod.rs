@@ -257,7 +257,9 @@ impl Replayer<'_> {
             }
             let (nr, args) = match th.task.syscall_stop()? {
                 SyscallStop::Entry { nr, args }
-                    if self.untraced.contains(&nr) && self.filtered_call != Some((nr, args)) =>
+                    if self.untraced.contains(&nr)
+                        && crate::syscalls::untraced_call(nr, &args)
+                        && self.filtered_call != Some((nr, args)) =>
                 {
                     (nr, args)
                 }

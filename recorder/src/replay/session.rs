@@ -632,7 +632,10 @@ impl Replayer<'_> {
                 Some(Event::Filtered { nr: n, args: a, rip, .. })
                     if *n == nr && *a == args && *rip == regs.rip + 2
             );
-            if !self.untraced.contains(&nr) || filtered {
+            if !self.untraced.contains(&nr)
+                || !crate::syscalls::untraced_call(nr, &args)
+                || filtered
+            {
                 return Ok(Instruction::Event);
             }
             // A call the recording let through: it runs now, for real.

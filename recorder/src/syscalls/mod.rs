@@ -26,6 +26,22 @@ pub fn is_exec(nr: u64) -> bool {
     nr == nr::EXECVE || nr == nr::EXECVEAT
 }
 
+/// Whether the call `nr` with `args` is one the recorder's seccomp filter lets through
+/// without a stop (and replay runs natively when the program makes it): the `untraced`
+/// rows, and of them `rt_sigprocmask` only when it cannot unblock a signal (`SIG_BLOCK`,
+/// or no new set: a query). One that may unblock stays traced: a pending signal it
+/// unblocks is delivered as it returns, a point replay names by its exit.
+pub fn untraced_call(nr: u64, args: &[u64; 6]) -> bool {
+    lookup(nr).is_some_and(|d| d.untraced)
+        && (nr != nr::RT_SIGPROCMASK || sigprocmask_never_unblocks(args))
+}
+
+/// `rt_sigprocmask(how, set, ..)` that leaves every blocked signal blocked: `SIG_BLOCK`
+/// (the kernel reads `how` as an int) or a null `set`. See [`untraced_call`].
+pub fn sigprocmask_never_unblocks(args: &[u64; 6]) -> bool {
+    args[0] as u32 == libc::SIG_BLOCK as u32 || args[1] == 0
+}
+
 /// prctl's PR_SET_MM, whose sub-options (its second argument) have a table of their own
 /// (`[[prctl_mm]]`).
 const PR_SET_MM: u64 = libc::PR_SET_MM as u64;

@@ -183,6 +183,11 @@ pub struct RunResult {
     /// `record::probe`); their events are the ones the calls would have produced.
     #[serde(default)]
     pub lookups_answered: u64,
+    /// Stops for the desched event's signal (see `record::desched`): one per buffered
+    /// call that blocked or was interrupted, and one per false alarm (a thread switched
+    /// out in the few instructions around a buffered call while it was armed).
+    #[serde(default)]
+    pub desched_signals: u64,
     /// Error text for `recorder_error`.
     #[serde(default)]
     pub message: Option<String>,
