@@ -155,6 +155,16 @@ impl Scheduler {
         }
     }
 
+    /// The next tick budget of a thread that asks while no other thread can run (see
+    /// [`chaos::ChaosPolicy::tick_budget_alone`]); the default policy's as when others
+    /// can.
+    pub fn tick_budget_alone(&mut self) -> u64 {
+        match &mut self.chaos {
+            Some(c) => c.tick_budget_alone(),
+            None => self.tick_budget(),
+        }
+    }
+
     /// The watchdog slice of a thread while others are ready: `default` (the engine's
     /// [`crate::preempt::SLICE`]), or a chaos-mode draw.
     pub fn slice(&mut self, default: Duration) -> Duration {

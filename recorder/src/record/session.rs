@@ -226,6 +226,27 @@ impl Recorder {
             .any(|(tid, key)| !self.write_in_flight(tid, key))
     }
 
+    /// Whether a thread other than `cur` can run as far as the recorded events say: one
+    /// is ready, or held at a write whose file no recorded-but-unfinished write uses. A
+    /// thread in a blocking call counts as blocked until its result is recorded, even if
+    /// the kernel has returned it meanwhile (that moment is timing, not an event), so the
+    /// answer follows from the events alone.
+    pub(super) fn others_ready_as_recorded(&mut self, cur: i32) -> bool {
+        let mut held = Vec::new();
+        for (tid, t) in &self.threads {
+            if *tid == cur {
+                continue;
+            }
+            match (t.state, t.held) {
+                (Where::Ready(_), _) => return true,
+                (Where::Held, Some(h)) => held.push((*tid, h.key)),
+                _ => {}
+            }
+        }
+        held.into_iter()
+            .any(|(tid, key)| !self.write_in_flight(tid, key))
+    }
+
     /// Whether any thread has a write-family call in flight (no lookup: the common case
     /// is no).
     pub(super) fn any_write_in_flight(&self) -> bool {
