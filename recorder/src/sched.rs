@@ -187,6 +187,11 @@ impl Scheduler {
         self.chaos.as_mut()?.starvation(others_blocked)
     }
 
+    /// The starvation [`Self::starvation`] would give now, left for later.
+    pub fn starvation_due(&self, others_blocked: bool) -> Option<Duration> {
+        self.chaos.as_ref()?.starvation_due(others_blocked)
+    }
+
     /// Picks the next thread among the runnable ones (non-empty), avoiding `previous`
     /// when there is a choice (in chaos mode, the highest-priority one).
     pub fn pick(&mut self, runnable: &[i32], previous: Option<i32>) -> i32 {
@@ -292,6 +297,26 @@ mod tests {
         }
         assert!(c.should_switch_after_syscall());
         assert_ne!(c.pick(&[1, 2, 3], None), first);
+    }
+
+    #[test]
+    fn a_starvation_left_for_later_stays_due_until_used() {
+        let seed = (0..1000u64)
+            .find(|&s| chaos::ChaosPolicy::new(s).starvation.is_some())
+            .expect("a seed with a starvation");
+        let mut c = chaos::ChaosPolicy::new(seed);
+        let (at, d) = c.starvation.expect("drawn");
+        for _ in 0..at {
+            assert_eq!(c.starvation(false), None);
+            c.pick(&[1, 2], None);
+        }
+        for _ in 0..5 {
+            assert_eq!(c.starvation_due(true), Some(d));
+            c.pick(&[1, 2], None);
+        }
+        assert_eq!(c.starvation(true), Some(d));
+        assert_eq!(c.starvation_due(true), None);
+        assert_eq!(c.starvation(true), None);
     }
 
     #[test]

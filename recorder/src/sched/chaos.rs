@@ -34,7 +34,8 @@
 //!   watchdog thread.
 //! - **Starvation**: in one run in four, once, a thread about to run while another sits
 //!   in a blocking call is held back for 1 to 200 ms (log-uniform), so that a timeout
-//!   in the other thread can fire first.
+//!   in the other thread can fire first (the engine leaves it for a later pick while
+//!   no blocked call has a timer that could end it within that time).
 //!
 //! What the seed fixes exactly: priorities, change points, the switch rate, every
 //! decision taken at a syscall, the tick budgets, and which thread is starved at which
@@ -260,12 +261,16 @@ impl ChaosPolicy {
     /// How long to hold back the thread just picked, when another thread sits in a
     /// blocking call (`others_blocked`): `Some` once per run at most.
     pub fn starvation(&mut self, others_blocked: bool) -> Option<Duration> {
+        let d = self.starvation_due(others_blocked)?;
+        self.starvation = None;
+        Some(d)
+    }
+
+    /// [`Self::starvation`] without using it up: the engine first checks that it can
+    /// change anything (see `Recorder::pick`).
+    pub fn starvation_due(&self, others_blocked: bool) -> Option<Duration> {
         let (at, d) = self.starvation?;
-        if others_blocked && self.picks >= at {
-            self.starvation = None;
-            return Some(d);
-        }
-        None
+        (others_blocked && self.picks >= at).then_some(d)
     }
 
     /// The last slice ended in a preemption (the watchdog stopped the thread).
