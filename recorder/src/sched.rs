@@ -155,6 +155,16 @@ impl Scheduler {
         }
     }
 
+    /// The next tick budget of a thread that asks while no other thread can run (see
+    /// [`chaos::ChaosPolicy::tick_budget_alone`]); the default policy's as when others
+    /// can.
+    pub fn tick_budget_alone(&mut self) -> u64 {
+        match &mut self.chaos {
+            Some(c) => c.tick_budget_alone(),
+            None => self.tick_budget(),
+        }
+    }
+
     /// The watchdog slice of a thread while others are ready: `default` (the engine's
     /// [`crate::preempt::SLICE`]), or a chaos-mode draw.
     pub fn slice(&mut self, default: Duration) -> Duration {
@@ -175,6 +185,11 @@ impl Scheduler {
     /// thread sits in a blocking call (`others_blocked`): chaos mode's starvation.
     pub fn starvation(&mut self, others_blocked: bool) -> Option<Duration> {
         self.chaos.as_mut()?.starvation(others_blocked)
+    }
+
+    /// The starvation [`Self::starvation`] would give now, left for later.
+    pub fn starvation_due(&self, others_blocked: bool) -> Option<Duration> {
+        self.chaos.as_ref()?.starvation_due(others_blocked)
     }
 
     /// Picks the next thread among the runnable ones (non-empty), avoiding `previous`
@@ -282,6 +297,26 @@ mod tests {
         }
         assert!(c.should_switch_after_syscall());
         assert_ne!(c.pick(&[1, 2, 3], None), first);
+    }
+
+    #[test]
+    fn a_starvation_left_for_later_stays_due_until_used() {
+        let seed = (0..1000u64)
+            .find(|&s| chaos::ChaosPolicy::new(s).starvation.is_some())
+            .expect("a seed with a starvation");
+        let mut c = chaos::ChaosPolicy::new(seed);
+        let (at, d) = c.starvation.expect("drawn");
+        for _ in 0..at {
+            assert_eq!(c.starvation(false), None);
+            c.pick(&[1, 2], None);
+        }
+        for _ in 0..5 {
+            assert_eq!(c.starvation_due(true), Some(d));
+            c.pick(&[1, 2], None);
+        }
+        assert_eq!(c.starvation(true), Some(d));
+        assert_eq!(c.starvation_due(true), None);
+        assert_eq!(c.starvation(true), None);
     }
 
     #[test]

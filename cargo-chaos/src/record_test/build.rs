@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{bail, Context};
-use cargo_metadata::{Message, MetadataCommand, Package};
+use cargo_metadata::{Message, Metadata, MetadataCommand, Package};
 
 use super::args::CargoOptions;
 
@@ -57,12 +58,7 @@ pub fn workspace(opts: &CargoOptions) -> anyhow::Result<(PathBuf, serde_json::Va
 /// diagnostics as cargo shows them, and collects the test executables.
 pub fn build(opts: &CargoOptions) -> anyhow::Result<Built> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut meta = MetadataCommand::new();
-    meta.cargo_path(&cargo);
-    if let Some(m) = &opts.manifest_path {
-        meta.manifest_path(m);
-    }
-    let metadata = meta.exec().context("running `cargo metadata`")?;
+    let metadata = full_metadata(&cargo, opts.manifest_path.as_deref())?;
     let target_dir: PathBuf = opts
         .target_dir
         .clone()
@@ -239,14 +235,46 @@ fn toolchain_lib_dirs() -> Vec<String> {
     dirs
 }
 
+/// `rustc --print sysroot`, asked once per process (the instrumented build of a hunt
+/// asks again; each rustc behind a rustup proxy costs tens of milliseconds).
 fn rustc_sysroot() -> Option<String> {
-    let out = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    static SYSROOT: OnceLock<Option<String>> = OnceLock::new();
+    SYSROOT
+        .get_or_init(|| {
+            let out = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+                .args(["--print", "sysroot"])
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        })
+        .clone()
+}
+
+/// `cargo metadata` (with dependencies) of `manifest`, run once per process and
+/// manifest: a hunt's instrumented build, which `--instrument auto` starts after a
+/// while, describes the same packages (the metadata does not depend on the target or
+/// the flags).
+fn full_metadata(cargo: &str, manifest: Option<&Path>) -> anyhow::Result<Arc<Metadata>> {
+    type Cache = Mutex<HashMap<(String, Option<PathBuf>), Arc<Metadata>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let key = (cargo.to_string(), manifest.map(Path::to_path_buf));
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(m) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(m.clone());
+    }
+    let mut meta = MetadataCommand::new();
+    meta.cargo_path(cargo);
+    if let Some(m) = manifest {
+        meta.manifest_path(m);
+    }
+    let metadata = Arc::new(meta.exec().context("running `cargo metadata`")?);
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, metadata.clone());
+    Ok(metadata)
 }
 
 /// The user's libtest arguments that change which tests a listing shows: `--ignored`,

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context};
 
@@ -84,8 +85,16 @@ fn user_rustflags() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The host triple, from `rustc -vV`.
+/// The host triple, from `rustc -vV` (asked once per process: the build's library
+/// path and the instrumented build both want it).
 pub fn host_triple() -> anyhow::Result<String> {
+    static HOST: OnceLock<Result<String, String>> = OnceLock::new();
+    HOST.get_or_init(|| ask_host_triple().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn ask_host_triple() -> anyhow::Result<String> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let out = Command::new(&rustc)
         .arg("-vV")

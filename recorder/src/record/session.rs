@@ -157,10 +157,16 @@ impl Recorder {
                 .threads
                 .values()
                 .any(|t| matches!(t.state, Where::Blocked));
-            if let Some(starve) = self.sched.starvation(blocked) {
+            if let Some(starve) = self.sched.starvation_due(blocked) {
                 // Chaos mode holds it back so that a timeout elsewhere can fire first.
-                tracing::debug!("thread {tid} starved for {starve:?}");
-                std::thread::sleep(starve);
+                // While every blocked thread waits on a futex that no timer of its own
+                // ends within the starvation (libtest's main thread waiting for a test,
+                // a join), nothing can: the starvation waits for a later pick.
+                if self.a_blocked_call_may_end_within(starve) {
+                    self.sched.starvation(blocked);
+                    tracing::debug!("thread {tid} starved for {starve:?}");
+                    std::thread::sleep(starve);
+                }
             }
             let t = self.threads.get_mut(&tid).expect("picked");
             match t.state {
@@ -191,6 +197,50 @@ impl Recorder {
         }
     }
 
+    /// Whether a thread in a blocking call might see its call end within `d` without
+    /// another thread of the recording doing anything: anything but a futex wait
+    /// without a timeout or with a `CLOCK_MONOTONIC` deadline (`FUTEX_WAIT_BITSET`, as
+    /// Rust's std waits) beyond `d` from now (the margin covers the engine's own delays).
+    pub(super) fn a_blocked_call_may_end_within(&mut self, d: std::time::Duration) -> bool {
+        const FUTEX_WAIT_BITSET: i32 = 9;
+        const MARGIN: std::time::Duration = std::time::Duration::from_millis(20);
+        let deadline = crate::arch::self_traps::monotonic_now() + d + MARGIN;
+        self.threads.values_mut().any(|t| {
+            if !matches!(t.state, Where::Blocked) {
+                return false;
+            }
+            let Some(p) = t.pending.as_ref() else {
+                return true;
+            };
+            if p.nr != nr::FUTEX {
+                return true;
+            }
+            let (op, timeout) = (p.args[1] as i32, p.args[3]);
+            let cmd = op & libc::FUTEX_CMD_MASK;
+            if cmd != libc::FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET {
+                return true;
+            }
+            if timeout == 0 {
+                return false;
+            }
+            if cmd != FUTEX_WAIT_BITSET || op & libc::FUTEX_CLOCK_REALTIME != 0 {
+                // A relative timeout (started when, exactly?) or a wall-clock one.
+                return true;
+            }
+            match t.task.read_mem(timeout, 16) {
+                Ok(b) => {
+                    let secs = i64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+                    let nanos = i64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+                    if secs < 0 || !(0..1_000_000_000).contains(&nanos) {
+                        return true;
+                    }
+                    std::time::Duration::new(secs as u64, nanos as u32) <= deadline
+                }
+                Err(_) => true,
+            }
+        })
+    }
+
     /// The threads that can run: ready ones, those whose blocking call returned, and
     /// held ones whose file is free.
     pub(super) fn runnable(&mut self) -> Vec<i32> {
@@ -218,6 +268,27 @@ impl Recorder {
         for (tid, t) in &self.threads {
             match (t.state, t.held) {
                 (Where::Ready(_) | Where::Unblocked(_), _) => return true,
+                (Where::Held, Some(h)) => held.push((*tid, h.key)),
+                _ => {}
+            }
+        }
+        held.into_iter()
+            .any(|(tid, key)| !self.write_in_flight(tid, key))
+    }
+
+    /// Whether a thread other than `cur` can run as far as the recorded events say: one
+    /// is ready, or held at a write whose file no recorded-but-unfinished write uses. A
+    /// thread in a blocking call counts as blocked until its result is recorded, even if
+    /// the kernel has returned it meanwhile (that moment is timing, not an event), so the
+    /// answer follows from the events alone.
+    pub(super) fn others_ready_as_recorded(&mut self, cur: i32) -> bool {
+        let mut held = Vec::new();
+        for (tid, t) in &self.threads {
+            if *tid == cur {
+                continue;
+            }
+            match (t.state, t.held) {
+                (Where::Ready(_), _) => return true,
                 (Where::Held, Some(h)) => held.push((*tid, h.key)),
                 _ => {}
             }

@@ -172,8 +172,14 @@ impl Recorder {
             fake_ret = Some(-(libc::EBADF as i64));
         }
         if sysno == nr::CHAOS_TICK {
-            // Instrumented code asks for its next tick budget (see `crate::ticks`).
-            fake_ret = Some(self.sched.tick_budget() as i64);
+            // Instrumented code asks for its next tick budget (see `crate::ticks`); a
+            // longer one while no other thread can run, as the events so far say.
+            let budget = if self.others_ready_as_recorded(cur) {
+                self.sched.tick_budget()
+            } else {
+                self.sched.tick_budget_alone()
+            };
+            fake_ret = Some(budget as i64);
             self.ticks += 1;
         }
         let task = &mut self.threads.get_mut(&cur).expect("current").task;

@@ -34,7 +34,8 @@
 //!   watchdog thread.
 //! - **Starvation**: in one run in four, once, a thread about to run while another sits
 //!   in a blocking call is held back for 1 to 200 ms (log-uniform), so that a timeout
-//!   in the other thread can fire first.
+//!   in the other thread can fire first (the engine leaves it for a later pick while
+//!   no blocked call has a timer that could end it within that time).
 //!
 //! What the seed fixes exactly: priorities, change points, the switch rate, every
 //! decision taken at a syscall, the tick budgets, and which thread is starved at which
@@ -70,6 +71,9 @@ pub const MAX_SHORT_SLICES: u64 = 8;
 const INITIAL: u64 = 1 << 62;
 /// The longest starvation.
 pub const MAX_STARVATION: Duration = Duration::from_millis(200);
+/// How many times longer a tick budget is when it runs out while no other thread can
+/// run (see [`ChaosPolicy::tick_budget_alone`]).
+pub const ALONE_FACTOR: u64 = 16;
 
 /// One run's chaos parameters and state.
 #[derive(Debug, Clone)]
@@ -214,6 +218,16 @@ impl ChaosPolicy {
         log_uniform(&mut self.rng, (max / 64).max(1), max)
     }
 
+    /// The next tick budget of the running thread when no other thread can run (all of
+    /// them sit in blocking calls whose results are not recorded yet): [`ALONE_FACTOR`]
+    /// times the ordinary draw, which it makes all the same (the seeded stream goes on
+    /// as it would). A budget that runs out then is a stop where nobody could take over;
+    /// the longer budget saves most of those, and it stays within the thread's next few
+    /// ordinary budgets once another thread can run again.
+    pub fn tick_budget_alone(&mut self) -> u64 {
+        self.tick_budget().saturating_mul(ALONE_FACTOR)
+    }
+
     /// The highest-priority runnable thread, `previous` only if it is the only one.
     /// A `previous` that can still run but gave way without a decision of this policy
     /// (it yielded, or the watchdog preempted it) first drops below every other
@@ -247,12 +261,16 @@ impl ChaosPolicy {
     /// How long to hold back the thread just picked, when another thread sits in a
     /// blocking call (`others_blocked`): `Some` once per run at most.
     pub fn starvation(&mut self, others_blocked: bool) -> Option<Duration> {
+        let d = self.starvation_due(others_blocked)?;
+        self.starvation = None;
+        Some(d)
+    }
+
+    /// [`Self::starvation`] without using it up: the engine first checks that it can
+    /// change anything (see `Recorder::pick`).
+    pub fn starvation_due(&self, others_blocked: bool) -> Option<Duration> {
         let (at, d) = self.starvation?;
-        if others_blocked && self.picks >= at {
-            self.starvation = None;
-            return Some(d);
-        }
-        None
+        (others_blocked && self.picks >= at).then_some(d)
     }
 
     /// The last slice ended in a preemption (the watchdog stopped the thread).
@@ -284,6 +302,23 @@ impl ChaosPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A budget drawn while the thread runs alone is the ordinary draw made longer, and
+    /// the seeded stream after it is the one without it.
+    #[test]
+    fn a_budget_alone_is_the_ordinary_draw_longer_and_shifts_nothing() {
+        for seed in 0..32 {
+            let (mut a, mut b) = (ChaosPolicy::new(seed), ChaosPolicy::new(seed));
+            for i in 0..60 {
+                if i % 3 == 0 {
+                    assert_eq!(a.tick_budget_alone(), b.tick_budget() * ALONE_FACTOR);
+                } else {
+                    assert_eq!(a.tick_budget(), b.tick_budget());
+                }
+                assert_eq!(a.should_switch_at_tick(), b.should_switch_at_tick());
+            }
+        }
+    }
 
     /// Short slices come within their bounds, only as many end in a preemption as the
     /// run allows, and slices the thread ended itself cost none of that allowance.
