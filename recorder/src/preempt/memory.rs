@@ -219,6 +219,34 @@ pub fn dead_stacks(maps: &[MapsEntry], threads: &[Preempted]) -> Vec<(u64, u64)>
     dead
 }
 
+/// Which of `addrs` start an 8-byte word that the digest of [`Definition::AllStacks`]
+/// covers as it is, in `tid`'s process: inside one writable mapping it hashes, and in
+/// no thread's dead stack (`thread` preempted, `others` as for [`digest`]). Such a word
+/// is part of the state that makes a point the recorded one, and it is the same at
+/// record and at replay whenever that state is; the engine's own mappings and the dead
+/// stacks are not.
+pub fn covered_words(
+    tid: i32,
+    thread: Preempted,
+    others: &[Preempted],
+    addrs: &[u64],
+) -> Result<Vec<u64>> {
+    let maps = read_maps(tid)?;
+    let regions = hashed_regions(&maps, None);
+    let dead = dead_ranges(&maps, Definition::AllStacks, thread, others);
+    Ok(addrs
+        .iter()
+        .copied()
+        .filter(|&a| {
+            let Some(end) = a.checked_add(8) else {
+                return false;
+            };
+            regions.iter().any(|m| m.start <= a && end <= m.end)
+                && !dead.iter().any(|&(lo, hi)| a < hi && end > lo)
+        })
+        .collect())
+}
+
 /// Whether tasks `a` and `b` (thread ids) share one address space (`kcmp`; `false`
 /// when it cannot tell).
 pub fn same_address_space(a: i32, b: i32) -> bool {

@@ -545,11 +545,20 @@ impl Recorder {
                 // On to a point replay finds cheaply (see `preempt::steer`).
                 let started = crate::arch::self_traps::monotonic_now();
                 let requeued = t.requeued.is_some();
-                let steered = crate::preempt::steer::steer(&mut t.task, regs, requeued)?;
+                let mut steered = crate::preempt::steer::steer(&mut t.task, regs, requeued)?;
                 let elapsed = || crate::arch::self_traps::monotonic_now().saturating_sub(started);
                 let stepped = elapsed();
                 let others = self.other_stacks(cur);
                 let t = self.threads.get_mut(&cur).expect("current");
+                if steered.point.method == crate::preempt::point::Method::StateMatch {
+                    let words = crate::preempt::steer::register_words(
+                        &mut t.task,
+                        &steered.regs,
+                        &others,
+                        &steered.point.memory,
+                    )?;
+                    steered.point.memory.extend(words);
+                }
                 let state = crate::preempt::capture(&mut t.task, &steered.regs, &others)?;
                 tracing::debug!(
                     "thread {cur} preempted at {:#x}: {} steps in {stepped:?}, state in {:?}; other threads' rsp {:x?}",

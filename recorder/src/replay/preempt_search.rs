@@ -275,10 +275,22 @@ impl Replayer<'_> {
             })
         };
         type Words = Vec<(u64, u64)>;
+        // The words the registers point at (format 11; their addresses are recorded
+        // register values) come last, compared only once the registers match: in the
+        // fast check, before the registers, words that rarely differ from one pass to
+        // the next would only make every pass pay for both checks.
+        let pointed = |addr: u64| {
+            patch::COMPARED
+                .iter()
+                .any(|(_, i)| want.regs.get(*i) == Some(&addr))
+        };
+        let (written, at_registers): (Words, Words) =
+            point.memory.iter().partition(|(addr, _)| !pointed(*addr));
         let (mut memory, others): (Words, Words) =
-            point.memory.iter().partition(|(addr, _)| stable(*addr));
+            written.into_iter().partition(|(addr, _)| stable(*addr));
         let safe_words = memory.len();
         memory.extend(others);
+        memory.extend(at_registers);
         let mut w = patch::Want::new(&want.regs, point.stack_from, &point.stack, &memory)
             .ok_or("the recorded registers are incomplete")?;
         w.safe_words = safe_words;
