@@ -345,8 +345,12 @@ fn held_signals_of_two_spinning_threads_replay_identically() {
 
 #[test]
 fn a_format_6_trace_with_preemption_points_still_replays() {
-    // Format 9 added `SignalAtPoint` (7 and 8 nothing this program uses): a trace of
-    // format 6 (events without it, the same memory digest) replays as before. The spinning thread is preempted.
+    // Format 9 added `SignalAtPoint` (7 and 8 nothing this program uses), 10 left the
+    // other threads' dead stacks out of the memory digest, 11 added memory words the
+    // registers point at (which a replayer of 11 reads in any trace): a trace of format 6
+    // (events without `SignalAtPoint`, format 6's digest, recorded with
+    // `CARGO_CHAOS_RECORD_DIGEST=live-stack`) replays as before. The spinning thread is
+    // preempted.
     let exe = test_support::fixture!("proc_spin");
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace");
@@ -354,7 +358,8 @@ fn a_format_6_trace_with_preemption_points_still_replays() {
         .args(["record", "--trace-dir"])
         .arg(&trace)
         .arg("--")
-        .arg(&exe));
+        .arg(&exe)
+        .env("CARGO_CHAOS_RECORD_DIGEST", "live-stack"));
     assert_eq!(recorded.status, 0, "{}", recorded.stderr_str());
     std::fs::write(trace.join("version"), "chaos-trace 6\n").unwrap();
     let path = trace.join("header.json");

@@ -133,10 +133,10 @@ pub fn memory_hash_without(
 }
 
 /// Everything about a stopped thread that determines its future (the stack and memory
-/// hashes as this version records them, [`memory::Definition::RECORDED`]); `others`
+/// hashes as this version records them, [`memory::Definition::recorded`]); `others`
 /// are the stacks of the other threads of its address space, where they stand.
 pub fn capture(task: &mut Task, regs: &Regs, others: &[memory::Preempted]) -> Result<PreemptState> {
-    let definition = memory::Definition::RECORDED;
+    let definition = memory::Definition::recorded();
     Ok(PreemptState {
         regs: comparable(regs),
         fpu_hash: fpu_hash(task)?,

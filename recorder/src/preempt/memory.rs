@@ -71,6 +71,20 @@ impl Definition {
     /// The definition this version records (trace format 10).
     pub const RECORDED: Definition = Definition::AllStacks;
 
+    /// The definition the recorder uses: [`Definition::RECORDED`], or format 6 to 9's
+    /// [`Definition::LiveStack`] when `CARGO_CHAOS_RECORD_DIGEST=live-stack` (for the
+    /// tests that turn a new trace into one of an older format, to check that replay
+    /// keeps the older definition; the trace still says the current format).
+    pub fn recorded() -> Self {
+        static CHOSEN: OnceLock<Definition> = OnceLock::new();
+        *CHOSEN.get_or_init(
+            || match std::env::var("CARGO_CHAOS_RECORD_DIGEST").as_deref() {
+                Ok("live-stack") => Definition::LiveStack,
+                _ => Definition::RECORDED,
+            },
+        )
+    }
+
     /// The definition a trace of format `version` uses.
     pub fn of_format(version: u32) -> Self {
         match version {

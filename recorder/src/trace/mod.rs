@@ -439,7 +439,11 @@ mod tests {
         assert!(is_readable_version("chaos-trace 7"));
         assert!(is_readable_version("chaos-trace 8"));
         assert!(is_readable_version("chaos-trace 9"));
-        assert!(!is_readable_version("chaos-trace 10"));
+        assert!(is_readable_version("chaos-trace 10"));
+        assert!(!is_readable_version(&format!(
+            "chaos-trace {}",
+            FORMAT_VERSION + 1
+        )));
         assert_eq!(VERSION_LINE, format!("chaos-trace {FORMAT_VERSION}"));
     }
 }
