@@ -100,7 +100,7 @@ pub fn stack_hash(task: &mut Task, rsp: u64, definition: memory::Definition) -> 
     let live_from = rsp.saturating_sub(memory::RED_ZONE);
     let start = live_from & !4095;
     let mut h = blake3::Hasher::new();
-    if definition == memory::Definition::LiveStack {
+    if definition.live_stack_only() {
         h.update(&task.read_mem_partial(live_from, (start + 8192 - live_from) as usize)?);
     } else {
         h.update(&task.read_mem_partial(start, 8192)?);
@@ -110,9 +110,15 @@ pub fn stack_hash(task: &mut Task, rsp: u64, definition: memory::Definition) -> 
 
 /// The digest of every writable mapping of the task's process (the recorder's scratch
 /// area and the replay stub excluded), as `definition` defines it (see [`memory`]);
-/// `regs` are the task's.
-pub fn memory_hash(task: &mut Task, regs: &Regs, definition: memory::Definition) -> Result<u64> {
-    memory::digest(task, None, definition, memory::Preempted::of(regs))
+/// `regs` are the task's, `others` the stacks of the other threads of its address space
+/// (see [`memory::dead_stacks`]).
+pub fn memory_hash(
+    task: &mut Task,
+    regs: &Regs,
+    definition: memory::Definition,
+    others: &[memory::Preempted],
+) -> Result<u64> {
+    memory::digest(task, None, definition, memory::Preempted::of(regs), others)
 }
 
 /// [`memory_hash`] without the mappings inside `skip` (replay's trampoline pages).
@@ -121,31 +127,34 @@ pub fn memory_hash_without(
     regs: &Regs,
     skip: Option<(u64, u64)>,
     definition: memory::Definition,
+    others: &[memory::Preempted],
 ) -> Result<u64> {
-    memory::digest(task, skip, definition, memory::Preempted::of(regs))
+    memory::digest(task, skip, definition, memory::Preempted::of(regs), others)
 }
 
 /// Everything about a stopped thread that determines its future (the stack and memory
-/// hashes as this version records them, [`memory::Definition::RECORDED`]).
-pub fn capture(task: &mut Task, regs: &Regs) -> Result<PreemptState> {
-    let definition = memory::Definition::RECORDED;
+/// hashes as this version records them, [`memory::Definition::recorded`]); `others`
+/// are the stacks of the other threads of its address space, where they stand.
+pub fn capture(task: &mut Task, regs: &Regs, others: &[memory::Preempted]) -> Result<PreemptState> {
+    let definition = memory::Definition::recorded();
     Ok(PreemptState {
         regs: comparable(regs),
         fpu_hash: fpu_hash(task)?,
         stack_hash: stack_hash(task, regs.rsp, definition)?,
-        memory_hash: memory_hash(task, regs, definition)?,
+        memory_hash: memory_hash(task, regs, definition, others)?,
     })
 }
 
 /// Whether the stopped thread is in the recorded state; cheap checks first. `definition`
-/// is the trace's memory digest.
+/// is the trace's memory digest, `others` as for [`memory_hash`].
 pub fn matches(
     task: &mut Task,
     regs: &Regs,
     want: &PreemptState,
     definition: memory::Definition,
+    others: &[memory::Preempted],
 ) -> Result<bool> {
-    Ok(compare(task, regs, want, definition)? == Compared::Equal)
+    Ok(compare(task, regs, want, definition, others)? == Compared::Equal)
 }
 
 /// How a stopped thread's state compares with a recorded point's.
@@ -165,6 +174,7 @@ pub fn compare(
     regs: &Regs,
     want: &PreemptState,
     definition: memory::Definition,
+    others: &[memory::Preempted],
 ) -> Result<Compared> {
     if comparable(regs) != want.regs
         || stack_hash(task, regs.rsp, definition)? != want.stack_hash
@@ -172,7 +182,7 @@ pub fn compare(
     {
         return Ok(Compared::Differs);
     }
-    let memory = memory_hash(task, regs, definition)?;
+    let memory = memory_hash(task, regs, definition, others)?;
     Ok(if memory == want.memory_hash {
         Compared::Equal
     } else {

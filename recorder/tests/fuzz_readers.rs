@@ -625,7 +625,9 @@ fn valid_metadata_reads() {
     assert!(check_trace_meta(b"chaos-trace 7\n", Some(&h), Some(&r)).opened);
     assert!(check_trace_meta(b"chaos-trace 8\n", Some(&h), Some(&r)).opened);
     assert!(check_trace_meta(b"chaos-trace 9\n", Some(&h), Some(&r)).opened);
-    assert!(!check_trace_meta(b"chaos-trace 10\n", Some(&h), Some(&r)).opened);
+    assert!(check_trace_meta(b"chaos-trace 10\n", Some(&h), Some(&r)).opened);
+    let next = format!("chaos-trace {}\n", recorder::trace::FORMAT_VERSION + 1);
+    assert!(!check_trace_meta(next.as_bytes(), Some(&h), Some(&r)).opened);
 }
 
 proptest! {

@@ -23,9 +23,9 @@ const NO_THREAD: Preempted = Preempted { rsp: 0, fs_base: 0 };
 /// one), against the one from scratch.
 fn check(pid: i32, label: &str) -> u64 {
     let mut task = Task::new(pid);
-    let usual = digest(&mut task, None, Definition::PageHashes, NO_THREAD).expect("digest");
-    let again = digest(&mut task, None, Definition::PageHashes, NO_THREAD).expect("digest");
-    let scratch = digest_from_scratch(&mut task, None, Definition::PageHashes, NO_THREAD)
+    let usual = digest(&mut task, None, Definition::PageHashes, NO_THREAD, &[]).expect("digest");
+    let again = digest(&mut task, None, Definition::PageHashes, NO_THREAD, &[]).expect("digest");
+    let scratch = digest_from_scratch(&mut task, None, Definition::PageHashes, NO_THREAD, &[])
         .expect("digest from scratch");
     assert_eq!(usual, scratch, "after `{label}`: process {pid}");
     assert_eq!(
@@ -117,6 +117,8 @@ fn old_traces_keep_the_old_definition() {
     assert_eq!(Definition::of_format(1), Definition::Stream);
     assert_eq!(Definition::of_format(5), Definition::PageHashes);
     assert_eq!(Definition::of_format(6), Definition::LiveStack);
+    assert_eq!(Definition::of_format(9), Definition::LiveStack);
+    assert_eq!(Definition::of_format(10), Definition::AllStacks);
     assert_eq!(
         Definition::of_format(recorder::trace::FORMAT_VERSION),
         Definition::RECORDED
@@ -162,11 +164,14 @@ fn the_dead_stack_below_the_red_zone_is_left_out() {
         task.write_mem(at, &vec![fill; len]).expect("write");
     };
     let digests = |task: &mut Task, t: Preempted| {
-        let live = digest(task, None, Definition::LiveStack, t).expect("digest");
+        let live = digest(task, None, Definition::LiveStack, t, &[]).expect("digest");
         let scratch =
-            digest_from_scratch(task, None, Definition::LiveStack, t).expect("from scratch");
+            digest_from_scratch(task, None, Definition::LiveStack, t, &[]).expect("from scratch");
         assert_eq!(live, scratch, "the usual digest and the one from scratch");
-        let old = digest(task, None, Definition::PageHashes, t).expect("digest");
+        // Alone in its address space, the digest of format 10 is format 6's.
+        let all = digest(task, None, Definition::AllStacks, t, &[]).expect("digest");
+        assert_eq!(all, live, "format 10's digest of a thread alone");
+        let old = digest(task, None, Definition::PageHashes, t, &[]).expect("digest");
         let stack = stack_hash(task, t.rsp, Definition::LiveStack).expect("stack hash");
         (live, old, stack)
     };
@@ -211,6 +216,111 @@ fn the_dead_stack_below_the_red_zone_is_left_out() {
         let (live, _, _) = digests(&mut task, t);
         write(&mut task, rsp - 4 * 4096, 64);
         assert_ne!(digests(&mut task, t).0, live, "{name}: below rsp counts");
+    }
+    kill(Pid::from_raw(pid), Signal::SIGCONT).expect("continue");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "dead_stack: {status}");
+}
+
+/// Format 10's digest leaves out the dead stack of every thread of the address space,
+/// not only the preempted one's: another thread's dead stack differs between record
+/// and replay too (ld.so's leftovers below the main thread's `rsp` at replay, zeros at
+/// record: issue 16's `sigusr_spinners`). In a mapping that holds several stack
+/// pointers, only the bytes below the lowest one's red zone are dead (a vfork child
+/// runs on its parent's stack, below the parent's `rsp`).
+#[test]
+fn every_threads_dead_stack_is_left_out_from_format_10() {
+    let exe = test_support::fixture!("dead_stack");
+    let mut child = Command::new(exe)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start dead_stack");
+    let pid = child.id() as i32;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the line");
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    assert_eq!(f.len(), 5, "unexpected line {line:?}");
+    let (main, thread, thread_fs) = (f[0], f[1], f[2]);
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WUNTRACED)).expect("waitpid") {
+        WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
+        other => panic!("dead_stack: {other:?}"),
+    }
+    let mut task = Task::new(pid);
+    let main_t = Preempted {
+        rsp: main,
+        fs_base: 0,
+    };
+    let thread_t = Preempted {
+        rsp: thread,
+        fs_base: thread_fs,
+    };
+    let mut fill = 0x60u8;
+    let mut write = |task: &mut Task, at: u64, len: usize| {
+        fill += 1;
+        task.write_mem(at, &vec![fill; len]).expect("write");
+    };
+    let digests = |task: &mut Task, t: Preempted, others: &[Preempted]| {
+        let all = digest(task, None, Definition::AllStacks, t, others).expect("digest");
+        let scratch = digest_from_scratch(task, None, Definition::AllStacks, t, others)
+            .expect("from scratch");
+        assert_eq!(all, scratch, "the usual digest and the one from scratch");
+        let six = digest(task, None, Definition::LiveStack, t, others).expect("digest");
+        (all, six)
+    };
+    // Each thread preempted in turn, the other one's dead stack written into.
+    for (name, t, other) in [
+        ("main preempted", main_t, thread_t),
+        ("thread preempted", thread_t, main_t),
+    ] {
+        let (all, six) = digests(&mut task, t, &[other]);
+        write(&mut task, other.rsp - 128 - 64, 64);
+        write(&mut task, other.rsp - 4 * 4096, 4096);
+        let (all2, six2) = digests(&mut task, t, &[other]);
+        assert_eq!(
+            all2, all,
+            "{name}: the other thread's dead stack changed it"
+        );
+        assert_ne!(
+            six2, six,
+            "{name}: format 6's digest must see the other's dead stack"
+        );
+        // The other thread's red zone and live stack count.
+        write(&mut task, other.rsp - 128, 8);
+        let (all3, _) = digests(&mut task, t, &[other]);
+        assert_ne!(all3, all, "{name}: the other thread's red zone is live");
+        write(&mut task, other.rsp + 4096, 8);
+        assert_ne!(
+            digests(&mut task, t, &[other]).0,
+            all3,
+            "{name}: above its rsp"
+        );
+    }
+    // A second stack pointer lower in the main thread's [stack] (a vfork child on its
+    // parent's stack): the bytes between the two are live, those below both dead.
+    let lower = Preempted {
+        rsp: main - 3 * 4096,
+        fs_base: 0,
+    };
+    for (name, t, others) in [
+        ("the lower one preempted", lower, [main_t]),
+        ("the higher one preempted", main_t, [lower]),
+    ] {
+        let (all, _) = digests(&mut task, t, &others);
+        write(&mut task, main - 2 * 4096, 64);
+        let (all2, _) = digests(&mut task, t, &others);
+        assert_ne!(all2, all, "{name}: live for the lower stack pointer");
+        write(&mut task, lower.rsp - 128 - 4096, 64);
+        assert_eq!(
+            digests(&mut task, t, &others).0,
+            all2,
+            "{name}: dead for both"
+        );
     }
     kill(Pid::from_raw(pid), Signal::SIGCONT).expect("continue");
     let status = child.wait().expect("wait");

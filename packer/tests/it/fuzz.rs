@@ -549,7 +549,9 @@ fn valid_trace_metadata_packs() {
     assert!(check_pack_meta(b"chaos-trace 7\n", &h, Some(&r)));
     assert!(check_pack_meta(b"chaos-trace 8\n", &h, Some(&r)));
     assert!(check_pack_meta(b"chaos-trace 9\n", &h, Some(&r)));
-    assert!(!check_pack_meta(b"chaos-trace 10\n", &h, Some(&r)));
+    assert!(check_pack_meta(b"chaos-trace 10\n", &h, Some(&r)));
+    let next = format!("chaos-trace {}\n", recorder::trace::FORMAT_VERSION + 1);
+    assert!(!check_pack_meta(next.as_bytes(), &h, Some(&r)));
 }
 
 proptest! {

@@ -15,7 +15,11 @@
 //! hashed with its bytes below that address zeroed. The digest depends only on what the
 //! memory holds and on `rsp`, not on how it was computed, so a recording and its replay
 //! agree whatever their pages' write histories were. Format 5 used the same digest
-//! without the dead stack rule ([`Definition::PageHashes`]); formats 4 and older used
+//! without the dead stack rule ([`Definition::PageHashes`]). From format 10
+//! ([`Definition::AllStacks`]) the dead stacks of the other threads of the address space
+//! count as zeros too ([`dead_stacks`]): they differ between record and replay just the
+//! same (ld.so's leftovers below the main thread's `rsp` at replay, issue 16), and the
+//! other threads stand at the same places at both. Formats 4 and older used
 //! [`Definition::Stream`] (BLAKE3 over address and bytes of each non-zero page); replay
 //! keeps each trace's own.
 //!
@@ -55,30 +59,54 @@ pub enum Definition {
     Stream,
     /// Format 5: BLAKE3 over (address, page hash) of every non-zero page.
     PageHashes,
-    /// Format 6 on: as [`Definition::PageHashes`], with the preempted thread's dead stack
-    /// (below `rsp - 128`, see [`dead_stack`]) counted as zeros.
+    /// Formats 6 to 9: as [`Definition::PageHashes`], with the preempted thread's dead
+    /// stack (below `rsp - 128`, see [`dead_stack`]) counted as zeros.
     LiveStack,
+    /// Format 10 on: as [`Definition::LiveStack`], with the dead stack of every thread of
+    /// the address space counted as zeros (see [`dead_stacks`]).
+    AllStacks,
 }
 
 impl Definition {
-    /// The definition this version records (trace format 6).
-    pub const RECORDED: Definition = Definition::LiveStack;
+    /// The definition this version records (trace format 10).
+    pub const RECORDED: Definition = Definition::AllStacks;
+
+    /// The definition the recorder uses: [`Definition::RECORDED`], or format 6 to 9's
+    /// [`Definition::LiveStack`] when `CARGO_CHAOS_RECORD_DIGEST=live-stack` (for the
+    /// tests that turn a new trace into one of an older format, to check that replay
+    /// keeps the older definition; the trace still says the current format).
+    pub fn recorded() -> Self {
+        static CHOSEN: OnceLock<Definition> = OnceLock::new();
+        *CHOSEN.get_or_init(
+            || match std::env::var("CARGO_CHAOS_RECORD_DIGEST").as_deref() {
+                Ok("live-stack") => Definition::LiveStack,
+                _ => Definition::RECORDED,
+            },
+        )
+    }
 
     /// The definition a trace of format `version` uses.
     pub fn of_format(version: u32) -> Self {
         match version {
             0..=4 => Definition::Stream,
             5 => Definition::PageHashes,
-            _ => Definition::LiveStack,
+            6..=9 => Definition::LiveStack,
+            _ => Definition::AllStacks,
         }
+    }
+
+    /// Whether the preempted thread's dead stack is left out of its stack hash
+    /// ([`crate::preempt::stack_hash`]).
+    pub fn live_stack_only(self) -> bool {
+        matches!(self, Definition::LiveStack | Definition::AllStacks)
     }
 }
 
 /// Bytes below the stack pointer the thread may still read (the SysV red zone).
 pub const RED_ZONE: u64 = 128;
 
-/// What the digest needs to know of the preempted thread (for
-/// [`Definition::LiveStack`]): its stack pointer and its thread pointer (`fs_base`).
+/// What the digest needs to know of a thread (for [`Definition::LiveStack`] and
+/// [`Definition::AllStacks`]): its stack pointer and its thread pointer (`fs_base`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preempted {
     /// `rsp`.
@@ -99,19 +127,42 @@ impl Preempted {
 
 /// The digest of the writable memory of `task`'s process under `definition`, without
 /// the mappings inside `skip` (replay's trampoline pages); `thread` is the preempted
-/// thread (used by [`Definition::LiveStack`] only).
+/// thread (used by [`Definition::LiveStack`] and [`Definition::AllStacks`]), `others`
+/// the other threads of its address space (used by [`Definition::AllStacks`] only).
 pub fn digest(
     task: &mut Task,
     skip: Option<(u64, u64)>,
     definition: Definition,
     thread: Preempted,
+    others: &[Preempted],
 ) -> Result<u64> {
     let maps = read_maps(task.tid)?;
     let regions = hashed_regions(&maps, skip);
     match definition {
         Definition::Stream => stream_digest(task, &regions),
-        Definition::PageHashes => incremental_digest(task, &regions, None),
-        Definition::LiveStack => incremental_digest(task, &regions, dead_stack(&maps, thread)),
+        _ => {
+            let dead = dead_ranges(&maps, definition, thread, others);
+            incremental_digest(task, &regions, &dead)
+        }
+    }
+}
+
+/// The bytes counted as zeros under `definition` (address order, disjoint).
+fn dead_ranges(
+    maps: &[MapsEntry],
+    definition: Definition,
+    thread: Preempted,
+    others: &[Preempted],
+) -> Vec<(u64, u64)> {
+    match definition {
+        Definition::Stream | Definition::PageHashes => Vec::new(),
+        Definition::LiveStack => dead_stack(maps, thread).into_iter().collect(),
+        Definition::AllStacks => {
+            let mut all = Vec::with_capacity(others.len() + 1);
+            all.push(thread);
+            all.extend_from_slice(others);
+            dead_stacks(maps, &all)
+        }
     }
 }
 
@@ -145,6 +196,79 @@ pub fn dead_stack(maps: &[MapsEntry], thread: Preempted) -> Option<(u64, u64)> {
     Some((m.start, live_from))
 }
 
+/// The dead stacks of `threads` (every thread of one address space, in any order) in a
+/// process with mappings `maps` (address order), for [`Definition::AllStacks`]: in each
+/// mapping that holds the stack pointer of one of them and is known to be a stack (as in
+/// [`dead_stack`]: the `[stack]`, or a private anonymous writable mapping above a
+/// `PROT_NONE` guard that holds the `fs_base` of a thread whose `rsp` is in it), the
+/// bytes from its start up to `rsp - 128` of the *lowest* stack pointer in it. A byte is
+/// dead only when no thread may read it: a vfork child runs on its parent's stack below
+/// the parent's `rsp`, and its live frames stay in.
+pub fn dead_stacks(maps: &[MapsEntry], threads: &[Preempted]) -> Vec<(u64, u64)> {
+    let mut dead = Vec::new();
+    for (i, m) in maps.iter().enumerate() {
+        let inside: Vec<&Preempted> = threads
+            .iter()
+            .filter(|t| m.start <= t.rsp && t.rsp < m.end)
+            .collect();
+        let Some(lowest) = inside.iter().map(|t| t.rsp).min() else {
+            continue;
+        };
+        if m.prot & libc::PROT_WRITE == 0 || m.shared || m.inode != 0 {
+            continue;
+        }
+        let thread_stack = i > 0
+            && m.name.is_empty()
+            && maps[i - 1].end == m.start
+            && maps[i - 1].prot == libc::PROT_NONE
+            && inside.iter().any(|t| (m.start..m.end).contains(&t.fs_base));
+        if !(thread_stack || m.name == "[stack]") {
+            continue;
+        }
+        match lowest.checked_sub(RED_ZONE) {
+            Some(live_from) if live_from > m.start => dead.push((m.start, live_from)),
+            _ => {}
+        }
+    }
+    dead
+}
+
+/// Which of `addrs` start an 8-byte word that the digest of [`Definition::AllStacks`]
+/// covers as it is, in `tid`'s process: inside one writable mapping it hashes, and in
+/// no thread's dead stack (`thread` preempted, `others` as for [`digest`]). Such a word
+/// is part of the state that makes a point the recorded one, and it is the same at
+/// record and at replay whenever that state is; the engine's own mappings and the dead
+/// stacks are not.
+pub fn covered_words(
+    tid: i32,
+    thread: Preempted,
+    others: &[Preempted],
+    addrs: &[u64],
+) -> Result<Vec<u64>> {
+    let maps = read_maps(tid)?;
+    let regions = hashed_regions(&maps, None);
+    let dead = dead_ranges(&maps, Definition::AllStacks, thread, others);
+    Ok(addrs
+        .iter()
+        .copied()
+        .filter(|&a| {
+            let Some(end) = a.checked_add(8) else {
+                return false;
+            };
+            regions.iter().any(|m| m.start <= a && end <= m.end)
+                && !dead.iter().any(|&(lo, hi)| a < hi && end > lo)
+        })
+        .collect())
+}
+
+/// Whether tasks `a` and `b` (thread ids) share one address space (`kcmp`; `false`
+/// when it cannot tell).
+pub fn same_address_space(a: i32, b: i32) -> bool {
+    const KCMP_VM: libc::c_long = 1;
+    // SAFETY: kcmp only compares kernel objects of the two tasks.
+    unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_VM, 0, 0) == 0 }
+}
+
 /// [`digest`] computed from scratch: every page read and hashed, no cache, no page map
 /// (what [`digest`] must always equal; for tests).
 pub fn digest_from_scratch(
@@ -152,20 +276,23 @@ pub fn digest_from_scratch(
     skip: Option<(u64, u64)>,
     definition: Definition,
     thread: Preempted,
+    others: &[Preempted],
 ) -> Result<u64> {
     let maps = read_maps(task.tid)?;
     let regions = hashed_regions(&maps, skip);
-    let dead = match definition {
-        Definition::Stream => return stream_digest(task, &regions),
-        Definition::PageHashes => None,
-        Definition::LiveStack => dead_stack(&maps, thread),
-    };
+    if definition == Definition::Stream {
+        return stream_digest(task, &regions);
+    }
+    let dead = dead_ranges(&maps, definition, thread, others);
     let mut pages = Vec::new();
     for m in &regions {
         let mut at = m.start;
         while at < m.end {
             let n = ((m.end - at) / PAGE).min(READ_PAGES as u64) as usize;
-            for (i, hash) in read_page_hashes(task, at, n, dead)?.into_iter().enumerate() {
+            for (i, hash) in read_page_hashes(task, at, n, &dead)?
+                .into_iter()
+                .enumerate()
+            {
                 pages.push((at + i as u64 * PAGE, hash));
             }
             at += n as u64 * PAGE;
@@ -270,9 +397,9 @@ fn page_hash(page: &[u8]) -> PageHash {
 }
 
 /// Zeroes the bytes of `bytes` (read from `at`) that lie in `dead`.
-fn zero_dead(bytes: &mut [u8], at: u64, dead: Option<(u64, u64)>) {
-    if let Some((lo, hi)) = dead {
-        let end = at + bytes.len() as u64;
+fn zero_dead(bytes: &mut [u8], at: u64, dead: &[(u64, u64)]) {
+    let end = at + bytes.len() as u64;
+    for &(lo, hi) in dead {
         if lo < end && hi > at {
             let (from, to) = (lo.max(at) - at, hi.min(end) - at);
             bytes[from as usize..to as usize].fill(0);
@@ -287,7 +414,7 @@ fn read_page_hashes(
     task: &mut Task,
     at: u64,
     n: usize,
-    dead: Option<(u64, u64)>,
+    dead: &[(u64, u64)],
 ) -> Result<Vec<PageHash>> {
     let mut bytes = task.read_mem_partial(at, n * PAGE as usize)?;
     zero_dead(&mut bytes, at, dead);
@@ -365,17 +492,12 @@ fn same_mm(a: i32, b: i32) -> bool {
     r != 1 && r != 2
 }
 
-/// The digest of `regions` with the bytes in `dead` (the preempted thread's dead stack)
-/// counted as zeros.
-fn incremental_digest(
-    task: &mut Task,
-    regions: &[MapsEntry],
-    dead: Option<(u64, u64)>,
-) -> Result<u64> {
-    // Whether the page at `addr` holds dead bytes (its hash depends on `rsp`: never
-    // cached), and whether it is all dead (left out, not read).
-    let in_dead = |addr: u64| dead.is_some_and(|(lo, hi)| addr < hi && addr + PAGE > lo);
-    let all_dead = |addr: u64| dead.is_some_and(|(lo, hi)| addr >= lo && addr + PAGE <= hi);
+/// The digest of `regions` with the bytes in `dead` (dead stacks) counted as zeros.
+fn incremental_digest(task: &mut Task, regions: &[MapsEntry], dead: &[(u64, u64)]) -> Result<u64> {
+    // Whether the page at `addr` holds dead bytes (its hash depends on a stack pointer:
+    // never cached), and whether it is all dead (left out, not read).
+    let in_dead = |addr: u64| dead.iter().any(|&(lo, hi)| addr < hi && addr + PAGE > lo);
+    let all_dead = |addr: u64| dead.iter().any(|&(lo, hi)| addr >= lo && addr + PAGE <= hi);
     let tracked = soft_dirty_tracked();
     let (tgid, started) = tgid_and_start(task.tid)?;
     let mut old = Vec::new();

@@ -12,8 +12,11 @@ pub const MAX_STACK_WORDS: usize = 64;
 pub const WORDS_BELOW_RSP: usize = 16;
 /// Stack words recorded from `rsp` up.
 pub const WORDS_FROM_RSP: usize = 32;
-/// Most memory words a point may carry.
-pub const MAX_MEMORY_WORDS: usize = 8;
+/// Most memory words the stepped instructions wrote that a point carries.
+pub const MAX_WRITTEN_WORDS: usize = 8;
+/// Most memory words a point may carry: those written, and from format 11 those the
+/// registers point at (`steer::MAX_REGISTER_WORDS`).
+pub const MAX_MEMORY_WORDS: usize = MAX_WRITTEN_WORDS + super::steer::MAX_REGISTER_WORDS;
 
 /// How replay finds a preemption point again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +77,8 @@ pub struct PointInfo {
     pub stack: Vec<u64>,
     /// Words of memory (address, value at the point) that the instructions stepped
     /// over wrote: a loop's progress kept in memory (a counter in a global), which the
-    /// trampoline compares too.
+    /// trampoline compares too; from format 11, then the words the general registers
+    /// point at (`steer::register_words`).
     pub memory: Vec<(u64, u64)>,
 }
 

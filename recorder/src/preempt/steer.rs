@@ -12,7 +12,7 @@
 //! The stop is still a preemption point: other threads run next.
 
 use super::insn;
-use super::point::{Method, PointInfo, MAX_MEMORY_WORDS, WORDS_BELOW_RSP, WORDS_FROM_RSP};
+use super::point::{Method, PointInfo, MAX_WRITTEN_WORDS, WORDS_BELOW_RSP, WORDS_FROM_RSP};
 use crate::errors::{Error, Result};
 use crate::ptrace::{Regs, Resume, Stop, Task};
 
@@ -83,7 +83,7 @@ pub fn steer(task: &mut Task, regs: Regs, stay: bool) -> Result<Steered> {
             break;
         }
         for w in insn::written_words(&i, &regs) {
-            if !written.contains(&w) && written.len() < MAX_MEMORY_WORDS {
+            if !written.contains(&w) && written.len() < MAX_WRITTEN_WORDS {
                 written.push(w);
             }
         }
@@ -135,6 +135,44 @@ pub fn steer(task: &mut Task, regs: Regs, stay: bool) -> Result<Steered> {
         },
         signal,
     })
+}
+
+/// Most words recorded from where the registers point ([`register_words`]).
+pub const MAX_REGISTER_WORDS: usize = 16;
+
+/// The words the general registers (but `rsp`, whose are the stack words) point at, at
+/// the point (`regs`), where they point into memory the digest covers
+/// ([`super::memory::covered_words`]; `others`: the other threads' stacks): a loop
+/// whose registers and stack words repeat may keep its progress there (a B-tree's
+/// node being emptied, issue 13). The trampoline compares them with the other memory
+/// words, so that such a pass does not trap and hash all of memory. Those already in
+/// `known` (written by the stepped instructions) are left out.
+pub fn register_words(
+    task: &mut Task,
+    regs: &Regs,
+    others: &[super::memory::Preempted],
+    known: &[(u64, u64)],
+) -> Result<Vec<(u64, u64)>> {
+    let mut addrs: Vec<u64> = Vec::new();
+    for a in [
+        regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp, regs.r8, regs.r9,
+        regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
+    ] {
+        if !addrs.contains(&a) && !known.iter().any(|(k, _)| *k == a) {
+            addrs.push(a);
+        }
+    }
+    let thread = super::memory::Preempted::of(regs);
+    let mut words = Vec::new();
+    for a in super::memory::covered_words(task.tid, thread, others, &addrs)? {
+        if words.len() == MAX_REGISTER_WORDS {
+            break;
+        }
+        if let Ok(b) = task.read_mem(a, 8) {
+            words.push((a, u64::from_le_bytes(b.try_into().expect("8 bytes"))));
+        }
+    }
+    Ok(words)
 }
 
 /// Whether the thread's SIGSTOP stop is the engine's: a watchdog's `tgkill` from this

@@ -231,6 +231,11 @@ struct Thread {
     /// `-ERESTART_RESTARTBLOCK`: the kernel's restart (`restart_syscall`) writes where
     /// the kernel saw the outputs, the scratch copies (see [`redirect::restarted`]).
     restart_redirect: Option<redirect::Redirected>,
+    /// Its stack (`rsp`, `fs_base`) when it was last resumed into a blocking call
+    /// ([`Where::Blocked`]), where its registers cannot be read: the digest of another
+    /// thread's preemption point leaves its dead stack out (see
+    /// [`Recorder::other_stacks`]).
+    kernel_stack: Option<crate::preempt::memory::Preempted>,
 }
 
 impl Thread {
@@ -242,6 +247,7 @@ impl Thread {
             state: Where::Ready(0),
             pending: None,
             restart_redirect: None,
+            kernel_stack: None,
             exit_rip: None,
             exit_unblocks: false,
             deferred: Default::default(),

@@ -616,15 +616,27 @@ impl Recorder {
                 // On to a point replay finds cheaply (see `preempt::steer`).
                 let started = crate::arch::self_traps::monotonic_now();
                 let requeued = t.requeued.is_some();
-                let steered = crate::preempt::steer::steer(&mut t.task, regs, requeued)?;
+                let mut steered = crate::preempt::steer::steer(&mut t.task, regs, requeued)?;
                 let elapsed = || crate::arch::self_traps::monotonic_now().saturating_sub(started);
                 let stepped = elapsed();
-                let state = crate::preempt::capture(&mut t.task, &steered.regs)?;
+                let others = self.other_stacks(cur);
+                let t = self.threads.get_mut(&cur).expect("current");
+                if steered.point.method == crate::preempt::point::Method::StateMatch {
+                    let words = crate::preempt::steer::register_words(
+                        &mut t.task,
+                        &steered.regs,
+                        &others,
+                        &steered.point.memory,
+                    )?;
+                    steered.point.memory.extend(words);
+                }
+                let state = crate::preempt::capture(&mut t.task, &steered.regs, &others)?;
                 tracing::debug!(
-                    "thread {cur} preempted at {:#x}: {} steps in {stepped:?}, state in {:?}",
+                    "thread {cur} preempted at {:#x}: {} steps in {stepped:?}, state in {:?}; other threads' rsp {:x?}",
                     steered.regs.rip,
                     steered.point.steps,
-                    elapsed().saturating_sub(stepped)
+                    elapsed().saturating_sub(stepped),
+                    others.iter().map(|o| o.rsp).collect::<Vec<_>>()
                 );
                 t.state = Where::Ready(0);
                 t.exit_rip = None;
@@ -685,6 +697,28 @@ impl Recorder {
         Ok(Next::Continue)
     }
 
+    /// The stacks of the threads sharing `cur`'s address space, but `cur`, where they
+    /// stand (for the memory digest of `cur`'s preemption point, which leaves their dead
+    /// stacks out: see `preempt::memory::dead_stacks`). Every one of them is stopped
+    /// (its registers as at its stop) or in a blocking call (its registers as when it
+    /// was resumed into it); replay has each at the same place when it searches for the
+    /// point (the same events replayed). One whose registers cannot be read (gone) is
+    /// left out, and its stack counts whole.
+    pub(super) fn other_stacks(&self, cur: i32) -> Vec<crate::preempt::memory::Preempted> {
+        use crate::preempt::memory::{same_address_space, Preempted};
+        let tgid = self.threads[&cur].tgid;
+        self.threads
+            .iter()
+            .filter(|(tid, t)| {
+                **tid != cur && (t.tgid == tgid || same_address_space(cur, t.task.tid))
+            })
+            .filter_map(|(_, t)| match t.state {
+                Where::Blocked => t.kernel_stack,
+                _ => t.task.regs().ok().map(|r| Preempted::of(&r)),
+            })
+            .collect()
+    }
+
     pub(super) fn on_event(&mut self, cur: i32, ev: i32) -> Result<Next> {
         match ev {
             libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => {
@@ -740,6 +774,11 @@ impl Recorder {
                 if vfork {
                     // The parent now waits in the kernel until the child execs or exits.
                     let t = self.threads.get_mut(&cur).expect("current");
+                    t.kernel_stack = t
+                        .task
+                        .regs()
+                        .ok()
+                        .map(|r| crate::preempt::memory::Preempted::of(&r));
                     t.task.resume(Resume::Syscall, 0).or_else(|e| {
                         if e.is_gone() {
                             Ok(())

@@ -264,6 +264,11 @@ impl Recorder {
                     args,
                 })?;
             }
+            t.kernel_stack = t
+                .task
+                .regs()
+                .ok()
+                .map(|r| crate::preempt::memory::Preempted::of(&r));
             match t.task.resume(Resume::Syscall, 0) {
                 Ok(()) => {}
                 Err(e) if e.is_gone() => {}

@@ -64,21 +64,30 @@ impl Replayer<'_> {
         if th.signal != 0 {
             self.enter_handler(ev, th)?;
         }
+        // The other threads stay where they are during the search.
+        let others = self.other_stacks(ev.tid(), th.tgid, th.task.tid);
+        tracing::debug!(
+            "preemption point at {rip:#x} (event {}): other threads' rsp {:x?}",
+            self.index,
+            others.iter().map(|o| o.rsp).collect::<Vec<_>>()
+        );
         let regs = th.task.regs()?;
-        if regs.rip == rip && preempt::matches(&mut th.task, &regs, want, self.memory_digest)? {
+        if regs.rip == rip
+            && preempt::matches(&mut th.task, &regs, want, self.memory_digest, &others)?
+        {
             return self.arrived(th, &regs, 0, std::time::Instant::now());
         }
         let mut no_patch = None;
         if point.method == Method::RepString {
-            if let Some(step) = self.run_to_rep_point(ev, th, want)? {
+            if let Some(step) = self.run_to_rep_point(ev, th, want, &others)? {
                 return Ok(step);
             }
         } else {
-            if let Some(step) = self.step_out_of_patch(th, want)? {
+            if let Some(step) = self.step_out_of_patch(th, want, &others)? {
                 return Ok(step);
             }
             match self.patch(th, want, point) {
-                Ok(p) => return self.run_patched(ev, th, want, p),
+                Ok(p) => return self.run_patched(ev, th, want, p, &others),
                 Err(why) => {
                     tracing::debug!(
                         "preemption point at {rip:#x} (event {}): no patch, a hardware breakpoint instead: {why}",
@@ -166,13 +175,20 @@ impl Replayer<'_> {
     /// be inside the patched bytes: single-steps it out of them first, stopping if it
     /// reaches the point on the way. Never steps over an instruction that enters the
     /// kernel or traps (the patch is then refused).
-    fn step_out_of_patch(&mut self, th: &mut RThread, want: &PreemptState) -> Result<Option<Step>> {
+    fn step_out_of_patch(
+        &mut self,
+        th: &mut RThread,
+        want: &PreemptState,
+        others: &[preempt::memory::Preempted],
+    ) -> Result<Option<Step>> {
         let rip = want.regs[RIP];
         let window = rip + 1..rip + 2 * insn::MAX_LEN as u64;
         let started = std::time::Instant::now();
         for _ in 0..insn::MAX_LEN {
             let regs = th.task.regs()?;
-            if regs.rip == rip && preempt::matches(&mut th.task, &regs, want, self.memory_digest)? {
+            if regs.rip == rip
+                && preempt::matches(&mut th.task, &regs, want, self.memory_digest, others)?
+            {
                 return self.arrived(th, &regs, 0, started).map(Some);
             }
             if !window.contains(&regs.rip) {
@@ -259,10 +275,22 @@ impl Replayer<'_> {
             })
         };
         type Words = Vec<(u64, u64)>;
+        // The words the registers point at (format 11; their addresses are recorded
+        // register values) come last, compared only once the registers match: in the
+        // fast check, before the registers, words that rarely differ from one pass to
+        // the next would only make every pass pay for both checks.
+        let pointed = |addr: u64| {
+            patch::COMPARED
+                .iter()
+                .any(|(_, i)| want.regs.get(*i) == Some(&addr))
+        };
+        let (written, at_registers): (Words, Words) =
+            point.memory.iter().partition(|(addr, _)| !pointed(*addr));
         let (mut memory, others): (Words, Words) =
-            point.memory.iter().partition(|(addr, _)| stable(*addr));
+            written.into_iter().partition(|(addr, _)| stable(*addr));
         let safe_words = memory.len();
         memory.extend(others);
+        memory.extend(at_registers);
         let mut w = patch::Want::new(&want.regs, point.stack_from, &point.stack, &memory)
             .ok_or("the recorded registers are incomplete")?;
         w.safe_words = safe_words;
@@ -331,6 +359,7 @@ impl Replayer<'_> {
         th: &mut RThread,
         want: &PreemptState,
         p: Patched,
+        others: &[preempt::memory::Preempted],
     ) -> Result<Step> {
         let started = std::time::Instant::now();
         let skip = Some((p.tramp.base, p.tramp.base + patch::SIZE));
@@ -385,6 +414,7 @@ impl Replayer<'_> {
                             &at,
                             skip,
                             self.memory_digest,
+                            others,
                         )?;
                         if memory == want.memory_hash {
                             self.unpatch(th, &p)?;
@@ -444,6 +474,7 @@ impl Replayer<'_> {
         ev: &Event,
         th: &mut RThread,
         want: &PreemptState,
+        others: &[preempt::memory::Preempted],
     ) -> Result<Option<Step>> {
         let rip = want.regs[RIP];
         let bytes = th.task.read_mem_partial(rip, insn::MAX_LEN)?;
@@ -472,7 +503,7 @@ impl Replayer<'_> {
                     r.rcx = want.regs[RCX];
                     r.rip = rip;
                     th.task.set_regs(&r)?;
-                    if preempt::matches(&mut th.task, &r, want, self.memory_digest)? {
+                    if preempt::matches(&mut th.task, &r, want, self.memory_digest, others)? {
                         preempt::set_breakpoint(&th.task, None)?;
                         return self.arrived(th, &r, traps, started).map(Some);
                     }

@@ -18,11 +18,13 @@ impl Replayer<'_> {
         let mut traps = 0u64;
         let started = std::time::Instant::now();
         let mut cycle = preempt::CycleCheck::default();
+        // The other threads stay where they are during the search.
+        let others = self.other_stacks(ev.tid(), th.tgid, th.task.tid);
         preempt::set_breakpoint(&th.task, Some(rip))?;
         loop {
             let regs = th.task.regs()?;
             let compared = if regs.rip == rip {
-                preempt::compare(&mut th.task, &regs, want, self.memory_digest)?
+                preempt::compare(&mut th.task, &regs, want, self.memory_digest, &others)?
             } else {
                 preempt::Compared::Differs
             };

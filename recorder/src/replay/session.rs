@@ -610,13 +610,15 @@ impl Replayer<'_> {
             Some(Event::Preempt { state, .. } | Event::Preempted { state, .. }) => state,
             _ => return Ok(false),
         };
-        let Some(th) = self.threads.get_mut(&tid) else {
+        let Some((tgid, task)) = self.threads.get(&tid).map(|t| (t.tgid, t.task.tid)) else {
             return Ok(false);
         };
+        let others = self.other_stacks(tid, tgid, task);
+        let th = self.threads.get_mut(&tid).expect("checked above");
         let regs = th.task.regs()?;
         let rip = state.regs.get(16).copied().unwrap_or(0);
         Ok(regs.rip == rip
-            && crate::preempt::matches(&mut th.task, &regs, state, self.memory_digest)?)
+            && crate::preempt::matches(&mut th.task, &regs, state, self.memory_digest, &others)?)
     }
 
     /// Runs one instruction of `th`, unless it is a traced syscall (left to its event).

@@ -16,6 +16,7 @@ impl Replayer<'_> {
         th: &mut RThread,
     ) -> Result<Step> {
         let (nr, args, in_kernel) = th.in_fork.take().expect("checked by the caller");
+        th.kernel_stack = None;
         if s.nr != nr || s.args != args {
             return Err(self.diverge(ev, format!("made syscall {}", describe_call(nr, &args))));
         }

@@ -5,6 +5,32 @@ use super::*;
 use crate::tree::Member;
 
 impl Replayer<'_> {
+    /// The stacks of the replayed threads that share the address space of `task` (the
+    /// thread of recorded tid `tid`, of recorded process `tgid`), but that thread, where
+    /// they stand: for the memory digest of its preemption point, as at record
+    /// (`Recorder::other_stacks`). Each is stopped where the events replayed so far left
+    /// it, which is where it was at record when the point was captured (or in the kernel,
+    /// a vfork's parent, as when it was resumed into it); one whose registers cannot be
+    /// read is left out.
+    pub(super) fn other_stacks(
+        &self,
+        tid: i32,
+        tgid: i32,
+        task: i32,
+    ) -> Vec<crate::preempt::memory::Preempted> {
+        use crate::preempt::memory::{same_address_space, Preempted};
+        self.threads
+            .iter()
+            .filter(|(t, th)| {
+                **t != tid && (th.tgid == tgid || same_address_space(task, th.task.tid))
+            })
+            .filter_map(|(_, th)| match th.kernel_stack {
+                Some(stack) => Some(stack),
+                None => th.task.regs().ok().map(|r| Preempted::of(&r)),
+            })
+            .collect()
+    }
+
     pub(super) fn kill_all(&mut self) {
         let tasks: Vec<Member> = self
             .threads
@@ -222,6 +248,7 @@ impl Replayer<'_> {
         }
         if vfork {
             // The parent waits in the kernel until the child execs or exits.
+            th.kernel_stack = Some(crate::preempt::memory::Preempted::of(&th.task.regs()?));
             th.task.resume(Resume::Syscall, 0)?;
         }
         th.in_fork = Some((nr, args, vfork));
@@ -326,6 +353,10 @@ pub(super) struct RThread {
     /// record: it is delivered by a step of its own (see
     /// [`super::Replayer::clean_frame_later`]).
     pub(super) clean_frame: bool,
+    /// Its stack (`rsp`, `fs_base`) when it was resumed into the kernel to wait there (a
+    /// vfork's parent, until the child execs or exits), where its registers cannot be
+    /// read (see [`Replayer::other_stacks`]).
+    pub(super) kernel_stack: Option<crate::preempt::memory::Preempted>,
 }
 
 impl RThread {
@@ -345,6 +376,7 @@ impl RThread {
             at_point: false,
             entered_handler: None,
             clean_frame: false,
+            kernel_stack: None,
         }
     }
 }

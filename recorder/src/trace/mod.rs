@@ -31,9 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 
 /// The first line of every trace's `version` file.
-pub const VERSION_LINE: &str = "chaos-trace 9";
+pub const VERSION_LINE: &str = "chaos-trace 11";
 /// The format version number.
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 11;
 /// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1;
 /// 3 added [`Event::Preempted`] (how each preemption point was found); 4 made syscall
 /// buffering the default ([`Header::syscallbuf`]: replay must map the library's entry
@@ -49,6 +49,12 @@ pub const FORMAT_VERSION: u32 = 9;
 /// [`Header::desched`]), which a replayer of 7 would not map, so it refuses these.
 /// 9 added [`Event::SignalAtPoint`] (a held signal given at a preemption point: a
 /// replayer of 8 would not know the event, and refuses the trace by its version).
+/// 10 leaves every thread's dead stack out of the memory digest, not only the preempted
+/// one's (`Definition::AllStacks`; a replayer of 9 would miss points whose other threads'
+/// dead stacks are not zero, so it refuses these; replay keeps 6's definition for 6 to 9).
+/// 11 lets a preemption point carry the words its registers point at among its memory
+/// words (`PointInfo::memory`, up to 24 rather than 8, which a replayer of 10 refuses
+/// as invalid: it refuses the trace by its version instead).
 pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 1",
     "chaos-trace 2",
@@ -58,6 +64,8 @@ pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 6",
     "chaos-trace 7",
     "chaos-trace 8",
+    "chaos-trace 9",
+    "chaos-trace 10",
     VERSION_LINE,
 ];
 
@@ -67,7 +75,7 @@ pub fn is_readable_version(line: &str) -> bool {
     READABLE_VERSION_LINES.contains(&line)
 }
 
-/// The file naming the format (`chaos-trace 9`).
+/// The file naming the format (`chaos-trace 11`).
 pub const VERSION_FILE: &str = "version";
 /// What was recorded ([`Header`]).
 pub const HEADER_FILE: &str = "header.json";
@@ -436,7 +444,11 @@ mod tests {
         assert!(is_readable_version("chaos-trace 7"));
         assert!(is_readable_version("chaos-trace 8"));
         assert!(is_readable_version("chaos-trace 9"));
-        assert!(!is_readable_version("chaos-trace 10"));
+        assert!(is_readable_version("chaos-trace 10"));
+        assert!(!is_readable_version(&format!(
+            "chaos-trace {}",
+            FORMAT_VERSION + 1
+        )));
         assert_eq!(VERSION_LINE, format!("chaos-trace {FORMAT_VERSION}"));
     }
 }
