@@ -279,6 +279,11 @@ struct Recorder {
     fault: TraceFault,
     threads: BTreeMap<i32, Thread>,
     leader: i32,
+    /// Leads the process group the program started in (see [`spawn::GroupHolder`]);
+    /// its pid is that group's id. `None` once a wait loop reaped it.
+    group: Option<spawn::GroupHolder>,
+    /// The process group the program started in.
+    first_group: i32,
     /// Process leaders that called `exit` while their other threads live on: zombies
     /// until those end.
     zombies: HashSet<i32>,

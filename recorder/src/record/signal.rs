@@ -280,7 +280,7 @@ impl Recorder {
     /// to a process group its parent's exit orphaned, signals other groups.
     pub(super) fn in_first_group(&self, tid: i32) -> bool {
         // SAFETY: plain syscall.
-        unsafe { libc::getpgid(tid) == self.leader }
+        unsafe { libc::getpgid(tid) == self.first_group }
     }
 
     /// Whether a signal was sent by one of the recorded processes (kill, tgkill...).
