@@ -560,6 +560,7 @@ impl Recorder {
                 writes.extend(super::self_memory::written(task, p.nr, &p.args, ret)?);
             }
         }
+        let maps_shared = shared_map.is_some();
         if let Some(name) = shared_map {
             self.events.push(&Event::SharedFile { tid: cur, name })?;
         }
@@ -573,6 +574,12 @@ impl Recorder {
         if emulated && p.exec_from.is_none() && !p.exec_happened {
             writes.extend(self.mark_writes_traced(cur)?);
             writes.extend(self.bump_fd_gen(cur, p.nr)?);
+        } else if maps_shared {
+            // The mapping process's own writes to the file are traced from here on, not
+            // from its next emulated call: a buffered pwrite right after the mmap (rr's
+            // shared_monitor), or a forked child's (its buffer is a copy), would not
+            // reach replay's copy of the file.
+            writes.extend(self.mark_writes_traced(cur)?);
         }
         writes.extend(filter_writes);
         writes.extend(restart_writes);
