@@ -198,6 +198,16 @@ fn a_clone_with_clone_untraced_is_recorded() {
     ten_times("untraced_clone", &[], 0);
 }
 
+/// The program's own PR_SET_TSC (rr's prctl_tsc): the recorder keeps its rdtsc trap and
+/// the program's setting; with PR_TSC_SIGSEGV the program's rdtsc faults reach its
+/// handler (also in a forked child, which inherits it), PR_TSC_ENABLE gives recorded
+/// counter values again, PR_GET_TSC answers the program's mode, an unknown mode is
+/// EINVAL. PR_SET_TSC was refused with EPERM.
+#[test]
+fn the_programs_own_tsc_setting_is_kept() {
+    ten_times("tsc_mode", &[], 0);
+}
+
 /// setsid() succeeds as it does natively, where the program is no process group leader
 /// (its shell or its parent made the group): the recorder used to make the program lead
 /// a group of its own, and the call failed with EPERM (rr's setsid). The program now

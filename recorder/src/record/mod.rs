@@ -210,6 +210,11 @@ struct Thread {
     /// It blocks SIGSEGV (as its last rt_sigprocmask or rt_sigreturn left it, or its
     /// parent when it was created): see [`signal::reblock_segv`].
     segv_blocked: bool,
+    /// The program asked for `PR_SET_TSC(PR_TSC_SIGSEGV)` in it (or in the thread it was
+    /// cloned from): its rdtsc/rdtscp faults are the program's SIGSEGV, not answered by
+    /// the recorder (whose own trap is always armed, see `spawn::SpawnSpec`). Kept
+    /// across exec, as the kernel keeps the setting.
+    tsc_sigsegv: bool,
     /// Its CPU-time slice clock, opened at its first slice (see [`slices`]).
     clock: Option<crate::preempt::cpu_clock::CpuClock>,
     /// Since when it holds a signal in `deferred` without having made a traced call
@@ -249,6 +254,7 @@ impl Thread {
             held: None,
             sb: None,
             segv_blocked: false,
+            tsc_sigsegv: false,
             clock: None,
             held_since: None,
             delivery_slice: false,

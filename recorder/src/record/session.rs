@@ -657,6 +657,7 @@ impl Recorder {
                 self.next_slot += 1;
                 let mut new = Thread::new(Task::new(child), tgid, slot);
                 new.segv_blocked = self.threads[&cur].segv_blocked;
+                new.tsc_sigsegv = self.threads[&cur].tsc_sigsegv;
                 // Seccomp filters are inherited by threads and processes alike.
                 new.filters = self.threads[&cur].filters.clone();
                 self.threads.insert(child, new);
