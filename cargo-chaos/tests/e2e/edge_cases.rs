@@ -198,6 +198,16 @@ fn a_clone_with_clone_untraced_is_recorded() {
     ten_times("untraced_clone", &[], 0);
 }
 
+/// The program's own perf events (rr's perf_event and perf_event_ioctl): a software
+/// counter opened, reset, enabled, disabled, read, its id asked for, closed and opened
+/// again under the same number; a bad attribute size is E2BIG. perf_event_open was
+/// refused with ENOENT; now it runs at record, and its fd's reads and ioctls are
+/// recorded, so the counts replay.
+#[test]
+fn the_programs_own_perf_counters_are_recorded() {
+    ten_times("perf_counter", &[], 0);
+}
+
 /// The program's own PR_SET_TSC (rr's prctl_tsc): the recorder keeps its rdtsc trap and
 /// the program's setting; with PR_TSC_SIGSEGV the program's rdtsc faults reach its
 /// handler (also in a forked child, which inherits it), PR_TSC_ENABLE gives recorded
