@@ -171,7 +171,7 @@ mod tests {
             no_core: true,
             trap_tsc_no_new_privs: false,
             landlock: None,
-            own_process_group: true,
+            process_group: Some(0),
             foreground_tty: None,
         };
         let pid = spawn_traced(&spec).expect("spawn /bin/true");

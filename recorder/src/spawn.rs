@@ -35,10 +35,13 @@ pub struct SpawnSpec<'a> {
     /// A Landlock ruleset (see [`crate::replay::sandbox`]) the child enters, with
     /// `no_new_privs`, just before it execs; the whole tree it starts stays in it.
     pub landlock: Option<std::os::fd::RawFd>,
-    /// Start the program in a process group of its own (recording): what it sends to its
-    /// group (`kill(0, sig)`) must not reach the recorder.
-    pub own_process_group: bool,
-    /// With `own_process_group`: the terminal whose foreground group the program's
+    /// Start the program in another process group than the engine's (recording): what it
+    /// sends to its group (`kill(0, sig)`) must not reach the recorder. `Some(0)`: a group
+    /// of its own, which it leads; `Some(pgid)`: the group a [`GroupHolder`] leads, so
+    /// that the program is no group leader and its `setsid()` succeeds as it would
+    /// natively.
+    pub process_group: Option<libc::pid_t>,
+    /// With `process_group`: the terminal whose foreground group the program's
     /// becomes (the recorder was in the foreground of it), so that it reads the terminal
     /// and gets Ctrl-C as it would natively. See [`ForegroundGuard`].
     pub foreground_tty: Option<std::os::fd::RawFd>,
@@ -133,7 +136,7 @@ pub fn spawn_traced(spec: &SpawnSpec) -> Result<i32> {
         no_core: spec.no_core,
         trap_tsc_no_new_privs: spec.trap_tsc_no_new_privs,
         landlock: spec.landlock.unwrap_or(-1),
-        own_process_group: spec.own_process_group,
+        process_group: spec.process_group.unwrap_or(-1),
         foreground_tty: spec.foreground_tty.unwrap_or(-1),
         // SAFETY: plain syscall.
         parent: unsafe { libc::getpid() },
@@ -206,7 +209,8 @@ struct Child {
     trap_tsc_no_new_privs: bool,
     /// Landlock ruleset descriptor, or -1.
     landlock: i32,
-    own_process_group: bool,
+    /// The process group to join (0: a new one of its own), or -1.
+    process_group: libc::pid_t,
     /// Terminal to take the foreground of, or -1.
     foreground_tty: i32,
     /// The engine's process id, what the child's getppid must say.
@@ -269,12 +273,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 libc::dup2(*fd, target as i32);
             }
         }
-        if c.own_process_group {
-            libc::setpgid(0, 0);
+        if c.process_group >= 0 {
+            libc::setpgid(0, c.process_group);
             // Every signal is blocked here, SIGTTOU included: a background group may
             // take the foreground.
             if c.foreground_tty >= 0 {
-                libc::tcsetpgrp(c.foreground_tty, libc::getpid());
+                libc::tcsetpgrp(c.foreground_tty, libc::getpgrp());
             }
         }
         if !c.cwd.is_null() && libc::chdir(c.cwd) != 0 {
@@ -319,6 +323,140 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             libc::nanosleep(&pause, std::ptr::null_mut());
         }
         libc::_exit(127);
+    }
+}
+
+/// A process of the engine's that leads the process group the recorded program joins,
+/// and waits there, blocking every signal, until dropped.
+///
+/// The program must run in another group than the recorder's (what it sends to its
+/// group, `kill(0, sig)`, or a terminal's Ctrl-C to the foreground group, must not
+/// reach the recorder as such), but must not lead that group either: natively it is
+/// no group leader (a shell made its group before the exec, or it runs in its parent's),
+/// so its `setsid()` succeeds, which a group leader's fails with `EPERM`.
+///
+/// The holder is a child of the thread that creates it (it dies with that thread,
+/// `PR_SET_PDEATHSIG`), shares the engine's memory (`CLONE_VM`: no page tables are
+/// copied, as in [`spawn_traced`]) and runs on a stack of its own, only `pause()`. With
+/// every signal blocked, only SIGKILL ends it (the program's `kill(0, SIGKILL)` does):
+/// a wait loop of that thread then reaps it and must pass it over ([`GroupHolder::pid`]).
+pub struct GroupHolder {
+    pid: libc::pid_t,
+    /// Refers to the holder even once reaped by someone else (no pid reuse).
+    pidfd: std::os::fd::OwnedFd,
+    /// The holder's stack, in use until it is dead.
+    _stack: Vec<u8>,
+}
+
+impl GroupHolder {
+    /// Starts the holder and makes it the leader of a new process group (its pid).
+    pub fn start() -> Result<GroupHolder> {
+        use std::os::fd::FromRawFd;
+        let mut stack = vec![0u8; HOLDER_STACK];
+        // SAFETY: the child only runs `holder_main` (raw syscalls) on `stack`, which
+        // lives in the returned value until the child is dead (see `Drop`); every signal
+        // is blocked around the clone, so it starts with all of them blocked.
+        unsafe {
+            let parent = libc::getpid();
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            let top = stack.as_mut_ptr().add(HOLDER_STACK & !15) as *mut libc::c_void;
+            let pid = libc::clone(
+                holder_main,
+                top,
+                libc::CLONE_VM | libc::SIGCHLD,
+                parent as usize as *mut libc::c_void,
+            );
+            let err = std::io::Error::last_os_error();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            let fail = |reason: String| Error::Spawn {
+                program: PathBuf::from("(process group holder)"),
+                reason,
+            };
+            if pid < 0 {
+                return Err(fail(err.to_string()));
+            }
+            // It cannot have died yet (only SIGKILL ends it): the pid is still its own.
+            let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+            if fd < 0 {
+                let err = std::io::Error::last_os_error();
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
+                return Err(fail(format!("pidfd_open: {err}")));
+            }
+            let holder = GroupHolder {
+                pid,
+                pidfd: std::os::fd::OwnedFd::from_raw_fd(fd),
+                _stack: stack,
+            };
+            // The parent may set its child's group (before any exec): the group exists
+            // as soon as this returns, whenever the child first runs.
+            if libc::setpgid(pid, pid) != 0 {
+                return Err(fail(format!(
+                    "setpgid: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            Ok(holder)
+        }
+    }
+
+    /// Its pid, which is also the process group's id.
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+}
+
+impl Drop for GroupHolder {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain syscalls on our own pidfd; `waitid` fails with ECHILD when a wait
+        // loop reaped the holder already.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            while libc::waitid(
+                libc::P_PIDFD,
+                self.pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::__WALL,
+            ) != 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
+        }
+    }
+}
+
+/// Stack of a [`GroupHolder`]: it makes three system calls.
+const HOLDER_STACK: usize = 16 * 1024;
+
+/// The holder's side of [`GroupHolder::start`]: dies with its parent thread, then
+/// sleeps (every signal blocked) until killed.
+extern "C" fn holder_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: raw system calls only (the memory is the engine's: nothing is written).
+    unsafe {
+        libc::syscall(
+            libc::SYS_prctl,
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL,
+            0,
+            0,
+            0,
+        );
+        if libc::syscall(libc::SYS_getppid) as usize != arg as usize {
+            libc::syscall(libc::SYS_exit, 0);
+        }
+        loop {
+            libc::syscall(libc::SYS_pause);
+        }
     }
 }
 

@@ -30,7 +30,7 @@ fn run_in(sandbox: Option<&Sandbox>, script: &str) -> (i32, String) {
         no_core: true,
         trap_tsc_no_new_privs: false,
         landlock: sandbox.map(|s| s.ruleset.as_raw_fd()),
-        own_process_group: false,
+        process_group: None,
         foreground_tty: None,
     };
     let pid = spawn_traced(&spec).expect("spawn bash");

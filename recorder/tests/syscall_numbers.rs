@@ -66,6 +66,12 @@ const KERNEL_ONLY_REQUESTS: &[(&str, u64)] = &[
     ("FS_IOC_FIEMAP", 0xC020_660B),
     ("RNDGETENTCNT", 0x8004_5200),
     ("MTIOCGET", 0x8030_6D02),
+    ("PERF_EVENT_IOC_ENABLE", 0x2400),
+    ("PERF_EVENT_IOC_DISABLE", 0x2401),
+    ("PERF_EVENT_IOC_REFRESH", 0x2402),
+    ("PERF_EVENT_IOC_RESET", 0x2403),
+    ("PERF_EVENT_IOC_PERIOD", 0x4008_2404),
+    ("PERF_EVENT_IOC_ID", 0x8008_2407),
     ("PR_SVE_SET_VL", 50),
     ("PR_SVE_GET_VL", 51),
     ("PR_PAC_RESET_KEYS", 54),
@@ -652,15 +658,12 @@ fn required_requests_are_described() {
         "PR_SET_VMA",
         "PR_SET_NO_NEW_PRIVS",
         "PR_GET_TSC",
+        "PR_SET_TSC",
         "PR_CAPBSET_READ",
         "PR_SET_CHILD_SUBREAPER",
     ] {
         assert_eq!(request(PRCTLS, name).class, Class::Recorded, "{name}");
     }
-    assert_eq!(
-        request(PRCTLS, "PR_SET_TSC").class,
-        Class::Refused { errno: libc::EPERM }
-    );
     // The program's own seccomp filters run rewritten (`record/program_filters.rs`);
     // the install calls are recorded like any.
     assert_eq!(request(PRCTLS, "PR_SET_SECCOMP").class, Class::Recorded);
@@ -747,13 +750,17 @@ fn classes_follow_the_design() {
     assert_eq!(futex.class, Class::Recorded);
     assert!(futex.special && futex.may_block);
 
+    // The program's own perf events: opened at record, their reads and ioctls recorded.
+    let perf = desc("perf_event_open");
+    assert_eq!(perf.class, Class::Recorded);
+    assert!(perf.changes_fds);
+
     let refused = [
         ("rseq", libc::ENOSYS),
         ("io_uring_setup", libc::ENOSYS),
         ("io_uring_enter", libc::ENOSYS),
         ("io_uring_register", libc::ENOSYS),
         ("userfaultfd", libc::EPERM),
-        ("perf_event_open", libc::ENOENT),
         ("bpf", libc::EPERM),
         ("kcmp", libc::ENOSYS),
         ("memfd_secret", libc::ENOSYS),

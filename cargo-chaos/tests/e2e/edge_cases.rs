@@ -198,6 +198,62 @@ fn a_clone_with_clone_untraced_is_recorded() {
     ten_times("untraced_clone", &[], 0);
 }
 
+/// The program's own perf events (rr's perf_event and perf_event_ioctl): a software
+/// counter opened, reset, enabled, disabled, read, its id asked for, closed and opened
+/// again under the same number; a bad attribute size is E2BIG. perf_event_open was
+/// refused with ENOENT; now it runs at record, and its fd's reads and ioctls are
+/// recorded, so the counts replay.
+#[test]
+fn the_programs_own_perf_counters_are_recorded() {
+    ten_times("perf_counter", &[], 0);
+}
+
+/// The program's own PR_SET_TSC (rr's prctl_tsc): the recorder keeps its rdtsc trap and
+/// the program's setting; with PR_TSC_SIGSEGV the program's rdtsc faults reach its
+/// handler (also in a forked child, which inherits it), PR_TSC_ENABLE gives recorded
+/// counter values again, PR_GET_TSC answers the program's mode, an unknown mode is
+/// EINVAL. PR_SET_TSC was refused with EPERM.
+#[test]
+fn the_programs_own_tsc_setting_is_kept() {
+    ten_times("tsc_mode", &[], 0);
+}
+
+/// setsid() succeeds as it does natively, where the program is no process group leader
+/// (its shell or its parent made the group): the recorder used to make the program lead
+/// a group of its own, and the call failed with EPERM (rr's setsid). The program now
+/// joins a group a holder process leads; a signal to its new group reaches only it, and
+/// its child is in the new session. Natively it runs in the test's own group (not a
+/// leader); recorded, with the recorder in a group of its own as a shell runs it, and
+/// in the test's group.
+#[test]
+fn setsid_succeeds_as_it_does_natively() {
+    let program = fixture("new_session");
+    let out = Command::new(&program).output().expect("run the fixture");
+    assert!(out.status.success(), "natively: {out:?}");
+    let natively = stable_lines(&out.stdout);
+    assert!(natively.contains("setsid: ok"), "{natively}");
+    let dir = temp();
+    for i in 0..6 {
+        let own_group = i % 2 == 0;
+        let rec = RecordSpec::new(&program, dir.path().join(format!("trace-{i}")))
+            .configure(move |c| {
+                if own_group {
+                    c.process_group(0);
+                }
+            })
+            .record();
+        assert_eq!(
+            stable_lines(&rec.program.stdout),
+            natively,
+            "recording {i} differs from the native run\n{}",
+            rec.program.show()
+        );
+        assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+        let replayed = replay(&rec.trace);
+        assert_same(&format!("recording {i}"), &rec.program, &replayed);
+    }
+}
+
 /// prctl(PR_SET_MM, ...) as rr's prctl test calls it: PR_SET_MM_MAP_SIZE (writes an
 /// unsigned int), PR_SET_MM_ARG_START/ARG_END and an unknown sub-option (the kernel's
 /// answers, EPERM without CAP_SYS_RESOURCE, recorded); PR_SET_MM as a whole stopped the

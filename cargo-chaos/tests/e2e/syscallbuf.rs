@@ -427,6 +427,38 @@ fn getrandom_is_buffered_and_replays() {
     }
 }
 
+/// Writes into a file the process maps `MAP_SHARED` right after its mmap (rr's
+/// shared_monitor), and from a forked child with its copy of the library's state (rr's
+/// mmap_shared_write_fork): the mmap's event marks the process's buffers, so those
+/// writes are traced (and replay's copy of the file gets them) instead of buffered. They
+/// were buffered, and the recording stopped at the flush (a write replay would miss).
+/// The values written come from the clock; replay shows the recording's.
+#[test]
+fn writes_right_after_a_shared_mapping_are_traced_and_replay() {
+    for _ in 0..3 {
+        let dir = temp();
+        let rec = record_buffered(dir.path(), "shared_file_writes", &[], true);
+        assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+        let out = rec.program.stdout_str();
+        assert_eq!(out.matches("(the written one").count(), 3, "{out}");
+        assert!(!out.contains("stale"), "{out}");
+        let events = read_events(&rec.trace);
+        // Only the zero-filling pwrites before the first shared mapping are buffered.
+        let mapped = events
+            .iter()
+            .position(|e| matches!(e, Event::SharedFile { .. }))
+            .expect("a shared mapping") as u64;
+        let pwrites = buffered(&events, sys::PWRITE64);
+        assert!(!pwrites.is_empty(), "the zero-filling pwrites are buffered");
+        assert!(
+            pwrites.iter().all(|&i| i < mapped),
+            "a pwrite after the shared mapping was buffered"
+        );
+        let replayed = replay(&rec.trace);
+        assert_same("shared_file_writes", &rec.program, &replayed);
+    }
+}
+
 /// A clone sharing its parent's memory and thread-local area (`CLONE_VM` without
 /// `CLONE_SETTLS`, untraced_clone.c) leaves both tasks on one copy of the library's
 /// per-thread state: from the clone on neither buffers. With a buffer already (the

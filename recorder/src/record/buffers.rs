@@ -260,8 +260,9 @@ impl Recorder {
     /// process is set (the library then makes writes traced). Returns those memory
     /// writes, for the event of the call at whose exit this happens, so replay makes them
     /// too. Called at the exit of every traced call replay emulates (its event's memory
-    /// writes are injected at replay); other processes' buffers are marked at their own
-    /// next such call (a buffered write into such a file in between stops the
+    /// writes are injected at replay) and of the mmap that maps a file shared (replay
+    /// makes an executed call's writes at its exit too); other processes' buffers are
+    /// marked at their own next such call (a buffered write into such a file in between stops the
     /// recording, see [`Recorder::buffered_write`]).
     pub(super) fn mark_writes_traced(&mut self, cur: i32) -> Result<Vec<crate::trace::MemWrite>> {
         if !self.syscallbuf || !(self.mem_file_opened || self.shared.any()) {

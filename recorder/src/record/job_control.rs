@@ -71,6 +71,7 @@ impl Recorder {
                 return Ok(None);
             }
             match crate::ptrace::try_wait_own()? {
+                Some((tid, _)) if self.reaped_group_holder(tid) => {}
                 Some((tid, stop)) if self.is_ours(tid, stop) => return Ok(Some((tid, stop))),
                 Some((tid, stop)) => {
                     // A new thread's first stop before its parent's clone event.

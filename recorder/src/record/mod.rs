@@ -210,6 +210,11 @@ struct Thread {
     /// It blocks SIGSEGV (as its last rt_sigprocmask or rt_sigreturn left it, or its
     /// parent when it was created): see [`signal::reblock_segv`].
     segv_blocked: bool,
+    /// The program asked for `PR_SET_TSC(PR_TSC_SIGSEGV)` in it (or in the thread it was
+    /// cloned from): its rdtsc/rdtscp faults are the program's SIGSEGV, not answered by
+    /// the recorder (whose own trap is always armed, see `spawn::SpawnSpec`). Kept
+    /// across exec, as the kernel keeps the setting.
+    tsc_sigsegv: bool,
     /// Its CPU-time slice clock, opened at its first slice (see [`slices`]).
     clock: Option<crate::preempt::cpu_clock::CpuClock>,
     /// Since when it holds a signal in `deferred` without having made a traced call
@@ -255,6 +260,7 @@ impl Thread {
             held: None,
             sb: None,
             segv_blocked: false,
+            tsc_sigsegv: false,
             clock: None,
             held_since: None,
             delivery_slice: false,
@@ -285,6 +291,11 @@ struct Recorder {
     fault: TraceFault,
     threads: BTreeMap<i32, Thread>,
     leader: i32,
+    /// Leads the process group the program started in (see [`spawn::GroupHolder`]);
+    /// its pid is that group's id. `None` once a wait loop reaped it.
+    group: Option<spawn::GroupHolder>,
+    /// The process group the program started in.
+    first_group: i32,
     /// Process leaders that called `exit` while their other threads live on: zombies
     /// until those end.
     zombies: HashSet<i32>,

@@ -125,11 +125,25 @@ impl Recorder {
     pub(super) fn wait_any(&mut self) -> Result<(i32, Stop)> {
         loop {
             let (tid, stop) = crate::ptrace::wait_own()?;
+            if self.reaped_group_holder(tid) {
+                continue;
+            }
             if self.is_ours(tid, stop) {
                 return Ok((tid, stop));
             }
             self.early.insert(tid, stop);
         }
+    }
+
+    /// Whether `tid`, just reported by a wait, was the process group's holder (killed by
+    /// the program's `kill(0, SIGKILL)` or so): it is gone, nothing to do.
+    pub(super) fn reaped_group_holder(&mut self, tid: i32) -> bool {
+        if self.group.as_ref().is_some_and(|g| g.pid() == tid) {
+            // Dropping it waits for nothing more: it is reaped.
+            self.group = None;
+            return true;
+        }
+        false
     }
 
     /// Whether a stop is of a known task (the others are new threads that report before
@@ -748,6 +762,7 @@ impl Recorder {
                 self.next_slot += 1;
                 let mut new = Thread::new(Task::new(child), tgid, slot);
                 new.segv_blocked = self.threads[&cur].segv_blocked;
+                new.tsc_sigsegv = self.threads[&cur].tsc_sigsegv;
                 // Seccomp filters are inherited by threads and processes alike.
                 new.filters = self.threads[&cur].filters.clone();
                 self.threads.insert(child, new);
@@ -884,9 +899,12 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             Some([stdin, create(stdout)?, create(stderr)?])
         }
     };
-    // The program runs in a process group of its own (what it sends to its group must
-    // not reach the recorder), in the terminal's foreground if the recorder was; the
-    // guard gives the foreground back when the recording ends.
+    // The program runs in another process group than the recorder's (what it sends to its
+    // group must not reach the recorder), one that a holder process leads (so that the
+    // program's setsid() succeeds as natively), in the terminal's foreground if the
+    // recorder was; the guard gives the foreground back when the recording ends.
+    let group = spawn::GroupHolder::start()?;
+    let first_group = group.pid();
     let foreground = match opts.stdio {
         Stdio::Inherit => spawn::ForegroundGuard::for_stdin(),
         Stdio::Files { .. } => None,
@@ -915,7 +933,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         no_core: false,
         trap_tsc_no_new_privs: true,
         landlock: None,
-        own_process_group: true,
+        process_group: Some(first_group),
         foreground_tty: foreground.as_ref().map(spawn::ForegroundGuard::tty),
     };
     // The trace's files exist before the program starts: failing to create them stops
@@ -946,6 +964,8 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         fault: fault.clone(),
         threads: BTreeMap::from([(pid, Thread::new(Task::new(pid), pid, 0))]),
         leader: pid,
+        group: Some(group),
+        first_group,
         zombies: HashSet::new(),
         current: Some(pid),
         previous: None,

@@ -13,7 +13,10 @@ impl Recorder {
         let exit_unblocks = std::mem::take(&mut t.exit_unblocks);
         if sig == libc::SIGSEGV {
             let bytes = t.task.read_mem_partial(regs.rip, 3)?;
-            if let Some(insn) = Trapped::decode(&bytes) {
+            let own_fault = t.tsc_sigsegv;
+            if let Some(insn) = Trapped::decode(&bytes)
+                .filter(|&i| !(own_fault && matches!(i, Trapped::Rdtsc | Trapped::Rdtscp)))
+            {
                 let event = emulate(&mut t.task, insn, regs, &mut self.cpuid_seen)?;
                 if t.segv_blocked {
                     reblock_segv(&t.task)?;
@@ -281,7 +284,7 @@ impl Recorder {
     /// to a process group its parent's exit orphaned, signals other groups.
     pub(super) fn in_first_group(&self, tid: i32) -> bool {
         // SAFETY: plain syscall.
-        unsafe { libc::getpgid(tid) == self.leader }
+        unsafe { libc::getpgid(tid) == self.first_group }
     }
 
     /// Whether a signal was sent by one of the recorded processes (kill, tgkill...).

@@ -171,6 +171,18 @@ impl Recorder {
             // The library's fd, which the program does not know it has: as if closed.
             fake_ret = Some(-(libc::EBADF as i64));
         }
+        if sysno == nr::PRCTL && args[0] == libc::PR_SET_TSC as u64 {
+            // The recorder's trap stays armed; the program's setting is kept here and
+            // decides whose rdtsc fault it is (see `Thread::tsc_sigsegv`).
+            let t = self.threads.get_mut(&cur).expect("current");
+            fake_ret = Some(match args[1] as i32 {
+                libc::PR_TSC_ENABLE | libc::PR_TSC_SIGSEGV => {
+                    t.tsc_sigsegv = args[1] as i32 == libc::PR_TSC_SIGSEGV;
+                    0
+                }
+                _ => -(libc::EINVAL as i64),
+            });
+        }
         if sysno == nr::CHAOS_TICK {
             // Instrumented code asks for its next tick budget (see `crate::ticks`); a
             // longer one while no other thread can run, as the events so far say.
@@ -436,6 +448,7 @@ impl Recorder {
         let own_seccomp = self.own_seccomp_mode(cur);
         let t = self.threads.get_mut(&cur).expect("thread");
         let tgid = t.tgid;
+        let tsc_sigsegv = t.tsc_sigsegv;
         let Some(p) = t.pending.take() else {
             return Ok(());
         };
@@ -484,10 +497,15 @@ impl Recorder {
             };
             match p.nr {
                 // The recorder's own traps must not show: rdtsc faults (PR_SET_TSC) and
-                // cpuid faults (ARCH_SET_CPUID) only for the recorder, which the program
-                // cannot change (the table refuses both setters); natively both are off.
+                // cpuid faults (ARCH_SET_CPUID) only for the recorder; the program sees
+                // its own PR_SET_TSC setting (kept by the engine, see `tsc_sigsegv`).
                 nr::PRCTL if p.args[0] == libc::PR_GET_TSC as u64 && p.args[1] != 0 => {
-                    let enabled = (libc::PR_TSC_ENABLE as u32).to_le_bytes().to_vec();
+                    let mode = if tsc_sigsegv {
+                        libc::PR_TSC_SIGSEGV
+                    } else {
+                        libc::PR_TSC_ENABLE
+                    };
+                    let enabled = (mode as u32).to_le_bytes().to_vec();
                     task.write_mem(p.args[1], &enabled)?;
                     writes = vec![crate::trace::MemWrite {
                         addr: p.args[1],
@@ -574,6 +592,7 @@ impl Recorder {
                 writes.extend(super::self_memory::written(task, p.nr, &p.args, ret)?);
             }
         }
+        let maps_shared = shared_map.is_some();
         if let Some(name) = shared_map {
             self.events.push(&Event::SharedFile { tid: cur, name })?;
         }
@@ -587,6 +606,12 @@ impl Recorder {
         if emulated && p.exec_from.is_none() && !p.exec_happened {
             writes.extend(self.mark_writes_traced(cur)?);
             writes.extend(self.bump_fd_gen(cur, p.nr)?);
+        } else if maps_shared {
+            // The mapping process's own writes to the file are traced from here on, not
+            // from its next emulated call: a buffered pwrite right after the mmap (rr's
+            // shared_monitor), or a forked child's (its buffer is a copy), would not
+            // reach replay's copy of the file.
+            writes.extend(self.mark_writes_traced(cur)?);
         }
         writes.extend(filter_writes);
         writes.extend(restart_writes);

@@ -596,8 +596,10 @@ impl Replayer<'_> {
                             crate::record::signal::reblock_segv(&th.task)?;
                         }
                     }
+                    // A program that asked for PR_TSC_SIGSEGV gets its rdtsc's fault
+                    // (recorded as its signal): a trapped instruction too.
                     (
-                        None,
+                        _,
                         Event::Signal {
                             signo,
                             rip,

@@ -177,7 +177,7 @@ impl<'a> ReplaySession<'a> {
             landlock: sandbox
                 .as_ref()
                 .map(|s| std::os::fd::AsRawFd::as_raw_fd(&s.ruleset)),
-            own_process_group: false,
+            process_group: None,
             foreground_tty: None,
         };
         let pid = spawn::spawn_traced(&spec)?;

@@ -352,6 +352,11 @@ impl Replayer<'_> {
                 } else {
                     self.redo_brk(th.tgid, s.ret as u64, &mut th.task)?;
                 }
+                // An mmap that mapped a file shared marked the process's syscall
+                // buffers at record (writes are traced from then on).
+                for w in &s.writes {
+                    th.task.write_mem(w.addr, &w.data)?;
+                }
                 th.task.set_rax(s.ret as u64)?;
                 return Ok(Step::Done);
             }
