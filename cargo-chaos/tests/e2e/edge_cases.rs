@@ -546,6 +546,14 @@ fn a_program_in_namespaces_of_its_own_records_and_replays() {
     ten_times("namespaces", &[], 0);
 }
 
+/// A child's SIGCHLD (no handler) reaches its parent in a loop without system calls: the
+/// recording gives it at a preemption point, and replay used to skip the signal's stop
+/// as one of the replay's own SIGCHLDs and diverge (rr's sigchld_interrupt_signal).
+#[test]
+fn a_sigchld_given_at_a_preemption_point_replays() {
+    ten_times("sigchld_spin", &[], 0);
+}
+
 /// setsockopt(IPT_SO_SET_REPLACE) writes the replaced rules' counters through a pointer
 /// in its argument: recorded as the call's output (replay printed the 0xff bytes the
 /// program had filled the buffer with). In a network namespace of the program's own.

@@ -84,7 +84,14 @@ impl Replayer<'_> {
             return Err(self.diverge(ev, format!("could not be sent it ({e})")));
         }
         th.task.resume(Resume::Sysemu, 0)?;
-        match th.task.wait_skipping_sigchld()?.0 {
+        // A SIGCHLD is the stop awaited here, not one of the replay's own to skip: the
+        // replayed child's exit may have queued one already, which merges with ours.
+        let stop = if signo == libc::SIGCHLD {
+            th.task.wait()?
+        } else {
+            th.task.wait_skipping_sigchld()?.0
+        };
+        match stop {
             Stop::Signal(sig) if sig == signo => {}
             other => {
                 return Err(self.diverge(ev, format!("stopped with {other:?} instead")));
