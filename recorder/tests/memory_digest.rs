@@ -125,16 +125,10 @@ fn old_traces_keep_the_old_definition() {
     );
 }
 
-/// Format 6's digest and stack hash leave out a thread's dead stack (below `rsp - 128`),
-/// which differs between record and replay (ld.so's lazy-binding trampoline saves the
-/// extended state there with XSAVEC, whose bytes depend on which components the CPU
-/// reports in use), and keep everything else: the red zone, and memory below a stack
-/// pointer that is not known to be the thread's own stack
-/// (`tests/fixtures/c/dead_stack.c`, stopped, written into by the test as a tracer
-/// writes). Format 5's digest sees every write (the failure this fixes).
-#[test]
-fn the_dead_stack_below_the_red_zone_is_left_out() {
-    use recorder::preempt::stack_hash;
+/// Starts `tests/fixtures/c/dead_stack.c` and waits until it stops itself: the child,
+/// its pid and the five addresses it printed (MAIN, THREAD, THREAD_FS, NOGUARD and
+/// GUARDED: see the fixture's header).
+fn stopped_dead_stack() -> (std::process::Child, i32, Vec<u64>) {
     let exe = test_support::fixture!("dead_stack");
     let mut child = Command::new(exe)
         .stdout(Stdio::piped())
@@ -151,11 +145,25 @@ fn the_dead_stack_below_the_red_zone_is_left_out() {
         .map(|v| v.parse().expect("a number"))
         .collect();
     assert_eq!(f.len(), 5, "unexpected line {line:?}");
-    let (main, thread, thread_fs, noguard, guarded) = (f[0], f[1], f[2], f[3], f[4]);
     match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WUNTRACED)).expect("waitpid") {
         WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
         other => panic!("dead_stack: {other:?}"),
     }
+    (child, pid, f)
+}
+
+/// Format 6's digest and stack hash leave out a thread's dead stack (below `rsp - 128`),
+/// which differs between record and replay (ld.so's lazy-binding trampoline saves the
+/// extended state there with XSAVEC, whose bytes depend on which components the CPU
+/// reports in use), and keep everything else: the red zone, and memory below a stack
+/// pointer that is not known to be the thread's own stack
+/// (`tests/fixtures/c/dead_stack.c`, stopped, written into by the test as a tracer
+/// writes). Format 5's digest sees every write (the failure this fixes).
+#[test]
+fn the_dead_stack_below_the_red_zone_is_left_out() {
+    use recorder::preempt::stack_hash;
+    let (mut child, pid, f) = stopped_dead_stack();
+    let (main, thread, thread_fs, noguard, guarded) = (f[0], f[1], f[2], f[3], f[4]);
     let mut task = Task::new(pid);
     let main_fs = 0; // the main thread's descriptor is not on its stack; unused there
     let mut fill = 0x40u8;
@@ -230,27 +238,8 @@ fn the_dead_stack_below_the_red_zone_is_left_out() {
 /// runs on its parent's stack, below the parent's `rsp`).
 #[test]
 fn every_threads_dead_stack_is_left_out_from_format_10() {
-    let exe = test_support::fixture!("dead_stack");
-    let mut child = Command::new(exe)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start dead_stack");
-    let pid = child.id() as i32;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the line");
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().expect("a number"))
-        .collect();
-    assert_eq!(f.len(), 5, "unexpected line {line:?}");
+    let (mut child, pid, f) = stopped_dead_stack();
     let (main, thread, thread_fs) = (f[0], f[1], f[2]);
-    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WUNTRACED)).expect("waitpid") {
-        WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
-        other => panic!("dead_stack: {other:?}"),
-    }
     let mut task = Task::new(pid);
     let main_t = Preempted {
         rsp: main,

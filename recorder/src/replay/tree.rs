@@ -213,8 +213,7 @@ impl Replayer<'_> {
         }
         let tgid = if process { child } else { th.tgid };
         let mut task = Task::new(real);
-        let ns = crate::record::CLONE_NAMESPACES_LEFT_OUT_AT_REPLAY;
-        if nr == nr::CLONE && args[0] & ns != 0 {
+        if nr == nr::CLONE && args[0] & crate::record::CLONE_NAMESPACES_LEFT_OUT_AT_REPLAY != 0 {
             // The recorded child came out of the call with all its flags in rdi.
             crate::record::untraced_clone(&mut task, args[0] & !(libc::CLONE_UNTRACED as u64))?;
         }
