@@ -20,7 +20,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -658,8 +658,7 @@ fn read_members(
             }
             h.update(&buf[..n]);
             if let Some((file, out_path)) = &mut out {
-                file.write_all(&buf[..n])
-                    .map_err(io_err("write", out_path))?;
+                write_or_skip_zeros(file, &buf[..n]).map_err(io_err("write", out_path))?;
             }
             let before = meter.done;
             meter.add(count.get().saturating_sub(before));
@@ -668,6 +667,10 @@ fn read_members(
             return Err(corrupt(format!(
                 "member {path} ends after {got} of {size} bytes (truncated)"
             )));
+        }
+        if let Some((file, out_path)) = &out {
+            // A member ending in zeros ends in a hole: its length is set, not written.
+            file.set_len(got).map_err(io_err("write", out_path))?;
         }
         let actual = h.finalize().to_hex().to_string();
         if actual != *hash {
@@ -726,6 +729,19 @@ fn read_members(
     meter.finish();
 
     Ok((manifest, manifest_bytes))
+}
+
+/// Writes `chunk` at `file`'s position, or, when it is all zeros, moves the position past
+/// it and leaves a hole: a member of zeros (a sparse file packed from a recording) takes no
+/// space in the cache. The file is new, so a hole reads as the zeros it stands for; the
+/// caller sets the length at the end, in case the member ends in one.
+fn write_or_skip_zeros(file: &mut File, chunk: &[u8]) -> io::Result<()> {
+    if chunk.iter().all(|&b| b == 0) {
+        file.seek(SeekFrom::Current(chunk.len() as i64))?;
+        Ok(())
+    } else {
+        file.write_all(chunk)
+    }
 }
 
 /// Reads only the manifest of an archive (the first member), without verifying the rest.

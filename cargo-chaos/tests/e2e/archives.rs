@@ -146,6 +146,19 @@ fn an_archive_past_the_size_limit_is_refused_naming_the_flag_and_accepted_with_i
         "{}",
         accepted.show()
     );
+    // The member of zeros is a hole in the cache, not 1.06 GiB of disk.
+    let padding: Vec<String> = tree(&cache)
+        .into_iter()
+        .filter(|p| p.ends_with("/padding"))
+        .collect();
+    assert_eq!(padding.len(), 1, "{padding:?}");
+    let meta = std::fs::metadata(&padding[0]).unwrap();
+    assert_eq!(meta.len(), bomb);
+    let on_disk = std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
+    assert!(
+        on_disk < 16 << 20,
+        "the padding takes {on_disk} bytes of disk"
+    );
 }
 
 #[test]
