@@ -554,6 +554,15 @@ fn a_sigchld_given_at_a_preemption_point_replays() {
     ten_times("sigchld_spin", &[], 0);
 }
 
+/// Children SIGKILLed just as their pipe reads return: the recorder met a task that died
+/// while it handled that read's exit stop (its memory or registers already gone) and
+/// failed the recording with "task N is gone" or "Bad address" (5 of 6 recordings of
+/// rr's desched_sigkill). Such a thread's call now just has no exit in the trace.
+#[test]
+fn children_killed_as_their_reads_return_record_and_replay() {
+    ten_times("killed_readers", &[], 0);
+}
+
 /// setsockopt(IPT_SO_SET_REPLACE) writes the replaced rules' counters through a pointer
 /// in its argument: recorded as the call's output (replay printed the 0xff bytes the
 /// program had filled the buffer with). In a network namespace of the program's own.

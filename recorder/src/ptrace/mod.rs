@@ -607,6 +607,35 @@ pub fn wait_own() -> Result<(i32, Stop)> {
     }
 }
 
+/// Whether task `tid` is on its way out: gone from `/proc`, a zombie, or with a SIGKILL
+/// pending (for it or its process). A SIGKILL ends a task even in a ptrace stop, and its
+/// memory and registers go away before the tracer hears of it: an error met while
+/// handling such a task's last stop says only that it died under us.
+pub fn dying(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{tid}/stat")) else {
+        return true;
+    };
+    // The state follows the command name, which may hold spaces and parentheses.
+    let state = stat
+        .rfind(')')
+        .and_then(|at| stat[at + 1..].split_whitespace().next());
+    if matches!(state, Some("Z" | "X" | "x") | None) {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return true;
+    };
+    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
+    status.lines().any(|line| {
+        let pending = line
+            .strip_prefix("SigPnd:")
+            .or_else(|| line.strip_prefix("ShdPnd:"));
+        pending
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & SIGKILL_BIT != 0)
+    })
+}
+
 /// Waits until a task has ended and returns how; a task still stopped somewhere (an
 /// exit stop, a signal stop) is let go on dying. A task already gone counts as exited.
 pub fn reap(tid: i32) -> Stop {
@@ -672,3 +701,38 @@ pub const OPTIONS: libc::c_int = libc::PTRACE_O_TRACESYSGOOD
     | libc::PTRACE_O_TRACECLONE
     | libc::PTRACE_O_TRACEFORK
     | libc::PTRACE_O_TRACEVFORK;
+
+#[cfg(test)]
+mod tests {
+    use super::dying;
+
+    #[test]
+    fn a_live_task_is_not_dying_and_a_zombie_or_a_missing_one_is() {
+        assert!(!dying(std::process::id() as i32));
+        // SAFETY: the child only calls _exit.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // SAFETY: async-signal-safe exit of the forked child.
+            unsafe { libc::_exit(0) };
+        }
+        assert!(child > 0);
+        // Exited and not reaped (waitid with WNOWAIT waits for that): a zombie.
+        // SAFETY: siginfo_t is plain data; all zeros is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid with WNOWAIT leaves the child a zombie.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                child as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(r, 0);
+        assert!(dying(child));
+        let mut status = 0;
+        // SAFETY: reaps our own child.
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(dying(child));
+    }
+}

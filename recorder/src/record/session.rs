@@ -109,7 +109,12 @@ impl Recorder {
                 }
             };
             self.end_slice(cur);
-            match self.on_stop(cur, stop)? {
+            let next = match self.on_stop(cur, stop) {
+                Ok(next) => next,
+                Err(e) if self.died_under_us(cur, &e) => Next::Switch,
+                Err(e) => return Err(e),
+            };
+            match next {
                 Next::Continue => {}
                 Next::Switch => {
                     self.previous = Some(cur);
@@ -186,7 +191,12 @@ impl Recorder {
             match t.state {
                 Where::Unblocked(ret) => {
                     t.state = Where::Ready(0);
-                    self.on_exit(tid, ret)?;
+                    match self.on_exit(tid, ret) {
+                        Ok(()) => {}
+                        // Killed after its call returned: choose again.
+                        Err(e) if self.died_under_us(tid, &e) => continue,
+                        Err(e) => return Err(e),
+                    }
                 }
                 Where::Held => {
                     // Its file is free: the call starts from its entry, as if just made.
@@ -348,7 +358,13 @@ impl Recorder {
         match stop {
             Stop::Syscall => {
                 let t = self.threads.get_mut(&tid).expect("known thread");
-                match t.task.syscall_stop()? {
+                let at = match t.task.syscall_stop() {
+                    Ok(at) => at,
+                    Err(e) if self.died_under_us(tid, &e) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let t = self.threads.get_mut(&tid).expect("known thread");
+                match at {
                     SyscallStop::Exit { ret, rip } if t.state == Where::Blocked => {
                         t.state = Where::Unblocked(ret);
                         t.exit_rip = Some(rip);
@@ -401,6 +417,26 @@ impl Recorder {
                 hint: "report this as a bug".into(),
             }),
         }
+    }
+
+    /// Whether `e`, met while handling thread `tid`'s stop, only says that a SIGKILL took
+    /// the thread away meanwhile (its memory or registers went first; see
+    /// [`crate::ptrace::dying`]). If so, the thread is left to wait for its end, which a
+    /// later wait reports like any thread's; the call it was in has no exit in the
+    /// trace, as for a thread killed while blocked.
+    pub(super) fn died_under_us(&mut self, tid: i32, e: &Error) -> bool {
+        let may_be_death = matches!(
+            e,
+            Error::TaskGone { .. } | Error::Memory { .. } | Error::Ptrace { .. }
+        );
+        if !may_be_death || !crate::ptrace::dying(tid) {
+            return false;
+        }
+        tracing::debug!("thread {tid} was killed while its stop was handled ({e})");
+        if let Some(t) = self.threads.get_mut(&tid) {
+            t.state = Where::Blocked;
+        }
+        true
     }
 
     /// Whether a thread of process `tgid` is in an execve.
