@@ -10,6 +10,16 @@ pub const ARCH_SET_CPUID: u64 = 0x1012;
 /// `PTRACE_GET_SYSCALL_INFO` report it.
 pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 
+/// The scheduler state letter of task `tid` in `/proc/TID/stat` (`R` running, `S`
+/// sleeping, `D` uninterruptible, `t` a ptrace stop, `Z` zombie...), or `None` when the
+/// task is gone.
+pub fn task_state(tid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
+    // The state follows the command name, which may hold spaces and parentheses.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().next()?.chars().next()
+}
+
 /// Restart codes a system call returns when a signal interrupted it. The program never
 /// sees them: on the way back to user mode the kernel restarts the call, or turns them
 /// into `EINTR` when a handler runs. A tracer sees them at the exit stop.

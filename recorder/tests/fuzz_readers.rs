@@ -323,6 +323,11 @@ fn event() -> impl Strategy<Value = Event> {
                 data,
             }
         }),
+        (any::<i32>(), addr(), bytes(12)).prop_map(|(tid, addr, data)| Event::KernelWrite {
+            tid,
+            addr,
+            data
+        }),
     ]
 }
 

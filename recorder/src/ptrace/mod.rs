@@ -612,14 +612,7 @@ pub fn wait_own() -> Result<(i32, Stop)> {
 /// memory and registers go away before the tracer hears of it: an error met while
 /// handling such a task's last stop says only that it died under us.
 pub fn dying(tid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{tid}/stat")) else {
-        return true;
-    };
-    // The state follows the command name, which may hold spaces and parentheses.
-    let state = stat
-        .rfind(')')
-        .and_then(|at| stat[at + 1..].split_whitespace().next());
-    if matches!(state, Some("Z" | "X" | "x") | None) {
+    if matches!(crate::kernel::task_state(tid), Some('Z' | 'X' | 'x') | None) {
         return true;
     }
     let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {

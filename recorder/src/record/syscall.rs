@@ -281,16 +281,70 @@ impl Recorder {
                 .regs()
                 .ok()
                 .map(|r| crate::preempt::memory::Preempted::of(&r));
+            let pi_word = special::pi_lock_waits(sysno, &args)
+                .then(|| t.task.read_mem(args[0], 4).ok())
+                .flatten();
             match t.task.resume(Resume::Syscall, 0) {
                 Ok(()) => {}
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e),
             }
             t.state = Where::Blocked;
+            if let Some(before) = pi_word {
+                self.await_pi_waiter(cur, args[0], &before)?;
+            }
             return Ok(Next::Switch);
         }
         self.threads.get_mut(&cur).expect("current").pending = Some(pending);
         Ok(Next::Continue)
+    }
+
+    /// A thread in `FUTEX_LOCK_PI` was let into the kernel: before another thread runs,
+    /// wait until the call has either returned (its exit stop, which records the lock's
+    /// word) or put the thread to sleep, having set the waiters bit in the word at
+    /// `addr`, which read `before` at the entry. A changed word is recorded where it
+    /// changed ([`Event::KernelWrite`]): the owner's unlock reads it next.
+    fn await_pi_waiter(&mut self, cur: i32, addr: u64, before: &[u8]) -> Result<()> {
+        const FUTEX_WAITERS: u32 = 0x8000_0000;
+        // The kernel sets the bit within microseconds; this bounds a thread stuck
+        // elsewhere in the kernel (a page fault on the word that waits for I/O).
+        const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+        let started = std::time::Instant::now();
+        loop {
+            match crate::kernel::task_state(cur) {
+                // Returned (a ptrace stop), or gone: its exit says the rest.
+                None | Some('t' | 'T' | 'Z' | 'X' | 'x') => return Ok(()),
+                Some('S' | 'D') => {
+                    let t = self.threads.get_mut(&cur).expect("current");
+                    let Ok(word) = t.task.read_mem(addr, 4) else {
+                        return Ok(());
+                    };
+                    let value = u32::from_le_bytes(word[..].try_into().expect("4 bytes"));
+                    if value & FUTEX_WAITERS != 0 {
+                        if word != before {
+                            self.events.push(&Event::KernelWrite {
+                                tid: cur,
+                                addr,
+                                data: word,
+                            })?;
+                        }
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            if started.elapsed() > PATIENCE {
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "thread {cur} entered FUTEX_LOCK_PI on {addr:#x} and neither returned \
+                         nor went to sleep on it within {PATIENCE:?}"
+                    ),
+                    hint: "report this as a bug; use an ordinary mutex meanwhile".into(),
+                });
+            }
+            // The engine shares the thread's core: let it run.
+            std::thread::yield_now();
+        }
     }
 
     /// A call whose number the kernel does not have (`syscall(-1)`, numbers past the
@@ -590,6 +644,14 @@ impl Recorder {
             }
             if self.mem_file_opened {
                 writes.extend(super::self_memory::written(task, p.nr, &p.args, ret)?);
+            }
+        }
+        if let (Some(word), None) = (special::pi_futex_word(p.nr, &p.args), p.fake_ret) {
+            // Whatever the call returned (a timeout, a deadlock refused, an interruption),
+            // the kernel may have written the lock's word: its value now. Unreadable
+            // only when the call failed with EFAULT, having written nothing.
+            if let Ok(data) = task.read_mem(word, 4) {
+                writes.push(crate::trace::MemWrite { addr: word, data });
             }
         }
         let maps_shared = shared_map.is_some();

@@ -455,6 +455,11 @@ impl Replayer<'_> {
                 self.write_shared(ev, name, *offset, data)?;
                 return Ok(Step::Done);
             }
+            // The thread stays where it is (held at its blocked call's entry).
+            Event::KernelWrite { addr, data, .. } => {
+                th.task.write_mem(*addr, data)?;
+                return Ok(Step::Done);
+            }
             _ => {}
         }
         // Every event below resumes the thread, except a signal given at this stop.

@@ -589,6 +589,7 @@ impl Replayer<'_> {
             ev,
             Event::SharedFile { .. }
                 | Event::SharedFileWrite { .. }
+                | Event::KernelWrite { .. }
                 | Event::Exec(_)
                 | Event::Signal { injected: true, .. }
                 | Event::SignalAtPoint { .. }

@@ -25,7 +25,9 @@ pub enum Handling {
 }
 
 /// Whether this request of a `may_block` row returns at once whatever other threads do:
-/// the futex operations that only wake or requeue waiters. The engine then runs the call
+/// the futex operations that only wake or requeue waiters (and a priority-inheritance
+/// lock's unlock and try-lock, which hand over or take a lock without waiting). The
+/// engine then runs the call
 /// to its exit before another thread runs, so its effects are recorded before those of
 /// the threads it wakes (FUTEX_WAKE_OP writes its second word and then wakes: a woken
 /// thread reads that word, and the program may exit before the waker's exit stop would
@@ -40,9 +42,37 @@ pub fn never_blocks(sysno: u64, args: &[u64; 6]) -> bool {
                 | libc::FUTEX_REQUEUE
                 | libc::FUTEX_CMP_REQUEUE
                 | FUTEX_WAKE_BITSET
+                | libc::FUTEX_UNLOCK_PI
+                | libc::FUTEX_TRYLOCK_PI
         ),
         _ => false,
     }
+}
+
+/// `FUTEX_LOCK_PI2`, which the libc crate does not name.
+const FUTEX_LOCK_PI2: i32 = 13;
+
+/// The lock word of a priority-inheritance futex operation (lock, try-lock, unlock):
+/// the kernel writes it (the owner's tid, the waiters bit), so the call's event carries
+/// its value afterwards, whatever the call returned.
+pub fn pi_futex_word(sysno: u64, args: &[u64; 6]) -> Option<u64> {
+    let pi = sysno == nr::FUTEX
+        && matches!(
+            args[1] as i32 & libc::FUTEX_CMD_MASK,
+            libc::FUTEX_LOCK_PI | FUTEX_LOCK_PI2 | libc::FUTEX_TRYLOCK_PI | libc::FUTEX_UNLOCK_PI
+        );
+    pi.then_some(args[0])
+}
+
+/// Whether the call takes a priority-inheritance lock, waiting for it: as it goes to
+/// sleep, the kernel sets the waiters bit in the lock's word (see
+/// [`crate::trace::Event::KernelWrite`]).
+pub fn pi_lock_waits(sysno: u64, args: &[u64; 6]) -> bool {
+    sysno == nr::FUTEX
+        && matches!(
+            args[1] as i32 & libc::FUTEX_CMD_MASK,
+            libc::FUTEX_LOCK_PI | FUTEX_LOCK_PI2
+        )
 }
 
 /// How a special syscall is handled.
@@ -64,9 +94,8 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         | nr::PROCESS_VM_WRITEV
         | nr::SETSOCKOPT => Handling::Here,
         nr::FUTEX => match args[1] as i32 & libc::FUTEX_CMD_MASK {
-            libc::FUTEX_LOCK_PI | libc::FUTEX_UNLOCK_PI | libc::FUTEX_TRYLOCK_PI | libc::FUTEX_WAIT_REQUEUE_PI
-            | libc::FUTEX_CMP_REQUEUE_PI | 13 /* FUTEX_LOCK_PI2 */ => {
-                Handling::Unsupported("priority-inheritance futexes (PTHREAD_PRIO_INHERIT mutexes) are not supported: the kernel rewrites their lock word for a waiting thread at a moment the recorder cannot place (see the README's Limitations); use ordinary mutexes in the code under test")
+            libc::FUTEX_WAIT_REQUEUE_PI | libc::FUTEX_CMP_REQUEUE_PI => {
+                Handling::Unsupported("condition variables requeued onto priority-inheritance mutexes (FUTEX_WAIT_REQUEUE_PI) are not supported: the kernel takes the mutex for the woken waiter, rewriting its word at a moment the recorder cannot place; use a condition variable with an ordinary mutex in the code under test")
             }
             _ => Handling::Here,
         },
@@ -500,16 +529,17 @@ mod tests {
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 
-    /// The one request refused here: priority-inheritance futex operations.
+    /// The requests refused here: the requeue of a condition variable's waiters onto a
+    /// priority-inheritance futex.
     #[test]
-    fn only_priority_inheritance_futexes_are_refused_here() {
+    fn only_requeues_onto_priority_inheritance_futexes_are_refused_here() {
         for op in 0..16 {
             let refused = matches!(
                 handling(nr::FUTEX, &[0, op, 0, 0, 0, 0]),
                 Handling::Unsupported(_)
             );
-            let pi = [6, 7, 8, 11, 12, 13].contains(&op);
-            assert_eq!(refused, pi, "futex op {op}");
+            let requeue_pi = [11, 12].contains(&op);
+            assert_eq!(refused, requeue_pi, "futex op {op}");
         }
     }
 }

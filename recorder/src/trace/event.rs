@@ -242,6 +242,20 @@ pub enum Event {
         #[serde(with = "serde_bytes")]
         info: Vec<u8>,
     },
+    /// The kernel wrote into the program's memory on behalf of a thread that went to
+    /// sleep in a blocking call, before any other thread ran (format 12): the waiters
+    /// bit of a priority-inheritance futex, which `FUTEX_LOCK_PI` sets in the lock's word
+    /// as its thread goes to sleep, and which the owner's unlock then reads. Replay,
+    /// holding the thread at that call's entry, writes the same bytes here.
+    KernelWrite {
+        /// The sleeping thread.
+        tid: i32,
+        /// Where.
+        addr: u64,
+        /// The bytes there once the thread slept.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 impl Event {
@@ -261,6 +275,7 @@ impl Event {
             | Event::Exit { tid, .. }
             | Event::SharedFile { tid, .. }
             | Event::SharedFileWrite { tid, .. }
+            | Event::KernelWrite { tid, .. }
             | Event::Filtered { tid, .. } => *tid,
         }
     }
@@ -271,7 +286,7 @@ impl Event {
             Event::Exec(e) => e.memory.iter().map(|w| w.data.len()).sum(),
             Event::Syscall(s) => s.writes.iter().map(|w| w.data.len()).sum(),
             Event::Signal { info, .. } | Event::SignalAtPoint { info, .. } => info.len(),
-            Event::SharedFileWrite { data, .. } => data.len(),
+            Event::SharedFileWrite { data, .. } | Event::KernelWrite { data, .. } => data.len(),
             _ => 0,
         }
     }
@@ -394,6 +409,10 @@ impl Event {
             Event::SharedFileWrite {
                 name, offset, data, ..
             } => format!("wrote {} bytes at {offset} of shared {name}", data.len()),
+            Event::KernelWrite { addr, data, .. } => format!(
+                "the kernel wrote {} bytes at {addr:#x} as the thread slept",
+                data.len()
+            ),
             Event::Filtered {
                 nr, args, verdict, ..
             } => {

@@ -114,6 +114,10 @@ pub fn event(index: u64, ev: &Event) -> std::result::Result<(), String> {
         {
             bad(format!("writes past the largest file offset ({offset:#x})"))
         }
+        Event::KernelWrite { data, .. } if data.is_empty() || data.len() > 8 => bad(format!(
+            "a kernel write of {} bytes (the kernel's own writes recorded are 4 bytes)",
+            data.len()
+        )),
         _ => Ok(()),
     }
 }
