@@ -578,6 +578,14 @@ fn priority_inheritance_mutexes_record_and_replay() {
     ten_times("pi_mutex", &[], 0);
 }
 
+/// A parent writes into its child's memory through /proc/CHILD/mem (a variable, a
+/// constant on a read-only page, random bytes): the recording stopped at the first
+/// write; now the bytes are recorded as a write into the child, which replay makes.
+#[test]
+fn writes_into_a_child_through_its_memory_file_record_and_replay() {
+    ten_times("proc_mem_child", &[], 0);
+}
+
 /// setsockopt(IPT_SO_SET_REPLACE) writes the replaced rules' counters through a pointer
 /// in its argument: recorded as the call's output (replay printed the 0xff bytes the
 /// program had filled the buffer with). In a network namespace of the program's own.

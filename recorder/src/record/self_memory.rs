@@ -4,8 +4,10 @@
 //! trace), so the bytes that landed are recorded as the call's memory effects, as a
 //! read's buffer is, and replay writes them at the same addresses.
 //!
-//! Only the caller's own process: a write into another process's memory (its
-//! `/proc/PID/mem`) stops the recording, since replay could not place it.
+//! A write into another process of the recording (its `/proc/PID/mem`, rr's proc_mem
+//! test) lands in that process: the engine reads the bytes there after the call and
+//! records them as a [`crate::trace::Event::KernelWrite`] of one of its threads, which
+//! replay writes into it at that point. A process outside the recording stops it.
 //!
 //! Writes are only looked at once the program has opened a path whose last component
 //! is `mem` ([`opens_a_mem_file`]): one `readlink` per write would cost every program.
@@ -31,28 +33,60 @@ pub fn opens_a_mem_file(task: &mut Task, sysno: u64, args: &[u64; 6]) -> bool {
         .is_ok_and(|p| p == b"mem" || p.ends_with(b"/mem"))
 }
 
+/// Where a write through a process memory file landed.
+pub enum MemFileWrite {
+    /// In the caller's own process: a memory effect of the call.
+    Own(MemWrite),
+    /// In another process: `len` bytes at `addr` of process `pid`.
+    Other {
+        /// The process written.
+        pid: i32,
+        /// Where.
+        addr: u64,
+        /// How many bytes.
+        len: usize,
+    },
+}
+
 /// After a write-family call of `task` that returned `ret`: if it wrote to a
 /// `/proc/PID/mem` file, the memory it changed.
-pub fn written(task: &mut Task, sysno: u64, args: &[u64; 6], ret: i64) -> Result<Option<MemWrite>> {
+pub fn written(
+    task: &mut Task,
+    sysno: u64,
+    args: &[u64; 6],
+    ret: i64,
+) -> Result<Option<MemFileWrite>> {
     if ret <= 0 || OutputFds::write_kind(sysno).is_none() {
         return Ok(None);
     }
     let Some(pid) = mem_file_of(task.tid, args[0]) else {
         return Ok(None);
     };
-    if Some(pid) != thread_group(task.tid) {
-        return Err(Error::Unsupported {
-            what: format!("a write into the memory of process {pid} through /proc/{pid}/mem"),
-            hint: "writing another process's memory cannot be replayed yet; writing the \
-                   program's own memory is supported"
-                .into(),
-        });
-    }
     let addr = write_offset(task.tid, sysno, args, ret)?;
-    Ok(Some(MemWrite {
+    if Some(pid) != thread_group(task.tid) {
+        return Ok(Some(MemFileWrite::Other {
+            pid,
+            addr,
+            len: ret as usize,
+        }));
+    }
+    Ok(Some(MemFileWrite::Own(MemWrite {
         addr,
         data: task.read_mem(addr, ret as usize)?,
-    }))
+    })))
+}
+
+/// The error for a write into process `pid`, which is not part of the recording.
+pub fn outside_the_recording(pid: i32) -> Error {
+    Error::Unsupported {
+        what: format!(
+            "a write into the memory of process {pid} through /proc/{pid}/mem, which the \
+             recording does not include"
+        ),
+        hint: "replay cannot change a process it does not run; writing the memory of the \
+               program's own processes is supported"
+            .into(),
+    }
 }
 
 /// Whether `fd` of thread `tid` is a process memory file.

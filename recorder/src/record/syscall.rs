@@ -2,6 +2,7 @@
 //! engine, held, blocked, let run) and the inputs are hashed; at exit, the result and
 //! the memory written become the `Syscall` event.
 
+use super::self_memory::MemFileWrite;
 use super::*;
 
 impl Recorder {
@@ -299,6 +300,23 @@ impl Recorder {
         Ok(Next::Continue)
     }
 
+    /// A call wrote `len` bytes at `addr` into process `pid` through its memory file:
+    /// the bytes there now become a [`Event::KernelWrite`] of one of its threads (its
+    /// leader while it lives), for replay to write at this point.
+    fn record_write_into(&mut self, pid: i32, addr: u64, len: usize) -> Result<()> {
+        let target = if self.threads.get(&pid).is_some_and(|t| t.tgid == pid) {
+            Some(pid)
+        } else {
+            self.members(pid).into_iter().next()
+        };
+        let Some(tid) = target else {
+            return Err(super::self_memory::outside_the_recording(pid));
+        };
+        let t = self.threads.get_mut(&tid).expect("a member");
+        let data = t.task.read_mem(addr, len)?;
+        self.events.push(&Event::KernelWrite { tid, addr, data })
+    }
+
     /// A thread in `FUTEX_LOCK_PI` was let into the kernel: before another thread runs,
     /// wait until the call has either returned (its exit stop, which records the lock's
     /// word) or put the thread to sleep, having set the waiters bit in the word at
@@ -527,6 +545,7 @@ impl Recorder {
         let mut file = None;
         let mut shared_map = None;
         let mut shared_write = None;
+        let mut other_process_write = None;
         if let (Some(request), true) = (&p.unknown_request, ret >= 0) {
             return Err(Error::UnsupportedSyscall {
                 name: syscalls::name_of(p.nr),
@@ -643,7 +662,13 @@ impl Recorder {
                 self.mem_file_opened = super::self_memory::opens_a_mem_file(task, p.nr, &p.args);
             }
             if self.mem_file_opened {
-                writes.extend(super::self_memory::written(task, p.nr, &p.args, ret)?);
+                match super::self_memory::written(task, p.nr, &p.args, ret)? {
+                    Some(MemFileWrite::Own(w)) => writes.push(w),
+                    Some(MemFileWrite::Other { pid, addr, len }) => {
+                        other_process_write = Some((pid, addr, len));
+                    }
+                    None => {}
+                }
             }
         }
         if let (Some(word), None) = (special::pi_futex_word(p.nr, &p.args), p.fake_ret) {
@@ -697,6 +722,9 @@ impl Recorder {
                 offset,
                 data,
             })?;
+        }
+        if let Some((pid, addr, len)) = other_process_write {
+            self.record_write_into(pid, addr, len)?;
         }
         if p.exec_happened && ret == 0 {
             // A new image: arm the traps again (exec clears CPUID faulting) and capture it.

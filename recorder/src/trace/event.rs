@@ -242,17 +242,18 @@ pub enum Event {
         #[serde(with = "serde_bytes")]
         info: Vec<u8>,
     },
-    /// The kernel wrote into the program's memory on behalf of a thread that went to
-    /// sleep in a blocking call, before any other thread ran (format 12): the waiters
-    /// bit of a priority-inheritance futex, which `FUTEX_LOCK_PI` sets in the lock's word
-    /// as its thread goes to sleep, and which the owner's unlock then reads. Replay,
-    /// holding the thread at that call's entry, writes the same bytes here.
+    /// The kernel wrote into a thread's memory outside the thread's own calls (format
+    /// 12): the waiters bit of a priority-inheritance futex, which `FUTEX_LOCK_PI` sets
+    /// in the lock's word as its thread goes to sleep (the owner's unlock reads it), or
+    /// what another process of the recording wrote through this one's
+    /// `/proc/PID/mem`. Replay writes the same bytes at this point, leaving the thread
+    /// where it is (held at a blocked call's entry, or stopped).
     KernelWrite {
-        /// The sleeping thread.
+        /// A thread of the process written.
         tid: i32,
         /// Where.
         addr: u64,
-        /// The bytes there once the thread slept.
+        /// The bytes there after the write.
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
@@ -410,7 +411,7 @@ impl Event {
                 name, offset, data, ..
             } => format!("wrote {} bytes at {offset} of shared {name}", data.len()),
             Event::KernelWrite { addr, data, .. } => format!(
-                "the kernel wrote {} bytes at {addr:#x} as the thread slept",
+                "the kernel wrote {} bytes at {addr:#x} of the thread's memory",
                 data.len()
             ),
             Event::Filtered {

@@ -114,10 +114,14 @@ pub fn event(index: u64, ev: &Event) -> std::result::Result<(), String> {
         {
             bad(format!("writes past the largest file offset ({offset:#x})"))
         }
-        Event::KernelWrite { data, .. } if data.is_empty() || data.len() > 8 => bad(format!(
-            "a kernel write of {} bytes (the kernel's own writes recorded are 4 bytes)",
-            data.len()
-        )),
+        Event::KernelWrite { addr, data, .. }
+            if data.is_empty() || addr.checked_add(data.len() as u64).is_none() =>
+        {
+            bad(format!(
+                "a kernel write of {} bytes at {addr:#x} (empty, or past the end of memory)",
+                data.len()
+            ))
+        }
         _ => Ok(()),
     }
 }
