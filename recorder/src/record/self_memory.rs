@@ -80,8 +80,8 @@ pub fn written(
 pub fn outside_the_recording(pid: i32) -> Error {
     Error::Unsupported {
         what: format!(
-            "a write into the memory of process {pid} through /proc/{pid}/mem, which the \
-             recording does not include"
+            "a write into the memory of process {pid} (through /proc/{pid}/mem or \
+             process_vm_writev), which the recording does not include"
         ),
         hint: "replay cannot change a process it does not run; writing the memory of the \
                program's own processes is supported"

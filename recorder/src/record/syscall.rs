@@ -300,7 +300,8 @@ impl Recorder {
         Ok(Next::Continue)
     }
 
-    /// A call wrote `len` bytes at `addr` into process `pid` through its memory file:
+    /// A call wrote `len` bytes at `addr` into process `pid` (through its memory file,
+    /// or `process_vm_writev`):
     /// the bytes there now become a [`Event::KernelWrite`] of one of its threads (its
     /// leader while it lives), for replay to write at this point.
     fn record_write_into(&mut self, pid: i32, addr: u64, len: usize) -> Result<()> {
@@ -545,7 +546,7 @@ impl Recorder {
         let mut file = None;
         let mut shared_map = None;
         let mut shared_write = None;
-        let mut other_process_write = None;
+        let mut other_process_writes = Vec::new();
         if let (Some(request), true) = (&p.unknown_request, ret >= 0) {
             return Err(Error::UnsupportedSyscall {
                 name: syscalls::name_of(p.nr),
@@ -661,11 +662,18 @@ impl Recorder {
             if !self.mem_file_opened {
                 self.mem_file_opened = super::self_memory::opens_a_mem_file(task, p.nr, &p.args);
             }
+            if p.nr == nr::PROCESS_VM_WRITEV && p.entry.extra.first() == Some(&0) {
+                // Into another process: its bytes are recorded after the event.
+                let pid = p.args[0] as i32;
+                for (addr, len) in special::remote_ranges_written(task, &p.args, ret)? {
+                    other_process_writes.push((pid, addr, len));
+                }
+            }
             if self.mem_file_opened {
                 match super::self_memory::written(task, p.nr, &p.args, ret)? {
                     Some(MemFileWrite::Own(w)) => writes.push(w),
                     Some(MemFileWrite::Other { pid, addr, len }) => {
-                        other_process_write = Some((pid, addr, len));
+                        other_process_writes.push((pid, addr, len));
                     }
                     None => {}
                 }
@@ -723,7 +731,7 @@ impl Recorder {
                 data,
             })?;
         }
-        if let Some((pid, addr, len)) = other_process_write {
+        for (pid, addr, len) in other_process_writes {
             self.record_write_into(pid, addr, len)?;
         }
         if p.exec_happened && ret == 0 {

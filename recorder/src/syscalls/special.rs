@@ -7,7 +7,7 @@
 
 use super::effects::{read_iovecs, EntryState};
 use super::nr;
-use crate::errors::{Error, Result};
+use crate::errors::Result;
 use crate::ptrace::Task;
 use crate::trace::MemWrite;
 
@@ -266,20 +266,34 @@ pub fn capture_entry(
             st.extra.extend([m.namelen as u64, m.controllen]);
         }
     }
-    if sysno == nr::PROCESS_VM_WRITEV && Some(args[0] as i32) != thread_group(task.tid) {
-        // Replay writes into the caller's memory only; another process's would change
-        // behind its back.
-        return Err(Error::Unsupported {
-            what: format!(
-                "process_vm_writev into process {}, another process than the caller",
-                args[0] as i32
-            ),
-            hint: "writing another process's memory cannot be replayed yet; writing the \
-                   program's own memory is supported"
-                .into(),
-        });
+    if sysno == nr::PROCESS_VM_WRITEV {
+        // Whether it writes into the caller's own process (its outputs, below) or into
+        // another one (the engine records that process's bytes after the call).
+        st.extra = vec![u64::from(Some(args[0] as i32) == thread_group(task.tid))];
     }
     Ok(())
+}
+
+/// The remote ranges a `process_vm_writev` that returned `ret` filled: its remote
+/// iovecs, in order, up to `ret` bytes.
+pub fn remote_ranges_written(
+    task: &mut Task,
+    args: &[u64; 6],
+    ret: i64,
+) -> Result<Vec<(u64, usize)>> {
+    let mut left = ret.max(0) as u64;
+    let mut out = Vec::new();
+    for (base, len) in read_iovecs(task, args[3], args[4])? {
+        if left == 0 {
+            break;
+        }
+        let take = len.min(left);
+        if take > 0 {
+            out.push((base, take as usize));
+        }
+        left -= take;
+    }
+    Ok(out)
 }
 
 /// The process (thread group) of thread `tid`, from `/proc/TID/status`.
@@ -365,17 +379,11 @@ pub fn outputs(
         nr::FUTEX if args[1] as i32 & libc::FUTEX_CMD_MASK == libc::FUTEX_WAKE_OP => {
             grab(task, args[4], 4)?
         }
-        nr::PROCESS_VM_WRITEV => {
+        nr::PROCESS_VM_WRITEV if st.extra.first() == Some(&1) => {
             // Into the caller's own memory (see `capture_entry`): what landed in the
             // remote iovecs, `ret` bytes in their order, is written again at replay.
-            let mut left = ret.max(0) as u64;
-            for (base, len) in read_iovecs(task, args[3], args[4])? {
-                if left == 0 {
-                    break;
-                }
-                let take = len.min(left);
-                grab(task, base, take as usize)?;
-                left -= take;
+            for (base, len) in remote_ranges_written(task, args, ret)? {
+                grab(task, base, len)?;
             }
         }
         _ => {}
