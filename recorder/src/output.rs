@@ -1,6 +1,9 @@
 //! Which of the program's file descriptors are its stdout and stderr, followed through
-//! dup, dup2, dup3, fcntl(F_DUPFD) and close, so that replay can echo what the replayed
-//! program writes there.
+//! dup, dup2, dup3, fcntl(F_DUPFD), close and `pidfd_getfd` (an fd taken from another
+//! process of the program, through a pidfd from `pidfd_open`), so that replay can echo
+//! what the replayed program writes there. Not followed: fds passed over a unix socket
+//! (`SCM_RIGHTS`) and pidfds from `clone(CLONE_PIDFD)`; writes through those are
+//! recorded and replayed, but not echoed.
 
 use std::collections::HashMap;
 
@@ -19,14 +22,38 @@ pub enum Stream {
 #[derive(Debug, Clone)]
 pub struct OutputFds {
     fds: HashMap<u64, Stream>,
+    /// The pidfds `pidfd_open` gave, and the process each refers to.
+    pidfds: HashMap<u64, i32>,
 }
 
 impl Default for OutputFds {
     fn default() -> Self {
         OutputFds {
             fds: HashMap::from([(1, Stream::Stdout), (2, Stream::Stderr)]),
+            pidfds: HashMap::new(),
         }
     }
+}
+
+/// After `pidfd_getfd(pidfd, target_fd, 0)` of process `tgid` returned `ret`: the new fd
+/// writes where the target process's fd does (each process's table in `tables`).
+pub fn after_getfd(tables: &mut HashMap<i32, OutputFds>, tgid: i32, args: &[u64; 6], ret: i64) {
+    if ret < 0 {
+        return;
+    }
+    let ours = tables.entry(tgid).or_default();
+    let stream = ours
+        .pidfds
+        .get(&args[0])
+        .copied()
+        .and_then(|pid| tables.get(&pid))
+        .and_then(|theirs| theirs.stream(args[1]));
+    let ours = tables.entry(tgid).or_default();
+    ours.pidfds.remove(&(ret as u64));
+    match stream {
+        Some(s) => ours.fds.insert(ret as u64, s),
+        None => ours.fds.remove(&(ret as u64)),
+    };
 }
 
 impl OutputFds {
@@ -43,9 +70,15 @@ impl OutputFds {
         match sysno {
             nr::CLOSE => {
                 self.fds.remove(&args[0]);
+                self.pidfds.remove(&args[0]);
             }
             nr::CLOSE_RANGE => {
                 self.fds.retain(|fd, _| *fd < args[0] || *fd > args[1]);
+                self.pidfds.retain(|fd, _| *fd < args[0] || *fd > args[1]);
+            }
+            nr::PIDFD_OPEN => {
+                self.fds.remove(&(ret as u64));
+                self.pidfds.insert(ret as u64, args[0] as i32);
             }
             nr::DUP => self.copy(args[0], ret as u64),
             nr::DUP2 | nr::DUP3 => self.copy(args[0], args[1]),
@@ -68,6 +101,14 @@ impl OutputFds {
             }
             None => {
                 self.fds.remove(&to);
+            }
+        }
+        match self.pidfds.get(&from).copied() {
+            Some(pid) => {
+                self.pidfds.insert(to, pid);
+            }
+            None => {
+                self.pidfds.remove(&to);
             }
         }
     }

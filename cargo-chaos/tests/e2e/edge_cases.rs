@@ -602,6 +602,14 @@ fn writes_into_a_child_through_its_memory_file_record_and_replay() {
     ten_times("proc_mem_child", &[], 0);
 }
 
+/// pidfd_getfd takes a pipe's read end and the stdout out of a child: recorded like a
+/// dup (it stopped the recording), and the line written through the taken stdout is
+/// echoed by replay as the program's own output.
+#[test]
+fn file_descriptors_taken_from_a_child_with_pidfd_getfd() {
+    ten_times("pidfd_take", &[], 0);
+}
+
 /// setsockopt(IPT_SO_SET_REPLACE) writes the replaced rules' counters through a pointer
 /// in its argument: recorded as the call's output (replay printed the 0xff bytes the
 /// program had filled the buffer with). In a network namespace of the program's own.

@@ -658,6 +658,9 @@ impl Recorder {
                 .entry(tgid)
                 .or_default()
                 .after_syscall(p.nr, &p.args, ret);
+            if p.nr == nr::PIDFD_GETFD {
+                crate::output::after_getfd(&mut self.out_fds, tgid, &p.args, ret);
+            }
             shared_write = self.shared.written(task, p.nr, &p.args, ret)?;
             if !self.mem_file_opened {
                 self.mem_file_opened = super::self_memory::opens_a_mem_file(task, p.nr, &p.args);

@@ -253,6 +253,9 @@ impl Replayer<'_> {
             .entry(th.tgid)
             .or_default()
             .after_syscall(sysno, &args, s.ret);
+        if sysno == nr::PIDFD_GETFD {
+            crate::output::after_getfd(&mut self.out_fds, th.tgid, &args, s.ret);
+        }
         if th.tgid != self.leader && self.kills_own_process(s, th.tgid) {
             // It killed its own process, which ended there at record (the call never
             // came back; see the recorder's `kills_own_process`).
