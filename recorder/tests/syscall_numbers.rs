@@ -787,7 +787,6 @@ fn classes_follow_the_design() {
         "remap_file_pages",
         "migrate_pages",
         "move_pages",
-        "pidfd_getfd",
         // Not supported yet (their memory effects have no handler).
         "vmsplice",
         "name_to_handle_at",
