@@ -182,7 +182,7 @@ fn calls_the_table_marks_unsupported_stop_the_recording_with_its_hint() {
         "io_setup",
         "move_pages",
         "setns",
-        "pidfd_getfd",
+        "io_submit",
     ] {
         let row = by_name(name).expect(name);
         let Class::Unsupported { hint } = row.class else {
