@@ -714,3 +714,41 @@ fn desched_event_by_default_at_a_threads_first_blocking_read() {
     }
     assert_same("threads_pipe", &rec.program, &replay(&rec.trace));
 }
+
+/// Forked children and the lazily opened event: child A, forked before its parent's
+/// first pipe read, asks for its own at its first read; child B, forked after, gets its
+/// own under its parent's number at its first stop (its copy of the buffer names it)
+/// and never asks. Three events in all; both children's reads on their pipes are
+/// buffered (or blocked and made again, traced), and the recording replays.
+#[test]
+fn forked_children_get_their_own_desched_event() {
+    let dir = temp();
+    let rec = record_desched(dir.path(), "fork_desched", &[], true);
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    let out = rec.program.stdout_str();
+    assert!(
+        out.contains("A exited 0") && out.contains("B exited 0"),
+        "{out}"
+    );
+    if !context_switch_events_allowed() {
+        eprintln!("skipped: perf events refused here (no desched event)");
+        assert_same("fork_desched", &rec.program, &replay(&rec.trace));
+        return;
+    }
+    assert!(header(&rec.trace).desched, "on by default");
+    let events = read_events(&rec.trace);
+    assert_eq!(result_json(&rec.trace)["desched_events"].as_u64(), Some(3));
+    // The parent and A asked, B did not.
+    let askers: std::collections::BTreeSet<i32> =
+        asking_reads(&events).iter().map(|(_, s)| s.tid).collect();
+    assert_eq!(askers.len(), 2, "{askers:?}");
+    let readers: std::collections::BTreeSet<i32> = buffered(&events, READ)
+        .iter()
+        .filter_map(|&i| match &events[i as usize] {
+            Event::Syscall(s) if !askers.contains(&s.tid) => Some(s.tid),
+            _ => None,
+        })
+        .collect();
+    assert!(!readers.is_empty(), "B's pipe reads were not buffered");
+    assert_same("fork_desched", &rec.program, &replay(&rec.trace));
+}
