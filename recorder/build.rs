@@ -185,6 +185,8 @@ fn build_preload_library(manifest_dir: &Path, out_dir: &Path) {
         ("CHAOS_SB_MAX_IO", abi::MAX_IO),
         ("CHAOS_SB_MARK", abi::MARK),
         ("CHAOS_SB_QUIET", abi::QUIET_ENTRY),
+        ("CHAOS_SB_DESCHED_LAZY", abi::DESCHED_LAZY),
+        ("CHAOS_SB_ASK", abi::ASK_MARK),
     ] {
         cmd.arg(format!("-D{name}={value:#x}"));
     }

@@ -55,9 +55,9 @@ const PINGPONG_VARIANTS: &[PingPongVariant] = &[
         &[("CARGO_CHAOS_DESCHED", "0")],
     ),
     (
-        "`--syscallbuf`, `CARGO_CHAOS_DESCHED=1` (desched event: pipe reads buffered)",
+        "`--syscallbuf` (the default: desched event, pipe reads buffered)",
         &["--syscallbuf"],
-        &[("CARGO_CHAOS_DESCHED", "1")],
+        &[],
     ),
 ];
 /// Writes, then as many reads: 120,000 small file calls in all.

@@ -197,22 +197,58 @@ fn blocked_buffered(events: &[Event], nr: u64) -> Vec<(u64, Option<&Event>)> {
         .collect()
 }
 
-/// Records with the library on, and the desched event on or off
-/// (`CARGO_CHAOS_DESCHED`).
+/// Records with the library on, and the desched event on (the default) or off
+/// (`CARGO_CHAOS_DESCHED=0`).
 fn record_desched(dir: &std::path::Path, name: &str, args: &[&str], desched: bool) -> Recording {
     let program = fixture(name);
     RecordSpec::new(&program, dir.join("trace"))
         .args(args)
         .configure(move |c| {
             c.env("CARGO_CHAOS_SYSCALLBUF", "1");
-            c.env("CARGO_CHAOS_DESCHED", if desched { "1" } else { "0" });
+            if desched {
+                c.env_remove("CARGO_CHAOS_DESCHED");
+            } else {
+                c.env("CARGO_CHAOS_DESCHED", "0");
+            }
         })
         .record()
 }
 
+fn result_json(trace: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(trace.join("result.json")).unwrap()).unwrap()
+}
+
+/// Whether this process may open the desched event's kind of perf event (a software
+/// count of its own context switches), as the recorder asks before it records.
+fn context_switch_events_allowed() -> bool {
+    // perf_event_attr (its first 128 bytes): type PERF_TYPE_SOFTWARE (1) and the size,
+    // config PERF_COUNT_SW_CONTEXT_SWITCHES (3), flags: disabled.
+    let mut attr = [0u64; 16];
+    attr[0] = 1 | (128 << 32);
+    attr[1] = 3;
+    attr[5] = 1;
+    // SAFETY: a valid attribute of the size it states; the fd is closed below.
+    let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the fd just opened.
+    unsafe { libc::close(fd as i32) };
+    true
+}
+
+/// Reads that asked for their thread's desched event (traced, with the library's ask
+/// mark in r9; see `syscallbuf::abi::ASK_MARK`).
+fn asking_reads(events: &[Event]) -> Vec<(u64, &recorder::trace::SyscallEvent)> {
+    syscalls(events)
+        .filter(|(_, s)| s.nr == READ && s.args[5] == recorder::syscallbuf::abi::ASK_MARK)
+        .collect()
+}
+
 /// A read on an empty pipe that another thread writes later: with the desched event the
 /// read is buffered, blocks, is interrupted and made again traced (the `Blocked` path);
-/// nothing deadlocks and the replay prints the same. Without the event (refused, or
+/// nothing deadlocks and the replay prints the same. The thread's first such read is
+/// traced (it asks for the event). Without the event (refused, or
 /// `CARGO_CHAOS_DESCHED=0`) the read is traced from the start.
 #[test]
 fn blocked_pipe_read_between_threads() {
@@ -227,9 +263,10 @@ fn blocked_pipe_read_between_threads() {
         let blocked = blocked_buffered(&events, READ);
         if h.desched {
             // The reader's four reads (three messages, then the end of file) each
-            // found the pipe empty: each blocked and was made again, traced.
+            // found the pipe empty: the first asked for the event (traced), each of
+            // the others blocked and was made again, traced.
             assert!(
-                blocked.len() >= 4,
+                blocked.len() >= 3,
                 "{} blocked buffered reads",
                 blocked.len()
             );
@@ -309,7 +346,7 @@ fn a_blocked_buffered_read_costs_one_desched_stop() {
         .args(["300"])
         .configure(|c| {
             c.env("CARGO_CHAOS_SYSCALLBUF", "1")
-                .env("CARGO_CHAOS_DESCHED", "1")
+                .env_remove("CARGO_CHAOS_DESCHED")
                 .env("CHAOS_LOG", "recorder::record::desched=debug");
         })
         .record_raw();
@@ -606,4 +643,112 @@ fn private_futex_wakes_are_buffered_and_replay() {
             &replayed,
         );
     }
+}
+
+/// The desched event is on by default and opened at a thread's first read that may
+/// block, not at its buffer's registration: the threads of `threads_mutex`, which
+/// read no pipe, register buffers and get no event; in `threads_pipe` the reader gets
+/// one (its first read asks for it: traced, then the event's fd written into its
+/// buffer's header word as a memory write of that read, so replay writes it too) and
+/// its later reads that found the pipe empty took the desched path (buffered,
+/// `DESCHED_RET`, made again traced), while the writer, which reads no pipe, gets none.
+#[test]
+fn desched_event_by_default_at_a_threads_first_blocking_read() {
+    use recorder::syscallbuf::abi;
+    let dir = temp();
+    let rec = record_desched(dir.path(), "threads_mutex", &[], true);
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    if !context_switch_events_allowed() {
+        eprintln!("skipped: perf events refused here (no desched event)");
+        return;
+    }
+    assert!(
+        header(&rec.trace).desched,
+        "on by default where perf events are allowed"
+    );
+    let events = read_events(&rec.trace);
+    let registered: std::collections::BTreeSet<i32> = syscalls(&events)
+        .filter(|(_, s)| s.nr == SYSCALLBUF_INIT && s.ret > 0)
+        .inspect(|(i, s)| {
+            assert_eq!(s.ret >> 32, abi::DESCHED_LAZY as i64, "event {i}: lazy");
+        })
+        .map(|(_, s)| s.tid)
+        .collect();
+    assert!(registered.len() >= 2, "{registered:?} registered buffers");
+    assert!(asking_reads(&events).is_empty());
+    assert_eq!(result_json(&rec.trace)["desched_events"].as_u64(), Some(0));
+    assert_same("threads_mutex", &rec.program, &replay(&rec.trace));
+
+    let dir = temp();
+    let rec = record_desched(dir.path(), "threads_pipe", &[], true);
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    let events = read_events(&rec.trace);
+    assert_eq!(result_json(&rec.trace)["desched_events"].as_u64(), Some(1));
+    let asked = asking_reads(&events);
+    assert_eq!(asked.len(), 1, "one read asked for the event");
+    let (i, ask) = asked[0];
+    let buffer = syscalls(&events)
+        .filter(|(_, s)| s.nr == SYSCALLBUF_INIT && s.tid == ask.tid && s.ret > 0)
+        .map(|(_, s)| s.args[0])
+        .last()
+        .expect("the reader's buffer");
+    let word = ask
+        .writes
+        .iter()
+        .find(|w| w.addr == buffer + abi::H_DESCHED * 8)
+        .unwrap_or_else(|| panic!("event {i}: no write of the event's fd: {ask:?}"));
+    let fd = i64::from_le_bytes(word.data[..].try_into().unwrap());
+    assert!(fd >= abi::DESCHED_FD_FLOOR as i64, "event {i}: fd {fd}");
+    let blocked = blocked_buffered(&events, READ);
+    assert!(
+        blocked.len() >= 3,
+        "{} blocked buffered reads",
+        blocked.len()
+    );
+    for (j, _) in &blocked {
+        assert!(*j > i, "event {j}: buffered before the event was asked for");
+        match &events[*j as usize] {
+            Event::Syscall(s) => assert_eq!(s.tid, ask.tid, "event {j}: the reader's"),
+            _ => unreachable!(),
+        }
+    }
+    assert_same("threads_pipe", &rec.program, &replay(&rec.trace));
+}
+
+/// Forked children and the lazily opened event: child A, forked before its parent's
+/// first pipe read, asks for its own at its first read; child B, forked after, gets its
+/// own under its parent's number at its first stop (its copy of the buffer names it)
+/// and never asks. Three events in all; both children's reads on their pipes are
+/// buffered (or blocked and made again, traced), and the recording replays.
+#[test]
+fn forked_children_get_their_own_desched_event() {
+    let dir = temp();
+    let rec = record_desched(dir.path(), "fork_desched", &[], true);
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    let out = rec.program.stdout_str();
+    assert!(
+        out.contains("A exited 0") && out.contains("B exited 0"),
+        "{out}"
+    );
+    if !context_switch_events_allowed() {
+        eprintln!("skipped: perf events refused here (no desched event)");
+        assert_same("fork_desched", &rec.program, &replay(&rec.trace));
+        return;
+    }
+    assert!(header(&rec.trace).desched, "on by default");
+    let events = read_events(&rec.trace);
+    assert_eq!(result_json(&rec.trace)["desched_events"].as_u64(), Some(3));
+    // The parent and A asked, B did not.
+    let askers: std::collections::BTreeSet<i32> =
+        asking_reads(&events).iter().map(|(_, s)| s.tid).collect();
+    assert_eq!(askers.len(), 2, "{askers:?}");
+    let readers: std::collections::BTreeSet<i32> = buffered(&events, READ)
+        .iter()
+        .filter_map(|&i| match &events[i as usize] {
+            Event::Syscall(s) if !askers.contains(&s.tid) => Some(s.tid),
+            _ => None,
+        })
+        .collect();
+    assert!(!readers.is_empty(), "B's pipe reads were not buffered");
+    assert_same("fork_desched", &rec.program, &replay(&rec.trace));
 }

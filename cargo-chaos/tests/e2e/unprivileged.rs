@@ -121,8 +121,9 @@ fn cpu_time_slices_as_nobody() {
 /// Syscall buffering's desched event as an ordinary user: the context-switch counter
 /// counts kernel events, refused under `perf_event_paranoid` 2 or more without
 /// `CAP_PERFMON`. Then the header says `desched: false`, the ping-pong's pipe reads are
-/// traced from the start (none buffered and interrupted), and the recording replays; at
-/// 1 or less the event is there (unless a container refuses perf events).
+/// traced from the start (none buffered and interrupted, none asking for an event), and
+/// the recording replays; at 1 or less the event is there (on by default, unless a
+/// container refuses perf events).
 #[test]
 fn desched_event_as_nobody() {
     if !is_root() {
@@ -145,7 +146,7 @@ fn desched_event_as_nobody() {
             c.current_dir(&home)
                 .env("HOME", &home)
                 .env("CARGO_CHAOS_SYSCALLBUF", "1")
-                .env("CARGO_CHAOS_DESCHED", "1");
+                .env_remove("CARGO_CHAOS_DESCHED");
         })
         .record();
     assert_eq!(rec.program.status, 0, "{}", rec.program.show());
@@ -156,11 +157,16 @@ fn desched_event_as_nobody() {
     if paranoid >= 2 {
         assert!(!header.desched, "paranoid {paranoid}");
     }
-    let blocked = syscalls(&read_events(&rec.trace))
+    let events = read_events(&rec.trace);
+    let blocked = syscalls(&events)
         .filter(|(_, s)| s.ret == recorder::syscallbuf::abi::DESCHED_RET)
+        .count();
+    let asked = syscalls(&events)
+        .filter(|(_, s)| s.args[5] == recorder::syscallbuf::abi::ASK_MARK)
         .count();
     if !header.desched {
         assert_eq!(blocked, 0, "buffered calls interrupted without the event");
+        assert_eq!(asked, 0, "reads asking for an event that cannot be opened");
     }
     let wrapper: Vec<&std::ffi::OsStr> = SETPRIV.iter().map(|s| std::ffi::OsStr::new(*s)).collect();
     let replayed = replay_with(&rec.trace, &wrapper, |c| {

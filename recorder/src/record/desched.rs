@@ -32,17 +32,23 @@
 //! [`abi::DESCHED_RET`], so the call is made again, traced, where the held signal can
 //! interrupt it as it would without buffering, and replay finds it there.
 //!
-//! The event is opened in the thread by syscall injection at its registration's exit
-//! (the library's `chaos_syscallbuf_init`), moved to an fd from
-//! [`abi::DESCHED_FD_FLOOR`] up (close-on-exec), and its number is given to the
-//! library in the registration's answer (bits 32 and up), so replay gives it the same.
-//! The engine keeps its own handle (`pidfd_getfd`) to set the signal and to disarm it.
-//! A forked child gets its own event under the same number (the child's copy of the
-//! parent's is replaced). Where perf events are refused (`perf_event_paranoid` 2 or
-//! more without `CAP_PERFMON`: the count is of kernel events; seccomp; no perf
-//! support), no thread gets one, calls that may block are traced as before, and the
-//! trace header says so (`desched`). It is opt-in, `CARGO_CHAOS_DESCHED=1` (see
-//! [`available`] for why).
+//! The event is opened when the thread first needs it, so threads that never read a
+//! pipe or a socket pay nothing: the registration's answer says so
+//! ([`abi::DESCHED_LAZY`] in bits 32 and up), and the library makes the thread's first
+//! read that may block traced, with [`abi::ASK_MARK`] in r9. At that read's exit the
+//! engine opens the event in the thread by syscall injection, moves it to an fd from
+//! [`abi::DESCHED_FD_FLOOR`] up (close-on-exec), and writes its number (-1 when it
+//! could not) into the buffer's [`abi::H_DESCHED`] word, as a memory write of the
+//! read's event, so replay gives the library the same; no stop is added. (Recorders
+//! of trace format 12 opened it at every registration and gave the number in the
+//! answer; the library still follows such answers, for their traces.) The engine keeps
+//! its own handle (`pidfd_getfd`) to set the signal and to disarm it. A forked child
+//! gets its own event under the same number (the child's copy of the parent's is
+//! replaced; its copy of the buffer names it). Where perf events are refused
+//! (`perf_event_paranoid` 2 or more without `CAP_PERFMON`: the count is of kernel
+//! events; seccomp; no perf support), no thread gets one, calls that may block are
+//! traced as before, and the trace header says so (`desched`). It is on by default;
+//! `CARGO_CHAOS_DESCHED=0` turns it off (see [`available`]).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -165,19 +171,15 @@ fn attr() -> sys::bindings::perf_event_attr {
     attr
 }
 
-/// Whether the engine may open a desched event (on itself; the program runs with its
-/// credentials): only with `CARGO_CHAOS_DESCHED=1`, and not where perf events are
+/// Whether the engine may open desched events (on itself; the program runs with its
+/// credentials): unless `CARGO_CHAOS_DESCHED=0`, and not where perf events are
 /// refused.
 ///
-/// Off by default: measured on a quiet machine (docs/benchmarks.md, "Syscall
-/// buffering: blocking calls"), it made a pipe ping-pong record 1.31x slower and a
-/// tokio suite about 10% slower, because a read that blocks cost two extra stops (the
-/// second one raised by the first stop's own context switch). That stop is gone (see
-/// [`charge`]) and the ping-pong now records faster with it, but the tokio suite is
-/// still ~8% slower in CPU time (each thread's event is opened at its registration by
-/// injected calls, and armed and disarmed around each read), so it stays opt-in.
+/// It was opt-in while every thread's event was opened at its registration: a tokio
+/// suite recorded ~8% slower in CPU time with it (docs/benchmarks.md). Opened at a
+/// thread's first read that may block, only threads that read pipes or sockets pay.
 pub(super) fn available() -> bool {
-    if std::env::var_os("CARGO_CHAOS_DESCHED").map_or(true, |v| v != "1") {
+    if std::env::var_os("CARGO_CHAOS_DESCHED").is_some_and(|v| v == "0") {
         return false;
     }
     let mut a = attr();
@@ -309,32 +311,71 @@ fn open_in(task: &mut Task, tgid: i32, scratch: u64, at: Option<i32>) -> Result<
 }
 
 impl Recorder {
-    /// At the exit of `cur`'s registration of the buffer at `buffer`, answered `budget`:
-    /// the answer with the thread's new desched event's fd in bits 32 and up, or
-    /// `budget` alone when it gets none.
-    pub(super) fn desched_answer(&mut self, cur: i32, buffer: u64, budget: i64) -> i64 {
+    /// The answer to a registration answered `budget`: with [`abi::DESCHED_LAZY`] in
+    /// bits 32 and up when the thread may get a desched event (opened at its first read
+    /// that may block, [`Recorder::desched_asked`]).
+    pub(super) fn desched_answer(&self, budget: i64) -> i64 {
         if !self.desched {
             return budget;
         }
+        budget | ((abi::DESCHED_LAZY as i64) << 32)
+    }
+
+    /// At the exit of `cur`'s traced call, which returned `ret`: when it is the
+    /// library's read asking for the thread's desched event ([`abi::ASK_MARK`]), opens
+    /// the event and writes its fd (-1 when it cannot) into the buffer's
+    /// [`abi::H_DESCHED`] word; the write is returned for the read's event, so replay
+    /// makes it too. A read cut short by a signal is made again (restarted, or by the
+    /// library) and asks again.
+    pub(super) fn desched_asked(
+        &mut self,
+        cur: i32,
+        ret: i64,
+    ) -> Result<Option<crate::trace::MemWrite>> {
+        if !self.desched || crate::kernel::restart::interrupted(ret) {
+            return Ok(None);
+        }
         let Some(t) = self.threads.get_mut(&cur) else {
-            return budget;
+            return Ok(None);
+        };
+        let asks = t.pending.as_ref().is_some_and(|p| {
+            p.nr == nr::READ && p.args[5] == abi::ASK_MARK && p.fake_ret.is_none()
+        });
+        if !asks || t.desched.is_some() {
+            return Ok(None);
+        }
+        // Not for a vfork child on its parent's buffer: the word would name the child's
+        // fd to the parent, whose fd table does not have it. It keeps asking (traced).
+        let Some(buffer) =
+            t.sb.as_ref()
+                .filter(|sb| std::rc::Rc::strong_count(sb) == 1)
+                .map(|sb| sb.borrow().addr())
+        else {
+            return Ok(None);
         };
         // The attributes go into the buffer's record area (put back afterwards).
         let scratch = buffer + abi::HEADER_WORDS * 8;
-        match open_in(&mut t.task, t.tgid, scratch, None) {
+        let fd: i64 = match open_in(&mut t.task, t.tgid, scratch, None) {
             Ok(d) => {
                 let fd = d.program_fd;
                 tracing::debug!("thread {cur}: desched event at fd {fd}");
                 t.desched = Some(d);
-                budget | ((fd as i64) << 32)
+                self.desched_events += 1;
+                fd.into()
             }
             Err(e) => {
                 tracing::debug!(
                     "thread {cur}: no desched event ({e}); calls that may block are traced"
                 );
-                budget
+                -1
             }
-        }
+        };
+        let w = crate::trace::MemWrite {
+            addr: buffer + abi::H_DESCHED * 8,
+            data: fd.to_le_bytes().to_vec(),
+        };
+        t.task.write_mem(w.addr, &w.data)?;
+        Ok(Some(w))
     }
 
     /// A forked or vforked child (`child`, at its first stop) of `parent`: its own
@@ -360,7 +401,10 @@ impl Recorder {
             return;
         };
         match open_in(&mut t.task, t.tgid, scratch, Some(n)) {
-            Ok(d) => t.desched = Some(d),
+            Ok(d) => {
+                t.desched = Some(d);
+                self.desched_events += 1;
+            }
             Err(e) => {
                 // Its calls that block would arm its parent's event: none of its own.
                 tracing::debug!("forked child {child}: no desched event ({e})");

@@ -322,6 +322,8 @@ struct Recorder {
     lookups_answered: u64,
     /// Stops for a desched event's signal (`RunResult::desched_signals`).
     desched_signals: u64,
+    /// Desched events opened (`RunResult::desched_events`).
+    desched_events: u64,
     /// `chaos_tick` calls answered.
     ticks: u64,
     /// Files mapped `MAP_SHARED`, whose write-family changes are recorded.

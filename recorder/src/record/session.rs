@@ -1017,6 +1017,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         same_lookups: true,
         lookups_answered: 0,
         desched_signals: 0,
+        desched_events: 0,
         ticks: 0,
         shared: shared_files::SharedFiles::default(),
         mem_file_opened: false,
@@ -1047,7 +1048,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     let events = rec.events.count();
     let cpuid_leaves = rec.cpuid_seen.iter().copied().collect();
     let (ticks, lookups_answered) = (rec.ticks, rec.lookups_answered);
-    let desched_signals = rec.desched_signals;
+    let (desched_signals, desched_events) = (rec.desched_signals, rec.desched_events);
     // Closes the trace's files (a removed file's space is freed when it is closed).
     drop(rec);
     let mut result = match r {
@@ -1071,6 +1072,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             tick_requests: ticks,
             lookups_answered,
             desched_signals,
+            desched_events,
             message: None,
             trace_error: fault.message(),
         },
@@ -1085,6 +1087,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
                 tick_requests: ticks,
                 lookups_answered,
                 desched_signals,
+                desched_events,
                 message: Some(e.to_string()),
                 trace_error: fault.message(),
             };

@@ -479,19 +479,20 @@ impl Recorder {
     }
 
     pub(super) fn on_exit(&mut self, cur: i32, mut ret: i64) -> Result<()> {
-        if let Some((buffer, budget)) = self
+        if let Some(budget) = self
             .threads
             .get(&cur)
             .and_then(|t| t.pending.as_ref())
             .filter(|p| p.nr == nr::CHAOS_SYSCALLBUF_INIT)
-            .and_then(|p| Some((p.args[0], p.fake_ret.filter(|&r| r > 0)?)))
+            .and_then(|p| p.fake_ret.filter(|&r| r > 0))
         {
-            // A registered buffer: the thread's desched event with the budget.
-            let answer = self.desched_answer(cur, buffer, budget);
+            // A registered buffer: how the thread gets its desched event, with the budget.
+            let answer = self.desched_answer(budget);
             if let Some(p) = self.threads.get_mut(&cur).and_then(|t| t.pending.as_mut()) {
                 p.fake_ret = Some(answer);
             }
         }
+        let desched_write = self.desched_asked(cur, ret)?;
         if let Some(p) = self.threads.get_mut(&cur).and_then(|t| {
             let p = t.pending.as_ref()?;
             (p.nr == nr::CLONE && p.args[0] & libc::CLONE_UNTRACED as u64 != 0)
@@ -716,6 +717,7 @@ impl Recorder {
         if p.nr == nr::CHAOS_SYSCALLBUF_FLUSH && p.fake_ret.is_some() {
             writes.extend(self.empty_flushed_buffer(cur, p.args[0])?);
         }
+        writes.extend(desched_write);
         self.events.push(&Event::Syscall(SyscallEvent {
             // An exec from another thread than the leader is replayed by that thread.
             tid: p.exec_from.unwrap_or(cur),

@@ -27,8 +27,10 @@ pub const DESCHED_RET: i64 = -4096;
 pub const DESCHED_FD_FLOOR: u64 = 900;
 /// The registration call (`chaos_syscallbuf_init(buffer, length)`): the engine answers
 /// with the first budget, or `-ENOSYS` when buffering is off. Bits 32 and up of a
-/// positive answer are the thread's desched event fd (0: none; calls that may block are
-/// then traced).
+/// positive answer say how the thread gets a desched event: 0 never (calls that may
+/// block are traced), [`DESCHED_LAZY`] when it first needs one (see [`ASK_MARK`]), or
+/// the event's fd, opened at the registration (recorders of trace format 12 and
+/// older, `CARGO_CHAOS_DESCHED=1`; the library still follows it, for their traces).
 pub const INIT_SYSCALL: u64 = 1001;
 /// The flush call (`chaos_syscallbuf_flush(buffer)`): the engine has read the buffer and
 /// answers with the next budget.
@@ -37,6 +39,16 @@ pub const FLUSH_SYSCALL: u64 = 1002;
 /// than four arguments, and the mark shows in the trace (`cargo chaos dump`) which calls
 /// ran without a stop.
 pub const MARK: u64 = 0x5b5b_b0ff;
+/// Bits 32 and up of a registration's answer: the thread's desched event is opened at
+/// its first read that may block (no event fd is ever 1: they start at
+/// [`DESCHED_FD_FLOOR`]).
+pub const DESCHED_LAZY: u64 = 1;
+/// The sixth argument register (r9) of the library's traced `read` that asks for the
+/// thread's desched event (a read on a pipe, socket or terminal while the buffer's
+/// [`H_DESCHED`] word is 0): at that read's exit the engine opens the event and writes
+/// its fd, or -1 when it cannot, into [`H_DESCHED`] as a memory write of the read's
+/// event, so replay writes the same.
+pub const ASK_MARK: u64 = 0x5b5b_de5c;
 /// Bytes of one thread's buffer (header included).
 pub const BUFFER_SIZE: u64 = 256 << 10;
 /// The largest record; a call that would need more takes the traced path.
@@ -55,6 +67,10 @@ pub const H_CALLS_LEFT: u64 = 1;
 pub const H_IN_CALL: u64 = 2;
 /// Header word: when non-zero the library takes the traced path for writes.
 pub const H_NO_WRITES: u64 = 3;
+/// Header word: with [`DESCHED_LAZY`], the thread's desched event fd once the engine
+/// opened it (0: not asked yet, -1: refused; see [`ASK_MARK`]). A forked child's copy
+/// names its own event (the engine opens it under the same number).
+pub const H_DESCHED: u64 = 5;
 /// Words (u64) of a record before its data: size, nr, args\[6\], ret, in_len, out_addr,
 /// out_len.
 pub const RECORD_WORDS: u64 = 12;

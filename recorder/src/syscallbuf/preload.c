@@ -20,7 +20,10 @@
  * switches, whose signal interrupts the call if it blocks): the library arms it just
  * before the call and disarms it after, through the quiet entry (CHAOS_SB_QUIET, not
  * recorded). A call that blocked comes back with CHAOS_SB_DESCHED_RET, which is
- * recorded like any result; the library then makes the call again, traced.
+ * recorded like any result; the library then makes the call again, traced. The event is
+ * opened when the thread first needs it: its first such read is traced and carries
+ * CHAOS_SB_ASK in r9, and at its exit the engine writes the event's fd (or -1) into the
+ * buffer's H_DESCHED word, a memory effect of that read's event.
  *
  * Built by recorder/build.rs with the C compiler (cc crate), -fPIC -shared, no libc
  * calls except __errno_location. Constants come from -D flags (recorder/src/syscallbuf.rs). */
@@ -41,6 +44,7 @@ extern int *__errno_location(void);
                         * 0 when its record is complete */
 #define H_NO_WRITES 3  /* set by the engine (a recorded memory effect): writes are traced */
 #define H_CAPACITY 4   /* bytes of record space */
+#define H_DESCHED 5    /* the lazily opened desched event's fd (0: not asked, -1: none) */
 /* Record words before the data (u64): size, nr, args[6], ret, in_len, out_addr, out_len. */
 #define R_WORDS 12
 
@@ -61,7 +65,8 @@ static volatile uint64_t fd_gen;
 static uint64_t cache_gen;
 static unsigned char fd_kind[FD_CACHE];
 
-/* This thread's desched event fd (0: none; reads that may block are traced). Writes on
+/* This thread's desched event fd (0: none; reads that may block are traced), or
+ * CHAOS_SB_DESCHED_LAZY: the fd is in the buffer's H_DESCHED word once asked for. Writes on
  * anything but regular files are always traced: the engine orders the writes to one
  * file at their entries (record/ordering.rs), which a buffered write would bypass. A forked
  * child keeps the number: the engine puts the child's own event under it. */
@@ -157,7 +162,8 @@ static struct sb *buffer(void) {
         traced(SYS_munmap, p, len, 0, 0);
         return NULL;
     }
-    /* The budget, and above it the thread's desched event fd (0: none). */
+    /* The budget, and above it the thread's desched event fd (0: none, or
+     * CHAOS_SB_DESCHED_LAZY: opened at the thread's first read that may block). */
     long budget = answer & 0xffffffffL;
     tls_desched = (int)(answer >> 32);
     b->h[H_CALLS_LEFT] = (uint64_t)budget;
@@ -199,19 +205,19 @@ static uint64_t *reserve(struct sb *b, size_t in, size_t out) {
 /* Makes the call through the untraced entry and appends its record: `in` bytes at
  * `in_ptr` (copied after the call, which only reads them), `out` bytes at `out_addr` as
  * far as the result says (`out_by_ret`) or whole. With `arm` (a call that may block)
- * the desched event is armed around the call; a call that blocked comes back with
+ * (the desched event's fd) it is armed around the call; a call that blocked comes back with
  * CHAOS_SB_DESCHED_RET (the engine's doing) and is made again, traced, after its record. */
 static long buffered(struct sb *b, uint64_t *r, long nr, long a0, long a1, long a2, long a3,
                      const void *in_ptr, size_t in, void *out_addr, size_t out, int out_by_ret,
                      int arm) {
     b->h[H_IN_CALL] = 1;
     __asm__ volatile("" ::: "memory");
-    if (arm) quiet(SYS_ioctl, tls_desched, PERF_IOC_ENABLE);
+    if (arm) quiet(SYS_ioctl, arm, PERF_IOC_ENABLE);
     long ret = untraced(nr, a0, a1, a2, a3);
     /* The call is over (the engine's desched handling tells "still ahead" by 1). */
     b->h[H_IN_CALL] = 2;
     __asm__ volatile("" ::: "memory");
-    if (arm) quiet(SYS_ioctl, tls_desched, PERF_IOC_DISABLE);
+    if (arm) quiet(SYS_ioctl, arm, PERF_IOC_DISABLE);
     r[1] = (uint64_t)nr;
     r[2] = (uint64_t)a0;
     r[3] = (uint64_t)a1;
@@ -264,16 +270,27 @@ static int regular(struct sb *b, int fd) {
     return S_ISREG(st.st_mode);
 }
 
+/* This thread's desched event fd: 0 none (yet), -1 the engine could not open one. */
+static int desched(struct sb *b) {
+    if (tls_desched != CHAOS_SB_DESCHED_LAZY) return tls_desched;
+    return (int)(long)b->h[H_DESCHED];
+}
+
 ssize_t read(int fd, void *buf, size_t n) {
     struct sb *b = enter();
     uint64_t *r;
     long ret;
+    int ev;
     if (b && n <= CHAOS_SB_MAX_IO && regular(b, fd) && (r = reserve(b, 0, n)))
         ret = buffered(b, r, SYS_read, fd, (long)buf, (long)n, 0, NULL, 0, buf, n, 1, 0);
-    else if (b && tls_state == 1 && tls_desched > 0 && n <= CHAOS_SB_MAX_IO &&
+    else if (b && tls_state == 1 && n <= CHAOS_SB_MAX_IO && (ev = desched(b)) > 0 &&
              (r = reserve(b, 0, n)))
         /* A pipe, socket or terminal (or a bad fd): it may block. */
-        ret = buffered(b, r, SYS_read, fd, (long)buf, (long)n, 0, NULL, 0, buf, n, 1, 1);
+        ret = buffered(b, r, SYS_read, fd, (long)buf, (long)n, 0, NULL, 0, buf, n, 1, ev);
+    else if (b && tls_state == 1 && n <= CHAOS_SB_MAX_IO && tls_desched == CHAOS_SB_DESCHED_LAZY &&
+             b->h[H_DESCHED] == 0)
+        /* The thread's first read that may block: traced, asking for its event. */
+        ret = traced6(SYS_read, fd, (long)buf, (long)n, 0, 0, CHAOS_SB_ASK);
     else
         ret = traced(SYS_read, fd, (long)buf, (long)n, 0);
     return leave(b, ret);

@@ -31,9 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 
 /// The first line of every trace's `version` file.
-pub const VERSION_LINE: &str = "chaos-trace 12";
+pub const VERSION_LINE: &str = "chaos-trace 13";
 /// The format version number.
-pub const FORMAT_VERSION: u32 = 12;
+pub const FORMAT_VERSION: u32 = 13;
 /// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1;
 /// 3 added [`Event::Preempted`] (how each preemption point was found); 4 made syscall
 /// buffering the default ([`Header::syscallbuf`]: replay must map the library's entry
@@ -57,6 +57,10 @@ pub const FORMAT_VERSION: u32 = 12;
 /// as invalid: it refuses the trace by its version instead).
 /// 12 added [`Event::KernelWrite`] (a priority-inheritance futex's waiters bit, set by
 /// the kernel as a thread went to sleep in `FUTEX_LOCK_PI`), unknown to a replayer of 11.
+/// 13 opens a thread's desched event at its first read that may block (the library's
+/// traced read carrying `syscallbuf::abi::ASK_MARK`, answered through a memory write)
+/// and has it on by default: a replayer of 12's library would take the registration's
+/// `DESCHED_LAZY` for an event fd and buffer that read, so it refuses the trace.
 pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 1",
     "chaos-trace 2",
@@ -69,6 +73,7 @@ pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 9",
     "chaos-trace 10",
     "chaos-trace 11",
+    "chaos-trace 12",
     VERSION_LINE,
 ];
 
@@ -78,7 +83,7 @@ pub fn is_readable_version(line: &str) -> bool {
     READABLE_VERSION_LINES.contains(&line)
 }
 
-/// The file naming the format (`chaos-trace 12`).
+/// The file naming the format (`chaos-trace 13`).
 pub const VERSION_FILE: &str = "version";
 /// What was recorded ([`Header`]).
 pub const HEADER_FILE: &str = "header.json";
@@ -139,7 +144,9 @@ pub struct Header {
     /// pipes, sockets and terminals were buffered too (a call that blocked is
     /// in the trace with the result `syscallbuf::abi::DESCHED_RET`, then made again,
     /// traced). False where perf events were refused (`kernel.perf_event_paranoid`),
-    /// without `CARGO_CHAOS_DESCHED=1` (opt-in), and in older traces.
+    /// with `CARGO_CHAOS_DESCHED=0`, and in older traces. (Format 13 opens a thread's
+    /// event at its first read that may block; 8 to 12, opt-in then, at every
+    /// registration.)
     pub desched: bool,
     /// Wall-clock start, milliseconds since the epoch.
     pub started_unix_ms: u64,
@@ -199,6 +206,10 @@ pub struct RunResult {
     /// out in the few instructions around a buffered call while it was armed).
     #[serde(default)]
     pub desched_signals: u64,
+    /// Desched events the engine opened: one per thread at its first read that may
+    /// block (and one per forked child of a thread that had one); 0 without them.
+    #[serde(default)]
+    pub desched_events: u64,
     /// Error text for `recorder_error`.
     #[serde(default)]
     pub message: Option<String>,
