@@ -780,6 +780,9 @@ impl Recorder {
                     // own desched event under the same number.
                     self.desched_for_child(cur, child);
                 }
+                if self.pid_namespaces {
+                    self.record_pid_namespaces(cur, child)?;
+                }
                 self.events.push(&Event::NewTask {
                     tid: cur,
                     child,
@@ -979,6 +982,8 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         cpuid_seen: BTreeSet::new(),
         seccomp: false,
         same_lookups: true,
+        pid_namespaces: false,
+        pidns: crate::pidns::PidNamespaces::default(),
         lookups_answered: 0,
         desched_signals: 0,
         ticks: 0,

@@ -31,9 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 
 /// The first line of every trace's `version` file.
-pub const VERSION_LINE: &str = "chaos-trace 11";
+pub const VERSION_LINE: &str = "chaos-trace 12";
 /// The format version number.
-pub const FORMAT_VERSION: u32 = 11;
+pub const FORMAT_VERSION: u32 = 12;
 /// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1;
 /// 3 added [`Event::Preempted`] (how each preemption point was found); 4 made syscall
 /// buffering the default ([`Header::syscallbuf`]: replay must map the library's entry
@@ -55,6 +55,8 @@ pub const FORMAT_VERSION: u32 = 11;
 /// 11 lets a preemption point carry the words its registers point at among its memory
 /// words (`PointInfo::memory`, up to 24 rather than 8, which a replayer of 10 refuses
 /// as invalid: it refuses the trace by its version instead).
+/// 12 added [`Event::PidNamespace`] (the pids of a task in the program's own pid
+/// namespaces), which a replayer of 11 could not read.
 pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 1",
     "chaos-trace 2",
@@ -66,6 +68,7 @@ pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 8",
     "chaos-trace 9",
     "chaos-trace 10",
+    "chaos-trace 11",
     VERSION_LINE,
 ];
 
@@ -75,7 +78,7 @@ pub fn is_readable_version(line: &str) -> bool {
     READABLE_VERSION_LINES.contains(&line)
 }
 
-/// The file naming the format (`chaos-trace 11`).
+/// The file naming the format (`chaos-trace 12`).
 pub const VERSION_FILE: &str = "version";
 /// What was recorded ([`Header`]).
 pub const HEADER_FILE: &str = "header.json";
