@@ -65,6 +65,21 @@ impl PidNamespaces {
             .map_or(tid, |&(_, pid)| pid)
     }
 
+    /// The namespace whose first process (pid 1) is `tgid`, if it is one.
+    pub fn led_by(&self, tgid: i32) -> Option<u64> {
+        match self.tasks.get(&tgid).and_then(|l| l.last()) {
+            Some(&(ns, 1)) => Some(ns),
+            _ => None,
+        }
+    }
+
+    /// Whether task `tid` lives in namespace `ns` or one below it.
+    pub fn within(&self, tid: i32, ns: u64) -> bool {
+        self.tasks
+            .get(&tid)
+            .is_some_and(|l| l.iter().any(|&(n, _)| n == ns))
+    }
+
     /// How many namespaces below the engine's task `tid` lives in.
     pub fn depth(&self, tid: i32) -> usize {
         self.tasks.get(&tid).map_or(0, Vec::len)

@@ -102,6 +102,42 @@ fn namespace_init_depth(tid: i32) -> Option<usize> {
     (nspid.len() > 1 && nspid.last() == Some(&"1")).then(|| nspid.len() - 1)
 }
 
+/// Collects tasks that are ending whose ends wait for one another in ways the engine
+/// cannot order (the threads of a pid namespace's first process and the namespace's
+/// other processes: the last of its threads to exit waits until the others are
+/// collected, whichever it is): each is polled, let go from any stop on its way out,
+/// until all have ended. Returns each one's end.
+pub fn reap_together(tids: &[i32]) -> std::collections::HashMap<i32, Stop> {
+    let mut left: Vec<i32> = tids.to_vec();
+    let mut ends = std::collections::HashMap::new();
+    while !left.is_empty() {
+        let mut progress = false;
+        left.retain(|&tid| match crate::ptrace::try_wait_for(tid) {
+            Ok(None) => true,
+            Ok(Some(s @ (Stop::Exited(_) | Stop::Killed(_)))) => {
+                ends.insert(tid, s);
+                progress = true;
+                false
+            }
+            Ok(Some(_)) => {
+                // SAFETY: plain ptrace request on our own tracee.
+                unsafe { libc::ptrace(libc::PTRACE_CONT, tid, 0, 0) };
+                progress = true;
+                true
+            }
+            Err(_) => {
+                ends.insert(tid, Stop::Exited(0));
+                progress = true;
+                false
+            }
+        });
+        if !progress {
+            std::thread::yield_now();
+        }
+    }
+    ends
+}
+
 /// Kills every task in `tasks` (SIGKILL to its process), then collects them, the
 /// leaders last (see [`reap_in_order`]).
 pub fn kill_and_reap(tasks: Vec<Member>) {

@@ -554,6 +554,9 @@ fn a_process_tree_in_a_pid_namespace_of_its_own() {
     }
     ten_times("pid_namespace", &[], 0);
     ten_times("pid_namespace", &["unshare"], 0);
+    // Its first process ignores a signal without a handler (replay killed it), and its
+    // end kills the rest of the namespace and waits for them (the recorder hung).
+    ten_times("pid_namespace", &["teardown"], 0);
     assert_recording_stops(
         &program,
         &["stop".as_ref()],

@@ -80,6 +80,21 @@ impl Recorder {
             return Ok(0);
         }
         if is_fault(sig, si.si_code) {
+            let tgid = self.threads.get(&cur).map_or(cur, |t| t.tgid);
+            if self.pidns.led_by(tgid).is_some() && !crate::replay::signal::caught(cur, sig) {
+                // Natively it dies of it; under ptrace the kernel keeps the first process
+                // of a pid namespace alive and drops the signal, and the instruction
+                // faults again, for ever.
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "a {} without a handler in the first process of a pid namespace",
+                        signal_name(sig)
+                    ),
+                    hint: "a traced namespace's first process does not die of a fault; \
+                           fork the crashing code into a child of it"
+                        .into(),
+                });
+            }
             self.events.push(&Event::Signal {
                 tid: cur,
                 signo: sig,

@@ -387,7 +387,16 @@ impl Recorder {
             .or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
         if sysno == nr::EXIT_GROUP || self.members(tgid).len() == 1 {
             // The whole process ends. A leader's end is reported only after its other
-            // threads are collected: those first, then the leader.
+            // threads are collected: those first, then the leader (after the other
+            // processes of the pid namespace it is the first of, if it is).
+            let namespace = self.end_namespace_of(tgid);
+            if !namespace.is_empty() {
+                let stop = self.reap_with_namespace(tgid, Some(cur), namespace);
+                if tgid == self.leader {
+                    return self.process_ended(tgid, stop).map(Next::Finished);
+                }
+                return Ok(Next::Switch);
+            }
             self.threads.remove(&cur);
             for t in self.members(tgid) {
                 if t != tgid {

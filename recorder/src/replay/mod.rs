@@ -18,7 +18,7 @@ mod rebuild;
 mod robust;
 pub mod sandbox;
 pub mod session;
-mod signal;
+pub(crate) mod signal;
 mod syscall;
 mod sysv_shm;
 mod tree;

@@ -52,6 +52,7 @@ impl Replayer<'_> {
             "process {tgid} ended by {} at replay, as at record",
             signal_name(sig)
         );
+        self.end_namespace_of(tgid)?;
         Ok(Step::Gone)
     }
 
@@ -333,7 +334,7 @@ pub(super) fn terminates_by_default(sig: i32) -> bool {
 
 /// Whether signal `sig` has a handler in thread `tid`'s process (`SigCgt` in
 /// `/proc/TID/status`).
-pub(super) fn caught(tid: i32, sig: i32) -> bool {
+pub(crate) fn caught(tid: i32, sig: i32) -> bool {
     status_mask(tid, "SigCgt:").is_some_and(|mask| has_signal(mask, sig))
 }
 

@@ -304,6 +304,7 @@ impl Replayer<'_> {
                         self.reap_all(self.leader, stop);
                     } else {
                         self.forget_process(tgid);
+                        self.end_namespace_of(tgid)?;
                     }
                 } else if s.tid == tgid {
                     // A process leader stays a zombie until its other threads are gone.

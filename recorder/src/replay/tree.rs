@@ -307,6 +307,35 @@ impl Replayer<'_> {
         let tasks = self.take_members(tgid, &members);
         crate::tree::kill_and_reap(tasks);
         self.bps.forget(tgid);
+        self.end_namespace_of(tgid)
+    }
+
+    /// Process `tgid` has ended. When it was the first process of a pid namespace of
+    /// the program's at record, the kernel killed every other process of that namespace
+    /// there (see the recorder's `end_namespace_of`): they have no events after this,
+    /// and are ended now the same way (robust futexes marked, then killed).
+    pub(super) fn end_namespace_of(&mut self, tgid: i32) -> Result<()> {
+        let Some(ns) = self.pidns.led_by(tgid) else {
+            return Ok(());
+        };
+        let mut processes: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(t, x)| x.tgid != tgid && self.pidns.within(**t, ns))
+            .map(|(_, x)| x.tgid)
+            .chain(
+                self.zombies
+                    .keys()
+                    .copied()
+                    .filter(|z| *z != tgid && self.pidns.within(*z, ns)),
+            )
+            .collect();
+        processes.sort_unstable();
+        processes.dedup();
+        for p in processes {
+            self.end_killed(p)?;
+            self.forget_process(p);
+        }
         Ok(())
     }
 }
