@@ -131,9 +131,7 @@ impl SetAside {
 /// [`crate::preempt::cpu_clock`]).
 fn sent_by_this_process(task: &Task) -> bool {
     task.siginfo().is_ok_and(|si| {
-        // SAFETY: si_pid is valid for SI_TKILL.
-        (si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32)
-            || crate::preempt::cpu_clock::from_a_clock(&si)
+        crate::pidns::tkill_from_this_process(&si) || crate::preempt::cpu_clock::from_a_clock(&si)
     })
 }
 

@@ -12,6 +12,7 @@ pub mod host;
 pub mod inject;
 pub mod kernel;
 pub mod output;
+pub mod pidns;
 pub mod preempt;
 pub mod program_filter;
 pub mod ptrace;

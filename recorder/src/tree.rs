@@ -75,16 +75,71 @@ pub struct Member {
 
 /// Collects tasks that are ending, the leaders last: a leader's end is reported only
 /// once the other threads of its process are collected, so waiting for it first would
-/// wait forever.
+/// wait forever. The first process of a pid namespace of the program's comes after
+/// every other (its exit waits until every other process of its namespace is
+/// collected), the innermost namespace's first.
 pub fn reap_in_order(mut tasks: Vec<Member>) {
-    tasks.sort_by_key(|m| m.leader);
+    let inits: std::collections::HashMap<i32, usize> = tasks
+        .iter()
+        .filter(|m| m.leader)
+        .filter_map(|m| namespace_init_depth(m.tid).map(|d| (m.tid, d)))
+        .collect();
+    tasks.sort_by_key(|m| (m.leader, inits.get(&m.tid).map(|&d| std::cmp::Reverse(d))));
     for m in tasks {
         reap(m.tid);
     }
 }
 
+/// How deep the pid namespace is whose first process `tid` is (`NSpid` of
+/// `/proc/TID/status` ends with 1 after the engine's own pid), if it is one.
+fn namespace_init_depth(tid: i32) -> Option<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let nspid: Vec<&str> = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .collect();
+    (nspid.len() > 1 && nspid.last() == Some(&"1")).then(|| nspid.len() - 1)
+}
+
+/// Collects tasks that are ending whose ends wait for one another in ways the engine
+/// cannot order (the threads of a pid namespace's first process and the namespace's
+/// other processes: the last of its threads to exit waits until the others are
+/// collected, whichever it is): each is polled, let go from any stop on its way out,
+/// until all have ended. Returns each one's end.
+pub fn reap_together(tids: &[i32]) -> std::collections::HashMap<i32, Stop> {
+    let mut left: Vec<i32> = tids.to_vec();
+    let mut ends = std::collections::HashMap::new();
+    while !left.is_empty() {
+        let mut progress = false;
+        left.retain(|&tid| match crate::ptrace::try_wait_for(tid) {
+            Ok(None) => true,
+            Ok(Some(s @ (Stop::Exited(_) | Stop::Killed(_)))) => {
+                ends.insert(tid, s);
+                progress = true;
+                false
+            }
+            Ok(Some(_)) => {
+                // SAFETY: plain ptrace request on our own tracee.
+                unsafe { libc::ptrace(libc::PTRACE_CONT, tid, 0, 0) };
+                progress = true;
+                true
+            }
+            Err(_) => {
+                ends.insert(tid, Stop::Exited(0));
+                progress = true;
+                false
+            }
+        });
+        if !progress {
+            std::thread::yield_now();
+        }
+    }
+    ends
+}
+
 /// Kills every task in `tasks` (SIGKILL to its process), then collects them, the
-/// leaders last.
+/// leaders last (see [`reap_in_order`]).
 pub fn kill_and_reap(tasks: Vec<Member>) {
     for m in &tasks {
         Task::new(m.tid).kill();

@@ -799,7 +799,8 @@ fn classes_follow_the_design() {
     }
     assert_eq!(desc("chroot").class, Class::Recorded);
     // The program's own namespaces and mounts: replay gives the recorded results without
-    // making the calls (a new pid namespace is refused by the engine, see `check_unshare`).
+    // making the calls (a new time namespace is refused by the engine, see `check_unshare`;
+    // a new pid namespace's pids are recorded, see `recorder::pidns`).
     for name in [
         "unshare",
         "mount",

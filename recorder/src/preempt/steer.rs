@@ -179,8 +179,7 @@ pub fn register_words(
 /// process, or a CPU-time clock's overflow signal.
 fn recorders_stop(task: &Task) -> Result<bool> {
     let si = task.siginfo()?;
-    // SAFETY: si_pid is valid for SI_TKILL.
-    let tkill = si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32;
+    let tkill = crate::pidns::tkill_from_this_process(&si);
     Ok(tkill || super::cpu_clock::from_a_clock(&si))
 }
 

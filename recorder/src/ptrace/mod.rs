@@ -556,6 +556,28 @@ impl Task {
     }
 }
 
+/// Like [`wait_for`], but returns `None` at once when the task has nothing to report.
+pub fn try_wait_for(tid: i32) -> Result<Option<Stop>> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: plain syscall with a pointer to a local.
+        let r = unsafe { libc::waitpid(tid, &mut status, libc::__WALL | libc::WNOHANG) };
+        match r {
+            0 => return Ok(None),
+            -1 if Errno::last() == Errno::EINTR => continue,
+            -1 if Errno::last() == Errno::ECHILD => return Err(Error::TaskGone { pid: tid }),
+            -1 => {
+                return Err(Error::Ptrace {
+                    pid: tid,
+                    op: "waitpid",
+                    source: Errno::last(),
+                })
+            }
+            _ => return Ok(Some(decode_status(status))),
+        }
+    }
+}
+
 /// Like [`wait_own`], but returns `None` at once when no task has anything to report.
 pub fn try_wait_own() -> Result<Option<(i32, Stop)>> {
     loop {

@@ -318,6 +318,11 @@ struct Recorder {
     /// The engine resolves paths as the program does (same root, mounts and
     /// credentials), so it may answer failing lookups itself (see [`probe`]).
     same_lookups: bool,
+    /// The program made a pid namespace (`clone` or `unshare` with `CLONE_NEWPID`): each
+    /// new task's namespaces are looked up and recorded (see [`crate::pidns`]).
+    pid_namespaces: bool,
+    /// The tasks in the program's pid namespaces, and their pids there.
+    pidns: crate::pidns::PidNamespaces,
     /// Lookups answered that way.
     lookups_answered: u64,
     /// Stops for a desched event's signal (`RunResult::desched_signals`).

@@ -816,6 +816,9 @@ impl Recorder {
                     // own desched event under the same number.
                     self.desched_for_child(cur, child);
                 }
+                if self.pid_namespaces {
+                    self.record_pid_namespaces(cur, child)?;
+                }
                 self.events.push(&Event::NewTask {
                     tid: cur,
                     child,
@@ -872,6 +875,11 @@ impl Recorder {
 
     /// Reaps whatever is left of a (non-main) process that has ended.
     pub(super) fn forget_process(&mut self, tgid: i32) {
+        let namespace = self.end_namespace_of(tgid);
+        if !namespace.is_empty() {
+            self.reap_with_namespace(tgid, None, namespace);
+            return;
+        }
         let mut tasks: Vec<Member> = self
             .members(tgid)
             .into_iter()
@@ -1015,6 +1023,8 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         cpuid_seen: BTreeSet::new(),
         seccomp: false,
         same_lookups: true,
+        pid_namespaces: false,
+        pidns: crate::pidns::PidNamespaces::default(),
         lookups_answered: 0,
         desched_signals: 0,
         desched_events: 0,
@@ -1131,4 +1141,71 @@ pub(super) fn random_seed() -> u64 {
     // SAFETY: getrandom into a local buffer.
     unsafe { libc::getrandom(b.as_mut_ptr().cast(), 8, 0) };
     u64::from_le_bytes(b)
+}
+
+impl Recorder {
+    /// Process `tgid` ends. When it is the first process of a pid namespace of the
+    /// program's, the kernel kills every other process of that namespace (and of the
+    /// namespaces below), and its own exit waits until they are collected: they are
+    /// killed here, the way the kernel would, and their tids returned, to be collected
+    /// with `tgid`'s threads ([`Recorder::reap_with_namespace`]). They leave the books;
+    /// replay ends them at the same point (`replay::Replayer::end_namespace_of`).
+    pub(super) fn end_namespace_of(&mut self, tgid: i32) -> Vec<i32> {
+        let Some(ns) = self.pidns.led_by(tgid) else {
+            return Vec::new();
+        };
+        let members: Vec<Member> = self
+            .threads
+            .iter()
+            .filter(|(t, x)| x.tgid != tgid && self.pidns.within(**t, ns))
+            .map(|(t, x)| Member {
+                leader: *t == x.tgid,
+                tid: *t,
+            })
+            .chain(
+                self.zombies
+                    .iter()
+                    .filter(|z| **z != tgid && self.pidns.within(**z, ns))
+                    .map(|z| Member {
+                        leader: true,
+                        tid: *z,
+                    }),
+            )
+            .collect();
+        tracing::debug!(
+            "process {tgid} ends its pid namespace: {} tasks of it killed",
+            members.len()
+        );
+        for m in &members {
+            self.threads.remove(&m.tid);
+            self.zombies.remove(&m.tid);
+            Task::new(m.tid).kill();
+        }
+        members.iter().map(|m| m.tid).collect()
+    }
+
+    /// Collects process `tgid`'s threads (`also`: one already out of the books) with
+    /// the other tasks of the pid namespace it is the first process of (`namespace`,
+    /// killed): the last of its threads to exit waits until all others are collected,
+    /// whichever it is, so all are collected together. Returns the leader's end.
+    pub(super) fn reap_with_namespace(
+        &mut self,
+        tgid: i32,
+        also: Option<i32>,
+        namespace: Vec<i32>,
+    ) -> Stop {
+        let mut tids = namespace;
+        tids.extend(self.members(tgid));
+        tids.extend(also);
+        if self.zombies.remove(&tgid) || !tids.contains(&tgid) {
+            tids.push(tgid);
+        }
+        tids.sort_unstable();
+        tids.dedup();
+        for t in &tids {
+            self.threads.remove(t);
+        }
+        let ends = crate::tree::reap_together(&tids);
+        ends.get(&tgid).copied().unwrap_or(Stop::Exited(0))
+    }
 }

@@ -80,6 +80,21 @@ impl Recorder {
             return Ok(0);
         }
         if is_fault(sig, si.si_code) {
+            let tgid = self.threads.get(&cur).map_or(cur, |t| t.tgid);
+            if self.pidns.led_by(tgid).is_some() && !crate::replay::signal::caught(cur, sig) {
+                // Natively it dies of it; under ptrace the kernel keeps the first process
+                // of a pid namespace alive and drops the signal, and the instruction
+                // faults again, for ever.
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "a {} without a handler in the first process of a pid namespace",
+                        signal_name(sig)
+                    ),
+                    hint: "a traced namespace's first process does not die of a fault; \
+                           fork the crashing code into a child of it"
+                        .into(),
+                });
+            }
             self.events.push(&Event::Signal {
                 tid: cur,
                 signo: sig,
@@ -92,7 +107,7 @@ impl Recorder {
         if matches!(
             sig,
             libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
-        ) && !self.sent_by_tree(&si)
+        ) && !self.sent_by_tree(cur, &si)
             && (si.si_code != libc::SI_KERNEL || self.in_first_group(cur))
         {
             // Ctrl-C at the terminal, or a kill from outside: end the recording, the way
@@ -288,7 +303,7 @@ impl Recorder {
     }
 
     /// Whether a signal was sent by one of the recorded processes (kill, tgkill...).
-    pub(super) fn sent_by_tree(&self, si: &libc::siginfo_t) -> bool {
+    pub(super) fn sent_by_tree(&self, tid: i32, si: &libc::siginfo_t) -> bool {
         if si.si_code != libc::SI_USER
             && si.si_code != libc::SI_TKILL
             && si.si_code != libc::SI_QUEUE
@@ -297,6 +312,15 @@ impl Recorder {
         }
         // SAFETY: si_pid is valid for SI_USER/SI_TKILL/SI_QUEUE.
         let pid = unsafe { si.si_pid() };
+        if pid == 0 && self.pidns.depth(tid) > 0 {
+            // From a pid namespace above the receiver's: a process of the tree outside
+            // the program's namespace (not the terminal, whose signals are SI_KERNEL).
+            return true;
+        }
+        // The receiver names the sender in its own pid namespace.
+        let Some(pid) = self.pidns.global(tid, pid) else {
+            return false;
+        };
         self.threads.values().any(|t| t.tgid == pid)
     }
 }
@@ -441,8 +465,7 @@ pub(super) fn emulate(
 /// Whether a signal was sent by this process with `tgkill` (the watchdog ending a slice,
 /// the interrupter stopping the program): the recorder's, not the program's.
 pub(super) fn sent_by_recorder(si: &libc::siginfo_t) -> bool {
-    // SAFETY: si_pid is valid for SI_TKILL.
-    si.si_code == libc::SI_TKILL && unsafe { si.si_pid() } == std::process::id() as i32
+    crate::pidns::tkill_from_this_process(si)
 }
 
 /// Queues `si` to thread `tid` of `tgid` (`rt_tgsigqueueinfo`, which needs the code

@@ -122,6 +122,19 @@ impl Recorder {
         if sysno == nr::UNSHARE {
             check_unshare(args[0])?;
         }
+        let new_pid_namespace = match sysno {
+            nr::UNSHARE => args[0] & libc::CLONE_NEWPID as u64 != 0,
+            _ => clone_flags.is_some_and(|f| f & libc::CLONE_NEWPID as u64 != 0),
+        };
+        if new_pid_namespace && !self.pid_namespaces {
+            tracing::debug!(
+                "thread {cur}: a pid namespace of the program's; tasks' pids recorded from now on"
+            );
+            self.pid_namespaces = true;
+        }
+        if self.pid_namespaces {
+            self.check_signal_into_pid_namespace(cur, sysno, &args)?;
+        }
         if sysno == nr::CLONE && args[0] & libc::CLONE_UNTRACED as u64 != 0 {
             // The new task must be traced like every other: the flag, which only keeps
             // a tracer off, is taken out of the call (and put back at its exit, see
@@ -419,12 +432,20 @@ impl Recorder {
         if tgid == self.leader {
             return false;
         }
-        let member =
-            |tid: u64| i32::try_from(tid).is_ok_and(|t| t > 0 && self.members(tgid).contains(&t));
+        // The pids as the engine names them (the program names them in its own pid
+        // namespace).
+        let global = |pid: u64| {
+            i32::try_from(pid)
+                .ok()
+                .filter(|&p| p > 0)
+                .and_then(|p| self.pidns.global(cur, p))
+        };
+        let is_tgid = |pid: u64| global(pid) == Some(tgid);
+        let member = |tid: u64| global(tid).is_some_and(|t| self.members(tgid).contains(&t));
         let sigkill = libc::SIGKILL as u64;
         match sysno {
-            nr::KILL => args[0] == tgid as u64 && args[1] == sigkill,
-            nr::TGKILL => args[0] == tgid as u64 && member(args[1]) && args[2] == sigkill,
+            nr::KILL => is_tgid(args[0]) && args[1] == sigkill,
+            nr::TGKILL => is_tgid(args[0]) && member(args[1]) && args[2] == sigkill,
             nr::TKILL => member(args[0]) && args[1] == sigkill,
             _ => false,
         }
@@ -439,7 +460,16 @@ impl Recorder {
             .or_else(|e| if e.is_gone() { Ok(()) } else { Err(e) })?;
         if sysno == nr::EXIT_GROUP || self.members(tgid).len() == 1 {
             // The whole process ends. A leader's end is reported only after its other
-            // threads are collected: those first, then the leader.
+            // threads are collected: those first, then the leader (after the other
+            // processes of the pid namespace it is the first of, if it is).
+            let namespace = self.end_namespace_of(tgid);
+            if !namespace.is_empty() {
+                let stop = self.reap_with_namespace(tgid, Some(cur), namespace);
+                if tgid == self.leader {
+                    return self.process_ended(tgid, stop).map(Next::Finished);
+                }
+                return Ok(Next::Switch);
+            }
             self.threads.remove(&cur);
             for t in self.members(tgid) {
                 if t != tgid {
@@ -768,6 +798,7 @@ pub(crate) fn untraced_clone(task: &mut Task, flags: u64) -> Result<()> {
 /// kernel through new namespaces, and all it sees through calls is recorded. Replay
 /// creates the task without them (see `replay::tree`), as it does with `CLONE_UNTRACED`.
 pub(crate) const CLONE_NAMESPACES_LEFT_OUT_AT_REPLAY: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWPID
     | libc::CLONE_NEWCGROUP
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWIPC
@@ -787,14 +818,6 @@ pub(super) fn check_clone(flags: u64, clone3: bool) -> Result<()> {
     {
         return Ok(());
     }
-    if flags & libc::CLONE_NEWPID as u64 != 0 {
-        return Err(Error::Unsupported {
-            what: format!("clone into a new pid namespace (flags {flags:#x})"),
-            hint: "the recorder keeps books of tasks by the ids its own pid namespace sees; \
-                   set up pid namespaces outside the recorded program"
-                .into(),
-        });
-    }
     if clone3 && flags & CLONE_NAMESPACES_LEFT_OUT_AT_REPLAY != 0 {
         // Replay would have to rewrite the flags in the program's clone_args.
         return Err(Error::Unsupported {
@@ -806,20 +829,78 @@ pub(super) fn check_clone(flags: u64, clone3: bool) -> Result<()> {
 }
 
 /// unshare(2) runs at record and replay gives its result without making it: a new
-/// namespace changes what the program's later calls see, and those are recorded. Refused
-/// are the parts that change which tasks or file descriptors the engine's books describe:
-/// a new pid or time namespace (for the children it creates), a private fd table, and
+/// namespace changes what the program's later calls see, and those are recorded (a new
+/// pid namespace, for the children the caller creates next: see [`crate::pidns`]).
+/// Refused are the parts that change which tasks or file descriptors the engine's books
+/// describe: a new time namespace (for the children it creates), a private fd table, and
 /// detached System V semaphore undo lists.
 pub(super) fn check_unshare(flags: u64) -> Result<()> {
-    let refused =
-        libc::CLONE_NEWPID | libc::CLONE_NEWTIME | libc::CLONE_FILES | libc::CLONE_SYSVSEM;
+    let refused = libc::CLONE_NEWTIME | libc::CLONE_FILES | libc::CLONE_SYSVSEM;
     if flags & refused as u64 != 0 {
         return Err(Error::Unsupported {
-            what: format!("unshare of a new pid or time namespace, fd table or semaphore undo list (flags {flags:#x})"),
+            what: format!("unshare of a new time namespace, fd table or semaphore undo list (flags {flags:#x})"),
             hint: "the recorder keeps books of the program's tasks and fds that these would change; set up the sandbox outside the recorded program".into(),
         });
     }
     Ok(())
+}
+
+impl Recorder {
+    /// A task `cur` creates lives in pid namespaces of the program's: its pids there
+    /// are recorded ([`Event::PidNamespace`], before its `NewTask`) and kept.
+    pub(super) fn record_pid_namespaces(&mut self, cur: i32, child: i32) -> Result<()> {
+        let (namespaces, pids) =
+            crate::pidns::read_levels(child).map_err(|e| Error::Unsupported {
+                what: format!("reading the pid namespaces of new task {child}: {e}"),
+                hint: "the recorder reads /proc/TID/status and /proc/TID/ns/pid of the tasks \
+                       a program creates in pid namespaces of its own"
+                    .into(),
+            })?;
+        if namespaces.is_empty() {
+            return Ok(());
+        }
+        self.pidns.add(child, &namespaces, &pids);
+        self.events.push(&Event::PidNamespace {
+            tid: cur,
+            child,
+            namespaces,
+            pids,
+        })
+    }
+
+    /// Refuses a SIGSTOP sent from a task into a pid namespace below its own: the
+    /// receiver sees no sender (`si_pid` 0), as for the engine's own SIGSTOPs (the end
+    /// of a slice), which it could not tell apart.
+    fn check_signal_into_pid_namespace(&self, cur: i32, sysno: u64, args: &[u64; 6]) -> Result<()> {
+        let (target, sig) = match sysno {
+            nr::KILL => (args[0], args[1]),
+            nr::TKILL => (args[0], args[1]),
+            nr::TGKILL => (args[1], args[2]),
+            _ => return Ok(()),
+        };
+        if sig != libc::SIGSTOP as u64 {
+            return Ok(());
+        }
+        let Some(target) = i32::try_from(target)
+            .ok()
+            .filter(|&t| t > 0)
+            .and_then(|t| self.pidns.global(cur, t))
+        else {
+            return Ok(());
+        };
+        if self.pidns.depth(target) > self.pidns.depth(cur) {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "{} of SIGSTOP into a pid namespace below the sender's",
+                    syscalls::name_of(sysno)
+                ),
+                hint: "the receiver sees such a signal without a sender, like the recorder's \
+                       own SIGSTOPs; send it from within the namespace, or another signal"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 pub(super) fn read_clone3(task: &mut Task, addr: u64) -> Result<[u64; 4]> {

@@ -235,6 +235,7 @@ impl Replayer<'_> {
             index: self.index,
             brk: self.brk.clone(),
             out_fds: self.out_fds.clone(),
+            pidns: self.pidns.clone(),
             sink,
             observer,
             pending: self.pending.clone(),

@@ -18,7 +18,7 @@ mod rebuild;
 mod robust;
 pub mod sandbox;
 pub mod session;
-mod signal;
+pub(crate) mod signal;
 mod syscall;
 mod sysv_shm;
 mod tree;
@@ -171,6 +171,9 @@ struct Replayer<'a> {
     /// The recording cleared the stale fault fields of asynchronous signals' frames
     /// (format 9 on, `record::signal::clear_fault_fields`): replay clears them too.
     clean_frames: bool,
+    /// The tasks that lived in the program's own pid namespaces at record, and their
+    /// pids there ([`Event::PidNamespace`]; replay creates no namespace).
+    pidns: crate::pidns::PidNamespaces,
     /// Processes of the tree that were sent SIGKILL (see [`Replayer::end_killed`]).
     sigkilled: std::collections::HashSet<i32>,
     /// The call (number, arguments) of the [`Event::Filtered`] being replayed: an
@@ -383,6 +386,10 @@ impl Replayer<'_> {
                     && th.signal != 0 =>
             {
                 drop_if_stop(&mut th);
+                let init = self.pidns.depth(th.tgid) > 0 && self.pidns.own(th.tgid) == 1;
+                if init {
+                    signal::drop_if_init_ignores(&mut th);
+                }
                 if th.signal != 0 {
                     self.end_if_fatal(ev, &mut th)
                 } else {
@@ -458,6 +465,15 @@ impl Replayer<'_> {
             // The thread stays where it is (held at its blocked call's entry).
             Event::KernelWrite { addr, data, .. } => {
                 th.task.write_mem(*addr, data)?;
+                return Ok(Step::Done);
+            }
+            Event::PidNamespace {
+                child,
+                namespaces,
+                pids,
+                ..
+            } => {
+                self.pidns.add(*child, namespaces, pids);
                 return Ok(Step::Done);
             }
             _ => {}

@@ -193,6 +193,7 @@ impl<'a> ReplaySession<'a> {
             index: 1,
             brk: HashMap::from([(first.tid, first.brk)]),
             out_fds: HashMap::new(),
+            pidns: crate::pidns::PidNamespaces::default(),
             stats: ReplayStats::default(),
             shared_copies: HashMap::new(),
             shm_segments: HashMap::new(),
@@ -590,6 +591,7 @@ impl Replayer<'_> {
             Event::SharedFile { .. }
                 | Event::SharedFileWrite { .. }
                 | Event::KernelWrite { .. }
+                | Event::PidNamespace { .. }
                 | Event::Exec(_)
                 | Event::Signal { injected: true, .. }
                 | Event::SignalAtPoint { .. }

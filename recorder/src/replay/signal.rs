@@ -23,7 +23,7 @@ impl Replayer<'_> {
         {
             return Ok(Step::Done);
         }
-        robust::owner_died(&mut th.task, tid)?;
+        robust::owner_died(&mut th.task, self.pidns.own(tid))?;
         let others: Vec<i32> = self
             .threads
             .iter()
@@ -32,7 +32,7 @@ impl Replayer<'_> {
             .collect();
         for t in &others {
             if let Some(x) = self.threads.get_mut(t) {
-                robust::owner_died(&mut x.task, *t)?;
+                robust::owner_died(&mut x.task, self.pidns.own(*t))?;
             }
         }
         th.signal = 0;
@@ -52,6 +52,7 @@ impl Replayer<'_> {
             "process {tgid} ended by {} at replay, as at record",
             signal_name(sig)
         );
+        self.end_namespace_of(tgid)?;
         Ok(Step::Gone)
     }
 
@@ -298,6 +299,23 @@ pub(super) fn drop_if_stop(th: &mut RThread) {
     }
 }
 
+/// Thread `th` belongs to the first process of a pid namespace of the program's, and
+/// was given a signal (`th.signal`) without a handler: the kernel drops it at delivery
+/// (such a process gets no signal it did not ask for, but SIGKILL and SIGSTOP), while the
+/// replayed process, in no namespace of its own, would die of it. Dropped here too, as
+/// [`drop_if_stop`] does.
+pub(super) fn drop_if_init_ignores(th: &mut RThread) {
+    let (tid, sig) = (th.task.tid, th.signal);
+    if sig != 0 && sig != libc::SIGKILL && sig != libc::SIGSTOP && !caught(tid, sig) {
+        th.at_dropped_stop = true;
+        tracing::debug!(
+            "{} not delivered at replay: the first process of a pid namespace ignores it",
+            signal_name(sig)
+        );
+        th.signal = 0;
+    }
+}
+
 /// Whether signal `sig` ends a process when it has no handler and is not ignored.
 pub(super) fn terminates_by_default(sig: i32) -> bool {
     (1..=64).contains(&sig)
@@ -316,7 +334,7 @@ pub(super) fn terminates_by_default(sig: i32) -> bool {
 
 /// Whether signal `sig` has a handler in thread `tid`'s process (`SigCgt` in
 /// `/proc/TID/status`).
-pub(super) fn caught(tid: i32, sig: i32) -> bool {
+pub(crate) fn caught(tid: i32, sig: i32) -> bool {
     status_mask(tid, "SigCgt:").is_some_and(|mask| has_signal(mask, sig))
 }
 

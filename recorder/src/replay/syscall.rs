@@ -6,6 +6,7 @@
 use super::signal::temporary_mask;
 use super::tree::reap;
 use super::*;
+use crate::pidns::PidNamespaces;
 
 impl Replayer<'_> {
     /// The fork-family call of an earlier [`Event::NewTask`] returns.
@@ -59,10 +60,10 @@ impl Replayer<'_> {
         let tgid = th.tgid;
         for (tid, other) in self.threads.iter_mut() {
             if other.tgid == tgid {
-                robust::owner_died(&mut other.task, *tid)?;
+                robust::owner_died(&mut other.task, self.pidns.own(*tid))?;
             }
         }
-        robust::owner_died(&mut th.task, tgid)?;
+        robust::owner_died(&mut th.task, self.pidns.own(tgid))?;
         let mut regs = th.task.regs()?;
         let mut path = std::os::unix::ffi::OsStrExt::as_bytes(self.stub_path.as_os_str()).to_vec();
         path.push(0);
@@ -261,12 +262,12 @@ impl Replayer<'_> {
             // came back; see the recorder's `kills_own_process`).
             return self.end_own_kill(s.tid, th);
         }
-        if let Some(victim) = sigkilled_process(s) {
+        if let Some(victim) = sigkilled_process(s, &self.pidns) {
             if victim != th.tgid && victim != self.leader {
                 self.sigkilled.insert(victim);
             }
         }
-        if let Some(dead) = reaped_child(s) {
+        if let Some(dead) = reaped_child(s, &self.pidns) {
             if self.sigkilled.remove(&dead) {
                 self.end_killed(dead)?;
             }
@@ -306,6 +307,7 @@ impl Replayer<'_> {
                         self.reap_all(self.leader, stop);
                     } else {
                         self.forget_process(tgid);
+                        self.end_namespace_of(tgid)?;
                     }
                 } else if s.tid == tgid {
                     // A process leader stays a zombie until its other threads are gone.
@@ -396,12 +398,12 @@ impl Replayer<'_> {
     /// owner-died marking of the robust futexes each ending thread owns is done here,
     /// with the recorded tids (see [`robust`]).
     pub(super) fn robust_cleanup(&mut self, s: &SyscallEvent, th: &mut RThread) -> Result<()> {
-        robust::owner_died(&mut th.task, s.tid)?;
+        robust::owner_died(&mut th.task, self.pidns.own(s.tid))?;
         if s.nr == nr::EXIT_GROUP {
             let tgid = th.tgid;
             for (tid, other) in self.threads.iter_mut() {
                 if other.tgid == tgid {
-                    match robust::owner_died(&mut other.task, *tid) {
+                    match robust::owner_died(&mut other.task, self.pidns.own(*tid)) {
                         Ok(_) | Err(Error::TaskGone { .. }) => {}
                         Err(e) => return Err(e),
                     }
@@ -682,44 +684,56 @@ impl Replayer<'_> {
     /// Whether a successful kill, tgkill or tkill sent SIGKILL to the caller's own
     /// process (`tgid`, recorded).
     fn kills_own_process(&self, s: &SyscallEvent, tgid: i32) -> bool {
+        // The caller named them in its own pid namespace.
+        let global = |pid: u64| {
+            i32::try_from(pid)
+                .ok()
+                .filter(|&p| p > 0)
+                .and_then(|p| self.pidns.global(s.tid, p))
+        };
+        let is_tgid = |pid: u64| global(pid) == Some(tgid);
         let member = |tid: u64| {
-            tid == s.tid as u64
-                || i32::try_from(tid)
-                    .is_ok_and(|t| self.threads.get(&t).is_some_and(|x| x.tgid == tgid))
+            global(tid)
+                .is_some_and(|t| t == s.tid || self.threads.get(&t).is_some_and(|x| x.tgid == tgid))
         };
         let sigkill = libc::SIGKILL as u64;
         s.ret == 0
             && match s.nr {
-                nr::KILL => s.args[0] == tgid as u64 && s.args[1] == sigkill,
-                nr::TGKILL => s.args[0] == tgid as u64 && member(s.args[1]) && s.args[2] == sigkill,
+                nr::KILL => is_tgid(s.args[0]) && s.args[1] == sigkill,
+                nr::TGKILL => is_tgid(s.args[0]) && member(s.args[1]) && s.args[2] == sigkill,
                 nr::TKILL => member(s.args[0]) && s.args[1] == sigkill,
                 _ => false,
             }
     }
 }
 
-/// The process a successful `kill(pid, SIGKILL)` or `tgkill(tgid, tid, SIGKILL)` ended.
-pub(super) fn sigkilled_process(s: &SyscallEvent) -> Option<i32> {
+/// The process a successful `kill(pid, SIGKILL)` or `tgkill(tgid, tid, SIGKILL)` ended,
+/// by its recorded tgid (the caller named it in its own pid namespace).
+pub(super) fn sigkilled_process(s: &SyscallEvent, pidns: &PidNamespaces) -> Option<i32> {
     let (target, sig) = match s.nr {
         nr::KILL => (s.args[0] as i32, s.args[1] as i32),
         nr::TGKILL => (s.args[0] as i32, s.args[2] as i32),
         _ => return None,
     };
-    (s.ret == 0 && sig == libc::SIGKILL && target > 0).then_some(target)
+    (s.ret == 0 && sig == libc::SIGKILL && target > 0)
+        .then(|| pidns.global(s.tid, target))
+        .flatten()
 }
 
 /// The child a wait-family call reaped: wait4's result, or waitid's `si_pid` (from the
-/// siginfo it wrote) unless it only looked (`WNOWAIT`).
-pub(super) fn reaped_child(s: &SyscallEvent) -> Option<i32> {
-    match s.nr {
-        nr::WAIT4 if s.ret > 0 => Some(s.ret as i32),
+/// siginfo it wrote) unless it only looked (`WNOWAIT`); by its recorded tid (the caller
+/// saw its pid in its own pid namespace).
+pub(super) fn reaped_child(s: &SyscallEvent, pidns: &PidNamespaces) -> Option<i32> {
+    let pid = match s.nr {
+        nr::WAIT4 if s.ret > 0 => s.ret as i32,
         nr::WAITID if s.ret == 0 && s.args[3] & libc::WNOWAIT as u64 == 0 => {
             let info = s.writes.iter().find(|w| w.addr == s.args[2])?;
             let pid = info.data.get(16..20)?;
-            Some(i32::from_le_bytes(pid.try_into().ok()?)).filter(|&p| p > 0)
+            Some(i32::from_le_bytes(pid.try_into().ok()?)).filter(|&p| p > 0)?
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    pidns.global(s.tid, pid)
 }
 
 /// Whether a recorded syscall runs for real at replay (otherwise it is emulated).

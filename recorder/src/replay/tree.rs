@@ -220,7 +220,8 @@ impl Replayer<'_> {
         if process {
             // CLONE_CHILD_SETTID wrote the child's real tid into the child's own memory
             // (glibc's fork keeps its thread's tid there, the owner id of the mutexes
-            // it locks): the program saw the recorded one.
+            // it locks): the program saw the recorded one, the one its own pid
+            // namespace gave it.
             let (flags, ctid) = match nr {
                 nr::CLONE => (args[0], args[3]),
                 nr::CLONE3 => {
@@ -231,7 +232,7 @@ impl Replayer<'_> {
                 _ => (0, 0),
             };
             if flags & libc::CLONE_CHILD_SETTID as u64 != 0 && ctid != 0 {
-                task.write_mem(ctid, &child.to_le_bytes())?;
+                task.write_mem(ctid, &self.pidns.own(child).to_le_bytes())?;
             }
         }
         let mut new = RThread::new(task, tgid);
@@ -295,7 +296,7 @@ impl Replayer<'_> {
             .collect();
         for t in &members {
             if let Some(x) = self.threads.get_mut(t) {
-                match robust::owner_died(&mut x.task, *t) {
+                match robust::owner_died(&mut x.task, self.pidns.own(*t)) {
                     Ok(_) | Err(Error::TaskGone { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -306,6 +307,35 @@ impl Replayer<'_> {
         let tasks = self.take_members(tgid, &members);
         crate::tree::kill_and_reap(tasks);
         self.bps.forget(tgid);
+        self.end_namespace_of(tgid)
+    }
+
+    /// Process `tgid` has ended. When it was the first process of a pid namespace of
+    /// the program's at record, the kernel killed every other process of that namespace
+    /// there (see the recorder's `end_namespace_of`): they have no events after this,
+    /// and are ended now the same way (robust futexes marked, then killed).
+    pub(super) fn end_namespace_of(&mut self, tgid: i32) -> Result<()> {
+        let Some(ns) = self.pidns.led_by(tgid) else {
+            return Ok(());
+        };
+        let mut processes: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|(t, x)| x.tgid != tgid && self.pidns.within(**t, ns))
+            .map(|(_, x)| x.tgid)
+            .chain(
+                self.zombies
+                    .keys()
+                    .copied()
+                    .filter(|z| *z != tgid && self.pidns.within(*z, ns)),
+            )
+            .collect();
+        processes.sort_unstable();
+        processes.dedup();
+        for p in processes {
+            self.end_killed(p)?;
+            self.forget_process(p);
+        }
         Ok(())
     }
 }

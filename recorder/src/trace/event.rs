@@ -257,6 +257,20 @@ pub enum Event {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// The task thread `tid` creates next ([`Event::NewTask`], which follows) lives in
+    /// pid namespaces of the program's (format 14): their ids, outermost first, and its
+    /// pid in each (see [`crate::pidns`]). Replay creates no namespace; it translates the
+    /// pids the program names with these.
+    PidNamespace {
+        /// The creating thread.
+        tid: i32,
+        /// The new task's tid (the engine's).
+        child: i32,
+        /// The namespaces below the engine's, outermost first (recorded inode numbers).
+        namespaces: Vec<u64>,
+        /// Its pid in each.
+        pids: Vec<i32>,
+    },
 }
 
 impl Event {
@@ -275,6 +289,7 @@ impl Event {
             | Event::SignalAtPoint { tid, .. }
             | Event::Exit { tid, .. }
             | Event::SharedFile { tid, .. }
+            | Event::PidNamespace { tid, .. }
             | Event::SharedFileWrite { tid, .. }
             | Event::KernelWrite { tid, .. }
             | Event::Filtered { tid, .. } => *tid,
@@ -407,6 +422,9 @@ impl Event {
                 ExitKind::Signaled(s) => format!("killed by {}", signal_name(*s)),
             },
             Event::SharedFile { name, .. } => format!("next mmap shares {name}"),
+            Event::PidNamespace { child, pids, .. } => {
+                format!("new task {child} has pids {pids:?} in the program's pid namespaces")
+            }
             Event::SharedFileWrite {
                 name, offset, data, ..
             } => format!("wrote {} bytes at {offset} of shared {name}", data.len()),

@@ -31,9 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 
 /// The first line of every trace's `version` file.
-pub const VERSION_LINE: &str = "chaos-trace 13";
+pub const VERSION_LINE: &str = "chaos-trace 14";
 /// The format version number.
-pub const FORMAT_VERSION: u32 = 13;
+pub const FORMAT_VERSION: u32 = 14;
 /// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1;
 /// 3 added [`Event::Preempted`] (how each preemption point was found); 4 made syscall
 /// buffering the default ([`Header::syscallbuf`]: replay must map the library's entry
@@ -61,6 +61,8 @@ pub const FORMAT_VERSION: u32 = 13;
 /// traced read carrying `syscallbuf::abi::ASK_MARK`, answered through a memory write)
 /// and has it on by default: a replayer of 12's library would take the registration's
 /// `DESCHED_LAZY` for an event fd and buffer that read, so it refuses the trace.
+/// 14 added [`Event::PidNamespace`] (the pids of a task in the program's own pid
+/// namespaces), which a replayer of 13 could not read.
 pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 1",
     "chaos-trace 2",
@@ -74,6 +76,7 @@ pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 10",
     "chaos-trace 11",
     "chaos-trace 12",
+    "chaos-trace 13",
     VERSION_LINE,
 ];
 
@@ -83,7 +86,7 @@ pub fn is_readable_version(line: &str) -> bool {
     READABLE_VERSION_LINES.contains(&line)
 }
 
-/// The file naming the format (`chaos-trace 13`).
+/// The file naming the format (`chaos-trace 14`).
 pub const VERSION_FILE: &str = "version";
 /// What was recorded ([`Header`]).
 pub const HEADER_FILE: &str = "header.json";
