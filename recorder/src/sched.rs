@@ -147,10 +147,11 @@ impl Scheduler {
 
     /// The next tick budget of instrumented code: uniform in `1..=ticks::MAX_BUDGET`, so
     /// a preemption point can fall on any load, store or edge (heavy-tailed in chaos
-    /// mode).
+    /// mode, and there the ordinary draws up to the next switch added up: see
+    /// [`chaos::ChaosPolicy::tick_budget_until_switch`]).
     pub fn tick_budget(&mut self) -> u64 {
         match &mut self.chaos {
-            Some(c) => c.tick_budget(),
+            Some(c) => c.tick_budget_until_switch(),
             None => 1 + self.rng.below(crate::ticks::MAX_BUDGET),
         }
     }

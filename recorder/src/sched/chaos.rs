@@ -19,7 +19,10 @@
 //!   (from 1/64 to 1/2, log-uniform) instead of a fixed 1/16.
 //! - **Tick switch rate**: when a tick budget runs out the running thread gives way
 //!   with a chance drawn per run (from 1/32 to 1, log-uniform), so one thread may run
-//!   far ahead of another between change points.
+//!   far ahead of another between change points. The decisions are taken ahead, when a
+//!   budget is given: the budget is the sum of the ordinary draws up to the first one
+//!   whose end is a switch ([`ChaosPolicy::tick_budget_until_switch`]), so a tick stop
+//!   at which the thread would go on is never made (each costs a stop of the thread).
 //! - **Tick budgets** of instrumented code: heavy-tailed (log-uniform up to a per-run
 //!   maximum itself drawn between 1,000 and 400,000 ticks), so some runs preempt very
 //!   often and most preempt about as often as the default policy.
@@ -74,6 +77,10 @@ pub const MAX_STARVATION: Duration = Duration::from_millis(200);
 /// How many times longer a tick budget is when it runs out while no other thread can
 /// run (see [`ChaosPolicy::tick_budget_alone`]).
 pub const ALONE_FACTOR: u64 = 16;
+/// The most ordinary draws one tick budget adds up (see
+/// [`ChaosPolicy::tick_budget_until_switch`]); at the lowest tick switch rate (1/32) a
+/// budget reaches it once in about 10^14.
+pub const MAX_MERGED: u32 = 1024;
 
 /// One run's chaos parameters and state.
 #[derive(Debug, Clone)]
@@ -105,6 +112,12 @@ pub struct ChaosPolicy {
     decided: bool,
     /// Each thread's largest tick budget.
     thread_budgets: HashMap<i32, u64>,
+    /// Per thread, the decision taken ahead for the end of the budget it was given last
+    /// (`true`: at a change point), if that end is a switch.
+    tick_ahead: HashMap<i32, bool>,
+    /// Per thread, the decision taken ahead for the tick stop it is in (moved from
+    /// `tick_ahead` when it asks for its next budget).
+    tick_due: HashMap<i32, bool>,
     /// The next priority given at a change point (below every initial one).
     next_low: u64,
     decisions: u64,
@@ -146,6 +159,8 @@ impl ChaosPolicy {
             priorities: HashMap::new(),
             decided: false,
             thread_budgets: HashMap::new(),
+            tick_ahead: HashMap::new(),
+            tick_due: HashMap::new(),
             next_low: INITIAL,
             decisions: 0,
             picks: 0,
@@ -168,25 +183,53 @@ impl ChaosPolicy {
         self.decide(self.switch_per_1024)
     }
 
-    /// Whether the running thread should give way when its tick budget ran out.
+    /// Whether the running thread should give way when its tick budget ran out: the
+    /// decision taken when the budget was given, if there was one (see
+    /// [`Self::tick_budget_until_switch`]), else one taken now.
     pub fn should_switch_at_tick(&mut self) -> bool {
-        self.decide(self.tick_switch_per_1024)
+        let tid = self.running.unwrap_or(0);
+        match self.tick_due.remove(&tid) {
+            Some(change_point) => {
+                self.apply_switch(change_point);
+                true
+            }
+            None => self.decide(self.tick_switch_per_1024),
+        }
     }
 
     /// A decision: the running thread gives way at a change point (dropping to the
     /// lowest priority), otherwise with a chance of `per_1024` in 1024.
     fn decide(&mut self, per_1024: u64) -> bool {
+        match self.draw_decision(per_1024) {
+            Some(change_point) => {
+                self.apply_switch(change_point);
+                true
+            }
+            None => {
+                self.decided = false;
+                false
+            }
+        }
+    }
+
+    /// A decision's draw, with no effect yet: `Some(at a change point)` for a switch.
+    fn draw_decision(&mut self, per_1024: u64) -> Option<bool> {
         self.decisions += 1;
         if self.change_points.binary_search(&self.decisions).is_ok() {
+            return Some(true);
+        }
+        (self.rng.below(1024) < per_1024).then_some(false)
+    }
+
+    /// The running thread gives way by this policy's decision (at a change point it
+    /// first drops below every other thread).
+    fn apply_switch(&mut self, change_point: bool) {
+        if change_point {
             if let Some(tid) = self.running {
                 self.demote(tid);
             }
-            self.decided = true;
-            return true;
         }
-        let switch = self.rng.below(1024) < per_1024;
-        self.decided = switch;
-        switch
+        self.decided = true;
     }
 
     /// Drops `tid` below every other thread.
@@ -225,7 +268,40 @@ impl ChaosPolicy {
     /// the longer budget saves most of those, and it stays within the thread's next few
     /// ordinary budgets once another thread can run again.
     pub fn tick_budget_alone(&mut self) -> u64 {
+        self.tick_stop();
         self.tick_budget().saturating_mul(ALONE_FACTOR)
+    }
+
+    /// The next tick budget of the running thread while another thread can run: the
+    /// ordinary draws ([`Self::tick_budget`]) added up to the first whose end the
+    /// thread gives way at, the decisions for the ends of the others (it would go on)
+    /// and for that one (kept for [`Self::should_switch_at_tick`]) taken now, at most
+    /// [`MAX_MERGED`] draws (the decision at the end of the last is then taken there).
+    /// The ticks between two switches are distributed as when each draw ended in a
+    /// stop of its own, without the stops at which the thread would go on: they cost a
+    /// ptrace stop each and changed nothing (a budget of its own each).
+    pub fn tick_budget_until_switch(&mut self) -> u64 {
+        self.tick_stop();
+        let tid = self.running.unwrap_or(0);
+        let mut budget = self.tick_budget();
+        for _ in 1..MAX_MERGED {
+            if let Some(change_point) = self.draw_decision(self.tick_switch_per_1024) {
+                self.tick_ahead.insert(tid, change_point);
+                break;
+            }
+            budget = budget.saturating_add(self.tick_budget());
+        }
+        budget
+    }
+
+    /// The running thread is at a tick stop (it asks for its next budget): the
+    /// decision taken ahead for the end of its last budget, if any, is the one due now.
+    fn tick_stop(&mut self) {
+        let tid = self.running.unwrap_or(0);
+        match self.tick_ahead.remove(&tid) {
+            Some(d) => self.tick_due.insert(tid, d),
+            None => self.tick_due.remove(&tid),
+        };
     }
 
     /// The highest-priority runnable thread, `previous` only if it is the only one.
@@ -318,6 +394,98 @@ mod tests {
                 assert_eq!(a.should_switch_at_tick(), b.should_switch_at_tick());
             }
         }
+    }
+
+    /// While another thread can run, every tick budget ends in a switch: the stops at
+    /// which the thread would have gone on are merged into the budget (issue 15: each
+    /// is a ptrace stop that changes nothing). At a tick stop the budget is given
+    /// first (the call's entry), then the decision for the end of the last one is
+    /// taken (its exit).
+    #[test]
+    fn every_tick_budget_with_others_ready_ends_in_a_switch() {
+        for seed in 0..64 {
+            let mut p = ChaosPolicy::new(seed);
+            p.pick(&[1, 2], None);
+            let mut merged = 0;
+            let mut asked = std::collections::HashSet::new();
+            for i in 0..200 {
+                let b = p.tick_budget_until_switch();
+                assert!(b >= 1, "seed {seed}");
+                let tid = p.running.unwrap();
+                merged += (b > p.thread_budgets[&tid]) as u32;
+                let switch = p.should_switch_at_tick();
+                // A thread's first stop ends no budget given ahead: it decides then.
+                assert!(switch || asked.insert(tid), "seed {seed}, stop {i}");
+                asked.insert(tid);
+                if switch {
+                    p.pick(&[1, 2], p.running);
+                }
+            }
+            if p.tick_switch_per_1024 < 512 {
+                assert!(merged > 0, "seed {seed}: no budget added up draws");
+            }
+            // A budget given alone takes no decision ahead: its end decides.
+            p.tick_budget_alone();
+            p.should_switch_at_tick();
+            p.tick_budget_alone();
+            let fresh = p.clone().decide(p.tick_switch_per_1024);
+            assert_eq!(p.should_switch_at_tick(), fresh, "seed {seed}");
+        }
+    }
+
+    /// The ticks a thread runs between two switches are distributed as when every
+    /// ordinary draw ended in a stop with its own decision.
+    #[test]
+    fn merged_tick_budgets_run_as_long_between_switches_as_single_draws() {
+        for seed in 0..16 {
+            let (mut old, mut new) = (ChaosPolicy::new(seed), ChaosPolicy::new(seed));
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let mut run = 0;
+            while a.len() < 3000 {
+                run += old.tick_budget();
+                if old.should_switch_at_tick() {
+                    a.push(run);
+                    run = 0;
+                }
+            }
+            for i in 0..3000 {
+                b.push(new.tick_budget_until_switch());
+                assert!(new.should_switch_at_tick() || i == 0);
+            }
+            let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64;
+            let (ma, mb) = (mean(&a), mean(&b));
+            assert!(
+                (mb / ma - 1.0).abs() < 0.1,
+                "seed {seed}: {ma} against {mb}"
+            );
+        }
+    }
+
+    /// A change point met while a budget is given takes effect at the budget's end: the
+    /// thread drops below the others there, not before.
+    #[test]
+    fn a_change_point_taken_ahead_demotes_at_the_stop() {
+        let seed = (0..1000u64)
+            .find(|&s| {
+                let p = ChaosPolicy::new(s);
+                p.change_points[0] > 3 && p.tick_switch_per_1024 < 64
+            })
+            .expect("a seed with a late change point and a low tick switch rate");
+        let mut p = ChaosPolicy::new(seed);
+        let first = p.pick(&[1, 2, 3], None);
+        let at = p.change_points[0];
+        while p.decisions + 1 < at {
+            p.should_switch_after_syscall();
+        }
+        // The next decision, taken ahead, is the change point: no demotion yet.
+        p.tick_budget_until_switch();
+        assert_eq!(p.decisions, at);
+        assert!(p.priorities[&first] >= INITIAL);
+        // At the budget's end the thread gives way and drops below the others.
+        p.tick_budget_until_switch();
+        assert!(p.should_switch_at_tick());
+        assert!(p.priorities[&first] < INITIAL);
+        assert_ne!(p.pick(&[1, 2, 3], Some(first)), first);
     }
 
     /// Short slices come within their bounds, only as many end in a preemption as the
