@@ -185,6 +185,28 @@ fn rep_movsb_preempted_in_the_middle_replays() {
 }
 
 #[test]
+fn a_point_on_a_loop_instruction_that_branches_to_itself_replays() {
+    // `1: loop 1b`: the patched jump covers the `loop` and the instruction after it,
+    // and the copy's branch back must come through the check again (before, the copy
+    // looped on its own in the trampoline and the replay never found the point).
+    let exe = test_support::fixture!("self_loop");
+    let rt = roundtrip(&exe, &[], &[]);
+    rt.assert_exited_0();
+    let out = rt.recorded.stdout_str();
+    let at = out
+        .lines()
+        .find_map(|l| l.strip_prefix("loop at "))
+        .unwrap_or_else(|| panic!("no loop address:\n{out}"))
+        .to_string();
+    assert!(
+        rt.events.contains(&format!("preempted at {at} ")),
+        "no preemption point on the loop instruction {at}:\n{}",
+        rt.events
+    );
+    rt.assert_traps_at_most(4 * rt.points, "self_loop");
+}
+
+#[test]
 fn cpu_bound_libtest_test_replays() {
     let exe = plain().test("cpu_bound");
     let rt = roundtrip(

@@ -113,6 +113,10 @@ const SLOW_IP: u64 = 0x9000;
 const FAST_MISS_IP: u64 = 0xa000;
 const REG_MISS_IP: u64 = 0xb000;
 const REG_NEXT_IP: u64 = 0xc000;
+/// The first displaced instruction's copy. Not the patched address itself: a branch of
+/// the displaced instructions back to that address (a `loop` onto itself) must leave
+/// the trampoline and pass the check again, not run on in the copy.
+const DISPLACED_IP: u64 = 0xd000;
 /// The order of the registers' quick comparison when the flags are dead (indices into
 /// [`COMPARED`]): those a loop changes most often first, the stack and frame pointers
 /// last.
@@ -183,7 +187,9 @@ pub fn build(insns: &[Instruction], base: u64, want: &Want) -> Result<Trampoline
             a.label_last(FAST_MISS_IP);
             a.push(mov_load(Register::RDX, save_rdx))?;
         }
-        a.code.extend_from_slice(insns);
+        let mut copies = insns.to_vec();
+        copies[0].set_ip(DISPLACED_IP);
+        a.code.extend_from_slice(&copies);
         a.push(Instruction::with_branch(Code::Jmp_rel32_64, back))
     };
     // rax and the flags back.
@@ -322,11 +328,11 @@ pub fn build(insns: &[Instruction], base: u64, want: &Want) -> Result<Trampoline
     restore(&mut a, None)?;
     let trap_index = a.code.len();
     a.push(Ok(Instruction::with(Code::Int3)))?;
-    a.push(Instruction::with_branch(Code::Jmp_rel32_64, rip))?;
+    a.push(Instruction::with_branch(Code::Jmp_rel32_64, DISPLACED_IP))?;
     // A mismatch: the program's registers back, the displaced instruction, and back.
     restore(&mut a, Some(MISS_IP))?;
     if fast {
-        a.push(Instruction::with_branch(Code::Jmp_rel32_64, rip))?;
+        a.push(Instruction::with_branch(Code::Jmp_rel32_64, DISPLACED_IP))?;
     } else {
         displaced(&mut a, false)?;
     }
@@ -532,6 +538,44 @@ mod tests {
         assert!(code
             .iter()
             .any(|i| i.is_jcc_short_or_near() && i.near_branch_target() == RIP + 6 - 0x46));
+    }
+
+    #[test]
+    fn a_branch_back_to_the_patched_address_passes_the_check_again() {
+        // `1: loop 1b` (rr's delay loop) and the `mov eax, 0` after it: at replay each
+        // iteration must come back through the patched jump, or the loop would run on in
+        // the trampoline's copy and never be compared.
+        let insns = decode_all(&[0xe2, 0xfe, 0xb8, 0, 0, 0, 0], RIP);
+        for (words, flags_dead) in [(0, false), (4, false), (4, true)] {
+            let mut w = want(words);
+            w.flags_dead = flags_dead;
+            if words == 0 {
+                w.memory.clear();
+                w.safe_words = 0;
+            }
+            let t = build(&insns, BASE, &w).unwrap();
+            let code = decode_all(&t.code, BASE);
+            let ends_at = |target: u64| -> u64 {
+                // The block encoder lengthens an out-of-reach `loop` with a near `jmp`.
+                match code.iter().find(|i| i.ip() == target) {
+                    Some(j) if j.mnemonic() == Mnemonic::Jmp => j.near_branch_target(),
+                    _ => target,
+                }
+            };
+            let loops: Vec<_> = code
+                .iter()
+                .filter(|i| i.mnemonic() == Mnemonic::Loop)
+                .collect();
+            assert!(!loops.is_empty(), "{words} {flags_dead}");
+            for l in loops {
+                assert_eq!(
+                    ends_at(l.near_branch_target()),
+                    RIP,
+                    "words {words}, dead flags {flags_dead}: the copy branches to {:#x}",
+                    l.near_branch_target()
+                );
+            }
+        }
     }
 
     #[test]
