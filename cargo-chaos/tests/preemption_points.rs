@@ -441,6 +441,47 @@ fn a_search_that_can_never_match_again_ends_with_a_divergence() {
     );
 }
 
+/// The same spin-wait, its point's registers edited to values the loop never has: the
+/// patched check never traps, and the thread would spin forever. The search is bounded
+/// from its start (re-armed at each trap) and ends with a divergence naming the event.
+#[test]
+fn a_search_that_never_traps_ends_with_a_divergence() {
+    use recorder::trace::Event;
+    let dir = tempfile::tempdir().unwrap();
+    let exe = test_support::fixture!("spin_count");
+    let trace = dir.path().join("trace");
+    let rec = run(under_timeout(bin())
+        .args(["record", "--trace-dir"])
+        .arg(&trace)
+        .arg("--")
+        .arg(&exe));
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let mut edited = None;
+    edit_events(&trace, |i, ev| {
+        if let Event::Preempted { state, .. } = ev {
+            if edited.is_none() {
+                // Every general register (rip and the flags stay).
+                for r in state.regs.iter_mut().take(15) {
+                    *r ^= 0x5a5a_0000_0000_0000;
+                }
+                edited = Some(i);
+            }
+        }
+    });
+    let edited = edited.expect("the spinning thread was preempted");
+    let replayed = run(under_timeout(bin())
+        .arg("replay")
+        .arg(&trace)
+        .env("CARGO_CHAOS_NEAR_MATCH_SECS", "2"));
+    let err = replayed.stderr_str();
+    assert_eq!(replayed.status, 125, "{err}");
+    assert!(
+        err.contains(&format!("diverged at event {edited}"))
+            && err.contains("without coming to that address with its registers"),
+        "{err}"
+    );
+}
+
 /// Rewrites `trace`'s events, each passed to `edit` with its number.
 fn edit_events(trace: &Path, mut edit: impl FnMut(usize, &mut recorder::trace::Event)) {
     use recorder::trace::{EventReader, EventWriter};

@@ -365,7 +365,11 @@ impl Replayer<'_> {
         let skip = Some((p.tramp.base, p.tramp.base + patch::SIZE));
         let mut traps = 0u64;
         let mut cycle = preempt::CycleCheck::default();
-        let mut deadline: Option<SearchDeadline> = None;
+        // Bounds the search: a thread that goes [`NEAR_MATCH_DEADLINE`] without a trap
+        // (re-armed at each one) runs a loop that never reaches the point at replay; so
+        // does one that goes as long after a trap whose memory differed (not re-armed).
+        let deadline = SearchDeadline::start(th.task.tid);
+        let mut near_match = false;
         loop {
             let sig = th.signal;
             th.signal = 0;
@@ -377,15 +381,28 @@ impl Replayer<'_> {
                 }
             };
             if let (Stop::Signal(libc::SIGSTOP), Some(d)) = (&stop, &deadline) {
-                if d.0.disarm() {
+                if d.passed() {
                     let _ = self.unpatch(th, &p);
                     return Err(self.diverge(
                         ev,
-                        format!(
-                            "did not come back to that state long after a trap whose registers and stack matched but whose memory did not (after {traps} traps; a loop without syscalls that never ends at replay)"
-                        ),
+                        if near_match {
+                            format!(
+                                "did not come back to that state long after a trap whose registers and stack matched but whose memory did not (after {traps} traps; a loop without syscalls that never ends at replay)"
+                            )
+                        } else {
+                            format!(
+                                "ran for {}s after its last check without coming to that address with its registers (after {traps} traps; a loop without syscalls that never ends at replay)",
+                                d.after.as_secs()
+                            )
+                        },
                     ));
                 }
+                // The deadline's stop, sent as a trap re-armed it: not the program's
+                // (suppressed by the resume).
+                if !near_match {
+                    d.rearm();
+                }
+                continue;
             }
             let trapped = match stop {
                 Stop::Signal(libc::SIGTRAP) => {
@@ -396,6 +413,9 @@ impl Replayer<'_> {
             let failed = match stop {
                 Stop::Signal(libc::SIGTRAP) if trapped.is_some() => {
                     traps += 1;
+                    if let (Some(d), false) = (&deadline, near_match) {
+                        d.rearm();
+                    }
                     let mut at = trapped.expect("checked");
                     at.rip = p.rip;
                     if p.flags_dead {
@@ -422,12 +442,10 @@ impl Replayer<'_> {
                             return self.arrived(th, &at, traps, started);
                         }
                         tracing::debug!("point {:#x}: a trap whose memory differs", p.rip);
-                        if deadline.is_none() {
-                            // The registers can never match again in a loop whose only
-                            // way out is the recorded state (a spin-wait): bound the
-                            // search from here, so that it ends with a divergence.
-                            deadline = SearchDeadline::start(th.task.tid);
-                        }
+                        // The registers can never match again in a loop whose only
+                        // way out is the recorded state (a spin-wait): the deadline is
+                        // no longer re-armed, so that the search ends with a divergence.
+                        near_match = true;
                         preempt::Compared::MemoryDiffers(memory)
                     } else {
                         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -586,15 +604,21 @@ fn iterations_done(regs: &Regs, want: &PreemptState, rep: insn::RepString) -> Op
     (rsi_ok && rdi_ok).then_some(done)
 }
 
-/// How long a search goes on after a trap that matched all but the memory digest.
-/// Such a search normally ends within a slice's worth of the program's time (tens of
-/// milliseconds, a few seconds when each trap hashes a large memory); one that goes on
-/// is in a loop that never ends at replay (the state it waits for never comes).
+/// How long a search goes on without a trap, or after a trap that matched all but the
+/// memory digest. Such a search normally ends within a slice's worth of the program's
+/// time (a slice is at most 200 ms of the thread's CPU time at record; a few seconds
+/// when each trap hashes a large memory); one that goes on is in a loop that never ends
+/// at replay (the state it waits for never comes).
 const NEAR_MATCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A watchdog that stops the searching thread (SIGSTOP) [`NEAR_MATCH_DEADLINE`] after
-/// it is started; its thread ends with it.
-struct SearchDeadline(std::sync::Arc<preempt::Watchdog>);
+/// it is (re-)armed; its thread ends with it.
+struct SearchDeadline {
+    dog: std::sync::Arc<preempt::Watchdog>,
+    tgid: i32,
+    tid: i32,
+    after: std::time::Duration,
+}
 
 impl SearchDeadline {
     fn start(tid: i32) -> Option<Self> {
@@ -604,19 +628,35 @@ impl SearchDeadline {
             .find_map(|l| l.strip_prefix("Tgid:"))
             .and_then(|v| v.trim().parse().ok())?;
         // Shorter for tests: `CARGO_CHAOS_NEAR_MATCH_SECS`.
-        let secs = std::env::var("CARGO_CHAOS_NEAR_MATCH_SECS")
+        let after = std::env::var("CARGO_CHAOS_NEAR_MATCH_SECS")
             .ok()
             .and_then(|v| v.parse().ok())
             .map_or(NEAR_MATCH_DEADLINE, std::time::Duration::from_secs);
-        // On the engine's core, like the thread that creates it: a 60 s deadline.
-        let dog = preempt::Watchdog::start(crate::spawn::cpu_set());
-        dog.arm(tgid, tid, secs, preempt::Clock::Precise);
-        Some(SearchDeadline(dog))
+        // On the engine's core, like the thread that creates it.
+        let d = SearchDeadline {
+            dog: preempt::Watchdog::start(crate::spawn::cpu_set()),
+            tgid,
+            tid,
+            after,
+        };
+        d.rearm();
+        Some(d)
+    }
+
+    /// The deadline is [`NEAR_MATCH_DEADLINE`] from now.
+    fn rearm(&self) {
+        self.dog
+            .arm(self.tgid, self.tid, self.after, preempt::Clock::Precise);
+    }
+
+    /// Whether it had passed (its SIGSTOP sent); disarms it.
+    fn passed(&self) -> bool {
+        self.dog.disarm()
     }
 }
 
 impl Drop for SearchDeadline {
     fn drop(&mut self) {
-        self.0.shutdown();
+        self.dog.shutdown();
     }
 }
