@@ -613,15 +613,16 @@ const NEAR_MATCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(
 
 /// A watchdog that stops the searching thread (SIGSTOP) [`NEAR_MATCH_DEADLINE`] after
 /// it is (re-)armed; its thread ends with it.
-struct SearchDeadline {
+pub(super) struct SearchDeadline {
     dog: std::sync::Arc<preempt::Watchdog>,
     tgid: i32,
     tid: i32,
-    after: std::time::Duration,
+    /// How long after its last (re-)arming.
+    pub(super) after: std::time::Duration,
 }
 
 impl SearchDeadline {
-    fn start(tid: i32) -> Option<Self> {
+    pub(super) fn start(tid: i32) -> Option<Self> {
         let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
         let tgid = status
             .lines()
@@ -644,13 +645,13 @@ impl SearchDeadline {
     }
 
     /// The deadline is [`NEAR_MATCH_DEADLINE`] from now.
-    fn rearm(&self) {
+    pub(super) fn rearm(&self) {
         self.dog
             .arm(self.tgid, self.tid, self.after, preempt::Clock::Precise);
     }
 
     /// Whether it had passed (its SIGSTOP sent); disarms it.
-    fn passed(&self) -> bool {
+    pub(super) fn passed(&self) -> bool {
         self.dog.disarm()
     }
 }

@@ -20,6 +20,8 @@ impl Replayer<'_> {
         let mut cycle = preempt::CycleCheck::default();
         // The other threads stay where they are during the search.
         let others = self.other_stacks(ev.tid(), th.tgid, th.task.tid);
+        // A thread that never comes to the breakpoint would run on forever.
+        let deadline = super::preempt_search::SearchDeadline::start(th.task.tid);
         preempt::set_breakpoint(&th.task, Some(rip))?;
         loop {
             let regs = th.task.regs()?;
@@ -50,8 +52,26 @@ impl Replayer<'_> {
             let sig = th.signal;
             th.signal = 0;
             match self.resume_to_next(th, Resume::Sysemu, sig)? {
+                Stop::Signal(libc::SIGSTOP) if deadline.is_some() => {
+                    let d = deadline.as_ref().expect("checked");
+                    if d.passed() {
+                        preempt::set_breakpoint(&th.task, None)?;
+                        return Err(self.diverge(
+                            ev,
+                            format!(
+                                "ran for {}s after its last breakpoint hit without coming to that state (after {traps} hits; a loop without syscalls that never ends at replay)",
+                                d.after.as_secs()
+                            ),
+                        ));
+                    }
+                    // The deadline's stop, sent as a hit re-armed it (suppressed).
+                    d.rearm();
+                }
                 Stop::Signal(libc::SIGTRAP) => {
                     traps += 1;
+                    if let Some(d) = &deadline {
+                        d.rearm();
+                    }
                     if traps > crate::preempt::MAX_TRAPS {
                         preempt::set_breakpoint(&th.task, None)?;
                         return Err(self.diverge(
