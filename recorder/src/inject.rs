@@ -13,7 +13,92 @@ use crate::ptrace::{Resume, Stop, SyscallStop, Task};
 /// registers; resuming it continues where it was.
 pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Result<i64> {
     let saved = task.regs()?;
-    let mut r = saved;
+    let mut aside = SetAside::default();
+    let ret = run_injected(task, &mut aside, &saved, insn, nr, args);
+    if matches!(ret, Err(Error::TaskGone { .. })) {
+        return ret;
+    }
+    // Back where it was, even when the call could not be made.
+    task.set_regs(&saved)?;
+    aside.send_again(task);
+    // The program's signals that stopped it on the way, queued again as they were.
+    let mut rounds = 0;
+    while !aside.foreign.is_empty() {
+        let pending = std::mem::take(&mut aside.foreign);
+        rounds += 1;
+        if rounds > 4 {
+            break;
+        }
+        for si in pending {
+            requeue(task, &mut aside, &saved, insn, &si)?;
+        }
+    }
+    ret
+}
+
+/// Queues `si` to the task again, sent by the task itself (`rt_tgsigqueueinfo` to its
+/// own thread, which the kernel allows with any code: the program's handler sees the
+/// siginfo the sender gave), with the siginfo on the stack below the red zone (put
+/// back afterwards).
+fn requeue(
+    task: &mut Task,
+    aside: &mut SetAside,
+    saved: &crate::ptrace::Regs,
+    insn: u64,
+    si: &libc::siginfo_t,
+) -> Result<()> {
+    let size = std::mem::size_of::<libc::siginfo_t>();
+    let at = (saved.rsp - 128 - size as u64) & !15;
+    let tgid = thread_group(task.tid);
+    let under = task.read_mem(at, size)?;
+    // SAFETY: siginfo_t is plain old data; the slice covers exactly one.
+    let bytes = unsafe { std::slice::from_raw_parts(si as *const _ as *const u8, size) };
+    task.write_mem(at, bytes)?;
+    let ret = run_injected(
+        task,
+        aside,
+        saved,
+        insn,
+        libc::SYS_rt_tgsigqueueinfo as u64,
+        &[tgid as u64, task.tid as u64, si.si_signo as u64, at],
+    );
+    if matches!(ret, Err(Error::TaskGone { .. })) {
+        return ret.map(|_| ());
+    }
+    task.write_mem(at, &under)?;
+    task.set_regs(saved)?;
+    if ret? != 0 {
+        tracing::warn!(
+            "thread {}: signal {} could not be queued again after an injected call",
+            task.tid,
+            si.si_signo
+        );
+    }
+    Ok(())
+}
+
+/// The thread group (process) of thread `tid`.
+fn thread_group(tid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(tid)
+}
+
+/// [`inject_syscall`]'s call, up to its exit stop.
+fn run_injected(
+    task: &mut Task,
+    aside: &mut SetAside,
+    saved: &crate::ptrace::Regs,
+    insn: u64,
+    nr: u64,
+    args: &[u64],
+) -> Result<i64> {
+    let mut r = *saved;
     r.rip = insn;
     r.rax = nr;
     r.orig_rax = u64::MAX;
@@ -24,7 +109,6 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
     // Run to the injected call's entry. A task leaving a SYSEMU entry stop under
     // PTRACE_SYSCALL may first report the exit of the skipped call: step over it.
     let mut guard = 0;
-    let mut aside = SetAside::default();
     loop {
         task.resume(Resume::Syscall, 0)?;
         match aside.wait(task)? {
@@ -72,18 +156,13 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
             }
         }
     }
-    let ret = match task.syscall_stop()? {
-        SyscallStop::Exit { ret, .. } => ret,
-        other => {
-            return Err(Error::Unsupported {
-                what: format!("expected the exit of injected syscall {nr}, got {other:?}"),
-                hint: "report this as a bug".into(),
-            })
-        }
-    };
-    task.set_regs(&saved)?;
-    aside.send_again(task);
-    Ok(ret)
+    match task.syscall_stop()? {
+        SyscallStop::Exit { ret, .. } => Ok(ret),
+        other => Err(Error::Unsupported {
+            what: format!("expected the exit of injected syscall {nr}, got {other:?}"),
+            hint: "report this as a bug".into(),
+        }),
+    }
 }
 
 /// Signals that reach a task while the engine runs an injected call in it, set aside
@@ -99,6 +178,11 @@ struct SetAside {
     /// the task where it would have stopped without the injection: right after the
     /// stop the engine is handling.
     sigstop: bool,
+    /// Signals the program sent or caused (another process's `kill(child, SIGSTOP)`, a
+    /// SIGURG through a pidfd, a timer's SIGALRM), each met as a signal-delivery stop on
+    /// the way to the injected call: suppressed there, and queued again, as they were,
+    /// once the task is back ([`requeue`]).
+    foreign: Vec<libc::siginfo_t>,
 }
 
 impl SetAside {
@@ -106,8 +190,15 @@ impl SetAside {
         loop {
             let (stop, skipped) = task.wait_skipping_sigchld()?;
             self.sigchld |= skipped > 0;
-            if stop == Stop::Signal(libc::SIGSTOP) && sent_by_this_process(task) {
-                self.sigstop = true;
+            if let Stop::Signal(sig) = stop {
+                let si = task.siginfo()?;
+                if sig == libc::SIGSTOP && sent_by_this_process(task) {
+                    self.sigstop = true;
+                } else if !synchronous(&si) {
+                    self.foreign.push(si);
+                } else {
+                    return Ok(stop);
+                }
                 task.resume(Resume::Syscall, 0)?;
                 continue;
             }
@@ -115,7 +206,7 @@ impl SetAside {
         }
     }
 
-    fn send_again(self, task: &Task) {
+    fn send_again(&self, task: &Task) {
         for (pending, sig) in [(self.sigchld, libc::SIGCHLD), (self.sigstop, libc::SIGSTOP)] {
             if pending {
                 // SAFETY: plain syscall to our own tracee (tkill: the thread may not
@@ -124,6 +215,16 @@ impl SetAside {
             }
         }
     }
+}
+
+/// Whether a signal is a fault of the instruction the task ran (the injection's own
+/// failure, never sent again), not one sent to it.
+fn synchronous(si: &libc::siginfo_t) -> bool {
+    matches!(
+        si.si_signo,
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP
+    ) && si.si_code > 0
+        && si.si_code != libc::SI_KERNEL
 }
 
 /// Whether the signal of the task's signal-delivery stop came from this process

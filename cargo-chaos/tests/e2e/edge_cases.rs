@@ -612,6 +612,18 @@ fn children_killed_as_their_reads_return_record_and_replay() {
     ten_times("killed_readers", &[], 0);
 }
 
+/// A forked child's first pipe read, where the recorder opens the thread's desched event
+/// by injecting calls into it, completes with a signal from its parent pending: SIGURG
+/// (ignored) or SIGSTOP then SIGCONT. The injection met the signal's stop, left the
+/// child's registers half set, and the child died of SIGSEGV (10 of 10 recordings of
+/// each; rr's pidfd and syscallbuf_sigstop). Blockable signals now stay pending while
+/// the engine injects, and a SIGSTOP from the program is queued again after.
+#[test]
+fn a_signal_pending_as_the_engine_injects_calls_waits_for_the_program() {
+    ten_times("signal_at_first_read", &["urg"], 0);
+    ten_times("signal_at_first_read", &["stop"], 0);
+}
+
 /// Priority-inheritance mutexes: a waiter's FUTEX_LOCK_PI sets the waiters bit in the
 /// lock's word as it goes to sleep, and the owner's unlock, reading it, goes through the
 /// kernel; a timed lock times out there. The recording stopped at the first PI futex
