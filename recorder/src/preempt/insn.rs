@@ -137,6 +137,13 @@ pub fn repeats(i: &Instruction) -> bool {
         )
 }
 
+/// Whether `i` is `loop` onto itself (`1: loop 1b`, a delay loop): each pass only
+/// lowers `rcx` (no flags, no memory), so a pass with `rcx` = n is the same state as the
+/// first with `rcx` lowered to n.
+pub fn loops_onto_itself(i: &Instruction) -> bool {
+    i.code() == Code::Loop_rel8_64_RCX && i.near_branch_target() == i.ip()
+}
+
 /// Whether the recorder may single-step over the instruction while it looks for a
 /// better preemption point.
 pub fn steppable(i: &Instruction) -> bool {

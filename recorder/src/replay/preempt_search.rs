@@ -78,6 +78,11 @@ impl Replayer<'_> {
             return self.arrived(th, &regs, 0, std::time::Instant::now());
         }
         let mut no_patch = None;
+        if point.method == Method::StateMatch {
+            if let Some(step) = self.run_to_self_loop_point(ev, th, want, &others)? {
+                return Ok(step);
+            }
+        }
         if point.method == Method::RepString {
             if let Some(step) = self.run_to_rep_point(ev, th, want, &others)? {
                 return Ok(step);
@@ -548,6 +553,90 @@ impl Replayer<'_> {
                     return Err(
                         self.diverge(ev, format!("stopped with {other:?} before reaching it"))
                     );
+                }
+            }
+        }
+    }
+
+    /// Runs to a point on a `loop` onto itself ([`insn::loops_onto_itself`]); `None`
+    /// when the instruction at the point is not one. A hardware breakpoint there stops
+    /// the thread as it comes to the loop; when all but `rcx` is as recorded and `rcx`
+    /// is not below the recorded count, the passes in between are skipped by setting
+    /// it, and the full state compared. Otherwise the loop runs on at full speed to
+    /// its end. (The patched check would run each pass through the trampoline: 3.3×
+    /// the recording's time on the `self_loop` fixture.)
+    fn run_to_self_loop_point(
+        &mut self,
+        ev: &Event,
+        th: &mut RThread,
+        want: &PreemptState,
+        others: &[preempt::memory::Preempted],
+    ) -> Result<Option<Step>> {
+        let rip = want.regs[RIP];
+        let bytes = th.task.read_mem_partial(rip, insn::MAX_LEN)?;
+        let Some(i) = insn::decode(&bytes, rip).filter(insn::loops_onto_itself) else {
+            return Ok(None);
+        };
+        let next = i.next_ip();
+        let started = std::time::Instant::now();
+        let deadline = SearchDeadline::start(th.task.tid);
+        let mut traps = 0u64;
+        preempt::set_breakpoint(&th.task, Some(rip))?;
+        loop {
+            let regs = th.task.regs()?;
+            if regs.rip == rip {
+                let now = preempt::comparable(&regs);
+                let others_equal = now
+                    .iter()
+                    .zip(&want.regs)
+                    .enumerate()
+                    .all(|(n, (a, b))| n == RCX || a == b);
+                if others_equal && regs.rcx >= want.regs[RCX] {
+                    let mut r = regs;
+                    r.rcx = want.regs[RCX];
+                    th.task.set_regs(&r)?;
+                    if preempt::matches(&mut th.task, &r, want, self.memory_digest, others)? {
+                        preempt::set_breakpoint(&th.task, None)?;
+                        return self.arrived(th, &r, traps, started).map(Some);
+                    }
+                    th.task.set_regs(&regs)?;
+                }
+                // Not this one: the loop runs to its end, and the next time it starts
+                // is looked at.
+                self.run_to(ev, th, next)?;
+                preempt::set_breakpoint(&th.task, Some(rip))?;
+            }
+            let sig = th.signal;
+            th.signal = 0;
+            let stop = self.resume_to_next(th, Resume::Sysemu, sig)?;
+            match (stop, &deadline) {
+                (Stop::Signal(libc::SIGTRAP), _) => {
+                    traps += 1;
+                    if let Some(d) = &deadline {
+                        d.rearm();
+                    }
+                    if traps > preempt::MAX_TRAPS {
+                        preempt::set_breakpoint(&th.task, None)?;
+                        return Err(self.diverge(
+                            ev,
+                            format!("did not reach that state within {traps} breakpoint hits"),
+                        ));
+                    }
+                }
+                (Stop::Signal(libc::SIGSTOP), Some(d)) if !d.passed() => d.rearm(),
+                (other, _) => {
+                    preempt::set_breakpoint(&th.task, None)?;
+                    let what = match other {
+                        Stop::Signal(libc::SIGSTOP) if deadline.is_some() => format!(
+                            "ran for {}s without coming to that loop (after {traps} breakpoint hits; a loop without syscalls that never ends at replay)",
+                            NEAR_MATCH_DEADLINE.as_secs()
+                        ),
+                        Stop::Syscall => format!(
+                            "made a syscall before reaching it (after {traps} breakpoint hits)"
+                        ),
+                        other => format!("stopped with {other:?} before reaching it"),
+                    };
+                    return Err(self.diverge(ev, what));
                 }
             }
         }
