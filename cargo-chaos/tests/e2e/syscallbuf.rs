@@ -357,7 +357,11 @@ fn a_blocked_buffered_read_costs_one_desched_stop() {
     }
     let events = read_events(&trace);
     let blocked = blocked_buffered(&events, READ).len();
-    assert!(blocked >= 100, "{blocked} blocked buffered reads");
+    // How many of the 600 reads find their pipe empty depends on timing, not only on
+    // the seed (a desched signal is a real context switch): 67 to 257 in 40 recordings
+    // on a loaded 2-core machine, and 86 once in CI (when this asked for 100). Enough
+    // for the counts below to mean something, never a figure timing can miss.
+    assert!(blocked >= 10, "{blocked} blocked buffered reads");
     let log = raw.stderr_str();
     let retried = log.matches("made again, traced").count();
     assert_eq!(retried, blocked, "{log}");
