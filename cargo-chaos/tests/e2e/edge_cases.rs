@@ -624,6 +624,19 @@ fn a_signal_pending_as_the_engine_injects_calls_waits_for_the_program() {
     ten_times("signal_at_first_read", &["stop"], 0);
 }
 
+/// A TAP device's socket filter attached and read back (TUNATTACHFILTER reads struct
+/// sock_fprog, TUNGETFILTER copies it back whole): both stopped the recording as
+/// unsupported (rr's tun). Needs /dev/net/tun and CAP_NET_ADMIN (root on CI).
+#[test]
+fn a_tap_devices_socket_filter_records_and_replays() {
+    let natively = native(&fixture("tun_filter"), &[]);
+    if natively.stdout_str().starts_with("skipped") {
+        eprintln!("skipped: {}", natively.stdout_str().trim());
+        return;
+    }
+    ten_times("tun_filter", &[], 0);
+}
+
 /// Priority-inheritance mutexes: a waiter's FUTEX_LOCK_PI sets the waiters bit in the
 /// lock's word as it goes to sleep, and the owner's unlock, reading it, goes through the
 /// kernel; a timed lock times out there. The recording stopped at the first PI futex
