@@ -624,6 +624,48 @@ fn a_signal_pending_as_the_engine_injects_calls_waits_for_the_program() {
     ten_times("signal_at_first_read", &["stop"], 0);
 }
 
+/// Two threads write lines to stdout, a regular file: one through syscall(2) (traced),
+/// one with write(2) (buffered in-process). The traced write used to sit in the kernel
+/// while the other thread ran, so a buffered write could reach the file first while
+/// the trace held them the other way round: the replay printed two lines swapped and
+/// reported success (1 recording in 5; rr's intr_read_no_restart). A write to a
+/// regular file now finishes before another thread runs.
+#[test]
+fn writes_of_two_threads_to_a_regular_file_replay_in_the_files_order() {
+    let dir = temp();
+    for i in 0..10 {
+        let out = dir.path().join(format!("stdout-{i}"));
+        let file = std::fs::File::create(&out).unwrap();
+        let rec = RecordSpec::new(
+            &fixture("file_writes_race"),
+            dir.path().join(format!("trace-{i}")),
+        )
+        .args(["500"])
+        .configure(move |c| {
+            c.stdout(file);
+        })
+        .record();
+        assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+        let written = std::fs::read(&out).unwrap();
+        assert_eq!(
+            written.iter().filter(|&&b| b == b'\n').count(),
+            1000,
+            "recording {i}: {}",
+            String::from_utf8_lossy(&written)
+        );
+        let replayed = replay(&rec.trace);
+        assert_eq!(replayed.status, 0, "{}", replayed.show());
+        let first_difference = written
+            .split(|&b| b == b'\n')
+            .zip(replayed.stdout.split(|&b| b == b'\n'))
+            .position(|(a, b)| a != b);
+        assert!(
+            first_difference.is_none(),
+            "recording {i}: the replay printed the lines in another order than the file holds them, from line {first_difference:?}"
+        );
+    }
+}
+
 /// A TAP device's socket filter attached and read back (TUNATTACHFILTER reads struct
 /// sock_fprog, TUNGETFILTER copies it back whole): both stopped the recording as
 /// unsupported (rr's tun). Needs /dev/net/tun and CAP_NET_ADMIN (root on CI).

@@ -359,9 +359,9 @@ fn a_blocked_buffered_read_costs_one_desched_stop() {
     let blocked = blocked_buffered(&events, READ).len();
     // How many of the 600 reads find their pipe empty depends on timing, not only on
     // the seed (a desched signal is a real context switch): 67 to 257 in 40 recordings
-    // on a loaded 2-core machine, and 86 once in CI (when this asked for 100). Enough
-    // for the counts below to mean something, never a figure timing can miss.
-    assert!(blocked >= 10, "{blocked} blocked buffered reads");
+    // on a loaded 2-core machine, 86 once in CI (when this asked for 100), 5 once under
+    // heavier load. The counts below mean something from one on.
+    assert!(blocked >= 1, "{blocked} blocked buffered reads");
     let log = raw.stderr_str();
     let retried = log.matches("made again, traced").count();
     assert_eq!(retried, blocked, "{log}");

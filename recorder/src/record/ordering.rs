@@ -27,7 +27,7 @@
 //! `/proc/TID/fd/N`) only when another thread has a write-family call in flight, and a
 //! call in flight is looked up at most once.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use crate::syscalls::nr;
 
@@ -62,6 +62,16 @@ pub(super) fn output_fd(sysno: u64, args: &[u64; 6]) -> Option<u64> {
 pub(super) fn file_key(tid: i32, fd: u64) -> Option<FileKey> {
     let meta = std::fs::metadata(format!("/proc/{tid}/fd/{fd}")).ok()?;
     Some((meta.dev(), meta.ino()))
+}
+
+/// Whether fd `fd` of task `tid` is a regular file or a block device. A write there
+/// never waits for another thread of the program, so the engine lets it finish before
+/// any other thread runs rather than leave it in the kernel: another thread's write to
+/// the same file made in-process (buffered, never seen here) could otherwise reach the
+/// file first, in an order the trace would not hold.
+pub(super) fn never_waits(tid: i32, fd: u64) -> bool {
+    std::fs::metadata(format!("/proc/{tid}/fd/{fd}"))
+        .is_ok_and(|m| m.file_type().is_file() || m.file_type().is_block_device())
 }
 
 #[cfg(test)]

@@ -237,7 +237,9 @@ impl Recorder {
         // Fork-family calls report their child through ptrace events and are handled
         // as such (vfork's wait included), never as blocking calls.
         let forks = matches!(sysno, nr::CLONE | nr::CLONE3 | nr::FORK | nr::VFORK);
-        let may_block = desc.may_block && !syscalls::special::never_blocks(sysno, &args);
+        let may_block = desc.may_block
+            && !syscalls::special::never_blocks(sysno, &args)
+            && !(self.threads.len() > 1 && out_fd.is_some_and(|fd| ordering::never_waits(cur, fd)));
         let blocking = may_block && !forks && fake_ret.is_none() && self.threads.len() > 1;
         let creates_thread = match sysno {
             nr::CLONE => args[0] & libc::CLONE_THREAD as u64 != 0,
