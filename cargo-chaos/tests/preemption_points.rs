@@ -403,13 +403,10 @@ fn a_format_6_trace_with_preemption_points_still_replays() {
     assert_eq!(replayed.status, 0, "{}", replayed.stderr_str());
 }
 
-/// A spin-wait that counts: after a trap at the recorded iteration whose memory does
-/// not match (the recorded digest edited here; sp2 saw it happen with another thread's
-/// dead stack), the loop never matches again and never ends at replay, since the thread
-/// that would set its flag cannot run. The search is bounded from that trap on and ends
-/// with a divergence naming the event, where it used to spin forever.
-#[test]
-fn a_search_that_can_never_match_again_ends_with_a_divergence() {
+/// Records the `spin_count` fixture, edits its first preemption point's recorded state
+/// with `edit`, and replays it with a 2 s search bound: the replay must diverge at that
+/// event with a message containing `says`.
+fn edited_spin_point_diverges(edit: impl Fn(&mut recorder::preempt::PreemptState), says: &str) {
     use recorder::trace::Event;
     let dir = tempfile::tempdir().unwrap();
     let exe = test_support::fixture!("spin_count");
@@ -424,7 +421,7 @@ fn a_search_that_can_never_match_again_ends_with_a_divergence() {
     edit_events(&trace, |i, ev| {
         if let Event::Preempted { state, .. } = ev {
             if edited.is_none() {
-                state.memory_hash ^= 1;
+                edit(state);
                 edited = Some(i);
             }
         }
@@ -437,9 +434,21 @@ fn a_search_that_can_never_match_again_ends_with_a_divergence() {
     let err = replayed.stderr_str();
     assert_eq!(replayed.status, 125, "{err}");
     assert!(
-        err.contains(&format!("diverged at event {edited}"))
-            && err.contains("registers and stack matched but whose memory did not"),
+        err.contains(&format!("diverged at event {edited}")) && err.contains(says),
         "{err}"
+    );
+}
+
+/// A spin-wait that counts: after a trap at the recorded iteration whose memory does
+/// not match (the recorded digest edited here; sp2 saw it happen with another thread's
+/// dead stack), the loop never matches again and never ends at replay, since the thread
+/// that would set its flag cannot run. The search is bounded from that trap on and ends
+/// with a divergence naming the event, where it used to spin forever.
+#[test]
+fn a_search_that_can_never_match_again_ends_with_a_divergence() {
+    edited_spin_point_diverges(
+        |state| state.memory_hash ^= 1,
+        "registers and stack matched but whose memory did not",
     );
 }
 
@@ -448,39 +457,14 @@ fn a_search_that_can_never_match_again_ends_with_a_divergence() {
 /// from its start (re-armed at each trap) and ends with a divergence naming the event.
 #[test]
 fn a_search_that_never_traps_ends_with_a_divergence() {
-    use recorder::trace::Event;
-    let dir = tempfile::tempdir().unwrap();
-    let exe = test_support::fixture!("spin_count");
-    let trace = dir.path().join("trace");
-    let rec = run(under_timeout(bin())
-        .args(["record", "--trace-dir"])
-        .arg(&trace)
-        .arg("--")
-        .arg(&exe));
-    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
-    let mut edited = None;
-    edit_events(&trace, |i, ev| {
-        if let Event::Preempted { state, .. } = ev {
-            if edited.is_none() {
-                // Every general register (rip and the flags stay).
-                for r in state.regs.iter_mut().take(15) {
-                    *r ^= 0x5a5a_0000_0000_0000;
-                }
-                edited = Some(i);
+    edited_spin_point_diverges(
+        |state| {
+            // Every general register (rip and the flags stay).
+            for r in state.regs.iter_mut().take(15) {
+                *r ^= 0x5a5a_0000_0000_0000;
             }
-        }
-    });
-    let edited = edited.expect("the spinning thread was preempted");
-    let replayed = run(under_timeout(bin())
-        .arg("replay")
-        .arg(&trace)
-        .env("CARGO_CHAOS_NEAR_MATCH_SECS", "2"));
-    let err = replayed.stderr_str();
-    assert_eq!(replayed.status, 125, "{err}");
-    assert!(
-        err.contains(&format!("diverged at event {edited}"))
-            && err.contains("without coming to that address with its registers"),
-        "{err}"
+        },
+        "without coming to that address with its registers",
     );
 }
 
