@@ -102,6 +102,16 @@ struct RawSyscallInfo {
     data: [u64; 7],
 }
 
+/// The legacy vsyscall page (`[vsyscall]`), whose three entries (gettimeofday, time,
+/// getcpu) the kernel emulates at the page fault of a call there: the seccomp filter
+/// sees such a call (the instruction pointer is the entry's address), but there is no
+/// exit stop after it.
+const VSYSCALL_PAGE: std::ops::Range<u64> = 0xffff_ffff_ff60_0000..0xffff_ffff_ff60_1000;
+
+fn in_vsyscall_page(ip: u64) -> bool {
+    VSYSCALL_PAGE.contains(&ip)
+}
+
 /// One traced thread.
 #[derive(Debug)]
 pub struct Task {
@@ -372,6 +382,20 @@ impl Task {
                     self.tid, info.data[0]
                 ),
                 hint: "only x86_64 system calls can be recorded".into(),
+            });
+        }
+        if info.op == 3 && in_vsyscall_page(info.instruction_pointer) {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "task {} called {} through the legacy vsyscall page (at {:#x})",
+                    self.tid,
+                    crate::syscalls::name_of(info.data[0]),
+                    info.instruction_pointer
+                ),
+                hint: "the kernel emulates such calls without a syscall stop after them, \
+                       so their results cannot be recorded yet; a libc that uses the vDSO \
+                       (any glibc since 2.14) does not make them"
+                    .into(),
             });
         }
         Ok(match info.op {
