@@ -208,6 +208,28 @@ fn a_point_on_a_loop_instruction_that_branches_to_itself_replays() {
     rt.assert_traps_at_most(24 + rt.points, "self_loop");
 }
 
+/// A loop whose progress is only behind a pointer the thread keeps on its stack
+/// (crossbeam-channel's list flavour: mpsc's `test_recv_try_iter` replayed 1 of 3): at
+/// a point inside the pass's constant work, every pass has the same registers, stack
+/// words and written words, so each one trapped and hashed all of memory (16 MiB of
+/// ballast here), and the search gave up after a minute. From format 15 the point also
+/// carries the words its stack words point at (the counter), which the trampoline
+/// compares, so only the recorded pass traps.
+#[test]
+fn a_loop_whose_progress_is_behind_a_stack_pointer_replays_with_few_traps() {
+    let exe = test_support::fixture!("pointed_progress");
+    for i in 0..3 {
+        let rt = roundtrip(&exe, &[], &[]);
+        rt.assert_exited_0();
+        assert!(rt.recorded.stdout_str().contains("head 6000000"));
+        rt.assert_traps_at_most(4 * rt.points, &format!("recording {i}"));
+        if rt.points > 0 {
+            return;
+        }
+    }
+    panic!("no recording was preempted in 3 tries");
+}
+
 #[test]
 fn cpu_bound_libtest_test_replays() {
     let exe = plain().test("cpu_bound");
@@ -370,9 +392,9 @@ fn held_signals_of_two_spinning_threads_replay_identically() {
 #[test]
 fn a_format_6_trace_with_preemption_points_still_replays() {
     // Format 9 added `SignalAtPoint` (7 and 8 nothing this program uses), 10 left the
-    // other threads' dead stacks out of the memory digest, 11 added memory words the
-    // registers point at (which a replayer of 11 reads in any trace): a trace of format 6
-    // (events without `SignalAtPoint`, format 6's digest, recorded with
+    // other threads' dead stacks out of the memory digest, 11 and 15 added memory words
+    // the registers and the stack words point at (which a replayer reads in any trace):
+    // a trace of format 6 (events without `SignalAtPoint`, format 6's digest, recorded with
     // `CARGO_CHAOS_RECORD_DIGEST=live-stack`) replays as before. The spinning thread is
     // preempted.
     let exe = test_support::fixture!("proc_spin");

@@ -14,9 +14,11 @@ pub const WORDS_BELOW_RSP: usize = 16;
 pub const WORDS_FROM_RSP: usize = 32;
 /// Most memory words the stepped instructions wrote that a point carries.
 pub const MAX_WRITTEN_WORDS: usize = 8;
-/// Most memory words a point may carry: those written, and from format 11 those the
-/// registers point at (`steer::MAX_REGISTER_WORDS`).
-pub const MAX_MEMORY_WORDS: usize = MAX_WRITTEN_WORDS + super::steer::MAX_REGISTER_WORDS;
+/// Most memory words a point may carry: those written, from format 11 those the
+/// registers point at (`steer::MAX_REGISTER_WORDS`), and from format 15 those the stack
+/// words point at (`steer::MAX_STACK_POINTED_WORDS`).
+pub const MAX_MEMORY_WORDS: usize =
+    MAX_WRITTEN_WORDS + super::steer::MAX_REGISTER_WORDS + super::steer::MAX_STACK_POINTED_WORDS;
 
 /// How replay finds a preemption point again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +80,8 @@ pub struct PointInfo {
     /// Words of memory (address, value at the point) that the instructions stepped
     /// over wrote: a loop's progress kept in memory (a counter in a global), which the
     /// trampoline compares too; from format 11, then the words the general registers
-    /// point at (`steer::register_words`).
+    /// point at, and from format 15 those the stack words point at
+    /// (`steer::pointed_words`).
     pub memory: Vec<(u64, u64)>,
 }
 

@@ -137,39 +137,66 @@ pub fn steer(task: &mut Task, regs: Regs, stay: bool) -> Result<Steered> {
     })
 }
 
-/// Most words recorded from where the registers point ([`register_words`]).
+/// Most words recorded from where the registers point ([`pointed_words`]).
 pub const MAX_REGISTER_WORDS: usize = 16;
+/// Most words recorded from where the stack words point ([`pointed_words`], format 15).
+pub const MAX_STACK_POINTED_WORDS: usize = 16;
 
-/// The words the general registers (but `rsp`, whose are the stack words) point at, at
-/// the point (`regs`), where they point into memory the digest covers
-/// ([`super::memory::covered_words`]; `others`: the other threads' stacks): a loop
-/// whose registers and stack words repeat may keep its progress there (a B-tree's
-/// node being emptied, issue 13). The trampoline compares them with the other memory
-/// words, so that such a pass does not trap and hash all of memory. Those already in
-/// `known` (written by the stepped instructions) are left out.
-pub fn register_words(
+/// The words the general registers (but `rsp`, whose are the stack words) point at,
+/// then (format 15) those the recorded stack words (`stack`, from `rsp + stack_from`)
+/// point at, at the point (`regs`), where they point into memory the digest covers
+/// ([`super::memory::covered_words`]; `others`: the other threads' stacks) and, for the
+/// stack's, outside the stack words themselves. A loop whose registers and stack words
+/// repeat may keep its progress there: a B-tree's node being emptied (issue 13) behind
+/// a register, or a channel's index behind a pointer its caller keeps on the stack
+/// (crossbeam-channel's list flavour: every pass of the receiving loop had the same
+/// registers and stack, and replay hashed all of memory at each one). The trampoline
+/// compares them with the other memory words, so that such a pass does not trap and
+/// hash all of memory. Those already in `known` (written by the stepped instructions)
+/// are left out.
+pub fn pointed_words(
     task: &mut Task,
     regs: &Regs,
+    stack_from: i32,
+    stack: &[u64],
     others: &[super::memory::Preempted],
     known: &[(u64, u64)],
 ) -> Result<Vec<(u64, u64)>> {
-    let mut addrs: Vec<u64> = Vec::new();
+    let thread = super::memory::Preempted::of(regs);
+    let fresh = |a: u64, seen: &[u64]| !seen.contains(&a) && !known.iter().any(|(k, _)| *k == a);
+    let mut from_regs: Vec<u64> = Vec::new();
     for a in [
         regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp, regs.r8, regs.r9,
         regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
     ] {
-        if !addrs.contains(&a) && !known.iter().any(|(k, _)| *k == a) {
-            addrs.push(a);
+        if fresh(a, &from_regs) {
+            from_regs.push(a);
         }
     }
-    let thread = super::memory::Preempted::of(regs);
-    let mut words = Vec::new();
-    for a in super::memory::covered_words(task.tid, thread, others, &addrs)? {
-        if words.len() == MAX_REGISTER_WORDS {
-            break;
+    // The compared stack words cover their own addresses already.
+    let window = regs.rsp.wrapping_add(stack_from as i64 as u64);
+    let window = window..window.saturating_add(8 * stack.len() as u64);
+    let mut from_stack: Vec<u64> = Vec::new();
+    for &a in stack {
+        if !window.contains(&a) && fresh(a, &from_stack) && !from_regs.contains(&a) {
+            from_stack.push(a);
         }
-        if let Ok(b) = task.read_mem(a, 8) {
-            words.push((a, u64::from_le_bytes(b.try_into().expect("8 bytes"))));
+    }
+    let mut words = Vec::new();
+    for (addrs, most) in [
+        (from_regs, MAX_REGISTER_WORDS),
+        (from_stack, MAX_STACK_POINTED_WORDS),
+    ] {
+        let covered = super::memory::covered_words(task.tid, thread, others, &addrs)?;
+        let mut taken = 0;
+        for a in covered {
+            if taken == most {
+                break;
+            }
+            if let Ok(b) = task.read_mem(a, 8) {
+                words.push((a, u64::from_le_bytes(b.try_into().expect("8 bytes"))));
+                taken += 1;
+            }
         }
     }
     Ok(words)

@@ -672,9 +672,11 @@ impl Recorder {
                 let others = self.other_stacks(cur);
                 let t = self.threads.get_mut(&cur).expect("current");
                 if steered.point.method == crate::preempt::point::Method::StateMatch {
-                    let words = crate::preempt::steer::register_words(
+                    let words = crate::preempt::steer::pointed_words(
                         &mut t.task,
                         &steered.regs,
+                        steered.point.stack_from,
+                        &steered.point.stack,
                         &others,
                         &steered.point.memory,
                     )?;

@@ -31,9 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 
 /// The first line of every trace's `version` file.
-pub const VERSION_LINE: &str = "chaos-trace 14";
+pub const VERSION_LINE: &str = "chaos-trace 15";
 /// The format version number.
-pub const FORMAT_VERSION: u32 = 14;
+pub const FORMAT_VERSION: u32 = 15;
 /// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1;
 /// 3 added [`Event::Preempted`] (how each preemption point was found); 4 made syscall
 /// buffering the default ([`Header::syscallbuf`]: replay must map the library's entry
@@ -63,6 +63,9 @@ pub const FORMAT_VERSION: u32 = 14;
 /// `DESCHED_LAZY` for an event fd and buffer that read, so it refuses the trace.
 /// 14 added [`Event::PidNamespace`] (the pids of a task in the program's own pid
 /// namespaces), which a replayer of 13 could not read.
+/// 15 lets a preemption point carry the words its stack words point at too (up to 40
+/// memory words rather than 24, which a replayer of 14 refuses as invalid: it refuses
+/// the trace by its version instead).
 pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 1",
     "chaos-trace 2",
@@ -77,6 +80,7 @@ pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 11",
     "chaos-trace 12",
     "chaos-trace 13",
+    "chaos-trace 14",
     VERSION_LINE,
 ];
 
