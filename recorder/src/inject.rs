@@ -49,7 +49,7 @@ fn requeue(
 ) -> Result<()> {
     let size = std::mem::size_of::<libc::siginfo_t>();
     let at = (saved.rsp - 128 - size as u64) & !15;
-    let tgid = thread_group(task.tid);
+    let tgid = crate::kernel::thread_group(task.tid).unwrap_or(task.tid);
     let under = task.read_mem(at, size)?;
     // SAFETY: siginfo_t is plain old data; the slice covers exactly one.
     let bytes = unsafe { std::slice::from_raw_parts(si as *const _ as *const u8, size) };
@@ -75,18 +75,6 @@ fn requeue(
         );
     }
     Ok(())
-}
-
-/// The thread group (process) of thread `tid`.
-fn thread_group(tid: i32) -> i32 {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()
-        .and_then(|st| {
-            st.lines()
-                .find_map(|l| l.strip_prefix("Tgid:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(tid)
 }
 
 /// [`inject_syscall`]'s call, up to its exit stop.

@@ -10,6 +10,18 @@ pub const ARCH_SET_CPUID: u64 = 0x1012;
 /// `PTRACE_GET_SYSCALL_INFO` report it.
 pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 
+/// The process (thread group) of task `tid`, from `/proc/TID/status`, or `None` when
+/// the task is gone.
+pub fn thread_group(tid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The scheduler state letter of task `tid` in `/proc/TID/stat` (`R` running, `S`
 /// sleeping, `D` uninterruptible, `t` a ptrace stop, `Z` zombie...), or `None` when the
 /// task is gone.

@@ -468,12 +468,7 @@ fn tgid_and_start(tid: i32) -> Result<(i32, u64)> {
         Some(libc::ENOENT) | Some(libc::ESRCH) => Error::TaskGone { pid: tid },
         _ => Error::io(&path, e),
     })?;
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
-    let tgid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(tid);
+    let tgid = crate::kernel::thread_group(tid).unwrap_or(tid);
     // Field 22 (starttime); fields 3 on follow the last ')'.
     let started = text
         .rsplit_once(')')

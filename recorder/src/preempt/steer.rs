@@ -139,21 +139,29 @@ pub fn steer(task: &mut Task, regs: Regs, stay: bool) -> Result<Steered> {
 
 /// Most words recorded from where the registers point ([`pointed_words`]).
 pub const MAX_REGISTER_WORDS: usize = 16;
-/// Most words recorded from where the stack words point ([`pointed_words`], format 15).
-pub const MAX_STACK_POINTED_WORDS: usize = 16;
+/// Most words recorded from where the stack words point, and from the cache lines
+/// after what the registers and the stack words point at ([`pointed_words`], format
+/// 15).
+pub const MAX_STACK_POINTED_WORDS: usize = 32;
+/// Offsets from a pointed address of the further words [`pointed_words`] takes: the
+/// starts of the next cache lines (64 bytes) and of the next 128-byte blocks, where
+/// concurrent structures padded against false sharing keep their second counter
+/// (crossbeam's `CachePadded` is 128 bytes on x86_64: a list channel's tail index).
+const PADDED_OFFSETS: [u64; 2] = [128, 64];
 
 /// The words the general registers (but `rsp`, whose are the stack words) point at,
 /// then (format 15) those the recorded stack words (`stack`, from `rsp + stack_from`)
-/// point at, at the point (`regs`), where they point into memory the digest covers
-/// ([`super::memory::covered_words`]; `others`: the other threads' stacks) and, for the
-/// stack's, outside the stack words themselves. A loop whose registers and stack words
-/// repeat may keep its progress there: a B-tree's node being emptied (issue 13) behind
-/// a register, or a channel's index behind a pointer its caller keeps on the stack
-/// (crossbeam-channel's list flavour: every pass of the receiving loop had the same
-/// registers and stack, and replay hashed all of memory at each one). The trampoline
-/// compares them with the other memory words, so that such a pass does not trap and
-/// hash all of memory. Those already in `known` (written by the stepped instructions)
-/// are left out.
+/// point at, outside the stack words themselves, then the words one and two cache
+/// lines on from each of those addresses ([`PADDED_OFFSETS`]), at the point (`regs`),
+/// where they lie in memory the digest covers ([`super::memory::covered_words`];
+/// `others`: the other threads' stacks). A loop whose registers and stack words repeat
+/// may keep its progress there: a B-tree's node being emptied (issue 13) behind a
+/// register, or a channel's index behind a pointer its caller keeps on the stack
+/// (crossbeam-channel's list flavour, whose tail index is 128 bytes into the channel:
+/// every pass of a sending loop had the same registers and stack, and replay hashed all
+/// of memory at each one). The trampoline compares them with the other memory words,
+/// so that such a pass does not trap and hash all of memory. Those already in `known`
+/// (written by the stepped instructions) are left out.
 pub fn pointed_words(
     task: &mut Task,
     regs: &Regs,
@@ -163,25 +171,42 @@ pub fn pointed_words(
     known: &[(u64, u64)],
 ) -> Result<Vec<(u64, u64)>> {
     let thread = super::memory::Preempted::of(regs);
-    let fresh = |a: u64, seen: &[u64]| !seen.contains(&a) && !known.iter().any(|(k, _)| *k == a);
-    let mut from_regs: Vec<u64> = Vec::new();
-    for a in [
+    let mut seen: Vec<u64> = known.iter().map(|(a, _)| *a).collect();
+    let mut fresh = |a: u64| {
+        let new = !seen.contains(&a);
+        if new {
+            seen.push(a);
+        }
+        new
+    };
+    let from_regs: Vec<u64> = [
         regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp, regs.r8, regs.r9,
         regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
-    ] {
-        if fresh(a, &from_regs) {
-            from_regs.push(a);
-        }
-    }
+    ]
+    .into_iter()
+    .filter(|&a| fresh(a))
+    .collect();
     // The compared stack words cover their own addresses already.
     let window = regs.rsp.wrapping_add(stack_from as i64 as u64);
     let window = window..window.saturating_add(8 * stack.len() as u64);
-    let mut from_stack: Vec<u64> = Vec::new();
-    for &a in stack {
-        if !window.contains(&a) && fresh(a, &from_stack) && !from_regs.contains(&a) {
-            from_stack.push(a);
+    let from_stack: Vec<u64> = stack
+        .iter()
+        .copied()
+        .filter(|a| !window.contains(a))
+        .filter(|&a| fresh(a))
+        .collect();
+    let mut further: Vec<u64> = Vec::new();
+    for off in PADDED_OFFSETS {
+        for &a in from_regs.iter().chain(&from_stack) {
+            if let Some(b) = a.checked_add(off) {
+                if !window.contains(&b) && fresh(b) {
+                    further.push(b);
+                }
+            }
         }
     }
+    let mut from_stack = from_stack;
+    from_stack.extend(further);
     let mut words = Vec::new();
     for (addrs, most) in [
         (from_regs, MAX_REGISTER_WORDS),

@@ -19,7 +19,7 @@ use crate::syscalls::nr;
 use crate::trace::MemWrite;
 
 use super::shared_files::write_offset;
-use crate::syscalls::special::thread_group;
+use crate::kernel::thread_group;
 
 /// Whether a successful open-family call opened a path whose last component is `mem`
 /// (`/proc/self/mem`, `/proc/PID/task/TID/mem`, or `PID/mem` relative to an fd of `/proc`).

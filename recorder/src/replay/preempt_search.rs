@@ -714,11 +714,7 @@ pub(super) struct SearchDeadline {
 
 impl SearchDeadline {
     pub(super) fn start(tid: i32) -> Option<Self> {
-        let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-        let tgid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Tgid:"))
-            .and_then(|v| v.trim().parse().ok())?;
+        let tgid = crate::kernel::thread_group(tid)?;
         // Shorter for tests: `CARGO_CHAOS_NEAR_MATCH_SECS`.
         let after = std::env::var("CARGO_CHAOS_NEAR_MATCH_SECS")
             .ok()

@@ -8,6 +8,7 @@
 use super::effects::{read_iovecs, EntryState};
 use super::nr;
 use crate::errors::Result;
+use crate::kernel::thread_group;
 use crate::ptrace::Task;
 use crate::trace::MemWrite;
 
@@ -294,17 +295,6 @@ pub fn remote_ranges_written(
         left -= take;
     }
     Ok(out)
-}
-
-/// The process (thread group) of thread `tid`, from `/proc/TID/status`.
-pub(crate) fn thread_group(tid: i32) -> Option<i32> {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// Memory a special syscall wrote; called at a successful exit.

@@ -63,9 +63,10 @@ pub const FORMAT_VERSION: u32 = 15;
 /// `DESCHED_LAZY` for an event fd and buffer that read, so it refuses the trace.
 /// 14 added [`Event::PidNamespace`] (the pids of a task in the program's own pid
 /// namespaces), which a replayer of 13 could not read.
-/// 15 lets a preemption point carry the words its stack words point at too (up to 40
-/// memory words rather than 24, which a replayer of 14 refuses as invalid: it refuses
-/// the trace by its version instead).
+/// 15 lets a preemption point carry the words its stack words point at too, and those
+/// 64 and 128 bytes on from each pointed address (up to 56 memory words rather than 24,
+/// which a replayer of 14 refuses as invalid: it refuses the trace by its version
+/// instead).
 pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 1",
     "chaos-trace 2",
