@@ -171,42 +171,7 @@ pub fn pointed_words(
     known: &[(u64, u64)],
 ) -> Result<Vec<(u64, u64)>> {
     let thread = super::memory::Preempted::of(regs);
-    let mut seen: Vec<u64> = known.iter().map(|(a, _)| *a).collect();
-    let mut fresh = |a: u64| {
-        let new = !seen.contains(&a);
-        if new {
-            seen.push(a);
-        }
-        new
-    };
-    let from_regs: Vec<u64> = [
-        regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp, regs.r8, regs.r9,
-        regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
-    ]
-    .into_iter()
-    .filter(|&a| fresh(a))
-    .collect();
-    // The compared stack words cover their own addresses already.
-    let window = regs.rsp.wrapping_add(stack_from as i64 as u64);
-    let window = window..window.saturating_add(8 * stack.len() as u64);
-    let from_stack: Vec<u64> = stack
-        .iter()
-        .copied()
-        .filter(|a| !window.contains(a))
-        .filter(|&a| fresh(a))
-        .collect();
-    let mut further: Vec<u64> = Vec::new();
-    for off in PADDED_OFFSETS {
-        for &a in from_regs.iter().chain(&from_stack) {
-            if let Some(b) = a.checked_add(off) {
-                if !window.contains(&b) && fresh(b) {
-                    further.push(b);
-                }
-            }
-        }
-    }
-    let mut from_stack = from_stack;
-    from_stack.extend(further);
+    let (from_regs, from_stack) = pointed_candidates(regs, stack_from, stack, known);
     let mut words = Vec::new();
     for (addrs, most) in [
         (from_regs, MAX_REGISTER_WORDS),
@@ -225,6 +190,54 @@ pub fn pointed_words(
         }
     }
     Ok(words)
+}
+
+/// The addresses [`pointed_words`] considers, in its order of preference, each once and
+/// none of `known`: the registers' values; then the stack words' values outside the
+/// stack words themselves, followed by the addresses [`PADDED_OFFSETS`] on from all of
+/// those (the registers' first).
+fn pointed_candidates(
+    regs: &Regs,
+    stack_from: i32,
+    stack: &[u64],
+    known: &[(u64, u64)],
+) -> (Vec<u64>, Vec<u64>) {
+    let mut seen: Vec<u64> = known.iter().map(|(a, _)| *a).collect();
+    let mut fresh = |a: u64| {
+        let new = !seen.contains(&a);
+        if new {
+            seen.push(a);
+        }
+        new
+    };
+    let from_regs: Vec<u64> = [
+        regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp, regs.r8, regs.r9,
+        regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
+    ]
+    .into_iter()
+    .filter(|&a| fresh(a))
+    .collect();
+    // The compared stack words cover their own addresses already.
+    let window = regs.rsp.wrapping_add(stack_from as i64 as u64);
+    let window = window..window.saturating_add(8 * stack.len() as u64);
+    let mut from_stack: Vec<u64> = stack
+        .iter()
+        .copied()
+        .filter(|a| !window.contains(a))
+        .filter(|&a| fresh(a))
+        .collect();
+    let mut further: Vec<u64> = Vec::new();
+    for off in PADDED_OFFSETS {
+        for &a in from_regs.iter().chain(&from_stack) {
+            if let Some(b) = a.checked_add(off) {
+                if !window.contains(&b) && fresh(b) {
+                    further.push(b);
+                }
+            }
+        }
+    }
+    from_stack.extend(further);
+    (from_regs, from_stack)
 }
 
 /// Whether the thread's SIGSTOP stop is the engine's: a watchdog's `tgkill` from this
@@ -303,5 +316,41 @@ impl Functions {
             Some((start, _, Some(code))) => insn::displaced(code, *start, rip).is_ok(),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointed_candidates_come_in_order_once_each_and_skip_the_stack_window() {
+        let mut regs: Regs = unsafe { std::mem::zeroed() };
+        regs.rsp = 0x7000_0000;
+        regs.rax = 0x1000;
+        regs.rbx = 0x1000; // the same value twice: once
+        regs.rcx = 0x2000; // already written by the stepped instructions
+                           // Stack words from rsp - 16: two inside that window (left out), one value a
+                           // register holds, and two new ones.
+        let stack = [0x7000_0000 - 8, 0x3000, 0x1000, 0x7000_0008, 0x4000];
+        let known = [(0x2000, 7)];
+        let (regs_first, then) = pointed_candidates(&regs, -16, &stack, &known);
+        // rdx..r15 are 0: one candidate 0 (covered_words drops it later); rsp is not
+        // among them (its words are the stack words).
+        assert_eq!(regs_first, vec![0x1000, 0]);
+        let mut want = vec![0x3000, 0x4000];
+        for off in PADDED_OFFSETS {
+            for a in [0x1000u64, 0, 0x3000, 0x4000] {
+                let b = a + off;
+                if !(0x7000_0000 - 16..0x7000_0000 + 24).contains(&b) && !want.contains(&b) {
+                    want.push(b);
+                }
+            }
+        }
+        assert_eq!(then, want);
+        assert!(
+            then.contains(&(0x3000 + 128)),
+            "a cache-padded field of a stack pointer"
+        );
     }
 }
