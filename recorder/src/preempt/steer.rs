@@ -147,7 +147,7 @@ pub const MAX_STACK_POINTED_WORDS: usize = 32;
 /// starts of the next cache lines (64 bytes) and of the next 128-byte blocks, where
 /// concurrent structures padded against false sharing keep their second counter
 /// (crossbeam's `CachePadded` is 128 bytes on x86_64: a list channel's tail index).
-const PADDED_OFFSETS: [u64; 2] = [128, 64];
+pub const PADDED_OFFSETS: [u64; 2] = [128, 64];
 
 /// The words the general registers (but `rsp`, whose are the stack words) point at,
 /// then (format 15) those the recorded stack words (`stack`, from `rsp + stack_from`)
@@ -172,14 +172,16 @@ pub fn pointed_words(
 ) -> Result<Vec<(u64, u64)>> {
     let thread = super::memory::Preempted::of(regs);
     let (from_regs, from_stack) = pointed_candidates(regs, stack_from, stack, known);
+    // One look at the mappings for both lists.
+    let all: Vec<u64> = from_regs.iter().chain(&from_stack).copied().collect();
+    let covered = super::memory::covered_words(task.tid, thread, others, &all)?;
     let mut words = Vec::new();
     for (addrs, most) in [
         (from_regs, MAX_REGISTER_WORDS),
         (from_stack, MAX_STACK_POINTED_WORDS),
     ] {
-        let covered = super::memory::covered_words(task.tid, thread, others, &addrs)?;
         let mut taken = 0;
-        for a in covered {
+        for a in addrs.into_iter().filter(|a| covered.contains(a)) {
             if taken == most {
                 break;
             }

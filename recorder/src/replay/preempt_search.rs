@@ -281,15 +281,21 @@ impl Replayer<'_> {
         };
         type Words = Vec<(u64, u64)>;
         // The words the registers point at (format 11; their addresses are recorded
-        // register values) and those the stack words point at (format 15) come last,
-        // compared only once the registers match: in the fast check, before the
-        // registers, words that rarely differ from one pass to the next would only make
-        // every pass pay for both checks.
-        let pointed = |addr: u64| {
+        // register values), those the stack words point at and those a cache line or
+        // two on from either (format 15) come last, compared only once the registers
+        // match: in the fast check, before the registers, words that rarely differ from
+        // one pass to the next would only make every pass pay for both checks.
+        let points_at = |addr: u64| {
             patch::COMPARED
                 .iter()
                 .any(|(_, i)| want.regs.get(*i) == Some(&addr))
                 || point.stack.contains(&addr)
+        };
+        let pointed = |addr: u64| {
+            points_at(addr)
+                || preempt::steer::PADDED_OFFSETS
+                    .iter()
+                    .any(|&off| addr.checked_sub(off).is_some_and(points_at))
         };
         let (written, at_registers): (Words, Words) =
             point.memory.iter().partition(|(addr, _)| !pointed(*addr));
