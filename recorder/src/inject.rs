@@ -20,19 +20,31 @@ pub fn inject_syscall(task: &mut Task, insn: u64, nr: u64, args: &[u64]) -> Resu
     }
     // Back where it was, even when the call could not be made.
     task.set_regs(&saved)?;
-    aside.send_again(task);
-    // The program's signals that stopped it on the way, queued again as they were.
-    let mut rounds = 0;
-    while !aside.foreign.is_empty() {
-        let pending = std::mem::take(&mut aside.foreign);
-        rounds += 1;
-        if rounds > 4 {
-            break;
-        }
-        for si in pending {
-            requeue(task, &mut aside, &saved, insn, &si)?;
+    // The program's signals that stopped it on the way, queued again as they were,
+    // with every signal blocked meanwhile: a signal queued again is pending, and would
+    // otherwise stop the task on its way to the next one's call, be set aside again, and
+    // so on (two or more were a round-robin that lost one, issue 16). The task ran to
+    // its call already, so the kernel restored any temporary mask (`ppoll`'s) then: the
+    // mask read here is the task's own.
+    if !aside.foreign.is_empty() {
+        let mask = task.sigmask()?;
+        task.set_sigmask(!0)?;
+        let queued = std::mem::take(&mut aside.foreign)
+            .iter()
+            .try_for_each(|si| requeue(task, &mut aside, &saved, insn, si));
+        task.set_sigmask(mask)?;
+        queued?;
+        for si in &aside.foreign {
+            // Only a signal no mask holds back (SIGSTOP of another's) can come here.
+            tracing::warn!(
+                "thread {}: signal {} met while queuing the program's signals again, dropped",
+                task.tid,
+                si.si_signo
+            );
         }
     }
+    // Sent last: what the requeuing met is in them too.
+    aside.send_again(task);
     ret
 }
 
