@@ -197,6 +197,17 @@ struct Thread {
     /// call's restored mask unblocks was pending at its exit: the kernel delivers it
     /// there before the thread runs an instruction (see [`signal`]).
     exit_unblocks: bool,
+    /// That call was `rt_sigreturn`: [`Thread::exit_unblocks`] is asked again as the
+    /// thread is resumed, for signals that arrived while it stood at the exit stop
+    /// (another thread ran).
+    sigreturn_exit: bool,
+    /// It stands where its last [`Event::Preempted`] recorded it (this `rip`), and has
+    /// not run since.
+    at_point: Option<u64>,
+    /// It was resumed from there with a signal pending that it does not block and that
+    /// no other thread can take first: its next stop is that signal's, before it runs
+    /// an instruction, still at the point (see [`Recorder::on_signal`]).
+    resumed_at_point: Option<u64>,
     /// Asynchronous signals that arrived at a point replay cannot name; each is queued
     /// again at the thread's next syscall exit.
     deferred: std::collections::VecDeque<libc::siginfo_t>,
@@ -255,6 +266,9 @@ impl Thread {
             kernel_stack: None,
             exit_rip: None,
             exit_unblocks: false,
+            sigreturn_exit: false,
+            at_point: None,
+            resumed_at_point: None,
             deferred: Default::default(),
             requeued: None,
             held: None,
@@ -346,6 +360,10 @@ struct Recorder {
     /// Syscall buffering is on: the library is preloaded, the filter lets its calls
     /// through, and threads' buffers are read at their stops (see [`buffers`]).
     syscallbuf: bool,
+    /// The signal stop being handled is the first of a thread resumed at its
+    /// preemption point (this `rip`) with a signal to come first
+    /// ([`Thread::resumed_at_point`]).
+    stop_at_point: Option<u64>,
     /// Each process's syscall-buffering fd-cache generation word (see [`buffers`]).
     fd_gens: HashMap<i32, u64>,
     /// The last generation written (one counter for the whole recording, so two

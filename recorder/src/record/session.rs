@@ -48,11 +48,22 @@ impl Recorder {
             t.state = Where::Running;
             let tgid = t.tgid;
             // To the next call (the filter stops it), or to the exit of the one it is in.
-            let mode = if self.seccomp && t.pending.is_none() {
+            let mode = if self.seccomp && t.pending.is_none() && !t.wants_every_call(self.seccomp) {
                 Resume::Cont
             } else {
                 Resume::Syscall
             };
+            let at_point = std::mem::take(&mut t.at_point);
+            let at_exit = t.sigreturn_exit && t.exit_rip.is_some() && !t.exit_unblocks;
+            if sig == 0 && (at_point.is_some() || at_exit) && self.signal_comes_first(cur) {
+                // A signal that arrived while it waited (another thread sent it) is
+                // delivered before the thread runs an instruction: still right after
+                // its `rt_sigreturn`, or at its preemption point.
+                let t = self.threads.get_mut(&cur).expect("current thread exists");
+                t.exit_unblocks = at_exit;
+                t.resumed_at_point = at_point;
+            }
+            let t = self.threads.get_mut(&cur).expect("current thread exists");
             match t.task.resume(mode, sig) {
                 Ok(()) => {}
                 Err(e) if e.is_gone() => {}
@@ -546,6 +557,10 @@ impl Recorder {
     }
 
     pub(super) fn on_stop(&mut self, cur: i32, stop: Stop) -> Result<Next> {
+        let resumed_at_point = self
+            .threads
+            .get_mut(&cur)
+            .and_then(|t| t.resumed_at_point.take());
         let decoded = match self.threads.get(&cur) {
             Some(t) => ThreadStop::decode(&t.task, stop)?,
             None => ThreadStop::decode(&Task::new(cur), stop)?,
@@ -588,6 +603,9 @@ impl Recorder {
                 match decoded {
                     ThreadStop::SyscallEntry { nr, args } => {
                         self.threads.get_mut(&cur).expect("current").exit_rip = None;
+                        if let Some(next) = self.bounce_for_held_signal(cur, nr, &args)? {
+                            return Ok(next);
+                        }
                         return self.on_entry(cur, nr, args, false, false);
                     }
                     ThreadStop::SyscallExit { ret, rip } => {
@@ -602,8 +620,8 @@ impl Recorder {
                         }
                         let t = self.threads.get_mut(&cur).expect("current");
                         t.exit_rip = Some(rip);
-                        t.exit_unblocks =
-                            sysno == Some(nr::RT_SIGRETURN) && signal::unblocked_pending(cur);
+                        t.sigreturn_exit = sysno == Some(nr::RT_SIGRETURN);
+                        t.exit_unblocks = t.sigreturn_exit && signal::unblocked_pending(cur);
                         if t.requeued.is_none() {
                             if let Some(si) = t.deferred.pop_front() {
                                 // Queue a held signal again, now that replay can name
@@ -697,6 +715,8 @@ impl Recorder {
                     state: Box::new(state),
                     point: Box::new(steered.point),
                 })?;
+                // Until a delivery moves it (`deliver_to_handler`) or it is resumed.
+                t.at_point = Some(steered.regs.rip);
                 let mut deliver = 0;
                 if let Some(sig) = steered.signal {
                     deliver = self.on_signal(cur, sig)?;
@@ -723,8 +743,10 @@ impl Recorder {
                 return Ok(Next::Switch);
             }
             ThreadStop::Signal(sig) => {
-                let deliver = self.on_signal(cur, sig)?;
-                self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver);
+                self.stop_at_point = resumed_at_point;
+                let deliver = self.on_signal(cur, sig);
+                self.stop_at_point = None;
+                self.threads.get_mut(&cur).expect("current").state = Where::Ready(deliver?);
             }
             ThreadStop::Seccomp => {
                 let t = self.threads.get_mut(&cur).expect("current");
@@ -1038,6 +1060,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         no_watchdog: opts.no_watchdog,
         cpu_slices: opts.slice_clock == crate::preempt::cpu_clock::SliceClock::Cpu,
         syscallbuf: opts.syscallbuf,
+        stop_at_point: None,
         fd_gens: HashMap::new(),
         fd_gen_counter: 0,
         shared_tls: HashSet::new(),

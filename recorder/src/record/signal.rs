@@ -3,6 +3,17 @@
 //! rdtsc/cpuid traps answered by the recorder.
 
 use super::*;
+use crate::syscallbuf::abi;
+
+impl Thread {
+    /// Whether this thread holds a signal that its next buffered call should bring to a
+    /// traced one (with the recorder's filter, `seccomp`): it is then resumed with
+    /// `PTRACE_SYSCALL`, which stops even the calls the filter lets through (see
+    /// [`Recorder::bounce_for_held_signal`]).
+    pub(super) fn wants_every_call(&self, seccomp: bool) -> bool {
+        seccomp && self.sb.is_some() && !self.deferred.is_empty() && self.requeued.is_none()
+    }
+}
 
 impl Recorder {
     pub(super) fn on_signal(&mut self, cur: i32, sig: i32) -> Result<i32> {
@@ -151,6 +162,27 @@ impl Recorder {
             }
             return self.deliver_to_handler(cur, sig);
         }
+        if self.stop_at_point == Some(regs.rip)
+            && regs.orig_rax == u64::MAX
+            && t.deferred.is_empty()
+            && t.requeued.is_none()
+        {
+            // The first stop since the thread was resumed at its preemption point, for
+            // a signal pending then: it ran no instruction, and replay stands there
+            // too. Given at the point, rather than held until a later call (a thread
+            // that sees the sender's next move before its handler ran does what it
+            // never does natively).
+            t.deferred.push_back(si);
+            t.held_since
+                .get_or_insert_with(crate::arch::self_traps::monotonic_now);
+            self.give_held_signal(cur, &regs)?;
+            let t = self.threads.get(&cur).expect("current");
+            return Ok(match t.state {
+                Where::Ready(deliver) if t.deferred.is_empty() => deliver,
+                // Not given after all: held, as below.
+                _ => 0,
+            });
+        }
         // Somewhere in user code, a point replay cannot find again: hold the signal
         // and queue it again at this thread's next syscall exit (or give it at a
         // preemption point if the thread makes no traced call for a while, see
@@ -159,6 +191,83 @@ impl Recorder {
         t.held_since
             .get_or_insert_with(crate::arch::self_traps::monotonic_now);
         Ok(0)
+    }
+
+    /// Thread `cur`, holding a signal (see [`Thread::wants_every_call`]), stopped at the
+    /// entry of call `nr` with `args`. A buffered call (at the untraced entry) is not
+    /// made: it gets [`abi::DESCHED_RET`], so the library makes it again, traced, and
+    /// the held signal is given at that call's exit, a point replay names. (Natively the
+    /// kernel delivers a signal at the first syscall's exit after it arrives; held until
+    /// the library's next flush, it came hundreds of buffered calls late, after the
+    /// program had moved on: rr's async_signal_syscalls2 saw its sender's `done` first,
+    /// with a handler still to run.) Any other call runs on to the filter's stop, where
+    /// it is recorded as usual, or, let through, to its exit as it would without a stop.
+    /// `None` when the thread holds no such signal.
+    pub(super) fn bounce_for_held_signal(
+        &mut self,
+        cur: i32,
+        nr: u64,
+        args: &[u64; 6],
+    ) -> Result<Option<Next>> {
+        let t = self.threads.get(&cur).expect("current");
+        if !t.wants_every_call(self.seccomp) {
+            return Ok(None);
+        }
+        let mut regs = t.task.regs()?;
+        let buffered = regs.rip == abi::ENTRY_IP;
+        let t = self.threads.get_mut(&cur).expect("current");
+        if buffered {
+            tracing::debug!(
+                "thread {cur}: buffered {} made traced, for a held signal",
+                syscalls::name_of(nr)
+            );
+            regs.orig_rax = u64::MAX;
+            t.task.set_regs(&regs)?;
+        }
+        let stop = loop {
+            t.task.resume(Resume::Syscall, 0)?;
+            match t.task.wait()? {
+                // The filter's verdict on a skipped call, if it gives one.
+                Stop::Event(libc::PTRACE_EVENT_SECCOMP) if buffered => continue,
+                stop => break stop,
+            }
+        };
+        match stop {
+            Stop::Syscall => {
+                if buffered {
+                    let mut regs = t.task.regs()?;
+                    regs.rax = abi::DESCHED_RET as u64;
+                    t.task.set_regs(&regs)?;
+                }
+                t.state = Where::Ready(0);
+                Ok(Some(Next::Continue))
+            }
+            // A call the filter stops: recorded from its seccomp stop, as usual.
+            Stop::Event(libc::PTRACE_EVENT_SECCOMP) => {
+                t.state = Where::Ready(0);
+                self.on_entry(cur, nr, *args, true, false).map(Some)
+            }
+            other => self.on_stop(cur, other).map(Some),
+        }
+    }
+
+    /// Whether stopped thread `cur`, resumed now without a signal, stops first for a
+    /// signal already pending, before it runs an instruction: one of its own that it
+    /// does not block, or one of its process's that no other thread can take first (all
+    /// of them stopped: a thread in a blocking call would take one it does not block).
+    pub(super) fn signal_comes_first(&self, cur: i32) -> bool {
+        let (own, process) = pending_unblocked(cur);
+        if own != 0 {
+            return true;
+        }
+        if process == 0 {
+            return false;
+        }
+        let tgid = self.threads.get(&cur).map_or(cur, |t| t.tgid);
+        !self
+            .threads
+            .iter()
+            .any(|(&tid, t)| tid != cur && t.tgid == tgid && matches!(t.state, Where::Blocked))
     }
 
     /// Thread `cur` was just preempted at the end of its held signal's slice, at a point
@@ -217,6 +326,8 @@ impl Recorder {
     /// signal (their default actions are the kernel's, no frame).
     pub(super) fn deliver_to_handler(&mut self, cur: i32, sig: i32) -> Result<i32> {
         let t = self.threads.get_mut(&cur).expect("current");
+        // Delivered, it leaves its preemption point (a frame, the handler).
+        t.at_point = None;
         if job_control::is_stop_signal(sig) || !catches(cur, sig) {
             return Ok(sig);
         }
@@ -332,8 +443,15 @@ pub(crate) const DEBUG_FLAGS: u64 = 0x10000 | 0x100;
 /// Whether thread `tid` has a signal pending (for itself or its process) that it does
 /// not block (`/proc/TID/status`); false when that cannot be read.
 pub(super) fn unblocked_pending(tid: i32) -> bool {
+    let (own, process) = pending_unblocked(tid);
+    own | process != 0
+}
+
+/// Signals pending for thread `tid` that it does not block (`/proc/TID/status`): its
+/// own (`SigPnd`) and its process's (`ShdPnd`); none when that cannot be read.
+fn pending_unblocked(tid: i32) -> (u64, u64) {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
-        return false;
+        return (0, 0);
     };
     let mask = |key: &str| {
         status
@@ -342,7 +460,8 @@ pub(super) fn unblocked_pending(tid: i32) -> bool {
             .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
             .unwrap_or(0)
     };
-    (mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0
+    let blocked = mask("SigBlk:");
+    (mask("SigPnd:") & !blocked, mask("ShdPnd:") & !blocked)
 }
 
 /// Whether thread `tid` has a handler for `sig` (`SigCgt` of `/proc/TID/status`).
