@@ -87,6 +87,9 @@ pub enum Point {
     Yield,
     /// Instrumented code used up its tick budget (see [`crate::ticks`]).
     Tick,
+    /// The running thread's `FUTEX_WAKE` woke a waiter (traced, or the flush call the
+    /// library makes right after a buffered one).
+    Wake,
 }
 
 /// Scheduling policy.
@@ -134,6 +137,12 @@ impl Scheduler {
             Point::SyscallExit => match &mut self.chaos {
                 Some(c) => c.should_switch_after_syscall(),
                 None => self.rng.below(1024) < self.switch_per_1024,
+            },
+            // The default policy gives way, as the kernel's wakeup preemption does; the
+            // chaos policy decides as after any call (its priorities say who runs).
+            Point::Wake => match &mut self.chaos {
+                Some(c) => c.should_switch_after_syscall(),
+                None => true,
             },
         }
     }
@@ -191,6 +200,21 @@ impl Scheduler {
     /// The starvation [`Self::starvation`] would give now, left for later.
     pub fn starvation_due(&self, others_blocked: bool) -> Option<Duration> {
         self.chaos.as_ref()?.starvation_due(others_blocked)
+    }
+
+    /// [`Self::pick`], after a `FUTEX_WAKE` that woke `woken` (runnable) when given: the
+    /// default policy runs it, as the kernel's wakeup preemption would; the chaos
+    /// policy picks as always.
+    pub fn pick_after(
+        &mut self,
+        runnable: &[i32],
+        previous: Option<i32>,
+        woken: Option<i32>,
+    ) -> i32 {
+        match woken {
+            Some(w) if self.chaos.is_none() => w,
+            _ => self.pick(runnable, previous),
+        }
     }
 
     /// Picks the next thread among the runnable ones (non-empty), avoiding `previous`

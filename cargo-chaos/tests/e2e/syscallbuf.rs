@@ -759,3 +759,55 @@ fn forked_children_get_their_own_desched_event() {
     assert!(!readers.is_empty(), "B's pipe reads were not buffered");
     assert_same("fork_desched", &rec.program, &replay(&rec.trace));
 }
+
+/// A buffered `FUTEX_WAKE` that wakes a waiter is followed by the library's flush call,
+/// and under the default policy the woken thread runs next (its wait's exit is the very
+/// next event), as the kernel's wakeup preemption gives it the CPU natively; so does a
+/// traced one (`--no-syscallbuf`). Left for the next flush, the waker ran on, usually
+/// took its lock again first, and the woken thread waited again: a convoy in which
+/// crossbeam-channel's `select_macro::loop_try` timed out in 3 recordings of 3 (it
+/// passes natively, even pinned to one CPU).
+#[test]
+fn a_thread_woken_by_a_futex_wake_runs_next() {
+    const FUTEX: u64 = 202;
+    const FLUSH: u64 = 1002;
+    for on in [true, false] {
+        let dir = temp();
+        let rec = record_buffered(dir.path(), "futex_handoff", &[], on);
+        assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+        let events = read_events(&rec.trace);
+        let calls: Vec<_> = syscalls(&events).map(|(_, s)| s).collect();
+        let wakes: Vec<usize> = calls
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.nr == FUTEX && s.args[1] == recorder::syscallbuf::FUTEX_WAKE_PRIVATE && s.ret == 1
+            })
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            wakes.len(),
+            10,
+            "wakes that woke the worker (buffering {on})"
+        );
+        for i in wakes {
+            let wake = calls[i];
+            let mut next = calls[i + 1];
+            if on {
+                assert_eq!(wake.args[5], recorder::syscallbuf::abi::MARK, "buffered");
+                assert_eq!(
+                    (next.tid, next.nr),
+                    (wake.tid, FLUSH),
+                    "the waker's flush call right after its wake"
+                );
+                next = calls[i + 2];
+            }
+            assert!(
+                next.tid != wake.tid && next.nr == FUTEX && next.args[0] == wake.args[0],
+                "the woken worker's wait returns next (buffering {on}), not {next:?}"
+            );
+        }
+        let replayed = replay(&rec.trace);
+        assert_same("futex_handoff", &rec.program, &replayed);
+    }
+}

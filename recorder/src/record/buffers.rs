@@ -80,6 +80,12 @@ impl Recorder {
         let records = syscallbuf::parse_records(&bytes)?;
         sb.borrow_mut().consumed = cursor;
         for r in records {
+            if r.ret > 0 && syscalls::futex_wake(r.nr, &r.args) {
+                // The library makes its flush call right after (see `Point::Wake`).
+                if let Some(t) = self.threads.get_mut(&cur) {
+                    t.buffered_wake = true;
+                }
+            }
             if r.ret > 0 {
                 if let Some(kind) = OutputFds::write_kind(r.nr) {
                     self.buffered_write(cur, tgid, kind, &r)?;

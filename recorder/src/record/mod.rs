@@ -201,6 +201,9 @@ struct Thread {
     /// thread is resumed, for signals that arrived while it stood at the exit stop
     /// (another thread ran).
     sigreturn_exit: bool,
+    /// A buffered `FUTEX_WAKE` of its woke a waiter since its last flush call (a
+    /// scheduling point at that call's exit, see [`Point::Wake`]).
+    buffered_wake: bool,
     /// It stands where its last [`Event::Preempted`] recorded it (this `rip`), and has
     /// not run since.
     at_point: Option<u64>,
@@ -267,6 +270,7 @@ impl Thread {
             exit_rip: None,
             exit_unblocks: false,
             sigreturn_exit: false,
+            buffered_wake: false,
             at_point: None,
             resumed_at_point: None,
             deferred: Default::default(),
@@ -320,6 +324,9 @@ struct Recorder {
     /// Stops of tasks we did not know yet (a new thread can report before its parent's
     /// clone event is handled).
     early: HashMap<i32, Stop>,
+    /// The thread the last waking `FUTEX_WAKE` woke, seen returning (see
+    /// [`Recorder::collect_woken`]): the next pick's choice under the default policy.
+    woken: Option<i32>,
     /// Each process's view of which fds are the original stdout and stderr.
     out_fds: HashMap<i32, OutputFds>,
     stdout: std::fs::File,

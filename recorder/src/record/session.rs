@@ -182,7 +182,8 @@ impl Recorder {
             if runnable.is_empty() {
                 return Ok(None);
             }
-            let tid = self.sched.pick(&runnable, self.previous);
+            let woken = self.woken.take().filter(|w| runnable.contains(w));
+            let tid = self.sched.pick_after(&runnable, self.previous, woken);
             let blocked = self
                 .threads
                 .values()
@@ -274,6 +275,59 @@ impl Recorder {
                 Err(_) => true,
             }
         })
+    }
+
+    /// Thread `cur`'s `FUTEX_WAKE` woke a waiter, which is to run next (see
+    /// [`Point::Wake`]): its wait's exit stop is awaited here, a few milliseconds at
+    /// most, so that the pick sees it ready. Only while a thread of `cur`'s process waits in a futex call (a private
+    /// wake wakes no one else; any other stop met meanwhile is handled as usual).
+    /// Returns how the program ended, if it did meanwhile.
+    pub(super) fn collect_woken(&mut self, cur: i32) -> Result<Option<ExitKind>> {
+        // At most about 5 ms: the woken thread needs a CPU (the pinned one, or the
+        // other's share under load) to reach its exit stop.
+        const TRIES: usize = 200;
+        const WOKEN_POLL: std::time::Duration = std::time::Duration::from_micros(25);
+        let tgid = self.threads.get(&cur).map_or(cur, |t| t.tgid);
+        let waiting = |s: &Self| {
+            s.threads.values().any(|t| {
+                t.tgid == tgid
+                    && matches!(t.state, Where::Blocked)
+                    && t.pending.as_ref().is_some_and(|p| p.nr == nr::FUTEX)
+            })
+        };
+        let returned = |s: &Self| {
+            s.threads.iter().find_map(|(&tid, t)| {
+                (t.tgid == tgid
+                    && matches!(t.state, Where::Unblocked(_))
+                    && t.pending.as_ref().is_some_and(|p| p.nr == nr::FUTEX))
+                .then_some(tid)
+            })
+        };
+        for _ in 0..TRIES {
+            if let Some(tid) = returned(self) {
+                // Seen already, or just now.
+                tracing::debug!("thread {cur} woke thread {tid}: it runs next");
+                self.woken = Some(tid);
+                return Ok(None);
+            }
+            if !waiting(self) {
+                return Ok(None);
+            }
+            match crate::ptrace::try_wait_own()? {
+                Some((tid, _)) if self.reaped_group_holder(tid) => {}
+                Some((tid, stop)) if self.is_ours(tid, stop) => {
+                    if let Some(how) = self.on_background_stop(tid, stop)? {
+                        return Ok(Some(how));
+                    }
+                }
+                Some((tid, stop)) => {
+                    self.early.insert(tid, stop);
+                }
+                None => std::thread::sleep(WOKEN_POLL),
+            }
+        }
+        tracing::debug!("thread {cur} woke a waiter, not seen returning");
+        Ok(None)
     }
 
     /// The threads that can run: ready ones, those whose blocking call returned, and
@@ -610,6 +664,11 @@ impl Recorder {
                     }
                     ThreadStop::SyscallExit { ret, rip } => {
                         let sysno = self.threads[&cur].pending.as_ref().map(|p| p.nr);
+                        let woke = self.threads[&cur]
+                            .pending
+                            .as_ref()
+                            .is_some_and(|p| syscalls::futex_wake(p.nr, &p.args))
+                            && ret > 0;
                         self.on_exit(cur, ret)?;
                         if sysno.is_some_and(job_control::sends_signal) && self.any_stopped() {
                             self.wake_continued();
@@ -634,12 +693,20 @@ impl Recorder {
                         // for a whole held signal's slice from here (see `slices`).
                         t.held_since =
                             (!t.deferred.is_empty()).then(crate::arch::self_traps::monotonic_now);
+                        let buffered_wake = sysno == Some(nr::CHAOS_SYSCALLBUF_FLUSH)
+                            && std::mem::take(&mut t.buffered_wake);
                         let point = match sysno {
                             Some(nr::SCHED_YIELD) => Point::Yield,
                             Some(nr::CHAOS_TICK) => Point::Tick,
+                            _ if woke || buffered_wake => Point::Wake,
                             _ => Point::SyscallExit,
                         };
                         if self.threads.len() > 1 && self.sched.should_switch(point) {
+                            if point == Point::Wake {
+                                if let Some(how) = self.collect_woken(cur)? {
+                                    return Ok(Next::Finished(how));
+                                }
+                            }
                             return Ok(Next::Switch);
                         }
                     }
@@ -1040,6 +1107,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         sched: Scheduler::with_chaos(seed, opts.chaos),
         next_slot: 1,
         early: HashMap::new(),
+        woken: None,
         out_fds: HashMap::new(),
         stdout,
         stderr,

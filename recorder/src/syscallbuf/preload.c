@@ -187,17 +187,24 @@ static long leave(struct sb *b, long ret) {
 
 /* Room for a record with `in` and `out` data bytes, flushing first when the buffer is
  * full or the budget spent; NULL if the call must take the traced path. */
+/* The flush call: the engine reads the records (and may run another thread) and
+ * answers with the next budget. 0 when buffering is over for this thread. */
+static int flush(struct sb *b) {
+    long budget = traced(CHAOS_SB_FLUSH, (long)b, 0, 0, 0);
+    b->h[H_CURSOR] = 0; /* the engine did so at the call's exit already */
+    if (budget <= 0) {
+        tls_state = 2;
+        return 0;
+    }
+    b->h[H_CALLS_LEFT] = (uint64_t)budget;
+    return 1;
+}
+
 static uint64_t *reserve(struct sb *b, size_t in, size_t out) {
     size_t need = R_WORDS * 8 + pad8(in) + pad8(out);
     if (need > CHAOS_SB_MAX_RECORD) return NULL;
     if (b->h[H_CALLS_LEFT] == 0 || b->h[H_CURSOR] + need > b->h[H_CAPACITY]) {
-        long budget = traced(CHAOS_SB_FLUSH, (long)b, 0, 0, 0);
-        b->h[H_CURSOR] = 0; /* the engine did so at the call's exit already */
-        if (budget <= 0) {
-            tls_state = 2;
-            return NULL;
-        }
-        b->h[H_CALLS_LEFT] = (uint64_t)budget;
+        if (!flush(b)) return NULL;
     }
     return (uint64_t *)(b->data + b->h[H_CURSOR]);
 }
@@ -409,10 +416,16 @@ __attribute__((used, visibility("hidden"))) long chaos_futex_wake(long nr, long 
     struct sb *b = enter();
     uint64_t *r;
     long ret;
-    if (b && (r = reserve(b, 0, 0)))
+    if (b && (r = reserve(b, 0, 0))) {
         ret = buffered(b, r, SYS_futex, uaddr, op, n, 0, NULL, 0, NULL, 0, 0, 0);
-    else
+        /* It woke a waiter: a scheduling point now, as the kernel's wakeup preemption
+         * gives the woken thread the CPU natively. (Left for the next flush, the waker
+         * ran on and usually held its lock again by the time the woken thread ran: a
+         * convoy the serialized scheduler made, in which a waiter's timeout fired.) */
+        if (ret > 0) flush(b);
+    } else {
         ret = traced(SYS_futex, uaddr, op, n, 0);
+    }
     return leave(b, ret);
 }
 

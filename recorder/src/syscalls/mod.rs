@@ -36,6 +36,12 @@ pub fn untraced_call(nr: u64, args: &[u64; 6]) -> bool {
         && (nr != nr::RT_SIGPROCMASK || sigprocmask_never_unblocks(args))
 }
 
+/// Whether call `nr` with `args` is a `FUTEX_WAKE` (private or not), whose result is
+/// the number of waiters it woke.
+pub fn futex_wake(nr: u64, args: &[u64; 6]) -> bool {
+    nr == nr::FUTEX && args[1] as u32 & libc::FUTEX_CMD_MASK as u32 == libc::FUTEX_WAKE as u32
+}
+
 /// `rt_sigprocmask(how, set, ..)` that leaves every blocked signal blocked: `SIG_BLOCK`
 /// (the kernel reads `how` as an int) or a null `set`. See [`untraced_call`].
 pub fn sigprocmask_never_unblocks(args: &[u64; 6]) -> bool {
