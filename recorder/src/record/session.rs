@@ -60,7 +60,7 @@ impl Recorder {
                 // delivered before the thread runs an instruction: still right after
                 // its `rt_sigreturn`, or at its preemption point.
                 let t = self.threads.get_mut(&cur).expect("current thread exists");
-                t.exit_unblocks = at_exit;
+                t.exit_unblocks |= at_exit;
                 t.resumed_at_point = at_point;
             }
             let t = self.threads.get_mut(&cur).expect("current thread exists");
