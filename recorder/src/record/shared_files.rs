@@ -15,7 +15,10 @@
 //!
 //! `ftruncate` growing such a file is recorded as a write of one zero byte at the new
 //! end (the bytes in between read as zeros, as after the truncate); shrinking one is
-//! refused, as are the other calls that change its size or contents in place.
+//! refused. `fallocate` is recorded the same way: growing the file as a zero byte at
+//! its new end, punching a hole or zeroing a range (up to [`MAX_ZEROED`] bytes) as a
+//! write of zeros. The other calls that change its size or contents in place are
+//! refused.
 //!
 //! Changes from outside the recorded tree cannot be seen and are not replayable; the
 //! README says so.
@@ -37,8 +40,43 @@ pub struct SharedFiles {
     /// The capture of each followed file, made at its first mapping (replay makes its
     /// copy from it and maps that copy from then on).
     first_capture: HashMap<(u64, u64), String>,
-    /// The size a followed file had when a thread's ftruncate of it entered, by thread.
-    truncating: HashMap<i32, u64>,
+    /// The change a thread's `ftruncate` or `fallocate` of a followed file makes if it
+    /// succeeds, by thread: zeros at an offset (see [`zeroed_by`]).
+    changing: HashMap<i32, (u64, u64)>,
+}
+
+/// The most bytes one `fallocate` may zero in a followed file (a hole punched, a range
+/// zeroed): each is recorded as a write of that many zeros.
+pub const MAX_ZEROED: u64 = 16 << 20;
+
+const FALLOC_FL_KEEP_SIZE: u64 = 0x01;
+const FALLOC_FL_PUNCH_HOLE: u64 = 0x02;
+const FALLOC_FL_ZERO_RANGE: u64 = 0x10;
+
+/// What `ftruncate` or `fallocate` (`sysno`, `args`) does to a file of `size` bytes
+/// when it succeeds, as zeros written: `Some((offset, length))` (length 0: nothing),
+/// `None` when that is not a write of zeros (ftruncate shrinking the file, an
+/// unknown fallocate mode, a range too big).
+fn zeroed_by(sysno: u64, args: &[u64; 6], size: u64) -> Option<(u64, u64)> {
+    // A file growing to `end`: the new bytes read as zeros, so one zero byte at its end.
+    let grow = |end: u64| if end > size { (end - 1, 1) } else { (0, 0) };
+    if sysno == nr::FTRUNCATE {
+        return (args[1] >= size).then(|| grow(args[1]));
+    }
+    let (mode, offset, len) = (args[1], args[2], args[3]);
+    let end = offset.checked_add(len).filter(|_| len > 0)?;
+    match mode {
+        0 => Some(grow(end)),
+        FALLOC_FL_KEEP_SIZE => Some((0, 0)),
+        m if m == FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+            || m == FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE =>
+        {
+            let end = end.min(size);
+            Some((offset, end.saturating_sub(offset))).filter(|z| z.1 <= MAX_ZEROED)
+        }
+        FALLOC_FL_ZERO_RANGE if end <= offset.saturating_add(MAX_ZEROED) => Some((offset, len)),
+        _ => None,
+    }
 }
 
 /// Whether `fd` of task `tid` is open for writing (`/proc/TID/fdinfo/FD`, "flags:").
@@ -119,15 +157,14 @@ impl SharedFiles {
         args: &[u64; 6],
         ret: i64,
     ) -> Result<Option<(String, u64, Vec<u8>)>> {
-        if sysno == nr::FTRUNCATE {
-            let Some(old) = self.truncating.remove(&task.tid) else {
+        if matches!(sysno, nr::FTRUNCATE | nr::FALLOCATE) {
+            let Some((offset, len)) = self.changing.remove(&task.tid) else {
                 return Ok(None);
             };
             let name = identity(task.tid, args[0]).and_then(|(id, _)| self.by_id.get(&id));
             return Ok(match name {
-                // A zero byte at the new end: the bytes before it read as zeros.
-                Some(name) if ret == 0 && args[1] > old => {
-                    Some((name.clone(), args[1] - 1, vec![0]))
+                Some(name) if ret == 0 && len > 0 => {
+                    Some((name.clone(), offset, vec![0; len as usize]))
                 }
                 _ => None,
             });
@@ -162,19 +199,19 @@ impl SharedFiles {
     }
 
     /// Refuses calls that change a shared-mapped file in ways replay does not follow;
-    /// notes the size of one that ftruncate may grow.
+    /// notes the change an ftruncate or fallocate of one makes if it succeeds.
     pub fn check_entry(&mut self, tid: i32, sysno: u64, args: &[u64; 6]) -> Result<()> {
         if self.by_id.is_empty() {
             return Ok(());
         }
-        if sysno == nr::FTRUNCATE {
+        if matches!(sysno, nr::FTRUNCATE | nr::FALLOCATE) {
             let link = format!("/proc/{tid}/fd/{}", args[0]);
             let followed = std::fs::metadata(&link)
                 .ok()
                 .filter(|m| m.is_file() && self.by_id.contains_key(&(m.dev(), m.ino())));
             if let Some(meta) = followed {
-                if args[1] >= meta.len() {
-                    self.truncating.insert(tid, meta.len());
+                if let Some(change) = zeroed_by(sysno, args, meta.len()) {
+                    self.changing.insert(tid, change);
                     return Ok(());
                 }
             }
@@ -194,8 +231,8 @@ impl SharedFiles {
                 name: crate::syscalls::name_of(sysno),
                 nr: sysno,
                 hint: "it changes a file the program maps MAP_SHARED (or privately, opened for \
-                       writing); only write, pwrite, writev and growing it with ftruncate \
-                       are recorded"
+                       writing); only write, pwrite, writev, growing it (ftruncate, \
+                       fallocate) and zeroing up to 16 MiB of it (fallocate) are recorded"
                     .into(),
             });
         }
@@ -258,4 +295,68 @@ fn file_position(tid: i32, fd: u64) -> Result<u64> {
             what: format!("{path} has no file position"),
             hint: "report this as a bug".into(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fallocate(mode: u64, offset: u64, len: u64) -> [u64; 6] {
+        [3, mode, offset, len, 0, 0]
+    }
+
+    #[test]
+    fn calls_that_change_a_followed_file_become_writes_of_zeros() {
+        let size = 1 << 20;
+        // ftruncate: growing is one zero byte at the new end; shrinking is not a write.
+        assert_eq!(
+            zeroed_by(nr::FTRUNCATE, &[3, size + 10, 0, 0, 0, 0], size),
+            Some((size + 9, 1))
+        );
+        assert_eq!(
+            zeroed_by(nr::FTRUNCATE, &[3, size, 0, 0, 0, 0], size),
+            Some((0, 0))
+        );
+        assert_eq!(zeroed_by(nr::FTRUNCATE, &[3, 10, 0, 0, 0, 0], size), None);
+        // fallocate: allocating grows the file; KEEP_SIZE alone changes no byte.
+        assert_eq!(
+            zeroed_by(nr::FALLOCATE, &fallocate(0, size, 4096), size),
+            Some((size + 4095, 1))
+        );
+        assert_eq!(
+            zeroed_by(nr::FALLOCATE, &fallocate(0, 0, 4096), size),
+            Some((0, 0))
+        );
+        assert_eq!(
+            zeroed_by(nr::FALLOCATE, &fallocate(1, size, 4096), size),
+            Some((0, 0))
+        );
+        // A hole punched or a range zeroed, clipped to the size when it is kept.
+        assert_eq!(
+            zeroed_by(nr::FALLOCATE, &fallocate(3, 4096, 8192), size),
+            Some((4096, 8192))
+        );
+        assert_eq!(
+            zeroed_by(nr::FALLOCATE, &fallocate(0x11, size - 100, 8192), size),
+            Some((size - 100, 100))
+        );
+        assert_eq!(
+            zeroed_by(nr::FALLOCATE, &fallocate(0x10, size - 100, 200), size),
+            Some((size - 100, 200))
+        );
+        // Too big, unknown modes, an empty or overflowing range: refused.
+        assert_eq!(
+            zeroed_by(nr::FALLOCATE, &fallocate(3, 0, MAX_ZEROED + 1), 1 << 40),
+            None
+        );
+        assert_eq!(
+            zeroed_by(nr::FALLOCATE, &fallocate(0x08, 0, 4096), size),
+            None
+        );
+        assert_eq!(zeroed_by(nr::FALLOCATE, &fallocate(3, 0, 0), size), None);
+        assert_eq!(
+            zeroed_by(nr::FALLOCATE, &fallocate(3, u64::MAX, 2), size),
+            None
+        );
+    }
 }

@@ -296,11 +296,24 @@ impl Replayer<'_> {
         // `spawn_traced` left the stub stopped just after its execve.
         self.task.set_options(crate::ptrace::OPTIONS)?;
         self.task.reopen_mem();
-        rebuild::rebuild(&mut self.task, &self.trace, first, self.syscallbuf)?;
+        let scratch = self.scratch().to_owned();
+        rebuild::rebuild(
+            &mut self.task,
+            &self.trace,
+            &scratch,
+            first,
+            self.syscallbuf,
+        )?;
         let leader = std::mem::replace(&mut self.task, Task::new(0));
         self.threads
             .insert(self.leader, RThread::new(leader, self.leader));
         Ok(())
+    }
+
+    /// The replay's private temporary directory (the stub's): copies of shared-mapped
+    /// files, and files built from sparse images.
+    fn scratch(&self) -> &Path {
+        self.stub_path.parent().unwrap_or(Path::new("/tmp"))
     }
 
     fn diverge(&self, expected: &Event, actual: String) -> Error {
@@ -497,7 +510,13 @@ impl Replayer<'_> {
                 // The files kept open for mappings were close-on-exec.
                 let tgid = th.tgid;
                 self.mapped_fds.retain(|(t, _), _| *t != tgid);
-                rebuild::rebuild(&mut th.task, &self.trace, state, self.syscallbuf)?;
+                rebuild::rebuild(
+                    &mut th.task,
+                    &self.trace,
+                    self.scratch(),
+                    state,
+                    self.syscallbuf,
+                )?;
                 self.brk.insert(th.tgid, state.brk);
                 if !self.bps.is_empty() {
                     self.bps.exec(th.tgid, &mut th.task)?;

@@ -27,10 +27,12 @@ fn check(what: &str, r: i64) -> Result<i64> {
 /// Replaces the stub's address space with the recorded one and sets the recorded
 /// registers. The task is at the stub's execve exit stop.
 /// With `syscallbuf`, the syscall-buffering entry page is mapped with replay's own code
-/// and its feed after it (see [`super::feed`]).
+/// and its feed after it (see [`super::feed`]). Files built from sparse images go into
+/// `scratch` (see [`TraceDir::mappable_path`]).
 pub fn rebuild(
     task: &mut Task,
     trace: &TraceDir,
+    scratch: &std::path::Path,
     state: &ExecState,
     syscallbuf: bool,
 ) -> Result<()> {
@@ -73,7 +75,7 @@ pub fn rebuild(
         let len = m.end - m.start;
         match &m.file {
             Some(hash) => {
-                let path = trace.file_path(hash)?;
+                let path = trace.mappable_path(hash, scratch)?;
                 let mut bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
                 bytes.push(0);
                 task.write_mem(STUB_SCRATCH, &bytes)?;

@@ -537,7 +537,7 @@ impl Replayer<'_> {
     }
 
     pub(super) fn open_trace_file(&mut self, hash: &str, task: &mut Task) -> Result<i64> {
-        let path = self.trace.file_path(hash)?;
+        let path = self.trace.mappable_path(hash, self.scratch())?;
         Self::open_in(task, &path, libc::O_RDONLY | libc::O_NOFOLLOW)
     }
 
@@ -552,10 +552,10 @@ impl Replayer<'_> {
         let path = match self.shared_copies.get(name) {
             Some(p) => p.clone(),
             None => {
-                let from = self.trace.file_path(hash)?;
-                let dir = self.stub_path.parent().unwrap_or(Path::new("/tmp"));
-                let to = dir.join(format!("shared-{}", self.shared_copies.len()));
-                std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+                let to = self
+                    .scratch()
+                    .join(format!("shared-{}", self.shared_copies.len()));
+                self.trace.copy_captured(hash, &to)?;
                 self.shared_copies.insert(name.to_string(), to.clone());
                 to
             }

@@ -45,7 +45,7 @@ impl Replayer<'_> {
         if crate::address_space::overlaps_stub(addr, addr.saturating_add(len)) {
             return Err(stub_conflict(addr));
         }
-        let dir = self.stub_path.parent().unwrap_or(Path::new("/tmp"));
+        let dir = self.scratch();
         let path = dir.join(backing_name(id));
         if !path.exists() {
             let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;

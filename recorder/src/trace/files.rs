@@ -13,16 +13,18 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::sparse;
 use crate::errors::{Error, Result};
 
-/// The largest file a recording captures: 4 GiB, what an archive holds in all by default
-/// (`packer::UnpackLimits`). Every executed or mapped file is captured whole, so a
-/// mapping of a huge sparse file (a 1 TiB memfd, a 100 GiB file with one page written)
-/// would be read, hashed and copied for minutes or hours; it stops the recording instead.
+/// The most data of one file a recording captures: 4 GiB, what an archive holds in all
+/// by default (`packer::UnpackLimits`). Every executed or mapped file is captured whole
+/// (a file that is mostly holes, its data: see [`sparse`]), so a mapping of a bigger one
+/// stops the recording.
 pub const MAX_CAPTURED_FILE: u64 = 4 << 30;
 
 /// Identity of a file on this machine; writing to a file changes its ctime, so a changed
@@ -256,27 +258,41 @@ impl FileStore {
     /// disk) goes to the store's [`fault`](Self::fault) and the file is still hashed, so
     /// that the recording goes on; once the fault is set, files are only hashed.
     pub fn capture(&mut self, path: &Path) -> Result<String> {
-        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         let id = FileId::of(&meta);
         if let Some(hash) = self.known.get(&id) {
             return Ok(hash.clone());
         }
-        if meta.len() > MAX_CAPTURED_FILE {
+        // Mostly holes, or starting as an image does (see `sparse`): stored as an image.
+        let mut head = [0u8; 16];
+        let image = if sparse::worth_it(meta.len(), meta.blocks())
+            || file.read_exact_at(&mut head, 0).is_ok() && &head == sparse::MAGIC
+        {
+            let image = sparse::Image::of(&file, meta.len()).map_err(|e| Error::io(path, e))?;
+            Some(if sparse::worth_it(meta.len(), meta.blocks()) {
+                image
+            } else {
+                sparse::Image::dense(meta.len())
+            })
+        } else {
+            None
+        };
+        let data = image.as_ref().map_or(meta.len(), sparse::Image::data_len);
+        if data > MAX_CAPTURED_FILE {
             let name = std::fs::read_link(path).unwrap_or_else(|_| path.to_path_buf());
             return Err(Error::Unsupported {
                 what: format!(
-                    "a mapping of {} ({} GiB): the recording captures every file it maps whole, \
-                     up to {} GiB",
+                    "a mapping of {} ({} GiB of data): the recording captures the data of \
+                     every file it maps, up to {} GiB",
                     name.display(),
-                    meta.len() >> 30,
+                    data >> 30,
                     MAX_CAPTURED_FILE >> 30
                 ),
-                hint: "map a smaller file (a huge sparse file or memfd cannot be captured yet)"
-                    .into(),
+                hint: "map a smaller file".into(),
             });
         }
-        if !self.fault.is_set() {
+        if !self.fault.is_set() && image.is_none() {
             if let Some(cache) = &self.cache {
                 if let Some(hash) = cache.lookup(&id) {
                     let dest = self.dir.join(&hash);
@@ -289,7 +305,7 @@ impl FileStore {
         }
         // Copy into a temporary name while hashing, then rename to the hash.
         let tmp = self.dir.join(format!(".capture-{}", std::process::id()));
-        let mut out = if self.fault.is_set() {
+        let out = if self.fault.is_set() {
             None
         } else {
             match File::create(&tmp) {
@@ -300,34 +316,35 @@ impl FileStore {
                 }
             }
         };
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            if let Some(o) = &mut out {
-                if let Err(e) = o.write_all(&buf[..n]) {
-                    self.fault.note(Error::io(&tmp, e));
-                    out = None;
-                    let _ = std::fs::remove_file(&tmp);
-                }
-            }
+        let mut tee = Tee {
+            hasher: blake3::Hasher::new(),
+            out,
+            failed: None,
+        };
+        match &image {
+            Some(image) => image.write(&file, &mut tee),
+            None => copy_all(&file, &mut tee),
         }
-        let hash = hasher.finalize().to_hex().to_string();
-        if out.is_none() {
+        .map_err(|e| Error::io(path, e))?;
+        if let Some(e) = tee.failed.take() {
+            self.fault.note(Error::io(&tmp, e));
+            let _ = std::fs::remove_file(&tmp);
+        }
+        let hash = tee.hasher.finalize().to_hex().to_string();
+        if tee.out.is_none() {
             // Not kept: the trace is incomplete already.
             self.known.insert(id, hash.clone());
             return Ok(hash);
         }
-        drop(out);
+        drop(tee.out);
         let dest = self.dir.join(&hash);
         let mut ours = true;
         if dest.exists() {
             let _ = std::fs::remove_file(&tmp);
-        } else if !writable_by_us(&meta) && std::fs::hard_link(path, &dest).is_ok() {
+        } else if image.is_none()
+            && !writable_by_us(&meta)
+            && std::fs::hard_link(path, &dest).is_ok()
+        {
             // Safe to share the inode: nobody who can run us can change it.
             let _ = std::fs::remove_file(&tmp);
             ours = false;
@@ -337,11 +354,48 @@ impl FileStore {
             ours = false;
         }
         // Only our own copies go into the cache: the cache's objects must never change.
-        if let (true, Some(cache)) = (ours, &self.cache) {
+        // (Not images: the cache knows an object by its file's size.)
+        if let (true, None, Some(cache)) = (ours, &image, &self.cache) {
             cache.insert(&id, &hash, &dest);
         }
         self.known.insert(id, hash.clone());
         Ok(hash)
+    }
+}
+
+/// Copies the whole of `file` into `to`, a megabyte at a time.
+fn copy_all(mut file: &File, to: &mut impl Write) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(()),
+            n => to.write_all(&buf[..n])?,
+        }
+    }
+}
+
+/// Hashes what is written to it, and copies it into `out` until that fails.
+struct Tee {
+    hasher: blake3::Hasher,
+    out: Option<File>,
+    failed: Option<std::io::Error>,
+}
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        if let Some(o) = &mut self.out {
+            if let Err(e) = o.write_all(buf) {
+                self.failed = Some(e);
+                self.out = None;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

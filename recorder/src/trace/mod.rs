@@ -15,6 +15,7 @@
 mod event;
 mod fault;
 pub mod files;
+pub mod sparse;
 mod stream;
 pub mod validate;
 
@@ -31,9 +32,9 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Error, Result};
 
 /// The first line of every trace's `version` file.
-pub const VERSION_LINE: &str = "chaos-trace 15";
+pub const VERSION_LINE: &str = "chaos-trace 16";
 /// The format version number.
-pub const FORMAT_VERSION: u32 = 15;
+pub const FORMAT_VERSION: u32 = 16;
 /// Versions this replayer reads: 2 only added event kinds (shared file mappings) to 1;
 /// 3 added [`Event::Preempted`] (how each preemption point was found); 4 made syscall
 /// buffering the default ([`Header::syscallbuf`]: replay must map the library's entry
@@ -67,6 +68,8 @@ pub const FORMAT_VERSION: u32 = 15;
 /// 64 and 128 bytes on from each pointed address (up to 56 memory words rather than 24,
 /// which a replayer of 14 refuses as invalid: it refuses the trace by its version
 /// instead).
+/// 16 stores a huge file that is mostly holes as a sparse image (see [`sparse`]),
+/// which a replayer of 15 would map as the file itself.
 pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 1",
     "chaos-trace 2",
@@ -82,6 +85,7 @@ pub const READABLE_VERSION_LINES: &[&str] = &[
     "chaos-trace 12",
     "chaos-trace 13",
     "chaos-trace 14",
+    "chaos-trace 15",
     VERSION_LINE,
 ];
 
@@ -384,6 +388,41 @@ impl TraceDir {
             Ok(_) => Err(bad(format!("captured file {hash} is not a regular file"))),
             Err(_) => Err(bad(format!("captured file {hash} is missing"))),
         }
+    }
+
+    /// The path of captured file `hash` for the replayed program to open or map: the
+    /// stored object, or for a sparse image (see [`sparse`]) the file built from it in
+    /// directory `scratch`, once (`image-<hash>`).
+    pub fn mappable_path(&self, hash: &str, scratch: &Path) -> Result<PathBuf> {
+        let object = self.file_path(hash)?;
+        let built = scratch.join(format!("image-{hash}"));
+        if built.is_file() {
+            return Ok(built);
+        }
+        if self.build_image(hash, &object, &built)? {
+            Ok(built)
+        } else {
+            Ok(object)
+        }
+    }
+
+    /// Writes a copy of captured file `hash` to `to` (a sparse image's file is built
+    /// there, holes and all).
+    pub fn copy_captured(&self, hash: &str, to: &Path) -> Result<()> {
+        let object = self.file_path(hash)?;
+        if !self.build_image(hash, &object, to)? {
+            std::fs::copy(&object, to).map_err(|e| Error::io(&object, e))?;
+        }
+        Ok(())
+    }
+
+    /// Builds the file sparse image `object` (captured file `hash`) describes at `to`;
+    /// `false` when `object` is not an image.
+    fn build_image(&self, hash: &str, object: &Path, to: &Path) -> Result<bool> {
+        sparse::materialize(object, to).map_err(|reason| Error::BadTrace {
+            path: self.path.clone(),
+            reason: format!("captured file {hash} is a sparse image that {reason}"),
+        })
     }
 
     fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
