@@ -264,17 +264,26 @@ impl FileStore {
         if let Some(hash) = self.known.get(&id) {
             return Ok(hash.clone());
         }
+        // A file captured before (and unchanged since: same identity) is in the cache;
+        // only files stored as themselves go there.
+        if !self.fault.is_set() {
+            if let Some(cache) = &self.cache {
+                if let Some(hash) = cache.lookup(&id) {
+                    let dest = self.dir.join(&hash);
+                    if dest.exists() || std::fs::hard_link(cache.object(&hash), &dest).is_ok() {
+                        self.known.insert(id, hash.clone());
+                        return Ok(hash);
+                    }
+                }
+            }
+        }
         // Mostly holes, or starting as an image does (see `sparse`): stored as an image.
+        let sparse = sparse::worth_it(meta.len(), meta.blocks());
         let mut head = [0u8; 16];
-        let image = if sparse::worth_it(meta.len(), meta.blocks())
-            || file.read_exact_at(&mut head, 0).is_ok() && &head == sparse::MAGIC
-        {
-            let image = sparse::Image::of(&file, meta.len()).map_err(|e| Error::io(path, e))?;
-            Some(if sparse::worth_it(meta.len(), meta.blocks()) {
-                image
-            } else {
-                sparse::Image::dense(meta.len())
-            })
+        let image = if sparse {
+            Some(sparse::Image::of(&file, meta.len()).map_err(|e| Error::io(path, e))?)
+        } else if file.read_exact_at(&mut head, 0).is_ok() && &head == sparse::MAGIC {
+            Some(sparse::Image::dense(meta.len()))
         } else {
             None
         };
@@ -291,17 +300,6 @@ impl FileStore {
                 ),
                 hint: "map a smaller file".into(),
             });
-        }
-        if !self.fault.is_set() && image.is_none() {
-            if let Some(cache) = &self.cache {
-                if let Some(hash) = cache.lookup(&id) {
-                    let dest = self.dir.join(&hash);
-                    if dest.exists() || std::fs::hard_link(cache.object(&hash), &dest).is_ok() {
-                        self.known.insert(id, hash.clone());
-                        return Ok(hash);
-                    }
-                }
-            }
         }
         // Copy into a temporary name while hashing, then rename to the hash.
         let tmp = self.dir.join(format!(".capture-{}", std::process::id()));

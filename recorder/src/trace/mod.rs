@@ -399,11 +399,13 @@ impl TraceDir {
         if built.is_file() {
             return Ok(built);
         }
-        if self.build_image(hash, &object, &built)? {
-            Ok(built)
-        } else {
-            Ok(object)
+        // Built under another name and renamed, so that `built` is never half made.
+        let part = scratch.join(format!(".image-{hash}"));
+        if !self.build_image(hash, &object, &part)? {
+            return Ok(object);
         }
+        std::fs::rename(&part, &built).map_err(|e| Error::io(&built, e))?;
+        Ok(built)
     }
 
     /// Writes a copy of captured file `hash` to `to` (a sparse image's file is built

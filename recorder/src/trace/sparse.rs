@@ -108,13 +108,24 @@ impl Image {
     /// from `src`. Fails if `src` no longer has them (it shrank meanwhile).
     pub fn write(&self, src: &File, out: &mut impl Write) -> std::io::Result<()> {
         out.write_all(&self.header())?;
+        self.each_chunk(|chunk, at| {
+            src.read_exact_at(chunk, at)?;
+            out.write_all(chunk)
+        })
+    }
+
+    /// Calls `step` on each extent in turn, a megabyte at a time, with a buffer of the
+    /// chunk's length and the chunk's offset in the file.
+    fn each_chunk<E>(
+        &self,
+        mut step: impl FnMut(&mut [u8], u64) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut buf = vec![0u8; 1 << 20];
         for &(off, len) in &self.extents {
             let mut done = 0u64;
             while done < len {
                 let n = (len - done).min(buf.len() as u64) as usize;
-                src.read_exact_at(&mut buf[..n], off + done)?;
-                out.write_all(&buf[..n])?;
+                step(&mut buf[..n], off + done)?;
                 done += n as u64;
             }
         }
@@ -184,18 +195,12 @@ pub fn materialize(obj: &Path, dest: &Path) -> Result<bool, String> {
     let out = File::create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     out.set_len(image.size)
         .map_err(|e| format!("{}: a file of {} bytes: {e}", dest.display(), image.size))?;
-    let mut buf = vec![0u8; 1 << 20];
-    for &(off, len) in &image.extents {
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(buf.len() as u64) as usize;
-            f.read_exact(&mut buf[..n])
-                .map_err(|e| format!("{}: {e}", obj.display()))?;
-            out.write_all_at(&buf[..n], off + done)
-                .map_err(|e| format!("{}: {e}", dest.display()))?;
-            done += n as u64;
-        }
-    }
+    image.each_chunk(|chunk, at| {
+        f.read_exact(chunk)
+            .map_err(|e| format!("{}: {e}", obj.display()))?;
+        out.write_all_at(chunk, at)
+            .map_err(|e| format!("{}: {e}", dest.display()))
+    })?;
     Ok(true)
 }
 
