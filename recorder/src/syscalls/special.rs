@@ -46,6 +46,8 @@ pub fn never_blocks(sysno: u64, args: &[u64; 6]) -> bool {
                 | libc::FUTEX_UNLOCK_PI
                 | libc::FUTEX_TRYLOCK_PI
         ),
+        // Interface lists and old bridge requests answer at once.
+        nr::IOCTL => pointer_ioctl(args[1]).is_some(),
         _ => false,
     }
 }
@@ -101,6 +103,7 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
             _ => Handling::Here,
         },
         nr::RESTART_SYSCALL => Handling::Here,
+        nr::IOCTL if pointer_ioctl(args[1]).is_some() => Handling::Here,
         nr::SEMGET | nr::MSGGET | nr::SHMGET if args[0] as i32 != libc::IPC_PRIVATE => {
             Handling::Unsupported(
                 "a System V IPC object with a key can be shared with processes outside the \
@@ -135,6 +138,92 @@ pub fn handling(sysno: u64, args: &[u64; 6]) -> Handling {
         | nr::EXECVEAT => Handling::Engine,
         _ => Handling::Missing,
     }
+}
+
+/// The ioctl requests whose argument holds pointers the kernel reads or writes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PointerIoctl {
+    /// `SIOCGIFCONF`: a `struct ifconf` (`ifc_len`, then `ifc_buf`); the kernel fills
+    /// the buffer with up to `ifc_len` bytes of `struct ifreq` and writes back how many
+    /// (with a null buffer, how many it would need).
+    IfConf,
+    /// `SIOCGIFBR` and `SIOCSIFBR`, the old bridge requests: an array of three `unsigned
+    /// long`s, the `BRCTL_*` operation and its two arguments. `BRCTL_GET_BRIDGES` writes
+    /// one `int` per bridge (its result) into the array at the first argument;
+    /// `BRCTL_ADD_BRIDGE` and `BRCTL_DEL_BRIDGE` read a name there.
+    Bridge,
+}
+
+/// `SIOCGIFCONF`, `SIOCGIFBR`, `SIOCSIFBR`.
+const SIOCGIFCONF: u64 = 0x8912;
+const SIOCGIFBR: u64 = 0x8940;
+const SIOCSIFBR: u64 = 0x8941;
+/// The old bridge operations that move memory (`linux/if_bridge.h`).
+const BRCTL_GET_BRIDGES: u64 = 1;
+const BRCTL_ADD_BRIDGE: u64 = 2;
+const BRCTL_DEL_BRIDGE: u64 = 3;
+/// The bytes of a bridge name the kernel reads (`IFNAMSIZ - 1`).
+const BRIDGE_NAME: usize = 15;
+/// The most bridges `BRCTL_GET_BRIDGES` lists (the kernel refuses a larger array).
+const MAX_BRIDGES: u64 = 2048;
+
+fn pointer_ioctl(request: u64) -> Option<PointerIoctl> {
+    match request & 0xffff_ffff {
+        SIOCGIFCONF => Some(PointerIoctl::IfConf),
+        SIOCGIFBR | SIOCSIFBR => Some(PointerIoctl::Bridge),
+        _ => None,
+    }
+}
+
+/// The three words of an old bridge request's array at `at`.
+fn bridge_args(task: &mut Task, at: u64) -> Result<[u64; 3]> {
+    let b = task.read_mem(at, 24)?;
+    let w = |i: usize| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8"));
+    Ok([w(0), w(1), w(2)])
+}
+
+/// What a pointer ioctl reads (see [`inputs`]): its argument's struct, and a bridge's
+/// name.
+fn pointer_ioctl_inputs(task: &mut Task, args: &[u64; 6], r: &mut Vec<(u64, usize)>) -> Result<()> {
+    match pointer_ioctl(args[1]) {
+        Some(PointerIoctl::IfConf) => r.push((args[2], 16)),
+        Some(PointerIoctl::Bridge) => {
+            r.push((args[2], 24));
+            let [op, name, _] = bridge_args(task, args[2])?;
+            if matches!(op, BRCTL_ADD_BRIDGE | BRCTL_DEL_BRIDGE) && name != 0 {
+                r.push((name, BRIDGE_NAME));
+            }
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// What a pointer ioctl wrote (see [`outputs`]), given its struct as it was at entry
+/// (`at_entry`: `SIOCGIFCONF`'s length and buffer, a bridge request's three words).
+fn pointer_ioctl_outputs(
+    task: &mut Task,
+    args: &[u64; 6],
+    ret: i64,
+    at_entry: &[u64],
+    grab: &mut impl FnMut(&mut Task, u64, usize) -> Result<()>,
+) -> Result<()> {
+    match (pointer_ioctl(args[1]), at_entry) {
+        (Some(PointerIoctl::IfConf), &[capacity, buf]) => {
+            grab(task, args[2], 4)?;
+            let b = task.read_mem(args[2], 4)?;
+            let written = i32::from_le_bytes(b.try_into().expect("4")).max(0) as u64;
+            if buf != 0 {
+                grab(task, buf, written.min(capacity) as usize)?;
+            }
+        }
+        (Some(PointerIoctl::Bridge), &[BRCTL_GET_BRIDGES, indices, count]) => {
+            let n = (ret.max(0) as u64).min(count).min(MAX_BRIDGES);
+            grab(task, indices, n as usize * 4)?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The size of `struct msghdr`.
@@ -226,6 +315,7 @@ pub fn inputs(task: &mut Task, sysno: u64, args: &[u64; 6]) -> Result<Vec<(u64, 
                 r.push((at, len));
             }
         }
+        nr::IOCTL => pointer_ioctl_inputs(task, args, &mut r)?,
         _ => {}
     }
     Ok(r)
@@ -266,6 +356,17 @@ pub fn capture_entry(
             let m = read_msghdr(task, hdr)?;
             st.extra.extend([m.namelen as u64, m.controllen]);
         }
+    }
+    if sysno == nr::IOCTL {
+        st.extra = match pointer_ioctl(args[1]) {
+            Some(PointerIoctl::IfConf) => {
+                let b = task.read_mem(args[2], 16)?;
+                let len = i32::from_le_bytes(b[..4].try_into().expect("4")).max(0) as u64;
+                vec![len, u64::from_le_bytes(b[8..].try_into().expect("8"))]
+            }
+            Some(PointerIoctl::Bridge) => bridge_args(task, args[2])?.to_vec(),
+            None => Vec::new(),
+        };
     }
     if sysno == nr::PROCESS_VM_WRITEV {
         // Whether it writes into the caller's own process (its outputs, below) or into
@@ -369,6 +470,7 @@ pub fn outputs(
         nr::FUTEX if args[1] as i32 & libc::FUTEX_CMD_MASK == libc::FUTEX_WAKE_OP => {
             grab(task, args[4], 4)?
         }
+        nr::IOCTL if ret >= 0 => pointer_ioctl_outputs(task, args, ret, &st.extra, &mut grab)?,
         nr::PROCESS_VM_WRITEV if st.extra.first() == Some(&1) => {
             // Into the caller's own memory (see `capture_entry`): what landed in the
             // remote iovecs, `ret` bytes in their order, is written again at replay.
