@@ -181,7 +181,7 @@ fn calls_the_table_marks_unsupported_stop_the_recording_with_its_hint() {
         "migrate_pages",
         "io_setup",
         "move_pages",
-        "setns",
+        "remap_file_pages",
         "io_submit",
     ] {
         let row = by_name(name).expect(name);

@@ -635,7 +635,8 @@ fn a_process_tree_in_a_pid_namespace_of_its_own() {
 
 /// A program that sandboxes itself: unshare of user, mount, UTS and network namespaces,
 /// sethostname, a tmpfs mounted, written, mapped and unmounted, and a child cloned into
-/// a UTS namespace of its own. Recording stopped at unshare; replay makes none of
+/// a UTS namespace of its own, setns(2) back into a UTS namespace and through a pidfd
+/// into a child's pid namespace. Recording stopped at unshare, later at setns; replay makes none of
 /// these calls (their results come from the trace), and prints what the program saw.
 #[test]
 fn a_program_in_namespaces_of_its_own_records_and_replays() {

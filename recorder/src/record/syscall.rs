@@ -122,8 +122,13 @@ impl Recorder {
         if sysno == nr::UNSHARE {
             check_unshare(args[0])?;
         }
+        let joined = match sysno {
+            nr::SETNS => setns_joins(cur, &args)?,
+            _ => 0,
+        };
         let new_pid_namespace = match sysno {
             nr::UNSHARE => args[0] & libc::CLONE_NEWPID as u64 != 0,
+            nr::SETNS => joined & libc::CLONE_NEWPID as u64 != 0,
             _ => clone_flags.is_some_and(|f| f & libc::CLONE_NEWPID as u64 != 0),
         };
         if new_pid_namespace && !self.pid_namespaces {
@@ -847,6 +852,45 @@ pub(super) fn check_unshare(flags: u64) -> Result<()> {
     Ok(())
 }
 
+/// The namespaces (`CLONE_NEW*` flags) `setns(fd, nstype)` made by task `tid` would
+/// join: the type of the namespace file `fd` is, or for a pidfd the flags in
+/// `nstype`. Like unshare(2), it runs at record and replay gives its result; joining a
+/// pid namespace puts the caller's later children there (their pids are recorded from
+/// then on, see [`crate::pidns`]). A time namespace is refused as unshare's is. A call
+/// the kernel will refuse (a bad fd) joins nothing.
+pub(super) fn setns_joins(tid: i32, args: &[u64; 6]) -> Result<u64> {
+    let link = std::fs::read_link(format!("/proc/{tid}/fd/{}", args[0] as i32))
+        .map(|l| l.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let kinds: &[(&str, i32)] = &[
+        ("mnt:", libc::CLONE_NEWNS),
+        ("uts:", libc::CLONE_NEWUTS),
+        ("ipc:", libc::CLONE_NEWIPC),
+        ("user:", libc::CLONE_NEWUSER),
+        ("pid:", libc::CLONE_NEWPID),
+        ("net:", libc::CLONE_NEWNET),
+        ("cgroup:", libc::CLONE_NEWCGROUP),
+        ("time:", libc::CLONE_NEWTIME),
+    ];
+    let joined = if link == "anon_inode:[pidfd]" || link.starts_with("pidfd:") {
+        args[1] & 0xffff_ffff
+    } else {
+        kinds
+            .iter()
+            .find(|(prefix, _)| link.starts_with(prefix))
+            .map_or(0, |&(_, flag)| flag as u64)
+    };
+    if joined & libc::CLONE_NEWTIME as u64 != 0 {
+        return Err(Error::Unsupported {
+            what: "setns into a time namespace".into(),
+            hint: "the recorder keeps books of the program's tasks that this would change; \
+                   set up the sandbox outside the recorded program"
+                .into(),
+        });
+    }
+    Ok(joined)
+}
+
 impl Recorder {
     /// A task `cur` creates lives in pid namespaces of the program's: its pids there
     /// are recorded ([`Event::PidNamespace`], before its `NewTask`) and kept.
@@ -996,4 +1040,42 @@ pub(super) fn cpu_mask_bytes(cpus: &[usize], len: usize) -> Vec<u8> {
         }
     }
     mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn joins(fd: i32, nstype: i32) -> Result<u64> {
+        setns_joins(
+            std::process::id() as i32,
+            &[fd as u64, nstype as u64, 0, 0, 0, 0],
+        )
+    }
+
+    #[test]
+    fn setns_joins_the_namespace_its_file_or_pidfd_names() {
+        let uts = std::fs::File::open("/proc/self/ns/uts").unwrap();
+        assert_eq!(
+            joins(uts.as_raw_fd(), 0).unwrap(),
+            libc::CLONE_NEWUTS as u64
+        );
+        let pid = std::fs::File::open("/proc/self/ns/pid_for_children").unwrap();
+        assert_eq!(
+            joins(pid.as_raw_fd(), 0).unwrap(),
+            libc::CLONE_NEWPID as u64
+        );
+        // SAFETY: pidfd_open of our own pid; the fd is closed below.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, std::process::id(), 0) } as i32;
+        assert!(pidfd >= 0);
+        let flags = libc::CLONE_NEWNET | libc::CLONE_NEWPID;
+        assert_eq!(joins(pidfd, flags).unwrap(), flags as u64);
+        // SAFETY: our own fd.
+        unsafe { libc::close(pidfd) };
+        let time = std::fs::File::open("/proc/self/ns/time").unwrap();
+        let refused = joins(time.as_raw_fd(), 0).unwrap_err().to_string();
+        assert!(refused.contains("time namespace"), "{refused}");
+        assert_eq!(joins(-1, 0).unwrap(), 0, "a bad fd joins nothing");
+    }
 }
