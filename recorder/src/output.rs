@@ -35,20 +35,27 @@ impl Default for OutputFds {
     }
 }
 
-/// After `pidfd_getfd(pidfd, target_fd, 0)` of process `tgid` returned `ret`: the new fd
-/// writes where the target process's fd does (each process's table in `tables`).
-pub fn after_getfd(tables: &mut HashMap<i32, OutputFds>, tgid: i32, args: &[u64; 6], ret: i64) {
+/// After `pidfd_getfd(pidfd, target_fd, 0)` made with fd table `files` returned `ret`:
+/// the new fd writes where the target process's fd does (each fd table's books in
+/// `tables`; `table_of` names a process's table, given its pid).
+pub fn after_getfd(
+    tables: &mut HashMap<i32, OutputFds>,
+    files: i32,
+    table_of: impl Fn(i32) -> i32,
+    args: &[u64; 6],
+    ret: i64,
+) {
     if ret < 0 {
         return;
     }
-    let ours = tables.entry(tgid).or_default();
+    let ours = tables.entry(files).or_default();
     let stream = ours
         .pidfds
         .get(&args[0])
         .copied()
-        .and_then(|pid| tables.get(&pid))
+        .and_then(|pid| tables.get(&table_of(pid)))
         .and_then(|theirs| theirs.stream(args[1]));
-    let ours = tables.entry(tgid).or_default();
+    let ours = tables.entry(files).or_default();
     ours.pidfds.remove(&(ret as u64));
     match stream {
         Some(s) => ours.fds.insert(ret as u64, s),

@@ -105,6 +105,26 @@ fn older_terminal_console_and_tape_ioctls() {
     ten_times("old_ioctls", &[], 0);
 }
 
+/// A thread with an fd table of its own (unshare(CLONE_FILES), rr's unshare): it closes
+/// stdout and the data file in its copy only, reads a pipe a thread of its own writes,
+/// and maps the file through a new fd; the main thread's stdout and fds are untouched.
+/// The recording refused the unshare; the engine's books (which fds are stdout, the
+/// files replay keeps open for mappings) are now kept per fd table, with and without
+/// the syscall-buffering library (its fd cache is per thread).
+#[test]
+fn a_thread_with_an_fd_table_of_its_own() {
+    ten_times("fd_table", &[], 0);
+    let program = fixture("fd_table");
+    let dir = temp();
+    let rec = RecordSpec::new(&program, dir.path().join("trace"))
+        .configure(|c| {
+            c.env("CARGO_CHAOS_SYSCALLBUF", "0");
+        })
+        .record();
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    assert_same("--no-syscallbuf", &rec.program, &replay(&rec.trace));
+}
+
 /// ioctls that move memory through a pointer inside their argument (rr's ioctl_br):
 /// SIOCGIFCONF's interface list, with a null buffer, a short one and a long one, and
 /// the old bridge requests (SIOCGIFBR: version, an unknown operation, and in a network

@@ -10,6 +10,7 @@
 mod buffers;
 mod desched;
 mod exec;
+mod fd_tables;
 mod header;
 mod interrupt;
 mod job_control;
@@ -187,6 +188,9 @@ struct Thread {
     task: Task,
     /// The process it belongs to.
     tgid: i32,
+    /// Its fd table: the key of the books kept per table ([`Recorder::out_fds`]). Its
+    /// process's tgid, unless the table is not the process's (see [`fd_tables`]).
+    files: i32,
     slot: u64,
     state: Where,
     pending: Option<Pending>,
@@ -262,6 +266,7 @@ impl Thread {
         Thread {
             task,
             tgid,
+            files: tgid,
             slot,
             state: Where::Ready(0),
             pending: None,
@@ -327,8 +332,11 @@ struct Recorder {
     /// The thread the last waking `FUTEX_WAKE` woke, seen returning (see
     /// [`Recorder::collect_woken`]): the next pick's choice under the default policy.
     woken: Option<i32>,
-    /// Each process's view of which fds are the original stdout and stderr.
+    /// Each fd table's view of which fds are the original stdout and stderr (keyed by
+    /// [`Thread::files`]).
     out_fds: HashMap<i32, OutputFds>,
+    /// How many fd tables were given an id of their own (see [`fd_tables`]).
+    tables_made: i32,
     stdout: std::fs::File,
     stderr: std::fs::File,
     cpu_set: Vec<usize>,

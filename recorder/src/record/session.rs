@@ -894,12 +894,11 @@ impl Recorder {
                 new.filters = self.threads[&cur].filters.clone();
                 self.threads.insert(child, new);
                 self.interrupter.add_member(child);
-                if process {
-                    // A new process starts with a copy of its parent's fd table.
-                    let parent_tgid = self.threads[&cur].tgid;
-                    let fds = self.out_fds.entry(parent_tgid).or_default().clone();
-                    self.out_fds.insert(child, fds);
-                }
+                let flags = self.threads[&cur]
+                    .pending
+                    .as_ref()
+                    .and_then(buffers::pending_clone_flags);
+                self.new_task_table(cur, child, flags);
                 let vfork = ev == libc::PTRACE_EVENT_VFORK;
                 self.inherit_buffer(cur, child, process, vfork);
                 if process && self.threads[&child].sb.is_some() {
@@ -1109,6 +1108,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         early: HashMap::new(),
         woken: None,
         out_fds: HashMap::new(),
+        tables_made: 0,
         stdout,
         stderr,
         cpu_set,

@@ -558,7 +558,7 @@ impl Recorder {
         let filter_writes = self.program_filter_exit(cur, ret)?;
         let own_seccomp = self.own_seccomp_mode(cur);
         let t = self.threads.get_mut(&cur).expect("thread");
-        let tgid = t.tgid;
+        let files = t.files;
         let tsc_sigsegv = t.tsc_sigsegv;
         let Some(p) = t.pending.take() else {
             return Ok(());
@@ -679,7 +679,7 @@ impl Recorder {
                 _ => {}
             }
             if let Some(kind) = OutputFds::write_kind(p.nr) {
-                if let Some(stream) = self.out_fds.entry(tgid).or_default().stream(p.args[0]) {
+                if let Some(stream) = self.out_fds.entry(files).or_default().stream(p.args[0]) {
                     let data = crate::output::written_bytes(task, kind, &p.args, ret)?;
                     let (f, name) = match stream {
                         Stream::Stdout => (&mut self.stdout, "stdout"),
@@ -693,12 +693,9 @@ impl Recorder {
                 }
             }
             self.out_fds
-                .entry(tgid)
+                .entry(files)
                 .or_default()
                 .after_syscall(p.nr, &p.args, ret);
-            if p.nr == nr::PIDFD_GETFD {
-                crate::output::after_getfd(&mut self.out_fds, tgid, &p.args, ret);
-            }
             shared_write = self.shared.written(task, p.nr, &p.args, ret)?;
             if !self.mem_file_opened {
                 self.mem_file_opened = super::self_memory::opens_a_mem_file(task, p.nr, &p.args);
@@ -776,6 +773,15 @@ impl Recorder {
         for (pid, addr, len) in other_process_writes {
             self.record_write_into(pid, addr, len)?;
         }
+        if p.nr == nr::PIDFD_GETFD {
+            let threads = &self.threads;
+            let table_of = |pid: i32| threads.get(&pid).map_or(pid, |t| t.files);
+            crate::output::after_getfd(&mut self.out_fds, files, table_of, &p.args, ret);
+        }
+        let unshared_files = p.nr == nr::UNSHARE && p.args[0] & libc::CLONE_FILES as u64 != 0;
+        if (unshared_files || p.exec_happened) && ret == 0 {
+            self.own_table(cur);
+        }
         if p.exec_happened && ret == 0 {
             // A new image: arm the traps again (exec clears CPUID faulting) and capture it.
             let task = &mut self.threads.get_mut(&cur).expect("thread").task;
@@ -838,15 +844,14 @@ pub(super) fn check_clone(flags: u64, clone3: bool) -> Result<()> {
 /// unshare(2) runs at record and replay gives its result without making it: a new
 /// namespace changes what the program's later calls see, and those are recorded (a new
 /// pid namespace, for the children the caller creates next: see [`crate::pidns`]).
-/// Refused are the parts that change which tasks or file descriptors the engine's books
-/// describe: a new time namespace (for the children it creates), a private fd table, and
-/// detached System V semaphore undo lists.
+/// Refused are a new time namespace (for the children it creates) and detached System V
+/// semaphore undo lists. A private fd table gets books of its own (see `fd_tables`).
 pub(super) fn check_unshare(flags: u64) -> Result<()> {
-    let refused = libc::CLONE_NEWTIME | libc::CLONE_FILES | libc::CLONE_SYSVSEM;
+    let refused = libc::CLONE_NEWTIME | libc::CLONE_SYSVSEM;
     if flags & refused as u64 != 0 {
         return Err(Error::Unsupported {
-            what: format!("unshare of a new time namespace, fd table or semaphore undo list (flags {flags:#x})"),
-            hint: "the recorder keeps books of the program's tasks and fds that these would change; set up the sandbox outside the recorded program".into(),
+            what: format!("unshare of a new time namespace or semaphore undo list (flags {flags:#x})"),
+            hint: "the recorder keeps books of the program's tasks and clocks that these would change; set up the sandbox outside the recorded program".into(),
         });
     }
     Ok(())

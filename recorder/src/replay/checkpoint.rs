@@ -108,6 +108,10 @@ impl Replayer<'_> {
         if !self.shared_copies.is_empty() {
             return Some("the program maps files MAP_SHARED".into());
         }
+        if self.threads.values().any(|t| t.files != tgid) {
+            // The copy's threads would share the forking thread's table.
+            return Some("a thread has an fd table of its own (unshare(CLONE_FILES))".into());
+        }
         if let Some((tid, _)) = self
             .threads
             .iter()
@@ -235,6 +239,7 @@ impl Replayer<'_> {
             index: self.index,
             brk: self.brk.clone(),
             out_fds: self.out_fds.clone(),
+            tables_made: self.tables_made,
             pidns: self.pidns.clone(),
             sink,
             observer,

@@ -133,8 +133,11 @@ struct Replayer<'a> {
     index: u64,
     /// Each process's program break, by recorded tgid (brk is replayed as mappings).
     brk: HashMap<i32, u64>,
-    /// Each process's view of which fds are the original stdout and stderr.
+    /// Each fd table's view of which fds are the original stdout and stderr (keyed by
+    /// `RThread::files`).
     out_fds: HashMap<i32, OutputFds>,
+    /// How many fd tables were given an id of their own (see `Replayer::own_table`).
+    tables_made: i32,
     sink: Box<OutputSink<'a>>,
     observer: Box<Observer<'a>>,
     /// The next event to replay (`None`: the trace has no more).
@@ -155,7 +158,7 @@ struct Replayer<'a> {
     /// [`sysv_shm`]).
     shm_segments: HashMap<i64, u64>,
     /// Captured files kept open in a replayed process for its private file mappings, by
-    /// (process, the program's fd): the trace file's hash and the fd at replay (see
+    /// (fd table, the program's fd): the trace file's hash and the fd at replay (see
     /// `Replayer::trace_file_for`).
     mapped_fds: HashMap<(i32, i32), (String, i64)>,
     /// Calls the recording let through without a stop (`Header::untraced`): not in the
@@ -508,8 +511,9 @@ impl Replayer<'_> {
             Event::Syscall(s) if th.in_fork.is_some() => return self.finish_fork(ev, s, th),
             Event::Exec(state) => {
                 // The files kept open for mappings were close-on-exec.
-                let tgid = th.tgid;
-                self.mapped_fds.retain(|(t, _), _| *t != tgid);
+                let files = th.files;
+                self.mapped_fds.retain(|(t, _), _| *t != files);
+                self.own_table(th);
                 rebuild::rebuild(
                     &mut th.task,
                     &self.trace,

@@ -193,6 +193,7 @@ impl<'a> ReplaySession<'a> {
             index: 1,
             brk: HashMap::from([(first.tid, first.brk)]),
             out_fds: HashMap::new(),
+            tables_made: 0,
             pidns: crate::pidns::PidNamespaces::default(),
             stats: ReplayStats::default(),
             shared_copies: HashMap::new(),

@@ -214,7 +214,7 @@ impl Replayer<'_> {
         if s.ret >= 0 {
             if let (Some(kind), Some(stream)) = (
                 OutputFds::write_kind(sysno),
-                self.out_fds.entry(th.tgid).or_default().stream(args[0]),
+                self.out_fds.entry(th.files).or_default().stream(args[0]),
             ) {
                 let data = crate::output::written_bytes(&mut th.task, kind, &args, s.ret)?;
                 (self.sink)(stream, &data);
@@ -224,7 +224,7 @@ impl Replayer<'_> {
             th.task.write_mem(w.addr, &w.data)?;
         }
         self.note_shmget(s);
-        self.forget_mapped_fds(th.tgid, s, &mut th.task)?;
+        self.forget_mapped_fds(th.files, s, &mut th.task)?;
         if let Some(soft) = new_stack_limit(&mut th.task, s, th.tgid)? {
             // Not only recorded: the stack's growth depends on it (a program that
             // lowers it and overflows its stack must do so at the same depth).
@@ -251,11 +251,16 @@ impl Replayer<'_> {
             }
         }
         self.out_fds
-            .entry(th.tgid)
+            .entry(th.files)
             .or_default()
             .after_syscall(sysno, &args, s.ret);
         if sysno == nr::PIDFD_GETFD {
-            crate::output::after_getfd(&mut self.out_fds, th.tgid, &args, s.ret);
+            let threads = &self.threads;
+            let table_of = |pid: i32| threads.get(&pid).map_or(pid, |t| t.files);
+            crate::output::after_getfd(&mut self.out_fds, th.files, table_of, &args, s.ret);
+        }
+        if sysno == nr::UNSHARE && args[0] & libc::CLONE_FILES as u64 != 0 && s.ret == 0 {
+            self.own_table(th);
         }
         if th.tgid != self.leader && self.kills_own_process(s, th.tgid) {
             // It killed its own process, which ended there at record (the call never
@@ -348,7 +353,7 @@ impl Replayer<'_> {
                 self.run_to_exit(ev, &th.task)?;
                 if s.nr == nr::MMAP {
                     let shared = th.next_shared.take();
-                    self.redo_mmap(ev, s, &mut th.task, th.tgid, shared)?;
+                    self.redo_mmap(ev, s, &mut th.task, th.files, shared)?;
                     if !self.bps.is_empty() && s.ret >= 0 {
                         let start = s.ret as u64;
                         let end = start.saturating_add(s.args[1]);
@@ -429,7 +434,7 @@ impl Replayer<'_> {
         ev: &Event,
         s: &SyscallEvent,
         task: &mut Task,
-        tgid: i32,
+        files: i32,
         shared: Option<String>,
     ) -> Result<()> {
         if s.ret < 0 {
@@ -450,7 +455,7 @@ impl Replayer<'_> {
                     // privately if the program did, see `record::shared_files`).
                     Some(name) => (self.open_shared_copy(&name, hash, task)?, base_flags, false),
                     None => (
-                        self.trace_file_for(hash, s.args[4], tgid, task)?,
+                        self.trace_file_for(hash, s.args[4], files, task)?,
                         private,
                         true,
                     ),
@@ -491,8 +496,8 @@ impl Replayer<'_> {
     /// are of one open file at replay too. The kernel merges adjacent mappings of the
     /// same open file into one area, and an mremap across them works only then (rr's
     /// mremap_after_coalesce).
-    fn trace_file_for(&mut self, hash: &str, fd: u64, tgid: i32, task: &mut Task) -> Result<i64> {
-        let key = (tgid, fd as i32);
+    fn trace_file_for(&mut self, hash: &str, fd: u64, files: i32, task: &mut Task) -> Result<i64> {
+        let key = (files, fd as i32);
         if let Some((h, ours)) = self.mapped_fds.get(&key) {
             if h == hash {
                 return Ok(*ours);
@@ -505,11 +510,11 @@ impl Replayer<'_> {
         Ok(ours)
     }
 
-    /// After a recorded call of process `tgid`: the files kept open for its mappings
+    /// After a recorded call made with fd table `files`: the files kept open for its mappings
     /// whose recorded fd it closed (or replaced) are closed too.
     pub(super) fn forget_mapped_fds(
         &mut self,
-        tgid: i32,
+        files: i32,
         s: &SyscallEvent,
         task: &mut Task,
     ) -> Result<()> {
@@ -525,7 +530,7 @@ impl Replayer<'_> {
         let closed: Vec<(i32, i32)> = self
             .mapped_fds
             .keys()
-            .filter(|(t, fd)| *t == tgid && gone(*fd))
+            .filter(|(t, fd)| *t == files && gone(*fd))
             .copied()
             .collect();
         for key in closed {

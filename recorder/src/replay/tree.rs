@@ -125,9 +125,30 @@ impl Replayer<'_> {
         }
     }
 
+    /// `th` unshared its fd table or exec'd: when another task shares the table, it now
+    /// has a copy of its own, as at record (see `record::fd_tables`).
+    pub(super) fn own_table(&mut self, th: &mut RThread) {
+        let files = th.files;
+        if !self.threads.values().any(|t| t.files == files) {
+            return;
+        }
+        self.tables_made += 1;
+        let id = -self.tables_made;
+        let books = self.out_fds.entry(files).or_default().clone();
+        self.out_fds.insert(id, books);
+        th.files = id;
+    }
+
     /// A (non-main) process ended: collect what is left of it.
     pub(super) fn forget_process(&mut self, tgid: i32) {
-        self.mapped_fds.retain(|(t, _), _| *t != tgid);
+        let tables: Vec<i32> = self
+            .threads
+            .values()
+            .filter(|th| th.tgid == tgid)
+            .map(|th| th.files)
+            .chain([tgid])
+            .collect();
+        self.mapped_fds.retain(|(t, _), _| !tables.contains(t));
         let members: Vec<i32> = self
             .threads
             .iter()
@@ -217,31 +238,37 @@ impl Replayer<'_> {
             // The recorded child came out of the call with all its flags in rdi.
             crate::record::untraced_clone(&mut task, args[0] & !(libc::CLONE_UNTRACED as u64))?;
         }
+        let (flags, ctid) = match nr {
+            nr::CLONE => (args[0], args[3]),
+            nr::CLONE3 => {
+                let b = th.task.read_mem(args[0], 24)?;
+                let q = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
+                (q(0), q(16))
+            }
+            _ => (0, 0),
+        };
         if process {
             // CLONE_CHILD_SETTID wrote the child's real tid into the child's own memory
             // (glibc's fork keeps its thread's tid there, the owner id of the mutexes
             // it locks): the program saw the recorded one, the one its own pid
             // namespace gave it.
-            let (flags, ctid) = match nr {
-                nr::CLONE => (args[0], args[3]),
-                nr::CLONE3 => {
-                    let b = th.task.read_mem(args[0], 24)?;
-                    let q = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
-                    (q(0), q(16))
-                }
-                _ => (0, 0),
-            };
             if flags & libc::CLONE_CHILD_SETTID as u64 != 0 && ctid != 0 {
                 task.write_mem(ctid, &self.pidns.own(child).to_le_bytes())?;
             }
         }
         let mut new = RThread::new(task, tgid);
         new.segv_blocked = th.segv_blocked;
+        // Its parent's fd table (CLONE_FILES), or a copy, as at record.
+        if flags & libc::CLONE_FILES as u64 != 0 {
+            new.files = th.files;
+        } else {
+            new.files = child;
+            let books = self.out_fds.entry(th.files).or_default().clone();
+            self.out_fds.insert(child, books);
+        }
         self.threads.insert(child, new);
         if process {
             self.bps.forked(th.tgid, child);
-            let fds = self.out_fds.entry(th.tgid).or_default().clone();
-            self.out_fds.insert(child, fds);
             if let Some(b) = self.brk.get(&th.tgid).copied() {
                 self.brk.insert(child, b);
             }
@@ -345,6 +372,9 @@ pub(super) struct RThread {
     pub(super) task: Task,
     /// Recorded tgid of its process.
     pub(super) tgid: i32,
+    /// Its fd table, as the recorder names it (see `record::fd_tables`): the key of the
+    /// books kept per table (`out_fds`, `mapped_fds`).
+    pub(super) files: i32,
     /// Held at the entry stop of a call recorded as [`Event::Blocked`].
     pub(super) held: Option<(u64, [u64; 6])>,
     /// Signal to deliver when it is next resumed.
@@ -393,6 +423,7 @@ impl RThread {
         RThread {
             task,
             tgid,
+            files: tgid,
             held: None,
             signal: 0,
             in_fork: None,

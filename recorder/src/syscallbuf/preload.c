@@ -59,11 +59,12 @@ static __thread int tls_state __attribute__((tls_model("initial-exec")));
 /* Which fds are regular files (0 unknown, 1 regular, 2 not), for fds below FD_CACHE,
  * valid while `fd_gen` equals `cache_gen`. The engine writes a new `fd_gen` (a memory
  * effect of the event, so replay writes it too) after every call that may create, close
- * or replace fds (`changes_fds` in syscalls.toml); all such calls are traced. */
+ * or replace fds (`changes_fds` in syscalls.toml); all such calls are traced. The cache
+ * is per thread: a thread may have an fd table of its own (unshare(CLONE_FILES)). */
 #define FD_CACHE 1024
 static volatile uint64_t fd_gen;
-static uint64_t cache_gen;
-static unsigned char fd_kind[FD_CACHE];
+static __thread uint64_t cache_gen __attribute__((tls_model("initial-exec")));
+static __thread unsigned char fd_kind[FD_CACHE] __attribute__((tls_model("initial-exec")));
 
 /* This thread's desched event fd (0: none; reads that may block are traced), or
  * CHAOS_SB_DESCHED_LAZY: the fd is in the buffer's H_DESCHED word once asked for. Writes on
