@@ -175,28 +175,29 @@ fn pointer_ioctl(request: u64) -> Option<PointerIoctl> {
     }
 }
 
-/// The three words of an old bridge request's array at `at`.
-fn bridge_args(task: &mut Task, at: u64) -> Result<[u64; 3]> {
-    let b = task.read_mem(at, 24)?;
+/// The three words of an old bridge request's array at `at`; `None` when they cannot
+/// be read (the kernel will fail the call with EFAULT, which is recorded as it is).
+fn bridge_args(task: &mut Task, at: u64) -> Option<[u64; 3]> {
+    let b = task.read_mem(at, 24).ok()?;
     let w = |i: usize| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8"));
-    Ok([w(0), w(1), w(2)])
+    Some([w(0), w(1), w(2)])
 }
 
 /// What a pointer ioctl reads (see [`inputs`]): its argument's struct, and a bridge's
 /// name.
-fn pointer_ioctl_inputs(task: &mut Task, args: &[u64; 6], r: &mut Vec<(u64, usize)>) -> Result<()> {
+fn pointer_ioctl_inputs(task: &mut Task, args: &[u64; 6], r: &mut Vec<(u64, usize)>) {
     match pointer_ioctl(args[1]) {
         Some(PointerIoctl::IfConf) => r.push((args[2], 16)),
         Some(PointerIoctl::Bridge) => {
             r.push((args[2], 24));
-            let [op, name, _] = bridge_args(task, args[2])?;
-            if matches!(op, BRCTL_ADD_BRIDGE | BRCTL_DEL_BRIDGE) && name != 0 {
-                r.push((name, BRIDGE_NAME));
+            if let Some([op, name, _]) = bridge_args(task, args[2]) {
+                if matches!(op, BRCTL_ADD_BRIDGE | BRCTL_DEL_BRIDGE) && name != 0 {
+                    r.push((name, BRIDGE_NAME));
+                }
             }
         }
         None => {}
     }
-    Ok(())
 }
 
 /// What a pointer ioctl wrote (see [`outputs`]), given its struct as it was at entry
@@ -315,7 +316,7 @@ pub fn inputs(task: &mut Task, sysno: u64, args: &[u64; 6]) -> Result<Vec<(u64, 
                 r.push((at, len));
             }
         }
-        nr::IOCTL => pointer_ioctl_inputs(task, args, &mut r)?,
+        nr::IOCTL => pointer_ioctl_inputs(task, args, &mut r),
         _ => {}
     }
     Ok(r)
@@ -358,13 +359,18 @@ pub fn capture_entry(
         }
     }
     if sysno == nr::IOCTL {
+        // Unreadable (a bad pointer): nothing to remember, the kernel fails the call.
         st.extra = match pointer_ioctl(args[1]) {
-            Some(PointerIoctl::IfConf) => {
-                let b = task.read_mem(args[2], 16)?;
-                let len = i32::from_le_bytes(b[..4].try_into().expect("4")).max(0) as u64;
-                vec![len, u64::from_le_bytes(b[8..].try_into().expect("8"))]
+            Some(PointerIoctl::IfConf) => match task.read_mem(args[2], 16) {
+                Ok(b) => {
+                    let len = i32::from_le_bytes(b[..4].try_into().expect("4")).max(0) as u64;
+                    vec![len, u64::from_le_bytes(b[8..].try_into().expect("8"))]
+                }
+                Err(_) => Vec::new(),
+            },
+            Some(PointerIoctl::Bridge) => {
+                bridge_args(task, args[2]).map_or(Vec::new(), |a| a.to_vec())
             }
-            Some(PointerIoctl::Bridge) => bridge_args(task, args[2])?.to_vec(),
             None => Vec::new(),
         };
     }
