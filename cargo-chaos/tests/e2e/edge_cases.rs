@@ -116,6 +116,15 @@ fn a_thread_with_an_fd_table_of_its_own() {
     ten_times("fd_table", &[], 0);
     let program = fixture("fd_table");
     let dir = temp();
+    // The trace's copy of stdout is what the program wrote there: not the thread's
+    // (buffered) writes to its own fd 1, a file.
+    let rec = RecordSpec::new(&program, dir.path().join("trace-copy")).record();
+    let stored = std::fs::read(rec.trace.join("stdout")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&stored),
+        rec.program.stdout_str(),
+        "the trace's copy of stdout"
+    );
     let rec = RecordSpec::new(&program, dir.path().join("trace"))
         .configure(|c| {
             c.env("CARGO_CHAOS_SYSCALLBUF", "0");
@@ -123,6 +132,31 @@ fn a_thread_with_an_fd_table_of_its_own() {
         .record();
     assert_eq!(rec.program.status, 0, "{}", rec.program.show());
     assert_same("--no-syscallbuf", &rec.program, &replay(&rec.trace));
+    // Stdout a regular file: the main thread's writes to it are buffered, and replay
+    // must still show them after the other thread closed fd 1 in its own table.
+    let recorded_out = dir.path().join("recorded-stdout");
+    let file = std::fs::File::create(&recorded_out).unwrap();
+    let rec = RecordSpec::new(&program, dir.path().join("trace-to-file"))
+        .configure(move |c| {
+            c.stdout(file);
+        })
+        .record();
+    assert_eq!(rec.program.status, 0, "{}", rec.program.show());
+    let replayed_out = dir.path().join("replayed-stdout");
+    let file = std::fs::File::create(&replayed_out).unwrap();
+    let replayed = replay_with(&rec.trace, &[], move |c| {
+        c.stdout(file);
+    });
+    assert_eq!(replayed.status, 0, "{}", replayed.show());
+    let (recorded, replayed) = (
+        std::fs::read_to_string(&recorded_out).unwrap(),
+        std::fs::read_to_string(&replayed_out).unwrap(),
+    );
+    assert!(recorded.contains("same bytes: yes"), "{recorded}");
+    assert_eq!(
+        recorded, replayed,
+        "stdout to a file, recorded and replayed"
+    );
 }
 
 /// ioctls that move memory through a pointer inside their argument (rr's ioctl_br):

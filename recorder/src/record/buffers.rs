@@ -53,7 +53,7 @@ impl Recorder {
         let Some(sb) = t.sb.clone() else {
             return Ok(());
         };
-        let tgid = t.tgid;
+        let files = t.files;
         let (addr, consumed) = {
             let b = sb.borrow();
             (b.addr, b.consumed)
@@ -88,7 +88,7 @@ impl Recorder {
             }
             if r.ret > 0 {
                 if let Some(kind) = OutputFds::write_kind(r.nr) {
-                    self.buffered_write(cur, tgid, kind, &r)?;
+                    self.buffered_write(cur, files, kind, &r)?;
                 }
             }
             self.events.push(&Event::Syscall(r.event(cur)))?;
@@ -104,7 +104,7 @@ impl Recorder {
     fn buffered_write(
         &mut self,
         cur: i32,
-        tgid: i32,
+        files: i32,
         _kind: crate::output::WriteKind,
         r: &syscallbuf::Record,
     ) -> Result<()> {
@@ -119,7 +119,7 @@ impl Recorder {
                 hint: "record with --no-syscallbuf".into(),
             });
         }
-        if let Some(stream) = self.out_fds.entry(tgid).or_default().stream(r.args[0]) {
+        if let Some(stream) = self.out_fds.entry(files).or_default().stream(r.args[0]) {
             let n = (r.ret as usize).min(r.input.len());
             let (f, name) = match stream {
                 Stream::Stdout => (&mut self.stdout, "stdout"),

@@ -599,7 +599,7 @@ impl Replayer<'_> {
         let Some(th) = self.threads.get(&tid) else {
             return Ok(());
         };
-        let (pid, tgid) = (th.task.tid, th.tgid);
+        let (pid, files) = (th.task.tid, th.files);
         (self.observer)(pid, self.index);
         let desc = syscalls::lookup(s.nr).expect("checked feedable");
         let hash = crate::syscallbuf::input_hash(desc.inputs, &s.args, input);
@@ -615,14 +615,14 @@ impl Replayer<'_> {
         if s.ret >= 0 {
             if let (Some(crate::output::WriteKind::Buffer), Some(stream)) = (
                 crate::output::OutputFds::write_kind(s.nr),
-                self.out_fds.entry(tgid).or_default().stream(s.args[0]),
+                self.out_fds.entry(files).or_default().stream(s.args[0]),
             ) {
                 let n = (s.ret as usize).min(input.len());
                 (self.sink)(stream, &input[..n]);
             }
         }
         self.out_fds
-            .entry(tgid)
+            .entry(files)
             .or_default()
             .after_syscall(s.nr, &s.args, s.ret);
         Ok(())
