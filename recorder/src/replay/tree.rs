@@ -372,8 +372,9 @@ pub(super) struct RThread {
     pub(super) task: Task,
     /// Recorded tgid of its process.
     pub(super) tgid: i32,
-    /// Its fd table, as the recorder names it (see `record::fd_tables`): the key of the
-    /// books kept per table (`out_fds`, `mapped_fds`).
+    /// Its fd table, named by the rules the recorder follows (see `record::fd_tables`;
+    /// a table of its own made by unshare or exec may get another negative id than at
+    /// record): the key of the books kept per table (`out_fds`, `mapped_fds`).
     pub(super) files: i32,
     /// Held at the entry stop of a call recorded as [`Event::Blocked`].
     pub(super) held: Option<(u64, [u64; 6])>,
