@@ -35,32 +35,93 @@ impl Default for OutputFds {
     }
 }
 
-/// After `pidfd_getfd(pidfd, target_fd, 0)` made with fd table `files` returned `ret`:
-/// the new fd writes where the target process's fd does (each fd table's books in
-/// `tables`; `table_of` names a process's table, given its pid).
-pub fn after_getfd(
-    tables: &mut HashMap<i32, OutputFds>,
-    files: i32,
-    table_of: impl Fn(i32) -> i32,
-    args: &[u64; 6],
-    ret: i64,
-) {
-    if ret < 0 {
-        return;
+/// The books of every fd table of the program ([`OutputFds`] each), by table id, with
+/// the rules by which tasks get tables, shared by record and replay so that the two
+/// name tables alike.
+///
+/// A process's threads share one table, whose id is the process's tgid. A task gets a
+/// table of its own when it is cloned without `CLONE_FILES` (a new process, or a
+/// thread: its id is its tid), when it calls `unshare(CLONE_FILES)` while sharing its
+/// table, or when it execs while another process shares its table (`CLONE_FILES`
+/// without `CLONE_THREAD`): the kernel copies the table, and the copy gets a new id, a
+/// negative number (never a tid). Which tasks share a table is the caller's to know.
+#[derive(Debug, Clone, Default)]
+pub struct FdTables {
+    books: HashMap<i32, OutputFds>,
+    /// How many tables were given a negative id.
+    made: i32,
+}
+
+impl FdTables {
+    /// The stream fd `fd` of table `files` writes to, if any.
+    pub fn stream(&self, files: i32, fd: u64) -> Option<Stream> {
+        match self.books.get(&files) {
+            Some(b) => b.stream(fd),
+            None => OutputFds::default().stream(fd),
+        }
     }
-    let ours = tables.entry(files).or_default();
-    let stream = ours
-        .pidfds
-        .get(&args[0])
-        .copied()
-        .and_then(|pid| tables.get(&table_of(pid)))
-        .and_then(|theirs| theirs.stream(args[1]));
-    let ours = tables.entry(files).or_default();
-    ours.pidfds.remove(&(ret as u64));
-    match stream {
-        Some(s) => ours.fds.insert(ret as u64, s),
-        None => ours.fds.remove(&(ret as u64)),
-    };
+
+    /// Updates table `files` after a successful syscall made with it.
+    pub fn after_syscall(&mut self, files: i32, sysno: u64, args: &[u64; 6], ret: i64) {
+        if ret >= 0 {
+            self.books
+                .entry(files)
+                .or_default()
+                .after_syscall(sysno, args, ret);
+        }
+    }
+
+    /// The table of task `child`, cloned by a task using table `parent` with clone
+    /// `flags` (0 for fork and vfork): the parent's (`CLONE_FILES`) or a copy named by
+    /// the child's tid.
+    pub fn on_clone(&mut self, parent: i32, child: i32, flags: u64) -> i32 {
+        if flags & libc::CLONE_FILES as u64 != 0 {
+            return parent;
+        }
+        let copy = self.books.get(&parent).cloned().unwrap_or_default();
+        self.books.insert(child, copy);
+        child
+    }
+
+    /// A task using table `files` unshared it or exec'd: when `shared` (another task
+    /// uses it too) the task now has a copy under a new id, which is returned.
+    pub fn leave(&mut self, files: i32, shared: bool) -> i32 {
+        if !shared {
+            return files;
+        }
+        self.made += 1;
+        let id = -self.made;
+        let copy = self.books.get(&files).cloned().unwrap_or_default();
+        self.books.insert(id, copy);
+        tracing::debug!("fd table {files} copied as {id}");
+        id
+    }
+
+    /// After `pidfd_getfd(pidfd, target_fd, 0)` made with table `files` returned `ret`:
+    /// the new fd writes where the target process's fd does (`table_of` names a
+    /// process's table, given its pid).
+    pub fn after_getfd(
+        &mut self,
+        files: i32,
+        table_of: impl Fn(i32) -> i32,
+        args: &[u64; 6],
+        ret: i64,
+    ) {
+        if ret < 0 {
+            return;
+        }
+        let stream = self
+            .books
+            .get(&files)
+            .and_then(|ours| ours.pidfds.get(&args[0]).copied())
+            .and_then(|pid| self.stream(table_of(pid), args[1]));
+        let ours = self.books.entry(files).or_default();
+        ours.pidfds.remove(&(ret as u64));
+        match stream {
+            Some(s) => ours.fds.insert(ret as u64, s),
+            None => ours.fds.remove(&(ret as u64)),
+        };
+    }
 }
 
 impl OutputFds {

@@ -119,7 +119,7 @@ impl Recorder {
                 hint: "record with --no-syscallbuf".into(),
             });
         }
-        if let Some(stream) = self.out_fds.entry(files).or_default().stream(r.args[0]) {
+        if let Some(stream) = self.fd_tables.stream(files, r.args[0]) {
             let n = (r.ret as usize).min(r.input.len());
             let (f, name) = match stream {
                 Stream::Stdout => (&mut self.stdout, "stdout"),

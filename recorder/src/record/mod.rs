@@ -37,7 +37,7 @@ use std::path::PathBuf;
 
 use crate::arch::{self, Trapped};
 use crate::errors::{Error, Result};
-use crate::output::{OutputFds, Stream};
+use crate::output::{FdTables, OutputFds, Stream};
 use crate::ptrace::{reap, Resume, Stop, SyscallStop, Task};
 use crate::sched::{Chaos, Point, Scheduler};
 use crate::spawn::{self, SpawnSpec};
@@ -334,9 +334,7 @@ struct Recorder {
     woken: Option<i32>,
     /// Each fd table's view of which fds are the original stdout and stderr (keyed by
     /// [`Thread::files`]).
-    out_fds: HashMap<i32, OutputFds>,
-    /// How many fd tables were given an id of their own (see [`fd_tables`]).
-    tables_made: i32,
+    fd_tables: FdTables,
     stdout: std::fs::File,
     stderr: std::fs::File,
     cpu_set: Vec<usize>,

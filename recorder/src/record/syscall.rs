@@ -679,7 +679,7 @@ impl Recorder {
                 _ => {}
             }
             if let Some(kind) = OutputFds::write_kind(p.nr) {
-                if let Some(stream) = self.out_fds.entry(files).or_default().stream(p.args[0]) {
+                if let Some(stream) = self.fd_tables.stream(files, p.args[0]) {
                     let data = crate::output::written_bytes(task, kind, &p.args, ret)?;
                     let (f, name) = match stream {
                         Stream::Stdout => (&mut self.stdout, "stdout"),
@@ -692,10 +692,7 @@ impl Recorder {
                     }
                 }
             }
-            self.out_fds
-                .entry(files)
-                .or_default()
-                .after_syscall(p.nr, &p.args, ret);
+            self.fd_tables.after_syscall(files, p.nr, &p.args, ret);
             shared_write = self.shared.written(task, p.nr, &p.args, ret)?;
             if !self.mem_file_opened {
                 self.mem_file_opened = super::self_memory::opens_a_mem_file(task, p.nr, &p.args);
@@ -776,7 +773,7 @@ impl Recorder {
         if p.nr == nr::PIDFD_GETFD {
             let threads = &self.threads;
             let table_of = |pid: i32| threads.get(&pid).map_or(pid, |t| t.files);
-            crate::output::after_getfd(&mut self.out_fds, files, table_of, &p.args, ret);
+            self.fd_tables.after_getfd(files, table_of, &p.args, ret);
         }
         let unshared_files = p.nr == nr::UNSHARE && p.args[0] & libc::CLONE_FILES as u64 != 0;
         if (unshared_files || p.exec_happened) && ret == 0 {

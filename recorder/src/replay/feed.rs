@@ -615,16 +615,13 @@ impl Replayer<'_> {
         if s.ret >= 0 {
             if let (Some(crate::output::WriteKind::Buffer), Some(stream)) = (
                 crate::output::OutputFds::write_kind(s.nr),
-                self.out_fds.entry(files).or_default().stream(s.args[0]),
+                self.fd_tables.stream(files, s.args[0]),
             ) {
                 let n = (s.ret as usize).min(input.len());
                 (self.sink)(stream, &input[..n]);
             }
         }
-        self.out_fds
-            .entry(files)
-            .or_default()
-            .after_syscall(s.nr, &s.args, s.ret);
+        self.fd_tables.after_syscall(files, s.nr, &s.args, s.ret);
         Ok(())
     }
 }

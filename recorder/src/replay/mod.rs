@@ -39,7 +39,7 @@ use crate::address_space::{STUB_SCRATCH, STUB_SYSCALL};
 use crate::arch::Trapped;
 use crate::errors::{Error, Result};
 use crate::inject::inject_syscall;
-use crate::output::{OutputFds, Stream};
+use crate::output::{FdTables, OutputFds, Stream};
 use crate::ptrace::{Resume, Stop, SyscallStop, Task};
 use crate::syscalls::{self, nr, Class};
 use crate::trace::{signal_name, Event, EventReader, ExitKind, SyscallEvent, TraceDir};
@@ -135,9 +135,7 @@ struct Replayer<'a> {
     brk: HashMap<i32, u64>,
     /// Each fd table's view of which fds are the original stdout and stderr (keyed by
     /// `RThread::files`).
-    out_fds: HashMap<i32, OutputFds>,
-    /// How many fd tables were given an id of their own (see `Replayer::own_table`).
-    tables_made: i32,
+    fd_tables: FdTables,
     sink: Box<OutputSink<'a>>,
     observer: Box<Observer<'a>>,
     /// The next event to replay (`None`: the trace has no more).

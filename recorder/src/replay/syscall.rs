@@ -214,7 +214,7 @@ impl Replayer<'_> {
         if s.ret >= 0 {
             if let (Some(kind), Some(stream)) = (
                 OutputFds::write_kind(sysno),
-                self.out_fds.entry(th.files).or_default().stream(args[0]),
+                self.fd_tables.stream(th.files, args[0]),
             ) {
                 let data = crate::output::written_bytes(&mut th.task, kind, &args, s.ret)?;
                 (self.sink)(stream, &data);
@@ -250,14 +250,11 @@ impl Replayer<'_> {
                 }
             }
         }
-        self.out_fds
-            .entry(th.files)
-            .or_default()
-            .after_syscall(sysno, &args, s.ret);
+        self.fd_tables.after_syscall(th.files, sysno, &args, s.ret);
         if sysno == nr::PIDFD_GETFD {
             let threads = &self.threads;
             let table_of = |pid: i32| threads.get(&pid).map_or(pid, |t| t.files);
-            crate::output::after_getfd(&mut self.out_fds, th.files, table_of, &args, s.ret);
+            self.fd_tables.after_getfd(th.files, table_of, &args, s.ret);
         }
         if sysno == nr::UNSHARE && args[0] & libc::CLONE_FILES as u64 != 0 && s.ret == 0 {
             self.own_table(th);

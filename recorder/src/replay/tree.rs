@@ -128,15 +128,8 @@ impl Replayer<'_> {
     /// `th` unshared its fd table or exec'd: when another task shares the table, it now
     /// has a copy of its own, as at record (see `record::fd_tables`).
     pub(super) fn own_table(&mut self, th: &mut RThread) {
-        let files = th.files;
-        if !self.threads.values().any(|t| t.files == files) {
-            return;
-        }
-        self.tables_made += 1;
-        let id = -self.tables_made;
-        let books = self.out_fds.entry(files).or_default().clone();
-        self.out_fds.insert(id, books);
-        th.files = id;
+        let shared = self.threads.values().any(|t| t.files == th.files);
+        th.files = self.fd_tables.leave(th.files, shared);
     }
 
     /// A (non-main) process ended: collect what is left of it.
@@ -259,13 +252,7 @@ impl Replayer<'_> {
         let mut new = RThread::new(task, tgid);
         new.segv_blocked = th.segv_blocked;
         // Its parent's fd table (CLONE_FILES), or a copy, as at record.
-        if flags & libc::CLONE_FILES as u64 != 0 {
-            new.files = th.files;
-        } else {
-            new.files = child;
-            let books = self.out_fds.entry(th.files).or_default().clone();
-            self.out_fds.insert(child, books);
-        }
+        new.files = self.fd_tables.on_clone(th.files, child, flags);
         self.threads.insert(child, new);
         if process {
             self.bps.forked(th.tgid, child);
