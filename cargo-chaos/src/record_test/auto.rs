@@ -12,8 +12,12 @@ use super::args::CargoOptions;
 use super::build::TestBinary;
 use super::hunt::{HuntEnd, HuntEvent, HuntPlan, Unit};
 
-/// Runs without a failure before the instrumented build joins in.
-pub const AFTER_RUNS: u64 = 20;
+/// Runs without a failure before the instrumented build joins in. Few: races whose
+/// window holds no syscall are captured at the first instrumented runs, and a hunt that
+/// waited 20 runs for them was slower than plain reruns of a test failing one run in
+/// ten (docs/benchmarks.md, "Capture rate"); a test that fails that often on the normal
+/// build still gets its first runs there, and every other run after.
+pub const AFTER_RUNS: u64 = 6;
 /// Time without a failure before the instrumented build joins in.
 pub const AFTER: Duration = Duration::from_secs(30);
 

@@ -4,7 +4,9 @@
 //!
 //! Each hunt has a fixed `--seed`: the decisions at syscalls and tick budgets follow
 //! from it, so the run that captures is known (measured when this test was written:
-//! lost update and missed wake-up at run 22, the first on the instrumented build;
+//! lost update and missed wake-up at run 22, the first on the instrumented build, which
+//! joined after 20 runs then; since it joins after 6, the lost update at run 7, its
+//! first instrumented run, and the missed wake-up at run 4, before it (0-based);
 //! check-then-act at run 160, and again at runs 294 and 298). What the seed cannot fix
 //! (where a CPU-time or wall-clock slice ends under load) moves the capture to another
 //! run, earlier or later: with syscall buffering on, `--seed 1` captured check-then-act
