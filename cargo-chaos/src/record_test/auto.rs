@@ -4,6 +4,7 @@
 //! Races whose window holds no syscall (a load, then a store) need its preemption
 //! points; the normal build keeps the hunt's early runs fast and its other runs as they
 //! were. `--instrument` and `--no-instrument` force either build for the whole hunt.
+//! Without `--until-fail` (each test once) the default is the normal build alone.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -105,7 +105,12 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
         .map(regex::Regex::new)
         .transpose()
         .context("--fail-on is not a valid regular expression")?;
-    let instrument = auto::Instrument::from_options(&a.cargo);
+    let mut instrument = auto::Instrument::from_options(&a.cargo);
+    if !a.until_fail && instrument == auto::Instrument::Auto {
+        // Each test runs once: the normal build only (a second build joining in would
+        // take turns with it and run some units twice, others not at all).
+        instrument = auto::Instrument::Never;
+    }
     let built = build::build(&a.cargo)?;
     let chaos_dir = built.target_dir.join("chaos");
     let workspace_root = built.workspace_root.clone();
