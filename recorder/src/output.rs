@@ -99,7 +99,8 @@ impl FdTables {
 
     /// After `pidfd_getfd(pidfd, target_fd, 0)` made with table `files` returned `ret`:
     /// the new fd writes where the target process's fd does (`table_of` names a
-    /// process's table, given its pid).
+    /// process's table, given its pid; a process without books, outside the recorded
+    /// tree, has no stdout or stderr of the program's).
     pub fn after_getfd(
         &mut self,
         files: i32,
@@ -114,7 +115,8 @@ impl FdTables {
             .books
             .get(&files)
             .and_then(|ours| ours.pidfds.get(&args[0]).copied())
-            .and_then(|pid| self.stream(table_of(pid), args[1]));
+            .and_then(|pid| self.books.get(&table_of(pid)))
+            .and_then(|theirs| theirs.stream(args[1]));
         let ours = self.books.entry(files).or_default();
         ours.pidfds.remove(&(ret as u64));
         match stream {
