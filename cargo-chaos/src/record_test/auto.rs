@@ -57,7 +57,9 @@ pub fn hunt(
     announce: &mut dyn FnMut(u64),
     on_event: &mut dyn FnMut(HuntEvent) -> anyhow::Result<()>,
 ) -> anyhow::Result<HuntEnd> {
-    if mode != Instrument::Auto || plan.max_runs <= AFTER_RUNS {
+    // A hunt that runs each unit once keeps the normal build: a second build joining in
+    // would take turns with it and run some units twice, others not at all.
+    if mode != Instrument::Auto || !plan.repeats || plan.max_runs <= AFTER_RUNS {
         return super::hunt::hunt(plan, on_event);
     }
     let started = Instant::now();

@@ -52,6 +52,9 @@ pub struct HuntPlan {
     pub test_args: Vec<String>,
     /// Total runs at most.
     pub max_runs: u64,
+    /// Whether the units are run again and again until a failure (`--until-fail`), not
+    /// each once.
+    pub repeats: bool,
     /// Stop starting runs after this long.
     pub max_duration: Option<Duration>,
     /// Cores to pin the workers to (one worker per entry).

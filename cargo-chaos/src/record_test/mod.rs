@@ -105,12 +105,7 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
         .map(regex::Regex::new)
         .transpose()
         .context("--fail-on is not a valid regular expression")?;
-    let mut instrument = auto::Instrument::from_options(&a.cargo);
-    if !a.until_fail && instrument == auto::Instrument::Auto {
-        // Each test runs once: the normal build only (a second build joining in would
-        // take turns with it and run some units twice, others not at all).
-        instrument = auto::Instrument::Never;
-    }
+    let instrument = auto::Instrument::from_options(&a.cargo);
     let built = build::build(&a.cargo)?;
     let chaos_dir = built.target_dir.join("chaos");
     let workspace_root = built.workspace_root.clone();
@@ -177,6 +172,7 @@ fn run(mut a: RecordTestArgs) -> anyhow::Result<i32> {
         units,
         test_args,
         max_runs,
+        repeats: a.until_fail,
         max_duration: a.max_duration,
         cores: (0..jobs).map(|i| cores[i % cores.len()]).collect(),
         test_timeout: a.test_timeout,
