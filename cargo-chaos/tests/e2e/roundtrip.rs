@@ -325,6 +325,34 @@ fn failing_lookups_answered_by_the_recorder_fail_as_they_do_natively() {
 }
 
 #[test]
+fn yields_are_recorded_in_one_stop_and_replay() {
+    // sched_yield is completed at its seccomp stop (no exit stop): two threads waiting
+    // for their turns with it replay exactly, and the result counts the calls so made.
+    let dir = temp();
+    let rec = roundtrip_in(dir.path(), "yields", &[], 0, "yields: done");
+    let line = rec
+        .program
+        .stdout_str()
+        .lines()
+        .find(|l| l.starts_with("yields: main"))
+        .expect("the counts line")
+        .to_string();
+    let count = |after: &str| -> u64 {
+        let rest = &line[line.find(after).expect("a count") + after.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let yields = count("main ") + count("other ");
+    assert!(yields > 0, "{line}");
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rec.trace.join("result.json")).unwrap()).unwrap();
+    let completed = result["completed_at_entry"].as_u64().unwrap_or(0);
+    assert!(
+        completed >= yields,
+        "{yields} yields, {completed} completed at their seccomp stop: {result}"
+    );
+}
+
+#[test]
 fn signals_that_interrupt_calls_with_a_temporary_mask_replay() {
     // ppoll, pselect6, epoll_pwait and rt_sigsuspend wait under a mask of their own; a
     // signal blocked outside them is delivered inside, under that mask. Emulated at

@@ -352,6 +352,8 @@ struct Recorder {
     pidns: crate::pidns::PidNamespaces,
     /// Lookups answered that way.
     lookups_answered: u64,
+    /// See [`crate::trace::RunResult::completed_at_entry`].
+    completed_at_entry: u64,
     /// Stops for a desched event's signal (`RunResult::desched_signals`).
     desched_signals: u64,
     /// Desched events opened (`RunResult::desched_events`).

@@ -1117,6 +1117,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
         pid_namespaces: false,
         pidns: crate::pidns::PidNamespaces::default(),
         lookups_answered: 0,
+        completed_at_entry: 0,
         desched_signals: 0,
         desched_events: 0,
         ticks: 0,
@@ -1150,6 +1151,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
     let events = rec.events.count();
     let cpuid_leaves = rec.cpuid_seen.iter().copied().collect();
     let (ticks, lookups_answered) = (rec.ticks, rec.lookups_answered);
+    let completed_at_entry = rec.completed_at_entry;
     let (desched_signals, desched_events) = (rec.desched_signals, rec.desched_events);
     // Closes the trace's files (a removed file's space is freed when it is closed).
     drop(rec);
@@ -1173,6 +1175,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
             cpuid_leaves,
             tick_requests: ticks,
             lookups_answered,
+            completed_at_entry,
             desched_signals,
             desched_events,
             message: None,
@@ -1188,6 +1191,7 @@ pub(super) fn record_here(opts: &RecordOptions) -> Result<RecordSummary> {
                 cpuid_leaves,
                 tick_requests: ticks,
                 lookups_answered,
+                completed_at_entry,
                 desched_signals,
                 desched_events,
                 message: Some(e.to_string()),

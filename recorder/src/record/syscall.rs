@@ -213,6 +213,10 @@ impl Recorder {
             fake_ret = Some(budget as i64);
             self.ticks += 1;
         }
+        if let Some(point) = self.completes_at_entry(cur, sysno, at_seccomp, special_here) {
+            let ret = fake_ret.unwrap_or(0);
+            return self.complete_at_entry(cur, desc, args, ret, point);
+        }
         let task = &mut self.threads.get_mut(&cur).expect("current").task;
         if fake_ret.is_some() {
             task.set_orig_rax(u64::MAX)?;
@@ -317,6 +321,60 @@ impl Recorder {
             return Ok(Next::Switch);
         }
         self.threads.get_mut(&cur).expect("current").pending = Some(pending);
+        Ok(Next::Continue)
+    }
+
+    /// The scheduling point of a call the engine completes at its seccomp stop, in one
+    /// stop instead of two: `sched_yield` (0: the other threads of the recording stand in
+    /// ptrace stops, there is nobody to yield to in the kernel) and `chaos_tick` (its
+    /// budget, answered already). Both write no memory and their exits have nothing
+    /// else to do, as long as the thread holds no signal (one waits for a call's exit,
+    /// where replay can name the point). `None` for every other call.
+    fn completes_at_entry(
+        &self,
+        cur: i32,
+        sysno: u64,
+        at_seccomp: bool,
+        special_here: bool,
+    ) -> Option<Point> {
+        let point = match sysno {
+            nr::SCHED_YIELD => Point::Yield,
+            nr::CHAOS_TICK => Point::Tick,
+            _ => return None,
+        };
+        let t = &self.threads[&cur];
+        (at_seccomp && !special_here && t.deferred.is_empty() && t.requeued.is_none())
+            .then_some(point)
+    }
+
+    /// Completes a call at its seccomp stop (see [`Self::completes_at_entry`]): skipped
+    /// in the kernel with `ret` as its result, recorded now, and a scheduling point as at
+    /// its exit.
+    fn complete_at_entry(
+        &mut self,
+        cur: i32,
+        desc: &'static syscalls::SyscallDesc,
+        args: [u64; 6],
+        ret: i64,
+        point: Point,
+    ) -> Result<Next> {
+        let task = &mut self.threads.get_mut(&cur).expect("current").task;
+        let input_hash = syscalls::input_hash(task, desc, &args)?;
+        task.set_orig_rax(u64::MAX)?;
+        task.set_rax(ret as u64)?;
+        self.completed_at_entry += 1;
+        self.events.push(&Event::Syscall(SyscallEvent {
+            tid: cur,
+            nr: desc.nr,
+            args,
+            ret,
+            input_hash,
+            writes: Vec::new(),
+            file: None,
+        }))?;
+        if self.threads.len() > 1 && self.sched.should_switch(point) {
+            return Ok(Next::Switch);
+        }
         Ok(Next::Continue)
     }
 

@@ -213,6 +213,10 @@ pub struct RunResult {
     /// `record::probe`); their events are the ones the calls would have produced.
     #[serde(default)]
     pub lookups_answered: u64,
+    /// `sched_yield` and `chaos_tick` calls the recorder completed at their seccomp stop,
+    /// in one stop instead of two (see `record::syscall`).
+    #[serde(default)]
+    pub completed_at_entry: u64,
     /// Stops for the desched event's signal (see `record::desched`): one per buffered
     /// call that blocked or was interrupted, and one per false alarm (a thread switched
     /// out in the few instructions around a buffered call while it was armed).
