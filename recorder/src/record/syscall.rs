@@ -326,10 +326,12 @@ impl Recorder {
 
     /// The scheduling point of a call the engine completes at its seccomp stop, in one
     /// stop instead of two: `sched_yield` (0: the other threads of the recording stand in
-    /// ptrace stops, there is nobody to yield to in the kernel) and `chaos_tick` (its
-    /// budget, answered already). Both write no memory and their exits have nothing
-    /// else to do, as long as the thread holds no signal (one waits for a call's exit,
-    /// where replay can name the point). `None` for every other call.
+    /// ptrace stops, there is nobody to yield to in the kernel), `chaos_tick` and the
+    /// syscall-buffering library's flush call (their answers are decided at entry, and
+    /// the flushed records were read at this stop). Their exits have nothing else to do
+    /// but what [`Self::complete_at_entry`] does here, as long as the thread holds no
+    /// signal (one waits for a call's exit, where replay can name the point). `None`
+    /// for every other call.
     fn completes_at_entry(
         &self,
         cur: i32,
@@ -337,19 +339,24 @@ impl Recorder {
         at_seccomp: bool,
         special_here: bool,
     ) -> Option<Point> {
+        let t = &self.threads[&cur];
         let point = match sysno {
             nr::SCHED_YIELD => Point::Yield,
             nr::CHAOS_TICK => Point::Tick,
+            // A buffered futex wake of its woke a waiter: the waker gives way (see
+            // `Point::Wake`), as at any call's exit.
+            nr::CHAOS_SYSCALLBUF_FLUSH if t.buffered_wake => Point::Wake,
+            nr::CHAOS_SYSCALLBUF_FLUSH => Point::SyscallExit,
             _ => return None,
         };
-        let t = &self.threads[&cur];
         (at_seccomp && !special_here && t.deferred.is_empty() && t.requeued.is_none())
             .then_some(point)
     }
 
     /// Completes a call at its seccomp stop (see [`Self::completes_at_entry`]): skipped
-    /// in the kernel with `ret` as its result, recorded now, and a scheduling point as at
-    /// its exit.
+    /// in the kernel with `ret` as its result, recorded now with the memory writes its
+    /// exit would have made (buffers marked for traced writes; a flushed buffer
+    /// emptied), and a scheduling point as at its exit.
     fn complete_at_entry(
         &mut self,
         cur: i32,
@@ -358,21 +365,31 @@ impl Recorder {
         ret: i64,
         point: Point,
     ) -> Result<Next> {
-        let task = &mut self.threads.get_mut(&cur).expect("current").task;
-        let input_hash = syscalls::input_hash(task, desc, &args)?;
-        task.set_orig_rax(u64::MAX)?;
-        task.set_rax(ret as u64)?;
+        let t = self.threads.get_mut(&cur).expect("current");
+        t.buffered_wake = false;
+        let input_hash = syscalls::input_hash(&mut t.task, desc, &args)?;
+        t.task.set_orig_rax(u64::MAX)?;
+        t.task.set_rax(ret as u64)?;
         self.completed_at_entry += 1;
+        let mut writes = self.mark_writes_traced(cur)?;
+        if desc.nr == nr::CHAOS_SYSCALLBUF_FLUSH {
+            writes.extend(self.empty_flushed_buffer(cur, args[0])?);
+        }
         self.events.push(&Event::Syscall(SyscallEvent {
             tid: cur,
             nr: desc.nr,
             args,
             ret,
             input_hash,
-            writes: Vec::new(),
+            writes,
             file: None,
         }))?;
         if self.threads.len() > 1 && self.sched.should_switch(point) {
+            if point == Point::Wake {
+                if let Some(how) = self.collect_woken(cur)? {
+                    return Ok(Next::Finished(how));
+                }
+            }
             return Ok(Next::Switch);
         }
         Ok(Next::Continue)
