@@ -151,6 +151,21 @@ impl Recorder {
         }
     }
 
+    /// The scheduling decision at a call's exit (or at the entry of a call completed
+    /// there): `Some` when `cur` gives way (a thread it woke is seen returning first, see
+    /// `collect_woken`), or the program ended meanwhile.
+    pub(super) fn at_point(&mut self, cur: i32, point: Point) -> Result<Option<Next>> {
+        if self.threads.len() > 1 && self.sched.should_switch(point) {
+            if point == Point::Wake {
+                if let Some(how) = self.collect_woken(cur)? {
+                    return Ok(Some(Next::Finished(how)));
+                }
+            }
+            return Ok(Some(Next::Switch));
+        }
+        Ok(None)
+    }
+
     /// Whether `tid`, just reported by a wait, was the process group's holder (killed by
     /// the program's `kill(0, SIGKILL)` or so): it is gone, nothing to do.
     pub(super) fn reaped_group_holder(&mut self, tid: i32) -> bool {
@@ -701,13 +716,8 @@ impl Recorder {
                             _ if woke || buffered_wake => Point::Wake,
                             _ => Point::SyscallExit,
                         };
-                        if self.threads.len() > 1 && self.sched.should_switch(point) {
-                            if point == Point::Wake {
-                                if let Some(how) = self.collect_woken(cur)? {
-                                    return Ok(Next::Finished(how));
-                                }
-                            }
-                            return Ok(Next::Switch);
+                        if let Some(next) = self.at_point(cur, point)? {
+                            return Ok(next);
                         }
                     }
                     _ => {}

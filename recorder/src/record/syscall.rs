@@ -384,15 +384,7 @@ impl Recorder {
             writes,
             file: None,
         }))?;
-        if self.threads.len() > 1 && self.sched.should_switch(point) {
-            if point == Point::Wake {
-                if let Some(how) = self.collect_woken(cur)? {
-                    return Ok(Next::Finished(how));
-                }
-            }
-            return Ok(Next::Switch);
-        }
-        Ok(Next::Continue)
+        Ok(self.at_point(cur, point)?.unwrap_or(Next::Continue))
     }
 
     /// A call wrote `len` bytes at `addr` into process `pid` (through its memory file,

@@ -213,8 +213,8 @@ pub struct RunResult {
     /// `record::probe`); their events are the ones the calls would have produced.
     #[serde(default)]
     pub lookups_answered: u64,
-    /// `sched_yield` and `chaos_tick` calls the recorder completed at their seccomp stop,
-    /// in one stop instead of two (see `record::syscall`).
+    /// `sched_yield`, `chaos_tick` and syscall-buffer flush calls the recorder completed
+    /// at their seccomp stop, in one stop instead of two (see `record::syscall`).
     #[serde(default)]
     pub completed_at_entry: u64,
     /// Stops for the desched event's signal (see `record::desched`): one per buffered
